@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything nonstop, its tests, its demo and its benchmarks need on a fresh Debian 12
+# machine. Run as root. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  iproute2 nftables tcpdump iputils-arping iputils-ping procps psmisc util-linux e2fsprogs
+  kamailio sipsak sip-tester       # the managed SIP service and SIP clients
+  heartbeat csync2 keepalived rsync  # the reference programs we measure against
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  # Package scripts must not start heartbeat, kamailio or keepalived on this host: the tests run
+  # them only inside their own namespaces.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created_policy=1
+  fi
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  [ "$created_policy" = 1 ] && rm -f "$policy"
+fi
+
+PY=${PYTHON:-python3}
+echo "setup: installing nonstop and its test tools with $($PY --version)"
+$PY -m pip install -q --disable-pip-version-check -e '.[dev]'

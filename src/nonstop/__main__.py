@@ -1,0 +1,5 @@
+"""Allow ``python -m nonstop``."""
+
+from nonstop.cli import main
+
+main()
