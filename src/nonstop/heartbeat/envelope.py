@@ -1,0 +1,62 @@
+"""The control fields Heartbeat adds to every outbound message, in Heartbeat's order.
+
+Pure: the wall clock and the load average are passed in, so the result is reproducible and a
+captured Heartbeat 3.0.6 packet can be rebuilt field for field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Field = tuple[str, str | bytes]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who we are on the wire: node name, 16-byte UUID, generation, hop count."""
+
+    node: str
+    uuid: bytes
+    generation: int
+    ttl: int = 3
+
+
+def is_unsequenced(msg_type: str) -> bool:
+    """``NS_`` messages carry no ``seq`` and no ``ld`` (retransmit, ack, ping-node status)."""
+    return msg_type.startswith("NS_")
+
+
+def stamp(
+    fields: Sequence[Field],
+    me: Identity,
+    *,
+    seq: int | None,
+    wall_time: int,
+    loadavg: str,
+    dest_uuid: bytes | None = None,
+) -> list[Field]:
+    """Return ``fields`` followed by the control fields Heartbeat appends.
+
+    Order as captured from Heartbeat 3.0.6: the message's own fields, ``destuuid`` when the
+    message has a ``dest``, then ``src``, ``srcuuid``, ``seq`` (hex; not for ``NS_`` types),
+    ``hg`` (hex), ``ts`` (hex wall-clock seconds), ``ld`` (not for ``NS_`` types), ``ttl``.
+    The ``auth`` field is added by the codec when the message is encoded.
+    """
+    out: list[Field] = list(fields)
+    msg_type = next((str(v) for n, v in fields if n == "t"), "")
+    unsequenced = is_unsequenced(msg_type)
+    if dest_uuid is not None and any(n == "dest" for n, _ in fields):
+        out.append(("destuuid", dest_uuid))
+    out.append(("src", me.node))
+    out.append(("srcuuid", me.uuid))
+    if not unsequenced:
+        if seq is None:
+            raise ValueError(f"message type {msg_type!r} needs a sequence number")
+        out.append(("seq", f"{seq:x}"))
+    out.append(("hg", f"{me.generation:x}"))
+    out.append(("ts", f"{wall_time:x}"))
+    if not unsequenced:
+        out.append(("ld", loadavg))
+    out.append(("ttl", str(me.ttl)))
+    return out

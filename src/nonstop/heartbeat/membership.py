@@ -1,0 +1,540 @@
+"""Membership: who is alive, decided from heartbeats and a clock that the caller passes in.
+
+A sans-IO state machine. The daemon feeds it every authenticated message (``receive``) and calls
+``tick`` at ``next_wakeup()``; both return events (messages to send, status changes, deaths,
+warnings). It never reads a clock, a socket or a file, so deadtime, warntime and initdead are
+tested by advancing a number.
+
+Behaviour follows Heartbeat v1 (spec §5): keepalive sending, ``initdead`` while comm is not yet
+up, each peer timed out with the deadtime *it* advertises (``dt``), ``warntime`` "Late heartbeat"
+warnings, generation numbers against replay and to tell a restart from a healed partition,
+``shutdone`` for a graceful leave, ACKs and ``repnodes`` so a real Heartbeat peer is content.
+Deaths are declared exactly ``deadtime`` after the last status heard, not on a 250 ms poll.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nonstop.config.model import HaConfig
+from nonstop.heartbeat.envelope import Field, is_unsequenced
+from nonstop.heartbeat.states import (
+    LOCAL_TRANSITIONS,
+    REMOTE_TRANSITIONS,
+    NodeStatus,
+    check_transition,
+)
+
+
+class MessageView:
+    """What membership needs of a decoded message: ordered string fields by name."""
+
+    def __init__(self, fields: Sequence[Field]) -> None:
+        self.fields = tuple(fields)
+
+    def get(self, name: str) -> str | None:
+        for n, v in self.fields:
+            if n == name:
+                return v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
+        return None
+
+    def get_bytes(self, name: str) -> bytes | None:
+        for n, v in self.fields:
+            if n == name:
+                return v if isinstance(v, bytes) else v.encode("utf-8", "surrogateescape")
+        return None
+
+
+# ---------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Send:
+    """Broadcast a message on every medium; the shell adds control fields and signs it."""
+
+    fields: tuple[Field, ...]
+    dest: str | None = None
+    copies: int = 1  # a leave notice is sent more than once against loss
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    node: str
+    old: NodeStatus
+    new: NodeStatus
+    local: bool = False
+
+
+@dataclass(frozen=True)
+class NodeDied:
+    node: str
+    reason: str  # "timeout" or "shutdown"
+    silence_ms: int
+    limit_ms: int
+
+
+@dataclass(frozen=True)
+class LateHeartbeat:
+    node: str
+    interval_ms: int
+
+
+@dataclass(frozen=True)
+class SilenceWarning:
+    """No status from a node for ``warntime``: said before it is late, not only after."""
+
+    node: str
+    silence_ms: int
+
+
+@dataclass(frozen=True)
+class LinkChanged:
+    node: str
+    link: str
+    up: bool
+
+
+@dataclass(frozen=True)
+class NodeReturned:
+    node: str
+    kind: str  # "partition" (same generation) or "restart" (higher generation)
+
+
+@dataclass(frozen=True)
+class CommUp:
+    """Every configured node was heard or declared dead: the local node becomes active."""
+
+
+@dataclass(frozen=True)
+class Dropped:
+    reason: str
+    src: str | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RexmitRequested:
+    node: str
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class ClusterMessage:
+    """A sequenced message membership does not consume (resource and failover messages)."""
+
+    node: str
+    msg: MessageView
+
+
+Event = (
+    Send
+    | StatusChanged
+    | NodeDied
+    | LateHeartbeat
+    | SilenceWarning
+    | LinkChanged
+    | NodeReturned
+    | CommUp
+    | Dropped
+    | RexmitRequested
+    | ClusterMessage
+)
+
+
+# ---------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class NodeView:
+    name: str
+    status: NodeStatus
+    local: bool
+    last_heard_ago_ms: int | None
+    deadtime_ms: int
+    generation: int | None
+    links: dict[str, bool]
+    fields: dict[str, str]  # the last status message's extra fields (failover state)
+
+
+@dataclass(frozen=True)
+class MembershipView:
+    """An immutable snapshot for decisions, status output and tests."""
+
+    now: float
+    local: str
+    comm_up: bool
+    nodes: tuple[NodeView, ...]
+    counters: dict[str, int]
+
+    def node(self, name: str) -> NodeView:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def alive(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.nodes if n.status is not NodeStatus.DEAD)
+
+
+# ---------------------------------------------------------------------------- state
+
+
+@dataclass
+class _Peer:
+    name: str
+    status: NodeStatus = NodeStatus.INIT
+    ref_time: float = 0.0  # last status heard, or start time
+    heard_status: bool = False
+    last_status_at: float | None = None
+    any_packet: bool = False
+    generation: int | None = None
+    last_seq: int | None = None
+    advertised_dt_ms: int | None = None
+    uuid: bytes | None = None
+    left: bool = False  # went dead by shutdone rather than timeout
+    warned: bool = False
+    links: dict[str, float] = field(default_factory=dict)
+    link_up: dict[str, bool] = field(default_factory=dict)
+    ack_trigger: int = 0
+    protocol: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# Fields of a status message that are membership's own; the rest belong to higher layers.
+_STATUS_CORE_FIELDS = frozenset(
+    {"t", "st", "dt", "protocol", "src", "srcuuid", "seq", "hg", "ts", "ld", "ttl", "auth"}
+)
+
+
+class Membership:
+    """The membership state machine of one node."""
+
+    def __init__(
+        self,
+        ha: HaConfig,
+        local: str,
+        now: float,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        if local not in ha.nodes:
+            raise ValueError(f"Current node [{local}] not in configuration!")
+        self.ha = ha
+        self.local = local
+        self.started = now
+        self.local_status = NodeStatus.UP
+        self.comm_up = False
+        self.counters: dict[str, int] = {}
+        self.status_extra: tuple[Field, ...] = ()
+        self._rng = rng or random.Random()
+        self._next_send = now  # the first status goes out at once
+        self._self_heard: dict[str, float] = {}
+        self.peers: dict[str, _Peer] = {
+            n: _Peer(n, ref_time=now, ack_trigger=self._rng.randrange(10))
+            for n in ha.nodes
+            if n != local
+        }
+        if not self.peers:
+            self.comm_up = True
+            self.local_status = NodeStatus.ACTIVE
+
+    # ------------------------------------------------------------------ timing
+
+    def deadtime_for(self, peer: _Peer) -> int:
+        """The silence (ms) after which ``peer`` is dead: initdead until comm is up, then its
+        advertised deadtime (Heartbeat times a node out with the deadtime *it* sends)."""
+        if not self.comm_up:
+            return self.ha.initdead_ms
+        return peer.advertised_dt_ms or self.ha.deadtime_ms
+
+    def _dead_at(self, peer: _Peer) -> float:
+        return peer.ref_time + self.deadtime_for(peer) / 1000.0
+
+    def _warn_at(self, peer: _Peer) -> float:
+        return peer.ref_time + self.ha.warntime_ms / 1000.0
+
+    def next_wakeup(self) -> float:
+        """The earliest time at which ``tick`` has something to do."""
+        times = [self._next_send] if self.local_status is not NodeStatus.DEAD else []
+        for p in self.peers.values():
+            if p.status is NodeStatus.DEAD:
+                continue
+            times.append(self._dead_at(p))
+            if p.heard_status and not p.warned:
+                times.append(self._warn_at(p))
+            for link, up in p.link_up.items():
+                if up:
+                    times.append(p.links[link] + self.deadtime_for(p) / 1000.0)
+        return min(times) if times else float("inf")
+
+    def status_message(self) -> Send:
+        dt = self.ha.deadtime_ms
+        fields: tuple[Field, ...] = (
+            ("t", "status"),
+            ("st", self.local_status.value),
+            ("dt", f"{dt:x}"),
+            ("protocol", "1"),
+            *self.status_extra,
+        )
+        return Send(fields)
+
+    def tick(self, now: float) -> list[Event]:
+        """Send due heartbeats, time out silent nodes and links, and bring comm up."""
+        events: list[Event] = []
+        if self.local_status is NodeStatus.DEAD:
+            return events
+        if now >= self._next_send:
+            events.append(self.status_message())
+            keepalive = self.ha.keepalive_ms / 1000.0
+            self._next_send += keepalive
+            if self._next_send <= now:  # we were not run for a while: do not send a burst
+                self._next_send = now + keepalive
+        for p in self.peers.values():
+            if p.status is NodeStatus.DEAD:
+                continue
+            limit = self.deadtime_for(p)
+            silence_ms = round((now - p.ref_time) * 1000)
+            if now >= self._dead_at(p):
+                events.extend(self._declare_dead(p, "timeout", silence_ms, limit))
+                continue
+            if p.heard_status and not p.warned and now >= self._warn_at(p):
+                p.warned = True
+                events.append(SilenceWarning(p.name, silence_ms))
+            for link, up in list(p.link_up.items()):
+                if up and now >= p.links[link] + limit / 1000.0:
+                    p.link_up[link] = False
+                    events.append(LinkChanged(p.name, link, False))
+        events.extend(self._check_comm_up())
+        return events
+
+    def _check_comm_up(self) -> list[Event]:
+        if self.comm_up:
+            return []
+        if all(p.any_packet or p.status is NodeStatus.DEAD for p in self.peers.values()):
+            self.comm_up = True
+            events: list[Event] = [CommUp()]
+            events.extend(self._set_local(NodeStatus.ACTIVE))
+            return events
+        return []
+
+    def _set_local(self, new: NodeStatus) -> list[Event]:
+        old = self.local_status
+        if old is new:
+            return []
+        check_transition(LOCAL_TRANSITIONS, old, new)
+        self.local_status = new
+        events: list[Event] = [StatusChanged(self.local, old, new, local=True)]
+        if new is not NodeStatus.DEAD:
+            events.append(self.status_message())  # a status change is announced at once
+        return events
+
+    def _set_remote(self, p: _Peer, new: NodeStatus) -> list[Event]:
+        old = p.status
+        if old is new:
+            return []
+        check_transition(REMOTE_TRANSITIONS, old, new)
+        p.status = new
+        return [StatusChanged(p.name, old, new)]
+
+    def _declare_dead(self, p: _Peer, reason: str, silence_ms: int, limit: int) -> list[Event]:
+        events = self._set_remote(p, NodeStatus.DEAD)
+        events.insert(0, NodeDied(p.name, reason, silence_ms, limit))
+        p.left = reason == "shutdown"
+        p.last_seq = None
+        p.any_packet = False
+        p.heard_status = False
+        p.warned = False
+        for link, up in list(p.link_up.items()):
+            if up:
+                p.link_up[link] = False
+                events.append(LinkChanged(p.name, link, False))
+        return events
+
+    # ------------------------------------------------------------------ input
+
+    def _drop(self, reason: str, src: str | None, detail: str = "") -> list[Event]:
+        self.counters[reason] = self.counters.get(reason, 0) + 1
+        return [Dropped(reason, src, detail)]
+
+    def count(self, reason: str) -> None:
+        """Count a packet the shell dropped before it reached us (codec errors)."""
+        self.counters[reason] = self.counters.get(reason, 0) + 1
+
+    def receive(self, msg: MessageView, medium: str, now: float) -> list[Event]:
+        """Process one authenticated message that arrived on ``medium``."""
+        src, mtype, ts = msg.get("src"), msg.get("t"), msg.get("ts")
+        if not src or not mtype or not ts:
+            return self._drop("missing_fields", src, "message lacks src, t or ts")
+        src = src.lower()
+        if src == self.local:
+            self._self_heard[medium] = now
+            return []
+        p = self.peers.get(src)
+        if p is None:
+            return self._drop("unknown_node", src, f"node {src} is not in ha.cf")
+        try:
+            gen = int(msg.get("hg") or "", 16)
+            seq_text = msg.get("seq")
+            seq = int(seq_text, 16) if seq_text is not None else None
+        except ValueError:
+            return self._drop("bad_fields", src, "unparsable hg or seq")
+        if seq is None and not is_unsequenced(mtype):
+            return self._drop("bad_fields", src, f"{mtype} without seq")
+
+        events: list[Event] = []
+        if p.generation is not None and gen < p.generation:
+            detail = f"attempted replay attack [{src}]? [gen = {gen}, curgen = {p.generation}]"
+            return self._drop("replay", src, detail)
+        restarted = p.generation is not None and gen > p.generation
+        p.generation = gen
+        if restarted:
+            p.last_seq = None
+            if p.status is not NodeStatus.DEAD or not p.left:
+                events.append(NodeReturned(src, "restart"))
+        # Link liveness: any authentic packet, duplicates included, proves the medium works.
+        p.links[medium] = now
+        if not p.link_up.get(medium, False) and p.status is not NodeStatus.DEAD:
+            p.link_up[medium] = True
+            events.append(LinkChanged(src, medium, True))
+        if seq is not None:
+            if p.last_seq is not None and seq <= p.last_seq:
+                self.counters["duplicate"] = self.counters.get("duplicate", 0) + 1
+                return events
+            if p.last_seq is not None and seq > p.last_seq + 1 and mtype != "status":
+                events.append(Dropped("gap", src, f"{seq - p.last_seq - 1} lost packet(s)"))
+            p.last_seq = seq
+            if seq % 10 == p.ack_trigger and p.protocol == "1":
+                events.append(self._ack(p, seq))
+        p.uuid = msg.get_bytes("srcuuid") or p.uuid
+        p.any_packet = True
+
+        if mtype == "status":
+            events.extend(self._on_status(p, msg, medium, now, restarted))
+        elif mtype == "shutdone":
+            if p.status is not NodeStatus.DEAD:
+                silence = round((now - p.ref_time) * 1000)
+                events.extend(self._declare_dead(p, "shutdown", silence, self.deadtime_for(p)))
+        elif mtype == "reqnodes":
+            if (msg.get("dest") or "").lower() == self.local:
+                nodelist = "".join(f"{n} " for n in self.ha.nodes)
+                events.append(
+                    Send(
+                        (("dest", src), ("t", "repnodes"), ("nodelist", nodelist),
+                         ("delnodelist", " ")),
+                        dest=src,
+                    )
+                )
+        elif mtype == "NS_rexmit":
+            if (msg.get("dest") or "").lower() == self.local:
+                try:
+                    first = int(msg.get("firstseq") or "", 10)
+                    last = int(msg.get("lastseq") or "", 10)
+                except ValueError:
+                    return events + self._drop("bad_fields", src, "bad NS_rexmit range")
+                events.append(RexmitRequested(src, first, last))
+        elif mtype.startswith("NS_") or mtype == "repnodes":
+            pass  # acks, NAKs and node lists need no action from us
+        else:
+            dest = msg.get("dest")
+            if dest is None or dest.lower() == self.local:
+                events.append(ClusterMessage(src, msg))
+        events.extend(self._check_comm_up())
+        return events
+
+    def _ack(self, p: _Peer, seq: int) -> Send:
+        return Send((("t", "NS_ackmsg"), ("dest", p.name), ("ackseq", f"{seq:x}")), dest=p.name)
+
+    def _on_status(
+        self, p: _Peer, msg: MessageView, medium: str, now: float, restarted: bool
+    ) -> list[Event]:
+        events: list[Event] = []
+        st = NodeStatus.from_wire(msg.get("st"))
+        if st is None:
+            return self._drop("bad_fields", p.name, f"status st={msg.get('st')!r}")
+        try:
+            dt_text = msg.get("dt")
+            advertised = int(dt_text, 16) if dt_text else None
+        except ValueError:
+            return self._drop("bad_fields", p.name, "unparsable dt")
+        p.protocol = msg.get("protocol")
+        if p.status is NodeStatus.DEAD and not p.left and not restarted:
+            events.append(NodeReturned(p.name, "partition"))
+        if p.heard_status:
+            interval = round((now - p.ref_time) * 1000)
+            if interval > self.ha.warntime_ms:
+                events.append(LateHeartbeat(p.name, interval))
+        p.ref_time = now
+        p.last_status_at = now
+        p.heard_status = True
+        p.warned = False
+        p.left = False
+        if advertised and advertised > 0:
+            p.advertised_dt_ms = advertised
+        p.extra = {
+            n: (v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v)
+            for n, v in msg.fields
+            if n not in _STATUS_CORE_FIELDS
+        }
+        if p.status is NodeStatus.DEAD:
+            # Coming back: links were all marked down when it died.
+            p.links[medium] = now
+            if not p.link_up.get(medium, False):
+                p.link_up[medium] = True
+                events.append(LinkChanged(p.name, medium, True))
+        events.extend(self._set_remote(p, st))
+        return events
+
+    # ------------------------------------------------------------------ leaving and views
+
+    def leave(self) -> list[Event]:
+        """Graceful leave: tell the peers at once so they need not wait for deadtime."""
+        if self.local_status is NodeStatus.DEAD:
+            return []
+        events: list[Event] = [Send((("t", "shutdone"), ("st", "dead")), copies=3)]
+        events.extend(self._set_local(NodeStatus.DEAD))
+        return events
+
+    def self_heard(self, medium: str) -> float | None:
+        """When our own packet last came back on ``medium`` (self-liveness of a medium)."""
+        return self._self_heard.get(medium)
+
+    def peer_uuid(self, node: str) -> bytes | None:
+        p = self.peers.get(node)
+        return p.uuid if p else None
+
+    def view(self, now: float) -> MembershipView:
+        nodes: list[NodeView] = [
+            NodeView(
+                name=self.local,
+                status=self.local_status,
+                local=True,
+                last_heard_ago_ms=0,
+                deadtime_ms=self.ha.deadtime_ms,
+                generation=None,
+                links={},
+                fields={n: str(v) for n, v in self.status_extra},
+            )
+        ]
+        for p in self.peers.values():
+            nodes.append(
+                NodeView(
+                    name=p.name,
+                    status=p.status,
+                    local=False,
+                    last_heard_ago_ms=(
+                        round((now - p.last_status_at) * 1000)
+                        if p.last_status_at is not None
+                        else None
+                    ),
+                    deadtime_ms=self.deadtime_for(p),
+                    generation=p.generation,
+                    links=dict(p.link_up),
+                    fields=dict(p.extra),
+                )
+            )
+        order = {n: i for i, n in enumerate(self.ha.nodes)}
+        nodes.sort(key=lambda n: order.get(n.name, len(order)))
+        return MembershipView(now, self.local, self.comm_up, tuple(nodes), dict(self.counters))

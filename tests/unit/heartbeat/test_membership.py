@@ -1,0 +1,318 @@
+"""Membership with a simulated clock: no sleeps, every timing rule by advancing a number."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+
+from nonstop.config.model import Bcast, HaConfig
+from nonstop.heartbeat.envelope import Field
+from nonstop.heartbeat.membership import (
+    ClusterMessage,
+    CommUp,
+    Dropped,
+    Event,
+    LateHeartbeat,
+    LinkChanged,
+    Membership,
+    MessageView,
+    NodeDied,
+    NodeReturned,
+    Send,
+    SilenceWarning,
+    StatusChanged,
+)
+from nonstop.heartbeat.states import IllegalTransition, NodeStatus
+
+TALK = HaConfig(
+    path="ha.cf",
+    nodes=("vpbx1-1", "vpbx1-2"),
+    media=(Bcast("eth0"),),
+    keepalive_ms=200,
+    deadtime_ms=2000,
+    warntime_ms=1000,
+    initdead_ms=120000,
+)
+
+
+class Peer:
+    """Builds the messages a peer would send."""
+
+    def __init__(self, name: str, gen: int = 7) -> None:
+        self.name, self.gen, self.seq = name, gen, 0
+
+    def msg(self, *fields: Field, seq: bool = True) -> MessageView:
+        out: list[Field] = list(fields)
+        out += [("src", self.name), ("srcuuid", b"\x01" * 16)]
+        if seq:
+            self.seq += 1
+            out.append(("seq", f"{self.seq:x}"))
+        out += [("hg", f"{self.gen:x}"), ("ts", "6b062e8e"), ("ttl", "3")]
+        return MessageView(out)
+
+    def status(self, st: str = "active", dt: int = 2000) -> MessageView:
+        return self.msg(("t", "status"), ("st", st), ("dt", f"{dt:x}"), ("protocol", "1"))
+
+
+def of(events: Sequence[Event], kind: type) -> list[object]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def started(ha: HaConfig = TALK, now: float = 0.0) -> tuple[Membership, Peer]:
+    m = Membership(ha, "vpbx1-1", now, rng=random.Random(1))
+    return m, Peer("vpbx1-2")
+
+
+def test_first_heartbeat_goes_out_at_once_then_every_keepalive() -> None:
+    m, _ = started()
+    assert of(m.tick(0.0), Send)
+    assert m.next_wakeup() == pytest.approx(0.2)
+    assert not of(m.tick(0.1), Send)
+    sent = of(m.tick(0.2), Send)
+    assert len(sent) == 1
+    fields = dict(sent[0].fields)  # type: ignore[attr-defined]
+    assert fields == {"t": "status", "st": "up", "dt": "7d0", "protocol": "1"}
+
+
+def test_no_burst_after_a_stall() -> None:
+    m, _ = started()
+    m.tick(0.0)
+    assert len(of(m.tick(5.0), Send)) == 1
+    assert m.next_wakeup() == pytest.approx(5.2)
+
+
+def test_comm_up_when_every_node_heard_then_local_active() -> None:
+    m, p = started()
+    m.tick(0.0)
+    ev = m.receive(p.status("up"), "eth0", 0.5)
+    assert of(ev, CommUp)
+    assert StatusChanged("vpbx1-1", NodeStatus.UP, NodeStatus.ACTIVE, local=True) in ev
+    assert StatusChanged("vpbx1-2", NodeStatus.INIT, NodeStatus.UP) in ev
+    assert LinkChanged("vpbx1-2", "eth0", True) in ev
+    # the status change is announced at once, not at the next keepalive
+    assert any(dict(s.fields)["st"] == "active" for s in of(ev, Send))  # type: ignore[attr-defined]
+
+
+def test_initdead_applies_until_comm_up() -> None:
+    m, _ = started()
+    m.tick(0.0)
+    assert not of(m.tick(119.9), NodeDied)
+    ev = m.tick(120.0)
+    died = of(ev, NodeDied)
+    assert died == [NodeDied("vpbx1-2", "timeout", 120000, 120000)]
+    assert of(ev, CommUp)  # declared dead counts for comm up
+
+
+def test_dead_exactly_deadtime_after_last_status() -> None:
+    m, p = started()
+    m.tick(0.0)
+    for i in range(10):
+        m.receive(p.status(), "eth0", 0.1 + i * 0.2)
+    last = 0.1 + 9 * 0.2
+    assert m.next_wakeup() <= last + 2.0
+    assert not of(m.tick(last + 1.999), NodeDied)
+    ev = m.tick(last + 2.0)
+    assert of(ev, NodeDied)
+    assert LinkChanged("vpbx1-2", "eth0", False) in ev
+    assert m.view(last + 2.0).node("vpbx1-2").status is NodeStatus.DEAD
+    # a shell that sleeps until next_wakeup() declares death exactly on the deadline
+    m2, p2 = started()
+    m2.tick(0.0)
+    m2.receive(p2.status(), "eth0", 1.0)
+    t = 0.0
+    for _ in range(100):
+        t = m2.next_wakeup()
+        if of(m2.tick(t), NodeDied):
+            break
+    assert t == pytest.approx(3.0)
+
+
+def test_peer_advertised_deadtime_is_honoured() -> None:
+    m, p = started()
+    m.tick(0.0)
+    m.receive(p.status(dt=5000), "eth0", 1.0)
+    assert not of(m.tick(3.5), NodeDied)
+    assert of(m.tick(6.0), NodeDied)
+
+
+def test_warntime_late_heartbeat_and_early_silence_warning() -> None:
+    m, p = started()
+    m.tick(0.0)
+    m.receive(p.status(), "eth0", 1.0)
+    ev = m.tick(2.0)
+    assert of(ev, SilenceWarning) == [SilenceWarning("vpbx1-2", 1000)]
+    assert not of(m.tick(2.1), SilenceWarning)  # once per silence
+    ev = m.receive(p.status(), "eth0", 2.5)
+    assert of(ev, LateHeartbeat) == [LateHeartbeat("vpbx1-2", 1500)]
+    assert not of(m.receive(p.status(), "eth0", 2.7), LateHeartbeat)
+
+
+def test_silent_on_one_medium_only_is_not_dead() -> None:
+    m, p = started()
+    m.tick(0.0)
+    m.receive(p.status(), "eth0", 0.0)
+    t = 0.0
+    for _ in range(20):
+        t += 0.2
+        m.receive(p.status(), "eth1", t)
+    ev = m.tick(t)
+    assert not of(ev, NodeDied)
+    assert LinkChanged("vpbx1-2", "eth0", False) in ev
+    assert m.view(t).node("vpbx1-2").links == {"eth0": False, "eth1": True}
+
+
+def test_duplicates_across_media_are_processed_once() -> None:
+    m, p = started()
+    m.tick(0.0)
+    msg = p.status()
+    m.receive(msg, "eth0", 0.1)
+    ev = m.receive(msg, "eth1", 0.1)
+    assert not of(ev, StatusChanged)
+    assert m.counters["duplicate"] == 1
+    assert LinkChanged("vpbx1-2", "eth1", True) in ev
+
+
+def test_replay_of_an_older_generation_is_dropped_and_counted() -> None:
+    m, p = started()
+    m.tick(0.0)
+    m.receive(p.status(), "eth0", 0.1)
+    old = Peer("vpbx1-2", gen=6)
+    ev = m.receive(old.status(), "eth0", 0.2)
+    assert of(ev, Dropped) and m.counters["replay"] == 1
+
+
+def test_unknown_node_and_missing_fields_are_dropped() -> None:
+    m, _ = started()
+    assert m.receive(Peer("intruder").status(), "eth0", 0.1)
+    assert m.counters["unknown_node"] == 1
+    m.receive(MessageView([("t", "status")]), "eth0", 0.1)
+    assert m.counters["missing_fields"] == 1
+
+
+def test_own_packets_are_self_liveness_not_a_peer() -> None:
+    m, _ = started()
+    assert m.receive(Peer("vpbx1-1").status(), "eth0", 0.3) == []
+    assert m.self_heard("eth0") == 0.3
+
+
+def test_partition_heal_and_restart_are_told_apart() -> None:
+    m, p = started()
+    m.tick(0.0)
+    m.receive(p.status(), "eth0", 0.0)
+    m.tick(2.0)  # dead
+    ev = m.receive(p.status(), "eth0", 12.0)
+    assert NodeReturned("vpbx1-2", "partition") in ev
+    assert StatusChanged("vpbx1-2", NodeStatus.DEAD, NodeStatus.ACTIVE) in ev
+    m.tick(14.0)  # dead again
+    reborn = Peer("vpbx1-2", gen=8)
+    ev = m.receive(reborn.status("up"), "eth0", 20.0)
+    assert NodeReturned("vpbx1-2", "restart") in ev
+    assert StatusChanged("vpbx1-2", NodeStatus.DEAD, NodeStatus.UP) in ev
+
+
+def test_restart_faster_than_deadtime_is_detected_by_generation() -> None:
+    m, p = started()
+    m.tick(0.0)
+    m.receive(p.status(), "eth0", 0.0)
+    reborn = Peer("vpbx1-2", gen=8)
+    ev = m.receive(reborn.status("up"), "eth0", 0.5)
+    assert NodeReturned("vpbx1-2", "restart") in ev
+    assert StatusChanged("vpbx1-2", NodeStatus.ACTIVE, NodeStatus.UP) in ev
+
+
+def test_graceful_leave_is_seen_without_waiting_for_deadtime() -> None:
+    m, p = started()
+    m.tick(0.0)
+    m.receive(p.status(), "eth0", 0.0)
+    ev = m.receive(p.msg(("t", "shutdone"), ("st", "dead")), "eth0", 0.3)
+    assert of(ev, NodeDied) == [NodeDied("vpbx1-2", "shutdown", 300, 2000)]
+    # when it comes back with a new generation that is a plain rejoin
+    ev = m.receive(Peer("vpbx1-2", gen=8).status("up"), "eth0", 5.0)
+    assert not of(ev, NodeReturned)
+    assert StatusChanged("vpbx1-2", NodeStatus.DEAD, NodeStatus.UP) in ev
+
+
+def test_our_leave_sends_shutdone_and_stops_heartbeats() -> None:
+    m, _ = started()
+    m.tick(0.0)
+    ev = m.leave()
+    sends = of(ev, Send)
+    assert dict(sends[0].fields) == {"t": "shutdone", "st": "dead"}  # type: ignore[attr-defined]
+    assert m.local_status is NodeStatus.DEAD
+    assert m.tick(10.0) == []
+    assert m.leave() == []
+
+
+def test_reqnodes_from_a_heartbeat_peer_gets_repnodes() -> None:
+    m, p = started()
+    ev = m.receive(p.msg(("t", "reqnodes"), ("dest", "vpbx1-1")), "eth0", 0.1)
+    (rep,) = [s for s in of(ev, Send) if dict(s.fields)["t"] == "repnodes"]  # type: ignore[attr-defined]
+    assert rep.fields == (  # type: ignore[attr-defined]
+        ("dest", "vpbx1-2"),
+        ("t", "repnodes"),
+        ("nodelist", "vpbx1-1 vpbx1-2 "),
+        ("delnodelist", " "),
+    )
+
+
+def test_acks_about_every_tenth_sequenced_message() -> None:
+    m, p = started()
+    acks = 0
+    for i in range(100):
+        ev = m.receive(p.status(), "eth0", i * 0.2)
+        sends = [e for e in ev if isinstance(e, Send)]
+        acks += sum(1 for s in sends if dict(s.fields)["t"] == "NS_ackmsg")
+    assert acks == 10
+
+
+def test_other_messages_go_up_to_the_failover_layer() -> None:
+    m, p = started()
+    ev = m.receive(p.msg(("t", "resource"), ("rsc_hold", "all")), "eth0", 0.1)
+    (cm,) = of(ev, ClusterMessage)
+    assert cm.msg.get("rsc_hold") == "all"  # type: ignore[attr-defined]
+    ev = m.receive(p.msg(("t", "resource"), ("dest", "vpbx1-3")), "eth0", 0.2)
+    assert not of(ev, ClusterMessage)
+
+
+def test_status_extra_fields_are_visible_in_the_view() -> None:
+    m, p = started()
+    m.receive(
+        p.msg(("t", "status"), ("st", "active"), ("dt", "7d0"), ("protocol", "1"), ("nsh", "g1")),
+        "eth0",
+        0.1,
+    )
+    assert m.view(0.1).node("vpbx1-2").fields == {"nsh": "g1"}
+
+
+def test_view_reports_last_heard_even_after_death() -> None:
+    m, p = started()
+    m.tick(0.0)
+    m.receive(p.status(), "eth0", 1.0)
+    m.tick(3.0)
+    v = m.view(4.0)
+    assert v.node("vpbx1-2").last_heard_ago_ms == 3000
+    assert v.alive() == ("vpbx1-1",)
+
+
+def test_local_node_must_be_configured() -> None:
+    with pytest.raises(ValueError, match="not in configuration"):
+        Membership(TALK, "vpbx1-9", 0.0)
+
+
+def test_illegal_local_transition_raises() -> None:
+    m, _ = started()
+    m.leave()
+    with pytest.raises(IllegalTransition):
+        m._set_local(NodeStatus.ACTIVE)
+
+
+def test_three_nodes_comm_up_waits_for_all() -> None:
+    ha = HaConfig(
+        path="ha.cf", nodes=("a", "b", "c"), media=(Bcast("eth0"),), keepalive_ms=100,
+        deadtime_ms=1000, warntime_ms=500, initdead_ms=5000,
+    )
+    m = Membership(ha, "a", 0.0)
+    assert not of(m.receive(Peer("b").status(), "eth0", 0.1), CommUp)
+    assert of(m.receive(Peer("c").status(), "eth0", 0.2), CommUp)
