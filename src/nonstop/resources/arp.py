@@ -1,0 +1,107 @@
+"""Gratuitous ARP: the frame and the schedule are pure; `announce` sends them from a raw socket.
+
+Heartbeat's send_arp pattern (spec §4.1): 10 pairs of (REQUEST, wait interval/2, REPLY,
+wait interval/2), interval 500 ms, no wait after the last reply. Ethernet source is our MAC,
+destination broadcast; sender IP = target IP = the virtual IP; the request's target MAC is
+zero, the reply's is our own MAC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import logging
+import socket
+import struct
+
+ETH_P_ARP = 0x0806
+ETH_P_IP = 0x0800
+BROADCAST_MAC = b"\xff" * 6
+ZERO_MAC = b"\x00" * 6
+# Shortest Ethernet frame without the FCS; a veth does not pad, real NICs would.
+MIN_FRAME_LEN = 60
+DEFAULT_INTERVAL_S = 0.5
+DEFAULT_REPEAT = 10
+
+
+class ArpOp(enum.IntEnum):
+    REQUEST = 1
+    REPLY = 2
+
+
+def parse_mac(text: str) -> bytes:
+    """``aa:bb:cc:dd:ee:ff`` to 6 bytes; ValueError otherwise."""
+    parts = text.split(":")
+    if len(parts) != 6:
+        raise ValueError(f"not a MAC address: {text!r}")
+    return bytes(int(p, 16) for p in parts)
+
+
+def gratuitous_arp_frame(op: ArpOp, mac: bytes, ip: ipaddress.IPv4Address) -> bytes:
+    """One complete Ethernet frame announcing that ``ip`` is at ``mac``."""
+    if len(mac) != 6:
+        raise ValueError("MAC must be 6 bytes")
+    target_mac = ZERO_MAC if op is ArpOp.REQUEST else mac
+    ip_bytes = ip.packed
+    eth = BROADCAST_MAC + mac + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, int(op)) + mac + ip_bytes + target_mac + ip_bytes
+    frame = eth + arp
+    return frame + b"\x00" * (MIN_FRAME_LEN - len(frame))
+
+
+def arp_schedule(
+    repeat: int = DEFAULT_REPEAT, interval_s: float = DEFAULT_INTERVAL_S
+) -> list[tuple[float, ArpOp]]:
+    """When (seconds after the start) each frame goes out; the first immediately."""
+    half = interval_s / 2
+    plan: list[tuple[float, ArpOp]] = []
+    for i in range(repeat):
+        plan.append((i * interval_s, ArpOp.REQUEST))
+        plan.append((i * interval_s + half, ArpOp.REPLY))
+    return plan
+
+
+async def announce(
+    iface: str,
+    mac: bytes,
+    ip: ipaddress.IPv4Address,
+    logger: logging.Logger,
+    *,
+    repeat: int = DEFAULT_REPEAT,
+    interval_s: float = DEFAULT_INTERVAL_S,
+) -> int:
+    """Send the gratuitous ARPs on ``iface``; returns how many frames went out.
+
+    Never raises for a send failure: an address takeover must not fail because the
+    announcement could not be made (neighbours then learn the address by ordinary ARP).
+    Cancellation stops the announcement at once.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+    except OSError as exc:
+        logger.error("Could not send gratuitous arps for %s on %s: %s", ip, iface, exc)
+        return 0
+    sent = 0
+    try:
+        sock.bind((iface, ETH_P_ARP))
+        sock.setblocking(False)
+        frames = {op: gratuitous_arp_frame(op, mac, ip) for op in ArpOp}
+        t0 = loop.time()
+        for offset, op in arp_schedule(repeat, interval_s):
+            delay = t0 + offset - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                await loop.sock_sendall(sock, frames[op])
+                sent += 1
+            except OSError as exc:
+                # One lost frame (interface briefly down) should not end the announcement.
+                logger.warning("gratuitous ARP %s for %s on %s failed: %s", op.name, ip, iface, exc)
+    except OSError as exc:
+        logger.error("Could not send gratuitous arps for %s on %s: %s", ip, iface, exc)
+    finally:
+        sock.close()
+    logger.debug("sent %d gratuitous ARP frames for %s on %s", sent, ip, iface)
+    return sent

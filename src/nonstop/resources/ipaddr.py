@@ -1,0 +1,174 @@
+"""IPaddr and IPaddr2, native: a virtual IPv4 address plus gratuitous ARP (spec §4.1).
+
+IPaddr labels the address ``<nic>:<n>`` (first free n), as Heartbeat's ifconfig alias did, so
+``ip addr`` and old ``ifconfig`` users see the same alias; IPaddr2 adds it without a label.
+Unlike Heartbeat's IPaddr, status sees the address however it was added (label or not): an
+unlabelled copy added by hand still means the address is held, and start must not add it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from nonstop.resources import arp, netlink
+from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
+from nonstop.resources.ipspec import IPSpec, default_broadcast, parse_ip_spec
+
+T = TypeVar("T")
+IFNAMSIZ = 15
+
+
+def free_alias_label(iface: str, labels_in_use: set[str]) -> str:
+    """The first ``iface:n`` not in use; raises ValueError if none fits in IFNAMSIZ."""
+    n = 0
+    while True:
+        label = f"{iface}:{n}"
+        if len(label) > IFNAMSIZ:
+            raise ValueError(f"no free alias label on {iface} within {IFNAMSIZ} characters")
+        if label not in labels_in_use:
+            return label
+        n += 1
+
+
+class IPAddrAgent(Agent):
+    """A virtual address on an interface of the current network namespace."""
+
+    def __init__(
+        self,
+        spec_text: str,
+        ctx: AgentContext,
+        *,
+        kind: str = "IPaddr",
+        arp_repeat: int = arp.DEFAULT_REPEAT,
+        arp_interval_s: float = arp.DEFAULT_INTERVAL_S,
+    ) -> None:
+        try:
+            self.spec: IPSpec = parse_ip_spec(spec_text)
+        except ValueError as exc:
+            raise ResourceError(f"{kind}::{spec_text}", "configure", str(exc)) from None
+        self._ctx = ctx
+        self._kind = kind
+        self._label_alias = kind == "IPaddr"
+        self._arp_repeat = arp_repeat
+        self._arp_interval_s = arp_interval_s
+        self._announcement: asyncio.Task[int] | None = None
+
+    def describe(self) -> str:
+        return f"{self._kind}::{self.spec}"
+
+    @property
+    def announcement(self) -> asyncio.Task[int] | None:
+        """The running (or finished) gratuitous ARP task of the last start, if any."""
+        return self._announcement
+
+    async def _netlink(self, action: str, fn: Callable[..., T], *args: object) -> T:
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(fn, *args), self._ctx.timeouts.for_action(action)
+            )
+        except TimeoutError:
+            raise ResourceError(self.describe(), action, "netlink request timed out") from None
+        except netlink.NetlinkFailure as exc:
+            raise ResourceError(self.describe(), action, str(exc)) from None
+
+    def _where(self, addrs: list[netlink.AddrInfo]) -> netlink.AddrInfo | None:
+        for a in addrs:
+            if a.address == self.spec.ip:
+                return a
+        return None
+
+    def _state_of(self, found: netlink.AddrInfo | None) -> ResourceState:
+        if found is None:
+            return ResourceState.STOPPED
+        if self.spec.iface is not None and found.ifname != self.spec.iface:
+            return ResourceState.FAILED
+        return ResourceState.RUNNING
+
+    async def status(self) -> ResourceState:
+        try:
+            addrs = await self._netlink("status", netlink.list_addresses)
+        except ResourceError as exc:
+            self._ctx.logger.error("%s", exc)
+            return ResourceState.UNKNOWN
+        return self._state_of(self._where(addrs))
+
+    async def start(self) -> None:
+        addrs = await self._netlink("start", netlink.list_addresses)
+        found = self._where(addrs)
+        state = self._state_of(found)
+        if state is ResourceState.RUNNING:
+            self._ctx.logger.info("%s already configured; nothing to do", self.describe())
+            return
+        if found is not None:
+            raise ResourceError(
+                self.describe(),
+                "start",
+                f"{self.spec.ip} is on {found.ifname} instead of the configured {self.spec.iface}",
+            )
+        iface, prefixlen = self.spec.iface, self.spec.cidr
+        if iface is None or prefixlen is None:
+            route_iface, route_plen = await self._netlink(
+                "start", netlink.covering_route, self.spec.ip, iface
+            )
+            iface = iface or route_iface
+            prefixlen = route_plen if prefixlen is None else prefixlen
+        broadcast = self.spec.broadcast or default_broadcast(self.spec.ip, prefixlen)
+        label: str | None = None
+        if self._label_alias:
+            try:
+                label = free_alias_label(iface, {a.label for a in addrs if a.ifname == iface})
+            except ValueError as exc:
+                raise ResourceError(self.describe(), "start", str(exc)) from None
+        await self._netlink(
+            "start", netlink.add_address, iface, self.spec.ip, prefixlen, broadcast, label
+        )
+        self._ctx.logger.info(
+            "%s: added %s/%d on %s%s",
+            self.describe(),
+            self.spec.ip,
+            prefixlen,
+            iface,
+            f" as {label}" if label else "",
+        )
+        self._start_announcement(iface)
+
+    def _start_announcement(self, iface: str) -> None:
+        self._cancel_announcement()
+        self._announcement = asyncio.create_task(
+            self._announce(iface), name=f"garp-{self.spec.ip}"
+        )
+
+    async def _announce(self, iface: str) -> int:
+        # Runs after start returned: takeover continues while the neighbours are told.
+        try:
+            mac = arp.parse_mac(await asyncio.to_thread(netlink.link_mac, iface))
+        except (netlink.NetlinkFailure, ValueError) as exc:
+            self._ctx.logger.error("Could not send gratuitous arps for %s: %s", self.spec.ip, exc)
+            return 0
+        return await arp.announce(
+            iface,
+            mac,
+            self.spec.ip,
+            self._ctx.logger,
+            repeat=self._arp_repeat,
+            interval_s=self._arp_interval_s,
+        )
+
+    def _cancel_announcement(self) -> None:
+        if self._announcement is not None and not self._announcement.done():
+            self._announcement.cancel()
+
+    async def stop(self) -> None:
+        self._cancel_announcement()
+        addrs = await self._netlink("stop", netlink.list_addresses)
+        found = self._where(addrs)
+        if found is None:
+            return
+        await self._netlink(
+            "stop", netlink.delete_address, found.ifname, found.address, found.prefixlen
+        )
+        self._ctx.logger.info(
+            "%s: removed %s from %s", self.describe(), found.address, found.ifname
+        )

@@ -1,0 +1,187 @@
+"""MailTo, native: a notification pseudo-resource (spec §4.2).
+
+start and stop each send one mail and return at once: the mail goes out in the background
+with a per-attempt timeout and a few retries, so a dead or slow mail server never delays or
+fails a takeover. Its state ("running" after start) is kept in memory and, when the context
+has a state directory, in a file there, one per MailTo entry (Heartbeat shared one file
+between all MailTo entries, so two of them could not have separate states).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import smtplib
+import threading
+from collections.abc import Callable
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TypeVar
+
+from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
+
+T = TypeVar("T")
+DEFAULT_SUBJECT = "Resource Group"
+RETRY_BACKOFF_S = 2.0
+
+
+def effective_subject(subject: str | None) -> str:
+    """Heartbeat's rule: a subject shorter than two characters becomes "Resource Group"."""
+    if subject is None or len(subject) < 2:
+        return DEFAULT_SUBJECT
+    return subject
+
+
+def format_date(when: datetime.datetime) -> str:
+    """Like date(1) in the C locale: ``Wed Nov 25 02:13:23 UTC 2026``."""
+    return when.strftime("%a %b %e %H:%M:%S %Z %Y")
+
+
+def render_subject(action: str, subject: str | None, node: str, when: datetime.datetime) -> str:
+    """The subject line MailTo sends for ``start`` or ``stop``."""
+    s = effective_subject(subject)
+    date = format_date(when)
+    if action == "start":
+        return f"{s} Takeover in progress at {date} on {node}"
+    if action == "stop":
+        return f"{s} Migrating resource away at {date} from {node}"
+    raise ValueError(f"MailTo sends no mail for {action!r}")
+
+
+def render_body(subject_line: str, command_line: str) -> str:
+    """The body, with Heartbeat's 8-space indent and its one-blank separator line."""
+    pad = " " * 8
+    return f"{pad}{subject_line}\n \n{pad}Command line was:\n{pad}{command_line}\n"
+
+
+def parse_recipients(text: str) -> tuple[str, ...]:
+    """Comma-separated addresses; empty entries are dropped."""
+    return tuple(a.strip() for a in text.split(",") if a.strip())
+
+
+def _in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    """Run blocking ``fn`` in a daemon thread: a hung SMTP exchange then never holds up
+    interpreter exit, as the default executor's shutdown would."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def deliver(setter: Callable[[], None]) -> None:
+        if not fut.done():
+            setter()
+
+    def run() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the awaiting coroutine, not swallowed
+            error = exc
+            loop.call_soon_threadsafe(deliver, lambda: fut.set_exception(error))
+        else:
+            loop.call_soon_threadsafe(deliver, lambda: fut.set_result(result))
+
+    threading.Thread(target=run, name="mailto-smtp", daemon=True).start()
+    return fut
+
+
+class MailToAgent(Agent):
+    """``MailTo::addr[,addr...][::subject]``."""
+
+    def __init__(self, raw: str, args: tuple[str, ...], ctx: AgentContext) -> None:
+        if not args or not parse_recipients(args[0]):
+            raise ResourceError(raw, "configure", "At least 1 Email address has to be given!")
+        if len(args) > 2:
+            raise ResourceError(
+                raw,
+                "configure",
+                f"Additional parameters found: {len(args) + 1} but max. 3 are allowed!",
+            )
+        self._raw = raw
+        self.recipients = parse_recipients(args[0])
+        self.subject = args[1] if len(args) > 1 else None
+        self._ctx = ctx
+        self._running = False
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self._state_file: Path | None = None
+        if ctx.state_dir is not None:
+            digest = hashlib.sha1(raw.encode()).hexdigest()[:12]
+            self._state_file = ctx.state_dir / f"MailTo-{digest}"
+
+    def describe(self) -> str:
+        return self._raw
+
+    @property
+    def pending(self) -> frozenset[asyncio.Task[bool]]:
+        """Mails still being sent (each task returns True once delivered)."""
+        return frozenset(self._tasks)
+
+    async def start(self) -> None:
+        self._set_state(True)
+        self._send_in_background("start")
+
+    async def stop(self) -> None:
+        self._set_state(False)
+        self._send_in_background("stop")
+
+    async def status(self) -> ResourceState:
+        if self._state_file is not None:
+            return ResourceState.RUNNING if self._state_file.exists() else ResourceState.STOPPED
+        return ResourceState.RUNNING if self._running else ResourceState.STOPPED
+
+    def _set_state(self, running: bool) -> None:
+        self._running = running
+        if self._state_file is None:
+            return
+        try:
+            if running:
+                self._state_file.parent.mkdir(parents=True, exist_ok=True)
+                self._state_file.touch()
+            else:
+                self._state_file.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ResourceError(self._raw, "start" if running else "stop", str(exc)) from None
+
+    def build_message(self, action: str, when: datetime.datetime) -> EmailMessage:
+        """The complete mail for ``action`` at wall-clock time ``when``."""
+        subject_line = render_subject(action, self.subject, self._ctx.node, when)
+        msg = EmailMessage()
+        msg["From"] = self._ctx.mail_from or f"root@{self._ctx.node}"
+        msg["To"] = ", ".join(self.recipients)
+        msg["Subject"] = subject_line
+        msg.set_content(render_body(subject_line, f"nonstop {self._raw} {action}"))
+        return msg
+
+    def _send_in_background(self, action: str) -> None:
+        # The mail's date is when the event happened, not when a retry finally got through.
+        msg = self.build_message(action, datetime.datetime.now().astimezone())
+        task = asyncio.create_task(self._deliver(msg), name=f"mailto-{action}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, msg: EmailMessage) -> bool:
+        ctx = self._ctx
+        attempts = max(1, ctx.smtp_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                await asyncio.wait_for(
+                    _in_daemon_thread(lambda: self._smtp_send(msg)), ctx.smtp_timeout + 1.0
+                )
+                ctx.logger.info("MailTo: sent %r to %s", msg["Subject"], msg["To"])
+                return True
+            except (OSError, smtplib.SMTPException, TimeoutError) as exc:
+                ctx.logger.warning(
+                    "MailTo: attempt %d/%d to %s:%d failed: %s",
+                    attempt,
+                    attempts,
+                    ctx.smtp_host,
+                    ctx.smtp_port,
+                    exc or type(exc).__name__,
+                )
+            if attempt < attempts:
+                await asyncio.sleep(RETRY_BACKOFF_S * attempt)
+        ctx.logger.error("MailTo: gave up sending %r to %s", msg["Subject"], msg["To"])
+        return False
+
+    def _smtp_send(self, msg: EmailMessage) -> None:
+        ctx = self._ctx
+        with smtplib.SMTP(ctx.smtp_host, ctx.smtp_port, timeout=ctx.smtp_timeout) as smtp:
+            smtp.send_message(msg)
