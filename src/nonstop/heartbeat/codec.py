@@ -1,0 +1,556 @@
+"""Heartbeat v1 wire codec: messages to and from UDP payloads, signed and verified. Pure.
+
+A Heartbeat message is an ordered list of named fields. Heartbeat 3.0.6 sends the *netstring*
+form, signed twice::
+
+    ###\\n
+    11:(0)t=status,            one netstring per field: "(<type>)<name>=<value>"
+    ...
+    50:(0)auth=1 <hex>,        inner auth: digest of the classic text of the other fields
+    %%%\\n
+    42:1 <hex>,                trailer: digest of the bytes from "###\\n" through "%%%\\n"
+
+and understands the older *classic* text form (``>>>\\n``, ``name=value\\n`` lines, ``<<<\\n``,
+a trailing NUL), which carries the inner auth only. Field types: 0 string (``str``),
+1 binary (``bytes``, base64 in classic text), 2 nested message (``Message``).
+
+The membership core builds a status message in Heartbeat's field order and signs it::
+
+    msg = Message.of([
+        ("t", "status"), ("st", "active"), ("dt", f"{deadtime_ms:x}"), ("protocol", "1"),
+        ("src", node), ("srcuuid", node_uuid.bytes), ("seq", f"{seq:x}"),
+        ("hg", f"{generation:x}"), ("ts", f"{int(wall_clock):x}"), ("ld", loadavg), ("ttl", "3"),
+    ])
+    payload = encode(msg, keys.signing_key)          # netstring, as Heartbeat 3.0.6 sends
+
+and reads what arrives::
+
+    try:
+        got = decode(payload, keys)                  # raises only BadPacket
+    except BadPacket as e:
+        counters[e.reason] += 1
+    else:
+        seq = got.message.get_hex("seq")             # None if absent
+
+Bad remote input raises ``BadPacket`` and nothing else; local misuse (a field Heartbeat could
+not carry) raises ``FieldError``, a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from nonstop.config.model import AuthKey, AuthKeys
+from nonstop.heartbeat import auth
+
+WireFormat: TypeAlias = Literal["netstring", "classic"]
+Value: TypeAlias = "str | bytes | Message"
+
+# Heartbeat's MAXMSG: the largest message it builds and its receive buffer.
+MAX_MESSAGE = 256 * 1024
+# Heartbeat's MAXDEPTH: nested messages deeper than this cannot be written as classic text.
+MAX_DEPTH = 16
+AUTH_FIELD = "auth"
+# Heartbeat accepts key indexes 0..15 (MAXAUTH).
+MAX_KEY_INDEX = 15
+
+# Stable reasons carried by BadPacket, for counters and log lines.
+FRAMING = "framing"
+TOO_BIG = "too_big"
+NO_AUTH = "no_auth"
+AUTH_SYNTAX = "auth_syntax"
+UNKNOWN_KEY = "unknown_key"
+AUTH = "auth"
+UNSUPPORTED = "unsupported"
+BAD_FIELD = "bad_field"
+REASONS = frozenset(
+    {FRAMING, TOO_BIG, NO_AUTH, AUTH_SYNTAX, UNKNOWN_KEY, AUTH, UNSUPPORTED, BAD_FIELD}
+)
+
+_NETSTRING_START = b"###\n"
+_NETSTRING_END = b"%%%\n"
+_CLASSIC_START = b">>>\n"
+_CLASSIC_END = b"<<<\n"
+# In classic text a newline inside a string value travels as byte 19, and the newlines of a
+# nested message at depth d as _NESTED_SYMBOLS[d] (cluster-glue's SPECIAL_SYM(S)).
+_NEWLINE_SYMBOL = 19
+_NESTED_SYMBOLS = (20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 15, 16, 17, 18)
+_TYPE_STRING, _TYPE_BINARY, _TYPE_NESTED = 0, 1, 2
+# Types cluster-glue knows but Heartbeat v1 never sends: list, compressed, uncompressed.
+_TYPES_UNSUPPORTED = frozenset({3, 4, 5})
+
+# Printable ASCII without "=" (it ends the name) and not starting with "(" (a type prefix).
+_NAME = re.compile(rb"[!-'\)-<>-~][!-<>-~]*")
+_NETSTRING_LEN = re.compile(rb"(0|[1-9][0-9]{0,5}):")
+_AUTH_VALUE = re.compile(r"([0-9]{1,2}) ([!-~]+)")
+_HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
+_DECIMAL = re.compile(rb"-?[0-9]{1,18}")
+
+
+class BadPacket(Exception):
+    """Bad remote input: the packet is dropped and counted under ``reason``.
+
+    ``reason`` is one of ``REASONS`` (stable, short, for counters); ``detail`` is for logs.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class FieldError(ValueError):
+    """Local misuse: a field name or value that Heartbeat's framing cannot carry."""
+
+
+class _Unwritable(Exception):
+    """A message that cannot be rendered as classic text (nesting symbol clash or depth)."""
+
+
+def _wire(text: str) -> bytes:
+    # surrogateescape makes every received byte string survive decode -> str -> encode.
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _check_field(name: str, value: Value) -> None:
+    if not isinstance(name, str) or not name.isascii() or not _NAME.fullmatch(name.encode()):
+        raise FieldError(
+            f"field name {name!r}: use printable ASCII without '=' and not starting with '('"
+        )
+    if isinstance(value, str):
+        if not value:
+            raise FieldError(f"field {name!r}: Heartbeat cannot carry an empty value")
+        if "\0" in value:
+            raise FieldError(f"field {name!r}: a string value cannot contain NUL")
+        try:
+            _wire(value)
+        except UnicodeEncodeError as e:
+            raise FieldError(f"field {name!r}: value is not encodable: {e}") from None
+    elif isinstance(value, bytes):
+        if not value:
+            raise FieldError(f"field {name!r}: Heartbeat cannot carry an empty binary value")
+    elif not isinstance(value, Message):
+        raise FieldError(f"field {name!r}: value must be str, bytes or Message")
+
+
+class Message:
+    """An ordered list of ``(name, value)`` fields; names may repeat. Immutable.
+
+    ``str`` values are type 0, ``bytes`` type 1 (e.g. ``srcuuid``), ``Message`` type 2.
+    Lookups return the first field of that name, as Heartbeat does.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Iterable[tuple[str, Value]] = ()) -> None:
+        checked = tuple((name, value) for name, value in fields)
+        for name, value in checked:
+            _check_field(name, value)
+        self._fields = checked
+
+    @classmethod
+    def of(cls, fields: Iterable[tuple[str, Value]]) -> Message:
+        """Build a message from ``(name, value)`` pairs in wire order."""
+        return cls(fields)
+
+    @classmethod
+    def _trusted(cls, fields: tuple[tuple[str, Value], ...]) -> Message:
+        # The decoder has already validated every field; skip the second pass.
+        msg = cls.__new__(cls)
+        msg._fields = fields
+        return msg
+
+    @property
+    def fields(self) -> tuple[tuple[str, Value], ...]:
+        """All fields in wire order."""
+        return self._fields
+
+    def _first(self, name: str) -> Value | None:
+        for field_name, value in self._fields:
+            if field_name == name:
+                return value
+        return None
+
+    def get(self, name: str) -> str | None:
+        """The first field ``name`` if it is a string, else None (absent or another type)."""
+        value = self._first(name)
+        return value if isinstance(value, str) else None
+
+    def get_bytes(self, name: str) -> bytes | None:
+        """The first field ``name`` if it is binary, else None."""
+        value = self._first(name)
+        return value if isinstance(value, bytes) else None
+
+    def get_message(self, name: str) -> Message | None:
+        """The first field ``name`` if it is a nested message, else None."""
+        value = self._first(name)
+        return value if isinstance(value, Message) else None
+
+    def get_all(self, name: str) -> list[Value]:
+        """Every value of the fields called ``name``, in order."""
+        return [value for field_name, value in self._fields if field_name == name]
+
+    def get_hex(self, name: str) -> int | None:
+        """The string field ``name`` read as Heartbeat's hex number (seq, hg, ts, dt, ackseq).
+
+        None if absent; ``BadPacket("bad_field")`` if present but not a hex number.
+        """
+        return self._number(name, _HEX, 16)
+
+    def get_int(self, name: str) -> int | None:
+        """The string field ``name`` read as a decimal number (protocol, ttl, firstseq).
+
+        None if absent; ``BadPacket("bad_field")`` if present but not a decimal number.
+        """
+        return self._number(name, _DECIMAL, 10)
+
+    def _number(self, name: str, pattern: re.Pattern[bytes], base: int) -> int | None:
+        value = self._first(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            raw = _wire(value)
+            if pattern.fullmatch(raw):
+                return int(raw, base)
+        raise BadPacket(BAD_FIELD, f"field {name!r} is not a base-{base} number: {value!r}")
+
+    def with_field(self, name: str, value: Value) -> Message:
+        """A copy with the first field ``name`` set to ``value`` in place, or appended."""
+        _check_field(name, value)
+        for i, (field_name, _) in enumerate(self._fields):
+            if field_name == name:
+                fields = (*self._fields[:i], (name, value), *self._fields[i + 1 :])
+                return Message._trusted(fields)
+        return Message._trusted((*self._fields, (name, value)))
+
+    def append(self, name: str, value: Value) -> Message:
+        """A copy with ``(name, value)`` added at the end, even if ``name`` already exists."""
+        _check_field(name, value)
+        return Message._trusted((*self._fields, (name, value)))
+
+    def without(self, name: str) -> Message:
+        """A copy without any field called ``name``."""
+        return Message._trusted(tuple(f for f in self._fields if f[0] != name))
+
+    def names(self) -> list[str]:
+        """The field names in order."""
+        return [name for name, _ in self._fields]
+
+    def __iter__(self) -> Iterator[tuple[str, Value]]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __contains__(self, name: object) -> bool:
+        return any(field_name == name for field_name, _ in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return self._fields == other._fields
+
+    def __hash__(self) -> int:
+        return hash(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Message({list(self._fields)!r})"
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An authenticated message as received: its fields (``auth`` included) and framing."""
+
+    message: Message
+    fmt: WireFormat
+    key_index: int  # the authkeys index named by the inner auth field
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _classic_fields(msg: Message, depth: int, skip_auth: bool) -> bytes:
+    """Heartbeat's ``msg2string_buf`` body: one ``name=value\\n`` line per field."""
+    out = bytearray()
+    for name, value in msg._fields:
+        if skip_auth and name == AUTH_FIELD:
+            continue
+        if isinstance(value, str):
+            out += b"%s=%s\n" % (name.encode(), _wire(value).replace(b"\n", b"\x13"))
+        elif isinstance(value, bytes):
+            out += b"(1)%s=%s\n" % (name.encode(), binascii.b2a_base64(value, newline=False))
+        else:
+            out += b"(2)%s=%s\n" % (name.encode(), _classic_nested(value, depth))
+    return bytes(out)
+
+
+def _classic_nested(child: Message, depth: int) -> bytes:
+    if depth >= MAX_DEPTH:
+        raise _Unwritable(f"nested deeper than {MAX_DEPTH}")
+    text = _CLASSIC_START + _classic_fields(child, depth + 1, False) + _CLASSIC_END
+    symbol = _NESTED_SYMBOLS[depth]
+    if symbol in text:
+        raise _Unwritable(f"nested message at depth {depth} contains byte {symbol}")
+    return text.replace(b"\n", bytes((symbol,)))
+
+
+def _netstring(payload: bytes) -> bytes:
+    return b"%d:%s," % (len(payload), payload)
+
+
+def _netstring_body(msg: Message, depth: int) -> bytes:
+    """Heartbeat's ``msg2netstring_buf``: ``###\\n``, one netstring per field, ``%%%\\n``."""
+    if depth > MAX_DEPTH:
+        raise _Unwritable(f"nested deeper than {MAX_DEPTH}")
+    parts = [_NETSTRING_START]
+    for name, value in msg._fields:
+        if isinstance(value, str):
+            payload = b"(0)%s=%s" % (name.encode(), _wire(value))
+        elif isinstance(value, bytes):
+            payload = b"(1)%s=%s" % (name.encode(), value)
+        else:
+            payload = b"(2)%s=%s" % (name.encode(), _netstring_body(value, depth + 1))
+        parts.append(_netstring(payload))
+    parts.append(_NETSTRING_END)
+    return b"".join(parts)
+
+
+def signed_text(msg: Message) -> bytes:
+    """The bytes the inner ``auth`` field signs: the classic text of every other field.
+
+    Raises FieldError if the message cannot be written as classic text.
+    """
+    try:
+        return _classic_fields(msg, 0, True)
+    except _Unwritable as e:
+        raise FieldError(str(e)) from None
+
+
+def _check_classic_strings(msg: Message) -> None:
+    # Classic text turns byte 19 back into a newline, so a literal one would not survive.
+    for name, value in msg._fields:
+        if isinstance(value, str) and "\x13" in value:
+            raise FieldError(f"field {name!r}: classic text cannot carry byte 19 in a value")
+        if isinstance(value, Message):
+            _check_classic_strings(value)
+
+
+def encode(msg: Message, key: AuthKey, fmt: WireFormat = "netstring") -> bytes:
+    """Sign ``msg`` with ``key`` and frame it as Heartbeat 3.0.6 does.
+
+    Any ``auth`` field is dropped and a fresh one appended last; the netstring form also gets
+    the trailer digest. Raises FieldError if the message cannot be carried in ``fmt`` or the
+    result exceeds MAX_MESSAGE.
+    """
+    if fmt not in ("netstring", "classic"):
+        raise FieldError(f"unknown wire format {fmt!r}")
+    body = msg.without(AUTH_FIELD)
+    inner = f"{key.index} {auth.digest(key.method, key.secret, signed_text(body))}"
+    signed = body.append(AUTH_FIELD, inner)
+    try:
+        if fmt == "netstring":
+            framed = _netstring_body(signed, 0)
+            trailer = f"{key.index} {auth.digest(key.method, key.secret, framed)}"
+            data = framed + _netstring(trailer.encode())
+        else:
+            _check_classic_strings(signed)
+            data = _CLASSIC_START + _classic_fields(signed, 0, False) + _CLASSIC_END + b"\0"
+    except _Unwritable as e:
+        raise FieldError(str(e)) from None
+    if len(data) > MAX_MESSAGE:
+        raise FieldError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
+    return data
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _field_name(raw: bytes) -> str:
+    if not _NAME.fullmatch(raw):
+        raise BadPacket(FRAMING, f"bad field name {raw[:40]!r}")
+    return raw.decode("ascii")
+
+
+def _field_type(raw: bytes) -> int:
+    if len(raw) != 3 or raw[0:1] != b"(" or raw[2:3] != b")" or not raw[1:2].isdigit():
+        raise BadPacket(FRAMING, f"bad type prefix {raw!r}")
+    ftype = raw[1] - 0x30
+    if ftype in _TYPES_UNSUPPORTED:
+        raise BadPacket(UNSUPPORTED, f"field type {ftype}")
+    if ftype > _TYPE_NESTED:
+        raise BadPacket(FRAMING, f"unknown field type {ftype}")
+    return ftype
+
+
+def _string_value(raw: bytes) -> str:
+    if not raw or b"\0" in raw:
+        raise BadPacket(FRAMING, "empty string value or NUL in value")
+    return _text(raw)
+
+
+def _peel(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Bounds of the next netstring's payload in ``data[pos:end]``, and where it ends."""
+    m = _NETSTRING_LEN.match(data, pos, end)
+    if m is None:
+        raise BadPacket(FRAMING, f"bad netstring length at offset {pos}")
+    start = m.end()
+    stop = start + int(m.group(1))
+    if stop >= end or data[stop] != 0x2C:  # ","
+        raise BadPacket(FRAMING, f"netstring at offset {pos} overruns or lacks ','")
+    return start, stop
+
+
+def _parse_netstring_body(data: bytes, pos: int, end: int, depth: int) -> tuple[Message, int]:
+    """Parse ``###\\n`` fields ``%%%\\n`` starting at ``pos``; return the message and the end."""
+    if not data.startswith(_NETSTRING_START, pos, end):
+        raise BadPacket(FRAMING, "no ### start marker")
+    pos += len(_NETSTRING_START)
+    fields: list[tuple[str, Value]] = []
+    while not data.startswith(_NETSTRING_END, pos, end):
+        start, stop = _peel(data, pos, end)
+        pos = stop + 1
+        equals = data.find(b"=", start + 3, stop)
+        if equals < 0:
+            raise BadPacket(FRAMING, "field without '='")
+        ftype = _field_type(data[start : start + 3])
+        name = _field_name(data[start + 3 : equals])
+        if ftype == _TYPE_STRING:
+            fields.append((name, _string_value(data[equals + 1 : stop])))
+        elif ftype == _TYPE_BINARY:
+            if equals + 1 == stop:
+                raise BadPacket(FRAMING, f"empty binary field {name!r}")
+            fields.append((name, data[equals + 1 : stop]))
+        else:
+            if depth >= MAX_DEPTH:
+                raise BadPacket(FRAMING, f"nested deeper than {MAX_DEPTH}")
+            child, child_end = _parse_netstring_body(data, equals + 1, stop, depth + 1)
+            if child_end != stop:
+                raise BadPacket(FRAMING, f"bytes after nested message {name!r}")
+            fields.append((name, child))
+    return Message._trusted(tuple(fields)), pos + len(_NETSTRING_END)
+
+
+def _base64_value(raw: bytes) -> bytes:
+    try:
+        value = binascii.a2b_base64(raw, strict_mode=True)
+    except binascii.Error as e:
+        raise BadPacket(FRAMING, f"bad base64: {e}") from None
+    # Only the canonical spelling is accepted, so that re-encoding gives the same bytes.
+    if not value or binascii.b2a_base64(value, newline=False) != raw:
+        raise BadPacket(FRAMING, "empty or non-canonical base64")
+    return value
+
+
+def _parse_classic_lines(block: bytes, depth: int) -> Message:
+    """Parse the ``name=value\\n`` lines between ``>>>\\n`` and ``<<<\\n``."""
+    fields: list[tuple[str, Value]] = []
+    for line in block.split(b"\n")[:-1]:
+        if not line:
+            continue  # Heartbeat skips empty lines between fields
+        ftype = _TYPE_STRING
+        if line.startswith(b"("):
+            ftype = _field_type(line[:3])
+            line = line[3:]
+        equals = line.find(b"=")
+        if equals < 0:
+            raise BadPacket(FRAMING, "line without '='")
+        name = _field_name(line[:equals])
+        raw = line[equals + 1 :]
+        if ftype == _TYPE_STRING:
+            fields.append((name, _string_value(raw.replace(b"\x13", b"\n"))))
+        elif ftype == _TYPE_BINARY:
+            fields.append((name, _base64_value(raw)))
+        else:
+            if depth >= MAX_DEPTH:
+                raise BadPacket(FRAMING, f"nested deeper than {MAX_DEPTH}")
+            child = raw.replace(bytes((_NESTED_SYMBOLS[depth],)), b"\n")
+            fields.append((name, _parse_classic(child, depth + 1)))
+    return Message._trusted(tuple(fields))
+
+
+def _parse_classic(text: bytes, depth: int) -> Message:
+    """Parse a whole classic message, ``>>>\\n`` through ``<<<\\n``, nothing after."""
+    if not text.startswith(_CLASSIC_START):
+        raise BadPacket(FRAMING, "no >>> start marker")
+    # Search from the newline of ">>>\n" so an empty message is found too.
+    end = text.find(b"\n" + _CLASSIC_END, len(_CLASSIC_START) - 1)
+    if end < 0:
+        raise BadPacket(FRAMING, "no <<< end marker")
+    if end + 1 + len(_CLASSIC_END) != len(text):
+        raise BadPacket(FRAMING, "bytes after <<< end marker")
+    block = text[len(_CLASSIC_START) : end + 1]
+    if b"\0" in block:
+        raise BadPacket(FRAMING, "NUL inside classic message")
+    return _parse_classic_lines(block, depth)
+
+
+def _key_for(auth_value: str, keys: AuthKeys) -> tuple[AuthKey, str]:
+    m = _AUTH_VALUE.fullmatch(auth_value)
+    if m is None:
+        raise BadPacket(AUTH_SYNTAX, f"auth value {auth_value[:80]!r}")
+    index = int(m.group(1))
+    key = keys.keys.get(index) if index <= MAX_KEY_INDEX else None
+    if key is None:
+        raise BadPacket(UNKNOWN_KEY, f"key index {index} is not in authkeys")
+    return key, m.group(2)
+
+
+def _verify_inner(msg: Message, keys: AuthKeys) -> int:
+    value = msg._first(AUTH_FIELD)
+    if value is None:
+        raise BadPacket(NO_AUTH, "no auth field")
+    if not isinstance(value, str):
+        raise BadPacket(AUTH_SYNTAX, "auth field is not a string")
+    key, claimed = _key_for(value, keys)
+    try:
+        text = _classic_fields(msg, 0, True)
+    except _Unwritable as e:
+        raise BadPacket(FRAMING, str(e)) from None
+    if not auth.verify(key.method, key.secret, text, claimed):
+        src = msg.get("src")
+        raise BadPacket(AUTH, f"inner auth failed (src={src!r}, key {key.index})")
+    return key.index
+
+
+def decode(data: bytes, keys: AuthKeys) -> Decoded:
+    """Parse and authenticate one datagram, in either wire form.
+
+    Netstring: the trailer digest is checked first, then the inner ``auth`` field; classic:
+    the ``auth`` field. Each names its authkeys index, which must be configured. Raises
+    BadPacket, and nothing else, for any input that is not an authentic Heartbeat message.
+    """
+    data = bytes(data)
+    if len(data) > MAX_MESSAGE:
+        raise BadPacket(TOO_BIG, f"{len(data)} bytes, limit {MAX_MESSAGE}")
+    fmt: WireFormat
+    if data.startswith(_NETSTRING_START):
+        fmt = "netstring"
+        msg, body_end = _parse_netstring_body(data, 0, len(data), 0)
+        if body_end == len(data):
+            raise BadPacket(NO_AUTH, "no trailer auth after %%%")
+        start, stop = _peel(data, body_end, len(data))
+        if stop + 1 != len(data):
+            raise BadPacket(FRAMING, "bytes after trailer auth")
+        try:
+            trailer = data[start:stop].decode("ascii")
+        except UnicodeDecodeError:
+            raise BadPacket(AUTH_SYNTAX, "trailer auth is not ASCII") from None
+        key, claimed = _key_for(trailer, keys)
+        if not auth.verify(key.method, key.secret, data[:body_end], claimed):
+            src = msg.get("src")
+            raise BadPacket(AUTH, f"trailer auth failed (src={src!r}, key {key.index})")
+    elif data.startswith(_CLASSIC_START):
+        fmt = "classic"
+        # Heartbeat sends the C string's terminating NUL as well.
+        msg = _parse_classic(data[:-1] if data.endswith(b"\0") else data, 0)
+    else:
+        raise BadPacket(FRAMING, f"no start marker: {data[:8]!r}")
+    return Decoded(msg, fmt, _verify_inner(msg, keys))
