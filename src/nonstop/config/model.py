@@ -7,9 +7,13 @@ them, never the files. Times are integer milliseconds, as Heartbeat keeps them.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-from nonstop.config.errors import Location
+from nonstop.config.errors import ConfigError, ConfigErrors, Location
+
+T = TypeVar("T")
 
 HEARTBEAT_PORT = 694
 
@@ -75,7 +79,7 @@ class AuthMethod(enum.Enum):
 class AuthKey:
     index: int
     method: AuthMethod
-    secret: bytes  # empty for crc
+    secret: bytes = field(repr=False)  # empty for crc; kept out of repr so it never reaches a log
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,23 @@ class AuthKeys:
     @property
     def signing_key(self) -> AuthKey:
         return self.keys[self.active]
+
+
+@dataclass(frozen=True)
+class IPSpec:
+    """An IPaddr argument ``a.b.c.d[/cidr[/iface[/bcast]]]`` (or ``a.b.c.d/cidr/bcast``).
+
+    None means "not given": the agent derives it from the route that covers ``ip``.
+    """
+
+    ip: ipaddress.IPv4Address
+    cidr: int | None
+    iface: str | None
+    broadcast: ipaddress.IPv4Address | None
+    raw: str
+
+    def __str__(self) -> str:
+        return self.raw
 
 
 @dataclass(frozen=True)
@@ -147,6 +168,13 @@ class HaConfig:
     parameters: dict[str, str] = field(default_factory=dict)
     # Where each directive was given, for messages that need to point back at the file.
     locations: dict[str, Location] = field(default_factory=dict)
+    uuidfrom: str = "file"  # "file" | "nodename"
+    hbgenmethod: str = "file"  # "file" | "time"
+    realtime: bool = True
+    rtprio: int | None = None  # None: the lowest SCHED_RR priority, as Heartbeat does
+    coredumps: bool = True
+    # Problems that do not stop nonstop from starting (printed by `nonstop check`).
+    warnings: tuple[ConfigWarning, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,3 +185,31 @@ class ClusterConfig:
     ha: HaConfig
     authkeys: AuthKeys
     groups: tuple[ResourceGroup, ...]
+    local_node: str | None = None  # the --node this configuration was loaded for, lowercased
+    warnings: tuple[ConfigWarning, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConfigWarning:
+    """Something in a configuration file worth fixing that does not stop nonstop from starting."""
+
+    loc: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.loc}: warning: {self.message}"
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[T]):
+    """What a parser found: the value (None when there were errors), every error, every warning."""
+
+    value: T | None
+    errors: tuple[ConfigError, ...] = ()
+    warnings: tuple[ConfigWarning, ...] = ()
+
+    def unwrap(self) -> T:
+        """The value, or ConfigErrors carrying every error found."""
+        ConfigErrors.raise_if_any(self.errors)
+        assert self.value is not None, "a parser returned neither a value nor an error"
+        return self.value

@@ -1,0 +1,153 @@
+"""Parse ``authkeys``: which key signs our packets, and every key that may verify a peer's.
+
+Format (Heartbeat's ``auth.c``)::
+
+    auth <n>            # the index that signs outgoing packets; must precede key line <n>
+    <n> crc             # no key
+    <n> md5 <secret>
+    <n> sha1 <secret>
+
+Indexes are 0..15. Several key lines may coexist for a key rollover: an incoming packet is
+verified with the index it names. A file readable by group or others is refused, as Heartbeat
+refuses it. Secrets stay bytes, exactly as written in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from nonstop.config.errors import ConfigError, Location
+from nonstop.config.model import AuthKey, AuthKeys, AuthMethod, Parsed
+
+MAXAUTH = 16  # indexes 0..15
+
+
+def check_authkeys(path: str) -> Parsed[AuthKeys]:
+    """Read authkeys: the AuthKeys (None if any error) and every error, each with file:line."""
+    errors: list[ConfigError] = []
+    whole = Location(path)
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            data = f.read()
+    except OSError as e:
+        return Parsed(None, (ConfigError(whole, f"cannot read: {e.strerror or e}"),))
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        errors.append(
+            ConfigError(
+                whole,
+                f"Bad permissions on keyfile [{path}], 600 recommended. The keys would be "
+                f"readable by other users; fix with: chmod 600 {path}",
+            )
+        )
+
+    active: int | None = None
+    active_loc = whole
+    bound = False  # Heartbeat binds the signing key only when its line follows 'auth n'
+    keys: dict[int, AuthKey] = {}
+    key_lines: dict[int, int] = {}
+    for n, raw_line in enumerate(data.split(b"\n"), start=1):
+        loc = Location(path, n)
+        words = raw_line.split()
+        if not words or words[0].startswith(b"#"):
+            continue
+        shown = raw_line.strip().decode("utf-8", "replace")
+        if words[0].startswith(b"a"):
+            ok = len(words) >= 2 and words[0] == b"auth" and _is_comment(words[2:])
+            index = _index(words[1]) if ok else None
+            if index is None:
+                errors.append(
+                    ConfigError(loc, f"Invalid auth line [{shown}]: write 'auth <n>', n in 0..15")
+                )
+            elif active is not None:
+                errors.append(
+                    ConfigError(loc, f"a second auth line; the first is at line {active_loc.line}")
+                )
+            else:
+                active, active_loc = index, loc
+            continue
+        err = _key_line(words, shown, loc, keys, key_lines)
+        if err is not None:
+            errors.append(err)
+        elif active is not None and int(words[0]) == active:
+            bound = True
+
+    if active is None:
+        errors.append(ConfigError(whole, f"Missing auth directive in keyfile [{path}]"))
+    elif not bound:
+        later = key_lines.get(active)
+        hint = (
+            f": the key line is at line {later}, before 'auth {active}'; move it after"
+            if later is not None
+            else f": add a line '{active} sha1 <secret>'"
+        )
+        errors.append(
+            ConfigError(active_loc, f"Auth Key [{active}] not found in keyfile [{path}]{hint}")
+        )
+    if errors:
+        return Parsed(None, tuple(errors))
+    assert active is not None
+    return Parsed(AuthKeys(active=active, keys=keys, loc=whole))
+
+
+def parse_authkeys(path: str) -> AuthKeys:
+    """Read authkeys; raise ConfigErrors naming every problem (permissions included)."""
+    return check_authkeys(path).unwrap()
+
+
+def _is_comment(words: list[bytes]) -> bool:
+    """True if nothing follows the values, or only a comment."""
+    return not words or words[0].startswith(b"#")
+
+
+def _index(word: bytes) -> int | None:
+    if not word.isdigit():
+        return None
+    n = int(word)
+    return n if n < MAXAUTH else None
+
+
+def _key_line(
+    words: list[bytes],
+    shown: str,
+    loc: Location,
+    keys: dict[int, AuthKey],
+    key_lines: dict[int, int],
+) -> ConfigError | None:
+    """Add one ``<n> <method> [secret]`` line to ``keys``, or say what is wrong with it."""
+    if not words[0].isdigit():
+        return ConfigError(loc, f"Invalid key line [{shown}]: write '<n> <method> [secret]'")
+    index = _index(words[0])
+    if index is None:
+        return ConfigError(loc, f"Invalid authnum [{words[0].decode()}]: must be 0..15")
+    if len(words) < 2:
+        return ConfigError(loc, f"key {index} has no method (crc, md5 or sha1)")
+    method_s = words[1].decode("utf-8", "replace")
+    try:
+        method = AuthMethod(method_s)
+    except ValueError:
+        return ConfigError(loc, f"Invalid authtype [{method_s}]: use sha1, md5 or crc")
+    rest = words[2:]
+    if method is AuthMethod.CRC:
+        secret, after = b"", rest
+        if not _is_comment(after):
+            return ConfigError(loc, "Auth method [crc] doesn't use a key")
+    else:
+        if not rest:
+            return ConfigError(loc, f"Auth method [{method.value}] requires a key")
+        # The secret is the third word even if it starts with '#', as in Heartbeat.
+        secret, after = rest[0], rest[1:]
+        if not _is_comment(after):
+            return ConfigError(
+                loc,
+                f"key {index}: the secret must be one word without spaces (Heartbeat would "
+                f"use only '{secret.decode('utf-8', 'replace')}' and ignore the rest)",
+            )
+    if index in keys:
+        return ConfigError(
+            loc, f"key {index} is defined twice; the first is at line {key_lines[index]}"
+        )
+    keys[index] = AuthKey(index, method, secret)
+    key_lines[index] = loc.line
+    return None

@@ -1,0 +1,186 @@
+"""Parse ``haresources``: one resource group per logical line, preferred node first.
+
+Grammar (Heartbeat's ResourceManager)::
+
+    node resource [resource ...]        resource := IP-spec | Script | Script::arg[::arg...]
+
+``#`` starts a comment, a line ending in ``\\`` continues on the next one, runs of blanks are
+one separator, the node name is lowercased. A resource that looks like an IPv4 address is
+IPaddr shorthand: ``10.0.10.10/24/eth0`` means ``IPaddr::10.0.10.10/24/eth0``. The first
+resource of a line is the group's key and must be unique in the file.
+
+One deliberate difference: Heartbeat strips comments before joining continued lines, so a
+``#`` on a continuation line becomes resources there; here a comment ends at its own line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+
+from nonstop.config.errors import ConfigError, Location
+from nonstop.config.hacf import IFNAMSIZ, read_config_lines
+from nonstop.config.model import IPSpec, Parsed, ResourceGroup, ResourceSpec
+
+# ResourceManager's test for IP shorthand is this shell glob: [0-9]*.[0-9]*.[0-9]*.[0-9]*
+_LOOKS_LIKE_IP = re.compile(r"[0-9].*\.[0-9].*\.[0-9].*\.[0-9].*", re.DOTALL)
+_SCRIPT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+
+
+def parse_ip_spec(text: str) -> IPSpec:
+    """Parse an IPaddr argument: ``ip[/cidr[/iface[/broadcast]]]`` or ``ip/cidr/broadcast``.
+
+    As in Heartbeat's IPaddr, a third field starting with a digit is the broadcast address,
+    otherwise it is the interface and a fourth field is the broadcast. Raises ValueError.
+    """
+    fields = text.split("/")
+    if len(fields) > 4 or any(not f for f in fields):
+        raise ValueError(
+            f"'{text}' is not an IP spec: write ip[/cidr[/iface[/broadcast]]], "
+            "e.g. 10.0.10.10/24/eth0"
+        )
+    ip = _ipv4(fields[0], "address", text)
+    cidr: int | None = None
+    iface: str | None = None
+    broadcast: ipaddress.IPv4Address | None = None
+    if len(fields) >= 2:
+        if not fields[1].isdigit() or not 1 <= int(fields[1]) <= 32:
+            raise ValueError(f"'{text}': netmask '{fields[1]}' must be CIDR bits 1..32")
+        cidr = int(fields[1])
+    if len(fields) >= 3:
+        if fields[2][0].isdigit():
+            if len(fields) == 4:
+                raise ValueError(
+                    f"'{text}': the third field '{fields[2]}' starts with a digit, so it is the "
+                    "broadcast address, and nothing may follow it"
+                )
+            broadcast = _ipv4(fields[2], "broadcast", text)
+        else:
+            if len(fields[2]) > IFNAMSIZ:
+                raise ValueError(f"'{text}': '{fields[2]}' is not a network interface name")
+            iface = fields[2]
+    if len(fields) == 4:
+        broadcast = _ipv4(fields[3], "broadcast", text)
+    return IPSpec(ip=ip, cidr=cidr, iface=iface, broadcast=broadcast, raw=text)
+
+
+def _ipv4(field: str, what: str, text: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(field)
+    except ValueError:
+        raise ValueError(f"'{text}': {what} '{field}' is not an IPv4 address") from None
+
+
+def parse_resource(raw: str) -> ResourceSpec:
+    """One resource as written on a haresources line; raises ValueError if malformed."""
+    if _LOOKS_LIKE_IP.fullmatch(raw):
+        spec = ResourceSpec(name="IPaddr", args=(raw,), raw=raw)
+    else:
+        name, *args = raw.split("::")
+        spec = ResourceSpec(name=name, args=tuple(args), raw=raw)
+    if not _SCRIPT_NAME.fullmatch(spec.name):
+        raise ValueError(f"resource '{raw}': '{spec.name}' is not a resource script name")
+    if any(not a for a in spec.args):
+        raise ValueError(f"resource '{raw}' has an empty argument (between '::' separators)")
+    _check_known_agent(spec)
+    return spec
+
+
+def _check_known_agent(spec: ResourceSpec) -> None:
+    """Argument checks for the agents nonstop implements itself, so mistakes show at load."""
+    if spec.name == "IPaddr":
+        if len(spec.args) != 1:
+            raise ValueError(f"resource '{spec.raw}': IPaddr takes one argument, the IP spec")
+        parse_ip_spec(spec.args[0])
+    elif spec.name == "MailTo" and not 1 <= len(spec.args) <= 2:
+        raise ValueError(
+            f"resource '{spec.raw}': MailTo takes an address list and an optional subject "
+            "(MailTo::addr[,addr...][::subject])"
+        )
+
+
+def _logical_lines(lines: list[str], path: str) -> tuple[list[tuple[int, str]], list[ConfigError]]:
+    """Comment-free logical lines with the number of the line each starts on."""
+    out: list[tuple[int, str]] = []
+    errors: list[ConfigError] = []
+    pending: tuple[int, str] | None = None
+    for n, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0]
+        if pending is not None:
+            start, text = pending[0], pending[1] + text
+        else:
+            start = n
+        if text.endswith("\\"):
+            pending = (start, text[:-1])
+            continue
+        pending = None
+        out.append((start, text))
+    if pending is not None:
+        errors.append(
+            ConfigError(
+                Location(path, pending[0]), "the last line ends with '\\' but the file ends"
+            )
+        )
+        out.append(pending)
+    return out, errors
+
+
+def check_haresources(path: str, nodes: Sequence[str] | None) -> Parsed[tuple[ResourceGroup, ...]]:
+    """Read haresources: its groups (None if any error) and every error.
+
+    ``nodes`` are ha.cf's node names; None skips the node check (ha.cf itself was broken).
+    """
+    lines, errors = read_config_lines(path)
+    if lines is None:
+        return Parsed(None, tuple(errors))
+    logical, join_errors = _logical_lines(lines, path)
+    errors.extend(join_errors)
+    groups: list[ResourceGroup] = []
+    keys: dict[str, int] = {}
+    for n, text in logical:
+        loc = Location(path, n)
+        words = text.split()
+        if not words:
+            continue
+        node = words[0].lower()
+        if nodes is not None and node not in nodes:
+            known = ", ".join(nodes) or "none"
+            errors.append(
+                ConfigError(
+                    loc,
+                    f"Bad nodename in haresources [{words[0]}]: not a node of ha.cf "
+                    f"(nodes: {known})",
+                )
+            )
+        if len(words) == 1:
+            errors.append(ConfigError(loc, f"node '{node}' has no resources on this line"))
+            continue
+        resources: list[ResourceSpec] = []
+        for word in words[1:]:
+            try:
+                resources.append(parse_resource(word))
+            except ValueError as e:
+                errors.append(ConfigError(loc, str(e)))
+        if len(resources) != len(words) - 1:
+            continue
+        group = ResourceGroup(node=node, resources=tuple(resources), loc=loc)
+        if group.key in keys:
+            errors.append(
+                ConfigError(
+                    loc,
+                    f"group key '{group.key}' (the first resource) is already the key of the "
+                    f"group at line {keys[group.key]}; the first resource of a line must be unique",
+                )
+            )
+            continue
+        keys[group.key] = n
+        groups.append(group)
+    if errors:
+        return Parsed(None, tuple(errors))
+    return Parsed(tuple(groups))
+
+
+def parse_haresources(path: str, nodes: Sequence[str]) -> tuple[ResourceGroup, ...]:
+    """Read haresources; raise ConfigErrors naming every problem as ``file:line``."""
+    return check_haresources(path, nodes).unwrap()

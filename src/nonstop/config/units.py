@@ -1,0 +1,63 @@
+"""Heartbeat's value syntaxes: times (``cl_get_msec``) and booleans (``cl_str_to_boolean``).
+
+Both raise ValueError with a message meant for a human; the callers add ``file:line``.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal
+
+# Digits, or a decimal with at least one digit after the point, then an optional unit.
+_TIME_RE = re.compile(r"(?P<num>[0-9]+|[0-9]*\.[0-9]+)(?P<unit>[a-zA-Z]*)")
+
+# Divisor that turns the written number into milliseconds. "msec" is accepted because
+# Heartbeat's parser compares only the unit's first letters, so files using it work there.
+_UNITS: dict[str, Decimal] = {
+    "": Decimal("0.001"),
+    "ms": Decimal(1),
+    "msec": Decimal(1),
+    "us": Decimal(1000),
+    "usec": Decimal(1000),
+}
+
+_TRUE = frozenset({"true", "on", "yes", "y", "1"})
+_FALSE = frozenset({"false", "off", "no", "n", "0"})
+
+
+def parse_msec(text: str) -> int:
+    """Milliseconds from Heartbeat's time syntax.
+
+    A bare number is seconds (``2`` = 2000, ``1.7`` = 1700); ``ms``/``msec`` means milliseconds,
+    ``us``/``usec`` microseconds; units are case-insensitive; the result is rounded to the
+    nearest millisecond, halves up (``499us`` = 0, ``500us`` = 1). Anything else is an error.
+    """
+    m = _TIME_RE.fullmatch(text)
+    if m is None:
+        raise ValueError(
+            f"'{text}' is not a time: write seconds ('2', '1.5'), milliseconds ('200ms') "
+            "or microseconds ('500us')"
+        )
+    unit = m["unit"].lower()
+    if unit not in _UNITS:
+        raise ValueError(
+            f"'{text}' has an unknown time unit '{m['unit']}': a bare number is seconds, "
+            "the only units are ms and us (e.g. '2' or '2000ms')"
+        )
+    ms = Decimal(m["num"]) / _UNITS[unit]
+    return int(ms.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def parse_bool(text: str) -> bool:
+    """A Heartbeat boolean: ``true on yes y 1`` or ``false off no n 0``, any case."""
+    word = text.lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"'{text}' is not a boolean: use yes/no, on/off, true/false, y/n or 1/0")
+
+
+def format_msec(ms: int) -> str:
+    """The string Heartbeat records for a computed time, e.g. ``15000ms``."""
+    return f"{ms}ms"
