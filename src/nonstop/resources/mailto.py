@@ -10,7 +10,9 @@ between all MailTo entries, so two of them could not have separate states).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import email.policy
 import hashlib
 import smtplib
 import threading
@@ -24,6 +26,7 @@ from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceS
 T = TypeVar("T")
 DEFAULT_SUBJECT = "Resource Group"
 RETRY_BACKOFF_S = 2.0
+_MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 def effective_subject(subject: str | None) -> str:
@@ -70,14 +73,19 @@ def _in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
         if not fut.done():
             setter()
 
+    def hand_back(setter: Callable[[], None]) -> None:
+        # The loop may be gone when an abandoned attempt finally ends: nobody waits then.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(deliver, setter)
+
     def run() -> None:
         try:
             result = fn()
         except BaseException as exc:  # handed to the awaiting coroutine, not swallowed
             error = exc
-            loop.call_soon_threadsafe(deliver, lambda: fut.set_exception(error))
+            hand_back(lambda: fut.set_exception(error))
         else:
-            loop.call_soon_threadsafe(deliver, lambda: fut.set_result(result))
+            hand_back(lambda: fut.set_result(result))
 
     threading.Thread(target=run, name="mailto-smtp", daemon=True).start()
     return fut
@@ -101,6 +109,8 @@ class MailToAgent(Agent):
         self._ctx = ctx
         self._running = False
         self._tasks: set[asyncio.Task[bool]] = set()
+        # Mails leave in the order of the events (a takeover notice before the release notice).
+        self._send_lock = asyncio.Lock()
         self._state_file: Path | None = None
         if ctx.state_dir is not None:
             digest = hashlib.sha1(raw.encode()).hexdigest()[:12]
@@ -143,7 +153,9 @@ class MailToAgent(Agent):
     def build_message(self, action: str, when: datetime.datetime) -> EmailMessage:
         """The complete mail for ``action`` at wall-clock time ``when``."""
         subject_line = render_subject(action, self.subject, self._ctx.node, when)
-        msg = EmailMessage()
+        # Long subjects stay on one header line (RFC 5322 allows 998 characters), so every
+        # mail client shows them exactly as Heartbeat's mail(1) sent them.
+        msg = EmailMessage(policy=_MAIL_POLICY)
         msg["From"] = self._ctx.mail_from or f"root@{self._ctx.node}"
         msg["To"] = ", ".join(self.recipients)
         msg["Subject"] = subject_line
@@ -158,6 +170,10 @@ class MailToAgent(Agent):
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, msg: EmailMessage) -> bool:
+        async with self._send_lock:
+            return await self._deliver_now(msg)
+
+    async def _deliver_now(self, msg: EmailMessage) -> bool:
         ctx = self._ctx
         attempts = max(1, ctx.smtp_attempts)
         for attempt in range(1, attempts + 1):

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 OUTPUT_DRAIN_S = 0.5
 KILL_GRACE_S = 2.0
 TAIL_LINES = 5
+# Output kept for the result (all of it is logged): enough for any sane script.
+MAX_OUTPUT_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -62,25 +64,46 @@ async def run_script(
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     logger.info("Running %s", " ".join(argv))
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=dict(env),
-        start_new_session=True,
-    )
+    # Our own pipe rather than asyncio's: asyncio's Process.wait() also waits for its pipes
+    # to close, which a daemon that inherited stdout would delay for its whole life.
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            env=dict(env),
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
     pgid = proc.pid  # a new session's leader is its group's leader
     chunks: list[bytes] = []
+    stream = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(read_fd, "rb", buffering=0)
+    )
 
     async def read_output() -> None:
-        assert proc.stdout is not None
+        # Read in blocks, not lines: one endless line must not break the reader.
+        pending = b""
+        kept = 0
         while True:
-            line = await proc.stdout.readline()
-            if not line:
-                return
-            chunks.append(line)
-            logger.info("%s: %s", log_prefix, line.decode(errors="replace").rstrip())
+            block = await stream.read(65536)
+            if not block:
+                break
+            if kept < MAX_OUTPUT_BYTES:
+                chunks.append(block)
+                kept += len(block)
+            *lines, pending = (pending + block).split(b"\n")
+            for line in lines:
+                logger.info("%s: %s", log_prefix, line.decode(errors="replace").rstrip())
+        if pending:
+            logger.info("%s: %s", log_prefix, pending.decode(errors="replace").rstrip())
 
     reader = asyncio.create_task(read_output())
     timed_out = False
@@ -108,6 +131,7 @@ async def run_script(
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+        transport.close()
     output = b"".join(chunks).decode(errors="replace")
     return RunResult(
         argv=tuple(argv),

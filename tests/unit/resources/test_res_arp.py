@@ -1,0 +1,69 @@
+"""Gratuitous ARP frame layout and Heartbeat's send_arp schedule."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+
+import pytest
+
+from nonstop.resources.arp import ArpOp, arp_schedule, gratuitous_arp_frame, parse_mac
+
+MAC = bytes.fromhex("02aabbccddee")
+VIP = ipaddress.IPv4Address("198.18.0.10")
+
+
+def test_request_frame_bytes() -> None:
+    frame = gratuitous_arp_frame(ArpOp.REQUEST, MAC, VIP)
+    expected = bytes.fromhex(
+        "ffffffffffff"  # Ethernet destination: broadcast
+        "02aabbccddee"  # Ethernet source: our MAC
+        "0806"  # EtherType ARP
+        "0001" "0800" "06" "04"  # Ethernet / IPv4, address lengths
+        "0001"  # REQUEST
+        "02aabbccddee" "c612000a"  # sender MAC, sender IP = VIP
+        "000000000000" "c612000a"  # target MAC zero, target IP = VIP
+    )
+    assert frame[:42] == expected
+    assert len(frame) == 60
+    assert frame[42:] == bytes(18)
+
+
+def test_reply_frame_announces_own_mac_as_target() -> None:
+    frame = gratuitous_arp_frame(ArpOp.REPLY, MAC, VIP)
+    assert frame[20:22] == b"\x00\x02"
+    assert frame[22:28] == MAC
+    assert frame[32:38] == MAC
+    assert frame[28:32] == frame[38:42] == VIP.packed
+    assert frame[:6] == b"\xff" * 6
+
+
+def test_frame_rejects_short_mac() -> None:
+    with pytest.raises(ValueError):
+        gratuitous_arp_frame(ArpOp.REQUEST, b"\x01\x02", VIP)
+
+
+def test_parse_mac() -> None:
+    assert parse_mac("02:aa:bb:cc:dd:ee") == MAC
+    with pytest.raises(ValueError):
+        parse_mac("02:aa:bb")
+
+
+def test_schedule_is_ten_pairs_first_immediately() -> None:
+    plan = arp_schedule()
+    assert len(plan) == 20
+    assert plan[0] == (0.0, ArpOp.REQUEST)
+    assert [op for _, op in plan] == [ArpOp.REQUEST, ArpOp.REPLY] * 10
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(plan)]
+    assert all(g == pytest.approx(0.25) for g in gaps)
+    # Nothing waits after the last reply: 20 frames span 4.75 s.
+    assert plan[-1][0] == pytest.approx(4.75)
+
+
+def test_schedule_custom_interval() -> None:
+    assert arp_schedule(2, 0.1) == [
+        (0.0, ArpOp.REQUEST),
+        (0.05, ArpOp.REPLY),
+        (0.1, ArpOp.REQUEST),
+        (0.15000000000000002, ArpOp.REPLY),
+    ]
