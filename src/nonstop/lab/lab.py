@@ -1,0 +1,502 @@
+"""A lab: a switch, N nodes and a client, each in its own network namespace.
+
+Layout (all inside namespaces; nothing touches the host's interfaces)::
+
+    <prefix>-sw   bridge br0; port pK per node K (p1, p2 ...), port pc for the client
+    <prefix>-nK   eth0 = 198.18.0.K/24           (node K, 1-based, at most 8 nodes)
+    <prefix>-cl   eth0 = 198.18.0.100/24         (the client that probes the virtual IP)
+
+198.18.0.10 (:data:`VIP`) is left free for the cluster's virtual IP, as the talk's 10.0.10.10.
+Every program runs with a private ``/tmp`` and ``/etc/logrotate.d`` (per host directories under
+the lab's work directory), so the talk's ``master`` script works per node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+
+from nonstop.lab.box import (
+    HEARTBEAT_BINARY,
+    HEARTBEAT_PIDFILE,
+    READY_MARKER,
+    install_ha_config,
+    prepare_box,
+)
+from nonstop.lab.commands import run_checked
+from nonstop.lab.errors import LabError
+from nonstop.lab.faults import Direction, FaultState, render_ruleset
+from nonstop.lab.mounts import Bind, prologue
+from nonstop.lab.names import LabPrefix, new_prefix
+from nonstop.lab.process import BoxProcess, LabProcess
+from nonstop.lab.wait import wait_for
+
+CLIENT = "client"
+PREFIXLEN = 24
+VIP = "198.18.0.10"
+CLIENT_IP = "198.18.0.100"
+MAX_NODES = 8
+BRIDGE = "br0"
+DEFAULT_WORK_ROOT = Path("/var/tmp/nonstop-lab")
+# Paths a lab host sees privately; a work directory under one of them would vanish from view.
+PRIVATE_PATHS = ("/tmp", "/run", "/etc/ha.d", "/etc/logrotate.d", "/var/log",
+                 "/var/lib/heartbeat")
+
+
+class Lab:
+    """Network-namespace test hosts: build with ``with Lab(("n1", "n2")) as lab:``.
+
+    Methods are synchronous and quick (each runs a few ``ip``/``nft`` commands), so asyncio code
+    may call them directly. Teardown stops every process the lab started, kills anything left in
+    its namespaces, deletes the namespaces and the work directory, even after an exception.
+    """
+
+    def __init__(self, nodes: Sequence[str] = ("n1", "n2"), *, workdir: Path | None = None,
+                 keep_workdir: bool = False) -> None:
+        if not 1 <= len(nodes) <= MAX_NODES:
+            raise ValueError(f"a lab has 1..{MAX_NODES} nodes, not {len(nodes)}")
+        if len(set(nodes)) != len(nodes) or CLIENT in nodes:
+            raise ValueError(f"node names must be distinct and not {CLIENT!r}: {nodes}")
+        for name in nodes:
+            if not name or len(name) > 63 or not all(c.isalnum() or c in "-_." for c in name):
+                raise ValueError(f"node name {name!r} is not a valid host name")
+        self._prefix: LabPrefix = new_prefix()
+        self.nodes: tuple[str, ...] = tuple(nodes)
+        self.keep_workdir = keep_workdir
+        self.workdir = (workdir or DEFAULT_WORK_ROOT / self._prefix.text).resolve()
+        for private in PRIVATE_PATHS:
+            if PurePosixPath(self.workdir).is_relative_to(private):
+                raise ValueError(f"work directory {self.workdir} is under {private}, which "
+                                 "lab hosts see privately")
+        self._created_workdir = False
+        self._namespaces: list[str] = []
+        self._processes: list[LabProcess] = []
+        self._boxes: dict[str, BoxProcess] = {}
+        self._faults = FaultState()
+        self._started = False
+        self._closed = False
+
+    # -- naming ---------------------------------------------------------------------------------
+
+    @property
+    def prefix(self) -> str:
+        """The per-run prefix every namespace name of this lab starts with (``nsl<pid>x<n>``)."""
+        return self._prefix.text
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The nodes, then :data:`CLIENT`."""
+        return (*self.nodes, CLIENT)
+
+    @property
+    def switch_netns(self) -> str:
+        """Name of the switch's namespace."""
+        return self._prefix.name("sw")
+
+    def _index(self, host: str) -> int:
+        try:
+            return self.nodes.index(host) + 1
+        except ValueError:
+            if host == CLIENT:
+                return 0
+            raise LabError(f"no host {host!r} in this lab (hosts: {self.hosts})") from None
+
+    def _node(self, node: str) -> str:
+        if node == CLIENT or node not in self.nodes:
+            raise LabError(f"{node!r} is not a node of this lab (nodes: {self.nodes})")
+        return node
+
+    def netns(self, host: str) -> str:
+        """Name of the network namespace of a node or of the client."""
+        index = self._index(host)
+        return self._prefix.name(f"n{index}" if index else "cl")
+
+    def port(self, host: str) -> str:
+        """Name of the host's port on the switch (in the switch namespace)."""
+        index = self._index(host)
+        return f"p{index}" if index else "pc"
+
+    def ip(self, host: str) -> str:
+        """The host's address on eth0 (prefix length :data:`PREFIXLEN`)."""
+        index = self._index(host)
+        return f"198.18.0.{index}" if index else CLIENT_IP
+
+    def host_dir(self, host: str) -> Path:
+        """The host's directory in the work directory (its private /tmp, logs, box files)."""
+        self._index(host)
+        return self.workdir / host
+
+    def _binds(self, host: str) -> list[Bind]:
+        base = self.host_dir(host)
+        return [Bind(str(base / "logrotate.d"), "/etc/logrotate.d"),
+                Bind(str(base / "tmp"), "/tmp")]
+
+    def _box_binds(self, host: str) -> list[Bind]:
+        return prepare_box(self.host_dir(host) / "box")
+
+    def host_path(self, host: str, path: str) -> Path:
+        """Where a host's private path (``/tmp/.HB-master``, a box's ``/var/log/ha-log``) is on
+        the machine; paths that are not private map to themselves."""
+        box = self.host_dir(host) / "box"
+        table = {
+            "/tmp": self.host_dir(host) / "tmp",
+            "/etc/logrotate.d": self.host_dir(host) / "logrotate.d",
+            "/run": box / "run",
+            "/var/run": box / "run",
+            "/etc/ha.d": box / "etc-ha.d",
+            "/var/lib/heartbeat": box / "var-lib-heartbeat",
+            "/var/log": box / "var-log",
+        }
+        pure = PurePosixPath(path)
+        for target, source in sorted(table.items(), key=lambda item: -len(item[0])):
+            if pure.is_relative_to(target):
+                return source / pure.relative_to(target)
+        return Path(path)
+
+    # -- build and teardown --------------------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def start(self) -> Lab:
+        """Build the namespaces, the switch and the links; on failure undo what was built."""
+        if self._started:
+            raise LabError("lab already started")
+        self._started = True
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _ip(self, *args: str) -> str:
+        return run_checked(["ip", *args])
+
+    def _add_netns(self, name: str) -> None:
+        self._ip("netns", "add", name)
+        self._namespaces.append(name)
+        # Per-namespace sysctls: no IPv6 chatter (router solicitations, DAD) on lab links.
+        run_checked(["ip", "netns", "exec", name, "sysctl", "-q", "-w",
+                     "net.ipv6.conf.all.disable_ipv6=1",
+                     "net.ipv6.conf.default.disable_ipv6=1"])
+        self._ip("-n", name, "link", "set", "lo", "up")
+
+    def _build(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=False)
+        self._created_workdir = True
+        for host in self.hosts:
+            base = self.host_dir(host)
+            (base / "logrotate.d").mkdir(parents=True)
+            (base / "logs").mkdir()
+            (base / "tmp").mkdir()
+            (base / "tmp").chmod(0o1777)
+        sw = self.switch_netns
+        self._add_netns(sw)
+        self._ip("-n", sw, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0",
+                 "mcast_snooping", "0")
+        self._ip("-n", sw, "link", "set", BRIDGE, "up")
+        for host in self.hosts:
+            ns = self.netns(host)
+            port = self.port(host)
+            self._add_netns(ns)
+            # Both ends are created directly in lab namespaces: no name ever exists on the host.
+            self._ip("-n", sw, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+                     "netns", ns)
+            self._ip("-n", sw, "link", "set", port, "master", BRIDGE, "up")
+            self._ip("-n", ns, "addr", "add", f"{self.ip(host)}/{PREFIXLEN}", "broadcast", "+",
+                     "dev", "eth0")
+            self._ip("-n", ns, "link", "set", "eth0", "up")
+        self._apply_faults()
+
+    def close(self) -> None:
+        """Tear everything down; safe to call twice. Raises LabError after a complete teardown
+        if any step failed."""
+        if self._closed:
+            return
+        self._closed = True
+        problems: list[str] = []
+        for proc in reversed(self._processes):
+            try:
+                proc.stop(timeout=10.0)
+            except Exception as exc:  # teardown goes on; the failure is reported at the end
+                problems.append(f"stop {proc!r}: {exc}")
+        for name in reversed(self._namespaces):
+            try:
+                kill_netns_processes(name)
+                self._ip("netns", "del", name)
+            except Exception as exc:
+                problems.append(f"remove namespace {name}: {exc}")
+        self._namespaces.clear()
+        if self._created_workdir and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if problems:
+            raise LabError("lab teardown: " + "; ".join(problems))
+
+    # -- faults --------------------------------------------------------------------------------
+
+    def _apply_faults(self) -> None:
+        run_checked(["ip", "netns", "exec", self.switch_netns, "nft", "-f", "-"],
+                    input_text=render_ruleset(self._faults))
+
+    def link_down(self, host: str) -> None:
+        """Pull the host's cable: its switch port goes down, its eth0 loses carrier."""
+        self._ip("-n", self.switch_netns, "link", "set", self.port(host), "down")
+
+    def link_up(self, host: str) -> None:
+        """Plug the host's cable back in."""
+        self._ip("-n", self.switch_netns, "link", "set", self.port(host), "up")
+
+    def set_loss(self, host: str, percent: int, direction: Direction = "both") -> None:
+        """Drop ``percent`` % of frames from (``out``), to (``in``) or both ways at the host's
+        switch port; 0 removes the loss."""
+        self._faults.set_loss(self.port(host), percent, direction)
+        self._apply_faults()
+
+    def isolate(self, a: str, b: str) -> None:
+        """Hosts ``a`` and ``b`` no longer hear each other; both still reach everyone else."""
+        if a == b:
+            raise LabError("cannot isolate a host from itself")
+        self._faults.isolated_pairs.add(frozenset((self.port(a), self.port(b))))
+        self._apply_faults()
+
+    def heal(self) -> None:
+        """Undo every :meth:`isolate` (loss and blackouts stay)."""
+        self._faults.isolated_pairs.clear()
+        self._apply_faults()
+
+    def blackout(self, host: str) -> None:
+        """Drop everything the host sends; it still receives and its link stays up."""
+        self._faults.blackouts.add(self.port(host))
+        self._apply_faults()
+
+    def unblackout(self, host: str) -> None:
+        """End a :meth:`blackout`."""
+        self._faults.blackouts.discard(self.port(host))
+        self._apply_faults()
+
+    def clear_faults(self) -> None:
+        """Remove every fault: loss, isolation, blackouts, and bring every link up."""
+        self._faults.clear()
+        self._apply_faults()
+        for host in self.hosts:
+            self.link_up(host)
+
+    # -- processes -----------------------------------------------------------------------------
+
+    def _command(self, host: str, argv: Sequence[str], binds: Mapping[str, str | Path] | None,
+                 ) -> list[str]:
+        if not argv:
+            raise LabError("empty command")
+        all_binds = self._binds(host)
+        all_binds.extend(Bind(str(src), target) for target, src in (binds or {}).items())
+        # ip netns exec already gives a mount namespace that is a slave of the host's; unshare
+        # makes our own one (slave again, so host umounts of lab namespaces still reach it and
+        # no mount of ours reaches the host).
+        return ["ip", "netns", "exec", self.netns(host), "unshare", "--mount", "--propagation",
+                "slave", "sh", "-c", prologue(all_binds), "lab-prologue", *argv]
+
+    @staticmethod
+    def _env(env: Mapping[str, str] | None) -> dict[str, str]:
+        merged = dict(os.environ)
+        merged.update(env or {})
+        return merged
+
+    def _log_path(self, host: str, argv: Sequence[str], log_path: Path | None) -> Path:
+        if log_path is not None:
+            return log_path
+        stem = Path(argv[0]).name or "proc"
+        count = sum(1 for p in self._processes if p.host == host)
+        return self.host_dir(host) / "logs" / f"{count:02d}-{stem}.log"
+
+    def _popen(self, host: str, cmd: list[str], argv: Sequence[str], env: Mapping[str, str] | None,
+               log_path: Path | None, cwd: Path | None) -> tuple[subprocess.Popen[bytes], Path]:
+        if self._closed or not self._started:
+            raise LabError("lab is not running")
+        path = self._log_path(host, argv, log_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as log:
+            popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, env=self._env(env), cwd=cwd,
+                                     start_new_session=True)
+        return popen, path
+
+    def spawn(self, host: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+              log_path: Path | None = None, binds: Mapping[str, str | Path] | None = None,
+              cwd: Path | None = None) -> LabProcess:
+        """Start ``argv`` in the host's namespace with its private /tmp and /etc/logrotate.d.
+
+        ``env`` is added to this process's environment; ``binds`` maps further target paths to
+        host directories to mount over them; stdout and stderr go to ``log_path`` (default: the
+        host's ``logs/`` directory). The lab stops the process at teardown.
+        """
+        popen, path = self._popen(host, self._command(host, argv, binds), argv, env, log_path, cwd)
+        proc = LabProcess(popen, host=host, argv=argv, log_path=path)
+        self._processes.append(proc)
+        return proc
+
+    def run(self, host: str, argv: Sequence[str], *, timeout: float = 15.0, check: bool = False,
+            env: Mapping[str, str] | None = None, binds: Mapping[str, str | Path] | None = None,
+            input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a short command on the host (same view as :meth:`spawn`) and capture its output.
+
+        A command still running at ``timeout`` is killed with its process group: LabError.
+        """
+        return self._run(self._command(host, argv, binds), argv, timeout=timeout, check=check,
+                         env=env, input_text=input_text)
+
+    def _run(self, cmd: list[str], argv: Sequence[str], *, timeout: float, check: bool,
+             env: Mapping[str, str] | None, input_text: str | None,
+             ) -> subprocess.CompletedProcess[str]:
+        if self._closed or not self._started:
+            raise LabError("lab is not running")
+        with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=self._env(env),
+                              start_new_session=True) as popen:
+            try:
+                out, err = popen.communicate(input_text, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(popen.pid, signal.SIGKILL)
+                popen.communicate()
+                raise LabError(f"{' '.join(argv)}: still running after {timeout} s") from None
+        done = subprocess.CompletedProcess(list(argv), popen.returncode, out, err)
+        if check and done.returncode != 0:
+            raise LabError(f"{' '.join(argv)}: exit {done.returncode}: {err.strip()}")
+        return done
+
+    def addresses(self, host: str) -> list[str]:
+        """IPv4 addresses on the host's interfaces, as ``a.b.c.d`` (loopback excluded)."""
+        out = self._ip("-n", self.netns(host), "-j", "-4", "addr", "show")
+        found: list[str] = []
+        for link in json.loads(out):
+            for info in link.get("addr_info", []):
+                local = info.get("local")
+                if isinstance(local, str) and not local.startswith("127."):
+                    found.append(local)
+        return found
+
+    def has_address(self, host: str, ip: str) -> bool:
+        """True when ``ip`` is configured on one of the host's interfaces."""
+        return ip in self.addresses(host)
+
+    def add_address(self, host: str, ip: str, prefixlen: int = PREFIXLEN,
+                    dev: str = "eth0") -> None:
+        """Add an address by hand (tests standing in for an IPaddr resource)."""
+        self._ip("-n", self.netns(host), "addr", "add", f"{ip}/{prefixlen}", "broadcast", "+",
+                 "dev", dev)
+
+    def del_address(self, host: str, ip: str, prefixlen: int = PREFIXLEN,
+                    dev: str = "eth0") -> None:
+        """Remove an address added by :meth:`add_address`."""
+        self._ip("-n", self.netns(host), "addr", "del", f"{ip}/{prefixlen}", "dev", dev)
+
+    # -- boxes: the real Heartbeat --------------------------------------------------------------
+
+    def start_box(self, node: str, argv: Sequence[str], *, pidfile: str | None = None,
+                  log_path: Path | None = None, env: Mapping[str, str] | None = None,
+                  ready_timeout: float = 15.0) -> BoxProcess:
+        """Start ``argv`` as the program of a box: the node's network namespace plus its own
+        mount, UTS (hostname = node name) and PID namespace, with private /run, /tmp, /etc/ha.d,
+        /etc/logrotate.d, /var/lib/heartbeat, /var/log and stubs over reboot and systemctl.
+
+        ``pidfile`` (a path inside the box) says the program daemonizes and writes its pid there.
+        A node has at most one box at a time; :meth:`box_run` enters it.
+        """
+        node = self._node(node)
+        current = self._boxes.get(node)
+        if current is not None and current.running:
+            raise LabError(f"{node} already runs a box: {current!r}")
+        binds = self._binds(node) + self._box_binds(node)
+        init = [sys.executable, "-m", "nonstop.lab.boxinit"]
+        if pidfile is not None:
+            init += ["--pidfile", pidfile]
+        cmd = ["ip", "netns", "exec", self.netns(node), "unshare", "--mount", "--propagation",
+               "slave", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc",
+               "sh", "-c", prologue(binds, hostname=node, ready_marker=READY_MARKER),
+               "lab-box", *init, "--", *argv]
+        popen, path = self._popen(node, cmd, argv, env, log_path, None)
+        ready = self.host_path(node, READY_MARKER)
+        try:
+            wait_for(lambda: ready.exists() or popen.poll() is not None, ready_timeout,
+                     what=f"box of {node} to mount its file system")
+            if popen.poll() is not None:
+                raise LabError(f"box of {node} exited with {popen.returncode}: see {path}")
+            init_pid = _only_child(popen.pid)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait(10.0)
+            raise
+        proc = BoxProcess(popen, host=node, argv=argv, log_path=path, init_pid=init_pid)
+        self._processes.append(proc)
+        self._boxes[node] = proc
+        return proc
+
+    def start_heartbeat(self, node: str, config_dir: Path, *,
+                        log_path: Path | None = None) -> BoxProcess:
+        """Run the real Heartbeat 3.0.6 in a box on ``node`` with a copy of ``config_dir`` as
+        /etc/ha.d (over the packaged harc, rc.d, resource.d, shellfuncs; authkeys made 600)."""
+        node = self._node(node)
+        install_ha_config(config_dir, self.host_dir(node) / "box" / "etc-ha.d")
+        return self.start_box(node, [HEARTBEAT_BINARY], pidfile=HEARTBEAT_PIDFILE,
+                              log_path=log_path)
+
+    def box(self, node: str) -> BoxProcess:
+        """The node's running box."""
+        proc = self._boxes.get(self._node(node))
+        if proc is None or not proc.running:
+            raise LabError(f"{node} has no running box")
+        return proc
+
+    def box_run(self, node: str, argv: Sequence[str], *, timeout: float = 15.0,
+                check: bool = False, input_text: str | None = None,
+                ) -> subprocess.CompletedProcess[str]:
+        """Run a short command inside the node's box (all of its namespaces), e.g. cl_status."""
+        init_pid = self.box(node).init_pid
+        cmd = ["nsenter", "-t", str(init_pid), "-n", "-m", "-u", "-p", "--wd=/", "--", *argv]
+        return self._run(cmd, argv, timeout=timeout, check=check, env=None,
+                         input_text=input_text)
+
+
+def _only_child(pid: int) -> int:
+    """The host pid of the single child of ``pid`` (unshare --fork's child: the box init)."""
+
+    def child() -> int | None:
+        try:
+            text = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(text[0]) if text else None
+
+    return wait_for(child, 10.0, what=f"the child of {pid}")
+
+
+def netns_pids(name: str) -> list[int]:
+    """Host pids of every process whose network namespace is ``name``."""
+    out = run_checked(["ip", "netns", "pids", name])
+    return [int(word) for word in out.split() if word.isdigit()]
+
+
+def kill_netns_processes(name: str, timeout: float = 10.0) -> None:
+    """SIGKILL every process in namespace ``name`` (by pid) and wait until none is left."""
+    def gone() -> bool:
+        pids = netns_pids(name)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return not pids
+
+    wait_for(gone, timeout, what=f"processes in {name} to die", interval=0.05)
