@@ -9,15 +9,24 @@ unlabelled copy added by hand still means the address is held, and start must no
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Callable
 from typing import TypeVar
 
+from nonstop.config.haresources import parse_ip_spec
+from nonstop.config.model import IPSpec
 from nonstop.resources import arp, netlink
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
-from nonstop.resources.ipspec import IPSpec, default_broadcast, parse_ip_spec
 
 T = TypeVar("T")
 IFNAMSIZ = 15
+
+
+def default_broadcast(ip: ipaddress.IPv4Address, cidr: int) -> ipaddress.IPv4Address | None:
+    """The highest address of the subnet, as Heartbeat computes it; None for /31 and /32."""
+    if cidr >= 31:
+        return None
+    return ipaddress.IPv4Network(f"{ip}/{cidr}", strict=False).broadcast_address
 
 
 def free_alias_label(iface: str, labels_in_use: set[str]) -> str:

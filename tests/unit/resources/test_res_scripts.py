@@ -300,3 +300,15 @@ async def test_ocf_monitor_error_is_failed(ctx: AgentContext) -> None:
     assert await agent.status() is ResourceState.FAILED
     with pytest.raises(ResourceError, match="Return code 1"):
         await agent.start()
+
+
+def test_default_broadcast_is_top_of_subnet() -> None:
+    import ipaddress
+
+    from nonstop.resources.ipaddr import default_broadcast
+
+    ip = ipaddress.IPv4Address("198.18.0.10")
+    assert default_broadcast(ip, 24) == ipaddress.IPv4Address("198.18.0.255")
+    assert default_broadcast(ip, 16) == ipaddress.IPv4Address("198.18.255.255")
+    assert default_broadcast(ip, 31) is None
+    assert default_broadcast(ip, 32) is None
