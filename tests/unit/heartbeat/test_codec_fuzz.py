@@ -1,0 +1,175 @@
+"""Property tests: decode raises only BadPacket on any input; encode/decode round-trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pcapread import udp_datagrams
+
+from nonstop.config.model import AuthKey, AuthKeys, AuthMethod
+from nonstop.heartbeat.codec import (
+    REASONS,
+    BadPacket,
+    FieldError,
+    Message,
+    Value,
+    WireFormat,
+    _parse_classic,
+    _parse_netstring_body,
+    decode,
+    encode,
+)
+
+SHA1 = AuthKey(1, AuthMethod.SHA1, b"ThisIsTheAuthkeyForTheCluster")
+MD5 = AuthKey(2, AuthMethod.MD5, b"md5secret")
+CRC = AuthKey(3, AuthMethod.CRC, b"")
+KEYS = AuthKeys(1, {1: SHA1, 2: MD5, 3: CRC})
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "heartbeat-wire"
+CAPTURED = sorted({d.payload for d in udp_datagrams(FIXTURES / "hb-session.pcap")})[::12]
+
+FUZZ = settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+
+names = st.from_regex(r"[!-'\)-<>-~][!-<>-~]{0,8}", fullmatch=True)
+binary = st.binary(min_size=1, max_size=24)
+keys = st.sampled_from([SHA1, MD5, CRC])
+formats: st.SearchStrategy[WireFormat] = st.sampled_from(("netstring", "classic"))
+
+
+def texts(exclude: str) -> st.SearchStrategy[str]:
+    chars = st.characters(exclude_characters=exclude, exclude_categories=["Cs"])
+    return st.text(chars, min_size=1, max_size=24)
+
+
+def messages(text: st.SearchStrategy[str], nested: bool) -> st.SearchStrategy[Message]:
+    leaf: st.SearchStrategy[tuple[str, Value]] = st.tuples(names, st.one_of(text, binary))
+    flat = st.lists(leaf, max_size=8).map(Message.of)
+    if not nested:
+        return flat
+    return st.recursive(
+        flat,
+        lambda inner: st.lists(st.one_of(leaf, st.tuples(names, inner)), max_size=5).map(
+            Message.of
+        ),
+        max_leaves=12,
+    )
+
+
+# Byte 19 stands for a newline in classic text; bytes 15-31 mark newlines of nested messages.
+NESTING_SYMBOLS = "".join(map(chr, range(15, 32)))
+
+
+def check_round_trip(msg: Message, key: AuthKey, fmt: WireFormat) -> None:
+    data = encode(msg, key, fmt)
+    got = decode(data, KEYS)
+    assert got.fmt == fmt
+    assert got.key_index == key.index
+    assert got.message.without("auth") == msg.without("auth")
+    assert got.message.names()[-1] == "auth"
+    assert encode(got.message, key, fmt) == data
+
+
+@FUZZ
+@given(messages(texts("\0"), nested=False), keys)
+def test_round_trip_netstring_any_text(msg: Message, key: AuthKey) -> None:
+    check_round_trip(msg, key, "netstring")
+
+
+@FUZZ
+@given(messages(texts("\0\x13"), nested=False), keys, formats)
+def test_round_trip_both_formats(msg: Message, key: AuthKey, fmt: WireFormat) -> None:
+    check_round_trip(msg, key, fmt)
+
+
+@FUZZ
+@given(messages(texts("\0" + NESTING_SYMBOLS), nested=True), keys, formats)
+def test_round_trip_nested(msg: Message, key: AuthKey, fmt: WireFormat) -> None:
+    check_round_trip(msg, key, fmt)
+
+
+def decode_only_bad_packet(data: bytes) -> None:
+    try:
+        decode(data, KEYS)
+    except BadPacket as e:
+        assert e.reason in REASONS
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_decode_arbitrary_bytes(data: bytes) -> None:
+    decode_only_bad_packet(data)
+
+
+@FUZZ
+@given(st.sampled_from([b"###\n", b">>>\n", b"###\n12:(0)", b">>>\n(1)"]), st.binary(max_size=600))
+def test_decode_bytes_after_a_start_marker(prefix: bytes, data: bytes) -> None:
+    decode_only_bad_packet(prefix + data)
+
+
+@FUZZ
+@given(st.integers(min_value=0, max_value=10**40), st.binary(max_size=64))
+def test_decode_hostile_length_prefix(length: int, tail: bytes) -> None:
+    decode_only_bad_packet(b"###\n%d:(0)t=%s" % (length, tail))
+    decode_only_bad_packet(CAPTURED[0].split(b"%%%\n")[0] + b"%%%%%%\n%d:1 %s" % (length, tail))
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    """A valid packet (captured, or classic) with a few random edits."""
+    base = draw(st.sampled_from(CAPTURED))
+    if draw(st.booleans()):
+        base = encode(decode(base, KEYS).message, draw(keys), "classic")
+    data = bytearray(base)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "delete", "insert", "truncate", "digits", "dup"]))
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        if op == "flip" and data:
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "delete":
+            del data[at : at + draw(st.integers(1, 16))]
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        elif op == "truncate":
+            del data[at:]
+        elif op == "digits":
+            data[at:at] = str(draw(st.integers(0, 10**12))).encode()
+        elif op == "dup":
+            data[at:at] = data[at : at + draw(st.integers(1, 40))]
+    return bytes(data)
+
+
+@FUZZ
+@given(mutated())
+def test_decode_mutated_valid_packets(data: bytes) -> None:
+    decode_only_bad_packet(data)
+
+
+def rebuild(msg: Message) -> Message:
+    """Re-create a message through the public, validating constructor."""
+    return Message.of(
+        (name, rebuild(value) if isinstance(value, Message) else value) for name, value in msg
+    )
+
+
+@FUZZ
+@given(mutated())
+def test_parsers_only_produce_messages_the_constructor_accepts(data: bytes) -> None:
+    # Mutations almost never pass authentication, so check the parsers behind it directly:
+    # whatever they accept must be a message nonstop itself could build and send.
+    parsed: Message | None = None
+    fmt: WireFormat = "netstring"
+    try:
+        if data.startswith(b">>>\n"):
+            fmt = "classic"
+            parsed = _parse_classic(data[:-1] if data.endswith(b"\0") else data, 0)
+        else:
+            parsed = _parse_netstring_body(data, 0, len(data), 0)[0]
+    except BadPacket:
+        return
+    assert rebuild(parsed) == parsed
+    try:
+        signed = encode(parsed, CRC, fmt)
+    except FieldError:
+        return  # e.g. a nested message whose text clashes with its newline symbol
+    assert decode(signed, KEYS).message.without("auth") == parsed.without("auth")
