@@ -151,8 +151,10 @@ class _Builder:
             return
         self.media.append(medium)
         self.locations.setdefault(name, loc)
+        # bcast lists devices like node lists names; whole-line media are kept line by line
+        sep = " " if name == "bcast" else "; "
         prev = self.parameters.get(name)
-        self.parameters[name] = raw if prev is None else f"{prev}; {raw}"
+        self.parameters[name] = raw if prev is None else f"{prev}{sep}{raw}"
         if isinstance(medium, Bcast | Ucast):
             self.port_media.append((medium, loc))
 
@@ -280,6 +282,7 @@ def _bcast(b: _Builder, name: str, args: list[str], loc: Location) -> None:
 
 def _udp(b: _Builder, name: str, args: list[str], loc: Location) -> None:
     b.warn(loc, "directive 'udp' replaced by 'bcast' (write 'bcast')")
+    b.locations.setdefault("udp", loc)
     _bcast(b, "bcast", args, loc)
 
 
