@@ -103,6 +103,12 @@ class BadPacket(Exception):
         self.detail = detail
 
 
+def _clip(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut short: details echo remote data and must not flood the log."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class FieldError(ValueError):
     """Local misuse: a field name or value that Heartbeat's framing cannot carry."""
 
@@ -220,7 +226,9 @@ class Message:
             raw = _wire(value)
             if pattern.fullmatch(raw):
                 return int(raw, base)
-        raise BadPacket(BAD_FIELD, f"field {name!r} is not a base-{base} number: {value!r}")
+        raise BadPacket(
+            BAD_FIELD, f"field {_clip(name)} is not a base-{base} number: {_clip(value)}"
+        )
 
     def with_field(self, name: str, value: Value) -> Message:
         """A copy with the first field ``name`` set to ``value`` in place, or appended."""
@@ -375,7 +383,7 @@ def encode(msg: Message, key: AuthKey, fmt: WireFormat = "netstring") -> bytes:
 
 def _field_name(raw: bytes) -> str:
     if not _NAME.fullmatch(raw):
-        raise BadPacket(FRAMING, f"bad field name {raw[:40]!r}")
+        raise BadPacket(FRAMING, f"bad field name {_clip(raw)}")
     return raw.decode("ascii")
 
 
@@ -426,14 +434,14 @@ def _parse_netstring_body(data: bytes, pos: int, end: int, depth: int) -> tuple[
             fields.append((name, _string_value(data[equals + 1 : stop])))
         elif ftype == _TYPE_BINARY:
             if equals + 1 == stop:
-                raise BadPacket(FRAMING, f"empty binary field {name!r}")
+                raise BadPacket(FRAMING, f"empty binary field {_clip(name)}")
             fields.append((name, data[equals + 1 : stop]))
         else:
             if depth >= MAX_DEPTH:
                 raise BadPacket(FRAMING, f"nested deeper than {MAX_DEPTH}")
             child, child_end = _parse_netstring_body(data, equals + 1, stop, depth + 1)
             if child_end != stop:
-                raise BadPacket(FRAMING, f"bytes after nested message {name!r}")
+                raise BadPacket(FRAMING, f"bytes after nested message {_clip(name)}")
             fields.append((name, child))
     return Message._trusted(tuple(fields)), pos + len(_NETSTRING_END)
 
@@ -495,7 +503,7 @@ def _parse_classic(text: bytes, depth: int) -> Message:
 def _key_for(auth_value: str, keys: AuthKeys) -> tuple[AuthKey, str]:
     m = _AUTH_VALUE.fullmatch(auth_value)
     if m is None:
-        raise BadPacket(AUTH_SYNTAX, f"auth value {auth_value[:80]!r}")
+        raise BadPacket(AUTH_SYNTAX, f"auth value {_clip(auth_value, 80)}")
     index = int(m.group(1))
     key = keys.keys.get(index) if index <= MAX_KEY_INDEX else None
     if key is None:
@@ -516,7 +524,7 @@ def _verify_inner(msg: Message, keys: AuthKeys) -> int:
         raise BadPacket(FRAMING, str(e)) from None
     if not auth.verify(key.method, key.secret, text, claimed):
         src = msg.get("src")
-        raise BadPacket(AUTH, f"inner auth failed (src={src!r}, key {key.index})")
+        raise BadPacket(AUTH, f"inner auth failed (src={_clip(src)}, key {key.index})")
     return key.index
 
 
@@ -546,11 +554,11 @@ def decode(data: bytes, keys: AuthKeys) -> Decoded:
         key, claimed = _key_for(trailer, keys)
         if not auth.verify(key.method, key.secret, data[:body_end], claimed):
             src = msg.get("src")
-            raise BadPacket(AUTH, f"trailer auth failed (src={src!r}, key {key.index})")
+            raise BadPacket(AUTH, f"trailer auth failed (src={_clip(src)}, key {key.index})")
     elif data.startswith(_CLASSIC_START):
         fmt = "classic"
         # Heartbeat sends the C string's terminating NUL as well.
         msg = _parse_classic(data[:-1] if data.endswith(b"\0") else data, 0)
     else:
-        raise BadPacket(FRAMING, f"no start marker: {data[:8]!r}")
+        raise BadPacket(FRAMING, f"no start marker: {_clip(data[:8])}")
     return Decoded(msg, fmt, _verify_inner(msg, keys))

@@ -281,3 +281,12 @@ def test_bad_packet_is_not_a_value_error() -> None:
     # The daemon catches BadPacket to count drops; a local bug must not be counted as one.
     assert not issubclass(BadPacket, ValueError)
     assert not issubclass(FieldError, BadPacket)
+
+
+def test_details_echoing_remote_data_are_clipped() -> None:
+    huge = "x" * 100_000
+    forged = resign_trailer(encode(Message.of([("src", huge)]), KEY).replace(b"=xxx", b"=yyy", 1))
+    with pytest.raises(BadPacket) as info:
+        decode(forged, KEYS)
+    assert info.value.reason == "auth"
+    assert len(str(info.value)) < 200

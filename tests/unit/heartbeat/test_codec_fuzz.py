@@ -29,7 +29,7 @@ KEYS = AuthKeys(1, {1: SHA1, 2: MD5, 3: CRC})
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "heartbeat-wire"
 CAPTURED = sorted({d.payload for d in udp_datagrams(FIXTURES / "hb-session.pcap")})[::12]
 
-FUZZ = settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(deadline=None, max_examples=250, suppress_health_check=[HealthCheck.too_slow])
 
 names = st.from_regex(r"[!-'\)-<>-~][!-<>-~]{0,8}", fullmatch=True)
 binary = st.binary(min_size=1, max_size=24)
