@@ -1,0 +1,388 @@
+"""Resource agents in real network namespaces: the native IPaddr with gratuitous ARP seen by a
+peer, the OCF IPaddr2 of Debian's resource-agents, and the talk's ``master`` script.
+
+Each test builds two namespaces, ``ns<pid>r<n>-a`` (the node, with ``eth0`` 198.18.0.1/24) and
+``ns<pid>r<n>-b`` (a peer on the other end of the veth, 198.18.0.2/24), and runs the agent code
+inside the node namespace as a small Python program that prints JSON.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2"
+    ),
+]
+
+PREFIX = f"ns{os.getpid()}r"
+LEFTOVER = re.compile(r"^ns(?P<pid>\d+)r\d+-[ab]$")
+NODE_IP, PEER_IP, VIP = "198.18.0.1", "198.18.0.2", "198.18.0.10"
+_serial = itertools.count(1)
+
+# Runs inside the node namespace: builds agents, performs the steps, prints one JSON list.
+DRIVER = r"""
+import asyncio, json, sys, time
+from pathlib import Path
+from nonstop.config.model import ResourceSpec
+from nonstop.resources import AgentContext, ActionTimeouts, ResourceError, make_agent
+
+req = json.loads(sys.argv[1])
+
+async def main():
+    ctx = AgentContext(
+        node=req["node"],
+        config_dir=Path(req["config_dir"]),
+        init_dir=Path(req.get("init_dir", "/etc/init.d")),
+        state_dir=Path(req["state_dir"]) if req.get("state_dir") else None,
+        environment=req.get("environment", {}),
+        timeouts=ActionTimeouts(start=30, stop=30, status=20),
+        smtp_host=req.get("smtp_host", "127.0.0.1"),
+        smtp_port=req.get("smtp_port", 25),
+    )
+    agents = [make_agent(ResourceSpec(n, tuple(a), r), ctx) for n, a, r in req["resources"]]
+    out = []
+    for op, arg in req["steps"]:
+        t0 = time.monotonic()
+        try:
+            if op == "start":
+                await agents[arg].start(); res = "ok"
+            elif op == "stop":
+                await agents[arg].stop(); res = "ok"
+            elif op == "status":
+                res = (await agents[arg].status()).value
+            elif op == "wait_arp":
+                res = await agents[arg].announcement
+            elif op == "wait_mail":
+                res = await asyncio.wait_for(asyncio.gather(*agents[arg].pending), 60)
+            elif op == "sleep":
+                await asyncio.sleep(arg); res = "ok"
+            else:
+                res = "bad step"
+        except ResourceError as exc:
+            res = "error: " + str(exc)
+        out.append({"op": op, "arg": arg, "result": res, "elapsed": time.monotonic() - t0})
+    print(json.dumps(out), flush=True)
+
+asyncio.run(main())
+"""
+
+# Runs inside the peer namespace: records ARP frames about one address until it has enough.
+CAPTURE = r"""
+import json, select, socket, sys, time
+iface, vip = sys.argv[1], socket.inet_aton(sys.argv[2])
+want, limit = int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind((iface, 0x0806))
+print("ready", flush=True)
+frames = []
+end = time.monotonic() + limit
+while len(frames) < want:
+    left = end - time.monotonic()
+    if left <= 0 or not select.select([s], [], [], left)[0]:
+        break
+    data = s.recv(2048)
+    if data[28:32] != vip:
+        continue
+    frames.append({"t": time.monotonic(), "op": int.from_bytes(data[20:22], "big"),
+                   "eth_dst": data[0:6].hex(), "eth_src": data[6:12].hex(),
+                   "sha": data[22:28].hex(), "tha": data[32:38].hex(),
+                   "tpa": socket.inet_ntoa(data[38:42])})
+print(json.dumps(frames), flush=True)
+"""
+
+
+def sh(*argv: str, check: bool = True) -> str:
+    """Run a command (no shell) and return its stdout."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_leftovers() -> None:
+    """Delete namespaces of this pattern whose creating test process is dead."""
+    for line in sh("ip", "netns", "list").splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = LEFTOVER.match(name)
+        if m and not _pid_alive(int(m.group("pid"))):
+            sh("ip", "netns", "del", name, check=False)
+
+
+@dataclass
+class Pair:
+    node: str
+    peer: str
+    peer_if: str
+    procs: list[subprocess.Popen[str]]
+
+    def node_addrs(self) -> list[tuple[str, str]]:
+        """(address/prefix, label) of every IPv4 address on the node's eth0."""
+        out = json.loads(sh("ip", "-n", self.node, "-j", "-4", "addr", "show", "dev", "eth0"))
+        return [
+            (f"{a['local']}/{a['prefixlen']}", a.get("label", "eth0"))
+            for link in out
+            for a in link.get("addr_info", [])
+        ]
+
+    def node_mac(self) -> str:
+        out = json.loads(sh("ip", "-n", self.node, "-j", "link", "show", "dev", "eth0"))
+        return str(out[0]["address"]).replace(":", "")
+
+    def spawn(self, ns: str, argv: list[str], **kw: Any) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kw,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def drive(
+        self,
+        resources: list[tuple[str, list[str], str]],
+        steps: list[tuple[str, Any]],
+        *,
+        wrap: list[str] | None = None,
+        timeout: float = 90,
+        **req: Any,
+    ) -> list[dict[str, Any]]:
+        """Run agents inside the node namespace; returns one result per step."""
+        req = {"node": "vpbx1-1", "config_dir": "/nonexistent", **req}
+        req.update(resources=resources, steps=steps)
+        argv = [*(wrap or []), sys.executable, "-c", DRIVER, json.dumps(req)]
+        proc = self.spawn(self.node, argv)
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err
+        results: list[dict[str, Any]] = json.loads(out.strip().splitlines()[-1])
+        return results
+
+    def capture(self, want: int, limit_s: float) -> subprocess.Popen[str]:
+        """Start an ARP capture in the peer and wait until its socket is bound."""
+        proc = self.spawn(
+            self.peer,
+            [sys.executable, "-c", CAPTURE, self.peer_if, VIP, str(want), str(limit_s)],
+        )
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready and proc.stdout.readline().strip() == "ready", "capture did not start"
+        return proc
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    n = next(_serial)
+    node, peer, peer_if = f"{PREFIX}{n}-a", f"{PREFIX}{n}-b", f"{PREFIX}{n}p"
+    assert len(node) <= 15 and len(peer_if) <= 15
+    p = Pair(node, peer, peer_if, [])
+    try:
+        sh("ip", "netns", "add", node)
+        sh("ip", "netns", "add", peer)
+        # Both ends are created inside the namespaces: the host's links are never touched.
+        sh("ip", "-n", node, "link", "add", "eth0", "type", "veth", "peer", "name", peer_if,
+           "netns", peer)
+        for ns, ifname, addr in ((node, "eth0", NODE_IP), (peer, peer_if, PEER_IP)):
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", ifname)
+            sh("ip", "-n", ns, "link", "set", ifname, "up")
+        yield p
+    finally:
+        for proc in p.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)
+        sh("ip", "netns", "del", node, check=False)
+        sh("ip", "netns", "del", peer, check=False)
+
+
+def test_ipaddr_adds_alias_and_peer_sees_gratuitous_arp(pair: Pair) -> None:
+    cap = pair.capture(want=20, limit_s=30)
+    res = pair.drive(
+        [("IPaddr", [f"{VIP}/24/eth0"], f"{VIP}/24/eth0")],
+        [("status", 0), ("start", 0), ("status", 0), ("wait_arp", 0)],
+    )
+    assert [r["result"] for r in res] == ["stopped", "ok", "running", 20]
+    # start returned long before the 4.75 s of announcements were over.
+    assert res[1]["elapsed"] < 2.0
+    assert (f"{VIP}/24", "eth0:0") in pair.node_addrs()
+    out, _ = cap.communicate(timeout=40)
+    frames = json.loads(out.strip().splitlines()[-1])
+    mac = pair.node_mac()
+    assert [f["op"] for f in frames] == [1, 2] * 10
+    for f in frames:
+        assert f["eth_dst"] == "ffffffffffff" and f["eth_src"] == mac and f["sha"] == mac
+        assert f["tpa"] == VIP
+        assert f["tha"] == ("000000000000" if f["op"] == 1 else mac)
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(frames)]
+    # 250 ms apart; the margins allow for a busy two-core machine.
+    assert 0.2 <= statistics.median(gaps) <= 0.35, gaps
+    assert all(0.1 <= g <= 0.75 for g in gaps), gaps
+    assert 4.0 <= frames[-1]["t"] - frames[0]["t"] <= 7.0
+
+
+def test_ipaddr_start_is_idempotent_and_stop_removes(pair: Pair) -> None:
+    res = pair.drive(
+        [("IPaddr", [f"{VIP}/24/eth0"], f"{VIP}/24/eth0")],
+        [("start", 0), ("start", 0), ("status", 0), ("stop", 0), ("status", 0), ("stop", 0)],
+    )
+    assert [r["result"] for r in res] == ["ok", "ok", "running", "ok", "stopped", "ok"]
+    assert all(not a.startswith(VIP) for a, _ in pair.node_addrs())
+
+
+def test_ipaddr_fields_from_route_and_next_free_label(pair: Pair) -> None:
+    sh("ip", "-n", pair.node, "addr", "add", "198.18.0.20/24", "dev", "eth0", "label", "eth0:0")
+    res = pair.drive([("IPaddr", [VIP], VIP)], [("start", 0), ("status", 0)])
+    assert [r["result"] for r in res] == ["ok", "running"]
+    addrs = pair.node_addrs()
+    assert (f"{VIP}/24", "eth0:1") in addrs
+    brd = json.loads(sh("ip", "-n", pair.node, "-j", "-4", "addr", "show", "dev", "eth0"))
+    (info,) = [a for a in brd[0]["addr_info"] if a["local"] == VIP]
+    assert info["broadcast"] == "198.18.0.255"
+
+
+def test_ipaddr_on_other_interface_is_failed(pair: Pair) -> None:
+    sh("ip", "-n", pair.node, "addr", "add", f"{VIP}/32", "dev", "lo")
+    res = pair.drive(
+        [("IPaddr", [f"{VIP}/24/eth0"], f"{VIP}/24/eth0")], [("status", 0), ("start", 0)]
+    )
+    assert res[0]["result"] == "failed"
+    assert res[1]["result"].startswith("error:") and "instead of the configured eth0" in (
+        res[1]["result"]
+    )
+
+
+def test_ipaddr2_native_has_no_label_and_stop_cancels_arp(pair: Pair) -> None:
+    cap = pair.capture(want=20, limit_s=6)
+    res = pair.drive(
+        [("IPaddr2", [f"{VIP}/24/eth0"], f"IPaddr2::{VIP}/24/eth0")],
+        [("start", 0), ("sleep", 0.6), ("stop", 0), ("status", 0), ("sleep", 1.0)],
+    )
+    assert [r["result"] for r in res] == ["ok", "ok", "ok", "stopped", "ok"]
+    out, _ = cap.communicate(timeout=20)
+    frames = json.loads(out.strip().splitlines()[-1])
+    # About 0.6 s of announcements (3 frames) went out before stop cancelled the rest.
+    assert 1 <= len(frames) <= 8, frames
+
+
+def test_ocf_ipaddr2_from_resource_agents(pair: Pair, tmp_path: Path) -> None:
+    agent = Path("/usr/lib/ocf/resource.d/heartbeat/IPaddr2")
+    if not os.access(agent, os.X_OK):
+        pytest.skip("resource-agents' IPaddr2 is not installed")
+    rsctmp = tmp_path / "rsctmp"
+    rsctmp.mkdir()
+    cap = pair.capture(want=1, limit_s=30)
+    params = [f"ip={VIP}", "cidr_netmask=24", "nic=eth0"]
+    raw = "ocf:heartbeat:IPaddr2::" + "::".join(params)
+    res = pair.drive(
+        [("ocf:heartbeat:IPaddr2", params, raw)],
+        [("status", 0), ("start", 0), ("status", 0)],
+        # The agent keeps send_arp's pid file in HA_RSCTMP: keep it out of the host's /run.
+        environment={"HA_RSCTMP": str(rsctmp)},
+    )
+    assert [r["result"] for r in res] == ["stopped", "ok", "running"], res
+    assert any(a == f"{VIP}/24" for a, _ in pair.node_addrs())
+    out, _ = cap.communicate(timeout=40)
+    assert json.loads(out.strip().splitlines()[-1]), "the peer saw no ARP for the VIP"
+    res = pair.drive(
+        [("ocf:heartbeat:IPaddr2", params, raw)],
+        [("stop", 0), ("status", 0)],
+        environment={"HA_RSCTMP": str(rsctmp)},
+    )
+    assert [r["result"] for r in res] == ["ok", "stopped"], res
+    assert all(not a.startswith(VIP) for a, _ in pair.node_addrs())
+
+
+MASTER = Path("/work/shared/reference/talk/ha.d/resource.d/master")
+
+
+def _master_box(tmp_path: Path, csync2_body: str) -> tuple[Path, Path, list[str]]:
+    """A private /tmp (config, stand-in csync2) and /etc/logrotate.d for the talk's master,
+    which writes both global paths. Returns (private tmp, logrotate dir, command prefix)."""
+    if not MASTER.exists():
+        pytest.skip("the talk's master script is not available")
+    priv = tmp_path / "tmp"
+    (priv / "ha.d" / "resource.d").mkdir(parents=True)
+    shutil.copy(MASTER, priv / "ha.d" / "resource.d" / "master")
+    (priv / "bin").mkdir()
+    standin = priv / "bin" / "csync2"
+    standin.write_text("#!/bin/sh\n" + csync2_body)
+    standin.chmod(0o755)
+    logrotate = tmp_path / "logrotate.d"
+    logrotate.mkdir()
+    # Bind logrotate.d first: its source lies under the /tmp that the second mount hides.
+    wrap = [
+        "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        f'mount --bind {logrotate} /etc/logrotate.d && mount --bind {priv} /tmp && exec "$@"',
+        "sh",
+    ]
+    return priv, logrotate, wrap
+
+
+STANDIN_PATH = f"/tmp/bin:{os.environ.get('PATH', '/usr/bin:/bin')}"
+
+
+def test_talk_master_script_runs_via_script_agent(pair: Pair, tmp_path: Path) -> None:
+    """A test of the script runner (arguments, environment, global paths), not of csync2."""
+    priv, logrotate, wrap = _master_box(
+        tmp_path, 'echo "$HA_CURHOST $*" >> /tmp/csync2.calls\n'
+    )
+    steps: list[tuple[str, Any]] = [("status", 0), ("start", 0), ("stop", 0), ("stop", 0)]
+    res = pair.drive(
+        [("master", [], "master")],
+        steps,
+        wrap=wrap,
+        config_dir="/tmp/ha.d",
+        environment={"PATH": STANDIN_PATH, "HA_CURHOST": "vpbx1-1"},
+    )
+    # master has no status action: it prints nothing, which Heartbeat's rule reads as stopped.
+    assert [r["result"] for r in res] == ["stopped", "ok", "ok", "ok"], res
+    calls = (priv / "csync2.calls").read_text().splitlines()
+    one_run = ["vpbx1-1 -fr /var/log/asterisk/", "vpbx1-1 -fr /etc/asterisk/", "vpbx1-1 -xv"]
+    # start syncs; the first stop syncs and clears the flag; the second stop does nothing.
+    assert calls == one_run * 2
+    assert not (priv / ".HB-master").exists()
+    assert list(logrotate.iterdir()) == []
+
+
+def test_talk_master_start_leaves_flag_and_logrotate_link(pair: Pair, tmp_path: Path) -> None:
+    priv, logrotate, wrap = _master_box(tmp_path, "exit 0\n")
+    res = pair.drive(
+        [("master", [], "master")],
+        [("start", 0)],
+        wrap=wrap,
+        config_dir="/tmp/ha.d",
+        environment={"PATH": STANDIN_PATH},
+    )
+    assert res[0]["result"] == "ok"
+    assert (priv / ".HB-master").exists()
+    link = logrotate / "asterisk"
+    assert link.is_symlink() and os.readlink(link) == "/etc/asterisk/asterisk.logrotate"
