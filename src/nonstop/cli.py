@@ -1,16 +1,162 @@
-"""The ``nonstop`` command."""
+"""The ``nonstop`` command: run a node, ask it how things stand, check a configuration."""
 
 from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
 from nonstop import __version__
+from nonstop.api import ApiError, request
+from nonstop.config.errors import ConfigError, ConfigErrors
+from nonstop.config.loader import check_config_dir, load_config_dir
+
+DEFAULT_CONFIG_DIR = "/etc/ha.d"
+DEFAULT_STATE_DIR = "/var/lib/nonstop"
+
+config_dir_option = click.option(
+    "--config-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_CONFIG_DIR,
+    show_default=True,
+    help="Directory holding ha.cf, authkeys and haresources.",
+)
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    help="This node's state directory (generation, control socket).",
+)
+node_option = click.option(
+    "--node",
+    default=None,
+    help="This node's name (default: nodeinfo in the config dir, else uname -n).",
+)
+
+
+def default_node(config_dir: Path) -> str:
+    """Heartbeat's rule: the first line of ``nodeinfo`` if present, else ``uname -n``."""
+    try:
+        first = (config_dir / "nodeinfo").read_text().splitlines()[0].strip()
+        if first:
+            return first.lower()
+    except (OSError, IndexError):
+        pass
+    return os.uname().nodename.lower()
 
 
 @click.group()
 @click.version_option(__version__, prog_name="nonstop")
 def cli() -> None:
     """nonstop: high availability for a service on two or more Linux nodes."""
+
+
+@cli.command()
+@config_dir_option
+@node_option
+def check(config_dir: Path, node: str | None) -> None:
+    """Validate a configuration directory; list every error and warning with file:line."""
+    items = check_config_dir(str(config_dir), node.lower() if node else None)
+    errors = [i for i in items if isinstance(i, ConfigError)]
+    for item in items:
+        click.echo(str(item), err=isinstance(item, ConfigError))
+    if errors:
+        click.echo(f"{len(errors)} error(s) in {config_dir}", err=True)
+        sys.exit(1)
+    click.echo(f"{config_dir}: configuration OK")
+
+
+@cli.command()
+@config_dir_option
+@state_dir_option
+@node_option
+@click.option("-v", "--verbose", count=True, help="Also log debug messages to stderr.")
+def run(config_dir: Path, state_dir: Path, node: str | None, verbose: int) -> None:
+    """Run one node in the foreground until SIGTERM (which leaves the cluster gracefully)."""
+    from nonstop.daemon import run_daemon
+    from nonstop.logs import setup_logging, stop_logging
+
+    name = (node or default_node(config_dir)).lower()
+    try:
+        cfg = load_config_dir(str(config_dir), name)
+    except ConfigErrors as e:
+        for err in e.errors:
+            click.echo(str(err), err=True)
+        click.echo("Configuration error, nonstop not started.", err=True)
+        sys.exit(6)  # LSB "not configured", as Heartbeat exits
+    setup_logging(cfg.ha, verbose=verbose)
+    try:
+        for w in cfg.warnings:
+            click.echo(str(w), err=True)
+        code = asyncio.run(run_daemon(cfg, name, state_dir))
+    finally:
+        stop_logging()
+    sys.exit(code)
+
+
+@cli.command()
+@state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys).")
+def status(state_dir: Path, as_json: bool) -> None:
+    """Show this node, every node's state and how long ago each was last heard."""
+    try:
+        reply = request(state_dir, "status")
+    except ApiError as e:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(e)}))
+        else:
+            click.echo(f"nonstop: {e}", err=True)
+        sys.exit(3)  # LSB status: not running
+    if not reply.get("ok"):
+        click.echo(f"nonstop: {reply.get('error')}", err=True)
+        sys.exit(1)
+    st: dict[str, Any] = reply["status"]
+    if as_json:
+        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        return
+    click.echo(render_status(st))
+
+
+def _ago(ms: int | None) -> str:
+    if ms is None:
+        return "never"
+    if ms < 1000:
+        return f"{ms} ms ago"
+    return f"{ms / 1000:.1f} s ago"
+
+
+def render_status(st: dict[str, Any]) -> str:
+    """The at-a-glance text form of the status document."""
+    t = st["timing"]
+    lines = [
+        f"nonstop {st['node']}: {st['status']}  (cluster {st['cluster']}, generation "
+        f"{st['generation']}, up {st['uptime_s']:.0f} s)",
+        f"timing: keepalive {t['keepalive_ms']} ms, deadtime {t['deadtime_ms']} ms, "
+        f"warntime {t['warntime_ms']} ms, initdead {t['initdead_ms']} ms",
+        "",
+        f"  {'NODE':<16} {'STATUS':<8} {'LAST HEARD':<14} LINKS",
+    ]
+    for n in st["nodes"]:
+        name = n["name"] + (" (me)" if n["local"] else "")
+        heard = "-" if n["local"] else _ago(n["last_heard_ms_ago"])
+        links = " ".join(f"{k}:{v}" for k, v in n["links"].items()) or "-"
+        lines.append(f"  {name:<16} {n['status']:<8} {heard:<14} {links}")
+    for g in st.get("groups", []):
+        lines.append("")
+        lines.append(f"group {g['key']}: held by {g.get('holder') or 'nobody'}")
+        for r in g.get("resources", []):
+            lines.append(f"    {r['resource']:<40} {r['state']}")
+    dropped = st["packets"]["dropped"]
+    if dropped:
+        lines.append("")
+        lines.append("dropped packets: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    return "\n".join(lines)
 
 
 def main() -> None:

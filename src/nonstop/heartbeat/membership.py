@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from nonstop.config.model import HaConfig
 from nonstop.heartbeat.envelope import Field, is_unsequenced
@@ -28,8 +29,19 @@ from nonstop.heartbeat.states import (
 )
 
 
+class Msg(Protocol):
+    """What membership needs of a decoded message (the codec's ``Message`` is one)."""
+
+    @property
+    def fields(self) -> tuple[tuple[str, object], ...]: ...
+
+    def get(self, name: str) -> str | None: ...
+
+    def get_bytes(self, name: str) -> bytes | None: ...
+
+
 class MessageView:
-    """What membership needs of a decoded message: ordered string fields by name."""
+    """A plain list of fields as a :class:`Msg` (for messages built without the codec)."""
 
     def __init__(self, fields: Sequence[Field]) -> None:
         self.fields = tuple(fields)
@@ -126,7 +138,7 @@ class ClusterMessage:
     """A sequenced message membership does not consume (resource and failover messages)."""
 
     node: str
-    msg: MessageView
+    msg: Msg
 
 
 Event = (
@@ -363,7 +375,7 @@ class Membership:
         """Count a packet the shell dropped before it reached us (codec errors)."""
         self.counters[reason] = self.counters.get(reason, 0) + 1
 
-    def receive(self, msg: MessageView, medium: str, now: float) -> list[Event]:
+    def receive(self, msg: Msg, medium: str, now: float) -> list[Event]:
         """Process one authenticated message that arrived on ``medium``."""
         src, mtype, ts = msg.get("src"), msg.get("t"), msg.get("ts")
         if not src or not mtype or not ts:
@@ -448,7 +460,7 @@ class Membership:
         return Send((("t", "NS_ackmsg"), ("dest", p.name), ("ackseq", f"{seq:x}")), dest=p.name)
 
     def _on_status(
-        self, p: _Peer, msg: MessageView, medium: str, now: float, restarted: bool
+        self, p: _Peer, msg: Msg, medium: str, now: float, restarted: bool
     ) -> list[Event]:
         events: list[Event] = []
         st = NodeStatus.from_wire(msg.get("st"))
@@ -474,7 +486,7 @@ class Membership:
         if advertised and advertised > 0:
             p.advertised_dt_ms = advertised
         p.extra = {
-            n: (v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v)
+            n: (v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v))
             for n, v in msg.fields
             if n not in _STATUS_CORE_FIELDS
         }

@@ -1,0 +1,108 @@
+"""The daemon's local control socket: one JSON request per line, one JSON reply per line.
+
+The socket lives in the node's state directory (``<state-dir>/nonstop.sock``, mode 0600), so
+several nodes coexist on one machine and only root (or the daemon's user) can drive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("nonstop.api")
+
+SOCKET_NAME = "nonstop.sock"
+MAX_REQUEST = 65536
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ApiError(Exception):
+    """The daemon could not be reached or refused a request."""
+
+
+def socket_path(state_dir: str | Path) -> Path:
+    return Path(state_dir) / SOCKET_NAME
+
+
+class ControlServer:
+    """Serves requests ``{"cmd": ...}`` with a handler; a bad request gets an error reply."""
+
+    def __init__(self, state_dir: Path, handler: Handler) -> None:
+        self.path = socket_path(state_dir)
+        self.handler = handler
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old = os.umask(0o077)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=MAX_REQUEST
+            )
+        finally:
+            os.umask(old)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            try:
+                req = json.loads(line)
+                if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+                    raise ValueError("a request is a JSON object with a string 'cmd'")
+                reply = await self.handler(req)
+            except (ValueError, KeyError) as e:
+                reply = {"ok": False, "error": str(e)}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
+            log.debug("control connection dropped: %s", e)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def request(state_dir: str | Path, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
+    """Send one request to the daemon of ``state_dir`` and return its reply (blocking client)."""
+    path = socket_path(state_dir)
+    payload = json.dumps({"cmd": cmd, **args}).encode() + b"\n"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(path))
+            s.sendall(payload)
+            chunks = []
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except FileNotFoundError as e:
+        raise ApiError(f"no nonstop daemon is running with state directory {state_dir}") from e
+    except ConnectionRefusedError as e:
+        raise ApiError(f"the nonstop daemon of {state_dir} is not accepting requests") from e
+    except OSError as e:
+        raise ApiError(f"cannot talk to the nonstop daemon at {path}: {e}") from e
+    try:
+        reply = json.loads(b"".join(chunks))
+    except ValueError as e:
+        raise ApiError(f"the daemon sent an unreadable reply: {e}") from e
+    if not isinstance(reply, dict):
+        raise ApiError("the daemon sent an unreadable reply")
+    return reply

@@ -1,0 +1,58 @@
+"""The node's persistent wire identity: its UUID and its generation number (adapter: files)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid as uuidlib
+from pathlib import Path
+
+GENERATION_FILE = "hb_generation"
+UUID_FILE = "hb_uuid"
+
+
+def load_uuid(state_dir: Path) -> bytes:
+    """Our 16-byte node UUID, created once and kept in ``state_dir/hb_uuid``."""
+    path = state_dir / UUID_FILE
+    try:
+        data = path.read_bytes()
+        if len(data) == 16:
+            return data
+    except FileNotFoundError:
+        pass
+    data = uuidlib.uuid4().bytes
+    _write_durably(path, data)
+    return data
+
+
+def next_generation(state_dir: Path) -> int:
+    """Increment and persist the generation, as Heartbeat does at every daemon start.
+
+    Peers drop packets of a lower generation as replays, and take a higher one for a restart.
+    The file holds a 16-character right-aligned decimal number, like Heartbeat's. A missing or
+    unreadable file starts from the wall clock, so a node whose state was lost still comes
+    back with a generation above the one its peers remember (Heartbeat restarts from 1 then).
+    """
+    path = state_dir / GENERATION_FILE
+    try:
+        current = int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        current = int(time.time())
+    gen = current + 1
+    _write_durably(path, f"{gen:>16d}\n".encode())
+    return gen
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

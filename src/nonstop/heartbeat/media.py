@@ -1,0 +1,146 @@
+"""UDP heartbeat media: ``bcast``, ``ucast`` and ``mcast`` (adapter: sockets).
+
+Each medium has a send socket bound to its device; receive sockets are shared per
+(device, port, group). Datagrams are handed to a callback with the medium's link name (the
+device name, as Heartbeat names links). Sends never block: a socket that cannot take a datagram
+right now counts an error instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nonstop.config.model import Bcast, Mcast, Medium, Ucast
+
+log = logging.getLogger("nonstop.media")
+
+Receiver = Callable[[bytes, str, tuple[str, int]], None]
+
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+
+
+def interface_ipv4(iface: str) -> tuple[str | None, str | None]:
+    """(address, broadcast) of an interface's first IPv4 address, via netlink (pyroute2).
+
+    Blocking: call it from a worker thread when an event loop is running."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=iface)
+        if not idx:
+            return None, None
+        for msg in ipr.get_addr(index=idx[0], family=socket.AF_INET):
+            return msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"), msg.get_attr(
+                "IFA_BROADCAST"
+            )
+    return None, None
+
+
+@dataclass
+class _Sender:
+    medium: Medium
+    sock: socket.socket
+    dest: tuple[str, int]
+
+
+class MediaSet:
+    """All heartbeat media of one node."""
+
+    def __init__(self, media: tuple[Medium, ...], receiver: Receiver) -> None:
+        self.media = media
+        self.receiver = receiver
+        self.senders: list[_Sender] = []
+        self.receivers: dict[tuple[str, int, str], socket.socket] = {}
+        self.send_errors = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ifaddr: dict[str, tuple[str | None, str | None]] = {}
+
+    async def open(self) -> None:
+        """Resolve the devices' addresses (netlink, in a thread), then open every socket."""
+        self._loop = asyncio.get_running_loop()
+        for iface in {m.iface for m in self.media}:
+            self._ifaddr[iface] = await asyncio.to_thread(interface_ipv4, iface)
+        for m in self.media:
+            self._open_medium(m)
+
+    def _open_medium(self, m: Medium) -> None:
+        assert self._loop is not None
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx.setblocking(False)
+        tx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, m.iface.encode())
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)  # IPTOS_LOWDELAY, as Heartbeat
+        if isinstance(m, Bcast):
+            tx.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            _addr, bcast = self._ifaddr[m.iface]
+            dest = (bcast or "255.255.255.255", m.port)
+            rx_key = (m.iface, m.port, "")
+        elif isinstance(m, Ucast):
+            dest = (socket.gethostbyname(m.peer), m.port)
+            rx_key = (m.iface, m.port, "")
+        else:
+            assert isinstance(m, Mcast)
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, m.ttl)
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1 if m.loop else 0)
+            addr, _ = self._ifaddr[m.iface]
+            if addr:
+                tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(addr))
+            dest = (m.group, m.port)
+            rx_key = (m.iface, m.port, m.group)
+        self.senders.append(_Sender(m, tx, dest))
+        if rx_key not in self.receivers:
+            rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            rx.setblocking(False)
+            rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            rx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, m.iface.encode())
+            rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            if isinstance(m, Mcast):
+                addr, _ = self._ifaddr[m.iface]
+                mreq = struct.pack(
+                    "4s4s", socket.inet_aton(m.group), socket.inet_aton(addr or "0.0.0.0")
+                )
+                rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+                rx.bind((m.group, m.port))
+            else:
+                rx.bind(("", m.port))
+            self.receivers[rx_key] = rx
+            self._loop.add_reader(rx.fileno(), self._readable, rx, m.iface)
+
+    def _readable(self, rx: socket.socket, link: str) -> None:
+        # Drain everything queued: a burst must not wait for the next loop iteration.
+        for _ in range(256):
+            try:
+                data, addr = rx.recvfrom(262144 + 1024)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.debug("receive error on %s: %s", link, e)
+                return
+            self.receiver(data, link, addr)
+
+    def send(self, data: bytes) -> int:
+        """Send one datagram on every medium; returns how many media took it."""
+        ok = 0
+        for s in self.senders:
+            try:
+                s.sock.sendto(data, s.dest)
+                ok += 1
+            except OSError as e:
+                self.send_errors += 1
+                kind = type(s.medium).__name__.lower()
+                log.debug("Unable to send %s [%s] packet: %s", kind, s.medium.iface, e)
+        return ok
+
+    def close(self) -> None:
+        for rx in self.receivers.values():
+            if self._loop is not None:
+                self._loop.remove_reader(rx.fileno())
+            rx.close()
+        for s in self.senders:
+            s.sock.close()
+        self.receivers.clear()
+        self.senders.clear()
