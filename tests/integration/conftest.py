@@ -1,0 +1,81 @@
+"""Fixtures for namespace tests: leftovers of crashed runs removed once, and labs torn down fully.
+
+``lab`` is a started two-node lab (``n1``, ``n2`` and the client); ``make_lab(nodes)`` builds
+more. A lab of a failed test keeps its work directory (logs, box files) for inspection; the
+next session's leftover cleanup removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Generator, Iterator, Sequence
+
+import pytest
+
+from nonstop.lab import Lab, cleanup_leftovers
+
+
+def _can_build_labs() -> bool:
+    return os.geteuid() == 0 and all(shutil.which(tool) for tool in ("ip", "nft", "unshare"))
+
+
+def netns_names() -> list[str]:
+    """Names in ``ip netns list``."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None],
+                              ) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        item.stash[_FAILED] = True
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_lab_leftovers() -> None:
+    """Remove namespaces and work directories of earlier lab runs whose process is gone."""
+    if _can_build_labs():
+        cleanup_leftovers()
+
+
+@pytest.fixture
+def make_lab(request: pytest.FixtureRequest) -> Iterator[Callable[[Sequence[str]], Lab]]:
+    """Build started labs; all are torn down after the test, and must leave nothing behind."""
+    if not _can_build_labs():
+        pytest.skip("labs need root, iproute2, nftables and unshare")
+    labs: list[Lab] = []
+
+    def build(nodes: Sequence[str] = ("n1", "n2")) -> Lab:
+        lab = Lab(nodes)
+        labs.append(lab)
+        return lab.start()
+
+    yield build
+    failed = request.node.stash.get(_FAILED, False)
+    problems: list[str] = []
+    for lab in labs:
+        lab.keep_workdir = failed
+        if failed:
+            print(f"lab {lab.prefix}: work directory kept at {lab.workdir}")
+        try:
+            lab.close()
+        except Exception as exc:  # close the other labs too, then fail
+            problems.append(str(exc))
+    assert not problems, problems
+    for lab in labs:
+        left = [name for name in netns_names() if name.startswith(lab.prefix + "-")]
+        assert not left, f"lab teardown left namespaces behind: {left}"
+
+
+@pytest.fixture
+def lab(make_lab: Callable[[Sequence[str]], Lab]) -> Lab:
+    """A started lab with nodes ``n1``, ``n2`` and the client."""
+    return make_lab(("n1", "n2"))
