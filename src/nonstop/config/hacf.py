@@ -133,9 +133,9 @@ class _Builder:
     def warn(self, loc: Location, message: str) -> None:
         self.warnings.append(ConfigWarning(loc, message))
 
-    def set(self, name: str, value: object, raw: str, loc: Location) -> None:
+    def set(self, name: str, value: object, raw: str, loc: Location, warn: bool = True) -> None:
         """Record a single-valued directive; a repeat wins, as in Heartbeat, with a warning."""
-        if name in self.locations:
+        if warn and name in self.locations:
             self.warn(
                 loc,
                 f"'{name}' was already given at line {self.locations[name].line}; "
@@ -380,7 +380,8 @@ def _nice_failback(b: _Builder, name: str, args: list[str], loc: Location) -> No
             f"'nice_failback {raw}' means auto_failback legacy here (as in Heartbeat, it only "
             "means 'off' after an auto_failback on/off line); write 'auto_failback off'",
         )
-    b.set("auto_failback", value, raw, loc)
+    # Overriding an earlier auto_failback is what nice_failback is for: no "given twice".
+    b.set("auto_failback", value, raw, loc, warn=False)
     b.locations["nice_failback"] = loc
 
 
