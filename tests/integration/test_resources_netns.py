@@ -8,6 +8,7 @@ inside the node namespace as a small Python program that prints JSON.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -70,7 +71,8 @@ async def main():
             elif op == "wait_arp":
                 res = await agents[arg].announcement
             elif op == "wait_mail":
-                res = await asyncio.wait_for(asyncio.gather(*agents[arg].pending), 60)
+                await asyncio.wait_for(agents[arg].drain(), 60)
+                res = [agents[arg].delivered, agents[arg].given_up]
             elif op == "sleep":
                 await asyncio.sleep(arg); res = "ok"
             else:
@@ -105,6 +107,44 @@ while len(frames) < want:
                    "sha": data[22:28].hex(), "tha": data[32:38].hex(),
                    "tpa": socket.inet_ntoa(data[38:42])})
 print(json.dumps(frames), flush=True)
+"""
+
+
+# Runs inside the peer namespace: a real SMTP server that reports the mails it received.
+SMTP_SINK = r"""
+import email, email.policy, json, sys, time
+from aiosmtpd.controller import Controller
+host, port, want, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+got = []
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        m = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        got.append({"to": list(envelope.rcpt_tos), "subject": str(m["Subject"]),
+                    "body": m.get_content()})
+        return "250 OK"
+controller = Controller(Sink(), hostname=host, port=port)
+controller.start()
+print("ready", flush=True)
+end = time.monotonic() + limit
+while len(got) < want and time.monotonic() < end:
+    time.sleep(0.05)
+controller.stop()
+print(json.dumps(got), flush=True)
+"""
+
+# The `asterisk` of the group line: an LSB init script whose daemon is a detached sleep.
+ASTERISK_INIT = """#!/bin/sh
+P=/tmp/asterisk.pid
+alive() { [ -f $P ] && kill -0 "$(cat $P)" 2>/dev/null; }
+case "$1" in
+start) alive && exit 0
+       setsid sleep 1000 </dev/null >/dev/null 2>&1 &
+       echo $! > $P; exit 0;;
+stop) alive && kill "$(cat $P)"; rm -f $P; exit 0;;
+status) if alive; then echo "asterisk is running"; exit 0; fi
+        echo "asterisk is not running"; exit 3;;
+*) echo "Usage: $0 start|stop|status"; exit 2;;
+esac
 """
 
 
@@ -186,16 +226,17 @@ class Pair:
         results: list[dict[str, Any]] = json.loads(out.strip().splitlines()[-1])
         return results
 
-    def capture(self, want: int, limit_s: float) -> subprocess.Popen[str]:
-        """Start an ARP capture in the peer and wait until its socket is bound."""
-        proc = self.spawn(
-            self.peer,
-            [sys.executable, "-c", CAPTURE, self.peer_if, VIP, str(want), str(limit_s)],
-        )
+    def serve(self, snippet: str, *args: str) -> subprocess.Popen[str]:
+        """Start a helper program in the peer and wait until it prints ``ready``."""
+        proc = self.spawn(self.peer, [sys.executable, "-c", snippet, *args])
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 20)
-        assert ready and proc.stdout.readline().strip() == "ready", "capture did not start"
+        assert ready and proc.stdout.readline().strip() == "ready", "helper did not start"
         return proc
+
+    def capture(self, want: int, limit_s: float) -> subprocess.Popen[str]:
+        """Start an ARP capture in the peer and wait until its socket is bound."""
+        return self.serve(CAPTURE, self.peer_if, VIP, str(want), str(limit_s))
 
 
 @pytest.fixture
@@ -386,3 +427,61 @@ def test_talk_master_start_leaves_flag_and_logrotate_link(pair: Pair, tmp_path: 
     assert (priv / ".HB-master").exists()
     link = logrotate / "asterisk"
     assert link.is_symlink() and os.readlink(link) == "/etc/asterisk/asterisk.logrotate"
+
+
+def test_talk_resource_group_line(pair: Pair, tmp_path: Path) -> None:
+    """The talk's group, with the test VIP: started left to right, stopped right to left."""
+    from nonstop.config.haresources import parse_haresources
+
+    haresources = tmp_path / "haresources"
+    haresources.write_text(
+        f"vpbx1-1 MailTo::tech@webinmotion.ca::Asterisk {VIP}/24/eth0 asterisk master\n"
+    )
+    (group,) = parse_haresources(str(haresources), ["vpbx1-1", "vpbx1-2"])
+    resources = [(r.name, list(r.args), r.raw) for r in group.resources]
+    assert [r[0] for r in resources] == ["MailTo", "IPaddr", "asterisk", "master"]
+    priv, _, wrap = _master_box(tmp_path, "exit 0\n")
+    init = priv / "init.d"
+    init.mkdir()
+    (init / "asterisk").write_text(ASTERISK_INIT)
+    (init / "asterisk").chmod(0o755)
+    sink = pair.serve(SMTP_SINK, PEER_IP, "2525", "2", "60")
+    n = len(resources)
+    steps: list[tuple[str, Any]] = [
+        *(("start", i) for i in range(n)),
+        *(("status", i) for i in range(n)),
+        *(("stop", i) for i in reversed(range(n))),
+        *(("status", i) for i in range(n)),
+        ("wait_mail", 0),
+    ]
+    try:
+        res = pair.drive(
+            resources,
+            steps,
+            wrap=wrap,
+            config_dir="/tmp/ha.d",
+            init_dir="/tmp/init.d",
+            environment={"PATH": STANDIN_PATH, "HA_CURHOST": "vpbx1-1"},
+            smtp_host=PEER_IP,
+            smtp_port=2525,
+        )
+    finally:
+        pid_file = priv / "asterisk.pid"
+        if pid_file.exists():  # the stand-in daemon, if stop did not get to it
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text()), 9)
+    results = [r["result"] for r in res]
+    assert results[:n] == ["ok"] * n, res
+    # master has no status action, so Heartbeat's rule says "stopped" even while it holds.
+    assert results[n : 2 * n] == ["running", "running", "running", "stopped"], res
+    assert results[2 * n : 3 * n] == ["ok"] * n, res
+    assert results[3 * n : 4 * n] == ["stopped"] * n, res
+    assert results[-1] == [2, 0]
+    out, _ = sink.communicate(timeout=70)
+    mails = json.loads(out.strip().splitlines()[-1])
+    assert [m["to"] for m in mails] == [["tech@webinmotion.ca"]] * 2
+    assert mails[0]["subject"].startswith("Asterisk Takeover in progress at ")
+    assert mails[0]["subject"].endswith(" on vpbx1-1")
+    assert mails[1]["subject"].startswith("Asterisk Migrating resource away at ")
+    assert mails[1]["subject"].endswith(" from vpbx1-1")
+    assert "        Command line was:" in mails[0]["body"]

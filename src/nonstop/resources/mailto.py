@@ -111,6 +111,8 @@ class MailToAgent(Agent):
         self._tasks: set[asyncio.Task[bool]] = set()
         # Mails leave in the order of the events (a takeover notice before the release notice).
         self._send_lock = asyncio.Lock()
+        self.delivered = 0  # mails the server accepted
+        self.given_up = 0  # mails dropped after the last retry
         self._state_file: Path | None = None
         if ctx.state_dir is not None:
             digest = hashlib.sha1(raw.encode()).hexdigest()[:12]
@@ -123,6 +125,11 @@ class MailToAgent(Agent):
     def pending(self) -> frozenset[asyncio.Task[bool]]:
         """Mails still being sent (each task returns True once delivered)."""
         return frozenset(self._tasks)
+
+    async def drain(self) -> None:
+        """Wait until every mail queued so far was delivered or given up (for shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks)
 
     async def start(self) -> None:
         self._set_state(True)
@@ -182,6 +189,7 @@ class MailToAgent(Agent):
                     _in_daemon_thread(lambda: self._smtp_send(msg)), ctx.smtp_timeout + 1.0
                 )
                 ctx.logger.info("MailTo: sent %r to %s", msg["Subject"], msg["To"])
+                self.delivered += 1
                 return True
             except (OSError, smtplib.SMTPException, TimeoutError) as exc:
                 ctx.logger.warning(
@@ -195,6 +203,7 @@ class MailToAgent(Agent):
             if attempt < attempts:
                 await asyncio.sleep(RETRY_BACKOFF_S * attempt)
         ctx.logger.error("MailTo: gave up sending %r to %s", msg["Subject"], msg["To"])
+        self.given_up += 1
         return False
 
     def _smtp_send(self, msg: EmailMessage) -> None:
