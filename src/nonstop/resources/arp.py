@@ -83,7 +83,7 @@ async def announce(
     except OSError as exc:
         logger.error("Could not send gratuitous arps for %s on %s: %s", ip, iface, exc)
         return 0
-    sent = 0
+    sent = failed = 0
     try:
         sock.bind((iface, ETH_P_ARP))
         sock.setblocking(False)
@@ -97,11 +97,18 @@ async def announce(
                 await loop.sock_sendall(sock, frames[op])
                 sent += 1
             except OSError as exc:
-                # One lost frame (interface briefly down) should not end the announcement.
-                logger.warning("gratuitous ARP %s for %s on %s failed: %s", op.name, ip, iface, exc)
+                # One lost frame (interface briefly down) should not end the announcement;
+                # say so once, not twenty times.
+                if failed == 0:
+                    logger.warning(
+                        "gratuitous ARP %s for %s on %s failed: %s", op.name, ip, iface, exc
+                    )
+                failed += 1
     except OSError as exc:
         logger.error("Could not send gratuitous arps for %s on %s: %s", ip, iface, exc)
     finally:
         sock.close()
+    if failed:
+        logger.warning("%d of the gratuitous ARPs for %s on %s failed", failed, ip, iface)
     logger.debug("sent %d gratuitous ARP frames for %s on %s", sent, ip, iface)
     return sent

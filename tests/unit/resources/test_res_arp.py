@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import logging
+import os
 
 import pytest
 
-from nonstop.resources.arp import ArpOp, arp_schedule, gratuitous_arp_frame, parse_mac
+from nonstop.resources.arp import (
+    ArpOp,
+    announce,
+    arp_schedule,
+    gratuitous_arp_frame,
+    parse_mac,
+)
 
 MAC = bytes.fromhex("02aabbccddee")
 VIP = ipaddress.IPv4Address("198.18.0.10")
@@ -67,3 +75,13 @@ def test_schedule_custom_interval() -> None:
         (0.1, ArpOp.REQUEST),
         (0.15000000000000002, ArpOp.REPLY),
     ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need CAP_NET_RAW")
+async def test_announce_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    # No such interface: nothing can be sent, and nothing is sent anywhere else either.
+    log = logging.getLogger("test.arp")
+    with caplog.at_level(logging.ERROR, logger="test.arp"):
+        sent = await announce("nonstop-nosuch", MAC, VIP, log, repeat=2, interval_s=0.01)
+    assert sent == 0
+    assert "Could not send gratuitous arps for 198.18.0.10 on nonstop-nosuch" in caplog.text

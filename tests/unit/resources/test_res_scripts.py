@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import time
@@ -18,7 +19,7 @@ from nonstop.resources.base import (
     heartbeat_environment,
     make_agent,
 )
-from nonstop.resources.ipaddr import IPAddrAgent, free_alias_label
+from nonstop.resources.ipaddr import IPAddrAgent, default_broadcast, free_alias_label
 from nonstop.resources.mailto import MailToAgent
 from nonstop.resources.runner import run_script
 from nonstop.resources.scripts import OcfAgent, ScriptAgent, ScriptKind, locate_script
@@ -303,10 +304,6 @@ async def test_ocf_monitor_error_is_failed(ctx: AgentContext) -> None:
 
 
 def test_default_broadcast_is_top_of_subnet() -> None:
-    import ipaddress
-
-    from nonstop.resources.ipaddr import default_broadcast
-
     ip = ipaddress.IPv4Address("198.18.0.10")
     assert default_broadcast(ip, 24) == ipaddress.IPv4Address("198.18.0.255")
     assert default_broadcast(ip, 16) == ipaddress.IPv4Address("198.18.255.255")
