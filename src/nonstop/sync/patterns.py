@@ -1,0 +1,198 @@
+"""csync2's include/exclude rules, and the mapping between file names and local paths.
+
+A *name* is a file's path as the configuration writes it (``/etc/asterisk/sip.conf``, or
+``%data%/x`` under a csync2 ``prefix``); names are what the state database stores and what goes on
+the wire. A *local path* is where that name lives on this node: ``root`` + the name with its prefix
+expanded for this host.
+
+Rules (csync2 2.0 ``csync_match_file``): patterns starting with ``/`` or ``%`` are path patterns,
+matched like ``fnmatch(FNM_PATHNAME | FNM_LEADING_DIR)`` (``*`` stays inside one component unless
+the pattern contains ``**``; a pattern also matches everything below it). Other patterns match the
+basename. The last matching pattern of each kind decides; a name is synced iff its path decision is
+"include" (default: exclude) and its basename decision is "include" (default: include).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from nonstop.config.csync2 import Pattern, Prefix
+
+# Receive temp files carry this prefix; they are never scanned, synced or left behind.
+TMP_PREFIX = ".nonstop-tmp-"
+
+
+def _translate(pattern: str) -> re.Pattern[str]:
+    """fnmatch(FNM_PATHNAME unless ``**``, FNM_LEADING_DIR) as a regular expression."""
+    crosses = "**" in pattern
+    star = ".*" if crosses else "[^/]*"
+    one = "." if crosses else "[^/]"
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            while i < n and pattern[i] == "*":
+                i += 1
+            out.append(star)
+            continue
+        if c == "?":
+            out.append(one)
+        elif c == "[":
+            j = i + 1
+            if j < n and pattern[j] in "!^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : j]
+                if body[:1] in ("!", "^"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = j
+        elif c == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + "(?:/.*)?", re.DOTALL)
+
+
+def path_pattern_matches(pattern: str, name: str) -> bool:
+    """One path pattern against one name (fnmatch with csync2's flags)."""
+    return _translate(pattern).fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    include: bool
+    is_path: bool
+    text: str
+    regex: re.Pattern[str] | None
+
+
+class Matcher:
+    """Decides which names a group syncs, and where a scan has to walk."""
+
+    def __init__(self, patterns: Sequence[Pattern]) -> None:
+        self._rules = tuple(
+            _Compiled(p.include, p.is_path, p.text, _translate(p.text) if p.is_path else None)
+            for p in patterns
+        )
+        self._includes = tuple(r.text for r in self._rules if r.is_path and r.include)
+
+    def included(self, name: str) -> bool:
+        """Whether ``name`` belongs to the group (csync2's two-category rule)."""
+        base = name.rsplit("/", 1)[-1]
+        if base.startswith(TMP_PREFIX):
+            return False
+        path_ok, base_ok = False, True
+        for r in self._rules:
+            if r.regex is not None:
+                if r.regex.fullmatch(name):
+                    path_ok = r.include
+            elif fnmatch.fnmatchcase(base, r.text):
+                base_ok = r.include
+        return path_ok and base_ok
+
+    def basename_excluded(self, name: str) -> bool:
+        """Whether the basename rules alone exclude ``name`` (then nothing below it syncs)."""
+        base = name.rsplit("/", 1)[-1]
+        ok = True
+        for r in self._rules:
+            if r.regex is None and fnmatch.fnmatchcase(base, r.text):
+                ok = r.include
+        return not ok or base.startswith(TMP_PREFIX)
+
+    def roots(self) -> tuple[str, ...]:
+        """Where walks start: each include's literal leading directories, nested ones merged."""
+        out: set[str] = set()
+        for text in self._includes:
+            parts = text.split("/")
+            lit: list[str] = []
+            for part in parts:
+                if any(ch in part for ch in "*?[\\"):
+                    break
+                lit.append(part)
+            root = "/".join(lit) or "/"
+            out.add(root)
+        ordered = sorted(out)
+        merged: list[str] = []
+        for r in ordered:
+            if not any(r == m or r.startswith(m.rstrip("/") + "/") for m in merged):
+                merged.append(r)
+        return tuple(merged)
+
+    def descend(self, name: str) -> bool:
+        """Whether a walk should look inside directory ``name``."""
+        if self.basename_excluded(name):
+            return False
+        if self.included(name):
+            return True
+        parts = name.split("/")
+        for text in self._includes:
+            if "**" in text:
+                lit = text.split("**", 1)[0].rstrip("/")
+                if name.startswith(lit) or lit.startswith(name):
+                    return True
+                continue
+            pparts = text.split("/")
+            if len(pparts) > len(parts) and all(
+                fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pparts, strict=False)
+            ):
+                return True
+        return False
+
+    def within(self, name: str, scopes: Iterable[tuple[str, bool]]) -> bool:
+        """Whether ``name`` lies in one of ``scopes`` (path, recursive)."""
+        return any(in_scope(name, p, r) for p, r in scopes)
+
+
+def in_scope(name: str, path: str, recursive: bool) -> bool:
+    """``name`` is ``path`` itself, or (recursive) below it."""
+    if name == path:
+        return True
+    return recursive and (path == "/" or name.startswith(path.rstrip("/") + "/"))
+
+
+def valid_name(name: str) -> bool:
+    """An absolute, normalised name without NUL, ``.`` or ``..`` components (remote input)."""
+    if not name.startswith(("/", "%")) or "\x00" in name or (name.endswith("/") and name != "/"):
+        return False
+    return all(part not in (".", "..") for part in name.split("/")[1:]) and "//" not in name
+
+
+class PathMap:
+    """Names to local paths and back, for one node: its ``root`` and its csync2 prefixes."""
+
+    def __init__(self, root: str, prefixes: dict[str, Prefix], host: str) -> None:
+        self.root = os.path.abspath(root) if root not in ("", "/") else ""
+        self._pref: dict[str, str] = {}
+        for name, pref in prefixes.items():
+            path = pref.path_for(host)
+            if path is not None:
+                self._pref[name] = path
+
+    def local(self, name: str) -> str:
+        """The local path of a name."""
+        if name.startswith("%"):
+            pname, _, rest = name[1:].partition("%")
+            base = self._pref.get(pname)
+            if base is None:
+                raise KeyError(f"prefix %{pname}% has no path for this host")
+            name = base.rstrip("/") + rest
+        return self.root + name
+
+    def name(self, local: str, template: str) -> str:
+        """The name of a local path found while walking from the root named ``template``."""
+        base = self.local(template)
+        return template + local[len(base) :]

@@ -1,0 +1,155 @@
+"""What to send to one peer (pure): from dirty names and states to an ordered list of operations.
+
+Order, like csync2: deletions deepest first, then creations and updates in ascending name order
+(so a directory comes before what it holds). Unlike csync2, a rename (a new file whose bytes equal
+those of a deleted one) becomes one ``mv`` operation instead of a delete plus a full re-send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nonstop.sync.protocol import ProtocolError, field
+from nonstop.sync.state import FileState
+
+
+@dataclass(frozen=True)
+class Op:
+    """One change for the peer. ``base`` is what we believe the peer holds (None: nothing)."""
+
+    kind: str  # "put" | "del" | "mv"
+    name: str
+    base: FileState | None
+    new: FileState | None
+    forced: bool = False
+    src: str = ""
+    src_base: FileState | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "k": self.kind,
+            "n": self.name,
+            "b": self.base.to_wire() if self.base else None,
+            "s": self.new.to_wire() if self.new else None,
+            "f": self.forced,
+        }
+        if self.kind == "mv":
+            d["src"] = self.src
+            d["sb"] = self.src_base.to_wire() if self.src_base else None
+        return d
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> Op:
+        """Decode a peer's operation (bad input is ProtocolError)."""
+        if not isinstance(raw, dict):
+            raise ProtocolError("operation must be an object")
+        kind = field(raw, "k", str)
+        if kind not in ("put", "del", "mv"):
+            raise ProtocolError(f"unknown operation {kind!r}")
+        name = field(raw, "n", str)
+        forced = field(raw, "f", bool)
+        base = None if raw.get("b") is None else FileState.from_wire(raw["b"])
+        new = None if raw.get("s") is None else FileState.from_wire(raw["s"])
+        if (kind == "del") != (new is None):
+            raise ProtocolError("operation state does not fit its kind")
+        src, src_base = "", None
+        if kind == "mv":
+            src = field(raw, "src", str)
+            src_base = None if raw.get("sb") is None else FileState.from_wire(raw["sb"])
+        return cls(kind, name, base, new, forced, src, src_base)
+
+
+@dataclass(frozen=True)
+class Plan:
+    ops: tuple[Op, ...]
+    settled: tuple[str, ...]  # dirty names with nothing to send (gone here and unknown there)
+
+
+def plan(
+    dirty: Iterable[tuple[str, bool]],
+    local: Mapping[str, FileState],
+    synced: Mapping[str, FileState],
+) -> Plan:
+    """Operations for the dirty names (name, forced) given our states and the peer's last ones."""
+    dels: list[Op] = []
+    puts: list[Op] = []
+    settled: list[str] = []
+    for name, forced in dirty:
+        cur, base = local.get(name), synced.get(name)
+        if cur is None and base is None:
+            settled.append(name)
+        elif cur is None:
+            dels.append(Op("del", name, base, None, forced))
+        else:
+            puts.append(Op("put", name, base, cur, forced))
+    dels, puts = _renames(dels, puts)
+    dels.sort(key=lambda o: o.name, reverse=True)
+    puts.sort(key=lambda o: o.name)
+    return Plan(tuple(dels + puts), tuple(settled))
+
+
+def _renames(dels: list[Op], puts: list[Op]) -> tuple[list[Op], list[Op]]:
+    by_digest: dict[tuple[str, int], Op] = {}
+    for d in dels:
+        b = d.base
+        if b is not None and b.kind == "reg" and b.size > 0 and not d.forced:
+            by_digest.setdefault((b.digest, b.size), d)
+    if not by_digest:
+        return dels, puts
+    used: set[str] = set()
+    out: list[Op] = []
+    for p in puts:
+        n = p.new
+        if p.base is None and n is not None and n.kind == "reg" and not p.forced:
+            key = (n.digest, n.size)
+            hit = by_digest.pop(key) if key in by_digest else None
+            if hit is not None:
+                used.add(hit.name)
+                out.append(Op("mv", p.name, None, n, False, hit.name, hit.base))
+                continue
+        out.append(p)
+    return [d for d in dels if d.name not in used], out
+
+
+def plan_forced(
+    local: Mapping[str, FileState],
+    remote: Mapping[str, FileState],
+    synced: Mapping[str, FileState],
+    ignore: frozenset[str],
+) -> list[Op]:
+    """Forced operations that make the peer's disk equal to ours within a ``-f`` scope.
+
+    ``remote`` is what the peer reported it holds there right now, so the peer's unsynced edits
+    and files only it has are overwritten or removed. ``base`` stays our record of the last sync,
+    so the peer can tell a plain update from an overwritten local change, which it backs up and
+    reports.
+    """
+    ops: list[Op] = []
+    for name in set(local) | set(remote):
+        cur, theirs = local.get(name), remote.get(name)
+        if cur is None:
+            ops.append(Op("del", name, synced.get(name), None, True))
+        elif not cur.same(theirs, ignore):
+            ops.append(Op("put", name, synced.get(name), cur, True))
+    dels = sorted((o for o in ops if o.kind == "del"), key=lambda o: o.name, reverse=True)
+    puts = sorted((o for o in ops if o.kind != "del"), key=lambda o: o.name)
+    return dels + puts
+
+
+def batches(ops: Iterable[Op], max_ops: int = 1000, max_bytes: int = 64 << 20) -> list[list[Op]]:
+    """Split operations into batches bounded in count and in bytes of content to send."""
+    out: list[list[Op]] = []
+    cur: list[Op] = []
+    size = 0
+    for op in ops:
+        n = op.new.size if op.new is not None and op.kind == "put" else 0
+        if cur and (len(cur) >= max_ops or size + n > max_bytes):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(op)
+        size += n
+    if cur:
+        out.append(cur)
+    return out

@@ -1,0 +1,333 @@
+"""Apply a peer's changes on this node: checks, conflicts, backups, atomic writes, state records.
+
+Used per session by the server. ``evaluate`` judges a batch of operations and applies those that
+need no data (deletions, directories, links, metadata, renames); regular files that need bytes
+are streamed into temp files (``open_data``/``write``/``end_data``) and installed by ``commit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nonstop.config.csync2 import Group
+from nonstop.sync import backups, fsops
+from nonstop.sync.conflicts import Action, judge
+from nonstop.sync.patterns import Matcher, PathMap, valid_name
+from nonstop.sync.plan import Op
+from nonstop.sync.scan import Seen, describe
+from nonstop.sync.state import FileState
+from nonstop.sync.statedb import StateDB
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one operation, sent back to the sender."""
+
+    index: int
+    status: str  # ok | same | forced | auto | conflict | lost | refused | error
+    message: str = ""
+
+    @property
+    def applied(self) -> bool:
+        """Both sides now hold the sender's version."""
+        return self.status in ("ok", "same", "forced", "auto")
+
+    def to_wire(self) -> list[Any]:
+        return [self.index, self.status, self.message]
+
+
+@dataclass
+class _Pending:
+    index: int
+    op: Op
+    local: str
+    tmp: str
+    current: FileState | None
+    verdict_status: str
+    message: str
+    src_local: str = ""
+    fd: int = -1
+    hasher: Any = None
+    size: int = 0
+    final: FileState | None = None
+    failed: str = ""
+
+
+@dataclass
+class Receiver:
+    """One session's receiving side for ``peer`` in ``group``."""
+
+    db: StateDB
+    matcher: Matcher
+    paths: PathMap
+    group: Group
+    me: str
+    peer: str
+    ignore: frozenset[str] = frozenset()
+    log: Log = field(default=lambda _m: None)
+    changed: list[str] = field(default_factory=list)
+    _pending: dict[int, _Pending] = field(default_factory=dict)
+    _records: list[tuple[str, FileState | None, Seen | None]] = field(default_factory=list)
+
+    # --- session start: what an earlier killed session left behind
+    def cleanup(self) -> int:
+        """Remove receive temp files recorded by an earlier session that did not finish."""
+        return cleanup_tmp(self.db)
+
+    def _now(self) -> int:
+        return time.time_ns()
+
+    def _backup(self, name: str, local: str) -> str | None:
+        if self.group.backup_directory is None:
+            return None
+        bdir = self.paths.root + self.group.backup_directory
+        mirror = local[len(self.paths.root):]
+        return backups.keep(local, bdir, mirror, self.group.backup_generations)
+
+    def _refuse(self, name: str) -> str:
+        if not valid_name(name):
+            return "refused: not a valid absolute path"
+        if not self.matcher.included(name):
+            return f"refused: {name} is outside the group's includes (or excluded) on {self.me}"
+        return ""
+
+    # --- phase 1
+    def evaluate(self, ops: list[Op]) -> tuple[list[Result | None], list[int]]:
+        """Judge each operation; apply what needs no data. Returns results and indices to send."""
+        results: list[Result | None] = []
+        need: list[int] = []
+        host = self.group.host(self.peer)
+        for i, op in enumerate(ops):
+            try:
+                if host is not None and host.slave:
+                    res: Result | None = Result(i, "refused", f"{self.peer} is a slave of "
+                                                              f"{self.group.name}: it may not push")
+                else:
+                    res = self._evaluate_one(i, op)
+            except OSError as e:
+                res = Result(i, "error", f"{op.name}: {e.strerror or e}")
+            if res is None:
+                need.append(i)
+            else:
+                self._report(op.name, res)
+            results.append(res)
+        if self._pending:
+            self.db.add_tmp(p.tmp for p in self._pending.values())
+        self._flush_records()
+        return results, need
+
+    def _report(self, name: str, res: Result) -> None:
+        if res.status in ("conflict", "lost", "refused", "error", "forced", "auto"):
+            self.log(f"{self.peer} -> {self.me}: {res.status}: {res.message or name}")
+
+    def _evaluate_one(self, i: int, op: Op) -> Result | None:
+        refusal = self._refuse(op.name) or (self._refuse(op.src) if op.kind == "mv" else "")
+        if refusal:
+            return Result(i, "refused", refusal)
+        local = self.paths.local(op.name)
+        seen = describe(local, self.db.local_get(op.name), self._now())
+        current = seen.state if seen else None
+        verdict = judge(
+            op.name, op.base, op.new, current,
+            forced=op.forced, auto=self.group.auto, sender=self.peer, receiver=self.me,
+            hosts=self.group.host_names, ignore=self.ignore,
+        )
+        if verdict.action is Action.SAME:
+            self._records.append((op.name, op.new, seen))
+            if op.kind == "mv":
+                return self._drop_src(i, op, "same")
+            return Result(i, "same")
+        if verdict.action is Action.CONFLICT:
+            return Result(i, "conflict", verdict.reason)
+        if verdict.action is Action.LOSE:
+            self.db.mark_dirty(self.peer, [op.name])
+            return Result(i, "lost", verdict.reason)
+        status = {Action.APPLY: "ok", Action.FORCE: "forced", Action.AUTO_WIN: "auto"}[
+            verdict.action
+        ]
+        msg = verdict.reason
+        if op.kind == "del":
+            if current is not None:
+                kept = self._backup(op.name, local) if current.kind == "reg" else None
+                fsops.remove(local)
+                msg = _with_backup(msg, kept)
+                self.changed.append(op.name)
+            self._records.append((op.name, None, None))
+            return Result(i, status, msg)
+        new = op.new
+        assert new is not None
+        parent = os.path.dirname(local)
+        if not os.path.isdir(parent):
+            return Result(i, "error", f"{op.name}: parent directory missing on {self.me}")
+        if current is not None and current.kind != new.kind:
+            kept = self._backup(op.name, local) if current.kind == "reg" else None
+            fsops.remove(local)
+            msg = _with_backup(msg, kept)
+            current = None
+        if new.kind != "reg":
+            fsops.make_special(local, new)
+            self._done(op.name, new, local)
+            return Result(i, status, msg)
+        if current is not None and current.same_content(new):
+            fsops.set_meta(local, new)
+            self._done(op.name, new, local)
+            return Result(i, status, msg)
+        pending = _Pending(i, op, local, fsops.tmp_path_for(local), current, status, msg)
+        if op.kind == "mv":
+            src_local = self.paths.local(op.src)
+            src_seen = describe(src_local, self.db.local_get(op.src), self._now())
+            src_ok = src_seen is not None and (op.forced or src_seen.state.same(op.src_base))
+            if src_seen is not None and src_ok and src_seen.state.same_content(new):
+                # The rename: no bytes move.
+                if current is not None and current.kind == "reg":
+                    msg = _with_backup(msg, self._backup(op.name, local))
+                os.replace(src_local, local)
+                fsops.set_meta(local, new)
+                self._done(op.name, new, local)
+                self._records.append((op.src, None, None))
+                self.changed.append(op.src)
+                return Result(i, status, msg)
+            if src_ok:
+                pending.src_local = src_local
+        self._pending[i] = pending
+        return None
+
+    def _drop_src(self, i: int, op: Op, status: str) -> Result:
+        src_local = self.paths.local(op.src)
+        seen = describe(src_local, self.db.local_get(op.src), self._now())
+        if seen is not None and seen.state.same(op.src_base):
+            kept = self._backup(op.src, src_local) if seen.state.kind == "reg" else None
+            fsops.remove(src_local)
+            self.changed.append(op.src)
+            self._records.append((op.src, None, None))
+            return Result(i, status, _with_backup("", kept))
+        if seen is None:
+            self._records.append((op.src, None, None))
+        return Result(i, status)
+
+    def _done(self, name: str, state: FileState, local: str) -> None:
+        st = os.lstat(local)
+        digest = state.digest if stat.S_ISREG(st.st_mode) else ""
+        target = state.target if stat.S_ISLNK(st.st_mode) else ""
+        seen = Seen(FileState.from_stat(st, digest, target), st.st_ino, st.st_ctime_ns,
+                    self._now())
+        self._records.append((name, state, seen))
+        self.changed.append(name)
+
+    def _flush_records(self) -> None:
+        if self._records:
+            self.db.record_received(self.peer, self._records)
+            self._records = []
+
+    # --- phase 2: data
+    def open_data(self, index: int) -> None:
+        p = self._pending[index]
+        p.fd = os.open(p.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        p.hasher = hashlib.blake2b(digest_size=20)
+
+    def write(self, index: int, chunk: bytes) -> None:
+        p = self._pending[index]
+        if p.failed:
+            return
+        try:
+            view = memoryview(chunk)
+            while view:
+                n = os.write(p.fd, view)
+                view = view[n:]
+            p.hasher.update(chunk)
+            p.size += len(chunk)
+        except OSError as e:
+            p.failed = f"{p.op.name}: write failed on {self.me}: {e.strerror}"
+
+    def end_data(self, index: int, final: FileState) -> None:
+        p = self._pending[index]
+        os.close(p.fd)
+        p.fd = -1
+        if not p.failed and (p.hasher.hexdigest() != final.digest or p.size != final.size):
+            p.failed = f"{p.op.name}: content does not match its digest (changed while sent?)"
+        p.final = final
+
+    # --- phase 3
+    def commit(self) -> list[Result]:
+        """Install the received files of this batch; returns their results."""
+        ready = [p for p in self._pending.values() if p.final is not None and not p.failed]
+        results: list[Result] = []
+        try:
+            fsops.flush([p.tmp for p in ready])
+        except OSError as e:
+            for p in ready:
+                p.failed = f"{p.op.name}: flush failed on {self.me}: {e.strerror}"
+        dirs: set[str] = set()
+        for p in self._pending.values():
+            if p.final is None and not p.failed:
+                p.failed = f"{p.op.name}: no data received"
+            if p.failed:
+                with contextlib.suppress(OSError):
+                    os.unlink(p.tmp)
+                results.append(Result(p.index, "error", p.failed))
+                continue
+            try:
+                final = p.final
+                assert final is not None
+                fsops.set_meta(p.tmp, final)
+                msg = p.message
+                if os.path.lexists(p.local) and stat.S_ISREG(os.lstat(p.local).st_mode):
+                    msg = _with_backup(msg, self._backup(p.op.name, p.local))
+                os.replace(p.tmp, p.local)
+                dirs.add(os.path.dirname(p.local))
+                self._done(p.op.name, final, p.local)
+                if p.src_local:
+                    results.append(self._drop_src(p.index, p.op, p.verdict_status))
+                else:
+                    results.append(Result(p.index, p.verdict_status, msg))
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    os.unlink(p.tmp)
+                results.append(Result(p.index, "error", f"{p.op.name}: {e.strerror}"))
+        with contextlib.suppress(OSError):
+            fsops.flush_dirs(dirs)
+        self._flush_records()
+        self.db.drop_tmp(p.tmp for p in self._pending.values())
+        for r in results:
+            name = self._pending[r.index].op.name
+            self._report(name, r)
+        self._pending.clear()
+        return results
+
+    def abort(self) -> None:
+        """The sender went away mid-batch: remove this batch's temp files now."""
+        for p in self._pending.values():
+            if p.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(p.fd)
+            with contextlib.suppress(OSError):
+                os.unlink(p.tmp)
+        self.db.drop_tmp(p.tmp for p in self._pending.values())
+        self._pending.clear()
+
+
+def _with_backup(msg: str, kept: str | None) -> str:
+    if kept is None:
+        return msg
+    return f"{msg}; old version kept in {kept}" if msg else f"old version kept in {kept}"
+
+
+def cleanup_tmp(db: StateDB) -> int:
+    """Remove every recorded receive temp file that still exists; returns how many."""
+    paths = db.tmp_paths()
+    n = 0
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+            n += 1
+    db.drop_tmp(paths)
+    return n

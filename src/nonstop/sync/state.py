@@ -1,0 +1,132 @@
+"""What one file looks like: the unit that scans record, peers compare and the wire carries."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+from nonstop.sync.protocol import ProtocolError
+
+KINDS = ("reg", "dir", "lnk", "fifo", "chr", "blk")
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """Type, permissions, owner, size, mtime (ns), content digest and link target of a file.
+
+    ``digest`` is the blake2b of a regular file's content (empty for other kinds): two states with
+    equal size and mtime but different digests differ, which is how nonstop sees a same-size edit
+    made within the same second as the last sync (csync2 compares metadata only).
+    """
+
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    size: int = 0
+    mtime_ns: int = 0
+    digest: str = ""
+    target: str = ""
+    rdev: int = 0
+
+    def key(self, ignore: frozenset[str] = frozenset()) -> tuple[object, ...]:
+        """What must be equal for two states to count as the same file.
+
+        Directory and symlink mtimes are left out (they change when children change; csync2 leaves
+        them out as well); ``ignore`` drops uid/gid/mod like csync2's ``ignore`` directive.
+        """
+        return (
+            self.kind,
+            None if "mod" in ignore else self.mode,
+            None if "uid" in ignore else self.uid,
+            None if "gid" in ignore else self.gid,
+            self.size if self.kind == "reg" else 0,
+            self.mtime_ns if self.kind in ("reg", "fifo", "chr", "blk") else 0,
+            self.digest,
+            self.target,
+            self.rdev,
+        )
+
+    def same(self, other: FileState | None, ignore: frozenset[str] = frozenset()) -> bool:
+        """Equal as far as syncing is concerned."""
+        return other is not None and self.key(ignore) == other.key(ignore)
+
+    def same_content(self, other: FileState | None) -> bool:
+        """Same kind and bytes (regular files), target (links) or device: no data needs to move."""
+        return (
+            other is not None
+            and self.kind == other.kind
+            and self.digest == other.digest
+            and self.size == other.size
+            and self.target == other.target
+            and self.rdev == other.rdev
+        )
+
+    def to_wire(self) -> list[object]:
+        return [
+            self.kind, self.mode, self.uid, self.gid, self.size, self.mtime_ns,
+            self.digest, self.target, self.rdev,
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> FileState:
+        """Decode a state sent by a peer or stored in the database; bad input is ProtocolError."""
+        if not isinstance(raw, list) or len(raw) != 9:
+            raise ProtocolError("file state must be a list of 9 fields")
+        kind, mode, uid, gid, size, mtime, digest, target, rdev = raw
+        ints = (mode, uid, gid, size, mtime, rdev)
+        if kind not in KINDS or not all(type(v) is int and v >= 0 for v in ints):
+            raise ProtocolError("bad file state")
+        if not isinstance(digest, str) or not isinstance(target, str) or len(digest) > 128:
+            raise ProtocolError("bad file state")
+        if mode > 0o7777 or "\x00" in target:
+            raise ProtocolError("bad file state")
+        return cls(kind, mode, uid, gid, size, mtime, digest, target, rdev)
+
+    @classmethod
+    def from_stat(cls, st: Any, digest: str = "", target: str = "") -> FileState:
+        """The state of an ``os.stat_result`` (lstat); None-kinds (sockets) are the caller's job."""
+        m = st.st_mode
+        if stat.S_ISREG(m):
+            kind = "reg"
+        elif stat.S_ISDIR(m):
+            kind = "dir"
+        elif stat.S_ISLNK(m):
+            kind = "lnk"
+        elif stat.S_ISFIFO(m):
+            kind = "fifo"
+        elif stat.S_ISCHR(m):
+            kind = "chr"
+        elif stat.S_ISBLK(m):
+            kind = "blk"
+        else:
+            raise ValueError("unsupported file type")
+        return cls(
+            kind=kind,
+            mode=stat.S_IMODE(m),
+            uid=st.st_uid,
+            gid=st.st_gid,
+            size=st.st_size if kind == "reg" else 0,
+            mtime_ns=st.st_mtime_ns,
+            digest=digest,
+            target=target,
+            rdev=st.st_rdev if kind in ("chr", "blk") else 0,
+        )
+
+    def describe(self) -> str:
+        """Short human text for messages (conflict reasons)."""
+        if self.kind == "reg":
+            return f"file of {self.size} bytes, mode {self.mode:o}, digest {self.digest[:12]}"
+        if self.kind == "lnk":
+            return f"symlink to {self.target!r}"
+        return f"{self.kind}, mode {self.mode:o}"
+
+
+def supported(st: Any) -> bool:
+    """Sockets and anything unknown are not synced (csync2's receiver ignores sockets)."""
+    m = st.st_mode
+    return bool(
+        stat.S_ISREG(m) or stat.S_ISDIR(m) or stat.S_ISLNK(m) or stat.S_ISFIFO(m)
+        or stat.S_ISCHR(m) or stat.S_ISBLK(m)
+    )

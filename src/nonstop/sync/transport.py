@@ -1,0 +1,205 @@
+"""TLS channels between nodes and the group-key handshake that authenticates both ends.
+
+Every connection is TLS (nonstop ignores csync2's ``nossl``: the link is always encrypted). The
+server shows a self-signed certificate made once per node; nobody verifies it against a CA.
+Instead both ends prove they hold the group key with an HMAC over both nonces, both names, the
+group and the server certificate's fingerprint (see :mod:`nonstop.sync.protocol`). The key never
+crosses the wire; someone in the middle must present their own certificate, which breaks both
+proofs; a host outside the group or with another key is refused, and both sides say why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import ssl
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from nonstop.sync import protocol as p
+from nonstop.sync.protocol import AuthError, Frame, Kind, ProtocolError
+
+CERT_NAME = "sync-cert.pem"
+KEY_NAME = "sync-key.pem"
+HANDSHAKE_TIMEOUT = 20.0
+
+
+def ensure_certificate(directory: str) -> tuple[str, str]:
+    """This node's TLS certificate and key (made with the openssl CLI on first use)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    cert = os.path.join(directory, CERT_NAME)
+    key = os.path.join(directory, KEY_NAME)
+    if not (os.path.exists(cert) and os.path.exists(key)):
+        tmp_cert, tmp_key = cert + ".new", key + ".new"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "36500", "-subj",
+             "/CN=nonstop-sync", "-keyout", tmp_key, "-out", tmp_cert],
+            check=True, capture_output=True,
+        )
+        os.chmod(tmp_key, 0o600)
+        os.replace(tmp_key, key)
+        os.replace(tmp_cert, cert)
+    return cert, key
+
+
+def server_context(directory: str) -> tuple[ssl.SSLContext, str]:
+    """A server TLS context and the fingerprint of its certificate."""
+    cert, key = ensure_certificate(directory)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    with open(cert, encoding="ascii") as fh:
+        der = ssl.PEM_cert_to_DER_cert(fh.read())
+    return ctx, p.cert_fingerprint(der)
+
+
+def client_context() -> ssl.SSLContext:
+    """No CA check: the server is authenticated by the key proof bound to its certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+class Channel:
+    """Frames over one asyncio stream."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._unflushed = 0
+
+    async def recv(self) -> Frame:
+        try:
+            head = await self.reader.readexactly(p.HEADER.size)
+            length, kind = p.parse_header(head)
+            payload = await self.reader.readexactly(length) if length else b""
+        except asyncio.IncompleteReadError:
+            raise ConnectionError("connection closed by peer") from None
+        return Frame(kind, payload)
+
+    async def expect(self, *kinds: Kind) -> Frame:
+        """The next frame, which must be one of ``kinds`` (an ERROR frame raises its text)."""
+        f = await self.recv()
+        if f.kind is Kind.ERROR and Kind.ERROR not in kinds:
+            raise RemoteError(str(f.obj().get("error", "unknown error")))
+        if f.kind not in kinds:
+            raise ProtocolError(f"expected {'/'.join(k.name for k in kinds)}, got {f.kind.name}")
+        return f
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        self._unflushed += len(data)
+
+    def send_obj(self, kind: Kind, obj: dict[str, Any]) -> None:
+        self.send(p.encode_obj(kind, obj))
+
+    async def drain(self, threshold: int = 0) -> None:
+        """Wait for the socket buffer when more than ``threshold`` bytes were queued."""
+        if self._unflushed > threshold:
+            self._unflushed = 0
+            await self.writer.drain()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 2.0)
+
+    @property
+    def peer_address(self) -> str:
+        info = self.writer.get_extra_info("peername")
+        return str(info[0]) if info else "?"
+
+
+class RemoteError(Exception):
+    """The peer sent an ERROR frame."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is on the other end after the handshake."""
+
+    name: str
+    group: str
+
+
+async def connect(host: str, port: int, timeout: float = 10.0) -> Channel:
+    """Open a TLS connection (the caller runs :func:`client_handshake` next)."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=client_context(), server_hostname=None),
+        timeout,
+    )
+    return Channel(reader, writer)
+
+
+async def client_handshake(chan: Channel, key: bytes, group: str, me: str, peer: str) -> None:
+    """Prove the key to the server and check its proof; raises AuthError with the reason."""
+    ssl_obj = chan.writer.get_extra_info("ssl_object")
+    der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
+    if not der:
+        raise AuthError(f"{peer} showed no TLS certificate")
+    fp = p.cert_fingerprint(der)
+    nc = secrets.token_hex(16)
+    chan.send_obj(Kind.HELLO, {"v": p.PROTO_VERSION, "group": group, "node": me, "to": peer,
+                               "nonce": nc})
+    try:
+        ch = (await asyncio.wait_for(chan.expect(Kind.CHALLENGE), HANDSHAKE_TIMEOUT)).obj()
+    except RemoteError as e:
+        raise AuthError(f"{peer} refused us: {e}") from None
+    ns = p.field(ch, "nonce", str)
+    data = p.transcript(group, me, peer, nc, ns, fp)
+    if not p.check_proof(key, "server", data, p.field(ch, "proof", str)):
+        chan.send_obj(Kind.ERROR, {"error": f"{me} could not verify your proof of the group key "
+                                            f"of '{group}': the keys differ"})
+        await chan.drain()
+        raise AuthError(
+            f"{peer} could not prove the group key of '{group}' (its key differs from ours, or "
+            "someone is in the middle); nothing was sent"
+        )
+    chan.send_obj(Kind.AUTH, {"proof": p.proof(key, "client", data)})
+    try:
+        await asyncio.wait_for(chan.expect(Kind.WELCOME), HANDSHAKE_TIMEOUT)
+    except RemoteError as e:
+        raise AuthError(f"{peer} refused us: {e}") from None
+
+
+async def server_handshake(
+    chan: Channel, me: str, cert_fp: str, keys: dict[str, tuple[bytes, tuple[str, ...]]]
+) -> Peer:
+    """Authenticate a client. ``keys`` maps each of our groups to (key, member names)."""
+    hello = (await asyncio.wait_for(chan.expect(Kind.HELLO), HANDSHAKE_TIMEOUT)).obj()
+    group = p.field(hello, "group", str)
+    node = p.field(hello, "node", str)
+    nc = p.field(hello, "nonce", str)
+    to = p.field(hello, "to", str)
+
+    async def refuse(msg: str) -> AuthError:
+        chan.send_obj(Kind.ERROR, {"error": msg})
+        await chan.drain()
+        return AuthError(f"refused {node!r} from {chan.peer_address}: {msg}")
+
+    if p.field(hello, "v", int) != p.PROTO_VERSION:
+        raise await refuse(f"protocol version {hello.get('v')} not supported")
+    if to != me:
+        raise await refuse(f"this is {me}, not {to}")
+    if group not in keys:
+        raise await refuse(f"{me} is not a member of group '{group}'")
+    key, members = keys[group]
+    if node not in members or node == me:
+        raise await refuse(f"host '{node}' is not a member of group '{group}'")
+    ns = secrets.token_hex(16)
+    data = p.transcript(group, node, me, nc, ns, cert_fp)
+    chan.send_obj(Kind.CHALLENGE, {"nonce": ns, "proof": p.proof(key, "server", data)})
+    try:
+        auth = (await asyncio.wait_for(chan.expect(Kind.AUTH), HANDSHAKE_TIMEOUT)).obj()
+    except RemoteError as e:
+        raise AuthError(f"refused {node!r} from {chan.peer_address}: {e}") from None
+    if not p.check_proof(key, "client", data, p.field(auth, "proof", str)):
+        raise await refuse(f"wrong group key for '{group}' from host '{node}'")
+    chan.send_obj(Kind.WELCOME, {})
+    return Peer(node, group)
