@@ -21,6 +21,9 @@ _UNITS: dict[str, Decimal] = {
     "usec": Decimal(1000),
 }
 
+# People write seconds with a unit; the error then shows the plain number to use instead.
+_SECONDS_WORDS = frozenset({"s", "sec", "secs", "second", "seconds"})
+
 _TRUE = frozenset({"true", "on", "yes", "y", "1"})
 _FALSE = frozenset({"false", "off", "no", "n", "0"})
 
@@ -40,9 +43,10 @@ def parse_msec(text: str) -> int:
         )
     unit = m["unit"].lower()
     if unit not in _UNITS:
+        hint = f"write '{m['num']}'" if unit in _SECONDS_WORDS else "e.g. '2' or '2000ms'"
         raise ValueError(
             f"'{text}' has an unknown time unit '{m['unit']}': a bare number is seconds, "
-            "the only units are ms and us (e.g. '2' or '2000ms')"
+            f"the only units are ms and us ({hint})"
         )
     ms = Decimal(m["num"]) / _UNITS[unit]
     return int(ms.quantize(Decimal(1), rounding=ROUND_HALF_UP))
