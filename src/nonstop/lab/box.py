@@ -22,6 +22,7 @@ HEARTBEAT_RUN_DIR = Path("/run/heartbeat")
 HEARTBEAT_PIDFILE = "/run/heartbeat.pid"
 HEARTBEAT_BINARY = "/usr/libexec/heartbeat/heartbeat"
 STUB_LOG = "/var/log/lab-stubs.log"
+MAIL_LOG = "/var/log/lab-mail.log"
 DANGEROUS = (
     "/sbin/reboot", "/usr/sbin/reboot", "/sbin/halt", "/usr/sbin/halt", "/sbin/poweroff",
     "/usr/sbin/poweroff", "/sbin/shutdown", "/usr/sbin/shutdown", "/bin/systemctl",
@@ -32,6 +33,14 @@ READY_MARKER = "/run/.lab-box-ready"
 _STUB = f"""#!/bin/sh
 # lab stub: a box must never reboot or drive systemd on the shared machine.
 echo "$(date '+%F %T') stub: $0 $*" >> {STUB_LOG}
+exit 0
+"""
+
+# Debian 12's heartbeat has no mail(1) (its MailTo agent needs one): a box gets this stand-in on
+# its PATH, which keeps each message in the box's log instead of sending it anywhere.
+_MAIL = f"""#!/bin/sh
+# lab stand-in for mail(1): appends the message to {MAIL_LOG}
+{{ echo "From lab-mail $(date '+%F %T') args: $*"; cat; echo; }} >> {MAIL_LOG}
 exit 0
 """
 
@@ -75,6 +84,11 @@ def install_ha_config(config_dir: Path, dest: Path) -> None:
         authkeys.chmod(0o600)
 
 
+def box_bin(box_dir: Path) -> Path:
+    """The directory put first on the PATH of a box's programs (holds the mail stand-in)."""
+    return box_dir / "bin"
+
+
 def prepare_box(box_dir: Path) -> list[Bind]:
     """Create a box's private directories under ``box_dir``; return the binds that mount them.
 
@@ -98,6 +112,10 @@ def prepare_box(box_dir: Path) -> list[Bind]:
     stub = box_dir / "reboot-stub"
     stub.write_text(_STUB)
     stub.chmod(0o755)
+    bin_dir = box_bin(box_dir)
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "mail").write_text(_MAIL)
+    (bin_dir / "mail").chmod(0o755)
     binds = [
         Bind(str(etc), str(HOST_HA_DIR)),
         Bind(str(state), str(HEARTBEAT_STATE_DIR)),

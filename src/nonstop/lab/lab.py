@@ -28,6 +28,7 @@ from nonstop.lab.box import (
     HEARTBEAT_BINARY,
     HEARTBEAT_PIDFILE,
     READY_MARKER,
+    box_bin,
     install_ha_config,
     prepare_box,
 )
@@ -413,6 +414,8 @@ class Lab:
         /etc/logrotate.d, /var/lib/heartbeat, /var/log and stubs over reboot and systemctl.
 
         ``pidfile`` (a path inside the box) says the program daemonizes and writes its pid there.
+        The box's PATH starts with a directory holding a ``mail`` stand-in that appends messages
+        to the box's ``/var/log/lab-mail.log`` (Heartbeat's MailTo needs mail(1)).
         A node has at most one box at a time; :meth:`box_run` enters it.
         """
         node = self._node(node)
@@ -427,7 +430,10 @@ class Lab:
                "slave", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc",
                "sh", "-c", prologue(binds, hostname=node, ready_marker=READY_MARKER),
                "lab-box", *init, "--", *argv]
-        popen, path = self._popen(node, cmd, argv, env, log_path, None)
+        path_dirs = [str(box_bin(self.host_dir(node) / "box")), os.environ.get("PATH", "")]
+        box_env = {"PATH": ":".join(path_dirs)}
+        box_env.update(env or {})
+        popen, path = self._popen(node, cmd, argv, box_env, log_path, None)
         ready = self.host_path(node, READY_MARKER)
         try:
             wait_for(lambda: ready.exists() or popen.poll() is not None, ready_timeout,
