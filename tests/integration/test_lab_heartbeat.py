@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -45,6 +45,11 @@ def ha_log(lab: Lab, node: str) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def sees_active(lab: Lab, node: str, peer: str) -> bool:
+    """Heartbeat on ``node`` logged that ``peer`` is active."""
+    return f"Status update for node {peer}: status active" in ha_log(lab, node)
+
+
 @pytest.mark.skipif(not TALK_HA_D.is_dir(), reason="needs the talk's files in /work/shared")
 def test_heartbeat_boxes_see_each_other_and_fail_over(
         make_lab: Callable[[Sequence[str]], Lab]) -> None:
@@ -52,9 +57,8 @@ def test_heartbeat_boxes_see_each_other_and_fail_over(
     boxes = {node: lab.start_heartbeat(node, node_config(lab, node)) for node in NODES}
 
     for node, peer in [NODES, NODES[::-1]]:
-        seen = re.compile(rf"Status update for node {peer}: status active")
-        wait_for(lambda node=node, seen=seen: seen.search(ha_log(lab, node)), 30,
-                 what=f"{node} to see {peer} active", interval=0.2)
+        wait_for(partial(sees_active, lab, node, peer), 30, what=f"{node} to see {peer} active",
+                 interval=0.2)
         status = lab.box_run(node, ["cl_status", "nodestatus", peer], check=True)
         assert status.stdout.strip() == "active"
 
