@@ -12,7 +12,7 @@ import difflib
 import enum
 import ipaddress
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nonstop.config.errors import ConfigError, Location
@@ -111,7 +111,7 @@ NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor",)
 
 @dataclass
 class _Builder:
-    """Mutable state while reading one ha.cf; :meth:`finish` turns it into HaConfig."""
+    """Mutable state while reading one ha.cf; :func:`_finish` turns it into HaConfig."""
 
     path: str
     errors: list[ConfigError] = field(default_factory=list)
@@ -799,13 +799,3 @@ def _opt_int(value: object) -> int | None:
 def _opt_str(value: object) -> str | None:
     assert value is None or isinstance(value, str)
     return value
-
-
-def honoured_directives() -> Sequence[Directive]:
-    """The directives nonstop acts on, in table order (for docs and `nonstop check`)."""
-    return [d for d in _TABLE if d.support is Support.HONOURED]
-
-
-def rejected_directives() -> Sequence[Directive]:
-    """The directives nonstop refuses, each with its reason."""
-    return [d for d in _TABLE if d.support is Support.REJECTED]
