@@ -12,6 +12,7 @@ import difflib
 import enum
 import ipaddress
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -299,8 +300,23 @@ def _udpport(b: _Builder, name: str, args: list[str], loc: Location) -> None:
                 f"udpport setting must precede media statements: the medium at line {mloc.line} "
                 f"keeps port {medium.port}; move 'udpport' above it",
             )
+    service = _udp_service(port)
+    if service is not None and service != "ha-cluster":
+        b.warn(
+            loc,
+            f"udpport {port} is the port of service '{service}' in /etc/services; another "
+            "program may be using it",
+        )
     b.udpport = port
     b.set("udpport", port, raw, loc)
+
+
+def _udp_service(port: int) -> str | None:
+    """The /etc/services name of a UDP port (Heartbeat warns when it is another service's)."""
+    try:
+        return socket.getservbyport(port, "udp")
+    except OSError:
+        return None
 
 
 def _ipv4(text: str, what: str) -> ipaddress.IPv4Address:

@@ -174,6 +174,15 @@ def test_udpport_first_no_warning(tmp_path: Path) -> None:
     assert res.unwrap().media == (Bcast("eth0", 700),) and res.warnings == ()
 
 
+def test_udpport_of_another_service_warns(tmp_path: Path) -> None:
+    # 53/udp is "domain" in every /etc/services (Debian's netbase)
+    assert warnings(tmp_path, "udpport 53\n" + BASE) == [
+        "1: udpport 53 is the port of service 'domain' in /etc/services; another program may "
+        "be using it"
+    ]
+    assert warnings(tmp_path, "udpport 694\n" + BASE) == []
+
+
 def test_ucast_and_mcast(tmp_path: Path) -> None:
     cfg = ok(
         tmp_path,
