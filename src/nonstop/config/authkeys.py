@@ -47,6 +47,7 @@ def check_authkeys(path: str) -> Parsed[AuthKeys]:
     bound = False  # Heartbeat binds the signing key only when its line follows 'auth n'
     keys: dict[int, AuthKey] = {}
     key_lines: dict[int, int] = {}
+    broken: set[int] = set()  # indexes of key lines already reported as wrong
     for n, raw_line in enumerate(data.split(b"\n"), start=1):
         loc = Location(path, n)
         words = raw_line.split()
@@ -70,12 +71,14 @@ def check_authkeys(path: str) -> Parsed[AuthKeys]:
         err = _key_line(words, shown, loc, keys, key_lines)
         if err is not None:
             errors.append(err)
+            if words[0].isdigit():
+                broken.add(int(words[0]))
         elif active is not None and int(words[0]) == active:
             bound = True
 
     if active is None:
         errors.append(ConfigError(whole, f"Missing auth directive in keyfile [{path}]"))
-    elif not bound:
+    elif not bound and active not in broken:
         later = key_lines.get(active)
         hint = (
             f": the key line is at line {later}, before 'auth {active}'; move it after"

@@ -98,7 +98,8 @@ def test_line_errors(tmp_path: Path, text: str, expected: str) -> None:
 
 
 def test_secret_with_spaces(tmp_path: Path) -> None:
-    (err, _) = errors(tmp_path, "auth 1\n1 sha1 my secret phrase\n")
+    # the broken key line is the one error: no second "Auth Key [1] not found" for it
+    (err,) = errors(tmp_path, "auth 1\n1 sha1 my secret phrase\n")
     assert err.startswith("2: key 1: the secret must be one word without spaces")
     assert "only 'my'" in err
 
