@@ -1,0 +1,200 @@
+"""Continuous replication for the daemon: inotify hints, a periodic full scan, force-sync.
+
+The node holding the resource group is *active*: a change seen by inotify is checked and sent
+within ``debounce`` seconds; a full scan every ``full_scan_interval`` seconds catches what inotify
+misses (queue overflow, changes while we were down). A standby keeps receiving but never pushes.
+On takeover and release the daemon calls :meth:`Replicator.force_sync`, the equivalent of the
+talk's ``csync2 -fr /var/log/asterisk/; csync2 -fr /etc/asterisk/; csync2 -xv``; forced scopes
+stay recorded until the peer has really been made equal, so they win even if it is down now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from typing import Any
+
+from nonstop.sync.inotify import Watcher
+from nonstop.sync.node import ALL, Node, Report, Scope, SyncServer
+from nonstop.sync.patterns import TMP_PREFIX
+
+# The talk's master script forces these, in this order, before its -xv.
+MASTER_FORCE_PATHS = ("/var/log/asterisk", "/etc/asterisk")
+
+
+class Replicator:
+    """One node's replication service inside the daemon."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        debounce: float = 0.05,
+        max_delay: float = 0.5,
+        full_scan_interval: float = 60.0,
+        retry_interval: float = 5.0,
+        serve: bool = True,
+    ) -> None:
+        self.node = node
+        self.debounce = debounce
+        self.max_delay = max_delay
+        self.full_scan_interval = full_scan_interval
+        self.retry_interval = retry_interval
+        self.server = SyncServer(node) if serve else None
+        self._active = False
+        self._hints: dict[str, bool] = {}
+        self._first_hint: float | None = None
+        self._full_due = True
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._watcher: Watcher | None = None
+        self._roots: list[tuple[str, str]] = []
+        self._status: dict[str, Any] = {
+            "active": False, "last_sync": None, "last_sync_ok": None, "last_error": None,
+            "syncs": 0, "dirty": 0, "pending_hints": 0, "lag_s": 0.0,
+        }
+
+    # --- lifecycle
+    async def start(self) -> None:
+        """Start receiving, watching and (when active) pushing."""
+        if self.server is not None:
+            await self.server.start()
+        self._start_watcher()
+        self._task = asyncio.create_task(self._run(), name="sync-replicator")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+        if self.server is not None:
+            await self.server.close()
+
+    def set_active(self, active: bool) -> None:
+        """Active nodes push; a standby only receives. Becoming active starts a full scan."""
+        if active and not self._active:
+            self._full_due = True
+        self._active = active
+        self._status["active"] = active
+        if not active:
+            self._hints.clear()
+            self._first_hint = None
+        self._wake.set()
+
+    async def force_sync(self, paths: tuple[str, ...] | list[str] = MASTER_FORCE_PATHS) -> Report:
+        """Force this node's version of ``paths`` (recursively) onto the peers, then sync all."""
+        scopes: list[Scope] = [(os.path.normpath(p), True) for p in paths]
+        async with self._lock:
+            await asyncio.to_thread(self.node.force, scopes)
+            return await self._sync(None)
+
+    def status(self) -> dict[str, Any]:
+        """For ``nonstop status``: last sync time, lag, dirty count, last error."""
+        st = dict(self._status)
+        st["pending_hints"] = len(self._hints)
+        st["lag_s"] = (time.monotonic() - self._first_hint) if self._first_hint else 0.0
+        if self.server is not None:
+            st["server"] = dict(self.server.stats)
+        return st
+
+    # --- inotify
+    def _start_watcher(self) -> None:
+        try:
+            watcher = Watcher(self._on_event, self._descend_local)
+        except OSError as e:
+            self._status["last_error"] = f"inotify unavailable ({e}); periodic scans only"
+            return
+        for g in self.node.groups:
+            for root in g.matcher.roots():
+                try:
+                    local = g.paths.local(root)
+                except KeyError:
+                    continue
+                self._roots.append((local, root))
+                watcher.add_tree(local)
+                parent = os.path.dirname(local)
+                # Watch the parent too, so a root created later is noticed.
+                if os.path.isdir(parent):
+                    watcher._add(parent)
+        watcher.start()
+        self._watcher = watcher
+
+    def _name_of(self, local: str) -> str | None:
+        for base, name in self._roots:
+            if local == base or local.startswith(base.rstrip("/") + "/"):
+                return name + local[len(base):]
+        return None
+
+    def _descend_local(self, local: str) -> bool:
+        name = self._name_of(local)
+        return name is not None and any(g.matcher.descend(name) for g in self.node.groups)
+
+    def _on_event(self, local: str | None, is_dir: bool, new_dir: bool) -> None:
+        if not self._active:
+            return
+        if local is None:
+            self._full_due = True
+            self._wake.set()
+            return
+        if os.path.basename(local).startswith(TMP_PREFIX):
+            return
+        name = self._name_of(local)
+        if name is None:
+            return
+        self._hints[name] = self._hints.get(name, False) or new_dir
+        if self._first_hint is None:
+            self._first_hint = time.monotonic()
+        self._wake.set()
+
+    # --- the loop
+    async def _run(self) -> None:
+        next_full = time.monotonic()
+        while True:
+            timeout = max(0.0, next_full - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            if not self._active:
+                next_full = time.monotonic() + self.full_scan_interval
+                continue
+            now = time.monotonic()
+            if self._hints and not self._full_due and now < next_full:
+                # Debounce: let a burst of writes settle, but never wait past max_delay.
+                await asyncio.sleep(self.debounce)
+                first = self._first_hint or now
+                while self._wake.is_set() and time.monotonic() - first < self.max_delay:
+                    self._wake.clear()
+                    await asyncio.sleep(self.debounce)
+            full = self._full_due or time.monotonic() >= next_full
+            hints, self._hints = self._hints, {}
+            self._first_hint = None
+            self._full_due = False
+            scopes: list[Scope] | None = None if full else sorted(hints.items())
+            async with self._lock:
+                report = await self._sync(scopes)
+            if full:
+                next_full = time.monotonic() + self.full_scan_interval
+            if report.problems:
+                next_full = min(next_full, time.monotonic() + self.retry_interval)
+
+    async def _sync(self, scopes: list[Scope] | None) -> Report:
+        try:
+            await asyncio.to_thread(self.node.check, scopes or ALL)
+            report = await self.node.update()
+        except Exception as e:  # keep the service alive; the reason goes to status
+            self._status.update(last_error=f"{type(e).__name__}: {e}", last_sync_ok=False)
+            return Report(problems=[str(e)])
+        self._status["syncs"] += 1
+        self._status["last_sync"] = time.time()
+        self._status["last_sync_ok"] = not report.problems
+        if report.problems:
+            self._status["last_error"] = report.problems[-1]
+        self._status["dirty"] = len(await asyncio.to_thread(self.node.db.dirty))
+        return report

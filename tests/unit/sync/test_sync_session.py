@@ -1,0 +1,316 @@
+"""Two real nodes over TLS on loopback: file operations, conflicts, backups, auth, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from sync_harness import KEY, pair, talk_config, tree
+
+from nonstop.sync import backups
+from nonstop.sync.plan import Op
+from nonstop.sync.protocol import Kind, encode
+from nonstop.sync.state import FileState
+from nonstop.sync.transport import client_handshake, connect
+
+SYNCED = ("etc", "var/log", "var/lib", "var/spool")
+
+
+def synced_view(root: Path) -> dict[str, tuple[str, int, int, int, bytes | str]]:
+    return {k: v for k, v in tree(root).items() if k.startswith(SYNCED)}
+
+
+async def test_every_file_operation_propagates(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        n1.write("/etc/asterisk/sip.conf", "[general]\n", 0o640)
+        n1.write("/etc/asterisk/with space.conf", "a")
+        n1.write("/etc/asterisk/ünïcødé-☎-日本", "b")
+        n1.write("/etc/asterisk/100%20%", "c")
+        n1.write("/etc/asterisk/-leading", "d")
+        n1.write("/etc/asterisk/tab\there", "e")
+        n1.write("/etc/asterisk/okay.conf", "synced: basename is not 'ok'")
+        n1.write("/var/spool/asterisk/rec.wav", os.urandom(300_000))
+        (n1.path("/etc/asterisk/empty/nested")).mkdir(parents=True)
+        os.chmod(n1.path("/etc/asterisk/empty"), 0o705)
+        os.symlink("../sip.conf", n1.path("/etc/asterisk/empty/rel"))
+        os.symlink("/etc/passwd", n1.path("/etc/asterisk/abs"))
+        os.symlink("/nonexistent", n1.path("/etc/asterisk/dangling"))
+        os.mkfifo(n1.path("/etc/asterisk/fifo"))
+        os.chown(n1.path("/etc/asterisk/sip.conf"), 1234, 5678)
+        # excluded: never sent
+        for name in ("x~", ".hidden", ".git/config", "ok", "lock", "control", "outgoing/control"):
+            n1.write(f"/etc/asterisk/{name}", "secret")
+        n1.write("/etc/not-included.conf", "no")
+        assert await n1.sync() == []
+        v1, v2 = synced_view(n1.root), synced_view(n2.root)
+        for excluded in ("x~", ".hidden", ".git", "ok", "lock", "control", "outgoing/control"):
+            v1.pop(f"etc/asterisk/{excluded}", None)
+            v1.pop("etc/asterisk/.git/config", None)
+            assert not n2.path(f"/etc/asterisk/{excluded}").exists()
+        v1.pop("etc/not-included.conf")
+        assert "etc/asterisk/outgoing" in v2  # the dir is synced, its 'control' is not
+        v1.pop("etc/asterisk/outgoing/control", None)
+        assert v1 == v2
+        assert v2["etc/asterisk/sip.conf"][2:4] == (1234, 5678)
+        assert v2["etc/asterisk/empty"][1] == 0o705
+        assert v2["etc/asterisk/abs"] == ("lnk", 0, 0, 0, "/etc/passwd")
+        assert n2.path("/etc/asterisk/sip.conf").stat().st_mtime_ns == \
+            n1.path("/etc/asterisk/sip.conf").stat().st_mtime_ns
+
+        # delete, rm -r, rename, chmod/chown, mtime only, file replaced by a symlink
+        os.unlink(n1.path("/etc/asterisk/with space.conf"))
+        for p in sorted(n1.path("/etc/asterisk/empty").rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() and not p.is_symlink() else p.unlink()
+        n1.path("/etc/asterisk/empty").rmdir()
+        os.rename(n1.path("/var/spool/asterisk/rec.wav"), n1.path("/var/spool/asterisk/r2.wav"))
+        os.chmod(n1.path("/etc/asterisk/okay.conf"), 0o600)
+        os.utime(n1.path("/etc/asterisk/-leading"), (1_000_000, 1_000_000))
+        os.unlink(n1.path("/etc/asterisk/100%20%"))
+        os.symlink("sip.conf", n1.path("/etc/asterisk/100%20%"))
+        assert await n1.sync() == []
+        v1 = {k: v for k, v in synced_view(n1.root).items() if k in synced_view(n2.root)}
+        assert v1 == synced_view(n2.root)
+        assert not n2.path("/etc/asterisk/empty").exists()
+        assert not n2.path("/var/spool/asterisk/rec.wav").exists()
+        assert n2.path("/var/spool/asterisk/r2.wav").read_bytes() == \
+            n1.path("/var/spool/asterisk/r2.wav").read_bytes()
+        assert n2.path("/etc/asterisk/-leading").stat().st_mtime == 1_000_000
+        assert os.readlink(n2.path("/etc/asterisk/100%20%")) == "sip.conf"
+        # nothing left to do: a second run sends nothing
+        n1.log.clear()
+        report_problems = await n1.sync()
+        assert report_problems == [] and n1.node.dirty_lines() == []
+
+
+async def test_rename_moves_no_bytes(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        n1.write("/var/spool/asterisk/big.wav", os.urandom(2_000_000))
+        assert await n1.sync() == []
+        ino = n2.path("/var/spool/asterisk/big.wav").stat().st_ino
+        os.rename(n1.path("/var/spool/asterisk/big.wav"), n1.path("/var/spool/asterisk/b2.wav"))
+        n1.node.check()
+        report = await n1.node.update()
+        assert report.problems == [] and report.counts == {"ok": 1}
+        # same inode on the receiver: renamed in place, not re-sent
+        assert n2.path("/var/spool/asterisk/b2.wav").stat().st_ino == ino
+        assert not n2.path("/var/spool/asterisk/big.wav").exists()
+
+
+async def test_same_size_edit_within_the_same_second_is_sent(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        p = n1.write("/etc/asterisk/sip.conf", "aaaa")
+        assert await n1.sync() == []
+        st = p.stat()
+        p.write_bytes(b"bbbb")
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored, like touch -r
+        assert await n1.sync() == []
+        assert n2.path("/etc/asterisk/sip.conf").read_bytes() == b"bbbb"
+
+
+async def test_conflict_left_alone_then_forced_with_backup(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        n1.write("/etc/asterisk/extensions.conf", "v0")
+        assert await n1.sync() == []
+        n1.write("/etc/asterisk/extensions.conf", "from n1")
+        n2.write("/etc/asterisk/extensions.conf", "from n2!")
+        problems = await n1.sync()
+        assert len(problems) == 1
+        # The reason is in the default output, not only at -vvv.
+        assert "changed on both vpbx1-1 and vpbx1-2 since the last sync" in problems[0]
+        assert any("left alone (auto none)" in m for m in n1.log)
+        assert n2.path("/etc/asterisk/extensions.conf").read_text() == "from n2!"
+        assert n1.node.dirty_lines() == ["chary\tvpbx1-1\tvpbx1-2\t/etc/asterisk/extensions.conf"]
+        # -f resolves it; n2's version is kept in its backup directory
+        n1.node.force([("/etc/asterisk/extensions.conf", False)])
+        report = await n1.node.update()
+        assert report.problems == [] and report.counts == {"forced": 1}
+        assert n2.path("/etc/asterisk/extensions.conf").read_text() == "from n1"
+        kept = n2.path("/var/backups/csync2/etc/asterisk/extensions.conf")
+        assert kept.read_text() == "from n2!"
+        assert any("overwrote vpbx1-2's unsynced change" in m for m in n1.log)
+        assert n1.node.dirty_lines() == []
+
+
+async def test_delete_versus_modify_is_a_conflict(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        n1.write("/etc/asterisk/a.conf", "v0")
+        assert await n1.sync() == []
+        os.unlink(n1.path("/etc/asterisk/a.conf"))
+        n2.write("/etc/asterisk/a.conf", "edited on n2")
+        problems = await n1.sync()
+        assert problems and "deleted" in problems[0]
+        assert n2.path("/etc/asterisk/a.conf").read_text() == "edited on n2"
+
+
+@pytest.mark.parametrize(("auto", "n2_wins"), [("younger", True), ("older", False),
+                                               ("first", False), ("left", False),
+                                               ("right", True), ("bigger", True)])
+async def test_auto_modes(tmp_path: Path, auto: str, n2_wins: bool) -> None:
+    cfg = talk_config(tmp_path, auto=auto)
+    async with pair(tmp_path, cfg) as (n1, n2):
+        n1.write("/etc/asterisk/a.conf", "v0")
+        assert await n1.sync() == []
+        p1 = n1.write("/etc/asterisk/a.conf", "n1")
+        p2 = n2.write("/etc/asterisk/a.conf", "n2 bigger")
+        os.utime(p1, (1_000, 1_000))
+        os.utime(p2, (2_000, 2_000))
+        problems = await n1.sync()
+        if n2_wins:
+            assert n2.path("/etc/asterisk/a.conf").read_text() == "n2 bigger"
+            assert problems and f"auto {auto}: vpbx1-2 wins" in problems[0]
+            # n2's version flows back on n2's next run
+            assert n2.node.dirty_lines() == ["chary\tvpbx1-2\tvpbx1-1\t/etc/asterisk/a.conf"]
+        else:
+            assert problems == []
+            assert n2.path("/etc/asterisk/a.conf").read_text() == "n1"
+            assert any(f"auto {auto}: vpbx1-1 wins" in m for m in n1.log)
+
+
+async def test_backups_capped_at_generations(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        for i in range(9):
+            n1.write("/etc/asterisk/sip.conf", f"gen {i}")
+            assert await n1.sync() == []
+        kept = backups.generations_of(str(n2.root / "var/backups/csync2"), "/etc/asterisk/sip.conf")
+        # backup-generations 5 keeps 5 copies (csync2 2.0 keeps 2), newest first
+        assert [Path(k).read_text() for k in kept] == [f"gen {i}" for i in (7, 6, 5, 4, 3)]
+
+
+async def test_wrong_key_is_refused_on_both_sides(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg1 = talk_config(tmp_path)
+    cfg2 = talk_config(other, key_text="W" * 64)
+    async with pair(tmp_path, cfg1, cfg2) as (n1, n2):
+        n1.write("/etc/asterisk/sip.conf", "x")
+        problems = await n1.sync()
+        assert problems and "could not prove the group key" in problems[0]
+        assert any("wrong group key" in m or "keys differ" in m for m in n2.log)
+        assert not n2.path("/etc/asterisk/sip.conf").exists()
+        # the change stays dirty and goes once the keys match
+        assert n1.node.dirty_lines()
+
+
+async def test_host_outside_group_is_refused(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (_n1, n2):
+        assert n2.server is not None
+        chan = await connect("127.0.0.2", n2.node.opts.port)
+        with pytest.raises(Exception, match="'vpbx1-3' is not a member of group 'vpbx1'"):
+            await client_handshake(chan, KEY.encode(), "vpbx1", "vpbx1-3", "vpbx1-2")
+        await chan.close()
+        await asyncio.sleep(0)
+        assert any("vpbx1-3" in m and "not a member" in m for m in n2.log)
+
+
+async def test_receiver_refuses_paths_outside_includes(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (_n1, n2):
+        chan = await connect("127.0.0.2", n2.node.opts.port)
+        await client_handshake(chan, KEY.encode(), "vpbx1", "vpbx1-1", "vpbx1-2")
+        state = FileState("lnk", 0o777, 0, 0, target="/tmp/x")
+        ops = [Op("put", "/etc/passwd", None, state), Op("put", "/etc/asterisk/../shadow", None,
+               state), Op("put", "/etc/asterisk/.hidden", None, state)]
+        chan.send_obj(Kind.OFFER, {"ops": [o.to_wire() for o in ops]})
+        verdict = (await chan.expect(Kind.VERDICT)).obj()
+        statuses = [r[1] for r in verdict["r"]]
+        assert statuses == ["refused"] * 3
+        assert "outside the group's includes" in verdict["r"][0][2]
+        await chan.close()
+        assert not n2.path("/etc/passwd").exists()
+        assert not (n2.root / "etc/shadow").exists()
+
+
+async def test_interrupted_transfer_leaves_no_partial_file(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        n1.write("/var/spool/asterisk/big.wav", os.urandom(3_000_000))
+        n1.node.check()
+        # A sender that dies after half the data: open a session by hand.
+        chan = await connect("127.0.0.2", n2.node.opts.port)
+        await client_handshake(chan, KEY.encode(), "vpbx1", "vpbx1-1", "vpbx1-2")
+        st = n1.node.db.local_get("/var/spool/asterisk/big.wav")
+        assert st is not None
+        chan.send_obj(Kind.OFFER, {"ops": [Op("put", "/var/spool/asterisk/big.wav", None,
+                                              st.state).to_wire()]})
+        verdict = (await chan.expect(Kind.VERDICT)).obj()
+        assert verdict["need"] == [0]
+        chan.send(encode(Kind.DATA, b"x" * 1_000_000))
+        await chan.drain()
+        spool = n2.path("/var/spool/asterisk")
+        for _ in range(200):
+            if any(p.name.startswith(".nonstop-tmp-") for p in spool.iterdir()):
+                break
+            await asyncio.sleep(0.01)
+        await chan.close()
+        for _ in range(200):
+            if not any(p.name.startswith(".nonstop-tmp-") for p in spool.iterdir()):
+                break
+            await asyncio.sleep(0.01)
+        assert list(spool.iterdir()) == []  # no partial file, no temp file
+        # the next run completes it
+        assert await n1.sync() == []
+        assert n2.path("/var/spool/asterisk/big.wav").read_bytes() == \
+            n1.path("/var/spool/asterisk/big.wav").read_bytes()
+
+
+async def test_actions_run_once_per_batch_on_the_receiver(tmp_path: Path) -> None:
+    log = tmp_path / "action.log"
+    extra = f"""action {{
+        pattern /etc/asterisk/*.conf;
+        exec "echo reload %%";
+        logfile "{log}";
+    }}"""
+    cfg = talk_config(tmp_path, extra=extra)
+    async with pair(tmp_path, cfg) as (n1, _n2):
+        for i in range(3):
+            n1.write(f"/etc/asterisk/s{i}.conf", str(i))
+        n1.write("/var/log/asterisk/full", "not matching")
+        assert await n1.sync() == []
+        for _ in range(300):
+            if log.exists() and log.read_text():
+                break
+            await asyncio.sleep(0.01)
+        lines = log.read_text().splitlines()
+        assert lines == ["reload /etc/asterisk/s0.conf /etc/asterisk/s1.conf "
+                         "/etc/asterisk/s2.conf"]
+
+
+async def test_takeover_force_sync_wins_and_old_edits_are_kept(tmp_path: Path) -> None:
+    """The talk's master script on the new active, with the old active's edits unsynced."""
+    async with pair(tmp_path, serve1=True) as (n1, n2):
+        n1.write("/etc/asterisk/sip.conf", "v0")
+        n1.write("/var/log/asterisk/full", "log0\n")
+        assert await n1.sync() == []
+        # n1 (active) edits and dies before its cron run; n2 takes over and edits too
+        n1.write("/etc/asterisk/sip.conf", "n1 unsynced edit")
+        n1.write("/etc/asterisk/only-on-n1.conf", "n1 new file")
+        n2.write("/var/log/asterisk/full", "log0\nn2 line\n")
+        # master start on n2: -fr /var/log/asterisk/; -fr /etc/asterisk/; -xv
+        n2.node.force([("/var/log/asterisk", True)])
+        n2.node.force([("/etc/asterisk", True)])
+        assert await n2.sync() == []
+        assert n1.path("/etc/asterisk/sip.conf").read_text() == "v0"
+        assert not n1.path("/etc/asterisk/only-on-n1.conf").exists()
+        assert n1.path("/var/log/asterisk/full").read_text() == "log0\nn2 line\n"
+        b = n1.root / "var/backups/csync2/etc/asterisk"
+        assert (b / "sip.conf").read_text() == "n1 unsynced edit"
+        assert (b / "only-on-n1.conf").read_text() == "n1 new file"
+        reported = "\n".join(n2.log)
+        assert "overwrote vpbx1-1's unsynced change" in reported and "sip.conf" in reported
+        assert "only-on-n1.conf" in reported
+        assert synced_view(n1.root) == synced_view(n2.root)
+
+
+async def test_force_is_kept_until_the_peer_is_reachable(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        n1.write("/etc/asterisk/sip.conf", "v1")
+        assert n2.server is not None
+        await n2.server.close()
+        n1.node.force([("/etc/asterisk", True)])
+        problems = await n1.sync()
+        assert problems and "connection to vpbx1-2" in problems[0]
+        assert any("pending forced sync" in line for line in n1.node.dirty_lines())
+        await n2.server.start()
+        assert await n1.sync() == []
+        assert n2.path("/etc/asterisk/sip.conf").read_text() == "v1"
+        assert n1.node.dirty_lines() == []
