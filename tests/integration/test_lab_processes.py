@@ -88,11 +88,11 @@ def test_cleanup_removes_only_abandoned_labs(lab: Lab) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     dead_pid = int(dead.stdout)
-    abandoned = f"nsl{dead_pid}x1-n1"
-    foreign = f"nsx{dead_pid}x1-n1"  # not our pattern: never touched
+    abandoned = f"nl{dead_pid}x1-n1"
+    foreign = f"nx{dead_pid}x1-n1"  # not our pattern: never touched
     created: list[str] = []
     sleeper: subprocess.Popen[bytes] | None = None
-    workdir = DEFAULT_WORK_ROOT / f"nsl{dead_pid}x1"
+    workdir = DEFAULT_WORK_ROOT / f"nl{dead_pid}x1"
     try:
         for name in (abandoned, foreign):
             subprocess.run(["ip", "netns", "add", name], check=True)

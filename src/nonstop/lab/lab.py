@@ -89,7 +89,7 @@ class Lab:
 
     @property
     def prefix(self) -> str:
-        """The per-run prefix every namespace name of this lab starts with (``nsl<pid>x<n>``)."""
+        """The per-run prefix every namespace name of this lab starts with (``nl<pid>x<n>``)."""
         return self._prefix.text
 
     @property

@@ -1,9 +1,10 @@
 """Names of lab objects: a per-run prefix that says which process made them.
 
-Every namespace of a lab is called ``nsl<pid>x<serial>-<role>``: ``nsl`` marks "nonstop lab",
-``<pid>`` is the process that built it and ``<serial>`` counts labs within that process. Carrying
-the pid lets a later run tell a crashed run's leftovers (pid gone) from a lab that another run is
-using right now (pid alive), so cleanup only ever removes what is certainly ours and abandoned.
+Every namespace of a lab is called ``nl<pid>x<serial>-<role>``: ``nl`` marks "nonstop lab",
+``<pid>`` is the process that built it and ``<serial>`` (base 36) counts labs within that
+process. Carrying the pid lets a later run tell a crashed run's leftovers (pid gone) from a lab
+that another run is using right now (pid alive), so cleanup only ever removes what is certainly
+ours and abandoned.
 """
 
 from __future__ import annotations
@@ -13,12 +14,22 @@ import os
 import re
 from dataclasses import dataclass
 
-# Interface and namespace names stay below IFNAMSIZ (15 usable characters) so a name can be
-# reused for an interface too; a 7-digit pid, a 2-digit serial and "-sw" fit.
+# Names stay within IFNAMSIZ (15 usable characters) so any of them could name an interface
+# too: a 7-digit pid, a 2-character serial and a 2-character role fit.
 IFNAMSIZ = 15
-PREFIX_PATTERN = re.compile(r"^nsl(?P<pid>\d+)x(?P<serial>\d+)-")
+PREFIX_PATTERN = re.compile(r"^nl(?P<pid>\d+)x(?P<serial>[0-9a-z]+)-")
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 _serials = itertools.count(1)
+
+
+def _base36(number: int) -> str:
+    text = ""
+    while True:
+        number, digit = divmod(number, 36)
+        text = _DIGITS[digit] + text
+        if number == 0:
+            return text
 
 
 @dataclass(frozen=True)
@@ -31,7 +42,7 @@ class LabPrefix:
     @property
     def text(self) -> str:
         """The prefix as it appears in names, without the trailing dash."""
-        return f"nsl{self.pid}x{self.serial}"
+        return f"nl{self.pid}x{_base36(self.serial)}"
 
     def name(self, role: str) -> str:
         """The namespace name for ``role`` (``sw``, ``cl``, ``n1`` ...)."""

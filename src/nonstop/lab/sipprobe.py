@@ -59,6 +59,11 @@ def options_request(*, seq: int, target: str, port: int, local_ip: str, local_po
     return "\r\n".join(lines).encode()
 
 
+def _is_number(text: str) -> bool:
+    # str.isdigit alone accepts digits int() refuses, such as "²".
+    return text.isascii() and text.isdigit()
+
+
 def parse_reply(data: bytes, tag: str) -> Reply | None:
     """The probe a response answers, or None for anything that is not one of our answers."""
     try:
@@ -67,7 +72,7 @@ def parse_reply(data: bytes, tag: str) -> Reply | None:
         return None
     head = text.split("\r\n\r\n", 1)[0].split("\r\n")
     status_line = head[0].split(" ", 2)
-    if len(status_line) < 2 or status_line[0] != "SIP/2.0" or not status_line[1].isdigit():
+    if len(status_line) < 2 or status_line[0] != "SIP/2.0" or not _is_number(status_line[1]):
         return None
     headers: dict[str, str] = {}
     for line in head[1:]:
@@ -77,7 +82,7 @@ def parse_reply(data: bytes, tag: str) -> Reply | None:
     call_id = headers.get("call-id", headers.get("i", ""))
     prefix = f"{tag}-"
     number = call_id.removeprefix(prefix).removesuffix("@lab")
-    if not call_id.startswith(prefix) or not number.isdigit():
+    if not call_id.startswith(prefix) or not _is_number(number):
         return None
     node = headers.get(NODE_HEADER.lower())
     return Reply(seq=int(number), status=int(status_line[1]), node=node or None)
