@@ -118,3 +118,20 @@ def test_cleanup_removes_only_abandoned_labs(lab: Lab) -> None:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         if workdir.exists():
             workdir.rmdir()
+
+
+async def test_lab_is_usable_from_asyncio(make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    lab = make_lab(("n1",))
+    proc = lab.spawn("n1", ["sh", "-c", "echo up; sleep 0.2; exit 3"], name="short")
+    await proc.wait_for_log_async("^up$", 10)
+    assert await proc.wait_async(10) == 3
+    assert proc.log_path == lab.host_dir("n1") / "logs" / "00-short.log"
+    async with Lab(("a",)) as other:
+        assert other.run("a", ["ip", "-o", "addr", "show", "eth0"], check=True).stdout
+    assert not [n for n in netns_names() if n.startswith(other.prefix + "-")]
+    assert not other.workdir.exists()
+
+
+def netns_names() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]

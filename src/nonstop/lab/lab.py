@@ -167,6 +167,13 @@ class Lab:
     def __enter__(self) -> Lab:
         return self.start()
 
+    async def __aenter__(self) -> Lab:
+        return self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.close()
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
@@ -196,13 +203,13 @@ class Lab:
         self._ip("-n", name, "link", "set", "lo", "up")
 
     def _build(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=False)
-        self._created_workdir = True
+        if not self.workdir.exists():
+            self.workdir.mkdir(parents=True)
+            self._created_workdir = True  # only a directory we made is removed at teardown
         for host in self.hosts:
             base = self.host_dir(host)
-            (base / "logrotate.d").mkdir(parents=True)
-            (base / "logs").mkdir()
-            (base / "tmp").mkdir()
+            for sub in ("logrotate.d", "logs", "tmp"):
+                (base / sub).mkdir(parents=True, exist_ok=True)
             (base / "tmp").chmod(0o1777)
         sw = self.switch_netns
         self._add_netns(sw)
@@ -237,6 +244,9 @@ class Lab:
         for name in reversed(self._namespaces):
             try:
                 kill_netns_processes(name)
+            except Exception as exc:
+                problems.append(f"kill processes in {name}: {exc}")
+            try:
                 self._ip("netns", "del", name)
             except Exception as exc:
                 problems.append(f"remove namespace {name}: {exc}")
@@ -315,18 +325,20 @@ class Lab:
         merged.update(env or {})
         return merged
 
-    def _log_path(self, host: str, argv: Sequence[str], log_path: Path | None) -> Path:
+    def _log_path(self, host: str, argv: Sequence[str], log_path: Path | None,
+                  name: str | None = None) -> Path:
         if log_path is not None:
             return log_path
-        stem = Path(argv[0]).name or "proc"
+        stem = name or Path(argv[0]).name or "proc"
         count = sum(1 for p in self._processes if p.host == host)
         return self.host_dir(host) / "logs" / f"{count:02d}-{stem}.log"
 
     def _popen(self, host: str, cmd: list[str], argv: Sequence[str], env: Mapping[str, str] | None,
-               log_path: Path | None, cwd: Path | None) -> tuple[subprocess.Popen[bytes], Path]:
+               log_path: Path | None, cwd: Path | None, name: str | None = None,
+               ) -> tuple[subprocess.Popen[bytes], Path]:
         if self._closed or not self._started:
             raise LabError("lab is not running")
-        path = self._log_path(host, argv, log_path)
+        path = self._log_path(host, argv, log_path, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("ab") as log:
             popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
@@ -336,14 +348,15 @@ class Lab:
 
     def spawn(self, host: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
               log_path: Path | None = None, binds: Mapping[str, str | Path] | None = None,
-              cwd: Path | None = None) -> LabProcess:
+              cwd: Path | None = None, name: str | None = None) -> LabProcess:
         """Start ``argv`` in the host's namespace with its private /tmp and /etc/logrotate.d.
 
         ``env`` is added to this process's environment; ``binds`` maps further target paths to
-        host directories to mount over them; stdout and stderr go to ``log_path`` (default: the
-        host's ``logs/`` directory). The lab stops the process at teardown.
+        host directories to mount over them; stdout and stderr go to ``log_path`` (default:
+        ``<host dir>/logs/<n>-<name or program>.log``). The lab stops the process at teardown.
         """
-        popen, path = self._popen(host, self._command(host, argv, binds), argv, env, log_path, cwd)
+        popen, path = self._popen(host, self._command(host, argv, binds), argv, env, log_path, cwd,
+                                  name)
         proc = LabProcess(popen, host=host, argv=argv, log_path=path)
         self._processes.append(proc)
         return proc

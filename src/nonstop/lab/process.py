@@ -97,6 +97,12 @@ class LabProcess:
         return wait_for(lambda: compiled.search(self.read_log()), timeout,
                         what=f"/{pattern}/ in {self.log_path}", interval=0.1)
 
+    async def wait_for_log_async(self, pattern: str, timeout: float) -> re.Match[str]:
+        """Like :meth:`wait_for_log`, without blocking the event loop."""
+        compiled = re.compile(pattern, re.MULTILINE)
+        return await wait_for_async(lambda: compiled.search(self.read_log()), timeout,
+                                    what=f"/{pattern}/ in {self.log_path}", interval=0.1)
+
     def _signal_target(self) -> int:
         return self.pid
 
