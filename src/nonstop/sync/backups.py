@@ -18,7 +18,11 @@ def backup_path(backup_dir: str, name_path: str) -> str:
 
 
 def keep(local: str, backup_dir: str, name_path: str, generations: int) -> str | None:
-    """Back up the regular file at ``local``; returns the backup's path (None if disabled)."""
+    """Back up the regular file at ``local``; returns the backup's path (None if disabled).
+
+    The caller must then replace ``local`` by rename or unlink it, never write it in place: the
+    backup may be a hard link to the same inode.
+    """
     if generations <= 0:
         return None
     dest = backup_path(backup_dir, name_path)

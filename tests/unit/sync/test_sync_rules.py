@@ -1,0 +1,181 @@
+"""Pure cores: csync2 pattern rules, planning, conflict verdicts, backups rotation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nonstop.config.csync2 import AutoMode, Pattern, load_csync2
+from nonstop.config.errors import Location
+from nonstop.sync import backups
+from nonstop.sync.conflicts import Action, judge
+from nonstop.sync.patterns import Matcher, path_pattern_matches, valid_name
+from nonstop.sync.plan import Op, batches, plan, plan_forced
+from nonstop.sync.state import FileState
+
+TALK = load_csync2("/work/shared/reference/talk/csync2.cfg").groups[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "synced"),
+    [
+        ("/etc/asterisk/sip.conf", True),
+        ("/etc/asterisk/okay.conf", True),
+        ("/etc/asterisk/ok", False),
+        ("/etc/asterisk/x~", False),
+        ("/etc/asterisk/.hidden", False),
+        ("/etc/asterisk/outgoing/control", False),
+        ("/etc/asterisk/lock", False),
+        ("/etc/hosts", True),
+        ("/etc/hosts.allow", False),
+        ("/etc/passwd", False),
+        ("/etc/asterisk", True),
+        ("/etc", False),
+        ("/var/spool/asterisk/outgoing/call.call", True),
+        ("/etc/asterisk/.nonstop-tmp-abc", False),
+    ],
+)
+def test_talk_patterns(name: str, synced: bool) -> None:
+    assert Matcher(TALK.patterns).included(name) is synced
+
+
+def test_talk_walk_roots_and_pruning() -> None:
+    m = Matcher(TALK.patterns)
+    assert "/etc/asterisk" in m.roots() and "/etc/hosts" in m.roots()
+    assert not m.descend("/etc/asterisk/.git")
+    assert m.descend("/etc/asterisk/sub")
+
+
+def _pats(*items: tuple[str, bool]) -> list[Pattern]:
+    return [Pattern(t, inc, Location("x", 1)) for t, inc in items]
+
+
+def test_path_pattern_flags() -> None:
+    assert path_pattern_matches("/etc/*.conf", "/etc/a.conf")
+    assert not path_pattern_matches("/etc/*.conf", "/etc/sub/a.conf")  # * stays in a component
+    assert path_pattern_matches("/etc/**.conf", "/etc/sub/a.conf")  # ** crosses /
+    assert path_pattern_matches("/etc/asterisk", "/etc/asterisk/deep/file")  # leading dir
+    assert not path_pattern_matches("/etc/asterisk", "/etc/asterisk2")
+    assert path_pattern_matches("/etc/[a-c]x", "/etc/bx")
+    assert not path_pattern_matches("/etc/[!a-c]x", "/etc/bx")
+
+
+def test_last_match_wins_per_category() -> None:
+    m = Matcher(_pats(("/srv", True), ("/srv/private", False), ("/srv/private/pub", True),
+                      ("*.tmp", False), ("keep.tmp", True)))
+    assert m.included("/srv/a")
+    assert not m.included("/srv/private/a")
+    assert m.included("/srv/private/pub/a")
+    assert not m.included("/srv/x.tmp")
+    assert m.included("/srv/keep.tmp")
+    assert m.roots() == ("/srv",)
+    wild = Matcher(_pats(("/srv/*/conf", True)))
+    assert wild.roots() == ("/srv",)
+    assert wild.descend("/srv/a") and not wild.descend("/other")
+
+
+@pytest.mark.parametrize("bad", ["relative", "/a/../b", "/a/./b", "/a//b", "/a/", "/a\x00b"])
+def test_invalid_names(bad: str) -> None:
+    assert not valid_name(bad)
+
+
+def reg(data: str, mtime: int = 1, mode: int = 0o644, uid: int = 0) -> FileState:
+    return FileState("reg", mode, uid, 0, len(data), mtime, f"d-{data}")
+
+
+def test_plan_orders_deletions_deepest_first_then_creations() -> None:
+    d = FileState("dir", 0o755, 0, 0)
+    synced = {"/a": d, "/a/b": d, "/a/b/f": reg("x"), "/z": reg("z")}
+    local = {"/n": d, "/n/f": reg("new"), "/z": reg("z2")}
+    p = plan([(n, False) for n in ("/a", "/a/b", "/a/b/f", "/n/f", "/n", "/z", "/gone")],
+             local, synced)
+    assert [(o.kind, o.name) for o in p.ops] == [
+        ("del", "/a/b/f"), ("del", "/a/b"), ("del", "/a"),
+        ("put", "/n"), ("put", "/n/f"), ("put", "/z"),
+    ]
+    assert p.settled == ("/gone",)
+    assert p.ops[-1].base == reg("z")
+
+
+def test_plan_turns_delete_plus_identical_create_into_rename() -> None:
+    p = plan([("/old", False), ("/new", False)], {"/new": reg("data", 5)}, {"/old": reg("data")})
+    assert [(o.kind, o.name, o.src) for o in p.ops] == [("mv", "/new", "/old")]
+
+
+def test_plan_forced_covers_peer_only_files_and_keeps_our_base() -> None:
+    local = {"/e/a": reg("ours")}
+    remote = {"/e/a": reg("theirs"), "/e/extra": reg("x")}
+    synced = {"/e/a": reg("base")}
+    ops = plan_forced(local, remote, synced, frozenset())
+    assert [(o.kind, o.name, o.forced) for o in ops] == [("del", "/e/extra", True),
+                                                          ("put", "/e/a", True)]
+    assert ops[1].base == reg("base")
+
+
+def test_batches_bounded_in_count_and_bytes() -> None:
+    ops = [Op("put", f"/f{i}", None, reg("x" * 10)) for i in range(25)]
+    assert [len(b) for b in batches(ops, max_ops=10)] == [10, 10, 5]
+    assert [len(b) for b in batches(ops, max_bytes=35)] == [3] * 8 + [1]
+
+
+def _judge(base: FileState | None, new: FileState | None, cur: FileState | None,
+           auto: AutoMode = AutoMode.NONE, forced: bool = False) -> Action:
+    return judge("/f", base, new, cur, forced=forced, auto=auto, sender="s", receiver="r",
+                 hosts=("s", "r")).action
+
+
+def test_judge_fast_forward_same_and_conflict() -> None:
+    a, b, c = reg("a"), reg("b"), reg("c")
+    assert _judge(a, b, a) is Action.APPLY
+    assert _judge(a, b, b) is Action.SAME
+    assert _judge(None, a, None) is Action.APPLY
+    assert _judge(a, None, None) is Action.SAME
+    assert _judge(a, b, c) is Action.CONFLICT
+    assert _judge(None, a, b) is Action.CONFLICT
+    assert _judge(a, None, c) is Action.CONFLICT
+    assert _judge(a, b, c, forced=True) is Action.FORCE
+
+
+def test_judge_same_size_same_mtime_different_content_is_a_change() -> None:
+    assert _judge(reg("aaaa"), reg("bbbb"), reg("cccc")) is Action.CONFLICT
+    assert _judge(reg("aaaa"), reg("bbbb"), reg("aaaa")) is Action.APPLY
+
+
+def test_judge_auto_modes() -> None:
+    old, new = reg("sender", mtime=10), reg("receiver!", mtime=5)
+    base = reg("base")
+    assert _judge(base, old, new, AutoMode.YOUNGER) is Action.AUTO_WIN
+    assert _judge(base, old, new, AutoMode.OLDER) is Action.LOSE
+    assert _judge(base, old, new, AutoMode.BIGGER) is Action.LOSE
+    assert _judge(base, old, new, AutoMode.SMALLER) is Action.AUTO_WIN
+    assert _judge(base, old, new, AutoMode.FIRST) is Action.AUTO_WIN
+    assert _judge(base, old, new, AutoMode.LEFT) is Action.AUTO_WIN
+    assert _judge(base, old, new, AutoMode.RIGHT) is Action.LOSE
+    # a deletion never wins under younger/older/bigger/smaller
+    assert _judge(base, None, new, AutoMode.YOUNGER) is Action.LOSE
+    assert _judge(base, old, None, AutoMode.OLDER) is Action.AUTO_WIN
+    # ties stay conflicts
+    assert _judge(base, reg("x", 3), reg("y", 3), AutoMode.YOUNGER) is Action.CONFLICT
+
+
+def test_judge_reason_names_both_sides() -> None:
+    v = judge("/etc/asterisk/sip.conf", reg("a"), reg("b"), None, forced=False,
+              auto=AutoMode.NONE, sender="vpbx1-1", receiver="vpbx1-2",
+              hosts=("vpbx1-1", "vpbx1-2"))
+    assert "vpbx1-2: deleted" in v.reason and "vpbx1-1: changed content" in v.reason
+    assert "nonstop sync -f /etc/asterisk/sip.conf" in v.reason
+
+
+@pytest.mark.parametrize("generations", [0, 1, 2, 5])
+def test_backup_rotation_keeps_exactly_n(tmp_path: Path, generations: int) -> None:
+    f = tmp_path / "live"
+    bdir = tmp_path / "bak"
+    f.write_text("v0")
+    for i in range(1, 9):
+        backups.keep(str(f), str(bdir), "/etc/x.conf", generations)
+        # the receiver always replaces a backed-up file by rename, never in place
+        (tmp_path / "new").write_text(f"v{i}")
+        (tmp_path / "new").replace(f)
+    kept = backups.generations_of(str(bdir), "/etc/x.conf")
+    assert [Path(k).read_text() for k in kept] == [f"v{i}" for i in range(7, 7 - generations, -1)]

@@ -1,0 +1,159 @@
+"""Scanning and the state database: what changed is found, excluded files are never read."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nonstop.config.csync2 import Pattern, load_csync2
+from nonstop.config.errors import Location
+from nonstop.sync import protocol
+from nonstop.sync.patterns import Matcher, PathMap
+from nonstop.sync.plan import Op
+from nonstop.sync.protocol import Decoder, Kind, ProtocolError
+from nonstop.sync.scan import RACY_NS, Seen, describe, scan
+from nonstop.sync.state import FileState
+from nonstop.sync.statedb import StateDB
+
+TALK = load_csync2("/work/shared/reference/talk/csync2.cfg").groups[0]
+OLD = time.time() - 3 * 86400
+
+
+def _matcher() -> Matcher:
+    return Matcher(TALK.patterns)
+
+
+def _read_since(p: Path) -> bool:
+    """Whether ``p`` was read after it was given an old atime (relatime updates it then)."""
+    return p.stat().st_atime > OLD + 1
+
+
+def _age(p: Path) -> None:
+    os.utime(p, ns=(int(OLD * 1e9), p.stat().st_mtime_ns))
+
+
+def test_excluded_files_are_never_read(tmp_path: Path) -> None:
+    ast = tmp_path / "etc/asterisk"
+    (ast / ".git").mkdir(parents=True)
+    secret = [ast / "x~", ast / ".hidden", ast / ".git/config", ast / "lock", tmp_path / "etc/pw"]
+    for p in [*secret, ast / "sip.conf"]:
+        p.write_text("data")
+        _age(p)
+    pm = PathMap(str(tmp_path), {}, "vpbx1-1")
+    seen = scan(_matcher(), pm, [("/", True)], {}, time.time_ns())
+    assert set(seen) == {"/etc/asterisk", "/etc/asterisk/sip.conf"}
+    assert _read_since(ast / "sip.conf")  # the probe works on this filesystem
+    assert not any(_read_since(p) for p in secret)
+
+
+def test_unchanged_file_is_not_rehashed_but_racy_one_is(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    p.write_text("aaaa")
+    now = time.time_ns()
+    first = describe(str(p), None, now)
+    assert first is not None
+    _age(p)
+    st0 = p.stat()
+    # recorded long after its last change: trusted without reading
+    trusted = Seen(first.state, st0.st_ino, st0.st_ctime_ns, now + 2 * RACY_NS)
+    again = describe(str(p), trusted, now + 3 * RACY_NS)
+    assert again is not None and again.state == first.state and not _read_since(p)
+    # recorded within the racy window: re-hashed, so a same-size same-tick edit is seen
+    st = p.stat()
+    p.write_text("bbbb")
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    racy = describe(str(p), first, now)
+    assert racy is not None and racy.state.digest != first.state.digest
+    assert racy.state.size == first.state.size and racy.state.mtime_ns == first.state.mtime_ns
+
+
+def test_mtime_restored_edit_is_found_through_ctime(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    p.write_text("aaaa")
+    first = describe(str(p), None, time.time_ns())
+    assert first is not None
+    trusted = first.__class__(first.state, first.ino, first.ctime_ns, time.time_ns() + RACY_NS * 3)
+    time.sleep(0.01)  # a ctime tick; the filesystem clock is coarse
+    st = p.stat()
+    p.write_text("bbbb")
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # touch -r
+    seen = describe(str(p), trusted, time.time_ns())
+    assert seen is not None and seen.state.digest != first.state.digest
+
+
+def test_statedb_dirty_per_peer_and_temp_list(tmp_path: Path) -> None:
+    db = StateDB(str(tmp_path / "db" / "n.db3"))
+    (tmp_path / "etc/asterisk").mkdir(parents=True)
+    (tmp_path / "etc/asterisk/a.conf").write_text("a")
+    pm = PathMap(str(tmp_path), {}, "n")
+    scopes = [("/", True)]
+    seen = scan(_matcher(), pm, scopes, db.local_all(), time.time_ns())
+    assert db.record_check(scopes, seen, ["p1", "p2"]) == {
+        "p1": ["/etc/asterisk", "/etc/asterisk/a.conf"],
+        "p2": ["/etc/asterisk", "/etc/asterisk/a.conf"],
+    }
+    db.record_sent("p1", [(n, s.state) for n, s in seen.items()])
+    assert {r.peer for r in db.dirty()} == {"p2"}
+    # a change and back again: clean for p1 again after the second check
+    (tmp_path / "etc/asterisk/a.conf").unlink()
+    seen2 = scan(_matcher(), pm, scopes, db.local_all(), time.time_ns())
+    assert db.record_check(scopes, seen2, ["p1"])["p1"] == ["/etc/asterisk/a.conf"]
+    db.add_tmp(["/x/.nonstop-tmp-1"])
+    assert db.tmp_paths() == ["/x/.nonstop-tmp-1"]
+    db.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_decoder_only_raises_protocol_error(data: bytes) -> None:
+    d = Decoder()
+    try:
+        for f in d.feed(data):
+            if f.kind is not Kind.DATA:
+                obj = f.obj()
+                Op.from_wire(obj.get("op"))
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda c: st.lists(c, max_size=10) | st.dictionaries(st.text(max_size=3), c,
+                                                                         max_size=6),
+                    max_leaves=30))
+def test_wire_decoders_only_raise_protocol_error(raw: object) -> None:
+    for fn in (Op.from_wire, FileState.from_wire):
+        with contextlib.suppress(ProtocolError):
+            fn(raw)
+
+
+def test_frames_round_trip_and_proofs() -> None:
+    op = Op("put", "/etc/a b", None, FileState("reg", 0o644, 1, 2, 3, 4, "d"))
+    raw = protocol.encode_obj(Kind.OFFER, {"op": op.to_wire()}) + protocol.encode(Kind.DATA, b"x")
+    d = Decoder()
+    frames = d.feed(raw[:7]) + d.feed(raw[7:])
+    assert [f.kind for f in frames] == [Kind.OFFER, Kind.DATA]
+    assert Op.from_wire(frames[0].obj()["op"]) == op
+    t = protocol.transcript("g", "a", "b", "n1", "n2", "fp")
+    good = protocol.proof(b"k" * 32, "client", t)
+    assert protocol.check_proof(b"k" * 32, "client", t, good)
+    assert not protocol.check_proof(b"k" * 32, "server", t, good)  # no reflection
+    assert not protocol.check_proof(b"j" * 32, "client", t, good)
+
+
+def test_pathmap_prefix(tmp_path: Path) -> None:
+    from nonstop.config.csync2 import parse_csync2_text
+
+    cfg = parse_csync2_text(
+        "prefix data { on a: /srv/a; on b: /srv/b; }\n"
+        "group g { host a b; key k; include %data%; }\n", str(tmp_path / "c.cfg"))
+    pa = PathMap("/r", cfg.prefixes, "a")
+    pb = PathMap("/", cfg.prefixes, "b")
+    assert pa.local("%data%/x") == "/r/srv/a/x"
+    assert pb.local("%data%/x") == "/srv/b/x"
+    assert Matcher([Pattern("%data%", True, Location("c", 1))]).included("%data%/x")
