@@ -1,0 +1,151 @@
+"""``nonstop sync`` with csync2's flags, against a real receiver process on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sync_harness import KEY, TALK_CFG, free_port
+
+from nonstop.sync.cli import sync_command
+
+SERVE = "from nonstop.sync.cli import sync_command; sync_command(prog_name='nonstop sync')"
+
+
+def _setup(tmp: Path) -> tuple[Path, list[str], list[str]]:
+    key = tmp / "csync2.key_vpbx1"
+    key.write_text(KEY + "\n")
+    cfg = tmp / "csync2.cfg"
+    cfg.write_text(TALK_CFG.replace("/etc/csync2.key_vpbx1", str(key)))
+    port = str(free_port())
+    common = ["--config", str(cfg), "-p", port, "--peer-address", "vpbx1-1=127.0.0.1",
+              "--peer-address", "vpbx1-2=127.0.0.2"]
+    n1 = [*common, "-N", "vpbx1-1", "--root", str(tmp / "n1"), "--state-dir", str(tmp / "s1")]
+    n2 = [*common, "-N", "vpbx1-2", "--root", str(tmp / "n2"), "--state-dir", str(tmp / "s2"),
+          "--listen", "127.0.0.2"]
+    for n in ("n1", "n2"):
+        (tmp / n / "etc/asterisk").mkdir(parents=True)
+        (tmp / n / "var/log/asterisk").mkdir(parents=True)
+    return cfg, n1, n2
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
+    _cfg, n1, n2 = _setup(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, "-i", "-v", *n2],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if (tmp_path / "s2" / "sync-cert.pem").exists():
+                r = subprocess.run(["ss", "-ltn", f"sport = :{n1[n1.index('-p') + 1]}"],
+                                   capture_output=True, text=True)
+                if "127.0.0.2" in r.stdout:
+                    break
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.05)
+        yield tmp_path, n1
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run(args: list[str]) -> tuple[int, str]:
+    r = CliRunner().invoke(sync_command, args)
+    return r.exit_code, r.output
+
+
+def test_key_generation_like_csync2(tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    code, _ = run(["-k", str(key)])
+    text = key.read_text().strip()
+    assert code == 0 and len(text) == 64 and all(c.isalnum() or c in "._" for c in text)
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    code, out = run(["-k", str(key)])
+    assert code == 1 and "Can't create key file: File exists" in out
+    assert key.read_text().strip() == text
+
+
+def test_no_mode_prints_help_and_fails() -> None:
+    code, out = run([])
+    assert code == 1 and "-x" in out
+
+
+def test_config_error_names_file_and_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text("group g {\n host a;\n key k;\n auto maybe;\n}\n")
+    code, out = run(["--config", str(cfg), "-N", "a", "-M"])
+    assert code == 1 and f"{cfg}:4: unknown auto mode" in out
+
+
+def test_cron_line_and_master_script_with_the_program_name_changed(
+        cluster: tuple[Path, list[str]]) -> None:
+    tmp, n1 = cluster
+    (tmp / "n1/etc/asterisk/sip.conf").write_text("[general]\n")
+    (tmp / "n1/var/log/asterisk/full").write_text("line\n")
+    code, out = run([*n1, "-M"])
+    assert code == 2  # csync2: empty dirty list
+    # the cron line: csync2 -xv  ->  nonstop sync -xv
+    code, out = run([*n1, "-xv"])
+    assert code == 0, out
+    assert (tmp / "n2/etc/asterisk/sip.conf").read_text() == "[general]\n"
+    code, out = run([*n1, "-T"])
+    assert code == 2, out  # in sync
+    # an edit on n2 only: -T compares disks and shows it
+    (tmp / "n2/etc/asterisk/sip.conf").write_text("edited on n2\n")
+    code, out = run([*n1, "-T"])
+    assert code == 0 and "X\tvpbx1-1\tvpbx1-2\t/etc/asterisk/sip.conf" in out
+    # the master script's start: -fr /var/log/asterisk/; -fr /etc/asterisk/; -xv
+    assert run([*n1, "-fr", "/var/log/asterisk/"])[0] == 0
+    assert run([*n1, "-fr", "/etc/asterisk/"])[0] == 0
+    code, out = run([*n1, "-M"])
+    assert code == 0 and "pending forced sync" in out
+    code, out = run([*n1, "-xv"])
+    assert code == 0, out
+    assert (tmp / "n2/etc/asterisk/sip.conf").read_text() == "[general]\n"
+    assert (tmp / "n2/var/backups/csync2/etc/asterisk/sip.conf").read_text() == "edited on n2\n"
+    assert "overwrote vpbx1-2's unsynced change" in out
+    assert run([*n1, "-M"])[0] == 2
+    # -R forgets entries the config no longer covers
+    (tmp / "n1/etc/asterisk/x~").write_text("excluded")
+    code, out = run([*n1, "-R", "-v"])
+    assert code == 0 and out == ""  # nothing stale: every entry is still included
+
+
+def test_conflict_exit_code_and_reason_at_default_verbosity(
+        cluster: tuple[Path, list[str]]) -> None:
+    tmp, n1 = cluster
+    (tmp / "n1/etc/asterisk/e.conf").write_text("v0")
+    assert run([*n1, "-x"])[0] == 0
+    (tmp / "n1/etc/asterisk/e.conf").write_text("n1")
+    (tmp / "n2/etc/asterisk/e.conf").write_text("n2")
+    code, out = run([*n1, "-x"])
+    assert code == 1
+    assert "changed on both vpbx1-1 and vpbx1-2 since the last sync" in out
+    assert "Finished with 1 errors." in out
+    code, out = run([*n1, "-M"])
+    assert out.strip() == "chary\tvpbx1-1\tvpbx1-2\t/etc/asterisk/e.conf"
+    # check only, then update only
+    (tmp / "n1/etc/asterisk/f.conf").write_text("f")
+    assert run([*n1, "-c"])[0] == 0
+    assert not (tmp / "n2/etc/asterisk/f.conf").exists()
+    assert run([*n1, "-u", "/etc/asterisk/f.conf"])[0] == 0
+    assert (tmp / "n2/etc/asterisk/f.conf").read_text() == "f"
+
+
+def test_unreachable_peer_is_an_error(tmp_path: Path) -> None:
+    _cfg, n1, _n2 = _setup(tmp_path)
+    (tmp_path / "n1/etc/asterisk/a").write_text("a")
+    code, out = run([*n1, "-xv"])
+    assert code == 1 and "connection to vpbx1-2 (127.0.0.2:" in out
+    code, out = run([*n1, "-M"])
+    assert code == 0 and "/etc/asterisk/a" in out

@@ -1,0 +1,68 @@
+"""The daemon's continuous replicator: inotify-driven pushes from the active node only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from sync_harness import free_port, make_node, talk_config
+
+from nonstop.sync.replicator import Replicator
+
+
+async def _wait(pred: object, timeout: float = 10.0) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if callable(pred) and pred():
+            return time.monotonic() - start
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_active_replicates_within_a_second_and_standby_never_pushes(
+        tmp_path: Path) -> None:
+    cfg = talk_config(tmp_path)
+    port = free_port()
+    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
+    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
+    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
+    r1 = Replicator(n1.node, full_scan_interval=3600)
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    await r1.start()
+    await r2.start()
+    try:
+        r1.set_active(True)
+        r2.set_active(False)
+        await _wait(lambda: r1.status()["syncs"] >= 1)  # the initial full scan
+        data = b"[general]\ncontext=default\n" * 40
+        t0 = time.monotonic()
+        n1.write("/etc/asterisk/sip.conf", data)
+        target = n2.path("/etc/asterisk/sip.conf")
+        await _wait(lambda: target.exists() and target.read_bytes() == data)
+        assert time.monotonic() - t0 < 2.0  # generous: inotify + debounce + TLS session
+        # new directory with files in it
+        n1.write("/var/spool/asterisk/voicemail/default/100/msg0001.txt", "vm")
+        await _wait(lambda: n2.path("/var/spool/asterisk/voicemail/default/100/msg0001.txt")
+                    .exists())
+        # a write on the standby is not pushed; a later write on the active still arrives
+        n2.write("/etc/asterisk/standby-only.conf", "s")
+        n1.write("/etc/asterisk/marker.conf", "m")
+        await _wait(lambda: n2.path("/etc/asterisk/marker.conf").exists())
+        assert not n1.path("/etc/asterisk/standby-only.conf").exists()
+        assert r2.status()["syncs"] == 0
+        st = r1.status()
+        assert st["active"] and st["last_sync_ok"] and st["last_error"] is None
+        # takeover: n2 becomes active and force-syncs; its versions win on n1
+        r1.set_active(False)
+        r2.set_active(True)
+        report = await r2.force_sync(["/etc/asterisk"])
+        assert report.problems == []
+        assert n1.path("/etc/asterisk/standby-only.conf").read_text() == "s"
+        n2.write("/etc/asterisk/after-takeover.conf", "t")
+        await _wait(lambda: n1.path("/etc/asterisk/after-takeover.conf").exists())
+    finally:
+        await r1.stop()
+        await r2.stop()
+        n1.node.close()
+        n2.node.close()
