@@ -123,6 +123,39 @@ def status(state_dir: Path, as_json: bool) -> None:
     click.echo(render_status(st))
 
 
+def _move(cmd: str, state_dir: Path, which: str) -> None:
+    try:
+        reply = request(state_dir, cmd, which=which)
+    except ApiError as e:
+        click.echo(f"nonstop: {e}", err=True)
+        sys.exit(3)
+    if not reply.get("ok"):
+        click.echo(f"nonstop: {reply.get('error')}", err=True)
+        sys.exit(1)
+    groups = reply.get("groups") or []
+    verb = "giving away" if cmd == "standby" else "asking for"
+    click.echo(f"{cmd} [{which}]: {verb} {', '.join(groups) if groups else 'no groups'}")
+
+
+WHICH = click.Choice(["all", "local", "foreign", "failback"])
+
+
+@cli.command()
+@state_dir_option
+@click.argument("which", type=WHICH, default="all")
+def standby(state_dir: Path, which: str) -> None:
+    """Give this node's groups to another node (hb_standby): all, local or foreign."""
+    _move("standby", state_dir, which)
+
+
+@cli.command()
+@state_dir_option
+@click.argument("which", type=WHICH, default="all")
+def takeover(state_dir: Path, which: str) -> None:
+    """Take groups from the other node (hb_takeover): all, local or foreign."""
+    _move("takeover", state_dir, which)
+
+
 def _ago(ms: int | None) -> str:
     if ms is None:
         return "never"
@@ -149,9 +182,14 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append(f"  {name:<16} {n['status']:<8} {heard:<14} {links}")
     for g in st.get("groups", []):
         lines.append("")
-        lines.append(f"group {g['key']}: held by {g.get('holder') or 'nobody'}")
+        lines.append(
+            f"group {g['key']}: held by {g.get('holder') or 'nobody'} "
+            f"(preferred {g['preferred_node']}, here {g['local_state']}, epoch {g['epoch']})"
+        )
         for r in g.get("resources", []):
-            lines.append(f"    {r['resource']:<40} {r['state']}")
+            lines.append(f"    {r['resource']:<44} {r['state']}")
+        if g.get("reason"):
+            lines.append(f"    why: {g['reason']}")
     dropped = st["packets"]["dropped"]
     if dropped:
         lines.append("")

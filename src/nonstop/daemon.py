@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import logging
 import os
+import random
 import signal
 import time
 from pathlib import Path
@@ -19,7 +21,10 @@ from typing import Any
 
 from nonstop import __version__
 from nonstop.api import ControlServer
-from nonstop.config.model import ClusterConfig
+from nonstop.config.model import ClusterConfig, HaConfig
+from nonstop.failover.decide import ClusterView, decide
+from nonstop.failover.engine import AgentFactory, FailoverEngine
+from nonstop.failover.state import GroupState, NodeAd, decode_ad, encode_ad
 from nonstop.heartbeat.burst import BurstLimiter
 from nonstop.heartbeat.codec import BadPacket, Message, decode, encode
 from nonstop.heartbeat.envelope import Identity, is_unsequenced, stamp
@@ -36,10 +41,14 @@ from nonstop.heartbeat.membership import (
     NodeDied,
     NodeReturned,
     RexmitRequested,
+    RexmitWanted,
     Send,
     SilenceWarning,
     StatusChanged,
 )
+from nonstop.heartbeat.states import NodeStatus
+from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
+from nonstop.watchdog import Watchdog
 
 log = logging.getLogger("nonstop")
 
@@ -64,10 +73,47 @@ class LoadAvg:
         return self._value
 
 
+def _normal_priority() -> None:
+    """Worker threads (netlink, files) run at normal priority even when the daemon is
+    realtime: only the heartbeat path gets SCHED_RR."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def apply_process_settings(ha: HaConfig, loop: asyncio.AbstractEventLoop) -> None:
+    """ha.cf ``realtime``/``rtprio`` and ``coredumps``, as Heartbeat applies them."""
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (hard if ha.coredumps else 0, hard))
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=8, initializer=_normal_priority))
+    if not ha.realtime:
+        return
+    lowest = os.sched_get_priority_min(os.SCHED_RR)
+    prio = ha.rtprio if ha.rtprio is not None and ha.rtprio > 0 else lowest
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+        log.info("realtime: heartbeat thread runs SCHED_RR priority %d", prio)
+    except OSError as e:
+        log.warning("realtime: cannot set SCHED_RR priority %d: %s", prio, e.strerror)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlockall(3) != 0:  # MCL_CURRENT | MCL_FUTURE
+        log.warning("Cannot lock ourselves into memory: %s", os.strerror(ctypes.get_errno()))
+
+
 class Daemon:
     """Runs one node until SIGTERM/SIGINT (graceful leave) or ``request_stop()``."""
 
-    def __init__(self, cfg: ClusterConfig, node: str, state_dir: Path) -> None:
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        node: str,
+        state_dir: Path,
+        *,
+        agent_factory: AgentFactory = make_agent,
+    ) -> None:
         self.cfg = cfg
         self.node = node
         self.state_dir = state_dir
@@ -87,29 +133,51 @@ class Daemon:
         self._timer: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
         self.api = ControlServer(state_dir, self._api)
+        self.agent_factory = agent_factory
+        self.engine: FailoverEngine | None = None
+        self._probed = False
+        self._reconsider_pending = False
+        self._peer_digest_warned: set[str] = set()
+        self.watchdog = Watchdog(cfg.ha.watchdog, cfg.ha.deadtime_ms) if cfg.ha.watchdog else None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        uuid = load_uuid(self.state_dir)
-        gen = next_generation(self.state_dir)
+        ha = self.cfg.ha
+        uuid = load_uuid(self.state_dir, ha.uuidfrom, self.node)
+        gen = next_generation(self.state_dir, ha.hbgenmethod)
+        apply_process_settings(ha, self.loop)
         ttl = self.cfg.ha.hopfudge + len(self.cfg.ha.nodes)
         self.identity = Identity(self.node, uuid, gen, ttl)
         log.info("Configuration validated. Starting nonstop %s on node %s", __version__, self.node)
         log.info("Heartbeat generation: %d", gen)
         self.started = self.loop.time()
         self.membership = Membership(self.cfg.ha, self.node, self.started)
+        if self.cfg.groups:
+            self.engine = self._make_engine()
+            self._advertise()
         await self.media.open()
+        if self.watchdog is not None:
+            self.watchdog.open()
         log.info("Local status now set to: 'up'")
         await self.api.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
         self._wake()
         try:
+            if self.engine is not None:
+                await self.engine.probe()
+                self._probed = True
+                self.engine.start_monitor()
+                self._schedule_reconsider()
             await self._stop.wait()
+            if self.engine is not None:
+                await self.engine.release_all()
             await self._leave()
+            if self.watchdog is not None:
+                self.watchdog.close()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self.loop.remove_signal_handler(sig)
@@ -124,6 +192,122 @@ class Daemon:
         if not self._stop.is_set():
             log.info("nonstop shutdown in progress. (%d)", os.getpid())
             self._stop.set()
+
+    def _make_engine(self) -> FailoverEngine:
+        ha = self.cfg.ha
+        config_dir = Path(self.cfg.directory)
+        rsctmp = self.state_dir / "rsctmp"
+        rsctmp.mkdir(parents=True, exist_ok=True)
+        env = heartbeat_environment(
+            self.node,
+            config_dir,
+            logfile=ha.logfile,
+            debugfile=ha.debugfile,
+            logfacility=ha.logfacility,
+            use_logd=ha.use_logd,
+            nice_failback=ha.auto_failback.value != "legacy",
+            debug=ha.debug,
+            rsctmp=rsctmp,
+        )
+        ctx = AgentContext(
+            node=self.node,
+            config_dir=config_dir,
+            state_dir=rsctmp,
+            environment=env,
+            logger=logging.getLogger("nonstop.resources"),
+        )
+        interval = ha.monitor_interval_ms / 1000.0 if ha.monitor_interval_ms else None
+        return FailoverEngine(
+            self.cfg,
+            self.node,
+            self.state_dir,
+            ctx,
+            agent_factory=self.agent_factory,
+            clock=self._now,
+            on_change=self._schedule_reconsider,
+            monitor_interval_s=interval,
+        )
+
+    # ------------------------------------------------------------------ failover
+
+    def _schedule_reconsider(self) -> None:
+        if not self._reconsider_pending and self.loop is not None:
+            self._reconsider_pending = True
+            self.loop.call_soon(self._reconsider)
+
+    def _holders(self) -> dict[int, str]:
+        """Which node holds each group (HELD or STARTING), from everyone's ads."""
+        assert self.membership is not None and self.engine is not None
+        out: dict[int, str] = {}
+        view = self.membership.view(self._now())
+        for n in view.nodes:
+            if n.status is NodeStatus.DEAD:
+                continue
+            ad = self.engine.local_ad() if n.local else decode_ad(n.fields)
+            if ad is None:
+                continue
+            for i, g in ad.groups.items():
+                if g.state in (GroupState.HELD, GroupState.STARTING) and (
+                    i not in out or n.local
+                ):
+                    out[i] = n.name
+        return out
+
+    def _reconsider(self) -> None:
+        """Build the cluster snapshot, decide, apply, and advertise the result at once."""
+        self._reconsider_pending = False
+        if self.engine is None or self.membership is None or self._stop.is_set():
+            self._advertise()
+            return
+        now = self._now()
+        mview = self.membership.view(now)
+        alive = frozenset(
+            n.name for n in mview.nodes if n.status in (NodeStatus.UP, NodeStatus.ACTIVE)
+        )
+        active = frozenset(n.name for n in mview.nodes if n.status is NodeStatus.ACTIVE)
+        ads: dict[str, NodeAd | None] = {}
+        for n in mview.nodes:
+            if n.name not in alive:
+                continue
+            if n.local:
+                ads[n.name] = self.engine.local_ad()
+                continue
+            ad = decode_ad(n.fields)
+            differs = ad is not None and ad.digest and ad.digest != self.engine.digest
+            if differs and ad is not None and n.name not in self._peer_digest_warned:
+                self._peer_digest_warned.add(n.name)
+                log.error("node %s has a different haresources file (digest %s, ours %s): "
+                              "haresources must be identical on all nodes", n.name, ad.digest,
+                              self.engine.digest)
+            ads[n.name] = ad
+        self.engine.observe(self._holders(), ads.values())
+        if self._probed:
+            cview = ClusterView(
+                local=self.node,
+                order=self.cfg.ha.nodes,
+                alive=alive,
+                active=active,
+                comm_up=mview.comm_up,
+                ads=ads,
+                groups=self.engine.infos(),
+                auto_failback=self.cfg.ha.auto_failback,
+                busy=self.engine.busy(),
+                needs_failback=self.engine.needs_failback(),
+                seen_epochs=dict(self.engine.seen_epochs),
+            )
+            self.engine.apply(decide(cview))
+        self._advertise()
+
+    def _advertise(self) -> None:
+        """Put our holdings in every heartbeat; when they change, send a status at once."""
+        if self.engine is None or self.membership is None:
+            return
+        fields = encode_ad(self.engine.local_ad())
+        if fields != self.membership.status_extra:
+            first = not self.membership.status_extra
+            self.membership.status_extra = fields
+            if not first and self.loop is not None:
+                self._send(self.membership.status_message())
 
     async def _leave(self) -> None:
         assert self.membership is not None
@@ -163,7 +347,14 @@ class Daemon:
             self.membership.count(f"bad_{e.reason}")
             self._log_bad(e.reason, addr[0], e.detail, now)
             return
-        events = self.membership.receive(decoded.message, link, now)
+        msg = decoded.message
+        if (
+            self.watchdog is not None
+            and msg.get("t") == "status"
+            and (msg.get("src") or "").lower() == self.node
+        ):
+            self.watchdog.tickle()  # our own heartbeat came back: we are alive and heard
+        events = self.membership.receive(msg, link, now)
         self._handle(events, now)
         self._arm()
 
@@ -204,6 +395,8 @@ class Daemon:
         return "classic" if self.cfg.ha.msgfmt == "classic" else "netstring"
 
     def _handle(self, events: list[Event], now: float) -> None:
+        if any(not isinstance(ev, Send) for ev in events):
+            self._schedule_reconsider()
         for ev in events:
             if isinstance(ev, Send):
                 self._send(ev)
@@ -212,6 +405,8 @@ class Daemon:
                     log.info("Received shutdown notice from '%s'.", ev.node)
                 else:
                     log.warning("node %s: is dead", ev.node)
+                    if self.engine is not None:
+                        log.info("Resources being acquired from %s.", ev.node)
             elif isinstance(ev, StatusChanged):
                 if ev.local:
                     log.info("Local status now set to: '%s'", ev.new.value)
@@ -239,8 +434,21 @@ class Daemon:
                 self._log_bad(ev.reason, ev.src or "?", ev.detail, now)
             elif isinstance(ev, RexmitRequested):
                 self._rexmit(ev)
+            elif isinstance(ev, RexmitWanted):
+                log.warning("%d lost packet(s) for [%s] [%d:%d]", ev.last - ev.first + 1,
+                            ev.node, ev.first - 1, ev.last + 1)
+                self._ask_rexmit(ev)
             elif isinstance(ev, ClusterMessage):
                 log.debug("cluster message %s from %s", ev.msg.get("t"), ev.node)
+
+    def _ask_rexmit(self, ev: RexmitWanted) -> None:
+        """Ask once, after a random delay up to max_rexmit_delay (so that several receivers
+        of one broadcast do not all ask at the same instant)."""
+        assert self.loop is not None
+        delay = random.uniform(0, self.cfg.ha.max_rexmit_delay_ms / 1000.0)
+        fields = (("t", "NS_rexmit"), ("dest", ev.node), ("firstseq", str(ev.first)),
+                  ("lastseq", str(ev.last)))
+        self.loop.call_later(delay, self._send, Send(fields, dest=ev.node))
 
     def _rexmit(self, ev: RexmitRequested) -> None:
         for seq in range(ev.first, min(ev.last, ev.first + 50) + 1):
@@ -292,6 +500,7 @@ class Daemon:
                 }
                 for n in view.nodes
             ],
+            "groups": self.engine.snapshot(self._holders()) if self.engine else [],
             "packets": {
                 "sent": self.sent,
                 "received": self.received,
@@ -307,11 +516,20 @@ class Daemon:
         if cmd == "stop":
             self.request_stop()
             return {"ok": True}
+        if cmd in ("standby", "takeover"):
+            if self.engine is None:
+                return {"ok": False, "error": "no resource groups are configured (haresources)"}
+            which = str(req.get("which", "all"))
+            try:
+                keys = (self.engine.standby if cmd == "standby" else self.engine.takeover)(which)
+            except ValueError as e:
+                return {"ok": False, "error": str(e)}
+            return {"ok": True, "groups": keys}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
 async def run_daemon(cfg: ClusterConfig, node: str, state_dir: Path) -> int:
-    daemon = Daemon(cfg, node, state_dir)
+    daemon = Daemon(cfg, node, state_dir)  # real agents: make_agent
     with contextlib.suppress(asyncio.CancelledError):
         return await daemon.run()
     return 0

@@ -495,7 +495,7 @@ _TABLE: tuple[Directive, ...] = (
     _d("deadping", OPT, "ping nodes are not supported, so there is nothing for deadping to "
        "time out"),
     _d("max_rexmit_delay", OPT, "Upper bound (integer ms) of the random delay before asking a "
-       "peer to retransmit missed messages, and the re-request period.",
+       "peer once to retransmit the messages missing from a gap in its sequence numbers.",
        _scalar(_int_range(1, 60000)), "250"),
     _d("udpport", OPT, "UDP port of the bcast and ucast media declared after it.", _udpport,
        str(HEARTBEAT_PORT)),

@@ -8,7 +8,8 @@ extra messages:
 * Nothing happens before comm is up (initdead), and never while a peer's holdings are unknown.
 * A group held by a live node stays there (stickiness), unless that node declines it
   (``standby``), another node asks for it (``takeover``), or ``auto_failback on|legacy`` hands
-  it back to its preferred node once that node is active and idle.
+  it back to its preferred node once that node is active and idle (only a group taken over
+  while its preferred node was away, as Heartbeat's ``rsc_needs_failback``).
 * A group nobody alive holds goes to the first available of: a node asking for it, its
   preferred node, the other nodes in ha.cf order. "Available" means active, holdings known,
   not declining the group and no recent start failure there.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nonstop.config.model import AutoFailback
 from nonstop.failover.state import GroupAd, GroupState, NodeAd
@@ -59,6 +60,13 @@ class ClusterView:
     groups: tuple[GroupInfo, ...]
     auto_failback: AutoFailback
     busy: frozenset[int] = frozenset()
+    # Groups the local node took over because their preferred node was unavailable (dead, not
+    # active, failed): only these fail back (Heartbeat's rsc_needs_failback), not a group
+    # that came here through standby or takeover.
+    needs_failback: frozenset[int] = frozenset()
+    # The highest epoch this node has ever seen for each group, dead nodes' claims included:
+    # a takeover must out-rank the claim of the node it replaces if that node comes back.
+    seen_epochs: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class Decision:
     action: Action
     reason: str
     epoch: int = 0
+    needs_failback: bool = False  # with ACQUIRE: taken because the preferred node was away
 
 
 _NONE_AD = GroupAd(GroupState.NONE, 0)
@@ -136,7 +145,7 @@ def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:
     mine = _ad(view, me, g)
     peers = [n for n in view.order if n in view.alive and n != me]
     seen_epochs = [_ad(view, n, g).epoch for n in view.alive]
-    next_epoch = max(seen_epochs, default=0) + 1
+    next_epoch = max([*seen_epochs, view.seen_epochs.get(g, 0)]) + 1
     key = info.key
 
     if mine.state is GroupState.HELD:
@@ -173,6 +182,7 @@ def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:
         p = info.preferred
         if (
             view.auto_failback is not AutoFailback.OFF
+            and g in view.needs_failback
             and p != me
             and _available(view, p, g)
             and g not in (view.ads[p] or NodeAd({})).declines
@@ -207,8 +217,10 @@ def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:
         )
     who, why = owner(view, info)
     if who == me:
+        preferred_away = me != info.preferred and not _available(view, info.preferred, g)
         return Decision(
-            g, Action.ACQUIRE, f"nobody alive holds group {key}; taking it: {why}", next_epoch
+            g, Action.ACQUIRE, f"nobody alive holds group {key}; taking it: {why}", next_epoch,
+            needs_failback=preferred_away,
         )
     if who is None:
         return Decision(g, Action.WAIT, f"group {key} stays down: {why}")

@@ -11,8 +11,11 @@ GENERATION_FILE = "hb_generation"
 UUID_FILE = "hb_uuid"
 
 
-def load_uuid(state_dir: Path) -> bytes:
-    """Our 16-byte node UUID, created once and kept in ``state_dir/hb_uuid``."""
+def load_uuid(state_dir: Path, uuidfrom: str = "file", node: str = "") -> bytes:
+    """Our 16-byte node UUID: ``uuidfrom nodename`` derives it from the node name (the same on
+    every start and every reinstall); ``file`` creates it once in ``state_dir/hb_uuid``."""
+    if uuidfrom == "nodename":
+        return uuidlib.uuid5(uuidlib.NAMESPACE_DNS, node).bytes
     path = state_dir / UUID_FILE
     try:
         data = path.read_bytes()
@@ -25,7 +28,7 @@ def load_uuid(state_dir: Path) -> bytes:
     return data
 
 
-def next_generation(state_dir: Path) -> int:
+def next_generation(state_dir: Path, method: str = "file") -> int:
     """Increment and persist the generation, as Heartbeat does at every daemon start.
 
     Peers drop packets of a lower generation as replays, and take a higher one for a restart.
@@ -34,6 +37,14 @@ def next_generation(state_dir: Path) -> int:
     back with a generation above the one its peers remember (Heartbeat restarts from 1 then).
     """
     path = state_dir / GENERATION_FILE
+    if method == "time":  # ``hbgenmethod time``: the wall clock, never below the last one
+        try:
+            last = int(path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            last = 0
+        gen = max(int(time.time()), last + 1)
+        _write_durably(path, f"{gen:>16d}\n".encode())
+        return gen
     try:
         current = int(path.read_text().strip())
     except (FileNotFoundError, ValueError):

@@ -134,6 +134,15 @@ class RexmitRequested:
 
 
 @dataclass(frozen=True)
+class RexmitWanted:
+    """A gap in a peer's sequence numbers: ask it (after a random delay) to resend them."""
+
+    node: str
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
 class ClusterMessage:
     """A sequenced message membership does not consume (resource and failover messages)."""
 
@@ -152,6 +161,7 @@ Event = (
     | CommUp
     | Dropped
     | RexmitRequested
+    | RexmitWanted
     | ClusterMessage
 )
 
@@ -415,8 +425,9 @@ class Membership:
             if p.last_seq is not None and seq <= p.last_seq:
                 self.counters["duplicate"] = self.counters.get("duplicate", 0) + 1
                 return events
-            if p.last_seq is not None and seq > p.last_seq + 1 and mtype != "status":
-                events.append(Dropped("gap", src, f"{seq - p.last_seq - 1} lost packet(s)"))
+            if p.last_seq is not None and seq > p.last_seq + 1:
+                self.counters["lost"] = self.counters.get("lost", 0) + seq - p.last_seq - 1
+                events.append(RexmitWanted(src, p.last_seq + 1, seq - 1))
             p.last_seq = seq
             if seq % 10 == p.ack_trigger and p.protocol == "1":
                 events.append(self._ack(p, seq))

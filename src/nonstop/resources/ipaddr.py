@@ -165,6 +165,21 @@ class IPAddrAgent(Agent):
             interval_s=self._arp_interval_s,
         )
 
+    def reannounce(self) -> None:
+        """Send the gratuitous ARPs again for an address we hold (the keeper of a group after a
+        healed partition does this, so clients that followed the other node come back)."""
+        self._cancel_announcement()
+        self._announcement = asyncio.create_task(
+            self._reannounce(), name=f"garp-again-{self.spec.ip}"
+        )
+
+    async def _reannounce(self) -> int:
+        addrs = await self._netlink("status", netlink.list_addresses)
+        found = self._where(addrs)
+        if found is None:
+            return 0
+        return await self._announce(found.ifname)
+
     def _cancel_announcement(self) -> None:
         if self._announcement is not None and not self._announcement.done():
             self._announcement.cancel()

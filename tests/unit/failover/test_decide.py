@@ -25,10 +25,12 @@ def ad(state: GroupState = N, epoch: int = 0, *, declines: bool = False,
 
 
 def view(local: str, ads: dict[str, NodeAd | None], *, alive: set[str] | None = None,
-         auto: AutoFailback = AutoFailback.OFF, comm_up: bool = True) -> ClusterView:
+         auto: AutoFailback = AutoFailback.OFF, comm_up: bool = True,
+         failback: bool = True) -> ClusterView:
     alive_set = frozenset(alive if alive is not None else ads.keys())
     return ClusterView(local=local, order=(N1, N2), alive=alive_set, active=alive_set,
-                       comm_up=comm_up, ads=ads, groups=(G,), auto_failback=auto)
+                       comm_up=comm_up, ads=ads, groups=(G,), auto_failback=auto,
+                       needs_failback=frozenset({0}) if failback else frozenset())
 
 
 def one(v: ClusterView) -> Decision:
@@ -56,7 +58,7 @@ def test_no_decision_while_a_peer_has_not_said_what_it_holds() -> None:
 
 def test_standby_takes_over_when_the_holder_dies() -> None:
     d = one(view(N2, {N2: ad(N, 3)}))
-    assert d.action is Action.ACQUIRE
+    assert d.action is Action.ACQUIRE and d.needs_failback
     assert "preferred node vpbx1-1 is dead" in d.reason
     # the epoch continues from the highest this node has seen (its own ad carries it)
     assert one(view(N2, {N2: ad(N, 3)})).epoch == 4
@@ -76,7 +78,13 @@ def test_auto_failback_on_hands_the_group_back_to_the_preferred_node() -> None:
     # legacy fails back too; and once released, the preferred node takes it
     assert one(view(N2, ads, auto=AutoFailback.LEGACY)).action is Action.RELEASE
     d = one(view(N1, {N1: ad(N, 1), N2: ad(N, 2)}, auto=AutoFailback.ON))
-    assert d.action is Action.ACQUIRE and d.epoch == 3
+    assert d.action is Action.ACQUIRE and d.epoch == 3 and not d.needs_failback
+
+
+def test_a_group_moved_by_standby_does_not_fail_back() -> None:
+    ads: dict[str, NodeAd | None] = {N1: ad(N, 1), N2: ad(H, 2)}
+    d = one(view(N2, ads, auto=AutoFailback.ON, failback=False))
+    assert d.action is Action.WAIT and "holding" in d.reason
 
 
 def test_standby_releases_to_the_peer_which_then_acquires() -> None:
@@ -140,3 +148,16 @@ def test_ads_round_trip_through_status_fields() -> None:
     assert decode_ad({}) is None
     assert decode_ad({"nsg": "0:Q:1"}) is None
     assert decode_ad({"nsg": "-"}) == NodeAd({})
+
+
+def test_a_takeover_outranks_the_claim_of_the_dead_node_it_replaces() -> None:
+    # vpbx1-1 held the group at epoch 1 and died; vpbx1-2 saw that epoch before it died.
+    v = view(N2, {N2: ad(N, 0)})
+    v = ClusterView(**{**v.__dict__, "seen_epochs": {0: 1}})
+    d = one(v)
+    assert d.action is Action.ACQUIRE and d.epoch == 2
+    # vpbx1-1's daemon restarts on a box that kept the address: it claims epoch 1 again and
+    # loses to the takeover, whatever the preferred-node tie-break says.
+    ads: dict[str, NodeAd | None] = {N1: ad(H, 1), N2: ad(H, 2)}
+    assert one(view(N1, ads)).action is Action.RELEASE
+    assert one(view(N2, ads)).action is Action.REANNOUNCE

@@ -20,6 +20,7 @@ from nonstop.heartbeat.membership import (
     MessageView,
     NodeDied,
     NodeReturned,
+    RexmitWanted,
     Send,
     SilenceWarning,
     StatusChanged,
@@ -316,3 +317,12 @@ def test_three_nodes_comm_up_waits_for_all() -> None:
     m = Membership(ha, "a", 0.0)
     assert not of(m.receive(Peer("b").status(), "eth0", 0.1), CommUp)
     assert of(m.receive(Peer("c").status(), "eth0", 0.2), CommUp)
+
+
+def test_a_gap_in_sequence_numbers_asks_for_a_retransmission() -> None:
+    m, p = started()
+    m.receive(p.status(), "eth0", 0.0)
+    p.seq += 3  # three messages lost
+    ev = m.receive(p.status(), "eth0", 0.2)
+    assert RexmitWanted("vpbx1-2", 2, 4) in ev
+    assert m.counters["lost"] == 3

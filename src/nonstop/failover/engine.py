@@ -1,0 +1,438 @@
+"""The failover engine: applies ``decide()``'s decisions with resource agents.
+
+Each group has at most one action (acquire, release, monitor restart) in flight, run as an
+asyncio task so heartbeats never wait for a script. Resources start left to right and stop
+right to left; a failed start releases the whole group and marks it failed here so the peer
+takes it; a failed stop is retried and, if a resource may still be running, the group is
+advertised as stop-failed so no peer takes it over while this node lives. Epochs and the
+groups held are kept in the state directory so a restarted daemon knows its claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from nonstop.config.model import ClusterConfig, ResourceGroup, ResourceSpec
+from nonstop.failover.decide import Action, Decision, GroupInfo
+from nonstop.failover.state import GroupAd, GroupState, NodeAd, check, haresources_digest
+from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
+
+log = logging.getLogger("nonstop.failover")
+
+AgentFactory = Callable[[ResourceSpec, AgentContext], Agent]
+
+START_FAILED_HOLD_S = 30.0  # Heartbeat waits 30 s before pushing a failed group away
+STOP_RETRIES = 3
+STOP_RETRY_DELAY_S = 0.5
+STOP_FAILED_RETRY_S = 5.0
+MONITOR_RESTART_WINDOW_S = 60.0
+
+
+@runtime_checkable
+class Reannounces(Protocol):
+    """An agent that can re-announce what it holds (gratuitous ARP for an address)."""
+
+    def reannounce(self) -> None: ...
+
+
+@dataclass
+class GroupRuntime:
+    info: GroupInfo
+    group: ResourceGroup
+    agents: list[Agent]
+    state: GroupState = GroupState.NONE
+    epoch: int = 0
+    task: asyncio.Task[None] | None = None
+    failed_at: float | None = None
+    needs_failback: bool = False
+    found_incomplete: bool = False
+    resource_states: list[str] = field(default_factory=list)
+    last_reason: str = ""
+    last_restart: float | None = None
+    retry_at: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
+class FailoverEngine:
+    """Holds the resource groups of one node and carries out decisions."""
+
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        node: str,
+        state_dir: Path,
+        ctx: AgentContext,
+        *,
+        agent_factory: AgentFactory,
+        clock: Callable[[], float],
+        on_change: Callable[[], None],
+        monitor_interval_s: float | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.node = node
+        self.state_file = state_dir / "groups.json"
+        self.clock = clock
+        self.on_change = on_change
+        self.monitor_interval_s = monitor_interval_s
+        self.digest = haresources_digest(cfg.groups)
+        self.declines: set[int] = set()
+        self.wants: set[int] = set()
+        self.groups: list[GroupRuntime] = []
+        self.seen_epochs: dict[int, int] = {}
+        saved = self._load()
+        for i, g in enumerate(cfg.groups):
+            agents = [agent_factory(spec, ctx) for spec in g.resources]
+            rt = GroupRuntime(GroupInfo(i, g.key, g.node), g, agents)
+            rt.epoch = int(saved.get(g.key, {}).get("epoch", 0))
+            self.seen_epochs[i] = max(rt.epoch, int(saved.get(g.key, {}).get("seen", 0)))
+            rt.resource_states = ["unknown"] * len(agents)
+            self.groups.append(rt)
+        self._monitor_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ persistence
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.state_file.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self) -> None:
+        data = {
+            rt.group.key: {
+                "epoch": rt.epoch,
+                "seen": self.seen_epochs.get(rt.info.index, 0),
+                "state": rt.state.name,
+            }
+            for rt in self.groups
+        }
+        tmp = self.state_file.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.state_file)
+
+    # ------------------------------------------------------------------ views
+
+    def infos(self) -> tuple[GroupInfo, ...]:
+        return tuple(rt.info for rt in self.groups)
+
+    def local_ad(self) -> NodeAd:
+        return NodeAd(
+            {rt.info.index: GroupAd(rt.state, rt.epoch) for rt in self.groups},
+            declines=frozenset(self.declines),
+            wants=frozenset(self.wants),
+            digest=self.digest,
+        )
+
+    def busy(self) -> frozenset[int]:
+        now = self.clock()
+        return frozenset(
+            rt.info.index
+            for rt in self.groups
+            if rt.busy or (rt.state is GroupState.STOP_FAILED and now < rt.retry_at)
+        )
+
+    def needs_failback(self) -> frozenset[int]:
+        return frozenset(rt.info.index for rt in self.groups if rt.needs_failback)
+
+    def _set(self, rt: GroupRuntime, new: GroupState) -> None:
+        if rt.state is new:
+            return
+        check(rt.state, new)
+        rt.state = new
+        self._save()
+        self.on_change()
+
+    # ------------------------------------------------------------------ start-up probe
+
+    async def probe(self) -> None:
+        """Find what this box still runs (a daemon killed while its box lived) before any
+        decision: such a group is claimed again with its saved epoch, and decide() then
+        keeps it or releases it to whoever took over since."""
+        for rt in self.groups:
+            states = [await a.status() for a in rt.agents]
+            rt.resource_states = [s.value for s in states]
+            running = [a.describe() for a, s in zip(rt.agents, states, strict=True)
+                       if s is ResourceState.RUNNING]
+            if running:
+                log.critical(
+                    "Resource group %s is active at start-up (%s running): claiming it again "
+                    "with epoch %d until the cluster decides", rt.group.key, ", ".join(running),
+                    rt.epoch,
+                )
+                rt.found_incomplete = len(running) < len(rt.agents)
+                self._set(rt, GroupState.HELD)
+
+    # ------------------------------------------------------------------ decisions
+
+    def apply(self, decisions: list[Decision]) -> None:
+        now = self.clock()
+        for d in decisions:
+            rt = self.groups[d.group]
+            if d.reason != rt.last_reason:
+                rt.last_reason = d.reason
+                level = logging.DEBUG if d.action is Action.WAIT else logging.INFO
+                log.log(level, "decision: %s", d.reason)
+            if rt.busy:
+                continue
+            if d.action is Action.ACQUIRE:
+                rt.needs_failback = d.needs_failback
+                rt.task = asyncio.create_task(self._acquire(rt, d.epoch))
+            elif d.action is Action.RELEASE:
+                rt.task = asyncio.create_task(self._release(rt))
+            elif d.action is Action.REANNOUNCE:
+                self._reannounce(rt)
+            elif rt.state is GroupState.HELD and rt.found_incomplete:
+                rt.found_incomplete = False
+                rt.task = asyncio.create_task(self._acquire(rt, rt.epoch))
+            elif (
+                rt.state is GroupState.START_FAILED
+                and rt.failed_at is not None
+                and now - rt.failed_at >= START_FAILED_HOLD_S
+            ):
+                log.info("group %s: start failure is %d s old; may be tried here again",
+                         rt.group.key, START_FAILED_HOLD_S)
+                rt.failed_at = None
+                self._set(rt, GroupState.NONE)
+
+    def observe(self, holders: dict[int, str], ads: Iterable[NodeAd | None]) -> None:
+        """Remember the highest epoch seen per group; clear one-shot requests once fulfilled:
+        a decline when another node holds the group, a want once we hold it."""
+        raised = False
+        for ad in ads:
+            if ad is None:
+                continue
+            for i, g in ad.groups.items():
+                if i < len(self.groups) and g.epoch > self.seen_epochs.get(i, 0):
+                    self.seen_epochs[i] = g.epoch
+                    raised = True
+        if raised:
+            self._save()
+        for rt in self.groups:
+            i = rt.info.index
+            other = holders.get(i)
+            if i in self.declines and other is not None and other != self.node:
+                self.declines.discard(i)
+                self.on_change()
+            if i in self.wants and rt.state is GroupState.HELD:
+                self.wants.discard(i)
+                self.on_change()
+            if rt.state is GroupState.START_FAILED and other is not None and other != self.node:
+                rt.failed_at = None
+                self._set(rt, GroupState.NONE)
+
+    def _line(self, rt: GroupRuntime) -> str:
+        return f"{rt.group.node} {' '.join(r.raw for r in rt.group.resources)}"
+
+    async def _acquire(self, rt: GroupRuntime, epoch: int) -> None:
+        rt.epoch = max(epoch, rt.epoch)
+        i = rt.info.index
+        self.seen_epochs[i] = max(self.seen_epochs.get(i, 0), rt.epoch)
+        self._set(rt, GroupState.STARTING)
+        log.info("Acquiring resource group: %s", self._line(rt))
+        for i, agent in enumerate(rt.agents):
+            try:
+                if await agent.status() is ResourceState.RUNNING:
+                    rt.resource_states[i] = "running"
+                    continue
+                log.info("Running %s start", agent.describe())
+                await agent.start()
+                rt.resource_states[i] = "running"
+            except ResourceError as e:
+                rt.resource_states[i] = "failed"
+                log.error("%s", e)
+                log.critical("Giving up resources due to failure of %s", agent.describe())
+                await self._give_up(rt)
+                return
+        log.info("Resource group %s acquired (epoch %d).", rt.group.key, rt.epoch)
+        self._set(rt, GroupState.HELD)
+
+    async def _stop_all(self, rt: GroupRuntime) -> list[Agent]:
+        """Stop every resource right to left, retrying; return those that would not stop."""
+        failed: list[Agent] = []
+        for i in reversed(range(len(rt.agents))):
+            agent = rt.agents[i]
+            for attempt in range(STOP_RETRIES):
+                try:
+                    log.info("Running %s stop", agent.describe())
+                    await agent.stop()
+                    rt.resource_states[i] = "stopped"
+                    break
+                except ResourceError as e:
+                    log.error("%s", e)
+                    if attempt + 1 < STOP_RETRIES:
+                        log.info("Retrying failed stop operation [%s]", agent.describe())
+                        await asyncio.sleep(STOP_RETRY_DELAY_S)
+            else:
+                if await agent.status() is ResourceState.STOPPED:
+                    log.error("Resource script for %s probably not LSB-compliant: its stop "
+                              "failed although it is stopped", agent.describe())
+                    rt.resource_states[i] = "stopped"
+                else:
+                    rt.resource_states[i] = "failed"
+                    failed.append(agent)
+        return failed
+
+    async def _give_up(self, rt: GroupRuntime) -> None:
+        """A start (or a monitor restart) failed: release the whole group and mark it failed
+        here, so decide() sends it to another node."""
+        self._set(rt, GroupState.STOPPING)
+        failed = await self._stop_all(rt)
+        rt.needs_failback = False
+        if failed:
+            rt.retry_at = self.clock() + STOP_FAILED_RETRY_S
+            self._set(rt, GroupState.STOP_FAILED)
+            return
+        rt.failed_at = self.clock()
+        self._set(rt, GroupState.START_FAILED)
+
+    async def _release(self, rt: GroupRuntime) -> None:
+        self._set(rt, GroupState.STOPPING)
+        log.info("Releasing resource group: %s", self._line(rt))
+        failed = await self._stop_all(rt)
+        rt.needs_failback = False
+        if failed:
+            names = ", ".join(a.describe() for a in failed)
+            log.critical(
+                "Resource STOP failure of %s: group %s stays marked stop-failed so that no "
+                "other node takes it over while this one lives (retrying every %d s)",
+                names, rt.group.key, STOP_FAILED_RETRY_S,
+            )
+            rt.retry_at = self.clock() + STOP_FAILED_RETRY_S
+            self._set(rt, GroupState.STOP_FAILED)
+            return
+        log.info("Resource group %s released.", rt.group.key)
+        self._set(rt, GroupState.NONE)
+
+    def _reannounce(self, rt: GroupRuntime) -> None:
+        for agent in rt.agents:
+            if isinstance(agent, Reannounces):
+                agent.reannounce()
+
+    # ------------------------------------------------------------------ monitoring
+
+    def start_monitor(self) -> None:
+        if self.monitor_interval_s and self._monitor_task is None:
+            self._monitor_task = asyncio.create_task(self._monitor())
+
+    async def _monitor(self) -> None:
+        assert self.monitor_interval_s is not None
+        while True:
+            await asyncio.sleep(self.monitor_interval_s)
+            for rt in self.groups:
+                if rt.state is GroupState.HELD and not rt.busy:
+                    rt.task = asyncio.create_task(self._check_group(rt))
+
+    async def _check_group(self, rt: GroupRuntime) -> None:
+        for i, agent in enumerate(rt.agents):
+            st = await agent.status()
+            rt.resource_states[i] = st.value
+            if st is ResourceState.RUNNING:
+                continue
+            now = self.clock()
+            recent = rt.last_restart is not None and now - rt.last_restart < \
+                MONITOR_RESTART_WINDOW_S
+            if not recent:
+                log.warning("monitor: %s of group %s is %s: restarting it once",
+                            agent.describe(), rt.group.key, st.value)
+                rt.last_restart = now
+                try:
+                    await agent.start()
+                    if await agent.status() is ResourceState.RUNNING:
+                        rt.resource_states[i] = "running"
+                        log.info("monitor: %s restarted", agent.describe())
+                        continue
+                    log.error("monitor: %s still not running after its restart",
+                              agent.describe())
+                except ResourceError as e:
+                    log.error("monitor: restart failed: %s", e)
+            else:
+                log.error("monitor: %s failed again within %d s of its restart",
+                          agent.describe(), MONITOR_RESTART_WINDOW_S)
+            log.critical("monitor: moving group %s to another node", rt.group.key)
+            await self._give_up(rt)
+            return
+
+    # ------------------------------------------------------------------ admin and shutdown
+
+    def _select(self, which: str) -> set[int]:
+        if which == "all":
+            return {rt.info.index for rt in self.groups}
+        if which == "local":
+            return {rt.info.index for rt in self.groups if rt.group.node == self.node}
+        if which in ("foreign", "failback"):
+            return {rt.info.index for rt in self.groups if rt.group.node != self.node}
+        raise ValueError(f"expected all, local or foreign, not {which!r}")
+
+    def standby(self, which: str) -> list[str]:
+        """``nonstop standby``: give the selected groups we hold to another node."""
+        sel = self._select(which)
+        self.declines |= sel
+        self.wants -= sel
+        log.info("Going standby [%s].", which)
+        self.on_change()
+        return [self.groups[i].group.key for i in sorted(sel)]
+
+    def takeover(self, which: str) -> list[str]:
+        """``nonstop takeover``: ask for the selected groups (mirror of standby)."""
+        sel = self._select(which)
+        self.wants |= {i for i in sel if self.groups[i].state is not GroupState.HELD}
+        self.declines -= sel
+        log.info("Taking over [%s].", which)
+        self.on_change()
+        return [self.groups[i].group.key for i in sorted(sel)]
+
+    async def release_all(self) -> None:
+        """Graceful shutdown: decline everything, wait for running actions, release what we
+        hold (right to left)."""
+        log.info("Giving up all HA resources.")
+        self.declines |= {rt.info.index for rt in self.groups}
+        self.wants.clear()
+        self.on_change()
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor_task
+        for rt in self.groups:
+            if rt.task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await rt.task
+        releases = [
+            asyncio.create_task(self._release(rt))
+            for rt in self.groups
+            if rt.state.holding
+        ]
+        if releases:
+            await asyncio.gather(*releases)
+        log.info("All HA resources relinquished.")
+
+    def snapshot(self, holders: dict[int, str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "key": rt.group.key,
+                "preferred_node": rt.group.node,
+                "holder": holders.get(rt.info.index),
+                "local_state": rt.state.name.lower(),
+                "epoch": rt.epoch,
+                "reason": rt.last_reason,
+                "resources": [
+                    {"resource": a.describe(), "state": s}
+                    for a, s in zip(rt.agents, rt.resource_states, strict=True)
+                ],
+            }
+            for rt in self.groups
+        ]
