@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -29,7 +30,12 @@ KEYS = AuthKeys(1, {1: SHA1, 2: MD5, 3: CRC})
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "heartbeat-wire"
 CAPTURED = sorted({d.payload for d in udp_datagrams(FIXTURES / "hb-session.pcap")})[::12]
 
-FUZZ = settings(deadline=None, max_examples=250, suppress_health_check=[HealthCheck.too_slow])
+# NONSTOP_FUZZ_EXAMPLES raises the effort for a deep run; the default keeps the suite quick.
+FUZZ = settings(
+    deadline=None,
+    max_examples=int(os.environ.get("NONSTOP_FUZZ_EXAMPLES", "250")),
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 names = st.from_regex(r"[!-'\)-<>-~][!-<>-~]{0,8}", fullmatch=True)
 binary = st.binary(min_size=1, max_size=24)
