@@ -27,10 +27,9 @@ and reads what arrives::
 
     try:
         got = decode(payload, keys)                  # raises only BadPacket
+        seq = got.message.get_hex("seq")             # None if absent, BadPacket if not hex
     except BadPacket as e:
-        counters[e.reason] += 1
-    else:
-        seq = got.message.get_hex("seq")             # None if absent
+        counters[e.reason] += 1                      # e.reason is one of REASONS
 
 Bad remote input raises ``BadPacket`` and nothing else; local misuse (a field Heartbeat could
 not carry) raises ``FieldError``, a ``ValueError``.
