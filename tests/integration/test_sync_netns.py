@@ -1,0 +1,196 @@
+"""nonstop sync between namespace hosts: TLS on the wire, refusals, a killed receiver, and
+continuous replication in a running two-node cluster."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from nonstop.lab import Lab, LabProcess, wait_for
+
+pytestmark = pytest.mark.netns
+
+TALK_CFG = Path("/work/shared/reference/talk/csync2.cfg").read_text()
+KEY = "nonstopSyncTestKey." + "k" * 45
+SYNC = [sys.executable, "-c",
+        "from nonstop.sync.cli import sync_command; sync_command(prog_name='nonstop sync')"]
+NAMES = {"n1": "vpbx1-1", "n2": "vpbx1-2", "n3": "vpbx1-3"}
+REPLICATOR = """
+import asyncio, sys
+from nonstop.config.csync2 import load_csync2
+from nonstop.sync.node import Node, Options
+from nonstop.sync.replicator import Replicator
+cfg, me, root, state, active = sys.argv[1:6]
+addrs = dict(a.split("=") for a in sys.argv[6:])
+async def main():
+    node = Node(Options(load_csync2(cfg), me, state, root=root, addresses=addrs),
+                lambda lvl, m: print(m, flush=True))
+    rep = Replicator(node, full_scan_interval=30)
+    await rep.start()
+    rep.set_active(active == "active")
+    print("replicator running", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+class SyncLab:
+    """Per-node roots, state dirs and csync2.cfg in the lab's shared work directory."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.base = lab.workdir / "sync"
+        self.base.mkdir(parents=True, exist_ok=True)
+
+    def config(self, host: str, key: str = KEY, hosts: str = "vpbx1-1 vpbx1-2") -> Path:
+        d = self.base / host
+        d.mkdir(exist_ok=True)
+        (d / "csync2.key_vpbx1").write_text(key + "\n")
+        cfg = d / "csync2.cfg"
+        text = TALK_CFG.replace("/etc/csync2.key_vpbx1", str(d / "csync2.key_vpbx1"))
+        cfg.write_text(text.replace("host vpbx1-1 vpbx1-2;", f"host {hosts};"))
+        return cfg
+
+    def root(self, host: str) -> Path:
+        r = self.base / host / "root"
+        for sub in ("etc/asterisk", "var/log/asterisk", "var/spool/asterisk"):
+            (r / sub).mkdir(parents=True, exist_ok=True)
+        return r
+
+    def args(self, host: str) -> list[str]:
+        cfg = self.base / host / "csync2.cfg"
+        if not cfg.exists():
+            self.config(host)
+        peers = [f"--peer-address={NAMES[h]}={self.lab.ip(h)}" for h in self.lab.nodes]
+        return ["--config", str(cfg), "-N", NAMES[host], "--root", str(self.root(host)),
+                "--state-dir", str(self.base / host / "state"), *peers]
+
+    def serve(self, host: str) -> LabProcess:
+        proc = self.lab.spawn(host, [*SYNC, "-i", "-v", "--listen", self.lab.ip(host),
+                                     *self.args(host)], name="sync-serve")
+        proc.wait_for_log("listening on", timeout=30)
+        return proc
+
+    def sync(self, host: str, *flags: str, timeout: float = 60) -> tuple[int, str]:
+        r = self.lab.run(host, [*SYNC, *flags, *self.args(host)], timeout=timeout)
+        return r.returncode, r.stdout + r.stderr
+
+
+@pytest.fixture
+def slab(make_lab: Callable[[Sequence[str]], Lab]) -> SyncLab:
+    return SyncLab(make_lab(("n1", "n2")))
+
+
+def test_push_over_tls_and_the_key_never_crosses_the_wire(slab: SyncLab) -> None:
+    lab = slab.lab
+    slab.serve("n2")
+    pcap = slab.base / "wire.pcap"
+    dump = lab.spawn("n2", ["tcpdump", "-i", "eth0", "-U", "-w", str(pcap), "tcp port 30865"],
+                     name="tcpdump")
+    dump.wait_for_log("listening on", timeout=15)
+    marker = b"MARKER-sip-secret-" + os.urandom(8).hex().encode()
+    r1 = slab.root("n1")
+    (r1 / "etc/asterisk/sip.conf").write_bytes(marker * 10)
+    (r1 / "etc/asterisk/with space ü.conf").write_text("x")
+    (r1 / "etc/asterisk/.hidden").write_text("excluded")
+    code, out = slab.sync("n1", "-xv")
+    assert code == 0, out
+    r2 = slab.root("n2")
+    assert (r2 / "etc/asterisk/sip.conf").read_bytes() == marker * 10
+    assert (r2 / "etc/asterisk/with space ü.conf").read_text() == "x"
+    assert not (r2 / "etc/asterisk/.hidden").exists()
+    wait_for(lambda: (pcap.exists() and pcap.stat().st_size > 2000) or None, 10,
+             what="packets captured")
+    dump.stop()
+    wire = pcap.read_bytes()
+    assert KEY.encode() not in wire
+    assert marker not in wire  # encrypted
+    assert b"sip.conf" not in wire
+
+
+def test_wrong_key_is_refused_with_a_clear_error_on_both_sides(slab: SyncLab) -> None:
+    slab.config("n2", key="W" * 64)
+    server = slab.serve("n2")
+    (slab.root("n1") / "etc/asterisk/sip.conf").write_text("x")
+    code, out = slab.sync("n1", "-xv")
+    assert code == 1
+    assert "vpbx1-2 could not prove the group key of 'vpbx1'" in out
+    wait_for(lambda: "keys differ" in server.read_log() or None, 10, what="server-side error")
+    assert not (slab.root("n2") / "etc/asterisk/sip.conf").exists()
+
+
+def test_host_outside_the_group_is_refused(make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    slab = SyncLab(make_lab(("n1", "n2", "n3")))
+    server = slab.serve("n2")
+    # vpbx1-3 has the right key and believes it is a member; vpbx1-2's config says otherwise.
+    slab.config("n3", hosts="vpbx1-1 vpbx1-2 vpbx1-3")
+    (slab.root("n3") / "etc/asterisk/evil.conf").write_text("x")
+    code, out = slab.sync("n3", "-xv")
+    assert code == 1
+    assert "host 'vpbx1-3' is not a member of group 'vpbx1'" in out
+    wait_for(lambda: "vpbx1-3" in server.read_log() or None, 10, what="server-side error")
+    assert "not a member" in server.read_log()
+    assert not (slab.root("n2") / "etc/asterisk/evil.conf").exists()
+
+
+def test_receiver_killed_mid_transfer_leaves_no_temp_file_after_the_next_run(
+        slab: SyncLab) -> None:
+    server = slab.serve("n2")
+    spool1, spool2 = slab.root("n1") / "var/spool/asterisk", slab.root("n2") / "var/spool/asterisk"
+    for i in range(4):
+        with (spool1 / f"big{i}.wav").open("wb") as fh:
+            for _ in range(40):
+                fh.write(os.urandom(1 << 20))
+    pusher = slab.lab.spawn("n1", [*SYNC, "-xv", *slab.args("n1")], name="sync-push")
+
+    def temp_file() -> Path | None:
+        return next((p for p in spool2.iterdir() if p.name.startswith(".nonstop-tmp-")), None)
+
+    wait_for(temp_file, 60, what="a receive temp file on n2", interval=0.005)
+    server.kill()
+    assert pusher.wait(60) == 1
+    # no partial file under a real name
+    for p in spool2.iterdir():
+        if not p.name.startswith(".nonstop-tmp-"):
+            assert p.read_bytes() == (spool1 / p.name).read_bytes()
+    server = slab.serve("n2")  # the next run starts by removing what the killed one left
+    assert temp_file() is None
+    code, out = slab.sync("n1", "-xv", timeout=120)
+    assert code == 0, out
+    assert temp_file() is None
+    for i in range(4):
+        assert (spool2 / f"big{i}.wav").read_bytes() == (spool1 / f"big{i}.wav").read_bytes()
+
+
+def test_continuous_replication_in_a_running_two_node_cluster(slab: SyncLab) -> None:
+    lab = slab.lab
+    procs = {}
+    for host, role in (("n1", "active"), ("n2", "standby")):
+        a = slab.args(host)
+        cfg, me, root, state = a[1], a[3], a[5], a[7]
+        addrs = [f"{NAMES[h]}={lab.ip(h)}" for h in lab.nodes]
+        procs[host] = lab.spawn(host, [sys.executable, "-c", REPLICATOR, cfg, me, root, state,
+                                       role, *addrs], name="replicator")
+    for p in procs.values():
+        p.wait_for_log("replicator running", timeout=30)
+    r1, r2 = slab.root("n1"), slab.root("n2")
+    latencies = []
+    for i in range(5):
+        data = os.urandom(2000 + i)
+        t0 = time.monotonic()
+        (r1 / f"etc/asterisk/live{i}.conf").write_bytes(data)
+        target = r2 / f"etc/asterisk/live{i}.conf"
+        wait_for(lambda t=target, d=data: (t.exists() and t.read_bytes() == d) or None, 15,
+                 what=f"live{i}.conf on the standby", interval=0.005)
+        latencies.append(time.monotonic() - t0)
+    assert max(latencies) < 3.0, latencies  # "within a second", with a shared-machine margin
+    # the standby never pushes
+    (r2 / "etc/asterisk/standby.conf").write_text("s")
+    (r1 / "etc/asterisk/marker.conf").write_text("m")
+    wait_for(lambda: (r2 / "etc/asterisk/marker.conf").exists() or None, 15, what="marker")
+    assert not (r1 / "etc/asterisk/standby.conf").exists()
