@@ -169,7 +169,7 @@ def test_receiver_killed_mid_transfer_leaves_no_temp_file_after_the_next_run(
 
 def test_continuous_replication_in_a_running_two_node_cluster(slab: SyncLab) -> None:
     lab = slab.lab
-    procs = {}
+    procs: dict[str, LabProcess] = {}
     for host, role in (("n1", "active"), ("n2", "standby")):
         a = slab.args(host)
         cfg, me, root, state = a[1], a[3], a[5], a[7]
@@ -185,8 +185,11 @@ def test_continuous_replication_in_a_running_two_node_cluster(slab: SyncLab) -> 
         t0 = time.monotonic()
         (r1 / f"etc/asterisk/live{i}.conf").write_bytes(data)
         target = r2 / f"etc/asterisk/live{i}.conf"
-        wait_for(lambda t=target, d=data: (t.exists() and t.read_bytes() == d) or None, 15,
-                 what=f"live{i}.conf on the standby", interval=0.005)
+
+        def arrived(t: Path = target, d: bytes = data) -> bool:
+            return t.exists() and t.read_bytes() == d
+
+        wait_for(arrived, 15, what=f"live{i}.conf on the standby", interval=0.005)
         latencies.append(time.monotonic() - t0)
     assert max(latencies) < 3.0, latencies  # "within a second", with a shared-machine margin
     # the standby never pushes
