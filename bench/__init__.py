@@ -1,0 +1,1 @@
+"""Benchmarks: `python3 -m bench.run [--quick]` writes docs/BENCHMARKS.md."""
