@@ -197,5 +197,14 @@ def render_status(st: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _register_subsystems() -> None:
+    from nonstop.sync.cli import sync_command
+
+    cli.add_command(sync_command, "sync")
+
+
+_register_subsystems()
+
+
 def main() -> None:
     cli()

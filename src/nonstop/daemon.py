@@ -26,7 +26,7 @@ from nonstop.failover.decide import ClusterView, decide
 from nonstop.failover.engine import AgentFactory, FailoverEngine
 from nonstop.failover.state import GroupState, NodeAd, decode_ad, encode_ad
 from nonstop.heartbeat.burst import BurstLimiter
-from nonstop.heartbeat.codec import BadPacket, Message, decode, encode
+from nonstop.heartbeat.codec import BadPacket, FieldError, Message, WireFormat, decode, encode
 from nonstop.heartbeat.envelope import Identity, is_unsequenced, stamp
 from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
@@ -382,7 +382,11 @@ class Daemon:
             loadavg=self.loadavg.get(self._now()),
             dest_uuid=dest_uuid,
         )
-        payload = encode(Message.of(fields), self.keys.signing_key, self._wire_format())
+        try:
+            payload = encode(Message.of(fields), self.keys.signing_key, self._wire_format())
+        except FieldError as e:  # a field we built cannot be carried: a bug, never fatal
+            log.error("cannot send %s message: %s", mtype, e)
+            return
         if seq is not None:
             self.history[seq] = payload
             while len(self.history) > HISTORY:
@@ -391,7 +395,7 @@ class Daemon:
             self.media.send(payload)
             self.sent += 1
 
-    def _wire_format(self) -> Any:
+    def _wire_format(self) -> WireFormat:
         return "classic" if self.cfg.ha.msgfmt == "classic" else "netstring"
 
     def _handle(self, events: list[Event], now: float) -> None:
