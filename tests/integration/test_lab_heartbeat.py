@@ -16,6 +16,7 @@ from nonstop.lab.kamailio import write_asterisk_service
 from nonstop.lab.lab import netns_pids
 from nonstop.lab.outage import client_outage, read_probes
 from nonstop.lab.sipprobe import probe_command
+from nonstop.talk import copy_talk
 
 pytestmark = [
     pytest.mark.netns,
@@ -23,15 +24,15 @@ pytestmark = [
                        reason="needs the heartbeat package"),
 ]
 
-TALK_HA_D = Path("/work/shared/reference/talk/ha.d")
 NODES = ("vpbx1-1", "vpbx1-2")
 
 
 def node_config(lab: Lab, node: str) -> Path:
     """The talk's ha.d with lab timing and logging, the VIP moved into 198.18.0.0/15, and the
     node's own asterisk script (kamailio naming the node) in resource.d."""
+    talk = copy_talk(lab.host_dir(node) / "talk")
     config = adapt_ha_config(
-        TALK_HA_D, lab.host_dir(node) / "ha.d",
+        talk / "ha.d", lab.host_dir(node) / "ha.d",
         directives={"initdead": "5", "use_logd": "no", "logfile": "/var/log/ha-log"},
         replace={"10.0.10.10": "198.18.0.10"},
     )
@@ -55,7 +56,6 @@ def is_master(lab: Lab, node: str) -> bool:
     return lab.box_run(node, ["test", "-f", "/tmp/.HB-master"]).returncode == 0
 
 
-@pytest.mark.skipif(not TALK_HA_D.is_dir(), reason="needs the talk's files in /work/shared")
 def test_heartbeat_boxes_see_each_other_and_fail_over(
         make_lab: Callable[[Sequence[str]], Lab]) -> None:
     lab = make_lab(NODES)
