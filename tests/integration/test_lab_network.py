@@ -29,6 +29,9 @@ def test_nodes_and_client_reach_each_other(lab: Lab) -> None:
     links = lab.run("n1", ["ip", "-o", "link", "show"], check=True).stdout
     # The node's interface is eth0 (the talk's "bcast eth0"), and nothing but lo and eth0 exists.
     assert re.findall(r"^\d+: ([^:@]+)", links, re.MULTILINE) == ["lo", "eth0"]
+    # Lab host names resolve everywhere in the lab.
+    assert lab.run("n1", ["getent", "hosts", "n2"]).stdout.split() == ["198.18.0.2", "n2"]
+    assert lab.run("n2", ["ping", "-n", "-q", "-c", "1", "-W", "1", "client"]).returncode == 0
     assert lab.has_address("n1", "198.18.0.1")
     assert not lab.has_address("n2", "198.18.0.1")
 

@@ -8,7 +8,9 @@ Layout (all inside namespaces; nothing touches the host's interfaces)::
 
 198.18.0.10 (:data:`VIP`) is left free for the cluster's virtual IP, as the talk's 10.0.10.10.
 Every program runs with a private ``/tmp`` and ``/etc/logrotate.d`` (per host directories under
-the lab's work directory), so the talk's ``master`` script works per node.
+the lab's work directory), so the talk's ``master`` script works per node, and with an
+``/etc/hosts`` that also names every lab host (``n1`` -> 198.18.0.1, ``client`` -> .100).
+Plain node processes keep the machine's host name: nonstop must take its identity from flags.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ MAX_NODES = 8
 BRIDGE = "br0"
 DEFAULT_WORK_ROOT = Path("/var/tmp/nonstop-lab")
 # Paths a lab host sees privately; a work directory under one of them would vanish from view.
-PRIVATE_PATHS = ("/tmp", "/run", "/etc/ha.d", "/etc/logrotate.d", "/var/log",
+PRIVATE_PATHS = ("/tmp", "/run", "/etc/ha.d", "/etc/logrotate.d", "/etc/hosts", "/var/log",
                  "/var/lib/heartbeat")
 
 
@@ -137,7 +139,8 @@ class Lab:
 
     def _binds(self, host: str) -> list[Bind]:
         base = self.host_dir(host)
-        return [Bind(str(base / "logrotate.d"), "/etc/logrotate.d"),
+        return [Bind(str(self.workdir / "hosts"), "/etc/hosts"),
+                Bind(str(base / "logrotate.d"), "/etc/logrotate.d"),
                 Bind(str(base / "tmp"), "/tmp")]
 
     def _box_binds(self, host: str) -> list[Bind]:
@@ -148,6 +151,7 @@ class Lab:
         the machine; paths that are not private map to themselves."""
         box = self.host_dir(host) / "box"
         table = {
+            "/etc/hosts": self.workdir / "hosts",
             "/tmp": self.host_dir(host) / "tmp",
             "/etc/logrotate.d": self.host_dir(host) / "logrotate.d",
             "/run": box / "run",
@@ -206,6 +210,7 @@ class Lab:
         if not self.workdir.exists():
             self.workdir.mkdir(parents=True)
             self._created_workdir = True  # only a directory we made is removed at teardown
+        self._write_hosts_file()
         for host in self.hosts:
             base = self.host_dir(host)
             for sub in ("logrotate.d", "logs", "tmp"):
@@ -229,6 +234,17 @@ class Lab:
             self._ip("-n", ns, "link", "set", "eth0", "up")
         self._apply_faults()
 
+    def _write_hosts_file(self) -> None:
+        # Host names resolve in every lab host (csync2 names its peers), on top of the machine's
+        # own entries so that local names keep resolving.
+        try:
+            base = Path("/etc/hosts").read_text()
+        except OSError:
+            base = "127.0.0.1 localhost\n"
+        lines = [f"{self.ip(host)} {host}" for host in self.hosts]
+        (self.workdir / "hosts").write_text(
+            base.rstrip("\n") + "\n# nonstop lab " + self.prefix + "\n" + "\n".join(lines) + "\n")
+
     def close(self) -> None:
         """Tear everything down; safe to call twice. Raises LabError after a complete teardown
         if any step failed."""
@@ -236,6 +252,10 @@ class Lab:
             return
         self._closed = True
         problems: list[str] = []
+        # All at once first: a Heartbeat that stops alone sees its peer take over its resources,
+        # which the peer then has to give up again when its own turn comes.
+        for proc in self._processes:
+            proc.signal(signal.SIGTERM)
         for proc in reversed(self._processes):
             try:
                 proc.stop(timeout=10.0)
