@@ -124,9 +124,10 @@ class Node:
         scopes = scopes or ALL
         counts: dict[str, int] = {}
         for g in self.groups:
-            seen = self._scan(g, scopes)
+            cache = self.db.local_in(scopes)
+            seen = scan(g.matcher, g.paths, scopes, cache, time.time_ns())
             peers = [h.name for h in g.group.peers(self.me)]
-            dirty = self.db.record_check(scopes, seen, peers, force_new)
+            dirty = self.db.record_check(scopes, seen, peers, force_new, old=cache)
             for peer, names in dirty.items():
                 counts[peer] = counts.get(peer, 0) + len(names)
                 for n in names:
@@ -251,9 +252,8 @@ class Node:
         return seen
 
     def _plan(self, peer: str, rows: list[tuple[str, bool]]) -> tuple[list[Op], list[str]]:
-        local_all = self.db.local_all()
         names = [n for n, _ in rows]
-        local = {n: local_all[n].state for n in names if n in local_all}
+        local = {n: s.state for n, s in self.db.local_many(names).items()}
         synced = self.db.synced_for(peer, names)
         pl = plan(rows, local, synced)
         return list(pl.ops), list(pl.settled)
@@ -426,7 +426,8 @@ class Node:
             stats["errors"] = stats.get("errors", 0) + 1
             self.out(0, f"session from {peer.name} ended: {e}")
         finally:
-            await asyncio.to_thread(rec.abort)
+            # Synchronous on purpose: it must also run when the session task is cancelled.
+            rec.abort()
             await chan.close()
         if rec.changed:
             self.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")
@@ -527,6 +528,8 @@ class SyncServer:
                 self._tasks.add(task)
             try:
                 await self.node.handle(r, w, fp, self.stats)
+            except asyncio.CancelledError:
+                pass  # server shutdown; the session cleaned up after itself
             finally:
                 if task is not None:
                     self._tasks.discard(task)

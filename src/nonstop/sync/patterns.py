@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from nonstop.config.csync2 import Pattern, Prefix
@@ -77,17 +77,30 @@ class _Compiled:
     include: bool
     is_path: bool
     text: str
-    regex: re.Pattern[str] | None
+    regex: re.Pattern[str]
+    literal: bool  # a path pattern without wildcards: plain string tests are enough
+
+    def matches(self, name: str, base: str) -> bool:
+        if not self.is_path:
+            return self.regex.fullmatch(base) is not None
+        if self.literal:
+            t = self.text
+            return name == t or (name.startswith(t) and name[len(t) : len(t) + 1] == "/")
+        return self.regex.fullmatch(name) is not None
+
+
+def _compile(p: Pattern) -> _Compiled:
+    if p.is_path:
+        literal = not any(ch in p.text for ch in "*?[\\")
+        return _Compiled(p.include, True, p.text, _translate(p.text), literal)
+    return _Compiled(p.include, False, p.text, re.compile(fnmatch.translate(p.text)), False)
 
 
 class Matcher:
     """Decides which names a group syncs, and where a scan has to walk."""
 
     def __init__(self, patterns: Sequence[Pattern]) -> None:
-        self._rules = tuple(
-            _Compiled(p.include, p.is_path, p.text, _translate(p.text) if p.is_path else None)
-            for p in patterns
-        )
+        self._rules = tuple(_compile(p) for p in patterns)
         self._includes = tuple(r.text for r in self._rules if r.is_path and r.include)
 
     def included(self, name: str) -> bool:
@@ -97,19 +110,50 @@ class Matcher:
             return False
         path_ok, base_ok = False, True
         for r in self._rules:
-            if r.regex is not None:
-                if r.regex.fullmatch(name):
+            if r.matches(name, base):
+                if r.is_path:
                     path_ok = r.include
-            elif fnmatch.fnmatchcase(base, r.text):
-                base_ok = r.include
+                else:
+                    base_ok = r.include
         return path_ok and base_ok
+
+    def child_filter(self, dir_name: str) -> Callable[[str, str], bool]:
+        """A faster ``included(name)`` for the entries of one directory (``name``, ``base``).
+
+        When every path rule that can match below ``dir_name`` is a literal at or above it, the
+        path decision is the same for all entries and only the basename rules remain to test.
+        """
+        prefix = dir_name.rstrip("/") + "/"
+        const = False
+        for r in self._rules:
+            if not r.is_path:
+                continue
+            t = r.text
+            if r.literal and (t == "/" or dir_name == t or dir_name.startswith(t + "/")):
+                const = r.include
+            elif not r.literal or t.startswith(prefix):
+                return lambda name, _base: self.included(name)
+        if not const:
+            return lambda _name, _base: False
+        base_rules = tuple(r for r in self._rules if not r.is_path)
+
+        def check(_name: str, base: str) -> bool:
+            if base.startswith(TMP_PREFIX):
+                return False
+            ok = True
+            for r in base_rules:
+                if r.regex.fullmatch(base) is not None:
+                    ok = r.include
+            return ok
+
+        return check
 
     def basename_excluded(self, name: str) -> bool:
         """Whether the basename rules alone exclude ``name`` (then nothing below it syncs)."""
         base = name.rsplit("/", 1)[-1]
         ok = True
         for r in self._rules:
-            if r.regex is None and fnmatch.fnmatchcase(base, r.text):
+            if not r.is_path and r.matches(name, base):
                 ok = r.include
         return not ok or base.startswith(TMP_PREFIX)
 

@@ -2,8 +2,10 @@
 
 Hashing every file on every scan would be slow, so a file is re-hashed only when its size, mtime,
 ctime or inode differ from the cached entry, or when the cached entry is *racy*: its mtime or ctime
-was within RACY_NS of the moment it was recorded, so a later write in the same timestamp tick would
-leave the metadata unchanged (git's racy-index rule). That is how a same-size edit made within the
+was within the racy window of the moment it was recorded, so a later write in the same timestamp
+tick would leave the metadata unchanged (git's racy-index rule). The window is 2 s on filesystems
+with whole-second timestamps and 50 ms with nanosecond ones (the kernel stamps files from a coarse
+clock that ticks every few milliseconds). That is how a same-size edit made within the
 same second as the last sync is still found; ctime also catches an mtime put back with ``touch -r``.
 """
 
@@ -18,7 +20,15 @@ from dataclasses import dataclass
 from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap
 from nonstop.sync.state import FileState, supported
 
-RACY_NS = 2_000_000_000
+RACY_NS = 2_000_000_000  # filesystems with whole-second timestamps
+FINE_RACY_NS = 50_000_000  # nanosecond timestamps: the kernel's coarse clock ticks in <= 10 ms
+
+
+def racy_window(mtime_ns: int, ctime_ns: int) -> int:
+    """How long after a change a recorded state stays untrusted."""
+    if mtime_ns % 1_000_000_000 == 0 and ctime_ns % 1_000_000_000 == 0:
+        return RACY_NS
+    return FINE_RACY_NS
 _READ = 1024 * 1024
 
 
@@ -62,7 +72,8 @@ def describe(path: str, cached: Seen | None, now_ns: int) -> Seen | None:
             and cached.ctime_ns == st.st_ctime_ns
             and cached.state.mtime_ns == st.st_mtime_ns
             and cached.state.size == st.st_size
-            and max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS <= cached.checked_ns
+            and max(st.st_mtime_ns, st.st_ctime_ns) + racy_window(st.st_mtime_ns, st.st_ctime_ns)
+            <= cached.checked_ns
         ):
             return Seen(cached.state, st.st_ino, st.st_ctime_ns, cached.checked_ns)
         try:
@@ -144,12 +155,13 @@ def _walk(
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return
     prefix = name_dir.rstrip("/") + "/"
+    included = matcher.child_filter(name_dir)
     for entry in entries:
         if entry.name.startswith(TMP_PREFIX):
             continue
         name = prefix + entry.name
         is_dir = entry.is_dir(follow_symlinks=False)
-        if matcher.included(name):
+        if included(name, entry.name):
             if is_dir:
                 try:
                     st = entry.stat(follow_symlinks=False)

@@ -12,7 +12,6 @@ Every public method is one transaction; callers batch many files into one call.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -24,10 +23,13 @@ from nonstop.sync.scan import Seen
 from nonstop.sync.state import FileState
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS local(name TEXT PRIMARY KEY, state TEXT NOT NULL, ino INTEGER,
-                                 ctime_ns INTEGER, checked_ns INTEGER);
-CREATE TABLE IF NOT EXISTS synced(peer TEXT, name TEXT, state TEXT NOT NULL,
-                                  PRIMARY KEY(peer, name));
+CREATE TABLE IF NOT EXISTS local(name TEXT PRIMARY KEY, kind TEXT, mode INTEGER, uid INTEGER,
+                                 gid INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,
+                                 target TEXT, rdev INTEGER, ino INTEGER, ctime_ns INTEGER,
+                                 checked_ns INTEGER);
+CREATE TABLE IF NOT EXISTS synced(peer TEXT, name TEXT, kind TEXT, mode INTEGER, uid INTEGER,
+                                  gid INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,
+                                  target TEXT, rdev INTEGER, PRIMARY KEY(peer, name));
 CREATE TABLE IF NOT EXISTS dirty(peer TEXT, name TEXT, forced INTEGER NOT NULL DEFAULT 0,
                                  PRIMARY KEY(peer, name));
 CREATE TABLE IF NOT EXISTS forced(peer TEXT, path TEXT, recursive INTEGER,
@@ -37,12 +39,23 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 """
 
 
-def _enc(state: FileState) -> str:
-    return json.dumps(state.to_wire(), separators=(",", ":"), ensure_ascii=False)
+# States are stored as columns, in FileState's field order: rows compare and load as tuples.
+_STATE = "kind, mode, uid, gid, size, mtime_ns, digest, target, rdev"
+_LOCAL = f"name, {_STATE}, ino, ctime_ns, checked_ns"
 
 
-def _dec(text: str) -> FileState:
-    return FileState.from_wire(json.loads(text))
+def _cols(state: FileState) -> tuple[object, ...]:
+    return (state.kind, state.mode, state.uid, state.gid, state.size, state.mtime_ns,
+            state.digest, state.target, state.rdev)
+
+
+def _seen(row: tuple[object, ...]) -> Seen:
+    """A Seen from a ``local`` row without its name (our own rows: no remote-input checks)."""
+    return Seen(FileState(*row[:9]), row[9], row[10], row[11])  # type: ignore[arg-type]
+
+
+def _local_row(name: str, s: Seen) -> tuple[object, ...]:
+    return (name, *_cols(s.state), s.ino, s.ctime_ns, s.checked_ns)
 
 
 @dataclass(frozen=True)
@@ -82,31 +95,43 @@ class StateDB:
     def local_get(self, name: str) -> Seen | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT state, ino, ctime_ns, checked_ns FROM local WHERE name=?", (name,)
+                f"SELECT {_STATE}, ino, ctime_ns, checked_ns FROM local WHERE name=?", (name,)
             ).fetchone()
-        return None if row is None else Seen(_dec(row[0]), row[1], row[2], row[3])
+        return None if row is None else _seen(row)
+
+    def local_many(self, names: list[str]) -> dict[str, Seen]:
+        """Cached entries for these names (one query for few, a table scan for many)."""
+        if len(names) > 1000:
+            wanted = set(names)
+            return {n: s for n, s in self.local_all().items() if n in wanted}
+        out: dict[str, Seen] = {}
+        for n in names:
+            s = self.local_get(n)
+            if s is not None:
+                out[n] = s
+        return out
 
     def local_all(self) -> dict[str, Seen]:
         with self._lock:
-            rows = self._db.execute("SELECT name, state, ino, ctime_ns, checked_ns FROM local")
-            return {r[0]: Seen(_dec(r[1]), r[2], r[3], r[4]) for r in rows}
+            rows = self._db.execute(f"SELECT {_LOCAL} FROM local")
+            return {r[0]: _seen(r[1:]) for r in rows}
 
     def local_in(self, scopes: Iterable[tuple[str, bool]]) -> dict[str, Seen]:
         """Cached entries under the scopes."""
         out: dict[str, Seen] = {}
         with self._lock:
             for path, rec in scopes:
-                q = "SELECT name, state, ino, ctime_ns, checked_ns FROM local WHERE name=?"
+                q = f"SELECT {_LOCAL} FROM local WHERE name=?"
                 args: tuple[str, ...] = (path,)
                 if rec:
                     if path == "/":
-                        q = "SELECT name, state, ino, ctime_ns, checked_ns FROM local"
+                        q = f"SELECT {_LOCAL} FROM local"
                         args = ()
                     else:
                         q += " OR name LIKE ? ESCAPE '\\'"
                         args = (path, _like_prefix(path))
                 for r in self._db.execute(q, args):
-                    out[r[0]] = Seen(_dec(r[1]), r[2], r[3], r[4])
+                    out[r[0]] = _seen(r[1:])
         return out
 
     # --- synced states
@@ -114,16 +139,27 @@ class StateDB:
         """What ``peer`` holds per our records (all names, or only ``names``)."""
         with self._lock:
             if names is None:
-                rows = self._db.execute("SELECT name, state FROM synced WHERE peer=?", (peer,))
-                return {r[0]: _dec(r[1]) for r in rows}
+                rows = self._db.execute(f"SELECT name, {_STATE} FROM synced WHERE peer=?", (peer,))
+                return {r[0]: FileState(*r[1:]) for r in rows}
             out: dict[str, FileState] = {}
             for n in names:
                 row = self._db.execute(
-                    "SELECT state FROM synced WHERE peer=? AND name=?", (peer, n)
+                    f"SELECT {_STATE} FROM synced WHERE peer=? AND name=?", (peer, n)
                 ).fetchone()
                 if row is not None:
-                    out[n] = _dec(row[0])
+                    out[n] = FileState(*row)
             return out
+
+    def _synced_raw(
+        self, peer: str, scopes: list[tuple[str, bool]]
+    ) -> dict[str, tuple[object, ...]]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT name, {_STATE} FROM synced WHERE peer=?", (peer,))
+            everything = scopes == [("/", True)]
+            return {
+                r[0]: r[1:] for r in rows
+                if everything or any(in_scope(r[0], p, rec) for p, rec in scopes)
+            }
 
     def synced_in(self, peer: str, scopes: Iterable[tuple[str, bool]]) -> dict[str, FileState]:
         allrows = self.synced_for(peer)
@@ -137,31 +173,46 @@ class StateDB:
         seen: dict[str, Seen],
         peers: Iterable[str],
         force_new: bool = False,
+        old: dict[str, Seen] | None = None,
     ) -> dict[str, list[str]]:
         """Store a scan of ``scopes`` and recompute which names are dirty for each peer.
 
         A name is dirty for a peer when our state differs from what that peer holds per the last
         sync (or it is gone here but the peer has it). Returns the dirty names per peer.
+        ``old`` is the scan cache the caller already loaded for these scopes, if any.
         """
         result: dict[str, list[str]] = {}
         with self._tx() as db:
-            old = self.local_in(scopes)
+            if old is None:
+                old = self.local_in(scopes)
             gone = [n for n in old if n not in seen]
             db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in gone))
             db.executemany(
-                "INSERT OR REPLACE INTO local VALUES(?,?,?,?,?)",
+                "INSERT OR REPLACE INTO local VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    (n, _enc(s.state), s.ino, s.ctime_ns, s.checked_ns)
+                    _local_row(n, s)
                     for n, s in seen.items()
                     if (o := old.get(n)) is None or o != s
                 ),
             )
+            enc: dict[str, tuple[object, ...]] = {}
             for peer in peers:
-                synced = self.synced_in(peer, scopes)
-                dirty = [n for n, s in seen.items() if not s.state.same(synced.get(n))]
-                dirty += [n for n in synced if n not in seen]
-                clean = [n for n in synced if n in seen and seen[n].state.same(synced[n])]
-                clean += [n for n in old if n not in seen and n not in synced]
+                raw = self._synced_raw(peer, scopes)
+                dirty: list[str] = []
+                clean: list[str] = []
+                for n, s in seen.items():
+                    t = raw.get(n)
+                    if t is not None:
+                        e = enc.get(n)
+                        if e is None:
+                            e = enc[n] = _cols(s.state)
+                        # Equal rows are the common case; build a state only for what differs.
+                        if t == e or s.state.same(FileState(*t)):  # type: ignore[arg-type]
+                            clean.append(n)
+                            continue
+                    dirty.append(n)
+                dirty += [n for n in raw if n not in seen]
+                clean += [n for n in old if n not in seen and n not in raw]
                 db.executemany(
                     "DELETE FROM dirty WHERE peer=? AND name=? AND forced=0",
                     ((peer, n) for n in clean),
@@ -213,7 +264,8 @@ class StateDB:
                     db.execute("DELETE FROM synced WHERE peer=? AND name=?", (peer, name))
                 else:
                     db.execute(
-                        "INSERT OR REPLACE INTO synced VALUES(?,?,?)", (peer, name, _enc(state))
+                        "INSERT OR REPLACE INTO synced VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                        (peer, name, *_cols(state)),
                     )
                 if clear_dirty:
                     db.execute("DELETE FROM dirty WHERE peer=? AND name=?", (peer, name))
@@ -229,12 +281,13 @@ class StateDB:
                     db.execute("DELETE FROM local WHERE name=?", (name,))
                 else:
                     db.execute(
-                        "INSERT OR REPLACE INTO synced VALUES(?,?,?)", (peer, name, _enc(state))
+                        "INSERT OR REPLACE INTO synced VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                        (peer, name, *_cols(state)),
                     )
                     if seen is not None:
                         db.execute(
-                            "INSERT OR REPLACE INTO local VALUES(?,?,?,?,?)",
-                            (name, _enc(seen.state), seen.ino, seen.ctime_ns, seen.checked_ns),
+                            "INSERT OR REPLACE INTO local VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            _local_row(name, seen),
                         )
                 db.execute("DELETE FROM dirty WHERE peer=? AND name=?", (peer, name))
 
