@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from nonstop.lab import Lab, LabError, cleanup_leftovers, wait_for
 from nonstop.lab.lab import DEFAULT_WORK_ROOT, netns_pids
+from nonstop.lab.process import pid_running
 
 pytestmark = pytest.mark.netns
 
@@ -21,15 +21,6 @@ MASTER_START = (
     "touch /tmp/.HB-master && "
     "ln -sf /etc/asterisk/asterisk.logrotate /etc/logrotate.d/asterisk"
 )
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie waiting for a reaper is dead for our purposes.
-    return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
 
 
 def test_each_node_has_its_own_tmp_and_logrotate(lab: Lab) -> None:
@@ -54,11 +45,11 @@ def test_stop_ends_the_process_and_its_group(lab: Lab) -> None:
     proc = lab.spawn("n1", ["sh", "-c", "sleep 300 & echo child $!; wait"])
     match = proc.wait_for_log(r"child (\d+)", 10)
     child = int(match.group(1))
-    assert alive(child)
+    assert pid_running(child)
     assert proc.pid in netns_pids(lab.netns("n1"))
     rc = proc.stop(timeout=5)
     assert rc == -signal.SIGTERM
-    assert wait_for(lambda: not alive(child), 5, what="the backgrounded sleep to die")
+    assert wait_for(lambda: not pid_running(child), 5, what="the backgrounded sleep to die")
     assert netns_pids(lab.netns("n1")) == []
 
 
@@ -79,9 +70,9 @@ def test_teardown_kills_what_escaped_its_group(make_lab: Callable[[Sequence[str]
     proc = lab.spawn("n1", ["sh", "-c", "setsid sleep 300 & echo daemon $!"])
     daemon = int(proc.wait_for_log(r"daemon (\d+)", 10).group(1))
     assert proc.wait(10) == 0
-    assert alive(daemon)
+    assert pid_running(daemon)
     lab.close()
-    assert not alive(daemon)
+    assert not pid_running(daemon)
 
 
 def test_cleanup_removes_only_abandoned_labs(lab: Lab) -> None:

@@ -10,6 +10,7 @@ import pytest
 from nonstop.lab import CLIENT, VIP, Lab, wait_for
 from nonstop.lab.kamailio import AsteriskService, write_asterisk_service
 from nonstop.lab.outage import Probe, client_outage, read_probes
+from nonstop.lab.process import pid_running
 from nonstop.lab.sipprobe import probe_command
 
 pytestmark = pytest.mark.netns
@@ -42,9 +43,7 @@ def test_asterisk_script_has_lsb_semantics(lab: Lab) -> None:
     pid = int(svc.pidfile.read_text())
     assert lsb(lab, "n1", svc, "stop")[0] == 0
     assert not svc.pidfile.exists()
-    assert wait_for(lambda: not Path(f"/proc/{pid}/comm").exists()
-                    or Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] == "Z",
-                    5, what="kamailio to exit")
+    assert wait_for(lambda: not pid_running(pid), 5, what="kamailio to exit")
     assert lsb(lab, "n1", svc, "stop")[0] == 0  # already stopped: still success
     assert lsb(lab, "n1", svc, "status")[0] == 3
 

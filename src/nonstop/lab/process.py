@@ -14,6 +14,15 @@ from nonstop.lab.errors import LabError
 from nonstop.lab.wait import wait_for, wait_for_async
 
 
+def pid_running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(") ", 1)[-1][:1] != "Z"
+
+
 class LabProcess:
     """A process running inside a lab host, with its output in a log file.
 
@@ -132,6 +141,24 @@ class BoxProcess(LabProcess):
 
     def _signal_target(self) -> int:
         return self.init_pid
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Like :meth:`LabProcess.stop`; returns once nothing of the box runs any more."""
+        rc = super().stop(timeout)
+        self._wait_box_gone()
+        return rc
+
+    def kill(self) -> int:
+        """Crash the whole box: every process in it dies; returns once they all have."""
+        rc = super().kill()
+        self._wait_box_gone()
+        return rc
+
+    def _wait_box_gone(self) -> None:
+        # The kernel kills a PID namespace's processes asynchronously; its init only becomes a
+        # zombie (or disappears) after all of them have exited.
+        wait_for(lambda: not pid_running(self.init_pid), 10.0,
+                 what=f"the box of {self.host} to end", interval=0.02)
 
     def _kill_all(self) -> None:
         # Killing the box init ends its PID namespace: the kernel kills everything inside.
