@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
 from nonstop.lab import Lab, LabError, wait_for
+from nonstop.lab.box import HEARTBEAT_BINARY
 from nonstop.lab.lab import netns_pids
 
 pytestmark = pytest.mark.netns
@@ -58,4 +61,21 @@ def test_killing_a_box_kills_everything_in_it(make_lab: Callable[[Sequence[str]]
                         pidfile="/run/d.pid")
     wait_for(lambda: len(netns_pids(lab.netns("n1"))) >= 4, 10, what="the box's processes")
     assert box.kill() == -signal.SIGKILL
+    assert netns_pids(lab.netns("n1")) == []
+
+
+@pytest.mark.skipif(not Path(HEARTBEAT_BINARY).exists(), reason="needs the heartbeat package")
+def test_a_box_that_cannot_start_is_reported(make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    lab = make_lab(("n1",))
+    bad = lab.host_dir("n1") / "bad-ha.d"
+    bad.mkdir()
+    (bad / "ha.cf").write_text("this_is_no_directive 1\n")
+    started = time.monotonic()
+    try:
+        box = lab.start_heartbeat("n1", bad)
+    except LabError as exc:
+        assert "ended at once" in str(exc)
+    else:
+        assert box.wait(15) != 0
+    assert time.monotonic() - started < 15
     assert netns_pids(lab.netns("n1")) == []

@@ -473,7 +473,7 @@ class Lab:
                      what=f"box of {node} to mount its file system")
             if popen.poll() is not None:
                 raise LabError(f"box of {node} exited with {popen.returncode}: see {path}")
-            init_pid = _only_child(popen.pid)
+            init_pid = _box_init(popen, f"box of {node}, see {path}")
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(popen.pid, signal.SIGKILL)
@@ -510,17 +510,20 @@ class Lab:
                          input_text=input_text)
 
 
-def _only_child(pid: int) -> int:
-    """The host pid of the single child of ``pid`` (unshare --fork's child: the box init)."""
+def _box_init(unshare: subprocess.Popen[bytes], what: str) -> int:
+    """The host pid of the box init: the single child of ``unshare --fork``."""
+    pid = unshare.pid
 
     def child() -> int | None:
+        if unshare.poll() is not None:
+            raise LabError(f"{what}: ended at once with {unshare.returncode}")
         try:
             text = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except OSError:
             return None
         return int(text[0]) if text else None
 
-    return wait_for(child, 10.0, what=f"the child of {pid}")
+    return wait_for(child, 10.0, what=f"the init of the {what}")
 
 
 def netns_pids(name: str) -> list[int]:
