@@ -11,12 +11,10 @@ from pathlib import Path
 import pytest
 
 from nonstop.lab import CLIENT, VIP, Lab, wait_for
-from nonstop.lab.hbconfig import adapt_ha_config
-from nonstop.lab.kamailio import write_asterisk_service
+from nonstop.lab.hbconfig import heartbeat_talk_config
 from nonstop.lab.lab import netns_pids
 from nonstop.lab.outage import client_outage, read_probes
 from nonstop.lab.sipprobe import probe_command
-from nonstop.talk import copy_talk
 
 pytestmark = [
     pytest.mark.netns,
@@ -28,17 +26,9 @@ NODES = ("vpbx1-1", "vpbx1-2")
 
 
 def node_config(lab: Lab, node: str) -> Path:
-    """The talk's ha.d with lab timing and logging, the VIP moved into 198.18.0.0/15, and the
-    node's own asterisk script (kamailio naming the node) in resource.d."""
-    talk = copy_talk(lab.host_dir(node) / "talk")
-    config = adapt_ha_config(
-        talk / "ha.d", lab.host_dir(node) / "ha.d",
-        directives={"initdead": "5", "use_logd": "no", "logfile": "/var/log/ha-log"},
-        replace={"10.0.10.10": "198.18.0.10"},
-    )
-    write_asterisk_service(config / "resource.d", lab.host_dir(node) / "sip", node=node,
-                           listen_ip=VIP)
-    return config
+    """The talk's ha.d for ``node``, as lab boxes run it."""
+    return heartbeat_talk_config(lab.host_dir(node) / "ha.d", node=node, vip=VIP,
+                                 state_dir=lab.host_dir(node) / "sip")
 
 
 def ha_log(lab: Lab, node: str) -> str:

@@ -6,6 +6,16 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from nonstop.lab.kamailio import write_asterisk_service
+from nonstop.talk import copy_talk
+
+TALK_VIP = "10.0.10.10"
+# What a lab Heartbeat needs beyond the talk's ha.cf: a short initdead (the talk's 120 s would
+# make every test wait two minutes) and a log file inside the box instead of ha_logd.
+BOX_DIRECTIVES: Mapping[str, str | None] = {
+    "initdead": "5", "use_logd": "no", "logfile": "/var/log/ha-log",
+}
+
 
 def set_directives(text: str, directives: Mapping[str, str | None]) -> str:
     """Set ``keyword value`` lines of an ha.cf text: replace the first line of each keyword
@@ -47,4 +57,19 @@ def adapt_ha_config(src: Path, dest: Path, *, directives: Mapping[str, str | Non
     authkeys = dest / "authkeys"
     if authkeys.exists():
         authkeys.chmod(0o600)
+    return dest
+
+
+def heartbeat_talk_config(dest: Path, *, node: str, vip: str, state_dir: Path,
+                          directives: Mapping[str, str | None] = BOX_DIRECTIVES) -> Path:
+    """The talk's ha.d for one lab node running the real Heartbeat, written to ``dest``.
+
+    ha.cf gets ``directives``; haresources gets ``vip`` for the talk's 10.0.10.10; resource.d
+    gets the node's ``asterisk`` script (kamailio on ``vip`` naming ``node``; config, pid file
+    and log in ``state_dir``). Pass the result to :meth:`Lab.start_heartbeat`.
+    """
+    talk = copy_talk(dest.parent / f"{dest.name}.talk")
+    adapt_ha_config(talk / "ha.d", dest, directives=directives, replace={TALK_VIP: vip})
+    shutil.rmtree(talk)
+    write_asterisk_service(dest / "resource.d", state_dir, node=node, listen_ip=vip)
     return dest
