@@ -1,0 +1,5 @@
+"""Allow ``python3 -m nonstop.demo``."""
+
+from nonstop.demo.cli import main
+
+main()
