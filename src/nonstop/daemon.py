@@ -354,8 +354,15 @@ class Daemon:
             and (msg.get("src") or "").lower() == self.node
         ):
             self.watchdog.tickle()  # our own heartbeat came back: we are alive and heard
+        src = (msg.get("src") or "").lower()
+        peer = self.membership.peers.get(src)
+        extra_before = peer.extra if peer is not None else None
         events = self.membership.receive(msg, link, now)
         self._handle(events, now)
+        if peer is not None and peer.extra != extra_before:
+            # A peer's failover ad changed (it released, is starting, declines...): that
+            # changes our decision even when its membership status did not.
+            self._schedule_reconsider()
         self._arm()
 
     def _log_bad(self, reason: str, source: str, detail: str, now: float) -> None:
