@@ -38,6 +38,14 @@ def set_meta(path: str, st: FileState, is_link: bool = False) -> None:
         os.utime(path, ns=(st.mtime_ns, st.mtime_ns))
 
 
+def set_meta_fd(fd: int, st: FileState) -> None:
+    """``set_meta`` on an open regular file (no path lookups)."""
+    with contextlib.suppress(PermissionError):
+        os.fchown(fd, st.uid, st.gid)
+    os.fchmod(fd, st.mode)
+    os.utime(fd, ns=(st.mtime_ns, st.mtime_ns))
+
+
 def fsync_path(path: str, directory: bool = False) -> None:
     flags = os.O_RDONLY | (os.O_DIRECTORY if directory else 0)
     fd = os.open(path, flags)

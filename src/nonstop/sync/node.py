@@ -22,7 +22,7 @@ from nonstop.sync.patterns import Matcher, PathMap, in_scope, valid_name
 from nonstop.sync.plan import Op, batches, plan, plan_forced
 from nonstop.sync.protocol import CHUNK, AuthError, Kind, ProtocolError, encode
 from nonstop.sync.protocol import field as pfield
-from nonstop.sync.receiver import Receiver, Result, cleanup_tmp
+from nonstop.sync.receiver import Batch, Receiver, Result, cleanup_tmp
 from nonstop.sync.scan import Seen, scan
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
@@ -275,12 +275,26 @@ class Node:
         self, chan: Channel, g: _GroupCtx, peer: str, ops: list[Op], report: Report,
         applied: list[str],
     ) -> bool:
-        """Send operations in batches: OFFER, VERDICT, data for what the peer needs, COMMIT."""
-        all_ok = True
-        for batch in batches(ops):
-            chan.send_obj(Kind.OFFER, {"ops": [op.to_wire() for op in batch]})
+        """Send operations in pipelined batches.
+
+        Per batch: OFFER, the peer's VERDICT (what it applied at once, which files it needs),
+        the needed files back to back, COMMIT. The next batch is offered while the peer still
+        installs the previous one; RESULTS come back whenever they are ready.
+        """
+        inflight: dict[int, tuple[list[Op], dict[int, Result], dict[int, FileState | None]]] = {}
+        ok = [True]
+        for bid, batch in enumerate(batches(ops)):
+            chan.send_obj(Kind.OFFER, {"b": bid, "ops": [op.to_wire() for op in batch]})
             await chan.drain()
-            verdict = (await chan.expect(Kind.VERDICT)).obj()
+            while True:
+                f = await chan.expect(Kind.VERDICT, Kind.RESULTS)
+                if f.kind is Kind.RESULTS:
+                    await self._take_results(f.obj(), inflight, peer, report, applied, ok)
+                    continue
+                break
+            verdict = f.obj()
+            if verdict.get("b") != bid:
+                raise ProtocolError("verdict for an unexpected batch")
             results = _results(pfield(verdict, "r", list), len(batch))
             need = pfield(verdict, "need", list)
             if any(type(i) is not int or not 0 <= i < len(batch) for i in need):
@@ -288,48 +302,69 @@ class Node:
             finals: dict[int, FileState | None] = {}
             for i in need:
                 finals[i] = await self._stream(chan, g, batch[i], i)
-            chan.send_obj(Kind.COMMIT, {})
+            chan.send_obj(Kind.COMMIT, {"b": bid})
             await chan.drain()
-            done = (await chan.expect(Kind.RESULTS)).obj()
-            results.update(_results(pfield(done, "r", list), len(batch)))
-            records: list[tuple[str, FileState | None]] = []
-            for i, op in enumerate(batch):
-                res = results.get(i)
-                if res is None:
-                    res = Result(i, "error", f"{op.name}: no result from {peer}")
-                report.count(res.status)
-                if res.applied:
-                    state = finals.get(i, op.new) if i in finals else op.new
-                    records.append((op.name, state))
-                    if op.kind == "mv":
-                        records.append((op.src, None))
-                        applied.append(op.src)
-                    applied.append(op.name)
-                    verb = {"put": "updated", "del": "deleted", "mv": f"renamed from {op.src}"}
-                    if res.status in ("forced", "auto"):
-                        self.out(0, f"{peer}: {res.status}: {res.message}")
-                    else:
-                        self.out(1, f"{peer}: {op.name}: {verb[op.kind]} ({res.status})"
-                                 + (f": {res.message}" if res.message else ""))
+            inflight[bid] = (batch, results, finals)
+        while inflight:
+            f = await chan.expect(Kind.RESULTS)
+            await self._take_results(f.obj(), inflight, peer, report, applied, ok)
+        return ok[0]
+
+    async def _take_results(
+        self, obj: dict[str, object],
+        inflight: dict[int, tuple[list[Op], dict[int, Result], dict[int, FileState | None]]],
+        peer: str, report: Report, applied: list[str], ok: list[bool],
+    ) -> None:
+        bid = obj.get("b")
+        if type(bid) is not int or bid not in inflight:
+            raise ProtocolError("results for an unknown batch")
+        batch, results, finals = inflight.pop(bid)
+        results.update(_results(pfield(obj, "r", list), len(batch)))
+        records: list[tuple[str, FileState | None]] = []
+        for i, op in enumerate(batch):
+            res = results.get(i)
+            if res is None:
+                res = Result(i, "error", f"{op.name}: no result from {peer}")
+            report.count(res.status)
+            if res.applied:
+                records.append((op.name, finals.get(i, op.new) if i in finals else op.new))
+                if op.kind == "mv":
+                    records.append((op.src, None))
+                    applied.append(op.src)
+                applied.append(op.name)
+                if res.status in ("forced", "auto"):
+                    self.out(0, f"{peer}: {res.status}: {res.message}")
                 else:
-                    all_ok = False
-                    report.problems.append(f"{peer}: {res.message or op.name}")
-                    self.out(0, f"{peer}: {res.status}: {res.message or op.name}")
-            await asyncio.to_thread(self.db.record_sent, peer, records)
-        return all_ok
+                    verb = {"put": "updated", "del": "deleted", "mv": f"renamed from {op.src}"}
+                    self.out(1, f"{peer}: {op.name}: {verb[op.kind]} ({res.status})"
+                             + (f": {res.message}" if res.message else ""))
+            else:
+                ok[0] = False
+                report.problems.append(f"{peer}: {res.message or op.name}")
+                self.out(0, f"{peer}: {res.status}: {res.message or op.name}")
+        await asyncio.to_thread(self.db.record_sent, peer, records)
 
     async def _stream(self, chan: Channel, g: _GroupCtx, op: Op, index: int) -> FileState | None:
         """Send one file's bytes; returns the state actually sent (None if it vanished)."""
         local = g.paths.local(op.name)
-        h = hashlib.blake2b(digest_size=20)
         final: FileState | None = None
         try:
             with open(local, "rb", buffering=0) as fh:
+                st = os.fstat(fh.fileno())
+                new = op.new
+                # Unchanged since the scan hashed it: no second hash here. A write in the same
+                # timestamp tick would still be caught: the receiver checks the digest.
+                unchanged = (new is not None and new.digest != "" and st.st_size == new.size
+                             and st.st_mtime_ns == new.mtime_ns)
+                h = None if unchanged else hashlib.blake2b(digest_size=20)
                 while chunk := fh.read(CHUNK):
-                    h.update(chunk)
+                    if h is not None:
+                        h.update(chunk)
                     chan.send(encode(Kind.DATA, chunk))
                     await chan.drain(1 << 20)
-                final = FileState.from_stat(os.fstat(fh.fileno()), h.hexdigest())
+                st = os.fstat(fh.fileno())
+                digest = h.hexdigest() if h is not None else new.digest if new else ""
+                final = FileState.from_stat(st, digest)
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             final = None
         chan.send_obj(Kind.EOF, {"i": index, "s": final.to_wire() if final else None})
@@ -434,43 +469,70 @@ class Node:
             await self._run_actions(g, rec.changed, receiving=True)
 
     async def _serve(self, chan: Channel, g: _GroupCtx, peer: Peer, rec: Receiver) -> None:
-        while True:
-            f = await chan.expect(Kind.OFFER, Kind.LIST, Kind.BYE)
-            if f.kind is Kind.BYE:
-                chan.send_obj(Kind.BYE, {})
+        committing: asyncio.Task[None] | None = None
+
+        async def settle() -> None:
+            nonlocal committing
+            if committing is not None:
+                task, committing = committing, None
+                await task
+
+        try:
+            while True:
+                f = await chan.expect(Kind.OFFER, Kind.LIST, Kind.BYE)
+                if f.kind is Kind.BYE:
+                    await settle()
+                    chan.send_obj(Kind.BYE, {})
+                    await chan.drain()
+                    return
+                if f.kind is Kind.LIST:
+                    await settle()
+                    await self._serve_list(chan, g, f.obj())
+                    continue
+                obj = f.obj()
+                bid = pfield(obj, "b", int)
+                raw = pfield(obj, "ops", list)
+                if len(raw) > MAX_OPS_PER_OFFER:
+                    raise ProtocolError("too many operations in one offer")
+                ops = [Op.from_wire(x) for x in raw]
+                results, need, batch = await asyncio.to_thread(rec.evaluate, ops)
+                chan.send_obj(Kind.VERDICT, {
+                    "b": bid, "r": [r.to_wire() for r in results if r is not None], "need": need,
+                })
                 await chan.drain()
-                return
-            if f.kind is Kind.LIST:
-                await self._serve_list(chan, g, f.obj())
+                for i in need:
+                    await self._receive_file(chan, rec, batch, i)
+                if (await chan.expect(Kind.COMMIT)).obj().get("b") != bid:
+                    raise ProtocolError("commit for an unexpected batch")
+                # One batch installs in the background while the next one arrives.
+                await settle()
+                committing = asyncio.create_task(self._commit(chan, rec, batch, bid))
+        finally:
+            if committing is not None:
+                with contextlib.suppress(Exception):
+                    await committing
+
+    async def _receive_file(self, chan: Channel, rec: Receiver, batch: Batch, i: int) -> None:
+        rec.open_data(batch, i)
+        while True:
+            d = await chan.expect(Kind.DATA, Kind.EOF)
+            if d.kind is Kind.DATA:
+                rec.write(batch, i, d.payload)
                 continue
-            raw = pfield(f.obj(), "ops", list)
-            if len(raw) > MAX_OPS_PER_OFFER:
-                raise ProtocolError("too many operations in one offer")
-            ops = [Op.from_wire(x) for x in raw]
-            results, need = await asyncio.to_thread(rec.evaluate, ops)
-            chan.send_obj(Kind.VERDICT, {"r": [r.to_wire() for r in results if r is not None],
-                                         "need": need})
-            await chan.drain()
-            for i in need:
-                rec.open_data(i)
-                while True:
-                    d = await chan.expect(Kind.DATA, Kind.EOF)
-                    if d.kind is Kind.DATA:
-                        rec.write(i, d.payload)
-                        continue
-                    eof = d.obj()
-                    if eof.get("i") != i:
-                        raise ProtocolError("data for an unexpected file")
-                    raw_state = eof.get("s")
-                    if raw_state is None:
-                        rec.end_data(i, FileState("reg", 0, 0, 0, -1))
-                    else:
-                        rec.end_data(i, FileState.from_wire(raw_state))
-                    break
-            await chan.expect(Kind.COMMIT)
-            done = await asyncio.to_thread(rec.commit)
-            chan.send_obj(Kind.RESULTS, {"r": [r.to_wire() for r in done]})
-            await chan.drain()
+            eof = d.obj()
+            if eof.get("i") != i:
+                raise ProtocolError("data for an unexpected file")
+            raw_state = eof.get("s")
+            if raw_state is None:
+                rec.end_data(batch, i, FileState("reg", 0, 0, 0, -1))
+            else:
+                rec.end_data(batch, i, FileState.from_wire(raw_state))
+            return
+
+    async def _commit(self, chan: Channel, rec: Receiver, batch: Batch, bid: int) -> None:
+        done = await asyncio.to_thread(rec.commit, batch)
+        chan.send_obj(Kind.RESULTS, {"b": bid, "r": [r.to_wire() for r in done]})
+        await chan.drain()
 
     async def _serve_list(self, chan: Channel, g: _GroupCtx, obj: dict[str, object]) -> None:
         scopes: list[Scope] = []

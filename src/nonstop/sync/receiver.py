@@ -63,6 +63,13 @@ class _Pending:
 
 
 @dataclass
+class Batch:
+    """The files of one offer that wait for their bytes, then for ``commit``."""
+
+    pending: dict[int, _Pending] = field(default_factory=dict)
+
+
+@dataclass
 class Receiver:
     """One session's receiving side for ``peer`` in ``group``."""
 
@@ -75,8 +82,7 @@ class Receiver:
     ignore: frozenset[str] = frozenset()
     log: Log = field(default=lambda _m: None)
     changed: list[str] = field(default_factory=list)
-    _pending: dict[int, _Pending] = field(default_factory=dict)
-    _records: list[tuple[str, FileState | None, Seen | None]] = field(default_factory=list)
+    _open: list[Batch] = field(default_factory=list)
 
     # --- session start: what an earlier killed session left behind
     def cleanup(self) -> int:
@@ -101,10 +107,15 @@ class Receiver:
         return ""
 
     # --- phase 1
-    def evaluate(self, ops: list[Op]) -> tuple[list[Result | None], list[int]]:
-        """Judge each operation; apply what needs no data. Returns results and indices to send."""
+    def evaluate(self, ops: list[Op]) -> tuple[list[Result | None], list[int], Batch]:
+        """Judge each operation; apply what needs no data.
+
+        Returns the results so far, the indices whose bytes are needed, and their batch.
+        """
         results: list[Result | None] = []
         need: list[int] = []
+        batch = Batch()
+        records: list[tuple[str, FileState | None, Seen | None]] = []
         host = self.group.host(self.peer)
         for i, op in enumerate(ops):
             try:
@@ -112,7 +123,7 @@ class Receiver:
                     res: Result | None = Result(i, "refused", f"{self.peer} is a slave of "
                                                               f"{self.group.name}: it may not push")
                 else:
-                    res = self._evaluate_one(i, op)
+                    res = self._evaluate_one(i, op, batch, records)
             except OSError as e:
                 res = Result(i, "error", f"{op.name}: {e.strerror or e}")
             if res is None:
@@ -120,16 +131,21 @@ class Receiver:
             else:
                 self._report(op.name, res)
             results.append(res)
-        if self._pending:
-            self.db.add_tmp(p.tmp for p in self._pending.values())
-        self._flush_records()
-        return results, need
+        if batch.pending:
+            self.db.add_tmp(p.tmp for p in batch.pending.values())
+            self._open.append(batch)
+        if records:
+            self.db.record_received(self.peer, records)
+        return results, need, batch
 
     def _report(self, name: str, res: Result) -> None:
         if res.status in ("conflict", "lost", "refused", "error", "forced", "auto"):
             self.log(f"{self.peer} -> {self.me}: {res.status}: {res.message or name}")
 
-    def _evaluate_one(self, i: int, op: Op) -> Result | None:
+    def _evaluate_one(
+        self, i: int, op: Op, batch: Batch,
+        records: list[tuple[str, FileState | None, Seen | None]],
+    ) -> Result | None:
         refusal = self._refuse(op.name) or (self._refuse(op.src) if op.kind == "mv" else "")
         if refusal:
             return Result(i, "refused", refusal)
@@ -142,9 +158,9 @@ class Receiver:
             hosts=self.group.host_names, ignore=self.ignore,
         )
         if verdict.action is Action.SAME:
-            self._records.append((op.name, op.new, seen))
+            records.append((op.name, op.new, seen))
             if op.kind == "mv":
-                return self._drop_src(i, op, "same")
+                return self._drop_src(i, op, "same", records)
             return Result(i, "same")
         if verdict.action is Action.CONFLICT:
             return Result(i, "conflict", verdict.reason)
@@ -161,7 +177,7 @@ class Receiver:
                 fsops.remove(local)
                 msg = _with_backup(msg, kept)
                 self.changed.append(op.name)
-            self._records.append((op.name, None, None))
+            records.append((op.name, None, None))
             return Result(i, status, msg)
         new = op.new
         assert new is not None
@@ -175,11 +191,11 @@ class Receiver:
             current = None
         if new.kind != "reg":
             fsops.make_special(local, new)
-            self._done(op.name, new, local)
+            self._done(op.name, new, local, records)
             return Result(i, status, msg)
         if current is not None and current.same_content(new):
             fsops.set_meta(local, new)
-            self._done(op.name, new, local)
+            self._done(op.name, new, local, records)
             return Result(i, status, msg)
         pending = _Pending(i, op, local, fsops.tmp_path_for(local), current, status, msg)
         if op.kind == "mv":
@@ -192,50 +208,51 @@ class Receiver:
                     msg = _with_backup(msg, self._backup(op.name, local))
                 os.replace(src_local, local)
                 fsops.set_meta(local, new)
-                self._done(op.name, new, local)
-                self._records.append((op.src, None, None))
+                self._done(op.name, new, local, records)
+                records.append((op.src, None, None))
                 self.changed.append(op.src)
                 return Result(i, status, msg)
             if src_ok:
                 pending.src_local = src_local
-        self._pending[i] = pending
+        batch.pending[i] = pending
         return None
 
-    def _drop_src(self, i: int, op: Op, status: str) -> Result:
+    def _drop_src(
+        self, i: int, op: Op, status: str,
+        records: list[tuple[str, FileState | None, Seen | None]],
+    ) -> Result:
         src_local = self.paths.local(op.src)
         seen = describe(src_local, self.db.local_get(op.src), self._now())
         if seen is not None and seen.state.same(op.src_base):
             kept = self._backup(op.src, src_local) if seen.state.kind == "reg" else None
             fsops.remove(src_local)
             self.changed.append(op.src)
-            self._records.append((op.src, None, None))
+            records.append((op.src, None, None))
             return Result(i, status, _with_backup("", kept))
         if seen is None:
-            self._records.append((op.src, None, None))
+            records.append((op.src, None, None))
         return Result(i, status)
 
-    def _done(self, name: str, state: FileState, local: str) -> None:
+    def _done(
+        self, name: str, state: FileState, local: str,
+        records: list[tuple[str, FileState | None, Seen | None]],
+    ) -> None:
         st = os.lstat(local)
         digest = state.digest if stat.S_ISREG(st.st_mode) else ""
         target = state.target if stat.S_ISLNK(st.st_mode) else ""
         seen = Seen(FileState.from_stat(st, digest, target), st.st_ino, st.st_ctime_ns,
                     self._now())
-        self._records.append((name, state, seen))
+        records.append((name, state, seen))
         self.changed.append(name)
 
-    def _flush_records(self) -> None:
-        if self._records:
-            self.db.record_received(self.peer, self._records)
-            self._records = []
-
     # --- phase 2: data
-    def open_data(self, index: int) -> None:
-        p = self._pending[index]
+    def open_data(self, batch: Batch, index: int) -> None:
+        p = batch.pending[index]
         p.fd = os.open(p.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         p.hasher = hashlib.blake2b(digest_size=20)
 
-    def write(self, index: int, chunk: bytes) -> None:
-        p = self._pending[index]
+    def write(self, batch: Batch, index: int, chunk: bytes) -> None:
+        p = batch.pending[index]
         if p.failed:
             return
         try:
@@ -248,18 +265,24 @@ class Receiver:
         except OSError as e:
             p.failed = f"{p.op.name}: write failed on {self.me}: {e.strerror}"
 
-    def end_data(self, index: int, final: FileState) -> None:
-        p = self._pending[index]
-        os.close(p.fd)
-        p.fd = -1
+    def end_data(self, batch: Batch, index: int, final: FileState) -> None:
+        p = batch.pending[index]
         if not p.failed and (p.hasher.hexdigest() != final.digest or p.size != final.size):
             p.failed = f"{p.op.name}: content does not match its digest (changed while sent?)"
+        if not p.failed:
+            try:
+                fsops.set_meta_fd(p.fd, final)
+            except OSError as e:
+                p.failed = f"{p.op.name}: cannot set owner/mode/mtime on {self.me}: {e.strerror}"
+        os.close(p.fd)
+        p.fd = -1
         p.final = final
 
     # --- phase 3
-    def commit(self) -> list[Result]:
-        """Install the received files of this batch; returns their results."""
-        ready = [p for p in self._pending.values() if p.final is not None and not p.failed]
+    def commit(self, batch: Batch) -> list[Result]:
+        """Install the received files of a batch; returns their results."""
+        records: list[tuple[str, FileState | None, Seen | None]] = []
+        ready = [p for p in batch.pending.values() if p.final is not None and not p.failed]
         results: list[Result] = []
         try:
             fsops.flush([p.tmp for p in ready])
@@ -267,7 +290,7 @@ class Receiver:
             for p in ready:
                 p.failed = f"{p.op.name}: flush failed on {self.me}: {e.strerror}"
         dirs: set[str] = set()
-        for p in self._pending.values():
+        for p in batch.pending.values():
             if p.final is None and not p.failed:
                 p.failed = f"{p.op.name}: no data received"
             if p.failed:
@@ -278,15 +301,15 @@ class Receiver:
             try:
                 final = p.final
                 assert final is not None
-                fsops.set_meta(p.tmp, final)
                 msg = p.message
-                if os.path.lexists(p.local) and stat.S_ISREG(os.lstat(p.local).st_mode):
-                    msg = _with_backup(msg, self._backup(p.op.name, p.local))
+                if p.current is not None and p.current.kind == "reg":
+                    with contextlib.suppress(FileNotFoundError):
+                        msg = _with_backup(msg, self._backup(p.op.name, p.local))
                 os.replace(p.tmp, p.local)
                 dirs.add(os.path.dirname(p.local))
-                self._done(p.op.name, final, p.local)
+                self._done(p.op.name, final, p.local, records)
                 if p.src_local:
-                    results.append(self._drop_src(p.index, p.op, p.verdict_status))
+                    results.append(self._drop_src(p.index, p.op, p.verdict_status, records))
                 else:
                     results.append(Result(p.index, p.verdict_status, msg))
             except OSError as e:
@@ -295,24 +318,26 @@ class Receiver:
                 results.append(Result(p.index, "error", f"{p.op.name}: {e.strerror}"))
         with contextlib.suppress(OSError):
             fsops.flush_dirs(dirs)
-        self._flush_records()
-        self.db.drop_tmp(p.tmp for p in self._pending.values())
+        if records:
+            self.db.record_received(self.peer, records)
+        self.db.drop_tmp(p.tmp for p in batch.pending.values())
         for r in results:
-            name = self._pending[r.index].op.name
-            self._report(name, r)
-        self._pending.clear()
+            self._report(batch.pending[r.index].op.name, r)
+        with contextlib.suppress(ValueError):
+            self._open.remove(batch)
         return results
 
     def abort(self) -> None:
-        """The sender went away mid-batch: remove this batch's temp files now."""
-        for p in self._pending.values():
-            if p.fd >= 0:
+        """The sender went away mid-batch: remove the temp files of uncommitted batches now."""
+        for batch in self._open:
+            for p in batch.pending.values():
+                if p.fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(p.fd)
                 with contextlib.suppress(OSError):
-                    os.close(p.fd)
-            with contextlib.suppress(OSError):
-                os.unlink(p.tmp)
-        self.db.drop_tmp(p.tmp for p in self._pending.values())
-        self._pending.clear()
+                    os.unlink(p.tmp)
+            self.db.drop_tmp(p.tmp for p in batch.pending.values())
+        self._open.clear()
 
 
 def _with_backup(msg: str, kept: str | None) -> str:

@@ -36,6 +36,7 @@ class Replicator:
         full_scan_interval: float = 60.0,
         retry_interval: float = 5.0,
         serve: bool = True,
+        watch: bool = True,
     ) -> None:
         self.node = node
         self.debounce = debounce
@@ -43,6 +44,8 @@ class Replicator:
         self.full_scan_interval = full_scan_interval
         self.retry_interval = retry_interval
         self.server = SyncServer(node) if serve else None
+        # watch=False: periodic scans only (filesystems without inotify, e.g. NFS).
+        self.watch = watch
         self._active = False
         self._hints: dict[str, bool] = {}
         self._first_hint: float | None = None
@@ -62,7 +65,8 @@ class Replicator:
         """Start receiving, watching and (when active) pushing."""
         if self.server is not None:
             await self.server.start()
-        self._start_watcher()
+        if self.watch:
+            self._start_watcher()
         self._task = asyncio.create_task(self._run(), name="sync-replicator")
 
     async def stop(self) -> None:

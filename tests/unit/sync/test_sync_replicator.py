@@ -66,3 +66,32 @@ async def test_active_replicates_within_a_second_and_standby_never_pushes(
         await r2.stop()
         n1.node.close()
         n2.node.close()
+
+
+async def test_periodic_full_scan_catches_what_inotify_misses(tmp_path: Path) -> None:
+    cfg = talk_config(tmp_path)
+    port = free_port()
+    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
+    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
+    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
+    r1 = Replicator(n1.node, full_scan_interval=0.3, watch=False, serve=False)
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    await r2.start()
+    await r1.start()
+    try:
+        r1.set_active(True)
+        await _wait(lambda: r1.status()["syncs"] >= 1)
+        n1.write("/var/log/asterisk/full", "no inotify here\n")
+        await _wait(lambda: n2.path("/var/log/asterisk/full").exists())
+        assert n2.path("/var/log/asterisk/full").read_text() == "no inotify here\n"
+        # an unreachable peer shows in the status, and the change waits in the dirty list
+        await r2.stop()
+        n1.write("/var/log/asterisk/full", "later\n")
+        await _wait(lambda: r1.status()["last_sync_ok"] is False)
+        st = r1.status()
+        assert "connection to vpbx1-2" in st["last_error"] and st["dirty"] == 1
+    finally:
+        await r1.stop()
+        await r2.stop()
+        n1.node.close()
+        n2.node.close()

@@ -211,7 +211,7 @@ async def test_receiver_refuses_paths_outside_includes(tmp_path: Path) -> None:
         state = FileState("lnk", 0o777, 0, 0, target="/tmp/x")
         ops = [Op("put", "/etc/passwd", None, state), Op("put", "/etc/asterisk/../shadow", None,
                state), Op("put", "/etc/asterisk/.hidden", None, state)]
-        chan.send_obj(Kind.OFFER, {"ops": [o.to_wire() for o in ops]})
+        chan.send_obj(Kind.OFFER, {"b": 0, "ops": [o.to_wire() for o in ops]})
         verdict = (await chan.expect(Kind.VERDICT)).obj()
         statuses = [r[1] for r in verdict["r"]]
         assert statuses == ["refused"] * 3
@@ -230,7 +230,7 @@ async def test_interrupted_transfer_leaves_no_partial_file(tmp_path: Path) -> No
         await client_handshake(chan, KEY.encode(), "vpbx1", "vpbx1-1", "vpbx1-2")
         st = n1.node.db.local_get("/var/spool/asterisk/big.wav")
         assert st is not None
-        chan.send_obj(Kind.OFFER, {"ops": [Op("put", "/var/spool/asterisk/big.wav", None,
+        chan.send_obj(Kind.OFFER, {"b": 0, "ops": [Op("put", "/var/spool/asterisk/big.wav", None,
                                               st.state).to_wire()]})
         verdict = (await chan.expect(Kind.VERDICT)).obj()
         assert verdict["need"] == [0]
