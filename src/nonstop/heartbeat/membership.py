@@ -407,10 +407,16 @@ class Membership:
             return self._drop("bad_fields", src, f"{mtype} without seq")
 
         events: list[Event] = []
-        if p.generation is not None and gen < p.generation:
-            detail = f"attempted replay attack [{src}]? [gen = {gen}, curgen = {p.generation}]"
+        known_gen = p.generation
+        if known_gen is not None and gen < known_gen:
+            detail = f"attempted replay attack [{src}]? [gen = {gen}, curgen = {known_gen}]"
             return self._drop("replay", src, detail)
-        restarted = p.generation is not None and gen > p.generation
+        restarted = known_gen is not None and gen > known_gen
+        if p.left and p.status is NodeStatus.DEAD and not restarted:
+            # It said it is leaving: Heartbeat 3.0.6 goes on sending status for about 2 s while
+            # its processes stop. Only a restart (a higher generation) brings the node back.
+            self.counters["after_shutdown"] = self.counters.get("after_shutdown", 0) + 1
+            return events
         p.generation = gen
         if restarted:
             p.last_seq = None
@@ -435,7 +441,10 @@ class Membership:
         p.any_packet = True
 
         if mtype == "status":
-            events.extend(self._on_status(p, msg, medium, now, restarted))
+            # A healed partition is a node we had heard, declared dead, and that comes back with
+            # the generation we know; a node first heard after initdead merely started late.
+            returning = known_gen == gen
+            events.extend(self._on_status(p, msg, medium, now, returning))
         elif mtype == "shutdone":
             if p.status is not NodeStatus.DEAD:
                 silence = round((now - p.ref_time) * 1000)
@@ -471,7 +480,7 @@ class Membership:
         return Send((("t", "NS_ackmsg"), ("dest", p.name), ("ackseq", f"{seq:x}")), dest=p.name)
 
     def _on_status(
-        self, p: _Peer, msg: Msg, medium: str, now: float, restarted: bool
+        self, p: _Peer, msg: Msg, medium: str, now: float, returning: bool
     ) -> list[Event]:
         events: list[Event] = []
         st = NodeStatus.from_wire(msg.get("st"))
@@ -483,7 +492,7 @@ class Membership:
         except ValueError:
             return self._drop("bad_fields", p.name, "unparsable dt")
         p.protocol = msg.get("protocol")
-        if p.status is NodeStatus.DEAD and not p.left and not restarted:
+        if p.status is NodeStatus.DEAD and not p.left and returning:
             events.append(NodeReturned(p.name, "partition"))
         if p.heard_status:
             interval = round((now - p.ref_time) * 1000)

@@ -1,0 +1,103 @@
+"""Membership: how a node that was dead comes back (late start, healed partition, leave).
+
+Found by the namespace tests and the interop tests with Heartbeat 3.0.6 (tests/integration/
+test_membership_netns.py, test_interop_heartbeat.py); simulated clock, no sleeps.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from nonstop.config.model import Bcast, HaConfig
+from nonstop.heartbeat.envelope import Field
+from nonstop.heartbeat.membership import (
+    Event,
+    LinkChanged,
+    Membership,
+    MessageView,
+    NodeDied,
+    NodeReturned,
+    StatusChanged,
+)
+from nonstop.heartbeat.states import NodeStatus
+
+TALK = HaConfig(
+    path="ha.cf",
+    nodes=("vpbx1-1", "vpbx1-2"),
+    media=(Bcast("eth0"),),
+    keepalive_ms=200,
+    deadtime_ms=2000,
+    warntime_ms=1000,
+    initdead_ms=5000,
+)
+
+
+class Peer:
+    def __init__(self, name: str = "vpbx1-2", gen: int = 7) -> None:
+        self.name, self.gen, self.seq = name, gen, 0
+
+    def msg(self, *fields: Field) -> MessageView:
+        self.seq += 1
+        return MessageView([*fields, ("src", self.name), ("srcuuid", b"\x02" * 16),
+                            ("seq", f"{self.seq:x}"), ("hg", f"{self.gen:x}"),
+                            ("ts", "6b062e8e"), ("ttl", "3")])
+
+    def status(self, st: str = "active") -> MessageView:
+        return self.msg(("t", "status"), ("st", st), ("dt", "7d0"), ("protocol", "1"))
+
+    def shutdone(self) -> MessageView:
+        return self.msg(("t", "shutdone"), ("st", "dead"))
+
+
+def of(events: Sequence[Event], kind: type) -> list[object]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def started() -> Membership:
+    m = Membership(TALK, "vpbx1-1", 0.0, rng=random.Random(3))
+    m.tick(0.0)
+    return m
+
+
+def test_a_node_first_heard_after_initdead_is_a_late_start_not_a_partition() -> None:
+    # Heartbeat 3.0.6 logs only "Link up" and "Status update" for it; no CRIT.
+    m = started()
+    died = m.tick(5.0)
+    assert of(died, NodeDied) == [NodeDied("vpbx1-2", "timeout", 5000, 5000)]
+    ev = m.receive(Peer().status("up"), "eth0", 30.0)
+    assert not of(ev, NodeReturned)
+    assert StatusChanged("vpbx1-2", NodeStatus.DEAD, NodeStatus.UP) in ev
+    assert LinkChanged("vpbx1-2", "eth0", True) in ev
+
+
+def test_a_node_heard_before_and_back_with_the_same_generation_is_a_partition() -> None:
+    m = started()
+    p = Peer()
+    m.receive(p.status(), "eth0", 0.1)
+    m.tick(2.1)
+    assert m.view(2.1).node("vpbx1-2").status is NodeStatus.DEAD
+    ev = m.receive(p.status(), "eth0", 9.0)
+    assert NodeReturned("vpbx1-2", "partition") in ev
+
+
+def test_heartbeats_after_a_shutdown_notice_do_not_revive_the_node() -> None:
+    # Heartbeat 3.0.6 keeps sending status for about 2 s after its shutdone while its
+    # processes stop; the node has left and must stay dead until it restarts.
+    m = started()
+    p = Peer()
+    m.receive(p.status(), "eth0", 0.1)
+    ev = m.receive(p.shutdone(), "eth0", 0.3)
+    assert of(ev, NodeDied) == [NodeDied("vpbx1-2", "shutdown", 200, 2000)]
+    for i in range(10):
+        now = 0.4 + i * 0.2
+        assert m.receive(p.status(), "eth0", now) == []
+        assert not of(m.tick(now), NodeDied)
+    view = m.view(2.5)
+    assert view.node("vpbx1-2").status is NodeStatus.DEAD
+    assert view.node("vpbx1-2").links == {"eth0": False}
+    assert view.counters["after_shutdown"] == 10
+    # A restart (higher generation) brings it back at once.
+    ev = m.receive(Peer(gen=8).status("up"), "eth0", 6.0)
+    assert StatusChanged("vpbx1-2", NodeStatus.DEAD, NodeStatus.UP) in ev
+    assert not of(ev, NodeReturned)
