@@ -40,6 +40,7 @@ Scope = tuple[str, bool]
 ALL: list[Scope] = [("/", True)]
 Out = Callable[[int, str], None]
 MAX_OPS_PER_OFFER = 10_000
+WRITE_BACKLOG = 32 << 20  # received bytes the writer thread may lag behind the network
 LIST_CHUNK = 2000
 
 
@@ -462,7 +463,7 @@ class Node:
             self.out(0, f"session from {peer.name} ended: {e}")
         finally:
             # Synchronous on purpose: it must also run when the session task is cancelled.
-            rec.abort()
+            rec.close()
             await chan.close()
         if rec.changed:
             self.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")
@@ -513,23 +514,26 @@ class Node:
                     await committing
 
     async def _receive_file(self, chan: Channel, rec: Receiver, batch: Batch, i: int) -> None:
-        rec.open_data(batch, i)
+        rec.submit_open(batch, i)
         while True:
             d = await chan.expect(Kind.DATA, Kind.EOF)
             if d.kind is Kind.DATA:
-                rec.write(batch, i, d.payload)
+                rec.submit_write(batch, i, d.payload)
+                if rec.queued_bytes > WRITE_BACKLOG:
+                    await asyncio.to_thread(rec.wait_writes)
                 continue
             eof = d.obj()
             if eof.get("i") != i:
                 raise ProtocolError("data for an unexpected file")
             raw_state = eof.get("s")
             if raw_state is None:
-                rec.end_data(batch, i, FileState("reg", 0, 0, 0, -1))
+                rec.submit_end(batch, i, FileState("reg", 0, 0, 0, -1))
             else:
-                rec.end_data(batch, i, FileState.from_wire(raw_state))
+                rec.submit_end(batch, i, FileState.from_wire(raw_state))
             return
 
     async def _commit(self, chan: Channel, rec: Receiver, batch: Batch, bid: int) -> None:
+        await asyncio.to_thread(rec.wait_writes)
         done = await asyncio.to_thread(rec.commit, batch)
         chan.send_obj(Kind.RESULTS, {"b": bid, "r": [r.to_wire() for r in done]})
         await chan.drain()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +64,37 @@ class _Pending:
     failed: str = ""
 
 
+class _Writer:
+    """One thread doing a session's file writes in order, so the event loop only decrypts and
+    parses frames while the disk work runs beside it (the GIL is released in the syscalls)."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.queued = 0  # bytes submitted but not yet written (back-pressure for the loop)
+        self._t = threading.Thread(target=self._run, name="sync-writer", daemon=True)
+        self._t.start()
+
+    def submit(self, fn: Callable[[], None], size: int = 0) -> None:
+        self.queued += size
+        self._q.put(fn)
+
+    def wait(self) -> None:
+        """Block until everything submitted so far is done."""
+        ev = threading.Event()
+        self._q.put(ev.set)
+        ev.wait()
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._t.join(30)
+
+    def _run(self) -> None:
+        while (fn := self._q.get()) is not None:
+            # Each job records its own failure in its pending file; nothing may stop the thread.
+            with contextlib.suppress(Exception):
+                fn()
+
+
 @dataclass
 class Batch:
     """The files of one offer that wait for their bytes, then for ``commit``."""
@@ -83,6 +116,45 @@ class Receiver:
     log: Log = field(default=lambda _m: None)
     changed: list[str] = field(default_factory=list)
     _open: list[Batch] = field(default_factory=list)
+    _writer: _Writer | None = None
+    _parents: dict[str, bool] = field(default_factory=dict)
+
+    # --- data arrives on the event loop; the writes happen on the writer thread
+    def submit_open(self, batch: Batch, index: int) -> None:
+        self._w().submit(lambda: self.open_data(batch, index))
+
+    def submit_write(self, batch: Batch, index: int, chunk: bytes) -> None:
+        w = self._w()
+
+        def job() -> None:
+            self.write(batch, index, chunk)
+            w.queued -= len(chunk)
+
+        w.submit(job, len(chunk))
+
+    def submit_end(self, batch: Batch, index: int, final: FileState) -> None:
+        self._w().submit(lambda: self.end_data(batch, index, final))
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._writer.queued if self._writer is not None else 0
+
+    def wait_writes(self) -> None:
+        """Block until the writer thread has done everything submitted."""
+        if self._writer is not None:
+            self._writer.wait()
+
+    def close(self) -> None:
+        """End of session: finish pending writes, stop the writer, drop unfinished batches."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.abort()
+
+    def _w(self) -> _Writer:
+        if self._writer is None:
+            self._writer = _Writer()
+        return self._writer
 
     # --- session start: what an earlier killed session left behind
     def cleanup(self) -> int:
@@ -184,6 +256,9 @@ class Receiver:
         parent = os.path.dirname(local)
         if not os.path.isdir(parent):
             return Result(i, "error", f"{op.name}: parent directory missing on {self.me}")
+        if not self._parent_ok(parent):
+            return Result(i, "refused", f"refused: a directory above {op.name} is a symlink on "
+                                        f"{self.me}; nothing is written through it")
         if current is not None and current.kind != new.kind:
             kept = self._backup(op.name, local) if current.kind == "reg" else None
             fsops.remove(local)
@@ -217,6 +292,17 @@ class Receiver:
         batch.pending[i] = pending
         return None
 
+    def _parent_ok(self, parent: str) -> bool:
+        """No symlink among the directories of a path (csync2's rule), so nothing a peer sends
+        lands outside the included trees."""
+        ok = self._parents.get(parent)
+        if ok is None:
+            root = self.paths.root
+            real_root = os.path.realpath(root or "/")
+            expected = os.path.normpath(real_root + "/" + parent[len(root):])
+            ok = self._parents[parent] = os.path.realpath(parent) == expected
+        return ok
+
     def _drop_src(
         self, i: int, op: Op, status: str,
         records: list[tuple[str, FileState | None, Seen | None]],
@@ -248,8 +334,11 @@ class Receiver:
     # --- phase 2: data
     def open_data(self, batch: Batch, index: int) -> None:
         p = batch.pending[index]
-        p.fd = os.open(p.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         p.hasher = hashlib.blake2b(digest_size=20)
+        try:
+            p.fd = os.open(p.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            p.failed = f"{p.op.name}: cannot create a temp file on {self.me}: {e.strerror}"
 
     def write(self, batch: Batch, index: int, chunk: bytes) -> None:
         p = batch.pending[index]
@@ -274,7 +363,8 @@ class Receiver:
                 fsops.set_meta_fd(p.fd, final)
             except OSError as e:
                 p.failed = f"{p.op.name}: cannot set owner/mode/mtime on {self.me}: {e.strerror}"
-        os.close(p.fd)
+        if p.fd >= 0:
+            os.close(p.fd)
         p.fd = -1
         p.final = final
 

@@ -314,3 +314,16 @@ async def test_force_is_kept_until_the_peer_is_reachable(tmp_path: Path) -> None
         assert await n1.sync() == []
         assert n2.path("/etc/asterisk/sip.conf").read_text() == "v1"
         assert n1.node.dirty_lines() == []
+
+
+async def test_receiver_never_writes_through_a_symlinked_directory(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        os.symlink(outside, n2.path("/etc/asterisk/link"))
+        (n1.path("/etc/asterisk/link")).mkdir()
+        n1.write("/etc/asterisk/link/passwd", "x")
+        problems = await n1.sync()
+        assert any("a directory above /etc/asterisk/link/passwd is a symlink" in p
+                   for p in problems)
+        assert list(outside.iterdir()) == []
