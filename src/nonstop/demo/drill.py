@@ -28,12 +28,13 @@ from nonstop.demo.timeline import (
     Kind,
     RoundResult,
     format_timeline,
+    service_gap,
     summarize,
     table,
     timeline,
 )
 from nonstop.lab import LabError
-from nonstop.lab.outage import client_outage, read_probes
+from nonstop.lab.outage import read_probes
 
 Fault = Literal["crash", "cable", "standby"]
 FAULTS: tuple[Fault, ...] = ("crash", "cable", "standby")
@@ -395,12 +396,15 @@ class Drill:
             say(f"  {new} took over: the SIP client is answered by {new}")
             data = f"voicemail left on {new} while {old} was down (round {n})\n"
             c.write_file(new, outage_file, data)
+            where = ("the new active" if self.fault == "standby"
+                     else f"while {old} is away")
             events.append(Event(time.monotonic(), Kind.VOICEMAIL_WRITTEN,
-                                f"{_short(outage_file)} left on {new} while {old} is away"))
+                                f"{_short(outage_file)} left on {new}, {where}"))
             self._pause(self.timing.down_s)
             old_back_at = time.monotonic()
             self._restore(old)
-            events.append(Event(old_back_at, Kind.OLD_NODE_BACK, self._restore_text(old)))
+            if self.fault != "standby":
+                events.append(Event(old_back_at, Kind.OLD_NODE_BACK, self._restore_text(old)))
             say(f"  {self._restore_text(old)}")
             self._wait(lambda: self._sees(new, old) and self._sees(old, new), 30,
                        f"{old} and {new} to see each other again")
@@ -424,13 +428,14 @@ class Drill:
                 error = f"the group moved back to {holder} although auto_failback is off"
         events.extend(self._recorded_events(old, new, fault_at, old_back_at))
         downtime = lost = None
-        with contextlib.suppress(ValueError):
-            outage = client_outage(read_probes(c.probe_record), fault_at, answered_by=new)
-            downtime, lost = outage.seconds, outage.lost
-            events.append(Event(outage.first_after.answered or fault_at, Kind.SIP_ANSWERING,
-                                f"200 OK from {new} (last answer before: "
-                                f"{(outage.last_before.answered or 0) - fault_at:+.3f} s from "
-                                f"{outage.last_before.node})"))
+        gap = service_gap(read_probes(c.probe_record), fault_at, old, new)
+        if gap is not None:
+            downtime, lost = gap.seconds, gap.lost
+            events.append(Event(gap.last_old_at, Kind.SIP_SILENT,
+                                f"last 200 OK from {old}"))
+            events.append(Event(gap.first_new_at, Kind.SIP_ANSWERING,
+                                f"first 200 OK from {new}: {gap.seconds:.3f} s without "
+                                f"service, {gap.lost} probes unanswered"))
         events.append(Event(fault_at, Kind.FAULT, self._fault_text(old)))
         result = summarize(round_no=n, fault=self.fault, old_active=old,
                            new_active=new if self._took_over(events) else None, events=events,
@@ -470,7 +475,7 @@ class Drill:
     def _restore_text(self, node: str) -> str:
         return {"crash": f"{node} powered on again (a boot: no VIP, same disk)",
                 "cable": f"{node}'s cable plugged back in",
-                "standby": f"{node} never went away; it stays in the cluster"}[self.fault]
+                "standby": f"{node} never went away: it is the standby now"}[self.fault]
 
     def _inject(self, node: str) -> None:
         c = self.cluster
@@ -507,15 +512,19 @@ class Drill:
         dead = next((ln for ln in after if ln.message == f"node {old}: is dead"), None)
         if dead is not None:
             events.append(Event(dead.at, Kind.DEATH_DECLARED, f"{new} declares {old} dead"))
-        if self.fault == "standby":
-            mold = c.machines[old]
-            old_lines = [ln for path in mold.all_logs("daemon") if path.exists()
-                         for ln in parse_daemon_log(path.read_text(errors="replace"),
-                                                    self.offset)]
-            going = next((ln for ln in old_lines if ln.at >= fault_at - 0.005
-                          and ln.message.startswith("Going standby")), None)
-            if going is not None:
-                events.append(Event(going.at, Kind.HANDOVER, f"{old} gives the group away"))
+        mold = c.machines[old]
+        old_lines = [ln for path in mold.all_logs("daemon") if path.exists()
+                     for ln in parse_daemon_log(path.read_text(errors="replace"), self.offset)
+                     if ln.at >= fault_at - 0.005]
+        going = next((ln for ln in old_lines if ln.message.startswith("Going standby")), None)
+        if going is not None:
+            events.append(Event(going.at, Kind.HANDOVER, f"{old} gives the group away"))
+        released = re.compile(r"Resource group .* released")
+        gone = next((ln for ln in old_lines if released.match(ln.message)), None)
+        if gone is not None:
+            why = ("two holders once the cable was back: it gave its copy up"
+                   if self.fault == "cable" else "its resources are stopped")
+            events.append(Event(gone.at, Kind.RELEASED, f"{old}: {why}"))
         acquired = re.compile(r"Resource group .* acquired")
         done = next((ln for ln in after if acquired.match(ln.message)), None)
         if done is not None:

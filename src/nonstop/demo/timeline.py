@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nonstop.lab.outage import Probe
+
 
 class Kind(enum.Enum):
     """What an event says, in the order a failover normally shows them."""
@@ -19,6 +21,8 @@ class Kind(enum.Enum):
     FAULT = "fault"
     DEATH_DECLARED = "death declared"
     HANDOVER = "handover started"
+    RELEASED = "old node released"
+    SIP_SILENT = "SIP silent"
     ADDRESS_MOVED = "address moved"
     SIP_ANSWERING = "SIP answering again"
     MAIL_RECEIVED = "takeover mail received"
@@ -105,17 +109,24 @@ def summarize(*, round_no: int, fault: str, old_active: str, new_active: str | N
               replication_lag_s: float | None, final_holder: str | None) -> RoundResult:
     """A round's numbers from its events.
 
-    detection: fault to death declared (or to the start of the handover for a standby);
-    address moved: fault to the address on the new active; resumed after rejoin: the old node
-    rejoining to the outage's voicemail arriving on it; stayed standby: the new active still
-    holds the group after the old node rejoined (auto_failback off).
+    detection: fault to death declared (none for a planned handover); address moved: fault to
+    the address on the new active; resumed after rejoin: the old node rejoining (or, after a
+    handover, the voicemail being written) to the outage's voicemail arriving on the old node;
+    stayed standby: the new active still holds the group after the old node rejoined or handed
+    over (auto_failback off).
     """
     fault_ev = _first(events, Kind.FAULT)
     start = fault_ev.at if fault_ev else None
-    detected = _first(events, Kind.DEATH_DECLARED) or _first(events, Kind.HANDOVER)
     rejoined = _first(events, Kind.REJOINED)
+    written = _first(events, Kind.VOICEMAIL_WRITTEN)
+    # Replication can resume once the old node is back and the voicemail exists, whichever
+    # is later (after a handover the old node never left).
+    resume_from = max((e.at for e in (rejoined, written) if e is not None), default=None)
+    if rejoined is None and _first(events, Kind.HANDOVER) is None:
+        resume_from = None
     stayed: bool | None = None
-    if rejoined is not None and final_holder is not None and new_active is not None:
+    back = rejoined or _first(events, Kind.HANDOVER)
+    if back is not None and final_holder is not None and new_active is not None:
         stayed = final_holder == new_active
     return RoundResult(
         round=round_no,
@@ -123,16 +134,49 @@ def summarize(*, round_no: int, fault: str, old_active: str, new_active: str | N
         old_active=old_active,
         new_active=new_active,
         downtime_s=downtime_s,
-        detection_s=_since(detected, start),
+        detection_s=_since(_first(events, Kind.DEATH_DECLARED), start),
         address_moved_s=_since(_first(events, Kind.ADDRESS_MOVED), start),
         lost_probes=lost_probes,
         replication_lag_s=replication_lag_s,
-        resumed_after_rejoin_s=_since(_first(events, Kind.REPLICATION_RESUMED),
-                                      rejoined.at if rejoined else None),
+        resumed_after_rejoin_s=_since(_first(events, Kind.REPLICATION_RESUMED), resume_from),
         final_holder=final_holder,
         stayed_standby=stayed,
         mail_received=_first(events, Kind.MAIL_RECEIVED) is not None,
     )
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The client's view of a move: from the old active's last answer to the new one's first."""
+
+    seconds: float
+    lost: int
+    last_old_at: float
+    first_new_at: float
+
+
+def service_gap(probes: Sequence[Probe], fault_at: float, old: str, new: str) -> Gap | None:
+    """The gap in SIP service around a fault at ``fault_at``: from the last answer by ``old``
+    (before ``new`` first answered) to ``new``'s first answer to a probe sent after the fault.
+
+    A crash silences ``old`` at once; after a planned handover it keeps answering while its
+    stop scripts run, and that time is service, not downtime. ``lost`` counts the probes in
+    between that nobody answered. None when the record does not show both sides.
+    """
+    ordered = sorted(probes, key=lambda p: p.seq)
+    first_new = next((p for p in ordered if p.sent >= fault_at and p.answered is not None
+                      and p.node == new), None)
+    if first_new is None or first_new.answered is None:
+        return None
+    before = [p for p in ordered if p.node == old and p.answered is not None
+              and p.answered <= first_new.answered]
+    if not before:
+        return None
+    last_old = max(before, key=lambda p: p.answered or 0.0)
+    assert last_old.answered is not None
+    lost = sum(1 for p in ordered if last_old.seq < p.seq < first_new.seq and p.answered is None)
+    return Gap(first_new.answered - last_old.answered, lost, last_old.answered,
+               first_new.answered)
 
 
 def _seconds(value: float | None) -> str:
