@@ -1,0 +1,253 @@
+"""Client-visible SIP downtime per fault per system (issue 3), plus the failure detection time
+measured in the same crash and link-down trials.
+
+Faults, on whichever node holds the VIP at the time (so trials alternate between the nodes):
+
+* crash: the box dies: every process on the node is killed and its VIP removed (Part 2, 1c);
+* linkdown: the node's switch port goes down (Part 2, 1b);
+* planned: the operator moves the service (``nonstop standby``, ``hb_standby``, stopping
+  keepalived on the master);
+* splitbrain: the two nodes stop hearing each other for a while (the client still reaches
+  both), then the link heals; the outage measured is the one caused by the heal.
+
+The outage is what the prober in the client namespace saw: the longest time between two
+consecutive SIP answers, from the last answer before the fault to the first answer from the
+node that took over (for the heal: until one node alone has served for 3 s).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.framework import BenchContext, SuiteResult, Table, median, plot_path, ratio, spread
+from bench.measure import longest_silence
+from bench.systems import N1, N2, Cluster, other, running_cluster
+from nonstop.lab import LabError
+
+SYSTEM_KEYS = ("nonstop", "heartbeat", "keepalived")
+FAULTS = ("crash", "linkdown", "planned", "splitbrain")
+FAULT_TITLES = {
+    "crash": "box crash (all processes killed, VIP gone)",
+    "linkdown": "link down (switch port of the active node)",
+    "planned": "planned switchover",
+    "splitbrain": "split brain healed (outage caused by the heal)",
+}
+SPLIT_SECONDS = 10.0
+SPLIT_SECONDS_QUICK = 3.0
+STABLE_S = 3.0
+
+
+@dataclass
+class Samples:
+    """Per system and fault: outages, detection times and failures (with their reasons)."""
+
+    outage: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    answer: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    detect: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+
+    def add(self, table: dict[tuple[str, str], list[float]], system: str, fault: str,
+            value: float) -> None:
+        table.setdefault((system, fault), []).append(value)
+
+
+def _trial(cluster: Cluster, fault: str, ctx: BenchContext) -> tuple[float, float, float | None]:
+    """One fault on the active node; (outage, fault-to-first-answer, detection or None)."""
+    active = cluster.wait_settled(60.0)
+    peer = other(active)
+    if fault == "crash":
+        t = cluster.crash(active)
+    elif fault == "linkdown":
+        t = cluster.link_down(active)
+    else:
+        t = time.monotonic()
+        cluster.planned(active)
+    first = cluster.probes.wait_answer(peer, t, 60.0)
+    assert first.answered is not None
+    outage = longest_silence(cluster.probes.refresh(), t, first.answered)
+    detect: float | None = None
+    if fault in ("crash", "linkdown") and cluster.detects_death:
+        seen = cluster.watcher.wait(peer, cluster.dead_pattern(active), t, 10.0)
+        detect = seen - t
+    if fault == "planned":
+        cluster.after_planned(active)
+    else:
+        cluster.restore(active, fault)
+    return outage, first.answered - t, detect
+
+
+def _split_trial(cluster: Cluster, ctx: BenchContext) -> float:
+    """Cut the nodes apart, heal, and return the outage that followed the heal."""
+    cluster.wait_settled(60.0)
+    lab = cluster.lab
+    lab.isolate(N1, N2)
+    # The length of the cut is the fault being injected, not a wait for a state.
+    time.sleep(SPLIT_SECONDS_QUICK if ctx.quick else SPLIT_SECONDS)
+    heal = time.monotonic()
+    lab.heal()
+    deadline = heal + 90.0
+    stable_since: float | None = None
+    holder: str | None = None
+    while True:
+        now = time.monotonic()
+        held = cluster.holders()
+        one = held[0] if len(held) == 1 else None
+        recent = one is not None and cluster.probes.first_answer(one, now - 0.3) is not None
+        serving = one is not None and recent and one == holder
+        stable_since = (stable_since or now) if serving else None
+        holder = one
+        if stable_since is not None and now - stable_since >= STABLE_S:
+            break
+        if now > deadline:
+            raise LabError(f"{cluster.name}: no single holder serving for {STABLE_S} s within "
+                           f"90 s of the heal (VIP on {held})")
+        time.sleep(0.1)
+    end = stable_since
+    return longest_silence(cluster.probes.refresh(), heal, end)
+
+
+def _measure_system(key: str, ctx: BenchContext, samples: Samples, faults: tuple[str, ...],
+                    ) -> None:
+    try:
+        with running_cluster(key, ctx.workdir) as cluster:
+            samples.names[key] = cluster.name
+            for fault in faults:
+                count = min(ctx.trials, 3) if fault == "splitbrain" and not ctx.quick \
+                    else ctx.trials
+                for i in range(1, count + 1):
+                    try:
+                        if fault == "splitbrain":
+                            outage = _split_trial(cluster, ctx)
+                            samples.add(samples.outage, key, fault, outage)
+                            ctx.progress(f"{cluster.name} {fault} {i}/{count}: {outage:.2f} s")
+                            continue
+                        outage, answer, detect = _trial(cluster, fault, ctx)
+                    except LabError as exc:
+                        why = f"{cluster.name} {fault} trial {i}: {exc}"
+                        samples.failures.append(why + "\n" + cluster.log_tails(15))
+                        ctx.progress(f"FAILED {why}")
+                        cluster.wait_settled(90.0)  # give up on this system if it cannot recover
+                        break
+                    samples.add(samples.outage, key, fault, outage)
+                    samples.add(samples.answer, key, fault, answer)
+                    if detect is not None:
+                        samples.add(samples.detect, key, fault, detect)
+                    dead = f", dead after {detect:.2f} s" if detect is not None else ""
+                    ctx.progress(f"{cluster.name} {fault} {i}/{count}: {outage:.2f} s{dead}")
+    except LabError as exc:
+        samples.failures.append(f"{key}: {exc}")
+        ctx.progress(f"FAILED {key}: {str(exc).splitlines()[0]}")
+
+
+def _tables(samples: Samples, faults: tuple[str, ...], systems: tuple[str, ...]) -> list[Table]:
+    names = [samples.names.get(k, k) for k in systems]
+    rows: list[list[str | float | int | None]] = []
+    for fault in faults:
+        row: list[str | float | int | None] = [FAULT_TITLES[fault]]
+        for key in systems:
+            values = samples.outage.get((key, fault), [])
+            row.append(f"{spread(values, 's')} (n={len(values)})" if values else "-")
+        for ref in systems[1:]:
+            row.append(ratio(samples.outage.get(("nonstop", fault), []),
+                             samples.outage.get((ref, fault), [])))
+        rows.append(row)
+    columns = ["fault", *[f"{n}: min / median / max" for n in names],
+               *[f"nonstop / {samples.names.get(r, r)}" for r in systems[1:]]]
+    outage_table = Table(
+        "Client-visible SIP downtime",
+        columns, rows,
+        note="Longest gap between consecutive SIP answers seen by the client (OPTIONS every "
+             "20 ms to the VIP), from the last answer before the fault to the first answer from "
+             "the node that took over. Ratios are of medians (below 1: nonstop is faster).")
+    det_rows: list[list[str | float | int | None]] = []
+    for fault in ("crash", "linkdown"):
+        if fault not in faults:
+            continue
+        row2: list[str | float | int | None] = [FAULT_TITLES[fault]]
+        for key in ("nonstop", "heartbeat"):
+            values = samples.detect.get((key, fault), [])
+            row2.append(f"{spread(values, 's')} (n={len(values)})" if values else "-")
+        row2.append(ratio(samples.detect.get(("nonstop", fault), []),
+                          samples.detect.get(("heartbeat", fault), [])))
+        det_rows.append(row2)
+    tables = [outage_table]
+    if det_rows:
+        tables.append(Table(
+            "Failure detection in the same trials (fault to the survivor's \"node X: is dead\")",
+            ["fault", "nonstop", "Heartbeat 3.0.6", "nonstop / Heartbeat"], det_rows,
+            note="keepalived logs no such line; its detection is inside its downtime above."))
+    ans_rows: list[list[str | float | int | None]] = []
+    for fault in faults:
+        if fault == "splitbrain":
+            continue
+        row3: list[str | float | int | None] = [FAULT_TITLES[fault]]
+        for key in systems:
+            values = samples.answer.get((key, fault), [])
+            row3.append(spread(values, "s") if values else "-")
+        ans_rows.append(row3)
+    if ans_rows:
+        tables.append(Table(
+            "Fault (or command) to the first SIP answer from the other node",
+            ["fault", *names], ans_rows,
+            note="For the planned switchover this includes starting the command-line tool "
+                 "(the old node keeps answering meanwhile, so it is not downtime)."))
+    return tables
+
+
+def plot_outages(ctx: BenchContext, samples: Samples, faults: tuple[str, ...],
+                 systems: tuple[str, ...]) -> list[Path]:
+    """A box plot of the downtime per fault, one box per system; returns the PNG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(faults), figsize=(3.6 * len(faults), 3.8), squeeze=False)
+    for ax, fault in zip(axes[0], faults, strict=True):
+        data = [samples.outage.get((k, fault), []) for k in systems]
+        labels = [samples.names.get(k, k).split(" ")[0] for k in systems]
+        positions = [i for i, d in enumerate(data) if d]
+        if positions:
+            ax.boxplot([data[i] for i in positions], positions=positions, widths=0.6)
+            for i in positions:
+                ax.scatter([i] * len(data[i]), data[i], s=10, alpha=0.6)
+        ax.set_xticks(range(len(systems)), labels)
+        ax.set_xlim(-0.6, len(systems) - 0.4)
+        ax.set_title(fault)
+        ax.set_ylabel("client-visible downtime (s)")
+        ax.set_ylim(bottom=0)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("SIP downtime per fault (each dot one trial)")
+    fig.tight_layout()
+    path = plot_path(ctx, "failover_downtime")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
+
+
+def run(ctx: BenchContext, *, systems: tuple[str, ...] = SYSTEM_KEYS,
+        faults: tuple[str, ...] = FAULTS) -> SuiteResult:
+    """Measure every fault on every system; tables, a plot and the failures seen."""
+    samples = Samples()
+    for key in systems:
+        _measure_system(key, ctx, samples, faults)
+    result = SuiteResult("Failover: client-visible downtime (issue 3)")
+    result.tables.extend(_tables(samples, faults, systems))
+    result.plots.extend(plot_outages(ctx, samples, faults, systems))
+    for key in systems:
+        crash = samples.outage.get((key, "crash"), [])
+        if key == "nonstop" and crash:
+            aim = "meets" if median(crash) <= 2.1 else "misses"
+            result.notes.append(f"nonstop's median crash outage {median(crash):.2f} s {aim} the "
+                                "aim of <= 2.1 s with the talk's settings.")
+    for fault in ("planned", "splitbrain"):
+        values = samples.outage.get(("nonstop", fault), [])
+        if values:
+            aim = "meets" if median(values) < 0.1 else "misses"
+            result.notes.append(f"nonstop's median {FAULT_TITLES[fault]} outage "
+                                f"{median(values):.3f} s {aim} the aim of < 0.1 s.")
+    result.notes.extend(f"Failure: {f}" for f in samples.failures)
+    return result
