@@ -28,21 +28,38 @@ def tmp_path_for(local: str) -> str:
     return os.path.join(os.path.dirname(local), TMP_PREFIX + secrets.token_hex(6))
 
 
-def set_meta(path: str, st: FileState, is_link: bool = False) -> None:
+def _owner(st: FileState, ignore: frozenset[str]) -> tuple[int, int]:
+    """uid/gid to set; -1 keeps ours (csync2's ``ignore uid|gid``)."""
+    return (-1 if "uid" in ignore else st.uid), (-1 if "gid" in ignore else st.gid)
+
+
+def set_meta(path: str, st: FileState, is_link: bool = False,
+             ignore: frozenset[str] = frozenset()) -> None:
     """Owner, then mode (chown clears set-id bits), then mtime."""
     # Not root: the owner stays ours and shows up as a difference on the next check.
     with contextlib.suppress(PermissionError):
-        os.chown(path, st.uid, st.gid, follow_symlinks=False)
+        os.chown(path, *_owner(st, ignore), follow_symlinks=False)
     if not is_link:
-        os.chmod(path, st.mode)
+        if "mod" not in ignore:
+            os.chmod(path, st.mode)
         os.utime(path, ns=(st.mtime_ns, st.mtime_ns))
 
 
-def set_meta_fd(fd: int, st: FileState) -> None:
-    """``set_meta`` on an open regular file (no path lookups)."""
+def set_meta_fd(fd: int, st: FileState, ignore: frozenset[str] = frozenset(),
+                keep: FileState | None = None) -> None:
+    """``set_meta`` on an open regular file (no path lookups). What ``ignore`` names is taken
+    from ``keep`` (the file being replaced) instead; a new file keeps ours and mode 0600."""
+    uid, gid = st.uid, st.gid
+    if "uid" in ignore:
+        uid = keep.uid if keep is not None else -1
+    if "gid" in ignore:
+        gid = keep.gid if keep is not None else -1
     with contextlib.suppress(PermissionError):
-        os.fchown(fd, st.uid, st.gid)
-    os.fchmod(fd, st.mode)
+        os.fchown(fd, uid, gid)
+    if "mod" not in ignore:
+        os.fchmod(fd, st.mode)
+    elif keep is not None:
+        os.fchmod(fd, keep.mode)
     os.utime(fd, ns=(st.mtime_ns, st.mtime_ns))
 
 
@@ -94,7 +111,7 @@ def remove(local: str) -> None:
         os.unlink(local)
 
 
-def make_special(local: str, st: FileState) -> None:
+def make_special(local: str, st: FileState, ignore: frozenset[str] = frozenset()) -> None:
     """Create a directory, symlink, FIFO or device node at ``local`` with ``st``'s metadata.
 
     Non-directories are made under a temp name and renamed into place (atomic replace).
@@ -102,19 +119,19 @@ def make_special(local: str, st: FileState) -> None:
     if st.kind == "dir":
         if not os.path.isdir(local) or os.path.islink(local):
             os.mkdir(local, 0o700)
-        set_meta(local, st)
+        set_meta(local, st, ignore=ignore)
         return
     tmp = tmp_path_for(local)
     if st.kind == "lnk":
         os.symlink(st.target, tmp)
-        set_meta(tmp, st, is_link=True)
+        set_meta(tmp, st, is_link=True, ignore=ignore)
     elif st.kind == "fifo":
         os.mkfifo(tmp, 0o600)
-        set_meta(tmp, st)
+        set_meta(tmp, st, ignore=ignore)
     else:
         kind = stat.S_IFCHR if st.kind == "chr" else stat.S_IFBLK
         os.mknod(tmp, kind | 0o600, st.rdev)
-        set_meta(tmp, st)
+        set_meta(tmp, st, ignore=ignore)
     try:
         os.replace(tmp, local)
     except OSError:

@@ -461,6 +461,9 @@ class Node:
         except (ProtocolError, ConnectionError, OSError, TimeoutError, RemoteError) as e:
             stats["errors"] = stats.get("errors", 0) + 1
             self.out(0, f"session from {peer.name} ended: {e}")
+        except Exception as e:  # a bug must cost one session, never the server
+            stats["errors"] = stats.get("errors", 0) + 1
+            self.out(0, f"session from {peer.name} dropped: {type(e).__name__}: {e}")
         finally:
             # Synchronous on purpose: it must also run when the session task is cancelled.
             rec.close()

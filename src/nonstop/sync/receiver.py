@@ -176,6 +176,10 @@ class Receiver:
             return "refused: not a valid absolute path"
         if not self.matcher.included(name):
             return f"refused: {name} is outside the group's includes (or excluded) on {self.me}"
+        try:
+            self.paths.local(name)
+        except KeyError as e:
+            return f"refused: {e.args[0]} on {self.me}"
         return ""
 
     # --- phase 1
@@ -265,11 +269,11 @@ class Receiver:
             msg = _with_backup(msg, kept)
             current = None
         if new.kind != "reg":
-            fsops.make_special(local, new)
+            fsops.make_special(local, new, self.ignore)
             self._done(op.name, new, local, records)
             return Result(i, status, msg)
         if current is not None and current.same_content(new):
-            fsops.set_meta(local, new)
+            fsops.set_meta(local, new, ignore=self.ignore)
             self._done(op.name, new, local, records)
             return Result(i, status, msg)
         pending = _Pending(i, op, local, fsops.tmp_path_for(local), current, status, msg)
@@ -282,7 +286,7 @@ class Receiver:
                 if current is not None and current.kind == "reg":
                     msg = _with_backup(msg, self._backup(op.name, local))
                 os.replace(src_local, local)
-                fsops.set_meta(local, new)
+                fsops.set_meta(local, new, ignore=self.ignore)
                 self._done(op.name, new, local, records)
                 records.append((op.src, None, None))
                 self.changed.append(op.src)
@@ -360,7 +364,7 @@ class Receiver:
             p.failed = f"{p.op.name}: content does not match its digest (changed while sent?)"
         if not p.failed:
             try:
-                fsops.set_meta_fd(p.fd, final)
+                fsops.set_meta_fd(p.fd, final, self.ignore, p.current)
             except OSError as e:
                 p.failed = f"{p.op.name}: cannot set owner/mode/mtime on {self.me}: {e.strerror}"
         if p.fd >= 0:

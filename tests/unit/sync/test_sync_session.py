@@ -327,3 +327,22 @@ async def test_receiver_never_writes_through_a_symlinked_directory(tmp_path: Pat
         assert any("a directory above /etc/asterisk/link/passwd is a symlink" in p
                    for p in problems)
         assert list(outside.iterdir()) == []
+
+
+async def test_ignore_uid_gid_mod_keeps_the_receivers_owner_and_mode(tmp_path: Path) -> None:
+    cfg = talk_config(tmp_path)
+    from dataclasses import replace
+
+    cfg = replace(cfg, ignore=frozenset({"uid", "gid", "mod"}))
+    async with pair(tmp_path, cfg) as (n1, n2):
+        n1.write("/etc/asterisk/a.conf", "v1", 0o644)
+        assert await n1.sync() == []
+        p2 = n2.path("/etc/asterisk/a.conf")
+        os.chown(p2, 4321, 8765)
+        os.chmod(p2, 0o600)
+        n1.write("/etc/asterisk/a.conf", "v2", 0o666)
+        os.chown(n1.path("/etc/asterisk/a.conf"), 1111, 2222)
+        assert await n1.sync() == []
+        st = p2.stat()
+        assert p2.read_text() == "v2"
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (4321, 8765, 0o600)
