@@ -14,6 +14,7 @@ import ctypes
 import logging
 import os
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -197,6 +198,10 @@ class Daemon:
         ha = self.cfg.ha
         config_dir = Path(self.cfg.directory)
         rsctmp = self.state_dir / "rsctmp"
+        # Heartbeat wipes HA_RSCTMP at every start (spec 5.2): pseudo-resources such as MailTo
+        # keep their "running" flag there, and a flag left by a crashed run made this node
+        # claim the group at start-up although nothing of it ran (the demo's crash round).
+        shutil.rmtree(rsctmp, ignore_errors=True)
         rsctmp.mkdir(parents=True, exist_ok=True)
         env = heartbeat_environment(
             self.node,
