@@ -76,6 +76,7 @@ class Decision:
     reason: str
     epoch: int = 0
     needs_failback: bool = False  # with ACQUIRE: taken because the preferred node was away
+    conflict: bool = False  # with RELEASE: another node holds it too (drop the address first)
 
 
 _NONE_AD = GroupAd(GroupState.NONE, 0)
@@ -159,7 +160,8 @@ def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:
                 return Decision(
                     g, Action.RELEASE,
                     f"group {key} is also held by {theirs}; {winner} has the newer claim over "
-                    f"mine (epoch {mine.epoch}): releasing it",
+                    f"mine (epoch {mine.epoch}): releasing it, address first",
+                    conflict=True,
                 )
             return Decision(
                 g, Action.REANNOUNCE,
@@ -209,6 +211,14 @@ def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:
                 f"{h} is alive",
             )
         return Decision(g, Action.WAIT, f"group {key} is held by {h}")
+    starting = [n for n in peers if n not in view.active]
+    if starting:
+        # Alive but still waiting out its initdead: it is about to be active and may be the
+        # group's owner, so taking the group now would race it.
+        return Decision(
+            g, Action.WAIT,
+            f"not deciding group {key} until {', '.join(starting)} is active",
+        )
     unknown = [n for n in peers if view.ads.get(n) is None]
     if unknown:
         return Decision(

@@ -193,7 +193,7 @@ class FailoverEngine:
                 rt.needs_failback = d.needs_failback
                 rt.task = asyncio.create_task(self._acquire(rt, d.epoch))
             elif d.action is Action.RELEASE:
-                rt.task = asyncio.create_task(self._release(rt))
+                rt.task = asyncio.create_task(self._release(rt, conflict=d.conflict))
             elif d.action is Action.REANNOUNCE:
                 self._reannounce(rt)
             elif rt.state is GroupState.HELD and rt.found_incomplete:
@@ -261,10 +261,17 @@ class FailoverEngine:
         log.info("Resource group %s acquired (epoch %d).", rt.group.key, rt.epoch)
         self._set(rt, GroupState.HELD)
 
-    async def _stop_all(self, rt: GroupRuntime) -> list[Agent]:
-        """Stop every resource right to left, retrying; return those that would not stop."""
+    async def _stop_all(self, rt: GroupRuntime, *, addresses_first: bool = False) -> list[Agent]:
+        """Stop every resource right to left, retrying; return those that would not stop.
+
+        ``addresses_first``: when another node holds the group too, the shared address is what
+        hurts (clients and ARP caches flap between the two), so it goes before anything else.
+        """
         failed: list[Agent] = []
-        for i in reversed(range(len(rt.agents))):
+        order = list(reversed(range(len(rt.agents))))
+        if addresses_first:
+            order.sort(key=lambda i: 0 if isinstance(rt.agents[i], Reannounces) else 1)
+        for i in order:
             agent = rt.agents[i]
             for attempt in range(STOP_RETRIES):
                 try:
@@ -300,10 +307,10 @@ class FailoverEngine:
         rt.failed_at = self.clock()
         self._set(rt, GroupState.START_FAILED)
 
-    async def _release(self, rt: GroupRuntime) -> None:
+    async def _release(self, rt: GroupRuntime, *, conflict: bool = False) -> None:
         self._set(rt, GroupState.STOPPING)
         log.info("Releasing resource group: %s", self._line(rt))
-        failed = await self._stop_all(rt)
+        failed = await self._stop_all(rt, addresses_first=conflict)
         rt.needs_failback = False
         if failed:
             names = ", ".join(a.describe() for a in failed)

@@ -111,7 +111,7 @@ def test_takeover_request_moves_the_group() -> None:
 def test_healed_partition_newer_epoch_keeps_older_releases() -> None:
     ads: dict[str, NodeAd | None] = {N1: ad(H, 1), N2: ad(H, 2)}
     d1, d2 = one(view(N1, ads)), one(view(N2, ads))
-    assert d1.action is Action.RELEASE and "newer claim" in d1.reason
+    assert d1.action is Action.RELEASE and "newer claim" in d1.reason and d1.conflict
     assert d2.action is Action.REANNOUNCE and "keeping it" in d2.reason
 
 
@@ -161,3 +161,12 @@ def test_a_takeover_outranks_the_claim_of_the_dead_node_it_replaces() -> None:
     ads: dict[str, NodeAd | None] = {N1: ad(H, 1), N2: ad(H, 2)}
     assert one(view(N1, ads)).action is Action.RELEASE
     assert one(view(N2, ads)).action is Action.REANNOUNCE
+
+
+def test_a_peer_still_starting_is_waited_for_not_skipped() -> None:
+    # vpbx1-2 is up first and hears vpbx1-1, which is alive but not yet active (its status is
+    # still "up"): vpbx1-2 must not take the group away from the preferred node.
+    v = view(N2, {N1: ad(), N2: ad()})
+    v = ClusterView(**{**v.__dict__, "active": frozenset({N2})})
+    d = one(v)
+    assert d.action is Action.WAIT and "until vpbx1-1 is active" in d.reason

@@ -1,0 +1,150 @@
+"""The talk's two-node PBX cluster in a lab, for failover tests: real daemons, kamailio as
+"asterisk" on the virtual IP, an aiosmtpd mail server per node, a SIP prober in the client.
+
+Only what the lab forces is changed from the talk's files: the address (10.0.10.10 becomes the
+lab's VIP), initdead (120 s would make every test wait two minutes), and the program name in
+the master script (``csync2`` becomes ``nonstop sync``, the documented migration). initdead
+10 s costs nothing when both nodes start (comm is up as soon as both are heard) and keeps a
+slow start on a loaded machine from looking like a dead peer.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+from nonstop.lab import CLIENT, VIP, Lab, LabProcess, wait_for
+from nonstop.lab.hbconfig import set_directives
+from nonstop.lab.kamailio import write_asterisk_service
+from nonstop.lab.outage import Probe, read_probes
+from nonstop.lab.sipprobe import probe_command
+from nonstop.talk import copy_talk
+
+N1, N2 = "vpbx1-1", "vpbx1-2"
+TALK_VIP = "10.0.10.10"
+
+
+class TalkCluster:
+    """Builds per-node config dirs from the talk's files and runs nonstop daemons in a lab."""
+
+    def __init__(self, lab: Lab, *, directives: Mapping[str, str | None] | None = None) -> None:
+        self.lab = lab
+        self.daemons: dict[str, LabProcess] = {}
+        self.smtp: dict[str, LabProcess] = {}
+        self.prober: LabProcess | None = None
+        self.probe_file = lab.workdir / "probes.jsonl"
+        wanted: dict[str, str | None] = {"initdead": "10"}
+        wanted.update(directives or {})
+        for node in (N1, N2):
+            root = lab.host_dir(node) / "etc"
+            copy_talk(root)
+            cfg = root / "ha.d"
+            cfg_file = cfg / "ha.cf"
+            cfg_file.write_text(set_directives(cfg_file.read_text(), wanted))
+            res = cfg / "haresources"
+            res.write_text(res.read_text().replace(TALK_VIP, VIP))
+            master = cfg / "resource.d" / "master"
+            master.write_text(master.read_text().replace("csync2 ", "nonstop sync "))
+            write_asterisk_service(cfg / "resource.d", lab.host_dir(node) / "sip", node=node,
+                                   listen_ip=VIP)
+            mailbox.Maildir(str(lab.host_dir(node) / "mail"), create=True)
+
+    def config_dir(self, node: str) -> Path:
+        return self.lab.host_dir(node) / "etc" / "ha.d"
+
+    def state_dir(self, node: str) -> Path:
+        return self.lab.host_dir(node) / "state"
+
+    def start_mail(self, node: str) -> None:
+        maildir = self.lab.host_dir(node) / "mail"
+        self.smtp[node] = self.lab.spawn(
+            node,
+            [sys.executable, "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:25", "-c",
+             "aiosmtpd.handlers.Mailbox", str(maildir)],
+            name="smtp",
+        )
+
+    def start(self, node: str) -> LabProcess:
+        if node not in self.smtp:
+            self.start_mail(node)
+        proc = self.lab.spawn(
+            node,
+            [sys.executable, "-m", "nonstop", "run", "--config-dir", str(self.config_dir(node)),
+             "--state-dir", str(self.state_dir(node)), "--node", node],
+            name="nonstop",
+        )
+        self.daemons[node] = proc
+        return proc
+
+    def crash(self, node: str) -> float:
+        """The box dies: off the network at once, every process on it killed."""
+        t = time.monotonic()
+        self.lab.link_down(node)
+        from nonstop.lab.lab import kill_netns_processes
+
+        kill_netns_processes(self.lab.netns(node))
+        if self.lab.has_address(node, VIP):  # a dead box holds no address
+            self.lab.del_address(node, VIP)
+        self.daemons.pop(node, None)
+        self.smtp.pop(node, None)
+        return t
+
+    def revive(self, node: str) -> None:
+        """The crashed box boots again: cable back in, nothing running."""
+        self.lab.link_up(node)
+
+    def status(self, node: str) -> dict[str, Any]:
+        out = subprocess.run(
+            [sys.executable, "-m", "nonstop", "status", "--json", "--state-dir",
+             str(self.state_dir(node))],
+            capture_output=True, text=True, timeout=10,
+        )
+        if out.returncode != 0:
+            return {}
+        doc: dict[str, Any] = json.loads(out.stdout)
+        return doc
+
+    def holder(self, node: str) -> str | None:
+        st = self.status(node)
+        groups = st.get("groups") or []
+        return groups[0].get("holder") if groups else None
+
+    def vip_holders(self) -> list[str]:
+        return [n for n in (N1, N2) if self.lab.has_address(n, VIP)]
+
+    def wait_vip_on(self, node: str, timeout: float) -> float:
+        wait_for(lambda: self.vip_holders() == [node], timeout, what=f"the VIP only on {node}",
+                 interval=0.02)
+        return time.monotonic()
+
+    def start_prober(self) -> None:
+        self.prober = self.lab.spawn(CLIENT, probe_command(VIP, self.probe_file), name="probe")
+
+    def probes(self) -> list[Probe]:
+        return read_probes(self.probe_file) if self.probe_file.exists() else []
+
+    def answered_by(self, node: str, since: float) -> bool:
+        return any(p.node == node and p.sent >= since and p.answered is not None
+                   for p in self.probes())
+
+    def mails(self, node: str) -> list[str]:
+        """Subjects of the mails delivered to ``node``'s mail server."""
+        new = self.lab.host_dir(node) / "mail" / "new"
+        if not new.is_dir():
+            return []
+        return [str(message_from_bytes(p.read_bytes())["Subject"])
+                for p in sorted(new.iterdir())]
+
+    def log(self, node: str) -> str:
+        proc = self.daemons.get(node)
+        return proc.log_path.read_text() if proc is not None else ""
+
+    def marker(self, node: str) -> bool:
+        return self.lab.host_path(node, "/tmp/.HB-master").exists()
