@@ -23,7 +23,7 @@ from nonstop.sync.plan import Op, batches, plan, plan_forced
 from nonstop.sync.protocol import CHUNK, AuthError, Kind, ProtocolError, encode
 from nonstop.sync.protocol import field as pfield
 from nonstop.sync.receiver import Batch, Receiver, Result, cleanup_tmp
-from nonstop.sync.scan import Seen, scan
+from nonstop.sync.scan import Seen, describe, scan
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.transport import (
@@ -284,13 +284,14 @@ class Node:
         """
         inflight: dict[int, tuple[list[Op], dict[int, Result], dict[int, FileState | None]]] = {}
         ok = [True]
+        lost: list[str] = []
         for bid, batch in enumerate(batches(ops)):
             chan.send_obj(Kind.OFFER, {"b": bid, "ops": [op.to_wire() for op in batch]})
             await chan.drain()
             while True:
                 f = await chan.expect(Kind.VERDICT, Kind.RESULTS)
                 if f.kind is Kind.RESULTS:
-                    await self._take_results(f.obj(), inflight, peer, report, applied, ok)
+                    await self._take_results(f.obj(), inflight, peer, report, applied, ok, lost)
                     continue
                 break
             verdict = f.obj()
@@ -308,13 +309,59 @@ class Node:
             inflight[bid] = (batch, results, finals)
         while inflight:
             f = await chan.expect(Kind.RESULTS)
-            await self._take_results(f.obj(), inflight, peer, report, applied, ok)
+            await self._take_results(f.obj(), inflight, peer, report, applied, ok, lost)
+        if lost and not await self._fetch(chan, g, peer, lost, report):
+            ok[0] = False
         return ok[0]
+
+    async def _fetch(
+        self, chan: Channel, g: _GroupCtx, peer: str, names: list[str], report: Report
+    ) -> bool:
+        """Take the peer's version of ``names`` (conflicts ``auto`` resolved in its favour);
+        ours are backed up. Unlike csync2, the losing side converges in the same run."""
+        chan.send_obj(Kind.FETCH, {"names": names})
+        await chan.drain()
+        entries = pfield((await chan.expect(Kind.FILES)).obj(), "entries", list)
+        if len(entries) != len(names):
+            raise ProtocolError("file list does not match the request")
+        ops: list[Op] = []
+        for name, item in zip(names, entries, strict=True):
+            if not isinstance(item, list) or len(item) != 2 or item[0] != name:
+                raise ProtocolError("bad file list entry")
+            state = None if item[1] is None else FileState.from_wire(item[1])
+            ops.append(Op("put" if state else "del", name, None, state, True))
+        rec = Receiver(self.db, g.matcher, g.paths, g.group, self.me, peer, self.ignore,
+                       log=lambda m: self.out(1, m))
+        try:
+            results, need, batch = await asyncio.to_thread(rec.evaluate, ops)
+            chan.send_obj(Kind.NEED, {"need": need})
+            await chan.drain()
+            for i in need:
+                await self._receive_file(chan, rec, batch, i)
+            await asyncio.to_thread(rec.wait_writes)
+            done = await asyncio.to_thread(rec.commit, batch)
+        finally:
+            rec.close()
+        all_ok = True
+        for res in [r for r in results if r is not None] + done:
+            name = ops[res.index].name
+            if res.applied:
+                report.count("pulled")
+                self.out(0, f"{name}: now {peer}'s version"
+                         + (f" ({res.message})" if res.message else ""))
+            else:
+                all_ok = False
+                report.problems.append(f"{name}: could not take {peer}'s version: "
+                                       f"{res.message or res.status}")
+                self.out(0, report.problems[-1])
+        if rec.changed:
+            await self._run_actions(g, rec.changed, receiving=True)
+        return all_ok
 
     async def _take_results(
         self, obj: dict[str, object],
         inflight: dict[int, tuple[list[Op], dict[int, Result], dict[int, FileState | None]]],
-        peer: str, report: Report, applied: list[str], ok: list[bool],
+        peer: str, report: Report, applied: list[str], ok: list[bool], lost: list[str],
     ) -> None:
         bid = obj.get("b")
         if type(bid) is not int or bid not in inflight:
@@ -339,6 +386,10 @@ class Node:
                     verb = {"put": "updated", "del": "deleted", "mv": f"renamed from {op.src}"}
                     self.out(1, f"{peer}: {op.name}: {verb[op.kind]} ({res.status})"
                              + (f": {res.message}" if res.message else ""))
+            elif res.status == "lost" and op.kind != "mv":
+                # `auto` chose the peer's version: fetched in this session, below.
+                lost.append(op.name)
+                self.out(0, f"{peer}: {res.message}; taking {peer}'s version")
             else:
                 ok[0] = False
                 report.problems.append(f"{peer}: {res.message or op.name}")
@@ -483,7 +534,7 @@ class Node:
 
         try:
             while True:
-                f = await chan.expect(Kind.OFFER, Kind.LIST, Kind.BYE)
+                f = await chan.expect(Kind.OFFER, Kind.LIST, Kind.BYE, Kind.FETCH)
                 if f.kind is Kind.BYE:
                     await settle()
                     chan.send_obj(Kind.BYE, {})
@@ -492,6 +543,10 @@ class Node:
                 if f.kind is Kind.LIST:
                     await settle()
                     await self._serve_list(chan, g, f.obj())
+                    continue
+                if f.kind is Kind.FETCH:
+                    await settle()
+                    await self._serve_fetch(chan, g, peer, f.obj())
                     continue
                 obj = f.obj()
                 bid = pfield(obj, "b", int)
@@ -540,6 +595,36 @@ class Node:
         done = await asyncio.to_thread(rec.commit, batch)
         chan.send_obj(Kind.RESULTS, {"b": bid, "r": [r.to_wire() for r in done]})
         await chan.drain()
+
+    async def _serve_fetch(self, chan: Channel, g: _GroupCtx, peer: Peer,
+                           obj: dict[str, object]) -> None:
+        """The peer takes our version of names whose conflict ``auto`` resolved for us."""
+        names = pfield(obj, "names", list)
+        if len(names) > MAX_OPS_PER_OFFER or not all(
+            isinstance(n, str) and valid_name(n) and g.matcher.included(n) for n in names
+        ):
+            raise ProtocolError("bad fetch request")
+
+        def states() -> list[FileState | None]:
+            out: list[FileState | None] = []
+            for n in names:
+                seen = describe(g.paths.local(n), self.db.local_get(n), time.time_ns())
+                out.append(seen.state if seen else None)
+            return out
+
+        found = await asyncio.to_thread(states)
+        chan.send_obj(Kind.FILES, {"entries": [[n, s.to_wire() if s else None]
+                                               for n, s in zip(names, found, strict=True)]})
+        await chan.drain()
+        need = pfield((await chan.expect(Kind.NEED)).obj(), "need", list)
+        if any(type(i) is not int or not 0 <= i < len(names) or found[i] is None
+               or found[i].kind != "reg" for i in need):  # type: ignore[union-attr]
+            raise ProtocolError("bad need list")
+        for i in need:
+            await self._stream(chan, g, Op("put", names[i], None, found[i]), i)
+        # The peer now holds our versions: nothing left to send it for these names.
+        await asyncio.to_thread(self.db.record_sent, peer.name,
+                                list(zip(names, found, strict=True)))
 
     async def _serve_list(self, chan: Channel, g: _GroupCtx, obj: dict[str, object]) -> None:
         scopes: list[Scope] = []

@@ -44,6 +44,9 @@ class Kind(enum.IntEnum):
     LIST = 16
     LISTING = 17
     BYE = 18
+    FETCH = 19
+    FILES = 20
+    NEED = 21
 
 
 @dataclass(frozen=True)

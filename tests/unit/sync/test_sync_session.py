@@ -158,10 +158,16 @@ async def test_auto_modes(tmp_path: Path, auto: str, n2_wins: bool) -> None:
         os.utime(p2, (2_000, 2_000))
         problems = await n1.sync()
         if n2_wins:
+            # resolved in the same run: n1 takes n2's version and keeps its own as a backup
+            assert problems == []
             assert n2.path("/etc/asterisk/a.conf").read_text() == "n2 bigger"
-            assert problems and f"auto {auto}: vpbx1-2 wins" in problems[0]
-            # n2's version flows back on n2's next run
-            assert n2.node.dirty_lines() == ["chary\tvpbx1-2\tvpbx1-1\t/etc/asterisk/a.conf"]
+            assert n1.path("/etc/asterisk/a.conf").read_text() == "n2 bigger"
+            assert (n1.root / "var/backups/csync2/etc/asterisk/a.conf").read_text() == "n1"
+            assert any(f"auto {auto}: vpbx1-2 wins" in m for m in n1.log)
+            assert n1.node.dirty_lines() == [] and n2.node.dirty_lines() == []
+            n1.node.check()
+            n2.node.check()
+            assert n1.node.dirty_lines() == [] and n2.node.dirty_lines() == []
         else:
             assert problems == []
             assert n2.path("/etc/asterisk/a.conf").read_text() == "n1"
@@ -346,3 +352,14 @@ async def test_ignore_uid_gid_mod_keeps_the_receivers_owner_and_mode(tmp_path: P
         st = p2.stat()
         assert p2.read_text() == "v2"
         assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (4321, 8765, 0o600)
+
+
+async def test_auto_younger_a_deletion_never_wins(tmp_path: Path) -> None:
+    async with pair(tmp_path, talk_config(tmp_path, auto="younger")) as (n1, n2):
+        n1.write("/etc/asterisk/a.conf", "v0")
+        assert await n1.sync() == []
+        os.unlink(n1.path("/etc/asterisk/a.conf"))
+        n2.write("/etc/asterisk/a.conf", "kept by n2")
+        assert await n1.sync() == []
+        assert n1.path("/etc/asterisk/a.conf").read_text() == "kept by n2"
+        assert n2.path("/etc/asterisk/a.conf").read_text() == "kept by n2"
