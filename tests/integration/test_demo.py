@@ -103,6 +103,9 @@ def test_quick_demo_survives_a_crash_and_leaves_nothing_behind() -> None:
     assert 0 < r["replication_lag_s"] < 30
     assert 0 <= r["resumed_after_rejoin_s"] < 30
     kinds = [row["event"] for row in r["timeline"]]
+    # The returning node never took the address (a stale MailTo flag once made it claim the
+    # group at start-up).
+    assert "VIP on the old node" not in [row["event"] for row in r["timeline"]]
     for kind in ("fault", "death declared", "address moved", "SIP answering again",
                  "takeover mail received", "old node rejoined", "replication resumed",
                  "old node stayed standby"):
@@ -113,3 +116,37 @@ def test_quick_demo_survives_a_crash_and_leaves_nothing_behind() -> None:
     assert offsets == sorted(offsets)
     # The screen went to stderr and ends with the table.
     assert "Results" in done.stderr and "downtime seen by the SIP client" in done.stderr
+
+
+@pytest.mark.skipif(not _can_run(), reason="the demo needs root, iproute2, nftables and kamailio")
+def test_ctrl_c_in_the_middle_cleans_everything_up() -> None:
+    import signal
+    import time
+
+    popen = subprocess.Popen([*_demo_argv(), "--quick", "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert popen.stderr is not None
+    seen = ""
+    err = ""
+    deadline = time.monotonic() + 120
+    try:
+        # Interrupt once the cluster runs and the first round has begun.
+        while "Round 1" not in seen and time.monotonic() < deadline:
+            line = popen.stderr.readline()
+            if not line:
+                break
+            seen += line
+        assert "Round 1" in seen, seen[-3000:]
+        popen.send_signal(signal.SIGINT)
+        out, err = popen.communicate(timeout=90)
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.communicate()
+    assert popen.returncode == 1, err[-3000:]
+    doc = json.loads(out)
+    assert doc["ok"] is False
+    assert doc["error"] == "interrupted (Ctrl-C)"
+    assert doc["cleaned_up"] is True
+    assert _netns_of(popen.pid) == []
+    assert _processes_using(f"/var/tmp/nonstop-lab/nl{popen.pid}x") == []

@@ -50,7 +50,8 @@ def demo_command(fault: str, rounds: int, quick: bool, as_json: bool, keep_going
             "missing programs: " + ", ".join(missing)
             + " (Debian 12: apt-get install iproute2 nftables util-linux kamailio)")
     out = sys.stderr if as_json else sys.stdout
-    screen = Screen(out, live=out.isatty() and os.environ.get("TERM", "dumb") != "dumb")
+    live = out.isatty() and os.environ.get("TERM", "dumb") != "dumb"
+    screen = Screen(out, live=live, width=shutil.get_terminal_size().columns if live else 0)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         drill = Drill(screen, fault=fault, rounds=rounds, quick=quick,  # type: ignore[arg-type]

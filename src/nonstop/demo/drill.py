@@ -269,10 +269,10 @@ class Drill:
             lag = sync.get("lag_s")
             ok = sync.get("last_sync_ok")
             state = "ok" if ok else ("-" if ok is None else "ERROR")
-            return f"sync: {role}, last {state}, dirty {sync.get('dirty', '?')}" + (
+            return f"{role}, last {state}, dirty {sync.get('dirty', '?')}" + (
                 f", lag {lag:.2f} s" if isinstance(lag, float) and lag else "")
-        return "sync: cron line" if self.cluster and self.cluster.daemon_replicates is False \
-            else "sync: not available"
+        return "cron line" if self.cluster and self.cluster.daemon_replicates is False \
+            else "not available"
 
     def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -396,10 +396,10 @@ class Drill:
             say(f"  {new} took over: the SIP client is answered by {new}")
             data = f"voicemail left on {new} while {old} was down (round {n})\n"
             c.write_file(new, outage_file, data)
-            where = ("the new active" if self.fault == "standby"
+            where = ("now the active node" if self.fault == "standby"
                      else f"while {old} is away")
             events.append(Event(time.monotonic(), Kind.VOICEMAIL_WRITTEN,
-                                f"{_short(outage_file)} left on {new}, {where}"))
+                                f"{_short(outage_file)} left on {new} {where}"))
             self._pause(self.timing.down_s)
             old_back_at = time.monotonic()
             self._restore(old)
@@ -426,7 +426,10 @@ class Drill:
             events.append(Event(time.monotonic(), kind, text))
             if holder != new and self.fault != "cable" and error is None:
                 error = f"the group moved back to {holder} although auto_failback is off"
-        events.extend(self._recorded_events(old, new, fault_at, old_back_at))
+        recorded = self._recorded_events(old, new, fault_at, old_back_at)
+        events.extend(recorded)
+        if any(e.kind is Kind.OLD_NODE_CLAIMED for e in recorded) and error is None:
+            error = f"{old} took the virtual IP again on its return although {new} held it"
         downtime = lost = None
         gap = service_gap(read_probes(c.probe_record), fault_at, old, new)
         if gap is not None:
@@ -538,6 +541,13 @@ class Drill:
                 ln.message)), None)
             if back is not None:
                 events.append(Event(back.at, Kind.REJOINED, f"{new} hears {old} again"))
+        if old_back_at is not None:
+            claimed = next((a for path in mold.all_logs("addr") if path.exists()
+                            for a in parse_addr_log(path.read_text(), self.offset)
+                            if a.added and a.ip == c.vip and a.at >= old_back_at), None)
+            if claimed is not None:
+                events.append(Event(claimed.at, Kind.OLD_NODE_CLAIMED,
+                                    f"{c.vip} configured on {old} again: two holders"))
         for path in mnew.all_logs("addr"):
             if not path.exists():
                 continue

@@ -44,19 +44,22 @@ def _cell(value: str | None) -> str:
     return "-" if value is None else value
 
 
+NODE_HEADER = (f"  {'node':<8} {'daemon':<7} {'hears its peer':<19} {'holds':<14} "
+               f"{'.HB-master':<10} replication")
+
+
 def node_line(v: NodeView) -> str:
-    """One node of the panel."""
+    """One node of the panel (under :data:`NODE_HEADER`)."""
     if not v.powered:
         return f"  {v.name:<8} POWERED OFF"
-    daemon = _cell(v.daemon)
-    heard = "" if v.peer_heard_ms is None else f" ({v.peer_heard_ms} ms ago)"
+    heard = "" if v.peer_heard_ms is None else f", {v.peer_heard_ms} ms ago"
     peer = f"{_cell(v.peer)}{heard}"
-    vip = "VIP " if v.has_vip else "    "
-    role = _cell(v.group_state)
-    cable = "" if v.cable else "  CABLE OUT"
+    state = None if v.group_state in (None, "none") else v.group_state
+    held = " ".join(x for x in ("VIP" if v.has_vip else None, state) if x) or "-"
     flag = "yes" if v.master_flag else "no"
-    return (f"  {v.name:<8} {daemon:<8} peer {peer:<22} {vip}{role:<9} .HB-master {flag:<3}"
-            f" {v.replication}{cable}")
+    cable = "   CABLE OUT" if not v.cable else ""
+    return (f"  {v.name:<8} {_cell(v.daemon):<7} {peer:<19} {held:<14} {flag:<10} "
+            f"{v.replication}{cable}")
 
 
 def client_line(c: ClientView) -> str:
@@ -65,23 +68,25 @@ def client_line(c: ClientView) -> str:
         last = "no answer yet"
     else:
         last = f"last 200 OK from {c.last_node} {c.last_ago_s * 1000:.0f} ms ago"
-    return (f"  client   OPTIONS to {c.vip} every 20 ms: {c.answered}/{c.sent} answered, {last}")
+    return f"  client   OPTIONS to {c.vip} every 20 ms: {last} ({c.answered}/{c.sent})"
 
 
 def panel(nodes: Sequence[NodeView], client: ClientView, clock: float) -> list[str]:
     """The whole panel; ``clock`` is seconds since the demo started."""
     holders = {v.holder for v in nodes if v.powered and v.holder}
     holder = ", ".join(sorted(holders)) if holders else "nobody"
-    return [f"  [{clock:6.1f} s] cluster vpbx1: group held by {holder}",
+    return [f"  [{clock:6.1f} s] the group is held by {holder}", NODE_HEADER,
             *(node_line(v) for v in nodes), client_line(client)]
 
 
 class Screen:
     """Writes the demo's output; ``live`` redraws the panel in place (a terminal)."""
 
-    def __init__(self, out: TextIO, *, live: bool) -> None:
+    def __init__(self, out: TextIO, *, live: bool, width: int = 0) -> None:
         self.out = out
         self.live = live
+        # A wrapped line would take two rows and break the redraw: clip to the terminal.
+        self.width = width
         self._drawn = 0  # panel lines currently on the terminal below the scrolled text
         self._last_panel: list[str] = []
 
@@ -102,7 +107,7 @@ class Screen:
 
     def _draw(self, lines: Sequence[str]) -> None:
         for line in lines:
-            self.out.write(line + "\n")
+            self.out.write((line[:self.width - 1] if self.width > 1 else line) + "\n")
         self._drawn = len(lines)
 
     def update(self, lines: Sequence[str]) -> None:
@@ -127,7 +132,7 @@ class Screen:
         self.out.flush()
 
     def finish(self) -> None:
-        """Leave the panel where it is (a terminal keeps it; a pipe needs nothing)."""
-        self._drawn = 0
+        """The live panel goes (its last state was kept by :meth:`snapshot`)."""
+        self._erase()
         self._last_panel = []
         self.out.flush()

@@ -31,6 +31,7 @@ class Kind(enum.Enum):
     OLD_NODE_BACK = "old node back"
     REJOINED = "old node rejoined"
     REPLICATION_RESUMED = "replication resumed"
+    OLD_NODE_CLAIMED = "VIP on the old node"
     STAYED_STANDBY = "old node stayed standby"
     FAILED_BACK = "group moved back"
 
@@ -127,7 +128,8 @@ def summarize(*, round_no: int, fault: str, old_active: str, new_active: str | N
     stayed: bool | None = None
     back = rejoined or _first(events, Kind.HANDOVER)
     if back is not None and final_holder is not None and new_active is not None:
-        stayed = final_holder == new_active
+        # Ending as standby is not enough: taking the address on the way is no standby.
+        stayed = final_holder == new_active and _first(events, Kind.OLD_NODE_CLAIMED) is None
     return RoundResult(
         round=round_no,
         fault=fault,

@@ -88,10 +88,13 @@ def views() -> tuple[list[NodeView], ClientView]:
 def test_panel_says_who_holds_and_who_is_off() -> None:
     nodes, client = views()
     lines = panel(nodes, client, 12.34)
-    assert lines[0] == "  [  12.3 s] cluster vpbx1: group held by vpbx1-1"
-    assert "VIP held" in lines[1] and ".HB-master yes" in lines[1]
-    assert lines[2] == "  vpbx1-2  POWERED OFF"
-    assert lines[3].endswith("9/10 answered, last 200 OK from vpbx1-1 15 ms ago")
+    assert lines[0] == "  [  12.3 s] the group is held by vpbx1-1"
+    assert lines[1].split() == ["node", "daemon", "hears", "its", "peer", "holds", ".HB-master",
+                                "replication"]
+    assert lines[2].split() == ["vpbx1-1", "active", "active,", "12", "ms", "ago", "VIP", "held",
+                                "yes", "sync:", "cron", "line"]
+    assert lines[3] == "  vpbx1-2  POWERED OFF"
+    assert lines[4].endswith("last 200 OK from vpbx1-1 15 ms ago (9/10)")
 
 
 def test_screen_in_a_pipe_prints_only_lines_and_snapshots() -> None:
@@ -103,14 +106,16 @@ def test_screen_in_a_pipe_prints_only_lines_and_snapshots() -> None:
     assert out.getvalue() == "hello\n"
     screen.snapshot()
     assert "\x1b" not in out.getvalue()
-    assert out.getvalue().count("cluster vpbx1") == 1
+    assert out.getvalue().count("the group is held by") == 1
 
 
 def test_screen_on_a_terminal_redraws_the_panel_below_the_lines() -> None:
     out = io.StringIO()
-    screen = Screen(out, live=True)
+    screen = Screen(out, live=True, width=3)
+    screen.update(["a", "bcdef"])  # clipped: a wrapped line would break the redraw
+    assert out.getvalue() == "a\nbc\n"
     screen.update(["a", "b"])
     screen.update(["c", "d"])
-    assert out.getvalue() == "a\nb\n\x1b[2F\x1b[Jc\nd\n"
+    assert out.getvalue() == "a\nbc\n\x1b[2F\x1b[Ja\nb\n\x1b[2F\x1b[Jc\nd\n"
     screen.say("event")
     assert out.getvalue().endswith("\x1b[2F\x1b[Jevent\nc\nd\n")

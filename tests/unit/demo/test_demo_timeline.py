@@ -66,6 +66,14 @@ def test_failback_is_reported_as_not_staying_standby() -> None:
     assert r.stayed_standby is False
 
 
+def test_taking_the_vip_on_return_is_not_staying_standby() -> None:
+    events = [*crash_events(), Event(FAULT + 6.6, Kind.OLD_NODE_CLAIMED, "VIP on vpbx1-1")]
+    r = summarize(round_no=1, fault="crash", old_active="vpbx1-1", new_active="vpbx1-2",
+                  events=events, downtime_s=2.1, lost_probes=1, replication_lag_s=None,
+                  final_holder="vpbx1-2")
+    assert r.stayed_standby is False
+
+
 def test_missing_events_give_no_numbers() -> None:
     r = summarize(round_no=2, fault="crash", old_active="vpbx1-2", new_active=None,
                   events=[Event(FAULT, Kind.FAULT, "x")], downtime_s=None, lost_probes=None,
