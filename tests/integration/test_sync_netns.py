@@ -22,14 +22,13 @@ SYNC = [sys.executable, "-c",
 NAMES = {"n1": "vpbx1-1", "n2": "vpbx1-2", "n3": "vpbx1-3"}
 REPLICATOR = """
 import asyncio, sys
-from nonstop.config.csync2 import load_csync2
-from nonstop.sync.node import Node, Options
+from nonstop.sync.node import open_node
 from nonstop.sync.replicator import Replicator
 cfg, me, root, state, active = sys.argv[1:6]
 addrs = dict(a.split("=") for a in sys.argv[6:])
 async def main():
-    node = Node(Options(load_csync2(cfg), me, state, root=root, addresses=addrs),
-                lambda lvl, m: print(m, flush=True))
+    node = open_node(cfg, me, state, root=root, addresses=addrs,
+                     out=lambda lvl, m: print(m, flush=True))
     rep = Replicator(node, full_scan_interval=30)
     await rep.start()
     rep.set_active(active == "active")

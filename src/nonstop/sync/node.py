@@ -646,6 +646,26 @@ class Node:
         return cleanup_tmp(self.db)
 
 
+def open_node(
+    config_path: str,
+    me: str,
+    state_dir: str,
+    *,
+    root: str = "/",
+    port: int = DEFAULT_PORT,
+    addresses: Mapping[str, str] | None = None,
+    listen: str = "0.0.0.0",
+    out: Out = _quiet,
+) -> Node:
+    """Read csync2.cfg and open ``me``'s replication engine (ConfigError names file:line)."""
+    from nonstop.config.csync2 import load_csync2
+
+    cfg = load_csync2(config_path)
+    for g in cfg.groups_for(me):
+        load_key(g)  # a bad key is a config error now, not at the first connection
+    return Node(Options(cfg, me, state_dir, None, root, port, dict(addresses or {}), listen), out)
+
+
 def _overlaps(a: Scope, b: Scope) -> bool:
     return in_scope(a[0], b[0], b[1]) or in_scope(b[0], a[0], a[1])
 

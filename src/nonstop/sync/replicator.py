@@ -152,7 +152,8 @@ class Replicator:
         name = self._name_of(local)
         if name is None:
             return
-        self._hints[name] = self._hints.get(name, False) or new_dir
+        # A directory event may stand for a whole subtree (mv of a tree emits no child events).
+        self._hints[name] = self._hints.get(name, False) or is_dir or new_dir
         if self._first_hint is None:
             self._first_hint = time.monotonic()
         self._wake.set()
