@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import pytest
 from nodes import NonstopCluster, talk_config
@@ -28,6 +29,7 @@ from nonstop.lab import Lab
 pytestmark = pytest.mark.netns
 
 N1, N2 = "vpbx1-1", "vpbx1-2"
+STATUS_DOC = Path(__file__).resolve().parents[2] / "docs" / "STATUS.md"
 DEADTIME, KEEPALIVE, WARNTIME = 2.0, 0.2, 1.0
 # Scheduling noise on a loaded two-core machine; the daemon runs SCHED_RR, so this is ample.
 SLACK = 0.6
@@ -114,6 +116,30 @@ def test_two_nodes_see_each_other(make_lab: Callable[[Sequence[str]], Lab]) -> N
         assert f"Status update for node {other}: status active" in log
         assert f"Link {other}:eth0 up." in log
         assert "Comm_now_up(): updating status to active" in log
+
+
+def documented_keys(table_after: str) -> set[str]:
+    """The keys in the first column of the docs/STATUS.md table under heading ``table_after``."""
+    text = STATUS_DOC.read_text().split(table_after, 1)[1]
+    keys: set[str] = set()
+    for line in text.splitlines()[1:]:
+        if line.startswith("#"):
+            break
+        m = re.match(r"\| `([a-z_]+)` \|", line)
+        if m:
+            keys.add(m.group(1))
+    return keys
+
+
+def test_status_keys_are_the_documented_ones(make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    _lab, cluster = two_nodes(make_lab)
+    st = cluster.status(N1)
+    assert set(st) == documented_keys("## The JSON document")
+    assert set(st["timing"]) == {"keepalive_ms", "deadtime_ms", "warntime_ms", "initdead_ms"}
+    for node in st["nodes"]:
+        assert set(node) == documented_keys("### `nodes[]`")
+    assert set(st["packets"]) == documented_keys("### `packets`")
+    assert st["groups"] == []
 
 
 def test_status_without_a_daemon_says_not_running(
