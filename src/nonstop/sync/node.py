@@ -518,6 +518,7 @@ class Node:
         finally:
             # Synchronous on purpose: it must also run when the session task is cancelled.
             rec.close()
+            stats["last_session_frames_sent"] = chan.frames_sent
             await chan.close()
         if rec.changed:
             self.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")

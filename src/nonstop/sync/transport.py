@@ -73,6 +73,7 @@ class Channel:
         self.reader = reader
         self.writer = writer
         self._unflushed = 0
+        self.frames_sent = 0  # replies per session show there is no per-file round trip
 
     async def recv(self) -> Frame:
         try:
@@ -95,6 +96,7 @@ class Channel:
     def send(self, data: bytes) -> None:
         self.writer.write(data)
         self._unflushed += len(data)
+        self.frames_sent += 1
 
     def send_obj(self, kind: Kind, obj: dict[str, Any]) -> None:
         self.send(p.encode_obj(kind, obj))

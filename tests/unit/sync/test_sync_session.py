@@ -363,3 +363,19 @@ async def test_auto_younger_a_deletion_never_wins(tmp_path: Path) -> None:
         assert await n1.sync() == []
         assert n1.path("/etc/asterisk/a.conf").read_text() == "kept by n2"
         assert n2.path("/etc/asterisk/a.conf").read_text() == "kept by n2"
+
+
+async def test_many_small_files_go_in_one_stream_without_per_file_replies(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        for i in range(300):
+            n1.write(f"/etc/asterisk/conf.d/f{i:03}.conf", f"[{i}]\n")
+        assert await n1.sync() == []
+        assert len(list(n2.path("/etc/asterisk/conf.d").iterdir())) == 300
+        server = n2.server
+        assert server is not None
+        for _ in range(500):
+            if "last_session_frames_sent" in server.stats:
+                break
+            await asyncio.sleep(0.01)
+        # CHALLENGE, WELCOME, VERDICT, RESULTS, BYE: five replies for 301 files
+        assert server.stats["last_session_frames_sent"] == 5
