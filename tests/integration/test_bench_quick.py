@@ -1,0 +1,63 @@
+"""The benchmark suite, whole, in its quick mode: it must run, report progress and write a
+document with tables and plots, and leave no namespace behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the benchmarks build network namespaces"),
+    pytest.mark.skipif(
+        not all(Path(p).exists() for p in ("/usr/libexec/heartbeat/heartbeat",
+                                           "/usr/sbin/keepalived", "/usr/sbin/kamailio")),
+        reason="needs the heartbeat, keepalived and kamailio packages"),
+    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+BUDGET_S = 230.0  # CI gives this test 4 minutes
+
+
+def _netns() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+
+
+def test_quick_benchmark_writes_tables_and_plots(tmp_path: Path) -> None:
+    before = _netns()
+    out = tmp_path / "BENCHMARKS.md"
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=BUDGET_S,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    # Progress: one line per measurement, prefixed by the suite.
+    assert re.search(r"^\[failover\] nonstop crash 1/1: \d+\.\d+ s", done.stderr, re.M), \
+        done.stderr[-4000:]
+    assert re.search(r"^\[membership\] Heartbeat 3\.0\.6 detection 1/1: \d+\.\d+ s",
+                     done.stderr, re.M), done.stderr[-4000:]
+    text = out.read_text()
+    assert "python3 -m bench.run --quick" in text
+    for heading in ("## Machine", "Client-visible SIP downtime", "Idle CPU and memory"):
+        assert heading in text
+    for system in ("nonstop", "Heartbeat 3.0.6", "keepalived 2.2.7"):
+        assert system in text
+    assert "Failure:" not in text, text
+    # Every measured cell is a number: no fault left a system without a value.
+    downtime = text.split("#### Client-visible SIP downtime", 1)[1].split("\n\n", 2)[1]
+    for row in downtime.splitlines()[2:]:
+        assert "| - |" not in row, row
+    plots = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", text)
+    assert len(plots) >= 2
+    for rel in plots:
+        png = (out.parent / rel).resolve()
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert _netns() <= before, _netns() - before
