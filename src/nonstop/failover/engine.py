@@ -56,7 +56,10 @@ class GroupRuntime:
     found_incomplete: bool = False
     resource_states: list[str] = field(default_factory=list)
     last_reason: str = ""
-    last_restart: float | None = None
+    last_restart: dict[int, float] = field(default_factory=dict)
+    # Resources that report "stopped" right after a successful start (the talk's master
+    # script has no status action): their status says nothing, so they are not monitored.
+    unmonitored: set[int] = field(default_factory=set)
     retry_at: float = 0.0
 
     @property
@@ -78,8 +81,10 @@ class FailoverEngine:
         clock: Callable[[], float],
         on_change: Callable[[], None],
         monitor_interval_s: float | None = None,
+        stop_retry_delay_s: float = STOP_RETRY_DELAY_S,
     ) -> None:
         self.cfg = cfg
+        self.stop_retry_delay_s = stop_retry_delay_s
         self.node = node
         self.state_file = state_dir / "groups.json"
         self.clock = clock
@@ -252,6 +257,11 @@ class FailoverEngine:
                 log.info("Running %s start", agent.describe())
                 await agent.start()
                 rt.resource_states[i] = "running"
+                if self.monitor_interval_s and await agent.status() is not ResourceState.RUNNING:
+                    if i not in rt.unmonitored:
+                        log.info("monitor: %s does not report running after a successful start; "
+                                 "its status cannot be monitored", agent.describe())
+                    rt.unmonitored.add(i)
             except ResourceError as e:
                 rt.resource_states[i] = "failed"
                 log.error("%s", e)
@@ -283,7 +293,7 @@ class FailoverEngine:
                     log.error("%s", e)
                     if attempt + 1 < STOP_RETRIES:
                         log.info("Retrying failed stop operation [%s]", agent.describe())
-                        await asyncio.sleep(STOP_RETRY_DELAY_S)
+                        await asyncio.sleep(self.stop_retry_delay_s)
             else:
                 if await agent.status() is ResourceState.STOPPED:
                     log.error("Resource script for %s probably not LSB-compliant: its stop "
@@ -346,17 +356,19 @@ class FailoverEngine:
 
     async def _check_group(self, rt: GroupRuntime) -> None:
         for i, agent in enumerate(rt.agents):
+            if i in rt.unmonitored:
+                continue
             st = await agent.status()
             rt.resource_states[i] = st.value
             if st is ResourceState.RUNNING:
                 continue
             now = self.clock()
-            recent = rt.last_restart is not None and now - rt.last_restart < \
-                MONITOR_RESTART_WINDOW_S
+            last = rt.last_restart.get(i)
+            recent = last is not None and now - last < MONITOR_RESTART_WINDOW_S
             if not recent:
                 log.warning("monitor: %s of group %s is %s: restarting it once",
                             agent.describe(), rt.group.key, st.value)
-                rt.last_restart = now
+                rt.last_restart[i] = now
                 try:
                     await agent.start()
                     if await agent.status() is ResourceState.RUNNING:
