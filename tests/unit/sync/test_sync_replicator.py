@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -45,6 +46,9 @@ async def test_active_replicates_within_a_second_and_standby_never_pushes(
         n1.write("/var/spool/asterisk/voicemail/default/100/msg0001.txt", "vm")
         await _wait(lambda: n2.path("/var/spool/asterisk/voicemail/default/100/msg0001.txt")
                     .exists())
+        # a whole tree moved away emits one event; its files go on the standby too
+        os.rename(n1.path("/var/spool/asterisk/voicemail"), tmp_path / "moved-away")
+        await _wait(lambda: not n2.path("/var/spool/asterisk/voicemail").exists())
         # a write on the standby is not pushed; a later write on the active still arrives
         n2.write("/etc/asterisk/standby-only.conf", "s")
         n1.write("/etc/asterisk/marker.conf", "m")
