@@ -77,7 +77,14 @@ def check(config_dir: Path, node: str | None) -> None:
 @state_dir_option
 @node_option
 @click.option("-v", "--verbose", count=True, help="Also log debug messages to stderr.")
-def run(config_dir: Path, state_dir: Path, node: str | None, verbose: int) -> None:
+@click.option(
+    "--sync-root",
+    default="/",
+    show_default=True,
+    help="With nonstop_sync: where this node's replicated files live (paths in csync2.cfg "
+    "are below it); lets several nodes share one machine.",
+)
+def run(config_dir: Path, state_dir: Path, node: str | None, verbose: int, sync_root: str) -> None:
     """Run one node in the foreground until SIGTERM (which leaves the cluster gracefully)."""
     from nonstop.daemon import run_daemon
     from nonstop.logs import setup_logging, stop_logging
@@ -94,7 +101,7 @@ def run(config_dir: Path, state_dir: Path, node: str | None, verbose: int) -> No
     try:
         for w in cfg.warnings:
             click.echo(str(w), err=True)
-        code = asyncio.run(run_daemon(cfg, name, state_dir))
+        code = asyncio.run(run_daemon(cfg, name, state_dir, sync_root))
     finally:
         stop_logging()
     sys.exit(code)
@@ -190,6 +197,18 @@ def render_status(st: dict[str, Any]) -> str:
             lines.append(f"    {r['resource']:<44} {r['state']}")
         if g.get("reason"):
             lines.append(f"    why: {g['reason']}")
+    sync = st.get("sync")
+    if sync:
+        lines.append("")
+        role = "active (pushing)" if sync.get("active") else "standby (receiving)"
+        last = sync.get("last_sync")
+        ok = sync.get("last_sync_ok")
+        lines.append(
+            f"replication: {role}, dirty {sync.get('dirty', 0)}, lag {sync.get('lag_s', 0):.2f} s"
+            + (f", last sync {'ok' if ok else 'with problems'}" if last is not None else "")
+        )
+        if sync.get("last_error"):
+            lines.append(f"    last error: {sync['last_error']}")
     dropped = st["packets"]["dropped"]
     if dropped:
         lines.append("")

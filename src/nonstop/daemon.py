@@ -17,6 +17,8 @@ import random
 import shutil
 import signal
 import time
+from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from nonstop.heartbeat.membership import (
     CommUp,
     Dropped,
     Event,
+    GapFilled,
     LateHeartbeat,
     LinkChanged,
     Membership,
@@ -49,6 +52,7 @@ from nonstop.heartbeat.membership import (
 )
 from nonstop.heartbeat.states import NodeStatus
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
+from nonstop.sync.replicator import Replicator
 from nonstop.watchdog import Watchdog
 
 log = logging.getLogger("nonstop")
@@ -114,8 +118,10 @@ class Daemon:
         state_dir: Path,
         *,
         agent_factory: AgentFactory = make_agent,
+        sync_root: str = "/",
     ) -> None:
         self.cfg = cfg
+        self.sync_root = sync_root
         self.node = node
         self.state_dir = state_dir
         self.keys = cfg.authkeys
@@ -140,6 +146,9 @@ class Daemon:
         self._reconsider_pending = False
         self._peer_digest_warned: set[str] = set()
         self.watchdog = Watchdog(cfg.ha.watchdog, cfg.ha.deadtime_ms) if cfg.ha.watchdog else None
+        self.replicator: Replicator | None = None
+        self._was_active = False
+        self._sync_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,6 +177,8 @@ class Daemon:
             self.loop.add_signal_handler(sig, self.request_stop)
         self._wake()
         try:
+            if self.cfg.ha.sync_config:
+                await self._start_replication(self.cfg.ha.sync_config)
             if self.engine is not None:
                 await self.engine.probe()
                 self._probed = True
@@ -177,6 +188,8 @@ class Daemon:
             if self.engine is not None:
                 await self.engine.release_all()
             await self._leave()
+            if self.replicator is not None:
+                await self.replicator.stop()
             if self.watchdog is not None:
                 self.watchdog.close()
         finally:
@@ -193,6 +206,69 @@ class Daemon:
         if not self._stop.is_set():
             log.info("nonstop shutdown in progress. (%d)", os.getpid())
             self._stop.set()
+
+    async def _start_replication(self, config_path: str) -> None:
+        """ha.cf ``nonstop_sync``: receive always; push while this node holds a group."""
+        from nonstop.sync.node import open_node
+
+        try:
+            node = await asyncio.to_thread(
+                partial(open_node, root=self.sync_root),
+                config_path, self.node, str(self.state_dir / "sync"),
+            )
+        except Exception as e:  # a broken csync2.cfg must not take the heartbeat down
+            log.error("replication disabled: %s", e)
+            return
+        self.replicator = Replicator(node)
+        await self.replicator.start()
+        log.info("replication: serving and watching with %s", config_path)
+
+    def _replication_follows(self) -> None:
+        """Active while we hold a group: push continuously, force-sync on becoming active."""
+        if self.replicator is None or self.engine is None:
+            return
+        active = any(
+            g.state is GroupState.HELD for g in self.engine.local_ad().groups.values()
+        )
+        if active == self._was_active:
+            return
+        self._was_active = active
+        self.replicator.set_active(active)
+        if active:
+            log.info("replication: active (this node holds the group): force-sync as the "
+                     "master script does on takeover")
+            self._spawn_sync(self._force_sync("takeover"))
+        else:
+            log.info("replication: standby, receiving only")
+
+    def _spawn_sync(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._sync_tasks.add(task)
+        task.add_done_callback(self._sync_tasks.discard)
+
+    async def _force_sync(self, why: str) -> None:
+        assert self.replicator is not None
+        try:
+            report = await asyncio.wait_for(self.replicator.force_sync(), timeout=30)
+        except TimeoutError:
+            log.warning("replication: force-sync on %s still running after 30 s", why)
+            return
+        except Exception as e:  # a peer or disk problem is reported, never fatal
+            log.error("replication: force-sync on %s failed: %s", why, e)
+            return
+        if report.problems:
+            for p in report.problems[:20]:
+                log.warning("replication (%s): %s", why, p)
+        else:
+            log.info("replication: force-sync on %s done (%s)", why,
+                     ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing")
+
+    async def _before_release(self) -> None:
+        """A release starts while the services still run: push the last changes first, bounded
+        so a dead or slow peer cannot hold the group."""
+        if self.replicator is not None and self._was_active:
+            log.info("replication: pushing the last changes before releasing")
+            await self._force_sync("release")
 
     def _make_engine(self) -> FailoverEngine:
         ha = self.cfg.ha
@@ -231,6 +307,7 @@ class Daemon:
             clock=self._now,
             on_change=self._schedule_reconsider,
             monitor_interval_s=interval,
+            before_release=self._before_release,
         )
 
     # ------------------------------------------------------------------ failover
@@ -302,6 +379,7 @@ class Daemon:
             )
             self.engine.apply(decide(cview))
         self._advertise()
+        self._replication_follows()
 
     def _advertise(self) -> None:
         """Put our holdings in every heartbeat; when they change, send a status at once."""
@@ -454,6 +532,8 @@ class Daemon:
                 log.warning("%d lost packet(s) for [%s] [%d:%d]", ev.last - ev.first + 1,
                             ev.node, ev.first - 1, ev.last + 1)
                 self._ask_rexmit(ev)
+            elif isinstance(ev, GapFilled):
+                log.info("No pkts missing from %s!", ev.node)
             elif isinstance(ev, ClusterMessage):
                 log.debug("cluster message %s from %s", ev.msg.get("t"), ev.node)
 
@@ -462,9 +542,18 @@ class Daemon:
         of one broadcast do not all ask at the same instant)."""
         assert self.loop is not None
         delay = random.uniform(0, self.cfg.ha.max_rexmit_delay_ms / 1000.0)
-        fields = (("t", "NS_rexmit"), ("dest", ev.node), ("firstseq", str(ev.first)),
-                  ("lastseq", str(ev.last)))
-        self.loop.call_later(delay, self._send, Send(fields, dest=ev.node))
+        self.loop.call_later(delay, self._send_rexmit_request, ev)
+
+    def _send_rexmit_request(self, ev: RexmitWanted) -> None:
+        """Ask only for what is still missing: a packet that was merely overtaken by a later
+        one has usually arrived by now."""
+        assert self.membership is not None
+        still = sorted(s for s in self.membership.missing(ev.node) if ev.first <= s <= ev.last)
+        if not still:
+            return
+        fields = (("t", "NS_rexmit"), ("dest", ev.node), ("firstseq", str(still[0])),
+                  ("lastseq", str(still[-1])))
+        self._send(Send(fields, dest=ev.node))
 
     def _rexmit(self, ev: RexmitRequested) -> None:
         for seq in range(ev.first, min(ev.last, ev.first + 50) + 1):
@@ -517,6 +606,7 @@ class Daemon:
                 for n in view.nodes
             ],
             "groups": self.engine.snapshot(self._holders()) if self.engine else [],
+            "sync": self.replicator.status() if self.replicator else None,
             "packets": {
                 "sent": self.sent,
                 "received": self.received,
@@ -544,8 +634,8 @@ class Daemon:
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
-async def run_daemon(cfg: ClusterConfig, node: str, state_dir: Path) -> int:
-    daemon = Daemon(cfg, node, state_dir)  # real agents: make_agent
+async def run_daemon(cfg: ClusterConfig, node: str, state_dir: Path, sync_root: str = "/") -> int:
+    daemon = Daemon(cfg, node, state_dir, sync_root=sync_root)  # real agents: make_agent
     with contextlib.suppress(asyncio.CancelledError):
         return await daemon.run()
     return 0

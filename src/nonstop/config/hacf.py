@@ -107,7 +107,7 @@ SPEC_DIRECTIVES: tuple[str, ...] = (
 
 # nonstop's own directives; all start with "nonstop_" so a real Heartbeat refuses the file
 # instead of running without them.
-NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor",)
+NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync")
 
 
 @dataclass
@@ -234,6 +234,12 @@ def _facility(text: str) -> str | None:
 def _monitor_interval(text: str) -> int | None:
     ms = parse_msec(text)
     return ms if ms > 0 else None
+
+
+def _sync_config(text: str) -> str:
+    if not text.startswith("/"):
+        raise _Bad(f"nonstop_sync needs an absolute path to a csync2.cfg, not {text!r}")
+    return text
 
 
 def _scalar(convert: Callable[[str], object]) -> Handler:
@@ -591,6 +597,11 @@ _TABLE: tuple[Directive, ...] = (
        "action every <time> (e.g. 'nonstop_monitor 5' = every 5 s) and recover a group whose "
        "resource stopped. Absent or 0: no monitoring, as in Heartbeat v1.",
        _scalar(_monitor_interval)),
+    _d("nonstop_sync", OPT, "nonstop only: replicate continuously with the csync2.cfg at this "
+       "absolute path (e.g. 'nonstop_sync /etc/csync2.cfg'): the node holding a group pushes "
+       "each change within a second, force-syncs on takeover and pushes once more when it "
+       "releases. Absent: no replication by the daemon (cron + 'nonstop sync -x' still work).",
+       _scalar(_sync_config)),
 )  # fmt: skip
 
 DIRECTIVES: dict[str, Directive] = {d.name: d for d in _TABLE}
@@ -790,6 +801,7 @@ def _finish(b: _Builder) -> Parsed[HaConfig]:
         log_badpack=bool(get("log_badpack", True)),
         max_rexmit_delay_ms=_int(get("max_rexmit_delay", DEFAULT_MAX_REXMIT_DELAY_MS)),
         monitor_interval_ms=_opt_int(get("nonstop_monitor", None)),
+        sync_config=_opt_str(get("nonstop_sync", None)),
         parameters=parameters,
         locations=dict(b.locations),
         uuidfrom=str(get("uuidfrom", "file")),

@@ -164,6 +164,7 @@ class HaConfig:
     max_rexmit_delay_ms: int = 250
     # nonstop's own directives (documented in docs/CONFIG.md); None = feature off.
     monitor_interval_ms: int | None = None
+    sync_config: str | None = None  # nonstop_sync: the csync2.cfg the daemon replicates with
     # The string recorded for each directive, given or defaulted (cl_status hbparameter).
     parameters: dict[str, str] = field(default_factory=dict)
     # Where each directive was given, for messages that need to point back at the file.

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -82,8 +82,12 @@ class FailoverEngine:
         on_change: Callable[[], None],
         monitor_interval_s: float | None = None,
         stop_retry_delay_s: float = STOP_RETRY_DELAY_S,
+        before_release: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.cfg = cfg
+        # Called when a release starts, while the services still run (the daemon's replication
+        # pushes the last changes then, as the talk's master script does on stop).
+        self.before_release = before_release
         self.stop_retry_delay_s = stop_retry_delay_s
         self.node = node
         self.state_file = state_dir / "groups.json"
@@ -320,6 +324,8 @@ class FailoverEngine:
     async def _release(self, rt: GroupRuntime, *, conflict: bool = False) -> None:
         self._set(rt, GroupState.STOPPING)
         log.info("Releasing resource group: %s", self._line(rt))
+        if self.before_release is not None and not conflict:
+            await self.before_release()
         failed = await self._stop_all(rt, addresses_first=conflict)
         rt.needs_failback = False
         if failed:

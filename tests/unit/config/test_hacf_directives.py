@@ -57,6 +57,7 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "traditional_compression": ("traditional_compression no", "no"),
     "use_apphbd": ("use_apphbd no", "no"),
     "nonstop_monitor": ("nonstop_monitor 5", "5"),
+    "nonstop_sync": ("nonstop_sync /etc/csync2.cfg", "/etc/csync2.cfg"),
 }
 
 

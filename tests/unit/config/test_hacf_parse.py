@@ -340,6 +340,11 @@ def test_nice_failback_quirk(tmp_path: Path) -> None:
     assert res.unwrap().auto_failback is AutoFailback.OFF
 
 
+def test_nonstop_sync(tmp_path: Path) -> None:
+    assert ok(tmp_path, BASE + "nonstop_sync /etc/csync2.cfg\n").sync_config == "/etc/csync2.cfg"
+    assert ok(tmp_path, BASE).sync_config is None
+
+
 def test_nonstop_monitor(tmp_path: Path) -> None:
     assert ok(tmp_path, BASE + "nonstop_monitor 2\n").monitor_interval_ms == 2000
     assert ok(tmp_path, BASE + "nonstop_monitor 500ms\n").monitor_interval_ms == 500
