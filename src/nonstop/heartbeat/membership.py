@@ -143,6 +143,13 @@ class RexmitWanted:
 
 
 @dataclass(frozen=True)
+class GapFilled:
+    """Every packet missing from a node's sequence has arrived (late or retransmitted)."""
+
+    node: str
+
+
+@dataclass(frozen=True)
 class ClusterMessage:
     """A sequenced message membership does not consume (resource and failover messages)."""
 
@@ -162,6 +169,7 @@ Event = (
     | Dropped
     | RexmitRequested
     | RexmitWanted
+    | GapFilled
     | ClusterMessage
 )
 
@@ -214,6 +222,7 @@ class _Peer:
     any_packet: bool = False
     generation: int | None = None
     last_seq: int | None = None
+    missing: set[int] = field(default_factory=set)  # seqs skipped and not (yet) arrived
     advertised_dt_ms: int | None = None
     uuid: bytes | None = None
     left: bool = False  # went dead by shutdone rather than timeout
@@ -224,6 +233,10 @@ class _Peer:
     protocol: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
+
+# A larger jump in a peer's sequence numbers is not tracked packet by packet (Heartbeat 3.x:
+# "lost a lot of packets!"), which also bounds the memory a peer's seq can make us spend.
+MAX_SEQ_GAP = 250
 
 # Fields of a status message that are membership's own; the rest belong to higher layers.
 _STATUS_CORE_FIELDS = frozenset(
@@ -366,6 +379,7 @@ class Membership:
         events.insert(0, NodeDied(p.name, reason, silence_ms, limit))
         p.left = reason == "shutdown"
         p.last_seq = None
+        p.missing.clear()
         p.any_packet = False
         p.heard_status = False
         p.warned = False
@@ -420,6 +434,7 @@ class Membership:
         p.generation = gen
         if restarted:
             p.last_seq = None
+            p.missing.clear()
             if p.status is not NodeStatus.DEAD or not p.left:
                 events.append(NodeReturned(src, "restart"))
         # Link liveness: any authentic packet, duplicates included, proves the medium works.
@@ -429,13 +444,27 @@ class Membership:
             events.append(LinkChanged(src, medium, True))
         if seq is not None:
             if p.last_seq is not None and seq <= p.last_seq:
-                self.counters["duplicate"] = self.counters.get("duplicate", 0) + 1
-                return events
-            if p.last_seq is not None and seq > p.last_seq + 1:
-                self.counters["lost"] = self.counters.get("lost", 0) + seq - p.last_seq - 1
-                events.append(RexmitWanted(src, p.last_seq + 1, seq - 1))
-            p.last_seq = seq
-            if seq % 10 == p.ack_trigger and p.protocol == "1":
+                if seq not in p.missing:
+                    self.counters["duplicate"] = self.counters.get("duplicate", 0) + 1
+                    return events
+                # A packet we had found missing arrives after all: Heartbeat sends from
+                # several processes, so its messages can overtake each other.
+                p.missing.discard(seq)
+                self.counters["late"] = self.counters.get("late", 0) + 1
+                if not p.missing:
+                    events.append(GapFilled(src))
+            else:
+                if p.last_seq is not None and seq > p.last_seq + 1:
+                    gap = seq - p.last_seq - 1
+                    self.counters["lost"] = self.counters.get("lost", 0) + gap
+                    if gap > MAX_SEQ_GAP:
+                        p.missing.clear()
+                    else:
+                        p.missing.update(range(p.last_seq + 1, seq))
+                        events.append(RexmitWanted(src, p.last_seq + 1, seq - 1))
+                p.last_seq = seq
+            # As Heartbeat: never acknowledge past a hole, the sender would forget the packet.
+            if seq % 10 == p.ack_trigger and p.protocol == "1" and not p.missing:
                 events.append(self._ack(p, seq))
         p.uuid = msg.get_bytes("srcuuid") or p.uuid
         p.any_packet = True
@@ -467,6 +496,17 @@ class Membership:
                 except ValueError:
                     return events + self._drop("bad_fields", src, "bad NS_rexmit range")
                 events.append(RexmitRequested(src, first, last))
+        elif mtype == "NS_nak_rexmit":
+            if (msg.get("dest") or "").lower() == self.local:
+                try:
+                    gone = int(msg.get("firstseq") or "", 16)
+                except ValueError:
+                    return events + self._drop("bad_fields", src, "bad NS_nak_rexmit seq")
+                # The sender no longer has it: stop waiting for it.
+                if gone in p.missing:
+                    p.missing.discard(gone)
+                    if not p.missing:
+                        events.append(GapFilled(src))
         elif mtype.startswith("NS_") or mtype == "repnodes":
             pass  # acks, NAKs and node lists need no action from us
         else:
@@ -532,6 +572,11 @@ class Membership:
     def self_heard(self, medium: str) -> float | None:
         """When our own packet last came back on ``medium`` (self-liveness of a medium)."""
         return self._self_heard.get(medium)
+
+    def missing(self, node: str) -> frozenset[int]:
+        """Sequence numbers of ``node``'s messages that were skipped and have not arrived."""
+        p = self.peers.get(node)
+        return frozenset(p.missing) if p else frozenset()
 
     def peer_uuid(self, node: str) -> bytes | None:
         p = self.peers.get(node)
