@@ -217,9 +217,11 @@ def render_status(st: dict[str, Any]) -> str:
 
 
 def _register_subsystems() -> None:
+    from nonstop.demo.cli import demo_command
     from nonstop.sync.cli import sync_command
 
     cli.add_command(sync_command, "sync")
+    cli.add_command(demo_command, "demo")
 
 
 _register_subsystems()
