@@ -34,8 +34,10 @@ TALK_VIP = "10.0.10.10"
 class TalkCluster:
     """Builds per-node config dirs from the talk's files and runs nonstop daemons in a lab."""
 
-    def __init__(self, lab: Lab, *, directives: Mapping[str, str | None] | None = None) -> None:
+    def __init__(self, lab: Lab, *, directives: Mapping[str, str | None] | None = None,
+                 sync: bool = False) -> None:
         self.lab = lab
+        self.sync = sync
         self.daemons: dict[str, LabProcess] = {}
         self.smtp: dict[str, LabProcess] = {}
         self.prober: LabProcess | None = None
@@ -54,7 +56,25 @@ class TalkCluster:
             master.write_text(master.read_text().replace("csync2 ", "nonstop sync "))
             write_asterisk_service(cfg / "resource.d", lab.host_dir(node) / "sip", node=node,
                                    listen_ip=VIP)
+            if sync:
+                self._sync_files(node, root)
             mailbox.Maildir(str(lab.host_dir(node) / "mail"), create=True)
+
+    def _sync_files(self, node: str, etc: Path) -> None:
+        """The talk's csync2.cfg, its key in the node's directory (the one path a shared machine
+        forces us to move), and the node's replicated tree under its own sync root."""
+        key = etc / "csync2.key_vpbx1"
+        key.write_text("K" * 64 + "\n")
+        key.chmod(0o600)
+        cfg = etc / "csync2.cfg"
+        cfg.write_text(cfg.read_text().replace("/etc/csync2.key_vpbx1", str(key)))
+        for sub in ("etc/asterisk", "var/spool/asterisk", "var/log/asterisk", "var/lib/asterisk"):
+            (self.sync_root(node) / sub).mkdir(parents=True, exist_ok=True)
+        ha_cf = etc / "ha.d" / "ha.cf"
+        ha_cf.write_text(set_directives(ha_cf.read_text(), {"nonstop_sync": str(cfg)}))
+
+    def sync_root(self, node: str) -> Path:
+        return self.lab.host_dir(node) / "root"
 
     def config_dir(self, node: str) -> Path:
         return self.lab.host_dir(node) / "etc" / "ha.d"
@@ -77,7 +97,8 @@ class TalkCluster:
         proc = self.lab.spawn(
             node,
             [sys.executable, "-m", "nonstop", "run", "--config-dir", str(self.config_dir(node)),
-             "--state-dir", str(self.state_dir(node)), "--node", node],
+             "--state-dir", str(self.state_dir(node)), "--node", node,
+             *(["--sync-root", str(self.sync_root(node))] if self.sync else [])],
             name="nonstop",
         )
         self.daemons[node] = proc

@@ -1,0 +1,84 @@
+"""Issue 4 point 7: the daemon of the node holding the group replicates continuously; the
+standby only receives; after a takeover the new active pushes, also to the returning node."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from talkcluster import N1, N2, TalkCluster
+
+from nonstop.lab import Lab, wait_for
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+VOICEMAIL = "var/spool/asterisk/voicemail/default/1000/INBOX"
+
+
+@pytest.fixture
+def cluster(make_lab: Callable[[Sequence[str]], Lab]) -> Iterator[TalkCluster]:
+    c = TalkCluster(make_lab((N1, N2)), sync=True)
+    c.start(N1)
+    c.start(N2)
+    c.wait_vip_on(N1, 20)
+    wait_for(lambda: (c.status(N1).get("sync") or {}).get("active"), 15,
+             what="replication active on vpbx1-1")
+    yield c
+
+
+def same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def write(root: Path, rel: str, data: bytes) -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def test_a_write_on_the_active_node_reaches_the_standby_within_a_second(
+        cluster: TalkCluster) -> None:
+    c = cluster
+    lags = []
+    for i in range(5):
+        data = os.urandom(200_000 + i)
+        rel = f"{VOICEMAIL}/msg{i:04d}.wav"
+        t0 = time.monotonic()
+        write(c.sync_root(N1), rel, data)
+        target = c.sync_root(N2) / rel
+
+        def arrived(target: Path = target, data: bytes = data) -> bool:
+            return same_bytes(target, data)
+
+        wait_for(arrived, 10, what=f"{rel} on vpbx1-2", interval=0.01)
+        lags.append(time.monotonic() - t0)
+    print("write-to-replica latency (s):", " ".join(f"{x:.3f}" for x in lags))
+    assert sorted(lags)[len(lags) // 2] < 1.0
+    # the standby never pushes: a file written there stays there
+    write(c.sync_root(N2), "etc/asterisk/standby-only.conf", b"local\n")
+    time.sleep(2)
+    assert not (c.sync_root(N1) / "etc/asterisk/standby-only.conf").exists()
+    st = c.status(N2)["sync"]
+    assert st["active"] is False
+
+
+def test_after_a_takeover_the_new_active_replicates_to_the_returning_node(
+        cluster: TalkCluster) -> None:
+    c = cluster
+    c.crash(N1)
+    c.wait_vip_on(N2, 10)
+    wait_for(lambda: (c.status(N2).get("sync") or {}).get("active"), 15,
+             what="replication active on vpbx1-2")
+    data = b"[general]\nwritten on the new active\n"
+    write(c.sync_root(N2), "etc/asterisk/extensions.conf", data)
+    c.revive(N1)
+    c.start(N1)
+    wait_for(lambda: same_bytes(c.sync_root(N1) / "etc/asterisk/extensions.conf", data), 30,
+             what="the new active's edit on the returning node")
