@@ -64,7 +64,9 @@ def _addresses(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("-i", "serve", is_flag=True, help="Run the receiver in the foreground (csync2 -ii).")
 @click.option("-k", "keyfile", metavar="FILE", help="Create a new group key in FILE.")
 @click.option("-v", "verbose", count=True, help="More output (repeatable).")
-@click.option("-N", "node", metavar="NAME", help="This node's name (default: the host name).")
+@click.option("-N", "node", metavar="NAME",
+              help="This node's name (default: $HA_CURHOST, which resource scripts such as the "
+              "talk's master get from the daemon, else the host name).")
 @click.option("-p", "port", type=int, default=DEFAULT_PORT, show_default=True, help="TCP port.")
 @click.option("--config", "-C", "config", default="/etc/csync2.cfg", show_default=True,
               help="csync2.cfg to read.")
@@ -107,7 +109,7 @@ def sync_command(
         if level <= verbose:
             click.echo(msg, err=True)
 
-    me = (node or socket.gethostname()).lower()
+    me = (node or os.environ.get("HA_CURHOST") or socket.gethostname()).lower()
     try:
         cfg = load_csync2(config)
         n = Node(Options(cfg, me, state_dir, db_path, root, port, _addresses(peer_address),
