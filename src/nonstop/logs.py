@@ -68,6 +68,7 @@ def setup_logging(ha: HaConfig | None, *, stderr: bool = True, verbose: int = 0)
     global _listener
     stop_logging()
     sinks: list[logging.Handler] = []
+    notes: list[str] = []
     fmt = HeartbeatFormatter()
     debug = verbose > 0 or (ha is not None and ha.debug > 0)
     if stderr:
@@ -86,10 +87,13 @@ def setup_logging(ha: HaConfig | None, *, stderr: bool = True, verbose: int = 0)
             h.setFormatter(fmt)
             h.setLevel(logging.DEBUG)
             sinks.append(h)
-        if ha.use_logd or (ha.logfacility and ha.logfacility != "none"):
-            syslog = _syslog_handler(ha.logfacility or "daemon")
-            if syslog is not None:
-                sinks.append(syslog)
+        wants_syslog = ha.use_logd or (ha.logfacility and ha.logfacility != "none")
+        syslog = _syslog_handler(ha.logfacility or "daemon") if wants_syslog else None
+        if syslog is not None:
+            sinks.append(syslog)
+        elif wants_syslog:
+            notes.append("syslog requested (use_logd/logfacility) but /dev/log cannot be "
+                         "reached: logging to the other sinks only")
     q: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=10000)
     root = logging.getLogger("nonstop")
     for old in list(root.handlers):
@@ -99,6 +103,8 @@ def setup_logging(ha: HaConfig | None, *, stderr: bool = True, verbose: int = 0)
     root.propagate = False
     _listener = logging.handlers.QueueListener(q, *sinks, respect_handler_level=True)
     _listener.start()
+    for note in notes:
+        root.warning("%s", note)
 
 
 def _syslog_handler(facility: str) -> logging.Handler | None:
