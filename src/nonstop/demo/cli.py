@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -45,6 +46,8 @@ def demo_command(fault: str, rounds: int, quick: bool, as_json: bool, keep_going
     if os.geteuid() != 0:
         raise click.ClickException("the demo builds network namespaces: run it as root")
     missing = _missing_tools()
+    if importlib.util.find_spec("aiosmtpd") is None:
+        missing.append("aiosmtpd (pip install aiosmtpd: the nodes' mail server)")
     if missing:
         raise click.ClickException(
             "missing programs: " + ", ".join(missing)

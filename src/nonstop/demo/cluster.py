@@ -17,6 +17,7 @@ by itself, the talk's replication: ``nonstop sync -i`` (csync2's inetd service) 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 import shutil
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from nonstop.api import ApiError, request
+from nonstop.config.model import HaConfig
 from nonstop.demo.config import (
     CSYNC2_KEY_PATH,
     DEMO_VIP,
@@ -75,9 +77,16 @@ class DemoFiles:
     changes: tuple[Change, ...]
 
 
-def demo_files(initdead_s: int) -> DemoFiles:
-    """The talk's files with the demo's changes (initdead, the VIP, the program name)."""
-    hacf, c1 = demo_hacf(talk_file("ha.d/ha.cf").read_text(), initdead_s)
+def daemon_can_replicate() -> bool:
+    """Whether this nonstop's ha.cf has ``nonstop_sync`` (the daemon replicates by itself)."""
+    return any(f.name == "sync_config" for f in dataclasses.fields(HaConfig))
+
+
+def demo_files(initdead_s: int, *, daemon_sync: bool) -> DemoFiles:
+    """The talk's files with the demo's changes (initdead, the VIP, the program name and,
+    with ``daemon_sync``, the daemon's own replication of the talk's csync2.cfg)."""
+    hacf, c1 = demo_hacf(talk_file("ha.d/ha.cf").read_text(), initdead_s,
+                         sync_config="/etc/csync2.cfg" if daemon_sync else None)
     hares, c2 = demo_haresources(talk_file("ha.d/haresources").read_text())
     master, c3 = migrate_csync2_calls(talk_file("ha.d/resource.d/master").read_text(),
                                       "resource.d/master")
@@ -161,12 +170,12 @@ class DemoCluster:
 
     def __init__(self, *, initdead_s: int, cron_interval_s: float = CRON_INTERVAL_S,
                  keep_workdir: bool = False) -> None:
-        self.files = demo_files(initdead_s)
+        self.daemon_replicates = daemon_can_replicate()
+        self.files = demo_files(initdead_s, daemon_sync=self.daemon_replicates)
         self.cron_interval_s = cron_interval_s
         self.lab = Lab(NODE_NAMES, keep_workdir=keep_workdir)
         self.machines = {name: Machine(name, self.lab.host_dir(name)) for name in NODE_NAMES}
         self.prober: LabProcess | None = None
-        self.daemon_replicates: bool | None = None
         self._closed = False
 
     # -- naming
@@ -344,7 +353,7 @@ class DemoCluster:
                                     "127.0.0.1:25", "-c", "nonstop.demo.mailsink.MailLog",
                                     str(m.mail_log)], "smtpd")
         self._wait_port(node, smtp, 25)
-        if self.daemon_replicates is False:
+        if not self.daemon_replicates:
             self._start_talk_replication(node)
         m.daemon = self.start_in(node, [sys.executable, "-m", "nonstop", "run", "--config-dir",
                                         "/etc/ha.d", "--state-dir", str(m.state_dir), "--node",
@@ -361,21 +370,6 @@ class DemoCluster:
                 return
             time.sleep(0.05)
         raise LabError(f"{node}: nothing listens on port {port} after 20 s")
-
-    def decide_replication(self) -> bool:
-        """Whether the daemon replicates by itself (its status has a ``sync`` key); if not,
-        start the talk's way on every running node: ``nonstop sync -i`` and the cron line."""
-        if self.daemon_replicates is not None:
-            return self.daemon_replicates
-        st = next((s for s in (self.status(n) for n in self.nodes) if s is not None), None)
-        if st is None:
-            raise LabError("no daemon answers: cannot tell how replication runs")
-        self.daemon_replicates = "sync" in st
-        if not self.daemon_replicates:
-            for node in self.nodes:
-                if self.machines[node].powered:
-                    self._start_talk_replication(node)
-        return self.daemon_replicates
 
     def _start_talk_replication(self, node: str) -> None:
         # csync2 -ii from inetd in the talk; here its replacement, with every default

@@ -38,14 +38,23 @@ def _replace_line(text: str, pattern: str, new: str, file: str, why: str,
     raise ValueError(f"{file}: no line matches {pattern!r}")
 
 
-def demo_hacf(text: str, initdead_s: int) -> tuple[str, list[Change]]:
-    """The talk's ha.cf with ``initdead`` lowered so the demo does not wait two minutes."""
+def demo_hacf(text: str, initdead_s: int, *, sync_config: str | None = None,
+              ) -> tuple[str, list[Change]]:
+    """The talk's ha.cf with ``initdead`` lowered so the demo does not wait two minutes and,
+    with ``sync_config``, nonstop's ``nonstop_sync`` line: the daemon replicates by itself."""
     if initdead_s < 1:
         raise ValueError("initdead must be at least 1 s")
     new, change = _replace_line(
         text, r"^\s*initdead\s+\S+\s*$", f"initdead {initdead_s}", "ha.cf",
         "lowered for the demo (a real node waits 120 s for its peer after boot)")
-    return new, [change]
+    changes = [change]
+    if sync_config is not None:
+        line = f"nonstop_sync {sync_config}"
+        new = new + ("" if new.endswith("\n") else "\n") + line + "\n"
+        changes.append(Change("ha.cf", "", line,
+                              "nonstop's own: the active node replicates the talk's csync2.cfg "
+                              "continuously (no cron line needed)"))
+    return new, changes
 
 
 def demo_haresources(text: str) -> tuple[str, list[Change]]:
@@ -108,6 +117,7 @@ def describe_changes(changes: list[Change] | tuple[Change, ...]) -> list[str]:
         for before, after in pairs:
             n = counts[(file, why, before, after)]
             more = f"   ({n} places)" if n > 1 else ""
-            out.append(f"  - {before.strip()}{more}")
+            if before:
+                out.append(f"  - {before.strip()}{more}")
             out.append(f"  + {after.strip()}")
     return out

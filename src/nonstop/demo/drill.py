@@ -14,6 +14,7 @@ import contextlib
 import re
 import signal
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -33,7 +34,7 @@ from nonstop.demo.timeline import (
     table,
     timeline,
 )
-from nonstop.lab import LabError
+from nonstop.lab import LabError, cleanup_leftovers
 from nonstop.lab.outage import read_probes
 
 Fault = Literal["crash", "cable", "standby"]
@@ -157,6 +158,10 @@ class Drill:
         try:
             self._intro()
             with _signals_deferred():
+                removed = cleanup_leftovers()
+                if removed:
+                    self.screen.say("  removed what an earlier, killed run left behind: "
+                                    + ", ".join(removed), "")
                 cluster.__enter__()
             self._bring_up()
             for n in range(1, self.rounds + 1):
@@ -169,7 +174,13 @@ class Drill:
             self.screen.say("", "  interrupted: cleaning up ...")
         except (DrillError, LabError, OSError) as exc:
             self.result.error = str(exc)
-            self.screen.say("", f"  ERROR: {exc}", "  cleaning up ...")
+            self.screen.say("", f"  ERROR: {exc}")
+            self._diagnose()
+            self.screen.say("  cleaning up ...")
+        except Exception as exc:  # a bug of ours: still clean up, and say what it was
+            self.result.error = f"internal error: {type(exc).__name__}: {exc}"
+            self.screen.say("", f"  INTERNAL ERROR: {traceback.format_exc()}",
+                            "  cleaning up ...")
         finally:
             self.screen.finish()
             with _signals_deferred():
@@ -184,6 +195,19 @@ class Drill:
         return self.result
 
     # -- screens
+
+    def _diagnose(self, lines: int = 12) -> None:
+        """The end of each node's daemon log: what a failed wait needs to be understood."""
+        c = self.cluster
+        if c is None:
+            return
+        for name, m in c.machines.items():
+            path = m.log("daemon")
+            if not path.exists():
+                continue
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            self.screen.say(f"  --- last lines of {name}'s daemon log ---",
+                            *(f"  {line[:200]}" for line in tail))
 
     def _intro(self) -> None:
         assert self.cluster is not None
@@ -271,8 +295,8 @@ class Drill:
             state = "ok" if ok else ("-" if ok is None else "ERROR")
             return f"{role}, last {state}, dirty {sync.get('dirty', '?')}" + (
                 f", lag {lag:.2f} s" if isinstance(lag, float) and lag else "")
-        return "cron line" if self.cluster and self.cluster.daemon_replicates is False \
-            else "not available"
+        return "not available" if self.cluster and self.cluster.daemon_replicates \
+            else "cron line"
 
     def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -345,9 +369,10 @@ class Drill:
         c.boot(first)
         say(f"  {first}: booted (nonstop run --config-dir /etc/ha.d)")
         self._wait(lambda: c.status(first), 30, f"the daemon of {first} to answer")
-        if c.decide_replication():
+        if c.daemon_replicates:
             self.result.replication = "daemon"
-            say("  replication: the daemon replicates continuously (csync2.cfg)")
+            say("  replication: the daemons, with the talk's /etc/csync2.cfg (ha.cf "
+                "nonstop_sync): the active node pushes every change, the standby receives")
         else:
             self.result.replication = "talk"
             say("  replication: the talk's way, `nonstop sync -i` on each node (csync2's "
@@ -418,6 +443,7 @@ class Drill:
         except DrillError as exc:
             error = str(exc)
             say(f"  ROUND FAILED: {exc}")
+            self._diagnose()
         holder = self._holder()
         if old_back_at is not None and holder is not None:
             kind = Kind.STAYED_STANDBY if holder == new else Kind.FAILED_BACK
@@ -531,8 +557,10 @@ class Drill:
         acquired = re.compile(r"Resource group .* acquired")
         done = next((ln for ln in after if acquired.match(ln.message)), None)
         if done is not None:
+            waited = (" (its nonstop sync calls wait for the unreachable peer)"
+                      if self.fault != "standby" else "")
             events.append(Event(done.at, Kind.TAKEOVER_DONE,
-                                f"{new} holds the whole group (master ran)"))
+                                f"{new} holds the whole group: master ran{waited}"))
         if old_back_at is not None:
             rejoin = re.compile(rf"(Status update for node {re.escape(old)}: status|"
                                 rf"Link {re.escape(old)}:\S+ up|Heartbeat restart on node "

@@ -62,7 +62,7 @@ def test_file_names_are_not_program_calls() -> None:
 
 
 def test_demo_files_load_and_name_every_change(tmp_path: Path) -> None:
-    files = demo_files(4)
+    files = demo_files(4, daemon_sync=True)
     (tmp_path / "ha.cf").write_text(files.hacf)
     (tmp_path / "haresources").write_text(files.haresources)
     (tmp_path / "authkeys").write_text(files.authkeys)
@@ -74,15 +74,18 @@ def test_demo_files_load_and_name_every_change(tmp_path: Path) -> None:
     assert files.cron_command == "[ -f /tmp/.HB-master ] && nonstop sync -xv >/dev/null 2>/dev/null"
     assert {c.file for c in files.changes} == {"ha.cf", "haresources", "resource.d/master",
                                                 "crontab"}
+    assert cfg.ha.sync_config == "/etc/csync2.cfg"
+    assert "nonstop_sync" not in demo_files(4, daemon_sync=False).hacf
     assert files.csync2_cfg == talk_file("csync2.cfg").read_text()
 
 
 def test_describe_changes_shows_a_repeated_line_once() -> None:
-    lines = describe_changes(demo_files(4).changes)
+    lines = describe_changes(demo_files(4, daemon_sync=True).changes)
     master = lines.index("resource.d/master: the migration: only the program name changed")
     assert lines[master + 1] == "  - csync2 -fr /var/log/asterisk/   (2 places)"
     assert lines[master + 2] == "  + nonstop sync -fr /var/log/asterisk/"
     assert sum(1 for line in lines if line.startswith("  - ")) == 6
+    assert "  + nonstop_sync /etc/csync2.cfg" in lines  # an added line has no "-" line
 
 
 def test_hosts_file_names_both_nodes() -> None:
