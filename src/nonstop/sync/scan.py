@@ -15,11 +15,14 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap
 from nonstop.sync.state import FileState, supported
 
+HASH_THREADS = 4
+HASH_PARALLEL_MIN = 8  # fewer files than this are hashed inline
 RACY_NS = 2_000_000_000  # filesystems with whole-second timestamps
 FINE_RACY_NS = 50_000_000  # nanosecond timestamps: the kernel's coarse clock ticks in <= 10 ms
 
@@ -53,17 +56,15 @@ def hash_file(path: str) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
-def describe(path: str, cached: Seen | None, now_ns: int) -> Seen | None:
-    """The state of one local path (None if it does not exist or is a socket)."""
+def _probe(path: str, cached: Seen | None, now_ns: int) -> Seen | os.stat_result | None:
+    """The state of a path, or its stat when its content must be hashed first."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except NotADirectoryError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     if not supported(st):
         return None
-    digest = target = ""
+    target = ""
     if stat.S_ISREG(st.st_mode):
         if (
             cached is not None
@@ -76,17 +77,43 @@ def describe(path: str, cached: Seen | None, now_ns: int) -> Seen | None:
             <= cached.checked_ns
         ):
             return Seen(cached.state, st.st_ino, st.st_ctime_ns, cached.checked_ns)
-        try:
-            digest, _ = hash_file(path)
-        except FileNotFoundError:
-            return None
-        st2 = os.lstat(path)
-        if st2.st_mtime_ns != st.st_mtime_ns or st2.st_size != st.st_size:
-            # Written while we read it: describe what is there now; the next scan re-hashes.
-            return describe(path, None, now_ns)
-    elif stat.S_ISLNK(st.st_mode):
+        return st
+    if stat.S_ISLNK(st.st_mode):
         target = os.readlink(path)
-    return Seen(FileState.from_stat(st, digest, target), st.st_ino, st.st_ctime_ns, now_ns)
+    return Seen(FileState.from_stat(st, "", target), st.st_ino, st.st_ctime_ns, now_ns)
+
+
+def _hashed(path: str, st: os.stat_result, now_ns: int) -> Seen | None:
+    try:
+        digest, _ = hash_file(path)
+        st2 = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if st2.st_mtime_ns != st.st_mtime_ns or st2.st_size != st.st_size:
+        # Written while we read it: describe what is there now; the next scan re-hashes.
+        return describe(path, None, now_ns)
+    return Seen(FileState.from_stat(st, digest), st.st_ino, st.st_ctime_ns, now_ns)
+
+
+def describe(path: str, cached: Seen | None, now_ns: int) -> Seen | None:
+    """The state of one local path (None if it does not exist or is a socket)."""
+    found = _probe(path, cached, now_ns)
+    if isinstance(found, os.stat_result):
+        return _hashed(path, found, now_ns)
+    return found
+
+
+def _hash_all(todo: list[tuple[str, str, os.stat_result]], now_ns: int,
+              out: dict[str, Seen]) -> None:
+    """Hash the files a scan found changed, on a few threads (hashlib releases the GIL)."""
+    if len(todo) < HASH_PARALLEL_MIN:
+        results = [_hashed(path, st, now_ns) for _name, path, st in todo]
+    else:
+        with ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="sync-hash") as pool:
+            results = list(pool.map(lambda t: _hashed(t[1], t[2], now_ns), todo))
+    for (name, _path, _st), seen in zip(todo, results, strict=True):
+        if seen is not None:
+            out[name] = seen
 
 
 def scan(
@@ -103,8 +130,10 @@ def scan(
     """
     get = cache.get if isinstance(cache, Mapping) else cache
     out: dict[str, Seen] = {}
+    todo: list[tuple[str, str, os.stat_result]] = []
     for scope, recursive in scopes:
-        _scan_one(matcher, paths, scope, recursive, get, now_ns, out)
+        _scan_one(matcher, paths, scope, recursive, get, now_ns, out, todo)
+    _hash_all(todo, now_ns, out)
     return out
 
 
@@ -116,6 +145,7 @@ def _scan_one(
     get: Callable[[str], Seen | None],
     now_ns: int,
     out: dict[str, Seen],
+    todo: list[tuple[str, str, os.stat_result]],
 ) -> None:
     starts: list[str] = []
     if recursive:
@@ -133,13 +163,19 @@ def _scan_one(
         except KeyError:
             continue
         if matcher.included(start):
-            seen = describe(local, get(start), now_ns)
-            if seen is not None:
-                out[start] = seen
+            _take(start, local, _probe(local, get(start), now_ns), out, todo)
         if recursive and os.path.isdir(local) and not os.path.islink(local) and (
             matcher.descend(start)
         ):
-            _walk(matcher, local, start, get, now_ns, out)
+            _walk(matcher, local, start, get, now_ns, out, todo)
+
+
+def _take(name: str, local: str, found: Seen | os.stat_result | None, out: dict[str, Seen],
+          todo: list[tuple[str, str, os.stat_result]]) -> None:
+    if isinstance(found, os.stat_result):
+        todo.append((name, local, found))
+    elif found is not None:
+        out[name] = found
 
 
 def _walk(
@@ -149,6 +185,7 @@ def _walk(
     get: Callable[[str], Seen | None],
     now_ns: int,
     out: dict[str, Seen],
+    todo: list[tuple[str, str, os.stat_result]],
 ) -> None:
     try:
         entries = list(os.scandir(local_dir))
@@ -169,8 +206,6 @@ def _walk(
                     continue
                 out[name] = Seen(FileState.from_stat(st), st.st_ino, st.st_ctime_ns, now_ns)
             else:
-                seen = describe(entry.path, get(name), now_ns)
-                if seen is not None:
-                    out[name] = seen
+                _take(name, entry.path, _probe(entry.path, get(name), now_ns), out, todo)
         if is_dir and matcher.descend(name):
-            _walk(matcher, entry.path, name, get, now_ns, out)
+            _walk(matcher, entry.path, name, get, now_ns, out, todo)
