@@ -5,6 +5,9 @@ alone does not wait two minutes) and an empty haresources (membership only: no s
 keepalive 200ms, deadtime 2, warntime 1, bcast eth0, use_logd yes. Lab hosts carry the talk's
 node names, vpbx1-1 = 198.18.0.1 and vpbx1-2 = 198.18.0.2.
 
+Syslog: a node's ``/dev/log`` is a socket of the test, mounted over ``/dev`` in that node's
+private mount namespace only (the machine's own /dev is untouched).
+
 Detection times are measured two ways and printed (run with ``-s`` to see them):
 ``fault->dead`` from the fault to the survivor's ``node X: is dead`` line, and
 ``heard->dead`` from the last status the survivor heard (its status document's
@@ -15,6 +18,7 @@ cores shared with other test runs.
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -240,6 +244,56 @@ def test_logfile_and_debugfile_keep_heartbeats_key_lines(
         assert re.match(r"nonstop\[\d+\]: \d{4}/\d\d/\d\d_\d\d:\d\d:\d\d\.\d{3} \w+: ",
                         first), first
     assert " debug: " not in (_read(lab, N1, "/tmp/ha-log", "") or "")
+
+
+class SyslogSink:
+    """A syslog socket (``/dev/log`` of one node): a directory with a datagram socket ``log``,
+    mounted over ``/dev`` in that node's private mount namespace only."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True)
+        self.dev = directory
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(directory / "log"))
+        self.sock.setblocking(False)
+        self.received: list[str] = []
+
+    def lines(self) -> list[str]:
+        """Every message received so far, ``<PRI>`` prefix included."""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return self.received
+            self.received.append(data.rstrip(b"\0").decode(errors="replace"))
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        return NonstopCluster.wait_for(
+            lambda: next((line for line in self.lines() if text in line), None), timeout,
+            what=f"{text!r} in syslog")
+
+
+def test_use_logd_sends_the_key_lines_to_syslog(
+        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    lab = make_lab((N1, N2))
+    cluster = NonstopCluster(lab, talk_config(lab.workdir / "talk"))  # use_logd yes
+    local7 = talk_config(lab.workdir / "local7", directives={"logfacility": "local7"})
+    sinks = {host: SyslogSink(lab.host_dir(host) / "dev") for host in (N1, N2)}
+    try:
+        cluster.start(N1, binds={"/dev": sinks[N1].dev})
+        cluster.start(N2, config_dir=local7, binds={"/dev": sinks[N2].dev})
+        # <PRI> = facility * 8 + severity: daemon (3) by default, local7 (23) when asked.
+        assert sinks[N1].wait_for(f"Status update for node {N2}: status active", 20).startswith(
+            "<30>nonstop[")
+        assert sinks[N2].wait_for(f"Status update for node {N1}: status active", 20).startswith(
+            "<190>nonstop[")
+        cluster.kill(N2)
+        dead = sinks[N1].wait_for(f"node {N2}: is dead", 10)
+        assert re.fullmatch(rf"<28>nonstop\[\d+\]: WARN: node {N2}: is dead", dead), dead
+        assert any(f"Link {N2}:eth0 dead." in line for line in sinks[N1].lines())
+    finally:
+        for sink in sinks.values():
+            sink.sock.close()
 
 
 def _read(lab: Lab, host: str, path: str, needle: str) -> str | None:
