@@ -28,6 +28,7 @@ from nonstop.lab.box import HEARTBEAT_BINARY
 
 pytestmark = [
     pytest.mark.netns,
+    pytest.mark.slow,
     pytest.mark.skipif(not Path(HEARTBEAT_BINARY).exists(), reason="needs the heartbeat package"),
 ]
 
