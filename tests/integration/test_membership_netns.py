@@ -215,6 +215,21 @@ def test_sigterm_tells_the_peer_at_once(make_lab: Callable[[Sequence[str]], Lab]
     assert "returning after partition" not in cluster.log(N1)
 
 
+def test_a_crash_and_quick_restart_is_a_restart_not_a_death(
+        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    _lab, cluster = two_nodes(make_lab)
+    generation = cluster.peer(N1, N2)["generation"]
+    killed_at = cluster.kill(N2)
+    cluster.start(N2)  # well within deadtime on an idle machine, checked below
+    restart = cluster.wait_for_log(N1, rf"Heartbeat restart on node {N2}", 10, after=killed_at)
+    cluster.wait_peer_status(N1, N2, "active", 10)
+    assert cluster.peer(N1, N2)["generation"] > generation
+    print(f"crash -> restart seen {restart.at - killed_at:.3f} s")
+    if restart.at - killed_at < DEADTIME - 0.2:
+        assert f"node {N2}: is dead" not in cluster.log(N1)
+    assert "returning after partition" not in cluster.log(N1)
+
+
 def test_logfile_and_debugfile_keep_heartbeats_key_lines(
         make_lab: Callable[[Sequence[str]], Lab]) -> None:
     lab, cluster = two_nodes(make_lab, {"logfile": "/tmp/ha-log", "debugfile": "/tmp/ha-debug"})
