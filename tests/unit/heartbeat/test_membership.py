@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 
 import pytest
+from peers import TALK, Peer, of
 
 from nonstop.config.model import Bcast, HaConfig
-from nonstop.heartbeat.envelope import Field
 from nonstop.heartbeat.membership import (
     ClusterMessage,
     CommUp,
     Dropped,
-    Event,
     LateHeartbeat,
     LinkChanged,
     Membership,
@@ -26,39 +24,6 @@ from nonstop.heartbeat.membership import (
     StatusChanged,
 )
 from nonstop.heartbeat.states import IllegalTransition, NodeStatus
-
-TALK = HaConfig(
-    path="ha.cf",
-    nodes=("vpbx1-1", "vpbx1-2"),
-    media=(Bcast("eth0"),),
-    keepalive_ms=200,
-    deadtime_ms=2000,
-    warntime_ms=1000,
-    initdead_ms=120000,
-)
-
-
-class Peer:
-    """Builds the messages a peer would send."""
-
-    def __init__(self, name: str, gen: int = 7) -> None:
-        self.name, self.gen, self.seq = name, gen, 0
-
-    def msg(self, *fields: Field, seq: bool = True) -> MessageView:
-        out: list[Field] = list(fields)
-        out += [("src", self.name), ("srcuuid", b"\x01" * 16)]
-        if seq:
-            self.seq += 1
-            out.append(("seq", f"{self.seq:x}"))
-        out += [("hg", f"{self.gen:x}"), ("ts", "6b062e8e"), ("ttl", "3")]
-        return MessageView(out)
-
-    def status(self, st: str = "active", dt: int = 2000) -> MessageView:
-        return self.msg(("t", "status"), ("st", st), ("dt", f"{dt:x}"), ("protocol", "1"))
-
-
-def of(events: Sequence[Event], kind: type) -> list[object]:
-    return [e for e in events if isinstance(e, kind)]
 
 
 def started(ha: HaConfig = TALK, now: float = 0.0) -> tuple[Membership, Peer]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from nonstop.config.model import Bcast, HaConfig
-from nonstop.heartbeat.envelope import Field
+from peers import TALK_INITDEAD_5 as TALK
+from peers import message
+
 from nonstop.heartbeat.membership import (
     ClusterMessage,
     Event,
@@ -21,22 +22,6 @@ from nonstop.heartbeat.membership import (
     RexmitWanted,
     Send,
 )
-
-TALK = HaConfig(
-    path="ha.cf",
-    nodes=("vpbx1-1", "vpbx1-2"),
-    media=(Bcast("eth0"),),
-    keepalive_ms=200,
-    deadtime_ms=2000,
-    warntime_ms=1000,
-    initdead_ms=5000,
-)
-
-
-def message(seq: int, *fields: Field, gen: int = 7) -> MessageView:
-    return MessageView([*fields, ("src", "vpbx1-2"), ("srcuuid", b"\x02" * 16),
-                        ("seq", f"{seq:x}"), ("hg", f"{gen:x}"), ("ts", "6b062e8e"),
-                        ("ttl", "3")])
 
 
 def status(seq: int) -> MessageView:

@@ -7,51 +7,18 @@ test_membership_netns.py, test_interop_heartbeat.py); simulated clock, no sleeps
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 
-from nonstop.config.model import Bcast, HaConfig
-from nonstop.heartbeat.envelope import Field
+from peers import TALK_INITDEAD_5 as TALK
+from peers import Peer, of
+
 from nonstop.heartbeat.membership import (
-    Event,
     LinkChanged,
     Membership,
-    MessageView,
     NodeDied,
     NodeReturned,
     StatusChanged,
 )
 from nonstop.heartbeat.states import NodeStatus
-
-TALK = HaConfig(
-    path="ha.cf",
-    nodes=("vpbx1-1", "vpbx1-2"),
-    media=(Bcast("eth0"),),
-    keepalive_ms=200,
-    deadtime_ms=2000,
-    warntime_ms=1000,
-    initdead_ms=5000,
-)
-
-
-class Peer:
-    def __init__(self, name: str = "vpbx1-2", gen: int = 7) -> None:
-        self.name, self.gen, self.seq = name, gen, 0
-
-    def msg(self, *fields: Field) -> MessageView:
-        self.seq += 1
-        return MessageView([*fields, ("src", self.name), ("srcuuid", b"\x02" * 16),
-                            ("seq", f"{self.seq:x}"), ("hg", f"{self.gen:x}"),
-                            ("ts", "6b062e8e"), ("ttl", "3")])
-
-    def status(self, st: str = "active") -> MessageView:
-        return self.msg(("t", "status"), ("st", st), ("dt", "7d0"), ("protocol", "1"))
-
-    def shutdone(self) -> MessageView:
-        return self.msg(("t", "shutdone"), ("st", "dead"))
-
-
-def of(events: Sequence[Event], kind: type) -> list[object]:
-    return [e for e in events if isinstance(e, kind)]
 
 
 def started() -> Membership:
