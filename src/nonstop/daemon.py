@@ -363,7 +363,14 @@ class Daemon:
                               self.engine.digest)
             ads[n.name] = ad
         self.engine.observe(self._holders(), ads.values())
-        if self._probed:
+        # Any packet brings comm up (Heartbeat's rule), but a peer whose first status has not
+        # arrived yet is alive with unknown holdings, not dead: deciding now would take a group
+        # it may be starting (seen in nonstop demo: a rebooted node took the group back from
+        # the node finishing its takeover, auto_failback off). Its status follows within a
+        # keepalive, and that status change brings us back here.
+        unknown = [n.name for n in mview.nodes
+                   if not n.local and n.status is NodeStatus.INIT and any(n.links.values())]
+        if self._probed and not unknown:
             cview = ClusterView(
                 local=self.node,
                 order=self.cfg.ha.nodes,
