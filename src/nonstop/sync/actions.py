@@ -17,6 +17,8 @@ from nonstop.sync.patterns import path_pattern_matches
 
 @dataclass(frozen=True)
 class Due:
+    """A command to run once, for these files."""
+
     command: str
     logfile: str
     files: tuple[str, ...]

@@ -16,6 +16,8 @@ from nonstop.sync.state import FileState
 
 
 class Action(enum.Enum):
+    """What the receiver does with one incoming change."""
+
     SAME = "same"  # already identical here: only record it
     APPLY = "apply"  # fast-forward
     FORCE = "force"  # conflict overridden by -f: overwrite, keep a backup
@@ -26,6 +28,8 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True)
 class Verdict:
+    """An action and the reason people read."""
+
     action: Action
     reason: str = ""
 

@@ -692,6 +692,7 @@ class SyncServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        """Listen (making the TLS certificate on first use) after removing old temp files."""
         ctx, fp = await asyncio.to_thread(server_context, self.node.opts.state_dir)
         n = await asyncio.to_thread(self.node.cleanup_tmp)
         if n:
@@ -720,6 +721,7 @@ class SyncServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        """Stop listening and end the sessions in progress."""
         if self._server is not None:
             self._server.close()
             for t in list(self._tasks):

@@ -63,6 +63,8 @@ class Op:
 
 @dataclass(frozen=True)
 class Plan:
+    """The operations for one peer, and dirty names that need none."""
+
     ops: tuple[Op, ...]
     settled: tuple[str, ...]  # dirty names with nothing to send (gone here and unknown there)
 

@@ -30,6 +30,8 @@ class AuthError(Exception):
 
 
 class Kind(enum.IntEnum):
+    """Frame types."""
+
     HELLO = 1
     CHALLENGE = 2
     AUTH = 3
@@ -51,6 +53,8 @@ class Kind(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Frame:
+    """One decoded frame."""
+
     kind: Kind
     payload: bytes
 
@@ -102,6 +106,7 @@ class Decoder:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Add received bytes; return the frames now complete."""
         self._buf += data
         out: list[Frame] = []
         while len(self._buf) >= HEADER.size:
@@ -146,4 +151,5 @@ def check_proof(key: bytes, role: str, data: bytes, got: str) -> bool:
 
 
 def cert_fingerprint(der: bytes) -> str:
+    """SHA-256 of a DER certificate, as bound into the key proofs."""
     return hashlib.sha256(der).hexdigest()

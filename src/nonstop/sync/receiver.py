@@ -121,9 +121,11 @@ class Receiver:
 
     # --- data arrives on the event loop; the writes happen on the writer thread
     def submit_open(self, batch: Batch, index: int) -> None:
+        """Queue the temp file creation for a needed file."""
         self._w().submit(lambda: self.open_data(batch, index))
 
     def submit_write(self, batch: Batch, index: int, chunk: bytes) -> None:
+        """Queue a chunk of a needed file."""
         w = self._w()
 
         def job() -> None:
@@ -133,6 +135,7 @@ class Receiver:
         w.submit(job, len(chunk))
 
     def submit_end(self, batch: Batch, index: int, final: FileState) -> None:
+        """Queue the end of a needed file: check its digest, set its metadata."""
         self._w().submit(lambda: self.end_data(batch, index, final))
 
     @property
@@ -337,6 +340,7 @@ class Receiver:
 
     # --- phase 2: data
     def open_data(self, batch: Batch, index: int) -> None:
+        """Create the temp file of a needed file (writer thread)."""
         p = batch.pending[index]
         p.hasher = hashlib.blake2b(digest_size=20)
         try:
@@ -345,6 +349,7 @@ class Receiver:
             p.failed = f"{p.op.name}: cannot create a temp file on {self.me}: {e.strerror}"
 
     def write(self, batch: Batch, index: int, chunk: bytes) -> None:
+        """Append a chunk (writer thread); a failure is kept for the result."""
         p = batch.pending[index]
         if p.failed:
             return
@@ -359,6 +364,7 @@ class Receiver:
             p.failed = f"{p.op.name}: write failed on {self.me}: {e.strerror}"
 
     def end_data(self, batch: Batch, index: int, final: FileState) -> None:
+        """Finish a needed file (writer thread): digest check, owner, mode, mtime."""
         p = batch.pending[index]
         if not p.failed and (p.hasher.hexdigest() != final.digest or p.size != final.size):
             p.failed = f"{p.op.name}: content does not match its digest (changed while sent?)"

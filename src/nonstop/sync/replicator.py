@@ -70,6 +70,7 @@ class Replicator:
         self._task = asyncio.create_task(self._run(), name="sync-replicator")
 
     async def stop(self) -> None:
+        """Stop pushing, watching and receiving (the Node stays open)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

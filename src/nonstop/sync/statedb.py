@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nonstop.sync.patterns import in_scope
@@ -35,7 +35,6 @@ CREATE TABLE IF NOT EXISTS dirty(peer TEXT, name TEXT, forced INTEGER NOT NULL D
 CREATE TABLE IF NOT EXISTS forced(peer TEXT, path TEXT, recursive INTEGER,
                                   PRIMARY KEY(peer, path));
 CREATE TABLE IF NOT EXISTS tmpfiles(path TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 """
 
 
@@ -60,6 +59,8 @@ def _local_row(name: str, s: Seen) -> tuple[object, ...]:
 
 @dataclass(frozen=True)
 class DirtyRow:
+    """A name to send to a peer; ``forced`` wins the next conflict."""
+
     peer: str
     name: str
     forced: bool
@@ -85,6 +86,7 @@ class StateDB:
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
+        """Close the database."""
         with self._lock:
             self._db.close()
 
@@ -93,6 +95,7 @@ class StateDB:
 
     # --- local scan cache
     def local_get(self, name: str) -> Seen | None:
+        """The cached scan entry of one name."""
         with self._lock:
             row = self._db.execute(
                 f"SELECT {_STATE}, ino, ctime_ns, checked_ns FROM local WHERE name=?", (name,)
@@ -112,6 +115,7 @@ class StateDB:
         return out
 
     def local_all(self) -> dict[str, Seen]:
+        """Every cached scan entry."""
         with self._lock:
             rows = self._db.execute(f"SELECT {_LOCAL} FROM local")
             return {r[0]: _seen(r[1:]) for r in rows}
@@ -162,6 +166,7 @@ class StateDB:
             }
 
     def synced_in(self, peer: str, scopes: Iterable[tuple[str, bool]]) -> dict[str, FileState]:
+        """What ``peer`` holds per our records, under the scopes."""
         allrows = self.synced_for(peer)
         scopes = list(scopes)
         return {n: s for n, s in allrows.items() if any(in_scope(n, p, r) for p, r in scopes)}
@@ -226,6 +231,7 @@ class StateDB:
 
     # --- dirty / forced
     def dirty(self, peer: str | None = None) -> list[DirtyRow]:
+        """Dirty entries, for one peer or all, in name order."""
         with self._lock:
             if peer is None:
                 rows = self._db.execute("SELECT peer, name, forced FROM dirty ORDER BY peer, name")
@@ -236,6 +242,7 @@ class StateDB:
             return [DirtyRow(r[0], r[1], bool(r[2])) for r in rows]
 
     def add_forced(self, peers: Iterable[str], path: str, recursive: bool) -> None:
+        """Record a ``-f`` scope for these peers (kept until the peer was made equal)."""
         with self._tx() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO forced VALUES(?,?,?)",
@@ -243,11 +250,13 @@ class StateDB:
             )
 
     def forced(self, peer: str) -> list[tuple[str, bool]]:
+        """Pending ``-f`` scopes for a peer."""
         with self._lock:
             rows = self._db.execute("SELECT path, recursive FROM forced WHERE peer=?", (peer,))
             return [(r[0], bool(r[1])) for r in rows]
 
     def clear_forced(self, peer: str, scopes: Iterable[tuple[str, bool]]) -> None:
+        """The peer was made equal within these scopes."""
         with self._tx() as db:
             db.executemany(
                 "DELETE FROM forced WHERE peer=? AND path=?", ((peer, p) for p, _ in scopes)
@@ -292,24 +301,29 @@ class StateDB:
                 db.execute("DELETE FROM dirty WHERE peer=? AND name=?", (peer, name))
 
     def mark_dirty(self, peer: str, names: Iterable[str]) -> None:
+        """Mark names to send to ``peer`` (kept as they are if already dirty)."""
         with self._tx() as db:
             db.executemany("INSERT OR IGNORE INTO dirty VALUES(?,?,0)", ((peer, n) for n in names))
 
     # --- temp files
     def add_tmp(self, paths: Iterable[str]) -> None:
+        """Record receive temp files before they are created."""
         with self._tx() as db:
             db.executemany("INSERT OR IGNORE INTO tmpfiles VALUES(?)", ((p,) for p in paths))
 
     def drop_tmp(self, paths: Iterable[str]) -> None:
+        """Forget temp files that were renamed into place or removed."""
         with self._tx() as db:
             db.executemany("DELETE FROM tmpfiles WHERE path=?", ((p,) for p in paths))
 
     def tmp_paths(self) -> list[str]:
+        """Temp files an earlier session may have left behind."""
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT path FROM tmpfiles")]
 
     # --- stale entries (-R)
     def names(self) -> set[str]:
+        """Every name the database knows (for ``-R``)."""
         with self._lock:
             out = {r[0] for r in self._db.execute("SELECT name FROM local")}
             out |= {r[0] for r in self._db.execute("SELECT name FROM synced")}
@@ -317,20 +331,12 @@ class StateDB:
             return out
 
     def remove_names(self, names: Iterable[str]) -> None:
+        """Forget names entirely (``-R``)."""
         with self._tx() as db:
             for n in names:
                 db.execute("DELETE FROM local WHERE name=?", (n,))
                 db.execute("DELETE FROM synced WHERE name=?", (n,))
                 db.execute("DELETE FROM dirty WHERE name=?", (n,))
-
-    def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-            return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES(?,?)", (key, value))
 
 
 class _Tx:
@@ -353,8 +359,3 @@ class _Tx:
             self._owner._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         finally:
             self._owner._lock.release()
-
-
-def iter_chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

@@ -76,6 +76,7 @@ class Channel:
         self.frames_sent = 0  # replies per session show there is no per-file round trip
 
     async def recv(self) -> Frame:
+        """The next frame (ConnectionError when the peer closed)."""
         try:
             head = await self.reader.readexactly(p.HEADER.size)
             length, kind = p.parse_header(head)
@@ -94,11 +95,13 @@ class Channel:
         return f
 
     def send(self, data: bytes) -> None:
+        """Queue encoded frame bytes (see :meth:`drain`)."""
         self.writer.write(data)
         self._unflushed += len(data)
         self.frames_sent += 1
 
     def send_obj(self, kind: Kind, obj: dict[str, Any]) -> None:
+        """Queue a control frame."""
         self.send(p.encode_obj(kind, obj))
 
     async def drain(self, threshold: int = 0) -> None:
@@ -108,6 +111,7 @@ class Channel:
             await self.writer.drain()
 
     async def close(self) -> None:
+        """Close the connection, never raising."""
         with contextlib.suppress(Exception):
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 2.0)
