@@ -343,6 +343,18 @@ class System(abc.ABC):
             flush(self.s.fs[node])
         return self.s.timed(N1, self.push_argv(), source, timeout=timeout, env=self.env(N1))
 
+    def startup(self, source: Path) -> Timed | None:
+        """The program's fixed cost on vpbx1-1: start, read the config, open the (empty)
+        database, list nothing (``-M``); None where there is no such mode."""
+        argv = self.startup_argv()
+        if argv is None:
+            return None
+        return self.s.timed(N1, argv, source, timeout=60.0, env=self.env(N1))
+
+    def startup_argv(self) -> list[str] | None:
+        """The command :meth:`startup` times."""
+        return None
+
     def env(self, node: str) -> dict[str, str] | None:
         """Extra environment of this system's programs on ``node``."""
         return None
@@ -377,6 +389,9 @@ class NonstopSync(System):
     def push_argv(self) -> list[str]:
         return [sys.executable, "-m", "nonstop", "sync", "-x", *self._common(N1)]
 
+    def startup_argv(self) -> list[str] | None:
+        return [sys.executable, "-m", "nonstop", "sync", "-M", *self._common(N1)]
+
 
 class Csync2(System):
     """The Debian csync2 2.0: ``csync2 -ii`` on vpbx1-2, ``csync2 -x`` on vpbx1-1, each with its
@@ -394,6 +409,9 @@ class Csync2(System):
 
     def push_argv(self) -> list[str]:
         return ["csync2", "-x", "-N", N1, "-D", self.arg[N1], "-p", str(self.port)]
+
+    def startup_argv(self) -> list[str] | None:
+        return ["csync2", "-M", "-N", N1, "-D", self.arg[N1]]
 
 
 RSYNCD_CONF = """\

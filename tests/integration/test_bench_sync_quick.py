@@ -1,0 +1,73 @@
+"""The replication benchmark in quick mode: every system measures every case, every push is
+verified, the plot is a PNG, and nothing is left behind (namespaces, loop devices, mounts)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from bench.framework import BenchContext
+from bench.suite_sync import run
+
+from nonstop.lab.names import owner_pid
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark builds namespaces and mounts"),
+    pytest.mark.skipif(not all(shutil.which(p) for p in ("csync2", "rsync", "nft", "ss")),
+                       reason="needs csync2, rsync, nftables and iproute2's ss"),
+]
+
+
+def _loop_devices_of(workdir: Path) -> list[str]:
+    out = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False)
+    return [line for line in out.stdout.splitlines() if str(workdir) in line]
+
+
+def _our_netns() -> set[str]:
+    """Namespaces of labs this process built (others run tests on this machine meanwhile)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    names = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+    return {n for n in names if owner_pid(n) == os.getpid()}
+
+
+def test_quick_sync_benchmark_measures_every_case_of_every_system(tmp_path: Path) -> None:
+    lines: list[str] = []
+    workdir = Path("/var/tmp/nonstop-bench") / f"test-sync-{os.getpid()}"
+    ctx = BenchContext(quick=True, trials=1, workdir=workdir, plot_dir=tmp_path / "plots",
+                       progress=lines.append)
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    try:
+        result = run(ctx)
+    finally:
+        leftovers = _loop_devices_of(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.monotonic() - t0
+    assert not result.notes, "\n".join(result.notes)
+    assert elapsed < 90, elapsed  # quick mode is meant to take well under a minute
+    assert not leftovers, leftovers
+    assert not _our_netns(), _our_netns()
+    assert not any(str(workdir) in line for line in Path("/proc/mounts").read_text().splitlines())
+    progress = "\n".join(lines)
+    for system in ("nonstop", "csync2", "rsync"):
+        for case in ("configs initial", "configs nochange", "recordings initial",
+                     "many initial", "many nochange", "many onechange"):
+            assert re.search(rf"^{system} {case} 1/1: \d+\.\d+ s$", progress, re.M), \
+                (system, case, progress)
+    assert len(re.findall(r"^daemon write-to-replica .* \d+ ms$", progress, re.M)) == 6
+    push = next(t for t in result.tables if t.title.startswith("Push"))
+    assert push.columns[1:4] == ["csync2 2.0", "rsync (daemon)", "nonstop sync"]
+    for row in push.rows:
+        # rsync has no start-up-only mode (-M)
+        measured = [row[1], row[3]] if str(row[0]).startswith("start-up") else row[1:4]
+        assert all(cell not in ("-", None) for cell in measured), row
+    latency = next(t for t in result.tables if t.title.startswith("Daemon"))
+    assert len(latency.rows) == 2
+    assert result.plots and result.plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
