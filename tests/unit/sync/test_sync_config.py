@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nonstop.config.csync2 import (
     AutoMode,
@@ -127,3 +129,23 @@ def test_key_rules(tmp_path: Path) -> None:
         load_key(g)
     key.write_text("A" * 64 + "\nsecond line ignored\n")
     assert load_key(g) == b"A" * 64
+
+
+TOKENS = ["group", "g", "{", "}", ";", "host", "a", "b", "(s)", "key", "k", "include", "/etc",
+          "exclude", "*~", "auto", "younger", "bogus", "action", "pattern", "exec", '"x y"',
+          "logfile", "do-local", "prefix", "p", "on", "a:", "/srv", "nossl", "*", "config",
+          "backup-generations", "3", "-1", "backup-directory", "#c\n", "\n", '"', "ignore",
+          "uid", "lock-timeout", "x"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), max_size=40) | st.text(max_size=80))
+def test_any_input_gives_a_config_or_a_located_error(parts: list[str] | str) -> None:
+    text = parts if isinstance(parts, str) else " ".join(parts)
+    try:
+        cfg = parse_csync2_text(text, "/nonexistent/dir/csync2.cfg")
+    except ConfigError as e:
+        assert e.loc.file.startswith("/nonexistent/dir/") and e.loc.line >= 1
+    else:
+        for g in cfg.groups:
+            assert g.hosts and g.key_file
