@@ -196,3 +196,50 @@ def test_continuous_replication_in_a_running_two_node_cluster(slab: SyncLab) -> 
     (r1 / "etc/asterisk/marker.conf").write_text("m")
     wait_for(lambda: (r2 / "etc/asterisk/marker.conf").exists() or None, 15, what="marker")
     assert not (r1 / "etc/asterisk/standby.conf").exists()
+
+
+def test_conflict_then_force_with_backups_capped(slab: SyncLab) -> None:
+    server = slab.serve("n2")
+    r1, r2 = slab.root("n1"), slab.root("n2")
+    conf = "etc/asterisk/extensions.conf"
+    (r1 / conf).write_text("v0\n")
+    assert slab.sync("n1", "-xv")[0] == 0
+    (r1 / conf).write_text("edited on vpbx1-1\n")
+    (r2 / conf).write_text("edited on vpbx1-2\n")
+    code, out = slab.sync("n1", "-x")  # default verbosity
+    assert code == 1
+    assert "changed on both vpbx1-1 and vpbx1-2 since the last sync" in out
+    assert (r2 / conf).read_text() == "edited on vpbx1-2\n"
+    wait_for(lambda: "left alone (auto none)" in server.read_log() or None, 10,
+             what="the conflict reported on the receiver too")
+    code, out = slab.sync("n1", "-M")
+    assert code == 0 and f"chary\tvpbx1-1\tvpbx1-2\t/{conf}" in out
+    assert slab.sync("n1", "-f", f"/{conf}")[0] == 0
+    code, out = slab.sync("n1", "-xv")
+    assert code == 0, out
+    assert (r2 / conf).read_text() == "edited on vpbx1-1\n"
+    backup = r2 / "var/backups/csync2" / conf
+    assert backup.read_text() == "edited on vpbx1-2\n"
+    # eight more versions: backup-generations 5 keeps exactly five
+    for i in range(8):
+        (r1 / conf).write_text(f"gen {i}\n")
+        assert slab.sync("n1", "-x")[0] == 0
+    kept = sorted(p.name for p in backup.parent.iterdir())
+    assert kept == ["extensions.conf"] + [f"extensions.conf.{i}" for i in range(1, 5)]
+    assert backup.read_text() == "gen 6\n"
+    assert (backup.parent / "extensions.conf.4").read_text() == "gen 2\n"
+
+
+def test_receiver_refuses_a_path_outside_its_includes(slab: SyncLab) -> None:
+    server = slab.serve("n2")
+    # vpbx1-1's config (wrongly) includes /etc/shadow-test; vpbx1-2's does not.
+    cfg = slab.config("n1")
+    cfg.write_text(cfg.read_text().replace("include /etc/hosts;",
+                                           "include /etc/hosts;\n    include /etc/shadow-test;"))
+    (slab.root("n1") / "etc/shadow-test").write_text("root:x:0:0\n")
+    code, out = slab.sync("n1", "-xv")
+    assert code == 1
+    assert "/etc/shadow-test is outside the group's includes (or excluded) on vpbx1-2" in out
+    wait_for(lambda: "outside the group's includes" in server.read_log() or None, 10,
+             what="the refusal logged on the receiver")
+    assert not (slab.root("n2") / "etc/shadow-test").exists()
