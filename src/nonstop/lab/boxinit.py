@@ -23,6 +23,8 @@ from types import FrameType
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 PIDFILE_TIMEOUT = 20.0
+# How long a daemon that exec'd itself may take to write its new pid (Heartbeat: ~3 s).
+RESTART_TIMEOUT = 15.0
 
 
 class _Init:
@@ -90,11 +92,54 @@ def run(argv: Sequence[str], pidfile: Path | None) -> int:
     if daemon is None:
         print(f"boxinit: {pidfile} not written within {PIDFILE_TIMEOUT} s", file=sys.stderr)
         return 1
-    init.set_target(daemon)
-    while daemon not in reaped:
-        if not _reap(reaped, 0):
-            break
-    return _exit_code(reaped.get(daemon, 0))
+    while True:
+        init.set_target(daemon)
+        while daemon not in reaped:
+            if not _reap(reaped, 0):
+                return _exit_code(reaped.get(daemon, 0))
+        if reaped[daemon] != 0:
+            return _exit_code(reaped[daemon])
+        successor = _successor(pidfile, daemon, reaped)
+        if successor is None:
+            return 0
+        daemon = successor
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _others_alive() -> bool:
+    """True while a process other than this init lives in the box (its own /proc)."""
+    me = str(os.getpid())
+    return any(name.isdigit() and name != me for name in os.listdir("/proc"))
+
+
+def _successor(pidfile: Path, old: int, reaped: dict[int, int]) -> int | None:
+    """The daemon that took over from ``old``, or None when the program really ended.
+
+    Heartbeat restarts itself after a partition by exec'ing its own binary, which daemonizes
+    again: the pid we follow exits with 0 while its fork lives on and writes the pid file
+    seconds later. A real init keeps the machine up meanwhile, so we wait for the new pid as
+    long as some process is still alive in the box.
+    """
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while time.monotonic() < deadline:
+        while _reap(reaped, os.WNOHANG):
+            pass
+        pid = _read_pid(pidfile)
+        if pid is not None and pid != old and pid not in reaped and _alive(pid):
+            return pid
+        if not _others_alive():
+            return None
+        time.sleep(0.05)
+    return None
 
 
 def main(args: Sequence[str] | None = None) -> int:
