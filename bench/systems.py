@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -100,6 +101,9 @@ class Cluster(abc.ABC):
 
     name: str = ""
     detects_death: bool = True  # logs a "node X: is dead" line
+    # Log lines that start a release (old node) and an acquisition (new node); "" = none.
+    release_pattern = "Releasing resource group"
+    acquire_pattern = "Acquiring resource group"
 
     def __init__(self, lab: Lab, watcher: LogWatcher) -> None:
         self.lab = lab
@@ -352,6 +356,8 @@ class KeepalivedCluster(Cluster):
 
     name = "keepalived 2.2.7"
     detects_death = False
+    release_pattern = ""
+    acquire_pattern = "Entering MASTER STATE"
 
     def __init__(self, lab: Lab, watcher: LogWatcher) -> None:
         super().__init__(lab, watcher)
@@ -414,11 +420,13 @@ SYSTEMS: dict[str, type[Cluster]] = {
 def running_cluster(key: str, workdir: Path) -> Iterator[Cluster]:
     """A lab with system ``key`` started on both nodes and serving; torn down afterwards.
 
-    After an exception the lab's work directory (logs, configs) is kept for inspection.
+    After an exception, or always with BENCH_KEEP_LABS=1 in the environment, the lab's work
+    directory (logs, configs) is kept for inspection.
     """
     watcher = LogWatcher()
     try:
-        with Lab(NODES, workdir=workdir / key) as lab:
+        with Lab(NODES, workdir=workdir / key,
+                 keep_workdir=os.environ.get("BENCH_KEEP_LABS") == "1") as lab:
             cluster = SYSTEMS[key](lab, watcher)
             try:
                 cluster.start_all()
