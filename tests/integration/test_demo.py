@@ -150,3 +150,23 @@ def test_ctrl_c_in_the_middle_cleans_everything_up() -> None:
     assert doc["cleaned_up"] is True
     assert _netns_of(popen.pid) == []
     assert _processes_using(f"/var/tmp/nonstop-lab/nl{popen.pid}x") == []
+
+
+@pytest.mark.skipif(not _can_run(), reason="the demo needs root, iproute2, nftables and kamailio")
+@pytest.mark.parametrize("fault", ["cable", "standby"])
+def test_quick_demo_with_a_pulled_cable_or_a_planned_standby(fault: str) -> None:
+    done, doc = run_demo("--quick", "--json", "--fault", fault)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert doc["ok"] is True and doc["cleaned_up"] is True and doc["fault"] == fault
+    [r] = doc["rounds"]
+    assert r["final_holder"] == r["new_active"] != r["old_active"]
+    assert r["stayed_standby"] is True
+    assert 0 < r["downtime_s"] < 10
+    kinds = [row["event"] for row in r["timeline"]]
+    if fault == "cable":
+        # Back on the wire, the isolated node still held the group: it gives its copy up.
+        assert 1.0 <= r["detection_s"] <= 6.0
+        assert "old node released" in kinds
+    else:
+        assert r["detection_s"] is None  # nobody died: a handover
+        assert kinds.index("handover started") < kinds.index("address moved")

@@ -289,12 +289,14 @@ class Drill:
     def _replication_text(self, st: dict[str, Any]) -> str:
         sync = st.get("sync")
         if isinstance(sync, dict):
-            role = "pushing" if sync.get("active") else "receiving"
+            if not sync.get("active"):
+                return "receiving"
+            dirty = sync.get("dirty")
+            text = f"pushing, {dirty} unsynced" if dirty else "pushing, in sync"
+            if sync.get("last_sync_ok") is False:
+                text += ", errors"
             lag = sync.get("lag_s")
-            ok = sync.get("last_sync_ok")
-            state = "ok" if ok else ("-" if ok is None else "ERROR")
-            return f"{role}, last {state}, dirty {sync.get('dirty', '?')}" + (
-                f", lag {lag:.2f} s" if isinstance(lag, float) and lag else "")
+            return text + (f", lag {lag:.2f} s" if isinstance(lag, float) and lag else "")
         return "not available" if self.cluster and self.cluster.daemon_replicates \
             else "cron line"
 
