@@ -243,3 +243,69 @@ def test_receiver_refuses_a_path_outside_its_includes(slab: SyncLab) -> None:
     wait_for(lambda: "outside the group's includes" in server.read_log() or None, 10,
              what="the refusal logged on the receiver")
     assert not (slab.root("n2") / "etc/shadow-test").exists()
+
+
+MASTER = Path("/work/shared/reference/talk/ha.d/resource.d/master").read_text()
+CRON = Path("/work/shared/reference/talk/crontab").read_text()
+
+
+def _talk_scripts(slab: SyncLab, host: str) -> tuple[Path, str, dict[str, str]]:
+    """The talk's master script and cron command with only ``csync2`` -> ``nonstop sync``, a
+    ``nonstop`` on PATH, and the node's identity in the environment."""
+    d = slab.base / host
+    bindir = d / "bin"
+    bindir.mkdir(exist_ok=True)
+    shim = bindir / "nonstop"
+    shim.write_text(f'#!/bin/sh\n[ "$1" = sync ] && shift\nexec {sys.executable} -c '
+                    f'"from nonstop.sync.cli import sync_command; '
+                    f"sync_command(prog_name='nonstop sync')\" \"$@\"\n")
+    shim.chmod(0o755)
+    master = d / "master"
+    master.write_text(MASTER.replace("csync2 ", "nonstop sync "))
+    master.chmod(0o755)
+    cron_cmd = CRON.split("* * * * ", 1)[1].strip()
+    cron_cmd = cron_cmd.replace("/usr/local/sbin/csync2 ", "nonstop sync ")
+    cron_cmd = cron_cmd.replace(">/dev/null 2>/dev/null", "")
+    a = slab.args(host)
+    env = {
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "NONSTOP_SYNC_CONFIG": a[1], "NONSTOP_SYNC_NODE": a[3], "NONSTOP_SYNC_ROOT": a[5],
+        "NONSTOP_SYNC_STATE_DIR": a[7],
+        "NONSTOP_SYNC_PEER_ADDRESS": " ".join(f"{NAMES[h]}={slab.lab.ip(h)}"
+                                              for h in slab.lab.nodes),
+    }
+    return master, cron_cmd, env
+
+
+def test_talk_master_script_and_cron_line_with_the_program_name_changed(slab: SyncLab) -> None:
+    lab = slab.lab
+    r1, r2 = slab.root("n1"), slab.root("n2")
+    m1, cron1, env1 = _talk_scripts(slab, "n1")
+    m2, cron2, env2 = _talk_scripts(slab, "n2")
+    server2 = slab.serve("n2")
+    # vpbx1-1 is master: its cron line pushes
+    (r1 / "etc/asterisk/sip.conf").write_text("v0\n")
+    (r1 / "var/log/asterisk/full").write_text("log0\n")
+    assert lab.run("n1", ["sh", "-c", str(m1) + " start"], env=env1).returncode == 0
+    assert lab.host_path("n1", "/tmp/.HB-master").exists()
+    done = lab.run("n1", ["sh", "-c", cron1], env=env1)
+    assert done.returncode == 0, done.stderr
+    assert (r2 / "etc/asterisk/sip.conf").read_text() == "v0\n"
+    # vpbx1-1 edits, then dies before its next cron run; vpbx1-2 takes over and edits
+    (r1 / "etc/asterisk/sip.conf").write_text("unsynced edit on vpbx1-1\n")
+    server2.stop()
+    server1 = slab.serve("n1")
+    server1.stop()  # vpbx1-1 is down: its receiver is not running
+    (r2 / "var/log/asterisk/full").write_text("log0\nvpbx1-2 line\n")
+    start = lab.run("n2", ["sh", "-c", str(m2) + " start"], env=env2, timeout=60)
+    assert start.returncode == 0  # the script ends with exit 0, as the talk's
+    assert "connection to vpbx1-1" in start.stderr
+    # vpbx1-1 comes back (as a standby receiver); vpbx1-2's next cron run wins for real
+    slab.serve("n1")
+    done = lab.run("n2", ["sh", "-c", cron2], env=env2, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (r1 / "etc/asterisk/sip.conf").read_text() == "v0\n"
+    assert (r1 / "var/log/asterisk/full").read_text() == "log0\nvpbx1-2 line\n"
+    kept = r1 / "var/backups/csync2/etc/asterisk/sip.conf"
+    assert kept.read_text() == "unsynced edit on vpbx1-1\n"
+    assert "overwrote vpbx1-1's unsynced change" in done.stderr

@@ -64,19 +64,22 @@ def _addresses(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("-i", "serve", is_flag=True, help="Run the receiver in the foreground (csync2 -ii).")
 @click.option("-k", "keyfile", metavar="FILE", help="Create a new group key in FILE.")
 @click.option("-v", "verbose", count=True, help="More output (repeatable).")
-@click.option("-N", "node", metavar="NAME",
+@click.option("-N", "node", metavar="NAME", envvar="NONSTOP_SYNC_NODE",
               help="This node's name (default: $HA_CURHOST, which resource scripts such as the "
               "talk's master get from the daemon, else the host name).")
-@click.option("-p", "port", type=int, default=DEFAULT_PORT, show_default=True, help="TCP port.")
+@click.option("-p", "port", type=int, default=DEFAULT_PORT, show_default=True,
+              envvar="NONSTOP_SYNC_PORT", help="TCP port.")
 @click.option("--config", "-C", "config", default="/etc/csync2.cfg", show_default=True,
-              help="csync2.cfg to read.")
+              envvar="NONSTOP_SYNC_CONFIG", help="csync2.cfg to read.")
 @click.option("--state-dir", default=DEFAULT_STATE_DIR, show_default=True,
-              help="Database and TLS certificate directory.")
+              envvar="NONSTOP_SYNC_STATE_DIR", help="Database and TLS certificate directory.")
 @click.option("--db", "db_path", metavar="PATH", help="Database file (default STATE_DIR/NAME.db3).")
-@click.option("--root", default="/", show_default=True,
+@click.option("--root", default="/", show_default=True, envvar="NONSTOP_SYNC_ROOT",
               help="Where this node's files live: names in the config are below it.")
 @click.option("--peer-address", "peer_address", multiple=True, metavar="NAME=ADDR",
-              help="Address of a peer (instead of resolving its name).")
+              envvar="NONSTOP_SYNC_PEER_ADDRESS",
+              help="Address of a peer (instead of resolving its name); the environment "
+                   "variable takes several, space-separated.")
 @click.option("--listen", default="0.0.0.0", show_default=True, help="Address -i listens on.")
 @click.argument("paths", nargs=-1)
 def sync_command(
@@ -86,7 +89,11 @@ def sync_command(
     db_path: str | None, root: str, peer_address: tuple[str, ...], listen: str,
     paths: tuple[str, ...],
 ) -> None:
-    """Replicate files between cluster nodes with csync2's semantics (see docs/SYNC.md)."""
+    """Replicate files between cluster nodes with csync2's semantics (see docs/SYNC.md).
+
+    Scripts written for csync2 run unchanged with the program name changed; node identity and
+    paths can also come from NONSTOP_SYNC_* environment variables (like CSYNC2_SYSTEM_DIR).
+    """
     if keyfile is not None:
         try:
             make_key(keyfile)
