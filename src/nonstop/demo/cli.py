@@ -34,7 +34,7 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
                    "or a planned `nonstop standby`.")
 @click.option("--rounds", type=click.IntRange(1, 20), default=1, show_default=True,
               help="How many faults in a row (the active node alternates).")
-@click.option("--quick", is_flag=True, help="Shortest waits (CI): about half a minute.")
+@click.option("--quick", is_flag=True, help="Shortest waits (CI): about 15 seconds a round.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the results as JSON on stdout; the screen goes to stderr.")
 @click.option("--keep-going", is_flag=True,

@@ -42,7 +42,7 @@ from nonstop.demo.config import (
     hosts_file,
     migrate_csync2_calls,
 )
-from nonstop.lab import CLIENT, Lab, LabError, LabProcess
+from nonstop.lab import CLIENT, Lab, LabError, LabProcess, wait_for
 from nonstop.lab.kamailio import write_asterisk_service
 from nonstop.lab.lab import kill_netns_processes
 from nonstop.lab.sipprobe import probe_command
@@ -347,7 +347,13 @@ class DemoCluster:
                                          _machine_script(node, m.base), "machine"],
                                   log_path=holder_log, name="machine")
         m.powered = True
-        m.holder.wait_for_log("machine ready", timeout=15)
+        holder = m.holder
+        wait_for(lambda: "machine ready" in holder.read_log() or not holder.running, 15,
+                 what=f"{node}'s file system to be mounted")
+        if not holder.running:
+            # e.g. no overlayfs here, or the work directory itself on an overlay (a container)
+            raise LabError(f"{node}: could not set up its file system: "
+                           f"{holder.read_log().strip()[-600:]}")
         self.start_in(node, ["ip", "-ts", "monitor", "address", "dev", "eth0"], "addr")
         smtp = self.start_in(node, [sys.executable, "-m", "aiosmtpd", "-n", "-l",
                                     "127.0.0.1:25", "-c", "nonstop.demo.mailsink.MailLog",
