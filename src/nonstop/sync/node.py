@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -95,6 +96,20 @@ class _GroupCtx:
 
 def _quiet(_level: int, _msg: str) -> None:
     return None
+
+
+_log = logging.getLogger("nonstop.sync")
+
+
+def log_out(level: int, msg: str) -> None:
+    """Output to the ``nonstop.sync`` logger: level 0 (conflicts, errors, overwritten changes)
+    as warnings, 1 (progress) as info, 2 and up as debug."""
+    if level <= 0:
+        _log.warning("%s", msg)
+    elif level == 1:
+        _log.info("%s", msg)
+    else:
+        _log.debug("%s", msg)
 
 
 class Node:
@@ -656,9 +671,12 @@ def open_node(
     port: int = DEFAULT_PORT,
     addresses: Mapping[str, str] | None = None,
     listen: str = "0.0.0.0",
-    out: Out = _quiet,
+    out: Out = log_out,
 ) -> Node:
-    """Read csync2.cfg and open ``me``'s replication engine (ConfigError names file:line)."""
+    """Read csync2.cfg and open ``me``'s replication engine (ConfigError names file:line).
+
+    Messages go to the ``nonstop.sync`` logger unless ``out`` is given.
+    """
     from nonstop.config.csync2 import load_csync2
 
     cfg = load_csync2(config_path)
