@@ -462,6 +462,13 @@ class Drill:
         gap = service_gap(read_probes(c.probe_record), fault_at, old, new)
         if gap is not None:
             downtime, lost = gap.seconds, gap.lost
+            late = [p for p in read_probes(c.probe_record) if p.node == old
+                    and p.answered is not None and p.answered > gap.first_new_at]
+            if late:
+                # Both nodes had the address: some clients still reached the old one.
+                events.append(Event(late[0].answered or 0.0, Kind.OLD_ANSWERED,
+                                    f"{len(late)} probes answered by {old} after {new} took "
+                                    "over (two holders of the address)"))
             events.append(Event(gap.last_old_at, Kind.SIP_SILENT,
                                 f"last 200 OK from {old}"))
             events.append(Event(gap.first_new_at, Kind.SIP_ANSWERING,
@@ -571,6 +578,13 @@ class Drill:
                 ln.message)), None)
             if back is not None:
                 events.append(Event(back.at, Kind.REJOINED, f"{new} hears {old} again"))
+        if self.fault == "cable":
+            dropped = next((a for path in mold.all_logs("addr") if path.exists()
+                            for a in parse_addr_log(path.read_text(), self.offset)
+                            if not a.added and a.ip == c.vip and a.at >= fault_at), None)
+            if dropped is not None:
+                events.append(Event(dropped.at, Kind.OLD_VIP_DROPPED,
+                                    f"{old} removed {c.vip}: it held it all along, cut off"))
         if old_back_at is not None:
             claimed = next((a for path in mold.all_logs("addr") if path.exists()
                             for a in parse_addr_log(path.read_text(), self.offset)

@@ -22,6 +22,8 @@ class Kind(enum.Enum):
     DEATH_DECLARED = "death declared"
     HANDOVER = "handover started"
     RELEASED = "old node released"
+    OLD_VIP_DROPPED = "old node dropped VIP"
+    OLD_ANSWERED = "old node answered SIP"
     SIP_SILENT = "SIP silent"
     ADDRESS_MOVED = "address moved"
     SIP_ANSWERING = "SIP answering again"
