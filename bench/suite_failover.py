@@ -7,8 +7,9 @@ Faults, on whichever node holds the VIP at the time (so trials alternate between
 * linkdown: the node's switch port goes down (Part 2, 1b);
 * planned: the operator moves the service (``nonstop standby``, ``hb_standby``, stopping
   keepalived on the master);
-* splitbrain: the two nodes stop hearing each other for a while (the client still reaches
-  both), then the link heals; the outage measured is the one caused by the heal.
+* splitbrain: the two nodes stop hearing each other for 10 s (bridge port isolation: the
+  client still reaches both), then the link heals; the outage measured is the one caused by
+  the heal, up to one node alone serving for 3 s (at most 3 trials per system).
 
 The outage is what the prober in the client namespace saw: the longest time between two
 consecutive SIP answers, from the last answer before the fault to the first answer from the
