@@ -164,9 +164,9 @@ def test_quick_demo_with_a_pulled_cable_or_a_planned_standby(fault: str) -> None
     assert 0 < r["downtime_s"] < 10
     kinds = [row["event"] for row in r["timeline"]]
     if fault == "cable":
-        # Back on the wire, the isolated node still held the group: it gives its copy up.
+        # Back on the wire, the isolated node still held the address: it gives it up.
         assert 1.0 <= r["detection_s"] <= 6.0
-        assert "old node released" in kinds
+        assert "old node dropped VIP" in kinds
     else:
         assert r["detection_s"] is None  # nobody died: a handover
         assert kinds.index("handover started") < kinds.index("address moved")
