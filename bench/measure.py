@@ -7,6 +7,7 @@ watcher and an answer seen by the client are on one clock.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import os
@@ -83,8 +84,11 @@ class LogWatcher:
         """When the first line matching ``pattern`` seen at or after ``since`` appeared."""
         compiled = re.compile(pattern)
         with self._lock:
-            for at, line in self._lines.get(key, []):
-                if at >= since and compiled.search(line):
+            lines = self._lines.get(key, [])
+            # Lines are stamped in the order they were read: skip the older ones by bisection.
+            start = bisect.bisect_left(lines, since, key=lambda item: item[0])
+            for at, line in lines[start:]:
+                if compiled.search(line):
                     return at
         return None
 
@@ -113,6 +117,11 @@ class ProbeLog:
         self._offset = 0
         self._partial = ""
         self.probes: list[Probe] = []
+        # Answered probes in the order their answers arrived (the prober writes an answered
+        # probe at once), with their answer times: searched by bisection, because waits poll
+        # this many times a second and must not eat the CPU they are measuring.
+        self._answered: list[Probe] = []
+        self._answer_times: list[float] = []
 
     def refresh(self) -> list[Probe]:
         """Read the lines appended since the last call; return every probe so far."""
@@ -128,19 +137,24 @@ class ProbeLog:
                 raw = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            self.probes.append(Probe(
+            probe = Probe(
                 seq=int(raw["seq"]), sent=float(raw["sent"]),
                 answered=None if raw["answered"] is None else float(raw["answered"]),
-                node=raw["node"], status=raw["status"]))
+                node=raw["node"], status=raw["status"])
+            self.probes.append(probe)
+            if probe.answered is not None:
+                self._answered.append(probe)
+                self._answer_times.append(probe.answered)
         return self.probes
 
     def first_answer(self, node: str | None, since: float) -> Probe | None:
         """The first probe sent at or after ``since`` that ``node`` (None: anybody) answered."""
-        for probe in self.refresh():
-            if probe.sent >= since and probe.answered is not None and (
-                    node is None or probe.node == node):
-                return probe
-        return None
+        self.refresh()
+        # An answer comes after its request, so no probe answered before ``since`` qualifies.
+        start = bisect.bisect_left(self._answer_times, since)
+        found = [p for p in self._answered[start:]
+                 if p.sent >= since and (node is None or p.node == node)]
+        return min(found, key=lambda p: p.seq) if found else None
 
     def wait_answer(self, node: str | None, since: float, timeout: float) -> Probe:
         """Wait until :meth:`first_answer` finds one; LabError at the deadline."""
