@@ -16,9 +16,11 @@ Both file systems are flushed (``sync -f``) before every timed push, outside the
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.framework import (
     BenchContext,
@@ -42,6 +44,9 @@ from bench.sync_systems import (
     same_view_check,
 )
 from nonstop.lab import Lab, LabError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 SYSTEM_ORDER = ("csync2", "rsync", "nonstop")
 # The mission's targets, and the spec's measurements of the same workloads.
@@ -162,38 +167,63 @@ def _measure(ctx: BenchContext, systems: tuple[str, ...], results: Results) -> N
                 results.latency = measure(s, samples, ctx.progress)
 
 
+def _bars(ax: Axes, results: Results, systems: tuple[str, ...],
+          cases: list[tuple[str, str]]) -> None:
+    """Grouped bars: one group per (data set, case), one bar per system (median, min-max)."""
+    width = 0.8 / max(1, len(systems))
+    for i, key in enumerate(systems):
+        meds, lows, highs = [], [], []
+        for ds, case in cases:
+            values = results.times.get((key, ds, case), [])
+            m = median(values)
+            meds.append(m if values else 0.0)
+            lows.append(m - min(values) if values else 0.0)
+            highs.append(max(values) - m if values else 0.0)
+        xs = [j + (i - (len(systems) - 1) / 2) * width for j in range(len(cases))]
+        ax.bar(xs, meds, width, yerr=[lows, highs], capsize=3, label=SYSTEMS[key].name)
+        for x, m in zip(xs, meds, strict=True):
+            if m > 0:
+                ax.annotate(fmt_float(m), (x, m), ha="center", va="bottom", fontsize=7)
+    ax.grid(axis="y", alpha=0.3, which="both")
+
+
 def _plot(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     sets = datasets(ctx.quick)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / max(1, len(systems))
-    for i, key in enumerate(systems):
-        meds, lows, highs = [], [], []
-        for ds in sets:
-            values = results.times.get((key, ds, "initial"), [])
-            m = median(values)
-            meds.append(m if values else 0.0)
-            lows.append(m - min(values) if values else 0.0)
-            highs.append(max(values) - m if values else 0.0)
-        xs = [j + (i - (len(systems) - 1) / 2) * width for j in range(len(sets))]
-        ax.bar(xs, meds, width, yerr=[lows, highs], capsize=3, label=SYSTEMS[key].name)
-        for x, m in zip(xs, meds, strict=True):
-            if m > 0:
-                ax.annotate(fmt_float(m), (x, m), ha="center", va="bottom", fontsize=7)
+    fig, (first, later) = plt.subplots(1, 2, figsize=(12, 4.2),
+                                       gridspec_kw={"width_ratios": [3, 3]})
+    _bars(first, results, systems, [(key, "initial") for key in sets])
     labels = []
     for key, spec in sets.items():
         files, size = results.sizes.get(key, (spec.files, 0))
-        labels.append(f"{files:,} {spec.title}\n({size / 1e6:.0f} MB)")
-    ax.set_xticks(range(len(sets)), labels, fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("initial sync, s (log; median, min-max)")
-    ax.set_title("Initial sync vpbx1-1 -> vpbx1-2")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3, which="both")
+        mb = size / 1e6
+        labels.append(f"{files:,} {spec.title}\n({mb:.0f} MB)" if mb >= 10
+                      else f"{files:,} {spec.title}\n({mb:.1f} MB)")
+    first.set_xticks(range(len(sets)), labels, fontsize=8)
+    first.set_yscale("log")
+    lowest = [v for (_k, _d, c), vs in results.times.items() if c == "initial" for v in vs]
+    if lowest:
+        # Bars on a log axis start at its bottom: put it a decade below the fastest run.
+        first.set_ylim(bottom=10 ** math.floor(math.log10(min(lowest)) - 0.0001))
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}")
+    first.yaxis.set_major_formatter(plain)
+    first.yaxis.set_minor_formatter(plain)
+    first.set_ylabel("seconds (log; median, min-max)")
+    first.set_title("Initial sync vpbx1-1 -> vpbx1-2")
+    first.legend(fontsize=8)
+    small, many = sets["configs"], sets["many"]
+    later_cases = [("configs", "nochange"), ("many", "nochange"), ("many", "onechange")]
+    _bars(later, results, systems, later_cases)
+    later.set_xticks(range(len(later_cases)), [
+        f"nothing changed\n{small.files:,} files", f"nothing changed\n{many.files:,} files",
+        f"one file changed\namong {many.files:,}"], fontsize=8)
+    later.set_ylabel("seconds (median, min-max)")
+    later.set_title("Later runs (each a new process)")
     fig.tight_layout()
     path = plot_path(ctx, "sync_initial")
     fig.savefig(path, dpi=100)
