@@ -60,8 +60,11 @@ class PrivateFilesystems:
     people create meanwhile (each ``ip netns exec`` copies the host's mounts), keeping the loop
     devices busy after our unmount. Here the bench reaches the files through
     ``/proc/<holder>/root/...`` and lab programs enter the holder's namespace with nsenter
-    (:meth:`wrap`). Without loop devices the directories are plain ones on the work file
-    system and :attr:`description` says so. Everything is undone by :meth:`close`.
+    (:meth:`wrap`). The holder's namespace, like a lab's, is a slave of the host's: our mounts
+    stay ours, while the host's unmounts (``ip netns del`` of other people's namespaces) still
+    reach our copies, so we never keep someone else's namespace alive. Without loop devices
+    the directories are plain ones on the work file system and :attr:`description` says so.
+    Everything is undone by :meth:`close`.
     """
 
     def __init__(self, workdir: Path, nodes: tuple[str, ...], size_mb: int) -> None:
@@ -110,7 +113,7 @@ class PrivateFilesystems:
                                 f"{exc})")
             return
         self.holder = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", _HOLDER,
+            ["unshare", "--mount", "--propagation", "slave", "sh", "-c", _HOLDER,
              "bench-fs", *pairs], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, start_new_session=True)
         assert self.holder.stdout is not None
@@ -130,14 +133,14 @@ class PrivateFilesystems:
         return Path(f"/proc/{self.holder.pid}/root") / mnt.relative_to("/")
 
     def wrap(self, binds: dict[str, Path], argv: list[str]) -> list[str]:
-        """``argv`` run in the holder's mount namespace (a private copy of it) with ``binds``
+        """``argv`` run in the holder's mount namespace (a copy of it) with ``binds``
         (target -> source, sources named as the host sees them) mounted first."""
         pairs = [str(x) for target, source in binds.items() for x in (source, target)]
         inner = ["sh", "-c", _VIEW, "bench-view", *pairs, "--", *argv]
         if self.holder is None:
-            return ["unshare", "--mount", "--propagation", "private", *inner]
+            return ["unshare", "--mount", "--propagation", "slave", *inner]
         return ["nsenter", f"--mount=/proc/{self.holder.pid}/ns/mnt", "--", "unshare", "--mount",
-                "--propagation", "private", *inner]
+                "--propagation", "slave", *inner]
 
     def inner(self, node: str, path: Path) -> Path:
         """A path on ``node``'s file system (as :meth:`path` names it) as named inside the
