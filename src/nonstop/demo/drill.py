@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Literal, TypeVar
 
 from nonstop.demo.cluster import VOICEMAIL_DIR, DemoCluster
@@ -109,19 +110,25 @@ class DrillResult:
 
 
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Teardown must finish: a second Ctrl-C or a SIGTERM may not cut it short."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+def _signals_deferred(*, reraise: bool) -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (building or tearing down namespaces
+    must not stop half way); with ``reraise`` one that came meanwhile is raised afterwards."""
+    came: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        came.append(signum)
+
     try:
-        for s in saved:
-            signal.signal(s, signal.SIG_IGN)
-    except ValueError:  # not the main thread: nothing to defer
+        saved = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals cannot reach us here anyway
         saved = {}
     try:
         yield
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+    if came and reraise:
+        raise KeyboardInterrupt
 
 
 class Drill:
@@ -157,7 +164,7 @@ class Drill:
                                 "why": c.why} for c in cluster.files.changes]
         try:
             self._intro()
-            with _signals_deferred():
+            with _signals_deferred(reraise=True):
                 removed = cleanup_leftovers()
                 if removed:
                     self.screen.say("  removed what an earlier, killed run left behind: "
@@ -183,7 +190,7 @@ class Drill:
                             "  cleaning up ...")
         finally:
             self.screen.finish()
-            with _signals_deferred():
+            with _signals_deferred(reraise=False):
                 try:
                     cluster.close()
                     self.result.cleaned_up = True
