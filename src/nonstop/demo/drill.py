@@ -434,6 +434,9 @@ class Drill:
                      else f"while {old} is away")
             events.append(Event(time.monotonic(), Kind.VOICEMAIL_WRITTEN,
                                 f"{_short(outage_file)} left on {new} {where}"))
+            say(f"  voicemail {_short(outage_file)} left on {new} {where}")
+            self._refresh(force=True)
+            self.screen.snapshot()
             self._pause(self.timing.down_s)
             old_back_at = time.monotonic()
             self._restore(old)
