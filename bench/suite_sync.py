@@ -32,7 +32,7 @@ from bench.framework import (
     ratio,
     spread,
 )
-from bench.sync_data import DataSet, change_one, datasets, differences, generate, manifest
+from bench.sync_data import DataSet, Entry, change_one, datasets, differences, generate, manifest
 from bench.sync_latency import KINDS, Latencies, measure
 from bench.sync_systems import (
     NODES,
@@ -76,6 +76,8 @@ class Results:
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     filesystem: str = ""
     latency: Latencies = field(default_factory=Latencies)
+    # The sources change only by change_one(); their manifests are computed once otherwise.
+    source_manifests: dict[str, dict[str, Entry]] = field(default_factory=dict)
 
     def add(self, system: str, ds: str, case: str, value: float) -> None:
         self.times.setdefault((system, ds, case), []).append(value)
@@ -93,7 +95,9 @@ def _push(system: System, ds: DataSet, case: str, s: SyncLab, results: Results,
                                 f"{timed.returncode}\n{timed.output}")
         ctx.progress(f"FAILED {system.key} {ds.key} {case} {label}: exit {timed.returncode}")
         return False
-    diff = differences(manifest(source), manifest(s.dst))
+    if ds.key not in results.source_manifests:
+        results.source_manifests[ds.key] = manifest(source)
+    diff = differences(results.source_manifests[ds.key], manifest(s.dst))
     if diff:
         results.failures.append(f"{system.name}, {ds.key} {case} ({label}): the trees differ "
                                 f"after {timed.seconds:.3f} s:\n" + "\n".join(diff))
@@ -129,6 +133,7 @@ def _round(system: System, ds: DataSet, s: SyncLab, results: Results, ctx: Bench
             return
         if ds.key == "many":
             change_one(ds, s.source(ds.key), round_no=trial * 10 + SYSTEM_ORDER.index(system.key))
+            results.source_manifests.pop(ds.key, None)  # the source changed
             _push(system, ds, "onechange", s, results, ctx, label)
     finally:
         system.stop()

@@ -13,16 +13,9 @@ from pathlib import Path
 import pytest
 from bench.framework import BenchContext
 from bench.suite_sync import run
+from bench.sync_data import datasets, differences, generate, manifest
 
 from nonstop.lab.names import owner_pid
-
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark builds namespaces and mounts"),
-    pytest.mark.skipif(not all(shutil.which(p) for p in ("csync2", "rsync", "nft", "ss")),
-                       reason="needs csync2, rsync, nftables and iproute2's ss"),
-]
 
 
 def _loop_devices_of(workdir: Path) -> list[str]:
@@ -37,6 +30,11 @@ def _our_netns() -> set[str]:
     return {n for n in names if owner_pid(n) == os.getpid()}
 
 
+@pytest.mark.netns
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark builds namespaces and mounts")
+@pytest.mark.skipif(not all(shutil.which(p) for p in ("csync2", "rsync", "nft", "ss")),
+                    reason="needs csync2, rsync, nftables and iproute2's ss")
 def test_quick_sync_benchmark_measures_every_case_of_every_system(tmp_path: Path) -> None:
     lines: list[str] = []
     workdir = Path("/var/tmp/nonstop-bench") / f"test-sync-{os.getpid()}"
@@ -71,3 +69,26 @@ def test_quick_sync_benchmark_measures_every_case_of_every_system(tmp_path: Path
     latency = next(t for t in result.tables if t.title.startswith("Daemon"))
     assert len(latency.rows) == 2
     assert result.plots and result.plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_verification_sees_a_same_size_same_mtime_edit(tmp_path: Path) -> None:
+    """A benchmark that cannot see a wrong result proves nothing: the tree comparison
+    catches one changed byte that keeps size and mtime, a changed mode and a missing file."""
+    ds = datasets(quick=True)["configs"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate(ds, a)
+    shutil.copytree(a, b, symlinks=True)
+    assert differences(manifest(a), manifest(b)) == []
+    victim = sorted((b / ds.prefix).rglob("*.conf"))[3]
+    st = victim.stat()
+    data = bytearray(victim.read_bytes())
+    data[10] ^= 1
+    victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    found = differences(manifest(a), manifest(b))
+    assert len(found) == 1 and "digest" in found[0], found
+    victim.chmod(0o600)
+    gone = sorted((b / ds.prefix).rglob("*.conf"))[7]
+    gone.unlink()
+    found = differences(manifest(a), manifest(b))
+    assert any("mode" in f for f in found) and any("missing on the replica" in f for f in found)
