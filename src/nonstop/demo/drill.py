@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Literal, TypeVar
 
-from nonstop.demo.cluster import VOICEMAIL_DIR, DemoCluster
+from nonstop.demo.cluster import PROBE_TIMEOUT_S, VOICEMAIL_DIR, DemoCluster
 from nonstop.demo.config import describe_changes
 from nonstop.demo.mailsink import read_mail
-from nonstop.demo.records import parse_addr_log, parse_daemon_log
+from nonstop.demo.records import ProbeTail, parse_addr_log, parse_daemon_log
 from nonstop.demo.render import ClientView, NodeView, Screen, panel
 from nonstop.demo.timeline import (
     Event,
@@ -146,7 +146,9 @@ class Drill:
         self.quick = quick
         self.keep_going = keep_going
         self.timing = Timing.of(quick)
-        self.cluster: DemoCluster | None = None
+        self.cluster = DemoCluster(initdead_s=self.timing.initdead_s,
+                                   cron_interval_s=self.timing.cron_interval_s)
+        self._probes = ProbeTail(self.cluster.probe_record)
         self.started = time.monotonic()
         self.offset = time.time() - time.monotonic()
         self._last_draw = 0.0
@@ -157,9 +159,7 @@ class Drill:
 
     def run(self) -> DrillResult:
         """The drill from start to cleanup; never leaves a namespace or process behind."""
-        cluster = DemoCluster(initdead_s=self.timing.initdead_s,
-                              cron_interval_s=self.timing.cron_interval_s)
-        self.cluster = cluster
+        cluster = self.cluster
         self.result.changes = [{"file": c.file, "before": c.before, "after": c.after,
                                 "why": c.why} for c in cluster.files.changes]
         try:
@@ -206,8 +206,6 @@ class Drill:
     def _diagnose(self, lines: int = 12) -> None:
         """The end of each node's daemon log: what a failed wait needs to be understood."""
         c = self.cluster
-        if c is None:
-            return
         for name, m in c.machines.items():
             path = m.log("daemon")
             if not path.exists():
@@ -217,7 +215,6 @@ class Drill:
                             *(f"  {line[:200]}" for line in tail))
 
     def _intro(self) -> None:
-        assert self.cluster is not None
         c = self.cluster
         mode = "quick mode" if self.quick else "full mode"
         say = self.screen.say
@@ -254,7 +251,6 @@ class Drill:
 
     def _views(self) -> tuple[list[NodeView], ClientView]:
         c = self.cluster
-        assert c is not None
         views = []
         for name in c.nodes:
             m = c.machines[name]
@@ -284,10 +280,10 @@ class Drill:
                                   group_state=group_state, holder=holder, has_vip=vip,
                                   master_flag=m.powered and c.is_master(name),
                                   replication=repl))
-        probes = read_probes(c.probe_record) if c.probe_record.exists() else []
-        answered = [p for p in probes if p.answered is not None]
-        last = max(answered, key=lambda p: p.answered or 0.0) if answered else None
-        client = ClientView(vip=c.vip, sent=len(probes), answered=len(answered),
+        probes = self._probes.poll()
+        answered = sum(1 for p in probes if p.answered is not None)
+        last = next((p for p in reversed(probes) if p.answered is not None), None)
+        client = ClientView(vip=c.vip, sent=len(probes), answered=answered,
                             last_node=last.node if last else None,
                             last_ago_s=(time.monotonic() - last.answered)
                             if last and last.answered else None)
@@ -304,13 +300,12 @@ class Drill:
                 text += ", errors"
             lag = sync.get("lag_s")
             return text + (f", lag {lag:.2f} s" if isinstance(lag, float) and lag else "")
-        return "not available" if self.cluster and self.cluster.daemon_replicates \
-            else "cron line"
+        return "not available" if self.cluster.daemon_replicates else "cron line"
 
     def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last_draw < 0.25:
-            return
+        if not force and (not self.screen.live or now - self._last_draw < 0.25):
+            return  # in a pipe the panel only shows in snapshots: no need to build it
         self._last_draw = now
         nodes, client = self._views()
         self.screen.update(panel(nodes, client, now - self.started))
@@ -340,7 +335,6 @@ class Drill:
 
     def _holder(self) -> str | None:
         c = self.cluster
-        assert c is not None
         for name in c.nodes:
             st = c.status(name)
             for g in (st or {}).get("groups") or []:
@@ -349,16 +343,15 @@ class Drill:
         return None
 
     def _answered_by(self, node: str, since: float) -> bool:
-        c = self.cluster
-        assert c is not None
-        if not c.probe_record.exists():
-            return False
-        return any(p.node == node and p.sent >= since and p.answered is not None
-                   for p in read_probes(c.probe_record))
+        for p in reversed(self._probes.poll()):
+            if p.node == node and p.sent >= since and p.answered is not None:
+                return True
+            if p.sent < since - PROBE_TIMEOUT_S - 1.0:
+                return False  # the prober writes in about the order it sends
+        return False
 
     def _sees(self, node: str, peer: str) -> bool:
         c = self.cluster
-        assert c is not None
         st = c.status(node)
         return any(n.get("name") == peer and n.get("status") in ("up", "active")
                    for n in (st or {}).get("nodes", []))
@@ -367,7 +360,6 @@ class Drill:
 
     def _bring_up(self) -> None:
         c = self.cluster
-        assert c is not None
         say = self.screen.say
         say("Starting the cluster")
         c.install_key()
@@ -406,7 +398,6 @@ class Drill:
 
     def _round(self, n: int) -> RoundRecord:
         c = self.cluster
-        assert c is not None
         say = self.screen.say
         old = self._wait(self._holder, 30, "a holder of the group")
         new = c.other(old)
@@ -504,7 +495,6 @@ class Drill:
     def _replicate(self, active: str, standby: str, path: str, n: int) -> float:
         """Write a voicemail on the active node; return how long it took to reach the standby."""
         c = self.cluster
-        assert c is not None
         data = f"voicemail for extension 1000, left on {active} (round {n})\n"
         written = time.monotonic()
         c.write_file(active, path, data)
@@ -527,7 +517,6 @@ class Drill:
 
     def _inject(self, node: str) -> None:
         c = self.cluster
-        assert c is not None
         if self.fault == "crash":
             c.power_off(node)
         elif self.fault == "cable":
@@ -538,7 +527,6 @@ class Drill:
 
     def _restore(self, node: str) -> None:
         c = self.cluster
-        assert c is not None
         if self.fault == "crash":
             c.power_on(node)
         elif self.fault == "cable":
@@ -551,7 +539,6 @@ class Drill:
                          old_back_at: float | None) -> list[Event]:
         """Moments read from the programs' own records (logs, ip monitor, mail)."""
         c = self.cluster
-        assert c is not None
         mnew = c.machines[new]
         events: list[Event] = []
         lines = [ln for path in mnew.all_logs("daemon") if path.exists()

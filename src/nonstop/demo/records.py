@@ -8,9 +8,13 @@ monotonic instant of a line (to within the clock's slew during a demo, far below
 from __future__ import annotations
 
 import calendar
+import json
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+from nonstop.lab.outage import Probe
 
 # nonstop[1234]: 2026/11/25_02:34:36.476 info: Link vpbx1-2:eth0 up.
 _DAEMON_LINE = re.compile(
@@ -66,3 +70,36 @@ def parse_addr_log(text: str, offset: float, *, utc: bool = False) -> list[Addre
         wall = (calendar.timegm(st) if utc else time.mktime(st)) + float("0." + frac)
         out.append(AddressChange(wall - offset, m.group("ip"), m.group("deleted") is None))
     return out
+
+
+class ProbeTail:
+    """The SIP prober's record, read incrementally: each :meth:`poll` parses only the complete
+    lines written since the last one (the live panel polls many times a second)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self.probes: list[Probe] = []
+
+    def poll(self) -> list[Probe]:
+        """Every probe recorded so far, in the order the prober wrote them."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return self.probes
+        end = data.rfind(b"\n")
+        if end < 0:
+            return self.probes  # only a line still being written
+        self._offset += end + 1
+        for line in data[:end].splitlines():
+            try:
+                raw = json.loads(line)
+                answered = raw["answered"]
+                self.probes.append(Probe(seq=int(raw["seq"]), sent=float(raw["sent"]),
+                                         answered=None if answered is None else float(answered),
+                                         node=raw["node"], status=raw["status"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # not a prober line
+        return self.probes

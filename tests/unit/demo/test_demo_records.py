@@ -119,3 +119,23 @@ def test_screen_on_a_terminal_redraws_the_panel_below_the_lines() -> None:
     assert out.getvalue() == "a\nbc\n\x1b[2F\x1b[Ja\nb\n\x1b[2F\x1b[Jc\nd\n"
     screen.say("event")
     assert out.getvalue().endswith("\x1b[2F\x1b[Jevent\nc\nd\n")
+
+
+def test_probe_tail_reads_only_complete_new_lines(tmp_path: Path) -> None:
+    from nonstop.demo.records import ProbeTail
+
+    path = tmp_path / "probes.jsonl"
+    tail = ProbeTail(path)
+    assert tail.poll() == []  # no record yet
+    line1 = json.dumps({"seq": 1, "sent": 1.0, "answered": 1.01, "node": "vpbx1-1",
+                        "status": 200})
+    line2 = json.dumps({"seq": 2, "sent": 1.02, "answered": None, "node": None,
+                        "status": None})
+    path.write_text(line1 + "\n" + line2[:10])
+    assert [p.seq for p in tail.poll()] == [1]
+    with path.open("a") as fh:
+        fh.write(line2[10:] + "\n" + "garbage\n")
+    probes = tail.poll()
+    assert [(p.seq, p.answered, p.node) for p in probes] == [(1, 1.01, "vpbx1-1"),
+                                                            (2, None, None)]
+    assert tail.poll() == probes  # nothing new: nothing read twice
