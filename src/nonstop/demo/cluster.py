@@ -206,6 +206,7 @@ class DemoCluster:
         try:
             for m in self.machines.values():
                 self._install(m)
+            self._same_times()
         except BaseException:
             self.close()
             raise
@@ -275,6 +276,18 @@ class DemoCluster:
         shim = bindir / "nonstop"
         shim.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m nonstop \"$@\"\n")
         shim.chmod(0o755)
+
+    def _same_times(self) -> None:
+        """Give both nodes' copies of the installed files one modification time, as copying
+        them with ``scp -p`` would: identical files then count as in sync, not as changed on
+        both nodes since the last sync (a conflict)."""
+        now = time.time_ns()
+        for m in self.machines.values():
+            fs = m.base / "fs"
+            for root, dirs, files in os.walk(fs):
+                dirs[:] = [d for d in dirs if not (root == str(fs) and d == ".work")]
+                for name in [*dirs, *files]:
+                    os.utime(os.path.join(root, name), ns=(now, now), follow_symlinks=False)
 
     def install_key(self) -> None:
         """One csync2 group key, made by ``nonstop sync -k``, copied to both nodes."""
