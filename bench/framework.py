@@ -102,7 +102,9 @@ def ratio(ours: Sequence[float], reference: Sequence[float]) -> str:
     ref = statistics.median(reference)
     if ref == 0:
         return "-"
-    return f"{statistics.median(ours) / ref:.2f}×"
+    value = statistics.median(ours) / ref
+    # Two significant digits for tiny ratios (a 16 s outage against 0.02 s is not "0.00×").
+    return f"{value:.2f}×" if value >= 0.1 else f"{value:.2g}×"
 
 
 def render_cell(cell: Cell) -> str:
