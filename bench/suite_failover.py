@@ -148,7 +148,7 @@ def _split_trial(cluster: Cluster) -> float | None:
 def _measure_system(key: str, ctx: BenchContext, samples: Samples, faults: tuple[str, ...],
                     ) -> None:
     try:
-        with running_cluster(key, ctx.workdir) as cluster:
+        with running_cluster(key, ctx.workdir, quick=ctx.quick) as cluster:
             samples.names[key] = cluster.name
             for fault in faults:
                 count = min(ctx.trials, 3) if fault == "splitbrain" else ctx.trials

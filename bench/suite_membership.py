@@ -51,7 +51,7 @@ def _detect(cluster: Cluster) -> float:
 def _measure(key: str, ctx: BenchContext, results: Results) -> None:
     window = IDLE_QUICK_S if ctx.quick else IDLE_S
     try:
-        with running_cluster(key, ctx.workdir) as cluster:
+        with running_cluster(key, ctx.workdir, quick=ctx.quick) as cluster:
             results.names[key] = cluster.name
             # Let the start-up settle (scripts, first mails) before measuring idle.
             settle = time.monotonic()

@@ -60,9 +60,9 @@ exit 0
 STEADY_S = 6.0
 
 
-def steady(started: float) -> None:
-    """Let :data:`STEADY_S` pass since ``started`` (a quiet period: nothing to poll for)."""
-    time.sleep(max(0.0, started + STEADY_S - time.monotonic()))
+def steady(started: float, seconds: float = STEADY_S) -> None:
+    """Let ``seconds`` pass since ``started`` (a quiet period: nothing to poll for)."""
+    time.sleep(max(0.0, started + seconds - time.monotonic()))
 
 
 def other(node: str) -> str:
@@ -122,6 +122,8 @@ class Cluster(abc.ABC):
         self.watcher = watcher
         self.prober: LabProcess | None = None
         self.probes = ProbeLog(lab.workdir / "probes.jsonl")
+        # Quick (smoke) runs skip the quiet period after a restart.
+        self.steady_s = STEADY_S
 
     # -- what each system provides ---------------------------------------------------------
 
@@ -223,7 +225,7 @@ class Cluster(abc.ABC):
         self.start(node)
         key, pattern = self.joined_pattern(node)
         self.watcher.wait(key, pattern, t, 60.0)
-        steady(t)
+        steady(t, self.steady_s)
 
     def log_tails(self, lines: int = 25) -> str:
         """The last lines of every node's log, for error reports."""
@@ -414,7 +416,7 @@ class KeepalivedCluster(Cluster):
         t = time.monotonic()
         self.start(node)
         self.watcher.wait(*self.joined_pattern(node), t, 60.0)
-        steady(t)
+        steady(t, self.steady_s)
 
     def daemon_pids(self, node: str) -> list[int]:
         return [pid for pid in netns_pids(self.lab.netns(node)) if _comm(pid) == "keepalived"]
@@ -431,7 +433,7 @@ SYSTEMS: dict[str, type[Cluster]] = {
 
 
 @contextlib.contextmanager
-def running_cluster(key: str, workdir: Path) -> Iterator[Cluster]:
+def running_cluster(key: str, workdir: Path, *, quick: bool = False) -> Iterator[Cluster]:
     """A lab with system ``key`` started on both nodes and serving; torn down afterwards.
 
     After an exception, or always with BENCH_KEEP_LABS=1 in the environment, the lab's work
@@ -442,6 +444,8 @@ def running_cluster(key: str, workdir: Path) -> Iterator[Cluster]:
         with Lab(NODES, workdir=workdir / key,
                  keep_workdir=os.environ.get("BENCH_KEEP_LABS") == "1") as lab:
             cluster = SYSTEMS[key](lab, watcher)
+            if quick:
+                cluster.steady_s = 0.0
             try:
                 cluster.start_all()
                 yield cluster
