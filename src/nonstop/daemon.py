@@ -26,7 +26,7 @@ from nonstop import __version__
 from nonstop.api import ControlServer
 from nonstop.config.model import ClusterConfig, HaConfig
 from nonstop.failover.decide import ClusterView, decide
-from nonstop.failover.engine import AgentFactory, FailoverEngine
+from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
 from nonstop.failover.state import GroupState, NodeAd, decode_ad, encode_ad
 from nonstop.heartbeat.burst import BurstLimiter
 from nonstop.heartbeat.codec import BadPacket, FieldError, Message, WireFormat, decode, encode
@@ -58,6 +58,9 @@ from nonstop.watchdog import Watchdog
 log = logging.getLogger("nonstop")
 
 HISTORY = 500  # sequenced messages kept for retransmission, as Heartbeat's MAXMSGHIST
+PERIODIC_RECONSIDER_S = 1.0
+REXMIT_REPEAT_S = 0.25  # Heartbeat re-asks every 250 ms until the packet comes or is NAKed
+REXMIT_ATTEMPTS = 4
 
 
 class LoadAvg:
@@ -99,7 +102,9 @@ def apply_process_settings(ha: HaConfig, loop: asyncio.AbstractEventLoop) -> Non
     lowest = os.sched_get_priority_min(os.SCHED_RR)
     prio = ha.rtprio if ha.rtprio is not None and ha.rtprio > 0 else lowest
     try:
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(prio))
+        # RESET_ON_FORK: scripts, the service they start and worker threads run at normal
+        # priority, as Heartbeat's children do; only the heartbeat path is realtime.
+        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(prio))
         log.info("realtime: heartbeat thread runs SCHED_RR priority %d", prio)
     except OSError as e:
         log.warning("realtime: cannot set SCHED_RR priority %d: %s", prio, e.strerror)
@@ -139,6 +144,8 @@ class Daemon:
         self.received = 0
         self._timer: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
+        self._force_stop = asyncio.Event()
+        self._last_periodic = 0.0
         self.api = ControlServer(state_dir, self._api)
         self.agent_factory = agent_factory
         self.engine: FailoverEngine | None = None
@@ -148,6 +155,7 @@ class Daemon:
         self.watchdog = Watchdog(cfg.ha.watchdog, cfg.ha.deadtime_ms) if cfg.ha.watchdog else None
         self.replicator: Replicator | None = None
         self._was_active = False
+        self._pushed_for_release = False
         self._sync_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -166,8 +174,9 @@ class Daemon:
         self.started = self.loop.time()
         self.membership = Membership(self.cfg.ha, self.node, self.started)
         if self.cfg.groups:
+            # No holdings are advertised until the probe has looked at what this box runs:
+            # peers wait for a node that has not said, but would act on a premature "none".
             self.engine = self._make_engine()
-            self._advertise()
         await self.media.open()
         if self.watchdog is not None:
             self.watchdog.open()
@@ -177,16 +186,16 @@ class Daemon:
             self.loop.add_signal_handler(sig, self.request_stop)
         self._wake()
         try:
-            if self.cfg.ha.sync_config:
-                await self._start_replication(self.cfg.ha.sync_config)
             if self.engine is not None:
                 await self.engine.probe()
                 self._probed = True
                 self.engine.start_monitor()
                 self._schedule_reconsider()
+            if self.cfg.ha.sync_config:
+                await self._start_replication(self.cfg.ha.sync_config)
             await self._stop.wait()
             if self.engine is not None:
-                await self.engine.release_all()
+                await self._release_for_shutdown()
             await self._leave()
             if self.replicator is not None:
                 await self.replicator.stop()
@@ -206,6 +215,26 @@ class Daemon:
         if not self._stop.is_set():
             log.info("nonstop shutdown in progress. (%d)", os.getpid())
             self._stop.set()
+        elif not self._force_stop.is_set():
+            log.critical("second stop request: leaving even though a resource may still run")
+            self._force_stop.set()
+
+    async def _release_for_shutdown(self) -> None:
+        """Release every group; never leave while a stop failed, because the peer would take
+        over an address this box may still have (Heartbeat reboots the box then). Retry until
+        the stops succeed or a second SIGTERM forces the exit."""
+        assert self.engine is not None
+        await self.engine.release_all()
+        while self.engine.stop_failed() and not self._force_stop.is_set():
+            log.critical(
+                "Resource STOP failure of group(s) %s: not leaving the cluster while they may "
+                "still run; retrying in %d s (send SIGTERM again to leave anyway)",
+                ", ".join(self.engine.stop_failed()), STOP_FAILED_RETRY_S,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._force_stop.wait(), STOP_FAILED_RETRY_S)
+            if not self._force_stop.is_set():
+                await self.engine.release_all()
 
     async def _start_replication(self, config_path: str) -> None:
         """ha.cf ``nonstop_sync``: receive always; push while this node holds a group."""
@@ -216,12 +245,14 @@ class Daemon:
                 partial(open_node, root=self.sync_root),
                 config_path, self.node, str(self.state_dir / "sync"),
             )
-        except Exception as e:  # a broken csync2.cfg must not take the heartbeat down
+            replicator = Replicator(node)
+            await replicator.start()
+        except Exception as e:  # a broken csync2.cfg or a busy port must not stop the HA daemon
             log.error("replication disabled: %s", e)
             return
-        self.replicator = Replicator(node)
-        await self.replicator.start()
+        self.replicator = replicator
         log.info("replication: serving and watching with %s", config_path)
+        self._replication_follows()
 
     def _replication_follows(self) -> None:
         """Active while we hold a group: push continuously, force-sync on becoming active."""
@@ -233,6 +264,7 @@ class Daemon:
         if active == self._was_active:
             return
         self._was_active = active
+        self._pushed_for_release = False
         self.replicator.set_active(active)
         if active:
             log.info("replication: active (this node holds the group): force-sync as the "
@@ -265,8 +297,9 @@ class Daemon:
 
     async def _before_release(self) -> None:
         """A release starts while the services still run: push the last changes first, bounded
-        so a dead or slow peer cannot hold the group."""
-        if self.replicator is not None and self._was_active:
+        so a dead or slow peer cannot hold the group; once, however many groups go."""
+        if self.replicator is not None and self._was_active and not self._pushed_for_release:
+            self._pushed_for_release = True
             log.info("replication: pushing the last changes before releasing")
             await self._force_sync("release")
 
@@ -390,7 +423,7 @@ class Daemon:
 
     def _advertise(self) -> None:
         """Put our holdings in every heartbeat; when they change, send a status at once."""
-        if self.engine is None or self.membership is None:
+        if self.engine is None or self.membership is None or not self._probed:
             return
         fields = encode_ad(self.engine.local_ad())
         if fields != self.membership.status_extra:
@@ -410,11 +443,22 @@ class Daemon:
         return self.loop.time()
 
     def _wake(self) -> None:
-        """Run the core's timers now and re-arm for its next deadline."""
+        """Run the core's timers now and re-arm for its next deadline (whatever happens: a
+        bug here must not stop the heartbeats)."""
         assert self.membership is not None and self.loop is not None
-        now = self._now()
-        self._handle(self.membership.tick(now), now)
-        self._arm()
+        self._timer = None
+        try:
+            now = self._now()
+            self._handle(self.membership.tick(now), now)
+            if now - self._last_periodic >= PERIODIC_RECONSIDER_S:
+                # Time alone changes some decisions (a start failure ages, a failed stop is
+                # retried), and a decision skipped while a group was busy must be made again.
+                self._last_periodic = now
+                self._schedule_reconsider()
+        except Exception:
+            log.exception("error in the heartbeat timer (heartbeats continue)")
+        finally:
+            self._arm()
 
     def _arm(self) -> None:
         assert self.membership is not None and self.loop is not None
@@ -491,6 +535,10 @@ class Daemon:
         for _ in range(ev.copies):
             self.media.send(payload)
             self.sent += 1
+        if self.watchdog is not None and mtype == "status":
+            # The heartbeat path is alive (Heartbeat tickles on its own status through an
+            # internal loopback, so media that do not echo, like mcast loop 0, do not matter).
+            self.watchdog.tickle()
 
     def _wire_format(self) -> WireFormat:
         return "classic" if self.cfg.ha.msgfmt == "classic" else "netstring"
@@ -544,23 +592,31 @@ class Daemon:
             elif isinstance(ev, ClusterMessage):
                 log.debug("cluster message %s from %s", ev.msg.get("t"), ev.node)
 
-    def _ask_rexmit(self, ev: RexmitWanted) -> None:
-        """Ask once, after a random delay up to max_rexmit_delay (so that several receivers
-        of one broadcast do not all ask at the same instant)."""
+    def _ask_rexmit(self, ev: RexmitWanted, attempt: int = 0) -> None:
+        """Ask after a random delay up to max_rexmit_delay (so that several receivers of one
+        broadcast do not all ask at the same instant), again while it is still missing, and
+        give up after REXMIT_ATTEMPTS, as a NAK would end it."""
         assert self.loop is not None
         delay = random.uniform(0, self.cfg.ha.max_rexmit_delay_ms / 1000.0)
-        self.loop.call_later(delay, self._send_rexmit_request, ev)
+        if attempt:
+            delay += REXMIT_REPEAT_S
+        self.loop.call_later(delay, self._send_rexmit_request, ev, attempt)
 
-    def _send_rexmit_request(self, ev: RexmitWanted) -> None:
+    def _send_rexmit_request(self, ev: RexmitWanted, attempt: int) -> None:
         """Ask only for what is still missing: a packet that was merely overtaken by a later
         one has usually arrived by now."""
         assert self.membership is not None
-        still = sorted(s for s in self.membership.missing(ev.node) if ev.first <= s <= ev.last)
+        still = frozenset(s for s in self.membership.missing(ev.node) if ev.first <= s <= ev.last)
         if not still:
             return
-        fields = (("t", "NS_rexmit"), ("dest", ev.node), ("firstseq", str(still[0])),
-                  ("lastseq", str(still[-1])))
+        if attempt >= REXMIT_ATTEMPTS:
+            log.warning("Irretrievably lost packet(s) %s from %s", sorted(still), ev.node)
+            self._handle(self.membership.give_up_missing(ev.node, still), self._now())
+            return
+        fields = (("t", "NS_rexmit"), ("dest", ev.node), ("firstseq", str(min(still))),
+                  ("lastseq", str(max(still))))
         self._send(Send(fields, dest=ev.node))
+        self._ask_rexmit(ev, attempt + 1)
 
     def _rexmit(self, ev: RexmitRequested) -> None:
         for seq in range(ev.first, min(ev.last, ev.first + 50) + 1):

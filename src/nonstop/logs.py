@@ -101,6 +101,12 @@ def setup_logging(ha: HaConfig | None, *, stderr: bool = True, verbose: int = 0)
     root.addHandler(NonBlockingQueueHandler(q))
     root.setLevel(logging.DEBUG)
     root.propagate = False
+    # asyncio reports lost task exceptions through its own logger: same queue, same sinks.
+    aio = logging.getLogger("asyncio")
+    for old in list(aio.handlers):
+        aio.removeHandler(old)
+    aio.addHandler(NonBlockingQueueHandler(q))
+    aio.propagate = False
     _listener = logging.handlers.QueueListener(q, *sinks, respect_handler_level=True)
     _listener.start()
     for note in notes:
@@ -122,8 +128,15 @@ def _syslog_handler(facility: str) -> logging.Handler | None:
 
 
 def stop_logging() -> None:
-    """Flush and stop the listener (called at exit so the last lines are written)."""
+    """Flush and stop the listener (called at exit so the last lines are written), and give
+    the loggers back their default routing."""
     global _listener
     if _listener is not None:
         _listener.stop()
         _listener = None
+    for name in ("nonstop", "asyncio"):
+        logger = logging.getLogger(name)
+        for h in list(logger.handlers):
+            if isinstance(h, NonBlockingQueueHandler):
+                logger.removeHandler(h)
+        logger.propagate = True

@@ -15,7 +15,8 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -99,6 +100,8 @@ class FailoverEngine:
         self.wants: set[int] = set()
         self.groups: list[GroupRuntime] = []
         self.seen_epochs: dict[int, int] = {}
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-state")
+        self._last_save: asyncio.Future[None] | None = None
         saved = self._load()
         for i, g in enumerate(cfg.groups):
             agents = [agent_factory(spec, ctx) for spec in g.resources]
@@ -119,6 +122,9 @@ class FailoverEngine:
             return {}
 
     def _save(self) -> None:
+        """Persist epochs and states off the event-loop thread (an fsync on a busy disk can
+        take seconds); writes are serialised, the newest last. A disk error is logged, never
+        raised into a takeover."""
         data = {
             rt.group.key: {
                 "epoch": rt.epoch,
@@ -127,12 +133,28 @@ class FailoverEngine:
             }
             for rt in self.groups
         }
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_state(data)
+            return
+        self._last_save = loop.run_in_executor(self._saver, self._write_state, data)
+
+    async def flush_state(self) -> None:
+        """Wait until the last state change is on disk."""
+        if self._last_save is not None:
+            await asyncio.shield(self._last_save)
+
+    def _write_state(self, data: dict[str, dict[str, Any]]) -> None:
         tmp = self.state_file.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.state_file)
+        try:
+            with open(tmp, "w") as fh:
+                json.dump(data, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.state_file)
+        except OSError as e:
+            log.error("cannot save group state to %s: %s", self.state_file, e)
 
     # ------------------------------------------------------------------ views
 
@@ -200,14 +222,14 @@ class FailoverEngine:
                 continue
             if d.action is Action.ACQUIRE:
                 rt.needs_failback = d.needs_failback
-                rt.task = asyncio.create_task(self._acquire(rt, d.epoch))
+                self._spawn(rt, self._acquire(rt, d.epoch), acquiring=True)
             elif d.action is Action.RELEASE:
-                rt.task = asyncio.create_task(self._release(rt, conflict=d.conflict))
+                self._spawn(rt, self._release(rt, conflict=d.conflict), acquiring=False)
             elif d.action is Action.REANNOUNCE:
                 self._reannounce(rt)
             elif rt.state is GroupState.HELD and rt.found_incomplete:
                 rt.found_incomplete = False
-                rt.task = asyncio.create_task(self._acquire(rt, rt.epoch))
+                self._spawn(rt, self._acquire(rt, rt.epoch), acquiring=True)
             elif (
                 rt.state is GroupState.START_FAILED
                 and rt.failed_at is not None
@@ -217,6 +239,32 @@ class FailoverEngine:
                          rt.group.key, START_FAILED_HOLD_S)
                 rt.failed_at = None
                 self._set(rt, GroupState.NONE)
+
+    def _spawn(self, rt: GroupRuntime, work: Coroutine[Any, Any, None], *,
+               acquiring: bool) -> None:
+        rt.task = asyncio.create_task(self._guarded(rt, work, acquiring=acquiring))
+        rt.task.add_done_callback(lambda _t: self.on_change())
+
+    async def _guarded(self, rt: GroupRuntime, work: Coroutine[Any, Any, None], *,
+                       acquiring: bool) -> None:
+        """Run an action; an unexpected error (a bug, a full disk) must not leave the group
+        stuck half-started or half-stopped with nobody deciding again."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("group %s: unexpected error while %s", rt.group.key,
+                          "acquiring" if acquiring else "releasing")
+            if acquiring and rt.state in (GroupState.STARTING, GroupState.HELD):
+                await self._give_up(rt)
+            elif rt.state is GroupState.STOPPING:
+                rt.retry_at = self.clock() + STOP_FAILED_RETRY_S
+                self._set(rt, GroupState.STOP_FAILED)
+
+    def stop_failed(self) -> list[str]:
+        """Keys of the groups whose stop failed (a resource may still run)."""
+        return [rt.group.key for rt in self.groups if rt.state is GroupState.STOP_FAILED]
 
     def observe(self, holders: dict[int, str], ads: Iterable[NodeAd | None]) -> None:
         """Remember the highest epoch seen per group; clear one-shot requests once fulfilled:
@@ -358,7 +406,7 @@ class FailoverEngine:
             await asyncio.sleep(self.monitor_interval_s)
             for rt in self.groups:
                 if rt.state is GroupState.HELD and not rt.busy:
-                    rt.task = asyncio.create_task(self._check_group(rt))
+                    self._spawn(rt, self._check_group(rt), acquiring=True)
 
     async def _check_group(self, rt: GroupRuntime) -> None:
         for i, agent in enumerate(rt.agents):
@@ -436,14 +484,15 @@ class FailoverEngine:
             if rt.task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await rt.task
-        releases = [
-            asyncio.create_task(self._release(rt))
-            for rt in self.groups
-            if rt.state.holding
-        ]
-        if releases:
-            await asyncio.gather(*releases)
-        log.info("All HA resources relinquished.")
+        for rt in self.groups:
+            if rt.state.holding:
+                self._spawn(rt, self._release(rt), acquiring=False)
+        waiting = [rt.task for rt in self.groups if rt.task is not None and not rt.task.done()]
+        if waiting:
+            await asyncio.gather(*waiting, return_exceptions=True)
+        if not self.stop_failed():
+            log.info("All HA resources relinquished.")
+        await self.flush_state()
 
     def snapshot(self, holders: dict[int, str]) -> list[dict[str, Any]]:
         return [

@@ -573,6 +573,16 @@ class Membership:
         """When our own packet last came back on ``medium`` (self-liveness of a medium)."""
         return self._self_heard.get(medium)
 
+    def give_up_missing(self, node: str, seqs: frozenset[int]) -> list[Event]:
+        """Stop waiting for packets that repeated retransmit requests did not bring (as a NAK
+        would): acks to that peer resume, so a Heartbeat peer's history does not fill up."""
+        p = self.peers.get(node)
+        if p is None or not (p.missing & seqs):
+            return []
+        p.missing -= seqs
+        self.counters["lost_for_good"] = self.counters.get("lost_for_good", 0) + len(seqs)
+        return [GapFilled(node)] if not p.missing else []
+
     def missing(self, node: str) -> frozenset[int]:
         """Sequence numbers of ``node``'s messages that were skipped and have not arrived."""
         p = self.peers.get(node)

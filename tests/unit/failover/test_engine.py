@@ -115,6 +115,7 @@ async def test_a_conflict_release_drops_the_address_first(tmp_path: Path) -> Non
 async def test_probe_claims_a_group_still_running_with_its_saved_epoch(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     await h.run(Action.ACQUIRE, epoch=5)
+    await h.engine.flush_state()
     again = Harness(tmp_path)  # the daemon restarts on the same box, resources still up
     again.world = h.world
     again.engine = FailoverEngine(
@@ -136,3 +137,29 @@ async def test_standby_and_takeover_set_one_shot_requests(tmp_path: Path) -> Non
     h.engine.takeover("all")
     assert h.engine.local_ad().wants == {0}
     await asyncio.sleep(0)
+
+
+async def test_an_unexpected_error_gives_the_group_up_instead_of_sticking(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    real_start = h.world._perform
+
+    async def broken(resource: str, action: str, node: str) -> ResourceState | None:
+        if (resource, action) == ("asterisk", "start"):
+            raise OSError(28, "No space left on device")
+        return await real_start(resource, action, node)
+
+    h.world._perform = broken  # type: ignore[method-assign]
+    before = h.changes
+    assert await h.run(Action.ACQUIRE, epoch=1) is GroupState.START_FAILED
+    assert h.world.state("198.18.0.10/24/eth0") is ResourceState.STOPPED
+    await asyncio.sleep(0)
+    assert h.changes > before  # the daemon is told, so it decides again
+
+
+async def test_stop_failed_groups_are_listed_for_the_shutdown_guard(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    await h.run(Action.ACQUIRE, epoch=1)
+    h.world.fail("asterisk", "stop")
+    await h.engine.release_all()
+    assert h.engine.stop_failed() == ["MailTo"]

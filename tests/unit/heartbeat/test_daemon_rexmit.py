@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 
 from nonstop.config.loader import load_config_dir
-from nonstop.daemon import Daemon
+from nonstop.daemon import REXMIT_ATTEMPTS, Daemon
 from nonstop.heartbeat.codec import decode
 from nonstop.heartbeat.envelope import Field, Identity
 from nonstop.heartbeat.media import MediaSet
@@ -52,7 +52,7 @@ async def test_rexmit_request_only_for_packets_still_missing(tmp_path: Path) -> 
     m.receive(status(5), "eth0", now)  # 2, 3 and 4 missing
     m.receive(status(2), "eth0", now)  # overtaken, not lost
 
-    daemon._send_rexmit_request(RexmitWanted("vpbx1-2", 2, 4))
+    daemon._send_rexmit_request(RexmitWanted("vpbx1-2", 2, 4), 0)
     assert len(media.sent) == 1
     fields = dict(decode(media.sent[0], cfg.authkeys).message.fields)
     assert (fields["t"], fields["dest"], fields["firstseq"], fields["lastseq"]) == (
@@ -60,5 +60,28 @@ async def test_rexmit_request_only_for_packets_still_missing(tmp_path: Path) -> 
 
     m.receive(status(3), "eth0", now)
     m.receive(status(4), "eth0", now)
-    daemon._send_rexmit_request(RexmitWanted("vpbx1-2", 2, 4))
+    daemon._send_rexmit_request(RexmitWanted("vpbx1-2", 2, 4), 1)
     assert len(media.sent) == 1  # everything arrived: nothing to ask
+
+
+async def test_a_packet_that_never_comes_is_asked_for_again_then_given_up(
+        tmp_path: Path) -> None:
+    ha_d = copy_talk(tmp_path / "talk") / "ha.d"
+    (ha_d / "haresources").write_text("")
+    cfg = load_config_dir(str(ha_d), "vpbx1-1")
+    daemon = Daemon(cfg, "vpbx1-1", tmp_path / "state")
+    media = RecordingMedia()
+    daemon.media = media
+    daemon.loop = asyncio.get_running_loop()
+    daemon.identity = Identity("vpbx1-1", b"\x01" * 16, 5)
+    m = daemon.membership = Membership(cfg.ha, "vpbx1-1", daemon.loop.time())
+    now = daemon.loop.time()
+    m.receive(status(1), "eth0", now)
+    m.receive(status(3), "eth0", now)  # 2 is lost for good
+    for attempt in range(REXMIT_ATTEMPTS):
+        daemon._send_rexmit_request(RexmitWanted("vpbx1-2", 2, 2), attempt)
+    assert len(media.sent) == REXMIT_ATTEMPTS
+    daemon._send_rexmit_request(RexmitWanted("vpbx1-2", 2, 2), REXMIT_ATTEMPTS)
+    assert len(media.sent) == REXMIT_ATTEMPTS  # no more asking
+    assert m.missing("vpbx1-2") == frozenset()  # acks to the peer can resume
+    assert m.counters["lost_for_good"] == 1
