@@ -177,11 +177,11 @@ class Node:
             for host in g.group.peers(self.me):
                 peer = host.name
                 forced = [
-                    s for s in self.db.forced(peer)
+                    s for s in await asyncio.to_thread(self.db.forced, peer)
                     if scopes is None or any(_overlaps(s, t) for t in scopes)
                 ]
                 rows = [
-                    r for r in self.db.dirty(peer)
+                    r for r in await asyncio.to_thread(self.db.dirty, peer)
                     if scopes is None or any(in_scope(r.name, p, rec) for p, rec in scopes)
                 ]
                 if not forced and not rows:
