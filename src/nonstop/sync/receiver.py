@@ -176,13 +176,13 @@ class Receiver:
 
     def _refuse(self, name: str) -> str:
         if not valid_name(name):
-            return "refused: not a valid absolute path"
+            return f"{name!r} is not a valid absolute path"
         if not self.matcher.included(name):
-            return f"refused: {name} is outside the group's includes (or excluded) on {self.me}"
+            return f"{name} is outside the group's includes (or excluded) on {self.me}"
         try:
             self.paths.local(name)
         except KeyError as e:
-            return f"refused: {e.args[0]} on {self.me}"
+            return f"{name}: {e.args[0]} on {self.me}"
         return ""
 
     # --- phase 1
@@ -264,7 +264,7 @@ class Receiver:
         if not os.path.isdir(parent):
             return Result(i, "error", f"{op.name}: parent directory missing on {self.me}")
         if not self._parent_ok(parent):
-            return Result(i, "refused", f"refused: a directory above {op.name} is a symlink on "
+            return Result(i, "refused", f"a directory above {op.name} is a symlink on "
                                         f"{self.me}; nothing is written through it")
         if current is not None and current.kind != new.kind:
             kept = self._backup(op.name, local) if current.kind == "reg" else None
