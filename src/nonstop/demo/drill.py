@@ -246,6 +246,8 @@ class Drill:
         if self.result.error:
             verdict += f": {self.result.error}"
         say(f"  {verdict}; {status}; {self.result.duration_s:.1f} s in all")
+        others = [f"--fault {f}" for f in FAULTS if f != self.fault]
+        say(f"  try also: nonstop demo {' | '.join(others)} | --rounds 3")
 
     # -- watching
 
