@@ -51,6 +51,12 @@ METHOD = """\
   `asterisk` and `master` scripts. Heartbeat's MailTo uses a mail(1) stand-in in its box,
   nonstop's MailTo an SMTP server (aiosmtpd) in the node's namespace; mail goes out in the
   background in nonstop and does not delay a takeover.
+* Faults hit whichever node holds the VIP, so trials alternate between the nodes. Planned
+  switchover: `nonstop standby` / `hb_standby` run inside the active node's box, keepalived
+  stopped (SIGTERM, it sends a priority-0 advert) on the master. A crashed or cut-off node
+  is killed, reconnected and restarted as the standby after each trial, and no fault comes
+  within 6 s of a (re)start on any system (a Heartbeat node advertises a 4 s deadtime for
+  its first initdead seconds, which would double its detection time).
 * Times are CLOCK_MONOTONIC, shared by every process: the moment a fault is injected, the
   moment a log line appears (log files polled every 10 ms, for every system the same way)
   and the moment the client's SIP prober (OPTIONS every 20 ms) gets an answer.
