@@ -323,6 +323,15 @@ class Daemon:
             debug=ha.debug,
             rsctmp=rsctmp,
         )
+        if ha.sync_config:
+            # The master script's `nonstop sync` then shares the daemon's database, key
+            # material and file root instead of keeping a second state for the same files.
+            env.update({
+                "NONSTOP_SYNC_CONFIG": ha.sync_config,
+                "NONSTOP_SYNC_STATE_DIR": str(self.state_dir / "sync"),
+                "NONSTOP_SYNC_ROOT": self.sync_root,
+                "NONSTOP_SYNC_NODE": self.node,
+            })
         ctx = AgentContext(
             node=self.node,
             config_dir=config_dir,
