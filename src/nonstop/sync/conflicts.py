@@ -71,6 +71,18 @@ def judge(
         return Verdict(Action.SAME)
     if (current is None and base is None) or (current is not None and current.same(base, ignore)):
         return Verdict(Action.APPLY)
+    if (
+        new is not None
+        and current is not None
+        and new.same_content(current)
+        and (new.mode == current.mode or "mod" in ignore)
+        and ((new.uid, new.gid) == (current.uid, current.gid) or {"uid", "gid"} <= ignore)
+    ):
+        # The same bytes on both sides (e.g. one file installed on both nodes of a new
+        # cluster): only the mtime differs, which csync2 also just sets (SETIME is not
+        # checked for dirtiness). Not a conflict.
+        return Verdict(Action.APPLY, f"{name}: same content on {sender} and {receiver}; "
+                       "only the modification time differed")
     here = _what(base, current, ignore)
     there = _what(base, new, ignore)
     both = (

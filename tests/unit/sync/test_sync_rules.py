@@ -137,6 +137,15 @@ def test_judge_fast_forward_same_and_conflict() -> None:
     assert _judge(a, b, c, forced=True) is Action.FORCE
 
 
+def test_judge_identical_content_with_other_mtimes_is_not_a_conflict() -> None:
+    # one file installed on both nodes of a new cluster at different times
+    assert _judge(None, reg("hosts", mtime=5), reg("hosts", mtime=9)) is Action.APPLY
+    assert _judge(reg("x"), reg("y", mtime=5), reg("y", mtime=9)) is Action.APPLY
+    # a different mode or owner on each side still is one, as in csync2 (SETMOD/SETOWN)
+    assert _judge(None, reg("h", mode=0o600), reg("h", mtime=9)) is Action.CONFLICT
+    assert _judge(None, reg("h", uid=5), reg("h", mtime=9)) is Action.CONFLICT
+
+
 def test_judge_same_size_same_mtime_different_content_is_a_change() -> None:
     assert _judge(reg("aaaa"), reg("bbbb"), reg("cccc")) is Action.CONFLICT
     assert _judge(reg("aaaa"), reg("bbbb"), reg("aaaa")) is Action.APPLY

@@ -109,6 +109,19 @@ async def test_same_size_edit_within_the_same_second_is_sent(tmp_path: Path) -> 
         assert n2.path("/etc/asterisk/sip.conf").read_bytes() == b"bbbb"
 
 
+async def test_a_file_installed_on_both_new_nodes_is_not_a_conflict(tmp_path: Path) -> None:
+    # A new cluster: the same file copied onto both nodes at different times.
+    async with pair(tmp_path) as (n1, n2):
+        a = n1.write("/etc/asterisk/sip.conf", "[general]\n")
+        b = n2.write("/etc/asterisk/sip.conf", "[general]\n")
+        os.utime(a, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+        os.utime(b, ns=(1_700_000_500_000_000_000, 1_700_000_500_000_000_000))
+        n2.node.check()  # the receiver saw its copy before the first sync
+        assert await n1.sync() == []
+        assert n1.node.dirty_lines() == []
+        assert b.stat().st_mtime_ns == a.stat().st_mtime_ns
+
+
 async def test_conflict_left_alone_then_forced_with_backup(tmp_path: Path) -> None:
     async with pair(tmp_path) as (n1, n2):
         n1.write("/etc/asterisk/extensions.conf", "v0")
