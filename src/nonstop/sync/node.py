@@ -61,7 +61,10 @@ class Options:
     port: int = DEFAULT_PORT
     addresses: Mapping[str, str] = field(default_factory=dict)
     listen: str = "0.0.0.0"
-    connect_timeout: float = 10.0
+    # A cluster peer on the LAN that does not accept a connection within 3 s is down; a
+    # takeover must not sit in the master script waiting for it (forced scopes stay pending
+    # and are pushed when it returns).
+    connect_timeout: float = 3.0
 
 
 @dataclass
