@@ -113,5 +113,10 @@ class Watcher:
             is_dir = bool(mask & IN_ISDIR)
             new_dir = is_dir and bool(mask & (IN_CREATE | IN_MOVED_TO))
             if new_dir and self._descend(path):
-                self.add_tree(path)
+                try:
+                    self.add_tree(path)
+                except OSError:
+                    # Out of watches (ENOSPC) or the like: the rest of this buffer must not be
+                    # lost; report it as an overflow, so a full scan catches everything.
+                    self._cb(None, False, False)
             self._cb(path, is_dir, new_dir)

@@ -194,6 +194,7 @@ class Replicator:
         try:
             await asyncio.to_thread(self.node.check, scopes or ALL)
             report = await self.node.update()
+            dirty = len(await asyncio.to_thread(self.node.db.dirty))
         except Exception as e:  # keep the service alive; the reason goes to status
             self._status.update(last_error=f"{type(e).__name__}: {e}", last_sync_ok=False)
             return Report(problems=[str(e)])
@@ -202,5 +203,5 @@ class Replicator:
         self._status["last_sync_ok"] = not report.problems
         if report.problems:
             self._status["last_error"] = report.problems[-1]
-        self._status["dirty"] = len(await asyncio.to_thread(self.node.db.dirty))
+        self._status["dirty"] = dirty
         return report
