@@ -61,6 +61,7 @@ class Samples:
     names: dict[str, str] = field(default_factory=dict)
     milestones: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
     unresolved: dict[str, int] = field(default_factory=dict)  # split brains never healed
+    failed: dict[tuple[str, str], int] = field(default_factory=dict)  # trials that went wrong
 
     def add(self, table: dict[tuple[str, str], list[float]], system: str, fault: str,
             value: float) -> None:
@@ -170,8 +171,14 @@ def _measure_system(key: str, ctx: BenchContext, samples: Samples, faults: tuple
                         why = f"{cluster.name} {fault} trial {i}: {exc}"
                         samples.failures.append(why + "\n" + cluster.log_tails(15))
                         ctx.progress(f"FAILED {why}")
-                        cluster.wait_settled(90.0)  # give up on this system if it cannot recover
-                        break
+                        samples.failed[(key, fault)] = samples.failed.get((key, fault), 0) + 1
+                        try:
+                            cluster.wait_settled(20.0)
+                        except LabError:
+                            # Nobody serves: reboot both nodes (the trial stays a failure).
+                            ctx.progress(f"{cluster.name}: restarting both nodes")
+                            cluster.restart_all()
+                        continue
                     samples.add(samples.outage, key, fault, trial.outage)
                     samples.add(samples.answer, key, fault, trial.answer)
                     if trial.detect is not None:
@@ -195,6 +202,8 @@ def _tables(samples: Samples, faults: tuple[str, ...], systems: tuple[str, ...])
         for key in systems:
             values = samples.outage.get((key, fault), [])
             cell = f"{spread(values, 's')} (n={len(values)})" if values else "-"
+            if samples.failed.get((key, fault)):
+                cell += f"; {samples.failed[(key, fault)]} trial(s) FAILED (see below)"
             if fault == "splitbrain" and samples.unresolved.get(key):
                 cell += (f"; {samples.unresolved[key]} trial(s) still dual-active "
                          f"{HEAL_LIMIT_S:.0f} s after the heal")

@@ -172,6 +172,19 @@ class Cluster(abc.ABC):
             raise LabError(f"{self.name} did not start serving: {exc}\n{self.log_tails()}"
                            ) from exc
 
+    def restart_all(self) -> None:
+        """Both nodes crash and boot again (recovery after a trial left nobody serving)."""
+        for node in NODES:
+            kill_netns_processes(self.lab.netns(node))
+            if self.lab.has_address(node, VIP):
+                self.lab.del_address(node, VIP)
+        t = time.monotonic()
+        for node in NODES:
+            self.start(node)
+        self.probes.wait_answer(None, t, 90.0)
+        self.wait_settled(30.0)
+        steady(t, self.steady_s)
+
     def holders(self) -> list[str]:
         """Nodes that have the VIP configured."""
         return [n for n in NODES if self.lab.has_address(n, VIP)]
