@@ -179,7 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cleanup_leftovers()
     workdir = WORK_ROOT / str(os.getpid())
     workdir.mkdir(parents=True, exist_ok=True)
+    # docs/BENCHMARKS.md keeps its plots in docs/bench/; any other output its own folder, so a
+    # partial run written elsewhere never overwrites the main document's plots.
     plot_dir = ns.out.parent / "bench"
+    if ns.out.name != "BENCHMARKS.md" or ns.out.parent.name != "docs":
+        plot_dir = plot_dir / ns.out.stem
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.monotonic()
     before = cpu_times()
