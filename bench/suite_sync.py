@@ -216,9 +216,10 @@ def _plot(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> Path
     if lowest:
         # Bars on a log axis start at its bottom: put it a decade below the fastest run.
         first.set_ylim(bottom=10 ** math.floor(math.log10(min(lowest)) - 0.0001))
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}")
-    first.yaxis.set_major_formatter(plain)
-    first.yaxis.set_minor_formatter(plain)
+    first.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+    # Minor ticks: label 2 and 5 of each decade only, or they run into each other.
+    first.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _pos: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
     first.set_ylabel("seconds (log; median, min-max)")
     first.set_title("Initial sync vpbx1-1 -> vpbx1-2")
     first.legend(fontsize=8)
