@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -51,7 +52,28 @@ def default_node(config_dir: Path) -> str:
     return os.uname().nodename.lower()
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Commands from other subsystems are imported only when used: `nonstop sync`, run by
+    the master script and cron, must not pay for importing the demo."""
+
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {
+        "demo": ("nonstop.demo.cli", "demo_command"),
+        "sync": ("nonstop.sync.cli", "sync_command"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            module, attr = self.LAZY[cmd_name]
+            command = getattr(importlib.import_module(module), attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="nonstop")
 def cli() -> None:
     """nonstop: high availability for a service on two or more Linux nodes."""
@@ -214,17 +236,6 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append("")
         lines.append("dropped packets: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     return "\n".join(lines)
-
-
-def _register_subsystems() -> None:
-    from nonstop.demo.cli import demo_command
-    from nonstop.sync.cli import sync_command
-
-    cli.add_command(sync_command, "sync")
-    cli.add_command(demo_command, "demo")
-
-
-_register_subsystems()
 
 
 def main() -> None:
