@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.framework import BenchContext, SuiteResult, Table, median, plot_path, ratio, spread
 from bench.measure import longest_silence
-from bench.systems import N1, N2, Cluster, other, running_cluster
+from bench.systems import N1, N2, Cluster, other, running_cluster, steady
 from nonstop.lab import LabError
 
 SYSTEM_KEYS = ("nonstop", "heartbeat", "keepalived")
@@ -110,6 +110,10 @@ def _trial(cluster: Cluster, fault: str) -> TrialResult:
     milestones["first answer from the new node"] = first.answered - t
     if fault == "planned":
         cluster.after_planned(active)
+        # Heartbeat ignores an hb_standby that comes while the last one settles, then refuses
+        # every later one for an hour ("Standby in progress ... 3540 seconds left"): space
+        # planned moves like restarts, on every system.
+        steady(first.answered, cluster.steady_s)
     else:
         cluster.restore(active, fault)
     return TrialResult(outage, first.answered - t, detect, milestones)
