@@ -10,6 +10,7 @@ slow start on a loaded machine from looking like a dead peer.
 
 from __future__ import annotations
 
+import itertools
 import json
 import mailbox
 import subprocess
@@ -150,6 +151,14 @@ class TalkCluster:
 
     def probes(self) -> list[Probe]:
         return read_probes(self.probe_file) if self.probe_file.exists() else []
+
+    def longest_silence(self, since: float) -> float:
+        """The longest gap between consecutive SIP answers received after ``since`` (from
+        anyone): what a client saw of a planned move, during which the old node still
+        answers for a while after the command."""
+        times = sorted(p.answered for p in self.probes()
+                       if p.answered is not None and p.answered >= since)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     def answered_by(self, node: str, since: float) -> bool:
         return any(p.node == node and p.sent >= since and p.answered is not None

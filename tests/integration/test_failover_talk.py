@@ -105,9 +105,11 @@ def test_standby_is_a_planned_switchover(lab: Lab) -> None:
     assert done.returncode == 0, done.stderr
     c.wait_vip_on(N2, 10)
     wait_for(lambda: c.answered_by(N2, fault), 10, what="SIP answers from vpbx1-2")
-    outage = client_outage(c.probes(), fault, answered_by=N2)
-    print(f"standby: client-visible SIP outage {outage.seconds:.3f} s")
-    assert outage.seconds < 3.0
+    # vpbx1-1 keeps answering for a while after the command: the client's outage is the
+    # longest silence between two answers, not the time since the command.
+    gap = c.longest_silence(fault - 0.5)
+    print(f"standby: client-visible SIP outage {gap:.3f} s")
+    assert 0.0 < gap < 3.0
     assert not c.marker(N1)
     wait_for(lambda: c.marker(N2), 10, what="the master marker on vpbx1-2")
     wait_for(lambda: any("Migrating resource away" in s for s in c.mails(N1)), 10,
