@@ -10,31 +10,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+
+from daemon_harness import talk_daemon
 
 from nonstop.config.loader import load_config_dir
 from nonstop.config.model import ResourceSpec
 from nonstop.daemon import Daemon
 from nonstop.failover.state import GroupAd, GroupState, NodeAd, encode_ad
-from nonstop.heartbeat.envelope import Field, Identity
-from nonstop.heartbeat.media import MediaSet
-from nonstop.heartbeat.membership import Membership, MessageView
+from nonstop.heartbeat.envelope import Field
+from nonstop.heartbeat.membership import MessageView
 from nonstop.resources.base import Agent, AgentContext, ResourceState, make_agent
 from nonstop.resources.recording import RecordingAgentFactory
 from nonstop.talk import copy_talk
-
-
-class RecordingMedia(MediaSet):
-    """Media that keep what would have been sent instead of opening sockets."""
-
-    def __init__(self) -> None:
-        super().__init__((), lambda data, link, addr: None)
-        self.sent: list[bytes] = []
-
-    def send(self, data: bytes) -> int:
-        self.sent.append(data)
-        return 1
 
 
 def from_peer(seq: int, *fields: Field) -> MessageView:
@@ -44,14 +32,10 @@ def from_peer(seq: int, *fields: Field) -> MessageView:
 
 async def test_a_peer_heard_before_its_first_status_is_not_taken_for_dead(
         tmp_path: Path) -> None:
-    ha_d = copy_talk(tmp_path / "talk") / "ha.d"
-    cfg = load_config_dir(str(ha_d), "vpbx1-1")
     world = RecordingAgentFactory()
-    daemon = Daemon(cfg, "vpbx1-1", tmp_path / "state", agent_factory=world)
-    daemon.media = RecordingMedia()
-    daemon.loop = asyncio.get_running_loop()
-    daemon.identity = Identity("vpbx1-1", b"\x01" * 16, 5)
-    m = daemon.membership = Membership(cfg.ha, "vpbx1-1", daemon.loop.time())
+    daemon, _ = talk_daemon(tmp_path, haresources=None, agent_factory=world)
+    assert daemon.membership is not None and daemon.loop is not None
+    m = daemon.membership
     engine = daemon.engine = daemon._make_engine()
     daemon._probed = True
     now = daemon.loop.time()

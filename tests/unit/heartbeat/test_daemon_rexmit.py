@@ -6,28 +6,14 @@ late one usually arrives within a millisecond, long before the request would go 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from nonstop.config.loader import load_config_dir
-from nonstop.daemon import REXMIT_ATTEMPTS, Daemon
+from daemon_harness import RecordingMedia, talk_daemon
+
+from nonstop.daemon import REXMIT_ATTEMPTS
 from nonstop.heartbeat.codec import decode
-from nonstop.heartbeat.envelope import Field, Identity
-from nonstop.heartbeat.media import MediaSet
-from nonstop.heartbeat.membership import Membership, MessageView, RexmitWanted
-from nonstop.talk import copy_talk
-
-
-class RecordingMedia(MediaSet):
-    """Media that keep what would have been sent instead of opening sockets."""
-
-    def __init__(self) -> None:
-        super().__init__((), lambda data, link, addr: None)
-        self.sent: list[bytes] = []
-
-    def send(self, data: bytes) -> int:
-        self.sent.append(data)
-        return 1
+from nonstop.heartbeat.envelope import Field
+from nonstop.heartbeat.membership import MessageView, RexmitWanted
 
 
 def status(seq: int) -> MessageView:
@@ -38,15 +24,10 @@ def status(seq: int) -> MessageView:
 
 
 async def test_rexmit_request_only_for_packets_still_missing(tmp_path: Path) -> None:
-    ha_d = copy_talk(tmp_path / "talk") / "ha.d"
-    (ha_d / "haresources").write_text("")
-    cfg = load_config_dir(str(ha_d), "vpbx1-1")
-    daemon = Daemon(cfg, "vpbx1-1", tmp_path / "state")
-    media = RecordingMedia()
-    daemon.media = media
-    daemon.loop = asyncio.get_running_loop()
-    daemon.identity = Identity("vpbx1-1", b"\x01" * 16, 5)
-    m = daemon.membership = Membership(cfg.ha, "vpbx1-1", daemon.loop.time())
+    daemon, cfg = talk_daemon(tmp_path)
+    media = daemon.media
+    assert isinstance(media, RecordingMedia) and daemon.membership and daemon.loop
+    m = daemon.membership
     now = daemon.loop.time()
     m.receive(status(1), "eth0", now)
     m.receive(status(5), "eth0", now)  # 2, 3 and 4 missing
@@ -66,15 +47,10 @@ async def test_rexmit_request_only_for_packets_still_missing(tmp_path: Path) -> 
 
 async def test_a_packet_that_never_comes_is_asked_for_again_then_given_up(
         tmp_path: Path) -> None:
-    ha_d = copy_talk(tmp_path / "talk") / "ha.d"
-    (ha_d / "haresources").write_text("")
-    cfg = load_config_dir(str(ha_d), "vpbx1-1")
-    daemon = Daemon(cfg, "vpbx1-1", tmp_path / "state")
-    media = RecordingMedia()
-    daemon.media = media
-    daemon.loop = asyncio.get_running_loop()
-    daemon.identity = Identity("vpbx1-1", b"\x01" * 16, 5)
-    m = daemon.membership = Membership(cfg.ha, "vpbx1-1", daemon.loop.time())
+    daemon, _ = talk_daemon(tmp_path)
+    media = daemon.media
+    assert isinstance(media, RecordingMedia) and daemon.membership and daemon.loop
+    m = daemon.membership
     now = daemon.loop.time()
     m.receive(status(1), "eth0", now)
     m.receive(status(3), "eth0", now)  # 2 is lost for good
