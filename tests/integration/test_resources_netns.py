@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from nonstop.lab.process import pid_running
+
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.skipif(
@@ -157,23 +159,13 @@ def sh(*argv: str, check: bool = True) -> str:
     return done.stdout
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _remove_leftovers() -> None:
     """Delete namespaces of this pattern whose creating test process is dead."""
     for line in sh("ip", "netns", "list").splitlines():
         name = line.split()[0] if line.split() else ""
         m = LEFTOVER.match(name)
-        if m and not _pid_alive(int(m.group("pid"))):
+        if m and not pid_running(int(m.group("pid"))):
             sh("ip", "netns", "del", name, check=False)
 
 

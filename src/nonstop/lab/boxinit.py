@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from nonstop.lab.process import pid_running
+
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 PIDFILE_TIMEOUT = 20.0
 # How long a daemon that exec'd itself may take to write its new pid (Heartbeat: ~3 s).
@@ -105,16 +107,6 @@ def run(argv: Sequence[str], pidfile: Path | None) -> int:
         daemon = successor
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _others_alive() -> bool:
     """True while a process other than this init lives in the box (its own /proc)."""
     me = str(os.getpid())
@@ -134,7 +126,7 @@ def _successor(pidfile: Path, old: int, reaped: dict[int, int]) -> int | None:
         while _reap(reaped, os.WNOHANG):
             pass
         pid = _read_pid(pidfile)
-        if pid is not None and pid != old and pid not in reaped and _alive(pid):
+        if pid is not None and pid != old and pid not in reaped and pid_running(pid):
             return pid
         if not _others_alive():
             return None

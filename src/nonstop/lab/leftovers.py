@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -10,16 +9,7 @@ from pathlib import Path
 from nonstop.lab.commands import run_checked
 from nonstop.lab.lab import DEFAULT_WORK_ROOT, kill_netns_processes
 from nonstop.lab.names import PREFIX_PATTERN
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from nonstop.lab.process import pid_running
 
 
 def _abandoned(name: str, pattern: re.Pattern[str]) -> bool:
@@ -28,7 +18,7 @@ def _abandoned(name: str, pattern: re.Pattern[str]) -> bool:
         return False
     # A live pid means another run may be using the lab right now (or the pid was reused):
     # either way it is not certainly ours to remove.
-    return not _alive(int(match.group("pid")))
+    return not pid_running(int(match.group("pid")))
 
 
 def cleanup_leftovers(pattern: re.Pattern[str] = PREFIX_PATTERN,
