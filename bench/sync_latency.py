@@ -61,16 +61,8 @@ class ReplicatingCluster(NonstopCluster):
         # through /proc/<holder>/root) is out of its sight; a few files do not age a disk.
         return self.lab.host_dir(node) / "live"
 
-    def start(self, node: str) -> None:
-        base = self.lab.host_dir(node)
-        self.lab.spawn(node, [sys.executable, "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:25",
-                              "-c", "aiosmtpd.handlers.Mailbox", str(base / "mail")],
-                       name="smtp")
-        self.watcher.watch(node, self.log_file(node))
-        self.daemons[node] = self.lab.start_box(
-            node, [sys.executable, "-m", "nonstop", "run", "--config-dir",
-                   str(self.config_dir(node)), "--state-dir", str(self.state_dir(node)),
-                   "--node", node, "--sync-root", str(self.sync_root(node))])
+    def extra_run_args(self, node: str) -> list[str]:
+        return ["--sync-root", str(self.sync_root(node))]
 
     def sync_status(self, node: str) -> dict[str, object]:
         """The ``sync`` part of ``nonstop status --json`` (empty when unavailable)."""

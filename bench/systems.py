@@ -288,7 +288,11 @@ class NonstopCluster(Cluster):
         self.daemons[node] = self.lab.start_box(
             node, [sys.executable, "-m", "nonstop", "run", "--config-dir",
                    str(self.config_dir(node)), "--state-dir", str(self.state_dir(node)),
-                   "--node", node])
+                   "--node", node, *self.extra_run_args(node)])
+
+    def extra_run_args(self, node: str) -> list[str]:
+        """More `nonstop run` options for a node (subclasses add theirs)."""
+        return []
 
     def stop(self, node: str) -> None:
         proc = self.daemons.pop(node, None)
