@@ -198,3 +198,18 @@ def test_heartbeat_link_cut_for_ten_seconds_then_healed(lab: Lab) -> None:
     keeper = c.vip_holders()[0]
     after = time.monotonic()
     wait_for(lambda: c.answered_by(keeper, after), 10, what="SIP answers from the keeper")
+
+
+def test_a_daemon_killed_while_its_box_lives_gives_the_group_up_when_it_restarts(
+        lab: Lab) -> None:
+    c = TalkCluster(lab)
+    running(c)
+    c.daemons.pop(N1).kill()  # only the daemon dies: the VIP and kamailio stay on vpbx1-1
+    wait_for(lambda: lab.has_address(N2, VIP), 10, what="vpbx1-2 taking over")
+    assert lab.has_address(N1, VIP)  # nobody is left on vpbx1-1 to remove it
+    c.start(N1)
+    c.wait_vip_on(N2, 15)  # the restarted daemon found its old claim and released it
+    log = c.log(N1)
+    assert "is active at start-up" in log and "newer claim" in log
+    after = time.monotonic()
+    wait_for(lambda: c.answered_by(N2, after), 10, what="SIP answers from vpbx1-2")
