@@ -26,6 +26,8 @@ from nonstop.config.model import IPSpec, Parsed, ResourceGroup, ResourceSpec
 # ResourceManager's test for IP shorthand is this shell glob: [0-9]*.[0-9]*.[0-9]*.[0-9]*
 _LOOKS_LIKE_IP = re.compile(r"[0-9].*\.[0-9].*\.[0-9].*\.[0-9].*", re.DOTALL)
 _SCRIPT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+# An OCF agent from resource-agents: ocf:<provider>:<type>, e.g. ocf:heartbeat:IPaddr2.
+_OCF_NAME = re.compile(r"ocf:[A-Za-z0-9_][A-Za-z0-9_.+-]*:[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
 
 def parse_ip_spec(text: str) -> IPSpec:
@@ -79,8 +81,9 @@ def parse_resource(raw: str) -> ResourceSpec:
     else:
         name, *args = raw.split("::")
         spec = ResourceSpec(name=name, args=tuple(args), raw=raw)
-    if not _SCRIPT_NAME.fullmatch(spec.name):
-        raise ValueError(f"resource '{raw}': '{spec.name}' is not a resource script name")
+    if not (_SCRIPT_NAME.fullmatch(spec.name) or _OCF_NAME.fullmatch(spec.name)):
+        raise ValueError(f"resource '{raw}': '{spec.name}' is not a resource script name "
+                         "(nor ocf:<provider>:<type>)")
     if any(not a for a in spec.args):
         raise ValueError(f"resource '{raw}' has an empty argument (between '::' separators)")
     _check_known_agent(spec)

@@ -179,3 +179,20 @@ def test_many_errors_at_once(tmp_path: Path) -> None:
         (path, 5),
         (path, 5),
     ]
+
+
+def test_ocf_agents_can_be_named(tmp_path: Path) -> None:
+    from nonstop.resources.base import AgentContext, make_agent
+    from nonstop.resources.scripts import OcfAgent
+
+    path = tmp_path / "haresources"
+    path.write_text("vpbx1-1 ocf:heartbeat:IPaddr2::ip=198.18.0.11::cidr_netmask=24 asterisk\n")
+    (g,) = parse_haresources(str(path), NODES)
+    spec = g.resources[0]
+    assert spec.name == "ocf:heartbeat:IPaddr2"
+    assert spec.args == ("ip=198.18.0.11", "cidr_netmask=24")
+    agent = make_agent(spec, AgentContext(node="vpbx1-1", config_dir=tmp_path))
+    assert isinstance(agent, OcfAgent)
+    path.write_text("vpbx1-1 ocf:heartbeat:\n")
+    with pytest.raises(ConfigErrors, match="not a resource script name"):
+        parse_haresources(str(path), NODES)
