@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
+import stat
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
 from nonstop.config.errors import ConfigError, Location
 from nonstop.sync import actions as act
+from nonstop.sync import rdiff
+from nonstop.sync.digest import Hasher, blocks_match, resume_point
 from nonstop.sync.patterns import Matcher, PathMap, in_scope, valid_name
 from nonstop.sync.plan import Op, batches, plan, plan_forced
-from nonstop.sync.protocol import CHUNK, AuthError, Kind, ProtocolError, encode
+from nonstop.sync.protocol import CHUNK, AuthError, Frame, Kind, ProtocolError, encode
 from nonstop.sync.protocol import field as pfield
 from nonstop.sync.receiver import Batch, Receiver, Result, cleanup_tmp
 from nonstop.sync.scan import Seen, describe, scan
@@ -43,6 +45,8 @@ Out = Callable[[int, str], None]
 MAX_OPS_PER_OFFER = 10_000
 WRITE_BACKLOG = 32 << 20  # received bytes the writer thread may lag behind the network
 LIST_CHUNK = 2000
+# Below this size a file is sent whole: a signature round trip costs more than the bytes.
+DELTA_MIN = 64 * 1024
 
 
 class SyncError(Exception):
@@ -74,6 +78,8 @@ class Report:
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     sent_names: list[str] = field(default_factory=list)
+    bytes_sent: int = 0  # frame bytes to the peers (before TLS)
+    bytes_received: int = 0
 
     def count(self, status: str, n: int = 1) -> None:
         self.counts[status] = self.counts.get(status, 0) + n
@@ -261,6 +267,8 @@ class Node:
             report.problems.append(msg)
             self.out(0, f"ERROR: {msg}")
         finally:
+            report.bytes_sent += chan.bytes_sent
+            report.bytes_received += chan.bytes_received
             await chan.close()
         report.sent_names.extend(applied)
         await self._run_actions(g, applied, receiving=False)
@@ -303,13 +311,17 @@ class Node:
         inflight: dict[int, tuple[list[Op], dict[int, Result], dict[int, FileState | None]]] = {}
         ok = [True]
         lost: list[str] = []
+
+        async def take(f: Frame) -> None:
+            await self._take_results(f.obj(), inflight, peer, report, applied, ok, lost)
+
         for bid, batch in enumerate(batches(ops)):
             chan.send_obj(Kind.OFFER, {"b": bid, "ops": [op.to_wire() for op in batch]})
             await chan.drain()
             while True:
                 f = await chan.expect(Kind.VERDICT, Kind.RESULTS)
                 if f.kind is Kind.RESULTS:
-                    await self._take_results(f.obj(), inflight, peer, report, applied, ok, lost)
+                    await take(f)
                     continue
                 break
             verdict = f.obj()
@@ -319,9 +331,10 @@ class Node:
             need = pfield(verdict, "need", list)
             if any(type(i) is not int or not 0 <= i < len(batch) for i in need):
                 raise ProtocolError("bad need list")
+            have = _bases(verdict.get("have", {}), need)
             finals: dict[int, FileState | None] = {}
             for i in need:
-                finals[i] = await self._stream(chan, g, batch[i], i)
+                finals[i] = await self._stream(chan, g, batch[i], i, have.get(i), take)
             chan.send_obj(Kind.COMMIT, {"b": bid})
             await chan.drain()
             inflight[bid] = (batch, results, finals)
@@ -414,32 +427,117 @@ class Node:
                 self.out(0, f"{peer}: {res.status}: {res.message or op.name}")
         await asyncio.to_thread(self.db.record_sent, peer, records)
 
-    async def _stream(self, chan: Channel, g: _GroupCtx, op: Op, index: int) -> FileState | None:
-        """Send one file's bytes; returns the state actually sent (None if it vanished)."""
+    async def _stream(
+        self, chan: Channel, g: _GroupCtx, op: Op, index: int, have: Basis | None = None,
+        take: Callable[[Frame], Awaitable[None]] | None = None,
+    ) -> FileState | None:
+        """Send one file's bytes; returns the state actually sent (None if it vanished).
+
+        Never more than the size the scan saw: a file that keeps growing is sent as far as it
+        was described, the rest is the next run's work. With ``have`` (the peer's copy of the
+        file) only the new bytes go when the file grew by appending, and an rsync delta when it
+        changed otherwise.
+        """
         local = g.paths.local(op.name)
+        try:
+            fd = os.open(local, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            fd = -1
         final: FileState | None = None
         try:
-            with open(local, "rb", buffering=0) as fh:
-                st = os.fstat(fh.fileno())
+            st = os.fstat(fd) if fd >= 0 else None
+            if st is not None and stat.S_ISREG(st.st_mode):
                 new = op.new
-                # Unchanged since the scan hashed it: no second hash here. A write in the same
-                # timestamp tick would still be caught: the receiver checks the digest.
-                unchanged = (new is not None and new.digest != "" and st.st_size == new.size
-                             and st.st_mtime_ns == new.mtime_ns)
-                h = None if unchanged else hashlib.blake2b(digest_size=20)
-                while chunk := fh.read(CHUNK):
-                    if h is not None:
-                        h.update(chunk)
-                    chan.send(encode(Kind.DATA, chunk))
-                    await chan.drain(1 << 20)
-                st = os.fstat(fh.fileno())
-                digest = h.hexdigest() if h is not None else new.digest if new else ""
-                final = FileState.from_stat(st, digest)
-        except (FileNotFoundError, IsADirectoryError, PermissionError):
+                limit = min(st.st_size, new.size) if new is not None else st.st_size
+                final = await self._send_content(chan, g, op, index, fd, st, limit, have, take)
+        except OSError:
             final = None
+        finally:
+            if fd >= 0:
+                os.close(fd)
         chan.send_obj(Kind.EOF, {"i": index, "s": final.to_wire() if final else None})
         await chan.drain(1 << 20)
         return final
+
+    async def _send_content(
+        self, chan: Channel, g: _GroupCtx, op: Op, index: int, fd: int, st: os.stat_result,
+        limit: int, have: Basis | None, take: Callable[[Frame], Awaitable[None]] | None,
+    ) -> FileState:
+        new = op.new
+        h: Hasher | None = None
+        start = 0
+        delta: rdiff.Delta | None = None
+        if have is not None and new is not None:
+            seen = await asyncio.to_thread(self.db.local_get, op.name)
+            blocks = (seen.blocks if seen is not None and seen.state.digest == new.digest
+                      and blocks_match(seen.blocks, new.size, new.digest) else b"")
+            if have.append and blocks and have.size <= limit:
+                h = await asyncio.to_thread(_prefix_hasher, fd, blocks, have)
+                if h is not None:
+                    start = have.size
+                    chan.send_obj(Kind.START, {"i": index, "m": "append", "at": start})
+            if (h is None and rdiff.available() and have.size >= DELTA_MIN
+                    and limit >= DELTA_MIN and take is not None):
+                delta = await self._delta_start(chan, index, have, take)
+        if h is None:
+            h = Hasher()
+        try:
+            pos = start
+            while pos < limit:
+                chunk = os.pread(fd, min(CHUNK, limit - pos), pos)
+                if not chunk:
+                    break
+                pos += len(chunk)
+                h.update(chunk)
+                out = chunk if delta is None else await asyncio.to_thread(delta.feed, chunk)
+                _send_data(chan, out)
+                await chan.drain(1 << 20)
+            if delta is not None:
+                _send_data(chan, await asyncio.to_thread(delta.feed, b"", True))
+        finally:
+            if delta is not None:
+                delta.close()
+        digest = h.hexdigest()
+        if new is not None and digest == new.digest and h.size == new.size:
+            return new
+        return replace(FileState.from_stat(st, digest), size=h.size)
+
+    async def _delta_start(
+        self, chan: Channel, index: int, have: Basis, take: Callable[[Frame], Awaitable[None]],
+    ) -> rdiff.Delta | None:
+        """Ask for the peer's signature of its copy; None if it has none to give (then the
+        file goes whole)."""
+        chan.send_obj(Kind.START, {"i": index, "m": "delta"})
+        await chan.drain()
+        cap = rdiff.max_signature_size(have.size)
+        got = 0
+        delta = rdiff.Delta()
+        try:
+            while True:
+                f = await chan.expect(Kind.SIG, Kind.SIGEND, Kind.RESULTS)
+                if f.kind is Kind.RESULTS:
+                    await take(f)
+                    continue
+                if f.kind is Kind.SIG:
+                    got += len(f.payload)
+                    if got > cap:
+                        raise ProtocolError("signature larger than the file allows")
+                    await asyncio.to_thread(delta.signature, f.payload)
+                    continue
+                obj = f.obj()
+                if obj.get("i") != index:
+                    raise ProtocolError("signature for an unexpected file")
+                if obj.get("ok") is not True:
+                    delta.close()
+                    return None
+                await asyncio.to_thread(delta.signature, b"", True)
+                return delta
+        except rdiff.RdiffError as e:
+            delta.close()
+            raise ProtocolError(f"bad signature: {e}") from None
+        except BaseException:
+            delta.close()
+            raise
 
     # ------------------------------------------------------------------------- compare (-T)
     async def compare(self, scopes: list[Scope] | None = None) -> tuple[list[str], list[str]]:
@@ -537,6 +635,8 @@ class Node:
             # Synchronous on purpose: it must also run when the session task is cancelled.
             rec.close()
             stats["last_session_frames_sent"] = chan.frames_sent
+            stats["bytes_received"] = stats.get("bytes_received", 0) + chan.bytes_received
+            stats["bytes_sent"] = stats.get("bytes_sent", 0) + chan.bytes_sent
             await chan.close()
         if rec.changed:
             self.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")
@@ -574,8 +674,10 @@ class Node:
                     raise ProtocolError("too many operations in one offer")
                 ops = [Op.from_wire(x) for x in raw]
                 results, need, batch = await asyncio.to_thread(rec.evaluate, ops)
+                have = {str(i): b for i in need if (b := rec.basis(batch, i)) is not None}
                 chan.send_obj(Kind.VERDICT, {
                     "b": bid, "r": [r.to_wire() for r in results if r is not None], "need": need,
+                    "have": have,
                 })
                 await chan.drain()
                 for i in need:
@@ -591,23 +693,46 @@ class Node:
                     await committing
 
     async def _receive_file(self, chan: Channel, rec: Receiver, batch: Batch, i: int) -> None:
-        rec.submit_open(batch, i)
-        while True:
+        d = await chan.expect(Kind.START, Kind.DATA, Kind.EOF)
+        if d.kind is Kind.START:
+            await self._start_file(chan, rec, batch, i, d.obj())
             d = await chan.expect(Kind.DATA, Kind.EOF)
-            if d.kind is Kind.DATA:
-                rec.submit_write(batch, i, d.payload)
-                if rec.queued_bytes > WRITE_BACKLOG:
-                    await asyncio.to_thread(rec.wait_writes)
-                continue
-            eof = d.obj()
-            if eof.get("i") != i:
-                raise ProtocolError("data for an unexpected file")
-            raw_state = eof.get("s")
-            if raw_state is None:
-                rec.submit_end(batch, i, FileState("reg", 0, 0, 0, -1))
-            else:
-                rec.submit_end(batch, i, FileState.from_wire(raw_state))
+        else:
+            rec.submit_open(batch, i)
+        while d.kind is Kind.DATA:
+            rec.submit_write(batch, i, d.payload)
+            if rec.queued_bytes > WRITE_BACKLOG:
+                await asyncio.to_thread(rec.wait_writes)
+            d = await chan.expect(Kind.DATA, Kind.EOF)
+        eof = d.obj()
+        if eof.get("i") != i:
+            raise ProtocolError("data for an unexpected file")
+        raw_state = eof.get("s")
+        if raw_state is None:
+            rec.submit_end(batch, i, FileState("reg", 0, 0, 0, -1))
+        else:
+            rec.submit_end(batch, i, FileState.from_wire(raw_state))
+
+    async def _start_file(self, chan: Channel, rec: Receiver, batch: Batch, i: int,
+                          obj: dict[str, object]) -> None:
+        """The sender says how the bytes of file ``i`` come: appended, or as a delta against
+        our copy (for which it needs our signature first)."""
+        if obj.get("i") != i:
+            raise ProtocolError("start of an unexpected file")
+        mode = obj.get("m")
+        if mode == "append":
+            rec.submit_open(batch, i, "append", pfield(obj, "at", int))
             return
+        if mode != "delta":
+            raise ProtocolError("unknown transfer mode")
+        sig = await asyncio.to_thread(rec.signature, batch, i)
+        for piece in sig or []:
+            for at in range(0, len(piece), CHUNK):
+                chan.send(encode(Kind.SIG, piece[at : at + CHUNK]))
+            await chan.drain(1 << 20)
+        chan.send_obj(Kind.SIGEND, {"i": i, "ok": sig is not None})
+        await chan.drain()
+        rec.submit_open(batch, i, "delta" if sig is not None else "full")
 
     async def _commit(self, chan: Channel, rec: Receiver, batch: Batch, bid: int) -> None:
         await asyncio.to_thread(rec.wait_writes)
@@ -686,6 +811,46 @@ def open_node(
     for g in cfg.groups_for(me):
         load_key(g)  # a bad key is a config error now, not at the first connection
     return Node(Options(cfg, me, state_dir, None, root, port, dict(addresses or {}), listen), out)
+
+
+@dataclass(frozen=True)
+class Basis:
+    """The receiver's copy of a file it needs: what a delta or an append can build on."""
+
+    size: int
+    digest: str
+    append: bool
+
+
+def _bases(raw: object, need: list[int]) -> dict[int, Basis]:
+    """The ``have`` map of a verdict (bad input is ProtocolError)."""
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad basis map")
+    out: dict[int, Basis] = {}
+    for key, item in raw.items():
+        if not isinstance(key, str) or not key.isdigit() or int(key) not in need:
+            raise ProtocolError("basis for a file not needed")
+        if not isinstance(item, dict):
+            raise ProtocolError("bad basis")
+        out[int(key)] = Basis(pfield(item, "size", int), pfield(item, "digest", str),
+                              pfield(item, "append", bool))
+    return out
+
+
+def _prefix_hasher(fd: int, blocks: bytes, have: Basis) -> Hasher | None:
+    """A hasher over our file's first ``have.size`` bytes if they are what the peer holds
+    (its digest matches): then only the bytes after them need to go. Reads at most one block;
+    the digests of the blocks before it come from the scan."""
+    keep, offset = resume_point(blocks, have.size)
+    h = Hasher(keep, offset)
+    if h.feed_fd(fd, offset, have.size) != have.size - offset:
+        return None
+    return h if h.hexdigest() == have.digest else None
+
+
+def _send_data(chan: Channel, data: bytes) -> None:
+    for i in range(0, len(data), CHUNK):
+        chan.send(encode(Kind.DATA, data[i : i + CHUNK]))
 
 
 def _overlaps(a: Scope, b: Scope) -> bool:

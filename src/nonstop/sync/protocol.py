@@ -49,6 +49,9 @@ class Kind(enum.IntEnum):
     FETCH = 19
     FILES = 20
     NEED = 21
+    START = 22  # how a file's bytes come: appended to the receiver's copy, or a delta
+    SIG = 23  # the receiver's rsync signature of its copy (raw bytes)
+    SIGEND = 24
 
 
 @dataclass(frozen=True)

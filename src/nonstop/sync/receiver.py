@@ -2,13 +2,21 @@
 
 Used per session by the server. ``evaluate`` judges a batch of operations and applies those that
 need no data (deletions, directories, links, metadata, renames); regular files that need bytes
-are streamed into temp files (``open_data``/``write``/``end_data``) and installed by ``commit``.
+arrive in one of three forms and are installed by ``commit``:
+
+- whole: streamed into a temp file, renamed over the old one;
+- a delta against our current file (the rsync algorithm, :mod:`nonstop.sync.rdiff`): patched into
+  a temp file, renamed over the old one;
+- an append (the sender's file only grew): the new bytes are written at the end of our file in
+  place, after its size and mtime were journalled (``appends``), so an aborted or crashed transfer
+  is cut back to the old content; a reader sees the file grow, as it does on the active node.
+
+Every form is checked against the sender's content digest before it becomes visible for good.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import queue
 import stat
@@ -19,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nonstop.config.csync2 import Group
-from nonstop.sync import backups, fsops
+from nonstop.sync import backups, fsops, rdiff
 from nonstop.sync.conflicts import Action, judge
+from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.patterns import Matcher, PathMap, valid_name
 from nonstop.sync.plan import Op
 from nonstop.sync.scan import Seen, describe
@@ -56,12 +65,19 @@ class _Pending:
     current: FileState | None
     verdict_status: str
     message: str
+    seen: Seen | None = None
     src_local: str = ""
+    mode: str = "full"  # full | append | delta
+    at: int = 0  # append: the old size, where the new bytes go
     fd: int = -1
-    hasher: Any = None
+    basis_fd: int = -1
+    patch: rdiff.Patch | None = None
+    hasher: Hasher | None = None
     size: int = 0
     final: FileState | None = None
     failed: str = ""
+    blocks: bytes = b""
+    journalled: bool = False  # an in-place append was recorded in ``appends``
 
 
 class _Writer:
@@ -120,9 +136,9 @@ class Receiver:
     _parents: dict[str, bool] = field(default_factory=dict)
 
     # --- data arrives on the event loop; the writes happen on the writer thread
-    def submit_open(self, batch: Batch, index: int) -> None:
-        """Queue the temp file creation for a needed file."""
-        self._w().submit(lambda: self.open_data(batch, index))
+    def submit_open(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
+        """Queue the start of a needed file: a temp file, or our file opened for an append."""
+        self._w().submit(lambda: self.open_data(batch, index, mode, at))
 
     def submit_write(self, batch: Batch, index: int, chunk: bytes) -> None:
         """Queue a chunk of a needed file."""
@@ -277,9 +293,9 @@ class Receiver:
             return Result(i, status, msg)
         if current is not None and current.same_content(new):
             fsops.set_meta(local, new, ignore=self.ignore)
-            self._done(op.name, new, local, records)
+            self._done(op.name, new, local, records, seen.blocks if seen else b"")
             return Result(i, status, msg)
-        pending = _Pending(i, op, local, fsops.tmp_path_for(local), current, status, msg)
+        pending = _Pending(i, op, local, fsops.tmp_path_for(local), current, status, msg, seen)
         if op.kind == "mv":
             src_local = self.paths.local(op.src)
             src_seen = describe(src_local, self.db.local_get(op.src), self._now())
@@ -290,7 +306,7 @@ class Receiver:
                     msg = _with_backup(msg, self._backup(op.name, local))
                 os.replace(src_local, local)
                 fsops.set_meta(local, new, ignore=self.ignore)
-                self._done(op.name, new, local, records)
+                self._done(op.name, new, local, records, src_seen.blocks)
                 records.append((op.src, None, None))
                 self.changed.append(op.src)
                 return Result(i, status, msg)
@@ -328,55 +344,191 @@ class Receiver:
 
     def _done(
         self, name: str, state: FileState, local: str,
-        records: list[tuple[str, FileState | None, Seen | None]],
+        records: list[tuple[str, FileState | None, Seen | None]], blocks: bytes = b"",
     ) -> None:
         st = os.lstat(local)
-        digest = state.digest if stat.S_ISREG(st.st_mode) else ""
+        reg = stat.S_ISREG(st.st_mode)
+        digest = state.digest if reg else ""
         target = state.target if stat.S_ISLNK(st.st_mode) else ""
-        seen = Seen(FileState.from_stat(st, digest, target), st.st_ino, st.st_ctime_ns,
-                    self._now())
+        now = self._now()
+        # The content was checked against the sender's digest: as good as read in full now.
+        seen = Seen(FileState.from_stat(st, digest, target), st.st_ino, st.st_ctime_ns, now,
+                    blocks if reg else b"", now)
         records.append((name, state, seen))
         self.changed.append(name)
 
     # --- phase 2: data
-    def open_data(self, batch: Batch, index: int) -> None:
-        """Create the temp file of a needed file (writer thread)."""
+    def basis(self, batch: Batch, index: int) -> dict[str, Any] | None:
+        """What the sender may build on for a needed file: our current regular file's size and
+        digest, and whether the new bytes may be appended to it in place."""
         p = batch.pending[index]
-        p.hasher = hashlib.blake2b(digest_size=20)
+        cur = p.current
+        if cur is None or cur.kind != "reg" or cur.size == 0 or p.src_local:
+            return None
+        new = p.op.new
+        assert new is not None
+        same_meta = all(
+            k in self.ignore or getattr(cur, a) == getattr(new, a)
+            for k, a in (("mod", "mode"), ("uid", "uid"), ("gid", "gid"))
+        )
+        return {"size": cur.size, "digest": cur.digest, "append": same_meta}
+
+    def signature(self, batch: Batch, index: int) -> list[bytes] | None:
+        """The rsync signature of our current file, kept open as the basis of the delta to come
+        (None if the file changed since ``evaluate``: the sender then sends it whole)."""
+        p = batch.pending[index]
+        fd = self._open_current(p)
+        if fd < 0:
+            return None
+        p.basis_fd = fd
+        try:
+            return list(rdiff.signature(fd, p.at))
+        except (rdiff.RdiffError, OSError) as e:
+            p.failed = f"{p.op.name}: signature failed on {self.me}: {e}"
+            return None
+
+    def _open_current(self, p: _Pending) -> int:
+        """Our file, opened if it is still exactly what ``evaluate`` saw; else -1."""
+        cur, seen = p.current, p.seen
+        if cur is None or seen is None:
+            return -1
+        try:
+            fd = os.open(p.local, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return -1
+        st = os.fstat(fd)
+        if (st.st_ino, st.st_size, st.st_mtime_ns) != (seen.ino, cur.size, cur.mtime_ns):
+            os.close(fd)
+            return -1
+        p.at = cur.size
+        return fd
+
+    def open_data(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
+        """Start a needed file (writer thread): a temp file, or ours opened for the append."""
+        p = batch.pending[index]
+        p.mode = mode
+        if mode == "append":
+            self._open_append(p, at)
+            return
+        if mode == "delta" and p.basis_fd < 0:
+            p.failed = f"{p.op.name}: delta without a basis on {self.me}"
+            return
+        p.hasher = Hasher()
         try:
             p.fd = os.open(p.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as e:
             p.failed = f"{p.op.name}: cannot create a temp file on {self.me}: {e.strerror}"
+            return
+        if mode == "delta":
+            try:
+                p.patch = rdiff.Patch(p.basis_fd)
+            except rdiff.RdiffError as e:
+                p.failed = f"{p.op.name}: {e}"
+
+    def _open_append(self, p: _Pending, at: int) -> None:
+        fd = self._open_current(p)
+        if fd < 0 or at != p.at:
+            if fd >= 0:
+                os.close(fd)
+            p.failed = f"{p.op.name}: changed on {self.me} during the transfer; sent again later"
+            return
+        p.fd = fd
+        seen = p.seen
+        assert seen is not None and p.current is not None
+        try:
+            blocks = seen.blocks
+            if not blocks_match(blocks, at, p.current.digest):
+                h, _ = hash_fd(fd, at)  # digests of our copy unknown (e.g. an old cache): once
+                blocks = h.blocks()
+            h2 = extend(fd, blocks, at, at)
+            if h2 is None:
+                raise OSError(0, "our copy changed under us")
+            p.hasher = h2
+            st = os.fstat(fd)
+            if st.st_nlink > 1:
+                raise OSError(0, "it has other hard links")
+            # Journalled before the first byte is written, so a crash is undone at the next start.
+            self.db.add_append(p.local, st.st_ino, at, st.st_mtime_ns)
+            p.journalled = True
+        except OSError as e:
+            os.close(fd)
+            p.fd = -1
+            p.failed = f"{p.op.name}: cannot append on {self.me}: {e.strerror or e}"
 
     def write(self, batch: Batch, index: int, chunk: bytes) -> None:
-        """Append a chunk (writer thread); a failure is kept for the result."""
+        """The next bytes of a needed file (writer thread); a failure is kept for the result."""
         p = batch.pending[index]
         if p.failed:
             return
         try:
-            view = memoryview(chunk)
-            while view:
-                n = os.write(p.fd, view)
-                view = view[n:]
-            p.hasher.update(chunk)
-            p.size += len(chunk)
+            data = chunk
+            if p.patch is not None:
+                data = p.patch.feed(chunk)
+            new = p.op.new
+            if new is not None and p.hasher is not None and p.hasher.size + len(data) > new.size:
+                p.failed = f"{p.op.name}: {self.peer} sent more bytes than the file has"
+                return
+            self._put(p, data)
+        except rdiff.RdiffError as e:
+            p.failed = f"{p.op.name}: bad delta from {self.peer}: {e}"
         except OSError as e:
             p.failed = f"{p.op.name}: write failed on {self.me}: {e.strerror}"
+
+    def _put(self, p: _Pending, data: bytes) -> None:
+        assert p.hasher is not None
+        view = memoryview(data)
+        pos = p.at + p.size if p.mode == "append" else p.size
+        while view:
+            n = os.pwrite(p.fd, view, pos)
+            view = view[n:]
+            pos += n
+        p.hasher.update(data)
+        p.size += len(data)
 
     def end_data(self, batch: Batch, index: int, final: FileState) -> None:
         """Finish a needed file (writer thread): digest check, owner, mode, mtime."""
         p = batch.pending[index]
-        if not p.failed and (p.hasher.hexdigest() != final.digest or p.size != final.size):
-            p.failed = f"{p.op.name}: content does not match its digest (changed while sent?)"
+        if not p.failed and p.patch is not None:
+            try:
+                self._put(p, p.patch.feed(b"", eof=True))
+            except rdiff.RdiffError as e:
+                p.failed = f"{p.op.name}: bad delta from {self.peer}: {e}"
+            except OSError as e:
+                p.failed = f"{p.op.name}: write failed on {self.me}: {e.strerror}"
+        if not p.failed:
+            assert p.hasher is not None
+            total = p.hasher.size
+            if p.hasher.hexdigest() != final.digest or total != final.size:
+                p.failed = f"{p.op.name}: content does not match its digest (changed while sent?)"
+            else:
+                p.blocks = p.hasher.blocks()
         if not p.failed:
             try:
                 fsops.set_meta_fd(p.fd, final, self.ignore, p.current)
             except OSError as e:
                 p.failed = f"{p.op.name}: cannot set owner/mode/mtime on {self.me}: {e.strerror}"
-        if p.fd >= 0:
-            os.close(p.fd)
-        p.fd = -1
+        self._close_fds(p)
         p.final = final
+
+    def _close_fds(self, p: _Pending) -> None:
+        if p.patch is not None:
+            p.patch.close()
+            p.patch = None
+        for attr in ("fd", "basis_fd"):
+            fd = getattr(p, attr)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(p, attr, -1)
+
+    def _undo_append(self, p: _Pending) -> None:
+        """Cut our file back to what it was before a failed or aborted append."""
+        seen, cur = p.seen, p.current
+        if not p.journalled or seen is None or cur is None:
+            return
+        undo_append(p.local, seen.ino, cur.size, cur.mtime_ns)
+        self.db.drop_appends([p.local])
+        p.journalled = False
 
     # --- phase 3
     def commit(self, batch: Batch) -> list[Result]:
@@ -385,41 +537,46 @@ class Receiver:
         ready = [p for p in batch.pending.values() if p.final is not None and not p.failed]
         results: list[Result] = []
         try:
-            fsops.flush([p.tmp for p in ready])
+            fsops.flush([p.local if p.mode == "append" else p.tmp for p in ready])
         except OSError as e:
             for p in ready:
                 p.failed = f"{p.op.name}: flush failed on {self.me}: {e.strerror}"
         dirs: set[str] = set()
+        appended: list[str] = []
         for p in batch.pending.values():
             if p.final is None and not p.failed:
                 p.failed = f"{p.op.name}: no data received"
             if p.failed:
-                with contextlib.suppress(OSError):
-                    os.unlink(p.tmp)
+                self._discard(p)
                 results.append(Result(p.index, "error", p.failed))
                 continue
             try:
                 final = p.final
                 assert final is not None
                 msg = p.message
-                if p.current is not None and p.current.kind == "reg":
-                    with contextlib.suppress(FileNotFoundError):
-                        msg = _with_backup(msg, self._backup(p.op.name, p.local))
-                os.replace(p.tmp, p.local)
-                dirs.add(os.path.dirname(p.local))
-                self._done(p.op.name, final, p.local, records)
+                if p.mode == "append":
+                    # Grown in place: the old version is a prefix of the new one, so no backup
+                    # generation is rotated for it (see docs/SYNC.md, backups).
+                    appended.append(p.local)
+                else:
+                    if p.current is not None and p.current.kind == "reg":
+                        with contextlib.suppress(FileNotFoundError):
+                            msg = _with_backup(msg, self._backup(p.op.name, p.local))
+                    os.replace(p.tmp, p.local)
+                    dirs.add(os.path.dirname(p.local))
+                self._done(p.op.name, final, p.local, records, p.blocks)
                 if p.src_local:
                     results.append(self._drop_src(p.index, p.op, p.verdict_status, records))
                 else:
                     results.append(Result(p.index, p.verdict_status, msg))
             except OSError as e:
-                with contextlib.suppress(OSError):
-                    os.unlink(p.tmp)
+                self._discard(p)
                 results.append(Result(p.index, "error", f"{p.op.name}: {e.strerror}"))
         with contextlib.suppress(OSError):
             fsops.flush_dirs(dirs)
         if records:
             self.db.record_received(self.peer, records)
+        self.db.drop_appends(appended)
         self.db.drop_tmp(p.tmp for p in batch.pending.values())
         for r in results:
             self._report(batch.pending[r.index].op.name, r)
@@ -427,15 +584,19 @@ class Receiver:
             self._open.remove(batch)
         return results
 
+    def _discard(self, p: _Pending) -> None:
+        """Drop what a failed file left: its temp file, or the bytes appended in place."""
+        self._close_fds(p)
+        with contextlib.suppress(OSError):
+            os.unlink(p.tmp)
+        with contextlib.suppress(OSError):
+            self._undo_append(p)
+
     def abort(self) -> None:
-        """The sender went away mid-batch: remove the temp files of uncommitted batches now."""
+        """The sender went away mid-batch: undo what uncommitted batches wrote, now."""
         for batch in self._open:
             for p in batch.pending.values():
-                if p.fd >= 0:
-                    with contextlib.suppress(OSError):
-                        os.close(p.fd)
-                with contextlib.suppress(OSError):
-                    os.unlink(p.tmp)
+                self._discard(p)
             self.db.drop_tmp(p.tmp for p in batch.pending.values())
         self._open.clear()
 
@@ -447,7 +608,8 @@ def _with_backup(msg: str, kept: str | None) -> str:
 
 
 def cleanup_tmp(db: StateDB) -> int:
-    """Remove every recorded receive temp file that still exists; returns how many."""
+    """Remove every recorded receive temp file that still exists, and cut files that an
+    interrupted in-place append left longer back to their old content; returns how many."""
     paths = db.tmp_paths()
     n = 0
     for p in paths:
@@ -455,4 +617,25 @@ def cleanup_tmp(db: StateDB) -> int:
             os.unlink(p)
             n += 1
     db.drop_tmp(paths)
+    journal = db.appends()
+    for path, ino, size, mtime_ns in journal:
+        with contextlib.suppress(OSError):
+            n += undo_append(path, ino, size, mtime_ns)
+    db.drop_appends(p for p, *_ in journal)
     return n
+
+
+def undo_append(path: str, ino: int, size: int, mtime_ns: int) -> int:
+    """Cut ``path`` back to ``size`` bytes and its old mtime if it is still that inode and
+    longer; returns 1 if it did."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if st.st_ino != ino or st.st_size <= size:
+            return 0
+        os.ftruncate(fd, size)
+        os.utime(fd, ns=(st.st_atime_ns, mtime_ns))
+        os.fsync(fd)
+        return 1
+    finally:
+        os.close(fd)

@@ -1,11 +1,14 @@
 """The sqlite state database: what each file looked like at the last sync, per peer.
 
 Tables:
-  local(name, state, ino, ctime_ns, checked_ns)  this node's last scan (a cache for hashing)
+  local(name, state, ino, ctime_ns, checked_ns, blocks, verified_ns)
+                                                 this node's last scan (a cache for hashing)
   synced(peer, name, state)                      what ``peer`` holds, as of the last sync with it
   dirty(peer, name, forced)                      names to send to ``peer`` (``-M`` lists them)
   forced(peer, path, recursive)                  ``-f`` scopes: make the peer equal to us there
   tmpfiles(path)                                 receive temp files that may exist (cleanup list)
+  appends(path, ino, size, mtime_ns)             files being appended to in place: their size and
+                                                 mtime before, to cut them back after a crash
 
 Every public method is one transaction; callers batch many files into one call.
 """
@@ -26,7 +29,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS local(name TEXT PRIMARY KEY, kind TEXT, mode INTEGER, uid INTEGER,
                                  gid INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,
                                  target TEXT, rdev INTEGER, ino INTEGER, ctime_ns INTEGER,
-                                 checked_ns INTEGER);
+                                 checked_ns INTEGER, blocks BLOB,
+                                 verified_ns INTEGER);
 CREATE TABLE IF NOT EXISTS synced(peer TEXT, name TEXT, kind TEXT, mode INTEGER, uid INTEGER,
                                   gid INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,
                                   target TEXT, rdev INTEGER, PRIMARY KEY(peer, name));
@@ -35,12 +39,19 @@ CREATE TABLE IF NOT EXISTS dirty(peer TEXT, name TEXT, forced INTEGER NOT NULL D
 CREATE TABLE IF NOT EXISTS forced(peer TEXT, path TEXT, recursive INTEGER,
                                   PRIMARY KEY(peer, path));
 CREATE TABLE IF NOT EXISTS tmpfiles(path TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS appends(path TEXT PRIMARY KEY, ino INTEGER, size INTEGER,
+                                   mtime_ns INTEGER);
 """
+# Bumped when the meaning of a stored digest changes: version 2 has block digests
+# (nonstop.sync.digest). An older cache is dropped (every file is hashed again once); the peers'
+# recorded states stay, and a file whose digest only changed form is found equal ("same") at the
+# next sync without sending its bytes.
+SCHEMA_VERSION = 2
 
 
 # States are stored as columns, in FileState's field order: rows compare and load as tuples.
 _STATE = "kind, mode, uid, gid, size, mtime_ns, digest, target, rdev"
-_LOCAL = f"name, {_STATE}, ino, ctime_ns, checked_ns"
+_LOCAL = f"name, {_STATE}, ino, ctime_ns, checked_ns, blocks, verified_ns"
 
 
 def _cols(state: FileState) -> tuple[object, ...]:
@@ -50,11 +61,12 @@ def _cols(state: FileState) -> tuple[object, ...]:
 
 def _seen(row: tuple[object, ...]) -> Seen:
     """A Seen from a ``local`` row without its name (our own rows: no remote-input checks)."""
-    return Seen(FileState(*row[:9]), row[9], row[10], row[11])  # type: ignore[arg-type]
+    return Seen(FileState(*row[:9]), row[9], row[10], row[11],  # type: ignore[arg-type]
+                row[12] or b"", row[13] or 0)  # type: ignore[arg-type]
 
 
 def _local_row(name: str, s: Seen) -> tuple[object, ...]:
-    return (name, *_cols(s.state), s.ino, s.ctime_ns, s.checked_ns)
+    return (name, *_cols(s.state), s.ino, s.ctime_ns, s.checked_ns, s.blocks, s.verified_ns)
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,20 @@ class StateDB:
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            self._db.executescript(_SCHEMA)
+            return
+        with self._tx() as db:
+            if version < SCHEMA_VERSION:
+                db.execute("DROP TABLE IF EXISTS local")
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the database."""
@@ -98,9 +123,9 @@ class StateDB:
         """The cached scan entry of one name."""
         with self._lock:
             row = self._db.execute(
-                f"SELECT {_STATE}, ino, ctime_ns, checked_ns FROM local WHERE name=?", (name,)
+                f"SELECT {_LOCAL} FROM local WHERE name=?", (name,)
             ).fetchone()
-        return None if row is None else _seen(row)
+        return None if row is None else _seen(row[1:])
 
     def local_many(self, names: list[str]) -> dict[str, Seen]:
         """Cached entries for these names (one query for few, a table scan for many)."""
@@ -193,7 +218,7 @@ class StateDB:
             gone = [n for n in old if n not in seen]
             db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in gone))
             db.executemany(
-                "INSERT OR REPLACE INTO local VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO local VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     _local_row(n, s)
                     for n, s in seen.items()
@@ -295,7 +320,7 @@ class StateDB:
                     )
                     if seen is not None:
                         db.execute(
-                            "INSERT OR REPLACE INTO local VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            "INSERT OR REPLACE INTO local VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                             _local_row(name, seen),
                         )
                 db.execute("DELETE FROM dirty WHERE peer=? AND name=?", (peer, name))
@@ -315,6 +340,22 @@ class StateDB:
         """Forget temp files that were renamed into place or removed."""
         with self._tx() as db:
             db.executemany("DELETE FROM tmpfiles WHERE path=?", ((p,) for p in paths))
+
+    def add_append(self, path: str, ino: int, size: int, mtime_ns: int) -> None:
+        """Record a file about to be appended to in place, as it is now (before any write)."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO appends VALUES(?,?,?,?)",
+                       (path, ino, size, mtime_ns))
+
+    def drop_appends(self, paths: Iterable[str]) -> None:
+        """The appends to these files were committed or undone."""
+        with self._tx() as db:
+            db.executemany("DELETE FROM appends WHERE path=?", ((p,) for p in paths))
+
+    def appends(self) -> list[tuple[str, int, int, int]]:
+        """In-place appends an earlier session may have left half done."""
+        with self._lock:
+            return list(self._db.execute("SELECT path, ino, size, mtime_ns FROM appends"))
 
     def tmp_paths(self) -> list[str]:
         """Temp files an earlier session may have left behind."""

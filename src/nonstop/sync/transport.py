@@ -74,6 +74,8 @@ class Channel:
         self.writer = writer
         self._unflushed = 0
         self.frames_sent = 0  # replies per session show there is no per-file round trip
+        self.bytes_sent = 0  # frame bytes, before TLS
+        self.bytes_received = 0
 
     async def recv(self) -> Frame:
         """The next frame (ConnectionError when the peer closed)."""
@@ -83,6 +85,7 @@ class Channel:
             payload = await self.reader.readexactly(length) if length else b""
         except asyncio.IncompleteReadError:
             raise ConnectionError("connection closed by peer") from None
+        self.bytes_received += p.HEADER.size + length
         return Frame(kind, payload)
 
     async def expect(self, *kinds: Kind) -> Frame:
@@ -99,6 +102,7 @@ class Channel:
         self.writer.write(data)
         self._unflushed += len(data)
         self.frames_sent += 1
+        self.bytes_sent += len(data)
 
     def send_obj(self, kind: Kind, obj: dict[str, Any]) -> None:
         """Queue a control frame."""

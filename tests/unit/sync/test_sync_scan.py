@@ -157,3 +157,40 @@ def test_pathmap_prefix(tmp_path: Path) -> None:
     assert pa.local("%data%/x") == "/r/srv/a/x"
     assert pb.local("%data%/x") == "/srv/b/x"
     assert Matcher([Pattern("%data%", True, Location("c", 1))]).included("%data%/x")
+
+
+def test_a_file_growing_while_it_is_hashed_is_described_as_far_as_it_was_seen(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from nonstop.sync.digest import Hasher
+    from nonstop.sync.scan import describe
+
+    log = tmp_path / "full"
+    log.write_bytes(b"x" * (8 << 20))
+    stop = threading.Event()
+
+    def grow() -> None:
+        with open(log, "ab", buffering=0) as fh:
+            while not stop.is_set():
+                fh.write(b"a line of the Asterisk full log\n" * 64)
+
+    t = threading.Thread(target=grow)
+    t.start()
+    try:
+        seen = [describe(str(log), None, 1) for _ in range(5)]
+    finally:
+        stop.set()
+        t.join()
+    data = log.read_bytes()
+    for s in seen:
+        assert s is not None
+        # exactly a prefix that existed, hashed once, untrusted for the next scan
+        h = Hasher()
+        h.update(data[: s.state.size])
+        assert s.state.digest == h.hexdigest()
+        assert s.checked_ns == 0
+    # a quiet file is trusted again
+    quiet = describe(str(log), seen[-1], 2)
+    assert quiet is not None and quiet.state.size == len(data) and quiet.checked_ns == 2

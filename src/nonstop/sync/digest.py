@@ -1,0 +1,113 @@
+"""Content digests that can be extended: a file's digest is the hash of its blocks' hashes.
+
+A regular file is cut into blocks of :data:`BLOCK` bytes; each block has a 16-byte blake2b
+digest, and the file's digest is the blake2b (20 bytes, hex) of those digests in order. Unlike a
+plain hash of the whole content, this lets a file that grew be described by re-hashing only its
+last old block and the new bytes (its earlier block digests are kept in the scan cache), and lets
+both ends of an append-only transfer verify the whole new content while reading only its tail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+BLOCK = 1 << 20
+BLOCK_DIGEST = 16
+_READ = 1 << 20
+
+
+def _block() -> hashlib.blake2b:
+    return hashlib.blake2b(digest_size=BLOCK_DIGEST)
+
+
+def tree_digest(blocks: bytes) -> str:
+    """The file digest of a list of block digests."""
+    return hashlib.blake2b(blocks, digest_size=20).hexdigest()
+
+
+class Hasher:
+    """Block digests of content fed in order, from the start or resumed at a block boundary."""
+
+    def __init__(self, blocks: bytes = b"", offset: int = 0) -> None:
+        if offset % BLOCK or len(blocks) != offset // BLOCK * BLOCK_DIGEST:
+            raise ValueError("a hasher resumes at a block boundary with the blocks before it")
+        self._done = bytearray(blocks)
+        self._cur = _block()
+        self._fill = 0
+        self.size = offset
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        """Hash the next bytes of the content."""
+        view = memoryview(data)
+        while view:
+            take = min(len(view), BLOCK - self._fill)
+            self._cur.update(view[:take])
+            self._fill += take
+            self.size += take
+            view = view[take:]
+            if self._fill == BLOCK:
+                self._done += self._cur.digest()
+                self._cur = _block()
+                self._fill = 0
+
+    def blocks(self) -> bytes:
+        """The block digests so far (the last block may be partial)."""
+        return bytes(self._done) + (self._cur.digest() if self._fill else b"")
+
+    def hexdigest(self) -> str:
+        """The file digest of everything fed so far."""
+        return tree_digest(self.blocks())
+
+    def feed_fd(self, fd: int, start: int, end: int) -> int:
+        """Hash the bytes ``[start, end)`` of an open file; stops early at its end of file.
+
+        Returns the bytes read. Never reads past ``end``: a file that keeps growing is described
+        only as far as the caller asked.
+        """
+        pos = start
+        while pos < end:
+            chunk = os.pread(fd, min(_READ, end - pos), pos)
+            if not chunk:
+                break
+            self.update(chunk)
+            pos += len(chunk)
+        return pos - start
+
+
+def resume_point(blocks: bytes, size: int) -> tuple[bytes, int]:
+    """Where to resume hashing content of ``size`` bytes whose block digests are ``blocks``:
+    the whole blocks before the last (partial or full) one, and its offset. Re-hashing from
+    there re-creates the last block, which is how a caller checks the old end is still there."""
+    if size <= 0:
+        return b"", 0
+    last = (size - 1) // BLOCK
+    return blocks[: last * BLOCK_DIGEST], last * BLOCK
+
+
+def blocks_match(blocks: bytes, size: int, digest: str) -> bool:
+    """Whether ``blocks`` describe content of ``size`` bytes with file digest ``digest``."""
+    count = (size + BLOCK - 1) // BLOCK
+    return len(blocks) == count * BLOCK_DIGEST and tree_digest(blocks) == digest
+
+
+def hash_fd(fd: int, size: int) -> tuple[Hasher, int]:
+    """Hash the first ``size`` bytes of an open file (fewer if it is shorter now)."""
+    h = Hasher()
+    n = h.feed_fd(fd, 0, size)
+    return h, n
+
+
+def extend(fd: int, blocks: bytes, old_size: int, new_size: int) -> Hasher | None:
+    """Describe a file that grew from ``old_size`` (block digests ``blocks``) to ``new_size``
+    by re-hashing its last old block and the new bytes; None if that last block changed (the
+    file was rewritten, not appended to) or the file is now shorter than ``new_size``."""
+    keep, offset = resume_point(blocks, old_size)
+    h = Hasher(keep, offset)
+    if h.feed_fd(fd, offset, old_size) != old_size - offset:
+        return None
+    if h.blocks() != blocks:
+        return None
+    if h.feed_fd(fd, old_size, new_size) != new_size - old_size:
+        return None
+    return h

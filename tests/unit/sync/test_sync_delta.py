@@ -1,0 +1,178 @@
+"""Transfers that cost what changed: appends send the new bytes, other changes an rsync delta;
+a crash or abort in the middle leaves the old content (two real nodes over TLS on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+from sync_harness import KEY, pair
+
+from nonstop.sync import backups, rdiff
+from nonstop.sync.digest import BLOCK
+from nonstop.sync.plan import Op
+from nonstop.sync.protocol import Kind, encode
+from nonstop.sync.receiver import cleanup_tmp
+from nonstop.sync.scan import VERIFY_BYTES_PER_S
+from nonstop.sync.transport import client_handshake, connect
+
+LOG = "/var/log/asterisk/full"
+BIG = "/var/spool/asterisk/big.wav"
+
+
+def _text(n: int, seed: int = 1) -> bytes:
+    rnd = random.Random(seed)
+    words = [b"NOTICE", b"VERBOSE", b"chan_sip.c", b"Executing", b"SIP/100", b"Dial", b"ok"]
+    out = bytearray()
+    while len(out) < n:
+        out += b" ".join(rnd.choice(words) for _ in range(12)) + b"\n"
+    return bytes(out[:n])
+
+
+def _sent(n1_report_bytes: int, payload: int) -> float:
+    return n1_report_bytes / max(payload, 1)
+
+
+async def test_an_append_sends_only_the_new_bytes(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        body = _text(3 * BLOCK + 12345)
+        n1.write(LOG, body)
+        assert await n1.sync() == []
+        assert n2.path(LOG).read_bytes() == body
+        ino = n2.path(LOG).stat().st_ino
+        for i in range(5):
+            line = f"[Dec  4 19:{i:02}:00] NOTICE line {i}\n".encode() * 3
+            with open(n1.path(LOG), "ab") as fh:
+                fh.write(line)
+            n1.node.check()
+            report = await n1.node.update()
+            assert report.problems == []
+            # OFFER/VERDICT/START/DATA/EOF/COMMIT/RESULTS/BYE around ~100 bytes of text
+            assert report.bytes_sent < len(line) + 2500, report.bytes_sent
+            assert n2.path(LOG).read_bytes() == n1.path(LOG).read_bytes()
+        # grown in place (same inode) and no backup generation was rotated for the appends
+        assert n2.path(LOG).stat().st_ino == ino
+        assert backups.generations_of(str(n2.root / "var/backups/csync2"), LOG) == []
+
+
+async def test_an_in_place_change_sends_about_the_changed_block(tmp_path: Path) -> None:
+    assert rdiff.available()
+    async with pair(tmp_path) as (n1, n2):
+        body = bytearray(os.urandom(8 << 20))
+        n1.write(BIG, bytes(body))
+        assert await n1.sync() == []
+        body[4_000_000:4_001_000] = os.urandom(1000)
+        n1.write(BIG, bytes(body))
+        n1.node.check()
+        report = await n1.node.update()
+        assert report.problems == []
+        assert n2.path(BIG).read_bytes() == bytes(body)
+        # the signature comes back (~40 KB for 8 MB), the delta carries ~one rsync block
+        assert report.bytes_sent < 64 * 1024, report.bytes_sent
+        assert report.bytes_received < 128 * 1024, report.bytes_received
+        # a real replacement: the old version is kept as a backup
+        kept = backups.generations_of(str(n2.root / "var/backups/csync2"), BIG)
+        assert len(kept) == 1
+
+
+async def test_an_insertion_costs_what_rsync_would(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        body = os.urandom(4 << 20)
+        n1.write(BIG, body)
+        assert await n1.sync() == []
+        changed = body[:1_000_000] + b"inserted bytes" * 50 + body[1_000_000:]
+        n1.write(BIG, changed)
+        n1.node.check()
+        report = await n1.node.update()
+        assert report.problems == []
+        assert n2.path(BIG).read_bytes() == changed
+        assert report.bytes_sent + report.bytes_received < 96 * 1024
+
+
+async def test_a_file_rewritten_in_place_and_grown_converges_within_its_verify_time(
+    tmp_path: Path,
+) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        body = _text(2 * BLOCK + 500)
+        n1.write(LOG, body)
+        assert await n1.sync() == []
+        rewritten = b"X" + body[1:] + b"more\n"  # first byte changed and grown: not an append
+        with open(n1.path(LOG), "r+b") as fh:
+            fh.write(rewritten)
+        # Taken for an append at once (only the last old block is read again), but its whole
+        # content is read again once size / VERIFY_BYTES_PER_S has passed since the last time.
+        assert await n1.sync() == []
+        await asyncio.sleep(len(rewritten) / VERIFY_BYTES_PER_S + 0.05)
+        assert await n1.sync() == []
+        assert n2.path(LOG).read_bytes() == rewritten
+
+
+async def test_an_append_to_a_replica_changed_on_the_standby_is_a_conflict(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        n1.write(LOG, _text(300_000))
+        assert await n1.sync() == []
+        with open(n2.path(LOG), "ab") as fh:
+            fh.write(b"written on the standby\n")
+        standby = n2.path(LOG).read_bytes()
+        with open(n1.path(LOG), "ab") as fh:
+            fh.write(b"written on the active node\n")
+        problems = await n1.sync()
+        assert problems and "changed on both" in problems[0]
+        assert n2.path(LOG).read_bytes() == standby
+
+
+async def test_an_append_cut_off_midway_leaves_the_old_content(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        old = _text(BLOCK + 777)
+        n1.write(LOG, old)
+        assert await n1.sync() == []
+        with open(n1.path(LOG), "ab") as fh:
+            fh.write(_text(500_000, seed=2))
+        n1.node.check()
+        seen = n1.node.db.local_get(LOG)
+        synced = n1.node.db.synced_for("vpbx1-2", [LOG])[LOG]
+        assert seen is not None
+        # A sender that dies after part of the new bytes: a session by hand.
+        chan = await connect("127.0.0.2", n2.node.opts.port)
+        await client_handshake(chan, KEY.encode(), "vpbx1", "vpbx1-1", "vpbx1-2")
+        chan.send_obj(Kind.OFFER, {"b": 0, "ops": [Op("put", LOG, synced, seen.state).to_wire()]})
+        verdict = (await chan.expect(Kind.VERDICT)).obj()
+        assert verdict["need"] == [0] and verdict["have"]["0"]["size"] == len(old)
+        chan.send_obj(Kind.START, {"i": 0, "m": "append", "at": len(old)})
+        chan.send(encode(Kind.DATA, b"partial " * 20_000))
+        await chan.drain()
+        replica = n2.path(LOG)
+        for _ in range(300):
+            if replica.stat().st_size > len(old):
+                break
+            await asyncio.sleep(0.01)
+        assert replica.stat().st_size > len(old)  # it really was being appended in place
+        await chan.close()
+        for _ in range(300):
+            if replica.stat().st_size == len(old):
+                break
+            await asyncio.sleep(0.01)
+        assert replica.read_bytes() == old
+        assert n2.node.db.appends() == []
+        # the next run completes it
+        assert await n1.sync() == []
+        assert replica.read_bytes() == n1.path(LOG).read_bytes()
+
+
+def test_a_crash_during_an_append_is_undone_at_the_next_start(tmp_path: Path) -> None:
+    from nonstop.sync.statedb import StateDB
+
+    f = tmp_path / "full"
+    f.write_bytes(b"old content\n")
+    st = f.stat()
+    db = StateDB(str(tmp_path / "state.db3"))
+    db.add_append(str(f), st.st_ino, st.st_size, st.st_mtime_ns)
+    with open(f, "ab") as fh:  # the crashed receiver had written part of the new bytes
+        fh.write(b"half a li")
+    assert cleanup_tmp(db) == 1
+    assert f.read_bytes() == b"old content\n"
+    assert f.stat().st_mtime_ns == st.st_mtime_ns
+    assert db.appends() == []
+    db.close()
