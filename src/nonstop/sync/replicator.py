@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 from nonstop.sync.inotify import Watcher
 from nonstop.sync.node import ALL, Node, Report, Scope, SyncServer
 from nonstop.sync.patterns import TMP_PREFIX
+
+_log = logging.getLogger("nonstop.sync")
 
 # The talk's master script forces these, in this order, before its -xv.
 MASTER_FORCE_PATHS = ("/var/log/asterisk", "/etc/asterisk")
@@ -49,6 +52,10 @@ class Replicator:
         self._active = False
         self._hints: dict[str, bool] = {}
         self._first_hint: float | None = None
+        # When the oldest change that has not reached the peers yet was seen (kept across
+        # failed runs, so lag_s is the age of that change, not of the last retry).
+        self._unsent_since: float | None = None
+        self._failing = 0  # failed runs in a row (the first of a burst is logged)
         self._full_due = True
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -91,6 +98,7 @@ class Replicator:
         if not active:
             self._hints.clear()
             self._first_hint = None
+            self._unsent_since = None
         self._wake.set()
 
     async def force_sync(self, paths: tuple[str, ...] | list[str] = MASTER_FORCE_PATHS) -> Report:
@@ -104,7 +112,8 @@ class Replicator:
         """For ``nonstop status``: last sync time, lag, dirty count, last error."""
         st = dict(self._status)
         st["pending_hints"] = len(self._hints)
-        st["lag_s"] = (time.monotonic() - self._first_hint) if self._first_hint else 0.0
+        oldest = [t for t in (self._unsent_since, self._first_hint) if t is not None]
+        st["lag_s"] = round(time.monotonic() - min(oldest), 3) if oldest else 0.0
         if self.server is not None:
             st["server"] = dict(self.server.stats)
         return st
@@ -180,6 +189,8 @@ class Replicator:
                     await asyncio.sleep(self.debounce)
             full = self._full_due or time.monotonic() >= next_full
             hints, self._hints = self._hints, {}
+            if self._first_hint is not None and self._unsent_since is None:
+                self._unsent_since = self._first_hint
             self._first_hint = None
             self._full_due = False
             scopes: list[Scope] | None = None if full else sorted(hints.items())
@@ -191,17 +202,37 @@ class Replicator:
                 next_full = min(next_full, time.monotonic() + self.retry_interval)
 
     async def _sync(self, scopes: list[Scope] | None) -> Report:
+        started = time.monotonic()
         try:
             await asyncio.to_thread(self.node.check, scopes or ALL)
             report = await self.node.update()
             dirty = len(await asyncio.to_thread(self.node.db.dirty))
-        except Exception as e:  # keep the service alive; the reason goes to status
-            self._status.update(last_error=f"{type(e).__name__}: {e}", last_sync_ok=False)
+        except Exception as e:  # keep the service alive; the reason goes to status and the log
+            self._failed(f"{type(e).__name__}: {e}", started)
             return Report(problems=[str(e)])
         self._status["syncs"] += 1
         self._status["last_sync"] = time.time()
         self._status["last_sync_ok"] = not report.problems
-        if report.problems:
-            self._status["last_error"] = report.problems[-1]
         self._status["dirty"] = dirty
+        self._status["bytes_sent"] = self._status.get("bytes_sent", 0) + report.bytes_sent
+        if report.problems:
+            self._failed(report.problems[-1], started, len(report.problems))
+        elif dirty:
+            # Sent what it could, but names stay dirty (e.g. changed again while sent).
+            self._unsent_since = self._unsent_since or started
+        else:
+            if self._failing:
+                _log.warning("replication works again after %d failed run(s)", self._failing)
+            self._failing = 0
+            self._unsent_since = None
         return report
+
+    def _failed(self, error: str, started: float, count: int = 1) -> None:
+        """A run that did not reach the peers: status, and the log once per burst."""
+        self._status.update(last_error=error, last_sync_ok=False)
+        self._unsent_since = self._unsent_since or started
+        if not self._failing:
+            more = f" (and {count - 1} more problem(s))" if count > 1 else ""
+            _log.warning("replication failed: %s%s; retrying every %.0f s, changes kept",
+                         error, more, self.retry_interval)
+        self._failing += 1

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
 
+import pytest
 from sync_harness import free_port, make_node, talk_config
 
 from nonstop.sync.replicator import Replicator
@@ -91,11 +93,91 @@ async def test_periodic_full_scan_catches_what_inotify_misses(tmp_path: Path) ->
         # an unreachable peer shows in the status, and the change waits in the dirty list
         await r2.stop()
         n1.write("/var/log/asterisk/full", "later\n")
-        await _wait(lambda: r1.status()["last_sync_ok"] is False)
+        # (a session cut by the stop may fail first with "connection lost")
+        await _wait(lambda: "connection to vpbx1-2" in (r1.status()["last_error"] or ""))
         st = r1.status()
-        assert "connection to vpbx1-2" in st["last_error"] and st["dirty"] == 1
+        assert st["last_sync_ok"] is False and st["dirty"] == 1
     finally:
         await r1.stop()
         await r2.stop()
         n1.node.close()
         n2.node.close()
+
+
+async def test_lag_is_the_age_of_the_oldest_unsent_change_and_errors_are_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = talk_config(tmp_path)
+    port = free_port()
+    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
+    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
+    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
+    # retries every 0.2 s while the peer is down
+    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=0.2, serve=False)
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    await r1.start()
+    caplog.set_level(logging.INFO, logger="nonstop.sync")
+    try:
+        r1.set_active(True)
+        await _wait(lambda: r1.status()["syncs"] + (r1.status()["last_sync_ok"] is False) >= 1)
+        n1.write("/etc/asterisk/sip.conf", "edited while the standby is down\n")
+        t0 = time.monotonic()
+        await _wait(lambda: time.monotonic() - t0 > 1.5)  # several retries fail meanwhile
+        lag = r1.status()["lag_s"]
+        assert lag >= 1.4, lag  # not reset by each retry
+        failed = [r for r in caplog.records if "replication failed" in r.getMessage()]
+        assert len(failed) == 1, [r.getMessage() for r in failed]  # once per burst
+        assert "connection to vpbx1-2" in failed[0].getMessage()
+        await r2.start()
+        target = n2.path("/etc/asterisk/sip.conf")
+        await _wait(lambda: target.exists())
+        await _wait(lambda: r1.status()["lag_s"] == 0.0)
+        assert any("works again" in r.getMessage() for r in caplog.records)
+    finally:
+        await r1.stop()
+        await r2.stop()
+        n1.node.close()
+        n2.node.close()
+
+
+async def test_other_files_arrive_while_a_log_grows_all_the_time(tmp_path: Path) -> None:
+    cfg = talk_config(tmp_path)
+    port = free_port()
+    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
+    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
+    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
+    log = n1.write("/var/spool/asterisk/full.log", b"start\n" * 500_000)
+    r1 = Replicator(n1.node, full_scan_interval=3600)
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    await r1.start()
+    await r2.start()
+    stop = asyncio.Event()
+
+    async def append() -> None:
+        with open(log, "ab", buffering=0) as fh:
+            i = 0
+            while not stop.is_set():
+                fh.write(f"[{i}] VERBOSE[123] pbx.c: Executing Dial(SIP/100)\n".encode() * 20)
+                i += 1
+                await asyncio.sleep(0.005)
+
+    writer = asyncio.create_task(append())
+    try:
+        r1.set_active(True)
+        replica = n2.path("/var/spool/asterisk/full.log")
+        await _wait(lambda: replica.exists())
+        for i in range(5):
+            n1.write(f"/etc/asterisk/edit{i}.conf", f"edit {i}\n")
+            await _wait(lambda i=i: n2.path(f"/etc/asterisk/edit{i}.conf").exists(), 3.0)
+            got = replica.read_bytes()
+            assert log.read_bytes().startswith(got)  # always a prefix of the source
+    finally:
+        stop.set()
+        await writer
+        try:
+            await _wait(lambda: replica.read_bytes() == log.read_bytes())
+        finally:
+            await r1.stop()
+            await r2.stop()
+            n1.node.close()
+            n2.node.close()
