@@ -32,7 +32,7 @@ from nonstop.sync.conflicts import Action, judge
 from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.patterns import Matcher, PathMap, valid_name
 from nonstop.sync.plan import Op
-from nonstop.sync.scan import Seen, describe
+from nonstop.sync.scan import Seen, describe, racy_window
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
 
@@ -352,7 +352,11 @@ class Receiver:
         target = state.target if stat.S_ISLNK(st.st_mode) else ""
         now = self._now()
         # The content was checked against the sender's digest: as good as read in full now.
-        seen = Seen(FileState.from_stat(st, digest, target), st.st_ino, st.st_ctime_ns, now,
+        # Its mtime is the sender's, set by us: a local write would stamp this machine's clock
+        # instead, so the racy window of that mtime does not apply (no full re-read of a big
+        # replica just because it was received within 50 ms of the sender's last write).
+        checked = max(now, st.st_mtime_ns + racy_window(st.st_mtime_ns, st.st_ctime_ns))
+        seen = Seen(FileState.from_stat(st, digest, target), st.st_ino, st.st_ctime_ns, checked,
                     blocks if reg else b"", now)
         records.append((name, state, seen))
         self.changed.append(name)

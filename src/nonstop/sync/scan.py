@@ -29,6 +29,14 @@ HASH_PARALLEL_MIN = 8  # fewer files than this are hashed inline
 # a file rewritten in place *and* grown is found within size / rate (a 2 GB log: ~2 minutes; a
 # 5 MB database: at once), and re-reading costs at most about 1 % of a core.
 VERIFY_BYTES_PER_S = 16 << 20
+# A file this large that looks unchanged but was written within the racy window is checked by its
+# last block only (within the same re-read budget); a smaller one is read whole, as always.
+LARGE_FILE = 64 << 20
+
+
+def verify_after_ns(size: int) -> int:
+    """How long a large file's partial checks may stand before its whole content is re-read."""
+    return size * 1_000_000_000 // VERIFY_BYTES_PER_S
 RACY_NS = 2_000_000_000  # filesystems with whole-second timestamps
 FINE_RACY_NS = 50_000_000  # nanosecond timestamps: the kernel's coarse clock ticks in <= 10 ms
 
@@ -88,10 +96,15 @@ def _probe(path: str, cached: Seen | None, now_ns: int) -> Seen | os.stat_result
             and cached.ctime_ns == st.st_ctime_ns
             and cached.state.mtime_ns == st.st_mtime_ns
             and cached.state.size == st.st_size
-            and max(st.st_mtime_ns, st.st_ctime_ns) + racy_window(st.st_mtime_ns, st.st_ctime_ns)
+            and st.st_mtime_ns + (w := racy_window(st.st_mtime_ns, st.st_ctime_ns))
             <= cached.checked_ns
+            and (cached.verified_ns >= st.st_mtime_ns + w
+                 or now_ns - cached.verified_ns < verify_after_ns(st.st_size))
         ):
-            return replace(cached, ctime_ns=st.st_ctime_ns)
+            # Content as recorded. Owner and mode come from this stat: a chmod in the same
+            # clock tick as the record leaves ctime equal, but never the content (a write moves
+            # mtime; one put back with touch -r moves ctime).
+            return replace(cached, state=FileState.from_stat(st, cached.state.digest))
         return st
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(path)
@@ -99,15 +112,16 @@ def _probe(path: str, cached: Seen | None, now_ns: int) -> Seen | os.stat_result
 
 
 def _grown(cached: Seen | None, st: os.stat_result, now_ns: int) -> Seen | None:
-    """The cached entry when the file only looks appended to (same inode, larger, its block
-    digests known, its whole content read recently enough): then only its last old block and
-    the new bytes are read."""
+    """The cached entry when the file only looks appended to (same inode, larger, or as large
+    and large, its block digests known, its whole content read recently enough): then only its
+    last old block and the new bytes are read."""
     if (
         cached is None
         or cached.state.kind != "reg"
         or cached.ino != st.st_ino
-        or st.st_size <= cached.state.size
-        or now_ns - cached.verified_ns >= st.st_size * 1_000_000_000 // VERIFY_BYTES_PER_S
+        or st.st_size < cached.state.size
+        or (st.st_size == cached.state.size and st.st_size < LARGE_FILE)
+        or now_ns - cached.verified_ns >= verify_after_ns(st.st_size)
         or not blocks_match(cached.blocks, cached.state.size, cached.state.digest)
     ):
         return None
@@ -137,7 +151,7 @@ def _hashed(path: str, st: os.stat_result, now_ns: int, cached: Seen | None = No
         h = None
         verified = now_ns
         base = _grown(cached, st0, now_ns)
-        if base is not None and size > base.state.size:
+        if base is not None and size >= base.state.size:
             h = extend(fd, base.blocks, base.state.size, size)
             verified = base.verified_ns
         if h is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -60,7 +61,8 @@ def test_unchanged_file_is_not_rehashed_but_racy_one_is(tmp_path: Path) -> None:
     _age(p)
     st0 = p.stat()
     # recorded long after its last change: trusted without reading
-    trusted = Seen(first.state, st0.st_ino, st0.st_ctime_ns, now + 2 * RACY_NS)
+    trusted = Seen(first.state, st0.st_ino, st0.st_ctime_ns, now + 2 * RACY_NS, first.blocks,
+                   now + 2 * RACY_NS)
     again = describe(str(p), trusted, now + 3 * RACY_NS)
     assert again is not None and again.state == first.state and not _read_since(p)
     # recorded within the racy window: re-hashed, so a same-size same-tick edit is seen
@@ -194,3 +196,25 @@ def test_a_file_growing_while_it_is_hashed_is_described_as_far_as_it_was_seen(
     # a quiet file is trusted again
     quiet = describe(str(log), seen[-1], 2)
     assert quiet is not None and quiet.state.size == len(data) and quiet.checked_ns == 2
+
+
+def test_a_large_file_is_read_whole_again_within_its_verify_budget(tmp_path: Path) -> None:
+    from nonstop.sync.scan import LARGE_FILE, verify_after_ns
+
+    p = tmp_path / "full"
+    p.write_bytes(b"a" * LARGE_FILE)
+    t = p.stat().st_mtime_ns  # every look below happens within the racy window of this mtime
+    first = describe(str(p), None, t)
+    assert first is not None and first.verified_ns == t
+    with open(p, "r+b") as fh:  # a same-size edit of the first block in the same clock tick
+        fh.write(b"b")
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, t))
+    cached = replace(first, ctime_ns=p.stat().st_ctime_ns)
+    # Within the budget only the last block is read again (the edit is not seen yet) ...
+    soon = describe(str(p), cached, t + 1)
+    assert soon is not None and soon.state.digest == first.state.digest
+    assert soon.verified_ns == t
+    # ... and once size / VERIFY_BYTES_PER_S has passed, the whole content is read again.
+    later = describe(str(p), soon, t + verify_after_ns(LARGE_FILE) + 1)
+    assert later is not None and later.state.digest != first.state.digest
