@@ -35,7 +35,7 @@ class Replicator:
         node: Node,
         *,
         debounce: float = 0.05,
-        max_delay: float = 0.5,
+        max_delay: float = 0.25,
         full_scan_interval: float = 60.0,
         retry_interval: float = 5.0,
         serve: bool = True,
