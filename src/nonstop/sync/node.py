@@ -45,6 +45,8 @@ Out = Callable[[int, str], None]
 MAX_OPS_PER_OFFER = 10_000
 WRITE_BACKLOG = 32 << 20  # received bytes the writer thread may lag behind the network
 LIST_CHUNK = 2000
+# A kept session unused for this long is closed instead of reused.
+KEEP_IDLE_S = 30.0
 # Below this size a file is sent whole: a signature round trip costs more than the bytes.
 DELTA_MIN = 64 * 1024
 
@@ -139,6 +141,11 @@ class Node:
         db_path = opts.db_path or os.path.join(opts.state_dir, f"{opts.me}.db3")
         self.db = StateDB(db_path, timeout=float(opts.config.lock_timeout))
         self.ignore = opts.config.ignore
+        # The daemon keeps one session per peer open between runs (no TLS handshake per
+        # change); a one-shot `nonstop sync` closes its sessions at the end of the run.
+        self.keep_sessions = False
+        self._kept: dict[tuple[str, str], tuple[Channel, float]] = {}
+        self._closing: set[asyncio.Future[None]] = set()
 
     def close(self) -> None:
         self.db.close()
@@ -220,19 +227,62 @@ class Node:
             raise SyncError(f"{peer}: {e}") from e
         return chan
 
+    def _reusable(self, g: _GroupCtx, peer: str) -> Channel | None:
+        """The open session kept from an earlier run with ``peer``, if it is still alive."""
+        kept = self._kept.pop((g.group.name, peer), None)
+        if kept is None:
+            return None
+        chan, since = kept
+        if (time.monotonic() - since > KEEP_IDLE_S or chan.reader.at_eof()
+                or chan.writer.is_closing()):
+            task = asyncio.ensure_future(chan.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            return None
+        return chan
+
+    async def close_sessions(self) -> None:
+        """Close the sessions kept open between runs (``keep_sessions``)."""
+        kept, self._kept = self._kept, {}
+        for chan, _since in kept.values():
+            with contextlib.suppress(Exception):
+                chan.send_obj(Kind.BYE, {})
+                await chan.drain()
+            await chan.close()
+        for t in list(self._closing):
+            with contextlib.suppress(Exception):
+                await t
+        self._closing.clear()
+
     async def _push(
         self, g: _GroupCtx, peer: str, forced: list[Scope], rows: list[tuple[str, bool]],
         report: Report,
     ) -> None:
+        chan = self._reusable(g, peer) if self.keep_sessions else None
+        if chan is not None:
+            # A kept session the peer dropped since (a restart) fails at once: then once more
+            # on a new connection, before anything was recorded as sent.
+            trial = Report()
+            await self._push_on(chan, g, peer, forced, rows, trial, reused=True)
+            if not trial.problems or trial.sent_names or trial.counts:
+                _merge(report, trial)
+                return
         try:
             chan = await self._open(g, peer)
         except SyncError as e:
             report.problems.append(str(e))
             self.out(0, f"ERROR: {e}")
             return
+        self.out(1, f"Connected to {peer} (TLS, group {g.group.name})")
+        await self._push_on(chan, g, peer, forced, rows, report)
+
+    async def _push_on(
+        self, chan: Channel, g: _GroupCtx, peer: str, forced: list[Scope],
+        rows: list[tuple[str, bool]], report: Report, reused: bool = False,
+    ) -> None:
         applied: list[str] = []
+        keep = False
         try:
-            self.out(1, f"Connected to {peer} (TLS, group {g.group.name})")
             if forced:
                 seen = await asyncio.to_thread(self._check_scopes, g, forced)
                 remote = await self._list(chan, forced)
@@ -258,18 +308,25 @@ class Node:
                     await asyncio.to_thread(self.db.record_sent, peer,
                                             [(n, None) for n in settled])
                 await self._send_ops(chan, g, peer, ops, report, applied)
-            chan.send_obj(Kind.BYE, {})
+            # BYE ends this run; with keep the peer runs its actions and waits for the next.
+            chan.send_obj(Kind.BYE, {"keep": True} if self.keep_sessions else {})
             await chan.drain()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(chan.expect(Kind.BYE), 30.0)
+                keep = self.keep_sessions
         except (ProtocolError, ConnectionError, RemoteError, OSError, TimeoutError) as e:
             msg = f"session with {peer} failed: {e}"
             report.problems.append(msg)
-            self.out(0, f"ERROR: {msg}")
+            if not reused:
+                self.out(0, f"ERROR: {msg}")
         finally:
             report.bytes_sent += chan.bytes_sent
             report.bytes_received += chan.bytes_received
-            await chan.close()
+            chan.bytes_sent = chan.bytes_received = 0
+            if keep:
+                self._kept[(g.group.name, peer)] = (chan, time.monotonic())
+            else:
+                await chan.close()
         report.sent_names.extend(applied)
         await self._run_actions(g, applied, receiving=False)
 
@@ -624,7 +681,7 @@ class Node:
             n = await asyncio.to_thread(rec.cleanup)
             if n:
                 self.out(0, f"removed {n} temp file(s) left by an interrupted transfer")
-            await self._serve(chan, g, peer, rec)
+            await self._serve(chan, g, peer, rec, stats)
         except (ProtocolError, ConnectionError, OSError, TimeoutError, RemoteError) as e:
             stats["errors"] = stats.get("errors", 0) + 1
             self.out(0, f"session from {peer.name} ended: {e}")
@@ -635,14 +692,14 @@ class Node:
             # Synchronous on purpose: it must also run when the session task is cancelled.
             rec.close()
             stats["last_session_frames_sent"] = chan.frames_sent
-            stats["bytes_received"] = stats.get("bytes_received", 0) + chan.bytes_received
-            stats["bytes_sent"] = stats.get("bytes_sent", 0) + chan.bytes_sent
+            _account(stats, chan)
             await chan.close()
         if rec.changed:
             self.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")
             await self._run_actions(g, rec.changed, receiving=True)
 
-    async def _serve(self, chan: Channel, g: _GroupCtx, peer: Peer, rec: Receiver) -> None:
+    async def _serve(self, chan: Channel, g: _GroupCtx, peer: Peer, rec: Receiver,
+                     stats: dict[str, int]) -> None:
         committing: asyncio.Task[None] | None = None
 
         async def settle() -> None:
@@ -658,7 +715,15 @@ class Node:
                     await settle()
                     chan.send_obj(Kind.BYE, {})
                     await chan.drain()
-                    return
+                    if f.obj().get("keep") is not True:
+                        return
+                    _account(stats, chan)
+                    # The end of one run in a kept session: its actions run now.
+                    changed, rec.changed = rec.changed, []
+                    if changed:
+                        self.out(1, f"received {len(changed)} change(s) from {peer.name}")
+                        await self._run_actions(g, changed, receiving=True)
+                    continue
                 if f.kind is Kind.LIST:
                     await settle()
                     await self._serve_list(chan, g, f.obj())
@@ -811,6 +876,22 @@ def open_node(
     for g in cfg.groups_for(me):
         load_key(g)  # a bad key is a config error now, not at the first connection
     return Node(Options(cfg, me, state_dir, None, root, port, dict(addresses or {}), listen), out)
+
+
+def _account(stats: dict[str, int], chan: Channel) -> None:
+    """Add a session's bytes so far to the server's counters."""
+    stats["bytes_received"] = stats.get("bytes_received", 0) + chan.bytes_received
+    stats["bytes_sent"] = stats.get("bytes_sent", 0) + chan.bytes_sent
+    chan.bytes_received = chan.bytes_sent = 0
+
+
+def _merge(into: Report, run: Report) -> None:
+    for k, v in run.counts.items():
+        into.count(k, v)
+    into.problems += run.problems
+    into.sent_names += run.sent_names
+    into.bytes_sent += run.bytes_sent
+    into.bytes_received += run.bytes_received
 
 
 @dataclass(frozen=True)

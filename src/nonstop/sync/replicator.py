@@ -72,6 +72,7 @@ class Replicator:
         """Start receiving, watching and (when active) pushing."""
         if self.server is not None:
             await self.server.start()
+        self.node.keep_sessions = True
         if self.watch:
             self._start_watcher()
         self._task = asyncio.create_task(self._run(), name="sync-replicator")
@@ -86,6 +87,7 @@ class Replicator:
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
+        await self.node.close_sessions()
         if self.server is not None:
             await self.server.close()
 

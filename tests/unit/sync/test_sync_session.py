@@ -392,3 +392,27 @@ async def test_many_small_files_go_in_one_stream_without_per_file_replies(tmp_pa
             await asyncio.sleep(0.01)
         # CHALLENGE, WELCOME, VERDICT, RESULTS, BYE: five replies for 301 files
         assert server.stats["last_session_frames_sent"] == 5
+
+
+async def test_a_kept_session_survives_a_restart_of_the_peer(tmp_path: Path) -> None:
+    from nonstop.sync.node import SyncServer
+
+    async with pair(tmp_path) as (n1, n2):
+        n1.node.keep_sessions = True
+        try:
+            n1.write("/etc/asterisk/sip.conf", "one\n")
+            assert await n1.sync() == []
+            assert len(n1.node._kept) == 1  # the session stays open for the next run
+            n1.write("/etc/asterisk/sip.conf", "two\n")
+            assert await n1.sync() == []
+            assert n2.path("/etc/asterisk/sip.conf").read_text() == "two\n"
+            assert n2.server is not None and n2.server.stats["sessions"] == 1
+            # the standby's daemon restarts: the kept session is dead; the next run reconnects
+            await n2.server.close()
+            n2.server = SyncServer(n2.node)
+            await n2.server.start()
+            n1.write("/etc/asterisk/sip.conf", "three\n")
+            assert await n1.sync() == []
+            assert n2.path("/etc/asterisk/sip.conf").read_text() == "three\n"
+        finally:
+            await n1.node.close_sessions()
