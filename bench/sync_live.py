@@ -954,7 +954,10 @@ def live_table(results: Sequence[LiveResult], w: Workload) -> Table:
             lambda r: "-" if r.end_run_s is None else f"{r.end_run_s:.2f} s"),
     ]
     note = (
-        f"A {w.log_bytes / 1e6:,.0f} MB `full` log (seeded Asterisk-like text) replicated first, "
+        f"A {w.log_bytes / 1e6:,.0f} MB `full` log (seeded Asterisk-like text) replicated first "
+        "(timed from the system's start until the standby's copy is equal: nonstop's includes "
+        "the cluster's start and takeover, csync2's is one `csync2 -x`, lsyncd's its start-up "
+        "rsync), "
         f"then for {w.duration_s:g} s: one line of about 200 bytes appended every "
         f"{1 / w.line_rate:g} s (O_APPEND, as Asterisk writes), a voicemail file of random "
         f"size and content created every {1 / w.voicemail_rate:g} s under {VOICEMAIL}, and "
