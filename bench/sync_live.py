@@ -592,9 +592,8 @@ class CpuMeter:
       that ignores SIGCHLD has its children reaped by the kernel, whose time then counts
       nowhere;
     * sampled: every process of the trees seen at a sample (a thread takes one every
-      :data:`CPU_SAMPLE_S`), its own
-      ticks at the last sample minus those at its first (0 when born in the window). A child
-      that lives shorter than the sampling period is missed.
+      :data:`CPU_SAMPLE_S`), its own ticks at the last sample minus those at its first (0 when
+      born in the window). A child that lives shorter than the sampling period is missed.
 
     Both are lower bounds of the true cost.
     """
