@@ -60,6 +60,11 @@ METHOD = """\
 * Times are CLOCK_MONOTONIC, shared by every process: the moment a fault is injected, the
   moment a log line appears (log files polled every 10 ms, for every system the same way)
   and the moment the client's SIP prober (OPTIONS every 20 ms) gets an answer.
+* Replication (its own section) uses the same kind of lab: the push commands of nonstop
+  sync, csync2 and rsync (plain and `--fsync`) between two nodes, the talk's nonstop cluster
+  for the daemon, and the live-PBX workload of issue 8 (bench/sync_live.py: a growing log,
+  voicemail and config edits) for the nonstop daemon, csync2 from cron and lsyncd + rsync.
+  Each table's note says how it was measured.
 """
 
 

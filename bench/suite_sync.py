@@ -1,5 +1,5 @@
-"""Replication (issue 4): nonstop sync beside csync2 2.0 and rsync, measured in the same lab
-and run, and the daemon's write-to-replica latency.
+"""Replication (issues 4 and 8): nonstop sync beside csync2 2.0 and rsync, measured in the same
+lab and run, the daemon's write-to-replica latency and the live-PBX workload.
 
 Per trial and data set (see bench/sync_data.py), for each system in turn (the order rotates
 from trial to trial, so slow drifts of the shared machine fall on every system):
@@ -7,7 +7,16 @@ from trial to trial, so slow drifts of the shared machine fall on every system):
 * initial sync: vpbx1-2's tree and both nodes' databases emptied, the receiver restarted, then
   one push from vpbx1-1 timed;
 * no change: the same push again with nothing changed (config files and the 20,000 files);
-* one change: one of the 20,000 files rewritten with new content, then one push timed.
+* check: after the no-change push of the 20,000 files, a local no-change check of the whole
+  tree (``nonstop sync -cr /srv`` / ``csync2 -cr /srv``; rsync has no such mode);
+* one change: one of the 20,000 files rewritten with new content, then one push timed;
+* nothing to do (with the config files' round): the push command against an empty tree with
+  the receiver running, 10 runs (3 in quick mode) after an untimed one: the fixed cost.
+
+rsync runs twice: plain, and with ``--fsync`` (the receiver fsyncs every file, as nonstop
+does). Then the live-PBX workload of bench/sync_live.py (issue 8) runs in a lab of its own:
+csync2 from cron, lsyncd + rsync and the nonstop daemon on a growing log, voicemail and config
+edits.
 
 After every push the two trees are compared entry by entry (type, mode, owner, size, mtime
 seconds, BLAKE2b of the content): a push that leaves them different is a failure, not a number.
@@ -34,12 +43,17 @@ from bench.framework import (
 )
 from bench.sync_data import DataSet, Entry, change_one, datasets, differences, generate, manifest
 from bench.sync_latency import KINDS, Latencies, measure
+from bench.sync_live import FULL as LIVE_FULL
+from bench.sync_live import LIVE_SYSTEMS, LiveResult, live_table, measure_live
+from bench.sync_live import QUICK as LIVE_QUICK
 from bench.sync_systems import (
+    N1,
     NODES,
     SYSTEMS,
     PrivateFilesystems,
     SyncLab,
     System,
+    flush,
     prepare_tree,
     same_view_check,
 )
@@ -48,7 +62,10 @@ from nonstop.lab import Lab, LabError
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-SYSTEM_ORDER = ("csync2", "rsync", "nonstop")
+SYSTEM_ORDER = ("csync2", "rsync", "rsync_fsync", "nonstop")
+# Short names for the ratio columns.
+SHORT = {"csync2": "csync2", "rsync": "rsync", "rsync_fsync": "rsync --fsync",
+         "nonstop": "nonstop"}
 # The mission's targets, and the spec's measurements of the same workloads.
 SPEC = {
     ("configs", "initial"): "csync2 3.47 s, rsync 0.29 s",
@@ -61,7 +78,13 @@ SPEC = {
 CASES = (("initial", "initial sync"),
          ("durable", "initial sync + `sync -f` of the replica's file system"),
          ("nochange", "nothing changed"),
-         ("onechange", "one file changed"), ("startup", "start-up only (`-M`, nothing to list)"))
+         ("check", "no-change check (`-cr /srv`, no peer contacted)"),
+         ("onechange", "one file changed"), ("startup", "start-up only (`-M`, nothing to list)"),
+         ("idle", "push with nothing to do (empty tree), {runs} runs"))
+# Cases measured once per trial, not per data set: their rows name no data set.
+GLOBAL_CASES = ("startup", "idle")
+IDLE_RUNS = 10
+IDLE_QUICK_RUNS = 3
 PUSH_TIMEOUT_S = 600.0
 LATENCY_SAMPLES = 20
 LATENCY_QUICK_SAMPLES = 3
@@ -112,6 +135,44 @@ def _push(system: System, ds: DataSet, case: str, s: SyncLab, results: Results,
     return True
 
 
+def _idle(system: System, s: SyncLab, results: Results, ctx: BenchContext, label: str) -> bool:
+    """The push command with nothing to do (an empty tree, the receiver running): its fixed
+    cost, start-up and connection included; one untimed run first, then several timed."""
+    empty = s.fs[N1] / "src" / "empty"
+    prepare_tree(empty)
+    runs = IDLE_QUICK_RUNS if ctx.quick else IDLE_RUNS
+    for i in range(runs + 1):
+        timed = system.s.timed(N1, system.push_argv(), empty, timeout=60.0, env=system.env(N1))
+        if timed.returncode != 0:
+            results.failures.append(f"{system.name}, push with nothing to do ({label}): exit "
+                                    f"{timed.returncode}\n{timed.output}")
+            return False
+        if i:
+            results.add(system.key, "configs", "idle", timed.seconds)
+    values = results.times.get((system.key, "configs", "idle"), [])[-runs:]
+    ctx.progress(f"{system.key} idle {label}: median {median(values):.3f} s of {runs}")
+    return True
+
+
+def _check(system: System, ds: DataSet, s: SyncLab, results: Results, ctx: BenchContext,
+           label: str) -> bool:
+    """A local no-change check of the whole tree (``-cr /srv``) right after a push."""
+    argv = system.check_argv()
+    if argv is None:
+        return True
+    for node in NODES:
+        flush(s.fs[node])
+    timed = s.timed(N1, argv, s.source(ds.key), timeout=PUSH_TIMEOUT_S, env=system.env(N1))
+    if timed.returncode != 0:
+        results.failures.append(f"{system.name}, {ds.key} check ({label}): exit "
+                                f"{timed.returncode}\n{timed.output}")
+        ctx.progress(f"FAILED {system.key} {ds.key} check {label}: exit {timed.returncode}")
+        return False
+    results.add(system.key, ds.key, "check", timed.seconds)
+    ctx.progress(f"{system.key} {ds.key} check {label}: {timed.seconds:.3f} s")
+    return True
+
+
 def _round(system: System, ds: DataSet, s: SyncLab, results: Results, ctx: BenchContext,
            trial: int) -> None:
     label = f"{trial}/{ctx.trials}"
@@ -126,10 +187,14 @@ def _round(system: System, ds: DataSet, s: SyncLab, results: Results, ctx: Bench
                                     f"{started.returncode}\n{started.output}")
     system.start()
     try:
+        if ds.key == "configs" and not _idle(system, s, results, ctx, label):
+            return
         if not _push(system, ds, "initial", s, results, ctx, label):
             return
         if ds.key in ("configs", "many") and not _push(system, ds, "nochange", s, results, ctx,
                                                        label):
+            return
+        if ds.key == "many" and not _check(system, ds, s, results, ctx, label):
             return
         if ds.key == "many":
             change_one(ds, s.source(ds.key), round_no=trial * 10 + SYSTEM_ORDER.index(system.key))
@@ -251,8 +316,7 @@ def _tables(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> li
                          f"File systems: {results.filesystem}.")]
     columns = ["workload", *(SYSTEMS[k].name for k in systems)]
     if "nonstop" in systems:
-        columns += [f"nonstop vs {SYSTEMS[k].name.split()[0]}" for k in systems
-                    if k != "nonstop"]
+        columns += [f"nonstop vs {SHORT[k]}" for k in systems if k != "nonstop"]
     columns.append("spec (same lab)")
     rows: list[list[str | float | int | None]] = []
     for case, case_title in CASES:
@@ -260,7 +324,8 @@ def _tables(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> li
             if not any((k, key, case) in results.times for k in systems):
                 continue
             files, _ = results.sizes.get(key, (ds.files, 0))
-            what = case_title if case == "startup" else f"{case_title}, {files:,} {ds.title}"
+            title = case_title.format(runs=IDLE_QUICK_RUNS if ctx.quick else IDLE_RUNS)
+            what = title if case in GLOBAL_CASES else f"{title}, {files:,} {ds.title}"
             row: list[str | float | int | None] = [what]
             row += [spread(results.times.get((k, key, case), []), "s") for k in systems]
             if "nonstop" in systems:
@@ -278,13 +343,21 @@ def _tables(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> li
              "restarted with empty databases before each initial sync. nonstop flushes "
              "received files to disk before renaming them into place (syncfs/fsync); csync2 "
              "and rsync do not, so their data may still be in the page cache when they "
-             "finish. Ratios are of the medians; below 1 means nonstop is faster. Every "
+             "finish; `rsync --fsync` is the same push with the receiver fsyncing every file "
+             "it writes, nonstop's durability. Ratios are of the medians; below 1 means "
+             "nonstop is faster. Every "
              "push was verified: both trees equal in type, mode, owner, size, mtime and "
              "content. Initial sync + `sync -f`: the push, then the replica's file system "
              "flushed (timed from outside right after the push), so the data is on disk for "
              "every system alike. Start-up only: `nonstop sync -M` / `csync2 -M` on vpbx1-1 "
              "(start, read the config, open the existing database, list nothing), the fixed "
-             "cost inside every push; rsync has no such mode. The spec column is the "
+             "cost inside every push; rsync has no such mode. No-change check: "
+             "`nonstop sync -cr /srv` / `csync2 -cr /srv` on vpbx1-1 right after the no-change "
+             "push (walk and compare with the database, mark changes dirty, no peer "
+             "contacted). Push with nothing to do: the push command (`-x`, rsync's push) "
+             "against a tree with only the empty include directories, the receiver running, "
+             "one untimed run then each run timed (its min / median / max over all runs of "
+             "all trials). The spec column is the "
              "spec's csync2 and rsync measurement of the same workload on this kind of lab."))
     lat_rows: list[list[str | float | int | None]] = []
     for kind, (title, directory, _suffix, _size) in KINDS.items():
@@ -316,8 +389,24 @@ def run(ctx: BenchContext, *, systems: tuple[str, ...] = SYSTEM_ORDER) -> SuiteR
     except LabError as exc:
         results.failures.append(f"lab: {exc}")
         ctx.progress(f"FAILED: {str(exc).splitlines()[0]}")
-    result = SuiteResult("Replication: nonstop sync, csync2 2.0 and rsync (issue 4)")
+    # The live-PBX workload (issue 8), in a lab of its own: csync2, lsyncd (rsync's side)
+    # and the nonstop daemon.
+    live_keys = [k for k in LIVE_SYSTEMS
+                 if k in chosen or (k == "lsyncd" and {"rsync", "rsync_fsync"} & set(chosen))]
+    workload = LIVE_QUICK if ctx.quick else LIVE_FULL
+    live: list[LiveResult] = []
+    try:
+        live, live_failures = measure_live(ctx.workdir, workload, live_keys, ctx.progress)
+        results.failures.extend(live_failures)
+    except (LabError, OSError) as exc:
+        results.failures.append(f"live PBX lab: {exc}")
+        ctx.progress(f"FAILED live: {str(exc).splitlines()[0]}")
+    result = SuiteResult("Replication: nonstop sync, csync2 2.0 and rsync (issues 4 and 8)")
     result.tables.extend(_tables(ctx, results, chosen))
+    if live:
+        result.tables.append(live_table(live, workload))
     result.plots.append(_plot(ctx, results, chosen))
     result.notes.extend(f"Failure: {f}" for f in results.failures + results.latency.failures)
+    # What a system did wrong under the live workload is a finding, not a failed benchmark.
+    result.notes.extend(f"Live PBX, {r.system}: {f}" for r in live for f in r.failures)
     return result

@@ -368,6 +368,11 @@ class System(abc.ABC):
         """The command :meth:`startup` times."""
         return None
 
+    def check_argv(self) -> list[str] | None:
+        """A local no-change check of the whole tree on vpbx1-1 (no peer contacted); None
+        where the program has no such mode."""
+        return None
+
     def env(self, node: str) -> dict[str, str] | None:
         """Extra environment of this system's programs on ``node``."""
         return None
@@ -405,6 +410,9 @@ class NonstopSync(System):
     def startup_argv(self) -> list[str] | None:
         return [sys.executable, "-m", "nonstop", "sync", "-M", *self._common(N1)]
 
+    def check_argv(self) -> list[str] | None:
+        return [sys.executable, "-m", "nonstop", "sync", "-cr", SRV, *self._common(N1)]
+
 
 class Csync2(System):
     """The Debian csync2 2.0: ``csync2 -ii`` on vpbx1-2, ``csync2 -x`` on vpbx1-1, each with its
@@ -425,6 +433,9 @@ class Csync2(System):
 
     def startup_argv(self) -> list[str] | None:
         return ["csync2", "-M", "-N", N1, "-D", self.arg[N1]]
+
+    def check_argv(self) -> list[str] | None:
+        return ["csync2", "-cr", SRV, "-N", N1, "-D", self.arg[N1]]
 
 
 RSYNCD_CONF = """\
@@ -465,7 +476,20 @@ class Rsync(System):
                 f"rsync://{self.s.lab.ip(N2)}:{self.port}/srv/"]
 
 
-SYSTEMS: dict[str, type[System]] = {"nonstop": NonstopSync, "csync2": Csync2, "rsync": Rsync}
+class RsyncFsync(Rsync):
+    """The same rsync push with ``--fsync``: the receiver fsyncs every file it writes, as
+    nonstop does, so the two are compared at the same durability."""
+
+    key = "rsync_fsync"
+    name = "rsync --fsync (daemon)"
+
+    def push_argv(self) -> list[str]:
+        return ["rsync", "-a", "--delete", "--fsync", f"{SRV}/",
+                f"rsync://{self.s.lab.ip(N2)}:{self.port}/srv/"]
+
+
+SYSTEMS: dict[str, type[System]] = {"nonstop": NonstopSync, "csync2": Csync2, "rsync": Rsync,
+                                    "rsync_fsync": RsyncFsync}
 
 
 def same_view_check(s: SyncLab) -> None:

@@ -8,7 +8,7 @@ APT_PACKAGES=(
   iproute2 nftables tcpdump iputils-arping iputils-ping procps psmisc util-linux e2fsprogs
   openssl                          # per-node TLS certificates for replication
   kamailio sipsak sip-tester       # the managed SIP service and SIP clients
-  heartbeat csync2 keepalived rsync  # the reference programs we measure against
+  heartbeat csync2 keepalived rsync lsyncd  # the reference programs we measure against
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
