@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   iproute2 nftables tcpdump iputils-arping iputils-ping procps psmisc util-linux e2fsprogs
   openssl                          # per-node TLS certificates for replication
+  librsync2                        # rsync deltas of changed files (the library csync2 uses)
   kamailio sipsak sip-tester       # the managed SIP service and SIP clients
   heartbeat csync2 keepalived rsync lsyncd  # the reference programs we measure against
 )
