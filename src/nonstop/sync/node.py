@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +46,8 @@ Out = Callable[[int, str], None]
 MAX_OPS_PER_OFFER = 10_000
 WRITE_BACKLOG = 32 << 20  # received bytes the writer thread may lag behind the network
 LIST_CHUNK = 2000
+REFUSED_RETRIES = 15  # x REFUSED_RETRY_DELAY: a connection refused for 1.5 s is a failure
+REFUSED_RETRY_DELAY = 0.1
 
 
 class SyncError(Exception):
@@ -203,7 +208,16 @@ class Node:
     async def _open(self, g: _GroupCtx, peer: str) -> Channel:
         addr = self._address(g, peer)
         try:
-            chan = await connect(addr, self.opts.port, self.opts.connect_timeout)
+            # A refused connection is retried briefly: a receiver just being started (csync2's
+            # test suite starts `-iii` and the client at the same moment) is not a peer down.
+            for attempt in range(REFUSED_RETRIES + 1):
+                try:
+                    chan = await connect(addr, self.opts.port, self.opts.connect_timeout)
+                    break
+                except ConnectionRefusedError:
+                    if attempt == REFUSED_RETRIES:
+                        raise
+                    await asyncio.sleep(REFUSED_RETRY_DELAY)
         except (OSError, TimeoutError) as e:
             why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or "timeout")
             raise SyncError(f"connection to {peer} ({addr}:{self.opts.port}) failed: {why}") from e
@@ -442,15 +456,21 @@ class Node:
         return final
 
     # ------------------------------------------------------------------------- compare (-T)
-    async def compare(self, scopes: list[Scope] | None = None) -> tuple[list[str], list[str]]:
-        """Compare disks (not databases) with each peer: ``X|L|R  me  peer  name`` lines."""
+    async def compare(self, scopes: list[Scope] | None = None,
+                      peer: str | None = None) -> tuple[list[str], list[str]]:
+        """Compare disks (not databases) with each peer (or only ``peer``):
+        ``X|L|R  me  peer  name`` lines."""
         scopes = scopes or ALL
         lines: list[str] = []
         problems: list[str] = []
         for g in self.groups:
+            if peer is not None and g.group.host(peer) is None:
+                continue
             scanned = await asyncio.to_thread(self._scan, g, scopes)
             local = {n: s.state for n, s in scanned.items()}
             for host in g.group.peers(self.me):
+                if peer is not None and host.name != peer:
+                    continue
                 try:
                     chan = await self._open(g, host.name)
                 except SyncError as e:
@@ -468,6 +488,57 @@ class Node:
                     if a is None or b is None or not a.same(b, self.ignore):
                         lines.append(f"{flag}\t{self.me}\t{host.name}\t{n}")
         return lines, problems
+
+    # ------------------------------------------------------------------------- -I / -m / -L
+    def check_init(self, scopes: list[Scope] | None = None) -> int:
+        """``-cI``: scan and record this node's files without marking anything dirty.
+
+        Dirty state is the difference from what each peer holds as of the last sync, so a later
+        check still marks every file a peer was never synced with; returns the names recorded.
+        """
+        scopes = scopes or ALL
+        n = 0
+        for g in self.groups:
+            cache = self.db.local_in(scopes)
+            seen = scan(g.matcher, g.paths, scopes, cache, time.time_ns())
+            self.db.record_check(scopes, seen, [], old=cache)
+            n += len(seen)
+        return n
+
+    def mark(self, scopes: list[Scope]) -> list[str]:
+        """``-m``: mark names (``-r``: and the recorded names below them) dirty for every peer."""
+        marked: set[str] = set()
+        for g in self.groups:
+            names = {p for p, _ in scopes if g.matcher.included(p)}
+            names |= {n for n in self.db.local_in(scopes) if g.matcher.included(n)}
+            for h in g.group.peers(self.me):
+                self.db.mark_dirty(h.name, sorted(names))
+            marked |= names
+        return sorted(marked)
+
+    def file_lines(self, peer: str | None = None) -> list[str]:
+        """``-L`` (``-S me peer``): ``checktxt<TAB>name`` per recorded file that a group (shared
+        with ``peer``) still includes, in csync2's checktxt form plus the content digest."""
+        lines = []
+        groups = [g for g in self.groups if peer is None or g.group.host(peer) is not None]
+        for name, seen in sorted(self.db.local_all().items()):
+            if not any(g.matcher.included(name) for g in groups):
+                continue
+            st = seen.state
+            kind_bits = {"reg": 0o100000, "dir": 0o040000, "lnk": 0o120000, "fifo": 0o010000,
+                         "chr": 0o020000, "blk": 0o060000}.get(st.kind, 0)
+            txt = "v1"
+            if st.kind != "dir":
+                txt += f":mtime={st.mtime_ns // 1_000_000_000}"
+            txt += f":mode={st.mode | kind_bits}:uid={st.uid}:gid={st.gid}:type={st.kind}"
+            if st.kind == "reg":
+                txt += f":size={st.size}:digest={st.digest}"
+            elif st.kind == "lnk":
+                txt += f":target={st.target}"
+            elif st.kind in ("chr", "blk"):
+                txt += f":dev={st.rdev}"
+            lines.append(f"{txt}\t{name}")
+        return lines
 
     # ------------------------------------------------------------------------- -M / -R
     def dirty_lines(self) -> list[str]:
@@ -703,38 +774,154 @@ def _results(raw: list[object], n: int) -> dict[int, Result]:
     return out
 
 
-class SyncServer:
-    """The listening side: accepts peers' sessions for this node."""
+def _port_holder(port: int) -> str | None:
+    """The process listening on TCP ``port`` in this network namespace, as ``comm (pid N)``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{f[9]}]")
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
+                        return f"{fh.read().strip()} (pid {pid})"
+        except OSError:
+            continue
+    return None
 
-    def __init__(self, node: Node) -> None:
+
+def listen_error(host: str | None, port: int, e: OSError) -> str:
+    """One line saying why the receiver cannot listen, and for a busy port who holds it."""
+    where = f"{host or '*'}:{port}"
+    if isinstance(e, socket.gaierror):
+        return f"cannot listen on {where}: the name does not resolve ({e.strerror})"
+    msg = f"cannot listen on {where}: {e.strerror or e}"
+    if e.errno != errno.EADDRINUSE:
+        return msg
+    holder = _port_holder(port)
+    comm = (holder or "").split(" ", 1)[0]
+    if comm == "systemd":
+        fix = ("Debian's csync2.socket holds it: systemctl disable --now csync2.socket")
+    elif comm in ("xinetd", "inetd", "inetutils-inetd"):
+        fix = (f"{comm}'s csync2 entry holds it: disable it (/etc/xinetd.d/csync2 or "
+               "/etc/inetd.conf) and reload " + comm)
+    elif holder:
+        fix = f"held by {holder}: stop it, or use -p PORT"
+    else:
+        fix = ("usually Debian's csync2.socket (systemctl disable --now csync2.socket) or an "
+               "xinetd csync2 entry; or use -p PORT")
+    return f"{msg} ({fix})"
+
+
+class SyncServer:
+    """The listening side: accepts peers' sessions for this node.
+
+    ``once`` (csync2 ``-iii``): stop listening at the first connection and set ``done`` when
+    that session ends.
+    """
+
+    def __init__(self, node: Node, once: bool = False) -> None:
         self.node = node
+        self.once = once
+        self.done = asyncio.Event()
         self.stats: dict[str, int] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._fp = ""
+        self._taken = False
 
-    async def start(self) -> None:
-        """Listen (making the TLS certificate on first use) after removing old temp files."""
-        ctx, fp = await asyncio.to_thread(server_context, self.node.opts.state_dir)
+    async def _prepare(self) -> ssl.SSLContext:
+        ctx, self._fp = await asyncio.to_thread(server_context, self.node.opts.state_dir)
         n = await asyncio.to_thread(self.node.cleanup_tmp)
         if n:
             self.node.out(0, f"removed {n} temp file(s) left by an interrupted transfer")
+        return ctx
 
-        async def on_conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
+    async def _on_conn(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if self.once:
+            if self._taken:
+                w.close()
+                return
+            self._taken = True
+            if self._server is not None:
+                self._server.close()  # like csync2 -iii: no second connection
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self.node.handle(r, w, self._fp, self.stats)
+        except asyncio.CancelledError:
+            pass  # server shutdown; the session cleaned up after itself
+        finally:
             if task is not None:
-                self._tasks.add(task)
-            try:
-                await self.node.handle(r, w, fp, self.stats)
-            except asyncio.CancelledError:
-                pass  # server shutdown; the session cleaned up after itself
-            finally:
-                if task is not None:
-                    self._tasks.discard(task)
+                self._tasks.discard(task)
+            if self.once:
+                self.done.set()
 
-        self._server = await asyncio.start_server(
-            on_conn, self.node.opts.listen, self.node.opts.port, ssl=ctx,
-            ssl_handshake_timeout=20.0, reuse_address=True,
-        )
+    async def start(self) -> None:
+        """Listen (making the TLS certificate on first use) after removing old temp files.
+
+        A port already in use or an address that does not resolve is a :class:`SyncError`
+        with one line saying why (and who holds the port)."""
+        host, port = self.node.opts.listen, self.node.opts.port
+        try:
+            sock = await self._bind(host, port)
+        except OSError as e:
+            raise SyncError(listen_error(host, port, e)) from e
+        # Listening before the certificate and temp-file work: a peer that connects while this
+        # receiver is still starting waits in the backlog instead of being refused.
+        try:
+            ctx = await self._prepare()
+            self._server = await asyncio.start_server(
+                self._on_conn, sock=sock, ssl=ctx, ssl_handshake_timeout=20.0,
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+    @staticmethod
+    async def _bind(host: str | None, port: int) -> socket.socket:
+        """A listening socket on the first address of ``host`` that binds (as csync2 does)."""
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        err: OSError = OSError(errno.EADDRNOTAVAIL, "no address to listen on")
+        for family, kind, proto, _name, addr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.bind(addr)
+                sock.listen(128)
+            except OSError as e:
+                sock.close()
+                err = e
+                continue
+            sock.setblocking(False)
+            return sock
+        raise err
+
+    async def serve_socket(self, sock: socket.socket) -> None:
+        """csync2 ``-i`` (inetd mode): serve the one connection already accepted on ``sock``."""
+        ctx = await self._prepare()
+        self.once = True
+        loop = asyncio.get_running_loop()
+
+        def factory() -> asyncio.StreamReaderProtocol:
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._on_conn)
+
+        await loop.connect_accepted_socket(factory, sock, ssl=ctx, ssl_handshake_timeout=20.0)
+        await self.done.wait()
 
     @property
     def port(self) -> int:

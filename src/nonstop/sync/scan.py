@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap
+from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope
 from nonstop.sync.state import FileState, supported
 
 HASH_THREADS = 4
@@ -151,7 +151,7 @@ def _scan_one(
     if recursive:
         # A scope above the includes (e.g. "/") walks from the include roots below it.
         for root in matcher.roots():
-            if root == scope or root.startswith(scope.rstrip("/") + "/"):
+            if in_scope(root, scope, True):
                 starts.append(root)
             elif scope.startswith(root.rstrip("/") + "/") or root == "/":
                 starts.append(scope)

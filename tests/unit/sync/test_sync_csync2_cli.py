@@ -1,0 +1,310 @@
+"""csync2 2.0's command line as scripts and csync2's own test suite use it: ``prefix`` blocks,
+``-D``, ``CSYNC2_SYSTEM_DIR``, ``-C``, ``-L``, ``-I``, ``-iii``, ``-N`` binding, ``-T`` forms, exit
+codes and refusals, against a real receiver process on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sync_harness import KEY, free_port
+
+from nonstop.config.csync2 import Prefix
+from nonstop.config.errors import Location
+from nonstop.sync.cli import sync_command
+from nonstop.sync.patterns import Matcher, PathMap
+from nonstop.sync.scan import scan
+
+SERVE = "from nonstop.sync.cli import sync_command; sync_command(prog_name='nonstop sync')"
+
+PREFIX_CFG = """group demo
+{{
+    host n1;
+    host n2;
+    key csync2.key_demo;
+    include %demodir%;
+    exclude %demodir%/e;
+}}
+
+prefix demodir
+{{
+    on n1: {tmp}/d1;
+    on n2: {tmp}/d2;
+}}
+
+nossl * *;
+"""
+
+
+def run(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    r = CliRunner().invoke(sync_command, args, env=env)
+    return r.exit_code, r.output
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[Path, list[str], list[str], dict[str, str]]]:
+    """csync2's test-suite layout: a system dir with csync2.cfg and a relative key, two nodes
+    whose trees are a ``prefix``, databases in one -D directory."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "csync2.key_demo").write_text(KEY + "\n")
+    (etc / "csync2.cfg").write_text(PREFIX_CFG.format(tmp=tmp_path))
+    (tmp_path / "db").mkdir()
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    port = str(free_port())
+    common = ["-D", str(tmp_path / "db"), "-p", port, "--peer-address", "n1=127.0.0.1",
+              "--peer-address", "n2=127.0.0.2", "--state-dir", str(tmp_path / "state")]
+    env = {"CSYNC2_SYSTEM_DIR": str(etc)}
+    yield tmp_path, [*common, "-N", "n1"], [*common, "-N", "n2"], env
+
+
+def serve(args: list[str], env: dict[str, str], listen: str = "127.0.0.2",
+          ) -> subprocess.Popen[bytes]:
+    """``nonstop sync ARGS`` as a receiver process, once it listens on ``listen``."""
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, *args, "--listen", listen],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, **env})
+    port = int(args[args.index("-p") + 1])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        with socket.socket() as s:
+            if s.connect_ex((listen, port)) == 0:
+                break
+        time.sleep(0.05)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --------------------------------------------------------------------------------- prefix
+
+
+def test_path_map_encodes_local_paths_under_a_prefix() -> None:
+    pm = PathMap("/", {"d": Prefix("d", (("n1", "/srv/data"), ("*", "/x")), Location("c"))},
+                 "n1")
+    assert pm.encode("/srv/data") == "%d%"
+    assert pm.encode("/srv/data/a/b") == "%d%/a/b"
+    assert pm.encode("/srv/database") == "/srv/database"
+    assert pm.encode("/etc/hosts") == "/etc/hosts"
+
+
+def test_a_scan_of_everything_walks_prefix_includes(tmp_path: Path) -> None:
+    from nonstop.config.csync2 import Pattern
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a/f").write_text("x")
+    (tmp_path / "e").write_text("excluded")
+    m = Matcher([Pattern("%p%", True, Location("c")), Pattern("%p%/e", False, Location("c"))])
+    pm = PathMap("/", {"p": Prefix("p", (("*", str(tmp_path)),), Location("c"))}, "me")
+    found = scan(m, pm, [("/", True)], {}, time.time_ns())
+    assert sorted(found) == ["%p%", "%p%/a", "%p%/a/f"]
+
+
+def test_prefix_check_without_paths_and_with_local_paths(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    tmp, n1, _n2, env = demo
+    (tmp / "d1/a").mkdir()
+    (tmp / "d1/a/f").write_text("f")
+    (tmp / "d1/e").write_text("excluded")
+    code, out = run([*n1, "-cr", str(tmp / "d1/a")], env)
+    assert code == 0, out
+    code, out = run([*n1, "-M"], env)
+    assert code == 0 and out.splitlines() == ["chary\tn1\tn2\t%demodir%/a",
+                                              "chary\tn1\tn2\t%demodir%/a/f"]
+    (tmp / "d1/g").write_text("g")
+    assert run([*n1, "-c"], env)[0] == 0
+    code, out = run([*n1, "-L"], env)
+    assert code == 0
+    assert [line.split("\t")[1] for line in out.splitlines()] == [
+        "%demodir%", "%demodir%/a", "%demodir%/a/f", "%demodir%/g"]
+    assert "type=reg:size=1" in out
+
+
+def test_prefix_sync_compare_and_force_with_the_program_name_changed(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    tmp, n1, n2, env = demo
+    (tmp / "d1/a").mkdir()
+    (tmp / "d1/a/f").write_text("one")
+    proc = serve([*n2, "-ii"], env)
+    try:
+        # -T without paths sees the difference (it said "in sync", exit 2, before)
+        code, out = run([*n1, "-T"], env)
+        assert code == 0, out
+        assert out.splitlines() == ["L\tn1\tn2\t%demodir%/a", "L\tn1\tn2\t%demodir%/a/f"]
+        # the cron line -xv without paths syncs the prefix (it did nothing before)
+        code, out = run([*n1, "-xv"], env)
+        assert code == 0, out
+        assert (tmp / "d2/a/f").read_text() == "one"
+        assert run([*n1, "-T"], env)[0] == 2
+        # -T ME PEER FILE with a %prefix% name, and -T FILE with a local path
+        (tmp / "d2/a/f").write_text("two")
+        code, out = run([*n1, "-T", "n1", "n2", "%demodir%/a/f"], env)
+        assert code == 0 and out == "X\tn1\tn2\t%demodir%/a/f\n"
+        code, out = run([*n1, "-T", str(tmp / "d1/a/f")], env)
+        assert code == 0 and out == "X\tn1\tn2\t%demodir%/a/f\n"
+        # -f with a local path under the prefix
+        assert run([*n1, "-fr", str(tmp / "d1")], env)[0] == 0
+        code, out = run([*n1, "-x"], env)
+        assert code == 0, out
+        assert (tmp / "d2/a/f").read_text() == "one"
+    finally:
+        stop(proc)
+
+
+# ------------------------------------------------------------------ environment and files
+
+
+def test_system_dir_config_name_and_database_dir(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    tmp, n1, _n2, env = demo
+    # -D DIR: NAME.db3 in it; nothing recorded yet: -L exits 2 (csync2: "empty")
+    assert run([*n1, "-L"], env)[0] == 2
+    assert (tmp / "db/n1.db3").exists()
+    # -C NAME reads $CSYNC2_SYSTEM_DIR/csync2_NAME.cfg and keeps NAME_CFGNAME.db3
+    (tmp / "etc/csync2_other.cfg").write_text(
+        PREFIX_CFG.format(tmp=tmp).replace("group demo", "group other"))
+    assert run([*n1, "-C", "other", "-L"], env)[0] == 2
+    assert (tmp / "db/n1_other.db3").exists()
+    code, out = run([*n1, "-C", "Bad-Name", "-L"], env)
+    assert code == 1 and "Config names are limited to [a-z0-9]+." in out
+    # a host no group lists is an error (exit 1), as csync2's "host not mentioned"
+    code, out = run([*n1[:-2], "-N", "does.not.exist", "-L"], env)
+    assert code == 1 and "not a member of any group" in out
+    # csync2.lock in the system dir stops everything
+    (tmp / "etc/csync2.lock").write_text("")
+    code, out = run([*n1, "-L"], env)
+    assert code == 1 and f"Found {tmp}/etc/csync2.lock" in out
+
+
+def test_init_run_records_without_dirtying(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    tmp, n1, _n2, env = demo
+    (tmp / "d1/b").mkdir()
+    (tmp / "d1/b/f").write_text("f")
+    assert run([*n1, "-cIrvv", str(tmp / "d1")], env)[0] == 0
+    code, out = run([*n1, "-L"], env)
+    assert code == 0 and len(out.splitlines()) == 3
+    assert run([*n1, "-M"], env)[0] == 2
+    (tmp / "d1/b/f").write_text("changed")
+    assert run([*n1, "-crvv", str(tmp / "d1")], env)[0] == 0
+    assert run([*n1, "-M"], env)[0] == 0
+
+
+def test_mark_and_force_new(demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    tmp, n1, _n2, env = demo
+    (tmp / "d1/f").write_text("f")
+    assert run([*n1, "-cI"], env)[0] == 0
+    assert run([*n1, "-m", str(tmp / "d1/f")], env)[0] == 0
+    assert run([*n1, "-M"], env)[1] == "chary\tn1\tn2\t%demodir%/f\n"
+    (tmp / "d1/g").write_text("g")
+    assert run([*n1, "-cF", str(tmp / "d1/g")], env)[0] == 0
+    assert "force\tn1\tn2\t%demodir%/g" in run([*n1, "-M"], env)[1]
+
+
+# --------------------------------------------------------------------------------- exit codes
+
+
+@pytest.mark.parametrize("args", [["-q"], ["--bogus"], ["-x", "-M"], ["-M", "file"],
+                                  ["-T", "a", "b", "c", "d"], ["-S", "one"], ["-iiii"]])
+def test_usage_errors_exit_1_never_2(args: list[str]) -> None:
+    code, _out = run(args)
+    assert code == 1
+
+
+@pytest.mark.parametrize("flag,reason", [
+    ("-TT", "-TT (diffs of the peer's files) is not implemented"),
+    ("-d", "a dry run is not implemented"),
+    ("-A", "never turns off its database's durability"),
+    ("-o", "compare mode feeds csync2-compare"),
+])
+def test_refused_flags_name_the_reason(
+        demo: tuple[Path, list[str], list[str], dict[str, str]], flag: str, reason: str) -> None:
+    _tmp, n1, _n2, env = demo
+    mode = [] if flag in ("-TT", "-o") else ["-x"]
+    code, out = run([*n1, *mode, flag], env)
+    assert code == 1 and reason in out
+
+
+def test_hints_are_accepted_and_none_are_pending(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    tmp, n1, _n2, env = demo
+    assert run([*n1, "-hr", str(tmp / "d1")], env)[0] == 0
+    assert run([*n1, "-H"], env)[0] == 2
+
+
+# --------------------------------------------------------------------------------- receiver
+
+
+def test_iii_serves_one_connection_then_exits(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    tmp, n1, n2, env = demo
+    (tmp / "d1/f").write_text("f")
+    proc = serve([*n2, "-iii"], env)
+    try:
+        code, out = run([*n1, "-xv"], env)
+        assert code == 0, out
+        assert proc.wait(20) == 0
+        assert (tmp / "d2/f").read_text() == "f"
+    finally:
+        stop(proc)
+
+
+def test_n_binds_the_receiver_to_the_name_s_address(tmp_path: Path) -> None:
+    import os
+
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "csync2.key_demo").write_text(KEY + "\n")
+    (etc / "csync2.cfg").write_text(
+        PREFIX_CFG.format(tmp=tmp_path).replace("host n1;", "host 127.0.0.3;"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "-N", "127.0.0.3", "-iii", "-p", str(port),
+         "-D", str(tmp_path), "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "CSYNC2_SYSTEM_DIR": str(etc)})
+    try:
+        deadline = time.monotonic() + 20
+        listening = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            listening = subprocess.run(["ss", "-Htln", f"sport = :{port}"],
+                                       capture_output=True, text=True).stdout
+            if listening:
+                break
+            time.sleep(0.05)
+        assert [line.split()[3] for line in listening.splitlines()] == [f"127.0.0.3:{port}"]
+    finally:
+        stop(proc)
+
+
+def test_a_busy_port_is_one_line_naming_the_holder(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    _tmp, _n1, n2, env = demo
+    port = n2[n2.index("-p") + 1]
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.2", int(port)))
+        holder.listen()
+        code, out = run([*n2, "-ii", "--listen", "127.0.0.2"], env)
+    assert code == 1
+    assert out.count("\n") == 1 and "Traceback" not in out
+    assert f"cannot listen on 127.0.0.2:{port}: Address already in use" in out
+    assert "held by python" in out  # this test process holds it
