@@ -9,6 +9,7 @@ APT_PACKAGES=(
   openssl                          # per-node TLS certificates for replication
   kamailio sipsak sip-tester       # the managed SIP service and SIP clients
   heartbeat csync2 keepalived rsync  # the reference programs we measure against
+  perl netcat-openbsd              # csync2's own test suite (tests/csync2_upstream) uses them
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
