@@ -256,8 +256,10 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
     if (compare and len(paths) > 3) or (list_pair and len(paths) != 2):
         return _usage()
     if (do_force or do_mark or do_hint) and not paths:
-        return _usage(f"nonstop sync -{'f' if do_force else 'm' if do_mark else 'h'} needs the "
-                      "files or directories")
+        # csync2 does nothing and exits 0 (a script's empty file list is not an error)
+        flag = "f" if do_force else "m" if do_mark else "h"
+        click.echo(f"nonstop sync -{flag}: no files given, nothing to do", err=True)
+        return 0
     if compare > 1:
         click.echo("nonstop sync: -TT (diffs of the peer's files) is not implemented: nonstop's "
                    "protocol has no read-only file request yet; -T lists the files that differ",

@@ -243,6 +243,14 @@ def test_refused_flags_name_the_reason(
     assert code == 1 and reason in out
 
 
+@pytest.mark.parametrize("flag", ["-f", "-m", "-h"])
+def test_no_files_to_force_mark_or_hint_is_nothing_to_do_as_in_csync2(
+        demo: tuple[Path, list[str], list[str], dict[str, str]], flag: str) -> None:
+    _tmp, n1, _n2, env = demo
+    code, out = run([*n1, flag], env)
+    assert code == 0 and "nothing to do" in out
+
+
 def test_hints_are_accepted_and_none_are_pending(
         demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
     tmp, n1, _n2, env = demo
@@ -308,3 +316,41 @@ def test_a_busy_port_is_one_line_naming_the_holder(
     assert out.count("\n") == 1 and "Traceback" not in out
     assert f"cannot listen on 127.0.0.2:{port}: Address already in use" in out
     assert "held by python" in out  # this test process holds it
+
+
+def test_i_serves_the_connection_inetd_hands_it(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    """``-i`` as xinetd or a systemd socket with ``Accept=yes`` runs it: the accepted connection
+    is stdin."""
+    import os
+    import threading
+
+    tmp, n1, n2, env = demo
+    (tmp / "d1/f").write_text("via inetd")
+    port = int(n2[n2.index("-p") + 1])
+    procs: list[subprocess.Popen[bytes]] = []
+    with socket.socket() as lsock:
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind(("127.0.0.2", port))
+        lsock.listen()
+        lsock.settimeout(30)
+
+        def inetd() -> None:
+            conn, _ = lsock.accept()
+            with conn:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-c", SERVE, *n2, "-i"], stdin=conn.fileno(),
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **env}))
+
+        t = threading.Thread(target=inetd)
+        t.start()
+        try:
+            code, out = run([*n1, "-xv"], env)
+            t.join(30)
+            assert code == 0, out
+            assert procs and procs[0].wait(20) == 0
+            assert (tmp / "d2/f").read_text() == "via inetd"
+        finally:
+            t.join(30)
+            for p in procs:
+                stop(p)
