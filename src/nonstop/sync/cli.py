@@ -42,11 +42,8 @@ REFUSED = {
     "tsfile": "-s: csync2's profiling timestamps are not implemented (bench/ measures nonstop)",
     "timestamps": "-t: csync2's profiling timestamps are not implemented (bench/ measures "
                   "nonstop)",
-    "peers": "-P: updating only some peers is not implemented; nonstop updates every peer of "
-             "the group (an unreachable one stays dirty)",
     "compare_mode": "-o: compare mode feeds csync2-compare's ssh script; use -T, which compares "
                     "both disks over nonstop's own connection",
-    "dry_run": "-d: a dry run is not implemented; -M lists what -u would send",
     "async_db": "-A: nonstop never turns off its database's durability",
     "removals": "-X: only for -TI, which is not implemented",
     "straight": "-U: only for -TI, which is not implemented",
@@ -163,6 +160,10 @@ class _Csync2Command(click.Command):
 @click.option("-I", "init_run", is_flag=True, help="Init run: -c records without dirtying.")
 @click.option("-F", "force_new", is_flag=True, help="New dirty entries get the force flag.")
 @click.option("-G", "groups", metavar="G1,G2", help="Only use these groups.")
+@click.option("-P", "peers", metavar="P1,P2",
+              help="Only update these peers (all are still marked dirty).")
+@click.option("-d", "dry_run", is_flag=True,
+              help="Dry run of the update: list what it would send, send nothing.")
 @click.option("-B", "no_big_tx", is_flag=True,
               help="Accepted: nonstop's database always lets several processes share it.")
 @click.option("-l", "use_syslog", is_flag=True, help="Messages to syslog (LOCAL0).")
@@ -194,9 +195,7 @@ class _Csync2Command(click.Command):
 @click.option("-W", "outfd", metavar="FD", hidden=True)
 @click.option("-s", "tsfile", metavar="FILE", hidden=True)
 @click.option("-t", "timestamps", is_flag=True, hidden=True)
-@click.option("-P", "peers", metavar="P1,P2", hidden=True)
 @click.option("-o", "compare_mode", is_flag=True, hidden=True)
-@click.option("-d", "dry_run", is_flag=True, hidden=True)
 @click.option("-A", "async_db", is_flag=True, hidden=True)
 @click.option("-X", "removals", is_flag=True, hidden=True)
 @click.option("-U", "straight", is_flag=True, hidden=True)
@@ -222,7 +221,8 @@ def _usage(msg: str | None = None) -> int:
 def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: bool,
           do_force: bool, do_mark: bool, do_hint: bool, list_hints: bool, list_files: bool,
           list_pair: bool, recursive: bool, compare: int, list_dirty: bool, remove_stale: bool,
-          serve: int, init_run: bool, force_new: bool, groups: str | None, no_big_tx: bool,
+          serve: int, init_run: bool, force_new: bool, groups: str | None, peers: str | None,
+          dry_run: bool, no_big_tx: bool,
           use_syslog: bool, keyfile: str | None, verbose: int, node: str | None, port: int,
           cfgname: str | None, database: str | None, config: str | None, state_dir: str,
           db_path: str | None, root: str, peer_address: tuple[str, ...], listen: str | None,
@@ -320,8 +320,9 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
                 click.echo(line)
             return 0 if lines else 2
         scopes = scopes_for(paths, recursive or not paths, names)
+        only = None if peers is None else [p.lower() for p in peers.split(",") if p]
         return _run(n, scopes, check_update, do_check, do_update, do_force, do_mark, list_files,
-                    list_dirty, remove_stale, serve, verbose, init_run, force_new)
+                    list_dirty, remove_stale, serve, verbose, init_run, force_new, only, dry_run)
     except ConfigError as e:
         click.echo(f"Config error: {e}", err=True)
         return 1
@@ -366,7 +367,8 @@ def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap) -
 def _run(
     n: Node, scopes: list[Scope] | None, check_update: bool, do_check: bool, do_update: bool,
     do_force: bool, do_mark: bool, list_files: bool, list_dirty: bool, remove_stale: bool,
-    serve: int, verbose: int, init_run: bool, force_new: bool,
+    serve: int, verbose: int, init_run: bool, force_new: bool, only: list[str] | None,
+    dry_run: bool,
 ) -> int:
     if list_files:
         lines = n.file_lines()
@@ -400,8 +402,12 @@ def _run(
             n.check_init(scopes)
         else:
             n.check(scopes, force_new)
+    if (check_update or do_update) and dry_run:
+        for line in n.dry_run_lines(scopes, only):
+            click.echo(line)
+        return 0
     if check_update or do_update:
-        report = asyncio.run(n.update(scopes))
+        report = asyncio.run(n.update(scopes, only))
         if report.problems:
             click.echo(f"Finished with {len(report.problems)} errors.", err=True)
         return report.exit_code

@@ -177,13 +177,18 @@ class Node:
                 self.db.add_forced(peers, path, rec)
 
     # ------------------------------------------------------------------------- update (-u)
-    async def update(self, scopes: list[Scope] | None = None) -> Report:
-        """Send dirty and forced entries to every peer (one connection each)."""
+    async def update(self, scopes: list[Scope] | None = None,
+                     only: Iterable[str] | None = None) -> Report:
+        """Send dirty and forced entries to every peer (or the ``only`` ones; csync2 ``-P``),
+        one connection each."""
         report = Report()
+        wanted = None if only is None else set(only)
         for g in self.groups:
             me_host = g.group.host(self.me)
             for host in g.group.peers(self.me):
                 peer = host.name
+                if wanted is not None and peer not in wanted:
+                    continue
                 forced = [
                     s for s in await asyncio.to_thread(self.db.forced, peer)
                     if scopes is None or any(_overlaps(s, t) for t in scopes)
@@ -538,6 +543,31 @@ class Node:
             elif st.kind in ("chr", "blk"):
                 txt += f":dev={st.rdev}"
             lines.append(f"{txt}\t{name}")
+        return lines
+
+    def dry_run_lines(self, scopes: list[Scope] | None = None,
+                      only: Iterable[str] | None = None) -> list[str]:
+        """``-ud``: what an update would do, in csync2's dry-run form, without connecting:
+        ``?M: peer name`` (would send), ``?D: peer name`` (would delete), ``!M: peer name``
+        (forced)."""
+        wanted = None if only is None else set(only)
+        lines: list[str] = []
+        for g in self.groups:
+            for h in g.group.peers(self.me):
+                if wanted is not None and h.name not in wanted:
+                    continue
+                rows = [(r.name, r.forced) for r in self.db.dirty(h.name)
+                        if scopes is None or any(in_scope(r.name, p, rec) for p, rec in scopes)]
+                ops, _settled = self._plan(h.name, rows)
+                for op in ops:
+                    if op.kind == "mv":
+                        lines.append(f"?D: {h.name:<15} {op.src}")
+                    tag = "!M" if op.forced else "?D" if op.kind == "del" else "?M"
+                    lines.append(f"{tag}: {h.name:<15} {op.name}")
+                for path, rec in self.db.forced(h.name):
+                    if scopes is None or any(_overlaps((path, rec), t) for t in scopes):
+                        lines.append(f"!M: {h.name:<15} {path}{'/' if rec else ''} "
+                                     "(pending forced sync: the peer is made equal here)")
         return lines
 
     # ------------------------------------------------------------------------- -M / -R

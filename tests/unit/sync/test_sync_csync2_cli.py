@@ -231,7 +231,6 @@ def test_usage_errors_exit_1_never_2(args: list[str]) -> None:
 
 @pytest.mark.parametrize("flag,reason", [
     ("-TT", "-TT (diffs of the peer's files) is not implemented"),
-    ("-d", "a dry run is not implemented"),
     ("-A", "never turns off its database's durability"),
     ("-o", "compare mode feeds csync2-compare"),
 ])
@@ -354,3 +353,28 @@ def test_i_serves_the_connection_inetd_hands_it(
             t.join(30)
             for p in procs:
                 stop(p)
+
+
+def test_dry_run_and_only_these_peers(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    tmp, n1, n2, env = demo
+    cfg = tmp / "etc/csync2.cfg"
+    cfg.write_text(cfg.read_text().replace("host n2;", "host n2;\n    host n3;")
+                   .replace("on n2:", f"on n3: {tmp}/d3;\n    on n2:"))
+    (tmp / "d1/f").write_text("f")
+    assert run([*n1, "-c"], env)[0] == 0
+    code, out = run([*n1, "-ud"], env)
+    assert code == 0
+    assert "?M: n2              %demodir%/f" in out.splitlines()
+    assert "?M: n3              %demodir%/f" in out.splitlines()
+    assert not (tmp / "d2/f").exists()
+    proc = serve([*n2, "-ii"], env)
+    try:
+        # n3 has no receiver: without -P the update fails for it, with -P n2 it is not tried
+        code, out = run([*n1, "-uv", "-P", "n2"], env)
+        assert code == 0, out
+        assert (tmp / "d2/f").read_text() == "f"
+        code, out = run([*n1, "-M"], env)
+        assert out == "chary\tn1\tn3\t%demodir%\nchary\tn1\tn3\t%demodir%/f\n"
+    finally:
+        stop(proc)
