@@ -45,8 +45,6 @@ REFUSED = {
     "compare_mode": "-o: compare mode feeds csync2-compare's ssh script; use -T, which compares "
                     "both disks over nonstop's own connection",
     "async_db": "-A: nonstop never turns off its database's durability",
-    "removals": "-X: only for -TI, which is not implemented",
-    "straight": "-U: only for -TI, which is not implemented",
 }
 
 
@@ -159,6 +157,8 @@ class _Csync2Command(click.Command):
                    "one connection and exit.")
 @click.option("-I", "init_run", is_flag=True, help="Init run: -c records without dirtying.")
 @click.option("-F", "force_new", is_flag=True, help="New dirty entries get the force flag.")
+@click.option("-X", "removals", is_flag=True, help="-TI: also mark what only the peer has.")
+@click.option("-U", "straight", is_flag=True, help="-TI: mark only for the compared peer.")
 @click.option("-G", "groups", metavar="G1,G2", help="Only use these groups.")
 @click.option("-P", "peers", metavar="P1,P2",
               help="Only update these peers (all are still marked dirty).")
@@ -197,8 +197,6 @@ class _Csync2Command(click.Command):
 @click.option("-t", "timestamps", is_flag=True, hidden=True)
 @click.option("-o", "compare_mode", is_flag=True, hidden=True)
 @click.option("-A", "async_db", is_flag=True, hidden=True)
-@click.option("-X", "removals", is_flag=True, hidden=True)
-@click.option("-U", "straight", is_flag=True, hidden=True)
 @click.argument("paths", nargs=-1)
 @click.pass_context
 def sync_command(ctx: click.Context, /, **kw: Any) -> None:
@@ -221,7 +219,8 @@ def _usage(msg: str | None = None) -> int:
 def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: bool,
           do_force: bool, do_mark: bool, do_hint: bool, list_hints: bool, list_files: bool,
           list_pair: bool, recursive: bool, compare: int, list_dirty: bool, remove_stale: bool,
-          serve: int, init_run: bool, force_new: bool, groups: str | None, peers: str | None,
+          serve: int, init_run: bool, force_new: bool, removals: bool, straight: bool,
+          groups: str | None, peers: str | None,
           dry_run: bool, no_big_tx: bool,
           use_syslog: bool, keyfile: str | None, verbose: int, node: str | None, port: int,
           cfgname: str | None, database: str | None, config: str | None, state_dir: str,
@@ -265,10 +264,6 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
                    "protocol has no read-only file request yet; -T lists the files that differ",
                    err=True)
         return 1
-    if init_run and compare:
-        click.echo("nonstop sync: -TI is not implemented; use -f PATHS, which makes the peers "
-                   "equal to this node", err=True)
-        return 1
     if do_hint:
         return 0  # -c without paths checks every include: a hint would change nothing
     if list_hints:
@@ -310,7 +305,7 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
     names = PathMap(root, cfg.prefixes, me)
     try:
         if compare:
-            return _compare(n, paths, recursive, names)
+            return _compare(n, paths, recursive, names, init_run, removals, straight)
         if list_pair:
             if paths[0].lower() != me:
                 click.echo(f"nonstop sync -S: this node is {me}, not {paths[0]}", err=True)
@@ -343,8 +338,10 @@ def _only_groups(cfg: Csync2Config, groups: str | None, remove_stale: bool) -> C
     return dataclasses.replace(cfg, groups=tuple(g for g in cfg.groups if g.name in wanted))
 
 
-def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap) -> int:
-    """``-T`` / ``-T FILE`` / ``-T MYNAME PEER`` / ``-T MYNAME PEER FILE``."""
+def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap,
+             init_run: bool = False, removals: bool = False, straight: bool = False) -> int:
+    """``-T`` / ``-T FILE`` / ``-T MYNAME PEER`` / ``-T MYNAME PEER FILE``; with ``-I`` the
+    differences become dirty entries (``-X`` removals too, ``-U`` only for that peer)."""
     peer: str | None = None
     files = list(paths)
     if len(paths) >= 2:
@@ -361,6 +358,8 @@ def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap) -
         click.echo(line)
     for p in problems:
         click.echo(f"ERROR: {p}", err=True)
+    if init_run:
+        n.mark_differences(lines, removals, straight)
     return 1 if problems else (0 if lines else 2)
 
 

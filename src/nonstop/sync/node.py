@@ -521,6 +521,26 @@ class Node:
             marked |= names
         return sorted(marked)
 
+    def mark_differences(self, lines: Iterable[str], removals: bool, straight: bool) -> None:
+        """``-TI`` (``-X``, ``-U``): turn ``-T`` lines into pending work. ``X``/``L``: mark the
+        name dirty; ``R`` with ``removals``: a forced scope for the name, so the next update
+        deletes what only the peer has. For every peer of the name's groups, or (``straight``)
+        only the compared one."""
+        rows = [line.split("\t", 3) for line in lines]
+        # -T scans the disk: record what it saw here, so the update has a state to send
+        here = [(name, False) for flag, _me, _peer, name in rows if flag != "R"]
+        if here:
+            self.check_init(here)
+        for flag, _me, peer, name in rows:
+            targets = {peer} if straight else {
+                h.name for g in self.groups if g.matcher.included(name)
+                for h in g.group.peers(self.me)}
+            if flag in ("X", "L"):
+                for t in sorted(targets):
+                    self.db.mark_dirty(t, [name])
+            elif flag == "R" and removals:
+                self.db.add_forced(sorted(targets), name, False)
+
     def file_lines(self, peer: str | None = None) -> list[str]:
         """``-L`` (``-S me peer``): ``checktxt<TAB>name`` per recorded file that a group (shared
         with ``peer``) still includes, in csync2's checktxt form plus the content digest."""
@@ -821,12 +841,17 @@ def _port_holder(port: int) -> str | None:
         return None
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                    with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
-                        return f"{fh.read().strip()} (pid {pid})"
+            fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:
             continue
+        for fd in fds:
+            try:  # an fd may close between the listing and the look (the listing's own does)
+                if os.readlink(f"/proc/{pid}/fd/{fd}") not in inodes:
+                    continue
+                with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
+                    return f"{fh.read().strip()} (pid {pid})"
+            except OSError:
+                continue
     return None
 
 

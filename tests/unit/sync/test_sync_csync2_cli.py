@@ -378,3 +378,27 @@ def test_dry_run_and_only_these_peers(
         assert out == "chary\tn1\tn3\t%demodir%\nchary\tn1\tn3\t%demodir%/f\n"
     finally:
         stop(proc)
+
+
+def test_ti_turns_differences_into_pending_work(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    tmp, n1, n2, env = demo
+    (tmp / "d1/a").write_text("a")
+    proc = serve([*n2, "-ii"], env)
+    try:
+        assert run([*n1, "-x"], env)[0] == 0
+        (tmp / "d1/l").write_text("only here")  # never checked: -T finds it on the disk
+        (tmp / "d2/r").write_text("only there")
+        code, out = run([*n1, "-TI"], env)
+        assert code == 0 and out.splitlines() == ["L\tn1\tn2\t%demodir%/l",
+                                                  "R\tn1\tn2\t%demodir%/r"]
+        assert run([*n1, "-M"], env)[1] == "chary\tn1\tn2\t%demodir%/l\n"
+        # -X: what only the peer has is removed there at the next update
+        assert run([*n1, "-TIXU", "n1", "n2"], env)[0] == 0
+        code, out = run([*n1, "-uv"], env)
+        assert code == 0, out
+        assert (tmp / "d2/l").read_text() == "only here"
+        assert not (tmp / "d2/r").exists()
+        assert run([*n1, "-T"], env)[0] == 2
+    finally:
+        stop(proc)
