@@ -19,6 +19,7 @@ import stat
 import string
 import sys
 import syslog
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,13 +38,6 @@ _CFGNAME_RE = re.compile(r"^[a-z0-9]+$")
 
 # csync2 flags nonstop refuses, with the reason printed when one is given.
 REFUSED = {
-    "outfd": "-W: nonstop has no hint table to feed; its daemon watches the included trees "
-             "with inotify itself",
-    "tsfile": "-s: csync2's profiling timestamps are not implemented (bench/ measures nonstop)",
-    "timestamps": "-t: csync2's profiling timestamps are not implemented (bench/ measures "
-                  "nonstop)",
-    "compare_mode": "-o: compare mode feeds csync2-compare's ssh script; use -T, which compares "
-                    "both disks over nonstop's own connection",
     "async_db": "-A: nonstop never turns off its database's durability",
 }
 
@@ -142,6 +136,10 @@ class _Csync2Command(click.Command):
 @click.option("-u", "do_update", is_flag=True, help="Send dirty files to the peers.")
 @click.option("-f", "do_force", is_flag=True, help="Force this node's version of PATHS.")
 @click.option("-m", "do_mark", is_flag=True, help="Mark PATHS dirty for every peer.")
+@click.option("-o", "compare_mode", is_flag=True,
+              help="Compare mode: list the files a check of PATHS looks at (for csync2-compare).")
+@click.option("-W", "outfd", type=int, metavar="FD",
+              help="With -c: write the directories holding included files to FD (NUL-ended).")
 @click.option("-h", "do_hint", is_flag=True,
               help="Add hints (accepted: -c without paths checks every include anyway).")
 @click.option("-H", "list_hints", is_flag=True, help="List hints (there are none: exit 2).")
@@ -167,6 +165,9 @@ class _Csync2Command(click.Command):
 @click.option("-B", "no_big_tx", is_flag=True,
               help="Accepted: nonstop's database always lets several processes share it.")
 @click.option("-l", "use_syslog", is_flag=True, help="Messages to syslog (LOCAL0).")
+@click.option("-t", "timestamps", is_flag=True,
+              help="Timestamps in the messages (start, each line, total time).")
+@click.option("-s", "tsfile", metavar="FILE", help="Start and total time also to FILE.")
 @click.option("-k", "keyfile", metavar="FILE", help="Create a new group key in FILE.")
 @click.option("-v", "verbose", count=True, help="More output (repeatable).")
 @click.option("-N", "node", metavar="NAME", envvar="NONSTOP_SYNC_NODE",
@@ -192,10 +193,6 @@ class _Csync2Command(click.Command):
                    "variable takes several, space-separated.")
 @click.option("--listen", default=None,
               help="Address -i listens on (default: -N's address when -N is given, else all).")
-@click.option("-W", "outfd", metavar="FD", hidden=True)
-@click.option("-s", "tsfile", metavar="FILE", hidden=True)
-@click.option("-t", "timestamps", is_flag=True, hidden=True)
-@click.option("-o", "compare_mode", is_flag=True, hidden=True)
 @click.option("-A", "async_db", is_flag=True, hidden=True)
 @click.argument("paths", nargs=-1)
 @click.pass_context
@@ -206,7 +203,50 @@ def sync_command(ctx: click.Context, /, **kw: Any) -> None:
     CSYNC2_SYSTEM_DIR and exit codes; node identity and paths can also come from NONSTOP_SYNC_*
     environment variables.
     """
-    sys.exit(_main(ctx, **kw))
+    clock = _Timestamps(bool(kw["timestamps"]), kw["tsfile"])
+    code = _main(ctx, clock=clock, **kw)
+    clock.total()
+    sys.exit(code)
+
+
+class _Timestamps:
+    """csync2 ``-t`` / ``-s FILE``: ``TIMESTAMP:`` at the start and end, ``TOTALTIME:`` at the
+    end (to stderr with ``-t``, appended to FILE as ``<pid> ...`` with ``-s``), and each message
+    prefixed with ``[HH:MM:SS]`` with ``-t``."""
+
+    def __init__(self, on: bool, path: str | None) -> None:
+        self.on = on
+        self.start = time.time()
+        self.file = None
+        if path is not None:
+            try:
+                self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in total)
+            except OSError as e:
+                click.echo(f"Can't open timestanp file `{path}': {e.strerror}", err=True)
+                sys.exit(1)
+        self.stamp()
+
+    def _emit(self, line: str) -> None:
+        if self.on:
+            click.echo(line, err=True)
+        if self.file is not None:
+            self.file.write(f"<{os.getpid()}> {line}\n")
+            self.file.flush()
+
+    def stamp(self) -> None:
+        self._emit("TIMESTAMP: " + time.strftime("%Y-%m-%d %H:%M:%S %Z (GMT%z)"))
+
+    def prefix(self) -> str:
+        return time.strftime("[%H:%M:%S] ") if self.on else ""
+
+    def total(self) -> None:
+        if not (self.on or self.file):
+            return
+        self.stamp()
+        secs = int(time.time() - self.start)
+        self._emit(f"TOTALTIME: {secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}")
+        if self.file is not None:
+            self.file.close()
 
 
 def _usage(msg: str | None = None) -> int:
@@ -225,7 +265,9 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
           use_syslog: bool, keyfile: str | None, verbose: int, node: str | None, port: int,
           cfgname: str | None, database: str | None, config: str | None, state_dir: str,
           db_path: str | None, root: str, peer_address: tuple[str, ...], listen: str | None,
-          paths: tuple[str, ...], **refusable: object) -> int:
+          compare_mode: bool, outfd: int | None,
+          paths: tuple[str, ...], clock: _Timestamps, timestamps: bool, tsfile: str | None,
+          **refusable: object) -> int:
     if keyfile is not None:
         try:
             make_key(keyfile)
@@ -242,7 +284,14 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
         if value:
             click.echo(f"nonstop sync: {REFUSED[name]}", err=True)
             return 1
+    if outfd is not None:
+        try:
+            os.write(outfd, b"")
+        except OSError as e:
+            click.echo(f"Invalid dump_dir_fd {outfd}: {e.strerror}", err=True)
+            return 1
     modes = {"x": check_update, "cu": do_check or do_update, "f": do_force, "m": do_mark,
+             "o": compare_mode,
              "h": do_hint, "H": list_hints, "L": list_files, "S": list_pair, "T": compare,
              "M": list_dirty, "R": remove_stale, "i": serve}
     chosen = sum(bool(m) for m in modes.values())
@@ -250,7 +299,7 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
     if chosen == 0 or (chosen > 1 and not force_then_sync) or serve > 3 or compare > 2:
         return _usage()
     if paths and not (check_update or do_check or do_update or do_force or do_mark or do_hint
-                      or list_pair or compare):
+                      or list_pair or compare or compare_mode):
         return _usage()
     if (compare and len(paths) > 3) or (list_pair and len(paths) != 2):
         return _usage()
@@ -277,7 +326,7 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
             if use_syslog:
                 syslog.syslog(syslog.LOG_WARNING if level <= 0 else syslog.LOG_INFO, msg)
             else:
-                click.echo(msg, err=True)
+                click.echo(clock.prefix() + msg, err=True)
 
     me = (node or os.environ.get("HA_CURHOST") or socket.gethostname()).lower()
     if listen is None:
@@ -314,8 +363,23 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
             for line in lines:
                 click.echo(line)
             return 0 if lines else 2
-        scopes = scopes_for(paths, recursive or not paths, names)
         only = None if peers is None else [p.lower() for p in peers.split(",") if p]
+        if compare_mode:
+            for name in n.compare_mode_names(scopes_for(paths, recursive, names) or [], only):
+                click.echo(name)
+            return 0
+        scopes = scopes_for(paths, recursive or not paths, names)
+        if outfd is not None and (check_update or do_check):
+            code = _run(n, scopes, False, True, False, do_force, False, False, False, False, 0,
+                        verbose, init_run, force_new, only, False)
+            data = b"".join(os.fsencode(d) + b"\0" for d in n.relevant_dirs(scopes))
+            with contextlib.suppress(OSError):
+                while data:
+                    data = data[os.write(outfd, data):]
+            if code or not (check_update or do_update):
+                return code
+            do_check = check_update = do_force = False
+            do_update = True
         return _run(n, scopes, check_update, do_check, do_update, do_force, do_mark, list_files,
                     list_dirty, remove_stale, serve, verbose, init_run, force_new, only, dry_run)
     except ConfigError as e:

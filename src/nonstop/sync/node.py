@@ -541,6 +541,35 @@ class Node:
             elif flag == "R" and removals:
                 self.db.add_forced(sorted(targets), name, False)
 
+    def compare_mode_names(self, scopes: list[Scope], only: Iterable[str] | None = None
+                           ) -> list[str]:
+        """``-o``: the names a check of ``scopes`` would look at in compare mode (the groups'
+        ``compare`` patterns count as includes; ``only``: groups shared with these peers),
+        without recording anything."""
+        wanted = None if only is None else set(only)
+        names: set[str] = set()
+        for g in self.groups:
+            if wanted is not None and not wanted & {h.name for h in g.group.peers(self.me)}:
+                continue
+            m = Matcher((*g.group.patterns, *g.group.compare))
+            names |= set(scan(m, g.paths, scopes, self.db.local_in(scopes), time.time_ns()))
+        return sorted(names)
+
+    def relevant_dirs(self, scopes: list[Scope] | None = None) -> list[str]:
+        """``-cW FD``: the local directories that hold (or are) included files under ``scopes``,
+        deepest first, as csync2 writes them for an inotify helper."""
+        dirs: set[str] = set()
+        for g in self.groups:
+            for name, seen in self.db.local_in(scopes or ALL).items():
+                if not g.matcher.included(name):
+                    continue
+                parent = name.rsplit("/", 1)[0]
+                if seen.state.kind == "dir":
+                    dirs.add(g.paths.local(name))
+                if parent and g.matcher.included(parent):
+                    dirs.add(g.paths.local(parent))
+        return sorted(dirs, reverse=True)
+
     def file_lines(self, peer: str | None = None) -> list[str]:
         """``-L`` (``-S me peer``): ``checktxt<TAB>name`` per recorded file that a group (shared
         with ``peer``) still includes, in csync2's checktxt form plus the content digest."""

@@ -4,6 +4,7 @@ codes and refusals, against a real receiver process on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -232,12 +233,11 @@ def test_usage_errors_exit_1_never_2(args: list[str]) -> None:
 @pytest.mark.parametrize("flag,reason", [
     ("-TT", "-TT (diffs of the peer's files) is not implemented"),
     ("-A", "never turns off its database's durability"),
-    ("-o", "compare mode feeds csync2-compare"),
 ])
 def test_refused_flags_name_the_reason(
         demo: tuple[Path, list[str], list[str], dict[str, str]], flag: str, reason: str) -> None:
     _tmp, n1, _n2, env = demo
-    mode = [] if flag in ("-TT", "-o") else ["-x"]
+    mode = [] if flag == "-TT" else ["-x"]
     code, out = run([*n1, *mode, flag], env)
     assert code == 1 and reason in out
 
@@ -402,3 +402,51 @@ def test_ti_turns_differences_into_pending_work(
         assert run([*n1, "-T"], env)[0] == 2
     finally:
         stop(proc)
+
+
+def test_timestamps_as_csync2_prints_them(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    import re
+
+    tmp, n1, _n2, env = demo
+    (tmp / "d1/f").write_text("f")
+    stamps = tmp / "stamps"
+    code, out = run([*n1, "-cvv", "-t", "-s", str(stamps)], env)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("TIMESTAMP: ") and lines[-1] == "TOTALTIME: 0:00:00"
+    assert any(re.match(r"^\[\d\d:\d\d:\d\d\] dirty for n2: %demodir%/f$", x) for x in lines)
+    logged = stamps.read_text().splitlines()
+    assert len(logged) == 3 and re.match(r"^<\d+> TOTALTIME: 0:00:00$", logged[2])
+
+
+def test_compare_mode_and_directory_dump(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    import os
+
+    tmp, n1, _n2, env = demo
+    cfg = tmp / "etc/csync2.cfg"
+    cfg.write_text(cfg.read_text().replace("exclude %demodir%/e;",
+                                           "exclude %demodir%/e;\n    compare %demodir%/e;"))
+    (tmp / "d1/a").mkdir()
+    (tmp / "d1/a/f").write_text("f")
+    (tmp / "d1/e").write_text("compared, not synced")
+    # -o lists what a check would look at in compare mode (compare patterns included), records
+    # nothing
+    code, out = run([*n1, "-or", str(tmp / "d1")], env)
+    assert code == 0
+    assert out.splitlines() == ["%demodir%", "%demodir%/a", "%demodir%/a/f", "%demodir%/e"]
+    assert run([*n1, "-L"], env)[0] == 2
+    # -cW FD: the directories that hold included files, NUL-ended, deepest first
+    r, w = os.pipe()
+    try:
+        code, out = run([*n1, "-cr", "-W", str(w), str(tmp / "d1")], env)
+        os.close(w)
+        assert code == 0, out
+        with os.fdopen(r, "rb") as fh:
+            assert fh.read() == f"{tmp}/d1/a\0{tmp}/d1\0".encode()
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(w)
+    code, out = run([*n1, "-c", "-W", "99"], env)
+    assert code == 1 and "Invalid dump_dir_fd 99" in out
