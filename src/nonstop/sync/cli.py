@@ -222,7 +222,7 @@ class _Timestamps:
             try:
                 self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in total)
             except OSError as e:
-                click.echo(f"Can't open timestanp file `{path}': {e.strerror}", err=True)
+                click.echo(f"Can't open timestamp file `{path}': {e.strerror}", err=True)
                 sys.exit(1)
         self.stamp()
 
@@ -260,14 +260,12 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
           do_force: bool, do_mark: bool, do_hint: bool, list_hints: bool, list_files: bool,
           list_pair: bool, recursive: bool, compare: int, list_dirty: bool, remove_stale: bool,
           serve: int, init_run: bool, force_new: bool, removals: bool, straight: bool,
-          groups: str | None, peers: str | None,
-          dry_run: bool, no_big_tx: bool,
+          groups: str | None, peers: str | None, dry_run: bool, no_big_tx: bool,
           use_syslog: bool, keyfile: str | None, verbose: int, node: str | None, port: int,
           cfgname: str | None, database: str | None, config: str | None, state_dir: str,
           db_path: str | None, root: str, peer_address: tuple[str, ...], listen: str | None,
-          compare_mode: bool, outfd: int | None,
-          paths: tuple[str, ...], clock: _Timestamps, timestamps: bool, tsfile: str | None,
-          **refusable: object) -> int:
+          compare_mode: bool, outfd: int | None, paths: tuple[str, ...], clock: _Timestamps,
+          timestamps: bool, tsfile: str | None, **refusable: object) -> int:
     if keyfile is not None:
         try:
             make_key(keyfile)
@@ -291,9 +289,8 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
             click.echo(f"Invalid dump_dir_fd {outfd}: {e.strerror}", err=True)
             return 1
     modes = {"x": check_update, "cu": do_check or do_update, "f": do_force, "m": do_mark,
-             "o": compare_mode,
-             "h": do_hint, "H": list_hints, "L": list_files, "S": list_pair, "T": compare,
-             "M": list_dirty, "R": remove_stale, "i": serve}
+             "o": compare_mode, "h": do_hint, "H": list_hints, "L": list_files, "S": list_pair,
+             "T": compare, "M": list_dirty, "R": remove_stale, "i": serve}
     chosen = sum(bool(m) for m in modes.values())
     force_then_sync = do_force and (check_update or do_check or do_update)
     if chosen == 0 or (chosen > 1 and not force_then_sync) or serve > 3 or compare > 2:
