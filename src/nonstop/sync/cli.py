@@ -35,6 +35,9 @@ KEY_ALPHABET = string.ascii_letters + string.digits + "._"
 DEFAULT_STATE_DIR = "/var/lib/nonstop/sync"
 DEFAULT_SYSTEM_DIR = "/etc"
 _CFGNAME_RE = re.compile(r"^[a-z0-9]+$")
+# A receiver started at the same moment as its client (csync2's test suite starts `-iii` and the
+# client together) is not a peer that is down: a refused connection is retried this long.
+REFUSED_RETRY = 1.5
 
 # csync2 flags nonstop refuses, with the reason printed when one is given.
 REFUSED = {
@@ -338,7 +341,7 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
     try:
         cfg = _only_groups(load_csync2(cfg_file), groups, remove_stale)
         n = Node(Options(cfg, me, state_dir, db_file, root, port, _addresses(peer_address),
-                         listen), out)
+                         listen, refused_retry=REFUSED_RETRY), out)
     except ConfigError as e:
         click.echo(f"Config error: {e}", err=True)
         return 1

@@ -46,7 +46,6 @@ Out = Callable[[int, str], None]
 MAX_OPS_PER_OFFER = 10_000
 WRITE_BACKLOG = 32 << 20  # received bytes the writer thread may lag behind the network
 LIST_CHUNK = 2000
-REFUSED_RETRIES = 15  # x REFUSED_RETRY_DELAY: a connection refused for 1.5 s is a failure
 REFUSED_RETRY_DELAY = 0.1
 
 
@@ -70,6 +69,9 @@ class Options:
     # takeover must not sit in the master script waiting for it (forced scopes stay pending
     # and are pushed when it returns).
     connect_timeout: float = 3.0
+    # How long a refused connection is retried: the CLI waits for a receiver started at the
+    # same moment (csync2's test suite does that); the daemon fails at once and retries later.
+    refused_retry: float = 0.0
 
 
 @dataclass
@@ -213,14 +215,14 @@ class Node:
     async def _open(self, g: _GroupCtx, peer: str) -> Channel:
         addr = self._address(g, peer)
         try:
-            # A refused connection is retried briefly: a receiver just being started (csync2's
-            # test suite starts `-iii` and the client at the same moment) is not a peer down.
-            for attempt in range(REFUSED_RETRIES + 1):
+            # A refused connection is retried for opts.refused_retry seconds (see Options).
+            retries = int(self.opts.refused_retry / REFUSED_RETRY_DELAY)
+            for attempt in range(retries + 1):
                 try:
                     chan = await connect(addr, self.opts.port, self.opts.connect_timeout)
                     break
                 except ConnectionRefusedError:
-                    if attempt == REFUSED_RETRIES:
+                    if attempt == retries:
                         raise
                     await asyncio.sleep(REFUSED_RETRY_DELAY)
         except (OSError, TimeoutError) as e:

@@ -450,3 +450,34 @@ def test_compare_mode_and_directory_dump(
             os.close(w)
     code, out = run([*n1, "-c", "-W", "99"], env)
     assert code == 1 and "Invalid dump_dir_fd 99" in out
+
+
+def test_a_receiver_starting_with_its_client_is_waited_for(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    """csync2's suite starts ``-iii`` and the client at the same moment: a refused connection
+    is retried for a moment instead of failing at once."""
+    import threading
+
+    _tmp, n1, n2, env = demo
+    port = int(n2[n2.index("-p") + 1])
+    accepted = threading.Event()
+
+    def late_listener() -> None:
+        time.sleep(0.5)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.2", port))
+            s.listen()
+            s.settimeout(20)
+            conn, _ = s.accept()
+            accepted.set()
+            conn.close()
+
+    t = threading.Thread(target=late_listener)
+    t.start()
+    try:
+        code, out = run([*n1, "-T"], env)
+    finally:
+        t.join(30)
+    assert accepted.is_set(), out
+    assert code == 1 and "Connect call failed" not in out
