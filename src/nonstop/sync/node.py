@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import socket
+import ssl
 import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -49,6 +52,7 @@ LIST_CHUNK = 2000
 KEEP_IDLE_S = 30.0
 # Below this size a file is sent whole: a signature round trip costs more than the bytes.
 DELTA_MIN = 64 * 1024
+REFUSED_RETRY_DELAY = 0.1
 
 
 class SyncError(Exception):
@@ -71,6 +75,9 @@ class Options:
     # takeover must not sit in the master script waiting for it (forced scopes stay pending
     # and are pushed when it returns).
     connect_timeout: float = 3.0
+    # How long a refused connection is retried: the CLI waits for a receiver started at the
+    # same moment (csync2's test suite does that); the daemon fails at once and retries later.
+    refused_retry: float = 0.0
 
 
 @dataclass
@@ -185,13 +192,18 @@ class Node:
                 self.db.add_forced(peers, path, rec)
 
     # ------------------------------------------------------------------------- update (-u)
-    async def update(self, scopes: list[Scope] | None = None) -> Report:
-        """Send dirty and forced entries to every peer (one connection each)."""
+    async def update(self, scopes: list[Scope] | None = None,
+                     only: Iterable[str] | None = None) -> Report:
+        """Send dirty and forced entries to every peer (or the ``only`` ones; csync2 ``-P``),
+        one connection each."""
         report = Report()
+        wanted = None if only is None else set(only)
         for g in self.groups:
             me_host = g.group.host(self.me)
             for host in g.group.peers(self.me):
                 peer = host.name
+                if wanted is not None and peer not in wanted:
+                    continue
                 forced = [
                     s for s in await asyncio.to_thread(self.db.forced, peer)
                     if scopes is None or any(_overlaps(s, t) for t in scopes)
@@ -216,7 +228,16 @@ class Node:
     async def _open(self, g: _GroupCtx, peer: str) -> Channel:
         addr = self._address(g, peer)
         try:
-            chan = await connect(addr, self.opts.port, self.opts.connect_timeout)
+            # A refused connection is retried for opts.refused_retry seconds (see Options).
+            retries = int(self.opts.refused_retry / REFUSED_RETRY_DELAY)
+            for attempt in range(retries + 1):
+                try:
+                    chan = await connect(addr, self.opts.port, self.opts.connect_timeout)
+                    break
+                except ConnectionRefusedError:
+                    if attempt == retries:
+                        raise
+                    await asyncio.sleep(REFUSED_RETRY_DELAY)
         except (OSError, TimeoutError) as e:
             why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or "timeout")
             raise SyncError(f"connection to {peer} ({addr}:{self.opts.port}) failed: {why}") from e
@@ -607,15 +628,21 @@ class Node:
             raise
 
     # ------------------------------------------------------------------------- compare (-T)
-    async def compare(self, scopes: list[Scope] | None = None) -> tuple[list[str], list[str]]:
-        """Compare disks (not databases) with each peer: ``X|L|R  me  peer  name`` lines."""
+    async def compare(self, scopes: list[Scope] | None = None,
+                      peer: str | None = None) -> tuple[list[str], list[str]]:
+        """Compare disks (not databases) with each peer (or only ``peer``):
+        ``X|L|R  me  peer  name`` lines."""
         scopes = scopes or ALL
         lines: list[str] = []
         problems: list[str] = []
         for g in self.groups:
+            if peer is not None and g.group.host(peer) is None:
+                continue
             scanned = await asyncio.to_thread(self._scan, g, scopes)
             local = {n: s.state for n, s in scanned.items()}
             for host in g.group.peers(self.me):
+                if peer is not None and host.name != peer:
+                    continue
                 try:
                     chan = await self._open(g, host.name)
                 except SyncError as e:
@@ -633,6 +660,131 @@ class Node:
                     if a is None or b is None or not a.same(b, self.ignore):
                         lines.append(f"{flag}\t{self.me}\t{host.name}\t{n}")
         return lines, problems
+
+    # ------------------------------------------------------------------------- -I / -m / -L
+    def check_init(self, scopes: list[Scope] | None = None) -> int:
+        """``-cI``: scan and record this node's files without marking anything dirty.
+
+        Dirty state is the difference from what each peer holds as of the last sync, so a later
+        check still marks every file a peer was never synced with; returns the names recorded.
+        """
+        scopes = scopes or ALL
+        n = 0
+        for g in self.groups:
+            cache = self.db.local_in(scopes)
+            seen = scan(g.matcher, g.paths, scopes, cache, time.time_ns())
+            self.db.record_check(scopes, seen, [], old=cache)
+            n += len(seen)
+        return n
+
+    def mark(self, scopes: list[Scope]) -> list[str]:
+        """``-m``: mark names (``-r``: and the recorded names below them) dirty for every peer."""
+        marked: set[str] = set()
+        for g in self.groups:
+            names = {p for p, _ in scopes if g.matcher.included(p)}
+            names |= {n for n in self.db.local_in(scopes) if g.matcher.included(n)}
+            for h in g.group.peers(self.me):
+                self.db.mark_dirty(h.name, sorted(names))
+            marked |= names
+        return sorted(marked)
+
+    def mark_differences(self, lines: Iterable[str], removals: bool, straight: bool) -> None:
+        """``-TI`` (``-X``, ``-U``): turn ``-T`` lines into pending work. ``X``/``L``: mark the
+        name dirty; ``R`` with ``removals``: a forced scope for the name, so the next update
+        deletes what only the peer has. For every peer of the name's groups, or (``straight``)
+        only the compared one."""
+        rows = [line.split("\t", 3) for line in lines]
+        # -T scans the disk: record what it saw here, so the update has a state to send
+        here = [(name, False) for flag, _me, _peer, name in rows if flag != "R"]
+        if here:
+            self.check_init(here)
+        for flag, _me, peer, name in rows:
+            targets = {peer} if straight else {
+                h.name for g in self.groups if g.matcher.included(name)
+                for h in g.group.peers(self.me)}
+            if flag in ("X", "L"):
+                for t in sorted(targets):
+                    self.db.mark_dirty(t, [name])
+            elif flag == "R" and removals:
+                self.db.add_forced(sorted(targets), name, False)
+
+    def compare_mode_names(self, scopes: list[Scope], only: Iterable[str] | None = None
+                           ) -> list[str]:
+        """``-o``: the names a check of ``scopes`` would look at in compare mode (the groups'
+        ``compare`` patterns count as includes; ``only``: groups shared with these peers),
+        without recording anything."""
+        wanted = None if only is None else set(only)
+        names: set[str] = set()
+        for g in self.groups:
+            if wanted is not None and not wanted & {h.name for h in g.group.peers(self.me)}:
+                continue
+            m = Matcher((*g.group.patterns, *g.group.compare))
+            names |= set(scan(m, g.paths, scopes, self.db.local_in(scopes), time.time_ns()))
+        return sorted(names)
+
+    def relevant_dirs(self, scopes: list[Scope] | None = None) -> list[str]:
+        """``-cW FD``: the local directories that hold (or are) included files under ``scopes``,
+        deepest first, as csync2 writes them for an inotify helper."""
+        dirs: set[str] = set()
+        for g in self.groups:
+            for name, seen in self.db.local_in(scopes or ALL).items():
+                if not g.matcher.included(name):
+                    continue
+                parent = name.rsplit("/", 1)[0]
+                if seen.state.kind == "dir":
+                    dirs.add(g.paths.local(name))
+                if parent and g.matcher.included(parent):
+                    dirs.add(g.paths.local(parent))
+        return sorted(dirs, reverse=True)
+
+    def file_lines(self, peer: str | None = None) -> list[str]:
+        """``-L`` (``-S me peer``): ``checktxt<TAB>name`` per recorded file that a group (shared
+        with ``peer``) still includes, in csync2's checktxt form plus the content digest."""
+        lines = []
+        groups = [g for g in self.groups if peer is None or g.group.host(peer) is not None]
+        for name, seen in sorted(self.db.local_all().items()):
+            if not any(g.matcher.included(name) for g in groups):
+                continue
+            st = seen.state
+            kind_bits = {"reg": 0o100000, "dir": 0o040000, "lnk": 0o120000, "fifo": 0o010000,
+                         "chr": 0o020000, "blk": 0o060000}.get(st.kind, 0)
+            txt = "v1"
+            if st.kind != "dir":
+                txt += f":mtime={st.mtime_ns // 1_000_000_000}"
+            txt += f":mode={st.mode | kind_bits}:uid={st.uid}:gid={st.gid}:type={st.kind}"
+            if st.kind == "reg":
+                txt += f":size={st.size}:digest={st.digest}"
+            elif st.kind == "lnk":
+                txt += f":target={st.target}"
+            elif st.kind in ("chr", "blk"):
+                txt += f":dev={st.rdev}"
+            lines.append(f"{txt}\t{name}")
+        return lines
+
+    def dry_run_lines(self, scopes: list[Scope] | None = None,
+                      only: Iterable[str] | None = None) -> list[str]:
+        """``-ud``: what an update would do, in csync2's dry-run form, without connecting:
+        ``?M: peer name`` (would send), ``?D: peer name`` (would delete), ``!M: peer name``
+        (forced)."""
+        wanted = None if only is None else set(only)
+        lines: list[str] = []
+        for g in self.groups:
+            for h in g.group.peers(self.me):
+                if wanted is not None and h.name not in wanted:
+                    continue
+                rows = [(r.name, r.forced) for r in self.db.dirty(h.name)
+                        if scopes is None or any(in_scope(r.name, p, rec) for p, rec in scopes)]
+                ops, _settled = self._plan(h.name, rows)
+                for op in ops:
+                    if op.kind == "mv":
+                        lines.append(f"?D: {h.name:<15} {op.src}")
+                    tag = "!M" if op.forced else "?D" if op.kind == "del" else "?M"
+                    lines.append(f"{tag}: {h.name:<15} {op.name}")
+                for path, rec in self.db.forced(h.name):
+                    if scopes is None or any(_overlaps((path, rec), t) for t in scopes):
+                        lines.append(f"!M: {h.name:<15} {path}{'/' if rec else ''} "
+                                     "(pending forced sync: the peer is made equal here)")
+        return lines
 
     # ------------------------------------------------------------------------- -M / -R
     def dirty_lines(self) -> list[str]:
@@ -959,38 +1111,159 @@ def _results(raw: list[object], n: int) -> dict[int, Result]:
     return out
 
 
-class SyncServer:
-    """The listening side: accepts peers' sessions for this node."""
+def _port_holder(port: int) -> str | None:
+    """The process listening on TCP ``port`` in this network namespace, as ``comm (pid N)``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{f[9]}]")
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:  # an fd may close between the listing and the look (the listing's own does)
+                if os.readlink(f"/proc/{pid}/fd/{fd}") not in inodes:
+                    continue
+                with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
+                    return f"{fh.read().strip()} (pid {pid})"
+            except OSError:
+                continue
+    return None
 
-    def __init__(self, node: Node) -> None:
+
+def listen_error(host: str | None, port: int, e: OSError) -> str:
+    """One line saying why the receiver cannot listen, and for a busy port who holds it."""
+    where = f"{host or '*'}:{port}"
+    if isinstance(e, socket.gaierror):
+        return f"cannot listen on {where}: the name does not resolve ({e.strerror})"
+    msg = f"cannot listen on {where}: {e.strerror or e}"
+    if e.errno != errno.EADDRINUSE:
+        return msg
+    holder = _port_holder(port)
+    comm = (holder or "").split(" ", 1)[0]
+    if comm == "systemd":
+        fix = ("Debian's csync2.socket holds it: systemctl disable --now csync2.socket")
+    elif comm in ("xinetd", "inetd", "inetutils-inetd"):
+        fix = (f"{comm}'s csync2 entry holds it: disable it (/etc/xinetd.d/csync2 or "
+               "/etc/inetd.conf) and reload " + comm)
+    elif holder:
+        fix = f"held by {holder}: stop it, or use -p PORT"
+    else:
+        fix = ("usually Debian's csync2.socket (systemctl disable --now csync2.socket) or an "
+               "xinetd csync2 entry; or use -p PORT")
+    return f"{msg} ({fix})"
+
+
+class SyncServer:
+    """The listening side: accepts peers' sessions for this node.
+
+    ``once`` (csync2 ``-iii``): stop listening at the first connection and set ``done`` when
+    that session ends.
+    """
+
+    def __init__(self, node: Node, once: bool = False) -> None:
         self.node = node
+        self.once = once
+        self.done = asyncio.Event()
         self.stats: dict[str, int] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._fp = ""
+        self._taken = False
 
-    async def start(self) -> None:
-        """Listen (making the TLS certificate on first use) after removing old temp files."""
-        ctx, fp = await asyncio.to_thread(server_context, self.node.opts.state_dir)
+    async def _prepare(self) -> ssl.SSLContext:
+        ctx, self._fp = await asyncio.to_thread(server_context, self.node.opts.state_dir)
         n = await asyncio.to_thread(self.node.cleanup_tmp)
         if n:
             self.node.out(0, f"removed {n} temp file(s) left by an interrupted transfer")
+        return ctx
 
-        async def on_conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
+    async def _on_conn(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if self.once:
+            if self._taken:
+                w.close()
+                return
+            self._taken = True
+            if self._server is not None:
+                self._server.close()  # like csync2 -iii: no second connection
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self.node.handle(r, w, self._fp, self.stats)
+        except asyncio.CancelledError:
+            pass  # server shutdown; the session cleaned up after itself
+        finally:
             if task is not None:
-                self._tasks.add(task)
-            try:
-                await self.node.handle(r, w, fp, self.stats)
-            except asyncio.CancelledError:
-                pass  # server shutdown; the session cleaned up after itself
-            finally:
-                if task is not None:
-                    self._tasks.discard(task)
+                self._tasks.discard(task)
+            if self.once:
+                self.done.set()
 
-        self._server = await asyncio.start_server(
-            on_conn, self.node.opts.listen, self.node.opts.port, ssl=ctx,
-            ssl_handshake_timeout=20.0, reuse_address=True,
-        )
+    async def start(self) -> None:
+        """Listen (making the TLS certificate on first use) after removing old temp files.
+
+        A port already in use or an address that does not resolve is a :class:`SyncError`
+        with one line saying why (and who holds the port)."""
+        host, port = self.node.opts.listen, self.node.opts.port
+        try:
+            sock = await self._bind(host, port)
+        except OSError as e:
+            raise SyncError(listen_error(host, port, e)) from e
+        # Listening before the certificate and temp-file work: a peer that connects while this
+        # receiver is still starting waits in the backlog instead of being refused.
+        try:
+            ctx = await self._prepare()
+            self._server = await asyncio.start_server(
+                self._on_conn, sock=sock, ssl=ctx, ssl_handshake_timeout=20.0,
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+    @staticmethod
+    async def _bind(host: str | None, port: int) -> socket.socket:
+        """A listening socket on the first address of ``host`` that binds (as csync2 does)."""
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        err: OSError = OSError(errno.EADDRNOTAVAIL, "no address to listen on")
+        for family, kind, proto, _name, addr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.bind(addr)
+                sock.listen(128)
+            except OSError as e:
+                sock.close()
+                err = e
+                continue
+            sock.setblocking(False)
+            return sock
+        raise err
+
+    async def serve_socket(self, sock: socket.socket) -> None:
+        """csync2 ``-i`` (inetd mode): serve the one connection already accepted on ``sock``."""
+        ctx = await self._prepare()
+        self.once = True
+        loop = asyncio.get_running_loop()
+
+        def factory() -> asyncio.StreamReaderProtocol:
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._on_conn)
+
+        await loop.connect_accepted_socket(factory, sock, ssl=ctx, ssl_handshake_timeout=20.0)
+        await self.done.wait()
 
     @property
     def port(self) -> int:

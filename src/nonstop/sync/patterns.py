@@ -236,6 +236,18 @@ class PathMap:
             name = base.rstrip("/") + rest
         return self.root + name
 
+    def encode(self, path: str) -> str:
+        """csync2's ``prefixencode``: a local path at or below a prefix's directory on this
+        node becomes ``%NAME%`` + the rest (the deepest directory wins); other paths (and names
+        already written with ``%NAME%``) are returned unchanged."""
+        best = ""
+        out = path
+        for pname, base in self._pref.items():
+            local = self.root + base.rstrip("/")
+            if local and (path == local or path.startswith(local + "/")) and len(local) > len(best):
+                best, out = local, f"%{pname}%" + path[len(local):]
+        return out
+
     def name(self, local: str, template: str) -> str:
         """The name of a local path found while walking from the root named ``template``."""
         base = self.local(template)

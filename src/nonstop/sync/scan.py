@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from nonstop.sync.digest import blocks_match, extend, hash_fd
-from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap
+from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope
 from nonstop.sync.state import FileState, supported
 
 HASH_THREADS = 4
@@ -228,7 +228,7 @@ def _scan_one(
     if recursive:
         # A scope above the includes (e.g. "/") walks from the include roots below it.
         for root in matcher.roots():
-            if root == scope or root.startswith(scope.rstrip("/") + "/"):
+            if in_scope(root, scope, True):
                 starts.append(root)
             elif scope.startswith(root.rstrip("/") + "/") or root == "/":
                 starts.append(scope)
