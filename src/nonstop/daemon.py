@@ -683,6 +683,7 @@ class Daemon:
                 "sent": self.sent,
                 "received": self.received,
                 "send_errors": self.media.send_errors,
+                "kernel_dropped": self.media.kernel_drops,
                 "dropped": dict(sorted(view.counters.items())),
             },
         }
