@@ -52,6 +52,7 @@ from nonstop.heartbeat.membership import (
     StatusChanged,
 )
 from nonstop.heartbeat.states import NodeStatus
+from nonstop.logs import BAD_INPUT, escape
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.sync.replicator import Replicator
 from nonstop.watchdog import Watchdog
@@ -474,6 +475,9 @@ class Daemon:
                 self._last_periodic = now
                 self._schedule_reconsider()
                 self._record_replay_state(now)
+                summary = BAD_INPUT.summary(now)
+                if summary:
+                    log.warning("%s", summary)
         except Exception:
             log.exception("error in the heartbeat timer (heartbeats continue)")
         finally:
@@ -546,10 +550,13 @@ class Daemon:
     def _log_bad(self, reason: str, source: str, detail: str, now: float) -> None:
         if not self.cfg.ha.log_badpack:
             return
+        # Once per burst per (reason, source), within the process's global budget (spoofed
+        # sources cannot flood the log), and nothing remote unescaped (no forged lines).
         say, suppressed = self.burst.should_log(reason, source, now)
-        if say:
+        if say and BAD_INPUT.admit(reason, source, now):
             more = f" ({suppressed} more since the last report)" if suppressed else ""
-            log.warning("dropped packet from %s: %s: %s%s", source, reason, detail, more)
+            log.warning("dropped packet from %s: %s: %s%s", escape(source), reason,
+                        escape(detail, 200), more)
 
     def _send(self, ev: Send) -> None:
         assert self.identity is not None and self.membership is not None

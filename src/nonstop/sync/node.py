@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
 from nonstop.config.errors import ConfigError, Location
+from nonstop.logs import BAD_INPUT
 from nonstop.sync import actions as act
+from nonstop.sync.limits import Listener, listen
 from nonstop.sync.patterns import Matcher, PathMap, in_scope, valid_name
 from nonstop.sync.plan import Op, batches, plan, plan_forced
 from nonstop.sync.protocol import CHUNK, AuthError, Kind, ProtocolError, encode
@@ -515,7 +517,8 @@ class Node:
             peer = await server_handshake(chan, self.me, cert_fp, keys)
         except (AuthError, ProtocolError, ConnectionError, TimeoutError, OSError) as e:
             stats["refused"] = stats.get("refused", 0) + 1
-            self.out(0, f"ERROR: {e}")
+            if BAD_INPUT.admit("sync_handshake", chan.peer_address, time.monotonic()):
+                self.out(0, f"ERROR: {e}")  # remote fields in it are escaped (transport)
             await chan.close()
             return
         g = next(x for x in self.groups if x.group.name == peer.group)
@@ -709,7 +712,7 @@ class SyncServer:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.stats: dict[str, int] = {}
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -731,10 +734,9 @@ class SyncServer:
                 if task is not None:
                     self._tasks.discard(task)
 
-        self._server = await asyncio.start_server(
-            on_conn, self.node.opts.listen, self.node.opts.port, ssl=ctx,
-            ssl_handshake_timeout=20.0, reuse_address=True,
-        )
+        # Our own accept loop: connection limits before authentication (sync/limits.py).
+        sock = listen(self.node.opts.listen, self.node.opts.port)
+        self._server = Listener(sock, ctx, on_conn, self.stats)
 
     @property
     def port(self) -> int:
