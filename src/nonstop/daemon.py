@@ -51,6 +51,7 @@ from nonstop.heartbeat.membership import (
     SilenceWarning,
     StatusChanged,
 )
+from nonstop.heartbeat.rexmit import RexmitLimiter
 from nonstop.heartbeat.states import NodeStatus
 from nonstop.logs import BAD_INPUT, escape
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
@@ -141,6 +142,7 @@ class Daemon:
         self.history: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self.loadavg = LoadAvg()
         self.burst = BurstLimiter()
+        self.rexmit = RexmitLimiter()
         self.started_wall = time.time()
         self.started = 0.0
         self.sent = 0
@@ -670,8 +672,11 @@ class Daemon:
         self._ask_rexmit(ev, attempt + 1)
 
     def _rexmit(self, ev: RexmitRequested) -> None:
-        for seq in range(ev.first, min(ev.last, ev.first + 50) + 1):
+        now = self._now()
+        for seq in self.rexmit.plan(ev.first, ev.last, now):
             payload = self.history.get(seq)
+            if not self.rexmit.allow(seq, now, nak=payload is None):
+                continue  # resent moments ago, or over the budget (Heartbeat's limits)
             if payload is not None:
                 self.media.send(payload)
             else:
@@ -726,6 +731,7 @@ class Daemon:
                 "received": self.received,
                 "send_errors": self.media.send_errors,
                 "kernel_dropped": self.media.kernel_drops,
+                "rexmit": dict(self.rexmit.counters),
                 "dropped": dict(sorted(view.counters.items())),
             },
         }
