@@ -182,6 +182,11 @@ def test_floods_of_datagrams_and_sync_connections_move_nothing(
         assert rss_mb(pids[host]) - rss_before[host] < MEMORY_GROWTH_MB, (host, rss_before)
     st1 = cluster.query(N1)
     assert st1 is not None
+    server1 = st1["sync"]["server"]
+    print(f"holder's packets: {st1['packets']}; sync servers: holder {server1}, standby "
+          f"{(cluster.query(N2) or {}).get('sync', {}).get('server')}")
+    # The 8 MB first frames were refused at their header (4 KB cap before the key proof).
+    assert server1.get("refused", 0) >= 4, server1
     dropped = st1["packets"]["dropped"]
     # Every datagram that reached the daemon was counted; the kernel's drops are counted too.
     assert dropped.get("bad_auth", 0) + st1["packets"]["kernel_dropped"] > 0, st1["packets"]

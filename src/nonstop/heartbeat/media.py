@@ -26,6 +26,7 @@ SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 # Linux: each datagram carries the socket's count of datagrams the kernel dropped for want of
 # buffer space, so a flood that overruns us is still counted.
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _OVFL = struct.Struct("=I")
 # Datagrams read per socket and loop turn: the timers (our own heartbeats, deadtime) get their
 # turn between batches whatever arrives, and a bad datagram costs one digest (codec).
@@ -109,7 +110,12 @@ class MediaSet:
             rx.setblocking(False)
             rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             rx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, m.iface.encode())
-            rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            # 1 MB of room for a burst: as root past net.core.rmem_max (212 KB by default,
+            # three 64 KB junk datagrams), which SO_RCVBUF alone cannot exceed.
+            try:
+                rx.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 20)
+            except OSError:
+                rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             with contextlib.suppress(OSError):
                 rx.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
             if isinstance(m, Mcast):
