@@ -226,5 +226,7 @@ class Listener:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (with SO_REUSEADDR, as asyncio's server had)."""
-    return socket.create_server((host, port), backlog=128)
+    """A listening TCP socket (with SO_REUSEADDR, as asyncio's server had), IPv6 if ``host``
+    is an IPv6 address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)

@@ -186,3 +186,11 @@ def test_out_of_descriptors_is_one_line_and_no_traceback(tmp_path: Path) -> None
     assert "accept_paused" in out, out + err
     assert err.count("cannot accept connections") == 1, err
     assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0"])
+def test_the_listening_socket_follows_the_address_family(host: str) -> None:
+    from nonstop.sync.limits import listen
+
+    with listen(host, 0) as sock:
+        assert sock.getsockname()[0] == host
