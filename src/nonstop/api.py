@@ -32,6 +32,21 @@ def socket_path(state_dir: str | Path) -> Path:
     return Path(state_dir) / SOCKET_NAME
 
 
+def parse_request(line: bytes) -> dict[str, Any]:
+    """One request: a JSON object with a string ``cmd`` and only plain values (strings,
+    numbers, booleans, null). Anything else, deep nesting included, is a ValueError."""
+    try:
+        req = json.loads(line)
+    except RecursionError:
+        raise ValueError("request nested too deeply") from None
+    if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+        raise ValueError("a request is a JSON object with a string 'cmd'")
+    for key, value in req.items():
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ValueError(f"request field {key!r}: only plain values are accepted")
+    return req
+
+
 class ControlServer:
     """Serves requests ``{"cmd": ...}`` with a handler; a bad request gets an error reply."""
 
@@ -55,9 +70,7 @@ class ControlServer:
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=5)
             try:
-                req = json.loads(line)
-                if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
-                    raise ValueError("a request is a JSON object with a string 'cmd'")
+                req = parse_request(line)
                 reply = await self.handler(req)
             except (ValueError, KeyError) as e:
                 reply = {"ok": False, "error": str(e)}

@@ -28,6 +28,7 @@ from nonstop.config.model import ClusterConfig, HaConfig
 from nonstop.failover.decide import ClusterView, decide
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
 from nonstop.failover.state import GroupState, NodeAd, decode_ad, encode_ad
+from nonstop.heartbeat import replaystate
 from nonstop.heartbeat.burst import BurstLimiter
 from nonstop.heartbeat.codec import BadPacket, FieldError, Message, WireFormat, decode, encode
 from nonstop.heartbeat.envelope import Identity, is_unsequenced, stamp
@@ -50,7 +51,9 @@ from nonstop.heartbeat.membership import (
     SilenceWarning,
     StatusChanged,
 )
+from nonstop.heartbeat.rexmit import RexmitLimiter
 from nonstop.heartbeat.states import NodeStatus
+from nonstop.logs import BAD_INPUT, escape
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.sync.replicator import Replicator
 from nonstop.watchdog import Watchdog
@@ -61,6 +64,7 @@ HISTORY = 500  # sequenced messages kept for retransmission, as Heartbeat's MAXM
 PERIODIC_RECONSIDER_S = 1.0
 REXMIT_REPEAT_S = 0.25  # Heartbeat re-asks every 250 ms until the packet comes or is NAKed
 REXMIT_ATTEMPTS = 4
+REPLAY_SAVE_S = 5.0  # peers' sequence numbers are recorded this often (generations at once)
 
 
 class LoadAvg:
@@ -138,6 +142,7 @@ class Daemon:
         self.history: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self.loadavg = LoadAvg()
         self.burst = BurstLimiter()
+        self.rexmit = RexmitLimiter()
         self.started_wall = time.time()
         self.started = 0.0
         self.sent = 0
@@ -157,6 +162,9 @@ class Daemon:
         self._was_active = False
         self._pushed_for_release = False
         self._sync_tasks: set[asyncio.Task[None]] = set()
+        self._replay_saved: replaystate.State = {}
+        self._replay_saved_at = 0.0
+        self._replay_saving = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -172,7 +180,9 @@ class Daemon:
         log.info("Configuration validated. Starting nonstop %s on node %s", __version__, self.node)
         log.info("Heartbeat generation: %d", gen)
         self.started = self.loop.time()
-        self.membership = Membership(self.cfg.ha, self.node, self.started)
+        self._replay_saved = replaystate.load(self.state_dir)
+        self.membership = Membership(self.cfg.ha, self.node, self.started,
+                                     known=self._replay_saved)
         if self.cfg.groups:
             # No holdings are advertised until the probe has looked at what this box runs:
             # peers wait for a node that has not said, but would act on a premature "none".
@@ -208,6 +218,8 @@ class Daemon:
                 self._timer.cancel()
             self.media.close()
             await self.api.close()
+            with contextlib.suppress(OSError):
+                replaystate.save(self.state_dir, self.membership.replay_state())
         log.info("%s nonstop shutdown complete.", self.node)
         return 0
 
@@ -464,10 +476,39 @@ class Daemon:
                 # retried), and a decision skipped while a group was busy must be made again.
                 self._last_periodic = now
                 self._schedule_reconsider()
+                self._record_replay_state(now)
+                summary = BAD_INPUT.summary(now)
+                if summary:
+                    log.warning("%s", summary)
         except Exception:
             log.exception("error in the heartbeat timer (heartbeats continue)")
         finally:
             self._arm()
+
+    def _record_replay_state(self, now: float) -> None:
+        """Record the peers' generations (at once) and sequence numbers (every few seconds)
+        in a worker thread, so that their old packets stay replays after our restart."""
+        assert self.membership is not None
+        state = self.membership.replay_state()
+        if self._replay_saving or state == self._replay_saved:
+            return
+        gens = {n: g for n, (g, _) in state.items()}
+        if gens == {n: g for n, (g, _) in self._replay_saved.items()} and (
+            now - self._replay_saved_at < REPLAY_SAVE_S
+        ):
+            return
+        self._replay_saving, self._replay_saved_at = True, now
+
+        async def save() -> None:
+            try:
+                await asyncio.to_thread(replaystate.save, self.state_dir, state)
+                self._replay_saved = state
+            except OSError as e:
+                log.error("cannot record the peers' sequence numbers: %s", e)
+            finally:
+                self._replay_saving = False
+
+        self._spawn_sync(save())
 
     def _arm(self) -> None:
         assert self.membership is not None and self.loop is not None
@@ -511,10 +552,13 @@ class Daemon:
     def _log_bad(self, reason: str, source: str, detail: str, now: float) -> None:
         if not self.cfg.ha.log_badpack:
             return
+        # Once per burst per (reason, source), within the process's global budget (spoofed
+        # sources cannot flood the log), and nothing remote unescaped (no forged lines).
         say, suppressed = self.burst.should_log(reason, source, now)
-        if say:
+        if say and BAD_INPUT.admit(reason, source, now):
             more = f" ({suppressed} more since the last report)" if suppressed else ""
-            log.warning("dropped packet from %s: %s: %s%s", source, reason, detail, more)
+            log.warning("dropped packet from %s: %s: %s%s", escape(source), reason,
+                        escape(detail, 200), more)
 
     def _send(self, ev: Send) -> None:
         assert self.identity is not None and self.membership is not None
@@ -628,8 +672,11 @@ class Daemon:
         self._ask_rexmit(ev, attempt + 1)
 
     def _rexmit(self, ev: RexmitRequested) -> None:
-        for seq in range(ev.first, min(ev.last, ev.first + 50) + 1):
+        now = self._now()
+        for seq in self.rexmit.plan(ev.first, ev.last, now):
             payload = self.history.get(seq)
+            if not self.rexmit.allow(seq, now, nak=payload is None):
+                continue  # resent moments ago, or over the budget (Heartbeat's limits)
             if payload is not None:
                 self.media.send(payload)
             else:
@@ -683,6 +730,8 @@ class Daemon:
                 "sent": self.sent,
                 "received": self.received,
                 "send_errors": self.media.send_errors,
+                "kernel_dropped": self.media.kernel_drops,
+                "rexmit": dict(self.rexmit.counters),
                 "dropped": dict(sorted(view.counters.items())),
             },
         }

@@ -140,3 +140,78 @@ def stop_logging() -> None:
             if isinstance(h, NonBlockingQueueHandler):
                 logger.removeHandler(h)
         logger.propagate = True
+
+
+# ---------------------------------------------------------------- bad remote input
+# Whoever can reach a port can make us log: every remote string is escaped before it is logged
+# (no forged lines, no terminal escapes), and lines about bad input share one global budget.
+
+
+def escape(text: object, limit: int = 120) -> str:
+    """A remote value made safe for one log line: printable ASCII is kept, everything else
+    (newlines, control and escape characters, non-ASCII, backslash) is written as a Python
+    escape, and the result is cut at ``limit`` characters with ``...``."""
+    if isinstance(text, bytes | bytearray):
+        s = bytes(text[: limit + 1]).decode("latin-1")
+    else:
+        s = str(text)[: limit + 1]
+    out = s.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return out if len(out) <= limit and len(s) <= limit else out[: max(limit - 3, 0)] + "..."
+
+
+class BadInputBudget:
+    """One budget for all log lines about bad remote input, whatever their source.
+
+    ``burst`` lines may be written at once and the budget refills at ``rate`` lines a second;
+    lines over budget are counted by (reason, source) (at most ``max_keys`` pairs, the rest
+    under ``"other"``) and :meth:`summary` reports them once every ``period`` seconds. Pure:
+    the caller passes a monotonic ``now``.
+    """
+
+    def __init__(self, rate: float = 1.0, burst: int = 20, period: float = 60.0,
+                 max_keys: int = 32) -> None:
+        self.rate, self.burst, self.period, self.max_keys = rate, burst, period, max_keys
+        self.reset()
+
+    def reset(self) -> None:
+        """A full budget and no counts (a fresh process; tests)."""
+        self._tokens = float(self.burst)
+        self._refilled: float | None = None
+        self._since: float | None = None
+        self.suppressed: dict[tuple[str, str], int] = {}
+        self.total_suppressed = 0
+
+    def admit(self, reason: str, source: str, now: float) -> bool:
+        """True if a line about this bad input may be logged now; else it is counted."""
+        if self._refilled is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        if self._since is None:
+            self._since = now
+        key = (reason, source)
+        if key not in self.suppressed and len(self.suppressed) >= self.max_keys:
+            key = (reason, "other")
+        self.suppressed[key] = self.suppressed.get(key, 0) + 1
+        self.total_suppressed += 1
+        return False
+
+    def summary(self, now: float) -> str | None:
+        """Once per ``period`` while lines were suppressed: their counts by reason and source."""
+        if self._since is None or now - self._since < self.period:
+            return None
+        top = sorted(self.suppressed.items(), key=lambda kv: (-kv[1], kv[0]))
+        total = sum(self.suppressed.values())
+        parts = ", ".join(f"{escape(r, 40)} from {escape(s, 60)}: {n}" for (r, s), n in top[:10])
+        more = f", and {len(top) - 10} more" if len(top) > 10 else ""
+        self.suppressed.clear()
+        span = now - self._since
+        self._since = None
+        return (f"bad input: {total} more line(s) not logged in the last {span:.0f} s "
+                f"(log budget): {parts}{more}")
+
+
+#: The process's budget, shared by the heartbeat media, the sync port and the control socket.
+BAD_INPUT = BadInputBudget()

@@ -33,6 +33,10 @@ and reads what arrives::
 
 Bad remote input raises ``BadPacket`` and nothing else; local misuse (a field Heartbeat could
 not carry) raises ``FieldError``, a ``ValueError``.
+
+Authenticate before parsing: the signature (trailer, or the classic ``auth`` line) and its key
+index are checked on the raw datagram before any field is decoded, so a datagram without our
+key costs one digest whatever its shape (a body of thousands of tiny fields included).
 """
 
 from __future__ import annotations
@@ -88,6 +92,10 @@ _NETSTRING_LEN = re.compile(rb"(0|[1-9][0-9]{0,5}):")
 _AUTH_VALUE = re.compile(r"([0-9]{1,2}) ([!-~]+)")
 _HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
 _DECIMAL = re.compile(rb"-?[0-9]{1,18}")
+# The netstring trailer "<len>:<index> <digest>,": at most this many bytes after "%%%\n".
+_TRAILER_SPAN = 128
+_TRAILER = re.compile(rb"(0|[1-9][0-9]{0,2}):(.*),", re.DOTALL)
+_EMPTY_LINES = re.compile(rb"\n\n+")
 
 
 class BadPacket(Exception):
@@ -527,12 +535,65 @@ def _verify_inner(msg: Message, keys: AuthKeys) -> int:
     return key.index
 
 
-def decode(data: bytes, keys: AuthKeys) -> Decoded:
-    """Parse and authenticate one datagram, in either wire form.
+def _authenticate_netstring(data: bytes, keys: AuthKeys) -> int:
+    """Check the trailer digest on the raw bytes; return where the signed body ends.
 
-    Netstring: the trailer digest is checked first, then the inner ``auth`` field; classic:
-    the ``auth`` field. Each names its authkeys index, which must be configured. Raises
-    BadPacket, and nothing else, for any input that is not an authentic Heartbeat message.
+    Nothing of the body is decoded: the trailer is the last netstring, right after the last
+    ``%%%\n`` within its few bytes from the end, so a datagram that is not signed with one of
+    our keys costs one digest, whatever its shape.
+    """
+    body_end = data.rfind(_NETSTRING_END, max(0, len(data) - _TRAILER_SPAN))
+    if body_end < 0:
+        raise BadPacket(FRAMING, "no %%% end marker before a trailer")
+    body_end += len(_NETSTRING_END)
+    if body_end == len(data):
+        raise BadPacket(NO_AUTH, "no trailer auth after %%%")
+    m = _TRAILER.fullmatch(data, body_end)
+    if m is None or int(m.group(1)) != len(m.group(2)):
+        raise BadPacket(FRAMING, "bad trailer netstring after %%%")
+    try:
+        trailer = m.group(2).decode("ascii")
+    except UnicodeDecodeError:
+        raise BadPacket(AUTH_SYNTAX, "trailer auth is not ASCII") from None
+    key, claimed = _key_for(trailer, keys)
+    if not auth.verify(key.method, key.secret, data[:body_end], claimed):
+        raise BadPacket(AUTH, f"trailer auth failed (key {key.index})")
+    return body_end
+
+
+def _authenticate_classic(text: bytes, keys: AuthKeys) -> None:
+    """Check the ``auth`` line of a classic message on the raw bytes, before any parsing.
+
+    The signed text is every other top-level line, empty lines left out, which is what the
+    sender rendered (the parser then checks that the fields render to the same bytes).
+    """
+    end = text.find(b"\n" + _CLASSIC_END, len(_CLASSIC_START) - 1)
+    if end < 0 or end + 1 + len(_CLASSIC_END) != len(text):
+        raise BadPacket(FRAMING, "no <<< end marker at the end")
+    block = text[len(_CLASSIC_START) : end + 1]
+    start = 0 if block.startswith(b"auth=") else block.find(b"\nauth=") + 1
+    if start == 0 and not block.startswith(b"auth="):
+        raise BadPacket(NO_AUTH, "no auth field")
+    stop = block.index(b"\n", start)
+    try:
+        value = block[start + len(b"auth=") : stop].decode("ascii")
+    except UnicodeDecodeError:
+        raise BadPacket(AUTH_SYNTAX, "auth value is not ASCII") from None
+    key, claimed = _key_for(value, keys)
+    signed = _EMPTY_LINES.sub(b"\n", block[:start] + block[stop + 1 :])
+    if signed.startswith(b"\n"):
+        signed = signed[1:]
+    if not auth.verify(key.method, key.secret, signed, claimed):
+        raise BadPacket(AUTH, f"inner auth failed (key {key.index})")
+
+
+def decode(data: bytes, keys: AuthKeys) -> Decoded:
+    """Authenticate one datagram on its raw bytes, then parse it, in either wire form.
+
+    Netstring: the trailer digest is checked before any field is decoded, then (after
+    parsing) the inner ``auth`` field; classic: the ``auth`` line, before and after parsing.
+    Each names its authkeys index, which must be configured. Raises BadPacket, and nothing
+    else, for any input that is not an authentic Heartbeat message.
     """
     data = bytes(data)
     if len(data) > MAX_MESSAGE:
@@ -540,24 +601,16 @@ def decode(data: bytes, keys: AuthKeys) -> Decoded:
     fmt: WireFormat
     if data.startswith(_NETSTRING_START):
         fmt = "netstring"
-        msg, body_end = _parse_netstring_body(data, 0, len(data), 0)
-        if body_end == len(data):
-            raise BadPacket(NO_AUTH, "no trailer auth after %%%")
-        start, stop = _peel(data, body_end, len(data))
-        if stop + 1 != len(data):
-            raise BadPacket(FRAMING, "bytes after trailer auth")
-        try:
-            trailer = data[start:stop].decode("ascii")
-        except UnicodeDecodeError:
-            raise BadPacket(AUTH_SYNTAX, "trailer auth is not ASCII") from None
-        key, claimed = _key_for(trailer, keys)
-        if not auth.verify(key.method, key.secret, data[:body_end], claimed):
-            src = msg.get("src")
-            raise BadPacket(AUTH, f"trailer auth failed (src={_clip(src)}, key {key.index})")
+        body_end = _authenticate_netstring(data, keys)
+        msg, parsed_end = _parse_netstring_body(data, 0, body_end, 0)
+        if parsed_end != body_end:
+            raise BadPacket(FRAMING, "bytes after %%% end marker")
     elif data.startswith(_CLASSIC_START):
         fmt = "classic"
         # Heartbeat sends the C string's terminating NUL as well.
-        msg = _parse_classic(data[:-1] if data.endswith(b"\0") else data, 0)
+        text = data[:-1] if data.endswith(b"\0") else data
+        _authenticate_classic(text, keys)
+        msg = _parse_classic(text, 0)
     else:
         raise BadPacket(FRAMING, f"no start marker: {_clip(data[:8])}")
     return Decoded(msg, fmt, _verify_inner(msg, keys))

@@ -9,6 +9,7 @@ right now counts an error instead of waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
@@ -22,6 +23,16 @@ log = logging.getLogger("nonstop.media")
 Receiver = Callable[[bytes, str, tuple[str, int]], None]
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+# Linux: each datagram carries the socket's count of datagrams the kernel dropped for want of
+# buffer space, so a flood that overruns us is still counted.
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_OVFL = struct.Struct("=I")
+# Datagrams read per socket and loop turn: the timers (our own heartbeats, deadtime) get their
+# turn between batches whatever arrives, and a bad datagram costs one digest (codec).
+BATCH = 64
+MAX_DATAGRAM = 65536
+_ANC_SPACE = socket.CMSG_SPACE(_OVFL.size)
 
 
 def interface_ipv4(iface: str) -> tuple[str | None, str | None]:
@@ -57,6 +68,8 @@ class MediaSet:
         self.senders: list[_Sender] = []
         self.receivers: dict[tuple[str, int, str], socket.socket] = {}
         self.send_errors = 0
+        self.kernel_drops = 0
+        self._ovfl: dict[int, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ifaddr: dict[str, tuple[str | None, str | None]] = {}
 
@@ -97,7 +110,14 @@ class MediaSet:
             rx.setblocking(False)
             rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             rx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, m.iface.encode())
-            rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            # 1 MB of room for a burst: as root past net.core.rmem_max (212 KB by default,
+            # three 64 KB junk datagrams), which SO_RCVBUF alone cannot exceed.
+            try:
+                rx.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 20)
+            except OSError:
+                rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            with contextlib.suppress(OSError):
+                rx.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
             if isinstance(m, Mcast):
                 addr, _ = self._ifaddr[m.iface]
                 mreq = struct.pack(
@@ -111,16 +131,26 @@ class MediaSet:
             self._loop.add_reader(rx.fileno(), self._readable, rx, m.iface)
 
     def _readable(self, rx: socket.socket, link: str) -> None:
-        # Drain everything queued: a burst must not wait for the next loop iteration.
-        for _ in range(256):
+        # A batch per loop turn: a burst need not wait for the next turn, a flood cannot keep
+        # the loop here (the reader fires again on the next turn while data is queued).
+        for _ in range(BATCH):
             try:
-                data, addr = rx.recvfrom(262144 + 1024)
+                data, anc, _flags, addr = rx.recvmsg(MAX_DATAGRAM, _ANC_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
                 log.debug("receive error on %s: %s", link, e)
                 return
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(raw) >= 4:
+                    self._count_overflow(rx.fileno(), _OVFL.unpack_from(raw)[0])
             self.receiver(data, link, addr)
+
+    def _count_overflow(self, fd: int, total: int) -> None:
+        """The kernel's running count of datagrams dropped on ``fd``: add what is new."""
+        before = self._ovfl.get(fd, 0)
+        self._ovfl[fd] = total
+        self.kernel_drops += (total - before) & 0xFFFFFFFF
 
     def send(self, data: bytes) -> int:
         """Send one datagram on every medium; returns how many media took it."""

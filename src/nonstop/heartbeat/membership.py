@@ -15,7 +15,7 @@ Deaths are declared exactly ``deadtime`` after the last status heard, not on a 2
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -254,7 +254,10 @@ class Membership:
         now: float,
         *,
         rng: random.Random | None = None,
+        known: Mapping[str, tuple[int, int | None]] | None = None,
     ) -> None:
+        """``known``: each peer's (generation, last sequence number) as recorded before our
+        restart (:meth:`replay_state`), so its packets captured earlier stay replays."""
         if local not in ha.nodes:
             raise ValueError(f"Current node [{local}] not in configuration!")
         self.ha = ha
@@ -272,6 +275,9 @@ class Membership:
             for n in ha.nodes
             if n != local
         }
+        for name, (gen, seq) in (known or {}).items():
+            if name in self.peers:
+                self.peers[name].generation, self.peers[name].last_seq = gen, seq
         if not self.peers:
             self.comm_up = True
             self.local_status = NodeStatus.ACTIVE
@@ -378,7 +384,9 @@ class Membership:
         events = self._set_remote(p, NodeStatus.DEAD)
         events.insert(0, NodeDied(p.name, reason, silence_ms, limit))
         p.left = reason == "shutdown"
-        p.last_seq = None
+        # Unlike Heartbeat, the last sequence number outlives the death (as the generation
+        # does): a captured packet of the dead node is then still a replay (issue 9), while
+        # the node itself, back from a partition, has counted on and is accepted.
         p.missing.clear()
         p.any_packet = False
         p.heard_status = False
@@ -444,6 +452,10 @@ class Membership:
             events.append(LinkChanged(src, medium, True))
         if seq is not None:
             if p.last_seq is not None and seq <= p.last_seq:
+                if p.status is NodeStatus.DEAD or not p.any_packet:  # dead, or not yet heard
+                    detail = f"replayed packet of [{src}]? [seq = {seq}, last = " \
+                             f"{p.last_seq}, gen = {gen}]"
+                    return events + self._drop("replay", src, detail)
                 if seq not in p.missing:
                     self.counters["duplicate"] = self.counters.get("duplicate", 0) + 1
                     return events
@@ -457,7 +469,10 @@ class Membership:
                 if p.last_seq is not None and seq > p.last_seq + 1:
                     gap = seq - p.last_seq - 1
                     self.counters["lost"] = self.counters.get("lost", 0) + gap
-                    if gap > MAX_SEQ_GAP:
+                    # Never ask a dead node (back from a partition) for what we missed while
+                    # it was away (Heartbeat 3.0.5: "do not request retransmission of lost
+                    # messages from dead members").
+                    if gap > MAX_SEQ_GAP or p.status is NodeStatus.DEAD:
                         p.missing.clear()
                     else:
                         p.missing.update(range(p.last_seq + 1, seq))
@@ -568,6 +583,14 @@ class Membership:
         events: list[Event] = [Send((("t", "shutdone"), ("st", "dead")), copies=3)]
         events.extend(self._set_local(NodeStatus.DEAD))
         return events
+
+    def replay_state(self) -> dict[str, tuple[int, int | None]]:
+        """Each heard peer's (generation, last sequence number), to keep across a restart."""
+        return {
+            p.name: (p.generation, p.last_seq)
+            for p in self.peers.values()
+            if p.generation is not None
+        }
 
     def self_heard(self, medium: str) -> float | None:
         """When our own packet last came back on ``medium`` (self-liveness of a medium)."""

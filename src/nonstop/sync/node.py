@@ -21,9 +21,11 @@ from dataclasses import dataclass, field, replace
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
 from nonstop.config.errors import ConfigError, Location
+from nonstop.logs import BAD_INPUT
 from nonstop.sync import actions as act
 from nonstop.sync import rdiff
 from nonstop.sync.digest import Hasher, blocks_match, resume_point
+from nonstop.sync.limits import Listener
 from nonstop.sync.patterns import Matcher, PathMap, in_scope, valid_name
 from nonstop.sync.plan import Op, batches, plan, plan_forced
 from nonstop.sync.protocol import CHUNK, AuthError, Frame, Kind, ProtocolError, encode
@@ -832,7 +834,8 @@ class Node:
             peer = await server_handshake(chan, self.me, cert_fp, keys)
         except (AuthError, ProtocolError, ConnectionError, TimeoutError, OSError) as e:
             stats["refused"] = stats.get("refused", 0) + 1
-            self.out(0, f"ERROR: {e}")
+            if BAD_INPUT.admit("sync_handshake", chan.peer_address, time.monotonic()):
+                self.out(0, f"ERROR: {e}")  # remote fields in it are escaped (transport)
             await chan.close()
             return
         g = next(x for x in self.groups if x.group.name == peer.group)
@@ -1177,7 +1180,7 @@ class SyncServer:
         self.once = once
         self.done = asyncio.Event()
         self.stats: dict[str, int] = {}
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._fp = ""
         self._taken = False
@@ -1196,7 +1199,7 @@ class SyncServer:
                 return
             self._taken = True
             if self._server is not None:
-                self._server.close()  # like csync2 -iii: no second connection
+                self._server.stop_accepting()  # like csync2 -iii: no second connection
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -1224,9 +1227,8 @@ class SyncServer:
         # receiver is still starting waits in the backlog instead of being refused.
         try:
             ctx = await self._prepare()
-            self._server = await asyncio.start_server(
-                self._on_conn, sock=sock, ssl=ctx, ssl_handshake_timeout=20.0,
-            )
+            # Our own accept loop: connection limits before authentication (sync/limits.py).
+            self._server = Listener(sock, ctx, self._on_conn, self.stats)
         except BaseException:
             sock.close()
             raise

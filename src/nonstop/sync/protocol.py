@@ -18,6 +18,9 @@ from typing import Any
 PROTO_VERSION = 1
 HEADER = struct.Struct("!IB")
 MAX_FRAME = 8 * 1024 * 1024
+# Until a peer has proved the group key, every frame it may send is this small (the handshake
+# needs a few hundred bytes): an attacker cannot make us buffer or parse megabytes of JSON.
+PREAUTH_MAX_FRAME = 4096
 CHUNK = 256 * 1024
 
 
@@ -78,13 +81,13 @@ def encode_obj(kind: Kind, obj: dict[str, Any]) -> bytes:
     return encode(kind, json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def parse_header(raw: bytes) -> tuple[int, Kind]:
-    """Length and kind from the 5 header bytes."""
+def parse_header(raw: bytes, limit: int = MAX_FRAME) -> tuple[int, Kind]:
+    """Length and kind from the 5 header bytes; a frame longer than ``limit`` is refused."""
     if len(raw) != HEADER.size:
         raise ProtocolError("short frame header")
     length, kind = HEADER.unpack(raw)
-    if length > MAX_FRAME:
-        raise ProtocolError(f"frame of {length} bytes is over the limit")
+    if length > limit:
+        raise ProtocolError(f"frame of {length} bytes is over the limit of {limit}")
     try:
         return length, Kind(kind)
     except ValueError:
@@ -105,15 +108,16 @@ def decode_obj(payload: bytes) -> dict[str, Any]:
 class Decoder:
     """Incremental frame decoder: feed bytes, get whole frames."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_FRAME) -> None:
         self._buf = bytearray()
+        self.limit = limit
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return the frames now complete."""
         self._buf += data
         out: list[Frame] = []
         while len(self._buf) >= HEADER.size:
-            length, kind = parse_header(bytes(self._buf[: HEADER.size]))
+            length, kind = parse_header(bytes(self._buf[: HEADER.size]), self.limit)
             end = HEADER.size + length
             if len(self._buf) < end:
                 break

@@ -19,12 +19,19 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from nonstop.logs import escape
+from nonstop.sync import limits
 from nonstop.sync import protocol as p
 from nonstop.sync.protocol import AuthError, Frame, Kind, ProtocolError
 
 CERT_NAME = "sync-cert.pem"
 KEY_NAME = "sync-key.pem"
 HANDSHAKE_TIMEOUT = 20.0
+# A client has this long, from its first byte of HELLO to its proof, to authenticate.
+PREAUTH_TIMEOUT = 10.0
+# An authenticated session that sends nothing for this long is closed (the client scans or
+# hashes between frames, so this is generous).
+SESSION_IDLE_TIMEOUT = 600.0
 
 
 def ensure_certificate(directory: str) -> tuple[str, str]:
@@ -76,13 +83,23 @@ class Channel:
         self.frames_sent = 0  # replies per session show there is no per-file round trip
         self.bytes_sent = 0  # frame bytes, before TLS
         self.bytes_received = 0
+        # Small until the handshake proves the key (then p.MAX_FRAME), see authenticated().
+        self.max_frame = p.PREAUTH_MAX_FRAME
+        self.idle_timeout: float | None = None
+
+    def authenticated(self, idle_timeout: float | None = None) -> None:
+        """The peer proved the group key: lift the pre-authentication frame cap."""
+        self.max_frame = p.MAX_FRAME
+        self.idle_timeout = idle_timeout
 
     async def recv(self) -> Frame:
-        """The next frame (ConnectionError when the peer closed)."""
+        """The next frame (ConnectionError when the peer closed, TimeoutError when it sent
+        nothing for ``idle_timeout``)."""
         try:
-            head = await self.reader.readexactly(p.HEADER.size)
-            length, kind = p.parse_header(head)
-            payload = await self.reader.readexactly(length) if length else b""
+            async with asyncio.timeout(self.idle_timeout):
+                head = await self.reader.readexactly(p.HEADER.size)
+                length, kind = p.parse_header(head, self.max_frame)
+                payload = await self.reader.readexactly(length) if length else b""
         except asyncio.IncompleteReadError:
             raise ConnectionError("connection closed by peer") from None
         self.bytes_received += p.HEADER.size + length
@@ -92,7 +109,7 @@ class Channel:
         """The next frame, which must be one of ``kinds`` (an ERROR frame raises its text)."""
         f = await self.recv()
         if f.kind is Kind.ERROR and Kind.ERROR not in kinds:
-            raise RemoteError(str(f.obj().get("error", "unknown error")))
+            raise RemoteError(escape(f.obj().get("error", "unknown error"), 300))
         if f.kind not in kinds:
             raise ProtocolError(f"expected {'/'.join(k.name for k in kinds)}, got {f.kind.name}")
         return f
@@ -176,13 +193,32 @@ async def client_handshake(chan: Channel, key: bytes, group: str, me: str, peer:
         await asyncio.wait_for(chan.expect(Kind.WELCOME), HANDSHAKE_TIMEOUT)
     except RemoteError as e:
         raise AuthError(f"{peer} refused us: {e}") from None
+    chan.authenticated()
 
 
 async def server_handshake(
     chan: Channel, me: str, cert_fp: str, keys: dict[str, tuple[bytes, tuple[str, ...]]]
 ) -> Peer:
-    """Authenticate a client. ``keys`` maps each of our groups to (key, member names)."""
-    hello = (await asyncio.wait_for(chan.expect(Kind.HELLO), HANDSHAKE_TIMEOUT)).obj()
+    """Authenticate a client. ``keys`` maps each of our groups to (key, member names).
+
+    Before the proof every frame is capped (``p.PREAUTH_MAX_FRAME``) and the whole exchange
+    has ``PREAUTH_TIMEOUT``; the refusal (AuthError) quotes the client's fields escaped.
+    """
+    try:
+        async with asyncio.timeout(PREAUTH_TIMEOUT):
+            peer = await _server_proof(chan, me, cert_fp, keys)
+    except TimeoutError:
+        raise AuthError(f"{chan.peer_address} did not authenticate within "
+                        f"{PREAUTH_TIMEOUT:.0f} s") from None
+    chan.authenticated(SESSION_IDLE_TIMEOUT)
+    limits.authenticated()
+    return peer
+
+
+async def _server_proof(
+    chan: Channel, me: str, cert_fp: str, keys: dict[str, tuple[bytes, tuple[str, ...]]]
+) -> Peer:
+    hello = (await chan.expect(Kind.HELLO)).obj()
     group = p.field(hello, "group", str)
     node = p.field(hello, "node", str)
     nc = p.field(hello, "nonce", str)
@@ -191,24 +227,24 @@ async def server_handshake(
     async def refuse(msg: str) -> AuthError:
         chan.send_obj(Kind.ERROR, {"error": msg})
         await chan.drain()
-        return AuthError(f"refused {node!r} from {chan.peer_address}: {msg}")
+        return AuthError(f"refused '{escape(node, 64)}' from {chan.peer_address}: {msg}")
 
     if p.field(hello, "v", int) != p.PROTO_VERSION:
-        raise await refuse(f"protocol version {hello.get('v')} not supported")
+        raise await refuse(f"protocol version {escape(hello.get('v'), 20)} not supported")
     if to != me:
-        raise await refuse(f"this is {me}, not {to}")
+        raise await refuse(f"this is {me}, not {escape(to, 64)}")
     if group not in keys:
-        raise await refuse(f"{me} is not a member of group '{group}'")
+        raise await refuse(f"{me} is not a member of group '{escape(group, 64)}'")
     key, members = keys[group]
     if node not in members or node == me:
-        raise await refuse(f"host '{node}' is not a member of group '{group}'")
+        raise await refuse(f"host '{escape(node, 64)}' is not a member of group '{group}'")
     ns = secrets.token_hex(16)
     data = p.transcript(group, node, me, nc, ns, cert_fp)
     chan.send_obj(Kind.CHALLENGE, {"nonce": ns, "proof": p.proof(key, "server", data)})
     try:
-        auth = (await asyncio.wait_for(chan.expect(Kind.AUTH), HANDSHAKE_TIMEOUT)).obj()
+        auth = (await chan.expect(Kind.AUTH)).obj()
     except RemoteError as e:
-        raise AuthError(f"refused {node!r} from {chan.peer_address}: {e}") from None
+        raise AuthError(f"refused '{escape(node, 64)}' from {chan.peer_address}: {e}") from None
     if not p.check_proof(key, "client", data, p.field(auth, "proof", str)):
         raise await refuse(f"wrong group key for '{group}' from host '{node}'")
     chan.send_obj(Kind.WELCOME, {})

@@ -12,6 +12,7 @@ from nonstop.failover.engine import AgentFactory
 from nonstop.heartbeat.envelope import Identity
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.membership import Membership
+from nonstop.logs import BAD_INPUT
 from nonstop.resources.base import make_agent
 from nonstop.talk import copy_talk
 
@@ -32,6 +33,7 @@ def talk_daemon(tmp_path: Path, *, haresources: str | None = "",
                 agent_factory: AgentFactory = make_agent) -> tuple[Daemon, ClusterConfig]:
     """vpbx1-1's daemon with the talk's files (``haresources=None`` keeps the talk's group),
     recording media and a fresh membership, inside the running event loop."""
+    BAD_INPUT.reset()  # the log budget is per process: tests must not spend it for each other
     ha_d = copy_talk(tmp_path / "talk") / "ha.d"
     if haresources is not None:
         (ha_d / "haresources").write_text(haresources)

@@ -48,9 +48,17 @@ def reason(data: bytes, keys: AuthKeys = KEYS) -> str:
 
 def resign_trailer(body_and_trailer: bytes, key: AuthKey = KEY) -> bytes:
     """Replace the trailer so that only the inner auth can catch a change."""
-    body = body_and_trailer[: body_and_trailer.index(b"%%%\n") + 4]
+    body = body_and_trailer[: body_and_trailer.rindex(b"%%%\n") + 4]
     trailer = f"{key.index} {digest(key.method, key.secret, body)}".encode()
     return body + b"%d:%s," % (len(trailer), trailer)
+
+
+def sign_classic(block: bytes, key: AuthKey = KEY) -> bytes:
+    """A classic message around ``block`` whose auth line signs it (malformed or not), so that
+    only the parser, which runs after authentication, can refuse it."""
+    signed = b"\n".join(line for line in block.split(b"\n") if line) + b"\n"
+    auth = f"auth={key.index} {digest(key.method, key.secret, signed)}\n".encode()
+    return b">>>\n" + block + auth + b"<<<\n"
 
 
 def test_wrong_secret_fails_auth() -> None:
@@ -148,7 +156,7 @@ def test_trailing_bytes_are_rejected() -> None:
 )
 def test_bad_and_huge_length_prefixes(prefix: bytes) -> None:
     data = b"###\n" + prefix + b"(0)t=status," + PACKET[4:]
-    assert reason(data) == "framing"
+    assert reason(resign_trailer(data)) == "framing"
 
 
 def test_oversized_datagram() -> None:
@@ -174,13 +182,14 @@ def test_oversized_datagram() -> None:
     ],
 )
 def test_bad_netstring_fields(field: bytes) -> None:
-    assert reason(b"###\n%d:%s,%%%%%%\n2:1 ," % (len(field), field)) == "framing"
+    assert reason(b"###\n%d:%s,%%%%%%\n2:1 ," % (len(field), field)) == "auth_syntax"
+    assert reason(resign_trailer(b"###\n%d:%s,%%%%%%\n" % (len(field), field))) == "framing"
 
 
 @pytest.mark.parametrize("ftype", [b"3", b"4", b"5"])
 def test_field_types_heartbeat_v1_never_sends(ftype: bytes) -> None:
     field = b"(" + ftype + b")x=3:abc,"
-    assert reason(b"###\n%d:%s,%%%%%%\n2:1 ," % (len(field), field)) == "unsupported"
+    assert reason(resign_trailer(b"###\n%d:%s,%%%%%%\n" % (len(field), field))) == "unsupported"
 
 
 @pytest.mark.parametrize(
@@ -198,7 +207,8 @@ def test_field_types_heartbeat_v1_never_sends(ftype: bytes) -> None:
     ],
 )
 def test_bad_classic_lines(body: bytes) -> None:
-    assert reason(b">>>\n" + body + b"<<<\n") == "framing"
+    assert reason(b">>>\n" + body + b"<<<\n") == "no_auth"
+    assert reason(sign_classic(body)) == "framing"
 
 
 def test_classic_without_end_marker() -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nonstop.config.csync2 import Csync2Config, parse_csync2_text
+from nonstop.logs import BAD_INPUT
 from nonstop.sync.node import Node, Options, SyncServer
 
 TALK_CFG = Path("/work/shared/reference/talk/csync2.cfg").read_text()
@@ -80,6 +81,7 @@ def make_node(tmp: Path, name: str, cfg: Csync2Config, port: int,
 async def pair(tmp: Path, cfg1: Csync2Config | None = None, cfg2: Csync2Config | None = None,
                serve1: bool = False) -> AsyncIterator[tuple[TestNode, TestNode]]:
     """vpbx1-1 (pushes) and vpbx1-2 (serving) with separate roots, databases and addresses."""
+    BAD_INPUT.reset()  # the log budget is per process: tests must not spend it for each other
     port = free_port()
     addresses = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
     cfg1 = cfg1 or talk_config(tmp)

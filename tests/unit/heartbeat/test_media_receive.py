@@ -1,0 +1,50 @@
+"""Receiving is bounded per loop turn, and datagrams the kernel dropped are still counted."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from nonstop.heartbeat.media import BATCH, SO_RXQ_OVFL, MediaSet
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    rx.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+    yield rx, tx
+    rx.close()
+    tx.close()
+
+
+def test_one_turn_reads_at_most_one_batch(pair: tuple[socket.socket, socket.socket]) -> None:
+    rx, tx = pair
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    for _ in range(3 * BATCH):
+        tx.sendto(b"x" * 100, rx.getsockname())
+    got: list[bytes] = []
+    media = MediaSet((), lambda data, link, addr: got.append(data))
+    media._readable(rx, "lo")
+    assert len(got) == BATCH
+    media._readable(rx, "lo")
+    media._readable(rx, "lo")
+    assert len(got) == 3 * BATCH and media.kernel_drops == 0
+
+
+def test_kernel_drops_are_counted(pair: tuple[socket.socket, socket.socket]) -> None:
+    rx, tx = pair
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # room for a few datagrams only
+    for _ in range(200):
+        tx.sendto(b"x" * 1000, rx.getsockname())
+    got: list[bytes] = []
+    media = MediaSet((), lambda data, link, addr: got.append(data))
+    media._readable(rx, "lo")
+    tx.sendto(b"after the flood", rx.getsockname())  # carries the drop count
+    media._readable(rx, "lo")
+    assert got[-1] == b"after the flood"
+    assert len(got) - 1 + media.kernel_drops == 200
