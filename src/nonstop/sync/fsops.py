@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import secrets
 import stat
@@ -21,6 +22,34 @@ from nonstop.sync.state import FileState
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 # With more files than this in one batch, one syncfs is cheaper than an fsync per file.
 SYNCFS_THRESHOLD = 16
+
+
+def open_dir(root: str, path: str) -> int:
+    """An fd of directory ``path`` (under ``root``), reached one component at a time without
+    following a symlink anywhere below ``root``: writes made relative to it stay in the tree
+    even if a directory on the way is swapped for a symlink later (OSError, ELOOP or ENOTDIR,
+    if one is already there)."""
+    top = os.path.normpath(root or "/")
+    path = os.path.normpath(path)
+    if top != "/" and not (path == top or path.startswith(top + "/")):
+        top = "/"  # a csync2 prefix outside the root: no symlink on its whole way
+    base = os.path.realpath(top)
+    rel = os.path.relpath(path, top)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    fd = os.open(base, flags)
+    if rel == ".":
+        return fd
+    try:
+        for part in rel.split("/"):
+            if part in ("", ".", ".."):
+                raise OSError(errno.EINVAL, f"bad path component {part!r}")
+            nxt = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def tmp_path_for(local: str) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nonstop.config.csync2 import Group
+from nonstop.logs import escape
 from nonstop.sync import backups, fsops, rdiff
 from nonstop.sync.conflicts import Action, judge
 from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
@@ -113,9 +114,30 @@ class _Writer:
 
 @dataclass
 class Batch:
-    """The files of one offer that wait for their bytes, then for ``commit``."""
+    """The files of one offer that wait for their bytes, then for ``commit``.
+
+    ``dirs`` holds an fd per parent directory, opened without following symlinks: temp files
+    are created, renamed and appended to relative to those, so a directory swapped for a
+    symlink later in the same offer cannot redirect a write out of the tree.
+    """
 
     pending: dict[int, _Pending] = field(default_factory=dict)
+    dirs: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def dir_fd(self, root: str, parent: str) -> int:
+        with self._lock:
+            fd = self.dirs.get(parent)
+            if fd is None:
+                fd = self.dirs[parent] = fsops.open_dir(root, parent)
+            return fd
+
+    def close_dirs(self) -> None:
+        with self._lock:
+            for fd in self.dirs.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.dirs.clear()
 
 
 @dataclass
@@ -235,7 +257,9 @@ class Receiver:
 
     def _report(self, name: str, res: Result) -> None:
         if res.status in ("conflict", "lost", "refused", "error", "forced", "auto"):
-            self.log(f"{self.peer} -> {self.me}: {res.status}: {res.message or name}")
+            # File names come from the peer: escaped, so none can forge a log line.
+            self.log(f"{self.peer} -> {self.me}: {res.status}: "
+                     f"{escape(res.message or name, 400)}")
 
     def _evaluate_one(
         self, i: int, op: Op, batch: Batch,
@@ -244,6 +268,11 @@ class Receiver:
         refusal = self._refuse(op.name) or (self._refuse(op.src) if op.kind == "mv" else "")
         if refusal:
             return Result(i, "refused", refusal)
+        for name in (op.name, op.src) if op.kind == "mv" else (op.name,):
+            parent = os.path.dirname(self.paths.local(name))
+            if os.path.lexists(parent) and not self._parent_ok(parent):
+                return Result(i, "refused", f"a directory above {name} is a symlink on "
+                                            f"{self.me}; nothing is written through it")
         local = self.paths.local(op.name)
         seen = describe(local, self.db.local_get(op.name), self._now())
         current = seen.state if seen else None
@@ -266,6 +295,10 @@ class Receiver:
             verdict.action
         ]
         msg = verdict.reason
+        if current is not None and current.kind == "dir" and _kind(op) != "dir":
+            self._parents.clear()  # a directory goes: what was checked below it no longer holds
+        if _kind(op) == "lnk":
+            self._parents.clear()
         if op.kind == "del":
             if current is not None:
                 kept = self._backup(op.name, local) if current.kind == "reg" else None
@@ -279,9 +312,6 @@ class Receiver:
         parent = os.path.dirname(local)
         if not os.path.isdir(parent):
             return Result(i, "error", f"{op.name}: parent directory missing on {self.me}")
-        if not self._parent_ok(parent):
-            return Result(i, "refused", f"a directory above {op.name} is a symlink on "
-                                        f"{self.me}; nothing is written through it")
         if current is not None and current.kind != new.kind:
             kept = self._backup(op.name, local) if current.kind == "reg" else None
             fsops.remove(local)
@@ -381,7 +411,7 @@ class Receiver:
         """The rsync signature of our current file, kept open as the basis of the delta to come
         (None if the file changed since ``evaluate``: the sender then sends it whole)."""
         p = batch.pending[index]
-        fd = self._open_current(p)
+        fd = self._open_current(batch, p)
         if fd < 0:
             return None
         p.basis_fd = fd
@@ -391,13 +421,15 @@ class Receiver:
             p.failed = f"{p.op.name}: signature failed on {self.me}: {e}"
             return None
 
-    def _open_current(self, p: _Pending) -> int:
+    def _open_current(self, batch: Batch, p: _Pending) -> int:
         """Our file, opened if it is still exactly what ``evaluate`` saw; else -1."""
         cur, seen = p.current, p.seen
         if cur is None or seen is None:
             return -1
         try:
-            fd = os.open(p.local, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+            dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
+            fd = os.open(os.path.basename(p.local), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW,
+                         dir_fd=dfd)
         except OSError:
             return -1
         st = os.fstat(fd)
@@ -412,14 +444,16 @@ class Receiver:
         p = batch.pending[index]
         p.mode = mode
         if mode == "append":
-            self._open_append(p, at)
+            self._open_append(batch, p, at)
             return
         if mode == "delta" and p.basis_fd < 0:
             p.failed = f"{p.op.name}: delta without a basis on {self.me}"
             return
         p.hasher = Hasher()
         try:
-            p.fd = os.open(p.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
+            p.fd = os.open(os.path.basename(p.tmp),
+                           os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         except OSError as e:
             p.failed = f"{p.op.name}: cannot create a temp file on {self.me}: {e.strerror}"
             return
@@ -429,8 +463,8 @@ class Receiver:
             except rdiff.RdiffError as e:
                 p.failed = f"{p.op.name}: {e}"
 
-    def _open_append(self, p: _Pending, at: int) -> None:
-        fd = self._open_current(p)
+    def _open_append(self, batch: Batch, p: _Pending, at: int) -> None:
+        fd = self._open_current(batch, p)
         if fd < 0 or at != p.at:
             if fd >= 0:
                 os.close(fd)
@@ -566,7 +600,9 @@ class Receiver:
                     if p.current is not None and p.current.kind == "reg":
                         with contextlib.suppress(FileNotFoundError):
                             msg = _with_backup(msg, self._backup(p.op.name, p.local))
-                    os.replace(p.tmp, p.local)
+                    dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
+                    os.replace(os.path.basename(p.tmp), os.path.basename(p.local),
+                               src_dir_fd=dfd, dst_dir_fd=dfd)
                     dirs.add(os.path.dirname(p.local))
                 self._done(p.op.name, final, p.local, records, p.blocks)
                 if p.src_local:
@@ -582,6 +618,7 @@ class Receiver:
             self.db.record_received(self.peer, records)
         self.db.drop_appends(appended)
         self.db.drop_tmp(p.tmp for p in batch.pending.values())
+        batch.close_dirs()
         for r in results:
             self._report(batch.pending[r.index].op.name, r)
         with contextlib.suppress(ValueError):
@@ -602,7 +639,12 @@ class Receiver:
             for p in batch.pending.values():
                 self._discard(p)
             self.db.drop_tmp(p.tmp for p in batch.pending.values())
+            batch.close_dirs()
         self._open.clear()
+
+
+def _kind(op: Op) -> str:
+    return op.new.kind if op.new is not None else ""
 
 
 def _with_backup(msg: str, kept: str | None) -> str:

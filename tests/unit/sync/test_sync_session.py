@@ -416,3 +416,49 @@ async def test_a_kept_session_survives_a_restart_of_the_peer(tmp_path: Path) -> 
             assert n2.path("/etc/asterisk/sip.conf").read_text() == "three\n"
         finally:
             await n1.node.close_sessions()
+
+
+async def _offer_by_hand(n2_port: int, ops: list[Op], data: dict[int, bytes]) -> dict[str, object]:
+    """A peer with the key that crafts one offer (as issue 9's attacker did); returns RESULTS."""
+    from nonstop.sync.digest import Hasher
+
+    chan = await connect("127.0.0.2", n2_port)
+    await client_handshake(chan, KEY.encode(), "vpbx1", "vpbx1-1", "vpbx1-2")
+    chan.send_obj(Kind.OFFER, {"b": 0, "ops": [op.to_wire() for op in ops]})
+    verdict = (await chan.expect(Kind.VERDICT)).obj()
+    for i in verdict["need"]:
+        body = data[i]
+        chan.send(encode(Kind.DATA, body))
+        h = Hasher()
+        h.update(body)
+        st = ops[i].new
+        assert st is not None
+        chan.send_obj(Kind.EOF, {"i": i, "s": FileState("reg", st.mode, st.uid, st.gid, len(body),
+                                                        st.mtime_ns, h.hexdigest()).to_wire()})
+    chan.send_obj(Kind.COMMIT, {"b": 0})
+    results = (await chan.expect(Kind.RESULTS)).obj()
+    await chan.close()
+    return results
+
+
+async def test_a_directory_swapped_for_a_symlink_in_the_same_offer_redirects_nothing(
+    tmp_path: Path,
+) -> None:
+    async with pair(tmp_path) as (_n1, n2):
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        uid, gid = os.getuid(), os.getgid()
+        d = "/etc/asterisk/d"
+        ops = [
+            Op("put", d, None, FileState("dir", 0o755, uid, gid, 0, 1), True),
+            Op("put", f"{d}/x", None, FileState("reg", 0o644, uid, gid, 5, 1, "0" * 40), True),
+            Op("put", d, None, FileState("lnk", 0o777, uid, gid, 0, 1, "", str(outside)), True),
+        ]
+        await _offer_by_hand(n2.node.opts.port, ops, {1: b"owned"})
+        assert list(outside.iterdir()) == []  # nothing written through the symlink
+        # and a forced delete through a symlinked directory removes nothing outside
+        (outside / "keep").write_text("k")
+        await _offer_by_hand(n2.node.opts.port, [
+            Op("del", f"{d}/keep", FileState("reg", 0o644, uid, gid, 1, 1, "0" * 40), None, True),
+        ], {})
+        assert (outside / "keep").read_text() == "k"
