@@ -168,12 +168,17 @@ class Node:
             cache = self.db.local_in(scopes)
             seen = scan(g.matcher, g.paths, scopes, cache, time.time_ns())
             peers = [h.name for h in g.group.peers(self.me)]
-            dirty = self.db.record_check(scopes, seen, peers, force_new, old=cache)
+            dirty = self.db.record_check(scopes, seen, peers, force_new, old=cache,
+                                         owns=self._owns(g))
             for peer, names in dirty.items():
                 counts[peer] = counts.get(peer, 0) + len(names)
                 for n in names:
                     self.out(2, f"dirty for {peer}: {n}")
         return counts
+
+    def _owns(self, g: _GroupCtx) -> Callable[[str], bool] | None:
+        """With several groups, which names are this group's (None: one group owns all)."""
+        return g.matcher.included if len(self.groups) > 1 else None
 
     def _scan(self, g: _GroupCtx, scopes: list[Scope]) -> dict[str, Seen]:
         cache = self.db.local_in(scopes)
@@ -210,9 +215,11 @@ class Node:
                     s for s in await asyncio.to_thread(self.db.forced, peer)
                     if scopes is None or any(_overlaps(s, t) for t in scopes)
                 ]
+                owns = self._owns(g)
                 rows = [
                     r for r in await asyncio.to_thread(self.db.dirty, peer)
-                    if scopes is None or any(in_scope(r.name, p, rec) for p, rec in scopes)
+                    if (scopes is None or any(in_scope(r.name, p, rec) for p, rec in scopes))
+                    and (owns is None or owns(r.name))
                 ]
                 if not forced and not rows:
                     continue
@@ -355,7 +362,8 @@ class Node:
 
     def _check_scopes(self, g: _GroupCtx, scopes: list[Scope]) -> dict[str, Seen]:
         seen = self._scan(g, scopes)
-        self.db.record_check(scopes, seen, [h.name for h in g.group.peers(self.me)])
+        self.db.record_check(scopes, seen, [h.name for h in g.group.peers(self.me)],
+                             owns=self._owns(g))
         return seen
 
     def _plan(self, peer: str, rows: list[tuple[str, bool]]) -> tuple[list[Op], list[str]]:
@@ -675,7 +683,7 @@ class Node:
         for g in self.groups:
             cache = self.db.local_in(scopes)
             seen = scan(g.matcher, g.paths, scopes, cache, time.time_ns())
-            self.db.record_check(scopes, seen, [], old=cache)
+            self.db.record_check(scopes, seen, [], old=cache, owns=self._owns(g))
             n += len(seen)
         return n
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from nonstop.sync.patterns import in_scope
@@ -204,17 +204,22 @@ class StateDB:
         peers: Iterable[str],
         force_new: bool = False,
         old: dict[str, Seen] | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> dict[str, list[str]]:
         """Store a scan of ``scopes`` and recompute which names are dirty for each peer.
 
         A name is dirty for a peer when our state differs from what that peer holds per the last
         sync (or it is gone here but the peer has it). Returns the dirty names per peer.
-        ``old`` is the scan cache the caller already loaded for these scopes, if any.
+        ``old`` is the scan cache the caller already loaded for these scopes, if any. ``owns``
+        limits what the scan speaks for to one group's names: with several groups in csync2.cfg,
+        one group's scan must neither forget another's entries nor take them for deletions.
         """
         result: dict[str, list[str]] = {}
         with self._tx() as db:
             if old is None:
                 old = self.local_in(scopes)
+            if owns is not None:
+                old = {n: s for n, s in old.items() if owns(n)}
             gone = [n for n in old if n not in seen]
             db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in gone))
             db.executemany(
@@ -228,6 +233,8 @@ class StateDB:
             enc: dict[str, tuple[object, ...]] = {}
             for peer in peers:
                 raw = self._synced_raw(peer, scopes)
+                if owns is not None:
+                    raw = {n: t for n, t in raw.items() if owns(n)}
                 dirty: list[str] = []
                 clean: list[str] = []
                 for n, s in seen.items():

@@ -462,3 +462,28 @@ async def test_a_directory_swapped_for_a_symlink_in_the_same_offer_redirects_not
             Op("del", f"{d}/keep", FileState("reg", 0o644, uid, gid, 1, 1, "0" * 40), None, True),
         ], {})
         assert (outside / "keep").read_text() == "k"
+
+
+async def test_two_groups_neither_forgets_nor_deletes_the_others_files(tmp_path: Path) -> None:
+    from nonstop.config.csync2 import parse_csync2_text
+
+    key = tmp_path / "key"
+    key.write_text(KEY + "\n")
+    text = "".join(
+        f"group {g} {{ host vpbx1-1 vpbx1-2; key {key}; include {inc}; }}\n"
+        for g, inc in (("g1", "/etc/asterisk"), ("g2", "/var/spool/asterisk"))
+    )
+    cfg = parse_csync2_text(text, "/etc/csync2.cfg")
+    async with pair(tmp_path, cfg) as (n1, n2):
+        n1.write("/etc/asterisk/a.conf", "a\n")
+        n1.write("/var/spool/asterisk/b.wav", "b\n")
+        n1.node.check()
+        assert {r.name for r in n1.node.db.dirty("vpbx1-2")} >= {
+            "/etc/asterisk/a.conf", "/var/spool/asterisk/b.wav"}
+        assert await n1.sync() == []
+        assert n2.path("/etc/asterisk/a.conf").read_text() == "a\n"
+        assert n2.path("/var/spool/asterisk/b.wav").read_text() == "b\n"
+        # a second run has nothing to do: no entry of one group was lost by the other's scan
+        n1.node.check()
+        assert n1.node.db.dirty("vpbx1-2") == []
+        assert await n1.sync() == []
