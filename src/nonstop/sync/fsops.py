@@ -112,19 +112,30 @@ def syncfs(path: str) -> None:
         os.close(fd)
 
 
+def _syncfs_each_device(dirs: set[str]) -> None:
+    """One syncfs per filesystem among ``dirs`` (the files of a batch can span mounts)."""
+    devices: dict[int, str] = {}
+    for d in dirs:
+        with contextlib.suppress(FileNotFoundError):
+            devices.setdefault(os.stat(d).st_dev, d)
+    for d in devices.values():
+        syncfs(d)
+
+
 def flush(files: list[str]) -> None:
     """Make the content of these (closed) files durable."""
     if len(files) > SYNCFS_THRESHOLD:
-        for d in {os.path.dirname(f) for f in files[:1]}:
-            syncfs(d)
+        _syncfs_each_device({os.path.dirname(f) for f in files})
     else:
         for f in files:
             fsync_path(f)
 
 
-def flush_dirs(dirs: set[str]) -> None:
-    if len(dirs) > SYNCFS_THRESHOLD:
-        syncfs(next(iter(dirs)))
+def flush_dirs(dirs: set[str], files: int = 0) -> None:
+    """Make the renames of ``files`` files into ``dirs`` durable: one syncfs per filesystem
+    for many (a directory fsync is a journal commit each), else an fsync per directory."""
+    if len(dirs) > SYNCFS_THRESHOLD or files > SYNCFS_THRESHOLD:
+        _syncfs_each_device(dirs)
     else:
         for d in dirs:
             with contextlib.suppress(FileNotFoundError):

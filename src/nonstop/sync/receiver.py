@@ -156,6 +156,7 @@ class Receiver:
     _open: list[Batch] = field(default_factory=list)
     _writer: _Writer | None = None
     _parents: dict[str, bool] = field(default_factory=dict)
+    _cache: dict[str, Seen] = field(default_factory=dict)
 
     # --- data arrives on the event loop; the writes happen on the writer thread
     def submit_open(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
@@ -234,6 +235,8 @@ class Receiver:
         batch = Batch()
         records: list[tuple[str, FileState | None, Seen | None]] = []
         host = self.group.host(self.peer)
+        # One query for the batch's cached entries (stale ones are caught by describe's stat).
+        self._cache = self.db.local_many([op.name for op in ops])
         for i, op in enumerate(ops):
             try:
                 if host is not None and host.slave:
@@ -274,7 +277,7 @@ class Receiver:
                 return Result(i, "refused", f"a directory above {name} is a symlink on "
                                             f"{self.me}; nothing is written through it")
         local = self.paths.local(op.name)
-        seen = describe(local, self.db.local_get(op.name), self._now())
+        seen = describe(local, self._cache.pop(op.name, None), self._now())
         current = seen.state if seen else None
         verdict = judge(
             op.name, op.base, op.new, current,
@@ -613,7 +616,7 @@ class Receiver:
                 self._discard(p)
                 results.append(Result(p.index, "error", f"{p.op.name}: {e.strerror}"))
         with contextlib.suppress(OSError):
-            fsops.flush_dirs(dirs)
+            fsops.flush_dirs(dirs, len(ready))
         if records:
             self.db.record_received(self.peer, records)
         self.db.drop_appends(appended)

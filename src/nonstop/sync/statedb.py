@@ -128,15 +128,18 @@ class StateDB:
         return None if row is None else _seen(row[1:])
 
     def local_many(self, names: list[str]) -> dict[str, Seen]:
-        """Cached entries for these names (one query for few, a table scan for many)."""
-        if len(names) > 1000:
+        """Cached entries for these names (queries of 500 names, a table scan for very many)."""
+        if len(names) > 5000:
             wanted = set(names)
             return {n: s for n, s in self.local_all().items() if n in wanted}
         out: dict[str, Seen] = {}
-        for n in names:
-            s = self.local_get(n)
-            if s is not None:
-                out[n] = s
+        with self._lock:
+            for i in range(0, len(names), 500):  # sqlite's host-parameter limit is 999+
+                part = names[i : i + 500]
+                marks = ",".join("?" * len(part))
+                for r in self._db.execute(
+                        f"SELECT {_LOCAL} FROM local WHERE name IN ({marks})", part):
+                    out[r[0]] = _seen(r[1:])
         return out
 
     def local_all(self) -> dict[str, Seen]:
