@@ -316,8 +316,7 @@ class DemoCluster:
         """Start a long-running program on the node; its output goes to the node's ``kind`` log."""
         m = self.machines[node]
         log = m.log(kind)
-        env = dict(os.environ)
-        env.update(self._env(m))
+        env = self.lab.child_env(self._env(m))
         with log.open("ab") as out:
             popen = subprocess.Popen([*self._enter(m), *argv], stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -330,8 +329,7 @@ class DemoCluster:
                timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run a short command on the node and capture its output."""
         m = self.machines[node]
-        env = dict(os.environ)
-        env.update(self._env(m))
+        env = self.lab.child_env(self._env(m))
         with subprocess.Popen([*self._enter(m), *argv], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=env, start_new_session=True) as popen:
