@@ -152,6 +152,33 @@ def status(state_dir: Path, as_json: bool) -> None:
     click.echo(render_status(st))
 
 
+@cli.command()
+@state_dir_option
+def reload(state_dir: Path) -> None:
+    """Re-read ha.cf, haresources and authkeys in the running node (as SIGHUP does).
+
+    What can change live does (authkeys, keepalive/deadtime/warntime, logging, nonstop_monitor,
+    nonstop_sync); the rest is named and applied at the next start. A configuration with any
+    error is refused as a whole: the node keeps running on the previous one (exit 1).
+    """
+    try:
+        reply = request(state_dir, "reload", timeout=60.0)
+    except ApiError as e:
+        click.echo(f"nonstop: {e}", err=True)
+        sys.exit(3)  # LSB: not running
+    for line in reply.get("errors") or []:
+        click.echo(str(line), err=True)
+    if not reply.get("ok"):
+        click.echo(f"nonstop: reload refused: {reply.get('error')}", err=True)
+        sys.exit(1)
+    for line in reply.get("applied") or []:
+        click.echo(f"applied: {line}")
+    for line in reply.get("deferred") or []:
+        click.echo(f"at the next start: {line}")
+    if not reply.get("applied") and not reply.get("deferred"):
+        click.echo("reloaded: no change")
+
+
 def _move(cmd: str, state_dir: Path, which: str) -> None:
     try:
         reply = request(state_dir, cmd, which=which)
