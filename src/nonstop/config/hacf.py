@@ -28,6 +28,7 @@ from nonstop.config.model import (
     Parsed,
     Ucast,
 )
+from nonstop.config.reading import bad_byte_message, decode_line, read_config_bytes
 from nonstop.config.units import format_msec, parse_bool, parse_msec
 
 MAXLINE = 5120  # Heartbeat's line buffer; longer lines were split there, an error here
@@ -612,24 +613,22 @@ DIRECTIVES: dict[str, Directive] = {d.name: d for d in _TABLE}
 
 
 def read_config_lines(path: str) -> tuple[list[str] | None, list[ConfigError]]:
-    """The lines of a text file (CR and LF stripped), or the errors that stopped reading it.
+    """The lines of a configuration file (CR and LF stripped), or the errors that stopped
+    reading it (see nonstop.config.reading: bytes, regular file, size cap, no NUL).
 
-    A line that is not UTF-8 is replaced by an empty line and reported, so that the line
-    numbers of every other line stay right.
+    Any byte may stand in a comment, as Heartbeat reads bytes; a line with a non-UTF-8 byte
+    elsewhere is replaced by an empty line and reported, so the other line numbers stay right.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return None, [ConfigError(Location(path), f"cannot read: {e.strerror or e}")]
+    content, errors = read_config_bytes(path)
+    if content is None:
+        return None, errors
     lines: list[str] = []
-    errors: list[ConfigError] = []
-    for n, raw in enumerate(data.split(b"\n"), start=1):
-        try:
-            lines.append(raw.decode("utf-8").replace("\r", ""))
-        except UnicodeDecodeError:
-            errors.append(ConfigError(Location(path, n), "line is not valid UTF-8"))
-            lines.append("")
+    for n, raw in enumerate(content.data.split(b"\n"), start=1):
+        text = decode_line(raw)
+        if text is None:
+            errors.append(ConfigError(Location(path, n), bad_byte_message(raw)))
+            text = ""
+        lines.append(text.replace("\r", ""))
     if lines and lines[-1] == "":
         lines.pop()  # the text after the final newline
     return lines, errors
