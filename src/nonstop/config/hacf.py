@@ -8,6 +8,7 @@ file are collected; each names ``file:line``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import enum
 import ipaddress
@@ -677,6 +678,21 @@ def check_hacf(path: str) -> Parsed[HaConfig]:
         except _Bad as e:
             b.error(loc, str(e))
     return _finish(b)
+
+
+def declared_nodes(path: str) -> tuple[str, ...] | None:
+    """The ``node`` names of an ha.cf that has errors elsewhere, so that haresources can still
+    be checked against them in the same pass; None if there are none or it cannot be read."""
+    lines, _errors = read_config_lines(path)
+    if lines is None:
+        return None
+    b = _Builder(path)
+    for n, line in enumerate(lines, start=1):
+        parts = line.split("#", 1)[0].split()
+        if len(parts) > 1 and parts[0] == "node":
+            with contextlib.suppress(_Bad):
+                _node(b, "node", parts[1:], Location(path, n))
+    return tuple(b.nodes) or None
 
 
 def parse_hacf(path: str) -> HaConfig:
