@@ -28,6 +28,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ "$created_policy" = 1 ] && rm -f "$policy"
 fi
 
+# A real MTA for MailTo's namespace test: nullmailer's package, unpacked by the test into one
+# node's file system only (installed, it would give the whole machine a sendmail).
+TEST_DEBS=/var/cache/nonstop-tests
+mkdir -p "$TEST_DEBS"
+if ! compgen -G "$TEST_DEBS/nullmailer_*.deb" > /dev/null; then
+  echo "setup: downloading nullmailer's package to $TEST_DEBS (not installed)"
+  (cd "$TEST_DEBS" && { apt-get download -q nullmailer 2>/dev/null \
+     || { apt-get update -q && apt-get download -q nullmailer; }; })
+fi
+
 PY=${PYTHON:-python3}
 echo "setup: installing nonstop and its test tools with $($PY --version)"
 $PY -m pip install -q --disable-pip-version-check -e '.[dev]'

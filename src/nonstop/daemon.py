@@ -52,6 +52,7 @@ from nonstop.heartbeat.membership import (
 )
 from nonstop.heartbeat.states import NodeStatus
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
+from nonstop.resources.mailto import mail_transport
 from nonstop.sync.replicator import Replicator
 from nonstop.systemd import SystemdNotifier
 from nonstop.watchdog import Watchdog
@@ -349,6 +350,7 @@ class Daemon:
             state_dir=rsctmp,
             environment=env,
             logger=logging.getLogger("nonstop.resources"),
+            **mail_transport(ha),
         )
         interval = ha.monitor_interval_ms / 1000.0 if ha.monitor_interval_ms else None
         return FailoverEngine(

@@ -109,7 +109,7 @@ SPEC_DIRECTIVES: tuple[str, ...] = (
 
 # nonstop's own directives; all start with "nonstop_" so a real Heartbeat refuses the file
 # instead of running without them.
-NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync")
+NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay")
 
 
 @dataclass
@@ -242,6 +242,15 @@ def _sync_config(text: str) -> str:
     if not text.startswith("/"):
         raise _Bad(f"nonstop_sync needs an absolute path to a csync2.cfg, not {text!r}")
     return text
+
+
+def _mail_relay(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    if not colon:
+        host, port = text, "25"
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"write host[:port] (e.g. 'smtp.example.com:587'), not {text!r}")
+    return host, int(port)
 
 
 def _scalar(convert: Callable[[str], object]) -> Handler:
@@ -604,6 +613,11 @@ _TABLE: tuple[Directive, ...] = (
        "each change within a second, force-syncs on takeover and pushes once more when it "
        "releases. Absent: no replication by the daemon (cron + 'nonstop sync -x' still work).",
        _scalar(_sync_config)),
+    _d("nonstop_mailrelay", OPT, "nonstop only: MailTo sends through SMTP to this relay, "
+       "host[:port] (port 25 if not given; plain SMTP, no authentication). Absent: MailTo "
+       "hands its mail to the local MTA's sendmail (/usr/sbin/sendmail: nullmailer, msmtp, "
+       "exim, postfix...) when there is one, as Heartbeat's MailTo used mail(1), else SMTP "
+       "to localhost:25.", _scalar(_mail_relay)),
 )  # fmt: skip
 
 DIRECTIVES: dict[str, Directive] = {d.name: d for d in _TABLE}
@@ -817,6 +831,7 @@ def _finish(b: _Builder) -> Parsed[HaConfig]:
         max_rexmit_delay_ms=_int(get("max_rexmit_delay", DEFAULT_MAX_REXMIT_DELAY_MS)),
         monitor_interval_ms=_opt_int(get("nonstop_monitor", None)),
         sync_config=_opt_str(get("nonstop_sync", None)),
+        mail_relay=_relay(get("nonstop_mailrelay", None)),
         parameters=parameters,
         locations=dict(b.locations),
         uuidfrom=str(get("uuidfrom", "file")),
@@ -836,6 +851,11 @@ def _int(value: object) -> int:
 
 def _opt_int(value: object) -> int | None:
     assert value is None or isinstance(value, int)
+    return value
+
+
+def _relay(value: object) -> tuple[str, int] | None:
+    assert value is None or (isinstance(value, tuple) and len(value) == 2)
     return value
 
 
