@@ -86,7 +86,8 @@ def demo_files(initdead_s: int, *, daemon_sync: bool) -> DemoFiles:
     """The talk's files with the demo's changes (initdead, the VIP, the program name and,
     with ``daemon_sync``, the daemon's own replication of the talk's csync2.cfg)."""
     hacf, c1 = demo_hacf(talk_file("ha.d/ha.cf").read_text(), initdead_s,
-                         sync_config="/etc/csync2.cfg" if daemon_sync else None)
+                         sync_config="/etc/csync2.cfg" if daemon_sync else None,
+                         mail_relay="127.0.0.1:25")
     hares, c2 = demo_haresources(talk_file("ha.d/haresources").read_text())
     master, c3 = migrate_csync2_calls(talk_file("ha.d/resource.d/master").read_text(),
                                       "resource.d/master")
