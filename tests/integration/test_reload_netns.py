@@ -173,13 +173,14 @@ def test_an_invalid_configuration_is_refused_whole_and_the_node_keeps_running(
     assert cluster.peer_status(N2, N1) == "active"
     # Fixed, it applies; what cannot change live is named and left for the next start.
     ha_cf.write_text(set_directives(good, {"keepalive": "100ms", "deadtime": "3",
-                                           "initdead": "9"}))
+                                           "initdead": "9", "nonstop_monitor": "1"}))
     _authkeys(dirs[N1] / "authkeys", 1, {1: OLD_KEY})
     done = cluster.cli(N1, "reload")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "applied: keepalive: 200 ms -> 100 ms" in done.stdout
     assert "applied: deadtime: 2000 ms -> 3000 ms" in done.stdout
     assert "at the next start: initdead: 5000 ms -> 9000 ms" in done.stdout
+    assert "applied: nonstop_monitor: unset -> 1000 ms" in done.stdout
     st = cluster.query(N1)
     assert st is not None and st["timing"]["keepalive_ms"] == 100
     assert st["timing"]["deadtime_ms"] == 3000 and st["timing"]["initdead_ms"] == 5000
@@ -191,7 +192,7 @@ def test_an_invalid_configuration_is_refused_whole_and_the_node_keeps_running(
 
 def test_a_live_daemon_reopens_its_log_file_after_logrotate_moved_it(
         make_lab: Callable[[Sequence[str]], Lab]) -> None:
-    lab, cluster, _dirs = _cluster(make_lab, directives={"logfile": "/tmp/ha-log"})
+    lab, cluster, dirs = _cluster(make_lab, directives={"logfile": "/tmp/ha-log"})
     logfile = lab.host_path(N1, "/tmp/ha-log")
     cluster.wait_for(lambda: logfile.exists() and "Comm_now_up" in logfile.read_text(), 15,
                      what="the daemon's log file")
@@ -202,3 +203,12 @@ def test_a_live_daemon_reopens_its_log_file_after_logrotate_moved_it(
                      what="new lines in the new log file")
     assert "reload: done" not in rotated.read_text()
     assert "Comm_now_up" in rotated.read_text()
+    # A reload that names another log file switches to it at once.
+    ha_cf = dirs[N1] / "ha.cf"
+    ha_cf.write_text(set_directives(ha_cf.read_text(), {"logfile": "/tmp/ha-log-new"}))
+    done = cluster.cli(N1, "reload")
+    assert done.returncode == 0 and "applied: logfile: /tmp/ha-log -> /tmp/ha-log-new" \
+        in done.stdout, done.stdout + done.stderr
+    newfile = lab.host_path(N1, "/tmp/ha-log-new")
+    cluster.wait_for(lambda: newfile.exists() and "reload: done" in newfile.read_text(), 20,
+                     what="the reload's own lines in the new log file")
