@@ -11,7 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from nonstop.cli import EXIT_NOT_CONFIGURED, cli
+from nonstop.cli import EXIT_MACHINE, EXIT_NOT_CONFIGURED, cli
 from nonstop.lab.hbconfig import set_directives
 from nonstop.talk import copy_talk
 
@@ -91,3 +91,16 @@ def test_run_with_a_missing_heartbeat_interface_says_so_in_one_line(tmp_path: Pa
     assert done.stderr.splitlines()[-2:] == [
         f"{d / 'ha.cf'}:6: bcast eth9: no interface 'eth9' on this machine",
         "Configuration error, nonstop not started."]
+
+
+def test_run_with_an_unusable_state_dir_says_so_in_one_line(tmp_path: Path) -> None:
+    d = _config(tmp_path, haresources="")
+    not_a_dir = tmp_path / "state"
+    not_a_dir.write_text("a file where the state directory's parent should be\n")
+    done = subprocess.run([sys.executable, "-m", "nonstop", "run", "--config-dir", str(d),
+                           "--state-dir", str(not_a_dir / "node"), "--node", "vpbx1-1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == EXIT_MACHINE == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("nonstop: cannot run: "), done.stderr
+    assert str(not_a_dir) in done.stderr.splitlines()[-1]
