@@ -704,10 +704,10 @@ class Daemon:
         self.keys = cfg.authkeys
         if self.membership is not None:
             self.membership.ha = cfg.ha  # read at every tick: timings change from now on
-        if cfg.ha != old.ha:
-            from nonstop.logs import reconfigure
+        # Every reload reopens the log files (also a way to follow a rotation by hand).
+        from nonstop.logs import reconfigure
 
-            await asyncio.to_thread(reconfigure, cfg.ha)
+        await asyncio.to_thread(reconfigure, cfg.ha)
         if self.engine is not None and cfg.ha.monitor_interval_ms != old.ha.monitor_interval_ms:
             ms = cfg.ha.monitor_interval_ms
             if self._probed:

@@ -174,8 +174,7 @@ def reconfigure(ha: HaConfig) -> None:
     Blocks until the old sinks have written what was queued: call it off the event loop."""
     global _listener, _sinks
     if _queue is None or _listener is None:
-        setup_logging(ha, stderr=_options[0], verbose=_options[1])
-        return
+        return  # logging was never set up here (an embedded daemon): leave it to the caller
     sinks, notes = _make_sinks(ha, *_options)
     _listener.stop()  # writes what is queued to the old sinks, then returns
     for old in _sinks:
