@@ -69,7 +69,9 @@ echo "== the installed nonstop"
 "${SYSTEM_ENV[@]}" /usr/bin/nonstop check --offline --node vpbx1-1 --config-dir "$cfg/ha.d"
 for page in nonstop nonstop-check nonstop-run nonstop-status nonstop-reload nonstop-standby \
             nonstop-takeover nonstop-sync; do
-  test -e "/usr/share/man/man1/$page.1.gz" || { echo "no man page $page"; exit 1; }
+  # A page made from a --help that failed would hold the error instead of the options.
+  zgrep -q "Show this message and exit" "/usr/share/man/man1/$page.1.gz" \
+    || { echo "man page $page is missing or has no options"; exit 1; }
 done
 words=$("${SYSTEM_ENV[@]}" bash -c 'source /usr/share/bash-completion/completions/nonstop
   COMP_WORDS=(nonstop re); COMP_CWORD=1; _nonstop_completion nonstop; echo "${COMPREPLY[*]}"')
