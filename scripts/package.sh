@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
 # Builds nonstop's Debian package (dh-python/pybuild, dpkg-buildpackage) and its wheel and sdist
 # from this tree, checks them (lintian, systemd-analyze verify, LICENSE and docs inside), installs
-# the package on this machine and runs the installed nonstop. Debian 12, as root, after
-# scripts/setup.sh (which installs the build tools). Output in $NONSTOP_PACKAGE_OUT.
+# the package on this machine, runs the installed nonstop and removes the package again.
+# Debian 12, as root; installs the build tools it lacks. Output in $NONSTOP_PACKAGE_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+BUILD_TOOLS=(debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
+             python3-build python3-click python3-pyroute2 help2man lintian bash-completion systemd)
+missing=()
+for p in "${BUILD_TOOLS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "package: installing the build tools: ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
 OUT=${NONSTOP_PACKAGE_OUT:-/var/tmp/nonstop-package}
 # The build runs on Debian's own Python and tools, whatever Python this shell prefers.
 SYSTEM_ENV=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="${HOME:-/root}" LANG=C.UTF-8)

@@ -9,9 +9,6 @@ APT_PACKAGES=(
   openssl                          # per-node TLS certificates for replication
   kamailio sipsak sip-tester       # the managed SIP service and SIP clients
   heartbeat csync2 keepalived rsync  # the reference programs we measure against
-  # Building and checking the Debian package (scripts/package.sh)
-  debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-click
-  python3-pyroute2 help2man lintian bash-completion systemd
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
