@@ -9,6 +9,7 @@ APT_PACKAGES=(
   openssl                          # per-node TLS certificates for replication
   kamailio sipsak sip-tester       # the managed SIP service and SIP clients
   heartbeat csync2 keepalived rsync  # the reference programs we measure against
+  systemd                          # journald for the journal test (never started on the host)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
