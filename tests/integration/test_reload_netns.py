@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -212,3 +213,41 @@ def test_a_live_daemon_reopens_its_log_file_after_logrotate_moved_it(
     newfile = lab.host_path(N1, "/tmp/ha-log-new")
     cluster.wait_for(lambda: newfile.exists() and "reload: done" in newfile.read_text(), 20,
                      what="the reload's own lines in the new log file")
+
+
+def test_replication_switched_on_by_a_reload(make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    """nonstop_sync added to ha.cf and reloaded on both nodes (the standby first, so its
+    receiver listens when the active node starts pushing): no restart, and a write on the
+    active node reaches the standby."""
+    from talkcluster import TalkCluster
+
+    from nonstop.lab import wait_for
+
+    c = TalkCluster(make_lab((N1, N2)), sync=True)
+    lines = {}
+    for node in (N1, N2):
+        ha_cf = c.config_dir(node) / "ha.cf"
+        text = ha_cf.read_text()
+        lines[node] = next(line for line in text.splitlines() if line.startswith("nonstop_sync"))
+        ha_cf.write_text(set_directives(text, {"nonstop_sync": None}))
+    c.start(N1)
+    c.start(N2)
+    c.wait_vip_on(N1, 30)
+    assert c.status(N1).get("sync") is None
+    pids = {n: c.daemons[n].pid for n in (N1, N2)}
+    for node in (N2, N1):
+        ha_cf = c.config_dir(node) / "ha.cf"
+        ha_cf.write_text(ha_cf.read_text() + lines[node] + "\n")
+        done = subprocess.run([sys.executable, "-m", "nonstop", "reload", "--state-dir",
+                               str(c.state_dir(node))], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "applied: nonstop_sync: unset -> " in done.stdout
+    wait_for(lambda: (c.status(N1).get("sync") or {}).get("active"), 20,
+             what="replication active on vpbx1-1 after the reload")
+    target = c.sync_root(N2) / "etc/asterisk/after-reload.conf"
+    (c.sync_root(N1) / "etc/asterisk/after-reload.conf").write_text("[general]\n")
+    wait_for(lambda: target.exists() and target.read_text() == "[general]\n", 20,
+             what="the file on vpbx1-2")
+    assert {n: c.daemons[n].pid for n in (N1, N2)} == pids
+    assert (c.status(N2).get("sync") or {}).get("active") is False
