@@ -269,7 +269,8 @@ class SyncLab:
             SRV: self.inner(node, tree),
             "/var/backups": self.inner(node, self.backups[node]),
         }
-        return self.filesystems.wrap(binds, argv)
+        # A checkout under /srv or /tmp stays importable (mounted first, before it is hidden).
+        return self.filesystems.wrap({**self.lab.code_binds(binds), **binds}, argv)
 
     def spawn(self, node: str, argv: list[str], tree: Path, *, name: str,
               env: dict[str, str] | None = None) -> LabProcess:

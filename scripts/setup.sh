@@ -11,6 +11,7 @@ APT_PACKAGES=(
   kamailio sipsak sip-tester       # the managed SIP service and SIP clients
   heartbeat csync2 keepalived rsync lsyncd  # the reference programs we measure against
   perl netcat-openbsd              # csync2's own test suite (tests/csync2_upstream) uses them
+  systemd                          # journald for the journal test (never started on the host)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -28,6 +29,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   [ "$created_policy" = 1 ] && rm -f "$policy"
+fi
+
+# A real MTA for MailTo's namespace test: nullmailer's package, unpacked by the test into one
+# node's file system only (installed, it would give the whole machine a sendmail).
+TEST_DEBS=/var/cache/nonstop-tests
+mkdir -p "$TEST_DEBS"
+if ! compgen -G "$TEST_DEBS/nullmailer_*.deb" > /dev/null; then
+  echo "setup: downloading nullmailer's package to $TEST_DEBS (not installed)"
+  (cd "$TEST_DEBS" && { apt-get download -q nullmailer 2>/dev/null \
+     || { apt-get update -q && apt-get download -q nullmailer; }; })
 fi
 
 PY=${PYTHON:-python3}

@@ -15,9 +15,14 @@ import click
 from nonstop import __version__
 from nonstop.api import ApiError, request
 from nonstop.config.errors import ConfigError, ConfigErrors
-from nonstop.config.loader import check_config_dir, load_config_dir
+from nonstop.config.loader import check_cluster_config, load_config_dir
+from nonstop.config.model import ConfigWarning
 
 DEFAULT_CONFIG_DIR = "/etc/ha.d"
+# `nonstop run` exit codes (LSB's, as Heartbeat's init script reports them): 0 after a clean
+# stop, 1 a machine problem at start (a socket, a directory), 6 a configuration error.
+EXIT_MACHINE = 1
+EXIT_NOT_CONFIGURED = 6
 DEFAULT_STATE_DIR = "/var/lib/nonstop"
 
 config_dir_option = click.option(
@@ -79,19 +84,45 @@ def cli() -> None:
     """nonstop: high availability for a service on two or more Linux nodes."""
 
 
+def _file_order(items: list[ConfigError | ConfigWarning]) -> list[ConfigError | ConfigWarning]:
+    order = {name: i for i, name in enumerate(("ha.cf", "authkeys", "haresources"))}
+    return sorted(items, key=lambda it: (order.get(os.path.basename(it.loc.file), 9),
+                                         it.loc.line))
+
+
 @cli.command()
 @config_dir_option
 @node_option
-def check(config_dir: Path, node: str | None) -> None:
-    """Validate a configuration directory; list every error and warning with file:line."""
-    items = check_config_dir(str(config_dir), node.lower() if node else None)
+@click.option("--offline", is_flag=True,
+              help="Check the files only, not this machine (interfaces, scripts, csync2.cfg): "
+              "for a configuration made for another machine.")
+def check(config_dir: Path, node: str | None, offline: bool) -> None:
+    """Validate a configuration directory as `nonstop run` would, and against this machine.
+
+    Applies exactly the rules `run` applies (the same default node: --node, else nodeinfo,
+    else uname -n) and, unless --offline, this machine's facts: heartbeat interfaces exist,
+    IPaddr interfaces or a covering subnet exist, every resource script is found and
+    executable, the nonstop_sync csync2.cfg loads. Every error and warning of every file, as
+    file:line, in one pass. Exit 0 if `run` would start, 1 otherwise.
+    """
+    from nonstop.preflight import check_example_key, check_machine
+
+    name = (node or default_node(config_dir)).lower()
+    parsed = check_cluster_config(str(config_dir), name)
+    items: list[ConfigError | ConfigWarning] = [*parsed.errors, *parsed.warnings]
+    if parsed.value is not None:
+        items += check_example_key(parsed.value)
+        if not offline:
+            items += check_machine(parsed.value)
+    items = _file_order(items)
     errors = [i for i in items if isinstance(i, ConfigError)]
     for item in items:
         click.echo(str(item), err=isinstance(item, ConfigError))
     if errors:
-        click.echo(f"{len(errors)} error(s) in {config_dir}", err=True)
+        click.echo(f"{len(errors)} error(s) in {config_dir} (node {name})", err=True)
         sys.exit(1)
-    click.echo(f"{config_dir}: configuration OK")
+    facts = "files only (--offline)" if offline else "files and this machine"
+    click.echo(f"{config_dir}: configuration OK for node {name} ({facts})")
 
 
 @cli.command()
@@ -110,20 +141,28 @@ def run(config_dir: Path, state_dir: Path, node: str | None, verbose: int, sync_
     """Run one node in the foreground until SIGTERM (which leaves the cluster gracefully)."""
     from nonstop.daemon import run_daemon
     from nonstop.logs import setup_logging, stop_logging
+    from nonstop.preflight import check_media
 
     name = (node or default_node(config_dir)).lower()
     try:
         cfg = load_config_dir(str(config_dir), name)
+        # Without its heartbeat interfaces the node cannot run at all: say so, as check does.
+        ConfigErrors.raise_if_any(e for e in check_media(cfg) if isinstance(e, ConfigError))
     except ConfigErrors as e:
         for err in e.errors:
             click.echo(str(err), err=True)
         click.echo("Configuration error, nonstop not started.", err=True)
-        sys.exit(6)  # LSB "not configured", as Heartbeat exits
+        sys.exit(EXIT_NOT_CONFIGURED)
     setup_logging(cfg.ha, verbose=verbose)
     try:
         for w in cfg.warnings:
             click.echo(str(w), err=True)
         code = asyncio.run(run_daemon(cfg, name, state_dir, sync_root))
+    except OSError as e:
+        # A machine problem at start (a socket that cannot be opened, a state directory that
+        # cannot be written): one line, not a traceback.
+        click.echo(f"nonstop: cannot run: {e}", err=True)
+        code = EXIT_MACHINE
     finally:
         stop_logging()
     sys.exit(code)
@@ -150,6 +189,33 @@ def status(state_dir: Path, as_json: bool) -> None:
         click.echo(json.dumps(st, indent=2, sort_keys=True))
         return
     click.echo(render_status(st))
+
+
+@cli.command()
+@state_dir_option
+def reload(state_dir: Path) -> None:
+    """Re-read ha.cf, haresources and authkeys in the running node (as SIGHUP does).
+
+    What can change live does (authkeys, keepalive/deadtime/warntime, logging, nonstop_monitor,
+    nonstop_sync); the rest is named and applied at the next start. A configuration with any
+    error is refused as a whole: the node keeps running on the previous one (exit 1).
+    """
+    try:
+        reply = request(state_dir, "reload", timeout=60.0)
+    except ApiError as e:
+        click.echo(f"nonstop: {e}", err=True)
+        sys.exit(3)  # LSB: not running
+    for line in reply.get("errors") or []:
+        click.echo(str(line), err=True)
+    if not reply.get("ok"):
+        click.echo(f"nonstop: reload refused: {reply.get('error')}", err=True)
+        sys.exit(1)
+    for line in reply.get("applied") or []:
+        click.echo(f"applied: {line}")
+    for line in reply.get("deferred") or []:
+        click.echo(f"at the next start: {line}")
+    if not reply.get("applied") and not reply.get("deferred"):
+        click.echo("reloaded: no change")
 
 
 def _move(cmd: str, state_dir: Path, which: str) -> None:

@@ -55,7 +55,9 @@ from nonstop.heartbeat.rexmit import RexmitLimiter
 from nonstop.heartbeat.states import NodeStatus
 from nonstop.logs import BAD_INPUT, escape
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
+from nonstop.resources.mailto import mail_transport
 from nonstop.sync.replicator import Replicator
+from nonstop.systemd import SystemdNotifier
 from nonstop.watchdog import Watchdog
 
 log = logging.getLogger("nonstop")
@@ -165,6 +167,9 @@ class Daemon:
         self._replay_saved: replaystate.State = {}
         self._replay_saved_at = 0.0
         self._replay_saving = False
+        self.notifier = SystemdNotifier()
+        self._reload_lock = asyncio.Lock()
+        self._reload_tasks: set[asyncio.Task[dict[str, Any]]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -194,6 +199,12 @@ class Daemon:
         await self.api.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
+        self.loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        if self.membership.comm_up:
+            self.notifier.ready(f"up: {self.node} alone in the cluster")
+        else:
+            self.notifier.extend_start(ha.initdead_ms / 1000.0 + 30,
+                                       "waiting for the peers (initdead)")
         self._wake()
         try:
             if self.engine is not None:
@@ -212,7 +223,7 @@ class Daemon:
             if self.watchdog is not None:
                 self.watchdog.close()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 self.loop.remove_signal_handler(sig)
             if self._timer is not None:
                 self._timer.cancel()
@@ -226,6 +237,7 @@ class Daemon:
     def request_stop(self) -> None:
         if not self._stop.is_set():
             log.info("nonstop shutdown in progress. (%d)", os.getpid())
+            self.notifier.stopping("releasing resources and leaving the cluster")
             self._stop.set()
         elif not self._force_stop.is_set():
             log.critical("second stop request: leaving even though a resource may still run")
@@ -350,6 +362,7 @@ class Daemon:
             state_dir=rsctmp,
             environment=env,
             logger=logging.getLogger("nonstop.resources"),
+            **mail_transport(ha),
         )
         interval = ha.monitor_interval_ms / 1000.0 if ha.monitor_interval_ms else None
         return FailoverEngine(
@@ -592,6 +605,8 @@ class Daemon:
             # The heartbeat path is alive (Heartbeat tickles on its own status through an
             # internal loopback, so media that do not echo, like mcast loop 0, do not matter).
             self.watchdog.tickle()
+        if mtype == "status":
+            self.notifier.watchdog(self._now())
 
     def _wire_format(self) -> WireFormat:
         return "classic" if self.cfg.ha.msgfmt == "classic" else "netstring"
@@ -627,6 +642,7 @@ class Daemon:
                 )
             elif isinstance(ev, CommUp):
                 log.info("Comm_now_up(): updating status to active")
+                self.notifier.ready(f"up: comm up on {self.node}")
             elif isinstance(ev, NodeReturned):
                 if ev.kind == "partition":
                     log.critical("Cluster node %s returning after partition.", ev.node)
@@ -689,6 +705,74 @@ class Daemon:
                     )
                 )
 
+    # ------------------------------------------------------------------ reload
+
+    def _reload_on_signal(self) -> None:
+        """SIGHUP, as Heartbeat and every init script's reload use it."""
+        log.info("Signal SIGHUP received: re-reading the configuration")
+        task = asyncio.create_task(self.reload())
+        self._reload_tasks.add(task)
+        task.add_done_callback(self._reload_tasks.discard)
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read ha.cf, haresources and authkeys; apply what can change live (see
+        nonstop.config.reload) or, if the new files have any error, keep the running
+        configuration and log every error. The files are read off the event loop."""
+        from nonstop.config.loader import check_cluster_config
+        from nonstop.config.reload import plan_reload
+
+        async with self._reload_lock:
+            self.notifier.reloading()
+            parsed = await asyncio.to_thread(check_cluster_config, self.cfg.directory, self.node)
+            if parsed.value is None:
+                for err in parsed.errors:
+                    log.error("reload: %s", err)
+                log.error("reload refused: %d error(s); still running on the previous "
+                          "configuration", len(parsed.errors))
+                self.notifier.reloaded("running; the last reload was refused")
+                return {"ok": False, "error": "configuration has errors: nothing changed",
+                        "errors": [str(e) for e in parsed.errors]}
+            plan = plan_reload(self.cfg, parsed.value)
+            for w in parsed.warnings:
+                log.warning("reload: %s", w)
+            await self._apply_reload(plan.config)
+            for line in plan.applied:
+                log.info("reload: applied %s", line)
+            for line in plan.deferred:
+                log.warning("reload: not applied now: %s", line)
+            log.info("reload: done: %d change(s) applied, %d left for the next start",
+                     len(plan.applied), len(plan.deferred))
+            self.notifier.reloaded("running; configuration reloaded")
+            return {"ok": True, "applied": list(plan.applied), "deferred": list(plan.deferred)}
+
+    async def _apply_reload(self, cfg: ClusterConfig) -> None:
+        old = self.cfg
+        self.cfg = cfg
+        self.keys = cfg.authkeys
+        if self.membership is not None:
+            self.membership.ha = cfg.ha  # read at every tick: timings change from now on
+        # Every reload reopens the log files (also a way to follow a rotation by hand).
+        from nonstop.logs import reconfigure
+
+        await asyncio.to_thread(reconfigure, cfg.ha)
+        if self.engine is not None and cfg.ha.monitor_interval_ms != old.ha.monitor_interval_ms:
+            ms = cfg.ha.monitor_interval_ms
+            if self._probed:
+                await self.engine.set_monitor_interval(ms / 1000.0 if ms else None)
+            else:  # the monitor starts after the probe, with the new interval
+                self.engine.monitor_interval_s = ms / 1000.0 if ms else None
+        if cfg.ha.sync_config != old.ha.sync_config:
+            if self.replicator is not None:
+                await self.replicator.stop()
+                self.replicator = None
+                self._was_active = False
+            if cfg.ha.sync_config:
+                await self._start_replication(cfg.ha.sync_config)
+        if self.membership is not None and cfg.ha.deadtime_ms != old.ha.deadtime_ms:
+            # Peers time us out with the deadtime we send: tell them now.
+            self._send(self.membership.status_message())
+        self._arm()
+
     # ------------------------------------------------------------------ API
 
     def status(self) -> dict[str, Any]:
@@ -743,6 +827,8 @@ class Daemon:
         if cmd == "stop":
             self.request_stop()
             return {"ok": True}
+        if cmd == "reload":
+            return await self.reload()
         if cmd in ("standby", "takeover"):
             if self.engine is None:
                 return {"ok": False, "error": "no resource groups are configured (haresources)"}

@@ -133,11 +133,12 @@ class NonstopCluster:
 
     def start(self, host: str, *, node: str | None = None, config_dir: Path | None = None,
               args: Sequence[str] = (), wait: float | None = 30.0,
-              binds: Mapping[str, str | Path] | None = None) -> LabProcess:
+              binds: Mapping[str, str | Path] | None = None,
+              env: Mapping[str, str] | None = None) -> LabProcess:
         """Start ``nonstop run`` on ``host``; with ``wait``, return once its control socket
         answers (LabError if it exits or does not answer in time). ``args`` are added to the
         command line; ``binds`` (target path -> machine path) are mounted in its private
-        mount namespace, as :meth:`Lab.spawn` does."""
+        mount namespace, as :meth:`Lab.spawn` does; ``env`` is added to its environment."""
         name = node or self.nodes.get(host, host)
         self.nodes[host] = name
         current = self.procs.get(host)
@@ -147,7 +148,7 @@ class NonstopCluster:
                 "--config-dir", str(config_dir or self.config_dir),
                 "--state-dir", str(self.state_dir(host)), "--node", name, *args]
         proc = self.lab.spawn(host, argv, log_path=self.log_path(host), name="nonstop",
-                              binds=binds)
+                              binds=binds, env=env)
         self.procs[host] = proc
         if wait is not None:
             self.wait_for(lambda: self._answers(host), wait, what=f"nonstop on {host} to answer")

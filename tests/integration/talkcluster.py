@@ -43,7 +43,8 @@ class TalkCluster:
         self.smtp: dict[str, LabProcess] = {}
         self.prober: LabProcess | None = None
         self.probe_file = lab.workdir / "probes.jsonl"
-        wanted: dict[str, str | None] = {"initdead": "10"}
+        # MailTo goes to each node's aiosmtpd, even on a machine with its own MTA (sendmail).
+        wanted: dict[str, str | None] = {"initdead": "10", "nonstop_mailrelay": "127.0.0.1:25"}
         wanted.update(directives or {})
         for node in (N1, N2):
             root = lab.host_dir(node) / "etc"

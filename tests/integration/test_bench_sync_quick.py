@@ -14,6 +14,7 @@ import pytest
 from bench.framework import BenchContext
 from bench.suite_sync import run
 from bench.sync_data import datasets, differences, generate, manifest
+from checkout import fresh_checkout
 
 from nonstop.lab.names import owner_pid
 
@@ -111,3 +112,24 @@ def test_the_verification_sees_a_same_size_same_mtime_edit(tmp_path: Path) -> No
     gone.unlink()
     found = differences(manifest(a), manifest(b))
     assert any("mode" in f for f in found) and any("missing on the replica" in f for f in found)
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark builds namespaces and mounts")
+@pytest.mark.skipif(not all(shutil.which(p) for p in ("csync2", "rsync", "nft", "ss")),
+                    reason="needs csync2, rsync, nftables and iproute2's ss")
+def test_the_sync_benchmark_runs_from_a_checkout_under_srv(tmp_path: Path) -> None:
+    """The bench mounts each node's disk over /srv: a checkout there once vanished from the
+    view of the programs it measured ("No module named nonstop", issue 10)."""
+    out = tmp_path / "BENCHMARKS.md"
+    with fresh_checkout("/srv", parts=("src", "bench")) as (checkout, env):
+        done = subprocess.run(["python3", "-m", "bench.run", "--quick", "--suites", "sync",
+                               "--out", str(out)], cwd=checkout, env=env, capture_output=True,
+                              text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-4000:]
+    text = out.read_text()
+    assert "No module named" not in done.stderr + text, done.stderr[-4000:]
+    assert "Failure" not in text, text[-4000:]
+    assert re.search(r"^\[sync\] nonstop configs initial 1/1: \d+\.\d+ s ", done.stderr, re.M), \
+        done.stderr[-4000:]

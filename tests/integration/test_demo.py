@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from checkout import fresh_checkout
 
 from nonstop.lab.names import owner_pid
 
@@ -20,8 +22,6 @@ NEEDED = ("ip", "nft", "unshare", "nsenter", "ss", "kamailio")
 
 
 def _can_run() -> bool:
-    import shutil
-
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     return os.geteuid() == 0 and all(shutil.which(t, path=path) for t in NEEDED)
 
@@ -57,9 +57,16 @@ def _processes_using(path: str) -> list[str]:
     return found
 
 
-def run_demo(*args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    popen = subprocess.Popen([*_demo_argv(), *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+def run_demo(*args: str, checkout: Path | None = None, env: dict[str, str] | None = None,
+             ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run the demo; with ``checkout`` and ``env``, in that directory with that environment's
+    own python3 (the first on its PATH)."""
+    argv = _demo_argv()
+    if env is not None:
+        argv[0] = "python3"
+    popen = subprocess.Popen(argv + list(args), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             env=env, cwd=checkout)
     try:
         out, err = popen.communicate(timeout=240)
     except subprocess.TimeoutExpired:
@@ -81,7 +88,10 @@ def run_demo(*args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, An
 
 @pytest.mark.skipif(not _can_run(), reason="the demo needs root, iproute2, nftables and kamailio")
 def test_quick_demo_survives_a_crash_and_leaves_nothing_behind() -> None:
-    done, doc = run_demo("--quick", "--json")
+    # From a checkout under /tmp, which every lab host sees privately (issue 10: the nodes could
+    # not import the code they ran).
+    with fresh_checkout("/tmp") as (checkout, env):
+        done, doc = run_demo("--quick", "--json", checkout=checkout, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     assert doc["ok"] is True and doc["error"] is None and doc["cleaned_up"] is True
     assert doc["fault"] == "crash" and doc["quick"] is True

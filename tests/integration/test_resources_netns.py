@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from nonstop.lab.process import pid_running
+from nonstop.talk import talk_path
 
 pytestmark = [
     pytest.mark.netns,
@@ -357,7 +358,7 @@ def test_ocf_ipaddr2_from_resource_agents(pair: Pair, tmp_path: Path) -> None:
     assert all(not a.startswith(VIP) for a, _ in pair.node_addrs())
 
 
-MASTER = Path("/work/shared/reference/talk/ha.d/resource.d/master")
+MASTER = talk_path("ha.d/resource.d/master")
 
 
 def _master_box(tmp_path: Path, csync2_body: str) -> tuple[Path, Path, list[str]]:

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from nonstop.lab import Lab, LabProcess, wait_for
+from nonstop.talk import talk_path
 
 pytestmark = pytest.mark.netns
 
-TALK_CFG = Path("/work/shared/reference/talk/csync2.cfg").read_text()
+TALK_CFG = talk_path("csync2.cfg").read_text()
 KEY = "nonstopSyncTestKey." + "k" * 45
 SYNC = [sys.executable, "-c",
         "from nonstop.sync.cli import sync_command; sync_command(prog_name='nonstop sync')"]
@@ -245,8 +246,8 @@ def test_receiver_refuses_a_path_outside_its_includes(slab: SyncLab) -> None:
     assert not (slab.root("n2") / "etc/shadow-test").exists()
 
 
-MASTER = Path("/work/shared/reference/talk/ha.d/resource.d/master").read_text()
-CRON = Path("/work/shared/reference/talk/crontab").read_text()
+MASTER = talk_path("ha.d/resource.d/master").read_text()
+CRON = talk_path("crontab").read_text()
 
 
 def _talk_scripts(slab: SyncLab, host: str) -> tuple[Path, str, dict[str, str]]:

@@ -14,11 +14,11 @@ refuses it. Secrets stay bytes, exactly as written in the file.
 
 from __future__ import annotations
 
-import os
 import stat
 
 from nonstop.config.errors import ConfigError, Location
 from nonstop.config.model import AuthKey, AuthKeys, AuthMethod, Parsed
+from nonstop.config.reading import read_config_bytes
 
 MAXAUTH = 16  # indexes 0..15
 
@@ -27,12 +27,10 @@ def check_authkeys(path: str) -> Parsed[AuthKeys]:
     """Read authkeys: the AuthKeys (None if any error) and every error, each with file:line."""
     errors: list[ConfigError] = []
     whole = Location(path)
-    try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            data = f.read()
-    except OSError as e:
-        return Parsed(None, (ConfigError(whole, f"cannot read: {e.strerror or e}"),))
+    content, read_errors = read_config_bytes(path)
+    if content is None:
+        return Parsed(None, tuple(read_errors))
+    mode, data = content.mode, content.data
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         errors.append(
             ConfigError(

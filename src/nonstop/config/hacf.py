@@ -8,6 +8,7 @@ file are collected; each names ``file:line``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import enum
 import ipaddress
@@ -28,6 +29,7 @@ from nonstop.config.model import (
     Parsed,
     Ucast,
 )
+from nonstop.config.reading import bad_byte_message, decode_line, read_config_bytes
 from nonstop.config.units import format_msec, parse_bool, parse_msec
 
 MAXLINE = 5120  # Heartbeat's line buffer; longer lines were split there, an error here
@@ -107,7 +109,7 @@ SPEC_DIRECTIVES: tuple[str, ...] = (
 
 # nonstop's own directives; all start with "nonstop_" so a real Heartbeat refuses the file
 # instead of running without them.
-NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync")
+NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay")
 
 
 @dataclass
@@ -240,6 +242,15 @@ def _sync_config(text: str) -> str:
     if not text.startswith("/"):
         raise _Bad(f"nonstop_sync needs an absolute path to a csync2.cfg, not {text!r}")
     return text
+
+
+def _mail_relay(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    if not colon:
+        host, port = text, "25"
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"write host[:port] (e.g. 'smtp.example.com:587'), not {text!r}")
+    return host, int(port)
 
 
 def _scalar(convert: Callable[[str], object]) -> Handler:
@@ -602,6 +613,11 @@ _TABLE: tuple[Directive, ...] = (
        "each change within a second, force-syncs on takeover and pushes once more when it "
        "releases. Absent: no replication by the daemon (cron + 'nonstop sync -x' still work).",
        _scalar(_sync_config)),
+    _d("nonstop_mailrelay", OPT, "nonstop only: MailTo sends through SMTP to this relay, "
+       "host[:port] (port 25 if not given; plain SMTP, no authentication). Absent: MailTo "
+       "hands its mail to the local MTA's sendmail (/usr/sbin/sendmail: nullmailer, msmtp, "
+       "exim, postfix...) when there is one, as Heartbeat's MailTo used mail(1), else SMTP "
+       "to localhost:25.", _scalar(_mail_relay)),
 )  # fmt: skip
 
 DIRECTIVES: dict[str, Directive] = {d.name: d for d in _TABLE}
@@ -612,24 +628,22 @@ DIRECTIVES: dict[str, Directive] = {d.name: d for d in _TABLE}
 
 
 def read_config_lines(path: str) -> tuple[list[str] | None, list[ConfigError]]:
-    """The lines of a text file (CR and LF stripped), or the errors that stopped reading it.
+    """The lines of a configuration file (CR and LF stripped), or the errors that stopped
+    reading it (see nonstop.config.reading: bytes, regular file, size cap, no NUL).
 
-    A line that is not UTF-8 is replaced by an empty line and reported, so that the line
-    numbers of every other line stay right.
+    Any byte may stand in a comment, as Heartbeat reads bytes; a line with a non-UTF-8 byte
+    elsewhere is replaced by an empty line and reported, so the other line numbers stay right.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return None, [ConfigError(Location(path), f"cannot read: {e.strerror or e}")]
+    content, errors = read_config_bytes(path)
+    if content is None:
+        return None, errors
     lines: list[str] = []
-    errors: list[ConfigError] = []
-    for n, raw in enumerate(data.split(b"\n"), start=1):
-        try:
-            lines.append(raw.decode("utf-8").replace("\r", ""))
-        except UnicodeDecodeError:
-            errors.append(ConfigError(Location(path, n), "line is not valid UTF-8"))
-            lines.append("")
+    for n, raw in enumerate(content.data.split(b"\n"), start=1):
+        text = decode_line(raw)
+        if text is None:
+            errors.append(ConfigError(Location(path, n), bad_byte_message(raw)))
+            text = ""
+        lines.append(text.replace("\r", ""))
     if lines and lines[-1] == "":
         lines.pop()  # the text after the final newline
     return lines, errors
@@ -678,6 +692,21 @@ def check_hacf(path: str) -> Parsed[HaConfig]:
         except _Bad as e:
             b.error(loc, str(e))
     return _finish(b)
+
+
+def declared_nodes(path: str) -> tuple[str, ...] | None:
+    """The ``node`` names of an ha.cf that has errors elsewhere, so that haresources can still
+    be checked against them in the same pass; None if there are none or it cannot be read."""
+    lines, _errors = read_config_lines(path)
+    if lines is None:
+        return None
+    b = _Builder(path)
+    for n, line in enumerate(lines, start=1):
+        parts = line.split("#", 1)[0].split()
+        if len(parts) > 1 and parts[0] == "node":
+            with contextlib.suppress(_Bad):
+                _node(b, "node", parts[1:], Location(path, n))
+    return tuple(b.nodes) or None
 
 
 def parse_hacf(path: str) -> HaConfig:
@@ -802,6 +831,7 @@ def _finish(b: _Builder) -> Parsed[HaConfig]:
         max_rexmit_delay_ms=_int(get("max_rexmit_delay", DEFAULT_MAX_REXMIT_DELAY_MS)),
         monitor_interval_ms=_opt_int(get("nonstop_monitor", None)),
         sync_config=_opt_str(get("nonstop_sync", None)),
+        mail_relay=_relay(get("nonstop_mailrelay", None)),
         parameters=parameters,
         locations=dict(b.locations),
         uuidfrom=str(get("uuidfrom", "file")),
@@ -821,6 +851,11 @@ def _int(value: object) -> int:
 
 def _opt_int(value: object) -> int | None:
     assert value is None or isinstance(value, int)
+    return value
+
+
+def _relay(value: object) -> tuple[str, int] | None:
+    assert value is None or (isinstance(value, tuple) and len(value) == 2)
     return value
 
 

@@ -47,9 +47,7 @@ def parse_ip_spec(text: str) -> IPSpec:
     iface: str | None = None
     broadcast: ipaddress.IPv4Address | None = None
     if len(fields) >= 2:
-        if not fields[1].isdigit() or not 1 <= int(fields[1]) <= 32:
-            raise ValueError(f"'{text}': netmask '{fields[1]}' must be CIDR bits 1..32")
-        cidr = int(fields[1])
+        cidr = _netmask_bits(fields[1], text)
     if len(fields) >= 3:
         if fields[2][0].isdigit():
             if len(fields) == 4:
@@ -65,6 +63,23 @@ def parse_ip_spec(text: str) -> IPSpec:
     if len(fields) == 4:
         broadcast = _ipv4(fields[3], "broadcast", text)
     return IPSpec(ip=ip, cidr=cidr, iface=iface, broadcast=broadcast, raw=text)
+
+
+def _netmask_bits(field: str, text: str) -> int:
+    """CIDR bits, or a dotted-quad netmask (``255.255.255.0``) as Heartbeat's findif also
+    accepts one; the ones of a netmask must be contiguous."""
+    if field.isdigit() and 1 <= int(field) <= 32:
+        return int(field)
+    if "." in field:
+        try:
+            bits = ipaddress.IPv4Network(f"0.0.0.0/{field}").prefixlen
+        except ValueError:
+            pass
+        else:
+            if bits >= 1 and not field.startswith("0"):
+                return bits
+    raise ValueError(f"'{text}': netmask '{field}' must be CIDR bits 1..32 or a dotted-quad "
+                     "netmask such as 255.255.255.0")
 
 
 def _ipv4(field: str, what: str, text: str) -> ipaddress.IPv4Address:

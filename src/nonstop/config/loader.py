@@ -10,7 +10,7 @@ import os
 
 from nonstop.config.authkeys import check_authkeys
 from nonstop.config.errors import ConfigError, Location
-from nonstop.config.hacf import check_hacf
+from nonstop.config.hacf import check_hacf, declared_nodes
 from nonstop.config.haresources import check_haresources
 from nonstop.config.model import ClusterConfig, ConfigWarning, Parsed, ResourceGroup
 
@@ -27,7 +27,10 @@ def check_cluster_config(directory: str, node: str | None) -> Parsed[ClusterConf
     errors: list[ConfigError] = [*ha.errors, *keys.errors]
     warnings: list[ConfigWarning] = [*ha.warnings, *keys.warnings]
 
-    nodes = ha.value.nodes if ha.value is not None else None
+    # A broken ha.cf still names its nodes: haresources is checked against them in the same
+    # pass, so a second round of errors does not wait for the first to be fixed.
+    nodes = ha.value.nodes if ha.value is not None else declared_nodes(os.path.join(directory,
+                                                                                    HACF))
     res_path = os.path.join(directory, HARESOURCES)
     groups: tuple[ResourceGroup, ...] | None = ()
     if os.path.lexists(res_path):
@@ -37,12 +40,15 @@ def check_cluster_config(directory: str, node: str | None) -> Parsed[ClusterConf
         groups = res.value
 
     local = node.lower() if node is not None else None
-    if local is not None and ha.value is not None and local not in ha.value.nodes:
+    if local is not None and nodes is not None and local not in nodes:
+        where = (ha.value.locations.get("node", Location(ha.value.path)) if ha.value is not None
+                 else Location(os.path.join(directory, HACF)))
         errors.append(
             ConfigError(
-                ha.value.locations.get("node", Location(ha.value.path)),
+                where,
                 f"Current node [{local}] not in configuration! "
-                f"(nodes: {', '.join(ha.value.nodes)}; --node must name one of them)",
+                f"(nodes: {', '.join(nodes)}; --node, else nodeinfo, else uname -n must name "
+                "one of them)",
             )
         )
     if errors or ha.value is None or keys.value is None or groups is None:

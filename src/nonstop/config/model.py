@@ -165,6 +165,9 @@ class HaConfig:
     # nonstop's own directives (documented in docs/CONFIG.md); None = feature off.
     monitor_interval_ms: int | None = None
     sync_config: str | None = None  # nonstop_sync: the csync2.cfg the daemon replicates with
+    # nonstop_mailrelay: MailTo's SMTP relay (host, port); None = the local MTA's sendmail when
+    # there is one, else localhost:25.
+    mail_relay: tuple[str, int] | None = None
     # The string recorded for each directive, given or defaulted (cl_status hbparameter).
     parameters: dict[str, str] = field(default_factory=dict)
     # Where each directive was given, for messages that need to point back at the file.

@@ -86,7 +86,8 @@ def demo_files(initdead_s: int, *, daemon_sync: bool) -> DemoFiles:
     """The talk's files with the demo's changes (initdead, the VIP, the program name and,
     with ``daemon_sync``, the daemon's own replication of the talk's csync2.cfg)."""
     hacf, c1 = demo_hacf(talk_file("ha.d/ha.cf").read_text(), initdead_s,
-                         sync_config="/etc/csync2.cfg" if daemon_sync else None)
+                         sync_config="/etc/csync2.cfg" if daemon_sync else None,
+                         mail_relay="127.0.0.1:25")
     hares, c2 = demo_haresources(talk_file("ha.d/haresources").read_text())
     master, c3 = migrate_csync2_calls(talk_file("ha.d/resource.d/master").read_text(),
                                       "resource.d/master")
@@ -316,8 +317,7 @@ class DemoCluster:
         """Start a long-running program on the node; its output goes to the node's ``kind`` log."""
         m = self.machines[node]
         log = m.log(kind)
-        env = dict(os.environ)
-        env.update(self._env(m))
+        env = self.lab.child_env(self._env(m))
         with log.open("ab") as out:
             popen = subprocess.Popen([*self._enter(m), *argv], stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -330,8 +330,7 @@ class DemoCluster:
                timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run a short command on the node and capture its output."""
         m = self.machines[node]
-        env = dict(os.environ)
-        env.update(self._env(m))
+        env = self.lab.child_env(self._env(m))
         with subprocess.Popen([*self._enter(m), *argv], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=env, start_new_session=True) as popen:

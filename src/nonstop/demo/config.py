@@ -39,7 +39,7 @@ def _replace_line(text: str, pattern: str, new: str, file: str, why: str,
 
 
 def demo_hacf(text: str, initdead_s: int, *, sync_config: str | None = None,
-              ) -> tuple[str, list[Change]]:
+              mail_relay: str | None = None) -> tuple[str, list[Change]]:
     """The talk's ha.cf with ``initdead`` lowered so the demo does not wait two minutes and,
     with ``sync_config``, nonstop's ``nonstop_sync`` line: the daemon replicates by itself."""
     if initdead_s < 1:
@@ -54,6 +54,12 @@ def demo_hacf(text: str, initdead_s: int, *, sync_config: str | None = None,
         changes.append(Change("ha.cf", "", line,
                               "nonstop's own: the active node replicates the talk's csync2.cfg "
                               "continuously (no cron line needed)"))
+    if mail_relay is not None:
+        line = f"nonstop_mailrelay {mail_relay}"
+        new = new + ("" if new.endswith("\n") else "\n") + line + "\n"
+        changes.append(Change("ha.cf", "", line,
+                              "the demo's mail server, even where this machine has its own MTA "
+                              "(a real node hands MailTo's mail to its MTA's sendmail)"))
     return new, changes
 
 

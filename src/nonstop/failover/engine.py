@@ -400,6 +400,17 @@ class FailoverEngine:
         if self.monitor_interval_s and self._monitor_task is None:
             self._monitor_task = asyncio.create_task(self._monitor())
 
+    async def set_monitor_interval(self, seconds: float | None) -> None:
+        """A reloaded ``nonstop_monitor``: restart the monitor with the new interval (None
+        stops it)."""
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor_task
+            self._monitor_task = None
+        self.monitor_interval_s = seconds
+        self.start_monitor()
+
     async def _monitor(self) -> None:
         assert self.monitor_interval_s is not None
         while True:

@@ -22,7 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
@@ -52,6 +52,11 @@ DEFAULT_WORK_ROOT = Path("/var/tmp/nonstop-lab")
 # Paths a lab host sees privately; a work directory under one of them would vanish from view.
 PRIVATE_PATHS = ("/tmp", "/run", "/etc/ha.d", "/etc/logrotate.d", "/etc/hosts", "/var/log",
                  "/var/lib/heartbeat")
+# The directory nonstop is imported from (a checkout's src/, or site-packages). A checkout under
+# a path a lab host sees privately (/tmp, or /srv when a bench mounts a node's disk there) would
+# vanish from the view of the programs the lab starts: it is mounted again, in their mount
+# namespace only, at a visible place in the work directory that PYTHONPATH names first.
+CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Lab:
@@ -79,6 +84,9 @@ class Lab:
             if PurePosixPath(self.workdir).is_relative_to(private):
                 raise ValueError(f"work directory {self.workdir} is under {private}, which "
                                  "lab hosts see privately")
+            if PurePosixPath(sys.prefix).is_relative_to(private):
+                raise ValueError(f"Python ({sys.prefix}) is under {private}, which lab hosts see "
+                                 "privately: use a Python (or virtualenv) installed elsewhere")
         self._created_workdir = False
         self._namespaces: list[str] = []
         self._processes: list[LabProcess] = []
@@ -142,6 +150,33 @@ class Lab:
         return [Bind(str(self.workdir / "hosts"), "/etc/hosts"),
                 Bind(str(base / "logrotate.d"), "/etc/logrotate.d"),
                 Bind(str(base / "tmp"), "/tmp")]
+
+    @property
+    def code_dir(self) -> Path:
+        """Where lab programs find nonstop's code when its own place is hidden from them."""
+        return self.workdir / "code"
+
+    def code_binds(self, targets: Iterable[str]) -> dict[str, Path]:
+        """The bind (target -> source) that keeps :data:`CODE_ROOT` importable, at
+        :attr:`code_dir`, for a program that sees other directories mounted over ``targets``;
+        empty when none of them hides it. Mount it before those."""
+        if any(PurePosixPath(CODE_ROOT).is_relative_to(t) for t in targets):
+            return {str(self.code_dir): CODE_ROOT}
+        return {}
+
+    def _with_code(self, binds: list[Bind]) -> list[Bind]:
+        extra = self.code_binds(b.target for b in binds)
+        return [*binds, *(Bind(str(src), target) for target, src in extra.items())]
+
+    def child_env(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """This process's environment plus ``env``, for a program started in a lab host:
+        PYTHONPATH names :attr:`code_dir` first (empty, so harmless, unless the code is hidden
+        at its own place)."""
+        merged = dict(os.environ)
+        merged.update(env or {})
+        rest = merged.get("PYTHONPATH", "")
+        merged["PYTHONPATH"] = str(self.code_dir) + (os.pathsep + rest if rest else "")
+        return merged
 
     def _box_binds(self, host: str) -> list[Bind]:
         return prepare_box(self.host_dir(host) / "box")
@@ -211,6 +246,7 @@ class Lab:
             self.workdir.mkdir(parents=True)
             self._created_workdir = True  # only a directory we made is removed at teardown
         self._write_hosts_file()
+        self.code_dir.mkdir(exist_ok=True)
         for host in self.hosts:
             base = self.host_dir(host)
             for sub in ("logrotate.d", "logs", "tmp"):
@@ -333,17 +369,15 @@ class Lab:
             raise LabError("empty command")
         all_binds = self._binds(host)
         all_binds.extend(Bind(str(src), target) for target, src in (binds or {}).items())
+        all_binds = self._with_code(all_binds)
         # ip netns exec already gives a mount namespace that is a slave of the host's; unshare
         # makes our own one (slave again, so host umounts of lab namespaces still reach it and
         # no mount of ours reaches the host).
         return ["ip", "netns", "exec", self.netns(host), "unshare", "--mount", "--propagation",
                 "slave", "sh", "-c", prologue(all_binds), "lab-prologue", *argv]
 
-    @staticmethod
-    def _env(env: Mapping[str, str] | None) -> dict[str, str]:
-        merged = dict(os.environ)
-        merged.update(env or {})
-        return merged
+    def _env(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        return self.child_env(env)
 
     def _log_path(self, host: str, argv: Sequence[str], log_path: Path | None,
                   name: str | None = None) -> Path:
@@ -455,7 +489,7 @@ class Lab:
         current = self._boxes.get(node)
         if current is not None and current.running:
             raise LabError(f"{node} already runs a box: {current!r}")
-        binds = self._binds(node) + self._box_binds(node)
+        binds = self._with_code(self._binds(node) + self._box_binds(node))
         init = [sys.executable, "-m", "nonstop.lab.boxinit"]
         if pidfile is not None:
             init += ["--pidfile", pidfile]

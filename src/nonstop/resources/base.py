@@ -95,6 +95,9 @@ class AgentContext:
     timeouts: ActionTimeouts = field(default_factory=ActionTimeouts)
     smtp_host: str = "localhost"
     smtp_port: int = 25
+    # The local MTA's sendmail interface; when set, MailTo hands its mail to it instead of
+    # speaking SMTP (see nonstop.resources.mailto.find_sendmail).
+    sendmail: Path | None = None
     # Envelope sender for MailTo; None = root@<node>, as mail(1) run by root would use.
     mail_from: str | None = None
     # Seconds one SMTP attempt may take, and how many attempts MailTo makes.

@@ -14,13 +14,15 @@ import contextlib
 import datetime
 import email.policy
 import hashlib
+import os
 import smtplib
 import threading
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from nonstop.config.model import HaConfig
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
 
 T = TypeVar("T")
@@ -56,6 +58,27 @@ def render_body(subject_line: str, command_line: str) -> str:
     """The body, with Heartbeat's 8-space indent and its one-blank separator line."""
     pad = " " * 8
     return f"{pad}{subject_line}\n \n{pad}Command line was:\n{pad}{command_line}\n"
+
+
+# Where Debian's MTAs (nullmailer, msmtp-mta, ssmtp, exim4, postfix) put their sendmail.
+SENDMAIL_PATHS = (Path("/usr/sbin/sendmail"), Path("/usr/lib/sendmail"))
+
+
+def find_sendmail(paths: tuple[Path, ...] = SENDMAIL_PATHS) -> Path | None:
+    """The local MTA's sendmail interface, if one is installed."""
+    for path in paths:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def mail_transport(ha: HaConfig) -> dict[str, Any]:
+    """AgentContext settings for MailTo from ha.cf: the relay ``nonstop_mailrelay`` names,
+    else the local MTA's sendmail when there is one, else SMTP to localhost:25."""
+    if ha.mail_relay is not None:
+        host, port = ha.mail_relay
+        return {"smtp_host": host, "smtp_port": port, "sendmail": None}
+    return {"sendmail": find_sendmail()}
 
 
 def parse_recipients(text: str) -> tuple[str, ...]:
@@ -180,24 +203,35 @@ class MailToAgent(Agent):
         async with self._send_lock:
             return await self._deliver_now(msg)
 
+    @property
+    def transport(self) -> str:
+        """How mail leaves: ``sendmail /usr/sbin/sendmail`` or ``SMTP host:port``."""
+        ctx = self._ctx
+        if ctx.sendmail is not None:
+            return f"sendmail {ctx.sendmail}"
+        return f"SMTP {ctx.smtp_host}:{ctx.smtp_port}"
+
     async def _deliver_now(self, msg: EmailMessage) -> bool:
         ctx = self._ctx
         attempts = max(1, ctx.smtp_attempts)
         for attempt in range(1, attempts + 1):
             try:
-                await asyncio.wait_for(
-                    _in_daemon_thread(lambda: self._smtp_send(msg)), ctx.smtp_timeout + 1.0
-                )
-                ctx.logger.info("MailTo: sent %r to %s", msg["Subject"], msg["To"])
+                if ctx.sendmail is not None:
+                    await self._sendmail(ctx.sendmail, msg)
+                else:
+                    await asyncio.wait_for(
+                        _in_daemon_thread(lambda: self._smtp_send(msg)), ctx.smtp_timeout + 1.0
+                    )
+                ctx.logger.info("MailTo: sent %r to %s through %s", msg["Subject"], msg["To"],
+                                self.transport)
                 self.delivered += 1
                 return True
             except (OSError, smtplib.SMTPException, TimeoutError) as exc:
                 ctx.logger.warning(
-                    "MailTo: attempt %d/%d to %s:%d failed: %s",
+                    "MailTo: attempt %d/%d through %s failed: %s",
                     attempt,
                     attempts,
-                    ctx.smtp_host,
-                    ctx.smtp_port,
+                    self.transport,
                     exc or type(exc).__name__,
                 )
             if attempt < attempts:
@@ -205,6 +239,28 @@ class MailToAgent(Agent):
         ctx.logger.error("MailTo: gave up sending %r to %s", msg["Subject"], msg["To"])
         self.given_up += 1
         return False
+
+    async def _sendmail(self, program: Path, msg: EmailMessage) -> None:
+        """Hand the mail to the local MTA (``sendmail -oi -f from -- rcpt...``, the interface
+        every Debian MTA provides); it queues and delivers. Raises OSError when it refuses."""
+        sender = str(msg["From"])
+        proc = await asyncio.create_subprocess_exec(
+            str(program), "-oi", "-f", sender, "--", *self.recipients,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        try:
+            _out, err = await asyncio.wait_for(proc.communicate(msg.as_bytes()),
+                                               self._ctx.smtp_timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise TimeoutError(f"{program} still running after {self._ctx.smtp_timeout} s") \
+                from None
+        if proc.returncode != 0:
+            detail = err.decode(errors="replace").strip().splitlines()
+            raise OSError(f"{program} exited with {proc.returncode}"
+                          + (f": {detail[-1]}" if detail else ""))
 
     def _smtp_send(self, msg: EmailMessage) -> None:
         ctx = self._ctx

@@ -1,9 +1,10 @@
 """The talk's configuration files, byte for byte, as package data.
 
 ``ha.d/ha.cf``, ``ha.d/haresources``, ``ha.d/authkeys``, ``ha.d/resource.d/master``,
-``csync2.cfg`` and ``crontab`` (see /work/shared/reference/README.md). Tests, the demo and the
-benchmarks start from these files. Packaging does not keep file modes, so use
-:func:`copy_talk` to get a usable directory (authkeys 0600, master executable).
+``csync2.cfg`` and ``crontab``, from the talk "Asterisk redundancy using Heartbeat". Tests, the
+demo and the benchmarks start from these files, never from a path of a development machine.
+Packaging does not keep file modes, so use :func:`copy_talk` to get a usable directory
+(authkeys 0600, master executable).
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ def talk_file(name: str) -> Traversable:
     node = importlib.resources.files(__name__)
     for part in name.split("/"):
         node = node / part
+    return node
+
+
+def talk_path(name: str) -> Path:
+    """One of :data:`FILES` as a file-system path (the package is always unpacked: a checkout,
+    a wheel or a Debian package), for APIs that open a path themselves."""
+    node = talk_file(name)
+    if not isinstance(node, Path):
+        raise RuntimeError(f"the talk's {name} is not a file on disk here ({node!r})")
     return node
 
 

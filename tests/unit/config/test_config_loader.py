@@ -69,8 +69,19 @@ def test_errors_of_all_files_together(tmp_path: Path) -> None:
     assert [(Path(e.loc.file).name, e.loc.line) for e in info.value.errors] == [
         ("ha.cf", 11),
         ("authkeys", 0),
-        # ha.cf failed, so the node check of haresources cannot be judged and is skipped
+        # ha.cf failed, but its node lines still judge haresources: one pass names everything
+        ("haresources", 1),
     ]
+    assert "Bad nodename in haresources [vpbx1-9]" in str(info.value)
+
+
+def test_a_broken_ha_cf_still_checks_the_local_node(tmp_path: Path) -> None:
+    d = talk_dir(tmp_path)
+    with open(d / "ha.cf", "a") as f:
+        f.write("undport 694\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_config_dir(str(d), "buildbox")
+    assert "Current node [buildbox] not in configuration!" in str(info.value)
 
 
 def test_haresources_checked_against_nodes(tmp_path: Path) -> None:

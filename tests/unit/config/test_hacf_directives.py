@@ -58,6 +58,7 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "use_apphbd": ("use_apphbd no", "no"),
     "nonstop_monitor": ("nonstop_monitor 5", "5"),
     "nonstop_sync": ("nonstop_sync /etc/csync2.cfg", "/etc/csync2.cfg"),
+    "nonstop_mailrelay": ("nonstop_mailrelay smtp.example.com:587", "smtp.example.com:587"),
 }
 
 

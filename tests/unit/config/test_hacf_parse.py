@@ -418,7 +418,7 @@ def test_unreadable_and_odd_files(tmp_path: Path) -> None:
     res = check_hacf(str(tmp_path / "missing.cf"))
     assert res.value is None and "cannot read" in res.errors[0].message
     assert errors(tmp_path, BASE.encode() + b"node \xff\xfe\nbcast\n") == [
-        "4: line is not valid UTF-8",
+        "4: byte 0xff at column 6 is not UTF-8: only a comment may use another encoding",
         "5: 'bcast' needs at least one interface",
     ]
     (err,) = errors(tmp_path, BASE + "cluster " + "x" * 6000 + "\n")

@@ -109,7 +109,9 @@ def test_ip_specs(
         ("10.0.10.300", "address '10.0.10.300' is not an IPv4 address"),
         ("10.0.10.10/33", "must be CIDR bits 1..32"),
         ("10.0.10.10/0", "must be CIDR bits 1..32"),
-        ("10.0.10.10/255.255.255.0", "must be CIDR bits 1..32"),
+        ("10.0.10.10/255.0.255.0", "or a dotted-quad netmask"),
+        ("10.0.10.10/0.0.0.255", "or a dotted-quad netmask"),
+        ("10.0.10.10/0.0.0.0", "or a dotted-quad netmask"),
         ("10.0.10.10//eth0", "is not an IP spec"),
         ("10.0.10.10/24/eth0/10.0.10.255/x", "is not an IP spec"),
         ("10.0.10.10/24/10.0.10.255/eth0", "so it is the broadcast address"),
@@ -121,6 +123,21 @@ def test_ip_specs(
 def test_bad_ip_specs(text: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         parse_ip_spec(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "cidr", "iface"),
+    [
+        ("10.0.0.5/255.255.255.0/eth0", 24, "eth0"),
+        ("10.0.0.5/255.255.0.0", 16, None),
+        ("10.0.0.5/255.255.255.252/eth1/10.0.0.7", 30, "eth1"),
+        ("10.0.0.5/255.255.255.255", 32, None),
+    ],
+)
+def test_dotted_quad_netmasks_as_findif_accepts_them(text: str, cidr: int,
+                                                     iface: str | None) -> None:
+    parsed = parse_ip_spec(text)
+    assert (parsed.cidr, parsed.iface, parsed.raw) == (cidr, iface, text)
 
 
 def test_unknown_node_names_the_line(tmp_path: Path) -> None:

@@ -75,6 +75,8 @@ def test_demo_files_load_and_name_every_change(tmp_path: Path) -> None:
     assert {c.file for c in files.changes} == {"ha.cf", "haresources", "resource.d/master",
                                                 "crontab"}
     assert cfg.ha.sync_config == "/etc/csync2.cfg"
+    # MailTo goes to the demo's mail server on each node, whatever MTA the machine has.
+    assert cfg.ha.mail_relay == ("127.0.0.1", 25)
     assert "nonstop_sync" not in demo_files(4, daemon_sync=False).hacf
     assert files.csync2_cfg == talk_file("csync2.cfg").read_text()
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from nonstop.config.csync2 import Csync2Config, parse_csync2_text
 from nonstop.logs import BAD_INPUT
 from nonstop.sync.node import Node, Options, SyncServer
+from nonstop.talk import talk_path
 
-TALK_CFG = Path("/work/shared/reference/talk/csync2.cfg").read_text()
+TALK_CFG = talk_path("csync2.cfg").read_text()
 KEY = "K" * 64
 
 

@@ -15,8 +15,9 @@ from nonstop.config.csync2 import (
     parse_csync2_text,
 )
 from nonstop.config.errors import ConfigError
+from nonstop.talk import talk_path
 
-TALK = Path("/work/shared/reference/talk/csync2.cfg")
+TALK = talk_path("csync2.cfg")
 
 
 def test_talk_file_parses_unchanged() -> None:

@@ -13,8 +13,9 @@ from nonstop.sync.conflicts import Action, judge
 from nonstop.sync.patterns import Matcher, path_pattern_matches, valid_name
 from nonstop.sync.plan import Op, batches, plan, plan_forced
 from nonstop.sync.state import FileState
+from nonstop.talk import talk_path
 
-TALK = load_csync2("/work/shared/reference/talk/csync2.cfg").groups[0]
+TALK = load_csync2(str(talk_path("csync2.cfg"))).groups[0]
 
 
 @pytest.mark.parametrize(

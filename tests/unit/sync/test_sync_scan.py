@@ -20,8 +20,9 @@ from nonstop.sync.protocol import Decoder, Kind, ProtocolError
 from nonstop.sync.scan import RACY_NS, Seen, describe, scan
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
+from nonstop.talk import talk_path
 
-TALK = load_csync2("/work/shared/reference/talk/csync2.cfg").groups[0]
+TALK = load_csync2(str(talk_path("csync2.cfg"))).groups[0]
 OLD = time.time() - 3 * 86400
 
 

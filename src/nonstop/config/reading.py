@@ -1,0 +1,91 @@
+"""Reading a configuration file as Heartbeat does: bytes, from a regular file of sane size.
+
+Heartbeat reads ha.cf, haresources and authkeys as bytes, so a comment written in Latin-1 (an
+accented name in a French comment) is fine there; nonstop accepts any byte in a comment and
+asks for UTF-8 only where a value is read. A NUL byte (C's end of string: Heartbeat would read
+a different line than the file shows), a file larger than :data:`MAX_CONFIG_BYTES`, or a path
+that is not a regular file (a FIFO would block the reader, a device never end) are errors that
+name the file, and the line where there is one.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from nonstop.config.errors import ConfigError, Location
+
+MAX_CONFIG_BYTES = 1 << 20  # the talk's files are a few KB; a bigger one is a mistake
+
+
+@dataclass(frozen=True)
+class ConfigBytes:
+    """A configuration file's bytes and its permission bits."""
+
+    data: bytes
+    mode: int
+
+
+def read_config_bytes(path: str) -> tuple[ConfigBytes | None, list[ConfigError]]:
+    """The file's bytes, or the errors that make it unreadable as a configuration file."""
+    whole = Location(path)
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as e:
+        return None, [ConfigError(whole, f"cannot read: {e.strerror or e}")]
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            return None, [ConfigError(whole, f"cannot read: {kind}")]
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        return None, [ConfigError(whole, f"cannot read: {e.strerror or e}")]
+    finally:
+        os.close(fd)
+    if size > MAX_CONFIG_BYTES:
+        return None, [ConfigError(whole, f"larger than {MAX_CONFIG_BYTES // 1024} KiB: not a "
+                                         "configuration file")]
+    data = b"".join(chunks)
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        return None, [ConfigError(Location(path, line), "NUL byte in the file: Heartbeat would "
+                                  "read the line only up to it; remove it")]
+    return ConfigBytes(data, stat.S_IMODE(st.st_mode)), []
+
+
+def decode_line(raw: bytes) -> str | None:
+    """A line as text: UTF-8, except that a comment (from the first ``#``) may hold any byte
+    and is then kept as ``#`` alone. None when a byte outside a comment is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    head, sharp, _comment = raw.partition(b"#")
+    if not sharp:
+        return None
+    try:
+        return head.decode("utf-8") + "#"
+    except UnicodeDecodeError:
+        return None
+
+
+def bad_byte_message(raw: bytes) -> str:
+    """Where the first non-UTF-8 byte outside a comment is, for the error message."""
+    head = raw.partition(b"#")[0]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return (f"byte 0x{head[e.start]:02x} at column {e.start + 1} is not UTF-8: only a "
+                "comment may use another encoding")
+    return "line is not valid UTF-8"

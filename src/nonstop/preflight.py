@@ -1,0 +1,136 @@
+"""A configuration against this machine: what ``nonstop check`` adds to the file rules.
+
+The files can be right and the machine still unable to run them: a heartbeat interface that
+does not exist (``bcast eth9``), an IPaddr whose interface or subnet is not here, a resource
+script that is missing or not executable, a ``nonstop_sync`` csync2.cfg that does not load.
+Each is reported as the configuration line it comes from, so one pass names everything a
+takeover would trip on later. The same rules that decide at takeover time decide here
+(``locate_script``, OCF agent paths, findif's covering route).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from nonstop.config.errors import ConfigError, Location
+from nonstop.config.model import ClusterConfig, ConfigWarning, Mcast, ResourceSpec, Ucast
+from nonstop.talk import talk_file
+
+Problem = ConfigError | ConfigWarning
+
+
+def interface_exists(name: str) -> bool:
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
+def _medium_directive(medium: object) -> str:
+    return "mcast" if isinstance(medium, Mcast) else "ucast" if isinstance(medium, Ucast) \
+        else "bcast"
+
+
+def check_media(cfg: ClusterConfig) -> list[Problem]:
+    """Every heartbeat interface exists (the daemon cannot send without it)."""
+    out: list[Problem] = []
+    for medium in cfg.ha.media:
+        if not interface_exists(medium.iface):
+            where = _medium_directive(medium)
+            loc = cfg.ha.locations.get(where, Location(cfg.ha.path))
+            out.append(ConfigError(loc, f"{where} {medium.iface}: no interface "
+                                        f"'{medium.iface}' on this machine"))
+    return out
+
+
+def _ip_problem(spec: ResourceSpec) -> str | None:
+    from nonstop.config.haresources import parse_ip_spec
+    from nonstop.resources import netlink
+
+    ip = parse_ip_spec(spec.args[0])
+    if ip.iface is not None and not interface_exists(ip.iface):
+        return f"{spec.raw}: no interface '{ip.iface}' on this machine"
+    if ip.iface is None or ip.cidr is None:
+        try:
+            netlink.covering_route(ip.ip, ip.iface)
+        except netlink.NetlinkFailure as e:
+            return f"{spec.raw}: {e}"
+    return None
+
+
+def check_resources(cfg: ClusterConfig) -> list[Problem]:
+    """Every resource of haresources can be started here: its script is found and
+    executable, its IP address has an interface and a subnet."""
+    from nonstop.resources.base import AgentContext, ResourceError
+    from nonstop.resources.factory import NATIVE_IP, build_agent
+
+    ctx = AgentContext(node=cfg.local_node or "", config_dir=Path(cfg.directory))
+    out: list[Problem] = []
+    for group in cfg.groups:
+        for spec in group.resources:
+            if spec.name in NATIVE_IP and len(spec.args) == 1:
+                problem = _ip_problem(spec)
+                if problem is not None:
+                    out.append(ConfigError(group.loc, problem))
+                continue
+            try:
+                build_agent(spec, ctx)
+            except ResourceError as e:
+                out.append(ConfigError(group.loc, _script_hint(str(e), spec, ctx)))
+    return out
+
+
+def _script_hint(message: str, spec: ResourceSpec, ctx: object) -> str:
+    """Say what is wrong with a script that exists but cannot run."""
+    from nonstop.resources.base import AgentContext
+
+    assert isinstance(ctx, AgentContext)
+    for directory in (ctx.resource_dir, ctx.init_dir):
+        candidate = directory / spec.name
+        if candidate.is_file():
+            return f"{message}: {candidate} is not executable (chmod +x {candidate})"
+    return (f"{message} (looked in {ctx.resource_dir} and {ctx.init_dir})"
+            if not spec.name.startswith("ocf:") else message)
+
+
+def check_sync(cfg: ClusterConfig) -> list[Problem]:
+    """The csync2.cfg named by ``nonstop_sync`` loads."""
+    path = cfg.ha.sync_config
+    if not path:
+        return []
+    from nonstop.config.csync2 import load_csync2
+
+    loc = cfg.ha.locations.get("nonstop_sync", Location(cfg.ha.path))
+    try:
+        load_csync2(path)
+    except Exception as e:  # every load error, whatever its type, is the line's problem
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        more = len(str(e).splitlines()) - 1
+        extra = f" (and {more} more: run 'nonstop sync -C {path} -T' to see them)" if more else ""
+        return [ConfigError(loc, f"nonstop_sync {path}: does not load: {first}{extra}")]
+    return []
+
+
+def _talk_secrets() -> set[bytes]:
+    secrets = set()
+    for line in talk_file("ha.d/authkeys").read_bytes().splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0].isdigit():
+            secrets.add(words[2])
+    return secrets
+
+
+def check_example_key(cfg: ClusterConfig) -> list[Problem]:
+    """The talk's published example key signs nothing secret: warn (the files run)."""
+    talk = _talk_secrets()
+    return [ConfigWarning(cfg.authkeys.loc, f"key {i} is the example key published with the "
+                          "talk: anyone who read it can forge heartbeats; put a new secret "
+                          "(e.g. from 'openssl rand -hex 20') in authkeys on every node")
+            for i, key in sorted(cfg.authkeys.keys.items()) if key.secret in talk]
+
+
+def check_machine(cfg: ClusterConfig) -> list[Problem]:
+    """Every machine fact ``nonstop check`` looks at (not with ``--offline``)."""
+    return [*check_media(cfg), *check_resources(cfg), *check_sync(cfg)]

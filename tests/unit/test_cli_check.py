@@ -1,0 +1,106 @@
+"""`nonstop check` tells the truth (issue 10, point 5): the rules `run` applies, with the same
+default node, and this machine's facts unless --offline; every error of every file in one
+pass; `run` shows one line per problem and a documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from nonstop.cli import EXIT_MACHINE, EXIT_NOT_CONFIGURED, cli
+from nonstop.lab.hbconfig import set_directives
+from nonstop.talk import copy_talk
+
+
+def _config(tmp_path: Path, *, bcast: str = "lo",
+            haresources: str = "vpbx1-1 127.0.0.77/8/lo master\n") -> Path:
+    d = copy_talk(tmp_path) / "ha.d"
+    ha_cf = d / "ha.cf"
+    ha_cf.write_text(set_directives(ha_cf.read_text(), {"bcast": bcast}))
+    (d / "haresources").write_text(haresources)
+    return d
+
+
+def _check(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["check", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_without_node_check_uses_the_node_run_would_use(tmp_path: Path) -> None:
+    d = _config(tmp_path)
+    here = os.uname().nodename.lower()
+    code, _out, err = _check("--config-dir", str(d))
+    assert code == 1
+    assert f"Current node [{here}] not in configuration!" in err
+    (d / "nodeinfo").write_text("VPBX1-1\n")  # Heartbeat's rule: nodeinfo before uname -n
+    code, out, err = _check("--config-dir", str(d))
+    assert code == 0, err
+    assert f"{d}: configuration OK for node vpbx1-1 (files and this machine)" in out
+
+
+def test_the_talks_published_key_is_a_warning(tmp_path: Path) -> None:
+    d = _config(tmp_path)
+    code, out, _err = _check("--config-dir", str(d), "--node", "vpbx1-1", "--offline")
+    assert code == 0
+    assert f"{d / 'authkeys'}: warning: key 1 is the example key published with the talk" in out
+    (d / "authkeys").write_text("auth 1\n1 sha1 a-secret-of-our-own\n")
+    code, out, _err = _check("--config-dir", str(d), "--node", "vpbx1-1", "--offline")
+    assert code == 0 and "warning" not in out
+
+
+def test_every_machine_problem_in_one_pass_with_its_line(tmp_path: Path) -> None:
+    d = _config(tmp_path, bcast="eth9", haresources=(
+        "vpbx1-1 10.0.0.5/24/eth9 198.18.250.5 nosuchscript master\n"))
+    (d / "resource.d" / "master").chmod(0o644)
+    ha_cf = d / "ha.cf"
+    ha_cf.write_text(ha_cf.read_text() + f"nonstop_sync {tmp_path}/missing-csync2.cfg\n")
+    code, _out, err = _check("--config-dir", str(d), "--node", "vpbx1-1")
+    assert code == 1
+    lines = err.splitlines()
+    bcast_line = next(n for n, t in enumerate(ha_cf.read_text().splitlines(), 1)
+                      if t.startswith("bcast"))
+    assert f"{ha_cf}:{bcast_line}: bcast eth9: no interface 'eth9' on this machine" in lines
+    sync_line = len(ha_cf.read_text().splitlines())
+    assert any(t.startswith(f"{ha_cf}:{sync_line}: nonstop_sync {tmp_path}/missing-csync2.cfg:"
+                            " does not load") for t in lines), lines
+    res = f"{d / 'haresources'}:1: "
+    assert f"{res}10.0.0.5/24/eth9: no interface 'eth9' on this machine" in lines
+    assert any(t.startswith(f"{res}198.18.250.5: no route covers 198.18.250.5") for t in lines)
+    assert any(t.startswith(f"{res}") and "Cannot locate resource script nosuchscript" in t
+               for t in lines), lines
+    assert any(t.startswith(f"{res}") and "master is not executable (chmod +x" in t
+               for t in lines), lines
+    assert lines[-1] == f"6 error(s) in {d} (node vpbx1-1)"
+    # The files themselves are fine: --offline (a configuration for another machine) passes.
+    code, out, _err = _check("--config-dir", str(d), "--node", "vpbx1-1", "--offline")
+    assert code == 0 and "(files only (--offline))" in out
+
+
+def test_run_with_a_missing_heartbeat_interface_says_so_in_one_line(tmp_path: Path) -> None:
+    d = _config(tmp_path, bcast="eth9", haresources="")
+    done = subprocess.run([sys.executable, "-m", "nonstop", "run", "--config-dir", str(d),
+                           "--state-dir", str(tmp_path / "state"), "--node", "vpbx1-1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == EXIT_NOT_CONFIGURED == 6
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-2:] == [
+        f"{d / 'ha.cf'}:6: bcast eth9: no interface 'eth9' on this machine",
+        "Configuration error, nonstop not started."]
+
+
+def test_run_with_an_unusable_state_dir_says_so_in_one_line(tmp_path: Path) -> None:
+    d = _config(tmp_path, haresources="")
+    not_a_dir = tmp_path / "state"
+    not_a_dir.write_text("a file where the state directory's parent should be\n")
+    done = subprocess.run([sys.executable, "-m", "nonstop", "run", "--config-dir", str(d),
+                           "--state-dir", str(not_a_dir / "node"), "--node", "vpbx1-1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == EXIT_MACHINE == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("nonstop: cannot run: "), done.stderr
+    assert str(not_a_dir) in done.stderr.splitlines()[-1]
