@@ -390,7 +390,7 @@ class Receiver:
         # replica just because it was received within 50 ms of the sender's last write).
         checked = max(now, st.st_mtime_ns + racy_window(st.st_mtime_ns, st.st_ctime_ns))
         seen = Seen(FileState.from_stat(st, digest, target), st.st_ino, st.st_ctime_ns, checked,
-                    blocks if reg else b"", now)
+                    blocks if reg else b"", now, 0, now)
         records.append((name, state, seen))
         self.changed.append(name)
 

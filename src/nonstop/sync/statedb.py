@@ -1,7 +1,7 @@
 """The sqlite state database: what each file looked like at the last sync, per peer.
 
 Tables:
-  local(name, state, ino, ctime_ns, checked_ns, blocks, verified_ns)
+  local(name, state, ino, ctime_ns, checked_ns, blocks, verified_ns, verify_pos, stepped_ns)
                                                  this node's last scan (a cache for hashing)
   synced(peer, name, state)                      what ``peer`` holds, as of the last sync with it
   dirty(peer, name, forced)                      names to send to ``peer`` (``-M`` lists them)
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS local(name TEXT PRIMARY KEY, kind TEXT, mode INTEGER,
                                  gid INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,
                                  target TEXT, rdev INTEGER, ino INTEGER, ctime_ns INTEGER,
                                  checked_ns INTEGER, blocks BLOB,
-                                 verified_ns INTEGER);
+                                 verified_ns INTEGER, verify_pos INTEGER,
+                                 stepped_ns INTEGER);
 CREATE TABLE IF NOT EXISTS synced(peer TEXT, name TEXT, kind TEXT, mode INTEGER, uid INTEGER,
                                   gid INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,
                                   target TEXT, rdev INTEGER, PRIMARY KEY(peer, name));
@@ -42,16 +43,21 @@ CREATE TABLE IF NOT EXISTS tmpfiles(path TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS appends(path TEXT PRIMARY KEY, ino INTEGER, size INTEGER,
                                    mtime_ns INTEGER);
 """
-# Bumped when the meaning of a stored digest changes: version 2 has block digests
+# Bumped when the meaning of a stored digest changes: version 2 has block digests, 3 the state of
+# their rolling re-checks
 # (nonstop.sync.digest). An older cache is dropped (every file is hashed again once); the peers'
 # recorded states stay, and a file whose digest only changed form is found equal ("same") at the
 # next sync without sending its bytes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 # States are stored as columns, in FileState's field order: rows compare and load as tuples.
 _STATE = "kind, mode, uid, gid, size, mtime_ns, digest, target, rdev"
-_LOCAL = f"name, {_STATE}, ino, ctime_ns, checked_ns, blocks, verified_ns"
+_LOCAL = (f"name, {_STATE}, ino, ctime_ns, checked_ns, blocks, verified_ns, verify_pos, "
+          "stepped_ns")
+
+
+_INSERT_LOCAL = "INSERT OR REPLACE INTO local VALUES(" + ",".join("?" * 17) + ")"
 
 
 def _cols(state: FileState) -> tuple[object, ...]:
@@ -62,11 +68,12 @@ def _cols(state: FileState) -> tuple[object, ...]:
 def _seen(row: tuple[object, ...]) -> Seen:
     """A Seen from a ``local`` row without its name (our own rows: no remote-input checks)."""
     return Seen(FileState(*row[:9]), row[9], row[10], row[11],  # type: ignore[arg-type]
-                row[12] or b"", row[13] or 0)  # type: ignore[arg-type]
+                row[12] or b"", row[13] or 0, row[14] or 0, row[15] or 0)  # type: ignore[arg-type]
 
 
 def _local_row(name: str, s: Seen) -> tuple[object, ...]:
-    return (name, *_cols(s.state), s.ino, s.ctime_ns, s.checked_ns, s.blocks, s.verified_ns)
+    return (name, *_cols(s.state), s.ino, s.ctime_ns, s.checked_ns, s.blocks, s.verified_ns,
+            s.verify_pos, s.stepped_ns)
 
 
 @dataclass(frozen=True)
@@ -226,7 +233,7 @@ class StateDB:
             gone = [n for n in old if n not in seen]
             db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in gone))
             db.executemany(
-                "INSERT OR REPLACE INTO local VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _INSERT_LOCAL,
                 (
                     _local_row(n, s)
                     for n, s in seen.items()
@@ -330,7 +337,7 @@ class StateDB:
                     )
                     if seen is not None:
                         db.execute(
-                            "INSERT OR REPLACE INTO local VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            _INSERT_LOCAL,
                             _local_row(name, seen),
                         )
                 db.execute("DELETE FROM dirty WHERE peer=? AND name=?", (peer, name))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from nonstop.config.csync2 import Pattern, load_csync2
 from nonstop.config.errors import Location
 from nonstop.sync import protocol
+from nonstop.sync.digest import Hasher
 from nonstop.sync.patterns import Matcher, PathMap
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import Decoder, Kind, ProtocolError
@@ -219,3 +220,35 @@ def test_a_large_file_is_read_whole_again_within_its_verify_budget(tmp_path: Pat
     # ... and once size / VERIFY_BYTES_PER_S has passed, the whole content is read again.
     later = describe(str(p), soon, t + verify_after_ns(LARGE_FILE) + 1)
     assert later is not None and later.state.digest != first.state.digest
+
+
+def test_older_blocks_of_a_growing_file_are_rechecked_a_little_at_each_scan(
+    tmp_path: Path,
+) -> None:
+    from nonstop.sync.digest import BLOCK
+    from nonstop.sync.scan import VERIFY_BYTES_PER_S
+
+    p = tmp_path / "full"
+    p.write_bytes(os.urandom(40 * BLOCK))
+    t = time.time_ns()
+    first = describe(str(p), None, t)
+    assert first is not None and first.verify_pos == 0 and first.stepped_ns == t
+    one_s = 1_000_000_000
+    per_s = VERIFY_BYTES_PER_S // BLOCK  # blocks re-checked per second since the last scan
+    with open(p, "ab") as fh:
+        fh.write(b"appended\n")
+    grown = describe(str(p), first, t + one_s)
+    assert grown is not None and grown.verify_pos == per_s * BLOCK  # one second's worth
+    assert grown.verified_ns == first.verified_ns
+    # a block in the next stretch is rewritten in place (and the file grows): the next step
+    # finds it and the file is read whole again
+    with open(p, "r+b") as fh:
+        fh.seek((per_s + 2) * BLOCK)
+        fh.write(b"rewritten")
+        fh.seek(0, 2)
+        fh.write(b"more\n")
+    again = describe(str(p), grown, t + 2 * one_s)
+    assert again is not None and again.verify_pos == 0 and again.verified_ns == t + 2 * one_s
+    h = Hasher()
+    h.update(p.read_bytes())
+    assert again.state.digest == h.hexdigest()
