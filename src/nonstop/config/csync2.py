@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from nonstop.config.errors import ConfigError, Location
+from nonstop.config.reading import bad_byte_message, decode_line, read_config_bytes
 
 DEFAULT_PORT = 30865
 DEFAULT_BACKUP_GENERATIONS = 3
@@ -321,13 +322,7 @@ class _Parser:
         if self.depth >= MAX_INCLUDE_DEPTH:
             raise ConfigError(self._loc(tok), "config files nested too deeply")
         path = name if os.path.isabs(name) else os.path.join(os.path.dirname(self.path), name)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as e:
-            raise ConfigError(
-                self._loc(tok), f"cannot read config file {path}: {e.strerror}"
-            ) from e
+        text = read_cfg_text(path)
         sub = _Parser(path, self.depth + 1)
         sub._unnamed = self._unnamed + len(self.groups)
         sub.parse(text)
@@ -509,25 +504,34 @@ def parse_csync2_text(text: str, path: str) -> Csync2Config:
     )
 
 
+def read_cfg_text(path: str) -> str:
+    """A csync2.cfg (or a file it includes) as text: a regular file of sane size without NUL
+    bytes, read as bytes; as csync2 reads bytes, a comment may hold any encoding (a Latin-1
+    accent in a comment is common), elsewhere a non-UTF-8 byte is an error naming file:line."""
+    raw, errors = read_config_bytes(path)
+    if raw is None:
+        raise errors[0]
+    lines: list[str] = []
+    for n, line in enumerate(raw.data.split(b"\n"), 1):
+        text = decode_line(line)
+        if text is None:
+            raise ConfigError(Location(path, n), bad_byte_message(line))
+        lines.append(text)
+    return "\n".join(lines)
+
+
 def load_csync2(path: str) -> Csync2Config:
     """Read and parse a csync2.cfg file."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as e:
-        raise ConfigError(Location(path), f"cannot read: {e.strerror}") from e
-    return parse_csync2_text(text, path)
+    return parse_csync2_text(read_cfg_text(path), path)
 
 
 def load_key(group: Group) -> bytes:
     """The group key: the key file's first line, checked as csync2 checks it."""
-    try:
-        with open(group.key_file, "rb") as fh:
-            first = fh.readline().strip()
-    except OSError as e:
-        raise ConfigError(
-            group.key_loc, f"cannot read key file {group.key_file}: {e.strerror}"
-        ) from e
+    raw, errors = read_config_bytes(group.key_file)  # a regular file, capped: not /dev/zero
+    if raw is None:
+        raise ConfigError(group.key_loc, f"cannot read key file {group.key_file}: "
+                                         f"{errors[0].message.removeprefix('cannot read: ')}")
+    first = raw.data.split(b"\n", 1)[0].strip()
     text = first.decode("ascii", "replace")
     if len(first) < KEY_MIN_LEN:
         raise ConfigError(

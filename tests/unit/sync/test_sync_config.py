@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,29 @@ def test_any_input_gives_a_config_or_a_located_error(parts: list[str] | str) -> 
     else:
         for g in cfg.groups:
             assert g.hosts and g.key_file
+
+
+def test_csync2_cfg_is_read_as_bytes_with_caps(tmp_path: Path) -> None:
+    from nonstop.config.csync2 import Group, load_csync2, load_key
+
+    key = tmp_path / "key"
+    key.write_text("k" * 64 + "\n")
+    body = f"group g {{ host a b; key {key}; include /etc/x; }}\n".encode()
+    latin = tmp_path / "latin.cfg"
+    latin.write_bytes(b"# caf\xe9: a Latin-1 accent in a comment, as csync2 accepts\n" + body)
+    assert load_csync2(str(latin)).groups[0].name == "g"
+    bad = tmp_path / "bad.cfg"
+    bad.write_bytes(body + b"group h { host a b; key /k; include /etc/caf\xe9; }\n")
+    with pytest.raises(ConfigError, match=r"bad.cfg:2: byte 0xe9"):
+        load_csync2(str(bad))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in ("/dev/zero", str(fifo)):  # read without bound / hang before
+        inc = tmp_path / "inc.cfg"
+        inc.write_bytes(f"config {target};\n".encode() + body)
+        with pytest.raises(ConfigError, match="not a regular file"):
+            load_csync2(str(inc))
+    g = load_csync2(str(latin)).groups[0]
+    zero = Group(**{**g.__dict__, "key_file": "/dev/zero"})
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_key(zero)
