@@ -270,7 +270,11 @@ class SyncLab:
             "/var/backups": self.inner(node, self.backups[node]),
         }
         # A checkout under /srv or /tmp stays importable (mounted first, before it is hidden).
-        return self.filesystems.wrap({**self.lab.code_binds(binds), **binds}, argv)
+        # Without a holder namespace the wrapper runs inside the lab's own view, where /tmp is
+        # already private and the lab has put the code at its code_dir: nothing to add for it.
+        lab_hides = {"/tmp"} if self.filesystems.holder is None else set()
+        code = self.lab.code_binds(t for t in binds if t not in lab_hides)
+        return self.filesystems.wrap({**code, **binds}, argv)
 
     def spawn(self, node: str, argv: list[str], tree: Path, *, name: str,
               env: dict[str, str] | None = None) -> LabProcess:
