@@ -44,3 +44,7 @@ fi
 PY=${PYTHON:-python3}
 echo "setup: installing nonstop and its test tools with $($PY --version)"
 $PY -m pip install -q --disable-pip-version-check -e '.[dev]'
+# Byte-compile the checkout as a package install does (dh_python3, pip for a wheel): an editable
+# install is imported from source, and with PYTHONDONTWRITEBYTECODE set (some CI machines) every
+# `nonstop` command would compile every module again at each start.
+$PY -m compileall -q src >/dev/null

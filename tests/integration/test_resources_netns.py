@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+import nonstop
 from nonstop.lab.process import pid_running
 from nonstop.talk import talk_path
 
@@ -158,6 +159,21 @@ def sh(*argv: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
     return done.stdout
+
+
+# Where the master-script tests see nonstop's code (its own place may be under the hidden /tmp).
+CODE = Path(nonstop.__file__).resolve().parents[1]
+CODE_MOUNT = Path(f"/var/tmp/nonstop-test-code-{os.getpid()}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _code_mount() -> Iterator[None]:
+    CODE_MOUNT.mkdir(exist_ok=True)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            CODE_MOUNT.rmdir()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -375,10 +391,12 @@ def _master_box(tmp_path: Path, csync2_body: str) -> tuple[Path, Path, list[str]
     standin.chmod(0o755)
     logrotate = tmp_path / "logrotate.d"
     logrotate.mkdir()
-    # Bind logrotate.d first: its source lies under the /tmp that the second mount hides.
+    # Bind logrotate.d and nonstop's code first: their sources may lie under the /tmp that the
+    # last mount hides (a checkout under /tmp); the code then comes from CODE_MOUNT.
     wrap = [
         "unshare", "--mount", "--propagation", "private", "sh", "-c",
-        f'mount --bind {logrotate} /etc/logrotate.d && mount --bind {priv} /tmp && exec "$@"',
+        f"mount --bind {logrotate} /etc/logrotate.d && mount --bind {CODE} {CODE_MOUNT} && "
+        f'mount --bind {priv} /tmp && PYTHONPATH={CODE_MOUNT} exec "$@"',
         "sh",
     ]
     return priv, logrotate, wrap
