@@ -179,3 +179,22 @@ class TalkCluster:
 
     def marker(self, node: str) -> bool:
         return self.lab.host_path(node, "/tmp/.HB-master").exists()
+
+
+def replicating(lab: Lab) -> TalkCluster:
+    """The talk's cluster with replication on, both daemons started and vpbx1-1 pushing."""
+    c = TalkCluster(lab, sync=True)
+    c.start(N1)
+    c.start(N2)
+    c.wait_vip_on(N1, 20)
+    wait_for(lambda: (c.status(N1).get("sync") or {}).get("active"), 15,
+             what="replication active on vpbx1-1")
+    return c
+
+
+def write_file(root: Path, rel: str, data: bytes) -> Path:
+    """``data`` at ``rel`` under a node's sync root (directories made as needed)."""
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p

@@ -11,11 +11,12 @@ import random
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from talkcluster import N1, N2, TalkCluster
+from talkcluster import N1, N2, TalkCluster, replicating
+from talkcluster import write_file as write
 
 from nonstop.lab import Lab, wait_for
 
@@ -26,21 +27,8 @@ INBOX = "var/spool/asterisk/voicemail/default/1000/INBOX"
 
 
 @pytest.fixture
-def cluster(make_lab: Callable[[Sequence[str]], Lab]) -> Iterator[TalkCluster]:
-    c = TalkCluster(make_lab((N1, N2)), sync=True)
-    c.start(N1)
-    c.start(N2)
-    c.wait_vip_on(N1, 20)
-    wait_for(lambda: (c.status(N1).get("sync") or {}).get("active"), 15,
-             what="replication active on vpbx1-1")
-    yield c
-
-
-def write(root: Path, rel: str, data: bytes) -> Path:
-    p = root / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(data)
-    return p
+def cluster(make_lab: Callable[[Sequence[str]], Lab]) -> TalkCluster:
+    return replicating(make_lab((N1, N2)))
 
 
 def read(path: Path) -> bytes | None:

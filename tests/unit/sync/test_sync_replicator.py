@@ -9,9 +9,25 @@ import time
 from pathlib import Path
 
 import pytest
-from sync_harness import free_port, make_node, talk_config
+from sync_harness import TestNode, free_port, make_node, talk_config
 
 from nonstop.sync.replicator import Replicator
+
+
+def _nodes(tmp_path: Path) -> tuple[TestNode, TestNode]:
+    """vpbx1-1 and vpbx1-2 with the talk's csync2.cfg on 127.0.0.1 and 127.0.0.2."""
+    cfg = talk_config(tmp_path)
+    port = free_port()
+    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
+    return (make_node(tmp_path, "vpbx1-1", cfg, port, addrs),
+            make_node(tmp_path, "vpbx1-2", cfg, port, addrs))
+
+
+async def _close(n1: TestNode, n2: TestNode, *reps: Replicator) -> None:
+    for r in reps:
+        await r.stop()
+    n1.node.close()
+    n2.node.close()
 
 
 async def _wait(pred: object, timeout: float = 10.0) -> float:
@@ -25,11 +41,7 @@ async def _wait(pred: object, timeout: float = 10.0) -> float:
 
 async def test_active_replicates_within_a_second_and_standby_never_pushes(
         tmp_path: Path) -> None:
-    cfg = talk_config(tmp_path)
-    port = free_port()
-    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
-    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
-    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
+    n1, n2 = _nodes(tmp_path)
     r1 = Replicator(n1.node, full_scan_interval=3600)
     r2 = Replicator(n2.node, full_scan_interval=3600)
     await r1.start()
@@ -68,18 +80,11 @@ async def test_active_replicates_within_a_second_and_standby_never_pushes(
         n2.write("/etc/asterisk/after-takeover.conf", "t")
         await _wait(lambda: n1.path("/etc/asterisk/after-takeover.conf").exists())
     finally:
-        await r1.stop()
-        await r2.stop()
-        n1.node.close()
-        n2.node.close()
+        await _close(n1, n2, r1, r2)
 
 
 async def test_periodic_full_scan_catches_what_inotify_misses(tmp_path: Path) -> None:
-    cfg = talk_config(tmp_path)
-    port = free_port()
-    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
-    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
-    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
+    n1, n2 = _nodes(tmp_path)
     r1 = Replicator(n1.node, full_scan_interval=0.3, watch=False, serve=False)
     r2 = Replicator(n2.node, full_scan_interval=3600)
     await r2.start()
@@ -98,20 +103,13 @@ async def test_periodic_full_scan_catches_what_inotify_misses(tmp_path: Path) ->
         st = r1.status()
         assert st["last_sync_ok"] is False and st["dirty"] == 1
     finally:
-        await r1.stop()
-        await r2.stop()
-        n1.node.close()
-        n2.node.close()
+        await _close(n1, n2, r1, r2)
 
 
 async def test_lag_is_the_age_of_the_oldest_unsent_change_and_errors_are_logged_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    cfg = talk_config(tmp_path)
-    port = free_port()
-    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
-    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
-    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
+    n1, n2 = _nodes(tmp_path)
     # retries every 0.2 s while the peer is down
     r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=0.2, serve=False)
     r2 = Replicator(n2.node, full_scan_interval=3600)
@@ -134,18 +132,11 @@ async def test_lag_is_the_age_of_the_oldest_unsent_change_and_errors_are_logged_
         await _wait(lambda: r1.status()["lag_s"] == 0.0)
         assert any("works again" in r.getMessage() for r in caplog.records)
     finally:
-        await r1.stop()
-        await r2.stop()
-        n1.node.close()
-        n2.node.close()
+        await _close(n1, n2, r1, r2)
 
 
 async def test_other_files_arrive_while_a_log_grows_all_the_time(tmp_path: Path) -> None:
-    cfg = talk_config(tmp_path)
-    port = free_port()
-    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
-    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
-    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
+    n1, n2 = _nodes(tmp_path)
     log = n1.write("/var/spool/asterisk/full.log", b"start\n" * 500_000)
     r1 = Replicator(n1.node, full_scan_interval=3600)
     r2 = Replicator(n2.node, full_scan_interval=3600)
@@ -177,7 +168,4 @@ async def test_other_files_arrive_while_a_log_grows_all_the_time(tmp_path: Path)
         try:
             await _wait(lambda: replica.read_bytes() == log.read_bytes())
         finally:
-            await r1.stop()
-            await r2.stop()
-            n1.node.close()
-            n2.node.close()
+            await _close(n1, n2, r1, r2)
