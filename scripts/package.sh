@@ -8,10 +8,8 @@ cd "$(dirname "$0")/.."
 
 BUILD_TOOLS=(debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
              python3-build python3-click python3-pyroute2 help2man lintian bash-completion systemd)
-missing=()
-for p in "${BUILD_TOOLS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+. scripts/apt-missing.sh
+mapfile -t missing < <(apt_missing "${BUILD_TOOLS[@]}")
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "package: installing the build tools: ${missing[*]}"
   apt-get update -q

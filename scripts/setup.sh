@@ -13,10 +13,8 @@ APT_PACKAGES=(
   perl netcat-openbsd              # csync2's own test suite (tests/csync2_upstream) uses them
   systemd                          # journald for the journal test (never started on the host)
 )
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+. scripts/apt-missing.sh
+mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   # Package scripts must not start heartbeat, kamailio or keepalived on this host: the tests run

@@ -48,18 +48,18 @@ def demo_hacf(text: str, initdead_s: int, *, sync_config: str | None = None,
         text, r"^\s*initdead\s+\S+\s*$", f"initdead {initdead_s}", "ha.cf",
         "lowered for the demo (a real node waits 120 s for its peer after boot)")
     changes = [change]
-    if sync_config is not None:
-        line = f"nonstop_sync {sync_config}"
-        new = new + ("" if new.endswith("\n") else "\n") + line + "\n"
-        changes.append(Change("ha.cf", "", line,
-                              "nonstop's own: the active node replicates the talk's csync2.cfg "
-                              "continuously (no cron line needed)"))
-    if mail_relay is not None:
-        line = f"nonstop_mailrelay {mail_relay}"
-        new = new + ("" if new.endswith("\n") else "\n") + line + "\n"
-        changes.append(Change("ha.cf", "", line,
-                              "the demo's mail server, even where this machine has its own MTA "
-                              "(a real node hands MailTo's mail to its MTA's sendmail)"))
+    added = [
+        (f"nonstop_sync {sync_config}" if sync_config is not None else None,
+         "nonstop's own: the active node replicates the talk's csync2.cfg continuously (no cron "
+         "line needed)"),
+        (f"nonstop_mailrelay {mail_relay}" if mail_relay is not None else None,
+         "the demo's mail server, even where this machine has its own MTA (a real node hands "
+         "MailTo's mail to its MTA's sendmail)"),
+    ]
+    for line, why in added:
+        if line is not None:
+            new = new + ("" if new.endswith("\n") else "\n") + line + "\n"
+            changes.append(Change("ha.cf", "", line, why))
     return new, changes
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,17 @@ from nonstop.talk import talk_path
 
 TALK_CFG = talk_path("csync2.cfg").read_text()
 KEY = "K" * 64
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a program a test started: SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sync_harness import KEY, TALK_CFG, free_port
+from sync_harness import KEY, TALK_CFG, free_port, stop
 
 from nonstop.sync.cli import sync_command
 
@@ -51,12 +51,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
             time.sleep(0.05)
         yield tmp_path, n1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def run(args: list[str]) -> tuple[int, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sync_harness import KEY, free_port
+from sync_harness import KEY, free_port, stop
 
 from nonstop.config.csync2 import Prefix
 from nonstop.config.errors import Location
@@ -83,16 +83,6 @@ def serve(args: list[str], env: dict[str, str], listen: str = "127.0.0.2",
                 break
         time.sleep(0.05)
     return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --------------------------------------------------------------------------------- prefix
