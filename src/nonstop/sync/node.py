@@ -574,15 +574,19 @@ class Node:
         if h is None:
             h = Hasher()
         sent = start
+        hasher = None if unchanged else h
+        # A file of one chunk is read right here; a bigger one chunk by chunk in a worker thread,
+        # so the event loop (the heartbeats) never waits on a long read from a cold disk.
+        big = limit - start > CHUNK
         try:
             pos = start
             while pos < limit:
-                chunk = os.pread(fd, min(CHUNK, limit - pos), pos)
+                n = min(CHUNK, limit - pos)
+                chunk = (await asyncio.to_thread(_read_chunk, fd, n, pos, hasher) if big
+                         else _read_chunk(fd, n, pos, hasher))
                 if not chunk:
                     break
                 pos += len(chunk)
-                if not unchanged:
-                    h.update(chunk)
                 out = chunk if delta is None else await asyncio.to_thread(delta.feed, chunk)
                 _send_data(chan, out)
                 await chan.drain(1 << 20)
@@ -1100,6 +1104,14 @@ def _prefix_hasher(fd: int, blocks: bytes, have: Basis) -> Hasher | None:
     if h.feed_fd(fd, offset, have.size) != have.size - offset:
         return None
     return h if h.hexdigest() == have.digest else None
+
+
+def _read_chunk(fd: int, n: int, pos: int, h: Hasher | None) -> bytes:
+    """``n`` bytes of an open file at ``pos``, added to ``h`` if given."""
+    chunk = os.pread(fd, n, pos)
+    if h is not None:
+        h.update(chunk)
+    return chunk
 
 
 def _send_data(chan: Channel, data: bytes) -> None:
