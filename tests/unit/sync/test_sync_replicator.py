@@ -9,12 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from sync_harness import TestNode, free_port, make_node, talk_config
+import sync_harness
+from sync_harness import free_port, make_node, talk_config
 
 from nonstop.sync.replicator import Replicator
 
 
-def _nodes(tmp_path: Path) -> tuple[TestNode, TestNode]:
+def _nodes(tmp_path: Path) -> tuple[sync_harness.TestNode, sync_harness.TestNode]:
     """vpbx1-1 and vpbx1-2 with the talk's csync2.cfg on 127.0.0.1 and 127.0.0.2."""
     cfg = talk_config(tmp_path)
     port = free_port()
@@ -23,7 +24,8 @@ def _nodes(tmp_path: Path) -> tuple[TestNode, TestNode]:
             make_node(tmp_path, "vpbx1-2", cfg, port, addrs))
 
 
-async def _close(n1: TestNode, n2: TestNode, *reps: Replicator) -> None:
+async def _close(n1: sync_harness.TestNode, n2: sync_harness.TestNode,
+                 *reps: Replicator) -> None:
     for r in reps:
         await r.stop()
     n1.node.close()
