@@ -56,6 +56,8 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True)
 class Decision:
+    """What this node must do about one group, and the sentence saying why."""
+
     group: int
     action: Action
     reason: str
@@ -91,6 +93,10 @@ def _available(view: ClusterView, node: str, g: int) -> bool:
     )
 
 
+def _declines(view: ClusterView, node: str, g: int) -> bool:
+    return g in (view.ads.get(node) or NodeAd({})).declines
+
+
 def owner(view: ClusterView, info: GroupInfo) -> tuple[str | None, str]:
     """The node that should take a group nobody holds, and why."""
     g = info.index
@@ -100,7 +106,7 @@ def owner(view: ClusterView, info: GroupInfo) -> tuple[str | None, str]:
         ad = view.ads[n]
         if ad is not None and g in ad.wants:
             return n, f"{n} asked to take it over"
-    willing = [n for n in avail if g not in (view.ads[n] or NodeAd({})).declines]
+    willing = [n for n in avail if not _declines(view, n, g)]
     if info.preferred in willing:
         return info.preferred, f"{info.preferred} is its preferred node"
     why_not = _why_not_preferred(view, info)
@@ -186,10 +192,6 @@ def _rival_claim(view: ClusterView, info: GroupInfo, rivals: list[str]) -> Decis
         f"group {info.key} is also held by {theirs}; mine (epoch {mine.epoch}) is the newer "
         f"claim: keeping it and re-announcing its address",
     )
-
-
-def _declines(view: ClusterView, node: str, g: int) -> bool:
-    return g in (view.ads.get(node) or NodeAd({})).declines
 
 
 def _held(view: ClusterView, info: GroupInfo) -> Decision:
