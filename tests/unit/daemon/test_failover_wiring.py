@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from nonstop.cli import render_status
 from nonstop.config.loader import load_config_dir
 from nonstop.daemon import Daemon
 from nonstop.heartbeat.envelope import Identity
@@ -50,6 +51,7 @@ async def test_status_shows_each_groups_last_decision(tmp_path: Path) -> None:
     g = group(d)
     assert g["action"] == "wait" and "initdead" in g["reason"]
     assert d.membership.status_extra  # holdings advertised once the probe is done
+    assert "    why (wait): waiting for every node" in render_status(d.status())
 
     d._stop.set()
     d._reconsider()
