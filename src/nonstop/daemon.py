@@ -25,9 +25,10 @@ from typing import Any
 from nonstop import __version__
 from nonstop.api import ControlServer
 from nonstop.config.model import ClusterConfig, HaConfig
-from nonstop.failover.decide import ClusterView, decide
+from nonstop.failover.decide import decide
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
-from nonstop.failover.state import GroupState, NodeAd, decode_ad, encode_ad
+from nonstop.failover.state import GroupState, encode_ad
+from nonstop.failover.view import ClusterView, build_view, foreign_digests, holders
 from nonstop.heartbeat import replaystate
 from nonstop.heartbeat.burst import BurstLimiter
 from nonstop.heartbeat.codec import BadPacket, FieldError, Message, WireFormat, decode, encode
@@ -52,7 +53,6 @@ from nonstop.heartbeat.membership import (
     StatusChanged,
 )
 from nonstop.heartbeat.rexmit import RexmitLimiter
-from nonstop.heartbeat.states import NodeStatus
 from nonstop.logs import BAD_INPUT, escape
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.resources.mailto import mail_transport
@@ -384,76 +384,39 @@ class Daemon:
             self._reconsider_pending = True
             self.loop.call_soon(self._reconsider)
 
-    def _holders(self) -> dict[int, str]:
-        """Which node holds each group (HELD or STARTING), from everyone's ads."""
+    def _cluster_view(self) -> ClusterView:
+        """This instant's snapshot for decide() and status."""
         assert self.membership is not None and self.engine is not None
-        out: dict[int, str] = {}
-        view = self.membership.view(self._now())
-        for n in view.nodes:
-            if n.status is NodeStatus.DEAD:
-                continue
-            ad = self.engine.local_ad() if n.local else decode_ad(n.fields)
-            if ad is None:
-                continue
-            for i, g in ad.groups.items():
-                if g.state in (GroupState.HELD, GroupState.STARTING) and (
-                    i not in out or n.local
-                ):
-                    out[i] = n.name
-        return out
+        now = self._now()
+        return build_view(
+            self.membership.view(now),
+            self.engine.facts(),
+            now=now,
+            order=self.cfg.ha.nodes,
+            groups=self.engine.infos(),
+            auto_failback=self.cfg.ha.auto_failback,
+            probed=self._probed,
+            leaving=self._stop.is_set(),
+        )
 
     def _reconsider(self) -> None:
         """Build the cluster snapshot, decide, apply, and advertise the result at once."""
         self._reconsider_pending = False
-        if self.engine is None or self.membership is None or self._stop.is_set():
-            self._advertise()
-            return
-        now = self._now()
-        mview = self.membership.view(now)
-        alive = frozenset(
-            n.name for n in mview.nodes if n.status in (NodeStatus.UP, NodeStatus.ACTIVE)
-        )
-        active = frozenset(n.name for n in mview.nodes if n.status is NodeStatus.ACTIVE)
-        ads: dict[str, NodeAd | None] = {}
-        for n in mview.nodes:
-            if n.name not in alive:
-                continue
-            if n.local:
-                ads[n.name] = self.engine.local_ad()
-                continue
-            ad = decode_ad(n.fields)
-            differs = ad is not None and ad.digest and ad.digest != self.engine.digest
-            if differs and ad is not None and n.name not in self._peer_digest_warned:
-                self._peer_digest_warned.add(n.name)
-                log.error("node %s has a different haresources file (digest %s, ours %s): "
-                              "haresources must be identical on all nodes", n.name, ad.digest,
-                              self.engine.digest)
-            ads[n.name] = ad
-        self.engine.observe(self._holders(), ads.values())
-        # Any packet brings comm up (Heartbeat's rule), but a peer whose first status has not
-        # arrived yet is alive with unknown holdings, not dead: deciding now would take a group
-        # it may be starting (seen in nonstop demo: a rebooted node took the group back from
-        # the node finishing its takeover, auto_failback off). Its status follows within a
-        # keepalive, and that status change brings us back here.
-        unknown = [n.name for n in mview.nodes
-                   if not n.local and n.status is NodeStatus.INIT and any(n.links.values())]
-        if self._probed and not unknown:
-            cview = ClusterView(
-                local=self.node,
-                order=self.cfg.ha.nodes,
-                alive=alive,
-                active=active,
-                comm_up=mview.comm_up,
-                ads=ads,
-                groups=self.engine.infos(),
-                auto_failback=self.cfg.ha.auto_failback,
-                busy=self.engine.busy(),
-                needs_failback=self.engine.needs_failback(),
-                seen_epochs=dict(self.engine.seen_epochs),
-            )
-            self.engine.apply(decide(cview))
+        if self.engine is not None and self.membership is not None:
+            view = self._cluster_view()
+            self._warn_foreign_haresources(view)
+            self.engine.apply(decide(view))
         self._advertise()
-        self._replication_follows()
+        if not self._stop.is_set():
+            self._replication_follows()
+
+    def _warn_foreign_haresources(self, view: ClusterView) -> None:
+        for name, digest in foreign_digests(view).items():
+            if name not in self._peer_digest_warned:
+                self._peer_digest_warned.add(name)
+                log.error("node %s has a different haresources file (digest %s, ours %s): "
+                          "haresources must be identical on all nodes", name, digest,
+                          view.here.ad.digest)
 
     def _advertise(self) -> None:
         """Put our holdings in every heartbeat; when they change, send a status at once."""
@@ -808,7 +771,7 @@ class Daemon:
                 }
                 for n in view.nodes
             ],
-            "groups": self.engine.snapshot(self._holders()) if self.engine else [],
+            "groups": self.engine.snapshot(holders(self._cluster_view())) if self.engine else [],
             "sync": self.replicator.status() if self.replicator else None,
             "packets": {
                 "sent": self.sent,
