@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nonstop.config.errors import ConfigError, Location
+from nonstop.config.etcd import EtcdSettings, parse_etcd
 from nonstop.config.model import (
     HEARTBEAT_PORT,
     AutoFailback,
@@ -109,7 +110,8 @@ SPEC_DIRECTIVES: tuple[str, ...] = (
 
 # nonstop's own directives; all start with "nonstop_" so a real Heartbeat refuses the file
 # instead of running without them.
-NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay")
+NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay",
+                                      "nonstop_etcd")
 
 
 @dataclass
@@ -242,6 +244,13 @@ def _sync_config(text: str) -> str:
     if not text.startswith("/"):
         raise _Bad(f"nonstop_sync needs an absolute path to a csync2.cfg, not {text!r}")
     return text
+
+
+def _etcd(b: _Builder, name: str, args: list[str], loc: Location) -> None:
+    try:
+        b.set(name, parse_etcd(args), " ".join(args), loc)
+    except ValueError as e:
+        raise _Bad(f"'{name}': {e}") from None
 
 
 def _mail_relay(text: str) -> tuple[str, int]:
@@ -618,6 +627,9 @@ _TABLE: tuple[Directive, ...] = (
        "hands its mail to the local MTA's sendmail (/usr/sbin/sendmail: nullmailer, msmtp, "
        "exim, postfix...) when there is one, as Heartbeat's MailTo used mail(1), else SMTP "
        "to localhost:25.", _scalar(_mail_relay)),
+    _d("nonstop_etcd", OPT, "nonstop only: a group may be held only under a lease in this etcd "
+       "cluster: endpoint URLs, then prefix=, cacert=, cert=, key= (docs/ETCD.md). Absent: "
+       "heartbeats alone decide, as in Heartbeat v1.", _etcd),
 )  # fmt: skip
 
 DIRECTIVES: dict[str, Directive] = {d.name: d for d in _TABLE}
@@ -832,6 +844,7 @@ def _finish(b: _Builder) -> Parsed[HaConfig]:
         monitor_interval_ms=_opt_int(get("nonstop_monitor", None)),
         sync_config=_opt_str(get("nonstop_sync", None)),
         mail_relay=_relay(get("nonstop_mailrelay", None)),
+        etcd=_opt_etcd(get("nonstop_etcd", None)),
         parameters=parameters,
         locations=dict(b.locations),
         uuidfrom=str(get("uuidfrom", "file")),
@@ -856,6 +869,11 @@ def _opt_int(value: object) -> int | None:
 
 def _relay(value: object) -> tuple[str, int] | None:
     assert value is None or (isinstance(value, tuple) and len(value) == 2)
+    return value
+
+
+def _opt_etcd(value: object) -> EtcdSettings | None:
+    assert value is None or isinstance(value, EtcdSettings)
     return value
 
 

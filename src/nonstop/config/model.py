@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from nonstop.config.errors import ConfigError, ConfigErrors, Location
+from nonstop.config.etcd import EtcdSettings
 
 T = TypeVar("T")
 
@@ -168,6 +169,7 @@ class HaConfig:
     # nonstop_mailrelay: MailTo's SMTP relay (host, port); None = the local MTA's sendmail when
     # there is one, else localhost:25.
     mail_relay: tuple[str, int] | None = None
+    etcd: EtcdSettings | None = None  # nonstop_etcd: who may hold a group is leased in etcd
     # The string recorded for each directive, given or defaulted (cl_status hbparameter).
     parameters: dict[str, str] = field(default_factory=dict)
     # Where each directive was given, for messages that need to point back at the file.

@@ -46,6 +46,7 @@ AT_START: dict[str, tuple[str, str]] = {
     "rtprio": ("rtprio", "process settings are applied at start"),
     "coredumps": ("coredumps", "process settings are applied at start"),
     "mail_relay": ("nonstop_mailrelay", "MailTo agents are set up at start"),
+    "etcd": ("nonstop_etcd", "the etcd lease keeper is set up at start"),
 }
 # Bookkeeping of where things were written: never a change of behaviour.
 _NOT_SETTINGS = frozenset({"path", "parameters", "locations", "warnings"})

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from nonstop.config.model import AutoFailback
+from nonstop.coord.lease import LeaseState
 from nonstop.failover.state import NodeAd, decode_ad
 from nonstop.heartbeat.membership import MembershipView
 from nonstop.heartbeat.states import NodeStatus
@@ -69,6 +70,9 @@ class ClusterView:
     probed: bool = True
     # Whether this node is shutting down (the shutdown releases every group itself).
     leaving: bool = False
+    # With nonstop_etcd: each group's etcd lease as this node knows it (None: no etcd, the
+    # heartbeats alone decide).
+    lease: Mapping[int, LeaseState] | None = None
 
 
 _ALIVE = (NodeStatus.UP, NodeStatus.ACTIVE)
@@ -84,6 +88,7 @@ def build_view(
     auto_failback: AutoFailback,
     probed: bool,
     leaving: bool,
+    lease: Mapping[int, LeaseState] | None = None,
 ) -> ClusterView:
     """The snapshot of one instant, from membership's view and this node's own facts."""
     alive = frozenset(n.name for n in members.nodes if n.status in _ALIVE)
@@ -113,6 +118,7 @@ def build_view(
         unannounced=unannounced,
         probed=probed,
         leaving=leaving,
+        lease=lease,
     )
 
 
