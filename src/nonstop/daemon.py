@@ -424,6 +424,7 @@ class Daemon:
             probed=self._probed,
             leaving=self._stop.is_set(),
             lease=self.keeper.states(now) if self.keeper is not None else None,
+            fresh_ms=self.keeper.fresh_ms(self.cfg.ha) if self.keeper is not None else 0,
         )
 
     def _reconsider(self) -> None:

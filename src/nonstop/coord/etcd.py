@@ -147,14 +147,15 @@ class EtcdGateway:
             "success": [{"request_delete_range": {"key": k}}],
         })
 
-    async def read(self, prefix: str) -> Mapping[str, str]:
+    async def read(self, prefix: str) -> Mapping[str, KeyHolder]:
         doc = await self._post("/v3/kv/range", {"key": _b64(prefix),
                                                 "range_end": _b64(_prefix_end(prefix))})
-        out: dict[str, str] = {}
+        out: dict[str, KeyHolder] = {}
         for kv in doc.get("kvs") or []:
             name = _unb64(kv.get("key", ""))
             if name.startswith(prefix):
-                out[name[len(prefix):]] = _unb64(kv.get("value", ""))
+                out[name[len(prefix):]] = KeyHolder(_unb64(kv.get("value", "")),
+                                                    _int(kv.get("lease")))
         return out
 
     async def close(self) -> None:

@@ -14,12 +14,15 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
+from nonstop.config.model import HaConfig
 from nonstop.coord.lease import LeaseBook, LeaseState
 from nonstop.coord.port import CoordError, Coordinator, KeyHolder
 
 log = logging.getLogger("nonstop.coord")
 
 T = TypeVar("T")
+
+WITHOUT_LEASE_TICK_S = 0.05
 
 
 class LeaseKeeper:
@@ -35,6 +38,7 @@ class LeaseKeeper:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._said_expired = False
 
     # ------------------------------------------------------------------ daemon side (no I/O)
 
@@ -47,6 +51,11 @@ class LeaseKeeper:
 
     def states(self, now: float) -> dict[int, LeaseState]:
         return self.book.states(now)
+
+    def fresh_ms(self, ha: HaConfig) -> int:
+        """How recently a peer must have been heard for this node to keep a group without its
+        lease (see failover.view.build_view)."""
+        return ha.deadtime_ms - ha.keepalive_ms - round(self.book.timing.margin_s * 1000)
 
     def status(self, now: float) -> dict[str, object]:
         b = self.book
@@ -129,6 +138,7 @@ class LeaseKeeper:
                 b.lease_lost()
                 return
             b.renewed(ttl, sent)
+            self._said_expired = False
         lease = b.lease_id
         assert lease is not None
         for g in sorted(self.wanted - b.owned):
@@ -148,14 +158,23 @@ class LeaseKeeper:
         return await asyncio.wait_for(aw, self.book.timing.rpc_timeout_s)
 
     def _arm_deadline(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Decide again the instant the lease stops being trusted, should no renewal come."""
+        """Decide again the instant the lease stops being trusted, should no renewal come;
+        without a trusted lease, while a group is held or kept here, decide again every
+        WITHOUT_LEASE_TICK_S: the rules then depend on how recently each peer was heard,
+        which changes with time alone."""
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        if self.book.owned and self.book.lease_valid(loop.time()):
-            self._deadline = loop.call_at(self.book.valid_until, self._expired)
+        if self.book.lease_valid(loop.time()):
+            if self.book.owned:
+                self._deadline = loop.call_at(self.book.valid_until, self._expired, loop)
+        elif self.wanted or self.kept:
+            self._deadline = loop.call_later(WITHOUT_LEASE_TICK_S, self._expired, loop)
 
-    def _expired(self) -> None:
+    def _expired(self, loop: asyncio.AbstractEventLoop) -> None:
         self._deadline = None
-        log.warning("etcd: lease not renewed in time: this node no longer trusts it")
+        if self.book.owned and not self._said_expired and not self.book.lease_valid(loop.time()):
+            self._said_expired = True
+            log.warning("etcd: lease not renewed in time: this node no longer trusts it")
         self.on_change()
+        self._arm_deadline(loop)

@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from nonstop.coord.port import KeyHolder
+
 MIN_TTL_S = 2  # etcd raises shorter TTLs to about 1.5 x its election timeout (1 s by default)
 
 
@@ -91,14 +93,18 @@ class LeaseBook:
         if self.holders.get(group) == self.node:
             self.holders[group] = None
 
-    def read(self, holders: Mapping[str, str], sent: float) -> None:
-        """The prefix's keys as read (group name -> node); a key of ours that is missing or
-        names another node is not ours any more (deleted by hand, or a new lease)."""
+    def read(self, holders: Mapping[str, KeyHolder], sent: float) -> None:
+        """The prefix's keys as read (group name -> holder). A key is ours exactly when it
+        names this node under its current lease: one that is missing or names another node
+        is not ours any more (deleted by hand, or expired); one created by a request whose
+        answer was lost is ours (and is dropped if no longer wanted)."""
         self.read_at = sent
         for g, name in self.groups.items():
-            node = holders.get(name)
-            self.holders[g] = node
-            if node != self.node:
+            h = holders.get(name)
+            self.holders[g] = h.value if h is not None else None
+            if h is not None and h.value == self.node and h.lease == self.lease_id:
+                self.owned.add(g)
+            else:
                 self.owned.discard(g)
 
     # -------------------------------------------------------------- questions

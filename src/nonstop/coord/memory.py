@@ -79,9 +79,9 @@ class MemoryCoordinator:
         if s.keys.get(key) == KeyHolder(value, lease):
             del s.keys[key]
 
-    async def read(self, prefix: str) -> Mapping[str, str]:
+    async def read(self, prefix: str) -> Mapping[str, KeyHolder]:
         s = self._enter("read", prefix)
-        return {k[len(prefix):]: h.value for k, h in s.keys.items() if k.startswith(prefix)}
+        return {k[len(prefix):]: h for k, h in s.keys.items() if k.startswith(prefix)}
 
     async def close(self) -> None:
         self.calls.append(("close", ()))

@@ -45,8 +45,8 @@ class Coordinator(Protocol):
         """Delete the key if it still names ``value`` under ``lease``."""
         ...
 
-    async def read(self, prefix: str) -> Mapping[str, str]:
-        """Every key under ``prefix`` (without it) and its value."""
+    async def read(self, prefix: str) -> Mapping[str, KeyHolder]:
+        """Every key under ``prefix`` (without it): its value and lease."""
         ...
 
     async def close(self) -> None:

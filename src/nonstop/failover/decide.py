@@ -28,8 +28,9 @@ the same rules over the same advertised states, so they agree without extra mess
 * With ``nonstop_etcd`` (docs/ETCD.md) every rule above still runs, then the etcd lease has
   the last word: a group is started only by the node that owns its lease (otherwise the node
   campaigns for it and waits), and a holder whose lease is gone releases the group, address
-  first, when another node owns the lease or when not every peer is heard; while every peer
-  is heard nobody else can take the group, so losing all of etcd moves nothing.
+  first, when another node owns the lease or when not every peer is heard (recently enough
+  that none can have declared this node dead: ``view.heard``); while every peer is heard
+  nobody else can take the group, so losing all of etcd moves nothing.
 * ``standby`` and ``takeover`` are one-shot requests: each ends (is dropped) once done, a
   standby when another node holds the group, a takeover when this node does.
 """
@@ -343,7 +344,7 @@ def _lease_gate(view: ClusterView, info: GroupInfo, d: Decision) -> Decision:
         return Decision(g, Action.RELEASE, f"lost the etcd lease of group {key}: "
                         f"{lease.holder} holds it; releasing the group, address first",
                         conflict=True)
-    unheard = [n for n in view.order if n != view.local and n not in view.alive]
+    unheard = [n for n in view.order if n != view.local and n not in view.heard]
     if unheard:
         return Decision(g, Action.RELEASE, f"lost the etcd lease of group {key} (not renewed "
                         f"in time) and {', '.join(unheard)} not heard: releasing the group, "

@@ -63,8 +63,8 @@ async def test_requests_and_answers() -> None:
         {"key": b64("/p/groups/g"), "value": b64("n2"), "lease": "99"}]}}]})
     assert await gw.create("/p/groups/g", "n1", 7587) == KeyHolder("n2", 99)
     fake.answers["/v3/kv/range"] = (200, {"kvs": [{"key": b64("/p/groups/g"),
-                                                    "value": b64("n2")}]})
-    assert await gw.read("/p/groups/") == {"g": "n2"}
+                                                    "value": b64("n2"), "lease": "99"}]})
+    assert await gw.read("/p/groups/") == {"g": KeyHolder("n2", 99)}
     assert fake.seen[-1][2] == {"key": b64("/p/groups/"), "range_end": b64("/p/groups0")}
     fake.answers["/v3/lease/revoke"] = (404, {"error": "etcdserver: requested lease not found"})
     await gw.revoke(7587)  # already gone is fine

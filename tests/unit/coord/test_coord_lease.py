@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nonstop.coord.lease import MIN_TTL_S, LeaseBook, LeaseState, LeaseTiming
+from nonstop.coord.port import KeyHolder
 
 
 @pytest.mark.parametrize(("deadtime_ms", "ttl"), [(500, MIN_TTL_S), (2000, 2), (2500, 3),
@@ -29,7 +30,7 @@ def test_trusted_from_send_time_until_ttl_minus_margin() -> None:
     assert b.states(0.0) == {0: LeaseState(None, False, False), 1: LeaseState(None, False, False)}
     b.granted(7, 4, sent=10.0)
     b.acquired(0)
-    b.read({"g0": "n1", "g1": "n2"}, sent=10.1)
+    b.read({"g0": KeyHolder("n1", 7), "g1": KeyHolder("n2", 9)}, sent=10.1)
     assert b.states(12.9)[0] == LeaseState("n1", True, True)
     assert b.states(12.9)[1] == LeaseState("n2", True, False)
     # etcd counts the TTL from receipt (later than 10.0); we stop believing at 13.0
@@ -51,7 +52,7 @@ def test_lost_lease_and_foreign_keys_are_not_ours() -> None:
     b.granted(7, 4, sent=0.0)
     b.acquired(0)
     b.acquired(1)
-    b.read({"g0": "n1", "g1": "n3"}, sent=0.5)  # g1 deleted and taken by n3 meanwhile
+    b.read({"g0": KeyHolder("n1", 7), "g1": KeyHolder("n3", 9)}, sent=0.5)  # g1 taken by n3
     assert b.owned == {0}
     b.lease_lost()
     assert b.owned == set() and not b.lease_valid(0.6)
@@ -66,3 +67,14 @@ def test_released_clears_our_name() -> None:
     b.acquired(0)
     b.released(0)
     assert b.states(0.1)[0] == LeaseState(None, False, False)
+
+
+def test_a_key_is_ours_exactly_under_our_current_lease() -> None:
+    b = book()
+    b.granted(7, 4, sent=0.0)
+    # a create whose answer was lost: the read shows it, and it is ours (to keep or drop)
+    b.read({"g0": KeyHolder("n1", 7), "g1": KeyHolder("n1", 6)}, sent=0.1)
+    assert b.owned == {0}  # g1 names us under an earlier lease: not ours, it will expire
+    assert b.states(0.2)[1] == LeaseState("n1", True, False)
+    b.read({}, sent=0.3)  # deleted by hand
+    assert b.owned == set()

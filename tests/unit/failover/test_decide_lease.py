@@ -32,14 +32,17 @@ def ad(state: GroupState = N, epoch: int = 0) -> NodeAd:
 
 
 def view(ads: dict[str, NodeAd], lease: LeaseState | None, *,
-         alive: set[str] | None = None, busy: bool = False) -> ClusterView:
+         alive: set[str] | None = None, busy: bool = False,
+         heard: set[str] | None = None) -> ClusterView:
+    """``heard`` (default: every alive peer): peers heard recently enough (view.heard)."""
     alive_set = frozenset(alive if alive is not None else ads)
+    heard_set = frozenset(heard if heard is not None else alive_set - {N1})
     here = LocalFacts(ads[N1], busy=frozenset({0}) if busy else frozenset())
     return ClusterView(now=100.0, local=N1, order=(N1, N2, N3), alive=alive_set,
                        active=alive_set, comm_up=True,
                        ads={n: a for n, a in ads.items() if n in alive_set}, groups=(G,),
                        auto_failback=AutoFailback.OFF, here=here,
-                       lease=None if lease is None else {0: lease})
+                       lease=None if lease is None else {0: lease}, heard=heard_set)
 
 
 def one(v: ClusterView) -> Decision:
@@ -71,6 +74,8 @@ ROWS = [
      "vpbx1-2, vpbx1-3 not heard"),
     ("etcd lost, every peer heard: keep", view(I_HOLD, UNKNOWN), Action.WAIT,
      "kept while every peer is heard"),
+    ("etcd lost, a peer alive but not heard lately: release",
+     view(I_HOLD, UNKNOWN, heard={N2}), Action.RELEASE, "vpbx1-3 not heard"),
     ("lease lapsed, key free, every peer heard: keep", view(I_HOLD, FREE), Action.WAIT,
      "kept while every peer is heard"),
     ("a peer holds it: the heartbeat rule stands", view({N1: ad(), N2: ad(H, 2), N3: ad()},
