@@ -60,3 +60,22 @@ def test_in_ha_cf(tmp_path: Path) -> None:
     assert isinstance(errors, list) and len(errors) == 1
     assert "ha.cf:" in errors[0] and "'nonstop_etcd': '198.18.0.1' is not an etcd endpoint" \
         in errors[0]
+
+
+def test_the_shipped_three_node_example_is_valid() -> None:
+    """src/nonstop/examples/etcd: the ha.cf parses, and etcd's file names the same nodes."""
+    import importlib.resources
+
+    example = importlib.resources.files("nonstop") / "examples" / "etcd"
+    ha_cf = Path(str(example / "ha.cf"))
+    parsed = check_hacf(str(ha_cf))
+    assert parsed.value is not None, [str(e) for e in parsed.errors]
+    ha = parsed.value
+    assert ha.nodes == ("vpbx1-1", "vpbx1-2", "vpbx1-3")
+    assert ha.etcd is not None and len(ha.etcd.endpoints) == 3
+    assert ha.etcd.cacert and ha.etcd.cert and ha.etcd.key
+    env = dict(line.split("=", 1) for line in (example / "etcd.default").read_text().splitlines()
+               if line and not line.startswith("#"))
+    members = env["ETCD_INITIAL_CLUSTER"].strip('"').split(",")
+    assert [m.split("=")[0] for m in members] == list(ha.nodes)
+    assert env["ETCD_ADVERTISE_CLIENT_URLS"].strip('"') == ha.etcd.endpoints[0]
