@@ -395,8 +395,12 @@ class Daemon:
         timing = LeaseTiming.from_deadtime(self.cfg.ha.deadtime_ms)
         coord = self._coordinator
         if coord is None:
-            from nonstop.coord.etcd import EtcdGateway
-
+            try:
+                from nonstop.coord.etcd import EtcdGateway
+            except ImportError as e:  # reported as a machine problem, in one line
+                raise OSError(f"nonstop_etcd needs the httpx package (pip install "
+                              f"'nonstop[etcd]' or apt-get install python3-httpx): "
+                              f"{e}") from None
             coord = EtcdGateway(self.cfg.ha.etcd, timing.rpc_timeout_s)
         book = LeaseBook(self.node, timing, {i.index: i.key for i in self.engine.infos()})
         prefix = self.cfg.ha.etcd.key_prefix(self.cfg.ha.cluster)

@@ -52,12 +52,20 @@ def _prefix_end(prefix: str) -> bytes:
 
 
 def tls_context(settings: EtcdSettings) -> ssl.SSLContext | None:
-    """The client TLS context for https endpoints (None for http)."""
+    """The client TLS context for https endpoints (None for http); OSError naming the file
+    that cannot be used."""
     if not settings.endpoints[0].startswith("https://"):
         return None
-    ctx = ssl.create_default_context(cafile=settings.cacert)
+    try:
+        ctx = ssl.create_default_context(cafile=settings.cacert)
+    except OSError as e:
+        raise OSError(f"nonstop_etcd cacert={settings.cacert}: {e.strerror or e}") from None
     if settings.cert and settings.key:
-        ctx.load_cert_chain(settings.cert, settings.key)
+        try:
+            ctx.load_cert_chain(settings.cert, settings.key)
+        except OSError as e:
+            raise OSError(f"nonstop_etcd cert={settings.cert} key={settings.key}: "
+                          f"{e.strerror or e}") from None
     return ctx
 
 

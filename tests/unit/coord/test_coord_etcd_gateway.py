@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -122,3 +123,14 @@ async def test_a_client_error_is_not_retried_elsewhere() -> None:
         await gw.create("/p/groups/g", "n1", 1)
     assert len(fake.seen) == 1
     await gw.close()
+
+
+def test_unusable_tls_files_are_named(tmp_path: Path) -> None:
+    missing = str(tmp_path / "ca.pem")
+    with pytest.raises(OSError, match=f"nonstop_etcd cacert={missing}"):
+        EtcdGateway(EtcdSettings(("https://e1:2379",), cacert=missing), 1.0)
+    garbage = tmp_path / "client.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(OSError, match=r"nonstop_etcd cert=.*client\.pem key="):
+        EtcdGateway(EtcdSettings(("https://e1:2379",), cert=str(garbage), key=str(garbage)),
+                    1.0)
