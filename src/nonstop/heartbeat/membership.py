@@ -1,9 +1,9 @@
 """Membership: who is alive, decided from heartbeats and a clock that the caller passes in.
 
-A sans-IO state machine. The daemon feeds it every authenticated message (``receive``) and calls
-``tick`` at ``next_wakeup()``; both return events (messages to send, status changes, deaths,
-warnings). It never reads a clock, a socket or a file, so deadtime, warntime and initdead are
-tested by advancing a number.
+A sans-IO state machine, the receive side of :class:`~nonstop.heartbeat.protocol.HeartbeatProtocol`,
+which feeds it every authenticated message (``receive``) and calls ``tick`` at ``next_wakeup()``;
+both return events (messages to send, status changes, deaths, warnings). It never reads a clock,
+a socket or a file, so deadtime, warntime and initdead are tested by advancing a number.
 
 Behaviour follows Heartbeat v1 (spec §5): keepalive sending, ``initdead`` while comm is not yet
 up, each peer timed out with the deadtime *it* advertises (``dt``), ``warntime`` "Late heartbeat"
