@@ -150,9 +150,9 @@ class PeerAdChanged:
     node: str
 
 
-Event = (
-    Send
-    | StatusChanged
+#: What membership reports that the protocol passes on as it is.
+Notice = (
+    StatusChanged
     | NodeDied
     | LateHeartbeat
     | SilenceWarning
@@ -160,12 +160,13 @@ Event = (
     | NodeReturned
     | CommUp
     | Dropped
-    | RexmitRequested
     | RexmitWanted
     | GapFilled
     | ClusterMessage
     | PeerAdChanged
 )
+#: What membership returns; the protocol carries out the first two itself.
+Event = Send | RexmitRequested | Notice
 
 
 # ---------------------------------------------------------------------------- protocol
@@ -205,24 +206,8 @@ class SendFailed:
     error: str
 
 
-Output = (
-    Transmit
-    | StatusChanged
-    | NodeDied
-    | LateHeartbeat
-    | SilenceWarning
-    | LinkChanged
-    | NodeReturned
-    | CommUp
-    | Dropped
-    | RexmitWanted
-    | GapFilled
-    | ClusterMessage
-    | PeerAdChanged
-    | OwnStatusHeard
-    | RexmitGaveUp
-    | SendFailed
-)
+#: What the protocol returns: datagrams, membership's notices and its own events.
+Output = Transmit | OwnStatusHeard | RexmitGaveUp | SendFailed | Notice
 
 #: Outputs that change what failover sees (statuses, links, comm, peers' ads): the daemon
 #: decides again after them, not after log-only news or its own datagrams.
