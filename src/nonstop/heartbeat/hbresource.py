@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from nonstop.heartbeat.codec import BAD_FIELD, BadPacket, FieldError, Message, Value
 
@@ -217,7 +217,10 @@ def _required(msg: Message, kind: str, name: str) -> str:
     return value
 
 
-def _choice(enum_type: type[enum.Enum], kind: str, name: str, value: str) -> enum.Enum:
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _choice(enum_type: type[_E], kind: str, name: str, value: str) -> _E:
     try:
         return enum_type(value)
     except ValueError:
@@ -231,9 +234,7 @@ def _rsc(msg: Message, kind: str, *, default: RscSet | None = None) -> RscSet:
         if default is None:
             raise _bad(kind, "no rsc_hold field")
         return default
-    held = _choice(RscSet, kind, "rsc_hold", value)
-    assert isinstance(held, RscSet)
-    return held
+    return _choice(RscSet, kind, "rsc_hold", value)
 
 
 def _yes_no(kind: str, name: str, value: str, yes: str, no: str) -> bool:
@@ -260,19 +261,16 @@ def _parse_ask(src: str, msg: Message) -> AskResources:
     rsc = _rsc(msg, T_ASK_RESOURCES, default=RscSet.ALL)
     phase = _choice(StandbyPhase, T_ASK_RESOURCES, "info",
                     _required(msg, T_ASK_RESOURCES, "info"))
-    assert isinstance(phase, StandbyPhase)
     return AskResources(src, rsc, phase)
 
 
 def _parse_takeover(src: str, msg: Message) -> HbTakeover:
-    arg = _choice(TakeoverArg, T_HB_TAKEOVER, "rsc_hold", _required(msg, T_HB_TAKEOVER, "rsc_hold"))
-    assert isinstance(arg, TakeoverArg)
-    return HbTakeover(src, arg)
+    rsc = _required(msg, T_HB_TAKEOVER, "rsc_hold")
+    return HbTakeover(src, _choice(TakeoverArg, T_HB_TAKEOVER, "rsc_hold", rsc))
 
 
 def _parse_stonith(src: str, msg: Message) -> Stonith:
     result = _choice(StonithResult, T_STONITH, "result", _required(msg, T_STONITH, "result"))
-    assert isinstance(result, StonithResult)
     return Stonith(src, _required(msg, T_STONITH, "node"), result)
 
 
