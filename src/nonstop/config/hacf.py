@@ -31,6 +31,7 @@ from nonstop.config.model import (
 )
 from nonstop.config.reading import bad_byte_message, decode_line, read_config_bytes
 from nonstop.config.units import format_msec, parse_bool, parse_msec
+from nonstop.errors import NonstopError
 
 MAXLINE = 5120  # Heartbeat's line buffer; longer lines were split there, an error here
 MAX_NODES = 100
@@ -65,7 +66,7 @@ class Support(enum.Enum):
     REJECTED = "rejected"
 
 
-class _Bad(Exception):
+class _Bad(NonstopError):
     """A value a handler cannot accept; the message becomes a ConfigError at the line."""
 
 
