@@ -22,7 +22,7 @@ from typing import Any
 
 from nonstop import __version__
 from nonstop.api import ControlServer
-from nonstop.config.model import ClusterConfig, HaConfig
+from nonstop.config.model import ClusterConfig, HaConfig, MsgFmt
 from nonstop.failover.decide import decide
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
 from nonstop.failover.state import GroupState, encode_ad
@@ -502,7 +502,7 @@ class Daemon:
         self._handle(self.protocol.send_status(now), now)
 
     def _wire_format(self) -> WireFormat:
-        return "classic" if self.cfg.ha.msgfmt == "classic" else "netstring"
+        return "classic" if self.cfg.ha.msgfmt is MsgFmt.CLASSIC else "netstring"
 
     def _handle(self, out: list[Output], now: float) -> None:
         """Send what the protocol returned and log or act on its events, in order."""

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from nonstop.config.model import AuthKey, AuthKeys
+from nonstop.errors import NonstopError
 from nonstop.heartbeat import auth
 from nonstop.heartbeat.message import (
     AUTH,
@@ -106,7 +107,7 @@ _TRAILER = re.compile(rb"(0|[1-9][0-9]{0,2}):(.*),", re.DOTALL)
 _EMPTY_LINES = re.compile(rb"\n\n+")
 
 
-class _Unwritable(Exception):
+class _Unwritable(NonstopError):
     """A message that cannot be rendered as classic text (nesting symbol clash or depth)."""
 
 

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TypeAlias
 
+from nonstop.errors import NonstopError, RemoteInputError
+
 Value: TypeAlias = "str | bytes | Message"
 
 # Stable reasons carried by BadPacket, for counters and log lines.
@@ -33,7 +35,7 @@ _HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
 _DECIMAL = re.compile(rb"-?[0-9]{1,18}")
 
 
-class BadPacket(Exception):
+class BadPacket(RemoteInputError):
     """Bad remote input: the packet is dropped and counted under ``reason``.
 
     ``reason`` is one of ``REASONS`` (stable, short, for counters); ``detail`` is for logs.
@@ -51,7 +53,7 @@ def clip(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class FieldError(ValueError):
+class FieldError(NonstopError, ValueError):
     """Local misuse: a field name or value that Heartbeat's framing cannot carry."""
 
 
