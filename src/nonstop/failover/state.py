@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from nonstop.config.model import ResourceGroup
+from nonstop.errors import NonstopError
 
 
 class GroupState(enum.Enum):
@@ -51,7 +52,7 @@ TRANSITIONS: dict[GroupState, frozenset[GroupState]] = {
 }
 
 
-class IllegalGroupTransition(RuntimeError):
+class IllegalGroupTransition(NonstopError, RuntimeError):
     pass
 
 

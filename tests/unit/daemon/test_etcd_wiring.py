@@ -18,7 +18,7 @@ from nonstop.config.loader import load_config_dir
 from nonstop.coord.memory import MemoryCoordinator, MemoryStore
 from nonstop.daemon import Daemon
 from nonstop.heartbeat.envelope import Identity
-from nonstop.heartbeat.membership import Membership
+from nonstop.heartbeat.protocol import HeartbeatProtocol
 from nonstop.resources.recording import RecordingAgentFactory
 from nonstop.talk import copy_talk
 
@@ -30,10 +30,10 @@ def daemon(tmp_path: Path, coord: MemoryCoordinator) -> Daemon:
     d = Daemon(cfg, "vpbx1-1", tmp_path / "state", agent_factory=RecordingAgentFactory(),
                coordinator=coord)
     d.loop = asyncio.get_running_loop()
-    d.identity = Identity("vpbx1-1", b"\x01" * 16, 5)
     start = d.loop.time() - 1000.0
-    d.membership = Membership(cfg.ha, "vpbx1-1", start)
-    d.membership.tick(d.loop.time())  # initdead is long over: the peer is dead, comm is up
+    d.protocol = HeartbeatProtocol(cfg.ha, Identity("vpbx1-1", b"\x01" * 16, 5), cfg.authkeys,
+                                   start, wall_clock=lambda: 0, loadavg=lambda now: "n/a")
+    d.protocol.tick(d.loop.time())  # initdead is long over: the peer is dead, comm is up
     d.engine = d._make_engine()
     d.keeper = d._make_keeper()
     d._probed = True
@@ -60,7 +60,7 @@ async def test_a_group_starts_under_its_lease_and_goes_when_it_lapses(
     store = MemoryStore(asyncio.get_running_loop().time)
     coord = MemoryCoordinator(store, "vpbx1-1")
     d = daemon(tmp_path, coord)
-    assert d.keeper is not None and d.membership is not None
+    assert d.keeper is not None and d.protocol is not None
     assert d.status()["etcd"]["ttl_s"] == 2
 
     d._reconsider()  # the rules choose this node (its peer is dead), but it has no lease

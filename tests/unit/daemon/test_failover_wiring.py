@@ -14,7 +14,7 @@ from nonstop.cli import render_status
 from nonstop.config.loader import load_config_dir
 from nonstop.daemon import Daemon
 from nonstop.heartbeat.envelope import Identity
-from nonstop.heartbeat.membership import Membership
+from nonstop.heartbeat.protocol import HeartbeatProtocol
 from nonstop.resources.recording import RecordingAgentFactory
 from nonstop.talk import copy_talk
 
@@ -24,10 +24,16 @@ def daemon(tmp_path: Path) -> Daemon:
     cfg = load_config_dir(str(copy_talk(tmp_path / "talk") / "ha.d"), "vpbx1-1")
     d = Daemon(cfg, "vpbx1-1", tmp_path / "state", agent_factory=RecordingAgentFactory())
     d.loop = asyncio.get_running_loop()
-    d.identity = Identity("vpbx1-1", b"\x01" * 16, 5)
-    d.membership = Membership(cfg.ha, "vpbx1-1", d.loop.time())
+    d.protocol = HeartbeatProtocol(cfg.ha, Identity("vpbx1-1", b"\x01" * 16, 5), cfg.authkeys,
+                                   d.loop.time(), wall_clock=lambda: 0,
+                                   loadavg=lambda now: "n/a")
     d.engine = d._make_engine()
     return d
+
+
+def _advertised(d: Daemon) -> bool:
+    assert d.protocol is not None
+    return bool(d.protocol.view(d._now()).node("vpbx1-1").fields)
 
 
 def group(d: Daemon) -> dict[str, Any]:
@@ -44,13 +50,14 @@ async def test_status_shows_each_groups_last_decision(tmp_path: Path) -> None:
     d._reconsider()  # the probe has not run: nothing is decided, and status says so
     g = group(d)
     assert g["action"] == "wait" and "start-up probe" in g["reason"]
-    assert d.membership is not None and d.membership.status_extra == ()  # nothing advertised
+    assert d.protocol is not None
+    assert not _advertised(d)  # nothing advertised
 
     d._probed = True
     d._reconsider()
     g = group(d)
     assert g["action"] == "wait" and "initdead" in g["reason"]
-    assert d.membership.status_extra  # holdings advertised once the probe is done
+    assert _advertised(d)  # holdings advertised once the probe is done
     assert "    why (wait): waiting for every node" in render_status(d.status())
 
     d._stop.set()
