@@ -10,9 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from nonstop.errors import RemoteInputError
 
-class CoordError(Exception):
-    """The store did not answer (or not sensibly): nothing is known from this request."""
+
+class CoordError(RemoteInputError):
+    """The store did not answer (or not sensibly): nothing is known from this request. From
+    the network, never fatal: the keeper logs it and tries again next round."""
 
 
 @dataclass(frozen=True)
