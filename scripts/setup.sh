@@ -12,6 +12,7 @@ APT_PACKAGES=(
   heartbeat csync2 keepalived rsync lsyncd  # the reference programs we measure against
   perl netcat-openbsd              # csync2's own test suite (tests/csync2_upstream) uses them
   systemd                          # journald for the journal test (never started on the host)
+  etcd-server etcd-client          # nonstop_etcd's lab: a three-member etcd in namespaces
 )
 . scripts/apt-missing.sh
 mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")

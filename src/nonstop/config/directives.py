@@ -172,6 +172,16 @@ def _scalar(setting: Setting[Any]) -> Handler:
     return handle
 
 
+def _words(setting: Setting[Any]) -> Handler:
+    """The handler of a setting whose one value is several words (read as one line)."""
+
+    def handle(b: Builder, name: str, args: list[str], loc: Location) -> None:
+        raw = " ".join(args)
+        b.set(setting, convert(setting, raw), raw, loc)
+
+    return handle
+
+
 def node(b: Builder, name: str, args: list[str], loc: Location) -> None:
     if not args:
         raise BadValue("'node' needs at least one node name")
@@ -440,6 +450,9 @@ _TABLE: tuple[Directive, ...] = (
        "hands its mail to the local MTA's sendmail (/usr/sbin/sendmail: nullmailer, msmtp, "
        "exim, postfix...) when there is one, as Heartbeat's MailTo used mail(1), else SMTP "
        "to localhost:25."),
+    _s(s.NONSTOP_ETCD, "nonstop only: a group may be held only under a lease in this etcd "
+       "cluster: endpoint URLs, then prefix=, cacert=, cert=, key= (docs/ETCD.md). Absent: "
+       "heartbeats alone decide, as in Heartbeat v1.", _words(s.NONSTOP_ETCD)),
 )  # fmt: skip
 
 DIRECTIVES: dict[str, Directive] = {d.name: d for d in _TABLE}
@@ -467,4 +480,5 @@ SPEC_DIRECTIVES: tuple[str, ...] = (
 
 # nonstop's own directives; all start with "nonstop_" so a real Heartbeat refuses the file
 # instead of running without them.
-NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay")
+NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay",
+                                      "nonstop_etcd")

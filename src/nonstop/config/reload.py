@@ -38,6 +38,7 @@ AT_START: dict[str, str] = {
     "rtprio": "process settings are applied at start",
     "coredumps": "process settings are applied at start",
     "mail_relay": "MailTo agents are set up at start",
+    "etcd": "the etcd lease keeper is set up at start",
 }
 # The ha.cf words of the fields that are lists, not one setting's value.
 _LIST_WORDS = {"nodes": "node", "media": "bcast/ucast/mcast"}

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from nonstop.config.etcd import EtcdSettings, parse_etcd
 from nonstop.config.units import parse_bool, parse_msec
 from nonstop.errors import NonstopError
 
@@ -208,6 +209,11 @@ def sync_config(text: str) -> str:
     return text
 
 
+def etcd(text: str) -> EtcdSettings:
+    """``nonstop_etcd``: endpoint URLs and options, separated by commas or whitespace."""
+    return parse_etcd([w for w in re.split(r"[,\s]+", text) if w])
+
+
 def mail_relay(text: str) -> tuple[str, int]:
     host, colon, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
     if not colon:
@@ -313,3 +319,4 @@ USE_APPHBD = optional(
 NONSTOP_MONITOR = optional("nonstop_monitor", monitor_interval)
 NONSTOP_SYNC = optional("nonstop_sync", sync_config)
 NONSTOP_MAILRELAY = optional("nonstop_mailrelay", mail_relay)
+NONSTOP_ETCD = optional("nonstop_etcd", etcd)
