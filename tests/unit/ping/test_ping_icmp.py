@@ -54,6 +54,7 @@ def test_another_probers_identifier_is_not_ours() -> None:
 @given(st.binary(max_size=128), st.booleans())
 def test_any_bytes_give_a_reply_or_not_our_reply(data: bytes, ip_header: bool) -> None:
     try:
-        icmp.parse_echo_reply(data, TOKEN, ip_header=ip_header, ident=5)
+        reply = icmp.parse_echo_reply(data, TOKEN, ip_header=ip_header, ident=5)
     except icmp.NotOurReply:
-        pass
+        return
+    assert reply.ident == 5  # only a well-formed reply to us gets through

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from nonstop.ping import PingStatus, PingTarget, PingTracker
-from nonstop.ping.targets import IllegalPingTransition, TRANSITIONS
+from nonstop.ping.targets import TRANSITIONS, IllegalPingTransition
 
 ROUTER = "192.168.1.1"
 GROUP = PingTarget.ping_group("uplinks", ["10.0.0.1", "10.0.0.2"])
