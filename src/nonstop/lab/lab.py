@@ -37,6 +37,7 @@ from nonstop.lab.box import (
 from nonstop.lab.commands import run_checked
 from nonstop.lab.errors import LabError
 from nonstop.lab.faults import Direction, FaultState, render_ruleset
+from nonstop.lab.fence import PLUGIN_TYPE, install_plugin, power_record, stonith_binds
 from nonstop.lab.mounts import Bind, prologue
 from nonstop.lab.names import LabPrefix, new_prefix
 from nonstop.lab.process import BoxProcess, LabProcess
@@ -516,7 +517,26 @@ class Lab:
         proc = BoxProcess(popen, host=node, argv=argv, log_path=path, init_pid=init_pid)
         self._processes.append(proc)
         self._boxes[node] = proc
+        power_record(self.power_dir, node, init_pid)
         return proc
+
+    # -- fencing: a power switch for boxes -----------------------------------------------------
+
+    @property
+    def power_dir(self) -> Path:
+        """Where the lab records each box's init for the STONITH plugin (see lab/fence.py)."""
+        return self.workdir / "power"
+
+    def stonith_device(self, nodes: Iterable[str]) -> tuple[str, list[str], dict[str, Path]]:
+        """A STONITH device that powers off the boxes of ``nodes``: (plugin type, its
+        ``name=value`` parameters, the binds a program needs to find the plugin). Pass the
+        binds to :meth:`spawn`/:meth:`run` of the program that fences."""
+        names = [self._node(n) for n in nodes]
+        plugin_dir = self.workdir / "stonith-plugins"
+        install_plugin(plugin_dir)
+        self.power_dir.mkdir(exist_ok=True)
+        params = [f"hostlist={','.join(names)}", f"powerdir={self.power_dir}"]
+        return PLUGIN_TYPE, params, stonith_binds(plugin_dir)
 
     def start_heartbeat(self, node: str, config_dir: Path, *,
                         log_path: Path | None = None) -> BoxProcess:

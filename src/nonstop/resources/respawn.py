@@ -271,7 +271,7 @@ class Respawner:
             rc = await proc.wait()
             # What it wrote just before exiting still reaches the log; a child holding the
             # pipe open does not hold us up for long.
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reader), 0.5)
         finally:
             reader.cancel()
