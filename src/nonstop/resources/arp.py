@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import socket
 import struct
+from dataclasses import dataclass
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
@@ -38,16 +39,51 @@ def parse_mac(text: str) -> bytes:
     return bytes(int(p, 16) for p in parts)
 
 
+def arp_frame(op: ArpOp, src_mac: bytes, sender_ip: bytes, target_mac: bytes,
+              target_ip: bytes) -> bytes:
+    """One complete broadcast Ethernet frame carrying an ARP packet (IPv4 over Ethernet)."""
+    if len(src_mac) != 6 or len(target_mac) != 6:
+        raise ValueError("MAC must be 6 bytes")
+    eth = BROADCAST_MAC + src_mac + struct.pack("!H", ETH_P_ARP)
+    arp = (struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, int(op)) + src_mac + sender_ip + target_mac
+           + target_ip)
+    frame = eth + arp
+    return frame + b"\x00" * (MIN_FRAME_LEN - len(frame))
+
+
 def gratuitous_arp_frame(op: ArpOp, mac: bytes, ip: ipaddress.IPv4Address) -> bytes:
     """One complete Ethernet frame announcing that ``ip`` is at ``mac``."""
     if len(mac) != 6:
         raise ValueError("MAC must be 6 bytes")
     target_mac = ZERO_MAC if op is ArpOp.REQUEST else mac
-    ip_bytes = ip.packed
-    eth = BROADCAST_MAC + mac + struct.pack("!H", ETH_P_ARP)
-    arp = struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, int(op)) + mac + ip_bytes + target_mac + ip_bytes
-    frame = eth + arp
-    return frame + b"\x00" * (MIN_FRAME_LEN - len(frame))
+    return arp_frame(op, mac, ip.packed, target_mac, ip.packed)
+
+
+@dataclass(frozen=True)
+class ArpPacket:
+    """The fields of a received IPv4-over-Ethernet ARP packet."""
+
+    op: int
+    sender_mac: bytes
+    sender_ip: ipaddress.IPv4Address
+    target_mac: bytes
+    target_ip: ipaddress.IPv4Address
+
+
+def parse_arp_frame(frame: bytes) -> ArpPacket | None:
+    """The ARP packet in an Ethernet frame; None for anything else (whatever the bytes)."""
+    if len(frame) < 42 or frame[12:14] != struct.pack("!H", ETH_P_ARP):
+        return None
+    htype, ptype, hlen, plen, op = struct.unpack_from("!HHBBH", frame, 14)
+    if (htype, ptype, hlen, plen) != (1, ETH_P_IP, 6, 4):
+        return None
+    return ArpPacket(op, frame[22:28], ipaddress.IPv4Address(frame[28:32]), frame[32:38],
+                     ipaddress.IPv4Address(frame[38:42]))
+
+
+def format_mac(mac: bytes) -> str:
+    """6 bytes to ``aa:bb:cc:dd:ee:ff``."""
+    return ":".join(f"{b:02x}" for b in mac)
 
 
 def arp_schedule(

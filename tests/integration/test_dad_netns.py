@@ -1,0 +1,64 @@
+"""ARP duplicate address detection on a real link: a held address is seen, a free one is not."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from nonstop.lab import VIP, Lab
+
+pytestmark = pytest.mark.netns
+
+PROBE = """
+import asyncio, ipaddress, json, sys
+from nonstop.resources.dad import probe_address
+result = asyncio.run(probe_address("eth0", ipaddress.IPv4Address(sys.argv[1])))
+print(json.dumps({**result.as_dict(), "reason": result.reason}))
+"""
+
+
+def probe(lab: Lab, host: str, ip: str) -> dict[str, object]:
+    done = lab.run(host, [sys.executable, "-c", PROBE, ip], timeout=30, check=True)
+    found = json.loads(done.stdout)
+    assert isinstance(found, dict)
+    return found
+
+
+def mac_of(lab: Lab, host: str) -> str:
+    out = lab.run(host, ["cat", "/sys/class/net/eth0/address"], check=True).stdout
+    return out.strip()
+
+
+def test_another_host_holding_the_address_is_detected(
+        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    lab = make_lab(("n1", "n2", "n3"))
+    free = probe(lab, "n1", VIP)
+    assert free["conflict"] is False and free["error"] is None, free
+    assert free["duration_s"] < 1.0  # 100 ms by design; generous on a shared machine
+
+    lab.add_address("n2", VIP)
+    held = probe(lab, "n1", VIP)
+    assert held["conflict"] is True, held
+    assert held["claimants"] == [{"mac": mac_of(lab, "n2"), "how": "reply"}]
+    assert f"in use by {mac_of(lab, 'n2')} (reply)" in str(held["reason"])
+    # A conflict ends the probe at once, it does not wait out the listening time.
+    assert held["duration_s"] < free["duration_s"] + 0.5
+
+    # The holder leaves: the address is free again. Another node's own address is not.
+    lab.del_address("n2", VIP)
+    assert probe(lab, "n1", VIP)["conflict"] is False
+    taken = probe(lab, "n1", lab.ip("n3"))
+    assert taken["claimants"] == [{"mac": mac_of(lab, "n3"), "how": "reply"}]
+
+
+def test_a_cut_off_holder_is_not_seen(make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    # The probe proves what the link shows, nothing more: a holder we cannot reach is missed.
+    lab = make_lab(("n1", "n2"))
+    lab.add_address("n2", VIP)
+    lab.isolate("n1", "n2")
+    assert probe(lab, "n1", VIP)["conflict"] is False
+    lab.heal()
+    assert probe(lab, "n1", VIP)["conflict"] is True
