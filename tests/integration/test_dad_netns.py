@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ print(json.dumps({**result.as_dict(), "reason": result.reason}))
 """
 
 
-def probe(lab: Lab, host: str, ip: str) -> dict[str, object]:
+def probe(lab: Lab, host: str, ip: str) -> dict[str, Any]:
     done = lab.run(host, [sys.executable, "-c", PROBE, ip], timeout=30, check=True)
     found = json.loads(done.stdout)
     assert isinstance(found, dict)
