@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,7 +120,7 @@ async def probe_address(iface: str, ip: ipaddress.IPv4Address, *, mac: bytes | N
     try:
         if mac is None:
             mac = arp.parse_mac(await asyncio.to_thread(netlink.link_mac, iface))
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(arp.ETH_P_ARP))
+        sock = arp.packet_socket()
     except (OSError, ValueError, netlink.NetlinkFailure) as exc:
         return result(str(exc))
     try:
@@ -160,7 +159,7 @@ async def probe_address(iface: str, ip: ipaddress.IPv4Address, *, mac: bytes | N
     except OSError as exc:
         return result(str(exc))
     finally:
-        sock.close()
+        arp.release_socket(sock)
     outcome = result()
     if logger is not None:
         logger.log(logging.ERROR if outcome.conflict else logging.DEBUG, "%s", outcome.reason)
