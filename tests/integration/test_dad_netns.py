@@ -63,3 +63,42 @@ def test_a_cut_off_holder_is_not_seen(make_lab: Callable[[Sequence[str]], Lab]) 
     assert probe(lab, "n1", VIP)["conflict"] is False
     lab.heal()
     assert probe(lab, "n1", VIP)["conflict"] is True
+
+
+START_IP = """
+import asyncio, json, sys
+from pathlib import Path
+from nonstop.resources import AgentContext, ResourceError
+from nonstop.resources.ipaddr import IPAddrAgent
+ctx = AgentContext(node="n1", config_dir=Path("/nonexistent"), address_probe_s=0.1)
+agent = IPAddrAgent(sys.argv[1], ctx, arp_repeat=1, arp_interval_s=0.01)
+async def main():
+    try:
+        await agent.start()
+        outcome = "started"
+    except ResourceError as exc:
+        outcome = "refused: " + str(exc)
+    if agent.announcement is not None:
+        await agent.announcement
+    print(json.dumps({"outcome": outcome, "probe": agent.last_probe.as_dict()}))
+asyncio.run(main())
+"""
+
+
+def test_ipaddr_does_not_add_an_address_another_host_answers_for(
+        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    lab = make_lab(("n1", "n2"))
+    lab.add_address("n2", VIP)
+    spec = f"{VIP}/24/eth0"
+    refused = json.loads(lab.run("n1", [sys.executable, "-c", START_IP, spec], timeout=30,
+                                 check=True).stdout)
+    assert refused["outcome"].startswith("refused: ")
+    assert f"address conflict: {VIP} on eth0 is in use by {mac_of(lab, 'n2')} (reply)" \
+        in refused["outcome"]
+    assert not lab.has_address("n1", VIP)
+
+    lab.del_address("n2", VIP)
+    started = json.loads(lab.run("n1", [sys.executable, "-c", START_IP, spec], timeout=30,
+                                 check=True).stdout)
+    assert started["outcome"] == "started" and started["probe"]["conflict"] is False
+    assert lab.has_address("n1", VIP)
