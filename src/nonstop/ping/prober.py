@@ -112,6 +112,9 @@ class PingProber:
     async def run(self) -> None:
         """Ping until cancelled. OSError at once if no ICMP socket can be opened."""
         sock, raw = open_icmp_socket()
+        self._logger.info("pinging %d address(es) every %g s through an ICMP %s socket",
+                          len(self.tracker.addresses), self.interval_s,
+                          "raw" if raw else "datagram")
         loop = asyncio.get_running_loop()
         loop.add_reader(sock.fileno(), self._on_readable, sock, raw)
         try:
