@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -102,3 +103,35 @@ def test_ipaddr_does_not_add_an_address_another_host_answers_for(
                                  check=True).stdout)
     assert started["outcome"] == "started" and started["probe"]["conflict"] is False
     assert lab.has_address("n1", VIP)
+
+
+WATCH = """
+import asyncio, ipaddress, sys
+from nonstop.resources import arp, netlink
+from nonstop.resources.conflict import ConflictWatch
+import logging
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(levelname)s: %(message)s")
+mac = arp.parse_mac(netlink.link_mac("eth0"))
+def reannounce():
+    print("REANNOUNCE", flush=True)
+watch = ConflictWatch("eth0", ipaddress.IPv4Address(sys.argv[1]), mac, on_end=reannounce,
+                      logger=logging.getLogger("watch"), probe_interval_s=0.2)
+print("WATCHING", flush=True)
+asyncio.run(watch.run())
+"""
+
+
+def test_holder_sees_a_second_claimant_and_reannounces_when_it_leaves(
+        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    lab = make_lab(("n1", "n2"))
+    lab.add_address("n1", VIP)
+    watch = lab.spawn("n1", [sys.executable, "-u", "-c", WATCH, VIP])
+    watch.wait_for_log("WATCHING", 15)
+    # A rogue takes the address and announces it, as a takeover does.
+    lab.add_address("n2", VIP)
+    lab.run("n2", ["arping", "-q", "-U", "-c", "2", "-w", "2", "-I", "eth0", VIP], timeout=10)
+    watch.wait_for_log(re.escape(f"ERROR: address conflict: {VIP}, which we hold, is also "
+                                 f"claimed by {mac_of(lab, 'n2')}"), 15)
+    assert "REANNOUNCE" not in watch.read_log()  # it still answers for the address
+    lab.del_address("n2", VIP)
+    watch.wait_for_log(r"(?s)address conflict on .* ended: .* no longer answers.*\nREANNOUNCE", 15)
