@@ -4,6 +4,15 @@
 log lines; ``icmp`` the echo packets (pure); ``prober`` the asyncio shell that sends and receives.
 """
 
-from nonstop.ping.targets import PingChanged, PingStatus, PingTarget, PingTracker, PingView
+from nonstop.ping.targets import (
+    PingChanged,
+    PingEvent,
+    PingLate,
+    PingStatus,
+    PingTarget,
+    PingTracker,
+    PingView,
+)
 
-__all__ = ["PingChanged", "PingStatus", "PingTarget", "PingTracker", "PingView"]
+__all__ = ["PingChanged", "PingEvent", "PingLate", "PingStatus", "PingTarget", "PingTracker",
+           "PingView"]

@@ -19,6 +19,7 @@ from nonstop.ping.prober import PingProber
 from nonstop.ping.targets import PingTarget, PingTracker
 
 _LEVELS = {logging.INFO: "info", logging.WARNING: "WARN", logging.ERROR: "ERROR",
+           logging.CRITICAL: "CRIT",
            logging.DEBUG: "debug"}
 
 
@@ -34,6 +35,10 @@ def _targets(args: argparse.Namespace) -> list[PingTarget]:
     return targets
 
 
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nonstop.ping", description=__doc__)
     parser.add_argument("nodes", nargs="*", help="ping node addresses")
@@ -45,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "answer before a ping node is dead (default 30)")
     parser.add_argument("--initdead", type=float, default=None,
                         help="limit before the first answer (default: deadping)")
+    parser.add_argument("--deadtime", type=float, default=None, help="the cluster's deadtime "
+                        "in seconds: a gap longer than this is a CRIT late answer (default: "
+                        "deadping)")
+    parser.add_argument("--warntime", type=float, default=None, help="a gap longer than this "
+                        "is a late answer (default: deadtime / 2)")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(levelname)s: %(message)s")
     for level, name in _LEVELS.items():
@@ -60,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def run() -> None:
         loop = asyncio.get_running_loop()
         tracker = PingTracker(targets, deadping_ms=round(args.deadping * 1000), now=loop.time(),
-                              initdead_ms=None if args.initdead is None
-                              else round(args.initdead * 1000))
+                              initdead_ms=_ms(args.initdead), deadtime_ms=_ms(args.deadtime),
+                              warntime_ms=_ms(args.warntime))
         prober = PingProber(tracker, interval_s=args.interval, clock=loop.time,
                             logger=logging.getLogger("nonstop.ping"))
         await prober.run()

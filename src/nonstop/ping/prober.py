@@ -14,10 +14,10 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from nonstop.ping import icmp
-from nonstop.ping.targets import PingChanged, PingTracker, PingView
+from nonstop.ping.targets import PingEvent, PingTracker, PingView
 
 SOL_RAW = 255
 ICMP_FILTER = 1
@@ -45,14 +45,14 @@ def open_icmp_socket() -> tuple[socket.socket, bool]:
 
 
 class PingProber:
-    """Pings the tracker's addresses and reports :class:`PingChanged` events.
+    """Pings the tracker's addresses and reports the tracker's events.
 
     Each event's Heartbeat lines go to ``logger``; ``on_event`` (if given) gets the event too.
     ``run()`` works until cancelled; :meth:`view` is the current snapshot.
     """
 
     def __init__(self, tracker: PingTracker, *, interval_s: float, logger: logging.Logger,
-                 on_event: Callable[[PingChanged], None] | None = None,
+                 on_event: Callable[[PingEvent], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if interval_s <= 0:
             raise ValueError("ping interval must be > 0")
@@ -72,7 +72,7 @@ class PingProber:
         """The ping nodes' states now."""
         return self.tracker.view(self._clock())
 
-    def _emit(self, events: list[PingChanged]) -> None:
+    def _emit(self, events: Sequence[PingEvent]) -> None:
         for event in events:
             for level, line in event.lines:
                 self._logger.log(level, "%s", line)

@@ -73,6 +73,23 @@ class PingTarget:
 
 
 @dataclass(frozen=True)
+class PingLate:
+    """An answer came more than ``warntime`` after the one before it (Heartbeat warns)."""
+
+    target: str
+    interval_ms: int
+    over_deadtime: bool  # the gap exceeded the cluster's deadtime: Heartbeat says CRIT
+
+    @property
+    def lines(self) -> tuple[tuple[int, str], ...]:
+        """Heartbeat 3.0.6's line for it."""
+        text = f"Late heartbeat: Node {self.target}: interval {self.interval_ms} ms"
+        if self.over_deadtime:
+            return ((logging.CRITICAL, f"{text} (> deadtime)"),)
+        return ((logging.WARNING, text),)
+
+
+@dataclass(frozen=True)
 class PingChanged:
     """A ping node changed status; ``lines`` are Heartbeat's log lines for it, in its order."""
 
@@ -80,16 +97,26 @@ class PingChanged:
     old: PingStatus
     new: PingStatus
     silence_ms: int | None  # for a death: how long nothing was heard (since start if never)
+    late: PingLate | None = None  # for a return: the late answer that brought it back
 
     @property
     def lines(self) -> tuple[tuple[int, str], ...]:
-        """(logging level, text) pairs, worded as Heartbeat 3.0.6 words them."""
+        """(logging level, text) pairs, worded and ordered as Heartbeat 3.0.6 logs them.
+
+        On a return after more than deadtime Heartbeat also logs a spurious second
+        ``node X: is dead`` right after the late line; that one is left out here, since a
+        script counting deaths would count one that did not happen.
+        """
         link = f"Link {self.target}:{self.target}"
         if self.new is PingStatus.PING:
-            return ((logging.INFO, f"{link} up."),
+            late = self.late.lines if self.late is not None else ()
+            return ((logging.INFO, f"{link} up."), *late,
                     (logging.INFO, f"Status update for node {self.target}: status ping"))
         return ((logging.WARNING, f"node {self.target}: is dead"),
                 (logging.INFO, f"{link} dead."))
+
+
+PingEvent = PingChanged | PingLate
 
 
 @dataclass(frozen=True)
@@ -155,11 +182,13 @@ class PingTracker:
     """Ping nodes' states from echo replies and the passing of time.
 
     ``reply(addr, now)`` for each echo reply from ``addr``; ``tick(now)`` at least at
-    :meth:`next_wakeup`. Both return the :class:`PingChanged` events to log and act on.
+    :meth:`next_wakeup`. Both return the events to log (``.lines``) and act on: status
+    changes (:class:`PingChanged`) and, from ``reply``, late answers (:class:`PingLate`).
     """
 
     def __init__(self, targets: Iterable[PingTarget], *, deadping_ms: int, now: float,
-                 initdead_ms: int | None = None) -> None:
+                 initdead_ms: int | None = None, deadtime_ms: int | None = None,
+                 warntime_ms: int | None = None) -> None:
         self._states: dict[str, _State] = {}
         for target in targets:
             if target.name in self._states:
@@ -169,6 +198,10 @@ class PingTracker:
             raise ValueError("deadping must be > 0")
         self.deadping_ms = deadping_ms
         self.initdead_ms = max(initdead_ms or 0, deadping_ms)
+        # Late answers are judged against the cluster's warntime and deadtime, not deadping
+        # (as Heartbeat does: a 1.6 s gap with deadping 1 s and deadtime 2 s is only WARN).
+        self.deadtime_ms = deadping_ms if deadtime_ms is None else deadtime_ms
+        self.warntime_ms = self.deadtime_ms // 2 if warntime_ms is None else warntime_ms
         self._start = now
         self._by_addr: dict[ipaddress.IPv4Address, list[_State]] = {}
         for state in self._states.values():
@@ -192,26 +225,34 @@ class PingTracker:
                  if s.status is not PingStatus.DEAD]
         return min(times, default=float("inf"))
 
-    def _move(self, state: _State, new: PingStatus, silence_ms: int | None) -> PingChanged:
+    def _move(self, state: _State, new: PingStatus, silence_ms: int | None,
+              late: PingLate | None = None) -> PingChanged:
         old = state.status
         if new not in TRANSITIONS[old]:
             raise IllegalPingTransition(f"ping node {state.target.name}: {old.value} -> "
                                         f"{new.value}")
         state.status = new
-        return PingChanged(state.target.name, old, new, silence_ms)
+        return PingChanged(state.target.name, old, new, silence_ms, late)
 
-    def reply(self, addr: str | ipaddress.IPv4Address, now: float) -> list[PingChanged]:
+    def reply(self, addr: str | ipaddress.IPv4Address, now: float) -> list[PingEvent]:
         """An echo reply from ``addr`` arrived; replies from other addresses are ignored."""
         try:
             ip = ipaddress.IPv4Address(addr)
         except ValueError:
             return []
-        events: list[PingChanged] = []
+        events: list[PingEvent] = []
         for state in self._by_addr.get(ip, []):
             state.heard[ip] = now
-            state.last = now if state.last is None else max(state.last, now)
+            previous = state.last
+            state.last = now if previous is None else max(previous, now)
+            late = None
+            if previous is not None and (now - previous) * 1000 > self.warntime_ms:
+                gap = round((now - previous) * 1000)
+                late = PingLate(state.target.name, gap, gap > self.deadtime_ms)
             if state.status is not PingStatus.PING:
-                events.append(self._move(state, PingStatus.PING, None))
+                events.append(self._move(state, PingStatus.PING, None, late))
+            elif late is not None:
+                events.append(late)
         return events
 
     def tick(self, now: float) -> list[PingChanged]:

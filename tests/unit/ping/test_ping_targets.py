@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from nonstop.ping import PingStatus, PingTarget, PingTracker
+from nonstop.ping import PingChanged, PingLate, PingStatus, PingTarget, PingTracker
 from nonstop.ping.targets import TRANSITIONS, IllegalPingTransition
 
 ROUTER = "192.168.1.1"
@@ -22,6 +22,7 @@ def tracker(*targets: PingTarget, deadping_ms: int = 10_000,
 def test_first_reply_brings_the_node_up_with_heartbeats_lines() -> None:
     t = tracker()
     (event,) = t.reply(ROUTER, 1.0)
+    assert isinstance(event, PingChanged)
     assert (event.old, event.new) == (PingStatus.INIT, PingStatus.PING)
     assert event.lines == ((logging.INFO, "Link 192.168.1.1:192.168.1.1 up."),
                            (logging.INFO, "Status update for node 192.168.1.1: status ping"))
@@ -40,7 +41,31 @@ def test_dead_after_deadping_of_silence_not_before() -> None:
     assert t.tick(30.0) == []  # said once
     assert t.next_wakeup() == float("inf")
     (back,) = t.reply(ROUTER, 31.0)
+    assert isinstance(back, PingChanged)
     assert (back.old, back.new) == (PingStatus.DEAD, PingStatus.PING)
+    # As Heartbeat 3.0.6 logs a return (seen in the lab), without its spurious second death.
+    assert back.lines == (
+        (logging.INFO, "Link 192.168.1.1:192.168.1.1 up."),
+        (logging.CRITICAL, "Late heartbeat: Node 192.168.1.1: interval 30000 ms (> deadtime)"),
+        (logging.INFO, "Status update for node 192.168.1.1: status ping"))
+
+
+def test_a_late_answer_is_warned_like_heartbeat_and_judged_against_deadtime() -> None:
+    # Seen in the lab with Heartbeat 3.0.6: deadping 1 s, deadtime 2 s, warntime 500 ms.
+    t = PingTracker([PingTarget.node(ROUTER)], deadping_ms=1000, deadtime_ms=2000,
+                    warntime_ms=500, now=0.0)
+    t.reply(ROUTER, 0.1)
+    assert t.reply(ROUTER, 0.6) == []  # 500 ms: not late
+    (late,) = t.reply(ROUTER, 1.6)  # up all along, 1000 ms gap
+    assert late == PingLate(ROUTER, 1000, over_deadtime=False)
+    assert late.lines == ((logging.WARNING, "Late heartbeat: Node 192.168.1.1: interval 1000 ms"),)
+    assert [e.new for e in t.tick(2.7)] == [PingStatus.DEAD]
+    (back,) = t.reply(ROUTER, 3.2)  # dead by deadping, but the gap is under deadtime: WARN
+    assert isinstance(back, PingChanged)
+    assert [line for _, line in back.lines] == [
+        "Link 192.168.1.1:192.168.1.1 up.",
+        "Late heartbeat: Node 192.168.1.1: interval 1600 ms",
+        "Status update for node 192.168.1.1: status ping"]
 
 
 def test_replies_keep_it_up_indefinitely() -> None:
