@@ -1,9 +1,14 @@
-"""``respawn <user> <abs-path> [args]``: which programs nonstop runs, and the supervisor that does.
+"""``respawn <user> <command>``: which programs nonstop runs, and the supervisor that does.
 
-Heartbeat (spec §1.3 ``respawn``) starts each client once comm is up, as the named user, and
-restarts it whenever it exits, except with exit code 100; a client that dies within 30 s of its
-start more than 10 times in a row is logged as ``Client X "respawning too fast"`` and left dead.
-At shutdown clients get SIGTERM in reverse start order.
+Heartbeat 3.0.6, as observed in the lab (spec §1.3 ``respawn``): once comm is up it starts
+each client as the named user through ``/bin/sh -c <command>``, logs
+``Starting child client "<cmd>" (uid,gid)`` and ``Starting "<cmd>" as uid U  gid G (pid P)``;
+when the client ends it logs ``Managed <cmd> process P exited with return code N.`` (WARN
+unless 0) or ``... killed by signal N [SIGNAME - description].``, then
+``Respawning client "<cmd>":`` (ERROR) and starts it again about 1 s later; exit code 100 is
+not restarted; the 11th death in a row within 30 s of its start gives
+``Client <cmd> "respawning too fast"`` and the client stays dead. At shutdown clients get SIGTERM
+in reverse start order. Heartbeat discards a client's output; nonstop logs it (capped lines).
 
 Many respawn lines name programs that talk to Heartbeat's client API, which nonstop does not
 serve. :func:`classify` sorts a line into: run it (no API needed), built in (ipfail), or refused
@@ -34,6 +39,9 @@ FAST_DEATH_S = 30.0
 MAX_FAST_DEATHS = 10
 #: A client exiting with this code asks not to be restarted.
 NO_RESPAWN_EXIT = 100
+#: Seconds between a client's death and its restart (Heartbeat: about 1 s, seen in the lab).
+RESTART_DELAY_S = 1.0
+SHELL = "/bin/sh"
 OUTPUT_LINE_CAP = 512  # characters of one line of a client's output that reach the log
 
 
@@ -43,28 +51,32 @@ class RespawnError(Exception):
 
 @dataclass(frozen=True)
 class RespawnSpec:
-    """One ``respawn`` line: the user and the command."""
+    """One ``respawn`` line: the user and the command (a ``/bin/sh -c`` command line)."""
 
     user: str
-    argv: tuple[str, ...]
+    command: str
 
     @classmethod
     def parse(cls, rest: str) -> RespawnSpec:
-        """The text after ``respawn``; RespawnError for a missing user or a relative path."""
-        try:
-            words = shlex.split(rest)
-        except ValueError as exc:
-            raise RespawnError(f"respawn: {exc}") from None
-        if len(words) < 2:
-            raise RespawnError("respawn needs a user and an absolute program path")
-        if not words[1].startswith("/"):
-            raise RespawnError(f"respawn: program {words[1]!r} is not an absolute path")
-        return cls(words[0], tuple(words[1:]))
+        """The text after ``respawn``; RespawnError for a missing user or command."""
+        words = rest.split(None, 1)
+        if len(words) < 2 or not words[1].strip():
+            raise RespawnError("respawn needs a user and a program: respawn <user> <path> [args]")
+        return cls(words[0], words[1].strip())
 
     @property
-    def command(self) -> str:
-        """The command line as Heartbeat logs it."""
-        return " ".join(self.argv)
+    def argv(self) -> tuple[str, ...]:
+        """What is executed: the command line through the shell, as Heartbeat does."""
+        return (SHELL, "-c", self.command)
+
+    @property
+    def program(self) -> str:
+        """The file name of the program the command runs (``ipfail``, ``dopd``...)."""
+        try:
+            first = shlex.split(self.command)[0]
+        except (ValueError, IndexError):
+            first = self.command.split()[0]
+        return PurePosixPath(first).name
 
 
 class RespawnKind(enum.Enum):
@@ -102,7 +114,7 @@ _API_CLIENTS: dict[str, str] = {
 
 def classify(spec: RespawnSpec) -> RespawnClass:
     """Whether nonstop runs the program of a respawn line, has it built in, or refuses it."""
-    name = PurePosixPath(spec.argv[0]).name
+    name = spec.program
     if name == "ipfail":
         return RespawnClass(RespawnKind.BUILTIN, (
             "ipfail is built into nonstop: the ping/ping_group nodes decide failover; no "
@@ -174,14 +186,27 @@ class RespawnState(enum.Enum):
     DONE = "done"  # exit 100, or stopped
 
 
-def _describe_exit(command: str, pid: int, rc: int) -> str:
+#: Heartbeat's own descriptions of the signals a client dies of (seen in the lab); others fall
+#: back to the C library's.
+_SIGNAL_TEXT = {
+    signal.SIGHUP: "Hangup", signal.SIGQUIT: "Quit", signal.SIGABRT: "Abort",
+    signal.SIGKILL: "Kill, unblockable", signal.SIGUSR1: "User-defined signal 1",
+    signal.SIGSEGV: "Segmentation violation", signal.SIGTERM: "Termination (ANSI)",
+}
+
+
+def describe_exit(command: str, pid: int, rc: int) -> tuple[int, str]:
+    """(level, Heartbeat's line) for a client that ended with ``rc`` (negative: a signal)."""
     if rc < 0:
         try:
-            name = signal.Signals(-rc).name
+            sig = signal.Signals(-rc)
         except ValueError:
-            name = "unknown"
-        return f"Managed {command} process {pid} killed by signal {-rc} [{name}]."
-    return f"Managed {command} process {pid} exited with return code {rc}."
+            return logging.WARNING, f"Managed {command} process {pid} killed by signal {-rc}."
+        text = _SIGNAL_TEXT.get(sig) or signal.strsignal(sig) or "unknown"
+        return (logging.WARNING,
+                f"Managed {command} process {pid} killed by signal {-rc} [{sig.name} - {text}].")
+    level = logging.INFO if rc == 0 else logging.WARNING
+    return level, f"Managed {command} process {pid} exited with return code {rc}."
 
 
 class Respawner:
@@ -195,12 +220,14 @@ class Respawner:
                  env: Mapping[str, str] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  throttle: RespawnThrottle | None = None,
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None,
+                 restart_delay_s: float = RESTART_DELAY_S) -> None:
         self.spec = spec
         self._logger = logger
         self._env = {**os.environ, **(env or {})}
         self._clock = clock
         self.throttle = throttle or RespawnThrottle()
+        self.restart_delay_s = restart_delay_s
         self.identity = identity or lookup_user(spec.user)
         self.state = RespawnState.STARTING
         self.pid: int | None = None
@@ -208,6 +235,7 @@ class Respawner:
         self.last_exit: str | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._stopping = False
+        self._stop_requested = asyncio.Event()
 
     def as_dict(self) -> dict[str, Any]:
         """Status keys of one client: command, user, state, pid, starts, last_exit."""
@@ -231,7 +259,7 @@ class Respawner:
             if not line:
                 return
             text = line.decode(errors="replace").rstrip("\n")[:OUTPUT_LINE_CAP]
-            self._logger.info("%s[%d]: %s", PurePosixPath(self.spec.argv[0]).name, pid, text)
+            self._logger.info("%s[%d]: %s", self.spec.program, pid, text)
 
     async def _output_reader(self, read_fd: int) -> tuple[asyncio.StreamReader,
                                                          asyncio.BaseTransport]:
@@ -244,6 +272,8 @@ class Respawner:
     async def _run_once(self) -> tuple[float, int | None]:
         started = self._clock()
         self.starts += 1
+        self._logger.info('Starting child client "%s" (%d,%d)', self.spec.command,
+                          self.identity.uid, self.identity.gid)
         # Output through a pipe of our own, not the Process's: a grandchild that keeps it open
         # must not delay noticing that the client itself exited.
         read_fd, write_fd = os.pipe()
@@ -276,8 +306,8 @@ class Respawner:
         finally:
             reader.cancel()
             transport.close()
-        self.last_exit = _describe_exit(self.spec.command, proc.pid, rc)
-        self._logger.info("%s", self.last_exit)
+        level, self.last_exit = describe_exit(self.spec.command, proc.pid, rc)
+        self._logger.log(level, "%s", self.last_exit)
         self.state = RespawnState.EXITED
         self._proc = None
         return started, rc
@@ -297,12 +327,16 @@ class Respawner:
                     self._logger.error('Client %s "respawning too fast"', self.spec.command)
                     self.state = RespawnState.GAVE_UP
                 return self.state
+            self._logger.error('Respawning client "%s":', self.spec.command)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), self.restart_delay_s)
         self.state = RespawnState.DONE
         return self.state
 
     async def stop(self, timeout: float = 10.0) -> None:
         """No more restarts; SIGTERM the client, SIGKILL its process group after ``timeout``."""
         self._stopping = True
+        self._stop_requested.set()
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return

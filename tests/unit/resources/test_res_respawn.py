@@ -21,6 +21,7 @@ from nonstop.resources.respawn import (
     RespawnState,
     RespawnThrottle,
     classify,
+    describe_exit,
     lookup_user,
     stop_all,
 )
@@ -33,18 +34,30 @@ LOG = logging.getLogger("test.respawn")
 
 def test_parse_a_respawn_line() -> None:
     spec = RespawnSpec.parse("hacluster /usr/lib/heartbeat/ipfail")
-    assert spec == RespawnSpec("hacluster", ("/usr/lib/heartbeat/ipfail",))
-    assert RespawnSpec.parse("root /usr/bin/x -a 'b c'").argv == ("/usr/bin/x", "-a", "b c")
+    assert spec == RespawnSpec("hacluster", "/usr/lib/heartbeat/ipfail")
+    assert spec.program == "ipfail"
+    quoted = RespawnSpec.parse("root  /usr/bin/x -a 'b c'  ")
+    assert quoted.command == "/usr/bin/x -a 'b c'"
+    # Run through the shell, as Heartbeat does: quoting and $HA_* expansion work the same.
+    assert quoted.argv == ("/bin/sh", "-c", "/usr/bin/x -a 'b c'")
 
 
-@pytest.mark.parametrize("rest,why", [
-    ("hacluster", "needs a user"),
-    ("hacluster ipfail", "not an absolute path"),
-    ("root /bin/x 'unclosed", "quotation"),
-])
-def test_bad_respawn_lines(rest: str, why: str) -> None:
-    with pytest.raises(RespawnError, match=why):
+@pytest.mark.parametrize("rest", ["hacluster", "", "   "])
+def test_bad_respawn_lines(rest: str) -> None:
+    with pytest.raises(RespawnError, match="needs a user and a program"):
         RespawnSpec.parse(rest)
+
+
+def test_heartbeats_exit_lines() -> None:
+    # Worded as Heartbeat 3.0.6 logged them in the lab.
+    assert describe_exit('/bin/sh -c "kill -9 $$"', 20, -9) == (
+        logging.WARNING,
+        'Managed /bin/sh -c "kill -9 $$" process 20 killed by signal 9 '
+        "[SIGKILL - Kill, unblockable].")
+    assert describe_exit("/x", 5, -15)[1].endswith("[SIGTERM - Termination (ANSI)].")
+    assert describe_exit("/x", 5, 3) == (
+        logging.WARNING, "Managed /x process 5 exited with return code 3.")
+    assert describe_exit("/x", 5, 0)[0] == logging.INFO
 
 
 @pytest.mark.parametrize("line,kind,says", [
@@ -122,33 +135,35 @@ async def test_client_runs_as_the_named_user_and_is_restarted(
     # Each run records its uid and exits at once; the third run exits 100 (do not respawn).
     script = (f'id -u >> {out}; n=$(wc -l < {out}); echo "run $n"; '
               '[ "$n" -ge 3 ] && exit 100; exit 3')
-    spec = RespawnSpec(_user(), ("/bin/sh", "-c", script))
+    spec = RespawnSpec(_user(), f"/bin/sh -c '{script}'")
     caplog.set_level(logging.INFO, logger="test.respawn")
-    r = Respawner(spec, logger=LOG)
+    r = Respawner(spec, logger=LOG, restart_delay_s=0.01)
     assert await asyncio.wait_for(r.run(), 20) is RespawnState.DONE
     uid = str(lookup_user(_user()).uid)
     assert out.read_text().split() == [uid, uid, uid]
     assert r.starts == 3
     text = "\n".join(caplog.messages)
-    assert f'Starting "/bin/sh -c {script}" as uid {uid}' in text
+    assert f'Starting child client "{spec.command}" ({uid},' in text
+    assert f'Starting "{spec.command}" as uid {uid}' in text
+    assert f'Respawning client "{spec.command}":' in text
     assert "exited with return code 3." in text
     assert "exited with return code 100." in text
     assert "sh[" in text and "run 2" in text  # the client's own output reaches the log
 
 
 async def test_fast_dying_client_is_given_up(caplog: pytest.LogCaptureFixture) -> None:
-    spec = RespawnSpec(_user(), ("/bin/false",))
-    r = Respawner(spec, logger=LOG)
+    spec = RespawnSpec(_user(), "/bin/false")
+    r = Respawner(spec, logger=LOG, restart_delay_s=0.01)
     assert await asyncio.wait_for(r.run(), 30) is RespawnState.GAVE_UP
     assert r.starts == MAX_FAST_DEATHS + 1
     assert 'Client /bin/false "respawning too fast"' in caplog.messages
 
 
-async def test_missing_program_counts_as_a_death_and_is_given_up(
+async def test_missing_program_dies_fast_and_is_given_up(
         caplog: pytest.LogCaptureFixture) -> None:
-    r = Respawner(RespawnSpec(_user(), ("/nonexistent/prog",)), logger=LOG)
+    r = Respawner(RespawnSpec(_user(), "/nonexistent/prog"), logger=LOG, restart_delay_s=0.01)
     assert await asyncio.wait_for(r.run(), 30) is RespawnState.GAVE_UP
-    assert r.as_dict()["last_exit"].startswith("could not start")
+    assert r.as_dict()["last_exit"].endswith("exited with return code 127.")  # sh: not found
 
 
 async def test_stop_terminates_clients_in_reverse_order_and_their_children(
@@ -160,7 +175,7 @@ async def test_stop_terminates_clients_in_reverse_order_and_their_children(
     for name in ("first", "second"):
         script = (f"trap 'echo {name} >> {order}; exit 0' TERM; sleep 300 & "
                   f"echo $! > {tmp_path}/{name}.child; while :; do sleep 0.05; done")
-        r = Respawner(RespawnSpec(_user(), ("/bin/sh", "-c", script)), logger=LOG)
+        r = Respawner(RespawnSpec(_user(), script), logger=LOG)
         rs.append(r)
         tasks.append(asyncio.create_task(r.run()))
     for name, r in zip(("first", "second"), rs, strict=True):
@@ -179,3 +194,36 @@ async def test_stop_terminates_clients_in_reverse_order_and_their_children(
                 break
             await asyncio.sleep(0.02)
         assert not Path(f"/proc/{pid}").exists(), "a client's child outlived it"
+
+
+async def test_restart_waits_about_a_second_and_stop_cuts_the_wait() -> None:
+    r = Respawner(RespawnSpec(_user(), "exit 3"), logger=LOG)
+    task = asyncio.create_task(r.run())
+    for _ in range(250):
+        if r.starts >= 2:
+            break
+        await asyncio.sleep(0.02)
+    assert r.starts == 2  # the first restart came after the default 1 s wait
+    for _ in range(250):
+        if r.state is RespawnState.EXITED:
+            break
+        await asyncio.sleep(0.005)
+    # In the wait before the third start: stop ends it at once, not after the second.
+    await r.stop()
+    assert await asyncio.wait_for(task, 0.5) is RespawnState.DONE
+    assert r.starts == 2
+
+
+async def test_restarts_are_spaced_by_the_delay() -> None:
+    loop = asyncio.get_running_loop()
+    r = Respawner(RespawnSpec(_user(), "exit 3"), logger=LOG, restart_delay_s=0.3)
+    task = asyncio.create_task(r.run())
+    t0 = loop.time()
+    for _ in range(500):
+        if r.starts >= 3:
+            break
+        await asyncio.sleep(0.01)
+    assert r.starts == 3
+    assert loop.time() - t0 >= 0.6  # two waits of 0.3 s; never sooner
+    await r.stop()
+    await asyncio.wait_for(task, 5)
