@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import os
 import shlex
 import shutil
@@ -31,6 +32,9 @@ from typing import Any, Protocol
 STONITH_COMMAND = "stonith"
 DEFAULT_TIMEOUT_S = 60.0
 OUTPUT_CAP = 2048  # bytes of the command's output kept for the reason
+#: Heartbeat retries a failed STONITH every 5 s (``STONITH of X failed.  Retrying...``) and does
+#: not take over until one succeeds; the caller's loop should do the same.
+RETRY_INTERVAL_S = 5.0
 
 
 class StonithConfigError(ValueError):
@@ -141,10 +145,11 @@ class StonithFencer:
     """The real fencer: one ``stonith`` process per request, killed at ``timeout_s``."""
 
     def __init__(self, device: StonithDevice, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 command: str = STONITH_COMMAND,
+                 command: str = STONITH_COMMAND, logger: logging.Logger | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if timeout_s <= 0:
             raise StonithConfigError("stonith timeout must be > 0")
+        self._logger = logger
         self.device = device
         self.timeout_s = timeout_s
         self.command = command
@@ -175,20 +180,36 @@ class StonithFencer:
         return proc.returncode, out, None
 
     async def fence(self, node: str, action: FenceAction = FenceAction.RESET) -> FenceResult:
-        """Fence ``node``; a FenceResult in every case (ok only on exit status 0)."""
+        """Fence ``node``; a FenceResult in every case (ok only on exit status 0).
+
+        With a logger, Heartbeat's lines: ``Resetting node <n> with [<device>]`` before, and
+        ``node <n> now reset.`` after a reset that worked; a failure is logged as its reason.
+        """
         start = self._clock()
+        if self._logger is not None and action is FenceAction.RESET:
+            self._logger.info("Resetting node %s with [%s]", node, self.device.describe())
         argv = [*self.device.argv(self.command), "-T", action.value, node]
         rc, out, problem = await self._run(argv)
         took = self._clock() - start
         what = f"STONITH {action.value} of {node} with {self.device.describe()}"
         output = _tail(out)
         if problem is not None:
-            return FenceResult(node, action, False, f"{what} failed: {problem}", rc, output, took)
-        if rc == 0:
-            return FenceResult(node, action, True, f"{what} succeeded", rc, output, took)
-        detail = f": {output}" if output else ""
-        return FenceResult(node, action, False, f"{what} failed (exit {rc}){detail}", rc,
-                           output, took)
+            result = FenceResult(node, action, False, f"{what} failed: {problem}", rc, output,
+                                 took)
+        elif rc == 0:
+            result = FenceResult(node, action, True, f"{what} succeeded", rc, output, took)
+        else:
+            detail = f": {output}" if output else ""
+            result = FenceResult(node, action, False, f"{what} failed (exit {rc}){detail}", rc,
+                                 output, took)
+        if self._logger is not None:
+            if not result.ok:
+                self._logger.error("%s", result.reason)
+            elif action is FenceAction.RESET:
+                self._logger.info("node %s now reset.", node)
+            else:
+                self._logger.info("%s", result.reason)
+        return result
 
     async def hosts(self) -> list[str]:
         """The nodes the device says it controls (``stonith -l``); StonithConfigError if the

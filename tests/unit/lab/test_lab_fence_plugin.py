@@ -1,4 +1,4 @@
-"""The lab's STONITH plugin script on real processes (no namespaces needed)."""
+"""The lab's STONITH plugin and power switch, without namespaces."""
 
 from __future__ import annotations
 
@@ -9,22 +9,28 @@ from pathlib import Path
 
 import pytest
 
-from nonstop.lab.fence import install_plugin, power_record
+from nonstop.lab import LabError
+from nonstop.lab.fence import PowerSwitch, install_plugin
 
 
 @pytest.fixture
-def victim() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(["sleep", "60"])
-    yield proc
-    proc.kill()
-    proc.wait()
+def switch(tmp_path: Path) -> Iterator[PowerSwitch]:
+    def power_off(node: str) -> str:
+        if node == "broken":
+            raise LabError("the box of broken would not die")
+        return f"powered {node} off"
+
+    sw = PowerSwitch(tmp_path / "switch.sock", power_off).start()
+    yield sw
+    sw.close()
 
 
-def plugin(tmp_path: Path, *args: str, hostlist: str = "n1,n2") -> subprocess.CompletedProcess[str]:
+def plugin(tmp_path: Path, switch: Path, *args: str,
+           hostlist: str = "n1,n2,broken") -> subprocess.CompletedProcess[str]:
     path = install_plugin(tmp_path / "plugins")
-    env = {**os.environ, "hostlist": hostlist, "powerdir": str(tmp_path / "power")}
+    env = {**os.environ, "hostlist": hostlist, "switch": str(switch)}
     return subprocess.run([str(path), *args], env=env, capture_output=True, text=True,
-                          timeout=30)
+                          timeout=60)
 
 
 def test_plugin_is_installed_as_cluster_glue_requires(tmp_path: Path) -> None:
@@ -32,39 +38,45 @@ def test_plugin_is_installed_as_cluster_glue_requires(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o755  # never group/other writable
 
 
-def test_off_kills_the_recorded_process(tmp_path: Path,
-                                        victim: subprocess.Popen[bytes]) -> None:
-    power_record(tmp_path / "power", "n2", victim.pid)
-    done = plugin(tmp_path, "off", "n2")
+def test_off_and_reset_ask_the_switch(tmp_path: Path, switch: PowerSwitch) -> None:
+    done = plugin(tmp_path, switch.path, "off", "n2")
     assert done.returncode == 0, done.stderr
-    assert f"powered n2 off (box init {victim.pid} killed)" in done.stdout
-    assert victim.wait(5) == -9
+    assert done.stdout.strip() == "nonstop-lab: ok powered n2 off"
+    assert plugin(tmp_path, switch.path, "reset", "N1").returncode == 0  # names are case-blind
+    assert switch.requests == ["off n2", "off n1"]
 
 
-def test_a_node_outside_hostlist_is_refused(tmp_path: Path,
-                                            victim: subprocess.Popen[bytes]) -> None:
-    power_record(tmp_path / "power", "n3", victim.pid)
-    done = plugin(tmp_path, "reset", "n3")
+def test_a_switch_that_fails_fails_the_plugin(tmp_path: Path, switch: PowerSwitch) -> None:
+    done = plugin(tmp_path, switch.path, "reset", "broken")
+    assert done.returncode == 1
+    assert "error the box of broken would not die" in done.stderr
+
+
+def test_a_node_outside_hostlist_is_refused_without_asking(tmp_path: Path,
+                                                          switch: PowerSwitch) -> None:
+    done = plugin(tmp_path, switch.path, "reset", "n3")
     assert done.returncode == 1 and "not in hostlist" in done.stderr
-    assert victim.poll() is None
+    assert switch.requests == []
 
 
-def test_a_stale_record_never_hits_another_process(tmp_path: Path,
-                                                   victim: subprocess.Popen[bytes]) -> None:
-    power = tmp_path / "power"
-    power.mkdir()
-    # The recorded start time is not the running process's: the pid was reused.
-    (power / "n2").write_text(f"{victim.pid} 1\n")
-    done = plugin(tmp_path, "reset", "n2")
-    assert done.returncode == 0 and "is not running: it is off" in done.stdout
-    assert victim.poll() is None
+def test_no_switch_is_a_failure_not_a_success(tmp_path: Path) -> None:
+    done = plugin(tmp_path, tmp_path / "nothing.sock", "reset", "n2")
+    assert done.returncode == 1 and "power switch" in done.stderr
 
 
-def test_framework_queries(tmp_path: Path) -> None:
-    (tmp_path / "power").mkdir()
-    assert plugin(tmp_path, "gethosts").stdout.split() == ["n1", "n2"]
-    assert plugin(tmp_path, "getconfignames").stdout.split() == ["hostlist", "powerdir"]
-    assert plugin(tmp_path, "status").returncode == 0
-    assert plugin(tmp_path, "status", hostlist="").returncode == 1
-    assert plugin(tmp_path, "on", "n2").returncode == 1
-    assert "<parameter name=\"powerdir\"" in plugin(tmp_path, "getinfo-xml").stdout
+def test_framework_queries(tmp_path: Path, switch: PowerSwitch) -> None:
+    assert plugin(tmp_path, switch.path, "gethosts").stdout.split() == ["n1", "n2", "broken"]
+    assert plugin(tmp_path, switch.path, "getconfignames").stdout.split() == ["hostlist",
+                                                                             "switch"]
+    assert plugin(tmp_path, switch.path, "status").returncode == 0
+    assert plugin(tmp_path, switch.path, "on", "n2").returncode == 1
+    assert '<parameter name="switch"' in plugin(tmp_path, switch.path, "getinfo-xml").stdout
+
+
+def test_switch_refuses_bad_requests(tmp_path: Path, switch: PowerSwitch) -> None:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(switch.path))
+        s.sendall(b"explode everything\n")
+        assert s.recv(200).startswith(b"error bad request")
