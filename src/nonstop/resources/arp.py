@@ -24,6 +24,7 @@ ZERO_MAC = b"\x00" * 6
 MIN_FRAME_LEN = 60
 DEFAULT_INTERVAL_S = 0.5
 DEFAULT_REPEAT = 10
+PACKET_OUTGOING = 4  # sll_pkttype of a frame we sent ourselves
 
 
 class ArpOp(enum.IntEnum):
@@ -107,6 +108,16 @@ def packet_socket() -> socket.socket:
     the first gratuitous ARP and every address probe of a takeover.
     """
     return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+
+
+async def receive_arp(sock: socket.socket, timeout: float | None) -> ArpPacket | None:
+    """The next frame of a bound non-blocking packet socket as an ARP packet; None for one we
+    sent ourselves or one that is not ARP. TimeoutError after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    data, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), timeout)
+    if addr[2] == PACKET_OUTGOING:
+        return None
+    return parse_arp_frame(data)
 
 
 def release_socket(sock: socket.socket) -> None:

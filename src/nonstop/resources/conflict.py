@@ -14,7 +14,6 @@ every ``probe_interval_s``; the first probe nobody else answers ends the conflic
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import ipaddress
 import logging
@@ -25,7 +24,6 @@ from dataclasses import dataclass
 from nonstop.resources import arp, dad
 
 DEFAULT_PROBE_INTERVAL_S = 1.0
-PACKET_OUTGOING = 4
 
 
 class ConflictState(enum.Enum):
@@ -128,7 +126,6 @@ class ConflictWatch:
     async def run(self) -> None:
         """Listen (and probe while in conflict) until cancelled; OSError if the interface
         cannot be listened on."""
-        loop = asyncio.get_running_loop()
         sock = arp.packet_socket()
         try:
             sock.bind((self.iface, arp.ETH_P_ARP))
@@ -139,16 +136,13 @@ class ConflictWatch:
                 if self.tracker.state is ConflictState.CONFLICT:
                     timeout = max(0.0, next_probe - self._clock())
                 try:
-                    data, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), timeout)
+                    packet = await arp.receive_arp(sock, timeout)
                 except TimeoutError:
                     result = await dad.probe_address(self.iface, self.tracker.ip,
                                                      mac=self.tracker.our_mac, wait_s=self._wait)
                     next_probe = self._clock() + self._interval
                     self._emit(self.tracker.probed(result))
                     continue
-                if addr[2] == PACKET_OUTGOING:
-                    continue
-                packet = arp.parse_arp_frame(data)
                 if packet is None:
                     continue
                 was_clear = self.tracker.state is ConflictState.CLEAR

@@ -31,7 +31,6 @@ from nonstop.resources import arp, netlink
 DEFAULT_PROBES = 3
 DEFAULT_INTERVAL_S = 0.02
 DEFAULT_WAIT_S = 0.1
-PACKET_OUTGOING = 4  # sll_pkttype of frames we sent ourselves
 _ZERO_IP = ipaddress.IPv4Address(0)
 
 
@@ -144,13 +143,9 @@ async def probe_address(iface: str, ip: ipaddress.IPv4Address, *, mac: bytes | N
                 break
             until = min(deadline, next_send) if sent < probes else deadline
             try:
-                data, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048),
-                                                    max(0.0, until - clock()))
+                packet = await arp.receive_arp(sock, max(0.0, until - clock()))
             except TimeoutError:
                 continue
-            if addr[2] == PACKET_OUTGOING:
-                continue
-            packet = arp.parse_arp_frame(data)
             if packet is None:
                 continue
             who = claimant(packet, ip, mac)
