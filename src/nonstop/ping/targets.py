@@ -245,9 +245,11 @@ class PingTracker:
             state.heard[ip] = now
             previous = state.last
             state.last = now if previous is None else max(previous, now)
+            # Heartbeat measures the first gap from its own start, so a ping node that is slow
+            # to answer at all is late too.
+            gap = round((now - (self._start if previous is None else previous)) * 1000)
             late = None
-            if previous is not None and (now - previous) * 1000 > self.warntime_ms:
-                gap = round((now - previous) * 1000)
+            if gap > self.warntime_ms:
                 late = PingLate(state.target.name, gap, gap > self.deadtime_ms)
             if state.status is not PingStatus.PING:
                 events.append(self._move(state, PingStatus.PING, None, late))

@@ -68,6 +68,15 @@ def test_a_late_answer_is_warned_like_heartbeat_and_judged_against_deadtime() ->
         "Status update for node 192.168.1.1: status ping"]
 
 
+def test_a_first_answer_later_than_warntime_after_start_is_late() -> None:
+    t = tracker()  # deadping 10 s: warntime 5 s
+    (event,) = t.reply(ROUTER, 6.0)
+    assert [line for _, line in event.lines] == [
+        "Link 192.168.1.1:192.168.1.1 up.",
+        "Late heartbeat: Node 192.168.1.1: interval 6000 ms",
+        "Status update for node 192.168.1.1: status ping"]
+
+
 def test_replies_keep_it_up_indefinitely() -> None:
     t = tracker()
     for second in range(1, 100):
