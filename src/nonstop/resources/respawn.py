@@ -28,7 +28,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -77,6 +77,18 @@ class RespawnSpec:
         except (ValueError, IndexError):
             first = self.command.split()[0]
         return PurePosixPath(first).name
+
+
+def client_environment(env_lines: Iterable[str]) -> dict[str, str]:
+    """The environment Heartbeat's ``env NAME=value`` lines add for respawn clients: each as
+    ``HA_NAME=value``. RespawnError for a line that is not ``NAME=value``."""
+    env: dict[str, str] = {}
+    for text in env_lines:
+        name, sep, value = text.strip().partition("=")
+        if not sep or not name or not (name.replace("_", "a").isalnum() and name.isascii()):
+            raise RespawnError(f"env wants NAME=value, not {text.strip()!r}")
+        env[f"HA_{name}"] = value
+    return env
 
 
 class RespawnKind(enum.Enum):

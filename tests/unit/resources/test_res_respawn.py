@@ -21,6 +21,7 @@ from nonstop.resources.respawn import (
     RespawnState,
     RespawnThrottle,
     classify,
+    client_environment,
     describe_exit,
     lookup_user,
     stop_all,
@@ -74,6 +75,22 @@ def test_classify(line: str, kind: RespawnKind, says: str) -> None:
     result = classify(RespawnSpec.parse(line))
     assert result.kind is kind
     assert says in result.message
+
+
+def test_env_lines_become_ha_variables() -> None:
+    assert client_environment(["FOO=bar", "EMPTY=", "X_Y=a=b"]) == {
+        "HA_FOO": "bar", "HA_EMPTY": "", "HA_X_Y": "a=b"}
+    for bad in ("FOO", "=x", "A B=1", "É=1"):
+        with pytest.raises(RespawnError, match="NAME=value"):
+            client_environment([bad])
+
+
+async def test_client_sees_the_env_lines(shared_dir: Path) -> None:
+    out = shared_dir / "env"
+    r = Respawner(RespawnSpec(_user(), f'echo "$HA_FOO" > {out}; exit 100'), logger=LOG,
+                  env=client_environment(["FOO=bar baz"]))
+    assert await asyncio.wait_for(r.run(), 10) is RespawnState.DONE
+    assert out.read_text() == "bar baz\n"
 
 
 def test_unknown_user_is_a_clear_error() -> None:
