@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import pickle
@@ -713,17 +714,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def summary(run: SystemRun) -> dict[str, object]:
     """What a test needs to know of a run."""
-    gaps = [b.t - a.t for a, b in zip(run.samples, run.samples[1:], strict=False)]
+    gaps = [b.t - a.t for a, b in itertools.pairwise(run.samples)]
+    held = sum(1 for s in run.samples if s.holders)
     return {
         "system": run.key,
         "failure": run.failure,
         "seconds": run.end - run.t0,
         "kinds": sorted({i.fault.kind for i in run.injected}),
-        "injected": [{"kind": i.fault.kind, "node": i.node, "at": i.at - run.t0,
+        "injected": [{"kind": i.fault.kind, "role": i.fault.role, "node": i.node,
+                      "at": i.at - run.t0,
                       "end": i.end - run.t0, "note": i.note} for i in run.injected],
         "samples": len(run.samples),
         "longest_sample_gap": max(gaps, default=0.0),
         "sampler_errors": len(run.sampler_errors),
+        "held_share": held / len(run.samples) if run.samples else 0.0,
         "probes": run.probe_count,
         "answers": len(run.answers),
         "availability": run.avail.ratio if run.avail else None,
