@@ -34,6 +34,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -429,6 +430,10 @@ def run_system(key: str, schedule: Sequence[ChaosFault], duration: float, *, wor
     except LabError as exc:
         run.failure = str(exc)
         progress(f"FAILED {key}: {str(exc).splitlines()[0]}")
+    except Exception as exc:
+        # A bug of the harness: what was recorded up to it is still worth a report.
+        run.failure = f"harness error: {exc!r}\n{traceback.format_exc()}"
+        progress(f"FAILED {key}: harness error {exc!r}")
     finally:
         watcher.close()
     if run.samples:
@@ -528,7 +533,7 @@ def render(runs: Sequence[SystemRun], *, command: str, seed: int, duration: floa
     out += [f"| {k} | {v} |" for k, v in machine]
     out += [f"| load average before / after | {load_before} / {load_after} |",
             f"| whole-machine CPU busy during the run | {busy:.0f} % |", ""]
-    out += ["## What was done", "", (__doc__ or "").split("\n\n", 2)[2].strip(), "",
+    out += ["## What was done", "", (__doc__ or "").split("\n\n", 3)[3].strip(), "",
             METHOD, ""]
     out += ["## Summary", "", "| | " + " | ".join(r.name for r in runs) + " |",
             "|---|" + "---|" * len(runs)]
