@@ -31,6 +31,7 @@ import pickle
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -101,6 +102,19 @@ class ChaosNonstop(NonstopCluster):
             for node in NODES:
                 ha_cf = self.config_dir(node) / "ha.cf"
                 ha_cf.write_text(set_directives(ha_cf.read_text(), _ipfail_directives(lab)))
+
+    def start_all(self) -> None:
+        """Refuse at once, with nonstop's own words, a config it would not run (the ipfail
+        lines before issue 12 lands), instead of waiting for a service that never comes."""
+        for node in NODES:
+            done = subprocess.run(
+                [sys.executable, "-m", "nonstop", "check", "--offline", "--config-dir",
+                 str(self.config_dir(node)), "--node", node],
+                capture_output=True, text=True, timeout=60, env=self.lab.child_env())
+            if done.returncode != 0:
+                raise LabError(f"nonstop refuses the {self.name} config of {node}:\n"
+                               f"{(done.stdout + done.stderr).strip()}")
+        super().start_all()
 
     def restart_daemon(self, node: str) -> None:
         """Start the daemon again after it was killed (its mail server still runs)."""
