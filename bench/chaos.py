@@ -458,6 +458,7 @@ def run_system(key: str, schedule: Sequence[ChaosFault], duration: float, *, wor
 def check(run: SystemRun) -> None:
     """Evaluate the invariants and the outages of a finished run."""
     probes = run.answers
+    run.outages = {}
     nodes = (N1, N2)
     run.violations = sorted(dual_holders(run.samples, run.conditions, nodes)
                             + blind_takeovers(run.samples, run.conditions, nodes),
@@ -476,7 +477,8 @@ def _holders_text(held: frozenset[str]) -> str:
 
 
 def holder_story(run: SystemRun, start: float, end: float) -> str:
-    """Who held the VIP from ``start`` to ``end``, e.g. 'vpbx1-1 -> both (0.4 s) -> vpbx1-2'."""
+    """Who held the VIP from ``start`` to ``end``, with how long (but for the last), e.g.
+    'vpbx1-1 (2.1 s) -> both (0.4 s) -> vpbx1-2'."""
     steps: list[tuple[float, frozenset[str]]] = []
     for s in run.samples:
         if start <= s.t <= end and (not steps or steps[-1][1] != s.holders):
@@ -485,7 +487,7 @@ def holder_story(run: SystemRun, start: float, end: float) -> str:
     for i, (t, held) in enumerate(steps):
         name = "both" if len(held) == 2 else (next(iter(held)) if held else "nobody")
         last = steps[i + 1][0] if i + 1 < len(steps) else end
-        parts.append(name if i in (0, len(steps) - 1) else f"{name} ({last - t:.1f} s)")
+        parts.append(name if i == len(steps) - 1 else f"{name} ({last - t:.1f} s)")
     if len(parts) > 9:
         parts = [*parts[:4], f"... {len(parts) - 8} more ...", *parts[-4:]]
     return " -> ".join(parts) or "-"
@@ -612,7 +614,10 @@ def render(runs: Sequence[SystemRun], *, command: str, seed: int, duration: floa
             gaps = sorted(r.avail.gaps, key=lambda g: -g[2])[:10]
             out += ["### Longest unserved gaps (seconds counted: outside detection windows)",
                     ""]
-            out += [f"* {r.rel(a)} to {r.rel(b)}: {b - a:.2f} s, {counted:.2f} s counted"
+            by_time = {p.answered: p.node for p in r.answers}
+            out += [f"* {r.rel(a)} to {r.rel(b)}: {b - a:.2f} s, {counted:.2f} s counted; "
+                    f"answered before by {by_time.get(a) or '-'}, after by "
+                    f"{by_time.get(b) or '-'}; VIP: {holder_story(r, a, b)}"
                     for a, b, counted in sorted(gaps)]
             out.append("")
         out += ["### Invariant violations", ""]
@@ -675,7 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--raw", type=Path, default=None,
                         help="also keep everything recorded (pickle), to render again later")
     parser.add_argument("--render-from", type=Path, default=None, metavar="RAW",
-                        help="no run: write --out again from a --raw file of an earlier run")
+                        help="no run: check again what a --raw file of an earlier run "
+                             "recorded and write --out")
     ns = parser.parse_args(argv)
     if ns.render_from is not None:
         try:
@@ -684,6 +690,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raw = pickle.load(fh)
         except (OSError, pickle.UnpicklingError, EOFError) as exc:
             parser.error(f"cannot read {ns.render_from}: {exc}")
+        for run in raw["runs"]:
+            if run.samples:
+                check(run)  # the checks of this tree, on what was recorded
         ns.out.write_text(render(raw["runs"], **raw["context"]))
         return 0
     if os.geteuid() != 0:

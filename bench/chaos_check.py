@@ -206,16 +206,18 @@ def availability(probes: Sequence[Probe], start: float, end: float,
 
 
 def fault_outage(probes: Sequence[Probe], at: float, until: float) -> tuple[float, bool]:
-    """The client-visible outage of a fault injected at ``at``: the longest time between two
-    consecutive answers from the last one before ``at`` up to ``until`` (the next fault or the
-    end of the run); True with it when no answer came at all after ``at`` before ``until``."""
+    """The client-visible outage of a fault injected at ``at``: the longest time without an
+    answer from the fault up to ``until`` (the next fault or the end of the run), starting at
+    the last answer before ``at`` (at ``at`` itself when the client had already gone unserved
+    for more than T1: that earlier silence belongs to what came before) and ending at
+    ``until`` if no answer came after the last one; True with it when no answer came at all
+    after ``at`` before ``until``."""
     answers = sorted(p.answered for p in probes if p.answered is not None)
     i = bisect.bisect_right(answers, at)
-    before = answers[i - 1] if i > 0 else at
+    before = answers[i - 1] if i > 0 and at - answers[i - 1] <= T1_S else at
     after = [a for a in answers[i:] if a <= until]
-    if not after:
-        return until - before, True
-    return max(b - a for a, b in itertools.pairwise([before, *after])), False
+    points = [before, *after, until]
+    return max(b - a for a, b in itertools.pairwise(points)), not after
 
 
 def spread(values: Sequence[float]) -> str:

@@ -127,6 +127,13 @@ def test_fault_outage_is_the_longest_silence_up_to_the_next_fault() -> None:
     seconds, none_after = fault_outage(probes, 3.6, 5.9)
     assert seconds == pytest.approx(5.9 - 3.52)
     assert none_after
+    # The silence after the last answer counts up to the next fault...
+    seconds, none_after = fault_outage(answered([0.0, 0.02, 0.04]), 0.03, 4.0)
+    assert seconds == pytest.approx(3.96)
+    assert not none_after
+    # ...and a silence that began before the fault is not the fault's.
+    seconds, _ = fault_outage(probes, 2.9, 5.0)
+    assert seconds == pytest.approx(5.0 - 3.52)
 
 
 def _newaddr(ip: bytes) -> bytes:

@@ -57,7 +57,9 @@ def test_report_has_every_section_and_the_violation_s_timeline() -> None:
     assert "harness recovery (two holders for 30 s)" in text
     # The crash-free cable fault's outage: from the last answer before 110 to 112.4.
     assert "| 1 | +10.00 s | cable on the active for 5.0 s | vpbx1-1 |  | 2.4" in text
-    assert "vpbx1-1 -> both (5.2 s) -> vpbx1-2" in text
+    assert "vpbx1-1 (2.3 s) -> both (5.2 s) -> vpbx1-2" in text
+    assert ("+10.00 s to +12.40 s: 2.40 s, 0.40 s counted; answered before by vpbx1-1, after "
+            "by vpbx1-2; VIP: vpbx1-1 (2.3 s) -> both\n") in text
 
 
 def test_summary_counts_what_a_test_needs() -> None:
