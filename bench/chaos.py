@@ -112,8 +112,9 @@ class ChaosNonstop(NonstopCluster):
                  str(self.config_dir(node)), "--node", node],
                 capture_output=True, text=True, timeout=60, env=self.lab.child_env())
             if done.returncode != 0:
-                raise LabError(f"nonstop refuses the {self.name} config of {node}:\n"
-                               f"{(done.stdout + done.stderr).strip()}")
+                said = (done.stdout + done.stderr).strip()
+                raise LabError(f"nonstop refuses the {self.name} config of {node} "
+                               f"({said.splitlines()[-1] if said else 'no output'}):\n{said}")
         super().start_all()
 
     def restart_daemon(self, node: str) -> None:
