@@ -3,6 +3,10 @@ replication on, keepalive 200 ms, both daemons idle; per node CPU % and PSS as t
 suite measures them, the mappings by kind (smaps), VmLck and the number of modules loaded.
 
     sudo python3 -m bench.footprint [--window 60] [--settle 5]
+    python3 -m bench.footprint --imports
+
+``--imports`` needs no cluster: what importing each part costs a fresh interpreter (anonymous
+resident memory, modules), and tracemalloc's largest allocations of the daemon's imports.
 
 Run it alone, holding the bench lock (``flock /tmp/nonstop-bench.lock ...``): PSS divides a
 shared library's pages among every process mapping it, and CPU % is a share of one core.
@@ -14,6 +18,7 @@ import argparse
 import collections
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,13 +87,64 @@ def report(cluster: ReplicatingCluster, window: float) -> None:
                 print(f"    {kind:44s} PSS {pss / 1024:6.1f} MB   RSS {rss / 1024:6.1f} MB")
 
 
+# Fresh interpreters without site (no .pth files: a sandbox's certifi hook would be counted),
+# site-packages reachable through sys.path.
+_IMPORT_COST = """
+import sys
+sys.path.extend(p for p in {paths!r} if p not in sys.path)
+def anon():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+before, mods = anon(), len(sys.modules)
+{statement}
+print(anon() - before, len(sys.modules) - mods)
+"""
+_IMPORTS = ("import asyncio", "import ssl", "import sqlite3", "import click",
+            "import email.message, email.policy, smtplib", "import pyroute2",
+            "import nonstop.config.loader", "import nonstop.heartbeat.membership",
+            "import nonstop.failover.engine", "import nonstop.sync.replicator",
+            "import nonstop.daemon", "import nonstop.cli, nonstop.daemon")
+_TRACED = """
+import tracemalloc
+tracemalloc.start()
+import nonstop.cli, nonstop.daemon
+current, _peak = tracemalloc.get_traced_memory()
+print(f"traced after importing nonstop.cli and nonstop.daemon: {{current / 2**20:.1f}} MB")
+for stat in tracemalloc.take_snapshot().statistics("filename")[:12]:
+    print(f"    {{stat.size / 2**20:5.2f}} MB  {{stat.traceback[0].filename}}")
+"""
+
+
+def import_costs() -> None:
+    paths = [p for p in sys.path if p]
+    for statement in _IMPORTS:
+        done = subprocess.run([sys.executable, "-S", "-c",
+                               _IMPORT_COST.format(paths=paths, statement=statement)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            print(f"{statement}: not importable here")
+            continue
+        kb, mods = done.stdout.split()
+        print(f"{statement:48s} {int(kb) / 1024:5.1f} MB anonymous, {mods:>4s} modules")
+    done = subprocess.run([sys.executable, "-S", "-c",
+                           f"import sys; sys.path.extend({paths!r})\n" + _TRACED.format()],
+                          capture_output=True, text=True, timeout=60, check=False)
+    print(done.stdout or done.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench.footprint",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--window", type=float, default=60.0, help="idle window, seconds")
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds after the first sync before measuring")
+    parser.add_argument("--imports", action="store_true",
+                        help="only what importing each part costs (no cluster, no root)")
     args = parser.parse_args(argv)
+    if args.imports:
+        import_costs()
+        return 0
     if os.geteuid() != 0:
         print("bench.footprint needs root (network namespaces)", file=sys.stderr)
         return 1
