@@ -56,6 +56,14 @@ def _usable_dir(value: str) -> bool:
     return bool(value) and not os.path.isfile(value)
 
 
+def _as_path(value: str) -> str:
+    """``str(pathlib.PurePosixPath(value))``, as the click CLI shows a path it was given
+    (``a//b/./`` is ``a/b``), without importing pathlib."""
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    root = "//" if value[:2] == "//" and value[:3] != "///" else "/" * value.startswith("/")
+    return root + "/".join(parts) if root or parts else "."
+
+
 def status_command(args: Sequence[str]) -> int | None:
     """``nonstop status [--state-dir DIR] [--json]``; None: not a line for the fast path."""
     opts = plain_options(args, ("--json",), ("--state-dir",))
@@ -64,7 +72,7 @@ def status_command(args: Sequence[str]) -> int | None:
     state_dir = str(opts.get("--state-dir", DEFAULT_STATE_DIR))
     if not _usable_dir(state_dir):
         return None
-    return show_status(state_dir, bool(opts.get("--json")))
+    return show_status(_as_path(state_dir), bool(opts.get("--json")))
 
 
 def show_status(state_dir: str | os.PathLike[str], as_json: bool) -> int:

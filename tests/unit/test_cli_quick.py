@@ -11,11 +11,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-from nonstop.quick import plain_options
+from nonstop.quick import _as_path, plain_options
 
 # The program as installed, in a child: its output, exit code and the heavy modules it loaded;
 # CLICK is the click CLI alone, as the program was before it had fast paths.
@@ -122,9 +122,14 @@ def test_status_fast_path_answers_as_click_does(daemon: Path, extra: list[str]) 
         assert "  n2               active   150 ms ago     eth0:up" in out.splitlines()
 
 
-@pytest.mark.parametrize("extra", [[], ["--json"]])
+@pytest.mark.parametrize("value", ["a//b/./c/", "//x", "///x", "/", ".", "./", "../up", "x"])
+def test_paths_are_shown_as_click_shows_them(value: str) -> None:
+    assert _as_path(value) == str(PurePosixPath(value))
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"], ["--state-dir=./"]])
 def test_status_without_a_daemon(tmp_path: Path, extra: list[str]) -> None:
-    args = ["status", "--state-dir", str(tmp_path), *extra]
+    args = ["status", "--state-dir", f"{tmp_path}//./", *extra]
     code, out, err, loaded = program(args)
     assert loaded == ""
     assert (code, out, err) == click_cli(args)
