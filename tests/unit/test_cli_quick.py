@@ -49,17 +49,19 @@ STATUS = {
 }
 
 
-def program(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str, str]:
+def program(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+            ) -> tuple[int, str, str, str]:
     """(exit code, stdout, stderr without the LOADED line, heavy modules loaded)."""
     done = subprocess.run([sys.executable, "-c", PROGRAM, *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})})
+                          text=True, timeout=60, env={**os.environ, **(env or {})}, cwd=cwd)
     err, _, loaded = done.stderr.rpartition("LOADED")
     return done.returncode, done.stdout, err, loaded.strip()
 
 
-def click_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+def click_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+              ) -> tuple[int, str, str]:
     done = subprocess.run([sys.executable, "-c", CLICK, *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})})
+                          text=True, timeout=60, env={**os.environ, **(env or {})}, cwd=cwd)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -205,3 +207,13 @@ def test_sync_dirty_list_errors_as_click_gives_them(tmp_path: Path, sync_node: l
     assert loaded == ""
     assert (code, out, err) == click_cli(args, env)
     assert code == (2 if case == "env" else 1)
+
+
+def test_sync_dirty_list_with_an_empty_state_dir_uses_the_working_directory(
+        tmp_path: Path, sync_node: list[str]) -> None:
+    args = ["sync", "-M", *sync_node, "--state-dir", ""]
+    env = {"CSYNC2_SYSTEM_DIR": str(tmp_path)}
+    for cwd, run in ((tmp_path / "fast", program), (tmp_path / "click", click_cli)):
+        cwd.mkdir()
+        assert run(args, env, cwd)[0] == 2
+        assert (cwd / "a.db3").exists()

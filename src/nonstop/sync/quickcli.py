@@ -139,9 +139,9 @@ def sync_command(args: Sequence[str]) -> int | None:
     cfgname = value("-C")
     try:
         cfg_file = config_path(value("--config", "NONSTOP_SYNC_CONFIG"), cfgname, system_dir())
+        state_dir = value("--state-dir", "NONSTOP_SYNC_STATE_DIR")
         db_file = db_path_for(value("--db"), value("-D"),
-                              value("--state-dir", "NONSTOP_SYNC_STATE_DIR") or DEFAULT_STATE_DIR,
-                              me, cfgname)
+                              DEFAULT_STATE_DIR if state_dir is None else state_dir, me, cfgname)
     except CommandLineError as e:
         print(e, file=sys.stderr, flush=True)
         return 1
