@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sys
 
 from nonstop.errors import NonstopError
@@ -75,7 +74,8 @@ def system_dir() -> str:
 
 def this_node(node: str | None) -> str:
     """``-N``, else $HA_CURHOST (set for resource scripts), else the host name; lower case."""
-    return (node or os.environ.get("HA_CURHOST") or socket.gethostname()).lower()
+    # uname's node name is what gethostname(2) returns on Linux, without importing socket.
+    return (node or os.environ.get("HA_CURHOST") or os.uname().nodename).lower()
 
 
 def list_dirty(cfg_file: str, db_file: str, me: str, groups: str | None = None) -> int:
