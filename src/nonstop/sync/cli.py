@@ -337,7 +337,7 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
             return 0
         scopes = scopes_for(paths, recursive or not paths, names)
         if outfd is not None and (check_update or do_check):
-            code = _run(n, scopes, False, True, False, do_force, False, False, False, False, 0,
+            code = _run(n, scopes, False, True, False, do_force, False, False, False, 0,
                         verbose, init_run, force_new, only, False)
             data = b"".join(os.fsencode(d) + b"\0" for d in n.relevant_dirs(scopes))
             with contextlib.suppress(OSError):
@@ -348,7 +348,7 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
             do_check = check_update = do_force = False
             do_update = True
         return _run(n, scopes, check_update, do_check, do_update, do_force, do_mark, list_files,
-                    list_dirty, remove_stale, serve, verbose, init_run, force_new, only, dry_run)
+                    remove_stale, serve, verbose, init_run, force_new, only, dry_run)
     except ConfigError as e:
         click.echo(f"Config error: {e}", err=True)
         return 1
@@ -396,17 +396,12 @@ def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap,
 
 def _run(
     n: Node, scopes: list[Scope] | None, check_update: bool, do_check: bool, do_update: bool,
-    do_force: bool, do_mark: bool, list_files: bool, list_dirty: bool, remove_stale: bool,
+    do_force: bool, do_mark: bool, list_files: bool, remove_stale: bool,
     serve: int, verbose: int, init_run: bool, force_new: bool, only: list[str] | None,
     dry_run: bool,
 ) -> int:
     if list_files:
         lines = n.file_lines()
-        for line in lines:
-            click.echo(line)
-        return 0 if lines else 2
-    if list_dirty:
-        lines = n.dirty_lines()
         for line in lines:
             click.echo(line)
         return 0 if lines else 2
