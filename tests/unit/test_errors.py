@@ -23,6 +23,7 @@ REMOTE = {
     "nonstop.sync.transport.RemoteError",
     "nonstop.sync.rdiff.RdiffError",
     "nonstop.coord.port.CoordError",
+    "nonstop.ping.icmp.NotOurReply",
 }
 
 
