@@ -54,6 +54,7 @@ from nonstop.heartbeat.membership import (
 from nonstop.heartbeat.rexmit import RexmitLimiter
 from nonstop.heartbeat.states import NodeStatus
 from nonstop.logs import BAD_INPUT, escape
+from nonstop.observe.recorder import Recorder
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.resources.mailto import mail_transport
 from nonstop.sync.replicator import Replicator
@@ -170,6 +171,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self._reload_lock = asyncio.Lock()
         self._reload_tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self.observer = Recorder(cfg, node, state_dir, thread_init=_normal_priority)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -197,6 +199,7 @@ class Daemon:
             self.watchdog.open()
         log.info("Local status now set to: 'up'")
         await self.api.start()
+        await self.observer.start(self.status)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
@@ -229,6 +232,7 @@ class Daemon:
                 self._timer.cancel()
             self.media.close()
             await self.api.close()
+            await self.observer.close()
             with contextlib.suppress(OSError):
                 replaystate.save(self.state_dir, self.membership.replay_state())
         log.info("%s nonstop shutdown complete.", self.node)
@@ -275,6 +279,7 @@ class Daemon:
             log.error("replication disabled: %s", e)
             return
         self.replicator = replicator
+        self.observer.watch_sync(replicator)
         log.info("replication: serving and watching with %s", config_path)
         self._replication_follows()
 
@@ -370,7 +375,7 @@ class Daemon:
             self.node,
             self.state_dir,
             ctx,
-            agent_factory=self.agent_factory,
+            agent_factory=self.observer.timed(self.agent_factory),
             clock=self._now,
             on_change=self._schedule_reconsider,
             monitor_interval_s=interval,
@@ -451,7 +456,10 @@ class Daemon:
                 needs_failback=self.engine.needs_failback(),
                 seen_epochs=dict(self.engine.seen_epochs),
             )
-            self.engine.apply(decide(cview))
+            decisions = decide(cview)
+            self.observer.on_decisions(decisions, self.engine.infos())
+            self.engine.apply(decisions)
+        self.observer.on_groups(self.engine.snapshot(self._holders()))
         self._advertise()
         self._replication_follows()
 
@@ -612,6 +620,7 @@ class Daemon:
         return "classic" if self.cfg.ha.msgfmt == "classic" else "netstring"
 
     def _handle(self, events: list[Event], now: float) -> None:
+        self.observer.on_membership(events)
         if any(not isinstance(ev, Send) for ev in events):
             self._schedule_reconsider()
         for ev in events:
@@ -710,6 +719,7 @@ class Daemon:
     def _reload_on_signal(self) -> None:
         """SIGHUP, as Heartbeat and every init script's reload use it."""
         log.info("Signal SIGHUP received: re-reading the configuration")
+        self.observer.on_command("reload", {"peer": "SIGHUP"})
         task = asyncio.create_task(self.reload())
         self._reload_tasks.add(task)
         task.add_done_callback(self._reload_tasks.discard)
@@ -730,8 +740,10 @@ class Daemon:
                 log.error("reload refused: %d error(s); still running on the previous "
                           "configuration", len(parsed.errors))
                 self.notifier.reloaded("running; the last reload was refused")
-                return {"ok": False, "error": "configuration has errors: nothing changed",
-                        "errors": [str(e) for e in parsed.errors]}
+                refused = {"ok": False, "error": "configuration has errors: nothing changed",
+                           "errors": [str(e) for e in parsed.errors]}
+                self.observer.on_reload(refused)
+                return refused
             plan = plan_reload(self.cfg, parsed.value)
             for w in parsed.warnings:
                 log.warning("reload: %s", w)
@@ -743,7 +755,9 @@ class Daemon:
             log.info("reload: done: %d change(s) applied, %d left for the next start",
                      len(plan.applied), len(plan.deferred))
             self.notifier.reloaded("running; configuration reloaded")
-            return {"ok": True, "applied": list(plan.applied), "deferred": list(plan.deferred)}
+            done = {"ok": True, "applied": list(plan.applied), "deferred": list(plan.deferred)}
+            self.observer.on_reload(done)
+            return done
 
     async def _apply_reload(self, cfg: ClusterConfig) -> None:
         old = self.cfg
@@ -822,6 +836,8 @@ class Daemon:
 
     async def _api(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req["cmd"]
+        if cmd in ("stop", "reload", "standby", "takeover"):
+            self.observer.on_command(cmd, req)
         if cmd == "status":
             return {"ok": True, "status": self.status()}
         if cmd == "stop":

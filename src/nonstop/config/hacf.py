@@ -109,7 +109,8 @@ SPEC_DIRECTIVES: tuple[str, ...] = (
 
 # nonstop's own directives; all start with "nonstop_" so a real Heartbeat refuses the file
 # instead of running without them.
-NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay")
+NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay",
+                                       "nonstop_notify", "nonstop_metrics")
 
 
 @dataclass
@@ -251,6 +252,34 @@ def _mail_relay(text: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"write host[:port] (e.g. 'smtp.example.com:587'), not {text!r}")
     return host, int(port)
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    """PORT (localhost), ADDRESS:PORT or [IPv6]:PORT: another address than localhost must be
+    written out, so the page is never served to a network by accident."""
+    host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not port.isdigit() or not 1 <= int(port) <= 65535 or ("[" in host or "]" in host):
+        raise ValueError(f"write PORT or ADDRESS:PORT (e.g. '127.0.0.1:9464'), not {text!r}")
+    try:
+        ipaddress.ip_address(host or "127.0.0.1")
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    return host or "127.0.0.1", int(port)
+
+
+def _notify(b: _Builder, name: str, args: list[str], loc: Location) -> None:
+    path = _one(name, args)
+    if not path.startswith("/"):
+        raise _Bad(f"nonstop_notify needs an absolute path to a program, not {path!r}")
+    programs = b.values.get(name, ())
+    assert isinstance(programs, tuple)
+    if path in programs:
+        b.warn(loc, f"nonstop_notify {path} is given twice; it runs once per event")
+        return
+    b.values[name] = programs = (*programs, path)
+    b.parameters[name] = " ".join(programs)
+    b.locations.setdefault(name, loc)
 
 
 def _scalar(convert: Callable[[str], object]) -> Handler:
@@ -618,6 +647,12 @@ _TABLE: tuple[Directive, ...] = (
        "hands its mail to the local MTA's sendmail (/usr/sbin/sendmail: nullmailer, msmtp, "
        "exim, postfix...) when there is one, as Heartbeat's MailTo used mail(1), else SMTP "
        "to localhost:25.", _scalar(_mail_relay)),
+    _d("nonstop_notify", OPT, "nonstop only (repeatable): run this program (absolute path) "
+       "for every history event, in order, one at a time, the event in NONSTOP_EVENT_* "
+       "variables; retried with back-off until it exits 0 (docs/OBSERVE.md).", _notify),
+    _d("nonstop_metrics", OPT, "nonstop only: serve Prometheus /metrics and the read-only "
+       "status page on PORT of localhost, or on ADDRESS:PORT (another address must be written "
+       "out; docs/OBSERVE.md). Absent: not served.", _scalar(_metrics_address)),
 )  # fmt: skip
 
 DIRECTIVES: dict[str, Directive] = {d.name: d for d in _TABLE}
@@ -832,6 +867,8 @@ def _finish(b: _Builder) -> Parsed[HaConfig]:
         monitor_interval_ms=_opt_int(get("nonstop_monitor", None)),
         sync_config=_opt_str(get("nonstop_sync", None)),
         mail_relay=_relay(get("nonstop_mailrelay", None)),
+        notify_programs=_strs(get("nonstop_notify", ())),
+        metrics_address=_relay(get("nonstop_metrics", None)),
         parameters=parameters,
         locations=dict(b.locations),
         uuidfrom=str(get("uuidfrom", "file")),
@@ -856,6 +893,11 @@ def _opt_int(value: object) -> int | None:
 
 def _relay(value: object) -> tuple[str, int] | None:
     assert value is None or (isinstance(value, tuple) and len(value) == 2)
+    return value
+
+
+def _strs(value: object) -> tuple[str, ...]:
+    assert isinstance(value, tuple) and all(isinstance(v, str) for v in value)
     return value
 
 

@@ -168,6 +168,8 @@ class HaConfig:
     # nonstop_mailrelay: MailTo's SMTP relay (host, port); None = the local MTA's sendmail when
     # there is one, else localhost:25.
     mail_relay: tuple[str, int] | None = None
+    notify_programs: tuple[str, ...] = ()  # nonstop_notify (repeatable): run for every event
+    metrics_address: tuple[str, int] | None = None  # nonstop_metrics: page and /metrics
     # The string recorded for each directive, given or defaulted (cl_status hbparameter).
     parameters: dict[str, str] = field(default_factory=dict)
     # Where each directive was given, for messages that need to point back at the file.

@@ -46,6 +46,8 @@ AT_START: dict[str, tuple[str, str]] = {
     "rtprio": ("rtprio", "process settings are applied at start"),
     "coredumps": ("coredumps", "process settings are applied at start"),
     "mail_relay": ("nonstop_mailrelay", "MailTo agents are set up at start"),
+    "notify_programs": ("nonstop_notify", "the notifiers are started at start"),
+    "metrics_address": ("nonstop_metrics", "the status page's socket is opened at start"),
 }
 # Bookkeeping of where things were written: never a change of behaviour.
 _NOT_SETTINGS = frozenset({"path", "parameters", "locations", "warnings"})
