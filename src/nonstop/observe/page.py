@@ -72,7 +72,7 @@ function showStatus(st) {
   document.getElementById("summary").textContent =
     st.node + " is " + st.status + (st.comm_up ? ", comm up" : ", waiting for peers") +
     " - generation " + st.generation + ", up " + Math.round(st.uptime_s) + " s - updated " +
-    new Date().toLocaleTimeString();
+    new Date().toTimeString().slice(0, 8);
   const nodes = document.getElementById("nodes");
   nodes.replaceChildren(...st.nodes.map(n => row([
     n.name + (n.local ? " (this node)" : ""), badge(n.status),
@@ -102,8 +102,9 @@ function showHistory(recs) {
   const box = document.getElementById("timeline");
   box.replaceChildren(...records.slice().reverse().map(r => {
     const t = new Date(r.time * 1000);
-    const text = t.toLocaleTimeString() + "." + String(t.getMilliseconds()).padStart(3, "0") +
-      "  #" + r.seq + "  " + r.kind.replace(/_/g, " ").padEnd(18) + " " + r.reason +
+    const text = t.toTimeString().slice(0, 8) + "." +
+      String(t.getMilliseconds()).padStart(3, "0") + "  " + ("#" + r.seq).padEnd(7) +
+      r.kind.replace(/_/g, " ").padEnd(18) + " " + r.reason +
       (r.data.duration_ms != null ? " (" + r.data.duration_ms + " ms)" : "") +
       (r.data.who ? " [asked by " + r.data.who + "]" : "");
     return el("div", text, "k-" + r.kind);

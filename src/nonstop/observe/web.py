@@ -55,6 +55,9 @@ class WebServer:
 
     @property
     def url(self) -> str:
+        """Where the page is (with the port the kernel chose when configured as 0)."""
+        if self._server is not None and self._server.sockets:
+            return listen_url((self.address[0], self._server.sockets[0].getsockname()[1]))
         return listen_url(self.address)
 
     async def start(self) -> None:
