@@ -12,6 +12,8 @@ APT_PACKAGES=(
   heartbeat csync2 keepalived rsync lsyncd  # the reference programs we measure against
   perl netcat-openbsd              # csync2's own test suite (tests/csync2_upstream) uses them
   systemd                          # journald for the journal test (never started on the host)
+  python3-prometheus-client        # nonstop_metrics (for Debian's python3; pip gets it otherwise)
+  chromium                         # the status page's test renders it headless (docs/*.png)
 )
 . scripts/apt-missing.sh
 mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")

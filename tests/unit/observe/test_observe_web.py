@@ -96,3 +96,21 @@ async def test_read_only_and_bounded(tmp_path: Path) -> None:
     finally:
         await web.close()
         await rec.close()
+
+
+def test_every_metric_is_documented(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "METRICS.md").read_text()
+    rec = Recorder(talk_config(tmp_path), "vpbx1-1", tmp_path / "state")
+    m = rec.metrics
+    m.takeover_seconds.labels("g").observe(1)
+    for metric in (m.takeovers, m.group_failures, m.action_failures, m.notify_delivered,
+                   m.notify_failures, m.events, m.node_changes):
+        metric.labels(*["x"] * len(metric._labelnames)).inc()
+    m.action_seconds.labels("r", "start").observe(0.1)
+    m.notify_pending.labels("p").set(1)
+    m.sync_conflicts.inc()
+    families = text_string_to_metric_families(m.render(SAMPLE_STATUS).decode())
+    names = {f.name + ("_total" if f.type == "counter" else "") for f in families
+             if not f.name.endswith("_created")}
+    missing = sorted(n for n in names if f"`{n}`" not in doc)
+    assert not missing, f"not in docs/METRICS.md: {missing}"
