@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from talkcluster import N1, N2, TalkCluster
 
 from nonstop.lab import Lab, wait_for
+from nonstop.observe.metrics import Sample, parse
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -45,10 +45,8 @@ def fetch(lab: Lab, node: str, path: str) -> str:
     return done.stdout
 
 
-def scrape(lab: Lab, node: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = fetch(lab, node, "metrics")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(text) for s in f.samples}
+def scrape(lab: Lab, node: str) -> dict[Sample, float]:
+    return parse(fetch(lab, node, "metrics"))[1]
 
 
 def browser(lab: Lab, node: str, *args: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -22,6 +23,18 @@ GROUP_STATES = ("none", "starting", "held", "stopping", "stop_failed", "start_fa
 RESOURCE_STATES = ("unknown", "running", "stopped", "failed")
 TAKEOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 ACTION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def parse(text: str) -> tuple[dict[str, str], dict[Sample, float]]:
+    """A scraped text read back (for the tests and the benchmarks): each family's type by
+    name, and each sample's value by (name, sorted labels)."""
+    families = list(text_string_to_metric_families(text))  # type: ignore[no-untyped-call]
+    types = {f.name: f.type for f in families}
+    return types, {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in families for s in f.samples}
 
 
 class Metrics:

@@ -50,7 +50,7 @@ class WebServer:
         self.address = address
         self.source = source
         self.status = status
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._open = 0
 
     @property

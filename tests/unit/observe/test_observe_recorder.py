@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from test_observe_notify import talk_config
 
 from nonstop.config.model import ResourceSpec
@@ -23,6 +22,7 @@ from nonstop.heartbeat.membership import (
     StatusChanged,
 )
 from nonstop.heartbeat.states import NodeStatus
+from nonstop.observe.metrics import parse
 from nonstop.observe.recorder import Recorder
 from nonstop.observe.store import history_dir, read_records
 from nonstop.resources.base import AgentContext, ResourceError, ResourceState
@@ -166,8 +166,7 @@ async def test_the_metrics_text_parses_and_counts_events(tmp_path: Path) -> None
     text = rec.metrics.registry
     assert text.get_sample_value("nonstop_events_total", {"kind": "node_dead"}) == 1
     await asyncio.sleep(0)
-    families = {f.name for f in text_string_to_metric_families(
-        rec.metrics.render(SAMPLE_STATUS).decode())}
+    families = set(parse(rec.metrics.render(SAMPLE_STATUS).decode())[0])
     assert {"nonstop_events", "nonstop_node_status", "process_resident_memory_bytes"} <= families
     await rec.close()
 

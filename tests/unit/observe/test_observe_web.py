@@ -8,10 +8,10 @@ import json
 import urllib.parse
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
 from test_observe_notify import talk_config
 from test_observe_recorder import SAMPLE_STATUS
 
+from nonstop.observe.metrics import parse
 from nonstop.observe.recorder import Recorder
 from nonstop.observe.web import MAX_HEAD, WebServer
 
@@ -57,8 +57,7 @@ async def test_page_documents_and_metrics(tmp_path: Path) -> None:
         assert json.loads(body)["records"] == []
         code, body = await get(url + "metrics")
         assert code == 200
-        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                   for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+        samples = parse(body.decode())[1]
         assert samples[("nonstop_node_status", (("node", "vpbx1-2"), ("status", "dead")))] == 1
         assert samples[("nonstop_node_status", (("node", "vpbx1-2"), ("status", "active")))] == 0
         assert samples[("nonstop_node_last_heard_age_seconds", (("node", "vpbx1-2"),))] == 2.5
@@ -109,8 +108,8 @@ def test_every_metric_is_documented(tmp_path: Path) -> None:
     m.action_seconds.labels("r", "start").observe(0.1)
     m.notify_pending.labels("p").set(1)
     m.sync_conflicts.inc()
-    families = text_string_to_metric_families(m.render(SAMPLE_STATUS).decode())
-    names = {f.name + ("_total" if f.type == "counter" else "") for f in families
-             if not f.name.endswith("_created")}
+    types = parse(m.render(SAMPLE_STATUS).decode())[0]
+    names = {name + ("_total" if kind == "counter" else "") for name, kind in types.items()
+             if not name.endswith("_created")}
     missing = sorted(n for n in names if f"`{n}`" not in doc)
     assert not missing, f"not in docs/METRICS.md: {missing}"
