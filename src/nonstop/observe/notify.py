@@ -23,10 +23,12 @@ import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nonstop.observe.events import Record, environment
-from nonstop.observe.metrics import Metrics
+
+if TYPE_CHECKING:
+    from nonstop.observe.metrics import Metrics
 
 log = logging.getLogger("nonstop.observe")
 
@@ -39,7 +41,7 @@ OUTPUT_KEPT = 2000  # bytes of a failed program's output quoted in the log
 class Source(Protocol):
     """Where the records come from: the recorder."""
 
-    metrics: Metrics
+    metrics: Metrics | None
     written: int
 
     def listen(self, wake: Callable[[], None]) -> None: ...
@@ -108,9 +110,8 @@ class Notifier:
             self._task = None
 
     async def _run(self) -> None:
-        pending = self.source.metrics.notify_pending.labels(self.program)
         while True:
-            pending.set(max(0, self.source.written - self.delivered))
+            self._count_pending()
             batch = await self.source.written_after(self.delivered)
             if not batch:
                 self._wake.clear()
@@ -124,12 +125,17 @@ class Notifier:
             for rec in batch:
                 await self._deliver(rec)
                 self.delivered = rec.seq
-                pending.set(max(0, self.source.written - self.delivered))
+                self._count_pending()
                 try:
                     await asyncio.to_thread(write_cursor, self.cursor_file, rec.seq)
                 except OSError as e:
                     log.error("notify %s: cannot record delivery of event %d: %s",
                               self.program, rec.seq, e)
+
+    def _count_pending(self) -> None:
+        if self.source.metrics is not None:
+            self.source.metrics.notify_pending.labels(self.program).set(
+                max(0, self.source.written - self.delivered))
 
     async def _deliver(self, rec: Record) -> None:
         """Run the program for one record until it succeeds, backing off between tries."""
@@ -139,12 +145,14 @@ class Notifier:
             attempt += 1
             problem = await self._run_once(rec, attempt)
             if problem is None:
-                self.source.metrics.notify_delivered.labels(self.program).inc()
+                if self.source.metrics is not None:
+                    self.source.metrics.notify_delivered.labels(self.program).inc()
                 if attempt > 1:
                     log.info("notify %s: event %d delivered at attempt %d", self.program,
                              rec.seq, attempt)
                 return
-            self.source.metrics.notify_failures.labels(self.program).inc()
+            if self.source.metrics is not None:
+                self.source.metrics.notify_failures.labels(self.program).inc()
             log.warning("notify %s: event %d (%s): %s; retrying in %g s", self.program,
                         rec.seq, rec.kind, problem, delay)
             await asyncio.sleep(delay)

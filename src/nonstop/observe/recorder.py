@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nonstop.config.model import ClusterConfig
 from nonstop.failover.decide import Action, Decision, GroupInfo
@@ -33,8 +33,10 @@ from nonstop.heartbeat.membership import (
 from nonstop.heartbeat.states import NodeStatus
 from nonstop.observe.agents import AgentFactory, timed_factory
 from nonstop.observe.events import Record, Scalar, clip
-from nonstop.observe.metrics import Metrics
 from nonstop.observe.store import HistoryFile, HistoryWriter, history_dir, read_records
+
+if TYPE_CHECKING:
+    from nonstop.observe.metrics import Metrics
 
 log = logging.getLogger("nonstop.observe")
 
@@ -52,13 +54,19 @@ class Recorder:
                  wall: Callable[[], float] = time.time,
                  mono: Callable[[], float] = time.monotonic,
                  thread_init: Callable[[], None] = lambda: None,
-                 segment_bytes: int | None = None) -> None:
+                 segment_bytes: int | None = None, metrics: bool | None = None) -> None:
         self.cfg = cfg
         self.node = node
         self.state_dir = state_dir
         self.wall = wall
         self.mono = mono
-        self.metrics = Metrics()
+        # The client library costs ~10 MB of memory: loaded only where metrics are served
+        # (``metrics``: None = as ha.cf says).
+        self.metrics: Metrics | None = None
+        if metrics or (metrics is None and cfg.ha.metrics_address is not None):
+            from nonstop.observe.metrics import Metrics
+
+            self.metrics = Metrics()
         self.seq = 0
         self.written = 0  # the last sequence number the writer handled
         self.recent: collections.deque[Record] = collections.deque(maxlen=RECENT)
@@ -92,10 +100,11 @@ class Recorder:
             notifier = Notifier(program, self, self.state_dir / "notify")
             await notifier.start()
             self._services.append(notifier)
-        if self.cfg.ha.metrics_address is not None and status is not None:
+        if (self.cfg.ha.metrics_address is not None and status is not None
+                and self.metrics is not None):
             from nonstop.observe.web import WebServer
 
-            web = WebServer(self.cfg.ha.metrics_address, self, status)
+            web = WebServer(self.cfg.ha.metrics_address, self, self.metrics, status)
             try:
                 await web.start()
             except OSError as e:  # a busy port must not stop the HA daemon
@@ -136,7 +145,8 @@ class Recorder:
                      clip(reason), {k: clip(v) if isinstance(v, str) else v
                                     for k, v in data.items()})
         self.recent.append(rec)
-        self.metrics.events.labels(kind).inc()
+        if self.metrics is not None:
+            self.metrics.events.labels(kind).inc()
         self.writer.put(rec)
         return rec
 
@@ -207,7 +217,8 @@ class Recorder:
                             reason="every node heard or declared dead: comm up")
 
     def _status_changed(self, ev: StatusChanged) -> None:
-        self.metrics.node_changes.labels(ev.node, ev.new.value).inc()
+        if self.metrics is not None:
+            self.metrics.node_changes.labels(ev.node, ev.new.value).inc()
         if ev.new is NodeStatus.DEAD and not ev.local:
             return  # said by node_dead, with its reason
         first = ev.old in (NodeStatus.INIT, NodeStatus.DEAD) and not ev.local
@@ -254,7 +265,7 @@ class Recorder:
         elif new == "held":
             since = self._starting.pop(key, None)
             took = None if since is None else now - since
-            if took is not None:
+            if took is not None and self.metrics is not None:
                 self.metrics.takeovers.labels(key).inc()
                 self.metrics.takeover_seconds.labels(key).observe(took)
             how = "claimed again at start-up" if old == "none" else "acquired"
@@ -273,7 +284,8 @@ class Recorder:
         elif new in ("start_failed", "stop_failed"):
             self._starting.pop(key, None)
             what = "start" if new == "start_failed" else "stop"
-            self.metrics.group_failures.labels(key, what).inc()
+            if self.metrics is not None:
+                self.metrics.group_failures.labels(key, what).inc()
             self.record("group_failed", node=self.node, group=key, result=new,
                         reason=f"group {key}: {what} failed")
 
@@ -283,9 +295,10 @@ class Recorder:
 
     def on_resource(self, *, group: str, resource: str, action: str, ok: bool,
                     duration_s: float, result: str) -> None:
-        self.metrics.action_seconds.labels(resource, action).observe(duration_s)
-        if not ok:
-            self.metrics.action_failures.labels(resource, action).inc()
+        if self.metrics is not None:
+            self.metrics.action_seconds.labels(resource, action).observe(duration_s)
+            if not ok:
+                self.metrics.action_failures.labels(resource, action).inc()
         verb = {"start": "started", "stop": "stopped"}.get(action)
         if action == "monitor":
             text = f"{resource} found {result}"
@@ -332,7 +345,8 @@ class Recorder:
         counts: dict[str, int] = dict(report.counts)
         conflicts = counts.get("conflict", 0)
         if conflicts:
-            self.metrics.sync_conflicts.inc(conflicts)
+            if self.metrics is not None:
+                self.metrics.sync_conflicts.inc(conflicts)
             self.record("sync_conflict", node=self.node, reason=f"{conflicts} conflict(s) "
                         "while pushing: " + "; ".join(report.problems[:3]), count=conflicts)
         if report.sent_names:

@@ -34,8 +34,6 @@ MAX_CONNECTIONS = 32
 
 
 class RecentSource(Protocol):
-    metrics: Metrics
-
     def recent_after(self, after: int, limit: int = 200) -> list[Record]: ...
 
 
@@ -45,10 +43,11 @@ def listen_url(address: tuple[str, int]) -> str:
 
 
 class WebServer:
-    def __init__(self, address: tuple[str, int], source: RecentSource,
+    def __init__(self, address: tuple[str, int], source: RecentSource, metrics: Metrics,
                  status: Callable[[], dict[str, Any]]) -> None:
         self.address = address
         self.source = source
+        self.metrics = metrics
         self.status = status
         self._server: asyncio.Server | None = None
         self._open = 0
@@ -124,7 +123,7 @@ class WebServer:
                     _json({"records": [r.to_json() for r in records]}), head_only)
         if url.path == "/metrics":
             st = self.status()
-            text = await asyncio.to_thread(self.source.metrics.render, st)
+            text = await asyncio.to_thread(self.metrics.render, st)
             return "200 OK", CONTENT_TYPE, text, head_only
         return "404 Not Found", "text/plain", b"not found\n", head_only
 

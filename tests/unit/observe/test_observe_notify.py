@@ -44,7 +44,8 @@ def lines(path: Path) -> list[str]:
 
 
 async def start(tmp_path: Path, programs: tuple[str, ...], **notify: float) -> Recorder:
-    rec = Recorder(talk_config(tmp_path, programs), "vpbx1-1", tmp_path / "state")
+    rec = Recorder(talk_config(tmp_path, programs), "vpbx1-1", tmp_path / "state",
+                   metrics=True)
     await rec.start()
     for service in rec._services:
         if isinstance(service, Notifier):
@@ -95,7 +96,9 @@ async def test_a_failing_program_is_retried_with_back_off_and_keeps_the_order(
         (str(first + 1), "1"), (str(first + 1), "2"), (str(first + 1), "3")]
     gaps = [float(attempts[i + 1][2]) - float(attempts[i][2]) for i in range(2)]
     assert gaps[0] >= 0.04 and gaps[1] >= 0.09  # 50 ms, then doubled
-    assert rec.metrics.notify_failures.labels(prog)._value.get() == 4
+    assert rec.metrics is not None
+    assert rec.metrics.registry.get_sample_value("nonstop_notify_failures_total",
+                                                 {"program": prog}) == 4
 
 
 async def test_a_hung_program_is_killed_retried_and_never_blocks_the_loop(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,7 @@ class Clock:
 
 async def started(tmp_path: Path, clock: Clock | None = None) -> Recorder:
     rec = Recorder(talk_config(tmp_path), "vpbx1-1", tmp_path / "state",
-                   mono=clock or Clock())
+                   mono=clock or Clock(), metrics=True)
     await rec.start()
     return rec
 
@@ -109,6 +111,7 @@ async def test_group_changes_and_the_takeover_duration(tmp_path: Path) -> None:
     acquired = rec.recent[4]
     assert acquired.data["duration_ms"] == 1250
     assert rec.recent[6].data["duration_ms"] == 500
+    assert rec.metrics is not None
     text = rec.metrics.registry
     assert text.get_sample_value("nonstop_takeovers_total", {"group": "g"}) == 1
     assert text.get_sample_value("nonstop_takeover_duration_seconds_sum", {"group": "g"}) == 1.25
@@ -142,7 +145,7 @@ async def test_resource_actions_are_timed_and_a_monitor_change_is_recorded(
     assert got[1] == ("resource_monitor", "stopped")
     assert got[2][0] == "resource_stop" and got[2][1] != "ok"
     assert all(r.group == cfg.groups[0].key for r in rec.recent if r.kind.startswith("res"))
-    assert rec.metrics.registry.get_sample_value(
+    assert rec.metrics is not None and rec.metrics.registry.get_sample_value(
         "nonstop_resource_action_failures_total",
         {"resource": agent.describe(), "action": "stop"}) == 1
     await rec.close()
@@ -163,11 +166,22 @@ async def test_commands_say_who_asked(tmp_path: Path) -> None:
 async def test_the_metrics_text_parses_and_counts_events(tmp_path: Path) -> None:
     rec = await started(tmp_path)
     rec.on_membership([NodeDied("vpbx1-2", "timeout", 2003, 2000)])
+    assert rec.metrics is not None
     text = rec.metrics.registry
     assert text.get_sample_value("nonstop_events_total", {"kind": "node_dead"}) == 1
     await asyncio.sleep(0)
     families = set(parse(rec.metrics.render(SAMPLE_STATUS).decode())[0])
     assert {"nonstop_events", "nonstop_node_status", "process_resident_memory_bytes"} <= families
+    await rec.close()
+
+
+async def test_without_nonstop_metrics_the_client_library_is_not_used(tmp_path: Path) -> None:
+    rec = Recorder(talk_config(tmp_path), "vpbx1-1", tmp_path / "state")
+    assert rec.metrics is None  # no nonstop_metrics line: nothing counted, nothing loaded
+    await rec.start()
+    rec.on_groups(snap("starting", "vpbx1-1"))
+    rec.on_groups(snap("held", "vpbx1-1"))
+    assert kinds(rec)[-1] == "group_acquired"
     await rec.close()
 
 
@@ -191,3 +205,10 @@ SAMPLE_STATUS: dict[str, object] = {
     "packets": {"sent": 100, "received": 210, "send_errors": 1, "kernel_dropped": 0,
                 "rexmit": {"requests": 2, "resent": 1}, "dropped": {"bad_auth": 4}},
 }
+
+
+def test_a_node_without_nonstop_metrics_does_not_load_the_client_library() -> None:
+    code = "import sys, nonstop.daemon; print('prometheus_client' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "False"

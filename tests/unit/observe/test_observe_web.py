@@ -34,9 +34,10 @@ async def get(url: str, method: str = "GET", raw: bytes | None = None) -> tuple[
 
 
 async def serving(tmp_path: Path) -> tuple[Recorder, WebServer, str]:
-    rec = Recorder(talk_config(tmp_path), "vpbx1-1", tmp_path / "state")
+    rec = Recorder(talk_config(tmp_path), "vpbx1-1", tmp_path / "state", metrics=True)
     await rec.start()
-    web = WebServer(("127.0.0.1", 0), rec, lambda: dict(SAMPLE_STATUS))
+    assert rec.metrics is not None
+    web = WebServer(("127.0.0.1", 0), rec, rec.metrics, lambda: dict(SAMPLE_STATUS))
     await web.start()
     return rec, web, web.url
 
@@ -99,8 +100,9 @@ async def test_read_only_and_bounded(tmp_path: Path) -> None:
 
 def test_every_metric_is_documented(tmp_path: Path) -> None:
     doc = (Path(__file__).parents[3] / "docs" / "METRICS.md").read_text()
-    rec = Recorder(talk_config(tmp_path), "vpbx1-1", tmp_path / "state")
+    rec = Recorder(talk_config(tmp_path), "vpbx1-1", tmp_path / "state", metrics=True)
     m = rec.metrics
+    assert m is not None
     m.takeover_seconds.labels("g").observe(1)
     for metric in (m.takeovers, m.group_failures, m.action_failures, m.notify_delivered,
                    m.notify_failures, m.events, m.node_changes):
