@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from nonstop.errors import NonstopError
+
 log = logging.getLogger("nonstop.api")
 
 SOCKET_NAME = "nonstop.sock"
@@ -26,7 +28,7 @@ MAX_REQUEST = 65536
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-class ApiError(Exception):
+class ApiError(NonstopError):
     """The daemon could not be reached or refused a request."""
 
 

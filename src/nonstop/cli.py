@@ -285,7 +285,8 @@ def render_status(st: dict[str, Any]) -> str:
         for r in g.get("resources", []):
             lines.append(f"    {r['resource']:<44} {r['state']}")
         if g.get("reason"):
-            lines.append(f"    why: {g['reason']}")
+            action = f" ({g['action']})" if g.get("action") else ""
+            lines.append(f"    why{action}: {g['reason']}")
     sync = st.get("sync")
     if sync:
         lines.append("")

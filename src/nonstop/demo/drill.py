@@ -35,6 +35,7 @@ from nonstop.demo.timeline import (
     table,
     timeline,
 )
+from nonstop.errors import NonstopError
 from nonstop.lab import LabError, cleanup_leftovers
 from nonstop.lab.outage import read_probes
 
@@ -48,7 +49,7 @@ def _short(path: str) -> str:
     return path.removeprefix(VOICEMAIL_DIR + "/")
 
 
-class DrillError(Exception):
+class DrillError(NonstopError):
     """The cluster did not do what the drill waited for (with what it waited for)."""
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nonstop.errors import NonstopError
+
 Scalar = str | int | float | bool | None
 
 # Every kind, with the words the text timeline shows (docs/OBSERVE.md lists what each means).
@@ -51,8 +53,9 @@ KINDS: dict[str, str] = {
 MAX_TEXT = 1000  # a reason or any extra string is cut here: a record stays one small line
 
 
-class BadRecord(ValueError):
-    """A line of the history file that is not an intact record (torn write, bit rot)."""
+class BadRecord(NonstopError, ValueError):
+    """A line of the history file that is not an intact record (torn write, bit rot): a local
+    file's problem, never a peer's."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from nonstop.config.model import ClusterConfig
 from nonstop.failover.decide import Action, Decision, GroupInfo
-from nonstop.heartbeat.membership import (
+from nonstop.heartbeat.events import (
     CommUp,
     LateHeartbeat,
     LinkChanged,

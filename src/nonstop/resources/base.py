@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nonstop.config.model import ResourceSpec
+from nonstop.errors import NonstopError
 
 DEFAULT_INIT_DIR = Path("/etc/init.d")
 DEFAULT_OCF_ROOT = Path("/usr/lib/ocf")
@@ -36,7 +37,7 @@ class ResourceState(enum.Enum):
     UNKNOWN = "unknown"
 
 
-class ResourceError(Exception):
+class ResourceError(NonstopError):
     """An action on a resource failed; the message says which, why, and shows the last output."""
 
     def __init__(

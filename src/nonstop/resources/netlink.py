@@ -15,10 +15,12 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from nonstop.errors import NonstopError
+
 MAIN_TABLE = 254
 
 
-class NetlinkFailure(Exception):
+class NetlinkFailure(NonstopError):
     """A netlink request failed or the namespace lacks what was asked for."""
 
 

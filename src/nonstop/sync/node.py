@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
 from nonstop.config.errors import ConfigError, Location
+from nonstop.errors import NonstopError
 from nonstop.logs import BAD_INPUT
 from nonstop.sync import actions as act
 from nonstop.sync import rdiff
@@ -57,7 +58,7 @@ DELTA_MIN = 64 * 1024
 REFUSED_RETRY_DELAY = 0.1
 
 
-class SyncError(Exception):
+class SyncError(NonstopError):
     """A local problem that stops a run (not a per-file result)."""
 
 

@@ -19,6 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from nonstop.errors import RemoteInputError
 from nonstop.logs import escape
 from nonstop.sync import limits
 from nonstop.sync import protocol as p
@@ -143,7 +144,7 @@ class Channel:
         return str(info[0]) if info else "?"
 
 
-class RemoteError(Exception):
+class RemoteError(RemoteInputError):
     """The peer sent an ERROR frame."""
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from daemon_harness import talk_daemon
 
 from nonstop.api import request
-from nonstop.heartbeat.membership import NodeDied, Send
+from nonstop.heartbeat.events import NodeDied, Transmit
 from nonstop.observe.store import history_dir, read_records
 
 
@@ -22,7 +22,7 @@ async def test_heartbeat_events_and_commands_reach_the_history(tmp_path: Path) -
     await daemon.api.start()
     await daemon.observer.start(daemon.status)
     try:
-        daemon._handle([Send((("t", "status"),)),
+        daemon._handle([Transmit(b"status message", "status"),
                         NodeDied("vpbx1-2", "timeout", 2004, 2000)], daemon._now())
         reply: dict[str, Any] = await asyncio.to_thread(
             request, daemon.state_dir, "standby", which="all", peer="someone else")
