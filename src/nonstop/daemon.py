@@ -177,12 +177,12 @@ class Daemon:
             # No holdings are advertised until the probe has looked at what this box runs:
             # peers wait for a node that has not said, but would act on a premature "none".
             self.engine = self._make_engine()
+        await self.observer.start(self.status)  # before the first packet: it records from it
         await self.media.open()
         if self.watchdog is not None:
             self.watchdog.open()
         log.info("Local status now set to: 'up'")
         await self.api.start()
-        await self.observer.start(self.status)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
