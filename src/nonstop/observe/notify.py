@@ -21,9 +21,10 @@ import logging
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from nonstop.observe.events import Record, environment
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from nonstop.observe.metrics import Metrics
 
 log = logging.getLogger("nonstop.observe")
+T = TypeVar("T")
 
 TIMEOUT_S = 30.0
 BACKOFF_FIRST_S = 1.0
@@ -45,6 +47,8 @@ class Source(Protocol):
     written: int
 
     def listen(self, wake: Callable[[], None]) -> None: ...
+
+    def in_worker(self, run: Callable[[], T]) -> Awaitable[T]: ...
 
     async def written_after(self, after: int, limit: int = 100) -> list[Record]: ...
 
@@ -94,10 +98,10 @@ class Notifier:
     async def start(self) -> None:
         """Read the cursor (a new program starts at the current end of the history)."""
         self.cursor_file.parent.mkdir(parents=True, exist_ok=True)
-        saved = await asyncio.to_thread(read_cursor, self.cursor_file)
+        saved = await self.source.in_worker(partial(read_cursor, self.cursor_file))
         if saved is None:
             saved = self.source.written
-            await asyncio.to_thread(write_cursor, self.cursor_file, saved)
+            await self.source.in_worker(partial(write_cursor, self.cursor_file, saved))
         self.delivered = saved
         self.source.listen(self._wake.set)
         self._task = asyncio.create_task(self._run(), name=f"notify {self.program}")
@@ -127,7 +131,8 @@ class Notifier:
                 self.delivered = rec.seq
                 self._count_pending()
                 try:
-                    await asyncio.to_thread(write_cursor, self.cursor_file, rec.seq)
+                    await self.source.in_worker(partial(write_cursor, self.cursor_file,
+                                                        rec.seq))
                 except OSError as e:
                     log.error("notify %s: cannot record delivery of event %d: %s",
                               self.program, rec.seq, e)

@@ -14,9 +14,10 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nonstop.config.model import ClusterConfig
 from nonstop.failover.decide import Action, Decision, GroupInfo
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nonstop.observe")
 
+T = TypeVar("T")
 RECENT = 1000  # records kept in memory for the page and the notifiers
 SYNC_POLL_S = 1.0
 
@@ -90,7 +92,9 @@ class Recorder:
         """Open the history (numbering continues where the last run stopped), then the
         notifiers and, with ``nonstop_metrics``, the page and metrics server."""
         self._loop = asyncio.get_running_loop()
-        self.seq = await asyncio.to_thread(self.writer.file.open)
+        # At start, before the heartbeat sockets open: reading the tail of at most 512 KiB here
+        # costs the start a few milliseconds and the daemon no extra thread.
+        self.seq = self.writer.file.open()
         self.written = self.seq
         self.writer.start()
         self.started = True
@@ -161,6 +165,10 @@ class Recorder:
         for wake in self._listeners:
             wake()
 
+    def in_worker(self, run: Callable[[], T]) -> Awaitable[T]:
+        """Run a small blocking job (a file, the metrics text) in the history writer thread."""
+        return self.writer.call(run)
+
     def listen(self, wake: Callable[[], None]) -> None:
         """``wake()`` is called on the loop whenever records reached the history file."""
         self._listeners.append(wake)
@@ -177,7 +185,7 @@ class Recorder:
             return []
         if self.recent and self.recent[0].seq <= after + 1:
             return [r for r in self.recent if after < r.seq <= upto][:limit]
-        found = await asyncio.to_thread(read_records, history_dir(self.state_dir), after)
+        found = await self.in_worker(partial(read_records, history_dir(self.state_dir), after))
         return [r for r in found if r.seq <= upto][:limit]
 
     # ------------------------------------------------------------------ membership

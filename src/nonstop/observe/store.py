@@ -17,6 +17,8 @@ writer thread (:class:`HistoryWriter`), never by the event loop.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -24,7 +26,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from nonstop.observe.events import BadRecord, Record, decode_line, encode_line
 
@@ -36,6 +40,11 @@ PREVIOUS = "events.log.1"
 SEGMENT_BYTES = 512 * 1024
 MAX_QUEUED = 10_000  # records waiting for a stuck disk; beyond this new ones are not written
 BATCH = 256
+# The writer's stack: it encodes flat records and runs small file jobs. A realtime daemon locks
+# all its memory (mlockall), where a thread's default 8 MiB stack would be 8 MiB resident.
+WRITER_STACK = 512 * 1024
+
+T = TypeVar("T")
 
 
 def history_dir(state_dir: str | Path) -> Path:
@@ -202,6 +211,15 @@ class HistoryFile:
             self._fd = None
 
 
+@dataclass
+class _Job:
+    """A small file job for the writer thread (a notifier's cursor, a catch-up read, the
+    metrics text), so that the feature adds one thread, not an executor's."""
+
+    run: Callable[[], Any]
+    done: concurrent.futures.Future[Any]
+
+
 class HistoryWriter:
     """Appends records in a thread of its own: the event loop only puts them in a queue.
     ``on_written(seq)`` is called (from the thread) after each batch, with the last sequence
@@ -213,14 +231,24 @@ class HistoryWriter:
         self.file = file
         self.on_written = on_written
         self.thread_init = thread_init  # e.g. back to normal priority in a realtime daemon
-        self._queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Record | _Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.errors = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
-        self._thread.start()
+        old = threading.stack_size(WRITER_STACK)
+        try:
+            self._thread.start()
+        finally:
+            threading.stack_size(old)
+
+    def call(self, run: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``run()`` in the writer thread, after the records queued before it."""
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put(_Job(run, done))
+        return asyncio.wrap_future(done)
 
     def put(self, rec: Record) -> None:
         if self._queue.qsize() >= MAX_QUEUED:
@@ -241,29 +269,38 @@ class HistoryWriter:
         self.thread_init()
         done = False
         while not done:
-            first = self._queue.get()
+            item = self._queue.get()
             batch: list[Record] = []
-            if first is None:
-                done = True
-            else:
-                batch.append(first)
-            while not done and len(batch) < BATCH:
+            job: _Job | None = None
+            while True:
+                if item is None:
+                    done = True
+                elif isinstance(item, _Job):
+                    job = item
+                else:
+                    batch.append(item)
+                if done or job is not None or len(batch) >= BATCH:
+                    break
                 try:
-                    nxt = self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
-                    done = True
-                else:
-                    batch.append(nxt)
-            if not batch:
-                continue
-            try:
-                self.file.append(batch)
-            except OSError as e:
-                self.errors += 1
-                if self.errors == 1 or self.errors % 1000 == 0:
-                    log.error("history: cannot write %s: %s (%d failed write(s))",
-                              self.file.dir, e, self.errors)
-            with contextlib.suppress(Exception):
-                self.on_written(batch[-1].seq)
+            self._write(batch)
+            if job is not None and job.done.set_running_or_notify_cancel():
+                try:
+                    job.done.set_result(job.run())
+                except Exception as e:  # the caller gets it
+                    job.done.set_exception(e)
+
+    def _write(self, batch: list[Record]) -> None:
+        if not batch:
+            return
+        try:
+            self.file.append(batch)
+        except OSError as e:
+            self.errors += 1
+            if self.errors == 1 or self.errors % 1000 == 0:
+                log.error("history: cannot write %s: %s (%d failed write(s))",
+                          self.file.dir, e, self.errors)
+        with contextlib.suppress(Exception):
+            self.on_written(batch[-1].seq)

@@ -19,8 +19,9 @@ import contextlib
 import json
 import logging
 import urllib.parse
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from nonstop.observe.events import Record
 from nonstop.observe.metrics import CONTENT_TYPE, Metrics
@@ -33,7 +34,12 @@ HEAD_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 32
 
 
+T = TypeVar("T")
+
+
 class RecentSource(Protocol):
+    def in_worker(self, run: Callable[[], T]) -> Awaitable[T]: ...
+
     def recent_after(self, after: int, limit: int = 200) -> list[Record]: ...
 
 
@@ -123,7 +129,7 @@ class WebServer:
                     _json({"records": [r.to_json() for r in records]}), head_only)
         if url.path == "/metrics":
             st = self.status()
-            text = await asyncio.to_thread(self.metrics.render, st)
+            text = await self.source.in_worker(partial(self.metrics.render, st))
             return "200 OK", CONTENT_TYPE, text, head_only
         return "404 Not Found", "text/plain", b"not found\n", head_only
 
