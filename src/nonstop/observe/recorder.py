@@ -83,6 +83,7 @@ class Recorder:
         self._replicator: Any = None
         self._sync_seen: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._polling = False
         self._services: list[Any] = []
         self.started = False
 
@@ -119,7 +120,6 @@ class Recorder:
                 log.info("status page and metrics on %s", web.url)
         self.record("daemon_start", node=self.node,
                     reason=f"nonstop started on {self.node} (pid {os.getpid()})")
-        self._spawn(self._poll_sync())
 
     async def close(self) -> None:
         if not self.started:
@@ -348,6 +348,9 @@ class Recorder:
         self._replicator = replicator
         self._sync_seen = dict(getattr(replicator.server, "stats", None) or {})
         replicator.on_report = self.on_sync_report
+        if self.started and not self._polling:
+            self._polling = True  # one poller follows whichever replicator is current
+            self._spawn(self._poll_sync())
 
     def on_sync_report(self, report: Any) -> None:
         counts: dict[str, int] = dict(report.counts)

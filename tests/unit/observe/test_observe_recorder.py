@@ -212,3 +212,41 @@ def test_a_node_without_nonstop_metrics_does_not_load_the_client_library() -> No
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "False"
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.stats: dict[str, int] = {"sessions": 1}
+
+
+class _Replicator:
+    """What the recorder uses of a Replicator: its server's counters and on_report."""
+
+    def __init__(self) -> None:
+        self.server = _Server()
+        self.on_report: object = None
+
+
+async def test_replication_pushes_conflicts_and_receptions(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from nonstop.observe import recorder as recorder_module
+    from nonstop.sync.node import Report
+
+    monkeypatch.setattr(recorder_module, "SYNC_POLL_S", 0.02)
+    rec = await started(tmp_path)
+    repl = _Replicator()
+    rec.watch_sync(repl)
+    assert repl.on_report == rec.on_sync_report
+    rec.on_sync_report(Report())  # a full scan that found nothing: not an event
+    rec.on_sync_report(Report(counts={"ok": 2, "conflict": 1}, problems=["a: both changed"],
+                              sent_names=["a", "b"], bytes_sent=900))
+    repl.server.stats["changes_received"] = 3
+    deadline = asyncio.get_running_loop().time() + 5
+    while "sync_received" not in kinds(rec):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    assert kinds(rec)[1:] == ["sync_conflict", "sync_pushed", "sync_received"]
+    assert rec.recent[2].data == {"count": 2, "bytes": 900}
+    assert rec.recent[3].data == {"count": 3}
+    await rec.close()
