@@ -161,7 +161,9 @@ def run(config_dir: Path, state_dir: Path, node: str | None, verbose: int, sync_
         code = asyncio.run(run_daemon(cfg, name, state_dir, sync_root))
     except OSError as e:
         # A machine problem at start (a socket that cannot be opened, a state directory that
-        # cannot be written): one line, not a traceback.
+        # cannot be written): one line, not a traceback, and the last one: the log lines
+        # still queued (a syslog warning...) are written first.
+        stop_logging()
         click.echo(f"nonstop: cannot run: {e}", err=True)
         code = EXIT_MACHINE
     finally:

@@ -23,7 +23,9 @@ from typing import Any
 from nonstop import __version__
 from nonstop.api import ControlServer
 from nonstop.config.model import ClusterConfig, HaConfig, MsgFmt
-from nonstop.failover.decide import decide
+from nonstop.coord.keeper import LeaseKeeper
+from nonstop.coord.port import Coordinator
+from nonstop.failover.decide import decide, lease_wants
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
 from nonstop.failover.state import GroupState, encode_ad
 from nonstop.failover.view import ClusterView, build_view, foreign_digests, holders
@@ -119,6 +121,7 @@ class Daemon:
         *,
         agent_factory: AgentFactory = make_agent,
         sync_root: str = "/",
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.cfg = cfg
         self.sync_root = sync_root
@@ -153,6 +156,8 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._reload_tasks: set[asyncio.Task[dict[str, Any]]] = set()
         self.observer = Recorder(cfg, node, state_dir, thread_init=_normal_priority)
+        self._coordinator = coordinator  # nonstop_etcd's store (None: the etcd gateway)
+        self.keeper: LeaseKeeper | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,6 +182,9 @@ class Daemon:
             # No holdings are advertised until the probe has looked at what this box runs:
             # peers wait for a node that has not said, but would act on a premature "none".
             self.engine = self._make_engine()
+            if ha.etcd is not None:
+                self.keeper = self._make_keeper()
+                self.keeper.start()
         await self.observer.start(self.status)  # before the first packet: it records from it
         await self.media.open()
         if self.watchdog is not None:
@@ -203,6 +211,8 @@ class Daemon:
             await self._stop.wait()
             if self.engine is not None:
                 await self._release_for_shutdown()
+            if self.keeper is not None:
+                await self.keeper.close()
             await self._leave()
             if self.replicator is not None:
                 await self.replicator.stop()
@@ -365,6 +375,26 @@ class Daemon:
             before_release=self._before_release,
         )
 
+    def _make_keeper(self) -> LeaseKeeper:
+        """nonstop_etcd: the lease keeper task (docs/ETCD.md), outside the heartbeat path."""
+        from nonstop.coord.lease import LeaseBook, LeaseTiming
+
+        assert self.engine is not None and self.cfg.ha.etcd is not None
+        timing = LeaseTiming.from_deadtime(self.cfg.ha.deadtime_ms)
+        coord = self._coordinator
+        if coord is None:
+            try:
+                from nonstop.coord.etcd import EtcdGateway
+            except ImportError as e:  # reported as a machine problem, in one line
+                raise OSError(f"nonstop_etcd needs the httpx package (pip install "
+                              f"'nonstop[etcd]' or apt-get install python3-httpx): "
+                              f"{e}") from None
+            coord = EtcdGateway(self.cfg.ha.etcd, timing.rpc_timeout_s)
+        book = LeaseBook(self.node, timing, {i.index: i.key for i in self.engine.infos()})
+        prefix = self.cfg.ha.etcd.key_prefix(self.cfg.ha.cluster)
+        log.info("etcd: leases under %s, TTL %d s", prefix, timing.ttl_s)
+        return LeaseKeeper(coord, book, prefix, self._schedule_reconsider)
+
     # ------------------------------------------------------------------ failover
 
     def _schedule_reconsider(self) -> None:
@@ -385,6 +415,8 @@ class Daemon:
             auto_failback=self.cfg.ha.auto_failback,
             probed=self._probed,
             leaving=self._stop.is_set(),
+            lease=self.keeper.states(now) if self.keeper is not None else None,
+            fresh_ms=self.keeper.fresh_ms(self.cfg.ha) if self.keeper is not None else 0,
         )
 
     def _reconsider(self) -> None:
@@ -397,6 +429,8 @@ class Daemon:
             self.observer.on_decisions(decisions, self.engine.infos())
             self.engine.apply(decisions)
             self.observer.on_groups(self.engine.snapshot(holders(view)))
+            if self.keeper is not None:
+                self.keeper.want(*lease_wants(view, decisions))
         self._advertise()
         if not self._stop.is_set():
             self._replication_follows()
@@ -654,6 +688,7 @@ class Daemon:
             ],
             "groups": self.engine.snapshot(holders(self._cluster_view())) if self.engine else [],
             "sync": self.replicator.status() if self.replicator else None,
+            "etcd": self.keeper.status(now) if self.keeper else None,
             "packets": {
                 "sent": self.protocol.sent,
                 "received": self.protocol.received,

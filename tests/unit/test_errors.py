@@ -22,6 +22,7 @@ REMOTE = {
     "nonstop.sync.protocol.AuthError",
     "nonstop.sync.transport.RemoteError",
     "nonstop.sync.rdiff.RdiffError",
+    "nonstop.coord.port.CoordError",
 }
 
 

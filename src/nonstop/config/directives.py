@@ -183,6 +183,14 @@ def notify(b: Builder, name: str, args: list[str], loc: Location) -> None:
     b.notify.append(path)
     b.parameters[name] = " ".join(b.notify)
     b.locations.setdefault(name, loc)
+def _words(setting: Setting[Any]) -> Handler:
+    """The handler of a setting whose one value is several words (read as one line)."""
+
+    def handle(b: Builder, name: str, args: list[str], loc: Location) -> None:
+        raw = " ".join(args)
+        b.set(setting, convert(setting, raw), raw, loc)
+
+    return handle
 
 
 def node(b: Builder, name: str, args: list[str], loc: Location) -> None:
@@ -459,6 +467,9 @@ _TABLE: tuple[Directive, ...] = (
     _s(s.NONSTOP_METRICS, "nonstop only: serve Prometheus /metrics and the read-only status "
        "page on PORT of localhost, or on ADDRESS:PORT (another address must be written out; "
        "docs/OBSERVE.md). Absent: not served."),
+    _s(s.NONSTOP_ETCD, "nonstop only: a group may be held only under a lease in this etcd "
+       "cluster: endpoint URLs, then prefix=, cacert=, cert=, key= (docs/ETCD.md). Absent: "
+       "heartbeats alone decide, as in Heartbeat v1.", _words(s.NONSTOP_ETCD)),
 )  # fmt: skip
 
 DIRECTIVES: dict[str, Directive] = {d.name: d for d in _TABLE}
@@ -487,4 +498,4 @@ SPEC_DIRECTIVES: tuple[str, ...] = (
 # nonstop's own directives; all start with "nonstop_" so a real Heartbeat refuses the file
 # instead of running without them.
 NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay",
-                                       "nonstop_notify", "nonstop_metrics")
+                                       "nonstop_etcd", "nonstop_notify", "nonstop_metrics")

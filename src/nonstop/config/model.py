@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 
 from nonstop.config import settings as s
 from nonstop.config.errors import ConfigError, ConfigErrors, Location
+from nonstop.config.etcd import EtcdSettings
 from nonstop.config.settings import AutoFailback as AutoFailback
 from nonstop.config.settings import HbGenMethod as HbGenMethod
 from nonstop.config.settings import MsgFmt as MsgFmt
@@ -172,6 +173,9 @@ class HaConfig:
     # The status page and /metrics (docs/OBSERVE.md); None: not served.
     metrics_address: tuple[str, int] | None = s.NONSTOP_METRICS.field()
     notify_programs: tuple[str, ...] = ()  # nonstop_notify (repeatable): run for every event
+    # Who may hold a group: leases in this etcd (docs/ETCD.md). The default is None, and
+    # EtcdSettings is frozen: nothing mutable is shared (ruff cannot tell from the type).
+    etcd: EtcdSettings | None = s.NONSTOP_ETCD.field()  # noqa: RUF009
     # The string recorded for each directive, given or defaulted (cl_status hbparameter).
     parameters: dict[str, str] = field(default_factory=dict)
     # Where each directive was given, for messages that need to point back at the file.

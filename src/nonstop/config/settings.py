@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from nonstop.config.etcd import EtcdSettings, parse_etcd
 from nonstop.config.units import parse_bool, parse_msec
 from nonstop.errors import NonstopError
 
@@ -209,6 +210,11 @@ def sync_config(text: str) -> str:
     return text
 
 
+def etcd(text: str) -> EtcdSettings:
+    """``nonstop_etcd``: endpoint URLs and options, separated by commas or whitespace."""
+    return parse_etcd([w for w in re.split(r"[,\s]+", text) if w])
+
+
 def mail_relay(text: str) -> tuple[str, int]:
     host, colon, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
     if not colon:
@@ -329,3 +335,4 @@ NONSTOP_MONITOR = optional("nonstop_monitor", monitor_interval)
 NONSTOP_SYNC = optional("nonstop_sync", sync_config)
 NONSTOP_MAILRELAY = optional("nonstop_mailrelay", mail_relay)
 NONSTOP_METRICS = optional("nonstop_metrics", metrics_address)
+NONSTOP_ETCD = optional("nonstop_etcd", etcd)

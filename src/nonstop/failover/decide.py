@@ -25,6 +25,12 @@ the same rules over the same advertised states, so they agree without extra mess
   ha.cf order. No restart, no outage for clients already on the keeper.
 * A live node whose stop failed may still hold the address: nobody takes the group over
   while it lives (step down when certainty is lost); the node itself retries the stop.
+* With ``nonstop_etcd`` (docs/ETCD.md) every rule above still runs, then the etcd lease has
+  the last word: a group is started only by the node that owns its lease (otherwise the node
+  campaigns for it and waits), and a holder whose lease is gone releases the group, address
+  first, when another node owns the lease or when not every peer is heard (recently enough
+  that none can have declared this node dead: ``view.heard``); while every peer is heard
+  nobody else can take the group, so losing all of etcd moves nothing.
 * ``standby`` and ``takeover`` are one-shot requests: each ends (is dropped) once done, a
   standby when another node holds the group, a takeover when this node does.
 """
@@ -35,11 +41,12 @@ import enum
 from dataclasses import dataclass, replace
 
 from nonstop.config.model import AutoFailback
+from nonstop.coord.lease import LeaseState
 from nonstop.failover.state import GroupAd, GroupState, NodeAd
 from nonstop.failover.view import ClusterView, GroupInfo, holders
 
 __all__ = ["START_FAILED_HOLD_S", "Action", "ClusterView", "Decision", "GroupInfo", "decide",
-           "owner"]
+           "lease_wants", "owner"]
 
 START_FAILED_HOLD_S = 30.0  # Heartbeat waits 30 s before pushing a failed group away
 
@@ -52,6 +59,7 @@ class Action(enum.Enum):
     FORGET_FAILURE = "forget_failure"  # START_FAILED here -> NONE: it may be tried here again
     END_STANDBY = "end_standby"  # the standby request for the group is done: drop it
     END_TAKEOVER = "end_takeover"  # the takeover request for the group is done: drop it
+    CAMPAIGN = "campaign"  # nonstop_etcd: ask etcd for the group's lease, start nothing yet
 
 
 @dataclass(frozen=True)
@@ -307,6 +315,44 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
     return Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}")
 
 
+_NO_LEASE = LeaseState(None, known=False, mine=False)
+
+
+def _lease_wait(view: ClusterView, info: GroupInfo, lease: LeaseState) -> str:
+    if lease.known and lease.holder not in (None, view.local):
+        return f"{lease.holder} holds the etcd lease of group {info.key}: not taking it"
+    if lease.known and lease.holder == view.local:
+        return (f"waiting for the etcd lease of group {info.key} (this node's key of an "
+                "earlier lease has not expired yet)")
+    if lease.known:
+        return f"waiting for the etcd lease of group {info.key}"
+    return f"waiting for the etcd lease of group {info.key} (etcd not answering)"
+
+
+def _lease_gate(view: ClusterView, info: GroupInfo, d: Decision) -> Decision:
+    """nonstop_etcd: the heartbeat rules proposed ``d``; the lease may veto it."""
+    g, key = info.index, info.key
+    lease = view.lease.get(g, _NO_LEASE) if view.lease is not None else None
+    if lease is None or lease.mine:
+        return d
+    held = _ad(view, view.local, g).state is GroupState.HELD
+    if d.action is Action.ACQUIRE and not held:
+        return Decision(g, Action.CAMPAIGN, _lease_wait(view, info, lease))
+    if not held or d.action not in (Action.WAIT, Action.REANNOUNCE, Action.ACQUIRE):
+        return d
+    if lease.known and lease.holder not in (None, view.local):
+        return Decision(g, Action.RELEASE, f"lost the etcd lease of group {key}: "
+                        f"{lease.holder} holds it; releasing the group, address first",
+                        conflict=True)
+    unheard = [n for n in view.order if n != view.local and n not in view.heard]
+    if unheard:
+        return Decision(g, Action.RELEASE, f"lost the etcd lease of group {key} (not renewed "
+                        f"in time) and {', '.join(unheard)} not heard: releasing the group, "
+                        "address first", conflict=True)
+    return replace(d, reason=f"{d.reason} (without its etcd lease: kept while every peer is "
+                   "heard, as nobody else can take it)")
+
+
 def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:
     if view.leaving:
         return Decision(info.index, Action.WAIT,
@@ -320,6 +366,8 @@ def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:
             d = _stop_failed(view, info)
         else:
             d = _unheld(view, info)
+    if info.index not in view.here.busy:
+        d = _lease_gate(view, info, d)
     return replace(d, seen_epoch=_seen_epoch(view, info.index))
 
 
@@ -348,3 +396,20 @@ def decide(view: ClusterView) -> list[Decision]:
         out.extend(_requests_done(view, info))
         out.append(_decide_group(view, info))
     return out
+
+
+def lease_wants(view: ClusterView, decisions: list[Decision]) -> tuple[frozenset[int],
+                                                                      frozenset[int]]:
+    """nonstop_etcd: the groups whose lease this node must get (it holds them, starts them,
+    or the rules chose it), and those whose lease it keeps if it has it but does not ask for
+    (being released: a resource may still run until the stop is done)."""
+    releasing = {d.group for d in decisions if d.action is Action.RELEASE}
+    get = {d.group for d in decisions if d.action in (Action.CAMPAIGN, Action.ACQUIRE)}
+    keep: set[int] = set()
+    for info in view.groups:
+        state = _ad(view, view.local, info.index).state
+        if state.claims and info.index not in releasing:
+            get.add(info.index)
+        elif state.may_run:
+            keep.add(info.index)
+    return frozenset(get - releasing), frozenset(keep | (releasing & get))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from nonstop.config.model import AutoFailback
+from nonstop.coord.lease import LeaseState
 from nonstop.failover.state import NodeAd, decode_ad
 from nonstop.heartbeat.membership import MembershipView
 from nonstop.heartbeat.states import NodeStatus
@@ -69,6 +70,12 @@ class ClusterView:
     probed: bool = True
     # Whether this node is shutting down (the shutdown releases every group itself).
     leaving: bool = False
+    # With nonstop_etcd: each group's etcd lease as this node knows it (None: no etcd, the
+    # heartbeats alone decide).
+    lease: Mapping[int, LeaseState] | None = None
+    # With nonstop_etcd: peers heard so recently that they cannot have declared this node
+    # dead yet (see build_view's ``fresh_ms``), so none of them can be taking a group over.
+    heard: frozenset[str] = frozenset()
 
 
 _ALIVE = (NodeStatus.UP, NodeStatus.ACTIVE)
@@ -84,8 +91,16 @@ def build_view(
     auto_failback: AutoFailback,
     probed: bool,
     leaving: bool,
+    lease: Mapping[int, LeaseState] | None = None,
+    fresh_ms: int = 0,
 ) -> ClusterView:
-    """The snapshot of one instant, from membership's view and this node's own facts."""
+    """The snapshot of one instant, from membership's view and this node's own facts.
+
+    ``fresh_ms`` (with a lease): a peer last heard at most this long ago counts as ``heard``.
+    The daemon passes deadtime - keepalive - the lease margin: in a clean cut a peer stopped
+    hearing us at most one keepalive before we stopped hearing it, so it declares us dead no
+    sooner than deadtime - keepalive after our last news of it; a holder that needs its peers
+    heard steps down a margin before that."""
     alive = frozenset(n.name for n in members.nodes if n.status in _ALIVE)
     ads: dict[str, NodeAd | None] = {
         n.name: here.ad if n.local else decode_ad(n.fields)
@@ -113,6 +128,12 @@ def build_view(
         unannounced=unannounced,
         probed=probed,
         leaving=leaving,
+        lease=lease,
+        heard=frozenset(
+            n.name for n in members.nodes
+            if not n.local and n.name in alive and n.last_heard_ago_ms is not None
+            and n.last_heard_ago_ms <= fresh_ms
+        ),
     )
 
 

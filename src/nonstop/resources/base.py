@@ -104,6 +104,9 @@ class AgentContext:
     # Seconds one SMTP attempt may take, and how many attempts MailTo makes.
     smtp_timeout: float = 10.0
     smtp_attempts: int = 3
+    # Probe a virtual address with ARP before adding it, listening this many seconds (see
+    # nonstop.resources.dad); None = add it without asking the link.
+    address_probe_s: float | None = None
     ocf_root: Path = DEFAULT_OCF_ROOT
     # LSB init scripts: True = status from the exit code (0 running, 1-3 stopped, else
     # unknown); False = Heartbeat's stdout rule, for scripts whose exit codes lie.

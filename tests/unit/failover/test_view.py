@@ -60,3 +60,21 @@ def test_lifecycle_flags_and_a_foreign_haresources_digest() -> None:
     assert not v.probed and not v.leaving
     assert foreign_digests(v) == {N2: "ffff0000"}
     assert build(leaving=True).leaving
+
+
+def test_heard_counts_peers_heard_within_fresh_ms() -> None:
+    """With a lease, ``heard`` is the peers heard at most ``fresh_ms`` ago (alive ones)."""
+    from nonstop.coord.lease import LeaseState
+
+    def node(name: str, ago: int | None, status: NodeStatus = NodeStatus.ACTIVE,
+             local: bool = False) -> NodeView:
+        return NodeView(name=name, local=local, status=status, last_heard_ago_ms=ago,
+                        deadtime_ms=2000, generation=None, links={"eth0": True}, fields={})
+
+    members = MembershipView(now=0.0, local="a", comm_up=True, nodes=(
+        node("a", 0, local=True), node("b", 900), node("c", 1400), node("d", None),
+        node("e", 100, NodeStatus.DEAD)), counters={})
+    v = build_view(members, LocalFacts(NodeAd({})), now=0.0, order=("a", "b", "c", "d", "e"),
+                   groups=(), auto_failback=AutoFailback.OFF, probed=True, leaving=False,
+                   lease={0: LeaseState(None, False, False)}, fresh_ms=1300)
+    assert v.heard == {"b"}
