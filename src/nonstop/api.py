@@ -11,25 +11,20 @@ import contextlib
 import json
 import logging
 import os
-import pwd
-import socket
-import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from nonstop.errors import NonstopError
+# The client lives apart (no asyncio); it is also reached from here.
+from nonstop.apiclient import SOCKET_NAME
+from nonstop.apiclient import ApiError as ApiError
+from nonstop.apiclient import request as request
 
 log = logging.getLogger("nonstop.api")
 
-SOCKET_NAME = "nonstop.sock"
 MAX_REQUEST = 65536
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-class ApiError(NonstopError):
-    """The daemon could not be reached or refused a request."""
 
 
 def socket_path(state_dir: str | Path) -> Path:
@@ -54,6 +49,10 @@ def parse_request(line: bytes) -> dict[str, Any]:
 def peer_credentials(writer: asyncio.StreamWriter) -> str:
     """The requesting process, from the socket's SO_PEERCRED (the kernel's word, not the
     client's): ``uid 0 (root) pid 1234 (nonstop)``."""
+    import pwd  # the server side only: `nonstop status` does not pay for these
+    import socket
+    import struct
+
     sock = writer.get_extra_info("socket")
     try:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -115,33 +114,3 @@ class ControlServer:
             await self._server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-
-
-def request(state_dir: str | Path, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
-    """Send one request to the daemon of ``state_dir`` and return its reply (blocking client)."""
-    path = socket_path(state_dir)
-    payload = json.dumps({"cmd": cmd, **args}).encode() + b"\n"
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(path))
-            s.sendall(payload)
-            chunks = []
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    except FileNotFoundError as e:
-        raise ApiError(f"no nonstop daemon is running with state directory {state_dir}") from e
-    except ConnectionRefusedError as e:
-        raise ApiError(f"the nonstop daemon of {state_dir} is not accepting requests") from e
-    except OSError as e:
-        raise ApiError(f"cannot talk to the nonstop daemon at {path}: {e}") from e
-    try:
-        reply = json.loads(b"".join(chunks))
-    except ValueError as e:
-        raise ApiError(f"the daemon sent an unreadable reply: {e}") from e
-    if not isinstance(reply, dict):
-        raise ApiError("the daemon sent an unreadable reply")
-    return reply

@@ -46,7 +46,7 @@ def test_the_walk_finds_the_known_classes() -> None:
     """A walk that found nothing would make the next test pass vacuously."""
     found = _exception_classes()
     assert set(found) >= REMOTE
-    assert {"nonstop.config.errors.ConfigError", "nonstop.api.ApiError"} <= set(found)
+    assert {"nonstop.config.errors.ConfigError", "nonstop.apiclient.ApiError"} <= set(found)
     assert set(ROOTS) <= set(found.values())
 
 
