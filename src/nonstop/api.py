@@ -46,6 +46,31 @@ def parse_request(line: bytes) -> dict[str, Any]:
     return req
 
 
+def peer_credentials(writer: asyncio.StreamWriter) -> str:
+    """The requesting process, from the socket's SO_PEERCRED (the kernel's word, not the
+    client's): ``uid 0 (root) pid 1234 (nonstop)``."""
+    import pwd  # the server side only: `nonstop status` does not pay for these
+    import socket
+    import struct
+
+    sock = writer.get_extra_info("socket")
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _gid = struct.unpack("3i", creds)
+    except (OSError, AttributeError, struct.error):
+        return "unknown"
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = "?"
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            comm = fh.read().strip()
+    except OSError:
+        comm = "?"
+    return f"uid {uid} ({user}) pid {pid} ({comm})"
+
+
 class ControlServer:
     """Serves requests ``{"cmd": ...}`` with a handler; a bad request gets an error reply."""
 
@@ -70,6 +95,7 @@ class ControlServer:
             line = await asyncio.wait_for(reader.readline(), timeout=5)
             try:
                 req = parse_request(line)
+                req["peer"] = peer_credentials(writer)  # who asked (the history records it)
                 reply = await self.handler(req)
             except (ValueError, KeyError) as e:
                 reply = {"ok": False, "error": str(e)}

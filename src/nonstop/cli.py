@@ -66,6 +66,7 @@ class LazyGroup(click.Group):
 
     LAZY: ClassVar[dict[str, tuple[str, str]]] = {
         "demo": ("nonstop.demo.cli", "demo_command"),
+        "history": ("nonstop.observe.cli", "history_command"),
         "sync": ("nonstop.sync.cli", "sync_command"),
     }
 

@@ -48,6 +48,7 @@ from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.protocol import HeartbeatProtocol
 from nonstop.logs import BAD_INPUT, escape
+from nonstop.observe.recorder import Recorder
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.resources.mailto import mail_transport
 from nonstop.sync.replicator import Replicator
@@ -172,6 +173,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self._reload_lock = asyncio.Lock()
         self._reload_tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self.observer = Recorder(cfg, node, state_dir, thread_init=_normal_priority)
         self._coordinator = coordinator  # nonstop_etcd's store (None: the etcd gateway)
         self.keeper: LeaseKeeper | None = None
 
@@ -201,6 +203,7 @@ class Daemon:
             if ha.etcd is not None:
                 self.keeper = self._make_keeper()
                 self.keeper.start()
+        await self.observer.start(self.status)  # before the first packet: it records from it
         await self.media.open()
         if self.watchdog is not None:
             self.watchdog.open()
@@ -240,6 +243,7 @@ class Daemon:
                 self._timer.cancel()
             self.media.close()
             await self.api.close()
+            await self.observer.close()
             with contextlib.suppress(OSError):
                 replaystate.save(self.state_dir, self.protocol.replay_state())
         log.info("%s nonstop shutdown complete.", self.node)
@@ -286,6 +290,7 @@ class Daemon:
             log.error("replication disabled: %s", e)
             return
         self.replicator = replicator
+        self.observer.watch_sync(replicator)
         log.info("replication: serving and watching with %s", config_path)
         self._replication_follows()
 
@@ -381,7 +386,7 @@ class Daemon:
             self.node,
             self.state_dir,
             ctx,
-            agent_factory=self.agent_factory,
+            agent_factory=self.observer.timed(self.agent_factory),
             clock=self._now,
             on_change=self._schedule_reconsider,
             monitor_interval_s=interval,
@@ -439,7 +444,9 @@ class Daemon:
             view = self._cluster_view()
             self._warn_foreign_haresources(view)
             decisions = decide(view)
+            self.observer.on_decisions(decisions, self.engine.infos())
             self.engine.apply(decisions)
+            self.observer.on_groups(self.engine.snapshot(holders(view)))
             if self.keeper is not None:
                 self.keeper.want(*lease_wants(view, decisions))
         self._advertise()
@@ -559,6 +566,7 @@ class Daemon:
 
     def _handle(self, out: list[Output], now: float) -> None:
         """Send what the protocol returned and log or act on its events, in order."""
+        self.observer.on_membership(out)
         if any(isinstance(o, FAILOVER_NEWS) for o in out):
             self._schedule_reconsider()
         for o in out:
@@ -594,6 +602,7 @@ class Daemon:
     def _reload_on_signal(self) -> None:
         """SIGHUP, as Heartbeat and every init script's reload use it."""
         log.info("Signal SIGHUP received: re-reading the configuration")
+        self.observer.on_command("reload", {"peer": "SIGHUP"})
         task = asyncio.create_task(self.reload())
         self._reload_tasks.add(task)
         task.add_done_callback(self._reload_tasks.discard)
@@ -614,8 +623,10 @@ class Daemon:
                 log.error("reload refused: %d error(s); still running on the previous "
                           "configuration", len(parsed.errors))
                 self.notifier.reloaded("running; the last reload was refused")
-                return {"ok": False, "error": "configuration has errors: nothing changed",
-                        "errors": [str(e) for e in parsed.errors]}
+                refused = {"ok": False, "error": "configuration has errors: nothing changed",
+                           "errors": [str(e) for e in parsed.errors]}
+                self.observer.on_reload(refused)
+                return refused
             plan = plan_reload(self.cfg, parsed.value)
             for w in parsed.warnings:
                 log.warning("reload: %s", w)
@@ -627,7 +638,9 @@ class Daemon:
             log.info("reload: done: %d change(s) applied, %d left for the next start",
                      len(plan.applied), len(plan.deferred))
             self.notifier.reloaded("running; configuration reloaded")
-            return {"ok": True, "applied": list(plan.applied), "deferred": list(plan.deferred)}
+            done = {"ok": True, "applied": list(plan.applied), "deferred": list(plan.deferred)}
+            self.observer.on_reload(done)
+            return done
 
     async def _apply_reload(self, cfg: ClusterConfig) -> None:
         old = self.cfg
@@ -706,6 +719,8 @@ class Daemon:
 
     async def _api(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req["cmd"]
+        if cmd in ("stop", "reload", "standby", "takeover"):
+            self.observer.on_command(cmd, req)
         if cmd == "status":
             return {"ok": True, "status": self.status()}
         if cmd == "stop":

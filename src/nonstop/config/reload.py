@@ -38,10 +38,12 @@ AT_START: dict[str, str] = {
     "rtprio": "process settings are applied at start",
     "coredumps": "process settings are applied at start",
     "mail_relay": "MailTo agents are set up at start",
+    "metrics_address": "the status page's socket is opened at start",
+    "notify_programs": "the notifiers are started at start",
     "etcd": "the etcd lease keeper is set up at start",
 }
 # The ha.cf words of the fields that are lists, not one setting's value.
-_LIST_WORDS = {"nodes": "node", "media": "bcast/ucast/mcast"}
+_LIST_WORDS = {"nodes": "node", "media": "bcast/ucast/mcast", "notify_programs": "nonstop_notify"}
 # Bookkeeping of where things were written: never a change of behaviour.
 _NOT_SETTINGS = frozenset({"path", "parameters", "locations", "warnings"})
 

@@ -873,6 +873,7 @@ class Node:
             _account(stats, chan)
             await chan.close()
         if rec.changed:
+            stats["changes_received"] = stats.get("changes_received", 0) + len(rec.changed)
             self.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")
             await self._run_actions(g, rec.changed, receiving=True)
 
@@ -899,6 +900,7 @@ class Node:
                     # The end of one run in a kept session: its actions run now.
                     changed, rec.changed = rec.changed, []
                     if changed:
+                        stats["changes_received"] = stats.get("changes_received", 0) + len(changed)
                         self.out(1, f"received {len(changed)} change(s) from {peer.name}")
                         await self._run_actions(g, changed, receiving=True)
                     continue
