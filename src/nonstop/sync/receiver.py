@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from nonstop.config.csync2 import Group
 from nonstop.logs import escape
@@ -34,27 +33,11 @@ from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.patterns import Matcher, PathMap, valid_name
 from nonstop.sync.plan import Op
 from nonstop.sync.scan import Seen, describe, racy_window
+from nonstop.sync.session import Basis, Result
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Result:
-    """The outcome of one operation, sent back to the sender."""
-
-    index: int
-    status: str  # ok | same | forced | auto | conflict | lost | refused | error
-    message: str = ""
-
-    @property
-    def applied(self) -> bool:
-        """Both sides now hold the sender's version."""
-        return self.status in ("ok", "same", "forced", "auto")
-
-    def to_wire(self) -> list[Any]:
-        return [self.index, self.status, self.message]
 
 
 @dataclass
@@ -395,7 +378,7 @@ class Receiver:
         self.changed.append(name)
 
     # --- phase 2: data
-    def basis(self, batch: Batch, index: int) -> dict[str, Any] | None:
+    def basis(self, batch: Batch, index: int) -> Basis | None:
         """What the sender may build on for a needed file: our current regular file's size and
         digest, and whether the new bytes may be appended to it in place."""
         p = batch.pending[index]
@@ -408,7 +391,7 @@ class Receiver:
             k in self.ignore or getattr(cur, a) == getattr(new, a)
             for k, a in (("mod", "mode"), ("uid", "uid"), ("gid", "gid"))
         )
-        return {"size": cur.size, "digest": cur.digest, "append": same_meta}
+        return Basis(cur.size, cur.digest, same_meta)
 
     def signature(self, batch: Batch, index: int) -> list[bytes] | None:
         """The rsync signature of our current file, kept open as the basis of the delta to come
