@@ -16,16 +16,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from nonstop.sync import rdiff
 from nonstop.sync.context import GroupCtx, Report, SyncError
-from nonstop.sync.patterns import in_scope
-from nonstop.sync.plan import Op, batches, plan_forced
-from nonstop.sync.protocol import AuthError, ProtocolError, RemoteError
-from nonstop.sync.receiver import Receiver
-from nonstop.sync.sender import FileSender
-from nonstop.sync.server import receive_file
-from nonstop.sync.session import (
+from nonstop.sync.messages import (
     Basis,
     Bye,
-    ClientSession,
     Event,
     Files,
     Listing,
@@ -36,6 +29,13 @@ from nonstop.sync.session import (
     SignatureEnd,
     Verdict,
 )
+from nonstop.sync.patterns import in_scope
+from nonstop.sync.plan import Op, batches, plan_forced
+from nonstop.sync.protocol import AuthError, ProtocolError, RemoteError
+from nonstop.sync.receiver import Receiver
+from nonstop.sync.sender import FileSender
+from nonstop.sync.server import receive_file
+from nonstop.sync.session import ClientSession
 from nonstop.sync.state import FileState
 from nonstop.sync.transport import Channel, client_handshake, connect, next_event
 

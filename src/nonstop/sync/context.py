@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
+from nonstop.sync.messages import Scope
 from nonstop.sync.patterns import Matcher, PathMap, in_scope
-from nonstop.sync.session import Scope
 
 ALL: list[Scope] = [("/", True)]
 Out = Callable[[int, str], None]

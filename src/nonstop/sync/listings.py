@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Iterable
 
 from nonstop.sync.context import ALL, GroupCtx, overlaps
+from nonstop.sync.messages import Scope
 from nonstop.sync.patterns import Matcher, in_scope
 from nonstop.sync.plan import Op, plan
 from nonstop.sync.scan import scan
-from nonstop.sync.session import Scope
 from nonstop.sync.statedb import StateDB
 
 _KIND_BITS = {"reg": 0o100000, "dir": 0o040000, "lnk": 0o120000, "fifo": 0o010000,

@@ -15,10 +15,11 @@ from dataclasses import replace
 
 from nonstop.sync import rdiff
 from nonstop.sync.digest import Hasher, blocks_match, resume_point
+from nonstop.sync.messages import Basis
 from nonstop.sync.patterns import PathMap
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import CHUNK
-from nonstop.sync.session import Basis, ClientSession, ServerSession
+from nonstop.sync.session import ClientSession, ServerSession
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.transport import Channel

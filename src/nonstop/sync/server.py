@@ -22,26 +22,16 @@ from nonstop.config.errors import ConfigError
 from nonstop.logs import BAD_INPUT
 from nonstop.sync.context import GroupCtx, SyncError
 from nonstop.sync.limits import Listener
+from nonstop.sync.messages import Bye, Commit, Data, Eof, Fetch, ListRequest, Need, Offer, Start
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import AuthError, ProtocolError, RemoteError
-from nonstop.sync.receiver import Batch, Receiver, cleanup_tmp
+from nonstop.sync.receiver import Batch, Receiver
 from nonstop.sync.scan import describe
 from nonstop.sync.sender import FileSender
-from nonstop.sync.session import (
-    Bye,
-    ClientSession,
-    Commit,
-    Data,
-    Eof,
-    Fetch,
-    ListRequest,
-    Need,
-    Offer,
-    ServerSession,
-    Start,
-)
+from nonstop.sync.session import ClientSession, ServerSession
 from nonstop.sync.state import FileState
 from nonstop.sync.transport import Channel, Peer, next_event, server_context, server_handshake
+from nonstop.sync.writes import cleanup_tmp
 
 if TYPE_CHECKING:
     from nonstop.sync.node import Node

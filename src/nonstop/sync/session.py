@@ -23,10 +23,33 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar
 
 from nonstop.logs import escape
+from nonstop.sync.messages import (
+    Basis,
+    Bye,
+    Commit,
+    Data,
+    Eof,
+    Event,
+    Fetch,
+    Files,
+    Listing,
+    ListRequest,
+    Need,
+    Offer,
+    Result,
+    Results,
+    Scope,
+    Signature,
+    SignatureEnd,
+    Start,
+    Verdict,
+    indices,
+    results_of,
+    state_or_none,
+)
 from nonstop.sync.patterns import valid_name
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import (
@@ -43,138 +66,14 @@ from nonstop.sync.protocol import (
 )
 from nonstop.sync.state import FileState
 
-Scope = tuple[str, bool]
+__all__ = ["Basis", "ClientSession", "Event", "Phase", "Result", "Scope", "ServerSession",
+           "SessionMisuse"]
+
 MAX_OPS_PER_OFFER = 10_000
 
 
 class SessionMisuse(RuntimeError):
     """This side asked to send something the session's state does not allow (a local bug)."""
-
-
-@dataclass(frozen=True)
-class Result:
-    """The outcome of one operation, sent back to the sender."""
-
-    index: int
-    status: str  # ok | same | forced | auto | conflict | lost | refused | error
-    message: str = ""
-
-    @property
-    def applied(self) -> bool:
-        """Both sides now hold the sender's version."""
-        return self.status in ("ok", "same", "forced", "auto")
-
-    def to_wire(self) -> list[Any]:
-        return [self.index, self.status, self.message]
-
-
-@dataclass(frozen=True)
-class Basis:
-    """The receiver's copy of a file it needs: what a delta or an append can build on."""
-
-    size: int
-    digest: str
-    append: bool
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"size": self.size, "digest": self.digest, "append": self.append}
-
-    @classmethod
-    def from_wire(cls, raw: object) -> Basis:
-        if not isinstance(raw, dict):
-            raise ProtocolError("bad basis")
-        return cls(field(raw, "size", int), field(raw, "digest", str), field(raw, "append", bool))
-
-
-# --- events: what the peer said, checked ------------------------------------------------------
-@dataclass(frozen=True)
-class Verdict:
-    b: int
-    results: dict[int, Result]
-    need: list[int]
-    have: dict[int, Basis]
-
-
-@dataclass(frozen=True)
-class Results:
-    b: int
-    results: dict[int, Result]
-
-
-@dataclass(frozen=True)
-class Listing:
-    entries: dict[str, FileState]
-    end: bool
-
-
-@dataclass(frozen=True)
-class Files:
-    entries: list[tuple[str, FileState | None]]
-
-
-@dataclass(frozen=True)
-class Signature:
-    piece: bytes
-
-
-@dataclass(frozen=True)
-class SignatureEnd:
-    i: int
-    ok: bool
-
-
-@dataclass(frozen=True)
-class Data:
-    i: int
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class Eof:
-    i: int
-    state: FileState | None  # None: the file vanished on the sender
-
-
-@dataclass(frozen=True)
-class Bye:
-    keep: bool
-
-
-@dataclass(frozen=True)
-class Offer:
-    b: int
-    ops: list[Op]
-
-
-@dataclass(frozen=True)
-class ListRequest:
-    scopes: list[Scope]
-
-
-@dataclass(frozen=True)
-class Fetch:
-    names: list[str]
-
-
-@dataclass(frozen=True)
-class Need:
-    need: list[int]
-
-
-@dataclass(frozen=True)
-class Start:
-    i: int
-    mode: str  # append | delta
-    at: int = 0
-
-
-@dataclass(frozen=True)
-class Commit:
-    b: int
-
-
-Event: TypeAlias = (Verdict | Results | Listing | Files | Signature | SignatureEnd | Data | Eof
-         | Bye | Offer | ListRequest | Fetch | Need | Start | Commit)
 
 
 class Phase(enum.Enum):
@@ -197,29 +96,6 @@ class Phase(enum.Enum):
     AWAIT_NEED = "waiting for the files needed"
     BYE_DUE = "saying goodbye"
     CLOSED = "closed"
-
-
-def _results(raw: list[object], n: int) -> dict[int, Result]:
-    out: dict[int, Result] = {}
-    for item in raw:
-        if (not isinstance(item, list) or len(item) != 3 or type(item[0]) is not int
-                or not isinstance(item[1], str) or not isinstance(item[2], str)
-                or not 0 <= item[0] < n):
-            raise ProtocolError("bad result")
-        out[item[0]] = Result(item[0], item[1], item[2])
-    return out
-
-
-def _indices(raw: object, n: int, what: str) -> list[int]:
-    """A list of distinct indices below ``n``."""
-    if (not isinstance(raw, list) or any(type(i) is not int or not 0 <= i < n for i in raw)
-            or len(set(raw)) != len(raw)):
-        raise ProtocolError(f"bad {what} list")
-    return list(raw)
-
-
-def _state_or_none(raw: object) -> FileState | None:
-    return None if raw is None else FileState.from_wire(raw)
 
 
 def _chunked(kind: Kind, data: bytes) -> list[bytes]:
@@ -291,7 +167,7 @@ class _Session:
         obj = f.obj()
         if obj.get("i") != i:
             raise ProtocolError("data for an unexpected file")
-        state = _state_or_none(obj.get("s"))
+        state = state_or_none(obj.get("s"))
         self._in.popleft()
         self._in_started = False
         if not self._in:
@@ -333,7 +209,7 @@ class ClientSession(_Session):
 
     def _handle(self, f: Frame) -> Event:
         if f.kind is Kind.RESULTS:
-            return self._on_results(f.obj())
+            return self._onresults_of(f.obj())
         if f.kind is Kind.VERDICT:
             return self._on_verdict(f.obj())
         if f.kind is Kind.SIG:
@@ -349,18 +225,18 @@ class ClientSession(_Session):
             return Bye(self._keep)
         return self._incoming(f)
 
-    def _on_results(self, obj: dict[str, Any]) -> Results:
+    def _onresults_of(self, obj: dict[str, Any]) -> Results:
         b = obj.get("b")
         if type(b) is not int or b not in self.inflight:
             raise ProtocolError("results for an unknown batch")
-        return Results(b, _results(field(obj, "r", list), self.inflight.pop(b)))
+        return Results(b, results_of(field(obj, "r", list), self.inflight.pop(b)))
 
     def _on_verdict(self, obj: dict[str, Any]) -> Verdict:
         bid, n = self._offered
         if obj.get("b") != bid:
             raise ProtocolError("verdict for an unexpected batch")
-        results = _results(field(obj, "r", list), n)
-        need = _indices(field(obj, "need", list), n, "need")
+        results = results_of(field(obj, "r", list), n)
+        need = indices(field(obj, "need", list), n, "need")
         raw = obj.get("have", {})
         if not isinstance(raw, dict):
             raise ProtocolError("bad basis map")
@@ -407,7 +283,7 @@ class ClientSession(_Session):
         for name, item in zip(self._fetching, raw, strict=True):
             if not isinstance(item, list) or len(item) != 2 or item[0] != name:
                 raise ProtocolError("bad file list entry")
-            entries.append((name, _state_or_none(item[1])))
+            entries.append((name, state_or_none(item[1])))
         self._files = [s for _, s in entries]
         self.phase = Phase.NEED_DUE
         return Files(entries)
@@ -569,7 +445,7 @@ class ServerSession(_Session):
         return Fetch(list(names))
 
     def _on_need(self, obj: dict[str, Any]) -> Need:
-        need = _indices(field(obj, "need", list), len(self._names), "need")
+        need = indices(field(obj, "need", list), len(self._names), "need")
         if any(i not in self._regular for i in need):
             raise ProtocolError("bad need list")
         self._out = deque(need)

@@ -22,8 +22,9 @@ from typing import Any
 from nonstop.logs import escape
 from nonstop.sync import limits
 from nonstop.sync import protocol as p
+from nonstop.sync.messages import Event
 from nonstop.sync.protocol import AuthError, Frame, Kind, ProtocolError, RemoteError
-from nonstop.sync.session import ClientSession, Event, ServerSession
+from nonstop.sync.session import ClientSession, ServerSession
 
 CERT_NAME = "sync-cert.pem"
 KEY_NAME = "sync-key.pem"
