@@ -141,7 +141,9 @@ class Decoder:
         end = pos + HEADER.size + length
         if len(self._buf) < end:
             return None
-        payload = bytes(self._buf[pos + HEADER.size : end])
+        # One copy, through a view that is released before the buffer may be resized.
+        with memoryview(self._buf) as view, view[pos + HEADER.size : end] as part:
+            payload = bytes(part)
         self._pos = end
         return Frame(kind, payload)
 

@@ -83,7 +83,7 @@ class Channel:
     (:meth:`read_some`, or :func:`next_event`).
     """
 
-    READ_SIZE = 1 << 18
+    READ_SIZE = 1 << 18  # per read once authenticated (a DATA frame is 256 KB)
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -94,18 +94,21 @@ class Channel:
         self.bytes_received = 0
         # Small until the handshake proves the key (then p.MAX_FRAME), see authenticated().
         self.decoder = p.Decoder(p.PREAUTH_MAX_FRAME)
+        # Before the proof, one read is at most one small frame's worth (lesson 12).
+        self._read_size = p.PREAUTH_MAX_FRAME + p.HEADER.size
         self.idle_timeout: float | None = None
 
     def authenticated(self, idle_timeout: float | None = None) -> None:
         """The peer proved the group key: lift the pre-authentication frame cap."""
         self.decoder.limit = p.MAX_FRAME
+        self._read_size = self.READ_SIZE
         self.idle_timeout = idle_timeout
 
     async def read_some(self) -> bytes:
         """The next bytes from the peer (ConnectionError when it closed, TimeoutError when it
         sent nothing for ``idle_timeout``)."""
         async with asyncio.timeout(self.idle_timeout):
-            data = await self.reader.read(self.READ_SIZE)
+            data = await self.reader.read(self._read_size)
         if not data:
             raise ConnectionError("connection closed by peer")
         self.bytes_received += len(data)
