@@ -91,6 +91,21 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
+# Findings written by hand (where the memory goes, analyses) follow this line in the output
+# file; a new run regenerates everything above it and keeps the rest.
+HAND_MARKER = "<!-- Written by hand from here on: bench/run.py keeps this part. -->"
+
+
+def with_hand_written(text: str, path: Path) -> str:
+    """``text`` followed by the hand-written part of the document at ``path``, if any."""
+    try:
+        old = path.read_text()
+    except OSError:
+        return text
+    _, marker, kept = old.partition(HAND_MARKER)
+    return text.rstrip("\n") + "\n\n" + marker + kept if marker else text
+
+
 def render(results: list[SuiteResult], *, out: Path, command: str, machine: list[tuple[str, str]],
            started: datetime.datetime, elapsed: float, busy: float, load_before: str,
            load_after: str, quick: bool, trials: int,
@@ -225,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   elapsed=elapsed, busy=busy, load_before=load_before, load_after=loadavg(),
                   quick=ns.quick, trials=trials, per_suite=per_suite)
     ns.out.parent.mkdir(parents=True, exist_ok=True)
-    ns.out.write_text(text)
+    ns.out.write_text(with_hand_written(text, ns.out))
     print(f"wrote {ns.out} ({elapsed:.0f} s)", file=sys.stderr)
     if ns.keep or failed:
         print(f"work directory kept: {workdir}", file=sys.stderr)

@@ -1,19 +1,18 @@
-"""One node's daemon: wires the pure membership core to sockets, clock, logs and the API.
+"""One node's daemon: wires the pure heartbeat protocol to sockets, clock, logs and the API.
 
 Single asyncio process. The heartbeat path (receive, decide, send) runs straight from the socket
-callback and from a timer armed at ``Membership.next_wakeup()``; it never awaits anything.
+callback and from a timer armed at ``HeartbeatProtocol.next_wakeup()``; it never awaits anything.
 Scripts, mail, disk and log writes run elsewhere (subprocesses, tasks, the log queue thread).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import ctypes
+import gc
 import logging
 import os
-import random
 import shutil
 import signal
 import time
@@ -24,36 +23,32 @@ from typing import Any
 
 from nonstop import __version__
 from nonstop.api import ControlServer
-from nonstop.config.model import ClusterConfig, HaConfig
-from nonstop.failover.decide import ClusterView, decide
+from nonstop.config.model import ClusterConfig, HaConfig, MsgFmt
+from nonstop.coord.keeper import LeaseKeeper
+from nonstop.coord.port import Coordinator
+from nonstop.failover.decide import decide, lease_wants
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
-from nonstop.failover.state import GroupState, NodeAd, decode_ad, encode_ad
+from nonstop.failover.state import GroupState, encode_ad
+from nonstop.failover.view import ClusterView, build_view, foreign_digests, holders
 from nonstop.heartbeat import replaystate
 from nonstop.heartbeat.burst import BurstLimiter
-from nonstop.heartbeat.codec import BadPacket, FieldError, Message, WireFormat, decode, encode
-from nonstop.heartbeat.envelope import Identity, is_unsequenced, stamp
-from nonstop.heartbeat.identity import load_uuid, next_generation
-from nonstop.heartbeat.media import MediaSet
-from nonstop.heartbeat.membership import (
-    ClusterMessage,
+from nonstop.heartbeat.codec import WireFormat
+from nonstop.heartbeat.envelope import Identity
+from nonstop.heartbeat.eventlog import describe
+from nonstop.heartbeat.events import (
+    FAILOVER_NEWS,
     CommUp,
     Dropped,
-    Event,
-    GapFilled,
-    LateHeartbeat,
-    LinkChanged,
-    Membership,
     NodeDied,
-    NodeReturned,
-    RexmitRequested,
-    RexmitWanted,
-    Send,
-    SilenceWarning,
-    StatusChanged,
+    Output,
+    OwnStatusHeard,
+    Transmit,
 )
-from nonstop.heartbeat.rexmit import RexmitLimiter
-from nonstop.heartbeat.states import NodeStatus
+from nonstop.heartbeat.identity import load_uuid, next_generation
+from nonstop.heartbeat.media import MediaSet
+from nonstop.heartbeat.protocol import HeartbeatProtocol
 from nonstop.logs import BAD_INPUT, escape
+from nonstop.observe.recorder import Recorder
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.resources.mailto import mail_transport
 from nonstop.sync.replicator import Replicator
@@ -62,10 +57,7 @@ from nonstop.watchdog import Watchdog
 
 log = logging.getLogger("nonstop")
 
-HISTORY = 500  # sequenced messages kept for retransmission, as Heartbeat's MAXMSGHIST
 PERIODIC_RECONSIDER_S = 1.0
-REXMIT_REPEAT_S = 0.25  # Heartbeat re-asks every 250 ms until the packet comes or is NAKed
-REXMIT_ATTEMPTS = 4
 REPLAY_SAVE_S = 5.0  # peers' sequence numbers are recorded this often (generations at once)
 
 
@@ -94,6 +86,22 @@ def _normal_priority() -> None:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
+# mlockall(2) flags: MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT (Linux >= 4.4). Without ONFAULT the
+# kernel backs and locks every mapping at once, as root beyond RLIMIT_MEMLOCK: the arenas and
+# 8 MiB thread stacks Python reserves but never touches (VmLck = VmSize, 77 MB PSS measured, see
+# docs/BENCHMARKS.md). With it a page is locked when first touched: what the heartbeat path uses
+# can never be swapped out, what nobody uses costs nothing.
+MLOCK_FLAGS = 1 | 2 | 4
+
+
+def _return_startup_garbage() -> None:
+    """Hand back to the kernel the heap that imports and parsing freed (about 2 MB glibc
+    would keep), before mlockall pins it."""
+    gc.collect()
+    with contextlib.suppress(AttributeError, OSError):  # not glibc: nothing to trim
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def apply_process_settings(ha: HaConfig, loop: asyncio.AbstractEventLoop) -> None:
     """ha.cf ``realtime``/``rtprio`` and ``coredumps``, as Heartbeat applies them."""
     import resource
@@ -103,6 +111,7 @@ def apply_process_settings(ha: HaConfig, loop: asyncio.AbstractEventLoop) -> Non
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (hard if ha.coredumps else 0, hard))
     loop.set_default_executor(ThreadPoolExecutor(max_workers=8, initializer=_normal_priority))
+    _return_startup_garbage()
     if not ha.realtime:
         return
     lowest = os.sched_get_priority_min(os.SCHED_RR)
@@ -115,7 +124,7 @@ def apply_process_settings(ha: HaConfig, loop: asyncio.AbstractEventLoop) -> Non
     except OSError as e:
         log.warning("realtime: cannot set SCHED_RR priority %d: %s", prio, e.strerror)
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mlockall(3) != 0:  # MCL_CURRENT | MCL_FUTURE
+    if libc.mlockall(MLOCK_FLAGS) != 0:
         log.warning("Cannot lock ourselves into memory: %s", os.strerror(ctypes.get_errno()))
 
 
@@ -130,25 +139,19 @@ class Daemon:
         *,
         agent_factory: AgentFactory = make_agent,
         sync_root: str = "/",
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.cfg = cfg
         self.sync_root = sync_root
         self.node = node
         self.state_dir = state_dir
-        self.keys = cfg.authkeys
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.membership: Membership | None = None
+        self.protocol: HeartbeatProtocol | None = None
         self.media = MediaSet(cfg.ha.media, self._on_datagram)
-        self.identity: Identity | None = None
-        self.seq = 0
-        self.history: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self.loadavg = LoadAvg()
         self.burst = BurstLimiter()
-        self.rexmit = RexmitLimiter()
         self.started_wall = time.time()
         self.started = 0.0
-        self.sent = 0
-        self.received = 0
         self._timer: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
         self._force_stop = asyncio.Event()
@@ -170,6 +173,9 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self._reload_lock = asyncio.Lock()
         self._reload_tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self.observer = Recorder(cfg, node, state_dir, thread_init=_normal_priority)
+        self._coordinator = coordinator  # nonstop_etcd's store (None: the etcd gateway)
+        self.keeper: LeaseKeeper | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -181,17 +187,23 @@ class Daemon:
         gen = next_generation(self.state_dir, ha.hbgenmethod)
         apply_process_settings(ha, self.loop)
         ttl = self.cfg.ha.hopfudge + len(self.cfg.ha.nodes)
-        self.identity = Identity(self.node, uuid, gen, ttl)
         log.info("Configuration validated. Starting nonstop %s on node %s", __version__, self.node)
         log.info("Heartbeat generation: %d", gen)
         self.started = self.loop.time()
         self._replay_saved = replaystate.load(self.state_dir)
-        self.membership = Membership(self.cfg.ha, self.node, self.started,
-                                     known=self._replay_saved)
+        self.protocol = HeartbeatProtocol(
+            ha, Identity(self.node, uuid, gen, ttl), self.cfg.authkeys, self.started,
+            wall_clock=time.time, loadavg=self.loadavg.get, wire_format=self._wire_format(),
+            known=self._replay_saved,
+        )
         if self.cfg.groups:
             # No holdings are advertised until the probe has looked at what this box runs:
             # peers wait for a node that has not said, but would act on a premature "none".
             self.engine = self._make_engine()
+            if ha.etcd is not None:
+                self.keeper = self._make_keeper()
+                self.keeper.start()
+        await self.observer.start(self.status)  # before the first packet: it records from it
         await self.media.open()
         if self.watchdog is not None:
             self.watchdog.open()
@@ -200,7 +212,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
-        if self.membership.comm_up:
+        if self.protocol.comm_up:
             self.notifier.ready(f"up: {self.node} alone in the cluster")
         else:
             self.notifier.extend_start(ha.initdead_ms / 1000.0 + 30,
@@ -217,6 +229,8 @@ class Daemon:
             await self._stop.wait()
             if self.engine is not None:
                 await self._release_for_shutdown()
+            if self.keeper is not None:
+                await self.keeper.close()
             await self._leave()
             if self.replicator is not None:
                 await self.replicator.stop()
@@ -229,8 +243,9 @@ class Daemon:
                 self._timer.cancel()
             self.media.close()
             await self.api.close()
+            await self.observer.close()
             with contextlib.suppress(OSError):
-                replaystate.save(self.state_dir, self.membership.replay_state())
+                replaystate.save(self.state_dir, self.protocol.replay_state())
         log.info("%s nonstop shutdown complete.", self.node)
         return 0
 
@@ -275,6 +290,7 @@ class Daemon:
             log.error("replication disabled: %s", e)
             return
         self.replicator = replicator
+        self.observer.watch_sync(replicator)
         log.info("replication: serving and watching with %s", config_path)
         self._replication_follows()
 
@@ -370,12 +386,32 @@ class Daemon:
             self.node,
             self.state_dir,
             ctx,
-            agent_factory=self.agent_factory,
+            agent_factory=self.observer.timed(self.agent_factory),
             clock=self._now,
             on_change=self._schedule_reconsider,
             monitor_interval_s=interval,
             before_release=self._before_release,
         )
+
+    def _make_keeper(self) -> LeaseKeeper:
+        """nonstop_etcd: the lease keeper task (docs/ETCD.md), outside the heartbeat path."""
+        from nonstop.coord.lease import LeaseBook, LeaseTiming
+
+        assert self.engine is not None and self.cfg.ha.etcd is not None
+        timing = LeaseTiming.from_deadtime(self.cfg.ha.deadtime_ms)
+        coord = self._coordinator
+        if coord is None:
+            try:
+                from nonstop.coord.etcd import EtcdGateway
+            except ImportError as e:  # reported as a machine problem, in one line
+                raise OSError(f"nonstop_etcd needs the httpx package (pip install "
+                              f"'nonstop[etcd]' or apt-get install python3-httpx): "
+                              f"{e}") from None
+            coord = EtcdGateway(self.cfg.ha.etcd, timing.rpc_timeout_s)
+        book = LeaseBook(self.node, timing, {i.index: i.key for i in self.engine.infos()})
+        prefix = self.cfg.ha.etcd.key_prefix(self.cfg.ha.cluster)
+        log.info("etcd: leases under %s, TTL %d s", prefix, timing.ttl_s)
+        return LeaseKeeper(coord, book, prefix, self._schedule_reconsider)
 
     # ------------------------------------------------------------------ failover
 
@@ -384,91 +420,59 @@ class Daemon:
             self._reconsider_pending = True
             self.loop.call_soon(self._reconsider)
 
-    def _holders(self) -> dict[int, str]:
-        """Which node holds each group (HELD or STARTING), from everyone's ads."""
-        assert self.membership is not None and self.engine is not None
-        out: dict[int, str] = {}
-        view = self.membership.view(self._now())
-        for n in view.nodes:
-            if n.status is NodeStatus.DEAD:
-                continue
-            ad = self.engine.local_ad() if n.local else decode_ad(n.fields)
-            if ad is None:
-                continue
-            for i, g in ad.groups.items():
-                if g.state in (GroupState.HELD, GroupState.STARTING) and (
-                    i not in out or n.local
-                ):
-                    out[i] = n.name
-        return out
+    def _cluster_view(self) -> ClusterView:
+        """This instant's snapshot for decide() and status."""
+        assert self.protocol is not None and self.engine is not None
+        now = self._now()
+        return build_view(
+            self.protocol.view(now),
+            self.engine.facts(),
+            now=now,
+            order=self.cfg.ha.nodes,
+            groups=self.engine.infos(),
+            auto_failback=self.cfg.ha.auto_failback,
+            probed=self._probed,
+            leaving=self._stop.is_set(),
+            lease=self.keeper.states(now) if self.keeper is not None else None,
+            fresh_ms=self.keeper.fresh_ms(self.cfg.ha) if self.keeper is not None else 0,
+        )
 
     def _reconsider(self) -> None:
         """Build the cluster snapshot, decide, apply, and advertise the result at once."""
         self._reconsider_pending = False
-        if self.engine is None or self.membership is None or self._stop.is_set():
-            self._advertise()
-            return
-        now = self._now()
-        mview = self.membership.view(now)
-        alive = frozenset(
-            n.name for n in mview.nodes if n.status in (NodeStatus.UP, NodeStatus.ACTIVE)
-        )
-        active = frozenset(n.name for n in mview.nodes if n.status is NodeStatus.ACTIVE)
-        ads: dict[str, NodeAd | None] = {}
-        for n in mview.nodes:
-            if n.name not in alive:
-                continue
-            if n.local:
-                ads[n.name] = self.engine.local_ad()
-                continue
-            ad = decode_ad(n.fields)
-            differs = ad is not None and ad.digest and ad.digest != self.engine.digest
-            if differs and ad is not None and n.name not in self._peer_digest_warned:
-                self._peer_digest_warned.add(n.name)
-                log.error("node %s has a different haresources file (digest %s, ours %s): "
-                              "haresources must be identical on all nodes", n.name, ad.digest,
-                              self.engine.digest)
-            ads[n.name] = ad
-        self.engine.observe(self._holders(), ads.values())
-        # Any packet brings comm up (Heartbeat's rule), but a peer whose first status has not
-        # arrived yet is alive with unknown holdings, not dead: deciding now would take a group
-        # it may be starting (seen in nonstop demo: a rebooted node took the group back from
-        # the node finishing its takeover, auto_failback off). Its status follows within a
-        # keepalive, and that status change brings us back here.
-        unknown = [n.name for n in mview.nodes
-                   if not n.local and n.status is NodeStatus.INIT and any(n.links.values())]
-        if self._probed and not unknown:
-            cview = ClusterView(
-                local=self.node,
-                order=self.cfg.ha.nodes,
-                alive=alive,
-                active=active,
-                comm_up=mview.comm_up,
-                ads=ads,
-                groups=self.engine.infos(),
-                auto_failback=self.cfg.ha.auto_failback,
-                busy=self.engine.busy(),
-                needs_failback=self.engine.needs_failback(),
-                seen_epochs=dict(self.engine.seen_epochs),
-            )
-            self.engine.apply(decide(cview))
+        if self.engine is not None and self.protocol is not None:
+            view = self._cluster_view()
+            self._warn_foreign_haresources(view)
+            decisions = decide(view)
+            self.observer.on_decisions(decisions, self.engine.infos())
+            self.engine.apply(decisions)
+            self.observer.on_groups(self.engine.snapshot(holders(view)))
+            if self.keeper is not None:
+                self.keeper.want(*lease_wants(view, decisions))
         self._advertise()
-        self._replication_follows()
+        if not self._stop.is_set():
+            self._replication_follows()
+
+    def _warn_foreign_haresources(self, view: ClusterView) -> None:
+        for name, digest in foreign_digests(view).items():
+            if name not in self._peer_digest_warned:
+                self._peer_digest_warned.add(name)
+                log.error("node %s has a different haresources file (digest %s, ours %s): "
+                          "haresources must be identical on all nodes", name, digest,
+                          view.here.ad.digest)
 
     def _advertise(self) -> None:
         """Put our holdings in every heartbeat; when they change, send a status at once."""
-        if self.engine is None or self.membership is None or not self._probed:
+        if self.engine is None or self.protocol is None or not self._probed:
             return
         fields = encode_ad(self.engine.local_ad())
-        if fields != self.membership.status_extra:
-            first = not self.membership.status_extra
-            self.membership.status_extra = fields
-            if not first and self.loop is not None:
-                self._send(self.membership.status_message())
+        if self.protocol.set_status_fields(fields) and self.loop is not None:
+            self._send_status()
 
     async def _leave(self) -> None:
-        assert self.membership is not None
-        self._handle(self.membership.leave(), self._now())
+        assert self.protocol is not None
+        now = self._now()
+        self._handle(self.protocol.leave(now), now)
 
     # ------------------------------------------------------------------ heartbeat path
 
@@ -479,14 +483,14 @@ class Daemon:
     def _wake(self) -> None:
         """Run the core's timers now and re-arm for its next deadline (whatever happens: a
         bug here must not stop the heartbeats)."""
-        assert self.membership is not None and self.loop is not None
+        assert self.protocol is not None and self.loop is not None
         self._timer = None
         try:
             now = self._now()
-            self._handle(self.membership.tick(now), now)
+            self._handle(self.protocol.tick(now), now)
             if now - self._last_periodic >= PERIODIC_RECONSIDER_S:
                 # Time alone changes some decisions (a start failure ages, a failed stop is
-                # retried), and a decision skipped while a group was busy must be made again.
+                # retried, a group that was busy is free again): decide again every second.
                 self._last_periodic = now
                 self._schedule_reconsider()
                 self._record_replay_state(now)
@@ -501,8 +505,8 @@ class Daemon:
     def _record_replay_state(self, now: float) -> None:
         """Record the peers' generations (at once) and sequence numbers (every few seconds)
         in a worker thread, so that their old packets stay replays after our restart."""
-        assert self.membership is not None
-        state = self.membership.replay_state()
+        assert self.protocol is not None
+        state = self.protocol.replay_state()
         if self._replay_saving or state == self._replay_saved:
             return
         gens = {n: g for n, (g, _) in state.items()}
@@ -524,8 +528,8 @@ class Daemon:
         self._spawn_sync(save())
 
     def _arm(self) -> None:
-        assert self.membership is not None and self.loop is not None
-        when = self.membership.next_wakeup()
+        assert self.protocol is not None and self.loop is not None
+        when = self.protocol.next_wakeup()
         if when == float("inf"):
             return
         if self._timer is not None:
@@ -535,31 +539,9 @@ class Daemon:
         self._timer = self.loop.call_at(when, self._wake)
 
     def _on_datagram(self, data: bytes, link: str, addr: tuple[str, int]) -> None:
-        assert self.membership is not None
+        assert self.protocol is not None
         now = self._now()
-        self.received += 1
-        try:
-            decoded = decode(data, self.keys)
-        except BadPacket as e:
-            self.membership.count(f"bad_{e.reason}")
-            self._log_bad(e.reason, addr[0], e.detail, now)
-            return
-        msg = decoded.message
-        if (
-            self.watchdog is not None
-            and msg.get("t") == "status"
-            and (msg.get("src") or "").lower() == self.node
-        ):
-            self.watchdog.tickle()  # our own heartbeat came back: we are alive and heard
-        src = (msg.get("src") or "").lower()
-        peer = self.membership.peers.get(src)
-        extra_before = peer.extra if peer is not None else None
-        events = self.membership.receive(msg, link, now)
-        self._handle(events, now)
-        if peer is not None and peer.extra != extra_before:
-            # A peer's failover ad changed (it released, is starting, declines...): that
-            # changes our decision even when its membership status did not.
-            self._schedule_reconsider()
+        self._handle(self.protocol.receive(data, link, now, source=addr[0]), now)
         self._arm()
 
     def _log_bad(self, reason: str, source: str, detail: str, now: float) -> None:
@@ -573,143 +555,54 @@ class Daemon:
             log.warning("dropped packet from %s: %s: %s%s", escape(source), reason,
                         escape(detail, 200), more)
 
-    def _send(self, ev: Send) -> None:
-        assert self.identity is not None and self.membership is not None
-        mtype = str(dict(ev.fields).get("t", ""))
-        seq: int | None = None
-        if not is_unsequenced(mtype):
-            self.seq += 1
-            seq = self.seq
-        dest_uuid = self.membership.peer_uuid(ev.dest) if ev.dest else None
-        fields = stamp(
-            ev.fields,
-            self.identity,
-            seq=seq,
-            wall_time=int(time.time()),
-            loadavg=self.loadavg.get(self._now()),
-            dest_uuid=dest_uuid,
-        )
-        try:
-            payload = encode(Message.of(fields), self.keys.signing_key, self._wire_format())
-        except FieldError as e:  # a field we built cannot be carried: a bug, never fatal
-            log.error("cannot send %s message: %s", mtype, e)
-            return
-        if seq is not None:
-            self.history[seq] = payload
-            while len(self.history) > HISTORY:
-                self.history.popitem(last=False)
-        for _ in range(ev.copies):
-            self.media.send(payload)
-            self.sent += 1
-        if self.watchdog is not None and mtype == "status":
-            # The heartbeat path is alive (Heartbeat tickles on its own status through an
-            # internal loopback, so media that do not echo, like mcast loop 0, do not matter).
-            self.watchdog.tickle()
-        if mtype == "status":
-            self.notifier.watchdog(self._now())
+    def _send_status(self) -> None:
+        """A status at once (our holdings or our deadtime changed), besides the keepalives."""
+        assert self.protocol is not None
+        now = self._now()
+        self._handle(self.protocol.send_status(now), now)
 
     def _wire_format(self) -> WireFormat:
-        return "classic" if self.cfg.ha.msgfmt == "classic" else "netstring"
+        return "classic" if self.cfg.ha.msgfmt is MsgFmt.CLASSIC else "netstring"
 
-    def _handle(self, events: list[Event], now: float) -> None:
-        if any(not isinstance(ev, Send) for ev in events):
+    def _handle(self, out: list[Output], now: float) -> None:
+        """Send what the protocol returned and log or act on its events, in order."""
+        self.observer.on_membership(out)
+        if any(isinstance(o, FAILOVER_NEWS) for o in out):
             self._schedule_reconsider()
-        for ev in events:
-            if isinstance(ev, Send):
-                self._send(ev)
-            elif isinstance(ev, NodeDied):
-                if ev.reason == "shutdown":
-                    log.info("Received shutdown notice from '%s'.", ev.node)
-                else:
-                    log.warning("node %s: is dead", ev.node)
-                    if self.engine is not None:
-                        log.info("Resources being acquired from %s.", ev.node)
-            elif isinstance(ev, StatusChanged):
-                if ev.local:
-                    log.info("Local status now set to: '%s'", ev.new.value)
-                else:
-                    log.info("Status update for node %s: status %s", ev.node, ev.new.value)
-            elif isinstance(ev, LinkChanged):
-                log.info("Link %s:%s %s.", ev.node, ev.link, "up" if ev.up else "dead")
-            elif isinstance(ev, LateHeartbeat):
-                log.warning("Late heartbeat: Node %s: interval %d ms", ev.node, ev.interval_ms)
-            elif isinstance(ev, SilenceWarning):
-                log.warning(
-                    "No heartbeat from node %s for %d ms (warntime %d ms)",
-                    ev.node,
-                    ev.silence_ms,
-                    self.cfg.ha.warntime_ms,
-                )
-            elif isinstance(ev, CommUp):
-                log.info("Comm_now_up(): updating status to active")
-                self.notifier.ready(f"up: comm up on {self.node}")
-            elif isinstance(ev, NodeReturned):
-                if ev.kind == "partition":
-                    log.critical("Cluster node %s returning after partition.", ev.node)
-                else:
-                    log.info("Heartbeat restart on node %s", ev.node)
-            elif isinstance(ev, Dropped):
-                self._log_bad(ev.reason, ev.src or "?", ev.detail, now)
-            elif isinstance(ev, RexmitRequested):
-                self._rexmit(ev)
-            elif isinstance(ev, RexmitWanted):
-                log.warning("%d lost packet(s) for [%s] [%d:%d]", ev.last - ev.first + 1,
-                            ev.node, ev.first - 1, ev.last + 1)
-                self._ask_rexmit(ev)
-            elif isinstance(ev, GapFilled):
-                log.info("No pkts missing from %s!", ev.node)
-            elif isinstance(ev, ClusterMessage):
-                log.debug("cluster message %s from %s", ev.msg.get("t"), ev.node)
-
-    def _ask_rexmit(self, ev: RexmitWanted, attempt: int = 0) -> None:
-        """Ask after a random delay up to max_rexmit_delay (so that several receivers of one
-        broadcast do not all ask at the same instant), again while it is still missing, and
-        give up after REXMIT_ATTEMPTS, as a NAK would end it."""
-        assert self.loop is not None
-        delay = random.uniform(0, self.cfg.ha.max_rexmit_delay_ms / 1000.0)
-        if attempt:
-            delay += REXMIT_REPEAT_S
-        self.loop.call_later(delay, self._send_rexmit_request, ev, attempt)
-
-    def _send_rexmit_request(self, ev: RexmitWanted, attempt: int) -> None:
-        """Ask only for what is still missing: a packet that was merely overtaken by a later
-        one has usually arrived by now."""
-        assert self.membership is not None
-        still = frozenset(s for s in self.membership.missing(ev.node) if ev.first <= s <= ev.last)
-        if not still:
-            return
-        if attempt >= REXMIT_ATTEMPTS:
-            log.warning("Irretrievably lost packet(s) %s from %s", sorted(still), ev.node)
-            self._handle(self.membership.give_up_missing(ev.node, still), self._now())
-            return
-        fields = (("t", "NS_rexmit"), ("dest", ev.node), ("firstseq", str(min(still))),
-                  ("lastseq", str(max(still))))
-        self._send(Send(fields, dest=ev.node))
-        self._ask_rexmit(ev, attempt + 1)
-
-    def _rexmit(self, ev: RexmitRequested) -> None:
-        now = self._now()
-        for seq in self.rexmit.plan(ev.first, ev.last, now):
-            payload = self.history.get(seq)
-            if not self.rexmit.allow(seq, now, nak=payload is None):
-                continue  # resent moments ago, or over the budget (Heartbeat's limits)
-            if payload is not None:
-                self.media.send(payload)
+        for o in out:
+            if isinstance(o, Transmit):
+                self._transmit(o, now)
+            elif isinstance(o, Dropped):
+                self._log_bad(o.reason, o.src or "?", o.detail, now)
             else:
-                reason = "seqno too low" if seq < self.seq else "seqno not found"
-                self._send(
-                    Send(
-                        (("t", "NS_nak_rexmit"), ("dest", ev.node), ("firstseq", f"{seq:x}"),
-                         ("info", reason)),
-                        dest=ev.node,
-                    )
-                )
+                line = describe(o, self.cfg.ha.warntime_ms)
+                if line is not None:
+                    log.log(line[0], line[1], *line[2])
+                self._react(o)
+
+    def _transmit(self, t: Transmit, now: float) -> None:
+        self.media.send(t.payload)
+        if t.mtype == "status":
+            # The heartbeat path is alive (Heartbeat tickles on its own status through an
+            # internal loopback, so media that do not echo, like mcast loop 0, do not matter).
+            if self.watchdog is not None:
+                self.watchdog.tickle()
+            self.notifier.watchdog(now)
+
+    def _react(self, ev: Output) -> None:
+        if isinstance(ev, OwnStatusHeard) and self.watchdog is not None:
+            self.watchdog.tickle()  # our own heartbeat came back: we are alive and heard
+        elif isinstance(ev, CommUp):
+            self.notifier.ready(f"up: comm up on {self.node}")
+        elif isinstance(ev, NodeDied) and ev.reason != "shutdown" and self.engine is not None:
+            log.info("Resources being acquired from %s.", ev.node)
 
     # ------------------------------------------------------------------ reload
 
     def _reload_on_signal(self) -> None:
         """SIGHUP, as Heartbeat and every init script's reload use it."""
         log.info("Signal SIGHUP received: re-reading the configuration")
+        self.observer.on_command("reload", {"peer": "SIGHUP"})
         task = asyncio.create_task(self.reload())
         self._reload_tasks.add(task)
         task.add_done_callback(self._reload_tasks.discard)
@@ -730,8 +623,10 @@ class Daemon:
                 log.error("reload refused: %d error(s); still running on the previous "
                           "configuration", len(parsed.errors))
                 self.notifier.reloaded("running; the last reload was refused")
-                return {"ok": False, "error": "configuration has errors: nothing changed",
-                        "errors": [str(e) for e in parsed.errors]}
+                refused = {"ok": False, "error": "configuration has errors: nothing changed",
+                           "errors": [str(e) for e in parsed.errors]}
+                self.observer.on_reload(refused)
+                return refused
             plan = plan_reload(self.cfg, parsed.value)
             for w in parsed.warnings:
                 log.warning("reload: %s", w)
@@ -743,14 +638,15 @@ class Daemon:
             log.info("reload: done: %d change(s) applied, %d left for the next start",
                      len(plan.applied), len(plan.deferred))
             self.notifier.reloaded("running; configuration reloaded")
-            return {"ok": True, "applied": list(plan.applied), "deferred": list(plan.deferred)}
+            done = {"ok": True, "applied": list(plan.applied), "deferred": list(plan.deferred)}
+            self.observer.on_reload(done)
+            return done
 
     async def _apply_reload(self, cfg: ClusterConfig) -> None:
         old = self.cfg
         self.cfg = cfg
-        self.keys = cfg.authkeys
-        if self.membership is not None:
-            self.membership.ha = cfg.ha  # read at every tick: timings change from now on
+        if self.protocol is not None:  # timings, keys and format apply from now on
+            self.protocol.reconfigure(cfg.ha, cfg.authkeys, self._wire_format())
         # Every reload reopens the log files (also a way to follow a rotation by hand).
         from nonstop.logs import reconfigure
 
@@ -768,27 +664,27 @@ class Daemon:
                 self._was_active = False
             if cfg.ha.sync_config:
                 await self._start_replication(cfg.ha.sync_config)
-        if self.membership is not None and cfg.ha.deadtime_ms != old.ha.deadtime_ms:
+        if self.protocol is not None and cfg.ha.deadtime_ms != old.ha.deadtime_ms:
             # Peers time us out with the deadtime we send: tell them now.
-            self._send(self.membership.status_message())
+            self._send_status()
         self._arm()
 
     # ------------------------------------------------------------------ API
 
     def status(self) -> dict[str, Any]:
         """The document ``nonstop status --json`` prints (keys documented in docs/STATUS.md)."""
-        assert self.membership is not None and self.identity is not None
+        assert self.protocol is not None
         now = self._now()
-        view = self.membership.view(now)
+        view = self.protocol.view(now)
         ha = self.cfg.ha
         return {
             "version": 1,
             "node": self.node,
             "cluster": ha.cluster,
-            "status": self.membership.local_status.value,
+            "status": self.protocol.local_status.value,
             "comm_up": view.comm_up,
             "pid": os.getpid(),
-            "generation": self.identity.generation,
+            "generation": self.protocol.identity.generation,
             "uptime_s": round(now - self.started, 3),
             "timing": {
                 "keepalive_ms": ha.keepalive_ms,
@@ -808,20 +704,23 @@ class Daemon:
                 }
                 for n in view.nodes
             ],
-            "groups": self.engine.snapshot(self._holders()) if self.engine else [],
+            "groups": self.engine.snapshot(holders(self._cluster_view())) if self.engine else [],
             "sync": self.replicator.status() if self.replicator else None,
+            "etcd": self.keeper.status(now) if self.keeper else None,
             "packets": {
-                "sent": self.sent,
-                "received": self.received,
+                "sent": self.protocol.sent,
+                "received": self.protocol.received,
                 "send_errors": self.media.send_errors,
                 "kernel_dropped": self.media.kernel_drops,
-                "rexmit": dict(self.rexmit.counters),
+                "rexmit": self.protocol.rexmit_counters(),
                 "dropped": dict(sorted(view.counters.items())),
             },
         }
 
     async def _api(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req["cmd"]
+        if cmd in ("stop", "reload", "standby", "takeover"):
+            self.observer.on_command(cmd, req)
         if cmd == "status":
             return {"ok": True, "status": self.status()}
         if cmd == "stop":

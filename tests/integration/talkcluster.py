@@ -36,17 +36,20 @@ class TalkCluster:
     """Builds per-node config dirs from the talk's files and runs nonstop daemons in a lab."""
 
     def __init__(self, lab: Lab, *, directives: Mapping[str, str | None] | None = None,
-                 sync: bool = False) -> None:
+                 sync: bool = False, nodes: tuple[str, ...] = (N1, N2)) -> None:
         self.lab = lab
         self.sync = sync
+        self.nodes = nodes
         self.daemons: dict[str, LabProcess] = {}
         self.smtp: dict[str, LabProcess] = {}
         self.prober: LabProcess | None = None
         self.probe_file = lab.workdir / "probes.jsonl"
         # MailTo goes to each node's aiosmtpd, even on a machine with its own MTA (sendmail).
         wanted: dict[str, str | None] = {"initdead": "10", "nonstop_mailrelay": "127.0.0.1:25"}
+        if nodes != (N1, N2):
+            wanted["node"] = " ".join(nodes)
         wanted.update(directives or {})
-        for node in (N1, N2):
+        for node in nodes:
             root = lab.host_dir(node) / "etc"
             copy_talk(root)
             cfg = root / "ha.d"
@@ -140,7 +143,7 @@ class TalkCluster:
         return groups[0].get("holder") if groups else None
 
     def vip_holders(self) -> list[str]:
-        return [n for n in (N1, N2) if self.lab.has_address(n, VIP)]
+        return [n for n in self.nodes if self.lab.has_address(n, VIP)]
 
     def wait_vip_on(self, node: str, timeout: float) -> float:
         wait_for(lambda: self.vip_holders() == [node], timeout, what=f"the VIP only on {node}",

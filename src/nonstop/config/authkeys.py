@@ -25,20 +25,12 @@ MAXAUTH = 16  # indexes 0..15
 
 def check_authkeys(path: str) -> Parsed[AuthKeys]:
     """Read authkeys: the AuthKeys (None if any error) and every error, each with file:line."""
-    errors: list[ConfigError] = []
     whole = Location(path)
     content, read_errors = read_config_bytes(path)
     if content is None:
         return Parsed(None, tuple(read_errors))
-    mode, data = content.mode, content.data
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        errors.append(
-            ConfigError(
-                whole,
-                f"Bad permissions on keyfile [{path}], 600 recommended. The keys would be "
-                f"readable by other users; fix with: chmod 600 {path}",
-            )
-        )
+    data = content.data
+    errors = _permission_errors(path, content.mode)
 
     active: int | None = None
     active_loc = whole
@@ -53,16 +45,9 @@ def check_authkeys(path: str) -> Parsed[AuthKeys]:
             continue
         shown = raw_line.strip().decode("utf-8", "replace")
         if words[0].startswith(b"a"):
-            ok = len(words) >= 2 and words[0] == b"auth" and _is_comment(words[2:])
-            index = _index(words[1]) if ok else None
-            if index is None:
-                errors.append(
-                    ConfigError(loc, f"Invalid auth line [{shown}]: write 'auth <n>', n in 0..15")
-                )
-            elif active is not None:
-                errors.append(
-                    ConfigError(loc, f"a second auth line; the first is at line {active_loc.line}")
-                )
+            index = _auth_line(words, shown, loc, active_loc if active is not None else None)
+            if isinstance(index, ConfigError):
+                errors.append(index)
             else:
                 active, active_loc = index, loc
             continue
@@ -77,15 +62,7 @@ def check_authkeys(path: str) -> Parsed[AuthKeys]:
     if active is None:
         errors.append(ConfigError(whole, f"Missing auth directive in keyfile [{path}]"))
     elif not bound and active not in broken:
-        later = key_lines.get(active)
-        hint = (
-            f": the key line is at line {later}, before 'auth {active}'; move it after"
-            if later is not None
-            else f": add a line '{active} sha1 <secret>'"
-        )
-        errors.append(
-            ConfigError(active_loc, f"Auth Key [{active}] not found in keyfile [{path}]{hint}")
-        )
+        errors.append(_unbound_key_error(path, active, active_loc, key_lines.get(active)))
     if errors:
         return Parsed(None, tuple(errors))
     assert active is not None
@@ -95,6 +72,43 @@ def check_authkeys(path: str) -> Parsed[AuthKeys]:
 def parse_authkeys(path: str) -> AuthKeys:
     """Read authkeys; raise ConfigErrors naming every problem (permissions included)."""
     return check_authkeys(path).unwrap()
+
+
+def _auth_line(
+    words: list[bytes], shown: str, loc: Location, first: Location | None
+) -> int | ConfigError:
+    """The index an ``auth n`` line names, or what is wrong with it (``first``: the line of
+    an earlier auth line, if there was one)."""
+    ok = len(words) >= 2 and words[0] == b"auth" and _is_comment(words[2:])
+    index = _index(words[1]) if ok else None
+    if index is None:
+        return ConfigError(loc, f"Invalid auth line [{shown}]: write 'auth <n>', n in 0..15")
+    if first is not None:
+        return ConfigError(loc, f"a second auth line; the first is at line {first.line}")
+    return index
+
+
+def _permission_errors(path: str, mode: int) -> list[ConfigError]:
+    """Heartbeat refuses keys that group or others can read; write bits are not checked."""
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return []
+    return [
+        ConfigError(
+            Location(path),
+            f"Bad permissions on keyfile [{path}], 600 recommended. The keys would be "
+            f"readable by other users; fix with: chmod 600 {path}",
+        )
+    ]
+
+
+def _unbound_key_error(path: str, active: int, loc: Location, later: int | None) -> ConfigError:
+    """'auth n' names no key line after it (``later``: the line of one before it, if any)."""
+    hint = (
+        f": the key line is at line {later}, before 'auth {active}'; move it after"
+        if later is not None
+        else f": add a line '{active} sha1 <secret>'"
+    )
+    return ConfigError(loc, f"Auth Key [{active}] not found in keyfile [{path}]{hint}")
 
 
 def _is_comment(words: list[bytes]) -> bool:

@@ -10,7 +10,7 @@ import enum
 import fnmatch
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from nonstop.config.errors import ConfigError, Location
@@ -185,26 +185,47 @@ def _tokenize(text: str, file: str) -> Iterator[_Tok]:
             yield _Tok(c, line)
             i += 1
         elif c == '"':
-            start_line = line
-            j = i + 1
-            buf: list[str] = []
-            while j < n and text[j] != '"':
-                if text[j] == "\\" and j + 1 < n:
-                    j += 1
-                if text[j] == "\n":
-                    line += 1
-                buf.append(text[j])
-                j += 1
-            if j >= n:
-                raise ConfigError(Location(file, start_line), "unterminated quoted string")
-            yield _Tok("".join(buf), start_line, quoted=True)
-            i = j + 1
+            tok, i, line = _quoted(text, i, line, file)
+            yield tok
         else:
             j = i
             while j < n and text[j] not in ' \t\r\n\f\v{};#"':
                 j += 1
             yield _Tok(text[i:j], line)
             i = j
+
+
+def _quoted(text: str, i: int, line: int, file: str) -> tuple[_Tok, int, int]:
+    """The quoted word whose opening quote is ``text[i]`` (a backslash escapes the next
+    character): its token, the index after its closing quote, and the line there."""
+    start_line, n = line, len(text)
+    j = i + 1
+    buf: list[str] = []
+    while j < n and text[j] != '"':
+        if text[j] == "\\" and j + 1 < n:
+            j += 1
+        if text[j] == "\n":
+            line += 1
+        buf.append(text[j])
+        j += 1
+    if j >= n:
+        raise ConfigError(Location(file, start_line), "unterminated quoted string")
+    return _Tok("".join(buf), start_line, quoted=True), j + 1, line
+
+
+@dataclass
+class _GroupDraft:
+    """A group block while it is read; checked and frozen into a Group at its '}'."""
+
+    name: str
+    hosts: list[Host] = field(default_factory=list)
+    patterns: list[Pattern] = field(default_factory=list)
+    compare: list[Pattern] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    key: _Tok | None = None
+    auto: _Tok | None = None
+    backup_dir: str | None = None
+    generations: int = DEFAULT_BACKUP_GENERATIONS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,42 +308,50 @@ class _Parser:
             self._pos += 1
             if tok.quoted or tok.text in "{};":
                 raise ConfigError(self._loc(tok), f"unexpected '{tok.text}'")
-            word = tok.text.lower()
-            if word == "group":
-                self._group(tok)
-            elif word == "nossl":
-                words = self._words(tok)
-                if len(words) != 2:
-                    raise ConfigError(self._loc(tok), "'nossl' takes two host patterns")
-                self.nossl.append(Nossl(words[0].text, words[1].text, self._loc(tok)))
-            elif word == "prefix":
-                self._prefix(tok)
-            elif word == "config":
-                self._include(tok, self._one_word(tok).text)
-            elif word == "database":
-                self.database = self._one_word(tok).text
-            elif word == "tempdir":
-                self.tempdir = self._one_word(tok).text
-            elif word == "lock-timeout":
-                self.lock_timeout = self._int(self._one_word(tok), "lock-timeout")
-            elif word == "ignore":
-                for w in self._words(tok):
-                    if w.text not in ("uid", "gid", "mod"):
-                        raise ConfigError(
-                            self._loc(w), f"'ignore' takes uid, gid or mod, not '{w.text}'"
-                        )
-                    self.ignore.add(w.text)
-            elif word == "no-cygwin-lowercase":
-                self._words(tok, minimum=0)
-                raise ConfigError(self._loc(tok), "'no-cygwin-lowercase' is for Cygwin only")
-            else:
+            read = _TOP_LEVEL.get(tok.text.lower())
+            if read is None:
                 raise ConfigError(self._loc(tok), f"unknown directive '{tok.text}'")
+            read(self, tok)
+
+    def _nossl(self, tok: _Tok) -> None:
+        words = self._words(tok)
+        if len(words) != 2:
+            raise ConfigError(self._loc(tok), "'nossl' takes two host patterns")
+        self.nossl.append(Nossl(words[0].text, words[1].text, self._loc(tok)))
+
+    def _config(self, tok: _Tok) -> None:
+        self._include(tok, self._one_word(tok).text)
+
+    def _database(self, tok: _Tok) -> None:
+        self.database = self._one_word(tok).text
+
+    def _tempdir(self, tok: _Tok) -> None:
+        self.tempdir = self._one_word(tok).text
+
+    def _lock_timeout(self, tok: _Tok) -> None:
+        self.lock_timeout = self._int(self._one_word(tok), "lock-timeout")
+
+    def _ignore(self, tok: _Tok) -> None:
+        for w in self._words(tok):
+            if w.text not in ("uid", "gid", "mod"):
+                raise ConfigError(self._loc(w), f"'ignore' takes uid, gid or mod, not '{w.text}'")
+            self.ignore.add(w.text)
+
+    def _no_cygwin_lowercase(self, tok: _Tok) -> None:
+        self._words(tok, minimum=0)
+        raise ConfigError(self._loc(tok), "'no-cygwin-lowercase' is for Cygwin only")
 
     def _include(self, tok: _Tok, name: str) -> None:
         if self.depth >= MAX_INCLUDE_DEPTH:
             raise ConfigError(self._loc(tok), "config files nested too deeply")
         path = name if os.path.isabs(name) else os.path.join(os.path.dirname(self.path), name)
-        text = read_cfg_text(path)
+        try:
+            text = read_cfg_text(path)
+        except ConfigError as e:
+            if e.loc.line:
+                raise
+            # The included file as a whole is unusable: say so at the line that names it.
+            raise ConfigError(self._loc(tok), f"config {path}: {e.message}") from None
         sub = _Parser(path, self.depth + 1)
         sub._unnamed = self._unnamed + len(self.groups)
         sub.parse(text)
@@ -366,77 +395,81 @@ class _Parser:
         else:
             name = nxt.text
             self._expect("{")
-        hosts: list[Host] = []
-        patterns: list[Pattern] = []
-        compare: list[Pattern] = []
-        actions: list[Action] = []
-        key: _Tok | None = None
-        auto: _Tok | None = None
-        backup_dir: str | None = None
-        generations = DEFAULT_BACKUP_GENERATIONS
+        g = _GroupDraft(name)
         while True:
             t = self._next(f"group '{name}' needs a closing '}}'")
             if t.is_punct("}"):
                 break
             if t.quoted or t.text in "{;":
                 raise ConfigError(self._loc(t), f"unexpected '{t.text}' in group '{name}'")
-            word = t.text.lower()
-            if word == "host":
-                hosts.extend(self._hosts(t))
-            elif word == "key":
-                if key is not None:
-                    raise ConfigError(self._loc(t), f"group '{name}' has more than one key")
-                key = self._one_word(t)
-            elif word in ("include", "exclude", "compare"):
-                for w in self._words(t):
-                    text = w.text.rstrip("/") if len(w.text) > 1 else w.text
-                    p = Pattern(text, word != "exclude", self._loc(w))
-                    (compare if word == "compare" else patterns).append(p)
-            elif word == "auto":
-                if auto is not None:
-                    raise ConfigError(self._loc(t), f"group '{name}' has more than one auto")
-                auto = self._one_word(t)
-                if auto.text.lower() not in {m.value for m in AutoMode}:
-                    raise ConfigError(self._loc(auto), f"unknown auto mode '{auto.text}'")
-            elif word == "backup-directory":
-                backup_dir = self._one_word(t).text
-                if not backup_dir.startswith("/"):
-                    raise ConfigError(self._loc(t), "backup-directory must be an absolute path")
-            elif word == "backup-generations":
-                generations = self._int(self._one_word(t), "backup-generations")
-                if generations < 0:
-                    raise ConfigError(self._loc(t), "backup-generations cannot be negative")
-            elif word == "action":
-                actions.append(self._action(t))
-            else:
+            read = _IN_GROUP.get(t.text.lower())
+            if read is None:
                 raise ConfigError(self._loc(t), f"unknown directive '{t.text}' in group '{name}'")
-        if not hosts:
-            raise ConfigError(self._loc(tok), f"group '{name}' has no hosts")
-        if key is None:
-            raise ConfigError(self._loc(tok), f"group '{name}' has no key")
+            read(self, g, t)
+        self.groups.append(self._checked_group(tok, g))
+
+    def _checked_group(self, tok: _Tok, g: _GroupDraft) -> Group:
+        if not g.hosts:
+            raise ConfigError(self._loc(tok), f"group '{g.name}' has no hosts")
+        if g.key is None:
+            raise ConfigError(self._loc(tok), f"group '{g.name}' has no key")
         seen: set[str] = set()
-        for h in hosts:
+        for h in g.hosts:
             if h.name in seen:
-                raise ConfigError(self._loc(tok), f"host '{h.name}' listed twice in '{name}'")
+                raise ConfigError(self._loc(tok), f"host '{h.name}' listed twice in '{g.name}'")
             seen.add(h.name)
-        key_path = key.text
+        key_path = g.key.text
         if not os.path.isabs(key_path):
             key_path = os.path.join(os.path.dirname(self.path), key_path)
-        self.groups.append(
-            Group(
-                name=name,
-                hosts=tuple(hosts),
-                key_file=key_path,
-                patterns=tuple(patterns),
-                compare=tuple(compare),
-                auto=AutoMode(auto.text.lower()) if auto else AutoMode.NONE,
-                backup_directory=backup_dir,
-                backup_generations=generations,
-                actions=tuple(actions),
-                loc=self._loc(tok),
-                key_loc=self._loc(key),
-            )
+        return Group(
+            name=g.name,
+            hosts=tuple(g.hosts),
+            key_file=key_path,
+            patterns=tuple(g.patterns),
+            compare=tuple(g.compare),
+            auto=AutoMode(g.auto.text.lower()) if g.auto else AutoMode.NONE,
+            backup_directory=g.backup_dir,
+            backup_generations=g.generations,
+            actions=tuple(g.actions),
+            loc=self._loc(tok),
+            key_loc=self._loc(g.key),
         )
+
+    # --- the statements of a group block
+    def _g_host(self, g: _GroupDraft, t: _Tok) -> None:
+        g.hosts.extend(self._hosts(t))
+
+    def _g_key(self, g: _GroupDraft, t: _Tok) -> None:
+        if g.key is not None:
+            raise ConfigError(self._loc(t), f"group '{g.name}' has more than one key")
+        g.key = self._one_word(t)
+
+    def _g_patterns(self, g: _GroupDraft, t: _Tok) -> None:
+        word = t.text.lower()  # include, exclude or compare
+        for w in self._words(t):
+            text = w.text.rstrip("/") if len(w.text) > 1 else w.text
+            p = Pattern(text, word != "exclude", self._loc(w))
+            (g.compare if word == "compare" else g.patterns).append(p)
+
+    def _g_auto(self, g: _GroupDraft, t: _Tok) -> None:
+        if g.auto is not None:
+            raise ConfigError(self._loc(t), f"group '{g.name}' has more than one auto")
+        g.auto = self._one_word(t)
+        if g.auto.text.lower() not in {m.value for m in AutoMode}:
+            raise ConfigError(self._loc(g.auto), f"unknown auto mode '{g.auto.text}'")
+
+    def _g_backup_directory(self, g: _GroupDraft, t: _Tok) -> None:
+        g.backup_dir = self._one_word(t).text
+        if not g.backup_dir.startswith("/"):
+            raise ConfigError(self._loc(t), "backup-directory must be an absolute path")
+
+    def _g_backup_generations(self, g: _GroupDraft, t: _Tok) -> None:
+        g.generations = self._int(self._one_word(t), "backup-generations")
+        if g.generations < 0:
+            raise ConfigError(self._loc(t), "backup-generations cannot be negative")
+
+    def _g_action(self, g: _GroupDraft, t: _Tok) -> None:
+        g.actions.append(self._action(t))
 
     def _hosts(self, directive: _Tok) -> list[Host]:
         out: list[Host] = []
@@ -486,6 +519,31 @@ class _Parser:
             raise ConfigError(self._loc(tok), "action has no 'exec'")
         return Action(tuple(patterns), tuple(execs), logfile, do_local, do_local_only,
                       self._loc(tok))
+
+
+# What each statement does, at the top level and in a group block (keys are lowercase).
+_TOP_LEVEL: dict[str, Callable[[_Parser, _Tok], None]] = {
+    "group": _Parser._group,
+    "nossl": _Parser._nossl,
+    "prefix": _Parser._prefix,
+    "config": _Parser._config,
+    "database": _Parser._database,
+    "tempdir": _Parser._tempdir,
+    "lock-timeout": _Parser._lock_timeout,
+    "ignore": _Parser._ignore,
+    "no-cygwin-lowercase": _Parser._no_cygwin_lowercase,
+}
+_IN_GROUP: dict[str, Callable[[_Parser, _GroupDraft, _Tok], None]] = {
+    "host": _Parser._g_host,
+    "key": _Parser._g_key,
+    "include": _Parser._g_patterns,
+    "exclude": _Parser._g_patterns,
+    "compare": _Parser._g_patterns,
+    "auto": _Parser._g_auto,
+    "backup-directory": _Parser._g_backup_directory,
+    "backup-generations": _Parser._g_backup_generations,
+    "action": _Parser._g_action,
+}
 
 
 def parse_csync2_text(text: str, path: str) -> Csync2Config:

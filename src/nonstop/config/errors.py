@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from nonstop.errors import NonstopError
+
 
 @dataclass(frozen=True)
 class Location:
@@ -17,7 +19,7 @@ class Location:
         return f"{self.file}:{self.line}" if self.line else self.file
 
 
-class ConfigError(Exception):
+class ConfigError(NonstopError):
     """One problem in one configuration file, printed as ``file:line: message``."""
 
     def __init__(self, loc: Location, message: str) -> None:
@@ -26,7 +28,7 @@ class ConfigError(Exception):
         self.message = message
 
 
-class ConfigErrors(Exception):
+class ConfigErrors(NonstopError):
     """Every problem found while loading a configuration; raised when there is at least one."""
 
     def __init__(self, errors: Sequence[ConfigError]) -> None:

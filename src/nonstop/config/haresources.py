@@ -20,8 +20,9 @@ import re
 from collections.abc import Sequence
 
 from nonstop.config.errors import ConfigError, Location
-from nonstop.config.hacf import IFNAMSIZ, read_config_lines
 from nonstop.config.model import IPSpec, Parsed, ResourceGroup, ResourceSpec
+from nonstop.config.reading import read_config_lines
+from nonstop.config.settings import IFNAMSIZ
 
 # ResourceManager's test for IP shorthand is this shell glob: [0-9]*.[0-9]*.[0-9]*.[0-9]*
 _LOOKS_LIKE_IP = re.compile(r"[0-9].*\.[0-9].*\.[0-9].*\.[0-9].*", re.DOTALL)

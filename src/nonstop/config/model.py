@@ -11,11 +11,17 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from nonstop.config import settings as s
 from nonstop.config.errors import ConfigError, ConfigErrors, Location
+from nonstop.config.etcd import EtcdSettings
+from nonstop.config.settings import AutoFailback as AutoFailback
+from nonstop.config.settings import HbGenMethod as HbGenMethod
+from nonstop.config.settings import MsgFmt as MsgFmt
+from nonstop.config.settings import UuidFrom as UuidFrom
 
 T = TypeVar("T")
 
-HEARTBEAT_PORT = 694
+HEARTBEAT_PORT = s.UDPPORT.initial
 
 
 @dataclass(frozen=True)
@@ -59,14 +65,6 @@ class Mcast:
 
 
 Medium = Bcast | Ucast | Mcast
-
-
-class AutoFailback(enum.Enum):
-    """``auto_failback on|off|legacy`` (Heartbeat's default is legacy)."""
-
-    ON = "on"
-    OFF = "off"
-    LEGACY = "legacy"
 
 
 class AuthMethod(enum.Enum):
@@ -140,43 +138,53 @@ class ResourceGroup:
 
 @dataclass(frozen=True)
 class HaConfig:
-    """``ha.cf`` after parsing and validation, defaults filled in as Heartbeat fills them."""
+    """``ha.cf`` after parsing and validation, defaults filled in as Heartbeat fills them.
+
+    A field declared ``S.field()`` holds setting ``S`` of nonstop.config.settings: its default
+    and the syntax of its value are written there, once.
+    """
 
     path: str
     nodes: tuple[str, ...]
     media: tuple[Medium, ...]
-    keepalive_ms: int = 1000
-    deadtime_ms: int = 30000
-    warntime_ms: int = 15000
-    initdead_ms: int = 30000
-    udpport: int = HEARTBEAT_PORT
-    auto_failback: AutoFailback = AutoFailback.LEGACY
-    use_logd: bool = True
-    logfile: str | None = None
-    debugfile: str | None = None
-    logfacility: str | None = None
-    debug: int = 0
-    watchdog: str | None = None
-    hopfudge: int = 1
-    cluster: str = "linux-ha"
-    msgfmt: str = "netstring"
-    log_badpack: bool = True
-    max_rexmit_delay_ms: int = 250
+    keepalive_ms: int = s.KEEPALIVE.field()
+    deadtime_ms: int = s.DEADTIME.field()
+    warntime_ms: int = s.WARNTIME.field()
+    initdead_ms: int = s.INITDEAD.field()
+    udpport: int = s.UDPPORT.field()
+    auto_failback: AutoFailback = s.AUTO_FAILBACK.field()
+    use_logd: bool = s.USE_LOGD.field()
+    logfile: str | None = s.LOGFILE.field()
+    debugfile: str | None = s.DEBUGFILE.field()
+    logfacility: str | None = s.LOGFACILITY.field()
+    debug: int = s.DEBUG.field()
+    watchdog: str | None = s.WATCHDOG.field()
+    hopfudge: int = s.HOPFUDGE.field()
+    cluster: str = s.CLUSTER.field()
+    msgfmt: MsgFmt = s.MSGFMT.field()
+    log_badpack: bool = s.LOG_BADPACK.field()
+    max_rexmit_delay_ms: int = s.MAX_REXMIT_DELAY.field()
     # nonstop's own directives (documented in docs/CONFIG.md); None = feature off.
-    monitor_interval_ms: int | None = None
-    sync_config: str | None = None  # nonstop_sync: the csync2.cfg the daemon replicates with
-    # nonstop_mailrelay: MailTo's SMTP relay (host, port); None = the local MTA's sendmail when
-    # there is one, else localhost:25.
-    mail_relay: tuple[str, int] | None = None
+    monitor_interval_ms: int | None = s.NONSTOP_MONITOR.field()
+    sync_config: str | None = s.NONSTOP_SYNC.field()  # the csync2.cfg the daemon replicates with
+    # MailTo's SMTP relay (host, port); None = the local MTA's sendmail when there is one, else
+    # localhost:25.
+    mail_relay: tuple[str, int] | None = s.NONSTOP_MAILRELAY.field()
+    # The status page and /metrics (docs/OBSERVE.md); None: not served.
+    metrics_address: tuple[str, int] | None = s.NONSTOP_METRICS.field()
+    notify_programs: tuple[str, ...] = ()  # nonstop_notify (repeatable): run for every event
+    # Who may hold a group: leases in this etcd (docs/ETCD.md). The default is None, and
+    # EtcdSettings is frozen: nothing mutable is shared (ruff cannot tell from the type).
+    etcd: EtcdSettings | None = s.NONSTOP_ETCD.field()  # noqa: RUF009
     # The string recorded for each directive, given or defaulted (cl_status hbparameter).
     parameters: dict[str, str] = field(default_factory=dict)
     # Where each directive was given, for messages that need to point back at the file.
     locations: dict[str, Location] = field(default_factory=dict)
-    uuidfrom: str = "file"  # "file" | "nodename"
-    hbgenmethod: str = "file"  # "file" | "time"
-    realtime: bool = True
-    rtprio: int | None = None  # None: the lowest SCHED_RR priority, as Heartbeat does
-    coredumps: bool = True
+    uuidfrom: UuidFrom = s.UUIDFROM.field()
+    hbgenmethod: HbGenMethod = s.HBGENMETHOD.field()
+    realtime: bool = s.REALTIME.field()
+    rtprio: int | None = s.RTPRIO.field()  # None: the lowest SCHED_RR priority, as Heartbeat
+    coredumps: bool = s.COREDUMPS.field()
     # Problems that do not stop nonstop from starting (printed by `nonstop check`).
     warnings: tuple[ConfigWarning, ...] = ()
 

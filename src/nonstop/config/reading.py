@@ -89,3 +89,25 @@ def bad_byte_message(raw: bytes) -> str:
         return (f"byte 0x{head[e.start]:02x} at column {e.start + 1} is not UTF-8: only a "
                 "comment may use another encoding")
     return "line is not valid UTF-8"
+
+
+def read_config_lines(path: str) -> tuple[list[str] | None, list[ConfigError]]:
+    """The lines of a configuration file (CR and LF stripped), or the errors that stopped
+    reading it (see :func:`read_config_bytes`: bytes, regular file, size cap, no NUL).
+
+    Any byte may stand in a comment, as Heartbeat reads bytes; a line with a non-UTF-8 byte
+    elsewhere is replaced by an empty line and reported, so the other line numbers stay right.
+    """
+    content, errors = read_config_bytes(path)
+    if content is None:
+        return None, errors
+    lines: list[str] = []
+    for n, raw in enumerate(content.data.split(b"\n"), start=1):
+        text = decode_line(raw)
+        if text is None:
+            errors.append(ConfigError(Location(path, n), bad_byte_message(raw)))
+            text = ""
+        lines.append(text.replace("\r", ""))
+    if lines and lines[-1] == "":
+        lines.pop()  # the text after the final newline
+    return lines, errors

@@ -12,41 +12,38 @@ import dataclasses
 from dataclasses import dataclass
 
 from nonstop.config.model import AuthKeys, ClusterConfig, HaConfig
+from nonstop.config.settings import SETTING
 
-# ha.cf settings a running node takes at once, with the name ha.cf gives them.
-LIVE: dict[str, str] = {
-    "keepalive_ms": "keepalive",
-    "deadtime_ms": "deadtime",
-    "warntime_ms": "warntime",
-    "logfile": "logfile",
-    "debugfile": "debugfile",
-    "logfacility": "logfacility",
-    "use_logd": "use_logd",
-    "debug": "debug",
-    "log_badpack": "log_badpack",
-    "max_rexmit_delay_ms": "max_rexmit_delay",
-    "monitor_interval_ms": "nonstop_monitor",
-    "sync_config": "nonstop_sync",
-}
+# HaConfig fields a running node takes at once.
+LIVE = frozenset({
+    "keepalive_ms", "deadtime_ms", "warntime_ms", "logfile", "debugfile", "logfacility",
+    "use_logd", "debug", "log_badpack", "max_rexmit_delay_ms", "monitor_interval_ms",
+    "sync_config",
+})  # fmt: skip
 
-# Settings a running node cannot take, and why: they are applied at the next start.
-AT_START: dict[str, tuple[str, str]] = {
-    "nodes": ("node", "the node list is the membership every peer tracks"),
-    "media": ("bcast/ucast/mcast", "the heartbeat sockets are opened at start"),
-    "udpport": ("udpport", "the heartbeat sockets are opened at start"),
-    "initdead_ms": ("initdead", "it only matters while a node starts"),
-    "auto_failback": ("auto_failback", "groups were placed under the current rule"),
-    "watchdog": ("watchdog", "the watchdog device is opened at start"),
-    "hopfudge": ("hopfudge", "the message TTL is fixed at start"),
-    "cluster": ("cluster", "the cluster name is fixed at start"),
-    "msgfmt": ("msgfmt", "peers expect one wire format for a node's whole run"),
-    "uuidfrom": ("uuidfrom", "the node's identity is fixed at start"),
-    "hbgenmethod": ("hbgenmethod", "the node's identity is fixed at start"),
-    "realtime": ("realtime", "process settings are applied at start"),
-    "rtprio": ("rtprio", "process settings are applied at start"),
-    "coredumps": ("coredumps", "process settings are applied at start"),
-    "mail_relay": ("nonstop_mailrelay", "MailTo agents are set up at start"),
+# Fields a running node cannot take, and why: they are applied at the next start.
+AT_START: dict[str, str] = {
+    "nodes": "the node list is the membership every peer tracks",
+    "media": "the heartbeat sockets are opened at start",
+    "udpport": "the heartbeat sockets are opened at start",
+    "initdead_ms": "it only matters while a node starts",
+    "auto_failback": "groups were placed under the current rule",
+    "watchdog": "the watchdog device is opened at start",
+    "hopfudge": "the message TTL is fixed at start",
+    "cluster": "the cluster name is fixed at start",
+    "msgfmt": "peers expect one wire format for a node's whole run",
+    "uuidfrom": "the node's identity is fixed at start",
+    "hbgenmethod": "the node's identity is fixed at start",
+    "realtime": "process settings are applied at start",
+    "rtprio": "process settings are applied at start",
+    "coredumps": "process settings are applied at start",
+    "mail_relay": "MailTo agents are set up at start",
+    "metrics_address": "the status page's socket is opened at start",
+    "notify_programs": "the notifiers are started at start",
+    "etcd": "the etcd lease keeper is set up at start",
 }
+# The ha.cf words of the fields that are lists, not one setting's value.
+_LIST_WORDS = {"nodes": "node", "media": "bcast/ucast/mcast", "notify_programs": "nonstop_notify"}
 # Bookkeeping of where things were written: never a change of behaviour.
 _NOT_SETTINGS = frozenset({"path", "parameters", "locations", "warnings"})
 
@@ -62,6 +59,12 @@ class ReloadPlan:
     @property
     def changed(self) -> bool:
         return bool(self.applied or self.deferred)
+
+
+def _word(f: dataclasses.Field[object]) -> str:
+    """How ha.cf names a HaConfig field: its setting's directive, or the list it holds."""
+    setting = f.metadata.get(SETTING)
+    return setting.name if setting is not None else _LIST_WORDS.get(f.name, f.name)
 
 
 def _show(field: str, value: object) -> str:
@@ -95,13 +98,13 @@ def plan_reload(old: ClusterConfig, new: ClusterConfig) -> ReloadPlan:
         before, after = getattr(old.ha, name), getattr(new.ha, name)
         if name in _NOT_SETTINGS or before == after:
             continue
+        change = f"{_word(f)}: {_show(name, before)} -> {_show(name, after)}"
         if name in LIVE:
             live[name] = after
-            applied.append(f"{LIVE[name]}: {_show(name, before)} -> {_show(name, after)}")
+            applied.append(change)
         else:
-            word, why = AT_START.get(name, (name, "it is read at start only"))
-            deferred.append(f"{word}: {_show(name, before)} -> {_show(name, after)} is applied "
-                            f"at the next start ({why})")
+            why = AT_START.get(name, "it is read at start only")
+            deferred.append(f"{change} is applied at the next start ({why})")
     ha = dataclasses.replace(old.ha, **live, parameters=new.ha.parameters,  # type: ignore[arg-type]
                              locations=new.ha.locations, warnings=new.ha.warnings)
     authkeys = old.authkeys

@@ -35,6 +35,7 @@ from nonstop.demo.timeline import (
     table,
     timeline,
 )
+from nonstop.errors import NonstopError
 from nonstop.lab import LabError, cleanup_leftovers
 from nonstop.lab.outage import read_probes
 
@@ -48,7 +49,7 @@ def _short(path: str) -> str:
     return path.removeprefix(VOICEMAIL_DIR + "/")
 
 
-class DrillError(Exception):
+class DrillError(NonstopError):
     """The cluster did not do what the drill waited for (with what it waited for)."""
 
 
@@ -385,6 +386,8 @@ class Drill:
                 "(the daemon does not replicate by itself yet)")
         c.boot(second)
         say(f"  {second}: booted")
+        say("  status pages while the demo runs (nonstop_metrics, relayed from each node): "
+            + ", ".join(f"{n} {url}" for n, url in c.pages.items()))
         holder = self._wait(self._holder, 30 + self.timing.initdead_s,
                             "a node to take the resource group")
         self._wait(lambda: self._sees(first, second) and self._sees(second, first), 30,

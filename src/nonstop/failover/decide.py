@@ -1,35 +1,54 @@
 """Who must hold which resource group: a pure function of one snapshot of the cluster.
 
-``decide(view)`` returns, for every group, what the local node must do (acquire, release,
-re-announce, or wait) and a sentence saying why; the engine logs the sentence and tests assert
-it. Every node evaluates the same rules over the same advertised states, so they agree without
-extra messages:
+``decide(view)`` returns, for every group, what the local node must do and a sentence saying
+why; the engine carries it out and logs the sentence, ``nonstop status`` shows it, and tests
+assert it. Every rule is here, nowhere else; the engine only executes. Every node evaluates
+the same rules over the same advertised states, so they agree without extra messages:
 
-* Nothing happens before comm is up (initdead), and never while a peer's holdings are unknown.
+* Nothing is decided while this node shuts down (the shutdown releases everything), before
+  its start-up probe has seen what the box still runs, before comm is up (initdead), while an
+  action on the group is running here, and never while a peer's holdings are unknown (heard
+  but no status yet, alive but not yet active, or no failover fields in its status).
 * A group held by a live node stays there (stickiness), unless that node declines it
   (``standby``), another node asks for it (``takeover``), or ``auto_failback on|legacy`` hands
   it back to its preferred node once that node is active and idle (only a group taken over
-  while its preferred node was away, as Heartbeat's ``rsc_needs_failback``).
+  while its preferred node was away, as Heartbeat's ``rsc_needs_failback``). A group the
+  probe found partly running is kept and the rest of it started.
 * A group nobody alive holds goes to the first available of: a node asking for it, its
   preferred node, the other nodes in ha.cf order. "Available" means active, holdings known,
-  not declining the group and no recent start failure there.
+  not declining the group and no recent start failure there. A start failure is forgotten
+  once another node holds the group, or after ``START_FAILED_HOLD_S``.
 * Two nodes holding the same group (a healed partition, a late heartbeat, a daemon restarted
   on a box that kept its resources) is settled at once: every acquisition carries an epoch
   one above the highest seen, the higher epoch keeps the group (it is the newer takeover, so
   clients already follow it) and re-announces its address; ties go to the preferred node, then
   ha.cf order. No restart, no outage for clients already on the keeper.
 * A live node whose stop failed may still hold the address: nobody takes the group over
-  while it lives (step down when certainty is lost).
+  while it lives (step down when certainty is lost); the node itself retries the stop.
+* With ``nonstop_etcd`` (docs/ETCD.md) every rule above still runs, then the etcd lease has
+  the last word: a group is started only by the node that owns its lease (otherwise the node
+  campaigns for it and waits), and a holder whose lease is gone releases the group, address
+  first, when another node owns the lease or when not every peer is heard (recently enough
+  that none can have declared this node dead: ``view.heard``); while every peer is heard
+  nobody else can take the group, so losing all of etcd moves nothing.
+* ``standby`` and ``takeover`` are one-shot requests: each ends (is dropped) once done, a
+  standby when another node holds the group, a takeover when this node does.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from nonstop.config.model import AutoFailback
+from nonstop.coord.lease import LeaseState
 from nonstop.failover.state import GroupAd, GroupState, NodeAd
+from nonstop.failover.view import ClusterView, GroupInfo, holders
+
+__all__ = ["START_FAILED_HOLD_S", "Action", "ClusterView", "Decision", "GroupInfo", "decide",
+           "lease_wants", "owner"]
+
+START_FAILED_HOLD_S = 30.0  # Heartbeat waits 30 s before pushing a failed group away
 
 
 class Action(enum.Enum):
@@ -37,46 +56,24 @@ class Action(enum.Enum):
     RELEASE = "release"
     REANNOUNCE = "reannounce"  # keep the group, re-send gratuitous ARP (after a conflict)
     WAIT = "wait"
-
-
-@dataclass(frozen=True)
-class GroupInfo:
-    index: int
-    key: str
-    preferred: str
-
-
-@dataclass(frozen=True)
-class ClusterView:
-    """The snapshot ``decide`` reads. ``ads`` has an entry for every alive node; None means
-    that node has not (yet) told us what it holds."""
-
-    local: str
-    order: tuple[str, ...]
-    alive: frozenset[str]
-    active: frozenset[str]
-    comm_up: bool
-    ads: Mapping[str, NodeAd | None]
-    groups: tuple[GroupInfo, ...]
-    auto_failback: AutoFailback
-    busy: frozenset[int] = frozenset()
-    # Groups the local node took over because their preferred node was unavailable (dead, not
-    # active, failed): only these fail back (Heartbeat's rsc_needs_failback), not a group
-    # that came here through standby or takeover.
-    needs_failback: frozenset[int] = frozenset()
-    # The highest epoch this node has ever seen for each group, dead nodes' claims included:
-    # a takeover must out-rank the claim of the node it replaces if that node comes back.
-    seen_epochs: Mapping[int, int] = field(default_factory=dict)
+    FORGET_FAILURE = "forget_failure"  # START_FAILED here -> NONE: it may be tried here again
+    END_STANDBY = "end_standby"  # the standby request for the group is done: drop it
+    END_TAKEOVER = "end_takeover"  # the takeover request for the group is done: drop it
+    CAMPAIGN = "campaign"  # nonstop_etcd: ask etcd for the group's lease, start nothing yet
 
 
 @dataclass(frozen=True)
 class Decision:
+    """What this node must do about one group, and the sentence saying why."""
+
     group: int
     action: Action
     reason: str
     epoch: int = 0
     needs_failback: bool = False  # with ACQUIRE: taken because the preferred node was away
     conflict: bool = False  # with RELEASE: another node holds it too (drop the address first)
+    # The highest epoch seen for the group, for this node to remember (0: nothing to note).
+    seen_epoch: int = 0
 
 
 _NONE_AD = GroupAd(GroupState.NONE, 0)
@@ -104,6 +101,10 @@ def _available(view: ClusterView, node: str, g: int) -> bool:
     )
 
 
+def _declines(view: ClusterView, node: str, g: int) -> bool:
+    return g in (view.ads.get(node) or NodeAd({})).declines
+
+
 def owner(view: ClusterView, info: GroupInfo) -> tuple[str | None, str]:
     """The node that should take a group nobody holds, and why."""
     g = info.index
@@ -113,7 +114,7 @@ def owner(view: ClusterView, info: GroupInfo) -> tuple[str | None, str]:
         ad = view.ads[n]
         if ad is not None and g in ad.wants:
             return n, f"{n} asked to take it over"
-    willing = [n for n in avail if g not in (view.ads[n] or NodeAd({})).declines]
+    willing = [n for n in avail if not _declines(view, n, g)]
     if info.preferred in willing:
         return info.preferred, f"{info.preferred} is its preferred node"
     why_not = _why_not_preferred(view, info)
@@ -141,69 +142,146 @@ def _why_not_preferred(view: ClusterView, info: GroupInfo) -> str:
     return f"preferred node {p} is unavailable"
 
 
-def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:
+def _seen_epoch(view: ClusterView, g: int) -> int:
+    """The highest epoch of the group seen so far, alive nodes' claims and remembered ones."""
+    return max([*(_ad(view, n, g).epoch for n in view.alive), view.here.seen_epochs.get(g, 0)])
+
+
+def _in_progress(state: GroupState) -> str:
+    if state is GroupState.STARTING:
+        return "start in progress"
+    if state is GroupState.STOPPING:
+        return "stop in progress"
+    if state is GroupState.HELD:
+        return "resource check in progress"
+    return "action in progress"
+
+
+def _not_yet(view: ClusterView, info: GroupInfo) -> Decision | None:
+    """Why nothing may be decided for the group yet, if so."""
+    g, key = info.index, info.key
+    if not view.probed:
+        return Decision(g, Action.WAIT, f"not deciding group {key} until the start-up probe "
+                        "has seen what this box still runs")
+    if not view.comm_up:
+        return Decision(g, Action.WAIT, "waiting for every node to be heard or declared dead "
+                        "(initdead) before touching resources")
+    mine = _ad(view, view.local, g)
+    if g in view.here.busy:
+        return Decision(g, Action.WAIT, f"group {key}: {_in_progress(mine.state)}")
+    holder = holders(view).get(g)
+    if mine.state is GroupState.START_FAILED and holder not in (None, view.local):
+        return Decision(g, Action.FORGET_FAILURE,
+                        f"group {key} is held by {holder}: forgetting its start failure here")
+    if view.unannounced:
+        return Decision(
+            g, Action.WAIT,
+            f"not deciding group {key} until {', '.join(sorted(view.unannounced))} sends its "
+            "first status (heard, holdings unknown)",
+        )
+    return None
+
+
+def _rival_claim(view: ClusterView, info: GroupInfo, rivals: list[str]) -> Decision:
+    """We hold the group and so do ``rivals``: the newer claim keeps it."""
     g, me = info.index, view.local
     mine = _ad(view, me, g)
+    winner = max([me, *rivals], key=lambda n: (_ad(view, n, g).epoch, _rank(view, info, n)))
+    theirs = ", ".join(f"{n} (epoch {_ad(view, n, g).epoch})" for n in rivals)
+    if winner != me:
+        return Decision(
+            g, Action.RELEASE,
+            f"group {info.key} is also held by {theirs}; {winner} has the newer claim over "
+            f"mine (epoch {mine.epoch}): releasing it, address first",
+            conflict=True,
+        )
+    return Decision(
+        g, Action.REANNOUNCE,
+        f"group {info.key} is also held by {theirs}; mine (epoch {mine.epoch}) is the newer "
+        f"claim: keeping it and re-announcing its address",
+    )
+
+
+def _held(view: ClusterView, info: GroupInfo) -> Decision:
+    """We hold the group: keep it, or hand it over, or settle a double claim."""
+    g, me, key = info.index, view.local, info.key
     peers = [n for n in view.order if n in view.alive and n != me]
-    seen_epochs = [_ad(view, n, g).epoch for n in view.alive]
-    next_epoch = max([*seen_epochs, view.seen_epochs.get(g, 0)]) + 1
-    key = info.key
+    rivals = [n for n in peers if _ad(view, n, g).state.claims]
+    if rivals:
+        return _rival_claim(view, info, rivals)
+    if _declines(view, me, g):
+        takers = [n for n in peers if _available(view, n, g) and not _declines(view, n, g)]
+        if takers:
+            return Decision(g, Action.RELEASE, f"standby: handing group {key} over to {takers[0]}")
+        return Decision(g, Action.WAIT,
+                        f"standby requested for group {key} but no other node can take it")
+    for n in peers:
+        ad = view.ads.get(n)
+        if ad is not None and g in ad.wants and _available(view, n, g):
+            return Decision(g, Action.RELEASE, f"{n} asked to take over group {key}")
+    p = info.preferred
+    if (
+        view.auto_failback is not AutoFailback.OFF
+        and g in view.here.needs_failback
+        and p != me
+        and _available(view, p, g)
+        and not _declines(view, p, g)
+        and _ad(view, p, g).state is GroupState.NONE
+    ):
+        return Decision(
+            g, Action.RELEASE,
+            f"auto_failback {view.auto_failback.value}: handing group {key} back to its "
+            f"preferred node {p}",
+        )
+    return Decision(g, Action.WAIT, f"holding group {key}")
 
-    if mine.state is GroupState.HELD:
-        rivals = [n for n in peers if _ad(view, n, g).state in (GroupState.HELD,
-                                                                  GroupState.STARTING)]
-        if rivals:
-            contenders = [me, *rivals]
-            winner = max(contenders, key=lambda n: (_ad(view, n, g).epoch, _rank(view, info, n)))
-            theirs = ", ".join(f"{n} (epoch {_ad(view, n, g).epoch})" for n in rivals)
-            if winner != me:
-                return Decision(
-                    g, Action.RELEASE,
-                    f"group {key} is also held by {theirs}; {winner} has the newer claim over "
-                    f"mine (epoch {mine.epoch}): releasing it, address first",
-                    conflict=True,
-                )
-            return Decision(
-                g, Action.REANNOUNCE,
-                f"group {key} is also held by {theirs}; mine (epoch {mine.epoch}) is the newer "
-                f"claim: keeping it and re-announcing its address",
-            )
-        my_ad = view.ads.get(me)
-        if my_ad is not None and g in my_ad.declines:
-            takers = [n for n in peers if _available(view, n, g)
-                      and g not in (view.ads[n] or NodeAd({})).declines]
-            if takers:
-                return Decision(g, Action.RELEASE,
-                                f"standby: handing group {key} over to {takers[0]}")
-            return Decision(g, Action.WAIT,
-                            f"standby requested for group {key} but no other node can take it")
-        for n in peers:
-            ad = view.ads.get(n)
-            if ad is not None and g in ad.wants and _available(view, n, g):
-                return Decision(g, Action.RELEASE, f"{n} asked to take over group {key}")
-        p = info.preferred
-        if (
-            view.auto_failback is not AutoFailback.OFF
-            and g in view.needs_failback
-            and p != me
-            and _available(view, p, g)
-            and g not in (view.ads[p] or NodeAd({})).declines
-            and _ad(view, p, g).state is GroupState.NONE
-        ):
-            return Decision(
-                g, Action.RELEASE,
-                f"auto_failback {view.auto_failback.value}: handing group {key} back to its "
-                f"preferred node {p}",
-            )
-        return Decision(g, Action.WAIT, f"holding group {key}")
 
-    if mine.state is GroupState.STOP_FAILED:
-        return Decision(g, Action.RELEASE, f"retrying the failed stop of group {key}")
+def _keep(view: ClusterView, info: GroupInfo) -> Decision:
+    """We hold the group; if we keep it and the probe found it partly running, the rest is
+    started now (with the epoch it was claimed with)."""
+    d = _held(view, info)
+    g = info.index
+    if d.action is not Action.WAIT or g not in view.here.incomplete:
+        return d
+    epoch = _ad(view, view.local, g).epoch
+    return Decision(
+        g, Action.ACQUIRE,
+        f"group {info.key} was found partly running at start-up: starting the rest of it "
+        f"(epoch {epoch})",
+        epoch, needs_failback=g in view.here.needs_failback,
+    )
 
-    # We do not hold it (NONE or START_FAILED).
-    holders = [n for n in peers if _ad(view, n, g).state.holding]
-    if holders:
-        h = holders[0]
+
+def _stop_failed(view: ClusterView, info: GroupInfo) -> Decision:
+    g = info.index
+    if view.now < view.here.stop_retry_at.get(g, 0.0):
+        return Decision(g, Action.WAIT,
+                        f"the stop of group {info.key} failed: waiting a moment to retry it")
+    return Decision(g, Action.RELEASE, f"retrying the failed stop of group {info.key}")
+
+
+def _start_failure_aged(view: ClusterView, info: GroupInfo) -> Decision | None:
+    g = info.index
+    failed_at = view.here.start_failed_at.get(g)
+    if _ad(view, view.local, g).state is not GroupState.START_FAILED or failed_at is None:
+        return None
+    if view.now - failed_at < START_FAILED_HOLD_S:
+        return None
+    return Decision(g, Action.FORGET_FAILURE,
+                    f"group {info.key}: start failure is {START_FAILED_HOLD_S:.0f} s old; "
+                    "may be tried here again")
+
+
+def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
+    """We do not hold the group (NONE or START_FAILED): wait, or take it."""
+    g, me, key = info.index, view.local, info.key
+    aged = _start_failure_aged(view, info)
+    if aged is not None:
+        return aged
+    peers = [n for n in view.order if n in view.alive and n != me]
+    running = [n for n in peers if _ad(view, n, g).state.may_run]
+    if running:
+        h = running[0]
         if _ad(view, h, g).state is GroupState.STOP_FAILED:
             return Decision(
                 g, Action.WAIT,
@@ -229,20 +307,109 @@ def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:
     if who == me:
         preferred_away = me != info.preferred and not _available(view, info.preferred, g)
         return Decision(
-            g, Action.ACQUIRE, f"nobody alive holds group {key}; taking it: {why}", next_epoch,
-            needs_failback=preferred_away,
+            g, Action.ACQUIRE, f"nobody alive holds group {key}; taking it: {why}",
+            _seen_epoch(view, g) + 1, needs_failback=preferred_away,
         )
     if who is None:
         return Decision(g, Action.WAIT, f"group {key} stays down: {why}")
     return Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}")
 
 
+_NO_LEASE = LeaseState(None, known=False, mine=False)
+
+
+def _lease_wait(view: ClusterView, info: GroupInfo, lease: LeaseState) -> str:
+    if lease.known and lease.holder not in (None, view.local):
+        return f"{lease.holder} holds the etcd lease of group {info.key}: not taking it"
+    if lease.known and lease.holder == view.local:
+        return (f"waiting for the etcd lease of group {info.key} (this node's key of an "
+                "earlier lease has not expired yet)")
+    if lease.known:
+        return f"waiting for the etcd lease of group {info.key}"
+    return f"waiting for the etcd lease of group {info.key} (etcd not answering)"
+
+
+def _lease_gate(view: ClusterView, info: GroupInfo, d: Decision) -> Decision:
+    """nonstop_etcd: the heartbeat rules proposed ``d``; the lease may veto it."""
+    g, key = info.index, info.key
+    lease = view.lease.get(g, _NO_LEASE) if view.lease is not None else None
+    if lease is None or lease.mine:
+        return d
+    held = _ad(view, view.local, g).state is GroupState.HELD
+    if d.action is Action.ACQUIRE and not held:
+        return Decision(g, Action.CAMPAIGN, _lease_wait(view, info, lease))
+    if not held or d.action not in (Action.WAIT, Action.REANNOUNCE, Action.ACQUIRE):
+        return d
+    if lease.known and lease.holder not in (None, view.local):
+        return Decision(g, Action.RELEASE, f"lost the etcd lease of group {key}: "
+                        f"{lease.holder} holds it; releasing the group, address first",
+                        conflict=True)
+    unheard = [n for n in view.order if n != view.local and n not in view.heard]
+    if unheard:
+        return Decision(g, Action.RELEASE, f"lost the etcd lease of group {key} (not renewed "
+                        f"in time) and {', '.join(unheard)} not heard: releasing the group, "
+                        "address first", conflict=True)
+    return replace(d, reason=f"{d.reason} (without its etcd lease: kept while every peer is "
+                   "heard, as nobody else can take it)")
+
+
+def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:
+    if view.leaving:
+        return Decision(info.index, Action.WAIT,
+                        f"shutting down: the shutdown releases group {info.key}")
+    d = _not_yet(view, info)
+    if d is None:
+        state = _ad(view, view.local, info.index).state
+        if state is GroupState.HELD:
+            d = _keep(view, info)
+        elif state is GroupState.STOP_FAILED:
+            d = _stop_failed(view, info)
+        else:
+            d = _unheld(view, info)
+    if info.index not in view.here.busy:
+        d = _lease_gate(view, info, d)
+    return replace(d, seen_epoch=_seen_epoch(view, info.index))
+
+
+def _requests_done(view: ClusterView, info: GroupInfo) -> list[Decision]:
+    """``standby`` and ``takeover`` are one-shot: each is dropped once it is done."""
+    g, me, key = info.index, view.local, info.key
+    my_ad = view.ads.get(me)
+    if view.leaving or my_ad is None:
+        return []
+    out: list[Decision] = []
+    holder = holders(view).get(g)
+    if g in my_ad.declines and holder not in (None, me):
+        out.append(Decision(g, Action.END_STANDBY,
+                            f"standby for group {key} is done: {holder} holds it"))
+    if g in my_ad.wants and _ad(view, me, g).state is GroupState.HELD:
+        out.append(Decision(g, Action.END_TAKEOVER,
+                            f"takeover of group {key} is done: this node holds it"))
+    return out
+
+
 def decide(view: ClusterView) -> list[Decision]:
-    """One decision per group (groups with an action in progress are skipped)."""
-    if not view.comm_up:
-        return [
-            Decision(i.index, Action.WAIT, "waiting for every node to be heard or declared dead "
-                     "(initdead) before touching resources")
-            for i in view.groups
-        ]
-    return [_decide_group(view, info) for info in view.groups if info.index not in view.busy]
+    """For each group in order: the requests that are done, then the one decision about the
+    group itself (always last, with its reason; a wait says what it waits for)."""
+    out: list[Decision] = []
+    for info in view.groups:
+        out.extend(_requests_done(view, info))
+        out.append(_decide_group(view, info))
+    return out
+
+
+def lease_wants(view: ClusterView, decisions: list[Decision]) -> tuple[frozenset[int],
+                                                                      frozenset[int]]:
+    """nonstop_etcd: the groups whose lease this node must get (it holds them, starts them,
+    or the rules chose it), and those whose lease it keeps if it has it but does not ask for
+    (being released: a resource may still run until the stop is done)."""
+    releasing = {d.group for d in decisions if d.action is Action.RELEASE}
+    get = {d.group for d in decisions if d.action in (Action.CAMPAIGN, Action.ACQUIRE)}
+    keep: set[int] = set()
+    for info in view.groups:
+        state = _ad(view, view.local, info.index).state
+        if state.claims and info.index not in releasing:
+            get.add(info.index)
+        elif state.may_run:
+            keep.add(info.index)
+    return frozenset(get - releasing), frozenset(keep | (releasing & get))

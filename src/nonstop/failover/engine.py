@@ -1,4 +1,7 @@
-"""The failover engine: applies ``decide()``'s decisions with resource agents.
+"""The failover engine: carries out ``decide()``'s decisions with resource agents.
+
+It decides nothing: what to do and when comes from ``decide()``, fed by the facts the engine
+reports (``facts()``: states, epochs, running actions, failure times, pending requests).
 
 Each group has at most one action (acquire, release, monitor restart) in flight, run as an
 asyncio task so heartbeats never wait for a script. Resources start left to right and stop
@@ -22,15 +25,15 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from nonstop.config.model import ClusterConfig, ResourceGroup, ResourceSpec
-from nonstop.failover.decide import Action, Decision, GroupInfo
+from nonstop.failover.decide import Action, Decision
 from nonstop.failover.state import GroupAd, GroupState, NodeAd, check, haresources_digest
+from nonstop.failover.view import GroupInfo, LocalFacts
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
 
 log = logging.getLogger("nonstop.failover")
 
 AgentFactory = Callable[[ResourceSpec, AgentContext], Agent]
 
-START_FAILED_HOLD_S = 30.0  # Heartbeat waits 30 s before pushing a failed group away
 STOP_RETRIES = 3
 STOP_RETRY_DELAY_S = 0.5
 STOP_FAILED_RETRY_S = 5.0
@@ -57,6 +60,7 @@ class GroupRuntime:
     found_incomplete: bool = False
     resource_states: list[str] = field(default_factory=list)
     last_reason: str = ""
+    last_action: Action | None = None
     last_restart: dict[int, float] = field(default_factory=dict)
     # Resources that report "stopped" right after a successful start (the talk's master
     # script has no status action): their status says nothing, so they are not monitored.
@@ -169,16 +173,19 @@ class FailoverEngine:
             digest=self.digest,
         )
 
-    def busy(self) -> frozenset[int]:
-        now = self.clock()
-        return frozenset(
-            rt.info.index
-            for rt in self.groups
-            if rt.busy or (rt.state is GroupState.STOP_FAILED and now < rt.retry_at)
+    def facts(self) -> LocalFacts:
+        """What this node knows of its groups, for the cluster snapshot decide() reads."""
+        return LocalFacts(
+            ad=self.local_ad(),
+            busy=frozenset(rt.info.index for rt in self.groups if rt.busy),
+            needs_failback=frozenset(rt.info.index for rt in self.groups if rt.needs_failback),
+            seen_epochs=dict(self.seen_epochs),
+            start_failed_at={rt.info.index: rt.failed_at for rt in self.groups
+                             if rt.state is GroupState.START_FAILED and rt.failed_at is not None},
+            stop_retry_at={rt.info.index: rt.retry_at for rt in self.groups
+                           if rt.state is GroupState.STOP_FAILED},
+            incomplete=frozenset(rt.info.index for rt in self.groups if rt.found_incomplete),
         )
-
-    def needs_failback(self) -> frozenset[int]:
-        return frozenset(rt.info.index for rt in self.groups if rt.needs_failback)
 
     def _set(self, rt: GroupRuntime, new: GroupState) -> None:
         if rt.state is new:
@@ -210,35 +217,46 @@ class FailoverEngine:
 
     # ------------------------------------------------------------------ decisions
 
-    def apply(self, decisions: list[Decision]) -> None:
-        now = self.clock()
+    def apply(self, decisions: Iterable[Decision]) -> None:
+        """Carry out decisions in order; each reason is logged when it changes (a wait at
+        debug level, anything else at info) and kept for ``nonstop status``."""
+        raised = False
         for d in decisions:
             rt = self.groups[d.group]
             if d.reason != rt.last_reason:
-                rt.last_reason = d.reason
                 level = logging.DEBUG if d.action is Action.WAIT else logging.INFO
                 log.log(level, "decision: %s", d.reason)
-            if rt.busy:
-                continue
-            if d.action is Action.ACQUIRE:
-                rt.needs_failback = d.needs_failback
-                self._spawn(rt, self._acquire(rt, d.epoch), acquiring=True)
-            elif d.action is Action.RELEASE:
-                self._spawn(rt, self._release(rt, conflict=d.conflict), acquiring=False)
-            elif d.action is Action.REANNOUNCE:
-                self._reannounce(rt)
-            elif rt.state is GroupState.HELD and rt.found_incomplete:
-                rt.found_incomplete = False
-                self._spawn(rt, self._acquire(rt, rt.epoch), acquiring=True)
-            elif (
-                rt.state is GroupState.START_FAILED
-                and rt.failed_at is not None
-                and now - rt.failed_at >= START_FAILED_HOLD_S
-            ):
-                log.info("group %s: start failure is %d s old; may be tried here again",
-                         rt.group.key, START_FAILED_HOLD_S)
+            rt.last_reason, rt.last_action = d.reason, d.action
+            if d.seen_epoch > self.seen_epochs.get(d.group, 0):
+                self.seen_epochs[d.group] = d.seen_epoch
+                raised = True
+            self._execute(rt, d)
+        if raised:
+            self._save()
+
+    def _execute(self, rt: GroupRuntime, d: Decision) -> None:
+        i = rt.info.index
+        if d.action is Action.END_STANDBY:
+            self.declines.discard(i)
+            self.on_change()
+        elif d.action is Action.END_TAKEOVER:
+            self.wants.discard(i)
+            self.on_change()
+        elif d.action is Action.FORGET_FAILURE:
+            if rt.state is GroupState.START_FAILED:
                 rt.failed_at = None
                 self._set(rt, GroupState.NONE)
+        elif rt.busy or d.action is Action.WAIT:
+            return  # decide() never acts on a busy group; nothing runs twice at once
+        elif d.action is Action.ACQUIRE:
+            rt.needs_failback = d.needs_failback
+            rt.found_incomplete = False
+            self._spawn(rt, self._acquire(rt, d.epoch), acquiring=True)
+        elif d.action is Action.RELEASE:
+            rt.found_incomplete = False
+            self._spawn(rt, self._release(rt, conflict=d.conflict), acquiring=False)
+        elif d.action is Action.REANNOUNCE:
+            self._reannounce(rt)
 
     def _spawn(self, rt: GroupRuntime, work: Coroutine[Any, Any, None], *,
                acquiring: bool) -> None:
@@ -265,32 +283,6 @@ class FailoverEngine:
     def stop_failed(self) -> list[str]:
         """Keys of the groups whose stop failed (a resource may still run)."""
         return [rt.group.key for rt in self.groups if rt.state is GroupState.STOP_FAILED]
-
-    def observe(self, holders: dict[int, str], ads: Iterable[NodeAd | None]) -> None:
-        """Remember the highest epoch seen per group; clear one-shot requests once fulfilled:
-        a decline when another node holds the group, a want once we hold it."""
-        raised = False
-        for ad in ads:
-            if ad is None:
-                continue
-            for i, g in ad.groups.items():
-                if i < len(self.groups) and g.epoch > self.seen_epochs.get(i, 0):
-                    self.seen_epochs[i] = g.epoch
-                    raised = True
-        if raised:
-            self._save()
-        for rt in self.groups:
-            i = rt.info.index
-            other = holders.get(i)
-            if i in self.declines and other is not None and other != self.node:
-                self.declines.discard(i)
-                self.on_change()
-            if i in self.wants and rt.state is GroupState.HELD:
-                self.wants.discard(i)
-                self.on_change()
-            if rt.state is GroupState.START_FAILED and other is not None and other != self.node:
-                rt.failed_at = None
-                self._set(rt, GroupState.NONE)
 
     def _line(self, rt: GroupRuntime) -> str:
         return f"{rt.group.node} {' '.join(r.raw for r in rt.group.resources)}"
@@ -496,7 +488,7 @@ class FailoverEngine:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await rt.task
         for rt in self.groups:
-            if rt.state.holding:
+            if rt.state.may_run:
                 self._spawn(rt, self._release(rt), acquiring=False)
         waiting = [rt.task for rt in self.groups if rt.task is not None and not rt.task.done()]
         if waiting:
@@ -513,6 +505,7 @@ class FailoverEngine:
                 "holder": holders.get(rt.info.index),
                 "local_state": rt.state.name.lower(),
                 "epoch": rt.epoch,
+                "action": rt.last_action.value if rt.last_action else None,
                 "reason": rt.last_reason,
                 "resources": [
                     {"resource": a.describe(), "state": s}

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from nonstop.config.model import ResourceGroup
+from nonstop.errors import NonstopError
 
 
 class GroupState(enum.Enum):
@@ -25,11 +26,18 @@ class GroupState(enum.Enum):
     STOP_FAILED = "B"  # a stop failed and a resource may still run: peers must not take over
     START_FAILED = "F"  # a start failed here and the group was released; try another node
 
+    # Two different questions are asked of a node's state, so they have two names:
     @property
-    def holding(self) -> bool:
-        """Whether a node in this state may have the group's resources (address) up."""
-        return self in (GroupState.STARTING, GroupState.HELD, GroupState.STOPPING,
-                        GroupState.STOP_FAILED)
+    def claims(self) -> bool:
+        """Whether a node in this state is the group's holder, or is becoming it: the node
+        the cluster sees the group at (``holder`` in status, a rival claim, a request done)."""
+        return self in (GroupState.STARTING, GroupState.HELD)
+
+    @property
+    def may_run(self) -> bool:
+        """Whether a node in this state may have the group's resources (address) up: no
+        other node may start them meanwhile, and a shutdown must stop them."""
+        return self.claims or self in (GroupState.STOPPING, GroupState.STOP_FAILED)
 
 
 _G = GroupState
@@ -44,7 +52,7 @@ TRANSITIONS: dict[GroupState, frozenset[GroupState]] = {
 }
 
 
-class IllegalGroupTransition(RuntimeError):
+class IllegalGroupTransition(NonstopError, RuntimeError):
     pass
 
 

@@ -32,7 +32,8 @@ and reads what arrives::
         counters[e.reason] += 1                      # e.reason is one of REASONS
 
 Bad remote input raises ``BadPacket`` and nothing else; local misuse (a field Heartbeat could
-not carry) raises ``FieldError``, a ``ValueError``.
+not carry) raises ``FieldError``, a ``ValueError``. Both, ``Message`` and the reasons are
+defined in :mod:`nonstop.heartbeat.message` and importable from here.
 
 Authenticate before parsing: the signature (trailer, or the classic ``auth`` line) and its key
 index are checked on the raw datagram before any field is decoded, so a datagram without our
@@ -43,15 +44,40 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from nonstop.config.model import AuthKey, AuthKeys
+from nonstop.errors import NonstopError
 from nonstop.heartbeat import auth
+from nonstop.heartbeat.message import (
+    AUTH,
+    AUTH_SYNTAX,
+    BAD_FIELD,
+    FIELD_NAME,
+    FRAMING,
+    NO_AUTH,
+    REASONS,
+    TOO_BIG,
+    UNKNOWN_KEY,
+    UNSUPPORTED,
+    BadPacket,
+    FieldError,
+    Message,
+    Value,
+    clip,
+    from_wire,
+    to_wire,
+)
+
+# The message model lives in message.py; the codec is where callers find all of it.
+__all__ = [
+    "AUTH", "AUTH_SYNTAX", "BAD_FIELD", "FRAMING", "MAX_DEPTH", "MAX_MESSAGE", "NO_AUTH",
+    "REASONS", "TOO_BIG", "UNKNOWN_KEY", "UNSUPPORTED", "BadPacket", "Decoded", "FieldError",
+    "Message", "Value", "WireFormat", "decode", "encode", "signed_text",
+]
 
 WireFormat: TypeAlias = Literal["netstring", "classic"]
-Value: TypeAlias = "str | bytes | Message"
 
 # Heartbeat's MAXMSG: the largest message it builds and its receive buffer.
 MAX_MESSAGE = 256 * 1024
@@ -60,19 +86,6 @@ MAX_DEPTH = 16
 AUTH_FIELD = "auth"
 # Heartbeat accepts key indexes 0..15 (MAXAUTH).
 MAX_KEY_INDEX = 15
-
-# Stable reasons carried by BadPacket, for counters and log lines.
-FRAMING = "framing"
-TOO_BIG = "too_big"
-NO_AUTH = "no_auth"
-AUTH_SYNTAX = "auth_syntax"
-UNKNOWN_KEY = "unknown_key"
-AUTH = "auth"
-UNSUPPORTED = "unsupported"
-BAD_FIELD = "bad_field"
-REASONS = frozenset(
-    {FRAMING, TOO_BIG, NO_AUTH, AUTH_SYNTAX, UNKNOWN_KEY, AUTH, UNSUPPORTED, BAD_FIELD}
-)
 
 _NETSTRING_START = b"###\n"
 _NETSTRING_END = b"%%%\n"
@@ -86,198 +99,16 @@ _TYPE_STRING, _TYPE_BINARY, _TYPE_NESTED = 0, 1, 2
 # Types cluster-glue knows but Heartbeat v1 never sends: list, compressed, uncompressed.
 _TYPES_UNSUPPORTED = frozenset({3, 4, 5})
 
-# Printable ASCII without "=" (it ends the name) and not starting with "(" (a type prefix).
-_NAME = re.compile(rb"[!-'\)-<>-~][!-<>-~]*")
 _NETSTRING_LEN = re.compile(rb"(0|[1-9][0-9]{0,5}):")
 _AUTH_VALUE = re.compile(r"([0-9]{1,2}) ([!-~]+)")
-_HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
-_DECIMAL = re.compile(rb"-?[0-9]{1,18}")
 # The netstring trailer "<len>:<index> <digest>,": at most this many bytes after "%%%\n".
 _TRAILER_SPAN = 128
 _TRAILER = re.compile(rb"(0|[1-9][0-9]{0,2}):(.*),", re.DOTALL)
 _EMPTY_LINES = re.compile(rb"\n\n+")
 
 
-class BadPacket(Exception):
-    """Bad remote input: the packet is dropped and counted under ``reason``.
-
-    ``reason`` is one of ``REASONS`` (stable, short, for counters); ``detail`` is for logs.
-    """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-def _clip(value: object, limit: int = 60) -> str:
-    """``repr(value)`` cut short: details echo remote data and must not flood the log."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class FieldError(ValueError):
-    """Local misuse: a field name or value that Heartbeat's framing cannot carry."""
-
-
-class _Unwritable(Exception):
+class _Unwritable(NonstopError):
     """A message that cannot be rendered as classic text (nesting symbol clash or depth)."""
-
-
-def _wire(text: str) -> bytes:
-    # surrogateescape makes every received byte string survive decode -> str -> encode.
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def _check_field(name: str, value: Value) -> None:
-    if not isinstance(name, str) or not name.isascii() or not _NAME.fullmatch(name.encode()):
-        raise FieldError(
-            f"field name {name!r}: use printable ASCII without '=' and not starting with '('"
-        )
-    if isinstance(value, str):
-        if not value:
-            raise FieldError(f"field {name!r}: Heartbeat cannot carry an empty value")
-        if "\0" in value:
-            raise FieldError(f"field {name!r}: a string value cannot contain NUL")
-        try:
-            _wire(value)
-        except UnicodeEncodeError as e:
-            raise FieldError(f"field {name!r}: value is not encodable: {e}") from None
-    elif isinstance(value, bytes):
-        if not value:
-            raise FieldError(f"field {name!r}: Heartbeat cannot carry an empty binary value")
-    elif not isinstance(value, Message):
-        raise FieldError(f"field {name!r}: value must be str, bytes or Message")
-
-
-class Message:
-    """An ordered list of ``(name, value)`` fields; names may repeat. Immutable.
-
-    ``str`` values are type 0, ``bytes`` type 1 (e.g. ``srcuuid``), ``Message`` type 2.
-    Lookups return the first field of that name, as Heartbeat does.
-    """
-
-    __slots__ = ("_fields",)
-
-    def __init__(self, fields: Iterable[tuple[str, Value]] = ()) -> None:
-        checked = tuple((name, value) for name, value in fields)
-        for name, value in checked:
-            _check_field(name, value)
-        self._fields = checked
-
-    @classmethod
-    def of(cls, fields: Iterable[tuple[str, Value]]) -> Message:
-        """Build a message from ``(name, value)`` pairs in wire order."""
-        return cls(fields)
-
-    @classmethod
-    def _trusted(cls, fields: tuple[tuple[str, Value], ...]) -> Message:
-        # The decoder has already validated every field; skip the second pass.
-        msg = cls.__new__(cls)
-        msg._fields = fields
-        return msg
-
-    @property
-    def fields(self) -> tuple[tuple[str, Value], ...]:
-        """All fields in wire order."""
-        return self._fields
-
-    def _first(self, name: str) -> Value | None:
-        for field_name, value in self._fields:
-            if field_name == name:
-                return value
-        return None
-
-    def get(self, name: str) -> str | None:
-        """The first field ``name`` if it is a string, else None (absent or another type)."""
-        value = self._first(name)
-        return value if isinstance(value, str) else None
-
-    def get_bytes(self, name: str) -> bytes | None:
-        """The first field ``name`` if it is binary, else None."""
-        value = self._first(name)
-        return value if isinstance(value, bytes) else None
-
-    def get_message(self, name: str) -> Message | None:
-        """The first field ``name`` if it is a nested message, else None."""
-        value = self._first(name)
-        return value if isinstance(value, Message) else None
-
-    def get_all(self, name: str) -> list[Value]:
-        """Every value of the fields called ``name``, in order."""
-        return [value for field_name, value in self._fields if field_name == name]
-
-    def get_hex(self, name: str) -> int | None:
-        """The string field ``name`` read as Heartbeat's hex number (seq, hg, ts, dt, ackseq).
-
-        None if absent; ``BadPacket("bad_field")`` if present but not a hex number.
-        """
-        return self._number(name, _HEX, 16)
-
-    def get_int(self, name: str) -> int | None:
-        """The string field ``name`` read as a decimal number (protocol, ttl, firstseq).
-
-        None if absent; ``BadPacket("bad_field")`` if present but not a decimal number.
-        """
-        return self._number(name, _DECIMAL, 10)
-
-    def _number(self, name: str, pattern: re.Pattern[bytes], base: int) -> int | None:
-        value = self._first(name)
-        if value is None:
-            return None
-        if isinstance(value, str):
-            raw = _wire(value)
-            if pattern.fullmatch(raw):
-                return int(raw, base)
-        raise BadPacket(
-            BAD_FIELD, f"field {_clip(name)} is not a base-{base} number: {_clip(value)}"
-        )
-
-    def with_field(self, name: str, value: Value) -> Message:
-        """A copy with the first field ``name`` set to ``value`` in place, or appended."""
-        _check_field(name, value)
-        for i, (field_name, _) in enumerate(self._fields):
-            if field_name == name:
-                fields = (*self._fields[:i], (name, value), *self._fields[i + 1 :])
-                return Message._trusted(fields)
-        return Message._trusted((*self._fields, (name, value)))
-
-    def append(self, name: str, value: Value) -> Message:
-        """A copy with ``(name, value)`` added at the end, even if ``name`` already exists."""
-        _check_field(name, value)
-        return Message._trusted((*self._fields, (name, value)))
-
-    def without(self, name: str) -> Message:
-        """A copy without any field called ``name``."""
-        return Message._trusted(tuple(f for f in self._fields if f[0] != name))
-
-    def names(self) -> list[str]:
-        """The field names in order."""
-        return [name for name, _ in self._fields]
-
-    def __iter__(self) -> Iterator[tuple[str, Value]]:
-        return iter(self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
-
-    def __contains__(self, name: object) -> bool:
-        return any(field_name == name for field_name, _ in self._fields)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Message):
-            return NotImplemented
-        return self._fields == other._fields
-
-    def __hash__(self) -> int:
-        return hash(self._fields)
-
-    def __repr__(self) -> str:
-        return f"Message({list(self._fields)!r})"
 
 
 @dataclass(frozen=True)
@@ -299,7 +130,7 @@ def _classic_fields(msg: Message, depth: int, skip_auth: bool) -> bytes:
         if skip_auth and name == AUTH_FIELD:
             continue
         if isinstance(value, str):
-            out += b"%s=%s\n" % (name.encode(), _wire(value).replace(b"\n", b"\x13"))
+            out += b"%s=%s\n" % (name.encode(), to_wire(value).replace(b"\n", b"\x13"))
         elif isinstance(value, bytes):
             out += b"(1)%s=%s\n" % (name.encode(), binascii.b2a_base64(value, newline=False))
         else:
@@ -328,7 +159,7 @@ def _netstring_body(msg: Message, depth: int) -> bytes:
     parts = [_NETSTRING_START]
     for name, value in msg._fields:
         if isinstance(value, str):
-            payload = b"(0)%s=%s" % (name.encode(), _wire(value))
+            payload = b"(0)%s=%s" % (name.encode(), to_wire(value))
         elif isinstance(value, bytes):
             payload = b"(1)%s=%s" % (name.encode(), value)
         else:
@@ -389,8 +220,8 @@ def encode(msg: Message, key: AuthKey, fmt: WireFormat = "netstring") -> bytes:
 
 
 def _field_name(raw: bytes) -> str:
-    if not _NAME.fullmatch(raw):
-        raise BadPacket(FRAMING, f"bad field name {_clip(raw)}")
+    if not FIELD_NAME.fullmatch(raw):
+        raise BadPacket(FRAMING, f"bad field name {clip(raw)}")
     return raw.decode("ascii")
 
 
@@ -408,7 +239,7 @@ def _field_type(raw: bytes) -> int:
 def _string_value(raw: bytes) -> str:
     if not raw or b"\0" in raw:
         raise BadPacket(FRAMING, "empty string value or NUL in value")
-    return _text(raw)
+    return from_wire(raw)
 
 
 def _peel(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -441,14 +272,14 @@ def _parse_netstring_body(data: bytes, pos: int, end: int, depth: int) -> tuple[
             fields.append((name, _string_value(data[equals + 1 : stop])))
         elif ftype == _TYPE_BINARY:
             if equals + 1 == stop:
-                raise BadPacket(FRAMING, f"empty binary field {_clip(name)}")
+                raise BadPacket(FRAMING, f"empty binary field {clip(name)}")
             fields.append((name, data[equals + 1 : stop]))
         else:
             if depth >= MAX_DEPTH:
                 raise BadPacket(FRAMING, f"nested deeper than {MAX_DEPTH}")
             child, child_end = _parse_netstring_body(data, equals + 1, stop, depth + 1)
             if child_end != stop:
-                raise BadPacket(FRAMING, f"bytes after nested message {_clip(name)}")
+                raise BadPacket(FRAMING, f"bytes after nested message {clip(name)}")
             fields.append((name, child))
     return Message._trusted(tuple(fields)), pos + len(_NETSTRING_END)
 
@@ -510,7 +341,7 @@ def _parse_classic(text: bytes, depth: int) -> Message:
 def _key_for(auth_value: str, keys: AuthKeys) -> tuple[AuthKey, str]:
     m = _AUTH_VALUE.fullmatch(auth_value)
     if m is None:
-        raise BadPacket(AUTH_SYNTAX, f"auth value {_clip(auth_value, 80)}")
+        raise BadPacket(AUTH_SYNTAX, f"auth value {clip(auth_value, 80)}")
     index = int(m.group(1))
     key = keys.keys.get(index) if index <= MAX_KEY_INDEX else None
     if key is None:
@@ -531,7 +362,7 @@ def _verify_inner(msg: Message, keys: AuthKeys) -> int:
         raise BadPacket(FRAMING, str(e)) from None
     if not auth.verify(key.method, key.secret, text, claimed):
         src = msg.get("src")
-        raise BadPacket(AUTH, f"inner auth failed (src={_clip(src)}, key {key.index})")
+        raise BadPacket(AUTH, f"inner auth failed (src={clip(src)}, key {key.index})")
     return key.index
 
 
@@ -612,5 +443,5 @@ def decode(data: bytes, keys: AuthKeys) -> Decoded:
         _authenticate_classic(text, keys)
         msg = _parse_classic(text, 0)
     else:
-        raise BadPacket(FRAMING, f"no start marker: {_clip(data[:8])}")
+        raise BadPacket(FRAMING, f"no start marker: {clip(data[:8])}")
     return Decoded(msg, fmt, _verify_inner(msg, keys))

@@ -7,14 +7,16 @@ import time
 import uuid as uuidlib
 from pathlib import Path
 
+from nonstop.config.model import HbGenMethod, UuidFrom
+
 GENERATION_FILE = "hb_generation"
 UUID_FILE = "hb_uuid"
 
 
-def load_uuid(state_dir: Path, uuidfrom: str = "file", node: str = "") -> bytes:
+def load_uuid(state_dir: Path, uuidfrom: UuidFrom = UuidFrom.FILE, node: str = "") -> bytes:
     """Our 16-byte node UUID: ``uuidfrom nodename`` derives it from the node name (the same on
     every start and every reinstall); ``file`` creates it once in ``state_dir/hb_uuid``."""
-    if uuidfrom == "nodename":
+    if uuidfrom is UuidFrom.NODENAME:
         return uuidlib.uuid5(uuidlib.NAMESPACE_DNS, node).bytes
     path = state_dir / UUID_FILE
     try:
@@ -28,7 +30,7 @@ def load_uuid(state_dir: Path, uuidfrom: str = "file", node: str = "") -> bytes:
     return data
 
 
-def next_generation(state_dir: Path, method: str = "file") -> int:
+def next_generation(state_dir: Path, method: HbGenMethod = HbGenMethod.FILE) -> int:
     """Increment and persist the generation, as Heartbeat does at every daemon start.
 
     Peers drop packets of a lower generation as replays, and take a higher one for a restart.
@@ -37,7 +39,7 @@ def next_generation(state_dir: Path, method: str = "file") -> int:
     back with a generation above the one its peers remember (Heartbeat restarts from 1 then).
     """
     path = state_dir / GENERATION_FILE
-    if method == "time":  # ``hbgenmethod time``: the wall clock, never below the last one
+    if method is HbGenMethod.TIME:  # ``hbgenmethod time``: the wall clock, never below the last one
         try:
             last = int(path.read_text().strip())
         except (FileNotFoundError, ValueError):

@@ -1,9 +1,9 @@
 """Membership: who is alive, decided from heartbeats and a clock that the caller passes in.
 
-A sans-IO state machine. The daemon feeds it every authenticated message (``receive``) and calls
-``tick`` at ``next_wakeup()``; both return events (messages to send, status changes, deaths,
-warnings). It never reads a clock, a socket or a file, so deadtime, warntime and initdead are
-tested by advancing a number.
+A sans-IO state machine, the receive side of :class:`~nonstop.heartbeat.protocol.HeartbeatProtocol`,
+which feeds it every authenticated message (``receive``) and calls ``tick`` at ``next_wakeup()``;
+both return events (messages to send, status changes, deaths, warnings). It never reads a clock,
+a socket or a file, so deadtime, warntime and initdead are tested by advancing a number.
 
 Behaviour follows Heartbeat v1 (spec §5): keepalive sending, ``initdead`` while comm is not yet
 up, each peer timed out with the deadtime *it* advertises (``dt``), ``warntime`` "Late heartbeat"
@@ -15,12 +15,33 @@ Deaths are declared exactly ``deadtime`` after the last status heard, not on a 2
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar
 
 from nonstop.config.model import HaConfig
 from nonstop.heartbeat.envelope import Field, is_unsequenced
+from nonstop.heartbeat.events import (
+    ClusterMessage,
+    CommUp,
+    Dropped,
+    Event,
+    GapFilled,
+    LateHeartbeat,
+    LinkChanged,
+    MembershipView,
+    MessageView,
+    Msg,
+    NodeDied,
+    NodeReturned,
+    NodeView,
+    PeerAdChanged,
+    RexmitRequested,
+    RexmitWanted,
+    Send,
+    SilenceWarning,
+    StatusChanged,
+)
 from nonstop.heartbeat.states import (
     LOCAL_TRANSITIONS,
     REMOTE_TRANSITIONS,
@@ -28,185 +49,13 @@ from nonstop.heartbeat.states import (
     check_transition,
 )
 
-
-class Msg(Protocol):
-    """What membership needs of a decoded message (the codec's ``Message`` is one)."""
-
-    @property
-    def fields(self) -> tuple[tuple[str, object], ...]: ...
-
-    def get(self, name: str) -> str | None: ...
-
-    def get_bytes(self, name: str) -> bytes | None: ...
-
-
-class MessageView:
-    """A plain list of fields as a :class:`Msg` (for messages built without the codec)."""
-
-    def __init__(self, fields: Sequence[Field]) -> None:
-        self.fields = tuple(fields)
-
-    def get(self, name: str) -> str | None:
-        for n, v in self.fields:
-            if n == name:
-                return v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
-        return None
-
-    def get_bytes(self, name: str) -> bytes | None:
-        for n, v in self.fields:
-            if n == name:
-                return v if isinstance(v, bytes) else v.encode("utf-8", "surrogateescape")
-        return None
-
-
-# ---------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class Send:
-    """Broadcast a message on every medium; the shell adds control fields and signs it."""
-
-    fields: tuple[Field, ...]
-    dest: str | None = None
-    copies: int = 1  # a leave notice is sent more than once against loss
-
-
-@dataclass(frozen=True)
-class StatusChanged:
-    node: str
-    old: NodeStatus
-    new: NodeStatus
-    local: bool = False
-
-
-@dataclass(frozen=True)
-class NodeDied:
-    node: str
-    reason: str  # "timeout" or "shutdown"
-    silence_ms: int
-    limit_ms: int
-
-
-@dataclass(frozen=True)
-class LateHeartbeat:
-    node: str
-    interval_ms: int
-
-
-@dataclass(frozen=True)
-class SilenceWarning:
-    """No status from a node for ``warntime``: said before it is late, not only after."""
-
-    node: str
-    silence_ms: int
-
-
-@dataclass(frozen=True)
-class LinkChanged:
-    node: str
-    link: str
-    up: bool
-
-
-@dataclass(frozen=True)
-class NodeReturned:
-    node: str
-    kind: str  # "partition" (same generation) or "restart" (higher generation)
-
-
-@dataclass(frozen=True)
-class CommUp:
-    """Every configured node was heard or declared dead: the local node becomes active."""
-
-
-@dataclass(frozen=True)
-class Dropped:
-    reason: str
-    src: str | None
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class RexmitRequested:
-    node: str
-    first: int
-    last: int
-
-
-@dataclass(frozen=True)
-class RexmitWanted:
-    """A gap in a peer's sequence numbers: ask it (after a random delay) to resend them."""
-
-    node: str
-    first: int
-    last: int
-
-
-@dataclass(frozen=True)
-class GapFilled:
-    """Every packet missing from a node's sequence has arrived (late or retransmitted)."""
-
-    node: str
-
-
-@dataclass(frozen=True)
-class ClusterMessage:
-    """A sequenced message membership does not consume (resource and failover messages)."""
-
-    node: str
-    msg: Msg
-
-
-Event = (
-    Send
-    | StatusChanged
-    | NodeDied
-    | LateHeartbeat
-    | SilenceWarning
-    | LinkChanged
-    | NodeReturned
-    | CommUp
-    | Dropped
-    | RexmitRequested
-    | RexmitWanted
-    | GapFilled
-    | ClusterMessage
-)
-
-
-# ---------------------------------------------------------------------------- views
-
-
-@dataclass(frozen=True)
-class NodeView:
-    name: str
-    status: NodeStatus
-    local: bool
-    last_heard_ago_ms: int | None
-    deadtime_ms: int
-    generation: int | None
-    links: dict[str, bool]
-    fields: dict[str, str]  # the last status message's extra fields (failover state)
-
-
-@dataclass(frozen=True)
-class MembershipView:
-    """An immutable snapshot for decisions, status output and tests."""
-
-    now: float
-    local: str
-    comm_up: bool
-    nodes: tuple[NodeView, ...]
-    counters: dict[str, int]
-
-    def node(self, name: str) -> NodeView:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
-    def alive(self) -> tuple[str, ...]:
-        return tuple(n.name for n in self.nodes if n.status is not NodeStatus.DEAD)
+# The events and views are defined in events.py; they stay importable from here.
+__all__ = [
+    "MAX_SEQ_GAP", "ClusterMessage", "CommUp", "Dropped", "Event", "GapFilled",
+    "LateHeartbeat", "LinkChanged", "Membership", "MembershipView", "MessageView", "Msg",
+    "NodeDied", "NodeReturned", "NodeView", "PeerAdChanged", "RexmitRequested",
+    "RexmitWanted", "Send", "SilenceWarning", "StatusChanged",
+]
 
 
 # ---------------------------------------------------------------------------- state
@@ -232,6 +81,20 @@ class _Peer:
     ack_trigger: int = 0
     protocol: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    """One message from a configured peer, as far as ``receive`` has read it."""
+
+    peer: _Peer
+    msg: Msg
+    medium: str
+    now: float
+    mtype: str
+    gen: int
+    seq: int | None
+    known_gen: int | None  # the peer's generation before this message
 
 
 # A larger jump in a peer's sequence numbers is not tracked packet by packet (Heartbeat 3.x:
@@ -266,7 +129,7 @@ class Membership:
         self.local_status = NodeStatus.UP
         self.comm_up = False
         self.counters: dict[str, int] = {}
-        self.status_extra: tuple[Field, ...] = ()
+        self._status_fields: tuple[Field, ...] = ()  # a higher layer's: the failover ad
         self._rng = rng or random.Random()
         self._next_send = now  # the first status goes out at once
         self._self_heard: dict[str, float] = {}
@@ -318,9 +181,19 @@ class Membership:
             ("st", self.local_status.value),
             ("dt", f"{dt:x}"),
             ("protocol", "1"),
-            *self.status_extra,
+            *self._status_fields,
         )
         return Send(fields)
+
+    def set_status_fields(self, fields: Sequence[Field]) -> bool:
+        """Carry ``fields`` (a higher layer's, e.g. the failover ad) in every status from now
+        on. True when they changed after the first time: a status must go at once then."""
+        fields = tuple(fields)
+        if fields == self._status_fields:
+            return False
+        first = not self._status_fields
+        self._status_fields = fields
+        return not first
 
     def tick(self, now: float) -> list[Event]:
         """Send due heartbeats, time out silent nodes and links, and bring comm up."""
@@ -400,15 +273,41 @@ class Membership:
     # ------------------------------------------------------------------ input
 
     def _drop(self, reason: str, src: str | None, detail: str = "") -> list[Event]:
-        self.counters[reason] = self.counters.get(reason, 0) + 1
+        self.count(reason)
         return [Dropped(reason, src, detail)]
 
-    def count(self, reason: str) -> None:
-        """Count a packet the shell dropped before it reached us (codec errors)."""
-        self.counters[reason] = self.counters.get(reason, 0) + 1
+    def count(self, reason: str, n: int = 1) -> None:
+        """Count a packet under ``reason`` (also those the shell dropped: codec errors)."""
+        self.counters[reason] = self.counters.get(reason, 0) + n
 
     def receive(self, msg: Msg, medium: str, now: float) -> list[Event]:
-        """Process one authenticated message that arrived on ``medium``."""
+        """Process one authenticated message that arrived on ``medium``.
+
+        The steps, each of which may end it: who sent it (a configured peer, with a
+        generation and, unless ``NS_``, a sequence number); its generation (replays, a
+        restart, a node that said it left); the link it came on; its sequence number (gaps,
+        late and duplicate packets, acks); then what its type asks of us.
+        """
+        got = self._inbound(msg, medium, now)
+        if not isinstance(got, _Inbound):
+            return got
+        events: list[Event] = []
+        p = got.peer
+        if not self._admit_generation(got, events):
+            return events
+        self._note_link(p, medium, now, events)
+        if got.seq is not None and not self._admit_seq(got, got.seq, events):
+            return events
+        p.uuid = msg.get_bytes("srcuuid") or p.uuid
+        p.any_packet = True
+        handler = self._handlers.get(got.mtype, Membership._on_other)
+        if not handler(self, got, events):
+            return events
+        events.extend(self._check_comm_up())
+        return events
+
+    def _inbound(self, msg: Msg, medium: str, now: float) -> _Inbound | list[Event]:
+        """The message's sender and numbers, or why it goes no further."""
         src, mtype, ts = msg.get("src"), msg.get("t"), msg.get("ts")
         if not src or not mtype or not ts:
             return self._drop("missing_fields", src, "message lacks src, t or ts")
@@ -427,152 +326,203 @@ class Membership:
             return self._drop("bad_fields", src, "unparsable hg or seq")
         if seq is None and not is_unsequenced(mtype):
             return self._drop("bad_fields", src, f"{mtype} without seq")
+        return _Inbound(p, msg, medium, now, mtype, gen, seq, p.generation)
 
-        events: list[Event] = []
-        known_gen = p.generation
-        if known_gen is not None and gen < known_gen:
-            detail = f"attempted replay attack [{src}]? [gen = {gen}, curgen = {known_gen}]"
-            return self._drop("replay", src, detail)
-        restarted = known_gen is not None and gen > known_gen
+    def _admit_generation(self, m: _Inbound, events: list[Event]) -> bool:
+        """Drop a lower generation (replay) and a node that left; a higher one is a restart."""
+        p, gen, known = m.peer, m.gen, m.known_gen
+        if known is not None and gen < known:
+            detail = f"attempted replay attack [{p.name}]? [gen = {gen}, curgen = {known}]"
+            events.extend(self._drop("replay", p.name, detail))
+            return False
+        restarted = known is not None and gen > known
         if p.left and p.status is NodeStatus.DEAD and not restarted:
             # It said it is leaving: Heartbeat 3.0.6 goes on sending status for about 2 s while
             # its processes stop. Only a restart (a higher generation) brings the node back.
-            self.counters["after_shutdown"] = self.counters.get("after_shutdown", 0) + 1
-            return events
+            self.count("after_shutdown")
+            return False
         p.generation = gen
         if restarted:
             p.last_seq = None
             p.missing.clear()
             if p.status is not NodeStatus.DEAD or not p.left:
-                events.append(NodeReturned(src, "restart"))
-        # Link liveness: any authentic packet, duplicates included, proves the medium works.
+                events.append(NodeReturned(p.name, "restart"))
+        return True
+
+    def _note_link(self, p: _Peer, medium: str, now: float, events: list[Event]) -> None:
+        """Link liveness: any authentic packet, duplicates included, proves the medium works."""
         p.links[medium] = now
         if not p.link_up.get(medium, False) and p.status is not NodeStatus.DEAD:
             p.link_up[medium] = True
-            events.append(LinkChanged(src, medium, True))
-        if seq is not None:
-            if p.last_seq is not None and seq <= p.last_seq:
-                if p.status is NodeStatus.DEAD or not p.any_packet:  # dead, or not yet heard
-                    detail = f"replayed packet of [{src}]? [seq = {seq}, last = " \
-                             f"{p.last_seq}, gen = {gen}]"
-                    return events + self._drop("replay", src, detail)
-                if seq not in p.missing:
-                    self.counters["duplicate"] = self.counters.get("duplicate", 0) + 1
-                    return events
-                # A packet we had found missing arrives after all: Heartbeat sends from
-                # several processes, so its messages can overtake each other.
-                p.missing.discard(seq)
-                self.counters["late"] = self.counters.get("late", 0) + 1
-                if not p.missing:
-                    events.append(GapFilled(src))
-            else:
-                if p.last_seq is not None and seq > p.last_seq + 1:
-                    gap = seq - p.last_seq - 1
-                    self.counters["lost"] = self.counters.get("lost", 0) + gap
-                    # Never ask a dead node (back from a partition) for what we missed while
-                    # it was away (Heartbeat 3.0.5: "do not request retransmission of lost
-                    # messages from dead members").
-                    if gap > MAX_SEQ_GAP or p.status is NodeStatus.DEAD:
-                        p.missing.clear()
-                    else:
-                        p.missing.update(range(p.last_seq + 1, seq))
-                        events.append(RexmitWanted(src, p.last_seq + 1, seq - 1))
-                p.last_seq = seq
-            # As Heartbeat: never acknowledge past a hole, the sender would forget the packet.
-            if seq % 10 == p.ack_trigger and p.protocol == "1" and not p.missing:
-                events.append(self._ack(p, seq))
-        p.uuid = msg.get_bytes("srcuuid") or p.uuid
-        p.any_packet = True
+            events.append(LinkChanged(p.name, medium, True))
 
-        if mtype == "status":
-            # A healed partition is a node we had heard, declared dead, and that comes back with
-            # the generation we know; a node first heard after initdead merely started late.
-            returning = known_gen == gen
-            events.extend(self._on_status(p, msg, medium, now, returning))
-        elif mtype == "shutdone":
-            if p.status is not NodeStatus.DEAD:
-                silence = round((now - p.ref_time) * 1000)
-                events.extend(self._declare_dead(p, "shutdown", silence, self.deadtime_for(p)))
-        elif mtype == "reqnodes":
-            if (msg.get("dest") or "").lower() == self.local:
-                nodelist = "".join(f"{n} " for n in self.ha.nodes)
-                events.append(
-                    Send(
-                        (("dest", src), ("t", "repnodes"), ("nodelist", nodelist),
-                         ("delnodelist", " ")),
-                        dest=src,
-                    )
-                )
-        elif mtype == "NS_rexmit":
-            if (msg.get("dest") or "").lower() == self.local:
-                try:
-                    first = int(msg.get("firstseq") or "", 10)
-                    last = int(msg.get("lastseq") or "", 10)
-                except ValueError:
-                    return events + self._drop("bad_fields", src, "bad NS_rexmit range")
-                events.append(RexmitRequested(src, first, last))
-        elif mtype == "NS_nak_rexmit":
-            if (msg.get("dest") or "").lower() == self.local:
-                try:
-                    gone = int(msg.get("firstseq") or "", 16)
-                except ValueError:
-                    return events + self._drop("bad_fields", src, "bad NS_nak_rexmit seq")
-                # The sender no longer has it: stop waiting for it.
-                if gone in p.missing:
-                    p.missing.discard(gone)
-                    if not p.missing:
-                        events.append(GapFilled(src))
-        elif mtype.startswith("NS_") or mtype == "repnodes":
-            pass  # acks, NAKs and node lists need no action from us
+    def _admit_seq(self, m: _Inbound, seq: int, events: list[Event]) -> bool:
+        """Follow the peer's sequence numbers; acknowledge as Heartbeat does."""
+        p = m.peer
+        if p.last_seq is not None and seq <= p.last_seq:
+            if not self._admit_old_seq(m, seq, events):
+                return False
         else:
-            dest = msg.get("dest")
-            if dest is None or dest.lower() == self.local:
-                events.append(ClusterMessage(src, msg))
-        events.extend(self._check_comm_up())
-        return events
+            self._advance_seq(p, seq, events)
+        # As Heartbeat: never acknowledge past a hole, the sender would forget the packet.
+        if seq % 10 == p.ack_trigger and p.protocol == "1" and not p.missing:
+            events.append(self._ack(p, seq))
+        return True
+
+    def _admit_old_seq(self, m: _Inbound, seq: int, events: list[Event]) -> bool:
+        """A number not above the last one: a replay, a duplicate, or a packet found missing."""
+        p = m.peer
+        if p.status is NodeStatus.DEAD or not p.any_packet:  # dead, or not yet heard
+            detail = f"replayed packet of [{p.name}]? [seq = {seq}, last = {p.last_seq}, " \
+                     f"gen = {m.gen}]"
+            events.extend(self._drop("replay", p.name, detail))
+            return False
+        if seq not in p.missing:
+            self.count("duplicate")
+            return False
+        # A packet we had found missing arrives after all: Heartbeat sends from several
+        # processes, so its messages can overtake each other.
+        p.missing.discard(seq)
+        self.count("late")
+        if not p.missing:
+            events.append(GapFilled(p.name))
+        return True
+
+    def _advance_seq(self, p: _Peer, seq: int, events: list[Event]) -> None:
+        """A newer number: what it skipped is missing, and asked for unless too much."""
+        if p.last_seq is not None and seq > p.last_seq + 1:
+            gap = seq - p.last_seq - 1
+            self.count("lost", gap)
+            # Never ask a dead node (back from a partition) for what we missed while it was
+            # away (Heartbeat 3.0.5: "do not request retransmission of lost messages from
+            # dead members").
+            if gap > MAX_SEQ_GAP or p.status is NodeStatus.DEAD:
+                p.missing.clear()
+            else:
+                p.missing.update(range(p.last_seq + 1, seq))
+                events.append(RexmitWanted(p.name, p.last_seq + 1, seq - 1))
+        p.last_seq = seq
 
     def _ack(self, p: _Peer, seq: int) -> Send:
         return Send((("t", "NS_ackmsg"), ("dest", p.name), ("ackseq", f"{seq:x}")), dest=p.name)
 
-    def _on_status(
-        self, p: _Peer, msg: Msg, medium: str, now: float, returning: bool
-    ) -> list[Event]:
-        events: list[Event] = []
-        st = NodeStatus.from_wire(msg.get("st"))
-        if st is None:
-            return self._drop("bad_fields", p.name, f"status st={msg.get('st')!r}")
-        try:
-            dt_text = msg.get("dt")
-            advertised = int(dt_text, 16) if dt_text else None
-        except ValueError:
-            return self._drop("bad_fields", p.name, "unparsable dt")
-        p.protocol = msg.get("protocol")
-        if p.status is NodeStatus.DEAD and not p.left and returning:
+    def _for_us(self, msg: Msg) -> bool:
+        return (msg.get("dest") or "").lower() == self.local
+
+    # Each handler returns False when the message ends there (comm up is not checked then).
+
+    def _on_status(self, m: _Inbound, events: list[Event]) -> bool:
+        p, now = m.peer, m.now
+        parsed = self._parse_status(m)
+        if not isinstance(parsed, tuple):
+            events.extend(parsed)
+            return True
+        st, advertised = parsed
+        p.protocol = m.msg.get("protocol")
+        # A healed partition is a node we had heard, declared dead, and that comes back with
+        # the generation we know; a node first heard after initdead merely started late.
+        if p.status is NodeStatus.DEAD and not p.left and m.known_gen == m.gen:
             events.append(NodeReturned(p.name, "partition"))
         if p.heard_status:
             interval = round((now - p.ref_time) * 1000)
             if interval > self.ha.warntime_ms:
                 events.append(LateHeartbeat(p.name, interval))
-        p.ref_time = now
-        p.last_status_at = now
-        p.heard_status = True
-        p.warned = False
-        p.left = False
+        p.ref_time = p.last_status_at = now
+        p.heard_status, p.warned, p.left = True, False, False
         if advertised and advertised > 0:
             p.advertised_dt_ms = advertised
-        p.extra = {
+        self._note_ad(p, m.msg, events)
+        if p.status is NodeStatus.DEAD:
+            # Coming back: links were all marked down when it died.
+            p.links[m.medium] = now
+            if not p.link_up.get(m.medium, False):
+                p.link_up[m.medium] = True
+                events.append(LinkChanged(p.name, m.medium, True))
+        events.extend(self._set_remote(p, st))
+        return True
+
+    def _parse_status(self, m: _Inbound) -> tuple[NodeStatus, int | None] | list[Event]:
+        """A status message's ``st`` and ``dt``, or why it is dropped."""
+        st = NodeStatus.from_wire(m.msg.get("st"))
+        if st is None:
+            return self._drop("bad_fields", m.peer.name, f"status st={m.msg.get('st')!r}")
+        try:
+            dt_text = m.msg.get("dt")
+            return st, int(dt_text, 16) if dt_text else None
+        except ValueError:
+            return self._drop("bad_fields", m.peer.name, "unparsable dt")
+
+    def _note_ad(self, p: _Peer, msg: Msg, events: list[Event]) -> None:
+        """Keep the status' fields that are not membership's own (the peer's failover ad)."""
+        extra = {
             n: (v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v))
             for n, v in msg.fields
             if n not in _STATUS_CORE_FIELDS
         }
-        if p.status is NodeStatus.DEAD:
-            # Coming back: links were all marked down when it died.
-            p.links[medium] = now
-            if not p.link_up.get(medium, False):
-                p.link_up[medium] = True
-                events.append(LinkChanged(p.name, medium, True))
-        events.extend(self._set_remote(p, st))
-        return events
+        if extra != p.extra:
+            p.extra = extra
+            events.append(PeerAdChanged(p.name))
+
+    def _on_shutdone(self, m: _Inbound, events: list[Event]) -> bool:
+        p = m.peer
+        if p.status is not NodeStatus.DEAD:
+            silence = round((m.now - p.ref_time) * 1000)
+            events.extend(self._declare_dead(p, "shutdown", silence, self.deadtime_for(p)))
+        return True
+
+    def _on_reqnodes(self, m: _Inbound, events: list[Event]) -> bool:
+        if self._for_us(m.msg):
+            src = m.peer.name
+            nodelist = "".join(f"{n} " for n in self.ha.nodes)
+            events.append(
+                Send((("dest", src), ("t", "repnodes"), ("nodelist", nodelist),
+                      ("delnodelist", " ")), dest=src)
+            )
+        return True
+
+    def _on_rexmit_request(self, m: _Inbound, events: list[Event]) -> bool:
+        if not self._for_us(m.msg):
+            return True
+        try:
+            first = int(m.msg.get("firstseq") or "", 10)
+            last = int(m.msg.get("lastseq") or "", 10)
+        except ValueError:
+            events.extend(self._drop("bad_fields", m.peer.name, "bad NS_rexmit range"))
+            return False
+        events.append(RexmitRequested(m.peer.name, first, last))
+        return True
+
+    def _on_nak(self, m: _Inbound, events: list[Event]) -> bool:
+        p = m.peer
+        if not self._for_us(m.msg):
+            return True
+        try:
+            gone = int(m.msg.get("firstseq") or "", 16)
+        except ValueError:
+            events.extend(self._drop("bad_fields", p.name, "bad NS_nak_rexmit seq"))
+            return False
+        # The sender no longer has it: stop waiting for it.
+        if gone in p.missing:
+            p.missing.discard(gone)
+            if not p.missing:
+                events.append(GapFilled(p.name))
+        return True
+
+    def _on_other(self, m: _Inbound, events: list[Event]) -> bool:
+        if m.mtype.startswith("NS_") or m.mtype == "repnodes":
+            return True  # acks and node lists need no action from us
+        dest = m.msg.get("dest")
+        if dest is None or dest.lower() == self.local:
+            events.append(ClusterMessage(m.peer.name, m.msg))
+        return True
+
+    _handlers: ClassVar[dict[str, Callable[[Membership, _Inbound, list[Event]], bool]]] = {
+        "status": _on_status,
+        "shutdone": _on_shutdone,
+        "reqnodes": _on_reqnodes,
+        "NS_rexmit": _on_rexmit_request,
+        "NS_nak_rexmit": _on_nak,
+    }
 
     # ------------------------------------------------------------------ leaving and views
 
@@ -625,7 +575,7 @@ class Membership:
                 deadtime_ms=self.ha.deadtime_ms,
                 generation=None,
                 links={},
-                fields={n: str(v) for n, v in self.status_extra},
+                fields={n: str(v) for n, v in self._status_fields},
             )
         ]
         for p in self.peers.values():

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import enum
 
+from nonstop.errors import NonstopError
+
 
 class NodeStatus(enum.Enum):
     """Heartbeat's node status values (``st=`` on the wire, ``cl_status nodestatus``)."""
@@ -24,7 +26,7 @@ class NodeStatus(enum.Enum):
         return None
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(NonstopError, RuntimeError):
     """A state machine was asked for a transition its table does not allow."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nonstop.errors import NonstopError
 
-class LabError(RuntimeError):
+
+class LabError(NonstopError, RuntimeError):
     """A lab command failed, timed out, or the lab was used wrongly."""

@@ -37,6 +37,13 @@ from nonstop.lab.box import (
 from nonstop.lab.commands import run_checked
 from nonstop.lab.errors import LabError
 from nonstop.lab.faults import Direction, FaultState, render_ruleset
+from nonstop.lab.fence import (
+    PLUGIN_TYPE,
+    LabFenceDevice,
+    PowerSwitch,
+    install_plugin,
+    stonith_binds,
+)
 from nonstop.lab.mounts import Bind, prologue
 from nonstop.lab.names import LabPrefix, new_prefix
 from nonstop.lab.process import BoxProcess, LabProcess
@@ -92,6 +99,7 @@ class Lab:
         self._processes: list[LabProcess] = []
         self._boxes: dict[str, BoxProcess] = {}
         self._faults = FaultState()
+        self._power_switch: PowerSwitch | None = None
         self._started = False
         self._closed = False
 
@@ -288,6 +296,8 @@ class Lab:
             return
         self._closed = True
         problems: list[str] = []
+        if self._power_switch is not None:
+            self._power_switch.close()
         # All at once first: a Heartbeat that stops alone sees its peer take over its resources,
         # which the peer then has to give up again when its own turn comes.
         for proc in self._processes:
@@ -337,6 +347,11 @@ class Lab:
         if a == b:
             raise LabError("cannot isolate a host from itself")
         self._faults.isolated_pairs.add(frozenset((self.port(a), self.port(b))))
+        self._apply_faults()
+
+    def unisolate(self, a: str, b: str) -> None:
+        """Undo one :meth:`isolate` (the other isolated pairs stay)."""
+        self._faults.isolated_pairs.discard(frozenset((self.port(a), self.port(b))))
         self._apply_faults()
 
     def heal(self) -> None:
@@ -475,7 +490,8 @@ class Lab:
 
     def start_box(self, node: str, argv: Sequence[str], *, pidfile: str | None = None,
                   log_path: Path | None = None, env: Mapping[str, str] | None = None,
-                  ready_timeout: float = 15.0) -> BoxProcess:
+                  ready_timeout: float = 15.0,
+                  binds: Mapping[str, str | Path] | None = None) -> BoxProcess:
         """Start ``argv`` as the program of a box: the node's network namespace plus its own
         mount, UTS (hostname = node name) and PID namespace, with private /run, /tmp, /etc/ha.d,
         /etc/logrotate.d, /var/lib/heartbeat, /var/log and stubs over reboot and systemctl.
@@ -483,19 +499,21 @@ class Lab:
         ``pidfile`` (a path inside the box) says the program daemonizes and writes its pid there.
         The box's PATH starts with a directory holding a ``mail`` stand-in that appends messages
         to the box's ``/var/log/lab-mail.log`` (Heartbeat's MailTo needs mail(1)).
-        A node has at most one box at a time; :meth:`box_run` enters it.
+        A node has at most one box at a time; :meth:`box_run` enters it. ``binds`` maps further
+        target paths to host directories (e.g. :meth:`stonith_device`'s plugin directory).
         """
         node = self._node(node)
         current = self._boxes.get(node)
         if current is not None and current.running:
             raise LabError(f"{node} already runs a box: {current!r}")
-        binds = self._with_code(self._binds(node) + self._box_binds(node))
+        extra = [Bind(str(src), target) for target, src in (binds or {}).items()]
+        all_binds = self._with_code(self._binds(node) + self._box_binds(node) + extra)
         init = [sys.executable, "-m", "nonstop.lab.boxinit"]
         if pidfile is not None:
             init += ["--pidfile", pidfile]
         cmd = ["ip", "netns", "exec", self.netns(node), "unshare", "--mount", "--propagation",
                "slave", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc",
-               "sh", "-c", prologue(binds, hostname=node, ready_marker=READY_MARKER),
+               "sh", "-c", prologue(all_binds, hostname=node, ready_marker=READY_MARKER),
                "lab-box", *init, "--", *argv]
         path_dirs = [str(box_bin(self.host_dir(node) / "box")), os.environ.get("PATH", "")]
         box_env = {"PATH": ":".join(path_dirs)}
@@ -518,14 +536,40 @@ class Lab:
         self._boxes[node] = proc
         return proc
 
-    def start_heartbeat(self, node: str, config_dir: Path, *,
-                        log_path: Path | None = None) -> BoxProcess:
+    # -- fencing: a power switch for boxes -----------------------------------------------------
+
+    def power_off(self, node: str) -> str:
+        """Power a node's box off as a power switch would (its init killed, so everything in
+        it); returns what happened. A node without a running box is already off."""
+        node = self._node(node)
+        box = self._boxes.get(node)
+        if box is None or not box.running:
+            return f"{node} is already off"
+        box.kill()
+        return f"powered {node} off"
+
+    def stonith_device(self, nodes: Iterable[str]) -> LabFenceDevice:
+        """A STONITH device that powers off the boxes of ``nodes`` (see lab/fence.py): starts
+        the lab's power switch on first use. Give ``.binds`` to the program that fences."""
+        names = tuple(self._node(n) for n in nodes)
+        if self._power_switch is None:
+            if self._closed or not self._started:
+                raise LabError("lab is not running")
+            self._power_switch = PowerSwitch(self.workdir / "power-switch.sock",
+                                             self.power_off).start()
+        plugin_dir = self.workdir / "stonith-plugins"
+        install_plugin(plugin_dir)
+        return LabFenceDevice(PLUGIN_TYPE, names, self._power_switch.path,
+                              stonith_binds(plugin_dir))
+
+    def start_heartbeat(self, node: str, config_dir: Path, *, log_path: Path | None = None,
+                        binds: Mapping[str, str | Path] | None = None) -> BoxProcess:
         """Run the real Heartbeat 3.0.6 in a box on ``node`` with a copy of ``config_dir`` as
         /etc/ha.d (over the packaged harc, rc.d, resource.d, shellfuncs; authkeys made 600)."""
         node = self._node(node)
         install_ha_config(config_dir, self.host_dir(node) / "box" / "etc-ha.d")
         return self.start_box(node, [HEARTBEAT_BINARY], pidfile=HEARTBEAT_PIDFILE,
-                              log_path=log_path)
+                              log_path=log_path, binds=binds)
 
     def box(self, node: str) -> BoxProcess:
         """The node's running box."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nonstop.config.model import ResourceSpec
+from nonstop.errors import NonstopError
 
 DEFAULT_INIT_DIR = Path("/etc/init.d")
 DEFAULT_OCF_ROOT = Path("/usr/lib/ocf")
@@ -36,7 +37,7 @@ class ResourceState(enum.Enum):
     UNKNOWN = "unknown"
 
 
-class ResourceError(Exception):
+class ResourceError(NonstopError):
     """An action on a resource failed; the message says which, why, and shows the last output."""
 
     def __init__(
@@ -103,6 +104,9 @@ class AgentContext:
     # Seconds one SMTP attempt may take, and how many attempts MailTo makes.
     smtp_timeout: float = 10.0
     smtp_attempts: int = 3
+    # Probe a virtual address with ARP before adding it, listening this many seconds (see
+    # nonstop.resources.dad); None = add it without asking the link.
+    address_probe_s: float | None = None
     ocf_root: Path = DEFAULT_OCF_ROOT
     # LSB init scripts: True = status from the exit code (0 running, 1-3 stopped, else
     # unknown); False = Heartbeat's stdout rule, for scripts whose exit codes lie.

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from nonstop.config.haresources import parse_ip_spec
 from nonstop.config.model import IPSpec
-from nonstop.resources import arp, netlink
+from nonstop.resources import arp, dad, netlink
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
 
 T = TypeVar("T")
@@ -63,6 +63,7 @@ class IPAddrAgent(Agent):
         self._arp_repeat = arp_repeat
         self._arp_interval_s = arp_interval_s
         self._announcement: asyncio.Task[int] | None = None
+        self.last_probe: dad.ProbeResult | None = None
 
     def describe(self) -> str:
         return f"{self._kind}::{self.spec}"
@@ -130,6 +131,7 @@ class IPAddrAgent(Agent):
                 label = free_alias_label(iface, {a.label for a in addrs if a.ifname == iface})
             except ValueError as exc:
                 raise ResourceError(self.describe(), "start", str(exc)) from None
+        await self._probe(iface)
         await self._netlink(
             "start", netlink.add_address, iface, self.spec.ip, prefixlen, broadcast, label
         )
@@ -142,6 +144,20 @@ class IPAddrAgent(Agent):
             f" as {label}" if label else "",
         )
         self._start_announcement(iface)
+
+    async def _probe(self, iface: str) -> None:
+        """Refuse to add an address another host answers for (when the context asks for it)."""
+        wait_s = self._ctx.address_probe_s
+        if wait_s is None:
+            return
+        result = await dad.probe_address(iface, self.spec.ip, wait_s=wait_s,
+                                         logger=self._ctx.logger)
+        self.last_probe = result
+        if result.conflict:
+            raise ResourceError(self.describe(), "start", result.reason)
+        if result.error is not None:
+            # Not knowing is no reason to leave the service down: add it, and say so.
+            self._ctx.logger.warning("%s: %s; adding it unprobed", self.describe(), result.reason)
 
     def _start_announcement(self, iface: str) -> None:
         self._cancel_announcement()

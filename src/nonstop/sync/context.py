@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
+from nonstop.errors import NonstopError
 from nonstop.sync.messages import Scope
 from nonstop.sync.patterns import Matcher, PathMap, in_scope
 
@@ -14,7 +15,7 @@ ALL: list[Scope] = [("/", True)]
 Out = Callable[[int, str], None]
 
 
-class SyncError(Exception):
+class SyncError(NonstopError):
     """A local problem that stops a run (not a per-file result)."""
 
 

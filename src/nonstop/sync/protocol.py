@@ -15,6 +15,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from nonstop.errors import RemoteInputError
+
 PROTO_VERSION = 1
 HEADER = struct.Struct("!IB")
 MAX_FRAME = 8 * 1024 * 1024
@@ -24,15 +26,15 @@ PREAUTH_MAX_FRAME = 4096
 CHUNK = 256 * 1024
 
 
-class ProtocolError(Exception):
+class ProtocolError(RemoteInputError):
     """Bad remote input: the session is dropped and the error counted."""
 
 
-class RemoteError(Exception):
+class RemoteError(RemoteInputError):
     """The peer sent an ERROR frame: its text, escaped."""
 
 
-class AuthError(Exception):
+class AuthError(RemoteInputError):
     """Authentication failed (wrong key, host not in the group); the message says which."""
 
 

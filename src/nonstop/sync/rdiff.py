@@ -14,12 +14,14 @@ import ctypes.util
 import os
 from collections.abc import Iterator
 
+from nonstop.errors import RemoteInputError
+
 RS_DONE = 0
 RS_BLOCKED = 1
 _OUT = 256 * 1024
 
 
-class RdiffError(Exception):
+class RdiffError(RemoteInputError):
     """librsync refused the input or failed (the message names its result code)."""
 
 

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nonstop.sync.inotify import Watcher
@@ -80,6 +80,8 @@ class Replicator:
         self._task: asyncio.Task[None] | None = None
         self._watcher: Watcher | None = None
         self._roots: list[tuple[str, str]] = []
+        # Told of every push's report (the daemon's history records pushes and conflicts).
+        self.on_report: Callable[[Report], None] | None = None
         self._status: dict[str, Any] = {
             "active": False, "last_sync": None, "last_sync_ok": None, "last_error": None,
             "syncs": 0, "dirty": 0, "pending_hints": 0, "lag_s": 0.0,
@@ -232,6 +234,8 @@ class Replicator:
             self._failed(f"{type(e).__name__}: {e}", started)
             return Report(problems=[str(e)])
         self._status["syncs"] += 1
+        if self.on_report is not None:
+            self.on_report(report)
         self._status["last_sync"] = time.time()
         self._status["last_sync_ok"] = not report.problems
         self._status["dirty"] = dirty

@@ -112,6 +112,7 @@ class Serving:
         # The end of one run in a kept session: its actions run now.
         changed, self.rec.changed = self.rec.changed, []
         if changed:
+            self.stats["changes_received"] = self.stats.get("changes_received", 0) + len(changed)
             self.node.out(1, f"received {len(changed)} change(s) from {self.peer.name}")
             await self.node.run_actions(self.g, changed, receiving=True)
         return True
@@ -231,6 +232,7 @@ async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.Strea
         account(stats, chan)
         await chan.close()
     if rec.changed:
+        stats["changes_received"] = stats.get("changes_received", 0) + len(rec.changed)
         node.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")
         await node.run_actions(g, rec.changed, receiving=True)
 

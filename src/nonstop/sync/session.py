@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from nonstop.errors import NonstopError
 from nonstop.logs import escape
 from nonstop.sync.messages import (
     Basis,
@@ -72,7 +73,7 @@ __all__ = ["Basis", "ClientSession", "Event", "Phase", "Result", "Scope", "Serve
 MAX_OPS_PER_OFFER = 10_000
 
 
-class SessionMisuse(RuntimeError):
+class SessionMisuse(NonstopError, RuntimeError):
     """This side asked to send something the session's state does not allow (a local bug)."""
 
 

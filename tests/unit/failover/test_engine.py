@@ -10,15 +10,19 @@ from nonstop.config.model import (
     AuthKey,
     AuthKeys,
     AuthMethod,
+    AutoFailback,
     Bcast,
     ClusterConfig,
     HaConfig,
     ResourceGroup,
     ResourceSpec,
 )
-from nonstop.failover.decide import Action, Decision
+from nonstop.failover.decide import Action, ClusterView, Decision, decide
 from nonstop.failover.engine import FailoverEngine
-from nonstop.failover.state import GroupState
+from nonstop.failover.state import GroupAd, GroupState, NodeAd, encode_ad
+from nonstop.failover.view import build_view
+from nonstop.heartbeat.membership import MembershipView, NodeView
+from nonstop.heartbeat.states import NodeStatus
 from nonstop.resources.base import AgentContext, ResourceState
 from nonstop.resources.recording import RecordingAgentFactory
 
@@ -36,11 +40,24 @@ class Harness:
     def __init__(self, tmp: Path) -> None:
         self.world = RecordingAgentFactory()
         self.changes = 0
+        self.now = 0.0
         self.engine = FailoverEngine(
             config(tmp), "n1", tmp, AgentContext(node="n1", config_dir=tmp),
-            agent_factory=self.world, clock=lambda: 0.0, on_change=self.changed,
+            agent_factory=self.world, clock=lambda: self.now, on_change=self.changed,
             stop_retry_delay_s=0.0,
         )
+
+    def view(self, peer: NodeAd | None = None) -> ClusterView:
+        """The snapshot of this engine and an active peer n2 advertising ``peer``."""
+        def node(name: str, fields: dict[str, str]) -> NodeView:
+            return NodeView(name, NodeStatus.ACTIVE, name == "n1", 0, 2000, None,
+                            {"eth0": True}, fields)
+
+        n2 = dict(encode_ad(peer)) if peer is not None else {}
+        members = MembershipView(self.now, "n1", True, (node("n1", {}), node("n2", n2)), {})
+        return build_view(members, self.engine.facts(), now=self.now, order=("n1", "n2"),
+                          groups=self.engine.infos(), auto_failback=AutoFailback.OFF,
+                          probed=True, leaving=False)
 
     def changed(self) -> None:
         self.changes += 1
@@ -92,7 +109,11 @@ async def test_a_stop_that_fails_while_running_blocks_takeover(tmp_path: Path) -
     # every other resource was still stopped, the address included
     assert h.world.state("198.18.0.10/24/eth0") is ResourceState.STOPPED
     assert h.acted().count(("asterisk", "stop")) == 3
-    assert 0 in h.engine.busy()  # retried later, not at once
+    d = decide(h.view(NodeAd({0: GroupAd(GroupState.NONE, 0)})))[-1]
+    assert d.action is Action.WAIT and "retry" in d.reason  # retried later, not at once
+    h.now += 5.0
+    d = decide(h.view(NodeAd({0: GroupAd(GroupState.NONE, 0)})))[-1]
+    assert d.action is Action.RELEASE and "retrying the failed stop" in d.reason
 
 
 async def test_a_stop_failure_of_something_stopped_is_not_a_block(tmp_path: Path) -> None:
@@ -132,8 +153,9 @@ async def test_standby_and_takeover_set_one_shot_requests(tmp_path: Path) -> Non
     h = Harness(tmp_path)
     assert h.engine.standby("local") == ["MailTo"]
     assert h.engine.local_ad().declines == {0}
-    h.engine.observe({0: "n2"}, [])
+    h.engine.apply(decide(h.view(NodeAd({0: GroupAd(GroupState.HELD, 1)}))))
     assert h.engine.local_ad().declines == frozenset()
+    assert h.engine.groups[0].last_action is Action.WAIT  # the group's own decision comes last
     h.engine.takeover("all")
     assert h.engine.local_ad().wants == {0}
     await asyncio.sleep(0)
@@ -163,3 +185,74 @@ async def test_stop_failed_groups_are_listed_for_the_shutdown_guard(tmp_path: Pa
     h.world.fail("asterisk", "stop")
     await h.engine.release_all()
     assert h.engine.stop_failed() == ["MailTo"]
+
+
+async def test_takeover_request_ends_once_the_group_is_held_here(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.engine.takeover("all")
+    assert await h.run(Action.ACQUIRE, epoch=1) is GroupState.HELD
+    h.engine.apply(decide(h.view(NodeAd({0: GroupAd(GroupState.NONE, 0)}))))
+    assert h.engine.local_ad().wants == frozenset()
+
+
+async def test_a_start_failure_is_forgotten_when_decided(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.world.fail("asterisk", "start")
+    assert await h.run(Action.ACQUIRE, epoch=1) is GroupState.START_FAILED
+    assert h.engine.facts().start_failed_at == {0: 0.0}
+    free = NodeAd({0: GroupAd(GroupState.NONE, 0)})
+    h.now = 29.0
+    h.engine.apply(decide(h.view(free)))
+    assert h.engine.local_ad().groups[0].state is GroupState.START_FAILED
+    h.now = 30.0
+    h.engine.apply(decide(h.view(free)))
+    assert h.engine.local_ad().groups[0].state is GroupState.NONE
+    assert h.engine.facts().start_failed_at == {}
+    snap = h.engine.snapshot({})[0]
+    assert (snap["action"], snap["reason"]) == (
+        "forget_failure", "group MailTo: start failure is 30 s old; may be tried here again")
+
+
+async def test_the_highest_epoch_seen_is_remembered_across_restarts(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.engine.apply(decide(h.view(NodeAd({0: GroupAd(GroupState.HELD, 7)}))))
+    assert h.engine.seen_epochs[0] == 7
+    await h.engine.flush_state()
+    again = FailoverEngine(
+        config(tmp_path), "n1", tmp_path, AgentContext(node="n1", config_dir=tmp_path),
+        agent_factory=h.world, clock=lambda: 0.0, on_change=lambda: None,
+    )
+    assert again.facts().seen_epochs == {0: 7}
+
+
+async def test_a_group_found_partly_running_is_completed_once(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.world.set_state("198.18.0.10/24/eth0", ResourceState.RUNNING)
+    await h.engine.probe()
+    assert h.engine.facts().incomplete == {0}
+    (d,) = decide(h.view(NodeAd({0: GroupAd(GroupState.NONE, 0)})))
+    assert d.action is Action.ACQUIRE and "partly running" in d.reason
+    h.engine.apply([d])
+    task = h.engine.groups[0].task
+    assert task is not None
+    await task
+    assert h.engine.facts().incomplete == frozenset()
+    assert all(s == "running" for s in h.engine.groups[0].resource_states)
+    (d,) = decide(h.view(NodeAd({0: GroupAd(GroupState.NONE, 0)})))
+    assert d.action is Action.WAIT and "holding" in d.reason
+
+
+async def test_nothing_is_started_for_a_busy_group(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    gate = h.world.gate("asterisk", "start")
+    h.engine.apply([Decision(0, Action.ACQUIRE, "test", epoch=1)])
+    assert h.engine.facts().busy == {0}
+    await asyncio.sleep(0.01)  # the start has begun and waits at asterisk
+    (d,) = decide(h.view(NodeAd({0: GroupAd(GroupState.NONE, 0)})))
+    assert d.action is Action.WAIT and "start in progress" in d.reason
+    task = h.engine.groups[0].task
+    h.engine.apply([Decision(0, Action.ACQUIRE, "again", epoch=2)])  # ignored: one at a time
+    assert h.engine.groups[0].task is task and task is not None
+    gate.set()
+    await task
+    assert h.acted().count(("asterisk", "start")) == 1

@@ -11,7 +11,7 @@ from nonstop.daemon import Daemon
 from nonstop.failover.engine import AgentFactory
 from nonstop.heartbeat.envelope import Identity
 from nonstop.heartbeat.media import MediaSet
-from nonstop.heartbeat.membership import Membership
+from nonstop.heartbeat.protocol import HeartbeatProtocol
 from nonstop.logs import BAD_INPUT
 from nonstop.resources.base import make_agent
 from nonstop.talk import copy_talk
@@ -32,7 +32,7 @@ class RecordingMedia(MediaSet):
 def talk_daemon(tmp_path: Path, *, haresources: str | None = "",
                 agent_factory: AgentFactory = make_agent) -> tuple[Daemon, ClusterConfig]:
     """vpbx1-1's daemon with the talk's files (``haresources=None`` keeps the talk's group),
-    recording media and a fresh membership, inside the running event loop."""
+    recording media and a fresh heartbeat protocol, inside the running event loop."""
     BAD_INPUT.reset()  # the log budget is per process: tests must not spend it for each other
     ha_d = copy_talk(tmp_path / "talk") / "ha.d"
     if haresources is not None:
@@ -41,6 +41,8 @@ def talk_daemon(tmp_path: Path, *, haresources: str | None = "",
     daemon = Daemon(cfg, "vpbx1-1", tmp_path / "state", agent_factory=agent_factory)
     daemon.media = RecordingMedia()
     daemon.loop = asyncio.get_running_loop()
-    daemon.identity = Identity("vpbx1-1", b"\x01" * 16, 5)
-    daemon.membership = Membership(cfg.ha, "vpbx1-1", daemon.loop.time())
+    daemon.protocol = HeartbeatProtocol(
+        cfg.ha, Identity("vpbx1-1", b"\x01" * 16, 5), cfg.authkeys, daemon.loop.time(),
+        wall_clock=lambda: 0x6B062E8E, loadavg=lambda now: "0.00 0.00 0.00 1/100 1",
+    )
     return daemon, cfg

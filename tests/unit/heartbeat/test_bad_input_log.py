@@ -49,8 +49,8 @@ async def test_random_bytes_from_20000_spoofed_sources_write_a_few_lines(
         daemon._on_datagram(b"\x8f junk %d\n" % i, "eth0", (f"198.18.{i // 200}.{i % 200}", 694))
     lines = [r for r in caplog.records if "dropped packet" in r.getMessage()]
     assert len(lines) <= BAD_INPUT.burst + 5
-    assert daemon.membership is not None
-    assert daemon.membership.counters["bad_framing"] == 20_000  # every one counted
+    assert daemon.protocol is not None
+    assert daemon.protocol.view(0.0).counters["bad_framing"] == 20_000  # every one counted
 
 
 async def test_a_forged_line_in_a_bad_packet_stays_on_its_line(

@@ -34,16 +34,16 @@ async def test_a_peer_heard_before_its_first_status_is_not_taken_for_dead(
         tmp_path: Path) -> None:
     world = RecordingAgentFactory()
     daemon, _ = talk_daemon(tmp_path, haresources=None, agent_factory=world)
-    assert daemon.membership is not None and daemon.loop is not None
-    m = daemon.membership
+    assert daemon.protocol is not None and daemon.loop is not None
+    m = daemon.protocol
     engine = daemon.engine = daemon._make_engine()
     daemon._probed = True
     now = daemon.loop.time()
 
     # vpbx1-2's first packet after our (re)start is not a status: comm is up, its holdings
     # are unknown. vpbx1-1 is the group's preferred node, yet it must not take the group.
-    daemon._handle(m.receive(from_peer(1, ("t", "NS_ackmsg"), ("dest", "vpbx1-1"),
-                                       ("ackseq", "1")), "eth0", now), now)
+    ack = from_peer(1, ("t", "NS_ackmsg"), ("dest", "vpbx1-1"), ("ackseq", "1"))
+    daemon._handle(m.receive_message(ack, "eth0", now), now)
     assert m.comm_up
     daemon._reconsider()
     assert engine.groups[0].state is GroupState.NONE
@@ -51,8 +51,9 @@ async def test_a_peer_heard_before_its_first_status_is_not_taken_for_dead(
 
     # Its status: it is starting the group (a takeover in progress). Still nothing to take.
     ad = encode_ad(NodeAd({0: GroupAd(GroupState.STARTING, 2)}, digest=engine.digest))
-    daemon._handle(m.receive(from_peer(2, ("t", "status"), ("st", "active"), ("dt", "7d0"),
-                                       ("protocol", "1"), *ad), "eth0", now), now)
+    status = from_peer(2, ("t", "status"), ("st", "active"), ("dt", "7d0"), ("protocol", "1"),
+                       *ad)
+    daemon._handle(m.receive_message(status, "eth0", now), now)
     daemon._reconsider()
     assert engine.groups[0].state is GroupState.NONE
     assert not [c for c in world.calls if c.action == "start"]

@@ -18,6 +18,7 @@ from nonstop.heartbeat.membership import (
     MessageView,
     NodeDied,
     NodeReturned,
+    PeerAdChanged,
     RexmitWanted,
     Send,
     SilenceWarning,
@@ -250,6 +251,29 @@ def test_status_extra_fields_are_visible_in_the_view() -> None:
         0.1,
     )
     assert m.view(0.1).node("vpbx1-2").fields == {"nsh": "g1"}
+
+
+def test_a_change_of_a_peers_extra_status_fields_is_an_event() -> None:
+    m, p = started()
+
+    def status(*extra: tuple[str, str]) -> list[object]:
+        msg = p.msg(("t", "status"), ("st", "active"), ("dt", "7d0"), ("protocol", "1"), *extra)
+        return of(m.receive(msg, "eth0", 0.1), PeerAdChanged)
+
+    assert status() == []  # none before, none now
+    assert status(("nsh", "g1")) == [PeerAdChanged("vpbx1-2")]
+    assert status(("nsh", "g1")) == []  # the same ad again: nothing new
+    assert status(("nsh", "g1"), ("nse", "2")) == [PeerAdChanged("vpbx1-2")]
+    assert status() == [PeerAdChanged("vpbx1-2")]  # it dropped its ad
+
+
+def test_status_fields_of_a_higher_layer_ride_on_every_status() -> None:
+    m, _ = started()
+    assert not m.set_status_fields((("nsh", "g1"),))  # the first: with the next keepalive
+    assert dict(m.status_message().fields)["nsh"] == "g1"
+    assert not m.set_status_fields((("nsh", "g1"),))  # unchanged
+    assert m.set_status_fields((("nsh", "none"),))  # changed: a status must go at once
+    assert m.view(0.0).node("vpbx1-1").fields == {"nsh": "none"}
 
 
 def test_view_reports_last_heard_even_after_death() -> None:

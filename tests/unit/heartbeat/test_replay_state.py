@@ -57,18 +57,18 @@ async def wait_saved(tmp_path: Path, want: replaystate.State) -> None:
 async def test_the_daemon_records_generations_at_once_and_seqs_every_few_seconds(
         tmp_path: Path) -> None:
     daemon, _ = talk_daemon(tmp_path)
-    assert daemon.membership is not None and daemon.loop is not None
+    assert daemon.protocol is not None and daemon.loop is not None
     (tmp_path / "state").mkdir()
     now = daemon.loop.time()
-    daemon.membership.receive(status(1), "eth0", now)
+    daemon.protocol.receive_message(status(1), "eth0", now)
     daemon._record_replay_state(now)
     await wait_saved(tmp_path, {"vpbx1-2": (7, 1)})
-    daemon.membership.receive(status(2), "eth0", now)
+    daemon.protocol.receive_message(status(2), "eth0", now)
     daemon._record_replay_state(now + 1)  # a new seq alone waits for REPLAY_SAVE_S
     await asyncio.sleep(0.05)
     assert replaystate.load(tmp_path / "state") == {"vpbx1-2": (7, 1)}
     daemon._record_replay_state(now + REPLAY_SAVE_S)
     await wait_saved(tmp_path, {"vpbx1-2": (7, 2)})
-    daemon.membership.receive(status(1, gen=8), "eth0", now)  # restarted: recorded at once
+    daemon.protocol.receive_message(status(1, gen=8), "eth0", now)  # restarted: at once
     daemon._record_replay_state(now + REPLAY_SAVE_S + 0.1)
     await wait_saved(tmp_path, {"vpbx1-2": (8, 1)})

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from daemon_harness import RecordingMedia, talk_daemon
 
-from nonstop.heartbeat.membership import RexmitRequested, Send
+from nonstop.heartbeat.codec import Message, encode
+from nonstop.heartbeat.envelope import Identity, stamp
 from nonstop.heartbeat.rexmit import MAX_PER_REQUEST, MIN_RESEND_S, RexmitLimiter
 
 
@@ -34,18 +36,29 @@ def test_many_different_requests_share_one_budget() -> None:
     assert sum(lim.allow(seq, 1.0) for seq in range(1000, 2000)) == 100
 
 
-async def test_two_thousand_replayed_requests_resend_each_packet_once(tmp_path: Path) -> None:
-    """The issue's probe: 2,000 copies of one captured request (within a few ms here)."""
-    daemon, _ = talk_daemon(tmp_path)
+async def test_the_daemon_serves_requests_from_the_wire_and_reports_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9's probe through the daemon: 2,000 copies of one captured request, as datagrams
+    within a few ms; each packet goes out again once, and ``nonstop status`` counts it all."""
+    daemon, cfg = talk_daemon(tmp_path)
+    assert daemon.loop is not None
+    now = daemon.loop.time()
+    monkeypatch.setattr(daemon, "_now", lambda: now)  # a slow machine takes longer
     media = daemon.media
-    assert isinstance(media, RecordingMedia) and daemon.identity is not None
+    assert isinstance(media, RecordingMedia) and daemon.protocol is not None
     for _ in range(10):
-        daemon._send(Send((("t", "status"), ("st", "active"))))
+        daemon._send_status()
+    ours = list(media.sent)
     media.sent.clear()
+    request = Message.of(stamp(
+        (("t", "NS_rexmit"), ("dest", "vpbx1-1"), ("firstseq", "1"), ("lastseq", "10")),
+        Identity("vpbx1-2", b"\x02" * 16, 7), seq=None, wall_time=0x6B062E8E, loadavg="",
+    ))
+    datagram = encode(request, cfg.authkeys.signing_key)
     for _ in range(2000):
-        daemon._rexmit(RexmitRequested("vpbx1-2", 1, 10))
-    assert len(media.sent) == 10
-    assert daemon.rexmit.counters["requests"] == 2000
-    assert daemon.rexmit.counters["resent"] == 10
-    assert daemon.rexmit.counters["suppressed"] == 2000 * 10 - 10
-    assert daemon.status()["packets"]["rexmit"]["requests"] == 2000
+        daemon._on_datagram(datagram, "eth0", ("198.18.0.2", 694))
+    assert [d for d in media.sent if d in ours] == ours  # each once, as it was sent
+    packets = daemon.status()["packets"]
+    assert packets["received"] == 2000
+    assert packets["rexmit"] == {"requests": 2000, "resent": 10, "nak": 0,
+                                 "suppressed": 2000 * 10 - 10}

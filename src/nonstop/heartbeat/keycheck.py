@@ -1,0 +1,122 @@
+"""Is my own key wrong? A pure verdict from authentication failures of configured peers.
+
+A node whose authkeys differ from its peers' sees every packet of the real cluster fail
+authentication; to it, the peers look silent and it would declare them dead after initdead and
+take the virtual IP (issue 12: a rogue answered the client 3,506 times in 40 s). The real nodes
+are fine: they drop the rogue's packets, which do not come from a configured peer's address.
+
+So: packets that fail authentication *from addresses of configured peers* while *no* packet
+from a peer passes are evidence against our own key. ``threshold`` of them within ``window_s``
+make the verdict "suspect": refuse to take over and say so. One authenticated packet from a peer
+clears it (our key works); so does a whole window without failures (the peers went quiet, or
+were reconfigured). Bounded: at most ``threshold`` timestamps and ``max_sources`` addresses.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_WINDOW_S = 10.0
+DEFAULT_THRESHOLD = 5
+
+
+@dataclass(frozen=True)
+class KeyVerdict:
+    """The current verdict; ``reason`` is the sentence for the log, status and decide()."""
+
+    suspect: bool
+    failures: int  # failures from configured peers counted in the window
+    sources: tuple[str, ...]  # which peer addresses sent them
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Status keys: ``own_key_suspect``, ``auth_failures_from_peers``, ``..._sources``,
+        ``own_key_reason``."""
+        return {"own_key_suspect": self.suspect, "auth_failures_from_peers": self.failures,
+                "auth_failure_sources": list(self.sources), "own_key_reason": self.reason}
+
+
+@dataclass(frozen=True)
+class KeyVerdictChanged:
+    """The verdict flipped: log ``verdict.reason`` (ERROR when it became suspect)."""
+
+    verdict: KeyVerdict
+
+
+class OwnKeyCheck:
+    """Counts authentication failures of packets from ``peer_addresses`` (see module doc)."""
+
+    def __init__(self, peer_addresses: Iterable[str], *, window_s: float = DEFAULT_WINDOW_S,
+                 threshold: int = DEFAULT_THRESHOLD, max_sources: int = 64) -> None:
+        if window_s <= 0 or threshold < 1:
+            raise ValueError("window must be > 0 s and threshold >= 1")
+        self.peers = frozenset(str(ipaddress.ip_address(a)) for a in peer_addresses)
+        self.window_s = window_s
+        self.threshold = threshold
+        self._max_sources = max_sources
+        self._failures: collections.deque[float] = collections.deque(maxlen=threshold)
+        self._sources: dict[str, float] = {}
+        self._last_good: float | None = None
+        self._suspect = False
+
+    def _is_peer(self, src: str) -> bool:
+        try:
+            return str(ipaddress.ip_address(src)) in self.peers
+        except ValueError:
+            return False
+
+    def _expire(self, now: float) -> None:
+        while self._failures and now - self._failures[0] > self.window_s:
+            self._failures.popleft()
+        for src in [s for s, t in self._sources.items() if now - t > self.window_s]:
+            del self._sources[src]
+
+    def verdict(self, now: float) -> KeyVerdict:
+        """The verdict at ``now`` (read-only)."""
+        recent = [t for t in self._failures if now - t <= self.window_s]
+        sources = tuple(sorted(s for s, t in self._sources.items() if now - t <= self.window_s))
+        good_recently = self._last_good is not None and now - self._last_good <= self.window_s
+        if len(recent) >= self.threshold and not good_recently:
+            return KeyVerdict(True, len(recent), sources, (
+                f"{len(recent)} packets from configured peers ({', '.join(sources)}) failed "
+                f"authentication within {self.window_s:g} s and none passed: my own key is "
+                "probably wrong (check authkeys); refusing to take over"))
+        if good_recently:
+            reason = "packets from configured peers authenticate: my key is right"
+        elif recent:
+            reason = (f"{len(recent)} packets from configured peers failed authentication "
+                      f"within {self.window_s:g} s (fewer than {self.threshold})")
+        else:
+            reason = "no authentication failures from configured peers"
+        return KeyVerdict(False, len(recent), sources, reason)
+
+    def _changed(self, now: float) -> list[KeyVerdictChanged]:
+        verdict = self.verdict(now)
+        if verdict.suspect == self._suspect:
+            return []
+        self._suspect = verdict.suspect
+        return [KeyVerdictChanged(verdict)]
+
+    def bad(self, src: str, now: float) -> list[KeyVerdictChanged]:
+        """A packet from ``src`` failed authentication (other sources are not counted)."""
+        self._expire(now)
+        if self._is_peer(src):
+            self._failures.append(now)
+            if src in self._sources or len(self._sources) < self._max_sources:
+                self._sources[src] = now
+        return self._changed(now)
+
+    def good(self, src: str, now: float) -> list[KeyVerdictChanged]:
+        """A packet from ``src`` passed authentication: if from a peer, our key works."""
+        if self._is_peer(src):
+            self._last_good = now
+        return self._changed(now)
+
+    def tick(self, now: float) -> list[KeyVerdictChanged]:
+        """Let old failures age out of the window."""
+        self._expire(now)
+        return self._changed(now)

@@ -1,0 +1,254 @@
+"""The heartbeat protocol of one node, both directions, without I/O.
+
+The daemon feeds it datagrams (``receive``) and time (``tick`` at ``next_wakeup()``); each call
+returns, in order, the datagrams to put on every medium (:class:`Transmit`) and the events to
+log or act on. It reads no clock, socket or file: the monotonic ``now`` comes with every call,
+the wall clock (the ``ts`` field), the load average (``ld``) and the randomness are injected.
+
+Receive side: authenticate and decode (a bad packet is counted and reported, never raised),
+then :class:`Membership` (who is alive, the peers' sequence numbers). A gap in a peer's numbers
+is asked for again with ``NS_rexmit`` after a random delay up to ``max_rexmit_delay`` (so that
+the receivers of one broadcast do not all ask at the same instant), again every
+``REXMIT_REPEAT_S`` while something is still missing, and given up after ``REXMIT_ATTEMPTS``
+requests, as a NAK would end it.
+
+Send side: every message gets Heartbeat's control fields (our sequence number unless ``NS_``),
+is signed and framed; the last ``HISTORY`` sequenced ones are kept, so that a peer's
+``NS_rexmit`` is answered with the very bytes sent, or with ``NS_nak_rexmit`` for what is gone,
+within :class:`RexmitLimiter`'s budget.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from nonstop.config.model import AuthKeys, HaConfig
+from nonstop.heartbeat.codec import BadPacket, FieldError, Message, WireFormat, decode, encode
+from nonstop.heartbeat.envelope import Field, Identity, is_unsequenced, stamp
+from nonstop.heartbeat.events import (
+    Dropped,
+    Event,
+    MembershipView,
+    Msg,
+    Output,
+    OwnStatusHeard,
+    RexmitGaveUp,
+    RexmitRequested,
+    RexmitWanted,
+    Send,
+    SendFailed,
+    Transmit,
+)
+from nonstop.heartbeat.membership import Membership
+from nonstop.heartbeat.rexmit import RexmitLimiter
+from nonstop.heartbeat.states import NodeStatus
+
+HISTORY = 500  # sequenced messages kept for retransmission, as Heartbeat's MAXMSGHIST
+REXMIT_REPEAT_S = 0.25  # Heartbeat re-asks every 250 ms until the packet comes or is NAKed
+REXMIT_ATTEMPTS = 4
+
+
+@dataclass(order=True)
+class _Ask:
+    """A retransmit request to send at ``due`` for what is then still missing of a gap."""
+
+    due: float
+    order: int  # ties in ``due`` keep the order of scheduling
+    node: str = field(compare=False)
+    first: int = field(compare=False)
+    last: int = field(compare=False)
+    attempt: int = field(compare=False)
+
+
+class HeartbeatProtocol:
+    """One node's heartbeat protocol: membership, sequence numbers, history, retransmits."""
+
+    def __init__(
+        self,
+        ha: HaConfig,
+        identity: Identity,
+        keys: AuthKeys,
+        now: float,
+        *,
+        wall_clock: Callable[[], float],
+        loadavg: Callable[[float], str],
+        wire_format: WireFormat = "netstring",
+        rng: random.Random | None = None,
+        known: Mapping[str, tuple[int, int | None]] | None = None,
+    ) -> None:
+        """``wall_clock``: seconds since the epoch (the ``ts`` field); ``loadavg(now)``: the
+        ``ld`` field; ``known``: the peers' replay state recorded before our restart."""
+        self.ha = ha
+        self.identity = identity
+        self.keys = keys
+        self.wire_format: WireFormat = wire_format
+        self._wall_clock = wall_clock
+        self._loadavg = loadavg
+        self._rng = rng or random.Random()
+        self.membership = Membership(ha, identity.node, now, rng=self._rng, known=known)
+        self.seq = 0  # our last sequence number
+        self.history: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self.rexmit = RexmitLimiter()
+        self.sent = 0  # datagrams of new messages (each copy counts; resends do not)
+        self.received = 0  # datagrams fed to receive(), bad ones included
+        self._asks: list[_Ask] = []
+        self._ask_order = itertools.count()
+
+    def reconfigure(self, ha: HaConfig, keys: AuthKeys, wire_format: WireFormat) -> None:
+        """A reloaded configuration: timings, keys and format apply from the next call."""
+        self.ha = self.membership.ha = ha
+        self.keys = keys
+        self.wire_format = wire_format
+
+    # ------------------------------------------------------------------ input
+
+    def receive(self, data: bytes, link: str, now: float, source: str = "?") -> list[Output]:
+        """One datagram that arrived on ``link`` from address ``source`` (for logs only)."""
+        self.received += 1
+        try:
+            decoded = decode(data, self.keys)
+        except BadPacket as e:
+            self.membership.count(f"bad_{e.reason}")
+            return [Dropped(e.reason, source, e.detail)]
+        return self.receive_message(decoded.message, link, now)
+
+    def receive_message(self, msg: Msg, link: str, now: float) -> list[Output]:
+        """One authenticated, decoded message."""
+        out: list[Output] = []
+        if msg.get("t") == "status" and (msg.get("src") or "").lower() == self.identity.node:
+            out.append(OwnStatusHeard(link))
+        out.extend(self._process(self.membership.receive(msg, link, now), now))
+        return out
+
+    def tick(self, now: float) -> list[Output]:
+        """Send due heartbeats and retransmit requests, time out silent nodes and links."""
+        out = self._process(self.membership.tick(now), now)
+        while self._asks and self._asks[0].due <= now:
+            out.extend(self._ask(heapq.heappop(self._asks), now))
+        return out
+
+    def next_wakeup(self) -> float:
+        """The earliest time at which ``tick`` has something to do."""
+        when = self.membership.next_wakeup()
+        return min(when, self._asks[0].due) if self._asks else when
+
+    def leave(self, now: float) -> list[Output]:
+        """Graceful leave: the shutdown notice, and the local node goes dead."""
+        return self._process(self.membership.leave(), now)
+
+    def set_status_fields(self, fields: Sequence[Field]) -> bool:
+        """Carry ``fields`` (the failover ad) in every status; True when a status must go now
+        (they changed, after the first time)."""
+        return self.membership.set_status_fields(fields)
+
+    def send_status(self, now: float) -> list[Output]:
+        """A status message at once, besides the keepalive ones."""
+        return self._send(self.membership.status_message(), now)
+
+    # ------------------------------------------------------------------ views
+
+    def view(self, now: float) -> MembershipView:
+        return self.membership.view(now)
+
+    @property
+    def local_status(self) -> NodeStatus:
+        return self.membership.local_status
+
+    @property
+    def comm_up(self) -> bool:
+        return self.membership.comm_up
+
+    def replay_state(self) -> dict[str, tuple[int, int | None]]:
+        """Each heard peer's (generation, last sequence number), to keep across a restart."""
+        return self.membership.replay_state()
+
+    def rexmit_counters(self) -> dict[str, int]:
+        """Retransmit requests from peers and what they got."""
+        return dict(self.rexmit.counters)
+
+    # ------------------------------------------------------------------ output
+
+    def _process(self, events: list[Event], now: float) -> list[Output]:
+        """Carry out what membership asks (messages, retransmits); pass the rest on."""
+        out: list[Output] = []
+        for ev in events:
+            if isinstance(ev, Send):
+                out.extend(self._send(ev, now))
+            elif isinstance(ev, RexmitRequested):
+                out.extend(self._answer(ev, now))
+            else:
+                if isinstance(ev, RexmitWanted):
+                    self._schedule(ev.node, ev.first, ev.last, 0, now)
+                out.append(ev)
+        return out
+
+    def _send(self, ev: Send, now: float) -> list[Output]:
+        """Stamp, sign and frame one message; keep it for retransmission if sequenced."""
+        mtype = str(dict(ev.fields).get("t", ""))
+        seq: int | None = None
+        if not is_unsequenced(mtype):
+            self.seq += 1
+            seq = self.seq
+        fields = stamp(
+            ev.fields,
+            self.identity,
+            seq=seq,
+            wall_time=int(self._wall_clock()),
+            loadavg=self._loadavg(now),
+            dest_uuid=self.membership.peer_uuid(ev.dest) if ev.dest else None,
+        )
+        try:
+            payload = encode(Message.of(fields), self.keys.signing_key, self.wire_format)
+        except FieldError as e:  # a field we built cannot be carried: a bug, never fatal
+            return [SendFailed(mtype, str(e))]
+        if seq is not None:
+            self.history[seq] = payload
+            while len(self.history) > HISTORY:
+                self.history.popitem(last=False)
+        self.sent += ev.copies
+        return [Transmit(payload, mtype)] * ev.copies
+
+    def _answer(self, ev: RexmitRequested, now: float) -> list[Output]:
+        """A peer's retransmit request: the packets we still hold, a NAK for the others."""
+        out: list[Output] = []
+        for seq in self.rexmit.plan(ev.first, ev.last, now):
+            payload = self.history.get(seq)
+            if not self.rexmit.allow(seq, now, nak=payload is None):
+                continue  # resent moments ago, or over the budget (Heartbeat's limits)
+            if payload is not None:
+                out.append(Transmit(payload, None))
+                continue
+            reason = "seqno too low" if seq < self.seq else "seqno not found"
+            nak = (("t", "NS_nak_rexmit"), ("dest", ev.node), ("firstseq", f"{seq:x}"),
+                   ("info", reason))
+            out.extend(self._send(Send(nak, dest=ev.node), now))
+        return out
+
+    def _schedule(self, node: str, first: int, last: int, attempt: int, now: float) -> None:
+        delay = self._rng.uniform(0, self.ha.max_rexmit_delay_ms / 1000.0)
+        if attempt:
+            delay += REXMIT_REPEAT_S
+        ask = _Ask(now + delay, next(self._ask_order), node, first, last, attempt)
+        heapq.heappush(self._asks, ask)
+
+    def _ask(self, ask: _Ask, now: float) -> list[Output]:
+        """Ask only for what is still missing: a packet that was merely overtaken by a later
+        one has usually arrived by now."""
+        missing = self.membership.missing(ask.node)
+        still = frozenset(s for s in missing if ask.first <= s <= ask.last)
+        if not still:
+            return []
+        if ask.attempt >= REXMIT_ATTEMPTS:
+            out: list[Output] = [RexmitGaveUp(ask.node, tuple(sorted(still)))]
+            out.extend(self._process(self.membership.give_up_missing(ask.node, still), now))
+            return out
+        fields = (("t", "NS_rexmit"), ("dest", ask.node), ("firstseq", str(min(still))),
+                  ("lastseq", str(max(still))))
+        out = self._send(Send(fields, dest=ask.node), now)
+        self._schedule(ask.node, ask.first, ask.last, ask.attempt + 1, now)
+        return out

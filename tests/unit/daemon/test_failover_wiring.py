@@ -1,0 +1,67 @@
+"""The daemon only wires failover: snapshot -> decide() -> engine, and status shows the result.
+
+Each group's last decision (action and reason) is in ``nonstop status``, also the waits the
+daemon used to make silently (before the probe, while shutting down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from nonstop.cli import render_status
+from nonstop.config.loader import load_config_dir
+from nonstop.daemon import Daemon
+from nonstop.heartbeat.envelope import Identity
+from nonstop.heartbeat.protocol import HeartbeatProtocol
+from nonstop.resources.recording import RecordingAgentFactory
+from nonstop.talk import copy_talk
+
+
+def daemon(tmp_path: Path) -> Daemon:
+    """vpbx1-1 with the talk's group, recording agents, no sockets; its peer never heard."""
+    cfg = load_config_dir(str(copy_talk(tmp_path / "talk") / "ha.d"), "vpbx1-1")
+    d = Daemon(cfg, "vpbx1-1", tmp_path / "state", agent_factory=RecordingAgentFactory())
+    d.loop = asyncio.get_running_loop()
+    d.protocol = HeartbeatProtocol(cfg.ha, Identity("vpbx1-1", b"\x01" * 16, 5), cfg.authkeys,
+                                   d.loop.time(), wall_clock=lambda: 0,
+                                   loadavg=lambda now: "n/a")
+    d.engine = d._make_engine()
+    return d
+
+
+def _advertised(d: Daemon) -> bool:
+    assert d.protocol is not None
+    return bool(d.protocol.view(d._now()).node("vpbx1-1").fields)
+
+
+def group(d: Daemon) -> dict[str, Any]:
+    (g,) = d.status()["groups"]
+    assert isinstance(g, dict)
+    return g
+
+
+async def test_status_shows_each_groups_last_decision(tmp_path: Path) -> None:
+    d = daemon(tmp_path)
+    g = group(d)
+    assert (g["action"], g["reason"], g["holder"]) == (None, "", None)
+
+    d._reconsider()  # the probe has not run: nothing is decided, and status says so
+    g = group(d)
+    assert g["action"] == "wait" and "start-up probe" in g["reason"]
+    assert d.protocol is not None
+    assert not _advertised(d)  # nothing advertised
+
+    d._probed = True
+    d._reconsider()
+    g = group(d)
+    assert g["action"] == "wait" and "initdead" in g["reason"]
+    assert _advertised(d)  # holdings advertised once the probe is done
+    assert "    why (wait): waiting for every node" in render_status(d.status())
+
+    d._stop.set()
+    d._reconsider()
+    g = group(d)
+    assert g["action"] == "wait" and "shutting down" in g["reason"]
+    assert g["local_state"] == "none"

@@ -1,0 +1,78 @@
+"""Own-key self-diagnosis: failures from configured peers' addresses, over a window."""
+
+from __future__ import annotations
+
+import pytest
+
+from nonstop.heartbeat.keycheck import OwnKeyCheck
+
+PEER = "198.18.0.2"
+ROGUE = "198.18.0.3"
+
+
+def check(**kw: float) -> OwnKeyCheck:
+    return OwnKeyCheck([PEER], window_s=kw.get("window_s", 10.0),
+                       threshold=int(kw.get("threshold", 5)))
+
+
+def test_failures_from_a_peer_make_the_verdict_suspect_at_the_threshold() -> None:
+    c = check()
+    for i in range(4):
+        assert c.bad(PEER, float(i)) == []
+    assert not c.verdict(3.5).suspect
+    (changed,) = c.bad(PEER, 4.0)
+    v = changed.verdict
+    assert v.suspect and v.failures == 5 and v.sources == (PEER,)
+    assert "my own key is probably wrong" in v.reason and "refusing to take over" in v.reason
+    assert c.bad(PEER, 4.5) == []  # said once
+
+
+def test_failures_from_other_addresses_never_count() -> None:
+    c = check()
+    for i in range(100):
+        assert c.bad(ROGUE, i * 0.01) == []
+        assert c.bad("garbage", i * 0.01) == []
+    assert c.verdict(1.0).failures == 0
+
+
+def test_failures_spread_wider_than_the_window_do_not_add_up() -> None:
+    c = check(window_s=10.0)
+    for i in range(20):
+        assert c.bad(PEER, i * 3.0) == []  # at most 4 within any 10 s
+    assert not c.verdict(57.0).suspect
+
+
+def test_an_authenticated_peer_packet_clears_and_prevents_the_verdict() -> None:
+    c = check()
+    for i in range(5):
+        c.bad(PEER, float(i))
+    (cleared,) = c.good(PEER, 5.0)
+    assert not cleared.verdict.suspect
+    assert "my key is right" in cleared.verdict.reason
+    # While peers authenticate, failures (a forger using a peer's address) prove nothing.
+    for i in range(10):
+        assert c.bad(PEER, 5.1 + i * 0.1) == []
+    assert not c.verdict(6.0).suspect
+
+
+def test_verdict_ends_when_failures_age_out() -> None:
+    c = check()
+    for i in range(5):
+        c.bad(PEER, float(i))
+    assert c.tick(9.9) == []  # all five still within 10 s
+    (changed,) = c.tick(10.5)  # the first has aged out: four are below the threshold
+    assert not changed.verdict.suspect
+
+
+def test_status_keys() -> None:
+    c = check(threshold=1)
+    c.bad(PEER, 0.0)
+    assert set(c.verdict(0.0).as_dict()) == {
+        "own_key_suspect", "auth_failures_from_peers", "auth_failure_sources", "own_key_reason"}
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(ValueError):
+        OwnKeyCheck([PEER], threshold=0)
+    with pytest.raises(ValueError):
+        OwnKeyCheck(["not-an-ip"])
