@@ -20,7 +20,7 @@ REMOTE = {
     "nonstop.heartbeat.message.BadPacket",
     "nonstop.sync.protocol.ProtocolError",
     "nonstop.sync.protocol.AuthError",
-    "nonstop.sync.transport.RemoteError",
+    "nonstop.sync.protocol.RemoteError",
     "nonstop.sync.rdiff.RdiffError",
     "nonstop.coord.port.CoordError",
     "nonstop.ping.icmp.NotOurReply",
