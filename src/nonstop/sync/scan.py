@@ -16,7 +16,8 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from nonstop.sync.digest import BLOCK, BLOCK_DIGEST, Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope
@@ -50,24 +51,66 @@ def racy_window(mtime_ns: int, ctime_ns: int) -> int:
     return FINE_RACY_NS
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+class _Row(NamedTuple):
+    """A ``local`` table row without its name: FileState's fields, then the scan's own."""
+
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    digest: str
+    target: str
+    rdev: int
+    ino: int
+    ctime_ns: int
+    checked_ns: int
+    blocks: bytes
+    verified_ns: int
+    verify_pos: int
+    stepped_ns: int
+
+
+class Seen(_Row):
     """A scanned file: its state plus the local-only facts used to skip re-hashing.
 
     ``blocks`` are a regular file's block digests (see :mod:`nonstop.sync.digest`; empty when
     unknown); ``checked_ns`` 0 means the state is not to be trusted at the next scan (the file
     changed while it was read); ``verified_ns`` is when the whole content was last read or
     re-checked; ``verify_pos`` is how far the current round of re-checks got, at ``stepped_ns``.
+
+    A flat named tuple in the database's column order, not a dataclass holding a FileState: a
+    no-change check of 20,000 files loads 20,000 of them (``from_row`` is a C-level tuple
+    copy) and needs the FileState of none; ``state`` builds it when asked.
     """
 
-    state: FileState
-    ino: int
-    ctime_ns: int
-    checked_ns: int
-    blocks: bytes = b""
-    verified_ns: int = 0
-    verify_pos: int = 0
-    stepped_ns: int = 0
+    __slots__ = ()
+
+    def __new__(cls, state: FileState, ino: int, ctime_ns: int, checked_ns: int,
+                blocks: bytes = b"", verified_ns: int = 0, verify_pos: int = 0,
+                stepped_ns: int = 0) -> Seen:
+        return tuple.__new__(cls, (
+            state.kind, state.mode, state.uid, state.gid, state.size, state.mtime_ns,
+            state.digest, state.target, state.rdev, ino, ctime_ns, checked_ns, blocks,
+            verified_ns, verify_pos, stepped_ns))
+
+    @classmethod
+    def from_row(cls, row: tuple[object, ...]) -> Seen:
+        """A Seen from a ``local`` row without its name (our own rows: no remote-input checks);
+        NULLs of columns added by later schema versions read as their defaults."""
+        if row[12] is None or row[13] is None or row[14] is None or row[15] is None:
+            row = (*row[:12], row[12] or b"", row[13] or 0, row[14] or 0, row[15] or 0)
+        return tuple.__new__(cls, row)
+
+    @property
+    def state(self) -> FileState:
+        return FileState(*self[:9])
+
+    def with_state(self, state: FileState) -> Seen:
+        """The same record with another state (owner or mode changed, content as recorded)."""
+        return Seen(state, self.ino, self.ctime_ns, self.checked_ns, self.blocks,
+                    self.verified_ns, self.verify_pos, self.stepped_ns)
 
 
 # A file to hash: name, local path, its stat, its cached entry.
@@ -96,11 +139,11 @@ def _probe(path: str, cached: Seen | None, now_ns: int) -> Seen | os.stat_result
     if stat.S_ISREG(st.st_mode):
         if (
             cached is not None
-            and cached.state.kind == "reg"
+            and cached.kind == "reg"
             and cached.ino == st.st_ino
             and cached.ctime_ns == st.st_ctime_ns
-            and cached.state.mtime_ns == st.st_mtime_ns
-            and cached.state.size == st.st_size
+            and cached.mtime_ns == st.st_mtime_ns
+            and cached.size == st.st_size
             and st.st_mtime_ns + (w := racy_window(st.st_mtime_ns, st.st_ctime_ns))
             <= cached.checked_ns
             and (cached.verified_ns >= st.st_mtime_ns + w
@@ -109,11 +152,34 @@ def _probe(path: str, cached: Seen | None, now_ns: int) -> Seen | os.stat_result
             # Content as recorded. Owner and mode come from this stat: a chmod in the same
             # clock tick as the record leaves ctime equal, but never the content (a write moves
             # mtime; one put back with touch -r moves ctime).
-            return replace(cached, state=FileState.from_stat(st, cached.state.digest))
+            return _same_owner_mode(cached, st)
         return st
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(path)
     return Seen(FileState.from_stat(st, "", target), st.st_ino, st.st_ctime_ns, now_ns)
+
+
+def _same_owner_mode(cached: Seen, st: os.stat_result) -> Seen:
+    """``cached`` itself when this stat's owner and mode are the recorded ones (the common case
+    of a no-change check: no new object, and the database row is not rewritten)."""
+    c = cached
+    if c.mode == stat.S_IMODE(st.st_mode) and c.uid == st.st_uid and c.gid == st.st_gid:
+        return cached
+    return cached.with_state(FileState.from_stat(st, c.digest))
+
+
+def _dir_seen(st: os.stat_result, cached: Seen | None, now_ns: int) -> Seen:
+    """A directory's entry: the cached one while nothing of it changed (a directory's record
+    is metadata only, so an unchanged one need not be built or stored again)."""
+    if (
+        cached is not None
+        and cached.kind == "dir"
+        and cached.ino == st.st_ino
+        and cached.ctime_ns == st.st_ctime_ns
+        and cached.mtime_ns == st.st_mtime_ns
+    ):
+        return _same_owner_mode(cached, st)
+    return Seen(FileState.from_stat(st), st.st_ino, st.st_ctime_ns, now_ns)
 
 
 def _grown(cached: Seen | None, st: os.stat_result, now_ns: int) -> Seen | None:
@@ -122,11 +188,11 @@ def _grown(cached: Seen | None, st: os.stat_result, now_ns: int) -> Seen | None:
     last old block and the new bytes are read."""
     if (
         cached is None
-        or cached.state.kind != "reg"
+        or cached.kind != "reg"
         or cached.ino != st.st_ino
-        or st.st_size < cached.state.size
-        or (st.st_size == cached.state.size and st.st_size < LARGE_FILE)
-        or not blocks_match(cached.blocks, cached.state.size, cached.state.digest)
+        or st.st_size < cached.size
+        or (st.st_size == cached.size and st.st_size < LARGE_FILE)
+        or not blocks_match(cached.blocks, cached.size, cached.digest)
     ):
         return None
     return cached
@@ -155,8 +221,8 @@ def _hashed(path: str, st: os.stat_result, now_ns: int, cached: Seen | None = No
         h = None
         verified, pos = now_ns, 0
         base = _grown(cached, st0, now_ns)
-        if base is not None and size >= base.state.size:
-            h = extend(fd, base.blocks, base.state.size, size)
+        if base is not None and size >= base.size:
+            h = extend(fd, base.blocks, base.size, size)
             step = _verify_step(fd, base, now_ns) if h is not None else None
             if step is None:
                 h = None  # rewritten, not (only) appended to: read it whole below
@@ -186,7 +252,7 @@ def _verify_step(fd: int, base: Seen, now_ns: int) -> tuple[int, int] | None:
     """Re-read the next few of a grown file's older blocks (how many: the time since the last
     step at VERIFY_BYTES_PER_S) and compare them with their recorded digests. None if one
     differs; else (verified_ns, verify_pos) after this step."""
-    last = (base.state.size - 1) // BLOCK  # re-hashed by extend() already
+    last = (base.size - 1) // BLOCK  # re-hashed by extend() already
     first = base.verify_pos // BLOCK
     since = max(0, now_ns - base.stepped_ns)
     budget = min(VERIFY_STEP_MAX, since * VERIFY_BYTES_PER_S // 1_000_000_000)
@@ -311,7 +377,7 @@ def _walk(
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
-                out[name] = Seen(FileState.from_stat(st), st.st_ino, st.st_ctime_ns, now_ns)
+                out[name] = _dir_seen(st, get(name), now_ns)
             else:
                 _take(name, entry.path, get(name), now_ns, out, todo)
         if is_dir and matcher.descend(name):

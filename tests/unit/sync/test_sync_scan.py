@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -212,7 +211,7 @@ def test_a_large_file_is_read_whole_again_within_its_verify_budget(tmp_path: Pat
         fh.write(b"b")
     st = p.stat()
     os.utime(p, ns=(st.st_atime_ns, t))
-    cached = replace(first, ctime_ns=p.stat().st_ctime_ns)
+    cached = first._replace(ctime_ns=p.stat().st_ctime_ns)
     # Within the budget only the last block is read again (the edit is not seen yet) ...
     soon = describe(str(p), cached, t + 1)
     assert soon is not None and soon.state.digest == first.state.digest
