@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,6 +109,34 @@ def test_statedb_dirty_per_peer_and_temp_list(tmp_path: Path) -> None:
     assert db.record_check(scopes, seen2, ["p1"])["p1"] == ["/etc/asterisk/a.conf"]
     db.add_tmp(["/x/.nonstop-tmp-1"])
     assert db.tmp_paths() == ["/x/.nonstop-tmp-1"]
+    db.close()
+
+
+_KINDS = st.sampled_from(["reg", "dir", "lnk", "fifo", "chr", "blk"])
+_STATES = st.builds(
+    FileState, _KINDS, st.sampled_from([0o644, 0o600]), st.sampled_from([0, 1]),
+    st.sampled_from([0, 1]), st.sampled_from([0, 7]), st.sampled_from([1, 2]),
+    st.sampled_from(["", "d1"]), st.sampled_from(["", "t"]), st.sampled_from([0, 5]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(ours=_STATES, theirs=st.none() | _STATES, ours_gone=st.booleans())
+def test_record_check_marks_dirty_exactly_what_filestate_same_calls_different(
+    tmp_path_factory: pytest.TempPathFactory, ours: FileState, theirs: FileState | None,
+    ours_gone: bool,
+) -> None:
+    """The dirty test runs as SQL; it must agree with FileState.same() for every pair of states
+    (directory and link mtimes and non-file sizes ignored, everything else compared)."""
+    db = StateDB(str(tmp_path_factory.mktemp("db") / "n.db3"))
+    name = "/srv/x"
+    if theirs is not None:
+        db.record_sent("p", [(name, theirs)])
+    seen = {} if ours_gone else {name: Seen(ours, 1, 1, 1)}
+    old = {name: Seen(ours, 1, 1, 1)} if ours_gone else {}
+    dirty = db.record_check([("/srv", True)], seen, ["p"], old=old)["p"]
+    expected = theirs is not None if ours_gone else not ours.same(theirs)
+    assert dirty == ([name] if expected else [])
+    assert [r.name for r in db.dirty("p")] == dirty
     db.close()
 
 
