@@ -18,6 +18,7 @@ import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
 from nonstop.config.errors import ConfigError, Location
@@ -31,7 +32,7 @@ from nonstop.sync.plan import Op, batches, plan, plan_forced
 from nonstop.sync.protocol import CHUNK, AuthError, Frame, Kind, ProtocolError, encode
 from nonstop.sync.protocol import field as pfield
 from nonstop.sync.receiver import Batch, Receiver, Result, cleanup_tmp
-from nonstop.sync.scan import Seen, describe, scan
+from nonstop.sync.scan import Seen, describe, scan, scan_loading
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.transport import (
@@ -165,8 +166,8 @@ class Node:
         scopes = scopes or ALL
         counts: dict[str, int] = {}
         for g in self.groups:
-            cache = self.db.local_in(scopes)
-            seen = scan(g.matcher, g.paths, scopes, cache, time.time_ns())
+            seen, cache = scan_loading(g.matcher, g.paths, scopes,
+                                       partial(self.db.local_in, scopes), time.time_ns())
             peers = [h.name for h in g.group.peers(self.me)]
             dirty = self.db.record_check(scopes, seen, peers, force_new, old=cache,
                                          owns=self._owns(g))

@@ -133,9 +133,17 @@ def _probe(path: str, cached: Seen | None, now_ns: int) -> Seen | os.stat_result
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    return _classify(path, st, cached, now_ns)
+
+
+def _classify(path: str, st: os.stat_result, cached: Seen | None,
+              now_ns: int) -> Seen | os.stat_result | None:
+    """The state of a path from its lstat, or the stat when its content must be hashed."""
     if not supported(st):
         return None
     target = ""
+    if stat.S_ISDIR(st.st_mode):
+        return _dir_seen(st, cached, now_ns)
     if stat.S_ISREG(st.st_mode):
         if (
             cached is not None
@@ -155,7 +163,10 @@ def _probe(path: str, cached: Seen | None, now_ns: int) -> Seen | os.stat_result
             return _same_owner_mode(cached, st)
         return st
     if stat.S_ISLNK(st.st_mode):
-        target = os.readlink(path)
+        try:
+            target = os.readlink(path)
+        except (FileNotFoundError, NotADirectoryError, OSError):
+            return None  # replaced since the walk looked at it: the next scan sees what is there
     return Seen(FileState.from_stat(st, "", target), st.st_ino, st.st_ctime_ns, now_ns)
 
 
@@ -288,6 +299,10 @@ def _hash_all(todo: list[_Todo], now_ns: int, out: dict[str, Seen]) -> None:
             out[name] = seen
 
 
+# What the walk found: name, local path, lstat.
+_Found = tuple[str, str, os.stat_result]
+
+
 def scan(
     matcher: Matcher,
     paths: PathMap,
@@ -301,24 +316,50 @@ def scan(
     does not enter directories the rules rule out.
     """
     get = cache.get if isinstance(cache, Mapping) else cache
+    return _describe_all(walk(matcher, paths, scopes), get, now_ns)
+
+
+def scan_loading(
+    matcher: Matcher,
+    paths: PathMap,
+    scopes: Iterable[tuple[str, bool]],
+    load: Callable[[], Mapping[str, Seen]],
+    now_ns: int,
+) -> tuple[dict[str, Seen], Mapping[str, Seen]]:
+    """``scan`` with its cache loaded by ``load`` in a thread while the file system is walked
+    (both mostly wait on the kernel or sqlite, outside the GIL); returns the cache too."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-cache") as pool:
+        loading = pool.submit(load)
+        found = walk(matcher, paths, scopes)
+        cache = loading.result()
+    return _describe_all(found, cache.get, now_ns), cache
+
+
+def _describe_all(found: list[_Found], get: Callable[[str], Seen | None],
+                  now_ns: int) -> dict[str, Seen]:
     out: dict[str, Seen] = {}
     todo: list[_Todo] = []
-    for scope, recursive in scopes:
-        _scan_one(matcher, paths, scope, recursive, get, now_ns, out, todo)
+    for name, local, st in found:
+        cached = get(name)
+        seen = _classify(local, st, cached, now_ns)
+        if isinstance(seen, os.stat_result):
+            todo.append((name, local, seen, cached))
+        elif seen is not None:
+            out[name] = seen
     _hash_all(todo, now_ns, out)
     return out
 
 
-def _scan_one(
-    matcher: Matcher,
-    paths: PathMap,
-    scope: str,
-    recursive: bool,
-    get: Callable[[str], Seen | None],
-    now_ns: int,
-    out: dict[str, Seen],
-    todo: list[_Todo],
-) -> None:
+def walk(matcher: Matcher, paths: PathMap, scopes: Iterable[tuple[str, bool]]) -> list[_Found]:
+    """Every included name under the scopes with its local path and lstat (nothing read)."""
+    found: list[_Found] = []
+    for scope, recursive in scopes:
+        _walk_scope(matcher, paths, scope, recursive, found)
+    return found
+
+
+def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
+                found: list[_Found]) -> None:
     starts: list[str] = []
     if recursive:
         # A scope above the includes (e.g. "/") walks from the include roots below it.
@@ -334,51 +375,39 @@ def _scan_one(
             local = paths.local(start)
         except KeyError:
             continue
-        if matcher.included(start):
-            _take(start, local, get(start), now_ns, out, todo)
-        if recursive and os.path.isdir(local) and not os.path.islink(local) and (
-            matcher.descend(start)
-        ):
-            _walk(matcher, local, start, get, now_ns, out, todo)
-
-
-def _take(name: str, local: str, cached: Seen | None, now_ns: int, out: dict[str, Seen],
-          todo: list[_Todo]) -> None:
-    found = _probe(local, cached, now_ns)
-    if isinstance(found, os.stat_result):
-        todo.append((name, local, found, cached))
-    elif found is not None:
-        out[name] = found
-
-
-def _walk(
-    matcher: Matcher,
-    local_dir: str,
-    name_dir: str,
-    get: Callable[[str], Seen | None],
-    now_ns: int,
-    out: dict[str, Seen],
-    todo: list[_Todo],
-) -> None:
-    try:
-        entries = list(os.scandir(local_dir))
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-    prefix = name_dir.rstrip("/") + "/"
-    included = matcher.child_filter(name_dir)
-    for entry in entries:
-        if entry.name.startswith(TMP_PREFIX):
+        try:
+            st = os.lstat(local)
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        name = prefix + entry.name
-        is_dir = entry.is_dir(follow_symlinks=False)
-        if included(name, entry.name):
-            if is_dir:
+        if matcher.included(start):
+            found.append((start, local, st))
+        if recursive and stat.S_ISDIR(st.st_mode) and matcher.descend(start):
+            _walk_tree(matcher, local, start, found)
+
+
+def _walk_tree(matcher: Matcher, local_top: str, name_top: str, found: list[_Found]) -> None:
+    """The directories below one start, depth first, without recursion (any depth)."""
+    stack = [(local_top, name_top)]
+    while stack:
+        local_dir, name_dir = stack.pop()
+        try:
+            entries = list(os.scandir(local_dir))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        prefix = name_dir.rstrip("/") + "/"
+        included = matcher.child_filter(name_dir)
+        below: list[tuple[str, str]] = []
+        for entry in entries:
+            if entry.name.startswith(TMP_PREFIX):
+                continue
+            name = prefix + entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if included(name, entry.name):
                 try:
                     st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
+                except (FileNotFoundError, NotADirectoryError):
                     continue
-                out[name] = _dir_seen(st, get(name), now_ns)
-            else:
-                _take(name, entry.path, get(name), now_ns, out, todo)
-        if is_dir and matcher.descend(name):
-            _walk(matcher, entry.path, name, get, now_ns, out, todo)
+                found.append((name, entry.path, st))
+            if is_dir and matcher.descend(name):
+                below.append((entry.path, name))
+        stack.extend(reversed(below))

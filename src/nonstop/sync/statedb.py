@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from nonstop.sync.patterns import in_scope
@@ -245,7 +245,7 @@ class StateDB:
         seen: dict[str, Seen],
         peers: Iterable[str],
         force_new: bool = False,
-        old: dict[str, Seen] | None = None,
+        old: Mapping[str, Seen] | None = None,
         owns: Callable[[str], bool] | None = None,
     ) -> dict[str, list[str]]:
         """Store a scan of ``scopes`` and recompute which names are dirty for each peer.
