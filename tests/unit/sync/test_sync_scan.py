@@ -280,3 +280,27 @@ def test_older_blocks_of_a_growing_file_are_rechecked_a_little_at_each_scan(
     h = Hasher()
     h.update(p.read_bytes())
     assert again.state.digest == h.hexdigest()
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_scanned(tmp_path: Path) -> None:
+    import sys
+
+    depth = sys.getrecursionlimit() + 100
+    d = tmp_path / "etc/asterisk"
+    d.mkdir(parents=True)
+    # One-letter levels: the path stays under PATH_MAX; opened relative to keep it so.
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("a", dir_fd=fd)
+            nfd = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        with open(os.open("deep.conf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as fh:
+            fh.write("x")
+    finally:
+        os.close(fd)
+    pm = PathMap(str(tmp_path), {}, "n")
+    seen = scan(_matcher(), pm, [("/etc/asterisk", True)], {}, time.time_ns())
+    deepest = "/etc/asterisk" + "/a" * depth + "/deep.conf"
+    assert seen[deepest].kind == "reg" and seen[deepest].size == 1
