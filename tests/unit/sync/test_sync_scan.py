@@ -301,6 +301,25 @@ def test_a_tree_deeper_than_the_recursion_limit_is_scanned(tmp_path: Path) -> No
     finally:
         os.close(fd)
     pm = PathMap(str(tmp_path), {}, "n")
-    seen = scan(_matcher(), pm, [("/etc/asterisk", True)], {}, time.time_ns())
-    deepest = "/etc/asterisk" + "/a" * depth + "/deep.conf"
-    assert seen[deepest].kind == "reg" and seen[deepest].size == 1
+    try:
+        seen = scan(_matcher(), pm, [("/etc/asterisk", True)], {}, time.time_ns())
+        deepest = "/etc/asterisk" + "/a" * depth + "/deep.conf"
+        assert seen[deepest].kind == "reg" and seen[deepest].size == 1
+    finally:
+        _remove_deep(d, depth)
+
+
+def _remove_deep(top: Path, depth: int) -> None:
+    """Remove the chain bottom-up without recursion (shutil.rmtree, and so pytest's clean-up
+    of old temporary directories, recurses per level and would fail on it)."""
+    fds = [os.open(top, os.O_RDONLY)]
+    try:
+        for _ in range(depth):
+            fds.append(os.open("a", os.O_RDONLY, dir_fd=fds[-1]))
+        os.unlink("deep.conf", dir_fd=fds[-1])
+        for i in range(depth, 0, -1):
+            os.close(fds.pop())
+            os.rmdir("a", dir_fd=fds[i - 1])
+    finally:
+        for fd in fds:
+            os.close(fd)
