@@ -14,6 +14,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 
 from nonstop.config.csync2 import DEFAULT_PORT, load_key
 from nonstop.config.errors import ConfigError, Location
@@ -32,7 +33,7 @@ from nonstop.sync.context import (
 )
 from nonstop.sync.listings import CsyncListings
 from nonstop.sync.patterns import Matcher, PathMap, in_scope
-from nonstop.sync.scan import Seen, scan
+from nonstop.sync.scan import Seen, scan_loading
 from nonstop.sync.server import SyncServer, listen_error
 from nonstop.sync.session import Scope
 from nonstop.sync.statedb import StateDB
@@ -73,8 +74,7 @@ class Node(CsyncListings):
         scopes = scopes or ALL
         counts: dict[str, int] = {}
         for g in self.groups:
-            cache = self.db.local_in(scopes)
-            seen = scan(g.matcher, g.paths, scopes, cache, time.time_ns())
+            seen, cache = self._scan_loading(g, scopes)
             peers = [h.name for h in g.group.peers(self.me)]
             dirty = self.db.record_check(scopes, seen, peers, force_new, old=cache,
                                          owns=self.owns(g))
@@ -86,14 +86,19 @@ class Node(CsyncListings):
 
     def scan(self, g: GroupCtx, scopes: list[Scope]) -> dict[str, Seen]:
         """What the disk holds in ``scopes`` for group ``g`` now (nothing recorded)."""
-        cache = self.db.local_in(scopes)
-        return scan(g.matcher, g.paths, scopes, cache, time.time_ns())
+        return self._scan_loading(g, scopes)[0]
+
+    def _scan_loading(self, g: GroupCtx,
+                      scopes: list[Scope]) -> tuple[dict[str, Seen], Mapping[str, Seen]]:
+        """The scan, and the cache it was compared with (loaded while the disk is walked)."""
+        return scan_loading(g.matcher, g.paths, scopes, partial(self.db.local_in, scopes),
+                            time.time_ns())
 
     def check_scopes(self, g: GroupCtx, scopes: list[Scope]) -> dict[str, Seen]:
         """Scan ``scopes`` and record what was seen (dirty for the group's peers)."""
-        seen = self.scan(g, scopes)
+        seen, cache = self._scan_loading(g, scopes)
         self.db.record_check(scopes, seen, [h.name for h in g.group.peers(self.me)],
-                             owns=self.owns(g))
+                             old=cache, owns=self.owns(g))
         return seen
 
     # ------------------------------------------------------------------------- force (-f)
