@@ -70,6 +70,10 @@ class _Peer:
     last_status_at: float | None = None
     any_packet: bool = False
     generation: int | None = None
+    # The generation it had when declared dead: only a status of that very generation is a
+    # node back from a partition (``generation`` follows any packet, a restart's first
+    # packet may be a reqnodes or an ack).
+    dead_generation: int | None = None
     last_seq: int | None = None
     missing: set[int] = field(default_factory=set)  # seqs skipped and not (yet) arrived
     advertised_dt_ms: int | None = None
@@ -257,6 +261,7 @@ class Membership:
         events = self._set_remote(p, NodeStatus.DEAD)
         events.insert(0, NodeDied(p.name, reason, silence_ms, limit))
         p.left = reason == "shutdown"
+        p.dead_generation = p.generation
         # Unlike Heartbeat, the last sequence number outlives the death (as the generation
         # does): a captured packet of the dead node is then still a replay (issue 9), while
         # the node itself, back from a partition, has counted on and is accepted.
@@ -421,7 +426,7 @@ class Membership:
         p.protocol = m.msg.get("protocol")
         # A healed partition is a node we had heard, declared dead, and that comes back with
         # the generation we know; a node first heard after initdead merely started late.
-        if p.status is NodeStatus.DEAD and not p.left and m.known_gen == m.gen:
+        if p.status is NodeStatus.DEAD and not p.left and m.gen == p.dead_generation:
             events.append(NodeReturned(p.name, "partition"))
         if p.heard_status:
             interval = round((now - p.ref_time) * 1000)
