@@ -23,7 +23,7 @@ from typing import Any
 from nonstop import __version__
 from nonstop.api import ControlServer
 from nonstop.config.model import ClusterConfig, HaConfig
-from nonstop.failover.decide import decide
+from nonstop.failover.decide import Action, Decision, decide
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
 from nonstop.failover.state import GroupState, encode_ad
 from nonstop.failover.view import ClusterView, build_view, foreign_digests, holders
@@ -34,13 +34,25 @@ from nonstop.heartbeat.envelope import Identity
 from nonstop.heartbeat.eventlog import describe
 from nonstop.heartbeat.events import (
     FAILOVER_NEWS,
+    ClusterMessage,
     CommUp,
     Dropped,
     NodeDied,
+    NodeReturned,
     Output,
     OwnStatusHeard,
+    Send,
     Transmit,
 )
+from nonstop.heartbeat.hbpeer import (
+    HbOutput,
+    HeartbeatPeer,
+    LocalHold,
+    Note,
+    StandbyCancelled,
+    StandbyRequested,
+)
+from nonstop.heartbeat.hbresource import RscSet, TakeoverArg
 from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.protocol import HeartbeatProtocol
@@ -137,6 +149,9 @@ class Daemon:
         self.api = ControlServer(state_dir, self._api)
         self.agent_factory = agent_factory
         self.engine: FailoverEngine | None = None
+        # Heartbeat v1's resource protocol with the other node of a two-node cluster, used
+        # once that node turns out to be a real Heartbeat (docs/HEARTBEAT-RESOURCES.md).
+        self.hb_peer: HeartbeatPeer | None = None
         self._probed = False
         self._reconsider_pending = False
         self._peer_digest_warned: set[str] = set()
@@ -175,6 +190,10 @@ class Daemon:
             # No holdings are advertised until the probe has looked at what this box runs:
             # peers wait for a node that has not said, but would act on a premature "none".
             self.engine = self._make_engine()
+            if len(ha.nodes) == 2:
+                peer = next(n for n in ha.nodes if n != self.node)
+                self.hb_peer = HeartbeatPeer(self.node, peer,
+                                             {g.key: g.node for g in self.cfg.groups})
         await self.media.open()
         if self.watchdog is not None:
             self.watchdog.open()
@@ -199,6 +218,8 @@ class Daemon:
                 await self._start_replication(self.cfg.ha.sync_config)
             await self._stop.wait()
             if self.engine is not None:
+                if self.hb_peer is not None:
+                    self._hb_out(self.hb_peer.shutdown(), self._now())
                 await self._release_for_shutdown()
             await self._leave()
             if self.replicator is not None:
@@ -371,15 +392,20 @@ class Daemon:
         """This instant's snapshot for decide() and status."""
         assert self.protocol is not None and self.engine is not None
         now = self._now()
+        infos = self.engine.infos()
+        hb = self.hb_peer if self.hb_peer is not None and self.hb_peer.is_heartbeat else None
         return build_view(
             self.protocol.view(now),
             self.engine.facts(),
             now=now,
             order=self.cfg.ha.nodes,
-            groups=self.engine.infos(),
+            groups=infos,
             auto_failback=self.cfg.ha.auto_failback,
             probed=self._probed,
             leaving=self._stop.is_set(),
+            heartbeat_ads={hb.peer: hb.ad(tuple(i.key for i in infos))} if hb else None,
+            handover_agreed=frozenset(i.index for i in infos
+                                      if hb is not None and i.key in hb.agreed()),
         )
 
     def _reconsider(self) -> None:
@@ -388,7 +414,9 @@ class Daemon:
         if self.engine is not None and self.protocol is not None:
             view = self._cluster_view()
             self._warn_foreign_haresources(view)
-            self.engine.apply(decide(view))
+            decisions = decide(view)
+            self.engine.apply(decisions)
+            self._hb_sync(decisions)
         self._advertise()
         if not self._stop.is_set():
             self._replication_follows()
@@ -408,6 +436,59 @@ class Daemon:
         fields = encode_ad(self.engine.local_ad())
         if self.protocol.set_status_fields(fields) and self.loop is not None:
             self._send_status()
+
+    # ------------------------------------------------------------------ Heartbeat peer
+
+    def _local_hold(self) -> LocalHold | None:
+        """What we hold, for a Heartbeat peer; None before the probe (nothing is known)."""
+        if self.engine is None or self.protocol is None or not self._probed:
+            return None
+        facts = self.engine.facts()
+        keys = tuple(i.key for i in self.engine.infos())
+        return LocalHold.of(facts.ad, facts.busy, keys, ready=self.protocol.comm_up)
+
+    def _hb_sync(self, decisions: list[Decision]) -> None:
+        """After each decision round: ask the Heartbeat peer to take what decide() hands it,
+        and tell it what we hold when that changed."""
+        hold = self._local_hold()
+        if self.hb_peer is None or self.engine is None or hold is None or self._stop.is_set():
+            return
+        now = self._now()
+        out: list[HbOutput] = []
+        handover = {self.engine.infos()[d.group].preferred for d in decisions
+                    if d.action is Action.HAND_OVER}
+        if handover:
+            rsc = RscSet.of(local=self.node in handover,
+                            foreign=any(n != self.node for n in handover))
+            out += self.hb_peer.ask_standby(rsc, now)
+        out += self.hb_peer.sync(hold, now)
+        self._hb_out(out, now)
+
+    def _hb_out(self, out: list[HbOutput], now: float) -> None:
+        assert self.protocol is not None
+        for o in out:
+            if isinstance(o, Send):
+                self._handle(self.protocol.send(o, now), now)
+            elif isinstance(o, Note):
+                log.log(o.level, "%s", o.text)
+            elif self.engine is not None and isinstance(o, StandbyRequested):
+                self.engine.standby(o.rsc.value)
+            elif self.engine is not None and isinstance(o, StandbyCancelled):
+                self.engine.cancel_standby(o.rsc.value)
+
+    def _hb_react(self, ev: Output) -> None:
+        hb = self.hb_peer
+        if hb is None:
+            return
+        now = self._now()
+        if isinstance(ev, ClusterMessage):
+            self._hb_out(hb.receive(ev.node, ev.msg, now, self._local_hold()), now)
+        elif isinstance(ev, CommUp):
+            self._hb_out(hb.comm_up(), now)
+        elif isinstance(ev, NodeDied) and ev.node == hb.peer:
+            hb.peer_died()
+        elif isinstance(ev, NodeReturned) and ev.node == hb.peer and ev.kind == "restart":
+            hb.peer_restarted()
 
     async def _leave(self) -> None:
         assert self.protocol is not None
@@ -535,6 +616,7 @@ class Daemon:
             self.notifier.ready(f"up: comm up on {self.node}")
         elif isinstance(ev, NodeDied) and ev.reason != "shutdown" and self.engine is not None:
             log.info("Resources being acquired from %s.", ev.node)
+        self._hb_react(ev)
 
     # ------------------------------------------------------------------ reload
 
@@ -667,6 +749,9 @@ class Daemon:
                 keys = (self.engine.standby if cmd == "standby" else self.engine.takeover)(which)
             except ValueError as e:
                 return {"ok": False, "error": str(e)}
+            if cmd == "takeover" and self.hb_peer is not None:
+                # A Heartbeat node gives a group only by going standby: ask it to.
+                self._hb_out(self.hb_peer.takeover(TakeoverArg(which)), self._now())
             return {"ok": True, "groups": keys}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 

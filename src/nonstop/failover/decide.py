@@ -52,6 +52,9 @@ class Action(enum.Enum):
     FORGET_FAILURE = "forget_failure"  # START_FAILED here -> NONE: it may be tried here again
     END_STANDBY = "end_standby"  # the standby request for the group is done: drop it
     END_TAKEOVER = "end_takeover"  # the takeover request for the group is done: drop it
+    # Ask a Heartbeat peer to take the group (standby exchange, ``ask_resources ... me``);
+    # the group is released once it agrees.
+    HAND_OVER = "hand_over"
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,15 @@ def _rival_claim(view: ClusterView, info: GroupInfo, rivals: list[str]) -> Decis
     )
 
 
+def _release_to(view: ClusterView, info: GroupInfo, taker: str, d: Decision) -> Decision:
+    """A release towards a Heartbeat peer is its standby exchange: ask it first, stop the
+    group once it agreed (it never takes a live node's group otherwise)."""
+    if taker not in view.heartbeat_peers or info.index in view.handover_agreed:
+        return d
+    return Decision(info.index, Action.HAND_OVER,
+                    f"{d.reason}: asking Heartbeat node {taker} to take it (standby exchange)")
+
+
 def _held(view: ClusterView, info: GroupInfo) -> Decision:
     """We hold the group: keep it, or hand it over, or settle a double claim."""
     g, me, key = info.index, view.local, info.key
@@ -204,7 +216,8 @@ def _held(view: ClusterView, info: GroupInfo) -> Decision:
     if _declines(view, me, g):
         takers = [n for n in peers if _available(view, n, g) and not _declines(view, n, g)]
         if takers:
-            return Decision(g, Action.RELEASE, f"standby: handing group {key} over to {takers[0]}")
+            return _release_to(view, info, takers[0], Decision(
+                g, Action.RELEASE, f"standby: handing group {key} over to {takers[0]}"))
         return Decision(g, Action.WAIT,
                         f"standby requested for group {key} but no other node can take it")
     for n in peers:
@@ -220,11 +233,11 @@ def _held(view: ClusterView, info: GroupInfo) -> Decision:
         and not _declines(view, p, g)
         and _ad(view, p, g).state is GroupState.NONE
     ):
-        return Decision(
+        return _release_to(view, info, p, Decision(
             g, Action.RELEASE,
             f"auto_failback {view.auto_failback.value}: handing group {key} back to its "
             f"preferred node {p}",
-        )
+        ))
     return Decision(g, Action.WAIT, f"holding group {key}")
 
 

@@ -463,6 +463,12 @@ class FailoverEngine:
         self.on_change()
         return [self.groups[i].group.key for i in sorted(sel)]
 
+    def cancel_standby(self, which: str) -> None:
+        """The standby of the selected groups could not be done (a Heartbeat peer did not
+        agree in time): they stay here, as Heartbeat cancels its standby request."""
+        self.declines -= self._select(which)
+        self.on_change()
+
     def takeover(self, which: str) -> list[str]:
         """``nonstop takeover``: ask for the selected groups (mirror of standby)."""
         sel = self._select(which)

@@ -69,6 +69,11 @@ class ClusterView:
     probed: bool = True
     # Whether this node is shutting down (the shutdown releases every group itself).
     leaving: bool = False
+    # Peers that speak Heartbeat's resource protocol (a real Heartbeat node): a group goes
+    # to one only through its standby exchange, never by a silent stop.
+    heartbeat_peers: frozenset[str] = frozenset()
+    # Groups a Heartbeat peer agreed to take from us (its ``other``): they may be stopped.
+    handover_agreed: frozenset[int] = frozenset()
 
 
 _ALIVE = (NodeStatus.UP, NodeStatus.ACTIVE)
@@ -84,14 +89,26 @@ def build_view(
     auto_failback: AutoFailback,
     probed: bool,
     leaving: bool,
+    heartbeat_ads: Mapping[str, NodeAd | None] | None = None,
+    handover_agreed: frozenset[int] = frozenset(),
 ) -> ClusterView:
-    """The snapshot of one instant, from membership's view and this node's own facts."""
+    """The snapshot of one instant, from membership's view and this node's own facts.
+
+    ``heartbeat_ads``: the ads of peers that speak Heartbeat's resource protocol, made from
+    their resource messages (``hbpeer.ad_from_heartbeat``); used for a peer whose status
+    carries no failover fields."""
     alive = frozenset(n.name for n in members.nodes if n.status in _ALIVE)
-    ads: dict[str, NodeAd | None] = {
-        n.name: here.ad if n.local else decode_ad(n.fields)
-        for n in members.nodes
-        if n.name in alive
-    }
+    hb = heartbeat_ads or {}
+    ads: dict[str, NodeAd | None] = {}
+    hb_peers: set[str] = set()
+    for n in members.nodes:
+        if n.name not in alive:
+            continue
+        ad = here.ad if n.local else decode_ad(n.fields)
+        if ad is None and n.name in hb:
+            ad = hb[n.name]
+            hb_peers.add(n.name)
+        ads[n.name] = ad
     # Any packet brings comm up (Heartbeat's rule), but a peer whose first status has not
     # arrived is alive with unknown holdings, not dead (seen in nonstop demo: a rebooted
     # node took the group back from the node finishing its takeover).
@@ -113,6 +130,8 @@ def build_view(
         unannounced=unannounced,
         probed=probed,
         leaving=leaving,
+        heartbeat_peers=frozenset(hb_peers),
+        handover_agreed=handover_agreed,
     )
 
 
