@@ -400,8 +400,10 @@ class Membership:
             self.count("lost", gap)
             # Never ask a dead node (back from a partition) for what we missed while it was
             # away (Heartbeat 3.0.5: "do not request retransmission of lost messages from
-            # dead members").
-            if gap > MAX_SEQ_GAP or p.status is NodeStatus.DEAD:
+            # dead members"), nor ask for what it sent while we were down: our first packet
+            # of it since our restart follows the number recorded before (replay state), and
+            # Heartbeat answered the request with "Cannot rexmit pkt ...: seqno too low".
+            if gap > MAX_SEQ_GAP or p.status is NodeStatus.DEAD or not p.any_packet:
                 p.missing.clear()
             else:
                 p.missing.update(range(p.last_seq + 1, seq))
