@@ -157,7 +157,10 @@ class HeartbeatPeer:
         group and we have settled once (§5.4: Heartbeat claims ``local`` with nothing)."""
         mine = self._groups(RscSet.LOCAL, self.local)
         theirs = self._groups(RscSet.FOREIGN, self.local)
-        local = bool(mine & hold.claimed) or (not mine and self._settled_once)
+        # An empty half is claimed like Heartbeat's req_our_resources does: unless the peer
+        # holds it (it took over from us), else "Both machines own foreign resources!".
+        local = bool(mine & hold.claimed) or (not mine and self._settled_once
+                                              and not self.res.held.foreign)
         foreign = bool(theirs & hold.claimed)
         if self._requesting(Phase.AGREED, Phase.RELEASED):
             assert self.exchange is not None  # what we are handing over is no longer ours

@@ -213,3 +213,14 @@ def test_a_bad_resource_message_is_a_warning_not_an_exception() -> None:
     me, hb = hb_peer(N2)
     out = me.receive(N1, hb.msg(("t", "resource"), ("rsc_hold", "most")), 0.0, hold())
     assert any("bad resource message from vpbx1-1" in n for n in notes(out))
+
+
+def test_an_empty_half_the_peer_holds_is_not_claimed() -> None:
+    # vpbx1-2 (no group of its own) returns while Heartbeat holds all after a takeover: as
+    # Heartbeat's req_our_resources, it claims nothing ("Both machines own foreign
+    # resources!" otherwise).
+    me, hb = hb_peer(N2)
+    out = me.receive(N1, hb.msg(("t", "resource"), ("rsc_hold", "all"), ("rtype", "full"),
+                                ("isstable", "1")), 0.0, hold())
+    assert sent(out) == [{"t": "resource", "rsc_hold": "none", "rtype": "full",
+                          "isstable": "1"}]
