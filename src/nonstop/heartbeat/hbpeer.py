@@ -145,6 +145,10 @@ class HeartbeatPeer:
         self._answer_due = False  # the peer's "starting" came before we could answer
         self._said: tuple[RscSet, bool, str | None] | None = None
         self._settled_once = False
+        # The halves without groups that we claim, kept as Heartbeat keeps i_hold_resources:
+        # our own once settled (unless the peer took it over), the peer's after its death or
+        # its standby to us; given away by our standby. Halves with groups follow them.
+        self._empty_claim = RscSet.NONE
         self._leaving = False
 
     # ------------------------------------------------------------------ what we hold
@@ -157,11 +161,9 @@ class HeartbeatPeer:
         group and we have settled once (§5.4: Heartbeat claims ``local`` with nothing)."""
         mine = self._groups(RscSet.LOCAL, self.local)
         theirs = self._groups(RscSet.FOREIGN, self.local)
-        # An empty half is claimed like Heartbeat's req_our_resources does: unless the peer
-        # holds it (it took over from us), else "Both machines own foreign resources!".
-        local = bool(mine & hold.claimed) or (not mine and self._settled_once
-                                              and not self.res.held.foreign)
-        foreign = bool(theirs & hold.claimed)
+        empty = self._empty_claim
+        local = bool(mine & hold.claimed) or (not mine and empty.local)
+        foreign = bool(theirs & hold.claimed) or (not theirs and empty.foreign)
         if self._requesting(Phase.AGREED, Phase.RELEASED):
             assert self.exchange is not None  # what we are handing over is no longer ours
             local = local and not self.exchange.rsc.local
@@ -246,6 +248,7 @@ class HeartbeatPeer:
         if ev.phase is StandbyPhase.OTHER and ex.requester == self.local \
                 and ex.phase is Phase.ASKED:
             self.exchange = replace(ex, phase=Phase.AGREED, deadline=now + WORK_TIMEOUT_S)
+            self._drop(ev.rsc)
             return [Note(logging.INFO,
                          f"standby: {self.peer} can take our {ev.rsc.value} resources")]
         if ev.phase is StandbyPhase.DONE and ex.requester == self.peer \
@@ -260,9 +263,18 @@ class HeartbeatPeer:
                          f"Other node completed standby takeover of {ev.rsc.value} resources.")]
         return []
 
+    def _claim(self, rsc: RscSet) -> None:
+        self._empty_claim = self._empty_claim | rsc
+
+    def _drop(self, rsc: RscSet) -> None:
+        e = self._empty_claim
+        self._empty_claim = RscSet.of(local=e.local and not rsc.local,
+                                      foreign=e.foreign and not rsc.foreign)
+
     def peer_died(self) -> None:
         """Declared dead, or left with ``shutdone`` (§5.8, §5.9): it holds nothing now, and
-        any exchange with it is over."""
+        any exchange with it is over; we take over its half."""
+        self._claim(RscSet.ALL)
         self.res = PeerResources.gone()
         self.exchange = None
         self._answer_due = False
@@ -302,8 +314,12 @@ class HeartbeatPeer:
         if self._leaving:
             return []
         out: list[HbOutput] = []
-        if hold.stable:
+        if hold.stable and not self._settled_once:
             self._settled_once = True
+            # As Heartbeat's req_our_resources: not a half the peer holds (it took it over
+            # from us), else it logs "Both machines own foreign resources!".
+            if not self.res.held.foreign:
+                self._claim(RscSet.LOCAL)
         ex = self.exchange
         if ex is not None and now >= ex.deadline:
             self.exchange = None
@@ -325,6 +341,7 @@ class HeartbeatPeer:
             wanted = self._groups(ex.rsc, self.peer)
             if wanted <= hold.settled:
                 self.exchange = None
+                self._claim(ex.rsc.mirrored())
                 out.append(Note(logging.INFO, f"Standby resource acquisition done "
                                               f"[{ex.rsc.value}]."))
                 out.append(_send(AskResources(self.local, ex.rsc, StandbyPhase.DONE)))

@@ -224,3 +224,26 @@ def test_an_empty_half_the_peer_holds_is_not_claimed() -> None:
                                 ("isstable", "1")), 0.0, hold())
     assert sent(out) == [{"t": "resource", "rsc_hold": "none", "rtype": "full",
                           "isstable": "1"}]
+
+
+def test_taking_all_from_heartbeat_claims_its_empty_half_too() -> None:
+    # Heartbeat vpbx1-2 (no group of its own) holds vpbx1-1's group and runs hb_standby:
+    # the taker says "all" as Heartbeat does, else vpbx1-2 logs "No one owns our local
+    # resources!" (seen in the lab).
+    me, hb = hb_peer(N1)
+    me.receive(N2, hb.msg(("t", "resource"), ("rsc_hold", "all"), ("rtype", "full"),
+                          ("isstable", "1")), 0.0, hold())
+    me.receive(N2, hb.msg(("t", "ask_resources"), ("rsc_hold", "all"), ("info", "me")), 1.0,
+               hold())
+    me.receive(N2, hb.msg(("t", "ask_resources"), ("rsc_hold", "all"), ("info", "done")), 1.5,
+               hold())
+    out = me.sync(hold(GroupState.HELD), 2.0)
+    assert sent(out) == [{"t": "ask_resources", "rsc_hold": "all", "info": "done"},
+                         {"t": "resource", "rsc_hold": "all", "rtype": "full",
+                          "isstable": "1"}]
+    # Handing all back gives both halves away.
+    me.ask_standby(RscSet.ALL, 3.0)
+    out = me.receive(N2, hb.msg(("t", "ask_resources"), ("rsc_hold", "all"),
+                                ("info", "other")), 3.1, hold(GroupState.HELD))
+    assert sent(out) == [{"t": "resource", "rsc_hold": "none", "rtype": "full",
+                          "isstable": "0", "info": "standby"}]
