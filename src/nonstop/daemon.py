@@ -42,6 +42,7 @@ from nonstop.heartbeat.events import (
     Output,
     OwnStatusHeard,
     Send,
+    StatusChanged,
     Transmit,
 )
 from nonstop.heartbeat.hbpeer import (
@@ -56,6 +57,7 @@ from nonstop.heartbeat.hbresource import RscSet, TakeoverArg
 from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.protocol import HeartbeatProtocol
+from nonstop.heartbeat.states import NodeStatus
 from nonstop.logs import BAD_INPUT, escape
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.resources.mailto import mail_transport
@@ -487,7 +489,9 @@ class Daemon:
             self._hb_out(hb.comm_up(), now)
         elif isinstance(ev, NodeDied) and ev.node == hb.peer:
             hb.peer_died()
-        elif isinstance(ev, NodeReturned) and ev.node == hb.peer and ev.kind == "restart":
+        elif (isinstance(ev, NodeReturned) and ev.node == hb.peer and ev.kind == "restart") or (
+                isinstance(ev, StatusChanged) and ev.node == hb.peer
+                and ev.old is NodeStatus.DEAD):
             hb.peer_restarted()
 
     async def _leave(self) -> None:

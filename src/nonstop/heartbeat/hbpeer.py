@@ -280,7 +280,8 @@ class HeartbeatPeer:
         self._answer_due = False
 
     def peer_restarted(self) -> None:
-        """A new generation: it will send ``starting``; what it said before is void."""
+        """A new generation, or back from the dead: it will send ``starting``; what it said
+        before is void until its next ``resource``."""
         self.res = PeerResources()
         self.exchange = None
 
@@ -289,6 +290,10 @@ class HeartbeatPeer:
     def ask_standby(self, rsc: RscSet, now: float) -> list[HbOutput]:
         """Hand ``rsc`` (our terms) over: the first step of the exchange (§5.6)."""
         if self.exchange is not None or rsc is RscSet.NONE or not self.is_heartbeat:
+            return []
+        if not self.res.stable:
+            # It would ignore the request ("Other side is in flux"): decide() asks again
+            # every second, as Heartbeat's "Auto failback delayed" retries.
             return []
         self.exchange = Exchange(self.local, rsc, Phase.ASKED, now + ASK_TIMEOUT_S)
         return [Note(logging.INFO, f"asking {self.peer} to take our {rsc.value} resources"),

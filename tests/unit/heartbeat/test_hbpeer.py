@@ -242,8 +242,33 @@ def test_taking_all_from_heartbeat_claims_its_empty_half_too() -> None:
                          {"t": "resource", "rsc_hold": "all", "rtype": "full",
                           "isstable": "1"}]
     # Handing all back gives both halves away.
-    me.ask_standby(RscSet.ALL, 3.0)
+    me.receive(N2, hb.msg(("t", "resource"), ("rsc_hold", "none"), ("rtype", "full"),
+                          ("isstable", "1")), 2.5, hold(GroupState.HELD))
+    assert sent(me.ask_standby(RscSet.ALL, 3.0))
     out = me.receive(N2, hb.msg(("t", "ask_resources"), ("rsc_hold", "all"),
                                 ("info", "other")), 3.1, hold(GroupState.HELD))
     assert sent(out) == [{"t": "resource", "rsc_hold": "none", "rtype": "full",
                           "isstable": "0", "info": "standby"}]
+
+
+def test_no_hand_over_is_asked_of_a_heartbeat_peer_in_flux() -> None:
+    me, hb = hb_peer(N2)
+    me.receive(N1, hb.msg(("t", "starting")), 0.0, hold(GroupState.HELD))
+    me.receive(N1, hb.msg(("t", "resource"), ("rsc_hold", "none"), ("rtype", "full"),
+                          ("isstable", "0")), 0.1, hold(GroupState.HELD))
+    assert me.ask_standby(RscSet.FOREIGN, 0.2) == []
+    me.receive(N1, hb.msg(("t", "resource"), ("rsc_hold", "none"), ("rtype", "full"),
+                          ("isstable", "1")), 0.3, hold(GroupState.HELD))
+    assert sent(me.ask_standby(RscSet.FOREIGN, 0.4)) == [
+        {"t": "ask_resources", "rsc_hold": "foreign", "info": "me"}]
+
+
+def test_a_returning_peer_is_unknown_until_it_says_again() -> None:
+    me, hb = hb_peer(N2)
+    me.receive(N1, hb.msg(("t", "resource"), ("rsc_hold", "local"), ("rtype", "full"),
+                          ("isstable", "1")), 0.0, hold())
+    me.peer_died()
+    assert me.ad(KEYS) is not None
+    me.peer_restarted()
+    assert me.ad(KEYS) is None
+    assert me.ask_standby(RscSet.FOREIGN, 1.0) == []
