@@ -69,6 +69,9 @@ class Decision:
     conflict: bool = False  # with RELEASE: another node holds it too (drop the address first)
     # The highest epoch seen for the group, for this node to remember (0: nothing to note).
     seen_epoch: int = 0
+    # With WAIT and HAND_OVER: the peers whose word or action the decision waits for (the
+    # engine warns once when such a wait outlasts deadtime).
+    waiting_on: frozenset[str] = frozenset()
 
 
 _NONE_AD = GroupAd(GroupState.NONE, 0)
@@ -172,7 +175,7 @@ def _not_yet(view: ClusterView, info: GroupInfo) -> Decision | None:
         return Decision(
             g, Action.WAIT,
             f"not deciding group {key} until {', '.join(sorted(view.unannounced))} sends its "
-            "first status (heard, holdings unknown)",
+            "first status (heard, holdings unknown)", waiting_on=view.unannounced,
         )
     return None
 
@@ -203,7 +206,8 @@ def _release_to(view: ClusterView, info: GroupInfo, taker: str, d: Decision) -> 
     if taker not in view.heartbeat_peers or info.index in view.handover_agreed:
         return d
     return Decision(info.index, Action.HAND_OVER,
-                    f"{d.reason}: asking Heartbeat node {taker} to take it (standby exchange)")
+                    f"{d.reason}: asking Heartbeat node {taker} to take it (standby exchange)",
+                    waiting_on=frozenset({taker}))
 
 
 def _held(view: ClusterView, info: GroupInfo) -> Decision:
@@ -291,7 +295,7 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
             return Decision(
                 g, Action.WAIT,
                 f"{h} failed to stop group {key} and may still hold it: not taking over while "
-                f"{h} is alive",
+                f"{h} is alive", waiting_on=frozenset({h}),
             )
         return Decision(g, Action.WAIT, f"group {key} is held by {h}")
     starting = [n for n in peers if n not in view.active]
@@ -301,12 +305,15 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         return Decision(
             g, Action.WAIT,
             f"not deciding group {key} until {', '.join(starting)} is active",
+            waiting_on=frozenset(starting),
         )
     unknown = [n for n in peers if view.ads.get(n) is None]
     if unknown:
         return Decision(
             g, Action.WAIT,
-            f"not deciding group {key} until {', '.join(unknown)} says what it holds",
+            f"not deciding group {key} until {', '.join(unknown)} says what it holds (a "
+            "nonstop node says it in its heartbeats, a Heartbeat node only in answer to our "
+            "'starting')", waiting_on=frozenset(unknown),
         )
     who, why = owner(view, info)
     if who == me:
@@ -317,7 +324,8 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         )
     if who is None:
         return Decision(g, Action.WAIT, f"group {key} stays down: {why}")
-    return Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}")
+    return Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}",
+                    waiting_on=frozenset({who}))
 
 
 def _decide_group(view: ClusterView, info: GroupInfo) -> Decision:

@@ -61,8 +61,10 @@ def test_cold_start_takes_our_own_group_once_the_peer_does_not_cover_it() -> Non
 
 def test_never_takes_the_heartbeat_peers_group_at_start_up() -> None:
     # Unstable and holding nothing yet: Heartbeat takes its own within 10 s of stable.
-    action, why = last(snapshot(N2, GroupState.NONE, PeerResources(RscSet.NONE, False, True)))
+    v = snapshot(N2, GroupState.NONE, PeerResources(RscSet.NONE, False, True))
+    action, why = last(v)
     assert action is Action.WAIT and "goes to vpbx1-1" in why
+    assert decide(v)[-1].waiting_on == {N1}  # warned about if it lasts (issue 13 item 3)
     action, why = last(snapshot(N2, GroupState.NONE, PeerResources(RscSet.LOCAL, False, True)))
     assert action is Action.WAIT and "held by vpbx1-1" in why
 
@@ -79,8 +81,9 @@ def test_its_standby_makes_the_group_stopping_then_ours() -> None:
 
 def test_our_standby_asks_heartbeat_first_and_releases_once_it_agreed() -> None:
     res = PeerResources(RscSet.LOCAL, True, True)  # vpbx1-2's (empty) half
-    action, why = last(snapshot(N1, GroupState.HELD, res, declines=True))
-    assert action is Action.HAND_OVER
+    v = snapshot(N1, GroupState.HELD, res, declines=True)
+    action, why = last(v)
+    assert action is Action.HAND_OVER and decide(v)[-1].waiting_on == {N2}
     assert "asking Heartbeat node vpbx1-2 to take it (standby exchange)" in why
     action, why = last(snapshot(N1, GroupState.HELD, res, declines=True, agreed=True))
     assert action is Action.RELEASE and "standby: handing group" in why
