@@ -141,6 +141,9 @@ class HeartbeatPeer:
         self.res = PeerResources()
         self.is_heartbeat = False  # the peer sent an unmarked resource message
         self.exchange: Exchange | None = None
+        # Groups the peer held when it said it shuts down (info=shutdown): it stops them
+        # before its shutdone, so they are not free until then.
+        self.leaving: frozenset[str] = frozenset()
         self._starting_sent = False
         self._answer_due = False  # the peer's "starting" came before we could answer
         self._said: tuple[RscSet, bool, str | None] | None = None
@@ -215,6 +218,8 @@ class HeartbeatPeer:
         else:
             out = []
         was_stable = self.res.stable
+        if isinstance(event, ResourcesHeld) and event.info == "shutdown":
+            self.leaving = self.res.groups(self.peer, self.preferred)
         self.res = self.res.apply(event)
         if isinstance(event, Starting):
             self._answer_due = True
@@ -276,6 +281,7 @@ class HeartbeatPeer:
         any exchange with it is over; we take over its half."""
         self._claim(RscSet.ALL)
         self.res = PeerResources.gone()
+        self.leaving = frozenset()
         self.exchange = None
         self._answer_due = False
 
@@ -284,6 +290,7 @@ class HeartbeatPeer:
         before is void until its next ``resource``."""
         self.res = PeerResources()
         self.exchange = None
+        self.leaving = frozenset()
 
     # ------------------------------------------------------------------ our side
 
@@ -369,26 +376,29 @@ class HeartbeatPeer:
 
     def ad(self, keys: tuple[str, ...]) -> NodeAd | None:
         """The peer's ad for ``decide()`` (None until it said what it holds)."""
-        return ad_from_heartbeat(self.peer, self.res, self.exchange, keys, self.preferred)
+        return ad_from_heartbeat(self.peer, self.res, self.exchange, keys, self.preferred,
+                                 stopping=self.leaving)
 
 
 def ad_from_heartbeat(peer: str, res: PeerResources, exchange: Exchange | None,
-                      keys: tuple[str, ...], preferred: Mapping[str, str]) -> NodeAd | None:
+                      keys: tuple[str, ...], preferred: Mapping[str, str], *,
+                      stopping: frozenset[str] = frozenset()) -> NodeAd | None:
     """What a Heartbeat peer's messages say, as the ad of a nonstop node would.
 
     ``keys`` are the group keys in haresources order (their index is the group number).
     None before its first ``resource`` (holdings unknown). A group its set covers is HELD if
     it is stable, STARTING if not. While it hands groups over in a standby exchange they are
     STOPPING until its ``done``, then NONE and declined, so that the other side takes them.
+    ``stopping``: groups it is stopping for its shutdown (free at its ``shutdone``).
     """
     if not res.heard:
         return None
     held = res.held.groups(peer, preferred)
-    leaving: frozenset[str] = frozenset()
+    leaving = stopping
     given: frozenset[str] = frozenset()
     if exchange is not None and exchange.requester == peer:
         if exchange.phase is Phase.AGREED:
-            leaving = exchange.moving
+            leaving = leaving | exchange.moving
         elif exchange.phase is Phase.RELEASED:
             given = exchange.rsc.groups(peer, preferred)
     claimed = GroupState.HELD if res.stable else GroupState.STARTING

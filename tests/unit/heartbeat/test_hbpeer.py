@@ -272,3 +272,16 @@ def test_a_returning_peer_is_unknown_until_it_says_again() -> None:
     me.peer_restarted()
     assert me.ad(KEYS) is None
     assert me.ask_standby(RscSet.FOREIGN, 1.0) == []
+
+
+def test_a_heartbeat_peer_shutting_down_holds_its_groups_until_shutdone() -> None:
+    # Seen in the lab: its "resource none ... info=shutdown" comes before it stops anything;
+    # taking the group then put the address on both nodes until its stop.
+    me, hb = hb_peer(N1)
+    me.receive(N2, hb.msg(("t", "resource"), ("rsc_hold", "all"), ("rtype", "full"),
+                          ("isstable", "1")), 0.0, hold())
+    me.receive(N2, hb.msg(("t", "resource"), ("rsc_hold", "none"), ("rtype", "full"),
+                          ("isstable", "0"), ("info", "shutdown")), 1.0, hold())
+    assert me.ad(KEYS) == NodeAd({0: GroupAd(GroupState.STOPPING, 0)})
+    me.peer_died()  # its shutdone
+    assert me.ad(KEYS) == NodeAd({0: GroupAd(GroupState.NONE, 0)})
