@@ -192,10 +192,7 @@ class Daemon:
             # No holdings are advertised until the probe has looked at what this box runs:
             # peers wait for a node that has not said, but would act on a premature "none".
             self.engine = self._make_engine()
-            if len(ha.nodes) == 2:
-                peer = next(n for n in ha.nodes if n != self.node)
-                self.hb_peer = HeartbeatPeer(self.node, peer,
-                                             {g.key: g.node for g in self.cfg.groups})
+            self.hb_peer = self._make_hb_peer()
         await self.media.open()
         if self.watchdog is not None:
             self.watchdog.open()
@@ -440,6 +437,13 @@ class Daemon:
             self._send_status()
 
     # ------------------------------------------------------------------ Heartbeat peer
+
+    def _make_hb_peer(self) -> HeartbeatPeer | None:
+        """Heartbeat v1's resource protocol is between two nodes: the other one."""
+        if len(self.cfg.ha.nodes) != 2:
+            return None
+        peer = next(n for n in self.cfg.ha.nodes if n != self.node)
+        return HeartbeatPeer(self.node, peer, {g.key: g.node for g in self.cfg.groups})
 
     def _local_hold(self) -> LocalHold | None:
         """What we hold, for a Heartbeat peer; None before the probe (nothing is known)."""
