@@ -238,9 +238,9 @@ class HeartbeatPeer:
                 hold: LocalHold | None) -> list[HbOutput]:
         ex = self.exchange
         if ev.phase is StandbyPhase.ME:
-            if hold is None or not self.stable(hold) or not was_stable:
-                why = "local resources in flux" if hold is None or not self.stable(hold) \
-                    else "Other side is in flux"
+            busy = hold is None or not self.stable(hold) or ex is not None
+            if busy or not was_stable:
+                why = "local resources in flux" if busy else "Other side is in flux"
                 return [Note(logging.WARNING,
                              f"standby message [me] from {self.peer} ignored.  {why}.")]
             moving = self._groups(ev.rsc, self.peer) & self.res.groups(self.peer, self.preferred)

@@ -285,3 +285,14 @@ def test_a_heartbeat_peer_shutting_down_holds_its_groups_until_shutdone() -> Non
     assert me.ad(KEYS) == NodeAd({0: GroupAd(GroupState.STOPPING, 0)})
     me.peer_died()  # its shutdone
     assert me.ad(KEYS) == NodeAd({0: GroupAd(GroupState.NONE, 0)})
+
+
+def test_its_standby_request_while_ours_waits_for_an_answer_is_ignored() -> None:
+    me, hb = hb_peer(N1)
+    me.receive(N2, hb.msg(("t", "resource"), ("rsc_hold", "local"), ("rtype", "full"),
+                          ("isstable", "1")), 0.0, hold(GroupState.HELD))
+    me.ask_standby(RscSet.LOCAL, 1.0)
+    out = me.receive(N2, hb.msg(("t", "ask_resources"), ("rsc_hold", "all"), ("info", "me")),
+                     1.1, hold(GroupState.HELD))
+    assert not [m for m in sent(out) if m["t"] == "ask_resources"]
+    assert me.exchange is not None and me.exchange.requester == N1
