@@ -475,8 +475,8 @@ class Daemon:
         for o in out:
             if isinstance(o, Send):
                 self._handle(self.protocol.send(o, now), now)
-            elif isinstance(o, Note):
-                log.log(o.level, "%s", o.text)
+            elif isinstance(o, Note):  # may quote the peer's fields: escaped, bounded
+                log.log(o.level, "%s", escape(o.text, 300))
             elif self.engine is not None and isinstance(o, StandbyRequested):
                 self.engine.standby(o.rsc.value)
             elif self.engine is not None and isinstance(o, StandbyCancelled):
