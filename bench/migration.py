@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import sys
 import threading
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Trial] = []
     for i in range(args.trials):
         try:
-            t = trial(WORK_ROOT / f"trial{i}")
+            # A fresh directory: an old probe record there would be read as this trial's.
+            t = trial(WORK_ROOT / f"{os.getpid()}-{i}")
         except LabError as e:
             print(f"trial {i}: failed: {e}", file=sys.stderr)
             return 1
