@@ -40,10 +40,10 @@ MOVE_S = 20.0  # a planned move or failover; measured ~0.5-2.5 s
 # Heartbeat 3.0.6 shuts down in ~2.3 s between two Heartbeat nodes (its 10 s wait only
 # comes when its peer is not stable).
 HB_SHUTDOWN_S = 8.0
-# What either program says when the other breaks the protocol.
+# What either program says when the other breaks the protocol. (Not nonstop's "has waited"
+# warning: on a loaded machine a wait may outlast the 2 s deadtime; tests/unit covers it.)
 COMPLAINTS = ("owns", "No one owns", "in flux", "Cannot rexmit", "Standby request cancelled",
-              "returning after partition", "bad resource message", "ERROR: Both",
-              "has waited")
+              "returning after partition", "bad resource message", "ERROR: Both")
 
 
 class HolderSampler:
