@@ -26,7 +26,7 @@ from nonstop.api import ControlServer
 from nonstop.config.model import ClusterConfig, HaConfig, MsgFmt
 from nonstop.coord.keeper import LeaseKeeper
 from nonstop.coord.port import Coordinator
-from nonstop.failover.decide import decide, lease_wants
+from nonstop.failover.decide import Action, Decision, decide, lease_wants
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
 from nonstop.failover.state import GroupState, encode_ad
 from nonstop.failover.view import ClusterView, build_view, foreign_digests, holders
@@ -37,16 +37,30 @@ from nonstop.heartbeat.envelope import Identity
 from nonstop.heartbeat.eventlog import describe
 from nonstop.heartbeat.events import (
     FAILOVER_NEWS,
+    ClusterMessage,
     CommUp,
     Dropped,
     NodeDied,
+    NodeReturned,
     Output,
     OwnStatusHeard,
+    Send,
+    StatusChanged,
     Transmit,
 )
+from nonstop.heartbeat.hbpeer import (
+    HbOutput,
+    HeartbeatPeer,
+    LocalHold,
+    Note,
+    StandbyCancelled,
+    StandbyRequested,
+)
+from nonstop.heartbeat.hbresource import RscSet, TakeoverArg
 from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.protocol import HeartbeatProtocol
+from nonstop.heartbeat.states import NodeStatus
 from nonstop.logs import BAD_INPUT, escape
 from nonstop.observe.recorder import Recorder
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
@@ -159,6 +173,9 @@ class Daemon:
         self.api = ControlServer(state_dir, self._api)
         self.agent_factory = agent_factory
         self.engine: FailoverEngine | None = None
+        # Heartbeat v1's resource protocol with the other node of a two-node cluster, used
+        # once that node turns out to be a real Heartbeat (docs/HEARTBEAT-RESOURCES.md).
+        self.hb_peer: HeartbeatPeer | None = None
         self._probed = False
         self._reconsider_pending = False
         self._peer_digest_warned: set[str] = set()
@@ -200,6 +217,7 @@ class Daemon:
             # No holdings are advertised until the probe has looked at what this box runs:
             # peers wait for a node that has not said, but would act on a premature "none".
             self.engine = self._make_engine()
+            self.hb_peer = self._make_hb_peer()
             if ha.etcd is not None:
                 self.keeper = self._make_keeper()
                 self.keeper.start()
@@ -228,6 +246,8 @@ class Daemon:
                 await self._start_replication(self.cfg.ha.sync_config)
             await self._stop.wait()
             if self.engine is not None:
+                if self.hb_peer is not None:
+                    self._hb_out(self.hb_peer.shutdown(), self._now())
                 await self._release_for_shutdown()
             if self.keeper is not None:
                 await self.keeper.close()
@@ -424,17 +444,22 @@ class Daemon:
         """This instant's snapshot for decide() and status."""
         assert self.protocol is not None and self.engine is not None
         now = self._now()
+        infos = self.engine.infos()
+        hb = self.hb_peer if self.hb_peer is not None and self.hb_peer.is_heartbeat else None
         return build_view(
             self.protocol.view(now),
             self.engine.facts(),
             now=now,
             order=self.cfg.ha.nodes,
-            groups=self.engine.infos(),
+            groups=infos,
             auto_failback=self.cfg.ha.auto_failback,
             probed=self._probed,
             leaving=self._stop.is_set(),
             lease=self.keeper.states(now) if self.keeper is not None else None,
             fresh_ms=self.keeper.fresh_ms(self.cfg.ha) if self.keeper is not None else 0,
+            heartbeat_ads={hb.peer: hb.ad(tuple(i.key for i in infos))} if hb else None,
+            handover_agreed=frozenset(i.index for i in infos
+                                      if hb is not None and i.key in hb.agreed()),
         )
 
     def _reconsider(self) -> None:
@@ -446,6 +471,7 @@ class Daemon:
             decisions = decide(view)
             self.observer.on_decisions(decisions, self.engine.infos())
             self.engine.apply(decisions)
+            self._hb_sync(decisions)
             self.observer.on_groups(self.engine.snapshot(holders(view)))
             if self.keeper is not None:
                 self.keeper.want(*lease_wants(view, decisions))
@@ -468,6 +494,68 @@ class Daemon:
         fields = encode_ad(self.engine.local_ad())
         if self.protocol.set_status_fields(fields) and self.loop is not None:
             self._send_status()
+
+    # ------------------------------------------------------------------ Heartbeat peer
+
+    def _make_hb_peer(self) -> HeartbeatPeer | None:
+        """Heartbeat v1's resource protocol is between two nodes: the other one."""
+        if len(self.cfg.ha.nodes) != 2:
+            return None
+        peer = next(n for n in self.cfg.ha.nodes if n != self.node)
+        return HeartbeatPeer(self.node, peer, {g.key: g.node for g in self.cfg.groups})
+
+    def _local_hold(self) -> LocalHold | None:
+        """What we hold, for a Heartbeat peer; None before the probe (nothing is known)."""
+        if self.engine is None or self.protocol is None or not self._probed:
+            return None
+        facts = self.engine.facts()
+        keys = tuple(i.key for i in self.engine.infos())
+        return LocalHold.of(facts.ad, facts.busy, keys, ready=self.protocol.comm_up)
+
+    def _hb_sync(self, decisions: list[Decision]) -> None:
+        """After each decision round: ask the Heartbeat peer to take what decide() hands it,
+        and tell it what we hold when that changed."""
+        hold = self._local_hold()
+        if self.hb_peer is None or self.engine is None or hold is None or self._stop.is_set():
+            return
+        now = self._now()
+        out: list[HbOutput] = []
+        handover = {self.engine.infos()[d.group].preferred for d in decisions
+                    if d.action is Action.HAND_OVER}
+        if handover:
+            rsc = RscSet.of(local=self.node in handover,
+                            foreign=any(n != self.node for n in handover))
+            out += self.hb_peer.ask_standby(rsc, now)
+        out += self.hb_peer.sync(hold, now)
+        self._hb_out(out, now)
+
+    def _hb_out(self, out: list[HbOutput], now: float) -> None:
+        assert self.protocol is not None
+        for o in out:
+            if isinstance(o, Send):
+                self._handle(self.protocol.send(o, now), now)
+            elif isinstance(o, Note):  # may quote the peer's fields: escaped, bounded
+                log.log(o.level, "%s", escape(o.text, 300))
+            elif self.engine is not None and isinstance(o, StandbyRequested):
+                self.engine.standby(o.rsc.value)
+            elif self.engine is not None and isinstance(o, StandbyCancelled):
+                self.engine.cancel_standby(o.rsc.value)
+
+    def _hb_react(self, ev: Output) -> None:
+        hb = self.hb_peer
+        if hb is None:
+            return
+        now = self._now()
+        if isinstance(ev, ClusterMessage):
+            self._hb_out(hb.receive(ev.node, ev.msg, now, self._local_hold()), now)
+        elif isinstance(ev, CommUp):
+            self._hb_out(hb.comm_up(), now)
+        elif isinstance(ev, NodeDied) and ev.node == hb.peer:
+            hb.peer_died()
+        elif (isinstance(ev, NodeReturned) and ev.node == hb.peer and ev.kind == "restart") or (
+                isinstance(ev, StatusChanged) and ev.node == hb.peer
+                and ev.old is NodeStatus.DEAD):
+            hb.peer_restarted()
 
     async def _leave(self) -> None:
         assert self.protocol is not None
@@ -596,6 +684,7 @@ class Daemon:
             self.notifier.ready(f"up: comm up on {self.node}")
         elif isinstance(ev, NodeDied) and ev.reason != "shutdown" and self.engine is not None:
             log.info("Resources being acquired from %s.", ev.node)
+        self._hb_react(ev)
 
     # ------------------------------------------------------------------ reload
 
@@ -736,6 +825,9 @@ class Daemon:
                 keys = (self.engine.standby if cmd == "standby" else self.engine.takeover)(which)
             except ValueError as e:
                 return {"ok": False, "error": str(e)}
+            if cmd == "takeover" and self.hb_peer is not None:
+                # A Heartbeat node gives a group only by going standby: ask it to.
+                self._hb_out(self.hb_peer.takeover(TakeoverArg(which)), self._now())
             return {"ok": True, "groups": keys}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 

@@ -60,6 +60,9 @@ class Action(enum.Enum):
     END_STANDBY = "end_standby"  # the standby request for the group is done: drop it
     END_TAKEOVER = "end_takeover"  # the takeover request for the group is done: drop it
     CAMPAIGN = "campaign"  # nonstop_etcd: ask etcd for the group's lease, start nothing yet
+    # Ask a Heartbeat peer to take the group (standby exchange, ``ask_resources ... me``);
+    # the group is released once it agrees.
+    HAND_OVER = "hand_over"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class Decision:
     conflict: bool = False  # with RELEASE: another node holds it too (drop the address first)
     # The highest epoch seen for the group, for this node to remember (0: nothing to note).
     seen_epoch: int = 0
+    # With WAIT and HAND_OVER: the peers whose word or action the decision waits for (the
+    # engine warns once when such a wait outlasts deadtime).
+    waiting_on: frozenset[str] = frozenset()
 
 
 _NONE_AD = GroupAd(GroupState.NONE, 0)
@@ -177,7 +183,7 @@ def _not_yet(view: ClusterView, info: GroupInfo) -> Decision | None:
         return Decision(
             g, Action.WAIT,
             f"not deciding group {key} until {', '.join(sorted(view.unannounced))} sends its "
-            "first status (heard, holdings unknown)",
+            "first status (heard, holdings unknown)", waiting_on=view.unannounced,
         )
     return None
 
@@ -202,6 +208,16 @@ def _rival_claim(view: ClusterView, info: GroupInfo, rivals: list[str]) -> Decis
     )
 
 
+def _release_to(view: ClusterView, info: GroupInfo, taker: str, d: Decision) -> Decision:
+    """A release towards a Heartbeat peer is its standby exchange: ask it first, stop the
+    group once it agreed (it never takes a live node's group otherwise)."""
+    if taker not in view.heartbeat_peers or info.index in view.handover_agreed:
+        return d
+    return Decision(info.index, Action.HAND_OVER,
+                    f"{d.reason}: asking Heartbeat node {taker} to take it (standby exchange)",
+                    waiting_on=frozenset({taker}))
+
+
 def _held(view: ClusterView, info: GroupInfo) -> Decision:
     """We hold the group: keep it, or hand it over, or settle a double claim."""
     g, me, key = info.index, view.local, info.key
@@ -212,7 +228,8 @@ def _held(view: ClusterView, info: GroupInfo) -> Decision:
     if _declines(view, me, g):
         takers = [n for n in peers if _available(view, n, g) and not _declines(view, n, g)]
         if takers:
-            return Decision(g, Action.RELEASE, f"standby: handing group {key} over to {takers[0]}")
+            return _release_to(view, info, takers[0], Decision(
+                g, Action.RELEASE, f"standby: handing group {key} over to {takers[0]}"))
         return Decision(g, Action.WAIT,
                         f"standby requested for group {key} but no other node can take it")
     for n in peers:
@@ -228,11 +245,11 @@ def _held(view: ClusterView, info: GroupInfo) -> Decision:
         and not _declines(view, p, g)
         and _ad(view, p, g).state is GroupState.NONE
     ):
-        return Decision(
+        return _release_to(view, info, p, Decision(
             g, Action.RELEASE,
             f"auto_failback {view.auto_failback.value}: handing group {key} back to its "
             f"preferred node {p}",
-        )
+        ))
     return Decision(g, Action.WAIT, f"holding group {key}")
 
 
@@ -286,7 +303,7 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
             return Decision(
                 g, Action.WAIT,
                 f"{h} failed to stop group {key} and may still hold it: not taking over while "
-                f"{h} is alive",
+                f"{h} is alive", waiting_on=frozenset({h}),
             )
         return Decision(g, Action.WAIT, f"group {key} is held by {h}")
     starting = [n for n in peers if n not in view.active]
@@ -296,12 +313,15 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         return Decision(
             g, Action.WAIT,
             f"not deciding group {key} until {', '.join(starting)} is active",
+            waiting_on=frozenset(starting),
         )
     unknown = [n for n in peers if view.ads.get(n) is None]
     if unknown:
         return Decision(
             g, Action.WAIT,
-            f"not deciding group {key} until {', '.join(unknown)} says what it holds",
+            f"not deciding group {key} until {', '.join(unknown)} says what it holds (a "
+            "nonstop node says it in its heartbeats, a Heartbeat node only in answer to our "
+            "'starting')", waiting_on=frozenset(unknown),
         )
     who, why = owner(view, info)
     if who == me:
@@ -312,7 +332,8 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         )
     if who is None:
         return Decision(g, Action.WAIT, f"group {key} stays down: {why}")
-    return Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}")
+    return Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}",
+                    waiting_on=frozenset({who}))
 
 
 _NO_LEASE = LeaseState(None, known=False, mine=False)

@@ -66,6 +66,9 @@ class GroupRuntime:
     # script has no status action): their status says nothing, so they are not monitored.
     unmonitored: set[int] = field(default_factory=set)
     retry_at: float = 0.0
+    # A decision that waits on peers: its reason, since when, and whether it was warned about.
+    waiting: tuple[str, frozenset[str], float] | None = None
+    wait_warned: bool = False
 
     @property
     def busy(self) -> bool:
@@ -227,12 +230,31 @@ class FailoverEngine:
                 level = logging.DEBUG if d.action is Action.WAIT else logging.INFO
                 log.log(level, "decision: %s", d.reason)
             rt.last_reason, rt.last_action = d.reason, d.action
+            self._note_wait(rt, d)
             if d.seen_epoch > self.seen_epochs.get(d.group, 0):
                 self.seen_epochs[d.group] = d.seen_epoch
                 raised = True
             self._execute(rt, d)
         if raised:
             self._save()
+
+    def _note_wait(self, rt: GroupRuntime, d: Decision) -> None:
+        """A wait on peers that outlasts deadtime is said once at warning level: the same
+        reason for that long means the peer is not doing what we wait for."""
+        if d.action in (Action.END_STANDBY, Action.END_TAKEOVER):
+            return  # one-shot notes before the group's own decision
+        if not d.waiting_on:
+            rt.waiting, rt.wait_warned = None, False
+            return
+        now = self.clock()
+        if rt.waiting is None or rt.waiting[0] != d.reason:
+            rt.waiting, rt.wait_warned = (d.reason, d.waiting_on, now), False
+            return
+        waited = now - rt.waiting[2]
+        if not rt.wait_warned and waited * 1000 > self.cfg.ha.deadtime_ms:
+            rt.wait_warned = True
+            log.warning("group %s has waited %.0f s for %s: %s", rt.group.key, waited,
+                        ", ".join(sorted(d.waiting_on)), d.reason)
 
     def _execute(self, rt: GroupRuntime, d: Decision) -> None:
         i = rt.info.index
@@ -463,6 +485,12 @@ class FailoverEngine:
         self.on_change()
         return [self.groups[i].group.key for i in sorted(sel)]
 
+    def cancel_standby(self, which: str) -> None:
+        """The standby of the selected groups could not be done (a Heartbeat peer did not
+        agree in time): they stay here, as Heartbeat cancels its standby request."""
+        self.declines -= self._select(which)
+        self.on_change()
+
     def takeover(self, which: str) -> list[str]:
         """``nonstop takeover``: ask for the selected groups (mirror of standby)."""
         sel = self._select(which)
@@ -507,6 +535,10 @@ class FailoverEngine:
                 "epoch": rt.epoch,
                 "action": rt.last_action.value if rt.last_action else None,
                 "reason": rt.last_reason,
+                "waiting": None if rt.waiting is None else {
+                    "on": sorted(rt.waiting[1]),
+                    "since_s": round(self.clock() - rt.waiting[2], 3),
+                },
                 "resources": [
                     {"resource": a.describe(), "state": s}
                     for a, s in zip(rt.agents, rt.resource_states, strict=True)

@@ -76,6 +76,11 @@ class ClusterView:
     # With nonstop_etcd: peers heard so recently that they cannot have declared this node
     # dead yet (see build_view's ``fresh_ms``), so none of them can be taking a group over.
     heard: frozenset[str] = frozenset()
+    # Peers that speak Heartbeat's resource protocol (a real Heartbeat node): a group goes
+    # to one only through its standby exchange, never by a silent stop.
+    heartbeat_peers: frozenset[str] = frozenset()
+    # Groups a Heartbeat peer agreed to take from us (its ``other``): they may be stopped.
+    handover_agreed: frozenset[int] = frozenset()
 
 
 _ALIVE = (NodeStatus.UP, NodeStatus.ACTIVE)
@@ -93,6 +98,8 @@ def build_view(
     leaving: bool,
     lease: Mapping[int, LeaseState] | None = None,
     fresh_ms: int = 0,
+    heartbeat_ads: Mapping[str, NodeAd | None] | None = None,
+    handover_agreed: frozenset[int] = frozenset(),
 ) -> ClusterView:
     """The snapshot of one instant, from membership's view and this node's own facts.
 
@@ -100,13 +107,23 @@ def build_view(
     The daemon passes deadtime - keepalive - the lease margin: in a clean cut a peer stopped
     hearing us at most one keepalive before we stopped hearing it, so it declares us dead no
     sooner than deadtime - keepalive after our last news of it; a holder that needs its peers
-    heard steps down a margin before that."""
+    heard steps down a margin before that.
+
+    ``heartbeat_ads``: the ads of peers that speak Heartbeat's resource protocol, made from
+    their resource messages (``hbpeer.ad_from_heartbeat``); used for a peer whose status
+    carries no failover fields."""
     alive = frozenset(n.name for n in members.nodes if n.status in _ALIVE)
-    ads: dict[str, NodeAd | None] = {
-        n.name: here.ad if n.local else decode_ad(n.fields)
-        for n in members.nodes
-        if n.name in alive
-    }
+    hb = heartbeat_ads or {}
+    ads: dict[str, NodeAd | None] = {}
+    hb_peers: set[str] = set()
+    for n in members.nodes:
+        if n.name not in alive:
+            continue
+        ad = here.ad if n.local else decode_ad(n.fields)
+        if ad is None and n.name in hb:
+            ad = hb[n.name]
+            hb_peers.add(n.name)
+        ads[n.name] = ad
     # Any packet brings comm up (Heartbeat's rule), but a peer whose first status has not
     # arrived is alive with unknown holdings, not dead (seen in nonstop demo: a rebooted
     # node took the group back from the node finishing its takeover).
@@ -134,6 +151,8 @@ def build_view(
             if not n.local and n.name in alive and n.last_heard_ago_ms is not None
             and n.last_heard_ago_ms <= fresh_ms
         ),
+        heartbeat_peers=frozenset(hb_peers),
+        handover_agreed=handover_agreed,
     )
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
 
 from nonstop.heartbeat.codec import BAD_FIELD, BadPacket, FieldError, Message, Value
+from nonstop.heartbeat.events import Msg
 
 # Message types (the ``t`` field) this module reads and writes.
 T_STARTING = "starting"
@@ -210,7 +211,7 @@ def _bad(kind: str, detail: str) -> BadPacket:
     return BadPacket(BAD_FIELD, f"{kind}: {detail}")
 
 
-def _required(msg: Message, kind: str, name: str) -> str:
+def _required(msg: Msg, kind: str, name: str) -> str:
     value = msg.get(name)
     if value is None:
         raise _bad(kind, f"no {name} field")
@@ -228,7 +229,7 @@ def _choice(enum_type: type[_E], kind: str, name: str, value: str) -> _E:
                          f"{', '.join(str(m.value) for m in enum_type)}") from None
 
 
-def _rsc(msg: Message, kind: str, *, default: RscSet | None = None) -> RscSet:
+def _rsc(msg: Msg, kind: str, *, default: RscSet | None = None) -> RscSet:
     value = msg.get("rsc_hold")
     if value is None:
         if default is None:
@@ -245,7 +246,7 @@ def _yes_no(kind: str, name: str, value: str, yes: str, no: str) -> bool:
     raise _bad(kind, f"{name}={value[:40]!r} is neither {yes!r} nor {no!r}")
 
 
-def _parse_resource(src: str, msg: Message) -> ResourcesHeld:
+def _parse_resource(src: str, msg: Msg) -> ResourcesHeld:
     held = _rsc(msg, T_RESOURCE)
     rtype = msg.get("rtype")
     if rtype not in (None, "full"):
@@ -256,7 +257,7 @@ def _parse_resource(src: str, msg: Message) -> ResourcesHeld:
     return ResourcesHeld(src, held, full=rtype == "full", stable=stable, info=msg.get("info"))
 
 
-def _parse_ask(src: str, msg: Message) -> AskResources:
+def _parse_ask(src: str, msg: Msg) -> AskResources:
     # Heartbeat reads a missing rsc_hold as "all"; a missing info makes it drop the message.
     rsc = _rsc(msg, T_ASK_RESOURCES, default=RscSet.ALL)
     phase = _choice(StandbyPhase, T_ASK_RESOURCES, "info",
@@ -264,17 +265,17 @@ def _parse_ask(src: str, msg: Message) -> AskResources:
     return AskResources(src, rsc, phase)
 
 
-def _parse_takeover(src: str, msg: Message) -> HbTakeover:
+def _parse_takeover(src: str, msg: Msg) -> HbTakeover:
     rsc = _required(msg, T_HB_TAKEOVER, "rsc_hold")
     return HbTakeover(src, _choice(TakeoverArg, T_HB_TAKEOVER, "rsc_hold", rsc))
 
 
-def _parse_stonith(src: str, msg: Message) -> Stonith:
+def _parse_stonith(src: str, msg: Msg) -> Stonith:
     result = _choice(StonithResult, T_STONITH, "result", _required(msg, T_STONITH, "result"))
     return Stonith(src, _required(msg, T_STONITH, "node"), result)
 
 
-def _parse_ip_resp(src: str, msg: Message) -> IpRequestResp:
+def _parse_ip_resp(src: str, msg: Msg) -> IpRequestResp:
     kind = T_IP_REQUEST_RESP
     we_own = _yes_no(kind, "weown", _required(msg, kind, "weown"), "yes", "no")
     ok = _required(msg, kind, "ok")
@@ -284,7 +285,7 @@ def _parse_ip_resp(src: str, msg: Message) -> IpRequestResp:
                          we_own)
 
 
-def parse(msg: Message) -> ResourceEvent | None:
+def parse(msg: Msg) -> ResourceEvent | None:
     """The resource event ``msg`` carries; None if it is not a resource message.
 
     ``msg`` is an authenticated message as decoded (control fields included). Raises

@@ -70,6 +70,10 @@ class _Peer:
     last_status_at: float | None = None
     any_packet: bool = False
     generation: int | None = None
+    # The generation it had when declared dead: only a status of that very generation is a
+    # node back from a partition (``generation`` follows any packet, a restart's first
+    # packet may be a reqnodes or an ack).
+    dead_generation: int | None = None
     last_seq: int | None = None
     missing: set[int] = field(default_factory=set)  # seqs skipped and not (yet) arrived
     advertised_dt_ms: int | None = None
@@ -257,6 +261,7 @@ class Membership:
         events = self._set_remote(p, NodeStatus.DEAD)
         events.insert(0, NodeDied(p.name, reason, silence_ms, limit))
         p.left = reason == "shutdown"
+        p.dead_generation = p.generation
         # Unlike Heartbeat, the last sequence number outlives the death (as the generation
         # does): a captured packet of the dead node is then still a replay (issue 9), while
         # the node itself, back from a partition, has counted on and is accepted.
@@ -395,8 +400,10 @@ class Membership:
             self.count("lost", gap)
             # Never ask a dead node (back from a partition) for what we missed while it was
             # away (Heartbeat 3.0.5: "do not request retransmission of lost messages from
-            # dead members").
-            if gap > MAX_SEQ_GAP or p.status is NodeStatus.DEAD:
+            # dead members"), nor ask for what it sent while we were down: our first packet
+            # of it since our restart follows the number recorded before (replay state), and
+            # Heartbeat answered the request with "Cannot rexmit pkt ...: seqno too low".
+            if gap > MAX_SEQ_GAP or p.status is NodeStatus.DEAD or not p.any_packet:
                 p.missing.clear()
             else:
                 p.missing.update(range(p.last_seq + 1, seq))
@@ -421,7 +428,7 @@ class Membership:
         p.protocol = m.msg.get("protocol")
         # A healed partition is a node we had heard, declared dead, and that comes back with
         # the generation we know; a node first heard after initdead merely started late.
-        if p.status is NodeStatus.DEAD and not p.left and m.known_gen == m.gen:
+        if p.status is NodeStatus.DEAD and not p.left and m.gen == p.dead_generation:
             events.append(NodeReturned(p.name, "partition"))
         if p.heard_status:
             interval = round((now - p.ref_time) * 1000)

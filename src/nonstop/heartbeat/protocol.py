@@ -146,6 +146,12 @@ class HeartbeatProtocol:
         (they changed, after the first time)."""
         return self.membership.set_status_fields(fields)
 
+    def send(self, ev: Send, now: float) -> list[Output]:
+        """A higher layer's message (Heartbeat's resource messages), numbered and signed."""
+        if self.local_status is NodeStatus.DEAD:
+            return []
+        return self._send(ev, now)
+
     def send_status(self, now: float) -> list[Output]:
         """A status message at once, besides the keepalive ones."""
         return self._send(self.membership.status_message(), now)

@@ -68,3 +68,42 @@ def test_heartbeats_after_a_shutdown_notice_do_not_revive_the_node() -> None:
     ev = m.receive(Peer(gen=8).status("up"), "eth0", 6.0)
     assert StatusChanged("vpbx1-2", NodeStatus.DEAD, NodeStatus.UP) in ev
     assert not of(ev, NodeReturned)
+
+
+def _dead_after_crash() -> tuple[Membership, Peer]:
+    m = started()
+    p = Peer()
+    m.receive(p.status(), "eth0", 0.1)
+    m.tick(2.1)
+    assert m.view(2.1).node("vpbx1-2").status is NodeStatus.DEAD
+    return m, p
+
+
+def test_a_restart_first_seen_on_a_status_is_a_restart_not_a_partition() -> None:
+    m, _ = _dead_after_crash()
+    reborn = Peer(gen=8)
+    ev = m.receive(reborn.status("up"), "eth0", 9.0)
+    assert of(ev, NodeReturned) == [NodeReturned("vpbx1-2", "restart")]
+    ev = m.receive(reborn.status("active"), "eth0", 9.2)
+    assert not of(ev, NodeReturned)
+
+
+def test_a_restart_first_seen_on_another_packet_is_a_restart_not_a_partition() -> None:
+    # Issue 13: Heartbeat's restarted node sent a non-status packet first; its generation was
+    # taken from that packet, and the next status (same generation as "known") was reported
+    # as a healed partition in the same millisecond as the restart.
+    m, _ = _dead_after_crash()
+    reborn = Peer(gen=8)
+    ev = m.receive(reborn.msg(("t", "reqnodes"), ("dest", "vpbx1-1")), "eth0", 9.0)
+    assert of(ev, NodeReturned) == [NodeReturned("vpbx1-2", "restart")]
+    ev = m.receive(reborn.status("up"), "eth0", 9.01)
+    assert not of(ev, NodeReturned)
+    assert StatusChanged("vpbx1-2", NodeStatus.DEAD, NodeStatus.UP) in ev
+
+
+def test_a_partition_first_seen_on_another_packet_is_still_a_partition() -> None:
+    m, p = _dead_after_crash()
+    m.receive(p.msg(("t", "NS_ackmsg"), ("dest", "vpbx1-1"), ("ackseq", "1"), seq=False),
+              "eth0", 9.0)
+    ev = m.receive(p.status(), "eth0", 9.01)
+    assert of(ev, NodeReturned) == [NodeReturned("vpbx1-2", "partition")]

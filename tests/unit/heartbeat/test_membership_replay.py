@@ -88,3 +88,19 @@ def test_without_recorded_state_an_old_packet_is_taken_as_heartbeat_does() -> No
     old = p.status()
     ev = started().receive(old, "eth0", 0.1)
     assert StatusChanged("vpbx1-2", NodeStatus.INIT, NodeStatus.ACTIVE) in ev
+
+
+def test_what_the_peer_sent_while_we_were_down_is_not_asked_for() -> None:
+    # Issue 13: nonstop restarted after a crash next to a live Heartbeat, whose numbers had
+    # moved on from the recorded ones; asking for them made Heartbeat log "Cannot rexmit pkt
+    # ...: seqno too low" five times.
+    after = started(known={"vpbx1-2": (7, 10)})
+    p = Peer()
+    p.seq = 40
+    ev = after.receive(p.status(), "eth0", 0.1)
+    assert StatusChanged("vpbx1-2", NodeStatus.INIT, NodeStatus.ACTIVE) in ev
+    assert not of(ev, RexmitWanted)
+    assert after.missing("vpbx1-2") == frozenset()
+    p.seq += 1  # a gap once we hear it is a loss, asked for
+    ev = after.receive(p.status(), "eth0", 0.3)
+    assert of(ev, RexmitWanted) == [RexmitWanted("vpbx1-2", 42, 42)]
