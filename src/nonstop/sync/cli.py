@@ -28,6 +28,7 @@ from click.core import ParameterSource
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, load_csync2
 from nonstop.config.errors import ConfigError
 from nonstop.sync import quickcli
+from nonstop.sync.context import Out
 from nonstop.sync.node import Node, Options, Scope, SyncError, SyncServer
 from nonstop.sync.patterns import PathMap
 from nonstop.sync.quickcli import (
@@ -224,131 +225,85 @@ def _usage(msg: str | None = None) -> int:
     return 1
 
 
-def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: bool,
-          do_force: bool, do_mark: bool, do_hint: bool, list_hints: bool, list_files: bool,
-          list_pair: bool, recursive: bool, compare: int, list_dirty: bool, remove_stale: bool,
-          serve: int, init_run: bool, force_new: bool, removals: bool, straight: bool,
-          groups: str | None, peers: str | None, dry_run: bool, no_big_tx: bool,
-          use_syslog: bool, keyfile: str | None, verbose: int, node: str | None, port: int,
-          cfgname: str | None, database: str | None, config: str | None, state_dir: str,
-          db_path: str | None, root: str, peer_address: tuple[str, ...], listen: str | None,
-          compare_mode: bool, outfd: int | None, paths: tuple[str, ...], clock: _Timestamps,
-          timestamps: bool, tsfile: str | None, **refusable: object) -> int:
-    if keyfile is not None:
-        try:
-            make_key(keyfile)
-        except OSError as e:
-            click.echo(f"Can't create key file: {e.strerror}", err=True)
-            return 1
-        return 0
-    lock = os.path.join(system_dir(), "csync2.lock")
-    if os.path.exists(lock):
-        click.echo(f"Found {lock}")
-        return 1
-    for name, value in refusable.items():
-        if value:
-            click.echo(f"nonstop sync: {REFUSED[name]}", err=True)
-            return 1
-    if outfd is not None:
-        try:
-            os.write(outfd, b"")
-        except OSError as e:
-            click.echo(f"Invalid dump_dir_fd {outfd}: {e.strerror}", err=True)
-            return 1
-    modes = {"x": check_update, "cu": do_check or do_update, "f": do_force, "m": do_mark,
-             "o": compare_mode, "h": do_hint, "H": list_hints, "L": list_files, "S": list_pair,
-             "T": compare, "M": list_dirty, "R": remove_stale, "i": serve}
-    chosen = sum(bool(m) for m in modes.values())
-    force_then_sync = do_force and (check_update or do_check or do_update)
-    if chosen == 0 or (chosen > 1 and not force_then_sync) or serve > 3 or compare > 2:
-        return _usage()
-    if paths and not (check_update or do_check or do_update or do_force or do_mark or do_hint
-                      or list_pair or compare or compare_mode):
-        return _usage()
-    if (compare and len(paths) > 3) or (list_pair and len(paths) != 2):
-        return _usage()
-    if (do_force or do_mark or do_hint) and not paths:
-        # csync2 does nothing and exits 0 (a script's empty file list is not an error)
-        flag = "f" if do_force else "m" if do_mark else "h"
-        click.echo(f"nonstop sync -{flag}: no files given, nothing to do", err=True)
-        return 0
-    if compare > 1:
-        click.echo("nonstop sync: -TT (diffs of the peer's files) is not implemented: nonstop's "
-                   "protocol has no read-only file request yet; -T lists the files that differ",
-                   err=True)
-        return 1
-    if do_hint:
-        return 0  # -c without paths checks every include: a hint would change nothing
-    if list_hints:
-        return 2
+@dataclasses.dataclass
+class _Args:
+    """The command line, as click parsed it (csync2's flags by their meaning)."""
 
-    if use_syslog:
+    check_update: bool
+    do_check: bool
+    do_update: bool
+    do_force: bool
+    do_mark: bool
+    do_hint: bool
+    list_hints: bool
+    list_files: bool
+    list_pair: bool
+    recursive: bool
+    compare: int
+    list_dirty: bool
+    remove_stale: bool
+    serve: int
+    init_run: bool
+    force_new: bool
+    removals: bool
+    straight: bool
+    groups: str | None
+    peers: str | None
+    dry_run: bool
+    no_big_tx: bool
+    use_syslog: bool
+    keyfile: str | None
+    verbose: int
+    node: str | None
+    port: int
+    cfgname: str | None
+    database: str | None
+    config: str | None
+    state_dir: str
+    db_path: str | None
+    root: str
+    peer_address: tuple[str, ...]
+    listen: str | None
+    compare_mode: bool
+    outfd: int | None
+    paths: tuple[str, ...]
+    timestamps: bool
+    tsfile: str | None
+    refusable: dict[str, object] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kw: dict[str, Any]) -> _Args:
+        known = {f.name for f in dataclasses.fields(cls)} - {"refusable"}
+        return cls(**{k: v for k, v in kw.items() if k in known},
+                   refusable={k: v for k, v in kw.items() if k not in known})
+
+
+def _main(ctx: click.Context, *, clock: _Timestamps, **kw: Any) -> int:
+    a = _Args.of(kw)
+    for step in (_side_modes, _check_modes):
+        code = step(a)
+        if code is not None:
+            return code
+    if a.use_syslog:
         syslog.openlog("nonstop-sync", syslog.LOG_PID, syslog.LOG_LOCAL0)
-
-    def out(level: int, msg: str) -> None:
-        if level <= verbose:
-            if use_syslog:
-                syslog.syslog(syslog.LOG_WARNING if level <= 0 else syslog.LOG_INFO, msg)
-            else:
-                click.echo(clock.prefix() + msg, err=True)
-
-    me = this_node(node)
-    if listen is None:
+    me = this_node(a.node)
+    if a.listen is None:
         by_flag = ctx.get_parameter_source("node") == ParameterSource.COMMANDLINE
-        listen = node if node and serve and by_flag else "0.0.0.0"
+        a.listen = a.node if a.node and a.serve and by_flag else "0.0.0.0"
     try:
-        cfg_file = config_path(config, cfgname, system_dir())
-        db_file = db_path_for(db_path, database, state_dir, me, cfgname)
+        cfg_file = config_path(a.config, a.cfgname, system_dir())
+        db_file = db_path_for(a.db_path, a.database, a.state_dir, me, a.cfgname)
     except CommandLineError as e:
         click.echo(str(e), err=True)
         return 1
-    if list_dirty:
-        _addresses(peer_address)  # checked as in every other mode
-        return quickcli.list_dirty(cfg_file, db_file, me, groups)
+    if a.list_dirty:
+        _addresses(a.peer_address)  # checked as in every other mode
+        return quickcli.list_dirty(cfg_file, db_file, me, a.groups)
+    n = _open_node(a, cfg_file, db_file, me, _output(a, clock))
+    if isinstance(n, int):
+        return n
     try:
-        cfg = _only_groups(load_csync2(cfg_file), groups, remove_stale)
-        n = Node(Options(cfg, me, state_dir, db_file, root, port, _addresses(peer_address),
-                         listen, refused_retry=REFUSED_RETRY), out)
-    except ConfigError as e:
-        click.echo(f"Config error: {e}", err=True)
-        return 1
-    except SyncError as e:
-        click.echo(f"ERROR: {e}", err=True)
-        return 1
-    except OSError as e:  # the database cannot be opened (csync2 -D DIR must exist)
-        click.echo(f"Can't open database {db_file}: {e.strerror or e}", err=True)
-        return 1
-    names = PathMap(root, cfg.prefixes, me)
-    try:
-        if compare:
-            return _compare(n, paths, recursive, names, init_run, removals, straight)
-        if list_pair:
-            if paths[0].lower() != me:
-                click.echo(f"nonstop sync -S: this node is {me}, not {paths[0]}", err=True)
-                return 1
-            lines = n.file_lines(paths[1].lower())
-            for line in lines:
-                click.echo(line)
-            return 0 if lines else 2
-        only = None if peers is None else [p.lower() for p in peers.split(",") if p]
-        if compare_mode:
-            for name in n.compare_mode_names(scopes_for(paths, recursive, names) or [], only):
-                click.echo(name)
-            return 0
-        scopes = scopes_for(paths, recursive or not paths, names)
-        if outfd is not None and (check_update or do_check):
-            code = _run(n, scopes, False, True, False, do_force, False, False, False, 0,
-                        verbose, init_run, force_new, only, False)
-            data = b"".join(os.fsencode(d) + b"\0" for d in n.relevant_dirs(scopes))
-            with contextlib.suppress(OSError):
-                while data:
-                    data = data[os.write(outfd, data):]
-            if code or not (check_update or do_update):
-                return code
-            do_check = check_update = do_force = False
-            do_update = True
-        return _run(n, scopes, check_update, do_check, do_update, do_force, do_mark, list_files,
-                    remove_stale, serve, verbose, init_run, force_new, only, dry_run)
+        return _dispatch(n, a, PathMap(a.root, n.opts.config.prefixes, me))
     except ConfigError as e:
         click.echo(f"Config error: {e}", err=True)
         return 1
@@ -357,6 +312,123 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
         return 1
     finally:
         n.close()
+
+
+def _side_modes(a: _Args) -> int | None:
+    """What ends the command before any mode runs: ``-k``, csync2's lock file, a refused
+    flag, an unusable ``-W`` descriptor."""
+    if a.keyfile is not None:
+        try:
+            make_key(a.keyfile)
+        except OSError as e:
+            click.echo(f"Can't create key file: {e.strerror}", err=True)
+            return 1
+        return 0
+    lock = os.path.join(system_dir(), "csync2.lock")
+    if os.path.exists(lock):
+        click.echo(f"Found {lock}")
+        return 1
+    for name, value in a.refusable.items():
+        if value:
+            click.echo(f"nonstop sync: {REFUSED[name]}", err=True)
+            return 1
+    if a.outfd is not None:
+        try:
+            os.write(a.outfd, b"")
+        except OSError as e:
+            click.echo(f"Invalid dump_dir_fd {a.outfd}: {e.strerror}", err=True)
+            return 1
+    return None
+
+
+def _check_modes(a: _Args) -> int | None:
+    """csync2's rules for which modes go together and take paths (usage and exit code)."""
+    modes = {"x": a.check_update, "cu": a.do_check or a.do_update, "f": a.do_force,
+             "m": a.do_mark, "o": a.compare_mode, "h": a.do_hint, "H": a.list_hints,
+             "L": a.list_files, "S": a.list_pair, "T": a.compare, "M": a.list_dirty,
+             "R": a.remove_stale, "i": a.serve}
+    chosen = sum(bool(m) for m in modes.values())
+    force_then_sync = a.do_force and (a.check_update or a.do_check or a.do_update)
+    takes_paths = (a.check_update or a.do_check or a.do_update or a.do_force or a.do_mark
+                   or a.do_hint or a.list_pair or a.compare or a.compare_mode)
+    if (chosen == 0 or (chosen > 1 and not force_then_sync) or a.serve > 3 or a.compare > 2
+            or (a.paths and not takes_paths)
+            or (a.compare and len(a.paths) > 3) or (a.list_pair and len(a.paths) != 2)):
+        return _usage()
+    if (a.do_force or a.do_mark or a.do_hint) and not a.paths:
+        # csync2 does nothing and exits 0 (a script's empty file list is not an error)
+        flag = "f" if a.do_force else "m" if a.do_mark else "h"
+        click.echo(f"nonstop sync -{flag}: no files given, nothing to do", err=True)
+        return 0
+    if a.compare > 1:
+        click.echo("nonstop sync: -TT (diffs of the peer's files) is not implemented: nonstop's "
+                   "protocol has no read-only file request yet; -T lists the files that differ",
+                   err=True)
+        return 1
+    if a.do_hint:
+        return 0  # -c without paths checks every include: a hint would change nothing
+    if a.list_hints:
+        return 2
+    return None
+
+
+def _output(a: _Args, clock: _Timestamps) -> Out:
+    def out(level: int, msg: str) -> None:
+        if level <= a.verbose:
+            if a.use_syslog:
+                syslog.syslog(syslog.LOG_WARNING if level <= 0 else syslog.LOG_INFO, msg)
+            else:
+                click.echo(clock.prefix() + msg, err=True)
+    return out
+
+
+def _open_node(a: _Args, cfg_file: str, db_file: str, me: str, out: Out) -> Node | int:
+    """The sync engine on the configuration and database, or the exit code of why not."""
+    try:
+        cfg = _only_groups(load_csync2(cfg_file), a.groups, a.remove_stale)
+        return Node(Options(cfg, me, a.state_dir, db_file, a.root, a.port,
+                            _addresses(a.peer_address), a.listen or "0.0.0.0",
+                            refused_retry=REFUSED_RETRY), out)
+    except ConfigError as e:
+        click.echo(f"Config error: {e}", err=True)
+    except SyncError as e:
+        click.echo(f"ERROR: {e}", err=True)
+    except OSError as e:  # the database cannot be opened (csync2 -D DIR must exist)
+        click.echo(f"Can't open database {db_file}: {e.strerror or e}", err=True)
+    return 1
+
+
+def _dispatch(n: Node, a: _Args, names: PathMap) -> int:
+    if a.compare:
+        return _compare(n, a.paths, a.recursive, names, a.init_run, a.removals, a.straight)
+    if a.list_pair:
+        if a.paths[0].lower() != n.me:
+            click.echo(f"nonstop sync -S: this node is {n.me}, not {a.paths[0]}", err=True)
+            return 1
+        lines = n.file_lines(a.paths[1].lower())
+        for line in lines:
+            click.echo(line)
+        return 0 if lines else 2
+    only = None if a.peers is None else [p.lower() for p in a.peers.split(",") if p]
+    if a.compare_mode:
+        for name in n.compare_mode_names(scopes_for(a.paths, a.recursive, names) or [], only):
+            click.echo(name)
+        return 0
+    scopes = scopes_for(a.paths, a.recursive or not a.paths, names)
+    if a.outfd is not None and (a.check_update or a.do_check):
+        check_only = dataclasses.replace(a, check_update=False, do_check=True, do_update=False,
+                                         do_mark=False, list_files=False, remove_stale=False,
+                                         serve=0, dry_run=False)
+        code = _run(n, scopes, check_only, only)
+        data = b"".join(os.fsencode(d) + b"\0" for d in n.relevant_dirs(scopes))
+        with contextlib.suppress(OSError):
+            while data:
+                data = data[os.write(a.outfd, data):]
+        if code or not (a.check_update or a.do_update):
+            return code
+        a = dataclasses.replace(a, do_check=False, check_update=False, do_force=False,
+                                do_update=True)
+    return _run(n, scopes, a, only)
 
 
 def _only_groups(cfg: Csync2Config, groups: str | None, remove_stale: bool) -> Csync2Config:
@@ -394,49 +466,49 @@ def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap,
     return 1 if problems else (0 if lines else 2)
 
 
-def _run(
-    n: Node, scopes: list[Scope] | None, check_update: bool, do_check: bool, do_update: bool,
-    do_force: bool, do_mark: bool, list_files: bool, remove_stale: bool,
-    serve: int, verbose: int, init_run: bool, force_new: bool, only: list[str] | None,
-    dry_run: bool,
-) -> int:
-    if list_files:
+def _run(n: Node, scopes: list[Scope] | None, a: _Args, only: list[str] | None) -> int:
+    if a.list_files:
         lines = n.file_lines()
         for line in lines:
             click.echo(line)
         return 0 if lines else 2
-    if remove_stale:
+    if a.remove_stale:
         for name in n.remove_stale():
-            if verbose:
+            if a.verbose:
                 click.echo(f"Removing {name} from the database.", err=True)
         return 0
-    if serve:
-        return asyncio.run(_serve(n, serve))
-    if do_mark:
+    if a.serve:
+        return asyncio.run(_serve(n, a.serve))
+    if a.do_mark:
         assert scopes is not None
         for name in n.mark(scopes):
             n.out(1, f"marked dirty: {name}")
         return 0
-    if do_force:
+    if a.do_force:
         assert scopes is not None
         n.force(scopes)
-        if not (check_update or do_update):
+        if not (a.check_update or a.do_update):
             return 0
-    if check_update or do_check:
-        if init_run:
+    return _check_and_update(n, scopes, a, only)
+
+
+def _check_and_update(n: Node, scopes: list[Scope] | None, a: _Args,
+                      only: list[str] | None) -> int:
+    if a.check_update or a.do_check:
+        if a.init_run:
             n.check_init(scopes)
         else:
-            n.check(scopes, force_new)
-    if (check_update or do_update) and dry_run:
+            n.check(scopes, a.force_new)
+    if not (a.check_update or a.do_update):
+        return 0
+    if a.dry_run:
         for line in n.dry_run_lines(scopes, only):
             click.echo(line)
         return 0
-    if check_update or do_update:
-        report = asyncio.run(n.update(scopes, only))
-        if report.problems:
-            click.echo(f"Finished with {len(report.problems)} errors.", err=True)
-        return report.exit_code
-    return 0
+    report = asyncio.run(n.update(scopes, only))
+    if report.problems:
+        click.echo(f"Finished with {len(report.problems)} errors.", err=True)
+    return report.exit_code
 
 
 def _stdin_socket() -> socket.socket | None:
