@@ -586,55 +586,61 @@ def render(runs: Sequence[SystemRun], *, command: str, seed: int, duration: floa
         row(CHAOS_TITLES[kind], cells)
     out.append("")
     for r in runs:
-        out += [f"## {r.name}", ""]
-        if r.failure:
-            out += ["**The run failed:**", "", "```", r.failure.strip()[:3000], "```", ""]
-        if r.sampler_errors:
-            out += [f"Sampler errors: {len(r.sampler_errors)}, first: {r.sampler_errors[0]}", ""]
-        if r.avail is not None:
-            out += [f"Run of {r.end - r.t0:.0f} s, {r.probe_count} SIP probes, "
-                    f"{len(r.samples)} samples of the VIP's holders; deadtime {r.deadtime:g} s; "
-                    f"{r.avail.counted_s:.0f} s counted outside detection windows, "
-                    f"{r.avail.unserved_s:.1f} s of it unserved (gaps over {T1_S} s).", ""]
-        out += ["### Faults injected", "",
-                "Holders: who had the VIP from the injection up to the next fault.", "",
-                "| # | at | fault | node | note | outage | holders |",
-                "|---|---|---|---|---|---|---|"]
-        seen: dict[ChaosKind, int] = {}
-        for i, item in enumerate(r.injected, 1):
-            k = seen.get(item.fault.kind, 0)
-            seen[item.fault.kind] = k + 1
-            values = r.outages.get(item.fault.kind, [])
-            outage = (f"{values[k][0]:.2f} s" + (" (none after)" if values[k][1] else "")
-                      if k < len(values) else "-")
-            until = r.injected[i].at if i < len(r.injected) else r.end
-            out.append(f"| {i} | {r.rel(item.at)} | {item.fault.describe()} | {item.node} | "
-                       f"{item.note or ''} | {outage} | {holder_story(r, item.at, until)} |")
-        out.append("")
-        if r.avail is not None and r.avail.gaps:
-            gaps = sorted(r.avail.gaps, key=lambda g: -g[2])[:10]
-            out += ["### Longest unserved gaps (seconds counted: outside detection windows)",
-                    ""]
-            by_time = {p.answered: p.node for p in r.answers}
-            out += [f"* {r.rel(a)} to {r.rel(b)}: {b - a:.2f} s, {counted:.2f} s counted; "
-                    f"answered before by {by_time.get(a) or '-'}, after by "
-                    f"{by_time.get(b) or '-'}; VIP: {holder_story(r, a, b)}"
-                    for a, b, counted in sorted(gaps)]
-            out.append("")
-        out += ["### Invariant violations", ""]
-        if not r.violations:
-            out += ["None.", ""]
-        for v in r.violations:
-            span = f"{r.rel(v.start)} to {r.rel(v.end)}" if v.end > v.start else r.rel(v.start)
-            out += [f"* **{v.invariant}**, {span}: {v.detail}", "", "  ```"]
-            out += [f"  {line}" for line in timeline(r, v)]
-            out += ["  ```", ""]
-        recoveries = [(t, e) for t, e in r.events if e.startswith("harness recovery (")]
-        if recoveries:
-            out += ["### Harness recoveries", ""]
-            out += [f"* {r.rel(t)}: {e}" for t, e in recoveries]
-            out.append("")
+        out += _render_system(r)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _render_system(r: SystemRun) -> list[str]:
+    out: list[str] = []
+    out += [f"## {r.name}", ""]
+    if r.failure:
+        out += ["**The run failed:**", "", "```", r.failure.strip()[:3000], "```", ""]
+    if r.sampler_errors:
+        out += [f"Sampler errors: {len(r.sampler_errors)}, first: {r.sampler_errors[0]}", ""]
+    if r.avail is not None:
+        out += [f"Run of {r.end - r.t0:.0f} s, {r.probe_count} SIP probes, "
+                f"{len(r.samples)} samples of the VIP's holders; deadtime {r.deadtime:g} s; "
+                f"{r.avail.counted_s:.0f} s counted outside detection windows, "
+                f"{r.avail.unserved_s:.1f} s of it unserved (gaps over {T1_S} s).", ""]
+    out += ["### Faults injected", "",
+            "Holders: who had the VIP from the injection up to the next fault.", "",
+            "| # | at | fault | node | note | outage | holders |",
+            "|---|---|---|---|---|---|---|"]
+    seen: dict[ChaosKind, int] = {}
+    for i, item in enumerate(r.injected, 1):
+        k = seen.get(item.fault.kind, 0)
+        seen[item.fault.kind] = k + 1
+        values = r.outages.get(item.fault.kind, [])
+        outage = (f"{values[k][0]:.2f} s" + (" (none after)" if values[k][1] else "")
+                  if k < len(values) else "-")
+        until = r.injected[i].at if i < len(r.injected) else r.end
+        out.append(f"| {i} | {r.rel(item.at)} | {item.fault.describe()} | {item.node} | "
+                   f"{item.note or ''} | {outage} | {holder_story(r, item.at, until)} |")
+    out.append("")
+    if r.avail is not None and r.avail.gaps:
+        gaps = sorted(r.avail.gaps, key=lambda g: -g[2])[:10]
+        out += ["### Longest unserved gaps (seconds counted: outside detection windows)",
+                ""]
+        by_time = {p.answered: p.node for p in r.answers}
+        out += [f"* {r.rel(a)} to {r.rel(b)}: {b - a:.2f} s, {counted:.2f} s counted; "
+                f"answered before by {by_time.get(a) or '-'}, after by "
+                f"{by_time.get(b) or '-'}; VIP: {holder_story(r, a, b)}"
+                for a, b, counted in sorted(gaps)]
+        out.append("")
+    out += ["### Invariant violations", ""]
+    if not r.violations:
+        out += ["None.", ""]
+    for v in r.violations:
+        span = f"{r.rel(v.start)} to {r.rel(v.end)}" if v.end > v.start else r.rel(v.start)
+        out += [f"* **{v.invariant}**, {span}: {v.detail}", "", "  ```"]
+        out += [f"  {line}" for line in timeline(r, v)]
+        out += ["  ```", ""]
+    recoveries = [(t, e) for t, e in r.events if e.startswith("harness recovery (")]
+    if recoveries:
+        out += ["### Harness recoveries", ""]
+        out += [f"* {r.rel(t)}: {e}" for t, e in recoveries]
+        out.append("")
+    return out
 
 
 METHOD = f"""\
@@ -661,6 +667,21 @@ METHOD = f"""\
 
 # -- entry point ---------------------------------------------------------------------------------
 
+def _render_again(parser: argparse.ArgumentParser, raw_path: Path, out: Path) -> int:
+    """``--render-from``: the checks of this tree on what an earlier run recorded."""
+    try:
+        with raw_path.open("rb") as fh:
+            # Our own file, named by the operator (never a download).
+            raw = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        parser.error(f"cannot read {raw_path}: {exc}")
+    for run in raw["runs"]:
+        if run.samples:
+            check(run)
+    out.write_text(render(raw["runs"], **raw["context"]))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python3 -m bench.chaos", description=__doc__,
@@ -685,17 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "recorded and write --out")
     ns = parser.parse_args(argv)
     if ns.render_from is not None:
-        try:
-            with ns.render_from.open("rb") as fh:
-                # Our own file, named by the operator (never a download).
-                raw = pickle.load(fh)
-        except (OSError, pickle.UnpicklingError, EOFError) as exc:
-            parser.error(f"cannot read {ns.render_from}: {exc}")
-        for run in raw["runs"]:
-            if run.samples:
-                check(run)  # the checks of this tree, on what was recorded
-        ns.out.write_text(render(raw["runs"], **raw["context"]))
-        return 0
+        return _render_again(parser, ns.render_from, ns.out)
     if os.geteuid() != 0:
         parser.error("the chaos run builds network namespaces: run as root")
     if ns.duration <= 0:

@@ -102,21 +102,39 @@ def read_records(directory: str | Path, after: int = 0) -> list[Record]:
     return out
 
 
+class _Tail:
+    """What ``follow`` has shown so far, and the records that come after it."""
+
+    def __init__(self, directory: Path, last: int) -> None:
+        self.dir = directory
+        self.last = last
+
+    def catch_up(self) -> Iterator[Record]:
+        for rec in read_records(self.dir, self.last):
+            self.last = rec.seq
+            yield rec
+
+    def lines(self, lines: list[bytes]) -> Iterator[Record]:
+        for line in lines:
+            try:
+                rec = decode_line(line + b"\n")
+            except BadRecord:
+                continue
+            if rec.seq > self.last + 1:
+                yield from self.catch_up()
+            if rec.seq > self.last:
+                self.last = rec.seq
+                yield rec
+
+
 def follow(directory: str | Path, after: int = 0, *, poll_s: float = 0.5,
            should_stop: Callable[[], bool] = lambda: False) -> Iterator[Record]:
     """Records above ``after`` as they are written (``nonstop history --follow``). The open
     file is read to its end; after a rotation, or at a gap in the numbers (rotated twice
     between two polls), both files are read again from the last record shown."""
     d = Path(directory)
-    last = after
-
-    def catch_up() -> Iterator[Record]:
-        nonlocal last
-        for rec in read_records(d, last):
-            last = rec.seq
-            yield rec
-
-    yield from catch_up()
+    tail = _Tail(d, after)
+    yield from tail.catch_up()
     fh = None
     buf = b""
     try:
@@ -131,21 +149,12 @@ def follow(directory: str | Path, after: int = 0, *, poll_s: float = 0.5,
             chunk = fh.read()
             if chunk:
                 *lines, buf = (buf + chunk).split(b"\n")
-                for line in lines:
-                    try:
-                        rec = decode_line(line + b"\n")
-                    except BadRecord:
-                        continue
-                    if rec.seq > last + 1:
-                        yield from catch_up()
-                    if rec.seq > last:
-                        last = rec.seq
-                        yield rec
+                yield from tail.lines(lines)
                 continue
             if _inode(d / CURRENT) != os.fstat(fh.fileno()).st_ino:
                 fh.close()  # rotated: on to the new file, after what we may have missed
                 fh = None
-                yield from catch_up()
+                yield from tail.catch_up()
                 continue
             time.sleep(poll_s)
     finally:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,49 @@ class ProbeResult:
                 "duration_s": round(self.duration_s, 4), "error": self.error}
 
 
+class _Probe:
+    """One probe's state: what was sent, when the next goes, who answered."""
+
+    def __init__(self, sock: socket.socket, frame: bytes, ip: ipaddress.IPv4Address,
+                 mac: bytes, probes: int, interval_s: float, start: float) -> None:
+        self.sock, self.frame, self.ip, self.mac = sock, frame, ip, mac
+        self.probes, self.interval_s = probes, interval_s
+        self.sent = 0
+        self.next_send = start
+        self.found: dict[str, Claimant] = {}
+
+    async def send(self, iface: str, logger: logging.Logger | None) -> None:
+        try:
+            await asyncio.get_running_loop().sock_sendall(self.sock, self.frame)
+        except OSError as exc:
+            if logger is not None:
+                logger.warning("ARP probe for %s on %s failed: %s", self.ip, iface, exc)
+        self.sent += 1
+        self.next_send += self.interval_s
+
+    async def listen(self, timeout: float) -> None:
+        try:
+            packet = await arp.receive_arp(self.sock, max(0.0, timeout))
+        except TimeoutError:
+            return
+        if packet is not None:
+            who = claimant(packet, self.ip, self.mac)
+            if who is not None:
+                self.found.setdefault(who.mac, who)
+
+    async def run(self, iface: str, deadline: float, clock: Callable[[], float],
+                  logger: logging.Logger | None) -> None:
+        while not self.found:
+            now = clock()
+            if self.sent < self.probes and now >= self.next_send:
+                await self.send(iface, logger)
+                continue
+            if now >= deadline:
+                return
+            until = min(deadline, self.next_send) if self.sent < self.probes else deadline
+            await self.listen(until - clock())
+
+
 async def probe_address(iface: str, ip: ipaddress.IPv4Address, *, mac: bytes | None = None,
                         probes: int = DEFAULT_PROBES, interval_s: float = DEFAULT_INTERVAL_S,
                         wait_s: float = DEFAULT_WAIT_S,
@@ -109,12 +153,12 @@ async def probe_address(iface: str, ip: ipaddress.IPv4Address, *, mac: bytes | N
     if probes < 1 or interval_s < 0 or wait_s <= 0:
         raise ValueError("probes >= 1, interval >= 0 and wait > 0 are required")
     start = clock()
-    loop = asyncio.get_running_loop()
-    sent = 0
-    found: dict[str, Claimant] = {}
+    probe: _Probe | None = None
 
     def result(error: str | None = None) -> ProbeResult:
-        return ProbeResult(ip, iface, tuple(found.values()), sent, clock() - start, error)
+        found = tuple(probe.found.values()) if probe is not None else ()
+        sent = probe.sent if probe is not None else 0
+        return ProbeResult(ip, iface, found, sent, clock() - start, error)
 
     try:
         if mac is None:
@@ -125,32 +169,8 @@ async def probe_address(iface: str, ip: ipaddress.IPv4Address, *, mac: bytes | N
     try:
         sock.bind((iface, arp.ETH_P_ARP))
         sock.setblocking(False)
-        frame = probe_frame(mac, ip)
-        deadline = start + wait_s
-        next_send = start
-        while not found:
-            now = clock()
-            if sent < probes and now >= next_send:
-                try:
-                    await loop.sock_sendall(sock, frame)
-                except OSError as exc:
-                    if logger is not None:
-                        logger.warning("ARP probe for %s on %s failed: %s", ip, iface, exc)
-                sent += 1
-                next_send += interval_s
-                continue
-            if now >= deadline:
-                break
-            until = min(deadline, next_send) if sent < probes else deadline
-            try:
-                packet = await arp.receive_arp(sock, max(0.0, until - clock()))
-            except TimeoutError:
-                continue
-            if packet is None:
-                continue
-            who = claimant(packet, ip, mac)
-            if who is not None:
-                found.setdefault(who.mac, who)
+        probe = _Probe(sock, probe_frame(mac, ip), ip, mac, probes, interval_s, start)
+        await probe.run(iface, start + wait_s, clock, logger)
     except OSError as exc:
         return result(str(exc))
     finally:
