@@ -112,3 +112,32 @@ def test_auth_failures_from_a_peer_make_the_own_key_suspect(tmp_path: Path) -> N
     assert g.status(clock.now)["own_key_suspect"] is True
     g.packet(PEER_IP, True, clock.now)  # one good packet: our key works
     assert g.inputs(clock.now, []).own_key_suspect is None
+
+
+async def test_status_text_and_json_show_the_guards(tmp_path: Path) -> None:
+    from nonstop.cli import render_status
+    from nonstop.daemon import Daemon
+    from nonstop.heartbeat.envelope import Identity
+    from nonstop.heartbeat.protocol import HeartbeatProtocol
+    from nonstop.resources.recording import RecordingAgentFactory
+
+    cfg = config(tmp_path, "ping 192.0.2.1\napiauth ipfail uid=hacluster\n"
+                 "stonith_host * external/lab box=vpbx1-2\n")
+    d = Daemon(cfg, "vpbx1-1", tmp_path / "state", agent_factory=RecordingAgentFactory())
+    d.loop = asyncio.get_running_loop()
+    d.protocol = HeartbeatProtocol(cfg.ha, Identity("vpbx1-1", b"\x01" * 16, 5), cfg.authkeys,
+                                   d.loop.time(), wall_clock=lambda: 0,
+                                   loadavg=lambda now: "n/a")
+    d.guards = GuardServices(cfg, "vpbx1-1", clock=d._now, on_change=lambda: None,
+                             peers=[PEER_IP])
+    for _ in range(5):
+        d.guards.packet(PEER_IP, False, d._now())
+    st = d.status()
+    assert (st["ping_total"], st["ping_reachable"], st["ipfail"]["on"]) == (1, 0, True)
+    assert st["fencing"]["device"] == "external/lab" and st["respawn"] == []
+    assert st["own_key_suspect"] is True
+    text = render_status(st)
+    assert "ping nodes: 0 of 1 answer (ipfail on, settled count None)" in text
+    assert "    192.0.2.1            init  192.0.2.1" in text
+    assert "fencing: external/lab; never used" in text
+    assert "OWN KEY SUSPECT: 5 packets from configured peers" in text
