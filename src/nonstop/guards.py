@@ -157,6 +157,14 @@ class GuardServices:
             return None
         return self.settled.update(self.tracker.view(now).count, now)
 
+    def ping_fresh(self, now: float) -> int | None:
+        """Ping nodes that answered within deadping/2."""
+        if self.tracker is None:
+            return None
+        window = self.tracker.deadping_ms / 2000
+        return sum(1 for t in self.tracker.view(now).targets
+                   if t.last_reply_age_s is not None and t.last_reply_age_s <= window)
+
     def status_fields(self, now: float) -> list[tuple[str, str]]:
         """``pn=`` for peers (ipfail on, once the count has settled)."""
         mine = self.ping_mine(now) if self.ipfail else None
@@ -177,6 +185,7 @@ class GuardServices:
         return Guards(
             ping_mine=self.ping_mine(now) if self.ipfail else None,
             ping_total=self.ping_total if self.ipfail else 0,
+            ping_fresh=self.ping_fresh(now) if self.ipfail else None,
             fencing=dict(self.fencing) if self.fencer is not None else None,
             own_key_suspect=verdict.reason if verdict.suspect else None,
             fenced=frozenset(self.fenced),

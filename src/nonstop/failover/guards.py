@@ -7,7 +7,9 @@ Pure helpers of :func:`nonstop.failover.decide.decide`, reading only the snapsho
   fewer than a live peer is not available for a group and gives the groups it holds to that
   peer; when both reach as many, nothing moves. A node whose peer died and that reaches no ping
   node, while that peer reached one when last heard (or was never heard), is probably the one
-  cut off: it does not take over.
+  cut off: it does not take over. For that rule the count is also the number of ping nodes
+  that answered lately, since a cut off node loses its peer and its ping nodes at about the
+  same time, before the cut has settled.
 * **fencing** (``stonith``/``stonith_host``): before taking over from a peer declared dead by
   silence (not one that left cleanly) the peer is fenced; no takeover until that succeeded, a
   failure is retried every ``RETRY_INTERVAL_S``. Without a device the takeover goes ahead with
@@ -65,6 +67,8 @@ def _cut_off(view: ClusterView) -> Block | None:
     if mine is None:
         return Block(f"{', '.join(sorted(view.lost))} is dead but my ping nodes have not "
                      "settled yet: not taking over until they have")
+    if view.ping_fresh is not None:
+        mine = min(mine, view.ping_fresh)  # a cut not settled yet counts
     if mine > 0:
         return None
     for peer in (n for n in view.order if n in view.lost):

@@ -85,6 +85,9 @@ class ClusterView:
     # missing from it: not known.
     ping_counts: Mapping[str, int] | None = None
     ping_total: int = 0
+    # How many ping nodes answered this node lately (within deadping/2): a cut that is not yet
+    # settled (ping nodes time out about when the peer does) already stops a takeover.
+    ping_fresh: int | None = None
     # Fencing configured: each lost peer's fencing so far (absent: not asked yet; "pending";
     # or its result). None: no STONITH device.
     fencing: Mapping[str, FenceResult | str] | None = None
@@ -104,6 +107,7 @@ class Guards:
 
     ping_mine: int | None = None
     ping_total: int = 0  # 0: ipfail off (or no ping nodes)
+    ping_fresh: int | None = None
     fencing: Mapping[str, FenceResult | str] | None = None
     own_key_suspect: str | None = None
     fenced: frozenset[str] = frozenset()
@@ -181,6 +185,7 @@ def build_view(
                        if not n.local and n.status is NodeStatus.DEAD and not n.left),
         ping_counts=_ping_counts(members, guards),
         ping_total=guards.ping_total,
+        ping_fresh=guards.ping_fresh if guards.ping_total > 0 else None,
         fencing=guards.fencing,
         own_key_suspect=guards.own_key_suspect,
         fenced=guards.fenced,

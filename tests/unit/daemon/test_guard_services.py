@@ -54,6 +54,9 @@ def test_ping_count_is_advertised_once_settled(tmp_path: Path) -> None:
     assert g.status_fields(clock.now) == [("pn", "1")]
     inputs = g.inputs(clock.now, ["vpbx1-1", "vpbx1-2"])
     assert (inputs.ping_mine, inputs.ping_total, inputs.fencing) == (1, 1, None)
+    assert inputs.ping_fresh == 0  # the reply is 1 s old: more than deadping/2
+    g.tracker.reply("192.0.2.1", clock.now)
+    assert g.inputs(clock.now, []).ping_fresh == 1
     st = g.status(clock.now)
     assert (st["ping_reachable"], st["ping_total"]) == (1, 1)
     assert st["ping_nodes"][0]["status"] == "ping"
