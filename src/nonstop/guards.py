@@ -202,8 +202,6 @@ class GuardServices:
 
     async def _fence(self, peer: str) -> None:
         assert self.fencer is not None
-        log.info("Resetting node %s with %s", peer,
-                 self.device.describe() if self.device is not None else "the fencer")
         result = await self.fencer.fence(peer)
         self.fencing[peer] = result
         self.last_fence = result

@@ -8,13 +8,17 @@ clients". Margins are generous: the machine has two shared cores.
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
+from nodes import talk_config
 from talkcluster import N1, N2, TalkCluster
 
-from nonstop.lab import CLIENT, CLIENT_IP, Lab, wait_for
+from nonstop.lab import CLIENT, CLIENT_IP, VIP, Lab, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -74,3 +78,35 @@ def test_a_node_isolated_from_everything_does_not_take_over(cluster: TalkCluster
     reason = c.status(N2)["groups"][0]["reason"]
     assert (f"{N1} is dead but I reach none of the ping nodes: I am probably the one cut "
             "off; not taking over") in reason
+
+
+def test_a_takeover_fences_the_dead_peer_first_with_the_lab_plugin(make_lab: object) -> None:
+    # n1 fences with cluster-glue's stonith and the lab's external plugin; n2 runs in a box the
+    # plugin's power switch can power off. n1 loses n2's heartbeats: it must power n2 off
+    # before it takes n2's address.
+    lab: Lab = make_lab(("n1", "n2"))  # type: ignore[operator]
+    device = lab.stonith_device(["n2"])
+    argv = {}
+    for node in ("n1", "n2"):
+        ha_d = talk_config(lab.host_dir(node) / "etc", haresources=f"n2 IPaddr::{VIP}/24/eth0\n",
+                           directives={"node": "n1 n2", "stonith_host":
+                                       f"n1 {device.plugin} {' '.join(device.named_params)}"})
+        argv[node] = [sys.executable, "-m", "nonstop", "run", "--config-dir", str(ha_d),
+                      "--state-dir", str(lab.host_dir(node) / "state"), "--node", node]
+    n1 = lab.spawn("n1", argv["n1"], binds=device.binds, name="nonstop")
+    box = lab.start_box("n2", argv["n2"])
+    wait_for(lambda: lab.has_address("n2", VIP), 30, what="n2 to hold the address")
+    lab.isolate("n1", "n2")
+    wait_for(lambda: lab.has_address("n1", VIP), 30, what="n1 to take the address over")
+    assert not box.running  # fenced before the takeover, not merely partitioned
+    log = n1.read_log()
+    reset = re.search(r"Resetting node n2 with \[external/nonstop-lab\]", log)
+    done = re.search(r"node n2 now reset\.", log)
+    taken = re.search(r"nobody alive holds group .*; taking it: .*\(STONITH reset of n2 "
+                      r"with external/nonstop-lab succeeded", log)
+    assert reset and done and taken, log[-3000:]
+    assert reset.start() < done.start() < taken.start()
+    status = lab.run("n1", [sys.executable, "-m", "nonstop", "status", "--json", "--state-dir",
+                            str(lab.host_dir("n1") / "state")], check=True)
+    fencing = json.loads(status.stdout)["fencing"]
+    assert (fencing["last"]["node"], fencing["last"]["ok"]) == ("n2", True)
