@@ -144,3 +144,23 @@ async def test_status_text_and_json_show_the_guards(tmp_path: Path) -> None:
     assert "    192.0.2.1            init  192.0.2.1" in text
     assert "fencing: external/lab; never used" in text
     assert "OWN KEY SUSPECT: 5 packets from configured peers" in text
+
+
+async def test_respawn_clients_start_at_comm_up_and_stop_first(tmp_path: Path) -> None:
+    import getpass
+
+    clock = Clock()
+    cfg = config(tmp_path, f"respawn {getpass.getuser()} exec sleep 30\nenv WHO=lab\n")
+    g = GuardServices(cfg, "vpbx1-1", clock=clock, on_change=lambda: None)
+    assert g.status(clock.now)["respawn"] == []  # nothing before comm is up
+    g.comm_up()
+    g.comm_up()  # once only
+    (r,) = g.respawners
+    for _ in range(200):
+        if r.pid is not None:
+            break
+        await asyncio.sleep(0.01)
+    (st,) = g.status(clock.now)["respawn"]
+    assert (st["command"], st["state"], st["starts"]) == ("exec sleep 30", "running", 1)
+    await g.stop()
+    assert r.state.value == "done"
