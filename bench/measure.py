@@ -103,6 +103,11 @@ class LogWatcher:
                 raise LabError(f"no /{pattern}/ in log {key} within {timeout} s")
             time.sleep(0.02)
 
+    def stamped(self, key: str) -> list[tuple[float, str]]:
+        """Every line of ``key`` seen so far with the moment it appeared."""
+        with self._lock:
+            return list(self._lines.get(key, []))
+
     def lines(self, key: str, since: float = 0.0) -> list[str]:
         """Lines of ``key`` seen at or after ``since`` (for error reports)."""
         with self._lock:

@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.framework import BenchContext, SuiteResult, render_table
@@ -91,6 +91,21 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
+# Findings written by hand (where the memory goes, analyses) follow this line in the output
+# file; a new run regenerates everything above it and keeps the rest.
+HAND_MARKER = "<!-- Written by hand from here on: bench/run.py keeps this part. -->"
+
+
+def with_hand_written(text: str, path: Path) -> str:
+    """``text`` followed by the hand-written part of the document at ``path``, if any."""
+    try:
+        old = path.read_text()
+    except OSError:
+        return text
+    _, marker, kept = old.partition(HAND_MARKER)
+    return text.rstrip("\n") + "\n\n" + marker + kept if marker else text
+
+
 def render(results: list[SuiteResult], *, out: Path, command: str, machine: list[tuple[str, str]],
            started: datetime.datetime, elapsed: float, busy: float, load_before: str,
            load_after: str, quick: bool, trials: int,
@@ -133,8 +148,7 @@ def render(results: list[SuiteResult], *, out: Path, command: str, machine: list
     return "\n".join(lines).rstrip() + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -151,35 +165,75 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(nonstop,heartbeat,keepalived; default all)")
     parser.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS.md"))
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    ns = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        parser.error("the benchmarks build network namespaces: run as root")
-    missing: list[str] = []
-    if ns.suites is None:
-        suites = []
-        for name in DEFAULT_SUITES:
+    return parser
+
+
+def _suites(parser: argparse.ArgumentParser, wanted: str | None) -> tuple[list[str], list[str]]:
+    """The suites to run, and the default ones missing from this tree."""
+    if wanted is not None:
+        suites = [s.strip() for s in wanted.split(",") if s.strip()]
+        for name in suites:
             try:
                 _load_suite(name)
-                suites.append(name)
-            except ModuleNotFoundError:
-                missing.append(name)
-    else:
-        suites = [s.strip() for s in ns.suites.split(",") if s.strip()]
-    trials = ns.trials if ns.trials is not None else (QUICK_TRIALS if ns.quick else TRIALS)
-    if trials < 1:
-        parser.error("--trials must be at least 1")
+            except ModuleNotFoundError as exc:
+                parser.error(f"no suite {name!r}: {exc}")
+        return suites, []
+    suites, missing = [], []
+    for name in DEFAULT_SUITES:
+        try:
+            _load_suite(name)
+            suites.append(name)
+        except ModuleNotFoundError:
+            missing.append(name)
+    return suites, missing
+
+
+def _trials_per_suite(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, int]:
     per_suite: dict[str, int] = {}
-    for item in ns.trials_for:
+    for item in items:
         name, sep, count = item.partition("=")
         if not sep or not count.isdigit() or int(count) < 1:
             parser.error(f"--trials-for wants SUITE=N with N >= 1, not {item!r}")
         per_suite[name.strip()] = int(count)
-    systems = tuple(s.strip() for s in ns.systems.split(",")) if ns.systems else None
+    return per_suite
+
+
+def _run_suites(suites: list[str], ctx_for: Callable[[str, Callable[[str], None]], BenchContext],
+                systems: tuple[str, ...] | None, t0: float) -> tuple[list[SuiteResult], bool]:
+    """Run each suite; one that raises is reported in the document, the others still run."""
+    results: list[SuiteResult] = []
+    failed = False
     for name in suites:
+        def progress(msg: str, name: str = name) -> None:
+            print(f"[{name}] {msg}  (+{time.monotonic() - t0:.0f} s)", file=sys.stderr,
+                  flush=True)
+
+        ctx = ctx_for(name, progress)
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        progress("starting")
         try:
-            _load_suite(name)
-        except ModuleNotFoundError as exc:
-            parser.error(f"no suite {name!r}: {exc}")
+            results.append(_run_suite(name, ctx, systems))
+        except Exception as exc:
+            failed = True
+            progress(f"FAILED: {exc!r}")
+            results.append(SuiteResult(f"{name}: failed", notes=[
+                f"The suite raised {type(exc).__name__}\n{traceback.format_exc()}"]))
+        progress("done")
+    return results, failed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = _parser()
+    ns = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        parser.error("the benchmarks build network namespaces: run as root")
+    suites, missing = _suites(parser, ns.suites)
+    trials = ns.trials if ns.trials is not None else (QUICK_TRIALS if ns.quick else TRIALS)
+    if trials < 1:
+        parser.error("--trials must be at least 1")
+    per_suite = _trials_per_suite(parser, ns.trials_for)
+    systems = tuple(s.strip() for s in ns.systems.split(",")) if ns.systems else None
 
     cleanup_leftovers()
     workdir = WORK_ROOT / str(os.getpid())
@@ -194,26 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = cpu_times()
     load_before = loadavg()
     machine = describe()
-    results: list[SuiteResult] = []
-    failed = False
-    for name in suites:
-        def progress(msg: str, name: str = name) -> None:
-            print(f"[{name}] {msg}  (+{time.monotonic() - t0:.0f} s)", file=sys.stderr,
-                  flush=True)
 
-        ctx = BenchContext(quick=ns.quick, trials=per_suite.get(name, trials),
-                           workdir=workdir / name,
-                           plot_dir=plot_dir, progress=progress)
-        ctx.workdir.mkdir(parents=True, exist_ok=True)
-        progress("starting")
-        try:
-            results.append(_run_suite(name, ctx, systems))
-        except Exception as exc:
-            failed = True
-            progress(f"FAILED: {exc!r}")
-            results.append(SuiteResult(f"{name}: failed", notes=[
-                f"The suite raised {type(exc).__name__}\n{traceback.format_exc()}"]))
-        progress("done")
+    def ctx_for(name: str, progress: Callable[[str], None]) -> BenchContext:
+        return BenchContext(quick=ns.quick, trials=per_suite.get(name, trials),
+                            workdir=workdir / name, plot_dir=plot_dir, progress=progress)
+
+    results, failed = _run_suites(suites, ctx_for, systems, t0)
     results.extend(SuiteResult(f"{name}: not available", notes=[
         f"bench/suite_{name}.py is missing in this tree, so this run has no {name} numbers."])
         for name in missing)
@@ -225,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   elapsed=elapsed, busy=busy, load_before=load_before, load_after=loadavg(),
                   quick=ns.quick, trials=trials, per_suite=per_suite)
     ns.out.parent.mkdir(parents=True, exist_ok=True)
-    ns.out.write_text(text)
+    ns.out.write_text(with_hand_written(text, ns.out))
     print(f"wrote {ns.out} ({elapsed:.0f} s)", file=sys.stderr)
     if ns.keep or failed:
         print(f"work directory kept: {workdir}", file=sys.stderr)

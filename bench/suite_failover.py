@@ -199,19 +199,31 @@ def _measure_system(key: str, ctx: BenchContext, samples: Samples, faults: tuple
 
 
 def _tables(samples: Samples, faults: tuple[str, ...], systems: tuple[str, ...]) -> list[Table]:
+    tables = [_outage_table(samples, faults, systems)]
+    for extra in (_detection_table(samples, faults), _answer_table(samples, faults, systems),
+                  _milestone_table(samples)):
+        if extra is not None:
+            tables.append(extra)
+    return tables
+
+
+def _outage_cell(samples: Samples, key: str, fault: str) -> str:
+    values = samples.outage.get((key, fault), [])
+    cell = f"{spread(values, 's')} (n={len(values)})" if values else "-"
+    if samples.failed.get((key, fault)):
+        cell += f"; {samples.failed[(key, fault)]} trial(s) FAILED (see below)"
+    if fault == "splitbrain" and samples.unresolved.get(key):
+        cell += (f"; {samples.unresolved[key]} trial(s) still dual-active "
+                 f"{HEAL_LIMIT_S:.0f} s after the heal")
+    return cell
+
+
+def _outage_table(samples: Samples, faults: tuple[str, ...], systems: tuple[str, ...]) -> Table:
     names = [samples.names.get(k, k) for k in systems]
     rows: list[list[str | float | int | None]] = []
     for fault in faults:
         row: list[str | float | int | None] = [FAULT_TITLES[fault]]
-        for key in systems:
-            values = samples.outage.get((key, fault), [])
-            cell = f"{spread(values, 's')} (n={len(values)})" if values else "-"
-            if samples.failed.get((key, fault)):
-                cell += f"; {samples.failed[(key, fault)]} trial(s) FAILED (see below)"
-            if fault == "splitbrain" and samples.unresolved.get(key):
-                cell += (f"; {samples.unresolved[key]} trial(s) still dual-active "
-                         f"{HEAL_LIMIT_S:.0f} s after the heal")
-            row.append(cell)
+        row += [_outage_cell(samples, key, fault) for key in systems]
         for ref in systems[1:]:
             row.append(ratio(samples.outage.get(("nonstop", fault), []),
                              samples.outage.get((ref, fault), [])))
@@ -220,12 +232,15 @@ def _tables(samples: Samples, faults: tuple[str, ...], systems: tuple[str, ...])
     columns = ["fault", *[f"{n}: min / median / max" for n in names],
                *[f"nonstop / {samples.names.get(r, r)}" for r in systems[1:]],
                "mission's numbers"]
-    outage_table = Table(
+    return Table(
         "Client-visible SIP downtime",
         columns, rows,
         note="Longest gap between consecutive SIP answers seen by the client (OPTIONS every "
              "20 ms to the VIP), from the last answer before the fault to the first answer from "
              "the node that took over. Ratios are of medians (below 1: nonstop is faster).")
+
+
+def _detection_table(samples: Samples, faults: tuple[str, ...]) -> Table | None:
     det_rows: list[list[str | float | int | None]] = []
     for fault in ("crash", "linkdown"):
         if fault not in faults:
@@ -237,12 +252,17 @@ def _tables(samples: Samples, faults: tuple[str, ...], systems: tuple[str, ...])
         row2.append(ratio(samples.detect.get(("nonstop", fault), []),
                           samples.detect.get(("heartbeat", fault), [])))
         det_rows.append(row2)
-    tables = [outage_table]
-    if det_rows:
-        tables.append(Table(
-            "Failure detection in the same trials (fault to the survivor's \"node X: is dead\")",
-            ["fault", "nonstop", "Heartbeat 3.0.6", "nonstop / Heartbeat"], det_rows,
-            note="keepalived logs no such line; its detection is inside its downtime above."))
+    if not det_rows:
+        return None
+    return Table(
+        "Failure detection in the same trials (fault to the survivor's \"node X: is dead\")",
+        ["fault", "nonstop", "Heartbeat 3.0.6", "nonstop / Heartbeat"], det_rows,
+        note="keepalived logs no such line; its detection is inside its downtime above.")
+
+
+def _answer_table(samples: Samples, faults: tuple[str, ...],
+                  systems: tuple[str, ...]) -> Table | None:
+    names = [samples.names.get(k, k) for k in systems]
     ans_rows: list[list[str | float | int | None]] = []
     for fault in faults:
         if fault == "splitbrain":
@@ -252,24 +272,28 @@ def _tables(samples: Samples, faults: tuple[str, ...], systems: tuple[str, ...])
             values = samples.answer.get((key, fault), [])
             row3.append(spread(values, "s") if values else "-")
         ans_rows.append(row3)
-    if ans_rows:
-        tables.append(Table(
-            "Fault (or command) to the first SIP answer from the other node",
-            ["fault", *names], ans_rows,
-            note="For the planned switchover this includes starting the command-line tool "
-                 "(the old node keeps answering meanwhile, so it is not downtime)."))
+    if not ans_rows:
+        return None
+    return Table(
+        "Fault (or command) to the first SIP answer from the other node",
+        ["fault", *names], ans_rows,
+        note="For the planned switchover this includes starting the command-line tool "
+             "(the old node keeps answering meanwhile, so it is not downtime).")
+
+
+def _milestone_table(samples: Samples) -> Table | None:
     mile_rows: list[list[str | float | int | None]] = []
     for (key, fault, step), values in samples.milestones.items():
         mile_rows.append([samples.names.get(key, key), fault, step, median(values),
                           spread(values, "s")])
-    if mile_rows:
-        tables.append(Table(
-            "Where the time goes: milestones after the fault or command (from the logs)",
-            ["system", "fault", "milestone", "median s", "min / median / max"], mile_rows,
-            note="Log lines timed as they appeared: \"is dead\", \"Releasing resource "
-                 "group\", \"Acquiring resource group\" (both systems log these words; "
-                 "keepalived: \"Entering MASTER STATE\")."))
-    return tables
+    if not mile_rows:
+        return None
+    return Table(
+        "Where the time goes: milestones after the fault or command (from the logs)",
+        ["system", "fault", "milestone", "median s", "min / median / max"], mile_rows,
+        note="Log lines timed as they appeared: \"is dead\", \"Releasing resource "
+             "group\", \"Acquiring resource group\" (both systems log these words; "
+             "keepalived: \"Entering MASTER STATE\").")
 
 
 def plot_outages(ctx: BenchContext, samples: Samples, faults: tuple[str, ...],

@@ -18,7 +18,7 @@ from bench.measure import Usage, sample_usage
 from bench.systems import NODES, Cluster, other, running_cluster
 from nonstop.lab import LabError
 
-SYSTEM_KEYS = ("nonstop", "heartbeat", "keepalived")
+SYSTEM_KEYS = ("nonstop", "nonstop-observe", "heartbeat", "keepalived")
 IDLE_S = 60.0
 IDLE_QUICK_S = 5.0
 
@@ -63,7 +63,7 @@ def _measure(key: str, ctx: BenchContext, results: Results) -> None:
             ctx.progress(f"{cluster.name} idle {window:.0f} s: "
                          + ", ".join(f"{role} {v.cpu_percent:.2f} % CPU, {v.pss_mb:.1f} MB PSS"
                                      for role, v in u.items()))
-            if not cluster.detects_death:
+            if not cluster.detects_death or cluster.idle_only:
                 return
             for i in range(1, ctx.trials + 1):
                 try:
@@ -87,7 +87,7 @@ def _plot(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> Path
     import matplotlib.pyplot as plt
 
     fig, (cpu_ax, mem_ax, det_ax) = plt.subplots(1, 3, figsize=(12, 3.8))
-    labels = [results.names.get(k, k).split(" ")[0] for k in systems]
+    labels = list(systems)  # the keys: "nonstop" and "nonstop-observe" must differ
     width = 0.38
     for offset, role in ((-width / 2, "active"), (width / 2, "standby")):
         cpu = [results.usage[k][role].cpu_percent if k in results.usage else 0.0

@@ -702,12 +702,108 @@ def reset_trees(root: dict[str, Path], base_size: int, base_config: bytes) -> No
         prepare_tree(root[node] / "srv")
 
 
-def run_workload(system: LiveSystem, w: Workload, base_size: int, progress: Callable[[str], None],
-                 seed: int) -> LiveResult:
-    """Start ``system``, wait for the first replication, run the workload, drain, measure."""
-    out = LiveResult(system.name)
-    src_root, dst_root = system.tree(system.source), system.tree(system.standby)
-    src_log, dst_log = src_root / LOG, dst_root / LOG
+class _Streams:
+    """The workload's three writers on the source and what of each has reached the standby.
+
+    One generator per stream: the same lines, voicemail and edits for every system."""
+
+    def __init__(self, system: LiveSystem, w: Workload, base_size: int, seed: int) -> None:
+        src_root, dst_root = system.tree(system.source), system.tree(system.standby)
+        self.w = w
+        self.rng_lines, self.rng_vm, self.rng_cfg = (random.Random(seed + i) for i in range(3))
+        self.vm_src, self.vm_dst = src_root / VOICEMAIL, dst_root / VOICEMAIL
+        self.vm_src.mkdir(parents=True, exist_ok=True)
+        self.cfg_src, self.cfg_dst = src_root / CONFIG, dst_root / CONFIG
+        self.size = base_size
+        self.ends: list[int] = []
+        self.line_times: list[float] = []
+        self.line_delays: list[float] = []
+        self.vm_pending: dict[str, tuple[float, bytes]] = {}
+        self.vm_delays: list[float] = []
+        self.vm_made = 0
+        self.cfg_versions: list[tuple[float, bytes]] = []
+        self.cfg_delays: list[float] = []
+        self.cfg_done = 0
+        self.changed = 0
+        self.n_lines = int(w.duration_s * w.line_rate)
+        self.n_vm = int(w.duration_s * w.voicemail_rate)
+
+    def write_due(self, fd: int, elapsed: float) -> None:
+        """The writes that are due (lines, voicemail, config edits)."""
+        w = self.w
+        while len(self.ends) < min(self.n_lines, int(elapsed * w.line_rate) + 1):
+            line = log_line(self.rng_lines, time.time(), len(self.ends))
+            t = time.monotonic()
+            os.write(fd, line)
+            self.size += len(line)
+            self.ends.append(self.size)
+            self.line_times.append(t)
+            self.changed += len(line)
+        while self.vm_made < min(self.n_vm, int(elapsed * w.voicemail_rate) + 1):
+            data = self.rng_vm.randbytes(self.rng_vm.randint(*w.voicemail_bytes))
+            name = f"msg{self.vm_made:04d}.wav"
+            t = time.monotonic()
+            (self.vm_src / name).write_bytes(data)
+            self.vm_pending[name] = (t, data)
+            self.vm_made += 1
+            self.changed += len(data)
+        due = int((elapsed - w.config_first_s) // w.config_period_s) + 1 \
+            if elapsed >= w.config_first_s else 0
+        while len(self.cfg_versions) < due and elapsed < w.duration_s:
+            data = _config_text(len(self.cfg_versions) + 1, self.rng_cfg)
+            t = time.monotonic()
+            with open(self.cfg_src, "r+b") as fh:
+                fh.truncate(0)
+                fh.write(data)
+            self.cfg_versions.append((t, data))
+            self.changed += len(data)
+
+    def poll(self, check: PrefixCheck) -> None:
+        """What has arrived on the standby by now."""
+        polled = time.monotonic()
+        valid = check.poll()
+        if valid is not None:
+            arrived = lines_arrived(self.ends, valid)
+            while len(self.line_delays) < arrived:
+                self.line_delays.append(polled - self.line_times[len(self.line_delays)])
+        if self.vm_pending:
+            self._poll_voicemail(polled)
+        if self.cfg_done < len(self.cfg_versions):
+            self._poll_config(polled)
+
+    def _poll_voicemail(self, polled: float) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            present = {e.name: e.stat().st_size for e in os.scandir(self.vm_dst)
+                       if e.name in self.vm_pending}
+            for name, st_size in present.items():
+                t, data = self.vm_pending[name]
+                if st_size == len(data) and (self.vm_dst / name).read_bytes() == data:
+                    self.vm_delays.append(polled - t)
+                    del self.vm_pending[name]
+
+    def _poll_config(self, polled: float) -> None:
+        """A config edit has arrived when the standby has that version or a later one."""
+        with contextlib.suppress(OSError):
+            now_cfg = self.cfg_dst.read_bytes()
+            for j in range(len(self.cfg_versions) - 1, self.cfg_done - 1, -1):
+                if self.cfg_versions[j][1] == now_cfg:
+                    while self.cfg_done <= j:
+                        self.cfg_delays.append(polled - self.cfg_versions[self.cfg_done][0])
+                        self.cfg_done += 1
+                    break
+
+    def all_in(self) -> bool:
+        return (len(self.line_delays) == len(self.ends) and not self.vm_pending
+                and self.cfg_done == len(self.cfg_versions))
+
+    def next_line_at(self, start: float) -> float:
+        return start + (len(self.ends) + 1) / self.w.line_rate
+
+
+def _initial(system: LiveSystem, w: Workload, base_size: int, seed: int,
+             out: LiveResult, progress: Callable[[str], None]) -> bool:
+    """Start ``system`` and wait until the base log is on the standby; False on a timeout."""
+    src_log, dst_log = system.tree(system.source) / LOG, system.tree(system.standby) / LOG
     t0 = time.monotonic()
     system.start()
     system.kick()
@@ -717,129 +813,82 @@ def run_workload(system: LiveSystem, w: Workload, base_size: int, progress: Call
         if time.monotonic() > deadline:
             out.failures.append(f"{system.name}: the base log did not reach {system.standby} "
                                 f"within {w.initial_timeout_s:.0f} s\n{system.log_tails()}")
-            return out
+            return False
         time.sleep(0.2)
     out.initial_s = time.monotonic() - t0
     progress(f"live {system.key}: initial replication of {base_size / 1e6:.0f} MB "
              f"{out.initial_s:.1f} s")
+    return True
+
+
+def _end_of_workload(system: LiveSystem, w: Workload, out: LiveResult, elapsed: float,
+                     progress: Callable[[str], None]) -> float:
+    """The workload's writes are over: csync2's run at the end; returns the drain deadline."""
+    out.workload_s = elapsed
+    try:
+        out.end_run_s = system.end_of_workload(w.drain_s + 600.0)
+    except LabError as exc:
+        out.failures.append(f"{system.name}, run at the end: {exc}")
+    if out.end_run_s is not None:
+        progress(f"live {system.key}: run at the end took {out.end_run_s:.1f} s")
+    return time.monotonic() + w.drain_s
+
+
+def run_workload(system: LiveSystem, w: Workload, base_size: int, progress: Callable[[str], None],
+                 seed: int) -> LiveResult:
+    """Start ``system``, wait for the first replication, run the workload, drain, measure."""
+    out = LiveResult(system.name)
+    src_log, dst_log = system.tree(system.source) / LOG, system.tree(system.standby) / LOG
+    if not _initial(system, w, base_size, seed, out, progress):
+        return out
     check = PrefixCheck(src_log, dst_log, base_size, seed)
     backup = system.backup_dir()
     out.backup_before = disk_usage(backup) if backup else 0
-    # One generator per stream: the same lines, voicemail and edits for every system.
-    rng_lines, rng_vm, rng_cfg = (random.Random(seed + i) for i in range(3))
-    vm_src, vm_dst = src_root / VOICEMAIL, dst_root / VOICEMAIL
-    vm_src.mkdir(parents=True, exist_ok=True)
-    cfg_src, cfg_dst = src_root / CONFIG, dst_root / CONFIG
-    ends: list[int] = []
-    line_times: list[float] = []
-    line_delays: list[float] = []
-    vm_pending: dict[str, tuple[float, bytes]] = {}
-    vm_delays: list[float] = []
-    vm_made = 0
-    cfg_versions: list[tuple[float, bytes]] = []
-    cfg_delays: list[float] = []
-    cfg_done = 0
-    changed = 0
+    streams = _Streams(system, w, base_size, seed)
     meter = CpuMeter(system.cpu_roots)
     meter.start()
     wire0 = standby_port_bytes(system)
     fd = os.open(src_log, os.O_WRONLY | os.O_APPEND)
     start = time.monotonic()
-    size = base_size
-    n_lines = int(w.duration_s * w.line_rate)
-    n_vm = int(w.duration_s * w.voicemail_rate)
     next_poll = start
-    end_run_done = False
-    drain_deadline = float("inf")
+    drain_deadline: float | None = None
     try:
         while True:
             now = time.monotonic()
             elapsed = now - start
-            # The writes that are due (lines, voicemail, config edits).
-            while len(ends) < min(n_lines, int(elapsed * w.line_rate) + 1):
-                line = log_line(rng_lines, time.time(), len(ends))
-                t = time.monotonic()
-                os.write(fd, line)
-                size += len(line)
-                ends.append(size)
-                line_times.append(t)
-                changed += len(line)
-            while vm_made < min(n_vm, int(elapsed * w.voicemail_rate) + 1):
-                data = rng_vm.randbytes(rng_vm.randint(*w.voicemail_bytes))
-                name = f"msg{vm_made:04d}.wav"
-                t = time.monotonic()
-                (vm_src / name).write_bytes(data)
-                vm_pending[name] = (t, data)
-                vm_made += 1
-                changed += len(data)
-            due = int((elapsed - w.config_first_s) // w.config_period_s) + 1 \
-                if elapsed >= w.config_first_s else 0
-            while len(cfg_versions) < due and elapsed < w.duration_s:
-                data = _config_text(len(cfg_versions) + 1, rng_cfg)
-                t = time.monotonic()
-                with open(cfg_src, "r+b") as fh:
-                    fh.truncate(0)
-                    fh.write(data)
-                cfg_versions.append((t, data))
-                changed += len(data)
-            if elapsed >= w.duration_s and not end_run_done:
-                end_run_done = True
+            streams.write_due(fd, elapsed)
+            if elapsed >= w.duration_s and drain_deadline is None:
                 os.close(fd)
                 fd = -1
-                out.workload_s = elapsed
-                try:
-                    out.end_run_s = system.end_of_workload(w.drain_s + 600.0)
-                except LabError as exc:
-                    out.failures.append(f"{system.name}, run at the end: {exc}")
-                if out.end_run_s is not None:
-                    progress(f"live {system.key}: run at the end took {out.end_run_s:.1f} s")
-                drain_deadline = time.monotonic() + w.drain_s
+                drain_deadline = _end_of_workload(system, w, out, elapsed, progress)
             if now >= next_poll:
                 next_poll = now + POLL_S
-                polled = time.monotonic()
-                valid = check.poll()
-                if valid is not None:
-                    arrived = lines_arrived(ends, valid)
-                    while len(line_delays) < arrived:
-                        line_delays.append(polled - line_times[len(line_delays)])
-                if vm_pending:
-                    with contextlib.suppress(FileNotFoundError):
-                        present = {e.name: e.stat().st_size for e in os.scandir(vm_dst)
-                                   if e.name in vm_pending}
-                        for name, st_size in present.items():
-                            t, data = vm_pending[name]
-                            if st_size == len(data) and (vm_dst / name).read_bytes() == data:
-                                vm_delays.append(polled - t)
-                                del vm_pending[name]
-                if cfg_done < len(cfg_versions):
-                    with contextlib.suppress(OSError):
-                        now_cfg = cfg_dst.read_bytes()
-                        for j in range(len(cfg_versions) - 1, cfg_done - 1, -1):
-                            if cfg_versions[j][1] == now_cfg:
-                                while cfg_done <= j:
-                                    cfg_delays.append(polled - cfg_versions[cfg_done][0])
-                                    cfg_done += 1
-                                break
-            if end_run_done:
-                all_in = (len(line_delays) == len(ends) and not vm_pending
-                          and cfg_done == len(cfg_versions))
-                if all_in or time.monotonic() > drain_deadline:
-                    break
-            time.sleep(max(0.0, min(next_poll, start + (len(ends) + 1) / w.line_rate)
+                streams.poll(check)
+            if drain_deadline is not None and (
+                    streams.all_in() or time.monotonic() > drain_deadline):
+                break
+            time.sleep(max(0.0, min(next_poll, streams.next_line_at(start))
                            - time.monotonic()))
     finally:
         if fd >= 0:
             os.close(fd)
         ticks = meter.stop()
-    wire1 = standby_port_bytes(system)
+    _finish(system, out, streams, check, ticks, standby_port_bytes(system) - wire0, backup,
+            progress)
+    return out
+
+
+def _finish(system: LiveSystem, out: LiveResult, streams: _Streams, check: PrefixCheck,
+            ticks: dict[str, int], wire: int, backup: Path | None,
+            progress: Callable[[str], None]) -> None:
     hz = os.sysconf("SC_CLK_TCK")
     out.cpu = {node: ticks.get(node, 0) / hz + system.extra_cpu.get(node, 0)
                for node in NODES if node in ticks or node in system.extra_cpu}
-    out.wire_bytes = wire1 - wire0
-    out.changed_bytes = changed
-    out.lines = Delays(len(ends), tuple(line_delays))
-    out.voicemail = Delays(vm_made, tuple(vm_delays))
-    out.config = Delays(len(cfg_versions), tuple(cfg_delays))
+    out.wire_bytes = wire
+    out.changed_bytes = streams.changed
+    out.lines = Delays(len(streams.ends), tuple(streams.line_delays))
+    out.voicemail = Delays(streams.vm_made, tuple(streams.vm_delays))
+    out.config = Delays(len(streams.cfg_versions), tuple(streams.cfg_delays))
     out.prefix_polls = check.polls
     out.prefix_violations = len(check.violations)
     out.shrank = check.shrank
@@ -847,14 +896,13 @@ def run_workload(system: LiveSystem, w: Workload, base_size: int, progress: Call
         out.failures.append(f"{system.name}: the standby's log was not a prefix of the source's "
                             f"at {len(check.violations)} of {check.polls} polls, first: "
                             f"{check.violations[0]}")
-    diff = compare_files(src_log, dst_log)
-    out.end_equal = diff is None
+    out.end_equal = compare_files(system.tree(system.source) / LOG,
+                                  system.tree(system.standby) / LOG) is None
     out.backup_after = disk_usage(backup) if backup else 0
     progress(f"live {system.key}: lines {out.lines.describe()}, voicemail "
              f"{out.voicemail.describe()}, config {out.config.describe()}, "
-             f"wire {out.wire_bytes / 1e6:.2f} MB for {changed / 1e6:.2f} MB changed, "
+             f"wire {out.wire_bytes / 1e6:.2f} MB for {streams.changed / 1e6:.2f} MB changed, "
              f"CPU {', '.join(f'{n} {v:.1f} s' for n, v in out.cpu.items())}")
-    return out
 
 
 def measure_live(workdir: Path, w: Workload, systems: Sequence[str],

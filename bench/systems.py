@@ -113,6 +113,7 @@ class Cluster(abc.ABC):
 
     name: str = ""
     detects_death: bool = True  # logs a "node X: is dead" line
+    idle_only = False  # a variant measured for its idle cost only
     # Log lines that start a release (old node) and an acquisition (new node); "" = none.
     release_pattern = "Releasing resource group"
     acquire_pattern = "Acquiring resource group"
@@ -313,6 +314,38 @@ class NonstopCluster(Cluster):
         return other(node), rf"Status update for node {node}: status active"
 
 
+SCRAPE = """
+import sys, time, urllib.request
+while True:
+    try:
+        urllib.request.urlopen(sys.argv[1], timeout=5).read()
+    except OSError as e:
+        print("scrape:", e, flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+class ObservedNonstopCluster(NonstopCluster):
+    """nonstop with issue 14's features on: the history (always on), a nonstop_notify program
+    (/bin/true) for every event, and nonstop_metrics scraped every 15 s as Prometheus does."""
+
+    name = "nonstop + notify + metrics"
+    idle_only = True
+    scrape_interval_s = 15.0
+
+    def __init__(self, lab: Lab, watcher: LogWatcher) -> None:
+        super().__init__(lab, watcher)
+        for node in NODES:
+            ha_cf = self.config_dir(node) / "ha.cf"
+            ha_cf.write_text(set_directives(ha_cf.read_text(), {
+                "nonstop_metrics": "9464", "nonstop_notify": "/bin/true"}))
+
+    def start(self, node: str) -> None:
+        super().start(node)
+        self.lab.spawn(node, [sys.executable, "-c", SCRAPE, "http://127.0.0.1:9464/metrics",
+                              str(self.scrape_interval_s)], name="scraper")
+
+
 class HeartbeatCluster(Cluster):
     """The real Heartbeat 3.0.6 in boxes; mail goes to the box's mail(1) stand-in."""
 
@@ -444,6 +477,7 @@ class KeepalivedCluster(Cluster):
 
 SYSTEMS: dict[str, type[Cluster]] = {
     "nonstop": NonstopCluster,
+    "nonstop-observe": ObservedNonstopCluster,
     "heartbeat": HeartbeatCluster,
     "keepalived": KeepalivedCluster,
 }

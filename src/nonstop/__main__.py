@@ -1,5 +1,5 @@
 """Allow ``python -m nonstop``."""
 
-from nonstop.cli import main
+from nonstop.quick import main
 
 main()

@@ -11,23 +11,20 @@ import contextlib
 import json
 import logging
 import os
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from nonstop.errors import NonstopError
+# The client lives apart (no asyncio); it is also reached from here.
+from nonstop.apiclient import SOCKET_NAME
+from nonstop.apiclient import ApiError as ApiError
+from nonstop.apiclient import request as request
 
 log = logging.getLogger("nonstop.api")
 
-SOCKET_NAME = "nonstop.sock"
 MAX_REQUEST = 65536
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-class ApiError(NonstopError):
-    """The daemon could not be reached or refused a request."""
 
 
 def socket_path(state_dir: str | Path) -> Path:
@@ -47,6 +44,31 @@ def parse_request(line: bytes) -> dict[str, Any]:
         if value is not None and not isinstance(value, str | int | float | bool):
             raise ValueError(f"request field {key!r}: only plain values are accepted")
     return req
+
+
+def peer_credentials(writer: asyncio.StreamWriter) -> str:
+    """The requesting process, from the socket's SO_PEERCRED (the kernel's word, not the
+    client's): ``uid 0 (root) pid 1234 (nonstop)``."""
+    import pwd  # the server side only: `nonstop status` does not pay for these
+    import socket
+    import struct
+
+    sock = writer.get_extra_info("socket")
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _gid = struct.unpack("3i", creds)
+    except (OSError, AttributeError, struct.error):
+        return "unknown"
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = "?"
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            comm = fh.read().strip()
+    except OSError:
+        comm = "?"
+    return f"uid {uid} ({user}) pid {pid} ({comm})"
 
 
 class ControlServer:
@@ -73,6 +95,7 @@ class ControlServer:
             line = await asyncio.wait_for(reader.readline(), timeout=5)
             try:
                 req = parse_request(line)
+                req["peer"] = peer_credentials(writer)  # who asked (the history records it)
                 reply = await self.handler(req)
             except (ValueError, KeyError) as e:
                 reply = {"ok": False, "error": str(e)}
@@ -91,33 +114,3 @@ class ControlServer:
             await self._server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-
-
-def request(state_dir: str | Path, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
-    """Send one request to the daemon of ``state_dir`` and return its reply (blocking client)."""
-    path = socket_path(state_dir)
-    payload = json.dumps({"cmd": cmd, **args}).encode() + b"\n"
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(path))
-            s.sendall(payload)
-            chunks = []
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    except FileNotFoundError as e:
-        raise ApiError(f"no nonstop daemon is running with state directory {state_dir}") from e
-    except ConnectionRefusedError as e:
-        raise ApiError(f"the nonstop daemon of {state_dir} is not accepting requests") from e
-    except OSError as e:
-        raise ApiError(f"cannot talk to the nonstop daemon at {path}: {e}") from e
-    try:
-        reply = json.loads(b"".join(chunks))
-    except ValueError as e:
-        raise ApiError(f"the daemon sent an unreadable reply: {e}") from e
-    if not isinstance(reply, dict):
-        raise ApiError("the daemon sent an unreadable reply")
-    return reply

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import click
 
 from nonstop import __version__
-from nonstop.api import ApiError, request
-from nonstop.config.errors import ConfigError, ConfigErrors
-from nonstop.config.loader import check_cluster_config, load_config_dir
-from nonstop.config.model import ConfigWarning
+from nonstop.apiclient import ApiError, request
+from nonstop.quick import DEFAULT_STATE_DIR, show_status
+from nonstop.quick import render_status as render_status
 
+if TYPE_CHECKING:
+    from nonstop.config.errors import ConfigError
+    from nonstop.config.model import ConfigWarning
+
+# Each command imports what it needs (the configuration parser, asyncio) when it runs: a
+# command line pays only for its own command (nonstop.quick answers the frequent ones without
+# loading click at all).
 DEFAULT_CONFIG_DIR = "/etc/ha.d"
 # `nonstop run` exit codes (LSB's, as Heartbeat's init script reports them): 0 after a clean
 # stop, 1 a machine problem at start (a socket, a directory), 6 a configuration error.
 EXIT_MACHINE = 1
 EXIT_NOT_CONFIGURED = 6
-DEFAULT_STATE_DIR = "/var/lib/nonstop"
 
 config_dir_option = click.option(
     "--config-dir",
@@ -63,6 +66,7 @@ class LazyGroup(click.Group):
 
     LAZY: ClassVar[dict[str, tuple[str, str]]] = {
         "demo": ("nonstop.demo.cli", "demo_command"),
+        "history": ("nonstop.observe.cli", "history_command"),
         "sync": ("nonstop.sync.cli", "sync_command"),
     }
 
@@ -105,6 +109,8 @@ def check(config_dir: Path, node: str | None, offline: bool) -> None:
     executable, the nonstop_sync csync2.cfg loads. Every error and warning of every file, as
     file:line, in one pass. Exit 0 if `run` would start, 1 otherwise.
     """
+    from nonstop.config.errors import ConfigError
+    from nonstop.config.loader import check_cluster_config
     from nonstop.preflight import check_example_key, check_machine
 
     name = (node or default_node(config_dir)).lower()
@@ -139,6 +145,10 @@ def check(config_dir: Path, node: str | None, offline: bool) -> None:
 )
 def run(config_dir: Path, state_dir: Path, node: str | None, verbose: int, sync_root: str) -> None:
     """Run one node in the foreground until SIGTERM (which leaves the cluster gracefully)."""
+    import asyncio
+
+    from nonstop.config.errors import ConfigError, ConfigErrors
+    from nonstop.config.loader import load_config_dir
     from nonstop.daemon import run_daemon
     from nonstop.logs import setup_logging, stop_logging
     from nonstop.preflight import check_media
@@ -175,22 +185,7 @@ def run(config_dir: Path, state_dir: Path, node: str | None, verbose: int, sync_
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys).")
 def status(state_dir: Path, as_json: bool) -> None:
     """Show this node, every node's state and how long ago each was last heard."""
-    try:
-        reply = request(state_dir, "status")
-    except ApiError as e:
-        if as_json:
-            click.echo(json.dumps({"ok": False, "error": str(e)}))
-        else:
-            click.echo(f"nonstop: {e}", err=True)
-        sys.exit(3)  # LSB status: not running
-    if not reply.get("ok"):
-        click.echo(f"nonstop: {reply.get('error')}", err=True)
-        sys.exit(1)
-    st: dict[str, Any] = reply["status"]
-    if as_json:
-        click.echo(json.dumps(st, indent=2, sort_keys=True))
-        return
-    click.echo(render_status(st))
+    sys.exit(show_status(state_dir, as_json))
 
 
 @cli.command()
@@ -253,85 +248,8 @@ def takeover(state_dir: Path, which: str) -> None:
     _move("takeover", state_dir, which)
 
 
-def _ago(ms: int | None) -> str:
-    if ms is None:
-        return "never"
-    if ms < 1000:
-        return f"{ms} ms ago"
-    return f"{ms / 1000:.1f} s ago"
-
-
-def render_status(st: dict[str, Any]) -> str:
-    """The at-a-glance text form of the status document."""
-    t = st["timing"]
-    lines = [
-        f"nonstop {st['node']}: {st['status']}  (cluster {st['cluster']}, generation "
-        f"{st['generation']}, up {st['uptime_s']:.0f} s)",
-        f"timing: keepalive {t['keepalive_ms']} ms, deadtime {t['deadtime_ms']} ms, "
-        f"warntime {t['warntime_ms']} ms, initdead {t['initdead_ms']} ms",
-        "",
-        f"  {'NODE':<16} {'STATUS':<8} {'LAST HEARD':<14} LINKS",
-    ]
-    for n in st["nodes"]:
-        name = n["name"] + (" (me)" if n["local"] else "")
-        heard = "-" if n["local"] else _ago(n["last_heard_ms_ago"])
-        links = " ".join(f"{k}:{v}" for k, v in n["links"].items()) or "-"
-        lines.append(f"  {name:<16} {n['status']:<8} {heard:<14} {links}")
-    for g in st.get("groups", []):
-        lines.append("")
-        lines.append(
-            f"group {g['key']}: held by {g.get('holder') or 'nobody'} "
-            f"(preferred {g['preferred_node']}, here {g['local_state']}, epoch {g['epoch']})"
-        )
-        for r in g.get("resources", []):
-            lines.append(f"    {r['resource']:<44} {r['state']}")
-        if g.get("reason"):
-            action = f" ({g['action']})" if g.get("action") else ""
-            lines.append(f"    why{action}: {g['reason']}")
-    lines.extend(_render_guards(st))
-    sync = st.get("sync")
-    if sync:
-        lines.append("")
-        role = "active (pushing)" if sync.get("active") else "standby (receiving)"
-        last = sync.get("last_sync")
-        ok = sync.get("last_sync_ok")
-        lines.append(
-            f"replication: {role}, dirty {sync.get('dirty', 0)}, lag {sync.get('lag_s', 0):.2f} s"
-            + (f", last sync {'ok' if ok else 'with problems'}" if last is not None else "")
-        )
-        if sync.get("last_error"):
-            lines.append(f"    last error: {sync['last_error']}")
-    dropped = st["packets"]["dropped"]
-    if dropped:
-        lines.append("")
-        lines.append("dropped packets: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
-    return "\n".join(lines)
-
-
-def _render_guards(st: dict[str, Any]) -> list[str]:
-    """Ping nodes, ipfail, respawn clients, fencing and the own-key verdict (issue 12)."""
-    lines: list[str] = []
-    if st.get("ping_nodes"):
-        ipfail = st.get("ipfail") or {}
-        lines += ["", f"ping nodes: {st['ping_reachable']} of {st['ping_total']} answer"
-                  + (f" (ipfail on, settled count {ipfail.get('settled')})"
-                     if ipfail.get("on") else "")]
-        lines += [f"    {p['name']:<20} {p['status']:<5} {' '.join(p['members'])}"
-                  for p in st["ping_nodes"]]
-    for r in st.get("respawn") or []:
-        lines.append(f"respawn {r['command']} (as {r['user']}): {r['state']}, {r['starts']} "
-                     f"start(s)" + (f", last: {r['last_exit']}" if r.get("last_exit") else ""))
-    fencing = st.get("fencing") or {}
-    if fencing.get("device"):
-        last = fencing.get("last")
-        lines.append(f"fencing: {fencing['device']}"
-                     + (f"; last: {last['reason']}" if last else "; never used")
-                     + (f"; fencing now: {', '.join(fencing['pending'])}"
-                        if fencing.get("pending") else ""))
-    if st.get("own_key_suspect"):
-        lines += ["", f"OWN KEY SUSPECT: {st.get('own_key_reason')}"]
-    return lines
-
-
 def main() -> None:
-    cli()
+    """The entry point of installs made before nonstop.quick:main (same behaviour)."""
+    from nonstop.quick import main as program
+
+    program()

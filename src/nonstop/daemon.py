@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import shutil
@@ -48,6 +49,7 @@ from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.protocol import HeartbeatProtocol
 from nonstop.logs import BAD_INPUT, escape
+from nonstop.observe.recorder import Recorder
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.resources.mailto import mail_transport
 from nonstop.sync.replicator import Replicator
@@ -85,6 +87,22 @@ def _normal_priority() -> None:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
+# mlockall(2) flags: MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT (Linux >= 4.4). Without ONFAULT the
+# kernel backs and locks every mapping at once, as root beyond RLIMIT_MEMLOCK: the arenas and
+# 8 MiB thread stacks Python reserves but never touches (VmLck = VmSize, 77 MB PSS measured, see
+# docs/BENCHMARKS.md). With it a page is locked when first touched: what the heartbeat path uses
+# can never be swapped out, what nobody uses costs nothing.
+MLOCK_FLAGS = 1 | 2 | 4
+
+
+def _return_startup_garbage() -> None:
+    """Hand back to the kernel the heap that imports and parsing freed (about 2 MB glibc
+    would keep), before mlockall pins it."""
+    gc.collect()
+    with contextlib.suppress(AttributeError, OSError):  # not glibc: nothing to trim
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def apply_process_settings(ha: HaConfig, loop: asyncio.AbstractEventLoop) -> None:
     """ha.cf ``realtime``/``rtprio`` and ``coredumps``, as Heartbeat applies them."""
     import resource
@@ -94,6 +112,7 @@ def apply_process_settings(ha: HaConfig, loop: asyncio.AbstractEventLoop) -> Non
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (hard if ha.coredumps else 0, hard))
     loop.set_default_executor(ThreadPoolExecutor(max_workers=8, initializer=_normal_priority))
+    _return_startup_garbage()
     if not ha.realtime:
         return
     lowest = os.sched_get_priority_min(os.SCHED_RR)
@@ -106,7 +125,7 @@ def apply_process_settings(ha: HaConfig, loop: asyncio.AbstractEventLoop) -> Non
     except OSError as e:
         log.warning("realtime: cannot set SCHED_RR priority %d: %s", prio, e.strerror)
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mlockall(3) != 0:  # MCL_CURRENT | MCL_FUTURE
+    if libc.mlockall(MLOCK_FLAGS) != 0:
         log.warning("Cannot lock ourselves into memory: %s", os.strerror(ctypes.get_errno()))
 
 
@@ -155,6 +174,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self._reload_lock = asyncio.Lock()
         self._reload_tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self.observer = Recorder(cfg, node, state_dir, thread_init=_normal_priority)
         self._coordinator = coordinator  # nonstop_etcd's store (None: the etcd gateway)
         self.keeper: LeaseKeeper | None = None
         # Ping nodes, respawn clients, fencing, own-key check (issue 12); made in run().
@@ -189,6 +209,7 @@ class Daemon:
         self.guards = GuardServices(self.cfg, self.node, clock=self._now,
                                     on_change=self._schedule_reconsider)
         self.guards.start()
+        await self.observer.start(self.status)  # before the first packet: it records from it
         await self.media.open()
         if self.watchdog is not None:
             self.watchdog.open()
@@ -229,6 +250,7 @@ class Daemon:
                 self._timer.cancel()
             self.media.close()
             await self.api.close()
+            await self.observer.close()
             with contextlib.suppress(OSError):
                 replaystate.save(self.state_dir, self.protocol.replay_state())
         log.info("%s nonstop shutdown complete.", self.node)
@@ -275,6 +297,7 @@ class Daemon:
             log.error("replication disabled: %s", e)
             return
         self.replicator = replicator
+        self.observer.watch_sync(replicator)
         log.info("replication: serving and watching with %s", config_path)
         self._replication_follows()
 
@@ -370,7 +393,7 @@ class Daemon:
             self.node,
             self.state_dir,
             ctx,
-            agent_factory=self.agent_factory,
+            agent_factory=self.observer.timed(self.agent_factory),
             clock=self._now,
             on_change=self._schedule_reconsider,
             monitor_interval_s=interval,
@@ -436,9 +459,11 @@ class Daemon:
             view = self._cluster_view()
             self._warn_foreign_haresources(view)
             decisions = decide(view)
+            self.observer.on_decisions(decisions, self.engine.infos())
             self.engine.apply(decisions)
             if self.guards is not None:
                 self.guards.act(decisions)
+            self.observer.on_groups(self.engine.snapshot(holders(view)))
             if self.keeper is not None:
                 self.keeper.want(*lease_wants(view, decisions))
         self._advertise()
@@ -567,6 +592,7 @@ class Daemon:
 
     def _handle(self, out: list[Output], now: float) -> None:
         """Send what the protocol returned and log or act on its events, in order."""
+        self.observer.on_membership(out)
         if any(isinstance(o, FAILOVER_NEWS) for o in out):
             self._schedule_reconsider()
         for o in out:
@@ -604,6 +630,7 @@ class Daemon:
     def _reload_on_signal(self) -> None:
         """SIGHUP, as Heartbeat and every init script's reload use it."""
         log.info("Signal SIGHUP received: re-reading the configuration")
+        self.observer.on_command("reload", {"peer": "SIGHUP"})
         task = asyncio.create_task(self.reload())
         self._reload_tasks.add(task)
         task.add_done_callback(self._reload_tasks.discard)
@@ -624,8 +651,10 @@ class Daemon:
                 log.error("reload refused: %d error(s); still running on the previous "
                           "configuration", len(parsed.errors))
                 self.notifier.reloaded("running; the last reload was refused")
-                return {"ok": False, "error": "configuration has errors: nothing changed",
-                        "errors": [str(e) for e in parsed.errors]}
+                refused = {"ok": False, "error": "configuration has errors: nothing changed",
+                           "errors": [str(e) for e in parsed.errors]}
+                self.observer.on_reload(refused)
+                return refused
             plan = plan_reload(self.cfg, parsed.value)
             for w in parsed.warnings:
                 log.warning("reload: %s", w)
@@ -637,7 +666,9 @@ class Daemon:
             log.info("reload: done: %d change(s) applied, %d left for the next start",
                      len(plan.applied), len(plan.deferred))
             self.notifier.reloaded("running; configuration reloaded")
-            return {"ok": True, "applied": list(plan.applied), "deferred": list(plan.deferred)}
+            done = {"ok": True, "applied": list(plan.applied), "deferred": list(plan.deferred)}
+            self.observer.on_reload(done)
+            return done
 
     async def _apply_reload(self, cfg: ClusterConfig) -> None:
         old = self.cfg
@@ -717,6 +748,8 @@ class Daemon:
 
     async def _api(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req["cmd"]
+        if cmd in ("stop", "reload", "standby", "takeover"):
+            self.observer.on_command(cmd, req)
         if cmd == "status":
             return {"ok": True, "status": self.status()}
         if cmd == "stop":

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEPENDENCIES = ("click", "pyroute2", "aiosmtpd")
+DEPENDENCIES = ("click", "aiosmtpd")
 
 
 @contextlib.contextmanager

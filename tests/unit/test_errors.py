@@ -20,9 +20,10 @@ REMOTE = {
     "nonstop.heartbeat.message.BadPacket",
     "nonstop.sync.protocol.ProtocolError",
     "nonstop.sync.protocol.AuthError",
-    "nonstop.sync.transport.RemoteError",
+    "nonstop.sync.protocol.RemoteError",
     "nonstop.sync.rdiff.RdiffError",
     "nonstop.coord.port.CoordError",
+    "nonstop.ping.icmp.NotOurReply",
 }
 
 
@@ -46,7 +47,7 @@ def test_the_walk_finds_the_known_classes() -> None:
     """A walk that found nothing would make the next test pass vacuously."""
     found = _exception_classes()
     assert set(found) >= REMOTE
-    assert {"nonstop.config.errors.ConfigError", "nonstop.api.ApiError"} <= set(found)
+    assert {"nonstop.config.errors.ConfigError", "nonstop.apiclient.ApiError"} <= set(found)
     assert set(ROOTS) <= set(found.values())
 
 

@@ -345,7 +345,13 @@ class _Parser:
         if self.depth >= MAX_INCLUDE_DEPTH:
             raise ConfigError(self._loc(tok), "config files nested too deeply")
         path = name if os.path.isabs(name) else os.path.join(os.path.dirname(self.path), name)
-        text = read_cfg_text(path)
+        try:
+            text = read_cfg_text(path)
+        except ConfigError as e:
+            if e.loc.line:
+                raise
+            # The included file as a whole is unusable: say so at the line that names it.
+            raise ConfigError(self._loc(tok), f"config {path}: {e.message}") from None
         sub = _Parser(path, self.depth + 1)
         sub._unnamed = self._unnamed + len(self.groups)
         sub.parse(text)

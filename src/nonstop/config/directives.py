@@ -69,6 +69,7 @@ class Builder:
     locations: dict[str, Location] = field(default_factory=dict)
     nodes: list[str] = field(default_factory=list)
     media: list[Medium] = field(default_factory=list)
+    notify: list[str] = field(default_factory=list)  # nonstop_notify programs, in file order
     # (medium, line) of each bcast/ucast medium, to warn about a udpport that comes too late
     port_media: list[tuple[Medium, Location]] = field(default_factory=list)
     # Heartbeat's global nice_failback flag: nice_failback looks at it, not at its own value.
@@ -197,6 +198,16 @@ def _scalar(setting: Setting[Any]) -> Handler:
     return handle
 
 
+def notify(b: Builder, name: str, args: list[str], loc: Location) -> None:
+    path = _one(name, args)
+    if not path.startswith("/"):
+        raise BadValue(f"nonstop_notify needs an absolute path to a program, not {path!r}")
+    if path in b.notify:
+        b.warn(loc, f"nonstop_notify {path} is given twice; it runs once per event")
+        return
+    b.notify.append(path)
+    b.parameters[name] = " ".join(b.notify)
+    b.locations.setdefault(name, loc)
 def _words(setting: Setting[Any]) -> Handler:
     """The handler of a setting whose one value is several words (read as one line)."""
 
@@ -555,6 +566,12 @@ _TABLE: tuple[Directive, ...] = (
        "hands its mail to the local MTA's sendmail (/usr/sbin/sendmail: nullmailer, msmtp, "
        "exim, postfix...) when there is one, as Heartbeat's MailTo used mail(1), else SMTP "
        "to localhost:25."),
+    _d("nonstop_notify", OPT, "nonstop only (repeatable): run this program (absolute path) "
+       "for every history event, in order, one at a time, the event in NONSTOP_EVENT_* "
+       "variables; retried with back-off until it exits 0 (docs/OBSERVE.md).", notify),
+    _s(s.NONSTOP_METRICS, "nonstop only: serve Prometheus /metrics and the read-only status "
+       "page on PORT of localhost, or on ADDRESS:PORT (another address must be written out; "
+       "docs/OBSERVE.md). Absent: not served."),
     _s(s.NONSTOP_ETCD, "nonstop only: a group may be held only under a lease in this etcd "
        "cluster: endpoint URLs, then prefix=, cacert=, cert=, key= (docs/ETCD.md). Absent: "
        "heartbeats alone decide, as in Heartbeat v1.", _words(s.NONSTOP_ETCD)),
@@ -586,4 +603,4 @@ SPEC_DIRECTIVES: tuple[str, ...] = (
 # nonstop's own directives; all start with "nonstop_" so a real Heartbeat refuses the file
 # instead of running without them.
 NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay",
-                                      "nonstop_etcd")
+                                       "nonstop_etcd", "nonstop_notify", "nonstop_metrics")

@@ -252,6 +252,7 @@ def _finish(b: Builder) -> Parsed[HaConfig]:
         path=b.path,
         nodes=tuple(b.nodes),
         media=tuple(b.media),
+        notify_programs=tuple(b.notify),
         parameters=_parameters(b, computed),
         locations=dict(b.locations),
         warnings=tuple(b.warnings),

@@ -175,6 +175,9 @@ class HaConfig:
     # MailTo's SMTP relay (host, port); None = the local MTA's sendmail when there is one, else
     # localhost:25.
     mail_relay: tuple[str, int] | None = s.NONSTOP_MAILRELAY.field()
+    # The status page and /metrics (docs/OBSERVE.md); None: not served.
+    metrics_address: tuple[str, int] | None = s.NONSTOP_METRICS.field()
+    notify_programs: tuple[str, ...] = ()  # nonstop_notify (repeatable): run for every event
     # Who may hold a group: leases in this etcd (docs/ETCD.md). The default is None, and
     # EtcdSettings is frozen: nothing mutable is shared (ruff cannot tell from the type).
     etcd: EtcdSettings | None = s.NONSTOP_ETCD.field()  # noqa: RUF009

@@ -38,6 +38,8 @@ AT_START: dict[str, str] = {
     "rtprio": "process settings are applied at start",
     "coredumps": "process settings are applied at start",
     "mail_relay": "MailTo agents are set up at start",
+    "metrics_address": "the status page's socket is opened at start",
+    "notify_programs": "the notifiers are started at start",
     "etcd": "the etcd lease keeper is set up at start",
     "ping_targets": "the ping prober is set up at start",
     "ipfail": "peers compare ping counts under one rule for a node's whole run",
@@ -46,9 +48,9 @@ AT_START: dict[str, str] = {
     "stonith": "the fencing device is set up at start",
 }
 # The ha.cf words of the fields that are lists, not one setting's value.
-_LIST_WORDS = {"nodes": "node", "media": "bcast/ucast/mcast", "ping_targets": "ping/ping_group",
-               "ipfail": "respawn/apiauth ipfail", "respawn": "respawn", "respawn_env": "env",
-               "stonith": "stonith/stonith_host"}
+_LIST_WORDS = {"nodes": "node", "media": "bcast/ucast/mcast", "notify_programs": "nonstop_notify",
+               "ping_targets": "ping/ping_group", "ipfail": "respawn/apiauth ipfail",
+               "respawn": "respawn", "respawn_env": "env", "stonith": "stonith/stonith_host"}
 # Bookkeeping of where things were written: never a change of behaviour.
 _NOT_SETTINGS = frozenset({"path", "parameters", "locations", "warnings"})
 

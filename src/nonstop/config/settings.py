@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,6 +224,20 @@ def mail_relay(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def metrics_address(text: str) -> tuple[str, int]:
+    """``nonstop_metrics``: PORT (localhost), ADDRESS:PORT or [IPv6]:PORT. Another address
+    than localhost must be written out, so the page is never served to a network by accident."""
+    host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not port.isdigit() or not 1 <= int(port) <= 65535 or "[" in host or "]" in host:
+        raise ValueError(f"write PORT or ADDRESS:PORT (e.g. '127.0.0.1:9464'), not {text!r}")
+    try:
+        ipaddress.ip_address(host or "127.0.0.1")
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    return host or "127.0.0.1", int(port)
+
+
 # ---------------------------------------------------------------------------------------------
 # computed defaults (Heartbeat's startup rules for a directive that is absent)
 
@@ -320,4 +335,5 @@ USE_APPHBD = optional(
 NONSTOP_MONITOR = optional("nonstop_monitor", monitor_interval)
 NONSTOP_SYNC = optional("nonstop_sync", sync_config)
 NONSTOP_MAILRELAY = optional("nonstop_mailrelay", mail_relay)
+NONSTOP_METRICS = optional("nonstop_metrics", metrics_address)
 NONSTOP_ETCD = optional("nonstop_etcd", etcd)

@@ -36,6 +36,7 @@ class LeaseKeeper:
         self.kept: frozenset[int] = frozenset()
         self.failing: str | None = None  # the last error while etcd does not answer
         self._wake = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._said_expired = False
@@ -72,8 +73,13 @@ class LeaseKeeper:
 
     async def close(self) -> None:
         """Stop, and end this node's lease (its keys go with it) if etcd answers in time."""
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
+            # Python 3.11's wait_for() can swallow a cancellation that arrives as the wait
+            # ends (the round loop then goes on for ever): cancel until the task is done.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._deadline is not None:
@@ -94,7 +100,7 @@ class LeaseKeeper:
     async def run(self) -> None:
         t = self.book.timing
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closing:
             await self.cycle()
             now = loop.time()
             hurry = bool(self.wanted - self.book.owned) or not self.book.lease_valid(now)

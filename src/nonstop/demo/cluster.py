@@ -22,6 +22,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,7 @@ VOICEMAIL_DIR = "/var/spool/asterisk/voicemail/default/1000/INBOX"
 NODE_DIRS = ("/etc/asterisk", "/var/lib/asterisk", VOICEMAIL_DIR, "/var/log/asterisk",
              "/var/backups/csync2", "/var/lib/nonstop/sync")
 CRON_INTERVAL_S = 2.0
+NODE_PAGE_PORT = 9464  # nonstop_metrics in each node (its own localhost)
 PROBE_INTERVAL_S = 0.02
 PROBE_TIMEOUT_S = 0.5
 
@@ -87,7 +89,7 @@ def demo_files(initdead_s: int, *, daemon_sync: bool) -> DemoFiles:
     with ``daemon_sync``, the daemon's own replication of the talk's csync2.cfg)."""
     hacf, c1 = demo_hacf(talk_file("ha.d/ha.cf").read_text(), initdead_s,
                          sync_config="/etc/csync2.cfg" if daemon_sync else None,
-                         mail_relay="127.0.0.1:25")
+                         mail_relay="127.0.0.1:25", page_port=NODE_PAGE_PORT)
     hares, c2 = demo_haresources(talk_file("ha.d/haresources").read_text())
     master, c3 = migrate_csync2_calls(talk_file("ha.d/resource.d/master").read_text(),
                                       "resource.d/master")
@@ -177,6 +179,9 @@ class DemoCluster:
         self.lab = Lab(NODE_NAMES, keep_workdir=keep_workdir)
         self.machines = {name: Machine(name, self.lab.host_dir(name)) for name in NODE_NAMES}
         self.prober: LabProcess | None = None
+        # Each node's status page, relayed to this machine's localhost (nonstop.demo.pagebridge).
+        self.pages: dict[str, str] = {}
+        self._page_relays: list[LabProcess] = []
         self._closed = False
 
     # -- naming
@@ -208,6 +213,7 @@ class DemoCluster:
             for m in self.machines.values():
                 self._install(m)
             self._same_times()
+            self._relay_pages()
         except BaseException:
             self.close()
             raise
@@ -223,7 +229,8 @@ class DemoCluster:
             return
         self._closed = True
         problems: list[str] = []
-        for proc in [self.prober, *(p for m in self.machines.values() for p in self._all(m))]:
+        for proc in [self.prober, *self._page_relays,
+                     *(p for m in self.machines.values() for p in self._all(m))]:
             if proc is None:
                 continue
             try:
@@ -236,6 +243,21 @@ class DemoCluster:
             problems.append(str(exc))
         if problems:
             raise LabError("demo teardown: " + "; ".join(problems))
+
+    def _relay_pages(self) -> None:
+        """This machine's end of each node's page relay, on a free localhost port."""
+        for m in self.machines.values():
+            port = _free_port()
+            argv = [sys.executable, "-m", "nonstop.demo.pagebridge", "host",
+                    str(m.base / "page.sock"), str(port)]
+            log = m.log("page-host")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("ab") as out:
+                popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=self.lab.child_env())
+            self._page_relays.append(LabProcess(popen, host="local", argv=argv, log_path=log))
+            self.pages[m.name] = f"http://127.0.0.1:{port}/"
 
     @staticmethod
     def _all(m: Machine) -> list[LabProcess]:
@@ -377,6 +399,9 @@ class DemoCluster:
                                         "/etc/ha.d", "--state-dir", str(m.state_dir), "--node",
                                         node], "daemon")
         m.procs.remove(m.daemon)
+        # The node's end of its page relay (nonstop.demo.pagebridge).
+        self.start_in(node, [sys.executable, "-m", "nonstop.demo.pagebridge", "node",
+                             str(m.base / "page.sock"), str(NODE_PAGE_PORT)], "page")
 
     def _wait_port(self, node: str, proc: LabProcess, port: int) -> None:
         deadline = time.monotonic() + 20
@@ -478,3 +503,11 @@ class DemoCluster:
     def is_master(self, node: str) -> bool:
         """True when the talk's master flag /tmp/.HB-master exists on the node."""
         return self.machines[node].path("/tmp/.HB-master").exists()
+
+
+def _free_port() -> int:
+    """A port of this machine's localhost that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

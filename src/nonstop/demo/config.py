@@ -39,7 +39,8 @@ def _replace_line(text: str, pattern: str, new: str, file: str, why: str,
 
 
 def demo_hacf(text: str, initdead_s: int, *, sync_config: str | None = None,
-              mail_relay: str | None = None) -> tuple[str, list[Change]]:
+              mail_relay: str | None = None, page_port: int | None = None,
+              ) -> tuple[str, list[Change]]:
     """The talk's ha.cf with ``initdead`` lowered so the demo does not wait two minutes and,
     with ``sync_config``, nonstop's ``nonstop_sync`` line: the daemon replicates by itself."""
     if initdead_s < 1:
@@ -55,6 +56,9 @@ def demo_hacf(text: str, initdead_s: int, *, sync_config: str | None = None,
         (f"nonstop_mailrelay {mail_relay}" if mail_relay is not None else None,
          "the demo's mail server, even where this machine has its own MTA (a real node hands "
          "MailTo's mail to its MTA's sendmail)"),
+        (f"nonstop_metrics {page_port}" if page_port is not None else None,
+         "nonstop's own: the status page and Prometheus metrics on the node's localhost (the "
+         "demo relays them to this machine's)"),
     ]
     for line, why in added:
         if line is not None:

@@ -386,6 +386,8 @@ class Drill:
                 "(the daemon does not replicate by itself yet)")
         c.boot(second)
         say(f"  {second}: booted")
+        say("  status pages while the demo runs (nonstop_metrics, relayed from each node): "
+            + ", ".join(f"{n} {url}" for n, url in c.pages.items()))
         holder = self._wait(self._holder, 30 + self.timing.initdead_s,
                             "a node to take the resource group")
         self._wait(lambda: self._sees(first, second) and self._sees(second, first), 30,

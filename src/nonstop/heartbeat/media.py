@@ -36,19 +36,18 @@ _ANC_SPACE = socket.CMSG_SPACE(_OVFL.size)
 
 
 def interface_ipv4(iface: str) -> tuple[str | None, str | None]:
-    """(address, broadcast) of an interface's first IPv4 address, via netlink (pyroute2).
+    """(address, broadcast) of an interface's first IPv4 address, via rtnetlink.
 
     Blocking: call it from a worker thread when an event loop is running."""
-    from pyroute2 import IPRoute
+    from nonstop.rtnetlink import addresses
 
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=iface)
-        if not idx:
-            return None, None
-        for msg in ipr.get_addr(index=idx[0], family=socket.AF_INET):
-            return msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"), msg.get_attr(
-                "IFA_BROADCAST"
-            )
+    try:
+        index = socket.if_nametoindex(iface)
+    except OSError:
+        return None, None
+    for a in addresses():
+        if a.index == index:
+            return a.local or a.address, a.broadcast
     return None, None
 
 

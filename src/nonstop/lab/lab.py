@@ -349,6 +349,11 @@ class Lab:
         self._faults.isolated_pairs.add(frozenset((self.port(a), self.port(b))))
         self._apply_faults()
 
+    def unisolate(self, a: str, b: str) -> None:
+        """Undo one :meth:`isolate` (the other isolated pairs stay)."""
+        self._faults.isolated_pairs.discard(frozenset((self.port(a), self.port(b))))
+        self._apply_faults()
+
     def heal(self) -> None:
         """Undo every :meth:`isolate` (loss and blackouts stay)."""
         self._faults.isolated_pairs.clear()

@@ -12,13 +12,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from nonstop.errors import RemoteInputError
+
 ECHO_REPLY = 0
 ECHO_REQUEST = 8
 _HEADER = struct.Struct("!BBHHH")
 TOKEN_LEN = 8
 
 
-class NotOurReply(ValueError):
+class NotOurReply(RemoteInputError, ValueError):
     """A received packet is not an echo reply to one of our requests."""
 
 

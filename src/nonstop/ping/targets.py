@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nonstop.errors import NonstopError
+
 
 class PingStatus(enum.Enum):
     """A ping node's status, as ``cl_status nodestatus`` prints it."""
@@ -30,7 +32,7 @@ class PingStatus(enum.Enum):
     DEAD = "dead"  # no answer for deadping (initdead before the first answer)
 
 
-class IllegalPingTransition(RuntimeError):
+class IllegalPingTransition(NonstopError, RuntimeError):
     """The tracker was driven into a transition its table does not allow (a bug)."""
 
 

@@ -12,23 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import email.policy
 import hashlib
 import os
-import smtplib
 import threading
 from collections.abc import Callable
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nonstop.config.model import HaConfig
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
 
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
 T = TypeVar("T")
 DEFAULT_SUBJECT = "Resource Group"
 RETRY_BACKOFF_S = 2.0
-_MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 def effective_subject(subject: str | None) -> str:
@@ -182,10 +181,14 @@ class MailToAgent(Agent):
 
     def build_message(self, action: str, when: datetime.datetime) -> EmailMessage:
         """The complete mail for ``action`` at wall-clock time ``when``."""
+        # email and smtplib load with the first mail: a standby may never send one (~4 MB).
+        import email.policy
+        from email.message import EmailMessage
+
         subject_line = render_subject(action, self.subject, self._ctx.node, when)
         # Long subjects stay on one header line (RFC 5322 allows 998 characters), so every
         # mail client shows them exactly as Heartbeat's mail(1) sent them.
-        msg = EmailMessage(policy=_MAIL_POLICY)
+        msg = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
         msg["From"] = self._ctx.mail_from or f"root@{self._ctx.node}"
         msg["To"] = ", ".join(self.recipients)
         msg["Subject"] = subject_line
@@ -212,6 +215,8 @@ class MailToAgent(Agent):
         return f"SMTP {ctx.smtp_host}:{ctx.smtp_port}"
 
     async def _deliver_now(self, msg: EmailMessage) -> bool:
+        import smtplib
+
         ctx = self._ctx
         attempts = max(1, ctx.smtp_attempts)
         for attempt in range(1, attempts + 1):
@@ -263,6 +268,8 @@ class MailToAgent(Agent):
                           + (f": {detail[-1]}" if detail else ""))
 
     def _smtp_send(self, msg: EmailMessage) -> None:
+        import smtplib
+
         ctx = self._ctx
         with smtplib.SMTP(ctx.smtp_host, ctx.smtp_port, timeout=ctx.smtp_timeout) as smtp:
             smtp.send_message(msg)

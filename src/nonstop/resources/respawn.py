@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from nonstop.errors import NonstopError
+
 #: Heartbeat's limits (heartbeat.c): deaths sooner than this after the start count as "fast"...
 FAST_DEATH_S = 30.0
 #: ...and more than this many fast deaths in a row end the respawning.
@@ -45,7 +47,7 @@ SHELL = "/bin/sh"
 OUTPUT_LINE_CAP = 512  # characters of one line of a client's output that reach the log
 
 
-class RespawnError(Exception):
+class RespawnError(NonstopError):
     """A respawn line cannot be run (bad syntax, unknown user, refused program)."""
 
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from nonstop.errors import NonstopError
+
 STONITH_COMMAND = "stonith"
 DEFAULT_TIMEOUT_S = 60.0
 OUTPUT_CAP = 2048  # bytes of the command's output kept for the reason
@@ -37,7 +39,7 @@ OUTPUT_CAP = 2048  # bytes of the command's output kept for the reason
 RETRY_INTERVAL_S = 5.0
 
 
-class StonithConfigError(ValueError):
+class StonithConfigError(NonstopError, ValueError):
     """A ``stonith``/``stonith_host`` line that cannot describe a device."""
 
 

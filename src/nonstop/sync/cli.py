@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import re
 import secrets
 import signal
 import socket
@@ -28,13 +27,19 @@ from click.core import ParameterSource
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, load_csync2
 from nonstop.config.errors import ConfigError
+from nonstop.sync import quickcli
 from nonstop.sync.node import Node, Options, Scope, SyncError, SyncServer
 from nonstop.sync.patterns import PathMap
+from nonstop.sync.quickcli import (
+    DEFAULT_STATE_DIR,
+    CommandLineError,
+    config_path,
+    db_path_for,
+    system_dir,
+    this_node,
+)
 
 KEY_ALPHABET = string.ascii_letters + string.digits + "._"
-DEFAULT_STATE_DIR = "/var/lib/nonstop/sync"
-DEFAULT_SYSTEM_DIR = "/etc"
-_CFGNAME_RE = re.compile(r"^[a-z0-9]+$")
 # A receiver started at the same moment as its client (csync2's test suite starts `-iii` and the
 # client together) is not a peer that is down: a refused connection is retried this long.
 REFUSED_RETRY = 1.5
@@ -80,46 +85,6 @@ def _addresses(items: tuple[str, ...]) -> dict[str, str]:
                                      param_hint="--peer-address")
         out[name.lower()] = addr
     return out
-
-
-def config_path(explicit: str | None, cfgname: str | None, system_dir: str) -> str:
-    """csync2's rule: ``$CSYNC2_SYSTEM_DIR/csync2.cfg``, ``-C NAME`` -> ``csync2_NAME.cfg``
-    (``[a-z0-9]+``); ``--config`` or a ``-C`` that is a path name the file itself."""
-    if explicit:
-        return explicit
-    if cfgname is None:
-        return os.path.join(system_dir, "csync2.cfg")
-    if _CFGNAME_RE.match(cfgname):
-        return os.path.join(system_dir, f"csync2_{cfgname}.cfg")
-    if "/" in cfgname or cfgname.endswith(".cfg"):
-        return cfgname
-    raise click.UsageError("Config names are limited to [a-z0-9]+.")
-
-
-def db_path_for(explicit: str | None, database: str | None, state_dir: str, me: str,
-                cfgname: str | None) -> str:
-    """The state database: ``--db``, else csync2's ``-D DIR`` (or ``sqlite3://DIR``, or a file
-    URL) with ``NAME.db3`` (``NAME_CFGNAME.db3`` with ``-C``), else STATE_DIR/NAME.db3."""
-    if explicit:
-        return explicit
-    base = f"{me}_{cfgname}" if cfgname and _CFGNAME_RE.match(cfgname) else me
-    if database is None:
-        return os.path.join(state_dir, f"{base}.db3")
-    path = database
-    for scheme in ("sqlite3://", "sqlite://"):
-        if path.startswith(scheme):
-            path = path[len(scheme):]
-            break
-    else:
-        if "://" in path:
-            raise click.UsageError(
-                f"-D {database}: nonstop keeps its state in sqlite3 only (a directory, or "
-                "sqlite3:///path)")
-    if not path.startswith("/"):
-        raise click.UsageError(f"-D {database}: needs an absolute directory or sqlite3:// URL")
-    if os.path.isdir(path) or path.endswith("/"):
-        return os.path.join(path, f"{base}.db3")
-    return path
 
 
 class _Csync2Command(click.Command):
@@ -276,8 +241,7 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
             click.echo(f"Can't create key file: {e.strerror}", err=True)
             return 1
         return 0
-    system_dir = os.environ.get("CSYNC2_SYSTEM_DIR") or DEFAULT_SYSTEM_DIR
-    lock = os.path.join(system_dir, "csync2.lock")
+    lock = os.path.join(system_dir(), "csync2.lock")
     if os.path.exists(lock):
         click.echo(f"Found {lock}")
         return 1
@@ -328,16 +292,19 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
             else:
                 click.echo(clock.prefix() + msg, err=True)
 
-    me = (node or os.environ.get("HA_CURHOST") or socket.gethostname()).lower()
+    me = this_node(node)
     if listen is None:
         by_flag = ctx.get_parameter_source("node") == ParameterSource.COMMANDLINE
         listen = node if node and serve and by_flag else "0.0.0.0"
     try:
-        cfg_file = config_path(config, cfgname, system_dir)
+        cfg_file = config_path(config, cfgname, system_dir())
         db_file = db_path_for(db_path, database, state_dir, me, cfgname)
-    except click.UsageError as e:
-        click.echo(e.message, err=True)
+    except CommandLineError as e:
+        click.echo(str(e), err=True)
         return 1
+    if list_dirty:
+        _addresses(peer_address)  # checked as in every other mode
+        return quickcli.list_dirty(cfg_file, db_file, me, groups)
     try:
         cfg = _only_groups(load_csync2(cfg_file), groups, remove_stale)
         n = Node(Options(cfg, me, state_dir, db_file, root, port, _addresses(peer_address),
@@ -370,7 +337,7 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
             return 0
         scopes = scopes_for(paths, recursive or not paths, names)
         if outfd is not None and (check_update or do_check):
-            code = _run(n, scopes, False, True, False, do_force, False, False, False, False, 0,
+            code = _run(n, scopes, False, True, False, do_force, False, False, False, 0,
                         verbose, init_run, force_new, only, False)
             data = b"".join(os.fsencode(d) + b"\0" for d in n.relevant_dirs(scopes))
             with contextlib.suppress(OSError):
@@ -381,7 +348,7 @@ def _main(ctx: click.Context, *, check_update: bool, do_check: bool, do_update: 
             do_check = check_update = do_force = False
             do_update = True
         return _run(n, scopes, check_update, do_check, do_update, do_force, do_mark, list_files,
-                    list_dirty, remove_stale, serve, verbose, init_run, force_new, only, dry_run)
+                    remove_stale, serve, verbose, init_run, force_new, only, dry_run)
     except ConfigError as e:
         click.echo(f"Config error: {e}", err=True)
         return 1
@@ -429,17 +396,12 @@ def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap,
 
 def _run(
     n: Node, scopes: list[Scope] | None, check_update: bool, do_check: bool, do_update: bool,
-    do_force: bool, do_mark: bool, list_files: bool, list_dirty: bool, remove_stale: bool,
+    do_force: bool, do_mark: bool, list_files: bool, remove_stale: bool,
     serve: int, verbose: int, init_run: bool, force_new: bool, only: list[str] | None,
     dry_run: bool,
 ) -> int:
     if list_files:
         lines = n.file_lines()
-        for line in lines:
-            click.echo(line)
-        return 0 if lines else 2
-    if list_dirty:
-        lines = n.dirty_lines()
         for line in lines:
             click.echo(line)
         return 0 if lines else 2

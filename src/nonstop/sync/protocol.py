@@ -30,6 +30,10 @@ class ProtocolError(RemoteInputError):
     """Bad remote input: the session is dropped and the error counted."""
 
 
+class RemoteError(RemoteInputError):
+    """The peer sent an ERROR frame: its text, escaped."""
+
+
 class AuthError(RemoteInputError):
     """Authentication failed (wrong key, host not in the group); the message says which."""
 
@@ -108,23 +112,56 @@ def decode_obj(payload: bytes) -> dict[str, Any]:
 
 
 class Decoder:
-    """Incremental frame decoder: feed bytes, get whole frames."""
+    """Incremental frame decoder: push received bytes, take whole frames.
+
+    The buffer is consumed by offset and compacted rarely, so a stream of large DATA frames
+    costs one copy per byte (not one per frame of everything buffered behind it).
+    """
 
     def __init__(self, limit: int = MAX_FRAME) -> None:
         self._buf = bytearray()
+        self._pos = 0
         self.limit = limit
+
+    def push(self, data: bytes) -> None:
+        """Add received bytes."""
+        if self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        elif self._pos > (1 << 20):
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def next(self) -> Frame | None:
+        """The next whole frame, or None until more bytes arrive (ProtocolError on a bad or
+        oversized header, as soon as its 5 bytes are here)."""
+        pos = self._pos
+        if len(self._buf) - pos < HEADER.size:
+            return None
+        length, kind = parse_header(bytes(self._buf[pos : pos + HEADER.size]), self.limit)
+        end = pos + HEADER.size + length
+        if len(self._buf) < end:
+            return None
+        # One copy, through a view that is released before the buffer may be resized.
+        with memoryview(self._buf) as view, view[pos + HEADER.size : end] as part:
+            payload = bytes(part)
+        self._pos = end
+        return Frame(kind, payload)
+
+    def pending(self) -> bytes:
+        """The bytes received but not decoded yet (handed on when a session takes over)."""
+        out = bytes(self._buf[self._pos :])
+        self._buf.clear()
+        self._pos = 0
+        return out
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return the frames now complete."""
-        self._buf += data
+        self.push(data)
         out: list[Frame] = []
-        while len(self._buf) >= HEADER.size:
-            length, kind = parse_header(bytes(self._buf[: HEADER.size]), self.limit)
-            end = HEADER.size + length
-            if len(self._buf) < end:
-                break
-            out.append(Frame(kind, bytes(self._buf[HEADER.size : end])))
-            del self._buf[:end]
+        while (f := self.next()) is not None:
+            out.append(f)
         return out
 
 

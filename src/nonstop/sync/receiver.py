@@ -18,126 +18,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import stat
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from nonstop.config.csync2 import Group
 from nonstop.logs import escape
 from nonstop.sync import backups, fsops, rdiff
 from nonstop.sync.conflicts import Action, judge
 from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
+from nonstop.sync.messages import Basis, Result
 from nonstop.sync.patterns import Matcher, PathMap, valid_name
 from nonstop.sync.plan import Op
 from nonstop.sync.scan import Seen, describe, racy_window
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
+from nonstop.sync.writes import Batch, Pending, Writer, cleanup_tmp, undo_append
+
+__all__ = ["Batch", "Receiver", "Result", "cleanup_tmp"]
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Result:
-    """The outcome of one operation, sent back to the sender."""
-
-    index: int
-    status: str  # ok | same | forced | auto | conflict | lost | refused | error
-    message: str = ""
-
-    @property
-    def applied(self) -> bool:
-        """Both sides now hold the sender's version."""
-        return self.status in ("ok", "same", "forced", "auto")
-
-    def to_wire(self) -> list[Any]:
-        return [self.index, self.status, self.message]
-
-
-@dataclass
-class _Pending:
-    index: int
-    op: Op
-    local: str
-    tmp: str
-    current: FileState | None
-    verdict_status: str
-    message: str
-    seen: Seen | None = None
-    src_local: str = ""
-    mode: str = "full"  # full | append | delta
-    at: int = 0  # append: the old size, where the new bytes go
-    fd: int = -1
-    basis_fd: int = -1
-    patch: rdiff.Patch | None = None
-    hasher: Hasher | None = None
-    size: int = 0
-    final: FileState | None = None
-    failed: str = ""
-    blocks: bytes = b""
-    journalled: bool = False  # an in-place append was recorded in ``appends``
-
-
-class _Writer:
-    """One thread doing a session's file writes in order, so the event loop only decrypts and
-    parses frames while the disk work runs beside it (the GIL is released in the syscalls)."""
-
-    def __init__(self) -> None:
-        self._q: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self.queued = 0  # bytes submitted but not yet written (back-pressure for the loop)
-        self._t = threading.Thread(target=self._run, name="sync-writer", daemon=True)
-        self._t.start()
-
-    def submit(self, fn: Callable[[], None], size: int = 0) -> None:
-        self.queued += size
-        self._q.put(fn)
-
-    def wait(self) -> None:
-        """Block until everything submitted so far is done."""
-        ev = threading.Event()
-        self._q.put(ev.set)
-        ev.wait()
-
-    def close(self) -> None:
-        self._q.put(None)
-        self._t.join(30)
-
-    def _run(self) -> None:
-        while (fn := self._q.get()) is not None:
-            # Each job records its own failure in its pending file; nothing may stop the thread.
-            with contextlib.suppress(Exception):
-                fn()
-
-
-@dataclass
-class Batch:
-    """The files of one offer that wait for their bytes, then for ``commit``.
-
-    ``dirs`` holds an fd per parent directory, opened without following symlinks: temp files
-    are created, renamed and appended to relative to those, so a directory swapped for a
-    symlink later in the same offer cannot redirect a write out of the tree.
-    """
-
-    pending: dict[int, _Pending] = field(default_factory=dict)
-    dirs: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def dir_fd(self, root: str, parent: str) -> int:
-        with self._lock:
-            fd = self.dirs.get(parent)
-            if fd is None:
-                fd = self.dirs[parent] = fsops.open_dir(root, parent)
-            return fd
-
-    def close_dirs(self) -> None:
-        with self._lock:
-            for fd in self.dirs.values():
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self.dirs.clear()
 
 
 @dataclass
@@ -154,7 +55,7 @@ class Receiver:
     log: Log = field(default=lambda _m: None)
     changed: list[str] = field(default_factory=list)
     _open: list[Batch] = field(default_factory=list)
-    _writer: _Writer | None = None
+    _writer: Writer | None = None
     _parents: dict[str, bool] = field(default_factory=dict)
     _cache: dict[str, Seen] = field(default_factory=dict)
 
@@ -193,9 +94,9 @@ class Receiver:
             self._writer = None
         self.abort()
 
-    def _w(self) -> _Writer:
+    def _w(self) -> Writer:
         if self._writer is None:
-            self._writer = _Writer()
+            self._writer = Writer()
         return self._writer
 
     # --- session start: what an earlier killed session left behind
@@ -268,14 +169,9 @@ class Receiver:
         self, i: int, op: Op, batch: Batch,
         records: list[tuple[str, FileState | None, Seen | None]],
     ) -> Result | None:
-        refusal = self._refuse(op.name) or (self._refuse(op.src) if op.kind == "mv" else "")
-        if refusal:
-            return Result(i, "refused", refusal)
-        for name in (op.name, op.src) if op.kind == "mv" else (op.name,):
-            parent = os.path.dirname(self.paths.local(name))
-            if os.path.lexists(parent) and not self._parent_ok(parent):
-                return Result(i, "refused", f"a directory above {name} is a symlink on "
-                                            f"{self.me}; nothing is written through it")
+        refused = self._refusal(i, op)
+        if refused is not None:
+            return refused
         local = self.paths.local(op.name)
         seen = describe(local, self._cache.pop(op.name, None), self._now())
         current = seen.state if seen else None
@@ -297,23 +193,46 @@ class Receiver:
         status = {Action.APPLY: "ok", Action.FORCE: "forced", Action.AUTO_WIN: "auto"}[
             verdict.action
         ]
-        msg = verdict.reason
-        if current is not None and current.kind == "dir" and _kind(op) != "dir":
-            self._parents.clear()  # a directory goes: what was checked below it no longer holds
-        if _kind(op) == "lnk":
+        if ((current is not None and current.kind == "dir" and _kind(op) != "dir")
+                or _kind(op) == "lnk"):
+            # A directory goes or a link comes: what was checked below it no longer holds.
             self._parents.clear()
         if op.kind == "del":
-            if current is not None:
-                kept = self._backup(op.name, local) if current.kind == "reg" else None
-                fsops.remove(local)
-                msg = _with_backup(msg, kept)
-                self.changed.append(op.name)
-            records.append((op.name, None, None))
-            return Result(i, status, msg)
+            return self._delete(op, local, current, Result(i, status, verdict.reason), records)
+        return self._install(i, op, batch, seen, Result(i, status, verdict.reason), records)
+
+    def _refusal(self, i: int, op: Op) -> Result | None:
+        """Names outside our includes, or under a symlinked directory, are refused."""
+        refusal = self._refuse(op.name) or (self._refuse(op.src) if op.kind == "mv" else "")
+        if refusal:
+            return Result(i, "refused", refusal)
+        for name in (op.name, op.src) if op.kind == "mv" else (op.name,):
+            parent = os.path.dirname(self.paths.local(name))
+            if os.path.lexists(parent) and not self._parent_ok(parent):
+                return Result(i, "refused", f"a directory above {name} is a symlink on "
+                                            f"{self.me}; nothing is written through it")
+        return None
+
+    def _delete(self, op: Op, local: str, current: FileState | None, res: Result,
+                records: list[tuple[str, FileState | None, Seen | None]]) -> Result:
+        msg = res.message
+        if current is not None:
+            kept = self._backup(op.name, local) if current.kind == "reg" else None
+            fsops.remove(local)
+            msg = _with_backup(msg, kept)
+            self.changed.append(op.name)
+        records.append((op.name, None, None))
+        return Result(res.index, res.status, msg)
+
+    def _install(self, i: int, op: Op, batch: Batch, seen: Seen | None, res: Result,
+             records: list[tuple[str, FileState | None, Seen | None]]) -> Result | None:
+        """Install what needs no bytes; a regular file that does waits in ``batch``."""
         new = op.new
         assert new is not None
-        parent = os.path.dirname(local)
-        if not os.path.isdir(parent):
+        local = self.paths.local(op.name)
+        current = seen.state if seen else None
+        msg = res.message
+        if not os.path.isdir(os.path.dirname(local)):
             return Result(i, "error", f"{op.name}: parent directory missing on {self.me}")
         if current is not None and current.kind != new.kind:
             kept = self._backup(op.name, local) if current.kind == "reg" else None
@@ -323,29 +242,40 @@ class Receiver:
         if new.kind != "reg":
             fsops.make_special(local, new, self.ignore)
             self._done(op.name, new, local, records)
-            return Result(i, status, msg)
+            return Result(i, res.status, msg)
         if current is not None and current.same_content(new):
             fsops.set_meta(local, new, ignore=self.ignore)
             self._done(op.name, new, local, records, seen.blocks if seen else b"")
-            return Result(i, status, msg)
-        pending = _Pending(i, op, local, fsops.tmp_path_for(local), current, status, msg, seen)
+            return Result(i, res.status, msg)
+        pending = Pending(i, op, local, fsops.tmp_path_for(local), current, res.status, msg,
+                           seen)
         if op.kind == "mv":
-            src_local = self.paths.local(op.src)
-            src_seen = describe(src_local, self.db.local_get(op.src), self._now())
-            src_ok = src_seen is not None and (op.forced or src_seen.state.same(op.src_base))
-            if src_seen is not None and src_ok and src_seen.state.same_content(new):
-                # The rename: no bytes move.
-                if current is not None and current.kind == "reg":
-                    msg = _with_backup(msg, self._backup(op.name, local))
-                os.replace(src_local, local)
-                fsops.set_meta(local, new, ignore=self.ignore)
-                self._done(op.name, new, local, records, src_seen.blocks)
-                records.append((op.src, None, None))
-                self.changed.append(op.src)
-                return Result(i, status, msg)
-            if src_ok:
-                pending.src_local = src_local
+            renamed = self._rename(pending, Result(i, res.status, msg), records)
+            if renamed is not None:
+                return renamed
         batch.pending[i] = pending
+        return None
+
+    def _rename(self, p: Pending, res: Result,
+                records: list[tuple[str, FileState | None, Seen | None]]) -> Result | None:
+        """A rename whose source still holds the new bytes: no bytes move. Otherwise the
+        source (if it is what the sender thinks) goes when the file arrives; None."""
+        op, new, local, msg = p.op, p.op.new, p.local, res.message
+        assert new is not None
+        src_local = self.paths.local(op.src)
+        src_seen = describe(src_local, self.db.local_get(op.src), self._now())
+        src_ok = src_seen is not None and (op.forced or src_seen.state.same(op.src_base))
+        if src_seen is not None and src_ok and src_seen.state.same_content(new):
+            if p.current is not None and p.current.kind == "reg":
+                msg = _with_backup(msg, self._backup(op.name, local))
+            os.replace(src_local, local)
+            fsops.set_meta(local, new, ignore=self.ignore)
+            self._done(op.name, new, local, records, src_seen.blocks)
+            records.append((op.src, None, None))
+            self.changed.append(op.src)
+            return Result(res.index, res.status, msg)
+        if src_ok:
+            p.src_local = src_local
         return None
 
     def _parent_ok(self, parent: str) -> bool:
@@ -395,7 +325,7 @@ class Receiver:
         self.changed.append(name)
 
     # --- phase 2: data
-    def basis(self, batch: Batch, index: int) -> dict[str, Any] | None:
+    def basis(self, batch: Batch, index: int) -> Basis | None:
         """What the sender may build on for a needed file: our current regular file's size and
         digest, and whether the new bytes may be appended to it in place."""
         p = batch.pending[index]
@@ -408,7 +338,7 @@ class Receiver:
             k in self.ignore or getattr(cur, a) == getattr(new, a)
             for k, a in (("mod", "mode"), ("uid", "uid"), ("gid", "gid"))
         )
-        return {"size": cur.size, "digest": cur.digest, "append": same_meta}
+        return Basis(cur.size, cur.digest, same_meta)
 
     def signature(self, batch: Batch, index: int) -> list[bytes] | None:
         """The rsync signature of our current file, kept open as the basis of the delta to come
@@ -424,7 +354,7 @@ class Receiver:
             p.failed = f"{p.op.name}: signature failed on {self.me}: {e}"
             return None
 
-    def _open_current(self, batch: Batch, p: _Pending) -> int:
+    def _open_current(self, batch: Batch, p: Pending) -> int:
         """Our file, opened if it is still exactly what ``evaluate`` saw; else -1."""
         cur, seen = p.current, p.seen
         if cur is None or seen is None:
@@ -466,7 +396,7 @@ class Receiver:
             except rdiff.RdiffError as e:
                 p.failed = f"{p.op.name}: {e}"
 
-    def _open_append(self, batch: Batch, p: _Pending, at: int) -> None:
+    def _open_append(self, batch: Batch, p: Pending, at: int) -> None:
         fd = self._open_current(batch, p)
         if fd < 0 or at != p.at:
             if fd >= 0:
@@ -515,7 +445,7 @@ class Receiver:
         except OSError as e:
             p.failed = f"{p.op.name}: write failed on {self.me}: {e.strerror}"
 
-    def _put(self, p: _Pending, data: bytes) -> None:
+    def _put(self, p: Pending, data: bytes) -> None:
         assert p.hasher is not None
         view = memoryview(data)
         pos = p.at + p.size if p.mode == "append" else p.size
@@ -551,7 +481,7 @@ class Receiver:
         self._close_fds(p)
         p.final = final
 
-    def _close_fds(self, p: _Pending) -> None:
+    def _close_fds(self, p: Pending) -> None:
         if p.patch is not None:
             p.patch.close()
             p.patch = None
@@ -562,7 +492,7 @@ class Receiver:
                     os.close(fd)
                 setattr(p, attr, -1)
 
-    def _undo_append(self, p: _Pending) -> None:
+    def _undo_append(self, p: Pending) -> None:
         """Cut our file back to what it was before a failed or aborted append."""
         seen, cur = p.seen, p.current
         if not p.journalled or seen is None or cur is None:
@@ -628,7 +558,7 @@ class Receiver:
             self._open.remove(batch)
         return results
 
-    def _discard(self, p: _Pending) -> None:
+    def _discard(self, p: Pending) -> None:
         """Drop what a failed file left: its temp file, or the bytes appended in place."""
         self._close_fds(p)
         with contextlib.suppress(OSError):
@@ -654,37 +584,3 @@ def _with_backup(msg: str, kept: str | None) -> str:
     if kept is None:
         return msg
     return f"{msg}; old version kept in {kept}" if msg else f"old version kept in {kept}"
-
-
-def cleanup_tmp(db: StateDB) -> int:
-    """Remove every recorded receive temp file that still exists, and cut files that an
-    interrupted in-place append left longer back to their old content; returns how many."""
-    paths = db.tmp_paths()
-    n = 0
-    for p in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(p)
-            n += 1
-    db.drop_tmp(paths)
-    journal = db.appends()
-    for path, ino, size, mtime_ns in journal:
-        with contextlib.suppress(OSError):
-            n += undo_append(path, ino, size, mtime_ns)
-    db.drop_appends(p for p, *_ in journal)
-    return n
-
-
-def undo_append(path: str, ino: int, size: int, mtime_ns: int) -> int:
-    """Cut ``path`` back to ``size`` bytes and its old mtime if it is still that inode and
-    longer; returns 1 if it did."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        st = os.fstat(fd)
-        if st.st_ino != ino or st.st_size <= size:
-            return 0
-        os.ftruncate(fd, size)
-        os.utime(fd, ns=(st.st_atime_ns, mtime_ns))
-        os.fsync(fd)
-        return 1
-    finally:
-        os.close(fd)

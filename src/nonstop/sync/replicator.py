@@ -4,8 +4,9 @@ The node holding the resource group is *active*: a change seen by inotify is che
 within ``debounce`` seconds; a full scan every ``full_scan_interval`` seconds catches what inotify
 misses (queue overflow, changes while we were down). A standby keeps receiving but never pushes.
 On takeover and release the daemon calls :meth:`Replicator.force_sync`, the equivalent of the
-talk's ``csync2 -fr /var/log/asterisk/; csync2 -fr /etc/asterisk/; csync2 -xv``; forced scopes
-stay recorded until the peer has really been made equal, so they win even if it is down now.
+talk's master script (``csync2 -fr /var/log/asterisk/; csync2 -fr /etc/asterisk/; csync2 -xv``)
+over the paths the configuration replicates (:func:`force_paths`); forced scopes stay recorded
+until the peer has really been made equal, so they win even if it is down now.
 """
 
 from __future__ import annotations
@@ -15,16 +16,32 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nonstop.sync.inotify import Watcher
 from nonstop.sync.node import ALL, Node, Report, Scope, SyncServer
-from nonstop.sync.patterns import TMP_PREFIX
+from nonstop.sync.patterns import TMP_PREFIX, Matcher
 
 _log = logging.getLogger("nonstop.sync")
 
 # The talk's master script forces these, in this order, before its -xv.
-MASTER_FORCE_PATHS = ("/var/log/asterisk", "/etc/asterisk")
+MASTER_SCRIPT_PATHS = ("/var/log/asterisk", "/etc/asterisk")
+
+
+def force_paths(matchers: Sequence[Matcher]) -> tuple[str, ...]:
+    """What a takeover or a release forces onto the peers, from the groups' include patterns.
+
+    When the groups replicate both of the talk's paths (its csync2.cfg does), exactly what its
+    master script forces, in its order. Otherwise every include's fixed leading directories
+    (``/srv/data/*.db`` gives ``/srv/data``), nested ones merged, so a site replicating anything
+    else has all of it made equal, and nothing it does not replicate is touched.
+    """
+    if all(any(m.included(p) for m in matchers) for p in MASTER_SCRIPT_PATHS):
+        return MASTER_SCRIPT_PATHS
+    roots = sorted({r for m in matchers for r in m.roots()})
+    return tuple(r for r in roots
+                 if not any(r != o and r.startswith(o.rstrip("/") + "/") for o in roots))
 
 
 class Replicator:
@@ -47,6 +64,7 @@ class Replicator:
         self.full_scan_interval = full_scan_interval
         self.retry_interval = retry_interval
         self.server = SyncServer(node) if serve else None
+        self.force_paths = force_paths([g.matcher for g in node.groups])
         # watch=False: periodic scans only (filesystems without inotify, e.g. NFS).
         self.watch = watch
         self._active = False
@@ -62,6 +80,8 @@ class Replicator:
         self._task: asyncio.Task[None] | None = None
         self._watcher: Watcher | None = None
         self._roots: list[tuple[str, str]] = []
+        # Told of every push's report (the daemon's history records pushes and conflicts).
+        self.on_report: Callable[[Report], None] | None = None
         self._status: dict[str, Any] = {
             "active": False, "last_sync": None, "last_sync_ok": None, "last_error": None,
             "syncs": 0, "dirty": 0, "pending_hints": 0, "lag_s": 0.0,
@@ -103,9 +123,10 @@ class Replicator:
             self._unsent_since = None
         self._wake.set()
 
-    async def force_sync(self, paths: tuple[str, ...] | list[str] = MASTER_FORCE_PATHS) -> Report:
-        """Force this node's version of ``paths`` (recursively) onto the peers, then sync all."""
-        scopes: list[Scope] = [(os.path.normpath(p), True) for p in paths]
+    async def force_sync(self, paths: Sequence[str] | None = None) -> Report:
+        """Force this node's version of ``paths`` (recursively; by default
+        :attr:`force_paths`) onto the peers, then sync all."""
+        scopes: list[Scope] = [(os.path.normpath(p), True) for p in paths or self.force_paths]
         async with self._lock:
             await asyncio.to_thread(self.node.force, scopes)
             return await self._sync(None)
@@ -213,6 +234,8 @@ class Replicator:
             self._failed(f"{type(e).__name__}: {e}", started)
             return Report(problems=[str(e)])
         self._status["syncs"] += 1
+        if self.on_report is not None:
+            self.on_report(report)
         self._status["last_sync"] = time.time()
         self._status["last_sync_ok"] = not report.problems
         self._status["dirty"] = dirty

@@ -16,7 +16,8 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from nonstop.sync.digest import BLOCK, BLOCK_DIGEST, Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope
@@ -50,24 +51,66 @@ def racy_window(mtime_ns: int, ctime_ns: int) -> int:
     return FINE_RACY_NS
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+class _Row(NamedTuple):
+    """A ``local`` table row without its name: FileState's fields, then the scan's own."""
+
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    digest: str
+    target: str
+    rdev: int
+    ino: int
+    ctime_ns: int
+    checked_ns: int
+    blocks: bytes
+    verified_ns: int
+    verify_pos: int
+    stepped_ns: int
+
+
+class Seen(_Row):
     """A scanned file: its state plus the local-only facts used to skip re-hashing.
 
     ``blocks`` are a regular file's block digests (see :mod:`nonstop.sync.digest`; empty when
     unknown); ``checked_ns`` 0 means the state is not to be trusted at the next scan (the file
     changed while it was read); ``verified_ns`` is when the whole content was last read or
     re-checked; ``verify_pos`` is how far the current round of re-checks got, at ``stepped_ns``.
+
+    A flat named tuple in the database's column order, not a dataclass holding a FileState: a
+    no-change check of 20,000 files loads 20,000 of them (``from_row`` is a C-level tuple
+    copy) and needs the FileState of none; ``state`` builds it when asked.
     """
 
-    state: FileState
-    ino: int
-    ctime_ns: int
-    checked_ns: int
-    blocks: bytes = b""
-    verified_ns: int = 0
-    verify_pos: int = 0
-    stepped_ns: int = 0
+    __slots__ = ()
+
+    def __new__(cls, state: FileState, ino: int, ctime_ns: int, checked_ns: int,
+                blocks: bytes = b"", verified_ns: int = 0, verify_pos: int = 0,
+                stepped_ns: int = 0) -> Seen:
+        return tuple.__new__(cls, (
+            state.kind, state.mode, state.uid, state.gid, state.size, state.mtime_ns,
+            state.digest, state.target, state.rdev, ino, ctime_ns, checked_ns, blocks,
+            verified_ns, verify_pos, stepped_ns))
+
+    @classmethod
+    def from_row(cls, row: tuple[object, ...]) -> Seen:
+        """A Seen from a ``local`` row without its name (our own rows: no remote-input checks);
+        NULLs of columns added by later schema versions read as their defaults."""
+        if row[12] is None or row[13] is None or row[14] is None or row[15] is None:
+            row = (*row[:12], row[12] or b"", row[13] or 0, row[14] or 0, row[15] or 0)
+        return tuple.__new__(cls, row)
+
+    @property
+    def state(self) -> FileState:
+        return FileState(*self[:9])
+
+    def with_state(self, state: FileState) -> Seen:
+        """The same record with another state (owner or mode changed, content as recorded)."""
+        return Seen(state, self.ino, self.ctime_ns, self.checked_ns, self.blocks,
+                    self.verified_ns, self.verify_pos, self.stepped_ns)
 
 
 # A file to hash: name, local path, its stat, its cached entry.
@@ -90,17 +133,25 @@ def _probe(path: str, cached: Seen | None, now_ns: int) -> Seen | os.stat_result
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    return _classify(path, st, cached, now_ns)
+
+
+def _classify(path: str, st: os.stat_result, cached: Seen | None,
+              now_ns: int) -> Seen | os.stat_result | None:
+    """The state of a path from its lstat, or the stat when its content must be hashed."""
     if not supported(st):
         return None
     target = ""
+    if stat.S_ISDIR(st.st_mode):
+        return _dir_seen(st, cached, now_ns)
     if stat.S_ISREG(st.st_mode):
         if (
             cached is not None
-            and cached.state.kind == "reg"
+            and cached.kind == "reg"
             and cached.ino == st.st_ino
             and cached.ctime_ns == st.st_ctime_ns
-            and cached.state.mtime_ns == st.st_mtime_ns
-            and cached.state.size == st.st_size
+            and cached.mtime_ns == st.st_mtime_ns
+            and cached.size == st.st_size
             and st.st_mtime_ns + (w := racy_window(st.st_mtime_ns, st.st_ctime_ns))
             <= cached.checked_ns
             and (cached.verified_ns >= st.st_mtime_ns + w
@@ -109,11 +160,37 @@ def _probe(path: str, cached: Seen | None, now_ns: int) -> Seen | os.stat_result
             # Content as recorded. Owner and mode come from this stat: a chmod in the same
             # clock tick as the record leaves ctime equal, but never the content (a write moves
             # mtime; one put back with touch -r moves ctime).
-            return replace(cached, state=FileState.from_stat(st, cached.state.digest))
+            return _same_owner_mode(cached, st)
         return st
     if stat.S_ISLNK(st.st_mode):
-        target = os.readlink(path)
+        try:
+            target = os.readlink(path)
+        except (FileNotFoundError, NotADirectoryError, OSError):
+            return None  # replaced since the walk looked at it: the next scan sees what is there
     return Seen(FileState.from_stat(st, "", target), st.st_ino, st.st_ctime_ns, now_ns)
+
+
+def _same_owner_mode(cached: Seen, st: os.stat_result) -> Seen:
+    """``cached`` itself when this stat's owner and mode are the recorded ones (the common case
+    of a no-change check: no new object, and the database row is not rewritten)."""
+    c = cached
+    if c.mode == stat.S_IMODE(st.st_mode) and c.uid == st.st_uid and c.gid == st.st_gid:
+        return cached
+    return cached.with_state(FileState.from_stat(st, c.digest))
+
+
+def _dir_seen(st: os.stat_result, cached: Seen | None, now_ns: int) -> Seen:
+    """A directory's entry: the cached one while nothing of it changed (a directory's record
+    is metadata only, so an unchanged one need not be built or stored again)."""
+    if (
+        cached is not None
+        and cached.kind == "dir"
+        and cached.ino == st.st_ino
+        and cached.ctime_ns == st.st_ctime_ns
+        and cached.mtime_ns == st.st_mtime_ns
+    ):
+        return _same_owner_mode(cached, st)
+    return Seen(FileState.from_stat(st), st.st_ino, st.st_ctime_ns, now_ns)
 
 
 def _grown(cached: Seen | None, st: os.stat_result, now_ns: int) -> Seen | None:
@@ -122,11 +199,11 @@ def _grown(cached: Seen | None, st: os.stat_result, now_ns: int) -> Seen | None:
     last old block and the new bytes are read."""
     if (
         cached is None
-        or cached.state.kind != "reg"
+        or cached.kind != "reg"
         or cached.ino != st.st_ino
-        or st.st_size < cached.state.size
-        or (st.st_size == cached.state.size and st.st_size < LARGE_FILE)
-        or not blocks_match(cached.blocks, cached.state.size, cached.state.digest)
+        or st.st_size < cached.size
+        or (st.st_size == cached.size and st.st_size < LARGE_FILE)
+        or not blocks_match(cached.blocks, cached.size, cached.digest)
     ):
         return None
     return cached
@@ -155,8 +232,8 @@ def _hashed(path: str, st: os.stat_result, now_ns: int, cached: Seen | None = No
         h = None
         verified, pos = now_ns, 0
         base = _grown(cached, st0, now_ns)
-        if base is not None and size >= base.state.size:
-            h = extend(fd, base.blocks, base.state.size, size)
+        if base is not None and size >= base.size:
+            h = extend(fd, base.blocks, base.size, size)
             step = _verify_step(fd, base, now_ns) if h is not None else None
             if step is None:
                 h = None  # rewritten, not (only) appended to: read it whole below
@@ -186,7 +263,7 @@ def _verify_step(fd: int, base: Seen, now_ns: int) -> tuple[int, int] | None:
     """Re-read the next few of a grown file's older blocks (how many: the time since the last
     step at VERIFY_BYTES_PER_S) and compare them with their recorded digests. None if one
     differs; else (verified_ns, verify_pos) after this step."""
-    last = (base.state.size - 1) // BLOCK  # re-hashed by extend() already
+    last = (base.size - 1) // BLOCK  # re-hashed by extend() already
     first = base.verify_pos // BLOCK
     since = max(0, now_ns - base.stepped_ns)
     budget = min(VERIFY_STEP_MAX, since * VERIFY_BYTES_PER_S // 1_000_000_000)
@@ -222,6 +299,10 @@ def _hash_all(todo: list[_Todo], now_ns: int, out: dict[str, Seen]) -> None:
             out[name] = seen
 
 
+# What the walk found: name, local path, lstat.
+_Found = tuple[str, str, os.stat_result]
+
+
 def scan(
     matcher: Matcher,
     paths: PathMap,
@@ -235,24 +316,50 @@ def scan(
     does not enter directories the rules rule out.
     """
     get = cache.get if isinstance(cache, Mapping) else cache
+    return _describe_all(walk(matcher, paths, scopes), get, now_ns)
+
+
+def scan_loading(
+    matcher: Matcher,
+    paths: PathMap,
+    scopes: Iterable[tuple[str, bool]],
+    load: Callable[[], Mapping[str, Seen]],
+    now_ns: int,
+) -> tuple[dict[str, Seen], Mapping[str, Seen]]:
+    """``scan`` with its cache loaded by ``load`` in a thread while the file system is walked
+    (both mostly wait on the kernel or sqlite, outside the GIL); returns the cache too."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-cache") as pool:
+        loading = pool.submit(load)
+        found = walk(matcher, paths, scopes)
+        cache = loading.result()
+    return _describe_all(found, cache.get, now_ns), cache
+
+
+def _describe_all(found: list[_Found], get: Callable[[str], Seen | None],
+                  now_ns: int) -> dict[str, Seen]:
     out: dict[str, Seen] = {}
     todo: list[_Todo] = []
-    for scope, recursive in scopes:
-        _scan_one(matcher, paths, scope, recursive, get, now_ns, out, todo)
+    for name, local, st in found:
+        cached = get(name)
+        seen = _classify(local, st, cached, now_ns)
+        if isinstance(seen, os.stat_result):
+            todo.append((name, local, seen, cached))
+        elif seen is not None:
+            out[name] = seen
     _hash_all(todo, now_ns, out)
     return out
 
 
-def _scan_one(
-    matcher: Matcher,
-    paths: PathMap,
-    scope: str,
-    recursive: bool,
-    get: Callable[[str], Seen | None],
-    now_ns: int,
-    out: dict[str, Seen],
-    todo: list[_Todo],
-) -> None:
+def walk(matcher: Matcher, paths: PathMap, scopes: Iterable[tuple[str, bool]]) -> list[_Found]:
+    """Every included name under the scopes with its local path and lstat (nothing read)."""
+    found: list[_Found] = []
+    for scope, recursive in scopes:
+        _walk_scope(matcher, paths, scope, recursive, found)
+    return found
+
+
+def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
+                found: list[_Found]) -> None:
     starts: list[str] = []
     if recursive:
         # A scope above the includes (e.g. "/") walks from the include roots below it.
@@ -268,51 +375,39 @@ def _scan_one(
             local = paths.local(start)
         except KeyError:
             continue
-        if matcher.included(start):
-            _take(start, local, get(start), now_ns, out, todo)
-        if recursive and os.path.isdir(local) and not os.path.islink(local) and (
-            matcher.descend(start)
-        ):
-            _walk(matcher, local, start, get, now_ns, out, todo)
-
-
-def _take(name: str, local: str, cached: Seen | None, now_ns: int, out: dict[str, Seen],
-          todo: list[_Todo]) -> None:
-    found = _probe(local, cached, now_ns)
-    if isinstance(found, os.stat_result):
-        todo.append((name, local, found, cached))
-    elif found is not None:
-        out[name] = found
-
-
-def _walk(
-    matcher: Matcher,
-    local_dir: str,
-    name_dir: str,
-    get: Callable[[str], Seen | None],
-    now_ns: int,
-    out: dict[str, Seen],
-    todo: list[_Todo],
-) -> None:
-    try:
-        entries = list(os.scandir(local_dir))
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-    prefix = name_dir.rstrip("/") + "/"
-    included = matcher.child_filter(name_dir)
-    for entry in entries:
-        if entry.name.startswith(TMP_PREFIX):
+        try:
+            st = os.lstat(local)
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        name = prefix + entry.name
-        is_dir = entry.is_dir(follow_symlinks=False)
-        if included(name, entry.name):
-            if is_dir:
+        if matcher.included(start):
+            found.append((start, local, st))
+        if recursive and stat.S_ISDIR(st.st_mode) and matcher.descend(start):
+            _walk_tree(matcher, local, start, found)
+
+
+def _walk_tree(matcher: Matcher, local_top: str, name_top: str, found: list[_Found]) -> None:
+    """The directories below one start, depth first, without recursion (any depth)."""
+    stack = [(local_top, name_top)]
+    while stack:
+        local_dir, name_dir = stack.pop()
+        try:
+            entries = list(os.scandir(local_dir))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        prefix = name_dir.rstrip("/") + "/"
+        included = matcher.child_filter(name_dir)
+        below: list[tuple[str, str]] = []
+        for entry in entries:
+            if entry.name.startswith(TMP_PREFIX):
+                continue
+            name = prefix + entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if included(name, entry.name):
                 try:
                     st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
+                except (FileNotFoundError, NotADirectoryError):
                     continue
-                out[name] = Seen(FileState.from_stat(st), st.st_ino, st.st_ctime_ns, now_ns)
-            else:
-                _take(name, entry.path, get(name), now_ns, out, todo)
-        if is_dir and matcher.descend(name):
-            _walk(matcher, entry.path, name, get, now_ns, out, todo)
+                found.append((name, entry.path, st))
+            if is_dir and matcher.descend(name):
+                below.append((entry.path, name))
+        stack.extend(reversed(below))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from nonstop.sync.patterns import in_scope
@@ -57,6 +57,15 @@ _LOCAL = (f"name, {_STATE}, ino, ctime_ns, checked_ns, blocks, verified_ns, veri
           "stepped_ns")
 
 
+# FileState.same() between our row and the peer's, as SQL (see FileState.key()).
+_DIFFERING = """
+SELECT l.name FROM local l LEFT JOIN synced s ON s.peer=? AND s.name=l.name
+WHERE (s.name IS NULL OR l.kind IS NOT s.kind OR l.mode IS NOT s.mode OR l.uid IS NOT s.uid
+       OR l.gid IS NOT s.gid OR l.digest IS NOT s.digest OR l.target IS NOT s.target
+       OR l.rdev IS NOT s.rdev
+       OR (l.kind='reg' AND l.size IS NOT s.size)
+       OR (l.kind IN ('reg', 'fifo', 'chr', 'blk') AND l.mtime_ns IS NOT s.mtime_ns))"""
+
 _INSERT_LOCAL = "INSERT OR REPLACE INTO local VALUES(" + ",".join("?" * 17) + ")"
 
 
@@ -65,15 +74,8 @@ def _cols(state: FileState) -> tuple[object, ...]:
             state.digest, state.target, state.rdev)
 
 
-def _seen(row: tuple[object, ...]) -> Seen:
-    """A Seen from a ``local`` row without its name (our own rows: no remote-input checks)."""
-    return Seen(FileState(*row[:9]), row[9], row[10], row[11],  # type: ignore[arg-type]
-                row[12] or b"", row[13] or 0, row[14] or 0, row[15] or 0)  # type: ignore[arg-type]
-
-
 def _local_row(name: str, s: Seen) -> tuple[object, ...]:
-    return (name, *_cols(s.state), s.ino, s.ctime_ns, s.checked_ns, s.blocks, s.verified_ns,
-            s.verify_pos, s.stepped_ns)
+    return (name, *s)
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,16 @@ class DirtyRow:
     forced: bool
 
 
-def _like_prefix(path: str) -> str:
-    esc = path.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return esc + "/%"
+def _scope_where(path: str, recursive: bool, col: str = "name") -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause for the names in a scope: the path itself and, recursive, every name
+    below it, as a range of the primary key ("/a/" <= name < "/a0": "0" follows "/"), so
+    sqlite reads only that part of its index."""
+    if not recursive:
+        return f"{col}=?", (path,)
+    if path == "/":
+        return "1", ()
+    base = path.rstrip("/")
+    return f"{col}=? OR ({col}>=? AND {col}<?)", (path, base + "/", base + "0")
 
 
 class StateDB:
@@ -132,7 +141,7 @@ class StateDB:
             row = self._db.execute(
                 f"SELECT {_LOCAL} FROM local WHERE name=?", (name,)
             ).fetchone()
-        return None if row is None else _seen(row[1:])
+        return None if row is None else Seen.from_row(row[1:])
 
     def local_many(self, names: list[str]) -> dict[str, Seen]:
         """Cached entries for these names (queries of 500 names, a table scan for very many)."""
@@ -146,31 +155,23 @@ class StateDB:
                 marks = ",".join("?" * len(part))
                 for r in self._db.execute(
                         f"SELECT {_LOCAL} FROM local WHERE name IN ({marks})", part):
-                    out[r[0]] = _seen(r[1:])
+                    out[r[0]] = Seen.from_row(r[1:])
         return out
 
     def local_all(self) -> dict[str, Seen]:
         """Every cached scan entry."""
         with self._lock:
             rows = self._db.execute(f"SELECT {_LOCAL} FROM local")
-            return {r[0]: _seen(r[1:]) for r in rows}
+            return {r[0]: Seen.from_row(r[1:]) for r in rows}
 
     def local_in(self, scopes: Iterable[tuple[str, bool]]) -> dict[str, Seen]:
         """Cached entries under the scopes."""
         out: dict[str, Seen] = {}
         with self._lock:
             for path, rec in scopes:
-                q = f"SELECT {_LOCAL} FROM local WHERE name=?"
-                args: tuple[str, ...] = (path,)
-                if rec:
-                    if path == "/":
-                        q = f"SELECT {_LOCAL} FROM local"
-                        args = ()
-                    else:
-                        q += " OR name LIKE ? ESCAPE '\\'"
-                        args = (path, _like_prefix(path))
-                for r in self._db.execute(q, args):
-                    out[r[0]] = _seen(r[1:])
+                where, args = _scope_where(path, rec)
+                for r in self._db.execute(f"SELECT {_LOCAL} FROM local WHERE {where}", args):
+                    out[r[0]] = Seen.from_row(r[1:])
         return out
 
     # --- synced states
@@ -192,13 +193,44 @@ class StateDB:
     def _synced_raw(
         self, peer: str, scopes: list[tuple[str, bool]]
     ) -> dict[str, tuple[object, ...]]:
+        out: dict[str, tuple[object, ...]] = {}
         with self._lock:
-            rows = self._db.execute(f"SELECT name, {_STATE} FROM synced WHERE peer=?", (peer,))
-            everything = scopes == [("/", True)]
-            return {
-                r[0]: r[1:] for r in rows
-                if everything or any(in_scope(r[0], p, rec) for p, rec in scopes)
-            }
+            for path, rec in scopes:
+                where, args = _scope_where(path, rec)
+                for r in self._db.execute(
+                        f"SELECT name, {_STATE} FROM synced WHERE peer=? AND ({where})",
+                        (peer, *args)):
+                    out[r[0]] = r[1:]
+        return out
+
+    def _differing(self, peer: str, scopes: list[tuple[str, bool]]) -> list[str]:
+        """Names in ``local`` under the scopes whose state differs from what ``peer`` holds
+        (FileState.same() as SQL: directory and link mtimes, and sizes of anything but a
+        regular file, do not count), or that ``peer`` lacks."""
+        out: list[str] = []
+        with self._lock:
+            for path, rec in scopes:
+                where, args = _scope_where(path, rec, "l.name")
+                out += [r[0] for r in self._db.execute(_DIFFERING + f" AND ({where})",
+                                                         (peer, *args))]
+        return out
+
+    def _peer_only(self, peer: str, scopes: list[tuple[str, bool]]) -> list[str]:
+        """Names ``peer`` holds under the scopes that ``local`` does not have."""
+        out: list[str] = []
+        with self._lock:
+            for path, rec in scopes:
+                where, args = _scope_where(path, rec, "s.name")
+                out += [r[0] for r in self._db.execute(
+                    "SELECT s.name FROM synced s WHERE s.peer=? AND "
+                    "NOT EXISTS (SELECT 1 FROM local l WHERE l.name=s.name)"
+                    f" AND ({where})", (peer, *args))]
+        return out
+
+    def _dirty_unforced(self, peer: str) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute(
+                "SELECT name FROM dirty WHERE peer=? AND forced=0", (peer,))}
 
     def synced_in(self, peer: str, scopes: Iterable[tuple[str, bool]]) -> dict[str, FileState]:
         """What ``peer`` holds per our records, under the scopes."""
@@ -213,7 +245,7 @@ class StateDB:
         seen: dict[str, Seen],
         peers: Iterable[str],
         force_new: bool = False,
-        old: dict[str, Seen] | None = None,
+        old: Mapping[str, Seen] | None = None,
         owns: Callable[[str], bool] | None = None,
     ) -> dict[str, list[str]]:
         """Store a scan of ``scopes`` and recompute which names are dirty for each peer.
@@ -237,29 +269,19 @@ class StateDB:
                 (
                     _local_row(n, s)
                     for n, s in seen.items()
-                    if (o := old.get(n)) is None or o != s
+                    if (o := old.get(n)) is None or (o is not s and o != s)
                 ),
             )
-            enc: dict[str, tuple[object, ...]] = {}
             for peer in peers:
-                raw = self._synced_raw(peer, scopes)
-                if owns is not None:
-                    raw = {n: t for n, t in raw.items() if owns(n)}
-                dirty: list[str] = []
-                clean: list[str] = []
-                for n, s in seen.items():
-                    t = raw.get(n)
-                    if t is not None:
-                        e = enc.get(n)
-                        if e is None:
-                            e = enc[n] = _cols(s.state)
-                        # Equal rows are the common case; build a state only for what differs.
-                        if t == e or s.state.same(FileState(*t)):  # type: ignore[arg-type]
-                            clean.append(n)
-                            continue
-                    dirty.append(n)
-                dirty += [n for n in raw if n not in seen]
-                clean += [n for n in old if n not in seen and n not in raw]
+                # Compared in sqlite, over the rows just written: a no-change check of 20,000
+                # files builds no state objects for it.
+                dirty = [n for n in self._differing(peer, scopes) if n in seen]
+                dirty += [n for n in self._peer_only(peer, scopes)
+                          if n not in seen and (owns is None or owns(n))]
+                dirty = list(dict.fromkeys(dirty))  # overlapping scopes name a file twice
+                now_dirty = set(dirty)
+                clean = [n for n in self._dirty_unforced(peer)
+                         if n not in now_dirty and (n in seen or n in old)]
                 db.executemany(
                     "DELETE FROM dirty WHERE peer=? AND name=? AND forced=0",
                     ((peer, n) for n in clean),

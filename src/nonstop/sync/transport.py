@@ -19,11 +19,12 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from nonstop.errors import RemoteInputError
 from nonstop.logs import escape
 from nonstop.sync import limits
 from nonstop.sync import protocol as p
-from nonstop.sync.protocol import AuthError, Frame, Kind, ProtocolError
+from nonstop.sync.messages import Event
+from nonstop.sync.protocol import AuthError, Frame, Kind, ProtocolError, RemoteError
+from nonstop.sync.session import ClientSession, ServerSession
 
 CERT_NAME = "sync-cert.pem"
 KEY_NAME = "sync-key.pem"
@@ -75,7 +76,14 @@ def client_context() -> ssl.SSLContext:
 
 
 class Channel:
-    """Frames over one asyncio stream."""
+    """Frames over one asyncio stream: bytes in and out, counted; no protocol state.
+
+    The handshake reads frames here (:meth:`recv`, :meth:`expect`); after it a session core
+    (:mod:`nonstop.sync.session`) takes the undecoded bytes and everything read later
+    (:meth:`read_some`, or :func:`next_event`).
+    """
+
+    READ_SIZE = 1 << 18  # per read once authenticated (a DATA frame is 256 KB)
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -85,26 +93,32 @@ class Channel:
         self.bytes_sent = 0  # frame bytes, before TLS
         self.bytes_received = 0
         # Small until the handshake proves the key (then p.MAX_FRAME), see authenticated().
-        self.max_frame = p.PREAUTH_MAX_FRAME
+        self.decoder = p.Decoder(p.PREAUTH_MAX_FRAME)
+        # Before the proof, one read is at most one small frame's worth (lesson 12).
+        self._read_size = p.PREAUTH_MAX_FRAME + p.HEADER.size
         self.idle_timeout: float | None = None
 
     def authenticated(self, idle_timeout: float | None = None) -> None:
         """The peer proved the group key: lift the pre-authentication frame cap."""
-        self.max_frame = p.MAX_FRAME
+        self.decoder.limit = p.MAX_FRAME
+        self._read_size = self.READ_SIZE
         self.idle_timeout = idle_timeout
 
+    async def read_some(self) -> bytes:
+        """The next bytes from the peer (ConnectionError when it closed, TimeoutError when it
+        sent nothing for ``idle_timeout``)."""
+        async with asyncio.timeout(self.idle_timeout):
+            data = await self.reader.read(self._read_size)
+        if not data:
+            raise ConnectionError("connection closed by peer")
+        self.bytes_received += len(data)
+        return data
+
     async def recv(self) -> Frame:
-        """The next frame (ConnectionError when the peer closed, TimeoutError when it sent
-        nothing for ``idle_timeout``)."""
-        try:
-            async with asyncio.timeout(self.idle_timeout):
-                head = await self.reader.readexactly(p.HEADER.size)
-                length, kind = p.parse_header(head, self.max_frame)
-                payload = await self.reader.readexactly(length) if length else b""
-        except asyncio.IncompleteReadError:
-            raise ConnectionError("connection closed by peer") from None
-        self.bytes_received += p.HEADER.size + length
-        return Frame(kind, payload)
+        """The next frame (errors as :meth:`read_some`; ProtocolError for a bad header)."""
+        while (f := self.decoder.next()) is None:
+            self.decoder.push(await self.read_some())
+        return f
 
     async def expect(self, *kinds: Kind) -> Frame:
         """The next frame, which must be one of ``kinds`` (an ERROR frame raises its text)."""
@@ -138,14 +152,15 @@ class Channel:
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 2.0)
 
+    def send_all(self, frames: list[bytes]) -> None:
+        """Queue several encoded frames."""
+        for f in frames:
+            self.send(f)
+
     @property
     def peer_address(self) -> str:
         info = self.writer.get_extra_info("peername")
         return str(info[0]) if info else "?"
-
-
-class RemoteError(RemoteInputError):
-    """The peer sent an ERROR frame."""
 
 
 @dataclass(frozen=True)
@@ -250,3 +265,10 @@ async def _server_proof(
         raise await refuse(f"wrong group key for '{group}' from host '{node}'")
     chan.send_obj(Kind.WELCOME, {})
     return Peer(node, group)
+
+
+async def next_event(chan: Channel, session: ClientSession | ServerSession) -> Event:
+    """The session's next event, reading from ``chan`` until one is complete."""
+    while (ev := session.next_event()) is None:
+        session.receive_data(await chan.read_some())
+    return ev

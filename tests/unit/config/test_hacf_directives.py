@@ -69,6 +69,8 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "nonstop_monitor": ("nonstop_monitor 5", "5"),
     "nonstop_sync": ("nonstop_sync /etc/csync2.cfg", "/etc/csync2.cfg"),
     "nonstop_mailrelay": ("nonstop_mailrelay smtp.example.com:587", "smtp.example.com:587"),
+    "nonstop_notify": ("nonstop_notify /usr/local/bin/page-oncall", "/usr/local/bin/page-oncall"),
+    "nonstop_metrics": ("nonstop_metrics 9464", "9464"),
     "nonstop_etcd": ("nonstop_etcd http://198.18.0.1:2379 prefix=/nonstop/x",
                      "http://198.18.0.1:2379 prefix=/nonstop/x"),
 }

@@ -31,8 +31,8 @@ def test_every_setting_is_a_directive_of_the_table() -> None:
 
 def test_model_fields_default_to_their_setting() -> None:
     """The model's defaults are the settings' values, not numbers written a second time."""
-    not_settings = {"path", "nodes", "media", "parameters", "locations", "warnings",
-                    "ping_targets", "ipfail", "respawn", "respawn_env", "stonith"}
+    not_settings = {"path", "nodes", "media", "notify_programs", "parameters", "locations",
+                    "warnings", "ping_targets", "ipfail", "respawn", "respawn_env", "stonith"}
     assert {f.name for f in _BY_SETTING.values()} == _FIELDS.keys() - not_settings
     for name, f in _BY_SETTING.items():
         setting = DIRECTIVES[name].setting

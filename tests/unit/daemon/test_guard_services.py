@@ -118,10 +118,10 @@ def test_auth_failures_from_a_peer_make_the_own_key_suspect(tmp_path: Path) -> N
 
 
 async def test_status_text_and_json_show_the_guards(tmp_path: Path) -> None:
-    from nonstop.cli import render_status
     from nonstop.daemon import Daemon
     from nonstop.heartbeat.envelope import Identity
     from nonstop.heartbeat.protocol import HeartbeatProtocol
+    from nonstop.quick import render_status
     from nonstop.resources.recording import RecordingAgentFactory
 
     cfg = config(tmp_path, "ping 192.0.2.1\napiauth ipfail uid=hacluster\n"

@@ -177,3 +177,15 @@ def test_csync2_cfg_is_read_as_bytes_with_caps(tmp_path: Path) -> None:
     zero = Group(**{**g.__dict__, "key_file": "/dev/zero"})
     with pytest.raises(ConfigError, match="not a regular file"):
         load_key(zero)
+
+
+def test_an_unreadable_included_file_is_named_at_the_line_that_includes_it(
+        tmp_path: Path) -> None:
+    from nonstop.config.csync2 import load_csync2
+
+    top = tmp_path / "csync2.cfg"
+    top.write_text("# site config\nconfig missing.cfg;\n")
+    with pytest.raises(ConfigError) as ei:
+        load_csync2(str(top))
+    assert (ei.value.loc.file, ei.value.loc.line) == (str(top), 2)
+    assert f"config {tmp_path / 'missing.cfg'}: cannot read" in ei.value.message

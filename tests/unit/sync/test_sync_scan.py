@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,6 +112,34 @@ def test_statedb_dirty_per_peer_and_temp_list(tmp_path: Path) -> None:
     db.close()
 
 
+_KINDS = st.sampled_from(["reg", "dir", "lnk", "fifo", "chr", "blk"])
+_STATES = st.builds(
+    FileState, _KINDS, st.sampled_from([0o644, 0o600]), st.sampled_from([0, 1]),
+    st.sampled_from([0, 1]), st.sampled_from([0, 7]), st.sampled_from([1, 2]),
+    st.sampled_from(["", "d1"]), st.sampled_from(["", "t"]), st.sampled_from([0, 5]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(ours=_STATES, theirs=st.none() | _STATES, ours_gone=st.booleans())
+def test_record_check_marks_dirty_exactly_what_filestate_same_calls_different(
+    tmp_path_factory: pytest.TempPathFactory, ours: FileState, theirs: FileState | None,
+    ours_gone: bool,
+) -> None:
+    """The dirty test runs as SQL; it must agree with FileState.same() for every pair of states
+    (directory and link mtimes and non-file sizes ignored, everything else compared)."""
+    db = StateDB(str(tmp_path_factory.mktemp("db") / "n.db3"))
+    name = "/srv/x"
+    if theirs is not None:
+        db.record_sent("p", [(name, theirs)])
+    seen = {} if ours_gone else {name: Seen(ours, 1, 1, 1)}
+    old = {name: Seen(ours, 1, 1, 1)} if ours_gone else {}
+    dirty = db.record_check([("/srv", True)], seen, ["p"], old=old)["p"]
+    expected = theirs is not None if ours_gone else not ours.same(theirs)
+    assert dirty == ([name] if expected else [])
+    assert [r.name for r in db.dirty("p")] == dirty
+    db.close()
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=64))
 def test_decoder_only_raises_protocol_error(data: bytes) -> None:
@@ -212,7 +240,7 @@ def test_a_large_file_is_read_whole_again_within_its_verify_budget(tmp_path: Pat
         fh.write(b"b")
     st = p.stat()
     os.utime(p, ns=(st.st_atime_ns, t))
-    cached = replace(first, ctime_ns=p.stat().st_ctime_ns)
+    cached = first._replace(ctime_ns=p.stat().st_ctime_ns)
     # Within the budget only the last block is read again (the edit is not seen yet) ...
     soon = describe(str(p), cached, t + 1)
     assert soon is not None and soon.state.digest == first.state.digest
@@ -252,3 +280,46 @@ def test_older_blocks_of_a_growing_file_are_rechecked_a_little_at_each_scan(
     h = Hasher()
     h.update(p.read_bytes())
     assert again.state.digest == h.hexdigest()
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_scanned(tmp_path: Path) -> None:
+    import sys
+
+    depth = sys.getrecursionlimit() + 100
+    d = tmp_path / "etc/asterisk"
+    d.mkdir(parents=True)
+    # One-letter levels: the path stays under PATH_MAX; opened relative to keep it so.
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("a", dir_fd=fd)
+            nfd = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        with open(os.open("deep.conf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as fh:
+            fh.write("x")
+    finally:
+        os.close(fd)
+    pm = PathMap(str(tmp_path), {}, "n")
+    try:
+        seen = scan(_matcher(), pm, [("/etc/asterisk", True)], {}, time.time_ns())
+        deepest = "/etc/asterisk" + "/a" * depth + "/deep.conf"
+        assert seen[deepest].kind == "reg" and seen[deepest].size == 1
+    finally:
+        _remove_deep(d, depth)
+
+
+def _remove_deep(top: Path, depth: int) -> None:
+    """Remove the chain bottom-up without recursion (shutil.rmtree, and so pytest's clean-up
+    of old temporary directories, recurses per level and would fail on it)."""
+    fds = [os.open(top, os.O_RDONLY)]
+    try:
+        for _ in range(depth):
+            fds.append(os.open("a", os.O_RDONLY, dir_fd=fds[-1]))
+        os.unlink("deep.conf", dir_fd=fds[-1])
+        for i in range(depth, 0, -1):
+            os.close(fds.pop())
+            os.rmdir("a", dir_fd=fds[i - 1])
+    finally:
+        for fd in fds:
+            os.close(fd)

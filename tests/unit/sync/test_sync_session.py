@@ -402,7 +402,7 @@ async def test_a_kept_session_survives_a_restart_of_the_peer(tmp_path: Path) -> 
         try:
             n1.write("/etc/asterisk/sip.conf", "one\n")
             assert await n1.sync() == []
-            assert len(n1.node._kept) == 1  # the session stays open for the next run
+            assert len(n1.node.client.kept) == 1  # the session stays open for the next run
             n1.write("/etc/asterisk/sip.conf", "two\n")
             assert await n1.sync() == []
             assert n2.path("/etc/asterisk/sip.conf").read_text() == "two\n"

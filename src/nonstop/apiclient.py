@@ -1,0 +1,54 @@
+"""The blocking client of the daemon's control socket (see nonstop.api for the server).
+
+Kept apart from the server so a command that only asks the daemon (``nonstop status``) loads
+``socket`` and ``json``, not asyncio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+from nonstop.errors import NonstopError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+SOCKET_NAME = "nonstop.sock"
+
+
+class ApiError(NonstopError):
+    """The daemon could not be reached or refused a request."""
+
+
+def request(state_dir: str | os.PathLike[str], cmd: str, timeout: float = 10.0,
+            **args: Any) -> dict[str, Any]:
+    """Send one request to the daemon of ``state_dir`` and return its reply (blocking client)."""
+    path = os.path.join(state_dir, SOCKET_NAME)
+    payload = json.dumps({"cmd": cmd, **args}).encode() + b"\n"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(payload)
+            chunks = []
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except FileNotFoundError as e:
+        raise ApiError(f"no nonstop daemon is running with state directory {state_dir}") from e
+    except ConnectionRefusedError as e:
+        raise ApiError(f"the nonstop daemon of {state_dir} is not accepting requests") from e
+    except OSError as e:
+        raise ApiError(f"cannot talk to the nonstop daemon at {path}: {e}") from e
+    try:
+        reply = json.loads(b"".join(chunks))
+    except ValueError as e:
+        raise ApiError(f"the daemon sent an unreadable reply: {e}") from e
+    if not isinstance(reply, dict):
+        raise ApiError("the daemon sent an unreadable reply")
+    return reply

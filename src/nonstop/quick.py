@@ -1,0 +1,199 @@
+"""Commands answered without loading click: what monitors, scripts and cron run often.
+
+``nonstop status`` and ``nonstop sync -M`` are called every few seconds by monitoring and by
+scripts written for Heartbeat and csync2, whose own tools start in a few milliseconds. The
+click CLI (nonstop.cli) with asyncio behind it costs a hundred; these paths load only what
+they use. A command line they do not recognise exactly (``--help``, a typo, an option
+they do not know) goes to the click CLI, which then gives its usual answer or message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# typing and collections cost more than the rest of a fast path: for mypy only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+DEFAULT_STATE_DIR = "/var/lib/nonstop"
+
+
+def plain_options(args: Sequence[str], flags: Sequence[str], valued: Sequence[str]
+                  ) -> dict[str, str | bool] | None:
+    """``args`` as options when every one is in ``flags`` (no value) or ``valued`` (one value:
+    ``--name V``, ``--name=V``, ``-x V`` or ``-xV``); the last of a repeated option counts.
+    None for anything else (a positional argument, a combined ``-ab``, ``--``, an unknown
+    option, a missing value): such a line is the click CLI's to answer."""
+    out: dict[str, str | bool] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg in flags:
+            out[arg] = True
+            continue
+        if arg in valued:
+            if i == len(args):
+                return None
+            out[arg] = args[i]
+            i += 1
+            continue
+        name, sep, value = arg.partition("=")
+        if sep and name.startswith("--") and name in valued:
+            out[name] = value
+        elif not arg.startswith("--") and arg[:2] in valued and len(arg) > 2:
+            out[arg[:2]] = arg[2:]
+        else:
+            return None
+    return out
+
+
+def _usable_dir(value: str) -> bool:
+    """What click.Path(file_okay=False) accepts without a word: not empty, not a file."""
+    return bool(value) and not os.path.isfile(value)
+
+
+def _as_path(value: str) -> str:
+    """``str(pathlib.PurePosixPath(value))``, as the click CLI shows a path it was given
+    (``a//b/./`` is ``a/b``), without importing pathlib."""
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    root = "//" if value[:2] == "//" and value[:3] != "///" else "/" * value.startswith("/")
+    return root + "/".join(parts) if root or parts else "."
+
+
+def status_command(args: Sequence[str]) -> int | None:
+    """``nonstop status [--state-dir DIR] [--json]``; None: not a line for the fast path."""
+    opts = plain_options(args, ("--json",), ("--state-dir",))
+    if opts is None:
+        return None
+    state_dir = str(opts.get("--state-dir", DEFAULT_STATE_DIR))
+    if not _usable_dir(state_dir):
+        return None
+    return show_status(_as_path(state_dir), bool(opts.get("--json")))
+
+
+def show_status(state_dir: str | os.PathLike[str], as_json: bool) -> int:
+    """Ask the daemon of ``state_dir`` for its status and print it; the exit code (3: LSB
+    status "not running", 1: the daemon refused)."""
+    import json
+
+    from nonstop.apiclient import ApiError, request
+
+    try:
+        reply = request(state_dir, "status")
+    except ApiError as e:
+        if as_json:
+            print(json.dumps({"ok": False, "error": str(e)}), flush=True)
+        else:
+            print(f"nonstop: {e}", file=sys.stderr, flush=True)
+        return 3  # LSB status: not running
+    if not reply.get("ok"):
+        print(f"nonstop: {reply.get('error')}", file=sys.stderr, flush=True)
+        return 1
+    st: dict[str, Any] = reply["status"]
+    if as_json:
+        print(json.dumps(st, indent=2, sort_keys=True), flush=True)
+    else:
+        print(render_status(st), flush=True)
+    return 0
+
+
+def _ago(ms: int | None) -> str:
+    if ms is None:
+        return "never"
+    if ms < 1000:
+        return f"{ms} ms ago"
+    return f"{ms / 1000:.1f} s ago"
+
+
+def render_status(st: dict[str, Any]) -> str:
+    """The at-a-glance text form of the status document."""
+    t = st["timing"]
+    lines = [
+        f"nonstop {st['node']}: {st['status']}  (cluster {st['cluster']}, generation "
+        f"{st['generation']}, up {st['uptime_s']:.0f} s)",
+        f"timing: keepalive {t['keepalive_ms']} ms, deadtime {t['deadtime_ms']} ms, "
+        f"warntime {t['warntime_ms']} ms, initdead {t['initdead_ms']} ms",
+        "",
+        f"  {'NODE':<16} {'STATUS':<8} {'LAST HEARD':<14} LINKS",
+    ]
+    for n in st["nodes"]:
+        name = n["name"] + (" (me)" if n["local"] else "")
+        heard = "-" if n["local"] else _ago(n["last_heard_ms_ago"])
+        links = " ".join(f"{k}:{v}" for k, v in n["links"].items()) or "-"
+        lines.append(f"  {name:<16} {n['status']:<8} {heard:<14} {links}")
+    for g in st.get("groups", []):
+        lines.append("")
+        lines.append(
+            f"group {g['key']}: held by {g.get('holder') or 'nobody'} "
+            f"(preferred {g['preferred_node']}, here {g['local_state']}, epoch {g['epoch']})"
+        )
+        for r in g.get("resources", []):
+            lines.append(f"    {r['resource']:<44} {r['state']}")
+        if g.get("reason"):
+            action = f" ({g['action']})" if g.get("action") else ""
+            lines.append(f"    why{action}: {g['reason']}")
+    lines.extend(_render_guards(st))
+    sync = st.get("sync")
+    if sync:
+        lines.append("")
+        role = "active (pushing)" if sync.get("active") else "standby (receiving)"
+        last = sync.get("last_sync")
+        ok = sync.get("last_sync_ok")
+        lines.append(
+            f"replication: {role}, dirty {sync.get('dirty', 0)}, lag {sync.get('lag_s', 0):.2f} s"
+            + (f", last sync {'ok' if ok else 'with problems'}" if last is not None else "")
+        )
+        if sync.get("last_error"):
+            lines.append(f"    last error: {sync['last_error']}")
+    dropped = st["packets"]["dropped"]
+    if dropped:
+        lines.append("")
+        lines.append("dropped packets: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    return "\n".join(lines)
+
+
+def _render_guards(st: dict[str, Any]) -> list[str]:
+    """Ping nodes, ipfail, respawn clients, fencing and the own-key verdict (issue 12)."""
+    lines: list[str] = []
+    if st.get("ping_nodes"):
+        ipfail = st.get("ipfail") or {}
+        lines += ["", f"ping nodes: {st['ping_reachable']} of {st['ping_total']} answer"
+                  + (f" (ipfail on, settled count {ipfail.get('settled')})"
+                     if ipfail.get("on") else "")]
+        lines += [f"    {p['name']:<20} {p['status']:<5} {' '.join(p['members'])}"
+                  for p in st["ping_nodes"]]
+    for r in st.get("respawn") or []:
+        lines.append(f"respawn {r['command']} (as {r['user']}): {r['state']}, {r['starts']} "
+                     f"start(s)" + (f", last: {r['last_exit']}" if r.get("last_exit") else ""))
+    fencing = st.get("fencing") or {}
+    if fencing.get("device"):
+        last = fencing.get("last")
+        lines.append(f"fencing: {fencing['device']}"
+                     + (f"; last: {last['reason']}" if last else "; never used")
+                     + (f"; fencing now: {', '.join(fencing['pending'])}"
+                        if fencing.get("pending") else ""))
+    if st.get("own_key_suspect"):
+        lines += ["", f"OWN KEY SUSPECT: {st.get('own_key_reason')}"]
+    return lines
+
+
+def main() -> None:
+    """The ``nonstop`` program: a fast path for a command line that is one, else the click
+    CLI (which also gives ``--help`` and every error message)."""
+    args = sys.argv[1:]
+    code: int | None = None
+    if args[:1] == ["status"]:
+        code = status_command(args[1:])
+    elif args[:1] == ["sync"]:
+        from nonstop.sync.quickcli import sync_command
+
+        code = sync_command(args[1:])
+    if code is not None:
+        sys.exit(code)
+    from nonstop.cli import cli
+
+    cli()

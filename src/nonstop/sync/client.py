@@ -1,0 +1,420 @@
+"""The pushing side, a thin asyncio shell around :class:`~nonstop.sync.session.ClientSession`.
+
+``push`` sends one peer its dirty and forced entries (pipelined batches, no round trip per
+file), ``compare`` lists a peer's disk, ``fetch`` takes the peer's version of the names whose
+conflict ``auto`` resolved for it. Sessions may be kept open between runs (the daemon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from nonstop.sync import rdiff
+from nonstop.sync.context import GroupCtx, Report, SyncError
+from nonstop.sync.messages import (
+    Basis,
+    Bye,
+    Event,
+    Files,
+    Listing,
+    Result,
+    Results,
+    Scope,
+    Signature,
+    SignatureEnd,
+    Verdict,
+)
+from nonstop.sync.patterns import in_scope
+from nonstop.sync.plan import Op, batches, plan_forced
+from nonstop.sync.protocol import AuthError, ProtocolError, RemoteError
+from nonstop.sync.receiver import Receiver
+from nonstop.sync.sender import FileSender
+from nonstop.sync.server import receive_file
+from nonstop.sync.session import ClientSession
+from nonstop.sync.state import FileState
+from nonstop.sync.transport import Channel, client_handshake, connect, next_event
+
+if TYPE_CHECKING:
+    from nonstop.sync.node import Node
+
+# A kept session unused for this long is closed instead of reused.
+KEEP_IDLE_S = 30.0
+REFUSED_RETRY_DELAY = 0.1
+E = TypeVar("E", Verdict, Results, SignatureEnd, Listing, Files, Bye)
+
+
+@dataclass
+class Link:
+    """One open session with a peer: the connection and the protocol state."""
+
+    chan: Channel
+    session: ClientSession
+
+
+@dataclass
+class _Run:
+    """One push to one peer: batches awaiting results and what came of them."""
+
+    peer: str
+    report: Report
+    applied: list[str]
+    inflight: dict[int, tuple[list[Op], dict[int, Result], dict[int, FileState | None]]] = (
+        field(default_factory=dict))
+    ok: bool = True
+    lost: list[str] = field(default_factory=list)
+
+
+class Client:
+    """A node's sessions with its peers."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        # The daemon keeps one session per peer open between runs (no TLS handshake per
+        # change); a one-shot `nonstop sync` closes its sessions at the end of the run.
+        self.kept: dict[tuple[str, str], tuple[Link, float]] = {}
+        self._closing: set[asyncio.Future[None]] = set()
+
+    # --- connections
+    def _address(self, g: GroupCtx, peer: str) -> str:
+        host = g.group.host(peer)
+        via = host.connect_as if host else peer
+        opts = self.node.opts
+        return opts.addresses.get(peer) or opts.addresses.get(via) or via
+
+    async def open(self, g: GroupCtx, peer: str) -> Link:
+        """A new authenticated session with ``peer`` (SyncError saying why not)."""
+        addr, opts = self._address(g, peer), self.node.opts
+        try:
+            # A refused connection is retried for opts.refused_retry seconds (see Options).
+            retries = int(opts.refused_retry / REFUSED_RETRY_DELAY)
+            for attempt in range(retries + 1):
+                try:
+                    chan = await connect(addr, opts.port, opts.connect_timeout)
+                    break
+                except ConnectionRefusedError:
+                    if attempt == retries:
+                        raise
+                    await asyncio.sleep(REFUSED_RETRY_DELAY)
+        except (OSError, TimeoutError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or "timeout")
+            raise SyncError(f"connection to {peer} ({addr}:{opts.port}) failed: {why}") from e
+        try:
+            await client_handshake(chan, g.key, g.group.name, self.node.me, peer)
+        except (AuthError, ProtocolError, ConnectionError, TimeoutError) as e:
+            await chan.close()
+            raise SyncError(f"{peer}: {e}") from e
+        return Link(chan, ClientSession(chan.decoder.pending()))
+
+    def _reusable(self, g: GroupCtx, peer: str) -> Link | None:
+        """The open session kept from an earlier run with ``peer``, if it is still alive."""
+        kept = self.kept.pop((g.group.name, peer), None)
+        if kept is None:
+            return None
+        link, since = kept
+        chan = link.chan
+        if (time.monotonic() - since > KEEP_IDLE_S or chan.reader.at_eof()
+                or chan.writer.is_closing()):
+            task = asyncio.ensure_future(chan.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            return None
+        return link
+
+    async def close_sessions(self) -> None:
+        """Close the sessions kept open between runs."""
+        kept, self.kept = self.kept, {}
+        for link, _since in kept.values():
+            with contextlib.suppress(Exception):
+                link.chan.send(link.session.bye(False))
+                await link.chan.drain()
+            await link.chan.close()
+        for t in list(self._closing):
+            with contextlib.suppress(Exception):
+                await t
+        self._closing.clear()
+
+    async def _until(self, link: Link, kind: type[E],
+                     take: Callable[[Results], Awaitable[None]] | None = None) -> E:
+        """The next event of ``kind``; RESULTS arriving first go to ``take``."""
+        while True:
+            ev = await next_event(link.chan, link.session)
+            if isinstance(ev, kind):
+                return ev
+            if not isinstance(ev, Results) or take is None:
+                raise ProtocolError(f"unexpected {type(ev).__name__}")
+            await take(ev)
+
+    # --- push
+    async def push(self, g: GroupCtx, peer: str, forced: list[Scope],
+                   rows: list[tuple[str, bool]], report: Report) -> None:
+        """Send ``peer`` the dirty ``rows`` and make it equal in the ``forced`` scopes."""
+        link = self._reusable(g, peer) if self.node.keep_sessions else None
+        if link is not None:
+            # A kept session the peer dropped since (a restart) fails at once: then once more
+            # on a new connection, before anything was recorded as sent.
+            trial = Report()
+            await self._push_on(link, g, peer, forced, rows, trial, reused=True)
+            if not trial.problems or trial.sent_names or trial.counts:
+                report.merge(trial)
+                return
+        try:
+            link = await self.open(g, peer)
+        except SyncError as e:
+            report.problems.append(str(e))
+            self.node.out(0, f"ERROR: {e}")
+            return
+        self.node.out(1, f"Connected to {peer} (TLS, group {g.group.name})")
+        await self._push_on(link, g, peer, forced, rows, report)
+
+    async def _push_on(
+        self, link: Link, g: GroupCtx, peer: str, forced: list[Scope],
+        rows: list[tuple[str, bool]], report: Report, reused: bool = False,
+    ) -> None:
+        run = _Run(peer, report, [])
+        keep = False
+        chan = link.chan
+        try:
+            if forced:
+                rows = await self._push_forced(link, g, run, forced, rows)
+            if rows:
+                ops, settled = await asyncio.to_thread(self.node.plan_for, peer, rows)
+                if settled:
+                    await asyncio.to_thread(self.node.db.record_sent, peer,
+                                            [(n, None) for n in settled])
+                await self._send_ops(link, g, run, ops)
+            # BYE ends this run; with keep the peer runs its actions and waits for the next.
+            chan.send(link.session.bye(self.node.keep_sessions))
+            await chan.drain()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._until(link, Bye), 30.0)
+                keep = self.node.keep_sessions
+        except (ProtocolError, ConnectionError, RemoteError, OSError, TimeoutError) as e:
+            msg = f"session with {peer} failed: {e}"
+            report.problems.append(msg)
+            if not reused:
+                self.node.out(0, f"ERROR: {msg}")
+        finally:
+            report.bytes_sent += chan.bytes_sent
+            report.bytes_received += chan.bytes_received
+            chan.bytes_sent = chan.bytes_received = 0
+            if keep:
+                self.kept[(g.group.name, peer)] = (link, time.monotonic())
+            else:
+                await chan.close()
+        report.sent_names.extend(run.applied)
+        await self.node.run_actions(g, run.applied, receiving=False)
+
+    async def _push_forced(self, link: Link, g: GroupCtx, run: _Run, forced: list[Scope],
+                           rows: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+        """Make the peer equal to us in ``forced``; returns the rows left to send."""
+        db, peer = self.node.db, run.peer
+        seen = await asyncio.to_thread(self.node.check_scopes, g, forced)
+        remote = await self.listing(link, forced)
+        local = {n: s.state for n, s in seen.items()}
+        synced = await asyncio.to_thread(db.synced_in, peer, forced)
+        ops = plan_forced(local, remote, synced, self.node.ignore)
+        equal = [(n, st) for n, st in local.items() if st.same(remote.get(n), self.node.ignore)]
+        await asyncio.to_thread(db.record_sent, peer, equal)
+        for op in ops:
+            self.node.out(1, f"forcing {op.kind} {op.name} on {peer}")
+        ok = await self._send_ops(link, g, run, ops)
+        covered = [r for r in rows if any(in_scope(r[0], p, rec) for p, rec in forced)]
+        await asyncio.to_thread(
+            db.record_sent, peer,
+            [(n, local.get(n)) for n, _ in covered if n not in remote and n not in local],
+        )
+        if ok:
+            await asyncio.to_thread(db.clear_forced, peer, forced)
+        return [r for r in rows if r not in covered]
+
+    async def listing(self, link: Link, scopes: list[Scope]) -> dict[str, FileState]:
+        """The peer's files in ``scopes``, as it scans them now."""
+        link.chan.send(link.session.list_scopes(scopes))
+        await link.chan.drain()
+        out: dict[str, FileState] = {}
+        while True:
+            listing = await self._until(link, Listing)
+            out.update(listing.entries)
+            if listing.end:
+                return out
+
+    async def _send_ops(self, link: Link, g: GroupCtx, run: _Run, ops: list[Op]) -> bool:
+        """Send operations in pipelined batches.
+
+        Per batch: OFFER, the peer's VERDICT (what it applied at once, which files it needs),
+        the needed files back to back, COMMIT. The next batch is offered while the peer still
+        installs the previous one; RESULTS come back whenever they are ready.
+        """
+        chan, session = link.chan, link.session
+        run.ok, run.lost = True, []
+
+        async def take(ev: Results) -> None:
+            await self._take_results(ev, run)
+
+        async def delta_start(index: int, have: Basis) -> rdiff.Delta | None:
+            return await self._delta_start(link, index, have, take)
+
+        sender = FileSender(chan, session, self.node.db, g.paths, delta_start)
+        for bid, batch in enumerate(batches(ops)):
+            chan.send(session.offer(bid, batch))
+            await chan.drain()
+            verdict = await self._until(link, Verdict, take)
+            finals: dict[int, FileState | None] = {}
+            for i in verdict.need:
+                finals[i] = await sender.stream(batch[i], i, verdict.have.get(i))
+            chan.send(session.commit(bid))
+            await chan.drain()
+            run.inflight[bid] = (batch, verdict.results, finals)
+        while run.inflight:
+            await self._take_results(await self._until(link, Results), run)
+        if run.lost and not await self.fetch(link, g, run.peer, run.lost, run.report):
+            run.ok = False
+        return run.ok
+
+    async def _take_results(self, ev: Results, run: _Run) -> None:
+        batch, results, finals = run.inflight.pop(ev.b)
+        results.update(ev.results)
+        records: list[tuple[str, FileState | None]] = []
+        for i, op in enumerate(batch):
+            res = results.get(i) or Result(i, "error", f"{op.name}: no result from {run.peer}")
+            run.report.count(res.status)
+            if res.applied:
+                records.append((op.name, finals.get(i, op.new) if i in finals else op.new))
+                if op.kind == "mv":
+                    records.append((op.src, None))
+                    run.applied.append(op.src)
+                run.applied.append(op.name)
+            self._tell(res, op, run)
+        await asyncio.to_thread(self.node.db.record_sent, run.peer, records)
+
+    def _tell(self, res: Result, op: Op, run: _Run) -> None:
+        """Say what came of one operation (and note what failed or was lost)."""
+        out, peer = self.node.out, run.peer
+        if res.applied:
+            if res.status in ("forced", "auto"):
+                out(0, f"{peer}: {res.status}: {res.message}")
+            else:
+                verb = {"put": "updated", "del": "deleted", "mv": f"renamed from {op.src}"}
+                out(1, f"{peer}: {op.name}: {verb[op.kind]} ({res.status})"
+                    + (f": {res.message}" if res.message else ""))
+        elif res.status == "lost" and op.kind != "mv":
+            # `auto` chose the peer's version: fetched in this session, below.
+            run.lost.append(op.name)
+            out(0, f"{peer}: {res.message}; taking {peer}'s version")
+        else:
+            run.ok = False
+            run.report.problems.append(f"{peer}: {res.message or op.name}")
+            out(0, f"{peer}: {res.status}: {res.message or op.name}")
+
+    async def _delta_start(self, link: Link, index: int, have: Basis,
+                           take: Callable[[Results], Awaitable[None]]) -> rdiff.Delta | None:
+        """Ask for the peer's signature of its copy; None if it has none to give (then the
+        file goes whole)."""
+        link.chan.send(link.session.start_delta(index, rdiff.max_signature_size(have.size)))
+        await link.chan.drain()
+        delta = rdiff.Delta()
+        try:
+            while True:
+                ev: Event = await next_event(link.chan, link.session)
+                if isinstance(ev, Results):
+                    await take(ev)
+                elif isinstance(ev, Signature):
+                    await asyncio.to_thread(delta.signature, ev.piece)
+                elif isinstance(ev, SignatureEnd):
+                    break
+                else:
+                    raise ProtocolError(f"unexpected {type(ev).__name__}")
+            if not ev.ok:
+                delta.close()
+                return None
+            await asyncio.to_thread(delta.signature, b"", True)
+            return delta
+        except rdiff.RdiffError as e:
+            delta.close()
+            raise ProtocolError(f"bad signature: {e}") from None
+        except BaseException:
+            delta.close()
+            raise
+
+    # --- fetch
+    async def fetch(self, link: Link, g: GroupCtx, peer: str, names: list[str],
+                    report: Report) -> bool:
+        """Take the peer's version of ``names`` (conflicts ``auto`` resolved in its favour);
+        ours are backed up. Unlike csync2, the losing side converges in the same run."""
+        node, chan = self.node, link.chan
+        chan.send(link.session.fetch(names))
+        await chan.drain()
+        files = await self._until(link, Files)
+        ops = [Op("put" if state else "del", name, None, state, True)
+               for name, state in files.entries]
+        rec = Receiver(node.db, g.matcher, g.paths, g.group, node.me, peer, node.ignore,
+                       log=lambda m: node.out(1, m))
+        try:
+            results, need, batch = await asyncio.to_thread(rec.evaluate, ops)
+            chan.send(link.session.need(need))
+            await chan.drain()
+            for i in need:
+                await receive_file(chan, link.session, rec, batch, i)
+            await asyncio.to_thread(rec.wait_writes)
+            done = await asyncio.to_thread(rec.commit, batch)
+        finally:
+            rec.close()
+        all_ok = True
+        for res in [r for r in results if r is not None] + done:
+            name = ops[res.index].name
+            if res.applied:
+                report.count("pulled")
+                node.out(0, f"{name}: now {peer}'s version"
+                         + (f" ({res.message})" if res.message else ""))
+            else:
+                all_ok = False
+                report.problems.append(f"{name}: could not take {peer}'s version: "
+                                       f"{res.message or res.status}")
+                node.out(0, report.problems[-1])
+        if rec.changed:
+            await node.run_actions(g, rec.changed, receiving=True)
+        return all_ok
+
+    # --- compare
+    async def compare(self, scopes: list[Scope], peer: str | None
+                      ) -> tuple[list[str], list[str]]:
+        """Compare disks (not databases) with each peer (or only ``peer``):
+        ``X|L|R  me  peer  name`` lines, and the problems met."""
+        node = self.node
+        lines: list[str] = []
+        problems: list[str] = []
+        for g in node.groups:
+            if peer is not None and g.group.host(peer) is None:
+                continue
+            scanned = await asyncio.to_thread(node.scan, g, scopes)
+            local = {n: s.state for n, s in scanned.items()}
+            for host in g.group.peers(node.me):
+                if peer is not None and host.name != peer:
+                    continue
+                try:
+                    remote = await self._listing_of(g, host.name, scopes)
+                except SyncError as e:
+                    problems.append(str(e))
+                    continue
+                for n in sorted(set(local) | set(remote)):
+                    a, b = local.get(n), remote.get(n)
+                    flag = "L" if b is None else "R" if a is None else "X"
+                    if a is None or b is None or not a.same(b, node.ignore):
+                        lines.append(f"{flag}\t{node.me}\t{host.name}\t{n}")
+        return lines, problems
+
+    async def _listing_of(self, g: GroupCtx, peer: str, scopes: list[Scope]
+                          ) -> dict[str, FileState]:
+        link = await self.open(g, peer)
+        try:
+            remote = await self.listing(link, scopes)
+            link.chan.send(link.session.bye(False))
+            await link.chan.drain()
+        finally:
+            await link.chan.close()
+        return remote

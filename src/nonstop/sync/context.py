@@ -1,0 +1,106 @@
+"""What the parts of one node's replication engine share: options, groups, run reports, errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
+from nonstop.errors import NonstopError
+from nonstop.sync.messages import Scope
+from nonstop.sync.patterns import Matcher, PathMap, in_scope
+
+ALL: list[Scope] = [("/", True)]
+Out = Callable[[int, str], None]
+
+
+class SyncError(NonstopError):
+    """A local problem that stops a run (not a per-file result)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How one node runs: identity, files, network."""
+
+    config: Csync2Config
+    me: str
+    state_dir: str
+    db_path: str | None = None
+    root: str = "/"
+    port: int = DEFAULT_PORT
+    addresses: Mapping[str, str] = field(default_factory=dict)
+    listen: str = "0.0.0.0"
+    # A cluster peer on the LAN that does not accept a connection within 3 s is down; a
+    # takeover must not sit in the master script waiting for it (forced scopes stay pending
+    # and are pushed when it returns).
+    connect_timeout: float = 3.0
+    # How long a refused connection is retried: the CLI waits for a receiver started at the
+    # same moment (csync2's test suite does that); the daemon fails at once and retries later.
+    refused_retry: float = 0.0
+
+
+@dataclass
+class Report:
+    """What one update run did; ``exit_code`` follows csync2 (0 ok, 1 any error or conflict)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    sent_names: list[str] = field(default_factory=list)
+    bytes_sent: int = 0  # frame bytes to the peers (before TLS)
+    bytes_received: int = 0
+
+    def count(self, status: str, n: int = 1) -> None:
+        self.counts[status] = self.counts.get(status, 0) + n
+
+    def merge(self, run: Report) -> None:
+        """Add another run's outcome to this one."""
+        for k, v in run.counts.items():
+            self.count(k, v)
+        self.problems += run.problems
+        self.sent_names += run.sent_names
+        self.bytes_sent += run.bytes_sent
+        self.bytes_received += run.bytes_received
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.problems else 0
+
+
+@dataclass
+class GroupCtx:
+    """One csync2 group this node is in, with its matcher and path map."""
+
+    group: Group
+    matcher: Matcher
+    paths: PathMap
+    _key: bytes | None = None
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = load_key(self.group)
+        return self._key
+
+
+def quiet(_level: int, _msg: str) -> None:
+    return None
+
+
+_log = logging.getLogger("nonstop.sync")
+
+
+def log_out(level: int, msg: str) -> None:
+    """Output to the ``nonstop.sync`` logger: level 0 (conflicts, errors, overwritten changes)
+    as warnings, 1 (progress) as info, 2 and up as debug."""
+    if level <= 0:
+        _log.warning("%s", msg)
+    elif level == 1:
+        _log.info("%s", msg)
+    else:
+        _log.debug("%s", msg)
+
+
+def overlaps(a: Scope, b: Scope) -> bool:
+    """One scope holds the other."""
+    return in_scope(a[0], b[0], b[1]) or in_scope(b[0], a[0], a[1])

@@ -1,0 +1,187 @@
+"""The csync2-compatible local listings and markings behind ``nonstop sync`` (no network).
+
+``-cI``, ``-m``, ``-TI``, ``-o``, ``-cW``, ``-L``, ``-ud``, ``-M``, ``-R``: each reads or marks this
+node's state database; :class:`~nonstop.sync.node.Node` has them by inheriting
+:class:`CsyncListings`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from nonstop.sync.context import ALL, GroupCtx, overlaps
+from nonstop.sync.messages import Scope
+from nonstop.sync.patterns import Matcher, in_scope
+from nonstop.sync.plan import Op, plan
+from nonstop.sync.scan import scan
+from nonstop.sync.statedb import StateDB
+
+_KIND_BITS = {"reg": 0o100000, "dir": 0o040000, "lnk": 0o120000, "fifo": 0o010000,
+              "chr": 0o020000, "blk": 0o060000}
+
+
+class CsyncListings:
+    """The listings and markings of one node (mixed into its engine)."""
+
+    me: str
+    db: StateDB
+    groups: list[GroupCtx]
+
+    def owns(self, g: GroupCtx) -> Callable[[str], bool] | None:
+        """With several groups, which names are this group's (None: one group owns all)."""
+        return g.matcher.included if len(self.groups) > 1 else None
+
+    def plan_for(self, peer: str, rows: list[tuple[str, bool]]) -> tuple[list[Op], list[str]]:
+        """The operations that bring ``peer`` up to date on dirty ``rows``, and the names
+        already settled (nothing to send)."""
+        names = [n for n, _ in rows]
+        local = {n: s.state for n, s in self.db.local_many(names).items()}
+        synced = self.db.synced_for(peer, names)
+        pl = plan(rows, local, synced)
+        return list(pl.ops), list(pl.settled)
+
+    def check_init(self, scopes: list[Scope] | None = None) -> int:
+        """``-cI``: scan and record this node's files without marking anything dirty.
+
+        Dirty state is the difference from what each peer holds as of the last sync, so a later
+        check still marks every file a peer was never synced with; returns the names recorded.
+        """
+        scopes = scopes or ALL
+        n = 0
+        for g in self.groups:
+            cache = self.db.local_in(scopes)
+            seen = scan(g.matcher, g.paths, scopes, cache, time.time_ns())
+            self.db.record_check(scopes, seen, [], old=cache, owns=self.owns(g))
+            n += len(seen)
+        return n
+
+    def mark(self, scopes: list[Scope]) -> list[str]:
+        """``-m``: mark names (``-r``: and the recorded names below them) dirty for every peer."""
+        marked: set[str] = set()
+        for g in self.groups:
+            names = {p for p, _ in scopes if g.matcher.included(p)}
+            names |= {n for n in self.db.local_in(scopes) if g.matcher.included(n)}
+            for h in g.group.peers(self.me):
+                self.db.mark_dirty(h.name, sorted(names))
+            marked |= names
+        return sorted(marked)
+
+    def mark_differences(self, lines: Iterable[str], removals: bool, straight: bool) -> None:
+        """``-TI`` (``-X``, ``-U``): turn ``-T`` lines into pending work. ``X``/``L``: mark the
+        name dirty; ``R`` with ``removals``: a forced scope for the name, so the next update
+        deletes what only the peer has. For every peer of the name's groups, or (``straight``)
+        only the compared one."""
+        rows = [line.split("\t", 3) for line in lines]
+        # -T scans the disk: record what it saw here, so the update has a state to send
+        here = [(name, False) for flag, _me, _peer, name in rows if flag != "R"]
+        if here:
+            self.check_init(here)
+        for flag, _me, peer, name in rows:
+            targets = {peer} if straight else {
+                h.name for g in self.groups if g.matcher.included(name)
+                for h in g.group.peers(self.me)}
+            if flag in ("X", "L"):
+                for t in sorted(targets):
+                    self.db.mark_dirty(t, [name])
+            elif flag == "R" and removals:
+                self.db.add_forced(sorted(targets), name, False)
+
+    def compare_mode_names(self, scopes: list[Scope], only: Iterable[str] | None = None
+                           ) -> list[str]:
+        """``-o``: the names a check of ``scopes`` would look at in compare mode (the groups'
+        ``compare`` patterns count as includes; ``only``: groups shared with these peers),
+        without recording anything."""
+        wanted = None if only is None else set(only)
+        names: set[str] = set()
+        for g in self.groups:
+            if wanted is not None and not wanted & {h.name for h in g.group.peers(self.me)}:
+                continue
+            m = Matcher((*g.group.patterns, *g.group.compare))
+            names |= set(scan(m, g.paths, scopes, self.db.local_in(scopes), time.time_ns()))
+        return sorted(names)
+
+    def relevant_dirs(self, scopes: list[Scope] | None = None) -> list[str]:
+        """``-cW FD``: the local directories that hold (or are) included files under ``scopes``,
+        deepest first, as csync2 writes them for an inotify helper."""
+        dirs: set[str] = set()
+        for g in self.groups:
+            for name, seen in self.db.local_in(scopes or ALL).items():
+                if not g.matcher.included(name):
+                    continue
+                parent = name.rsplit("/", 1)[0]
+                if seen.state.kind == "dir":
+                    dirs.add(g.paths.local(name))
+                if parent and g.matcher.included(parent):
+                    dirs.add(g.paths.local(parent))
+        return sorted(dirs, reverse=True)
+
+    def file_lines(self, peer: str | None = None) -> list[str]:
+        """``-L`` (``-S me peer``): ``checktxt<TAB>name`` per recorded file that a group (shared
+        with ``peer``) still includes, in csync2's checktxt form plus the content digest."""
+        lines = []
+        groups = [g for g in self.groups if peer is None or g.group.host(peer) is not None]
+        for name, seen in sorted(self.db.local_all().items()):
+            if not any(g.matcher.included(name) for g in groups):
+                continue
+            st = seen.state
+            kind_bits = _KIND_BITS.get(st.kind, 0)
+            txt = "v1"
+            if st.kind != "dir":
+                txt += f":mtime={st.mtime_ns // 1_000_000_000}"
+            txt += f":mode={st.mode | kind_bits}:uid={st.uid}:gid={st.gid}:type={st.kind}"
+            if st.kind == "reg":
+                txt += f":size={st.size}:digest={st.digest}"
+            elif st.kind == "lnk":
+                txt += f":target={st.target}"
+            elif st.kind in ("chr", "blk"):
+                txt += f":dev={st.rdev}"
+            lines.append(f"{txt}\t{name}")
+        return lines
+
+    def dry_run_lines(self, scopes: list[Scope] | None = None,
+                      only: Iterable[str] | None = None) -> list[str]:
+        """``-ud``: what an update would do, in csync2's dry-run form, without connecting:
+        ``?M: peer name`` (would send), ``?D: peer name`` (would delete), ``!M: peer name``
+        (forced)."""
+        wanted = None if only is None else set(only)
+        lines: list[str] = []
+        for g in self.groups:
+            for h in g.group.peers(self.me):
+                if wanted is not None and h.name not in wanted:
+                    continue
+                rows = [(r.name, r.forced) for r in self.db.dirty(h.name)
+                        if scopes is None or any(in_scope(r.name, p, rec) for p, rec in scopes)]
+                ops, _settled = self.plan_for(h.name, rows)
+                for op in ops:
+                    if op.kind == "mv":
+                        lines.append(f"?D: {h.name:<15} {op.src}")
+                    tag = "!M" if op.forced else "?D" if op.kind == "del" else "?M"
+                    lines.append(f"{tag}: {h.name:<15} {op.name}")
+                for path, rec in self.db.forced(h.name):
+                    if scopes is None or any(overlaps((path, rec), t) for t in scopes):
+                        lines.append(f"!M: {h.name:<15} {path}{'/' if rec else ''} "
+                                     "(pending forced sync: the peer is made equal here)")
+        return lines
+
+    # ------------------------------------------------------------------------- -M / -R
+    def dirty_lines(self) -> list[str]:
+        """``-M``: ``force|chary  me  peer  name`` per dirty entry and forced scope."""
+        lines = [
+            f"{'force' if r.forced else 'chary'}\t{self.me}\t{r.peer}\t{r.name}"
+            for r in self.db.dirty()
+        ]
+        for g in self.groups:
+            for h in g.group.peers(self.me):
+                for path, rec in self.db.forced(h.name):
+                    lines.append(f"force\t{self.me}\t{h.name}\t{path}{'/' if rec else ''}"
+                                 " (pending forced sync)")
+        return lines
+
+    def remove_stale(self) -> list[str]:
+        """``-R``: forget database entries the configuration no longer matches."""
+        stale = sorted(
+            n for n in self.db.names() if not any(g.matcher.included(n) for g in self.groups)
+        )
+        self.db.remove_names(stale)
+        return stale

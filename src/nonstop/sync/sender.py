@@ -1,0 +1,155 @@
+"""Streaming one file's bytes to the peer: whole, appended, or as an rsync delta.
+
+Used by the pushing client for the files a verdict needs and by the server for fetched files.
+Never more than the size the scan saw is sent: a file that keeps growing goes as far as it was
+described, the rest is the next run's work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from nonstop.sync import rdiff
+from nonstop.sync.digest import Hasher, blocks_match, resume_point
+from nonstop.sync.messages import Basis
+from nonstop.sync.patterns import PathMap
+from nonstop.sync.plan import Op
+from nonstop.sync.protocol import CHUNK
+from nonstop.sync.session import ClientSession, ServerSession
+from nonstop.sync.state import FileState
+from nonstop.sync.statedb import StateDB
+from nonstop.sync.transport import Channel
+
+# Below this size a file is sent whole: a signature round trip costs more than the bytes.
+DELTA_MIN = 64 * 1024
+DeltaStart = Callable[[int, Basis], Awaitable[rdiff.Delta | None]]
+
+
+class FileSender:
+    """Sends files over one session."""
+
+    def __init__(self, chan: Channel, session: ClientSession | ServerSession, db: StateDB,
+                 paths: PathMap, delta_start: DeltaStart | None = None) -> None:
+        self.chan = chan
+        self.session = session
+        self.db = db
+        self.paths = paths
+        self.delta_start = delta_start  # asks the peer for its signature (client only)
+
+    async def stream(self, op: Op, index: int, have: Basis | None = None) -> FileState | None:
+        """Send one file's bytes; returns the state actually sent (None if it vanished).
+
+        With ``have`` (the peer's copy of the file) only the new bytes go when the file grew
+        by appending, and an rsync delta when it changed otherwise.
+        """
+        try:
+            fd = os.open(self.paths.local(op.name),
+                         os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            fd = -1
+        final: FileState | None = None
+        try:
+            st = os.fstat(fd) if fd >= 0 else None
+            if st is not None and stat.S_ISREG(st.st_mode):
+                new = op.new
+                limit = min(st.st_size, new.size) if new is not None else st.st_size
+                final = await self._content(op, index, fd, st, limit, have)
+        except OSError:
+            final = None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        self.chan.send(self.session.eof(index, final))
+        await self.chan.drain(1 << 20)
+        return final
+
+    async def _basis(self, op: Op, index: int, fd: int, limit: int, have: Basis
+                     ) -> tuple[Hasher | None, rdiff.Delta | None]:
+        """How to build on the peer's copy: a hasher already over the prefix it holds (append),
+        or a delta against its signature, or neither (the file goes whole)."""
+        new = op.new
+        assert new is not None
+        seen = await asyncio.to_thread(self.db.local_get, op.name)
+        blocks = (seen.blocks if seen is not None and seen.state.digest == new.digest
+                  and blocks_match(seen.blocks, new.size, new.digest) else b"")
+        if have.append and blocks and have.size <= limit:
+            h = await asyncio.to_thread(_prefix_hasher, fd, blocks, have)
+            if h is not None:
+                assert isinstance(self.session, ClientSession)
+                self.chan.send(self.session.start_append(index, have.size))
+                return h, None
+        if (rdiff.available() and have.size >= DELTA_MIN and limit >= DELTA_MIN
+                and self.delta_start is not None):
+            return None, await self.delta_start(index, have)
+        return None, None
+
+    async def _content(self, op: Op, index: int, fd: int, st: os.stat_result, limit: int,
+                       have: Basis | None) -> FileState | None:
+        new = op.new
+        h: Hasher | None = None
+        delta: rdiff.Delta | None = None
+        if have is not None and new is not None:
+            h, delta = await self._basis(op, index, fd, limit, have)
+        start = have.size if h is not None and have is not None else 0
+        # A whole file unchanged since the scan hashed it is not hashed again: a write in the
+        # same timestamp tick would still be caught, as the receiver checks the digest.
+        unchanged = (h is None and delta is None and new is not None and new.digest != ""
+                     and st.st_size == new.size and st.st_mtime_ns == new.mtime_ns)
+        if h is None:
+            h = Hasher()
+        try:
+            sent = await self._send_range(fd, start, limit, None if unchanged else h, delta)
+        finally:
+            if delta is not None:
+                delta.close()
+        if unchanged:
+            # Shorter now than at the scan: what went is unknown, so the file is not installed.
+            return new if new is not None and sent == new.size else None
+        digest = h.hexdigest()
+        if new is not None and digest == new.digest and h.size == new.size:
+            return new
+        return replace(FileState.from_stat(st, digest), size=h.size)
+
+    async def _send_range(self, fd: int, pos: int, limit: int, hasher: Hasher | None,
+                          delta: rdiff.Delta | None) -> int:
+        """Bytes ``pos`` to ``limit`` of the file (through ``delta`` if given); returns where
+        the file ended."""
+        # A file of one chunk is read right here; a bigger one chunk by chunk in a worker thread,
+        # so the event loop (the heartbeats) never waits on a long read from a cold disk.
+        big = limit - pos > CHUNK
+        while pos < limit:
+            n = min(CHUNK, limit - pos)
+            chunk = (await asyncio.to_thread(_read_chunk, fd, n, pos, hasher) if big
+                     else _read_chunk(fd, n, pos, hasher))
+            if not chunk:
+                break
+            pos += len(chunk)
+            out = chunk if delta is None else await asyncio.to_thread(delta.feed, chunk)
+            self.chan.send_all(self.session.data(out))
+            await self.chan.drain(1 << 20)
+        if delta is not None:
+            self.chan.send_all(self.session.data(await asyncio.to_thread(delta.feed, b"", True)))
+        return pos
+
+
+def _prefix_hasher(fd: int, blocks: bytes, have: Basis) -> Hasher | None:
+    """A hasher over our file's first ``have.size`` bytes if they are what the peer holds
+    (its digest matches): then only the bytes after them need to go. Reads at most one block;
+    the digests of the blocks before it come from the scan."""
+    keep, offset = resume_point(blocks, have.size)
+    h = Hasher(keep, offset)
+    if h.feed_fd(fd, offset, have.size) != have.size - offset:
+        return None
+    return h if h.hexdigest() == have.digest else None
+
+
+def _read_chunk(fd: int, n: int, pos: int, h: Hasher | None) -> bytes:
+    """``n`` bytes of an open file at ``pos``, added to ``h`` if given."""
+    chunk = os.pread(fd, n, pos)
+    if h is not None:
+        h.update(chunk)
+    return chunk

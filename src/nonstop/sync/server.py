@@ -1,0 +1,414 @@
+"""The receiving side, a thin asyncio shell around :class:`~nonstop.sync.session.ServerSession`.
+
+:class:`SyncServer` listens (csync2 ``-i``/``-ii``/``-iii``, or inside the daemon), authenticates
+each peer and serves its session: offers are judged by a
+:class:`~nonstop.sync.receiver.Receiver`, their files received and committed (one batch installs
+in the background while the next arrives), listings and fetched files sent back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from nonstop.config.errors import ConfigError
+from nonstop.logs import BAD_INPUT
+from nonstop.sync.context import GroupCtx, SyncError
+from nonstop.sync.limits import Listener
+from nonstop.sync.messages import Bye, Commit, Data, Eof, Fetch, ListRequest, Need, Offer, Start
+from nonstop.sync.plan import Op
+from nonstop.sync.protocol import AuthError, ProtocolError, RemoteError
+from nonstop.sync.receiver import Batch, Receiver
+from nonstop.sync.scan import describe
+from nonstop.sync.sender import FileSender
+from nonstop.sync.session import ClientSession, ServerSession
+from nonstop.sync.state import FileState
+from nonstop.sync.transport import Channel, Peer, next_event, server_context, server_handshake
+from nonstop.sync.writes import cleanup_tmp
+
+if TYPE_CHECKING:
+    from nonstop.sync.node import Node
+
+WRITE_BACKLOG = 32 << 20  # received bytes the writer thread may lag behind the network
+LIST_CHUNK = 2000
+
+
+async def receive_file(chan: Channel, session: ClientSession | ServerSession, rec: Receiver,
+                       batch: Batch, i: int,
+                       on_start: Callable[[Start], Awaitable[None]] | None = None) -> None:
+    """Receive file ``i`` of ``batch`` into ``rec``: [START] DATA* EOF."""
+    ev = await next_event(chan, session)
+    if isinstance(ev, Start) and on_start is not None:
+        await on_start(ev)
+        ev = await next_event(chan, session)
+    else:
+        rec.submit_open(batch, i)
+    while isinstance(ev, Data):
+        rec.submit_write(batch, i, ev.payload)
+        if rec.queued_bytes > WRITE_BACKLOG:
+            await asyncio.to_thread(rec.wait_writes)
+        ev = await next_event(chan, session)
+    if not isinstance(ev, Eof):
+        raise ProtocolError(f"unexpected {type(ev).__name__}")
+    rec.submit_end(batch, i, ev.state or FileState("reg", 0, 0, 0, -1))
+
+
+class Serving:
+    """One authenticated incoming session."""
+
+    def __init__(self, node: Node, chan: Channel, g: GroupCtx, peer: Peer, rec: Receiver,
+                 stats: dict[str, int]) -> None:
+        self.node = node
+        self.chan = chan
+        self.session = ServerSession(chan.decoder.pending())
+        self.g = g
+        self.peer = peer
+        self.rec = rec
+        self.stats = stats
+        self._committing: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """Serve requests until the peer says goodbye (without keep) or fails."""
+        try:
+            while True:
+                ev = await next_event(self.chan, self.session)
+                if isinstance(ev, Offer):
+                    await self._offer(ev)
+                    continue
+                await self._settle()
+                if isinstance(ev, ListRequest):
+                    await self._list(ev)
+                elif isinstance(ev, Fetch):
+                    await self._fetch(ev)
+                elif isinstance(ev, Bye):
+                    if not await self._bye(ev):
+                        return
+                else:
+                    raise ProtocolError(f"unexpected {type(ev).__name__}")
+        finally:
+            if self._committing is not None:
+                with contextlib.suppress(Exception):
+                    await self._committing
+
+    async def _settle(self) -> None:
+        if self._committing is not None:
+            task, self._committing = self._committing, None
+            await task
+
+    async def _bye(self, ev: Bye) -> bool:
+        """Answer a BYE; True if the session stays open for the next run."""
+        self.chan.send(self.session.bye())
+        await self.chan.drain()
+        if not ev.keep:
+            return False
+        account(self.stats, self.chan)
+        # The end of one run in a kept session: its actions run now.
+        changed, self.rec.changed = self.rec.changed, []
+        if changed:
+            self.stats["changes_received"] = self.stats.get("changes_received", 0) + len(changed)
+            self.node.out(1, f"received {len(changed)} change(s) from {self.peer.name}")
+            await self.node.run_actions(self.g, changed, receiving=True)
+        return True
+
+    async def _offer(self, ev: Offer) -> None:
+        rec, chan = self.rec, self.chan
+        results, need, batch = await asyncio.to_thread(rec.evaluate, ev.ops)
+        have = {i: b for i in need if (b := rec.basis(batch, i)) is not None}
+        chan.send(self.session.verdict(ev.b, [r for r in results if r is not None], need, have))
+        await chan.drain()
+
+        async def start(st: Start) -> None:
+            await self._start(batch, st)
+
+        for i in need:
+            await receive_file(chan, self.session, rec, batch, i, start)
+        commit = await next_event(chan, self.session)
+        if not isinstance(commit, Commit):
+            raise ProtocolError(f"unexpected {type(commit).__name__}")
+        # One batch installs in the background while the next one arrives.
+        await self._settle()
+        self._committing = asyncio.create_task(self._commit(batch, commit.b))
+
+    async def _start(self, batch: Batch, st: Start) -> None:
+        """The sender says how the bytes of a file come: appended, or as a delta against our
+        copy (for which it needs our signature first)."""
+        rec, chan = self.rec, self.chan
+        if st.mode == "append":
+            rec.submit_open(batch, st.i, "append", st.at)
+            return
+        sig = await asyncio.to_thread(rec.signature, batch, st.i)
+        for piece in sig or []:
+            chan.send_all(self.session.signature(piece))
+            await chan.drain(1 << 20)
+        chan.send(self.session.signature_end(sig is not None))
+        await chan.drain()
+        rec.submit_open(batch, st.i, "delta" if sig is not None else "full")
+
+    async def _commit(self, batch: Batch, bid: int) -> None:
+        await asyncio.to_thread(self.rec.wait_writes)
+        done = await asyncio.to_thread(self.rec.commit, batch)
+        self.chan.send(self.session.results(bid, done))
+        await self.chan.drain()
+
+    async def _fetch(self, ev: Fetch) -> None:
+        """The peer takes our version of names whose conflict ``auto`` resolved for us."""
+        g, db, names = self.g, self.node.db, ev.names
+        if not all(g.matcher.included(n) for n in names):
+            raise ProtocolError("bad fetch request")
+
+        def states() -> list[FileState | None]:
+            out: list[FileState | None] = []
+            for n in names:
+                seen = describe(g.paths.local(n), db.local_get(n), time.time_ns())
+                out.append(seen.state if seen else None)
+            return out
+
+        found = await asyncio.to_thread(states)
+        self.chan.send(self.session.files(found))
+        await self.chan.drain()
+        need = await next_event(self.chan, self.session)
+        if not isinstance(need, Need):
+            raise ProtocolError(f"unexpected {type(need).__name__}")
+        sender = FileSender(self.chan, self.session, db, g.paths)
+        for i in need.need:
+            await sender.stream(Op("put", names[i], None, found[i]), i)
+        # The peer now holds our versions: nothing left to send it for these names.
+        await asyncio.to_thread(db.record_sent, self.peer.name,
+                                list(zip(names, found, strict=True)))
+
+    async def _list(self, ev: ListRequest) -> None:
+        seen = await asyncio.to_thread(self.node.scan, self.g, ev.scopes)
+        entries = [[n, s.state.to_wire()] for n, s in sorted(seen.items())]
+        for start in range(0, max(len(entries), 1), LIST_CHUNK):
+            end = start + LIST_CHUNK >= len(entries)
+            self.chan.send(self.session.listing(entries[start : start + LIST_CHUNK], end))
+            await self.chan.drain(1 << 20)
+
+
+async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 cert_fp: str, stats: dict[str, int]) -> None:
+    """One incoming connection: authenticate, serve, then run the actions of what changed."""
+    chan = Channel(reader, writer)
+    keys: dict[str, tuple[bytes, tuple[str, ...]]] = {}
+    for g in node.groups:
+        try:
+            keys[g.group.name] = (g.key, g.group.host_names)
+        except ConfigError as e:
+            node.out(0, f"ERROR: {e}")
+    try:
+        peer = await server_handshake(chan, node.me, cert_fp, keys)
+    except (AuthError, ProtocolError, ConnectionError, TimeoutError, OSError) as e:
+        stats["refused"] = stats.get("refused", 0) + 1
+        if BAD_INPUT.admit("sync_handshake", chan.peer_address, time.monotonic()):
+            node.out(0, f"ERROR: {e}")  # remote fields in it are escaped (transport)
+        await chan.close()
+        return
+    g = next(x for x in node.groups if x.group.name == peer.group)
+    rec = Receiver(node.db, g.matcher, g.paths, g.group, node.me, peer.name, node.ignore,
+                   log=lambda m: node.out(0, m))
+    stats["sessions"] = stats.get("sessions", 0) + 1
+    try:
+        n = await asyncio.to_thread(rec.cleanup)
+        if n:
+            node.out(0, f"removed {n} temp file(s) left by an interrupted transfer")
+        await Serving(node, chan, g, peer, rec, stats).run()
+    except (ProtocolError, ConnectionError, OSError, TimeoutError, RemoteError) as e:
+        stats["errors"] = stats.get("errors", 0) + 1
+        node.out(0, f"session from {peer.name} ended: {e}")
+    except Exception as e:  # a bug must cost one session, never the server
+        stats["errors"] = stats.get("errors", 0) + 1
+        node.out(0, f"session from {peer.name} dropped: {type(e).__name__}: {e}")
+    finally:
+        # Synchronous on purpose: it must also run when the session task is cancelled.
+        rec.close()
+        stats["last_session_frames_sent"] = chan.frames_sent
+        account(stats, chan)
+        await chan.close()
+    if rec.changed:
+        stats["changes_received"] = stats.get("changes_received", 0) + len(rec.changed)
+        node.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")
+        await node.run_actions(g, rec.changed, receiving=True)
+
+
+def account(stats: dict[str, int], chan: Channel) -> None:
+    """Add a session's bytes so far to the server's counters."""
+    stats["bytes_received"] = stats.get("bytes_received", 0) + chan.bytes_received
+    stats["bytes_sent"] = stats.get("bytes_sent", 0) + chan.bytes_sent
+    chan.bytes_received = chan.bytes_sent = 0
+
+
+def _port_holder(port: int) -> str | None:
+    """The process listening on TCP ``port`` in this network namespace, as ``comm (pid N)``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{f[9]}]")
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:  # an fd may close between the listing and the look (the listing's own does)
+                if os.readlink(f"/proc/{pid}/fd/{fd}") not in inodes:
+                    continue
+                with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
+                    return f"{fh.read().strip()} (pid {pid})"
+            except OSError:
+                continue
+    return None
+
+
+def listen_error(host: str | None, port: int, e: OSError) -> str:
+    """One line saying why the receiver cannot listen, and for a busy port who holds it."""
+    where = f"{host or '*'}:{port}"
+    if isinstance(e, socket.gaierror):
+        return f"cannot listen on {where}: the name does not resolve ({e.strerror})"
+    msg = f"cannot listen on {where}: {e.strerror or e}"
+    if e.errno != errno.EADDRINUSE:
+        return msg
+    holder = _port_holder(port)
+    comm = (holder or "").split(" ", 1)[0]
+    if comm == "systemd":
+        fix = ("Debian's csync2.socket holds it: systemctl disable --now csync2.socket")
+    elif comm in ("xinetd", "inetd", "inetutils-inetd"):
+        fix = (f"{comm}'s csync2 entry holds it: disable it (/etc/xinetd.d/csync2 or "
+               "/etc/inetd.conf) and reload " + comm)
+    elif holder:
+        fix = f"held by {holder}: stop it, or use -p PORT"
+    else:
+        fix = ("usually Debian's csync2.socket (systemctl disable --now csync2.socket) or an "
+               "xinetd csync2 entry; or use -p PORT")
+    return f"{msg} ({fix})"
+
+
+
+class SyncServer:
+    """The listening side: accepts peers' sessions for this node.
+
+    ``once`` (csync2 ``-iii``): stop listening at the first connection and set ``done`` when
+    that session ends.
+    """
+
+    def __init__(self, node: Node, once: bool = False) -> None:
+        self.node = node
+        self.once = once
+        self.done = asyncio.Event()
+        self.stats: dict[str, int] = {}
+        self._server: Listener | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fp = ""
+        self._taken = False
+
+    async def _prepare(self) -> ssl.SSLContext:
+        ctx, self._fp = await asyncio.to_thread(server_context, self.node.opts.state_dir)
+        n = await asyncio.to_thread(cleanup_tmp, self.node.db)
+        if n:
+            self.node.out(0, f"removed {n} temp file(s) left by an interrupted transfer")
+        return ctx
+
+    async def _on_conn(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if self.once:
+            if self._taken:
+                w.close()
+                return
+            self._taken = True
+            if self._server is not None:
+                self._server.stop_accepting()  # like csync2 -iii: no second connection
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await handle(self.node, r, w, self._fp, self.stats)
+        except asyncio.CancelledError:
+            pass  # server shutdown; the session cleaned up after itself
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+            if self.once:
+                self.done.set()
+
+    async def start(self) -> None:
+        """Listen (making the TLS certificate on first use) after removing old temp files.
+
+        A port already in use or an address that does not resolve is a :class:`SyncError`
+        with one line saying why (and who holds the port)."""
+        host, port = self.node.opts.listen, self.node.opts.port
+        try:
+            sock = await self._bind(host, port)
+        except OSError as e:
+            raise SyncError(listen_error(host, port, e)) from e
+        # Listening before the certificate and temp-file work: a peer that connects while this
+        # receiver is still starting waits in the backlog instead of being refused.
+        try:
+            ctx = await self._prepare()
+            # Our own accept loop: connection limits before authentication (sync/limits.py).
+            self._server = Listener(sock, ctx, self._on_conn, self.stats)
+        except BaseException:
+            sock.close()
+            raise
+
+    @staticmethod
+    async def _bind(host: str | None, port: int) -> socket.socket:
+        """A listening socket on the first address of ``host`` that binds (as csync2 does)."""
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        err: OSError = OSError(errno.EADDRNOTAVAIL, "no address to listen on")
+        for family, kind, proto, _name, addr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.bind(addr)
+                sock.listen(128)
+            except OSError as e:
+                sock.close()
+                err = e
+                continue
+            sock.setblocking(False)
+            return sock
+        raise err
+
+    async def serve_socket(self, sock: socket.socket) -> None:
+        """csync2 ``-i`` (inetd mode): serve the one connection already accepted on ``sock``."""
+        ctx = await self._prepare()
+        self.once = True
+        loop = asyncio.get_running_loop()
+
+        def factory() -> asyncio.StreamReaderProtocol:
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._on_conn)
+
+        await loop.connect_accepted_socket(factory, sock, ssl=ctx, ssl_handshake_timeout=20.0)
+        await self.done.wait()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop listening and end the sessions in progress."""
+        if self._server is not None:
+            self._server.close()
+            for t in list(self._tasks):
+                t.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+            self._server = None

@@ -1,0 +1,144 @@
+"""The receiver's files in flight, its disk work beside the event loop, and the cleanup after an
+interrupted receive.
+
+A :class:`Batch` holds the :class:`Pending` files of one offer until they commit;
+:class:`Writer` runs a session's file writes in order in one thread; :func:`cleanup_tmp` (at
+start-up and per session) removes temp files a killed transfer left and cuts files an
+interrupted in-place append made longer back to their journalled size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nonstop.sync import fsops, rdiff
+from nonstop.sync.digest import Hasher
+from nonstop.sync.plan import Op
+from nonstop.sync.scan import Seen
+from nonstop.sync.state import FileState
+from nonstop.sync.statedb import StateDB
+
+
+@dataclass
+class Pending:
+    """One needed file of a batch: where it goes, how its bytes come, what came."""
+
+    index: int
+    op: Op
+    local: str
+    tmp: str
+    current: FileState | None
+    verdict_status: str
+    message: str
+    seen: Seen | None = None
+    src_local: str = ""
+    mode: str = "full"  # full | append | delta
+    at: int = 0  # append: the old size, where the new bytes go
+    fd: int = -1
+    basis_fd: int = -1
+    patch: rdiff.Patch | None = None
+    hasher: Hasher | None = None
+    size: int = 0
+    final: FileState | None = None
+    failed: str = ""
+    blocks: bytes = b""
+    journalled: bool = False  # an in-place append was recorded in ``appends``
+
+
+@dataclass
+class Batch:
+    """The files of one offer that wait for their bytes, then for ``commit``.
+
+    ``dirs`` holds an fd per parent directory, opened without following symlinks: temp files
+    are created, renamed and appended to relative to those, so a directory swapped for a
+    symlink later in the same offer cannot redirect a write out of the tree.
+    """
+
+    pending: dict[int, Pending] = field(default_factory=dict)
+    dirs: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def dir_fd(self, root: str, parent: str) -> int:
+        with self._lock:
+            fd = self.dirs.get(parent)
+            if fd is None:
+                fd = self.dirs[parent] = fsops.open_dir(root, parent)
+            return fd
+
+    def close_dirs(self) -> None:
+        with self._lock:
+            for fd in self.dirs.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.dirs.clear()
+
+
+
+class Writer:
+    """One thread doing a session's file writes in order, so the event loop only decrypts and
+    parses frames while the disk work runs beside it (the GIL is released in the syscalls)."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.queued = 0  # bytes submitted but not yet written (back-pressure for the loop)
+        self._t = threading.Thread(target=self._run, name="sync-writer", daemon=True)
+        self._t.start()
+
+    def submit(self, fn: Callable[[], None], size: int = 0) -> None:
+        self.queued += size
+        self._q.put(fn)
+
+    def wait(self) -> None:
+        """Block until everything submitted so far is done."""
+        ev = threading.Event()
+        self._q.put(ev.set)
+        ev.wait()
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._t.join(30)
+
+    def _run(self) -> None:
+        while (fn := self._q.get()) is not None:
+            # Each job records its own failure in its pending file; nothing may stop the thread.
+            with contextlib.suppress(Exception):
+                fn()
+
+
+def cleanup_tmp(db: StateDB) -> int:
+    """Remove every recorded receive temp file that still exists, and cut files that an
+    interrupted in-place append left longer back to their old content; returns how many."""
+    paths = db.tmp_paths()
+    n = 0
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+            n += 1
+    db.drop_tmp(paths)
+    journal = db.appends()
+    for path, ino, size, mtime_ns in journal:
+        with contextlib.suppress(OSError):
+            n += undo_append(path, ino, size, mtime_ns)
+    db.drop_appends(p for p, *_ in journal)
+    return n
+
+
+def undo_append(path: str, ino: int, size: int, mtime_ns: int) -> int:
+    """Cut ``path`` back to ``size`` bytes and its old mtime if it is still that inode and
+    longer; returns 1 if it did."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if st.st_ino != ino or st.st_size <= size:
+            return 0
+        os.ftruncate(fd, size)
+        os.utime(fd, ns=(st.st_atime_ns, mtime_ns))
+        os.fsync(fd)
+        return 1
+    finally:
+        os.close(fd)

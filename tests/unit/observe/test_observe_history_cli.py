@@ -1,0 +1,67 @@
+"""``nonstop history`` reads the state directory without a daemon: text like the demo's
+timeline, JSON lines, --since, --after, and a clear message when there is no history."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nonstop.cli import cli
+from nonstop.observe.cli import parse_since
+from nonstop.observe.events import Record
+from nonstop.observe.store import HistoryFile, history_dir
+
+
+def write_history(state: Path, now: float) -> None:
+    f = HistoryFile(history_dir(state))
+    f.open()
+    f.append([
+        Record(1, now - 7200, 50.0, "vpbx1-2", "daemon_start", "vpbx1-2", "", "started"),
+        Record(2, now - 60, 7000.0, "vpbx1-2", "node_dead", "vpbx1-1", "",
+               "vpbx1-1 is dead: no heartbeat for 2003 ms (deadtime 2000 ms)"),
+        Record(3, now - 59, 7001.5, "vpbx1-2", "group_acquired", "vpbx1-2", "g",
+               "group g acquired (epoch 2)", {"duration_ms": 1500}),
+    ])
+    f.close()
+
+
+def test_text_json_since_after(tmp_path: Path) -> None:
+    now = time.time()
+    write_history(tmp_path, now)
+    runner = CliRunner()
+    out = runner.invoke(cli, ["history", "--state-dir", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    lines = [x for x in out.output.splitlines() if not x.startswith("-- ")]
+    assert len(lines) == 3
+    assert "node dead" in lines[1] and "vpbx1-1 is dead" in lines[1]
+    assert "+6950.000 s" in lines[1]
+    assert "group acquired" in lines[2] and "(1500 ms)" in lines[2] and "+6951.500 s" in lines[2]
+    out = runner.invoke(cli, ["history", "--state-dir", str(tmp_path), "--json",
+                              "--since", "10m"])
+    docs = [json.loads(x) for x in out.output.splitlines()]
+    assert [d["seq"] for d in docs] == [2, 3]
+    assert docs[1]["data"] == {"duration_ms": 1500} and docs[1]["kind"] == "group_acquired"
+    out = runner.invoke(cli, ["history", "--state-dir", str(tmp_path), "--json", "--after", "2"])
+    assert [json.loads(x)["seq"] for x in out.output.splitlines()] == [3]
+
+
+def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = runner.invoke(cli, ["history", "--state-dir", str(tmp_path / "none")])
+    assert out.exit_code == 1 and "no history in" in out.output
+    write_history(tmp_path, time.time())
+    out = runner.invoke(cli, ["history", "--state-dir", str(tmp_path), "--since", "yesterday"])
+    assert out.exit_code == 2 and "neither an age" in out.output
+    assert "Traceback" not in out.output
+
+
+def test_since_forms() -> None:
+    assert parse_since("90s", 1000.0) == 910.0
+    assert parse_since("2h", 10000.0) == 2800.0
+    assert parse_since("2026-12-04T22:00:00+00:00", 0) == 1796421600.0
+    with pytest.raises(ValueError):
+        parse_since("soon", 0)

@@ -1,0 +1,252 @@
+"""The recorder turns what the daemon sees into records and metrics: membership events,
+decisions (once per reason), group changes with the takeover's duration, resource actions,
+commands with who asked."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_observe_notify import talk_config
+
+from nonstop.config.model import ResourceSpec
+from nonstop.failover.decide import Action, Decision, GroupInfo
+from nonstop.heartbeat.membership import (
+    CommUp,
+    LinkChanged,
+    NodeDied,
+    NodeReturned,
+    Send,
+    StatusChanged,
+)
+from nonstop.heartbeat.states import NodeStatus
+from nonstop.observe.metrics import parse
+from nonstop.observe.recorder import Recorder
+from nonstop.observe.store import history_dir, read_records
+from nonstop.resources.base import AgentContext, ResourceError, ResourceState
+from nonstop.resources.recording import RecordingAgentFactory
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def started(tmp_path: Path, clock: Clock | None = None) -> Recorder:
+    rec = Recorder(talk_config(tmp_path), "vpbx1-1", tmp_path / "state",
+                   mono=clock or Clock(), metrics=True)
+    await rec.start()
+    return rec
+
+
+def kinds(rec: Recorder) -> list[str]:
+    return [r.kind for r in rec.recent]
+
+
+async def test_membership_events_become_records(tmp_path: Path) -> None:
+    rec = await started(tmp_path)
+    rec.on_membership([
+        Send((("t", "status"),)),
+        StatusChanged("vpbx1-2", NodeStatus.INIT, NodeStatus.ACTIVE),
+        CommUp(),
+        LinkChanged("vpbx1-2", "eth0", False),
+        NodeDied("vpbx1-2", "timeout", 2003, 2000),
+        StatusChanged("vpbx1-2", NodeStatus.ACTIVE, NodeStatus.DEAD),
+        NodeReturned("vpbx1-2", "restart"),
+    ])
+    assert kinds(rec)[1:] == ["node_up", "comm_up", "link_dead", "node_dead", "node_back"]
+    dead = rec.recent[4]
+    assert dead.node == "vpbx1-2"
+    assert dead.reason == "vpbx1-2 is dead: no heartbeat for 2003 ms (deadtime 2000 ms)"
+    await rec.close()
+    on_disk = read_records(history_dir(tmp_path / "state"))
+    assert [r.kind for r in on_disk] == [*kinds(rec)]
+    assert on_disk[-1].kind == "daemon_stop"
+
+
+async def test_a_decision_is_recorded_when_its_reason_changes(tmp_path: Path) -> None:
+    rec = await started(tmp_path)
+    groups = [GroupInfo(0, "IPaddr::198.18.0.10", "vpbx1-1")]
+    wait = Decision(0, Action.WAIT, "group IPaddr::198.18.0.10 is held by vpbx1-2")
+    rec.on_decisions([wait], groups)
+    rec.on_decisions([wait], groups)
+    take = Decision(0, Action.ACQUIRE, "nobody alive holds group ...; taking it", epoch=4)
+    rec.on_decisions([take], groups)
+    split = Decision(0, Action.RELEASE, "also held by vpbx1-2 ...", conflict=True)
+    rec.on_decisions([split], groups)
+    assert kinds(rec)[1:] == ["decision", "decision", "split_settled"]
+    assert rec.recent[2].data["action"] == "acquire"
+    assert rec.recent[2].data["epoch"] == 4
+    assert rec.recent[2].group == "IPaddr::198.18.0.10"
+    await rec.close()
+
+
+def snap(state: str, holder: str | None, epoch: int = 3) -> list[dict[str, object]]:
+    return [{"key": "g", "local_state": state, "holder": holder, "epoch": epoch,
+             "resources": []}]
+
+
+async def test_group_changes_and_the_takeover_duration(tmp_path: Path) -> None:
+    clock = Clock()
+    rec = await started(tmp_path, clock)
+    rec.on_groups(snap("none", "vpbx1-2"))
+    rec.on_groups(snap("none", "vpbx1-2"))  # nothing changed: nothing recorded
+    rec.on_groups(snap("starting", "vpbx1-1"))
+    clock.t += 1.25
+    rec.on_groups(snap("held", "vpbx1-1"))
+    rec.on_groups(snap("stopping", "vpbx1-1"))
+    clock.t += 0.5
+    rec.on_groups(snap("none", None))
+    rec.on_groups(snap("start_failed", None))
+    assert kinds(rec)[1:] == ["group_holder", "group_starting", "group_holder",
+                              "group_acquired", "group_releasing", "group_released",
+                              "group_holder", "group_failed"]
+    acquired = rec.recent[4]
+    assert acquired.data["duration_ms"] == 1250
+    assert rec.recent[6].data["duration_ms"] == 500
+    assert rec.metrics is not None
+    text = rec.metrics.registry
+    assert text.get_sample_value("nonstop_takeovers_total", {"group": "g"}) == 1
+    assert text.get_sample_value("nonstop_takeover_duration_seconds_sum", {"group": "g"}) == 1.25
+    assert text.get_sample_value("nonstop_takeover_duration_seconds_bucket",
+                                 {"group": "g", "le": "2.0"}) == 1
+    assert text.get_sample_value("nonstop_group_failures_total",
+                                 {"group": "g", "action": "start"}) == 1
+    await rec.close()
+
+
+async def test_resource_actions_are_timed_and_a_monitor_change_is_recorded(
+        tmp_path: Path) -> None:
+    rec = await started(tmp_path)
+    world = RecordingAgentFactory()
+    make = rec.timed(world)
+    cfg = rec.cfg
+    spec: ResourceSpec = cfg.groups[0].resources[0]
+    ctx = AgentContext(node="vpbx1-1", config_dir=tmp_path, state_dir=tmp_path,
+                       environment={}, logger=logging.getLogger("t"))
+    agent = make(spec, ctx)
+    assert await agent.status() is ResourceState.STOPPED  # first look: not an event
+    await agent.start()
+    assert await agent.status() is ResourceState.RUNNING  # as expected: not an event
+    world.set_state(spec.raw, ResourceState.STOPPED)  # the service died
+    assert await agent.status() is ResourceState.STOPPED  # the monitor finds it down
+    world.fail(spec.raw, "stop")
+    with pytest.raises(ResourceError):
+        await agent.stop()
+    got = [(r.kind, r.data["result"]) for r in rec.recent if r.kind.startswith("resource_")]
+    assert got[0] == ("resource_start", "ok")
+    assert got[1] == ("resource_monitor", "stopped")
+    assert got[2][0] == "resource_stop" and got[2][1] != "ok"
+    assert all(r.group == cfg.groups[0].key for r in rec.recent if r.kind.startswith("res"))
+    assert rec.metrics is not None and rec.metrics.registry.get_sample_value(
+        "nonstop_resource_action_failures_total",
+        {"resource": agent.describe(), "action": "stop"}) == 1
+    await rec.close()
+
+
+async def test_commands_say_who_asked(tmp_path: Path) -> None:
+    rec = await started(tmp_path)
+    rec.on_command("standby", {"cmd": "standby", "which": "all",
+                               "peer": "uid 0 (root) pid 42 (nonstop)"})
+    rec.on_reload({"ok": True, "applied": ["deadtime 2000 -> 3000 ms"], "deferred": []})
+    command, reload = rec.recent[1], rec.recent[2]
+    assert command.kind == "command" and command.reason == "standby all requested"
+    assert command.data["who"] == "uid 0 (root) pid 42 (nonstop)"
+    assert reload.kind == "reload" and "deadtime 2000 -> 3000 ms" in reload.reason
+    await rec.close()
+
+
+async def test_the_metrics_text_parses_and_counts_events(tmp_path: Path) -> None:
+    rec = await started(tmp_path)
+    rec.on_membership([NodeDied("vpbx1-2", "timeout", 2003, 2000)])
+    assert rec.metrics is not None
+    text = rec.metrics.registry
+    assert text.get_sample_value("nonstop_events_total", {"kind": "node_dead"}) == 1
+    await asyncio.sleep(0)
+    families = set(parse(rec.metrics.render(SAMPLE_STATUS).decode())[0])
+    assert {"nonstop_events", "nonstop_node_status", "process_resident_memory_bytes"} <= families
+    await rec.close()
+
+
+async def test_without_nonstop_metrics_the_client_library_is_not_used(tmp_path: Path) -> None:
+    rec = Recorder(talk_config(tmp_path), "vpbx1-1", tmp_path / "state")
+    assert rec.metrics is None  # no nonstop_metrics line: nothing counted, nothing loaded
+    await rec.start()
+    rec.on_groups(snap("starting", "vpbx1-1"))
+    rec.on_groups(snap("held", "vpbx1-1"))
+    assert kinds(rec)[-1] == "group_acquired"
+    await rec.close()
+
+
+SAMPLE_STATUS: dict[str, object] = {
+    "version": 1, "node": "vpbx1-1", "cluster": "linux-ha", "status": "active",
+    "comm_up": True, "pid": 1, "generation": 7, "uptime_s": 12.5,
+    "timing": {"keepalive_ms": 200, "deadtime_ms": 2000, "warntime_ms": 1000,
+               "initdead_ms": 10000},
+    "nodes": [
+        {"name": "vpbx1-1", "local": True, "status": "active", "last_heard_ms_ago": 0,
+         "deadtime_ms": 2000, "generation": None, "links": {}},
+        {"name": "vpbx1-2", "local": False, "status": "dead", "last_heard_ms_ago": 2500,
+         "deadtime_ms": 2000, "generation": 3, "links": {"eth0": "dead", "eth1": "up"}},
+    ],
+    "groups": [{"key": "IPaddr::198.18.0.10", "preferred_node": "vpbx1-1",
+                "holder": "vpbx1-1", "local_state": "held", "epoch": 4, "reason": "r",
+                "resources": [{"resource": "IPaddr 198.18.0.10", "state": "running"}]}],
+    "sync": {"active": True, "last_sync": 1800000000.5, "last_sync_ok": True,
+             "last_error": None, "syncs": 9, "dirty": 2, "pending_hints": 1, "lag_s": 0.25,
+             "bytes_sent": 4096, "server": {"sessions": 3, "changes_received": 5}},
+    "packets": {"sent": 100, "received": 210, "send_errors": 1, "kernel_dropped": 0,
+                "rexmit": {"requests": 2, "resent": 1}, "dropped": {"bad_auth": 4}},
+}
+
+
+def test_a_node_without_nonstop_metrics_does_not_load_the_client_library() -> None:
+    code = "import sys, nonstop.daemon; print('prometheus_client' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "False"
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.stats: dict[str, int] = {"sessions": 1}
+
+
+class _Replicator:
+    """What the recorder uses of a Replicator: its server's counters and on_report."""
+
+    def __init__(self) -> None:
+        self.server = _Server()
+        self.on_report: object = None
+
+
+async def test_replication_pushes_conflicts_and_receptions(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from nonstop.observe import recorder as recorder_module
+    from nonstop.sync.node import Report
+
+    monkeypatch.setattr(recorder_module, "SYNC_POLL_S", 0.02)
+    rec = await started(tmp_path)
+    repl = _Replicator()
+    rec.watch_sync(repl)
+    assert repl.on_report == rec.on_sync_report
+    rec.on_sync_report(Report())  # a full scan that found nothing: not an event
+    rec.on_sync_report(Report(counts={"ok": 2, "conflict": 1}, problems=["a: both changed"],
+                              sent_names=["a", "b"], bytes_sent=900))
+    repl.server.stats["changes_received"] = 3
+    deadline = asyncio.get_running_loop().time() + 5
+    while "sync_received" not in kinds(rec):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    assert kinds(rec)[1:] == ["sync_conflict", "sync_pushed", "sync_received"]
+    assert rec.recent[2].data == {"count": 2, "bytes": 900}
+    assert rec.recent[3].data == {"count": 3}
+    await rec.close()
