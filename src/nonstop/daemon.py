@@ -675,6 +675,8 @@ class Daemon:
         self.cfg = cfg
         if self.protocol is not None:  # timings, keys and format apply from now on
             self.protocol.reconfigure(cfg.ha, cfg.authkeys, self._wire_format())
+        if self.guards is not None:
+            self.guards.reconfigure(cfg.ha)
         # Every reload reopens the log files (also a way to follow a rotation by hand).
         from nonstop.logs import reconfigure
 

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from nonstop.config.model import ClusterConfig, Ucast
+from nonstop.config.model import ClusterConfig, HaConfig, Ucast
 from nonstop.failover.decide import Action, Decision
 from nonstop.failover.guards import FENCE_PENDING
 from nonstop.failover.view import PING_FIELD, Guards
@@ -149,6 +149,12 @@ class GuardServices:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    def reconfigure(self, ha: HaConfig) -> None:
+        """A reload: deadping (which follows deadtime when absent) applies from now on."""
+        self.settled.hold_s = ha.deadping_ms / 1000
+        if self.tracker is not None:
+            self.tracker.deadping_ms = ha.deadping_ms
 
     # ---------------------------------------------------------------- inputs
 

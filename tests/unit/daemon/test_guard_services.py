@@ -63,6 +63,15 @@ def test_ping_count_is_advertised_once_settled(tmp_path: Path) -> None:
     assert st["ipfail"] == {"on": True, "settled": 1}
 
 
+def test_a_reload_applies_deadping(tmp_path: Path) -> None:
+    clock = Clock()
+    g = GuardServices(config(tmp_path / "a", "ping 192.0.2.1\n"), "vpbx1-1", clock=clock,
+                      on_change=lambda: None)
+    assert g.tracker is not None and g.tracker.deadping_ms == 2000  # the talk's deadtime
+    g.reconfigure(config(tmp_path / "b", "ping 192.0.2.1\ndeadping 5\n").ha)
+    assert (g.tracker.deadping_ms, g.settled.hold_s) == (5000, 5.0)
+
+
 def test_ping_nodes_without_ipfail_are_reported_not_advertised(tmp_path: Path) -> None:
     clock = Clock()
     g = GuardServices(config(tmp_path, "ping 192.0.2.1\n"), "vpbx1-1", clock=clock,
