@@ -55,6 +55,31 @@ class SettledCount:
         return self.settled
 
 
+HOSTS_FILE = "/etc/hosts"
+
+
+def hosts_addresses(hosts_text: str, names: Iterable[str]) -> list[str]:
+    """IPv4 addresses that an /etc/hosts text gives ``names`` (Heartbeat sites name their
+    nodes after their hosts). Only the file: a DNS query could hang a node's start or exit."""
+    wanted = {n.lower() for n in names}
+    out: set[str] = set()
+    for line in hosts_text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) < 2 or not wanted & {w.lower() for w in words[1:]}:
+            continue
+        with contextlib.suppress(ValueError):
+            out.add(str(ipaddress.IPv4Address(words[0])))
+    return sorted(out)
+
+
+def _read_hosts() -> str:
+    try:
+        with open(HOSTS_FILE, encoding="utf-8", errors="replace") as fh:
+            return fh.read(1 << 20)
+    except OSError:
+        return ""
+
+
 def peer_addresses(cfg: ClusterConfig) -> list[str]:
     """Addresses the configured peers send from, as far as the configuration says (ucast)."""
     out = []
@@ -100,6 +125,7 @@ class GuardServices:
         self.fenced: set[str] = set()  # fenced by us and back since: standby
         self.last_fence: FenceResult | None = None
         self.keycheck = OwnKeyCheck(peers if peers is not None else peer_addresses(cfg))
+        self._resolve = [n for n in ha.nodes if n != node] if peers is None else []
         self._respawn_specs = ha.respawn
         self._respawn_env = dict(ha.respawn_env)
         self.respawners: list[Respawner] = []
@@ -116,6 +142,15 @@ class GuardServices:
         """Start pinging (at once: ping nodes are timed from the start, as Heartbeat does)."""
         if self.prober is not None:
             self._spawn(self._ping())
+        if self._resolve:
+            self._spawn(self._learn_peers())
+
+    async def _learn_peers(self) -> None:
+        """bcast/mcast give no peer address: the peers' node names in /etc/hosts do."""
+        found = hosts_addresses(await asyncio.to_thread(_read_hosts), self._resolve)
+        self.keycheck.peers = self.keycheck.peers | frozenset(found)
+        if found:
+            log.debug("own key check: peers' addresses %s", ", ".join(found))
 
     async def _ping(self) -> None:
         assert self.prober is not None

@@ -173,3 +173,22 @@ async def test_respawn_clients_start_at_comm_up_and_stop_first(tmp_path: Path) -
     assert (st["command"], st["state"], st["starts"]) == ("exec sleep 30", "running", 1)
     await g.stop()
     assert r.state.value == "done"
+
+
+async def test_peer_addresses_come_from_ucast_and_etc_hosts(tmp_path: Path) -> None:
+    from nonstop import guards
+
+    hosts = ("127.0.0.1 localhost\n198.18.0.2 vpbx1-2.example vpbx1-2 # peer\n"
+             "::1 vpbx1-2\n#198.18.0.9 vpbx1-2\nbad-line\n")
+    assert guards.hosts_addresses(hosts, ["VPBX1-2", "nowhere"]) == ["198.18.0.2"]
+    cfg = config(tmp_path, "ucast eth0 198.18.0.3\n")
+    g = GuardServices(cfg, "vpbx1-1", clock=Clock(), on_change=lambda: None)
+    assert g.keycheck.peers == {"198.18.0.3"} and g._resolve == ["vpbx1-2"]
+    hosts_file = tmp_path / "hosts"
+    hosts_file.write_text(hosts)
+    old, guards.HOSTS_FILE = guards.HOSTS_FILE, str(hosts_file)
+    try:
+        await g._learn_peers()
+    finally:
+        guards.HOSTS_FILE = old
+    assert g.keycheck.peers == {"198.18.0.3", "198.18.0.2"}
