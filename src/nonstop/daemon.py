@@ -29,10 +29,11 @@ from nonstop.coord.port import Coordinator
 from nonstop.failover.decide import Action, Decision, decide, lease_wants
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
 from nonstop.failover.state import GroupState, encode_ad
-from nonstop.failover.view import ClusterView, build_view, foreign_digests, holders
+from nonstop.failover.view import ClusterView, Guards, build_view, foreign_digests, holders
+from nonstop.guards import GuardServices
 from nonstop.heartbeat import replaystate
 from nonstop.heartbeat.burst import BurstLimiter
-from nonstop.heartbeat.codec import WireFormat
+from nonstop.heartbeat.codec import AUTH, UNKNOWN_KEY, WireFormat
 from nonstop.heartbeat.envelope import Identity
 from nonstop.heartbeat.eventlog import describe
 from nonstop.heartbeat.events import (
@@ -193,6 +194,8 @@ class Daemon:
         self.observer = Recorder(cfg, node, state_dir, thread_init=_normal_priority)
         self._coordinator = coordinator  # nonstop_etcd's store (None: the etcd gateway)
         self.keeper: LeaseKeeper | None = None
+        # Ping nodes, respawn clients, fencing, own-key check (issue 12); made in run().
+        self.guards: GuardServices | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -221,6 +224,9 @@ class Daemon:
             if ha.etcd is not None:
                 self.keeper = self._make_keeper()
                 self.keeper.start()
+        self.guards = GuardServices(self.cfg, self.node, clock=self._now,
+                                    on_change=self._schedule_reconsider)
+        self.guards.start()
         await self.observer.start(self.status)  # before the first packet: it records from it
         await self.media.open()
         if self.watchdog is not None:
@@ -245,6 +251,7 @@ class Daemon:
             if self.cfg.ha.sync_config:
                 await self._start_replication(self.cfg.ha.sync_config)
             await self._stop.wait()
+            await self.guards.stop()  # respawn clients first, as Heartbeat's shutdown does
             if self.engine is not None:
                 if self.hb_peer is not None:
                     self._hb_out(self.hb_peer.shutdown(), self._now())
@@ -460,7 +467,15 @@ class Daemon:
             heartbeat_ads={hb.peer: hb.ad(tuple(i.key for i in infos))} if hb else None,
             handover_agreed=frozenset(i.index for i in infos
                                       if hb is not None and i.key in hb.agreed()),
+            guards=self._guard_inputs(now),
         )
+
+    def _guard_inputs(self, now: float) -> Guards:
+        assert self.protocol is not None
+        if self.guards is None:
+            return Guards()
+        alive = (n.name for n in self.protocol.view(now).nodes if n.status.value != "dead")
+        return self.guards.inputs(now, alive)
 
     def _reconsider(self) -> None:
         """Build the cluster snapshot, decide, apply, and advertise the result at once."""
@@ -472,6 +487,8 @@ class Daemon:
             self.observer.on_decisions(decisions, self.engine.infos())
             self.engine.apply(decisions)
             self._hb_sync(decisions)
+            if self.guards is not None:
+                self.guards.act(decisions)
             self.observer.on_groups(self.engine.snapshot(holders(view)))
             if self.keeper is not None:
                 self.keeper.want(*lease_wants(view, decisions))
@@ -492,6 +509,8 @@ class Daemon:
         if self.engine is None or self.protocol is None or not self._probed:
             return
         fields = encode_ad(self.engine.local_ad())
+        if self.guards is not None:
+            fields += tuple(self.guards.status_fields(self._now()))
         if self.protocol.set_status_fields(fields) and self.loop is not None:
             self._send_status()
 
@@ -581,6 +600,8 @@ class Daemon:
                 # retried, a group that was busy is free again): decide again every second.
                 self._last_periodic = now
                 self._schedule_reconsider()
+                if self.guards is not None:
+                    self.guards.tick(now)
                 self._record_replay_state(now)
                 summary = BAD_INPUT.summary(now)
                 if summary:
@@ -629,7 +650,12 @@ class Daemon:
     def _on_datagram(self, data: bytes, link: str, addr: tuple[str, int]) -> None:
         assert self.protocol is not None
         now = self._now()
-        self._handle(self.protocol.receive(data, link, now, source=addr[0]), now)
+        out = self.protocol.receive(data, link, now, source=addr[0])
+        if self.guards is not None:
+            bad = next((o for o in out if isinstance(o, Dropped)), None)
+            if bad is None or bad.reason in (AUTH, UNKNOWN_KEY):
+                self.guards.packet(addr[0], bad is None, now)
+        self._handle(out, now)
         self._arm()
 
     def _log_bad(self, reason: str, source: str, detail: str, now: float) -> None:
@@ -682,6 +708,8 @@ class Daemon:
             self.watchdog.tickle()  # our own heartbeat came back: we are alive and heard
         elif isinstance(ev, CommUp):
             self.notifier.ready(f"up: comm up on {self.node}")
+            if self.guards is not None:
+                self.guards.comm_up()
         elif isinstance(ev, NodeDied) and ev.reason != "shutdown" and self.engine is not None:
             log.info("Resources being acquired from %s.", ev.node)
         self._hb_react(ev)
@@ -736,6 +764,8 @@ class Daemon:
         self.cfg = cfg
         if self.protocol is not None:  # timings, keys and format apply from now on
             self.protocol.reconfigure(cfg.ha, cfg.authkeys, self._wire_format())
+        if self.guards is not None:
+            self.guards.reconfigure(cfg.ha)
         # Every reload reopens the log files (also a way to follow a rotation by hand).
         from nonstop.logs import reconfigure
 
@@ -796,6 +826,7 @@ class Daemon:
             "groups": self.engine.snapshot(holders(self._cluster_view())) if self.engine else [],
             "sync": self.replicator.status() if self.replicator else None,
             "etcd": self.keeper.status(now) if self.keeper else None,
+            **(self.guards.status(now) if self.guards is not None else {}),
             "packets": {
                 "sent": self.protocol.sent,
                 "received": self.protocol.received,

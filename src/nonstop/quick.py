@@ -136,6 +136,7 @@ def render_status(st: dict[str, Any]) -> str:
         if g.get("reason"):
             action = f" ({g['action']})" if g.get("action") else ""
             lines.append(f"    why{action}: {g['reason']}")
+    lines.extend(_render_guards(st))
     sync = st.get("sync")
     if sync:
         lines.append("")
@@ -153,6 +154,31 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append("")
         lines.append("dropped packets: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     return "\n".join(lines)
+
+
+def _render_guards(st: dict[str, Any]) -> list[str]:
+    """Ping nodes, ipfail, respawn clients, fencing and the own-key verdict (issue 12)."""
+    lines: list[str] = []
+    if st.get("ping_nodes"):
+        ipfail = st.get("ipfail") or {}
+        lines += ["", f"ping nodes: {st['ping_reachable']} of {st['ping_total']} answer"
+                  + (f" (ipfail on, settled count {ipfail.get('settled')})"
+                     if ipfail.get("on") else "")]
+        lines += [f"    {p['name']:<20} {p['status']:<5} {' '.join(p['members'])}"
+                  for p in st["ping_nodes"]]
+    for r in st.get("respawn") or []:
+        lines.append(f"respawn {r['command']} (as {r['user']}): {r['state']}, {r['starts']} "
+                     f"start(s)" + (f", last: {r['last_exit']}" if r.get("last_exit") else ""))
+    fencing = st.get("fencing") or {}
+    if fencing.get("device"):
+        last = fencing.get("last")
+        lines.append(f"fencing: {fencing['device']}"
+                     + (f"; last: {last['reason']}" if last else "; never used")
+                     + (f"; fencing now: {', '.join(fencing['pending'])}"
+                        if fencing.get("pending") else ""))
+    if st.get("own_key_suspect"):
+        lines += ["", f"OWN KEY SUSPECT: {st.get('own_key_reason')}"]
+    return lines
 
 
 def main() -> None:

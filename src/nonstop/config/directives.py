@@ -23,6 +23,20 @@ from nonstop.config.errors import ConfigError, Location
 from nonstop.config.model import AutoFailback, Bcast, ConfigWarning, Mcast, Medium, Ucast
 from nonstop.config.settings import BadValue, Setting, Unsupported
 from nonstop.config.units import parse_bool
+from nonstop.ping.targets import PingTarget
+from nonstop.resources.respawn import (
+    RespawnError,
+    RespawnKind,
+    RespawnSpec,
+    classify,
+    client_environment,
+)
+from nonstop.resources.stonith import (
+    StonithConfigError,
+    StonithDevice,
+    parse_stonith_host_line,
+    parse_stonith_line,
+)
 
 T = TypeVar("T")
 
@@ -60,6 +74,11 @@ class Builder:
     port_media: list[tuple[Medium, Location]] = field(default_factory=list)
     # Heartbeat's global nice_failback flag: nice_failback looks at it, not at its own value.
     nice_failback: bool = False
+    ping_targets: list[PingTarget] = field(default_factory=list)
+    ipfail: bool = False
+    respawn: list[RespawnSpec] = field(default_factory=list)
+    respawn_env: dict[str, str] = field(default_factory=dict)
+    stonith: list[tuple[str, StonithDevice]] = field(default_factory=list)
 
     def error(self, loc: Location, message: str) -> None:
         self.errors.append(ConfigError(loc, message))
@@ -91,6 +110,12 @@ class Builder:
         self.values[name] = value
         self.parameters[name] = raw
         self.locations[name] = loc
+
+    def record(self, name: str, raw: str, loc: Location, sep: str = "; ") -> None:
+        """Record one line of a directive that may be given several times."""
+        prev = self.parameters.get(name)
+        self.parameters[name] = raw if prev is None else f"{prev}{sep}{raw}"
+        self.locations.setdefault(name, loc)
 
     def add_medium(self, name: str, medium: Medium, raw: str, loc: Location) -> None:
         if medium in self.media:
@@ -330,21 +355,91 @@ def _nice_failback(b: Builder, name: str, args: list[str], loc: Location) -> Non
     b.locations["nice_failback"] = loc
 
 
+def _add_ping(b: Builder, target: PingTarget, loc: Location) -> None:
+    if any(t.name == target.name for t in b.ping_targets):
+        b.warn(loc, f"ping node {target.name} is listed twice; using it once")
+        return
+    b.ping_targets.append(target)
+
+
+def _ping(b: Builder, name: str, args: list[str], loc: Location) -> None:
+    if not args:
+        raise BadValue("'ping' needs at least one IPv4 address")
+    for arg in args:
+        try:
+            _add_ping(b, PingTarget.node(arg), loc)
+        except ValueError:
+            b.error(loc, f"ping node '{arg}' is not an IPv4 address")
+    b.record("ping", " ".join(args), loc, sep=" ")
+
+
+def _ping_group(b: Builder, name: str, args: list[str], loc: Location) -> None:
+    if len(args) < 2:
+        raise BadValue("'ping_group' needs a name and at least one IPv4 address")
+    try:
+        target = PingTarget.ping_group(args[0], args[1:])
+    except ValueError as e:
+        raise BadValue(f"'ping_group': {e}") from None
+    _add_ping(b, target, loc)
+    b.record("ping_group", " ".join(args), loc)
+
+
+def _respawn(b: Builder, name: str, args: list[str], loc: Location) -> None:
+    raw = " ".join(args)
+    try:
+        spec = RespawnSpec.parse(raw)
+    except RespawnError as e:
+        raise BadValue(str(e)) from None
+    verdict = classify(spec)
+    if verdict.kind is RespawnKind.REFUSED:
+        raise BadValue(verdict.message)
+    if verdict.kind is RespawnKind.BUILTIN:
+        b.ipfail = True
+    else:
+        b.respawn.append(spec)
+    b.record("respawn", raw, loc)
+
+
+def _env(b: Builder, name: str, args: list[str], loc: Location) -> None:
+    raw = " ".join(args)
+    try:
+        b.respawn_env.update(client_environment([raw]))
+    except RespawnError as e:
+        raise BadValue(str(e)) from None
+    b.record("env", raw, loc)
+
+
+def _apiauth(b: Builder, name: str, args: list[str], loc: Location) -> None:
+    if not args:
+        raise BadValue("'apiauth' needs a client name and its uid=/gid= lists")
+    if args[0] == "ipfail":
+        b.ipfail = True
+    else:
+        b.warn(loc, f"apiauth {args[0]}: nonstop serves no Heartbeat client API, so this line "
+               "has no effect (only 'apiauth ipfail' means something: ipfail is built in)")
+    b.record("apiauth", " ".join(args), loc)
+
+
+def _stonith(b: Builder, name: str, args: list[str], loc: Location) -> None:
+    raw = " ".join(args)
+    try:
+        line = ("*", parse_stonith_line(raw)) if name == "stonith" else parse_stonith_host_line(raw)
+    except StonithConfigError as e:
+        raise BadValue(f"'{name}': {e}") from None
+    b.stonith.append(line)
+    b.record(name, raw, loc)
+
+
 # ---------------------------------------------------------------------------------------------
 # the table
 
 _PING_REASON = (
-    "ping nodes only feed ipfail, which nonstop does not implement; nonstop fails over on "
-    "loss of the peer's heartbeats and, with nonstop_monitor, on a failed resource"
+    "hbaping pings a Fibre Channel host bus adapter; use ping or ping_group nodes"
 )
 _SERIAL_REASON = "nonstop sends heartbeats over UDP only (bcast, ucast, mcast); no serial links"
 _RESPAWN_REASON = (
-    "nonstop does not start or supervise helper programs (ipfail, ccm, ...); run such a "
-    "program as its own systemd service"
-)
-_STONITH_REASON = (
-    "STONITH is not implemented: nonstop cannot power off a peer; a healed partition is "
-    "resolved by the failover rules instead"
+    "nonstop does not implement failfast clients; use respawn, or run the program as a "
+    "systemd service"
 )
 _IPV6_REASON = "IPv6 heartbeat media are not implemented; use mcast or ucast over IPv4"
 _COMPRESSION_REASON = s.COMPRESSION_REASON
@@ -370,8 +465,8 @@ _TABLE: tuple[Directive, ...] = (
     _s(s.WARNTIME, "A gap between two heartbeats of a node longer than this logs 'Late "
        "heartbeat'. Must be less than deadtime."),
     _s(s.INITDEAD, "Deadtime used until every node has been heard from once after start."),
-    _d("deadping", OPT, "ping nodes are not supported, so there is nothing for deadping to "
-       "time out"),
+    _s(s.DEADPING, "Silence after which a ping node (or group) is declared dead, as deadtime "
+       "for nodes; must be more than 2 x keepalive."),
     _s(s.MAX_REXMIT_DELAY, "Upper bound (integer ms) of the random delay before asking a peer "
        "once to retransmit the messages missing from a gap in its sequence numbers."),
     _s(s.UDPPORT, "UDP port of the bcast and ucast media declared after it.", _udpport),
@@ -385,8 +480,11 @@ _TABLE: tuple[Directive, ...] = (
     _d("baud", OPT, "it sets the speed of serial heartbeat links, which nonstop does not have"),
     _d("mcast6", LINE, _IPV6_REASON),
     _d("ucast6", LINE, _IPV6_REASON),
-    _d("ping", OPT, _PING_REASON),
-    _d("ping_group", LINE, _PING_REASON),
+    _d("ping", OPT, "Ping nodes: each address is pinged (ICMP echo) every keepalive and is "
+       "up or dead like a node (deadping). Their states are in nonstop status; with ipfail "
+       "on they decide failover (docs/CONFIG.md, Ping nodes and ipfail).", _ping),
+    _d("ping_group", LINE, "A ping group: name, then addresses; it is up while any member "
+       "answers, and counts as one ping node for ipfail.", _ping_group),
     _d("hbaping", OPT, _PING_REASON),
     _d("udp", OPT, "Old name of bcast; accepted with Heartbeat's warning.", _udp),
     _d("tipc", LINE, "TIPC media are not implemented; nonstop sends heartbeats over UDP only"),
@@ -409,15 +507,22 @@ _TABLE: tuple[Directive, ...] = (
     _s(s.CRM, "Only a false value (off, no, ...): nonstop manages haresources groups. Any "
        "true value is rejected: " + _CRM + "."),
     _s(s.PACEMAKER, "Heartbeat 3 name of crm; same rule."),
-    _d("stonith", LINE, _STONITH_REASON),
-    _d("stonith_host", LINE, _STONITH_REASON),
+    _d("stonith", LINE, "A fencing device for every node: type and parameter file, run "
+       "through cluster-glue's stonith command (stonith -t type -F file).", _stonith),
+    _d("stonith_host", LINE, "A fencing device: fromhost (* or a node), type, parameters; the "
+       "last line for * or this node applies. A dead peer is fenced before its groups are "
+       "taken over; no takeover while fencing fails (retried every 5 s).", _stonith),
     _s(s.WATCHDOG, "Kernel watchdog device, opened at start and fed each time our own "
        "heartbeat comes back; timeout ceil((deadtime+10ms)/1000) s."),
-    _d("respawn", LINE, _RESPAWN_REASON),
+    _d("respawn", LINE, "user and command: the command is started as that user once comm is "
+       "up and restarted when it exits, as Heartbeat does. ipfail is built in (the line turns "
+       "it on); programs that need Heartbeat's client API (ccm, crmd, dopd, ...) are refused "
+       "with what to use instead.", _respawn),
     _d("failfast", LINE, _RESPAWN_REASON),
-    _d("env", LINE, "it sets the environment of respawn clients, and nonstop has none"),
-    _d("apiauth", LINE, "nonstop has no Heartbeat client API socket (cl_status, ipfail); its own "
-       "control API serves the nonstop command"),
+    _d("env", LINE, "NAME=value: respawn clients get HA_NAME=value in their environment.",
+       _env),
+    _d("apiauth", LINE, "'apiauth ipfail ...' turns the built-in ipfail on; other clients are "
+       "accepted with a warning (nonstop serves no Heartbeat client API).", _apiauth),
     _s(s.LOGFILE, "File for log messages (absolute path)."),
     _s(s.DEBUGFILE, "File for debug messages (absolute path)."),
     _s(s.LOGFACILITY, "Syslog facility for log messages, or none."),

@@ -142,6 +142,13 @@ def _where(b: Builder, *names: str) -> Location:
 def _timing(b: Builder) -> dict[str, Any]:
     """keepalive, deadtime, warntime and initdead, computed ones filled, their rules checked."""
     keepalive, deadtime = b.get(s.KEEPALIVE), b.get(s.DEADTIME)
+    deadping = b.get(s.DEADPING) if b.given("deadping") else deadtime
+    if b.given("deadping") and deadping <= 2 * keepalive:
+        b.error(
+            _where(b, "deadping", "keepalive"),
+            f"Dead ping [{deadping}] is too small compared to keepalive [{keepalive}]: "
+            "deadping must be more than 2 x keepalive",
+        )
     warntime = b.get(s.WARNTIME) if b.given("warntime") else s.warntime_for(deadtime)
     initdead = b.get(s.INITDEAD) if b.given("initdead") else s.initdead_for(deadtime)
     if deadtime <= 2 * keepalive:
@@ -163,7 +170,7 @@ def _timing(b: Builder) -> dict[str, Any]:
         )
     elif initdead < 10000 and b.given("initdead"):
         b.warn(b.locations["initdead"], f"Initial dead time [{initdead} ms] may be too small!")
-    return {"warntime_ms": warntime, "initdead_ms": initdead}
+    return {"warntime_ms": warntime, "initdead_ms": initdead, "deadping_ms": deadping}
 
 
 def _use_logd(b: Builder) -> bool:
@@ -197,6 +204,15 @@ def _warn_legacy(b: Builder) -> None:
         )
 
 
+def _ipfail(b: Builder) -> None:
+    if b.ipfail and not b.ping_targets:
+        b.warn(
+            _where(b, "respawn", "apiauth"),
+            "ipfail is on but no ping or ping_group node is configured: it has nothing to "
+            "compare, so it never moves a group",
+        )
+
+
 def _parameters(b: Builder, computed: dict[str, str]) -> dict[str, str]:
     """The string of every honoured directive, as given, computed, or its default."""
     parameters = dict(b.parameters)
@@ -216,7 +232,16 @@ def _finish(b: Builder) -> Parsed[HaConfig]:
     fields.update(_timing(b))
     fields["use_logd"] = _use_logd(b)
     _warn_legacy(b)
+    _ipfail(b)
+    fields.update(
+        ping_targets=tuple(b.ping_targets),
+        ipfail=b.ipfail,
+        respawn=tuple(b.respawn),
+        respawn_env=tuple(b.respawn_env.items()),
+        stonith=tuple(b.stonith),
+    )
     computed = {
+        "deadping": format_msec(fields["deadping_ms"]),
         "warntime": format_msec(fields["warntime_ms"]),
         "initdead": format_msec(fields["initdead_ms"]),
         "use_logd": "yes" if fields["use_logd"] else "no",

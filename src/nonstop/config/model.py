@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from nonstop.config import settings as s
 from nonstop.config.errors import ConfigError, ConfigErrors, Location
@@ -18,6 +18,11 @@ from nonstop.config.settings import AutoFailback as AutoFailback
 from nonstop.config.settings import HbGenMethod as HbGenMethod
 from nonstop.config.settings import MsgFmt as MsgFmt
 from nonstop.config.settings import UuidFrom as UuidFrom
+
+if TYPE_CHECKING:  # only annotations: resources imports this module
+    from nonstop.ping.targets import PingTarget
+    from nonstop.resources.respawn import RespawnSpec
+    from nonstop.resources.stonith import StonithDevice
 
 T = TypeVar("T")
 
@@ -185,8 +190,26 @@ class HaConfig:
     realtime: bool = s.REALTIME.field()
     rtprio: int | None = s.RTPRIO.field()  # None: the lowest SCHED_RR priority, as Heartbeat
     coredumps: bool = s.COREDUMPS.field()
+    # Ping nodes (``ping``) and groups (``ping_group``), timed out after deadping.
+    ping_targets: tuple[PingTarget, ...] = ()
+    deadping_ms: int = s.DEADPING.field()
+    # Built-in ipfail, on with ``respawn ... ipfail`` or ``apiauth ipfail ...``.
+    ipfail: bool = False
+    # The respawn clients nonstop starts (ipfail and refused programs are not here), and the
+    # environment ``env`` lines give them (HA_NAME=value).
+    respawn: tuple[RespawnSpec, ...] = ()
+    respawn_env: tuple[tuple[str, str], ...] = ()
+    # (fromhost, device) of each stonith/stonith_host line, in file order (``stonith`` is "*").
+    stonith: tuple[tuple[str, StonithDevice], ...] = ()
     # Problems that do not stop nonstop from starting (printed by `nonstop check`).
     warnings: tuple[ConfigWarning, ...] = ()
+
+    def stonith_device(self, local_node: str) -> StonithDevice | None:
+        """The device ``local_node`` fences with: the last stonith/stonith_host line for
+        ``*`` or for it (None: fencing is not configured for it)."""
+        from nonstop.resources.stonith import device_for  # resources imports this module
+
+        return device_for(local_node, self.stonith)
 
 
 @dataclass(frozen=True)

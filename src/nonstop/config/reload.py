@@ -18,7 +18,7 @@ from nonstop.config.settings import SETTING
 LIVE = frozenset({
     "keepalive_ms", "deadtime_ms", "warntime_ms", "logfile", "debugfile", "logfacility",
     "use_logd", "debug", "log_badpack", "max_rexmit_delay_ms", "monitor_interval_ms",
-    "sync_config",
+    "sync_config", "deadping_ms",
 })  # fmt: skip
 
 # Fields a running node cannot take, and why: they are applied at the next start.
@@ -41,9 +41,16 @@ AT_START: dict[str, str] = {
     "metrics_address": "the status page's socket is opened at start",
     "notify_programs": "the notifiers are started at start",
     "etcd": "the etcd lease keeper is set up at start",
+    "ping_targets": "the ping prober is set up at start",
+    "ipfail": "peers compare ping counts under one rule for a node's whole run",
+    "respawn": "respawn clients are started once, when comm is up",
+    "respawn_env": "respawn clients are started once, when comm is up",
+    "stonith": "the fencing device is set up at start",
 }
 # The ha.cf words of the fields that are lists, not one setting's value.
-_LIST_WORDS = {"nodes": "node", "media": "bcast/ucast/mcast", "notify_programs": "nonstop_notify"}
+_LIST_WORDS = {"nodes": "node", "media": "bcast/ucast/mcast", "notify_programs": "nonstop_notify",
+               "ping_targets": "ping/ping_group", "ipfail": "respawn/apiauth ipfail",
+               "respawn": "respawn", "respawn_env": "env", "stonith": "stonith/stonith_host"}
 # Bookkeeping of where things were written: never a change of behaviour.
 _NOT_SETTINGS = frozenset({"path", "parameters", "locations", "warnings"})
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 
 from nonstop.config.model import AutoFailback
 from nonstop.coord.lease import LeaseState
+from nonstop.failover import guards
 from nonstop.failover.state import GroupAd, GroupState, NodeAd
 from nonstop.failover.view import ClusterView, GroupInfo, holders
 
@@ -63,6 +64,7 @@ class Action(enum.Enum):
     # Ask a Heartbeat peer to take the group (standby exchange, ``ask_resources ... me``);
     # the group is released once it agrees.
     HAND_OVER = "hand_over"
+    FENCE = "fence"  # fence the dead peer ``Decision.target`` before taking the group over
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Decision:
     # With WAIT and HAND_OVER: the peers whose word or action the decision waits for (the
     # engine warns once when such a wait outlasts deadtime).
     waiting_on: frozenset[str] = frozenset()
+    target: str = ""  # with FENCE: the peer to fence
 
 
 _NONE_AD = GroupAd(GroupState.NONE, 0)
@@ -104,6 +107,7 @@ def _available(view: ClusterView, node: str, g: int) -> bool:
         node in view.active
         and ad is not None
         and _ad(view, node, g).state is not GroupState.START_FAILED
+        and not guards.worse(view, node)
     )
 
 
@@ -145,6 +149,8 @@ def _why_not_preferred(view: ClusterView, info: GroupInfo) -> str:
         return f"it failed to start on preferred node {p}"
     if info.index in ad.declines:
         return f"preferred node {p} is in standby"
+    if guards.worse(view, p):
+        return f"preferred node {p} reaches fewer ping nodes"
     return f"preferred node {p} is unavailable"
 
 
@@ -236,9 +242,13 @@ def _held(view: ClusterView, info: GroupInfo) -> Decision:
         ad = view.ads.get(n)
         if ad is not None and g in ad.wants and _available(view, n, g):
             return Decision(g, Action.RELEASE, f"{n} asked to take over group {key}")
+    better = [n for n in peers if _available(view, n, g) and guards.reaches_more(view, n, me)]
+    if better:
+        return Decision(g, Action.RELEASE, guards.give_reason(view, better[0]))
     p = info.preferred
     if (
         view.auto_failback is not AutoFailback.OFF
+        and not guards.fenced_standby(view, p)
         and g in view.here.needs_failback
         and p != me
         and _available(view, p, g)
@@ -325,9 +335,14 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         )
     who, why = owner(view, info)
     if who == me:
+        block = guards.takeover_block(view)
+        if block is not None:
+            action = Action.WAIT if block.fence is None else Action.FENCE
+            return Decision(g, action, f"group {key}: {block.reason}", target=block.fence or "")
         preferred_away = me != info.preferred and not _available(view, info.preferred, g)
         return Decision(
-            g, Action.ACQUIRE, f"nobody alive holds group {key}; taking it: {why}",
+            g, Action.ACQUIRE,
+            f"nobody alive holds group {key}; taking it: {why}{guards.takeover_note(view)}",
             _seen_epoch(view, g) + 1, needs_failback=preferred_away,
         )
     if who is None:

@@ -16,6 +16,7 @@ from nonstop.coord.lease import LeaseState
 from nonstop.failover.state import NodeAd, decode_ad
 from nonstop.heartbeat.membership import MembershipView
 from nonstop.heartbeat.states import NodeStatus
+from nonstop.resources.stonith import FenceResult
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,51 @@ class ClusterView:
     heartbeat_peers: frozenset[str] = frozenset()
     # Groups a Heartbeat peer agreed to take from us (its ``other``): they may be stopped.
     handover_agreed: frozenset[int] = frozenset()
+    # Peers declared dead by silence, not by a clean leave: a takeover from them is what
+    # ipfail and fencing guard (failover/guards.py).
+    lost: frozenset[str] = frozenset()
+    # ipfail on with ping nodes: how many of the ``ping_total`` ping nodes each node reaches,
+    # settled for deadping (peers: as last advertised, dead ones too). None: ipfail off; a node
+    # missing from it: not known.
+    ping_counts: Mapping[str, int] | None = None
+    ping_total: int = 0
+    # How many ping nodes answered this node lately (within deadping/2): a cut that is not yet
+    # settled (ping nodes time out about when the peer does) already stops a takeover.
+    ping_fresh: int | None = None
+    # Fencing configured: each lost peer's fencing so far (absent: not asked yet; "pending";
+    # or its result). None: no STONITH device.
+    fencing: Mapping[str, FenceResult | str] | None = None
+    # The reason when this node's own key looks wrong (OwnKeyCheck): it takes nothing over.
+    own_key_suspect: str | None = None
+    # Peers this node fenced that came back: they start as standby (nothing fails back to them).
+    fenced: frozenset[str] = frozenset()
+
+
+PING_FIELD = "pn"  # status field: how many ping nodes the sender reaches (ipfail)
+
+
+@dataclass(frozen=True)
+class Guards:
+    """The daemon's inputs for failover/guards.py: this node's settled ping count (None: not
+    settled yet) and total, the fencing states, the own-key verdict, the fenced peers."""
+
+    ping_mine: int | None = None
+    ping_total: int = 0  # 0: ipfail off (or no ping nodes)
+    ping_fresh: int | None = None
+    fencing: Mapping[str, FenceResult | str] | None = None
+    own_key_suspect: str | None = None
+    fenced: frozenset[str] = frozenset()
+
+
+def _ping_counts(members: MembershipView, guards: Guards) -> dict[str, int] | None:
+    if guards.ping_total <= 0:
+        return None
+    counts = {} if guards.ping_mine is None else {members.local: guards.ping_mine}
+    for n in members.nodes:
+        text = n.fields.get(PING_FIELD, "")
+        if not n.local and text.isdigit():
+            counts[n.name] = int(text)
+    return counts
 
 
 _ALIVE = (NodeStatus.UP, NodeStatus.ACTIVE)
@@ -100,6 +146,7 @@ def build_view(
     fresh_ms: int = 0,
     heartbeat_ads: Mapping[str, NodeAd | None] | None = None,
     handover_agreed: frozenset[int] = frozenset(),
+    guards: Guards = Guards(),
 ) -> ClusterView:
     """The snapshot of one instant, from membership's view and this node's own facts.
 
@@ -153,6 +200,14 @@ def build_view(
         ),
         heartbeat_peers=frozenset(hb_peers),
         handover_agreed=handover_agreed,
+        lost=frozenset(n.name for n in members.nodes
+                       if not n.local and n.status is NodeStatus.DEAD and not n.left),
+        ping_counts=_ping_counts(members, guards),
+        ping_total=guards.ping_total,
+        ping_fresh=guards.ping_fresh if guards.ping_total > 0 else None,
+        fencing=guards.fencing,
+        own_key_suspect=guards.own_key_suspect,
+        fenced=guards.fenced,
     )
 
 

@@ -235,6 +235,7 @@ class NodeView:
     generation: int | None
     links: dict[str, bool]
     fields: dict[str, str]  # the last status message's extra fields (failover state)
+    left: bool = False  # dead because it said it was leaving (shutdone), not by silence
 
 
 @dataclass(frozen=True)

@@ -600,6 +600,7 @@ class Membership:
                     generation=p.generation,
                     links=dict(p.link_up),
                     fields=dict(p.extra),
+                    left=p.left,
                 )
             )
         order = {n: i for i, n in enumerate(self.ha.nodes)}

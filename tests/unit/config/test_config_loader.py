@@ -99,7 +99,7 @@ def test_check_lists_errors_and_warnings_in_file_order(tmp_path: Path) -> None:
     d = talk_dir(tmp_path)
     (d / "ha.cf").write_text(
         "bcast eth0\nnode vpbx1-1 vpbx1-2\nkeepalive 1\nkeepalive 2\ninitdead 5\n"
-        "deadtime 5\nstonith x y\n"
+        "deadtime 5\nstonith x\n"
     )
     (d / "haresources").write_text("vpbx1-1 a\nvpbx1-1 a\n")
     items = check_config_dir(str(d), "vpbx1-1")
@@ -112,7 +112,7 @@ def test_check_lists_errors_and_warnings_in_file_order(tmp_path: Path) -> None:
         ("ConfigWarning", "ha.cf", 0),  # legacy auto_failback (the default)
         ("ConfigWarning", "ha.cf", 4),  # keepalive repeated
         ("ConfigWarning", "ha.cf", 5),  # initdead < 10 s
-        ("ConfigError", "ha.cf", 7),  # stonith
+        ("ConfigError", "ha.cf", 7),  # stonith without its config file
         ("ConfigError", "haresources", 2),  # duplicate key
     ]
     assert str(items[1]).startswith(f"{d / 'ha.cf'}:4: warning: 'keepalive' was already given")

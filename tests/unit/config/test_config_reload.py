@@ -35,6 +35,7 @@ def test_timing_logging_and_keys_apply_live(tmp_path: Path) -> None:
         "keepalive: 200 ms -> 500 ms", "deadtime: 2000 ms -> 5000 ms",
         "warntime: 1000 ms -> 3000 ms", "logfile: unset -> /var/log/ha-log",
         "nonstop_monitor: unset -> 5000 ms",
+        "deadping: 2000 ms -> 5000 ms",  # absent: it follows deadtime
         "authkeys: signing with key 2, accepting 1 sha1, 2 sha1")
     ha = plan.config.ha
     assert (ha.keepalive_ms, ha.deadtime_ms, ha.warntime_ms) == (500, 5000, 3000)

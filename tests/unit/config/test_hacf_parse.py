@@ -396,7 +396,7 @@ def test_many_errors_at_once_with_lines(tmp_path: Path) -> None:
         "undport 694\n"  # 2
         "# fine\n"  # 3
         "bcast eth0\n"  # 4
-        "stonith baytech /etc/ha.d/conf/stonith.baytech\n"  # 5
+        "stonith baytech\n"  # 5: no config file
         "node a\n"  # 6
         "mcast eth1 1.2.3.4 694 1 0\n"  # 7
         "logfacility loca0\n"  # 8

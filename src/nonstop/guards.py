@@ -1,0 +1,289 @@
+"""The daemon's side of issue 12: ping nodes, respawn clients, fencing and the own-key check.
+
+:class:`GuardServices` owns the tasks and trackers that feed ``failover/guards.py`` (through
+:class:`~nonstop.failover.view.Guards` in each snapshot) and the status keys they add. Nothing
+here runs on the heartbeat path: the ping prober is its own task reading its socket from the
+event loop, fencing runs ``stonith`` in a task, respawn clients are subprocesses watched by
+tasks, and the key check is two counters fed from the receive path.
+
+:class:`SettledCount` is the pure rule ipfail acts on: a ping count is only used (and
+advertised) once it has held for deadping, so one lost echo or a flapping link moves nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from nonstop.config.model import ClusterConfig, HaConfig, Ucast
+from nonstop.failover.decide import Action, Decision
+from nonstop.failover.guards import FENCE_PENDING
+from nonstop.failover.view import PING_FIELD, Guards
+from nonstop.heartbeat.keycheck import OwnKeyCheck
+from nonstop.ping.prober import PingProber
+from nonstop.ping.targets import PingTracker
+from nonstop.resources.respawn import Respawner, RespawnError, stop_all
+from nonstop.resources.stonith import (
+    RETRY_INTERVAL_S,
+    Fencer,
+    FenceResult,
+    StonithFencer,
+)
+
+log = logging.getLogger("nonstop")
+
+
+class SettledCount:
+    """A value that counts only once it has stayed the same for ``hold_s`` (pure)."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self._value: int | None = None
+        self._since = 0.0
+        self.settled: int | None = None
+
+    def update(self, value: int, now: float) -> int | None:
+        """Feed the current value; return the settled one (None until one has settled)."""
+        if value != self._value:
+            self._value, self._since = value, now
+        if now - self._since >= self.hold_s:
+            self.settled = value
+        return self.settled
+
+
+HOSTS_FILE = "/etc/hosts"
+
+
+def hosts_addresses(hosts_text: str, names: Iterable[str]) -> list[str]:
+    """IPv4 addresses that an /etc/hosts text gives ``names`` (Heartbeat sites name their
+    nodes after their hosts). Only the file: a DNS query could hang a node's start or exit."""
+    wanted = {n.lower() for n in names}
+    out: set[str] = set()
+    for line in hosts_text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) < 2 or not wanted & {w.lower() for w in words[1:]}:
+            continue
+        with contextlib.suppress(ValueError):
+            out.add(str(ipaddress.IPv4Address(words[0])))
+    return sorted(out)
+
+
+def _read_hosts() -> str:
+    try:
+        with open(HOSTS_FILE, encoding="utf-8", errors="replace") as fh:
+            return fh.read(1 << 20)
+    except OSError:
+        return ""
+
+
+def peer_addresses(cfg: ClusterConfig) -> list[str]:
+    """Addresses the configured peers send from, as far as the configuration says (ucast)."""
+    out = []
+    for m in cfg.ha.media:
+        if isinstance(m, Ucast):
+            with contextlib.suppress(ValueError):
+                out.append(str(ipaddress.ip_address(m.peer)))
+    return out
+
+
+class GuardServices:
+    """Ping prober, respawn clients, fencing and the own-key check of one node."""
+
+    def __init__(self, cfg: ClusterConfig, node: str, *, clock: Callable[[], float],
+                 on_change: Callable[[], None], fencer: Fencer | None = None,
+                 peers: Iterable[str] | None = None) -> None:
+        ha = cfg.ha
+        self.node = node
+        self._clock = clock
+        self._on_change = on_change
+        self.tracker: PingTracker | None = None
+        self.prober: PingProber | None = None
+        self.ipfail = ha.ipfail and bool(ha.ping_targets)
+        self.settled = SettledCount(ha.deadping_ms / 1000)
+        self.ping_total = len(ha.ping_targets)
+        if ha.ping_targets:
+            self.tracker = PingTracker(ha.ping_targets, deadping_ms=ha.deadping_ms, now=clock(),
+                                       initdead_ms=ha.initdead_ms, deadtime_ms=ha.deadtime_ms,
+                                       warntime_ms=ha.warntime_ms)
+            self.prober = PingProber(self.tracker, interval_s=ha.keepalive_ms / 1000,
+                                     logger=logging.getLogger("nonstop.ping"),
+                                     on_event=lambda _e: on_change(), clock=clock)
+        device = ha.stonith_device(node)
+        self.device = device
+        self.fencer: Fencer | None = fencer
+        if self.fencer is None and device is not None:
+            self.fencer = StonithFencer(device, logger=logging.getLogger("nonstop.stonith"),
+                                        clock=clock)
+        # Per lost peer: "pending" while fencing runs, then its result (a failure is dropped
+        # after RETRY_INTERVAL_S so decide() asks again).
+        self.fencing: dict[str, FenceResult | str] = {}
+        self._failed_at: dict[str, float] = {}
+        self.fenced: set[str] = set()  # fenced by us and back since: standby
+        self.last_fence: FenceResult | None = None
+        self.keycheck = OwnKeyCheck(peers if peers is not None else peer_addresses(cfg))
+        self._resolve = [n for n in ha.nodes if n != node] if peers is None else []
+        self._respawn_specs = ha.respawn
+        self._respawn_env = dict(ha.respawn_env)
+        self.respawners: list[Respawner] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start pinging (at once: ping nodes are timed from the start, as Heartbeat does)."""
+        if self.prober is not None:
+            self._spawn(self._ping())
+        if self._resolve:
+            self._spawn(self._learn_peers())
+
+    async def _learn_peers(self) -> None:
+        """bcast/mcast give no peer address: the peers' node names in /etc/hosts do."""
+        found = hosts_addresses(await asyncio.to_thread(_read_hosts), self._resolve)
+        self.keycheck.peers = self.keycheck.peers | frozenset(found)
+        if found:
+            log.debug("own key check: peers' addresses %s", ", ".join(found))
+
+    async def _ping(self) -> None:
+        assert self.prober is not None
+        try:
+            await self.prober.run()
+        except OSError as e:
+            log.error("ping nodes: cannot open an ICMP socket (%s): every ping node will be "
+                      "declared dead", e)
+
+    def comm_up(self) -> None:
+        """Start the respawn clients (Heartbeat starts them once comm is up)."""
+        if self.respawners or not self._respawn_specs:
+            return
+        logger = logging.getLogger("nonstop.respawn")
+        for spec in self._respawn_specs:
+            try:
+                r = Respawner(spec, logger=logger, env=self._respawn_env)
+            except RespawnError as e:
+                log.error("%s", e)
+                continue
+            self.respawners.append(r)
+            logger.info('Starting child client "%s" (%d,%d)', spec.command, r.identity.uid,
+                        r.identity.gid)
+            self._spawn(r.run())
+
+    async def stop(self) -> None:
+        """Shutdown: respawn clients first (reverse start order), then every task."""
+        await stop_all(self.respawners)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def reconfigure(self, ha: HaConfig) -> None:
+        """A reload: deadping (which follows deadtime when absent) applies from now on."""
+        self.settled.hold_s = ha.deadping_ms / 1000
+        if self.tracker is not None:
+            self.tracker.deadping_ms = ha.deadping_ms
+
+    # ---------------------------------------------------------------- inputs
+
+    def ping_mine(self, now: float) -> int | None:
+        if self.tracker is None:
+            return None
+        return self.settled.update(self.tracker.view(now).count, now)
+
+    def ping_fresh(self, now: float) -> int | None:
+        """Ping nodes that answered within deadping/2."""
+        if self.tracker is None:
+            return None
+        window = self.tracker.deadping_ms / 2000
+        return sum(1 for t in self.tracker.view(now).targets
+                   if t.last_reply_age_s is not None and t.last_reply_age_s <= window)
+
+    def status_fields(self, now: float) -> list[tuple[str, str]]:
+        """``pn=`` for peers (ipfail on, once the count has settled)."""
+        mine = self.ping_mine(now) if self.ipfail else None
+        return [] if mine is None else [(PING_FIELD, str(mine))]
+
+    def inputs(self, now: float, alive: Iterable[str]) -> Guards:
+        """This instant's inputs of decide(); a fenced peer that is alive again is standby
+        and its fencing is forgotten (the next death is fenced again)."""
+        for peer in set(alive) & set(self.fencing):
+            if isinstance(self.fencing[peer], FenceResult):
+                self.fenced.add(peer)
+                del self.fencing[peer]
+        for peer, at in list(self._failed_at.items()):
+            if now - at >= RETRY_INTERVAL_S:
+                del self._failed_at[peer]
+                self.fencing.pop(peer, None)
+        verdict = self.keycheck.verdict(now)
+        return Guards(
+            ping_mine=self.ping_mine(now) if self.ipfail else None,
+            ping_total=self.ping_total if self.ipfail else 0,
+            ping_fresh=self.ping_fresh(now) if self.ipfail else None,
+            fencing=dict(self.fencing) if self.fencer is not None else None,
+            own_key_suspect=verdict.reason if verdict.suspect else None,
+            fenced=frozenset(self.fenced),
+        )
+
+    # ---------------------------------------------------------------- fencing
+
+    def act(self, decisions: Iterable[Decision]) -> None:
+        """Start fencing each peer a FENCE decision names (once while it runs)."""
+        for d in decisions:
+            if d.action is Action.FENCE and d.target and d.target not in self.fencing:
+                self.fencing[d.target] = FENCE_PENDING
+                self._spawn(self._fence(d.target))
+
+    async def _fence(self, peer: str) -> None:
+        assert self.fencer is not None
+        result = await self.fencer.fence(peer)
+        self.fencing[peer] = result
+        self.last_fence = result
+        if not result.ok:
+            self._failed_at[peer] = self._clock()
+            log.error("STONITH of %s failed.  Retrying...", peer)
+        self._on_change()
+
+    # ---------------------------------------------------------------- own key
+
+    def packet(self, src: str | None, authentic: bool, now: float) -> None:
+        """A datagram from ``src`` passed (or failed) authentication."""
+        if src is None:
+            return
+        events = (self.keycheck.good if authentic else self.keycheck.bad)(src, now)
+        for ev in events:
+            level = logging.ERROR if ev.verdict.suspect else logging.INFO
+            log.log(level, "own key: %s", ev.verdict.reason)
+            self._on_change()
+
+    def tick(self, now: float) -> None:
+        for ev in self.keycheck.tick(now):
+            log.info("own key: %s", ev.verdict.reason)
+            self._on_change()
+
+    # ---------------------------------------------------------------- status
+
+    def status(self, now: float) -> dict[str, Any]:
+        """Status keys (docs/STATUS.md): ping_*, ipfail, respawn, fencing, own key."""
+        ping: Mapping[str, Any] = (self.tracker.view(now).as_dict() if self.tracker is not None
+                                   else {"ping_nodes": [], "ping_reachable": 0, "ping_total": 0})
+        return {
+            **ping,
+            "ipfail": {"on": self.ipfail,
+                       "settled": self.ping_mine(now) if self.tracker is not None else None},
+            "respawn": [r.as_dict() for r in self.respawners],
+            "fencing": {
+                "device": self.device.describe() if self.device is not None else None,
+                "pending": sorted(p for p, s in self.fencing.items() if s == FENCE_PENDING),
+                "fenced_back_as_standby": sorted(self.fenced),
+                "last": self.last_fence.as_dict() if self.last_fence is not None else None,
+            },
+            **self.keycheck.verdict(now).as_dict(),
+        }
