@@ -44,9 +44,9 @@ TIMING = ("keepalive", "deadtime", "warntime")
 KEEPALIVED_ADVERT = "0.1"
 FAULTS = ("crash", "linkdown")
 # (loss %, seconds): the 10 minutes at 20 %, and 50 % for a shorter while.
-LOSS_WINDOWS = ((20, 600.0), (50, 180.0))
+LOSS_WINDOWS = ((20, 600.0), (50, 120.0))
 QUICK_LOSS_WINDOWS = ((20, 4.0), (50, 3.0))
-HOG_S, QUICK_HOG_S = 120.0, 4.0
+HOG_S, QUICK_HOG_S = 60.0, 4.0
 HOGS_PER_NODE = 2
 AIM_S = 0.35
 
