@@ -27,8 +27,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 from bench.measure import LogWatcher, ProbeLog
 from nonstop.lab import CLIENT, VIP, BoxProcess, Lab, LabError, LabProcess
@@ -260,6 +261,8 @@ class NonstopCluster(Cluster):
     """nonstop daemons, an aiosmtpd mail server per node for MailTo."""
 
     name = "nonstop"
+    # ha.cf directives set over the talk's (a timing profile changes them).
+    ha_directives: ClassVar[Mapping[str, str | None]] = HA_DIRECTIVES
 
     def __init__(self, lab: Lab, watcher: LogWatcher) -> None:
         super().__init__(lab, watcher)
@@ -268,7 +271,7 @@ class NonstopCluster(Cluster):
             base = lab.host_dir(node)
             # Same ha.cf as Heartbeat's; the log file is per node (no private /var/log here).
             _talk_config(base / "etc", node, lab, replication="nonstop sync",
-                         directives=dict(HA_DIRECTIVES, logfile=str(self.log_file(node))))
+                         directives=dict(self.ha_directives, logfile=str(self.log_file(node))))
             _write_standin(box_bin(base / "box"), "nonstop", Path("/var/log/replication.log"))
 
     def config_dir(self, node: str) -> Path:
@@ -394,7 +397,8 @@ vrrp_instance VI_1 {{
     interface eth0
     virtual_router_id 51
     priority {priority}
-    advert_int 1
+    version {vrrp_version}
+    advert_int {advert_int}
     virtual_ipaddress {{
         {vip}/24 dev eth0
     }}
@@ -423,6 +427,8 @@ class KeepalivedCluster(Cluster):
     detects_death = False
     release_pattern = ""
     acquire_pattern = "Entering MASTER STATE"
+    advert_int = "1"
+    vrrp_version = 2  # keepalived's default; sub-second adverts need VRRPv3
 
     def __init__(self, lab: Lab, watcher: LogWatcher) -> None:
         super().__init__(lab, watcher)
@@ -436,7 +442,8 @@ class KeepalivedCluster(Cluster):
             group.write_text(GROUP_SCRIPT.format(rd=cfg / "resource.d"))
             group.chmod(0o755)
             (base / "keepalived.conf").write_text(KEEPALIVED_CONF.format(
-                node=node, priority=priority, vip=VIP, group=group))
+                node=node, priority=priority, vip=VIP, group=group,
+                advert_int=self.advert_int, vrrp_version=self.vrrp_version))
 
     def start(self, node: str) -> None:
         base = self.lab.host_dir(node)
@@ -484,8 +491,10 @@ SYSTEMS: dict[str, type[Cluster]] = {
 
 
 @contextlib.contextmanager
-def running_cluster(key: str, workdir: Path, *, quick: bool = False) -> Iterator[Cluster]:
-    """A lab with system ``key`` started on both nodes and serving; torn down afterwards.
+def running_cluster(key: str, workdir: Path, *, quick: bool = False,
+                    system: type[Cluster] | None = None) -> Iterator[Cluster]:
+    """A lab with system ``key`` (or the class ``system``, in ``workdir/key``) started on both
+    nodes and serving; torn down afterwards.
 
     After an exception, or always with BENCH_KEEP_LABS=1 in the environment, the lab's work
     directory (logs, configs) is kept for inspection.
@@ -494,7 +503,7 @@ def running_cluster(key: str, workdir: Path, *, quick: bool = False) -> Iterator
     try:
         with Lab(NODES, workdir=workdir / key,
                  keep_workdir=os.environ.get("BENCH_KEEP_LABS") == "1") as lab:
-            cluster = SYSTEMS[key](lab, watcher)
+            cluster = (system or SYSTEMS[key])(lab, watcher)
             if quick:
                 cluster.steady_s = 0.0
             try:

@@ -43,7 +43,7 @@ from nonstop.demo.config import (
     hosts_file,
     migrate_csync2_calls,
 )
-from nonstop.lab import CLIENT, Lab, LabError, LabProcess, wait_for
+from nonstop.lab import CLIENT, BoxProcess, Lab, LabError, LabProcess, wait_for
 from nonstop.lab.kamailio import write_asterisk_service
 from nonstop.lab.lab import kill_netns_processes
 from nonstop.lab.sipprobe import probe_command
@@ -116,8 +116,19 @@ def _machine_script(name: str, base: Path) -> str:
     # The overlay on /etc covers the lab's private /etc/logrotate.d: mount it again on top.
     lines.append(f"mount --bind {q(str(base / 'logrotate.d'))} /etc/logrotate.d")
     lines.append("echo machine ready")
-    lines.append("exec sleep infinity")
+    # PID 1 of the machine reaps orphans at once, as a box's init does in the bench: a
+    # daemonized kamailio is an orphan, and the asterisk script's stop waits for its pid to go.
+    lines.append(f"exec {q(sys.executable)} -m nonstop.lab.boxinit -- sleep infinity")
     return "\n".join(lines) + "\n"
+
+
+def _only_child(pid: int) -> int | None:
+    """The host pid of ``unshare --fork``'s child (the machine's PID 1), once it exists."""
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(found[0]) if found else None
 
 
 @dataclass
@@ -127,6 +138,7 @@ class Machine:
     name: str
     base: Path
     holder: LabProcess | None = None
+    init_pid: int = 0  # host pid of the machine's PID 1 (it reaps orphans)
     daemon: LabProcess | None = None
     procs: list[LabProcess] = field(default_factory=list)
     boots: int = 0
@@ -333,7 +345,7 @@ class DemoCluster:
     def _enter(self, m: Machine) -> list[str]:
         if m.holder is None or not m.holder.running:
             raise LabError(f"{m.name} is not running")
-        return ["nsenter", "-t", str(m.holder.pid), "-m", "-u", "-n", "--wd=/", "--"]
+        return ["nsenter", "-t", str(m.init_pid), "-m", "-u", "-n", "-p", "--wd=/", "--"]
 
     def start_in(self, node: str, argv: Sequence[str], kind: str) -> LabProcess:
         """Start a long-running program on the node; its output goes to the node's ``kind`` log."""
@@ -344,7 +356,12 @@ class DemoCluster:
             popen = subprocess.Popen([*self._enter(m), *argv], stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
-        proc = LabProcess(popen, host=node, argv=argv, log_path=log)
+        # nsenter forks the program into the machine's PID namespace and only waits for it:
+        # signals (a graceful stop) must go to the program itself.
+        child = wait_for(lambda: _only_child(popen.pid) or popen.poll() is not None, 10,
+                         what=f"{argv[0]} to start on {node}")
+        proc = BoxProcess(popen, host=node, argv=argv, log_path=log,
+                          init_pid=child if child is not True else popen.pid)
         m.procs.append(proc)
         return proc
 
@@ -377,7 +394,8 @@ class DemoCluster:
         m.procs = []
         m.daemon = None
         holder_log = m.log("machine")
-        m.holder = self.lab.spawn(node, ["unshare", "--uts", "sh", "-c",
+        m.holder = self.lab.spawn(node, ["unshare", "--uts", "--pid", "--fork", "--kill-child",
+                                         "--mount-proc", "--propagation", "slave", "sh", "-c",
                                          _machine_script(node, m.base), "machine"],
                                   log_path=holder_log, name="machine")
         m.powered = True
@@ -388,6 +406,7 @@ class DemoCluster:
             # e.g. no overlayfs here, or the work directory itself on an overlay (a container)
             raise LabError(f"{node}: could not set up its file system: "
                            f"{holder.read_log().strip()[-600:]}")
+        m.init_pid = wait_for(lambda: _only_child(holder.pid), 10, what=f"{node}'s init")
         self.start_in(node, ["ip", "-ts", "monitor", "address", "dev", "eth0"], "addr")
         smtp = self.start_in(node, [sys.executable, "-m", "aiosmtpd", "-n", "-l",
                                     "127.0.0.1:25", "-c", "nonstop.demo.mailsink.MailLog",

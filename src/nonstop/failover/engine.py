@@ -315,27 +315,45 @@ class FailoverEngine:
         self.seen_epochs[i] = max(self.seen_epochs.get(i, 0), rt.epoch)
         self._set(rt, GroupState.STARTING)
         log.info("Acquiring resource group: %s", self._line(rt))
-        for i, agent in enumerate(rt.agents):
-            try:
-                if await agent.status() is ResourceState.RUNNING:
-                    rt.resource_states[i] = "running"
-                    continue
-                log.info("Running %s start", agent.describe())
-                await agent.start()
-                rt.resource_states[i] = "running"
-                if self.monitor_interval_s and await agent.status() is not ResourceState.RUNNING:
-                    if i not in rt.unmonitored:
-                        log.info("monitor: %s does not report running after a successful start; "
-                                 "its status cannot be monitored", agent.describe())
-                    rt.unmonitored.add(i)
-            except ResourceError as e:
-                rt.resource_states[i] = "failed"
-                log.error("%s", e)
-                log.critical("Giving up resources due to failure of %s", agent.describe())
-                await self._give_up(rt)
-                return
+        # Every resource's status check starts at once, and each start waits only for its
+        # own check (and the starts to its left): the checks (a script each, a netlink query)
+        # then overlap the starts instead of adding up, and a hand-off's clients wait for
+        # them (issue 15). Starting one resource does not start another, so a check made
+        # before the starts to its left still tells whether this one runs.
+        checks = [asyncio.ensure_future(agent.status()) for agent in rt.agents]
+        try:
+            for i, agent in enumerate(rt.agents):
+                if not await self._start_one(rt, i, agent, await checks[i]):
+                    return
+        finally:
+            for check_task in checks:
+                check_task.cancel()
+            await asyncio.gather(*checks, return_exceptions=True)
         log.info("Resource group %s acquired (epoch %d).", rt.group.key, rt.epoch)
         self._set(rt, GroupState.HELD)
+
+    async def _start_one(self, rt: GroupRuntime, i: int, agent: Agent,
+                         found: ResourceState) -> bool:
+        """Start resource ``i`` unless ``found`` running; False when the group was given up."""
+        try:
+            if found is ResourceState.RUNNING:
+                rt.resource_states[i] = "running"
+                return True
+            log.info("Running %s start", agent.describe())
+            await agent.start()
+            rt.resource_states[i] = "running"
+            if self.monitor_interval_s and await agent.status() is not ResourceState.RUNNING:
+                if i not in rt.unmonitored:
+                    log.info("monitor: %s does not report running after a successful start; "
+                             "its status cannot be monitored", agent.describe())
+                rt.unmonitored.add(i)
+            return True
+        except ResourceError as e:
+            rt.resource_states[i] = "failed"
+            log.error("%s", e)
+            log.critical("Giving up resources due to failure of %s", agent.describe())
+            await self._give_up(rt)
+            return False
 
     async def _stop_all(self, rt: GroupRuntime, *, addresses_first: bool = False) -> list[Agent]:
         """Stop every resource right to left, retrying; return those that would not stop.

@@ -69,6 +69,10 @@ def init_script(*, node: str, config: Path, pidfile: Path, log: Path,
                 kamailio: str = KAMAILIO) -> str:
     """An LSB init script running kamailio in the background with ``config``.
 
+    start and stop wait for the pid (file) in 10 ms steps, up to 5 s and 10 s: a hand-off's
+    clients wait for the stop, and 50 ms steps added up to 50 ms to every measured
+    switchover, the same for every system that runs this script.
+
     start: 0 when running afterwards (also when it already was); stop: 0 when stopped afterwards
     (also when it already was); status: prints "... is running" (0) or "... is not running" (3),
     the words Heartbeat's ResourceManager looks for.
@@ -97,9 +101,9 @@ start() {{
     # kamailio's own stdio goes to the log: the caller's pipes must not stay open.
     "$KAMAILIO" -f "$CFG" -P "$PIDFILE" -m 16 -M 4 </dev/null >>"$LOG" 2>&1 || return 1
     i=0
-    while [ $i -lt 100 ]; do
+    while [ $i -lt 500 ]; do
         pid_of >/dev/null && return 0
-        sleep 0.05
+        sleep 0.01
         i=$((i + 1))
     done
     return 1
@@ -109,9 +113,9 @@ stop() {{
     pid=$(pid_of) || {{ rm -f "$PIDFILE"; return 0; }}
     kill -TERM "$pid" 2>/dev/null
     i=0
-    while [ $i -lt 200 ]; do
+    while [ $i -lt 1000 ]; do
         kill -0 "$pid" 2>/dev/null || {{ rm -f "$PIDFILE"; return 0; }}
-        sleep 0.05
+        sleep 0.01
         i=$((i + 1))
     done
     # kamailio's workers share the main process's group: kill them all.

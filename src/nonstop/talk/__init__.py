@@ -1,7 +1,8 @@
 """The talk's configuration files, byte for byte, as package data.
 
 ``ha.d/ha.cf``, ``ha.d/haresources``, ``ha.d/authkeys``, ``ha.d/resource.d/master``,
-``csync2.cfg`` and ``crontab``, from the talk "Asterisk redundancy using Heartbeat". Tests, the
+``csync2.cfg`` and ``crontab``, from the talk "Asterisk redundancy using Heartbeat"; beside
+them nonstop's own examples (:data:`EXAMPLES`), e.g. ``subsecond/ha.cf``. Tests, the
 demo and the benchmarks start from these files, never from a path of a development machine.
 Packaging does not keep file modes, so use :func:`copy_talk` to get a usable directory
 (authkeys 0600, master executable).
@@ -24,11 +25,17 @@ FILES: tuple[str, ...] = (
     "crontab",
 )
 
+# nonstop's own example configurations, shipped beside the talk's files (not from the talk).
+EXAMPLES: tuple[str, ...] = (
+    "subsecond/ha.cf",  # the sub-second failover profile (docs/CONFIG.md, "Sub-second")
+)
+
 
 def talk_file(name: str) -> Traversable:
     """One of :data:`FILES`, e.g. ``talk_file("ha.d/ha.cf").read_bytes()``."""
-    if name not in FILES:
-        raise KeyError(f"{name!r} is not one of the talk's files: {', '.join(FILES)}")
+    if name not in FILES + EXAMPLES:
+        raise KeyError(f"{name!r} is not one of the talk's files or examples: "
+                       f"{', '.join(FILES + EXAMPLES)}")
     node = importlib.resources.files(__name__)
     for part in name.split("/"):
         node = node / part

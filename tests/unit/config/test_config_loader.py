@@ -136,3 +136,15 @@ def test_copy_talk_is_byte_identical_with_node_modes(tmp_path: Path) -> None:
     assert talk_file("ha.d/ha.cf").read_text().splitlines()[1] == "keepalive 200ms"
     with pytest.raises(KeyError):
         talk_file("ha.d/../../cli.py")
+
+
+def test_subsecond_example_loads_beside_the_talks_files(tmp_path: Path) -> None:
+    """The shipped sub-second profile is a valid ha.cf for the talk's cluster, with the timing
+    its comments and docs/CONFIG.md promise (the bench reads the same file)."""
+    d = talk_dir(tmp_path)
+    (d / "ha.cf").write_bytes(talk_file("subsecond/ha.cf").read_bytes())
+    cfg = load_config_dir(str(d), "vpbx1-1")
+    assert (cfg.ha.keepalive_ms, cfg.ha.deadtime_ms, cfg.ha.warntime_ms) == (20, 200, 100)
+    assert cfg.ha.deadtime_ms // cfg.ha.keepalive_ms == 10  # heartbeats missed before a death
+    assert cfg.ha.nodes == ("vpbx1-1", "vpbx1-2") and cfg.ha.realtime
+    assert check_config_dir(str(d), "vpbx1-1") == []

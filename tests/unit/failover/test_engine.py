@@ -256,3 +256,33 @@ async def test_nothing_is_started_for_a_busy_group(tmp_path: Path) -> None:
     gate.set()
     await task
     assert h.acted().count(("asterisk", "start")) == 1
+
+
+async def test_acquire_checks_every_status_at_once_then_starts_in_order(tmp_path: Path) -> None:
+    """The checks before the starts run side by side, and a start waits only for its own
+    check (a hand-off waits for the slowest check, not for their sum); the starts still go
+    left to right and skip what already runs."""
+    h = Harness(tmp_path)
+    h.world.set_state("asterisk", ResourceState.RUNNING)
+    first = h.world.gate("MailTo", "status")
+    last = h.world.gate("master", "status")
+    h.engine.apply([Decision(0, Action.ACQUIRE, "test", epoch=1)])
+    await asyncio.sleep(0.01)  # MailTo's and master's checks wait at their gates
+    assert sorted(h.world.actions()) == sorted((r, "status") for r in LINE[1:3])
+    first.set()
+    await asyncio.sleep(0.01)  # everything up to master starts while master's check waits
+    assert h.acted() == [("MailTo", "start"), (LINE[1], "start")]
+    last.set()
+    task = h.engine.groups[0].task
+    assert task is not None
+    await task
+    assert h.acted() == [("MailTo", "start"), (LINE[1], "start"), ("master", "start")]
+    assert h.engine.groups[0].state is GroupState.HELD
+
+
+async def test_a_failed_start_stops_waiting_for_the_other_checks(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.world.fail("MailTo", "start")
+    h.world.gate("master", "status")  # never answers: the give-up must not wait for it
+    assert await asyncio.wait_for(h.run(Action.ACQUIRE, epoch=1), 2.0) is (
+        GroupState.START_FAILED)
