@@ -339,7 +339,12 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         if block is not None:
             action = Action.WAIT if block.fence is None else Action.FENCE
             return Decision(g, action, f"group {key}: {block.reason}", target=block.fence or "")
-        preferred_away = me != info.preferred and not _available(view, info.preferred, g)
+        # Taken because its preferred node is away (dead, not active, failed, or shutting
+        # down): only such a group fails back (Heartbeat's rsc_needs_failback), not one handed
+        # over by standby.
+        p_ad = view.ads.get(info.preferred)
+        preferred_away = me != info.preferred and (
+            not _available(view, info.preferred, g) or (p_ad is not None and p_ad.leaving))
         return Decision(
             g, Action.ACQUIRE,
             f"nobody alive holds group {key}; taking it: {why}{guards.takeover_note(view)}",

@@ -104,6 +104,7 @@ class FailoverEngine:
         self.monitor_interval_s = monitor_interval_s
         self.digest = haresources_digest(cfg.groups)
         self.declines: set[int] = set()
+        self.leaving = False  # release_all() ran: the declines are a shutdown's
         self.wants: set[int] = set()
         self.groups: list[GroupRuntime] = []
         self.seen_epochs: dict[int, int] = {}
@@ -174,6 +175,7 @@ class FailoverEngine:
             declines=frozenset(self.declines),
             wants=frozenset(self.wants),
             digest=self.digest,
+            leaving=self.leaving,
         )
 
     def facts(self) -> LocalFacts:
@@ -522,6 +524,7 @@ class FailoverEngine:
         """Graceful shutdown: decline everything, wait for running actions, release what we
         hold (right to left)."""
         log.info("Giving up all HA resources.")
+        self.leaving = True
         self.declines |= {rt.info.index for rt in self.groups}
         self.wants.clear()
         self.on_change()

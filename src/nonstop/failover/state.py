@@ -77,6 +77,9 @@ class NodeAd:
     declines: frozenset[int] = frozenset()
     wants: frozenset[int] = frozenset()
     digest: str | None = None
+    # Shutting down (its groups are declined because it leaves, not because of ``standby``):
+    # a group taken over from it goes back when it returns, with auto_failback on.
+    leaving: bool = False
 
 
 def haresources_digest(groups: Iterable[ResourceGroup]) -> str:
@@ -88,7 +91,8 @@ def haresources_digest(groups: Iterable[ResourceGroup]) -> str:
 
 
 def encode_ad(ad: NodeAd) -> tuple[tuple[str, str], ...]:
-    """Status-message fields for ``ad``: ``nsg=0:H:5 1:N:2``, ``nsdecl``, ``nswant``, ``nsres``."""
+    """Status-message fields for ``ad``: ``nsg=0:H:5 1:N:2``, ``nsdecl``, ``nswant``, ``nsres``,
+    ``nsleave``."""
     fields = [("nsg", " ".join(f"{i}:{g.state.value}:{g.epoch}" for i, g in
                                sorted(ad.groups.items())) or "-")]
     if ad.declines:
@@ -97,6 +101,8 @@ def encode_ad(ad: NodeAd) -> tuple[tuple[str, str], ...]:
         fields.append(("nswant", ",".join(str(i) for i in sorted(ad.wants))))
     if ad.digest:
         fields.append(("nsres", ad.digest))
+    if ad.leaving:
+        fields.append(("nsleave", "1"))
     return tuple(fields)
 
 
@@ -127,4 +133,5 @@ def decode_ad(fields: Mapping[str, str]) -> NodeAd | None:
         declines=_int_set(fields.get("nsdecl")),
         wants=_int_set(fields.get("nswant")),
         digest=fields.get("nsres"),
+        leaving=fields.get("nsleave") == "1",
     )

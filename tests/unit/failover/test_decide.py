@@ -106,6 +106,12 @@ ROWS = [
     Row("the standby takes over when the holder dies", view(N2, {N2: ad(N, 3)}),
         Action.ACQUIRE, "preferred node vpbx1-1 is dead",
         {"needs_failback": True, "epoch": 4}),  # epoch: one above the highest seen
+    Row("the standby takes over from a preferred node shutting down: it fails back later",
+        view(N2, {N1: replace(ad(N, 3, declines=True), leaving=True), N2: ad()}),
+        Action.ACQUIRE, "", {"needs_failback": True, "epoch": 4}),
+    Row("a group handed over by standby does not fail back",
+        view(N2, {N1: ad(N, 3, declines=True), N2: ad()}),
+        Action.ACQUIRE, "", {"needs_failback": False, "epoch": 4}),
     Row("a takeover outranks the claim of the dead node it replaces",
         view(N2, {N2: ad(N, 0)}, seen_epochs={0: 1}), Action.ACQUIRE, "",
         {"epoch": 2, "seen_epoch": 1}),
@@ -239,3 +245,6 @@ def test_ads_round_trip_through_status_fields() -> None:
     assert decode_ad({}) is None
     assert decode_ad({"nsg": "0:Q:1"}) is None
     assert decode_ad({"nsg": "-"}) == NodeAd({})
+    leaving = replace(a, leaving=True)
+    assert dict(encode_ad(leaving))["nsleave"] == "1"
+    assert decode_ad(dict(encode_ad(leaving))) == leaving
