@@ -9,26 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import logging
 import os
 import shutil
 import signal
 import time
-from collections.abc import Coroutine
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from nonstop import __version__
 from nonstop.api import ControlServer
-from nonstop.config.model import ClusterConfig, HaConfig, MsgFmt
+from nonstop.config.model import ClusterConfig, MsgFmt
 from nonstop.coord.keeper import LeaseKeeper
 from nonstop.coord.port import Coordinator
-from nonstop.failover.decide import Action, Decision, decide, lease_wants
+from nonstop.daemon_hbpeer import HeartbeatPeerWiring
+from nonstop.daemon_reload import ReloadWiring
+from nonstop.daemon_sync import ReplicationWiring
+from nonstop.failover.decide import decide, lease_wants
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
-from nonstop.failover.state import GroupState, encode_ad
+from nonstop.failover.state import encode_ad
 from nonstop.failover.view import ClusterView, Guards, build_view, foreign_digests, holders
 from nonstop.guards import GuardServices
 from nonstop.heartbeat import replaystate
@@ -38,32 +37,23 @@ from nonstop.heartbeat.envelope import Identity
 from nonstop.heartbeat.eventlog import describe
 from nonstop.heartbeat.events import (
     FAILOVER_NEWS,
-    ClusterMessage,
     CommUp,
     Dropped,
     NodeDied,
-    NodeReturned,
     Output,
     OwnStatusHeard,
-    Send,
-    StatusChanged,
     Transmit,
 )
 from nonstop.heartbeat.hbpeer import (
-    HbOutput,
     HeartbeatPeer,
-    LocalHold,
-    Note,
-    StandbyCancelled,
-    StandbyRequested,
 )
-from nonstop.heartbeat.hbresource import RscSet, TakeoverArg
+from nonstop.heartbeat.hbresource import TakeoverArg
 from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.protocol import HeartbeatProtocol
-from nonstop.heartbeat.states import NodeStatus
 from nonstop.logs import BAD_INPUT, escape
 from nonstop.observe.recorder import Recorder
+from nonstop.process import LoadAvg, _normal_priority, apply_process_settings
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.resources.mailto import mail_transport
 from nonstop.sync.replicator import Replicator
@@ -76,74 +66,7 @@ PERIODIC_RECONSIDER_S = 1.0
 REPLAY_SAVE_S = 5.0  # peers' sequence numbers are recorded this often (generations at once)
 
 
-class LoadAvg:
-    """``/proc/loadavg`` for the ``ld`` field, read at most once a second."""
-
-    def __init__(self) -> None:
-        self._value = "n/a"
-        self._read_at = -1.0
-
-    def get(self, now: float) -> str:
-        if now - self._read_at >= 1.0:
-            self._read_at = now
-            try:
-                with open("/proc/loadavg") as fh:
-                    self._value = fh.read().strip() or "n/a"
-            except OSError:
-                self._value = "n/a"
-        return self._value
-
-
-def _normal_priority() -> None:
-    """Worker threads (netlink, files) run at normal priority even when the daemon is
-    realtime: only the heartbeat path gets SCHED_RR."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-
-
-# mlockall(2) flags: MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT (Linux >= 4.4). Without ONFAULT the
-# kernel backs and locks every mapping at once, as root beyond RLIMIT_MEMLOCK: the arenas and
-# 8 MiB thread stacks Python reserves but never touches (VmLck = VmSize, 77 MB PSS measured, see
-# docs/BENCHMARKS.md). With it a page is locked when first touched: what the heartbeat path uses
-# can never be swapped out, what nobody uses costs nothing.
-MLOCK_FLAGS = 1 | 2 | 4
-
-
-def _return_startup_garbage() -> None:
-    """Hand back to the kernel the heap that imports and parsing freed (about 2 MB glibc
-    would keep), before mlockall pins it."""
-    gc.collect()
-    with contextlib.suppress(AttributeError, OSError):  # not glibc: nothing to trim
-        ctypes.CDLL(None).malloc_trim(0)
-
-
-def apply_process_settings(ha: HaConfig, loop: asyncio.AbstractEventLoop) -> None:
-    """ha.cf ``realtime``/``rtprio`` and ``coredumps``, as Heartbeat applies them."""
-    import resource
-    from concurrent.futures import ThreadPoolExecutor
-
-    _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_CORE, (hard if ha.coredumps else 0, hard))
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=8, initializer=_normal_priority))
-    _return_startup_garbage()
-    if not ha.realtime:
-        return
-    lowest = os.sched_get_priority_min(os.SCHED_RR)
-    prio = ha.rtprio if ha.rtprio is not None and ha.rtprio > 0 else lowest
-    try:
-        # RESET_ON_FORK: scripts, the service they start and worker threads run at normal
-        # priority, as Heartbeat's children do; only the heartbeat path is realtime.
-        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(prio))
-        log.info("realtime: heartbeat thread runs SCHED_RR priority %d", prio)
-    except OSError as e:
-        log.warning("realtime: cannot set SCHED_RR priority %d: %s", prio, e.strerror)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mlockall(MLOCK_FLAGS) != 0:
-        log.warning("Cannot lock ourselves into memory: %s", os.strerror(ctypes.get_errno()))
-
-
-class Daemon:
+class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
     """Runs one node until SIGTERM/SIGINT (graceful leave) or ``request_stop()``."""
 
     def __init__(
@@ -243,26 +166,7 @@ class Daemon:
                                        "waiting for the peers (initdead)")
         self._wake()
         try:
-            if self.engine is not None:
-                await self.engine.probe()
-                self._probed = True
-                self.engine.start_monitor()
-                self._schedule_reconsider()
-            if self.cfg.ha.sync_config:
-                await self._start_replication(self.cfg.ha.sync_config)
-            await self._stop.wait()
-            await self.guards.stop()  # respawn clients first, as Heartbeat's shutdown does
-            if self.engine is not None:
-                if self.hb_peer is not None:
-                    self._hb_out(self.hb_peer.shutdown(), self._now())
-                await self._release_for_shutdown()
-            if self.keeper is not None:
-                await self.keeper.close()
-            await self._leave()
-            if self.replicator is not None:
-                await self.replicator.stop()
-            if self.watchdog is not None:
-                self.watchdog.close()
+            await self._serve_until_stopped()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 self.loop.remove_signal_handler(sig)
@@ -275,6 +179,31 @@ class Daemon:
                 replaystate.save(self.state_dir, self.protocol.replay_state())
         log.info("%s nonstop shutdown complete.", self.node)
         return 0
+
+    async def _serve_until_stopped(self) -> None:
+        """Probe, start replication, run until asked to stop, then leave in Heartbeat's order:
+        respawned clients, the resources, the etcd lease, the cluster, replication."""
+        if self.engine is not None:
+            await self.engine.probe()
+            self._probed = True
+            self.engine.start_monitor()
+            self._schedule_reconsider()
+        if self.cfg.ha.sync_config:
+            await self._start_replication(self.cfg.ha.sync_config)
+        await self._stop.wait()
+        if self.guards is not None:
+            await self.guards.stop()  # respawn clients first, as Heartbeat's shutdown does
+        if self.engine is not None:
+            if self.hb_peer is not None:
+                self._hb_out(self.hb_peer.shutdown(), self._now())
+            await self._release_for_shutdown()
+        if self.keeper is not None:
+            await self.keeper.close()
+        await self._leave()
+        if self.replicator is not None:
+            await self.replicator.stop()
+        if self.watchdog is not None:
+            self.watchdog.close()
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -301,74 +230,6 @@ class Daemon:
                 await asyncio.wait_for(self._force_stop.wait(), STOP_FAILED_RETRY_S)
             if not self._force_stop.is_set():
                 await self.engine.release_all()
-
-    async def _start_replication(self, config_path: str) -> None:
-        """ha.cf ``nonstop_sync``: receive always; push while this node holds a group."""
-        from nonstop.sync.node import open_node
-
-        try:
-            node = await asyncio.to_thread(
-                partial(open_node, root=self.sync_root),
-                config_path, self.node, str(self.state_dir / "sync"),
-            )
-            replicator = Replicator(node)
-            await replicator.start()
-        except Exception as e:  # a broken csync2.cfg or a busy port must not stop the HA daemon
-            log.error("replication disabled: %s", e)
-            return
-        self.replicator = replicator
-        self.observer.watch_sync(replicator)
-        log.info("replication: serving and watching with %s", config_path)
-        self._replication_follows()
-
-    def _replication_follows(self) -> None:
-        """Active while we hold a group: push continuously, force-sync on becoming active."""
-        if self.replicator is None or self.engine is None:
-            return
-        active = any(
-            g.state is GroupState.HELD for g in self.engine.local_ad().groups.values()
-        )
-        if active == self._was_active:
-            return
-        self._was_active = active
-        self._pushed_for_release = False
-        self.replicator.set_active(active)
-        if active:
-            log.info("replication: active (this node holds the group): force-sync as the "
-                     "master script does on takeover")
-            self._spawn_sync(self._force_sync("takeover"))
-        else:
-            log.info("replication: standby, receiving only")
-
-    def _spawn_sync(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._sync_tasks.add(task)
-        task.add_done_callback(self._sync_tasks.discard)
-
-    async def _force_sync(self, why: str) -> None:
-        assert self.replicator is not None
-        try:
-            report = await asyncio.wait_for(self.replicator.force_sync(), timeout=30)
-        except TimeoutError:
-            log.warning("replication: force-sync on %s still running after 30 s", why)
-            return
-        except Exception as e:  # a peer or disk problem is reported, never fatal
-            log.error("replication: force-sync on %s failed: %s", why, e)
-            return
-        if report.problems:
-            for p in report.problems[:20]:
-                log.warning("replication (%s): %s", why, p)
-        else:
-            log.info("replication: force-sync on %s done (%s)", why,
-                     ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing")
-
-    async def _before_release(self) -> None:
-        """A release starts while the services still run: push the last changes first, bounded
-        so a dead or slow peer cannot hold the group; once, however many groups go."""
-        if self.replicator is not None and self._was_active and not self._pushed_for_release:
-            self._pushed_for_release = True
-            log.info("replication: pushing the last changes before releasing")
-            await self._force_sync("release")
 
     def _make_engine(self) -> FailoverEngine:
         ha = self.cfg.ha
@@ -514,68 +375,6 @@ class Daemon:
         if self.protocol.set_status_fields(fields) and self.loop is not None:
             self._send_status()
 
-    # ------------------------------------------------------------------ Heartbeat peer
-
-    def _make_hb_peer(self) -> HeartbeatPeer | None:
-        """Heartbeat v1's resource protocol is between two nodes: the other one."""
-        if len(self.cfg.ha.nodes) != 2:
-            return None
-        peer = next(n for n in self.cfg.ha.nodes if n != self.node)
-        return HeartbeatPeer(self.node, peer, {g.key: g.node for g in self.cfg.groups})
-
-    def _local_hold(self) -> LocalHold | None:
-        """What we hold, for a Heartbeat peer; None before the probe (nothing is known)."""
-        if self.engine is None or self.protocol is None or not self._probed:
-            return None
-        facts = self.engine.facts()
-        keys = tuple(i.key for i in self.engine.infos())
-        return LocalHold.of(facts.ad, facts.busy, keys, ready=self.protocol.comm_up)
-
-    def _hb_sync(self, decisions: list[Decision]) -> None:
-        """After each decision round: ask the Heartbeat peer to take what decide() hands it,
-        and tell it what we hold when that changed."""
-        hold = self._local_hold()
-        if self.hb_peer is None or self.engine is None or hold is None or self._stop.is_set():
-            return
-        now = self._now()
-        out: list[HbOutput] = []
-        handover = {self.engine.infos()[d.group].preferred for d in decisions
-                    if d.action is Action.HAND_OVER}
-        if handover:
-            rsc = RscSet.of(local=self.node in handover,
-                            foreign=any(n != self.node for n in handover))
-            out += self.hb_peer.ask_standby(rsc, now)
-        out += self.hb_peer.sync(hold, now)
-        self._hb_out(out, now)
-
-    def _hb_out(self, out: list[HbOutput], now: float) -> None:
-        assert self.protocol is not None
-        for o in out:
-            if isinstance(o, Send):
-                self._handle(self.protocol.send(o, now), now)
-            elif isinstance(o, Note):  # may quote the peer's fields: escaped, bounded
-                log.log(o.level, "%s", escape(o.text, 300))
-            elif self.engine is not None and isinstance(o, StandbyRequested):
-                self.engine.standby(o.rsc.value)
-            elif self.engine is not None and isinstance(o, StandbyCancelled):
-                self.engine.cancel_standby(o.rsc.value)
-
-    def _hb_react(self, ev: Output) -> None:
-        hb = self.hb_peer
-        if hb is None:
-            return
-        now = self._now()
-        if isinstance(ev, ClusterMessage):
-            self._hb_out(hb.receive(ev.node, ev.msg, now, self._local_hold()), now)
-        elif isinstance(ev, CommUp):
-            self._hb_out(hb.comm_up(), now)
-        elif isinstance(ev, NodeDied) and ev.node == hb.peer:
-            hb.peer_died()
-        elif (isinstance(ev, NodeReturned) and ev.node == hb.peer and ev.kind == "restart") or (
-                isinstance(ev, StatusChanged) and ev.node == hb.peer
-                and ev.old is NodeStatus.DEAD):
-            hb.peer_restarted()
-
     async def _leave(self) -> None:
         assert self.protocol is not None
         now = self._now()
@@ -713,80 +512,6 @@ class Daemon:
         elif isinstance(ev, NodeDied) and ev.reason != "shutdown" and self.engine is not None:
             log.info("Resources being acquired from %s.", ev.node)
         self._hb_react(ev)
-
-    # ------------------------------------------------------------------ reload
-
-    def _reload_on_signal(self) -> None:
-        """SIGHUP, as Heartbeat and every init script's reload use it."""
-        log.info("Signal SIGHUP received: re-reading the configuration")
-        self.observer.on_command("reload", {"peer": "SIGHUP"})
-        task = asyncio.create_task(self.reload())
-        self._reload_tasks.add(task)
-        task.add_done_callback(self._reload_tasks.discard)
-
-    async def reload(self) -> dict[str, Any]:
-        """Re-read ha.cf, haresources and authkeys; apply what can change live (see
-        nonstop.config.reload) or, if the new files have any error, keep the running
-        configuration and log every error. The files are read off the event loop."""
-        from nonstop.config.loader import check_cluster_config
-        from nonstop.config.reload import plan_reload
-
-        async with self._reload_lock:
-            self.notifier.reloading()
-            parsed = await asyncio.to_thread(check_cluster_config, self.cfg.directory, self.node)
-            if parsed.value is None:
-                for err in parsed.errors:
-                    log.error("reload: %s", err)
-                log.error("reload refused: %d error(s); still running on the previous "
-                          "configuration", len(parsed.errors))
-                self.notifier.reloaded("running; the last reload was refused")
-                refused = {"ok": False, "error": "configuration has errors: nothing changed",
-                           "errors": [str(e) for e in parsed.errors]}
-                self.observer.on_reload(refused)
-                return refused
-            plan = plan_reload(self.cfg, parsed.value)
-            for w in parsed.warnings:
-                log.warning("reload: %s", w)
-            await self._apply_reload(plan.config)
-            for line in plan.applied:
-                log.info("reload: applied %s", line)
-            for line in plan.deferred:
-                log.warning("reload: not applied now: %s", line)
-            log.info("reload: done: %d change(s) applied, %d left for the next start",
-                     len(plan.applied), len(plan.deferred))
-            self.notifier.reloaded("running; configuration reloaded")
-            done = {"ok": True, "applied": list(plan.applied), "deferred": list(plan.deferred)}
-            self.observer.on_reload(done)
-            return done
-
-    async def _apply_reload(self, cfg: ClusterConfig) -> None:
-        old = self.cfg
-        self.cfg = cfg
-        if self.protocol is not None:  # timings, keys and format apply from now on
-            self.protocol.reconfigure(cfg.ha, cfg.authkeys, self._wire_format())
-        if self.guards is not None:
-            self.guards.reconfigure(cfg.ha)
-        # Every reload reopens the log files (also a way to follow a rotation by hand).
-        from nonstop.logs import reconfigure
-
-        await asyncio.to_thread(reconfigure, cfg.ha)
-        if self.engine is not None and cfg.ha.monitor_interval_ms != old.ha.monitor_interval_ms:
-            ms = cfg.ha.monitor_interval_ms
-            if self._probed:
-                await self.engine.set_monitor_interval(ms / 1000.0 if ms else None)
-            else:  # the monitor starts after the probe, with the new interval
-                self.engine.monitor_interval_s = ms / 1000.0 if ms else None
-        if cfg.ha.sync_config != old.ha.sync_config:
-            if self.replicator is not None:
-                await self.replicator.stop()
-                self.replicator = None
-                self._was_active = False
-            if cfg.ha.sync_config:
-                await self._start_replication(cfg.ha.sync_config)
-        if self.protocol is not None and cfg.ha.deadtime_ms != old.ha.deadtime_ms:
-            # Peers time us out with the deadtime we send: tell them now.
-            self._send_status()
-        self._arm()
 
     # ------------------------------------------------------------------ API
 

@@ -580,6 +580,21 @@ class Drill:
                 ln.message)), None)
             if back is not None:
                 events.append(Event(back.at, Kind.REJOINED, f"{new} hears {old} again"))
+        events += self._address_events(old, new, fault_at, old_back_at)
+        mail = next((m for m in read_mail(mnew.mail_log)
+                     if float(m.get("received", 0)) >= fault_at
+                     and "Takeover" in str(m.get("subject"))), None)
+        if mail is not None:
+            events.append(Event(float(mail["received"]), Kind.MAIL_RECEIVED,
+                                f"\"{mail.get('subject')}\" delivered on {new}"))
+        return events
+
+    def _address_events(self, old: str, new: str, fault_at: float,
+                        old_back_at: float | None) -> list[Event]:
+        """The address's moves, from each machine's ``ip monitor`` record."""
+        c = self.cluster
+        mold, mnew = c.machines[old], c.machines[new]
+        events: list[Event] = []
         if self.fault == "cable":
             dropped = next((a for path in mold.all_logs("addr") if path.exists()
                             for a in parse_addr_log(path.read_text(), self.offset)
@@ -603,10 +618,4 @@ class Drill:
                 events.append(Event(moved.at, Kind.ADDRESS_MOVED,
                                     f"{c.vip} configured on {new} (kernel event)"))
                 break
-        mail = next((m for m in read_mail(mnew.mail_log)
-                     if float(m.get("received", 0)) >= fault_at
-                     and "Takeover" in str(m.get("subject"))), None)
-        if mail is not None:
-            events.append(Event(float(mail["received"]), Kind.MAIL_RECEIVED,
-                                f"\"{mail.get('subject')}\" delivered on {new}"))
         return events

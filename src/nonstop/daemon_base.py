@@ -1,0 +1,65 @@
+"""What the daemon's parts share: the attributes and methods each wiring part uses.
+
+``Daemon`` (daemon.py) is built from the wiring parts (replication, the Heartbeat peer, reload)
+and this base; each part reads the daemon's state through the names declared here, so the type
+checker sees one definition of each."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nonstop.config.model import ClusterConfig
+    from nonstop.failover.engine import FailoverEngine
+    from nonstop.guards import GuardServices
+    from nonstop.heartbeat.codec import WireFormat
+    from nonstop.heartbeat.events import Output
+    from nonstop.heartbeat.hbpeer import HeartbeatPeer
+    from nonstop.heartbeat.protocol import HeartbeatProtocol
+    from nonstop.observe.recorder import Recorder
+    from nonstop.sync.replicator import Replicator
+    from nonstop.systemd import SystemdNotifier
+
+
+class DaemonBase:
+    """Declarations only: ``Daemon.__init__`` sets every attribute, ``Daemon`` defines every
+    method."""
+
+    cfg: ClusterConfig
+    node: str
+    state_dir: Path
+    sync_root: str
+    engine: FailoverEngine | None
+    replicator: Replicator | None
+    observer: Recorder
+    protocol: HeartbeatProtocol | None
+    hb_peer: HeartbeatPeer | None
+    guards: GuardServices | None
+    notifier: SystemdNotifier
+    _probed: bool
+    _stop: asyncio.Event
+    _was_active: bool
+    _pushed_for_release: bool
+    _sync_tasks: set[asyncio.Task[None]]
+    _reload_lock: asyncio.Lock
+    _reload_tasks: set[asyncio.Task[dict[str, Any]]]
+
+    def _now(self) -> float:
+        raise NotImplementedError
+
+    def _arm(self) -> None:
+        raise NotImplementedError
+
+    def _send_status(self) -> None:
+        raise NotImplementedError
+
+    def _wire_format(self) -> WireFormat:
+        raise NotImplementedError
+
+    def _handle(self, out: list[Output], now: float) -> None:
+        raise NotImplementedError
+
+    async def _start_replication(self, config_path: str) -> None:
+        raise NotImplementedError

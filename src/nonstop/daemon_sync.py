@@ -1,0 +1,87 @@
+"""The daemon's replication wiring: ha.cf ``nonstop_sync`` follows who holds the groups."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from functools import partial
+from typing import Any
+
+from nonstop.daemon_base import DaemonBase
+from nonstop.failover.state import GroupState
+from nonstop.sync.replicator import Replicator
+
+log = logging.getLogger("nonstop")
+
+
+class ReplicationWiring(DaemonBase):
+    """Push while this node holds a group, force-sync at takeover and release."""
+
+    async def _start_replication(self, config_path: str) -> None:
+        """ha.cf ``nonstop_sync``: receive always; push while this node holds a group."""
+        from nonstop.sync.node import open_node
+
+        try:
+            node = await asyncio.to_thread(
+                partial(open_node, root=self.sync_root),
+                config_path, self.node, str(self.state_dir / "sync"),
+            )
+            replicator = Replicator(node)
+            await replicator.start()
+        except Exception as e:  # a broken csync2.cfg or a busy port must not stop the HA daemon
+            log.error("replication disabled: %s", e)
+            return
+        self.replicator = replicator
+        self.observer.watch_sync(replicator)
+        log.info("replication: serving and watching with %s", config_path)
+        self._replication_follows()
+
+    def _replication_follows(self) -> None:
+        """Active while we hold a group: push continuously, force-sync on becoming active."""
+        if self.replicator is None or self.engine is None:
+            return
+        active = any(
+            g.state is GroupState.HELD for g in self.engine.local_ad().groups.values()
+        )
+        if active == self._was_active:
+            return
+        self._was_active = active
+        self._pushed_for_release = False
+        self.replicator.set_active(active)
+        if active:
+            log.info("replication: active (this node holds the group): force-sync as the "
+                     "master script does on takeover")
+            self._spawn_sync(self._force_sync("takeover"))
+        else:
+            log.info("replication: standby, receiving only")
+
+    def _spawn_sync(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._sync_tasks.add(task)
+        task.add_done_callback(self._sync_tasks.discard)
+
+    async def _force_sync(self, why: str) -> None:
+        assert self.replicator is not None
+        try:
+            report = await asyncio.wait_for(self.replicator.force_sync(), timeout=30)
+        except TimeoutError:
+            log.warning("replication: force-sync on %s still running after 30 s", why)
+            return
+        except Exception as e:  # a peer or disk problem is reported, never fatal
+            log.error("replication: force-sync on %s failed: %s", why, e)
+            return
+        if report.problems:
+            for p in report.problems[:20]:
+                log.warning("replication (%s): %s", why, p)
+        else:
+            log.info("replication: force-sync on %s done (%s)", why,
+                     ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing")
+
+    async def _before_release(self) -> None:
+        """A release starts while the services still run: push the last changes first, bounded
+        so a dead or slow peer cannot hold the group; once, however many groups go."""
+        if self.replicator is not None and self._was_active and not self._pushed_for_release:
+            self._pushed_for_release = True
+            log.info("replication: pushing the last changes before releasing")
+            await self._force_sync("release")

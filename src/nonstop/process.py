@@ -1,0 +1,82 @@
+"""Process settings of the daemon as Heartbeat applies them (realtime, memory lock, cores)
+and the load average for heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import gc
+import logging
+import os
+
+from nonstop.config.model import HaConfig
+
+log = logging.getLogger("nonstop")
+
+
+class LoadAvg:
+    """``/proc/loadavg`` for the ``ld`` field, read at most once a second."""
+
+    def __init__(self) -> None:
+        self._value = "n/a"
+        self._read_at = -1.0
+
+    def get(self, now: float) -> str:
+        if now - self._read_at >= 1.0:
+            self._read_at = now
+            try:
+                with open("/proc/loadavg") as fh:
+                    self._value = fh.read().strip() or "n/a"
+            except OSError:
+                self._value = "n/a"
+        return self._value
+
+
+def _normal_priority() -> None:
+    """Worker threads (netlink, files) run at normal priority even when the daemon is
+    realtime: only the heartbeat path gets SCHED_RR."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+# mlockall(2) flags: MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT (Linux >= 4.4). Without ONFAULT the
+# kernel backs and locks every mapping at once, as root beyond RLIMIT_MEMLOCK: the arenas and
+# 8 MiB thread stacks Python reserves but never touches (VmLck = VmSize, 77 MB PSS measured, see
+# docs/BENCHMARKS.md). With it a page is locked when first touched: what the heartbeat path uses
+# can never be swapped out, what nobody uses costs nothing.
+MLOCK_FLAGS = 1 | 2 | 4
+
+
+def _return_startup_garbage() -> None:
+    """Hand back to the kernel the heap that imports and parsing freed (about 2 MB glibc
+    would keep), before mlockall pins it."""
+    gc.collect()
+    with contextlib.suppress(AttributeError, OSError):  # not glibc: nothing to trim
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def apply_process_settings(ha: HaConfig, loop: asyncio.AbstractEventLoop) -> None:
+    """ha.cf ``realtime``/``rtprio`` and ``coredumps``, as Heartbeat applies them."""
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (hard if ha.coredumps else 0, hard))
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=8, initializer=_normal_priority))
+    _return_startup_garbage()
+    if not ha.realtime:
+        return
+    lowest = os.sched_get_priority_min(os.SCHED_RR)
+    prio = ha.rtprio if ha.rtprio is not None and ha.rtprio > 0 else lowest
+    try:
+        # RESET_ON_FORK: scripts, the service they start and worker threads run at normal
+        # priority, as Heartbeat's children do; only the heartbeat path is realtime.
+        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(prio))
+        log.info("realtime: heartbeat thread runs SCHED_RR priority %d", prio)
+    except OSError as e:
+        log.warning("realtime: cannot set SCHED_RR priority %d: %s", prio, e.strerror)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlockall(MLOCK_FLAGS) != 0:
+        log.warning("Cannot lock ourselves into memory: %s", os.strerror(ctypes.get_errno()))
