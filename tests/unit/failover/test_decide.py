@@ -106,6 +106,8 @@ ROWS = [
     Row("the standby takes over when the holder dies", view(N2, {N2: ad(N, 3)}),
         Action.ACQUIRE, "preferred node vpbx1-1 is dead",
         {"needs_failback": True, "epoch": 4}),  # epoch: one above the highest seen
+    Row("the holder re-announces while the loser of a double claim stops its copy",
+        view(N2, {N1: ad(T, 3), N2: ad(H, 4)}), Action.REANNOUNCE, "vpbx1-1 is stopping group"),
     Row("the standby takes over from a preferred node shutting down: it fails back later",
         view(N2, {N1: replace(ad(N, 3, declines=True), leaving=True), N2: ad()}),
         Action.ACQUIRE, "", {"needs_failback": True, "epoch": 4}),
