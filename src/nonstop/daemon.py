@@ -482,10 +482,15 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
         self.observer.on_membership(out)
         if any(isinstance(o, FAILOVER_NEWS) for o in out):
             self._schedule_reconsider()
+        # Every datagram first, in the protocol's sequence order: a reaction below may send a
+        # message of its own (the Heartbeat-peer wiring), whose number comes after these.
         for o in out:
             if isinstance(o, Transmit):
                 self._transmit(o, now)
-            elif isinstance(o, Dropped):
+        for o in out:
+            if isinstance(o, Transmit):
+                continue
+            if isinstance(o, Dropped):
                 self._log_bad(o.reason, o.src or "?", o.detail, now)
             else:
                 line = describe(o, self.cfg.ha.warntime_ms)
