@@ -58,7 +58,17 @@ from bench.chaos_check import (
 )
 from bench.machine import busy_percent, cpu_times, describe, loadavg
 from bench.measure import LogWatcher
-from bench.systems import N1, N2, NODES, Cluster, HeartbeatCluster, NonstopCluster, other
+from bench.systems import (
+    N1,
+    N2,
+    NODES,
+    Cluster,
+    HeartbeatCluster,
+    NonstopCluster,
+    keep_labs,
+    other,
+    started,
+)
 from nonstop.lab import CLIENT, VIP, Lab, LabError, LabProcess, cleanup_leftovers
 from nonstop.lab.addrwatch import AddressWatch
 from nonstop.lab.faults import CHAOS_KINDS, CHAOS_TITLES, ChaosFault, ChaosKind, chaos_schedule
@@ -408,19 +418,9 @@ def _make_cluster(key: str, lab: Lab, watcher: LogWatcher, variant: str) -> Clus
 @contextlib.contextmanager
 def _cluster(key: str, workdir: Path, variant: str, quick: bool,
              watcher: LogWatcher) -> Iterator[Cluster]:
-    with Lab((N1, N2, PING), workdir=workdir / key,
-             keep_workdir=os.environ.get("BENCH_KEEP_LABS") == "1") as lab:
-        cluster = _make_cluster(key, lab, watcher, variant)
-        if quick:
-            cluster.steady_s = 0.0
-        try:
-            cluster.start_all()
-            yield cluster
-        except BaseException:
-            lab.keep_workdir = True
-            raise
-        finally:
-            cluster.close()
+    with Lab((N1, N2, PING), workdir=workdir / key, keep_workdir=keep_labs()) as lab, \
+            started(lab, _make_cluster(key, lab, watcher, variant), quick) as cluster:
+        yield cluster
 
 
 def run_system(key: str, schedule: Sequence[ChaosFault], duration: float, *, workdir: Path,

@@ -501,18 +501,29 @@ def running_cluster(key: str, workdir: Path, *, quick: bool = False,
     """
     watcher = LogWatcher()
     try:
-        with Lab(NODES, workdir=workdir / key,
-                 keep_workdir=os.environ.get("BENCH_KEEP_LABS") == "1") as lab:
-            cluster = (system or SYSTEMS[key])(lab, watcher)
-            if quick:
-                cluster.steady_s = 0.0
-            try:
-                cluster.start_all()
-                yield cluster
-            except BaseException:
-                lab.keep_workdir = True
-                raise
-            finally:
-                cluster.close()
+        with Lab(NODES, workdir=workdir / key, keep_workdir=keep_labs()) as lab, \
+                started(lab, (system or SYSTEMS[key])(lab, watcher), quick) as cluster:
+            yield cluster
     finally:
         watcher.close()
+
+
+def keep_labs() -> bool:
+    """BENCH_KEEP_LABS=1: keep every lab's work directory (logs, configs) for inspection."""
+    return os.environ.get("BENCH_KEEP_LABS") == "1"
+
+
+@contextlib.contextmanager
+def started(lab: Lab, cluster: Cluster, quick: bool) -> Iterator[Cluster]:
+    """``cluster`` started on its nodes and serving; closed afterwards. After an exception the
+    lab's work directory is kept for inspection."""
+    if quick:
+        cluster.steady_s = 0.0
+    try:
+        cluster.start_all()
+        yield cluster
+    except BaseException:
+        lab.keep_workdir = True
+        raise
+    finally:
+        cluster.close()
