@@ -49,11 +49,12 @@ def test_ping_node_and_group_go_dead_when_cut_off_and_come_back(
 def test_unprivileged_prober_uses_a_datagram_socket(
         make_lab: Callable[[Sequence[str]], Lab]) -> None:
     # ping_group_range is per network namespace: allow every group in n2 only, and run the
-    # prober there as nobody, which cannot open a raw socket.
+    # prober there without CAP_NET_RAW, so it cannot open a raw socket. It keeps its uid: a
+    # user such as nobody may not be able to read the checkout or the interpreter (/root is 0700).
     lab = make_lab(("n1", "n2"))
     lab.run("n2", ["sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"], check=True)
-    prober = lab.spawn("n2", ["setpriv", "--reuid", "nobody", "--regid", "nogroup",
-                              "--clear-groups", sys.executable, "-m", "nonstop.ping",
+    prober = lab.spawn("n2", ["setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw",
+                              sys.executable, "-m", "nonstop.ping",
                               "--interval", "0.1", "--deadping", "0.6", lab.ip("n1")])
     prober.wait_for_log(re.escape("through an ICMP datagram socket"), 15)
     prober.wait_for_log(re.escape(f"info: Link {lab.ip('n1')}:{lab.ip('n1')} up."), 15)
