@@ -56,6 +56,7 @@ from nonstop.observe.recorder import Recorder
 from nonstop.process import LoadAvg, _normal_priority, apply_process_settings
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.resources.mailto import mail_transport
+from nonstop.resources.watches import AddressWatches
 from nonstop.sync.replicator import Replicator
 from nonstop.systemd import SystemdNotifier
 from nonstop.watchdog import Watchdog
@@ -119,6 +120,8 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
         self.keeper: LeaseKeeper | None = None
         # Ping nodes, respawn clients, fencing, own-key check (issue 12); made in run().
         self.guards: GuardServices | None = None
+        # One conflict watch per virtual address held here (issue 12).
+        self.watches = AddressWatches(on_change=self._schedule_reconsider)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -193,6 +196,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
         await self._stop.wait()
         if self.guards is not None:
             await self.guards.stop()  # respawn clients first, as Heartbeat's shutdown does
+        await self.watches.stop()  # the addresses go now: nothing to watch
         if self.engine is not None:
             if self.hb_peer is not None:
                 self._hb_out(self.hb_peer.shutdown(), self._now())
@@ -266,6 +270,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             state_dir=rsctmp,
             environment=env,
             logger=logging.getLogger("nonstop.resources"),
+            address_probe_s=ha.address_probe_ms / 1000 if ha.address_probe_ms else None,
             **mail_transport(ha),
         )
         interval = ha.monitor_interval_ms / 1000.0 if ha.monitor_interval_ms else None
@@ -347,6 +352,8 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             decisions = decide(view)
             self.observer.on_decisions(decisions, self.engine.infos())
             self.engine.apply(decisions)
+            if not self._stop.is_set():
+                self.watches.sync(self.engine.held_addresses())
             self._hb_sync(decisions)
             if self.guards is not None:
                 self.guards.act(decisions)
@@ -557,6 +564,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             "sync": self.replicator.status() if self.replicator else None,
             "etcd": self.keeper.status(now) if self.keeper else None,
             **(self.guards.status(now) if self.guards is not None else {}),
+            "address_conflicts": self.watches.status(),
             "packets": {
                 "sent": self.protocol.sent,
                 "received": self.protocol.received,

@@ -153,6 +153,12 @@ async def test_status_text_and_json_show_the_guards(tmp_path: Path) -> None:
     assert "    192.0.2.1            init  192.0.2.1" in text
     assert "fencing: external/lab; never used" in text
     assert "OWN KEY SUSPECT: 5 packets from configured peers" in text
+    assert st["address_conflicts"] == []  # nothing held
+    st["address_conflicts"] = [{"ip": "198.18.0.10", "iface": "eth0", "conflict": True,
+                                "claimants": [{"mac": "02:00:00:00:00:09", "how": "reply"}],
+                                "conflicts": 1, "last_event": "...", "error": None}]
+    assert ("ADDRESS CONFLICT: 198.18.0.10 on eth0, which this node holds, is also claimed by "
+            "02:00:00:00:00:09 (reply)") in render_status(st)
 
 
 async def test_respawn_clients_start_at_comm_up_and_stop_first(tmp_path: Path) -> None:
