@@ -32,6 +32,7 @@ from nonstop.failover.view import ClusterView, Guards, build_view, foreign_diges
 from nonstop.guards import GuardServices
 from nonstop.heartbeat import replaystate
 from nonstop.heartbeat.burst import BurstLimiter
+from nonstop.heartbeat.claims import claimed_sender
 from nonstop.heartbeat.codec import AUTH, UNKNOWN_KEY, WireFormat
 from nonstop.heartbeat.envelope import Identity
 from nonstop.heartbeat.eventlog import describe
@@ -51,7 +52,7 @@ from nonstop.heartbeat.hbresource import TakeoverArg
 from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.protocol import HeartbeatProtocol
-from nonstop.logs import BAD_INPUT, escape
+from nonstop.logs import BAD_INPUT, BadInputBudget, escape
 from nonstop.observe.recorder import Recorder
 from nonstop.process import LoadAvg, _normal_priority, apply_process_settings
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
@@ -89,6 +90,11 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
         self.media = MediaSet(cfg.ha.media, self._on_datagram)
         self.loadavg = LoadAvg()
         self.burst = BurstLimiter()
+        # Status messages that claim a configured node's name and fail authentication: said
+        # whatever log_badpack says, once per burst per (node, source), within their own
+        # budget; the rest is in the summaries (nonstop.heartbeat.claims).
+        self.forged = BurstLimiter(quiet=10.0, max_sources=64)
+        self.forged_budget = BadInputBudget(rate=1.0, burst=10, period=10.0)
         self.started_wall = time.time()
         self.started = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -409,13 +415,20 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
                 if self.guards is not None:
                     self.guards.tick(now)
                 self._record_replay_state(now)
-                summary = BAD_INPUT.summary(now)
-                if summary:
-                    log.warning("%s", summary)
+                self._log_summaries(now)
         except Exception:
             log.exception("error in the heartbeat timer (heartbeats continue)")
         finally:
             self._arm()
+
+    def _log_summaries(self, now: float) -> None:
+        """The bad-packet bursts that ended, and what the log budgets held back."""
+        for line in (self.burst.ended(now), BAD_INPUT.summary(now),
+                     self.forged.ended(now, "status messages with a configured node's name "
+                                       "that failed authentication"),
+                     self.forged_budget.summary(now)):
+            if line:
+                log.warning("%s", line)
 
     def _record_replay_state(self, now: float) -> None:
         """Record the peers' generations (at once) and sequence numbers (every few seconds)
@@ -457,10 +470,13 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
         assert self.protocol is not None
         now = self._now()
         out = self.protocol.receive(data, link, now, source=addr[0])
-        if self.guards is not None:
-            bad = next((o for o in out if isinstance(o, Dropped)), None)
-            if bad is None or bad.reason in (AUTH, UNKNOWN_KEY):
-                self.guards.packet(addr[0], bad is None, now)
+        bad = next((o for o in out if isinstance(o, Dropped)), None)
+        if self.guards is not None and (bad is None or bad.reason in (AUTH, UNKNOWN_KEY)):
+            self.guards.packet(addr[0], bad is None, now)
+        if bad is not None and bad.reason in (AUTH, UNKNOWN_KEY):
+            claimed = claimed_sender(data, self.cfg.ha.nodes)
+            if claimed is not None:
+                self._log_forged(claimed, addr[0], bad.reason, now)
         self._handle(out, now)
         self._arm()
 
@@ -474,6 +490,14 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             more = f" ({suppressed} more since the last report)" if suppressed else ""
             log.warning("dropped packet from %s: %s: %s%s", escape(source), reason,
                         escape(detail, 200), more)
+
+    def _log_forged(self, node: str, source: str, reason: str, now: float) -> None:
+        say, suppressed = self.forged.should_log(node, source, now)
+        if say and self.forged_budget.admit(node, source, now):
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.error("a status message from %s claims to be node %s but fails authentication "
+                      "(%s): a node configured with another key, or a forger%s",
+                      escape(source), node, reason, more)
 
     def _send_status(self) -> None:
         """A status at once (our holdings or our deadtime changed), besides the keepalives."""
