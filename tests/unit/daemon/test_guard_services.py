@@ -4,7 +4,10 @@ fencing tasks and their retry, the own-key verdict, and the status keys they add
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from nonstop.config.loader import load_config_dir
 from nonstop.config.model import ClusterConfig
@@ -124,6 +127,22 @@ def test_auth_failures_from_a_peer_make_the_own_key_suspect(tmp_path: Path) -> N
     assert g.status(clock.now)["own_key_suspect"] is True
     g.packet(PEER_IP, True, clock.now)  # one good packet: our key works
     assert g.inputs(clock.now, []).own_key_suspect is None
+
+
+def test_a_suspect_own_key_is_said_again_while_it_lasts(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    g = GuardServices(config(tmp_path, ""), "vpbx1-1", clock=clock, on_change=lambda: None,
+                      peers=[PEER_IP])
+    caplog.set_level(logging.INFO, logger="nonstop")
+    for second in range(130):  # the peer's packets keep failing, 5 a second, for 130 s
+        clock.now = float(second)
+        for _ in range(5):
+            g.packet(PEER_IP, False, clock.now)
+        g.tick(clock.now)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if "own key" in r.getMessage()]
+    assert [lvl for lvl, _ in lines] == [logging.ERROR] * 3  # at 0 s, then at 60 s and 120 s
+    assert lines[1][1].startswith("own key: still suspect: ")
 
 
 async def test_status_text_and_json_show_the_guards(tmp_path: Path) -> None:
