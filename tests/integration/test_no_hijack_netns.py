@@ -38,6 +38,11 @@ def arp_answers(lab: Lab) -> set[str]:
     return {m.lower() for m in re.findall(r"\[([0-9A-Fa-f:]{17})\]", out)}
 
 
+def client_entry(lab: Lab) -> str:
+    """The client's ARP entry for the VIP (lower case)."""
+    return lab.run(CLIENT, ["ip", "neigh", "show", VIP, "dev", "eth0"], check=True).stdout.lower()
+
+
 class Holders:
     """Which hosts have the VIP, sampled every 50 ms from start to stop."""
 
@@ -123,3 +128,38 @@ def test_a_host_answering_for_the_vip_stops_the_takeover(
     log = cluster.log(N1)
     assert "probing its addresses first" in log
     assert f"added {VIP}" not in log
+
+
+def test_the_holder_reports_a_second_claimant_and_wins_the_client_back(
+        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    lab = make_lab((N1, N2))
+    cluster = NonstopCluster(lab, talk_config(lab.workdir / "cfg", initdead="3",
+                                              haresources=GROUP))
+    cluster.start(N1, args=["-v"])  # -v: debug lines say when its announcements are done
+    cluster.start(N2)
+    wait_for(lambda: lab.has_address(N1, VIP), 20, what=f"{N1} to hold the VIP")
+    cluster.wait_for(lambda: len((cluster.query(N1) or {}).get("address_conflicts") or []) == 1,
+                     10, what="the holder to watch its address")
+    # The takeover's own gratuitous ARPs (10, 0.5 s apart) would undo the rogue's at once.
+    cluster.wait_for_log(N1, rf"sent \d+ gratuitous ARP frames for {re.escape(VIP)}", 15)
+    lab.run(CLIENT, ["ping", "-c", "1", "-W", "2", VIP], timeout=10, check=True)
+    assert mac_of(lab, N1) in client_entry(lab)
+    # A rogue box takes the address and announces it: the client follows it.
+    lab.add_address(N2, VIP)
+    lab.run(N2, ["arping", "-q", "-U", "-c", "2", "-w", "2", "-I", "eth0", VIP], timeout=10)
+    rogue = mac_of(lab, N2)
+    assert rogue in client_entry(lab)  # stranded there until told otherwise
+    line = cluster.wait_for_log(
+        N1, rf"address conflict: {re.escape(VIP)}, which we hold, is also claimed by {rogue}", 10)
+    assert "ERROR" in line.text
+    (watch,) = cluster.status(N1)["address_conflicts"]
+    assert watch["conflict"] is True and watch["claimants"][0]["mac"] == rogue, watch
+    # The rogue leaves: the holder finds the address free and announces it again.
+    lab.del_address(N2, VIP)
+    cluster.wait_for_log(N1, rf"address conflict on {re.escape(VIP)} ended: .* no longer "
+                         "answers; announcing the address again", 10, after=line.at)
+    cluster.wait_for(lambda: not ((cluster.query(N1) or {}).get("address_conflicts")
+                                  or [{}])[0].get("conflict"), 5, what="the conflict to end")
+    holder = mac_of(lab, N1)
+    wait_for(lambda: holder in client_entry(lab), 5, what="the client back on the holder's MAC")
+    assert lab.has_address(N1, VIP)
