@@ -14,9 +14,8 @@ host that only answers ping: the sites' router, named as the ping node. A node's
 drops its frames to and from gw and the client; the heartbeat path between the nodes stays.
 
 Heartbeat runs with the ipfail lines real sites use (``ping``, ``respawn hacluster ipfail``,
-``apiauth ipfail``). nonstop refuses those lines until issue 12's ipfail lands, so its config
-variant is selectable: ``plain`` (the talk's ha.cf, what loads today) or ``ipfail`` (the same
-lines as Heartbeat's).
+``apiauth ipfail``). nonstop's config variant is selectable: ``plain`` (the talk's ha.cf) or
+``ipfail`` (the same lines as Heartbeat's, which turn on nonstop's built-in ipfail).
 """
 
 from __future__ import annotations
@@ -695,7 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated: nonstop, heartbeat (default both)")
     parser.add_argument("--nonstop-config", choices=("plain", "ipfail"), default="plain",
                         help="nonstop's ha.cf: the talk's (plain) or with Heartbeat's ipfail "
-                             "lines (once nonstop accepts them)")
+                             "lines (its built-in ipfail)")
     parser.add_argument("--out", type=Path, default=Path("docs/RELIABILITY.md"))
     parser.add_argument("--json", type=Path, default=None,
                         help="also write a machine-readable summary here")

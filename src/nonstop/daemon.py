@@ -32,6 +32,7 @@ from nonstop.failover.view import ClusterView, Guards, build_view, foreign_diges
 from nonstop.guards import GuardServices
 from nonstop.heartbeat import replaystate
 from nonstop.heartbeat.burst import BurstLimiter
+from nonstop.heartbeat.claims import claimed_sender
 from nonstop.heartbeat.codec import AUTH, UNKNOWN_KEY, WireFormat
 from nonstop.heartbeat.envelope import Identity
 from nonstop.heartbeat.eventlog import describe
@@ -51,11 +52,12 @@ from nonstop.heartbeat.hbresource import TakeoverArg
 from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.protocol import HeartbeatProtocol
-from nonstop.logs import BAD_INPUT, escape
+from nonstop.logs import BAD_INPUT, BadInputBudget, escape
 from nonstop.observe.recorder import Recorder
 from nonstop.process import LoadAvg, _normal_priority, apply_process_settings
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.resources.mailto import mail_transport
+from nonstop.resources.watches import AddressWatches
 from nonstop.sync.replicator import Replicator
 from nonstop.systemd import SystemdNotifier
 from nonstop.watchdog import Watchdog
@@ -88,6 +90,11 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
         self.media = MediaSet(cfg.ha.media, self._on_datagram)
         self.loadavg = LoadAvg()
         self.burst = BurstLimiter()
+        # Status messages that claim a configured node's name and fail authentication: said
+        # whatever log_badpack says, once per burst per (node, source), within their own
+        # budget; the rest is in the summaries (nonstop.heartbeat.claims).
+        self.forged = BurstLimiter(quiet=10.0, max_sources=64)
+        self.forged_budget = BadInputBudget(rate=1.0, burst=10, period=10.0)
         self.started_wall = time.time()
         self.started = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -119,6 +126,8 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
         self.keeper: LeaseKeeper | None = None
         # Ping nodes, respawn clients, fencing, own-key check (issue 12); made in run().
         self.guards: GuardServices | None = None
+        # One conflict watch per virtual address held here (issue 12).
+        self.watches = AddressWatches(on_change=self._schedule_reconsider)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -193,6 +202,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
         await self._stop.wait()
         if self.guards is not None:
             await self.guards.stop()  # respawn clients first, as Heartbeat's shutdown does
+        await self.watches.stop()  # the addresses go now: nothing to watch
         if self.engine is not None:
             if self.hb_peer is not None:
                 self._hb_out(self.hb_peer.shutdown(), self._now())
@@ -266,6 +276,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             state_dir=rsctmp,
             environment=env,
             logger=logging.getLogger("nonstop.resources"),
+            address_probe_s=ha.address_probe_ms / 1000 if ha.address_probe_ms else None,
             **mail_transport(ha),
         )
         interval = ha.monitor_interval_ms / 1000.0 if ha.monitor_interval_ms else None
@@ -347,6 +358,8 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             decisions = decide(view)
             self.observer.on_decisions(decisions, self.engine.infos())
             self.engine.apply(decisions)
+            if not self._stop.is_set():
+                self.watches.sync(self.engine.held_addresses())
             self._hb_sync(decisions)
             if self.guards is not None:
                 self.guards.act(decisions)
@@ -402,13 +415,20 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
                 if self.guards is not None:
                     self.guards.tick(now)
                 self._record_replay_state(now)
-                summary = BAD_INPUT.summary(now)
-                if summary:
-                    log.warning("%s", summary)
+                self._log_summaries(now)
         except Exception:
             log.exception("error in the heartbeat timer (heartbeats continue)")
         finally:
             self._arm()
+
+    def _log_summaries(self, now: float) -> None:
+        """The bad-packet bursts that ended, and what the log budgets held back."""
+        for line in (self.burst.ended(now), BAD_INPUT.summary(now),
+                     self.forged.ended(now, "status messages with a configured node's name "
+                                       "that failed authentication"),
+                     self.forged_budget.summary(now)):
+            if line:
+                log.warning("%s", line)
 
     def _record_replay_state(self, now: float) -> None:
         """Record the peers' generations (at once) and sequence numbers (every few seconds)
@@ -450,10 +470,13 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
         assert self.protocol is not None
         now = self._now()
         out = self.protocol.receive(data, link, now, source=addr[0])
-        if self.guards is not None:
-            bad = next((o for o in out if isinstance(o, Dropped)), None)
-            if bad is None or bad.reason in (AUTH, UNKNOWN_KEY):
-                self.guards.packet(addr[0], bad is None, now)
+        bad = next((o for o in out if isinstance(o, Dropped)), None)
+        if self.guards is not None and (bad is None or bad.reason in (AUTH, UNKNOWN_KEY)):
+            self.guards.packet(addr[0], bad is None, now)
+        if bad is not None and bad.reason in (AUTH, UNKNOWN_KEY):
+            claimed = claimed_sender(data, self.cfg.ha.nodes)
+            if claimed is not None:
+                self._log_forged(claimed, addr[0], bad.reason, now)
         self._handle(out, now)
         self._arm()
 
@@ -467,6 +490,14 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             more = f" ({suppressed} more since the last report)" if suppressed else ""
             log.warning("dropped packet from %s: %s: %s%s", escape(source), reason,
                         escape(detail, 200), more)
+
+    def _log_forged(self, node: str, source: str, reason: str, now: float) -> None:
+        say, suppressed = self.forged.should_log(node, source, now)
+        if say and self.forged_budget.admit(node, source, now):
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.error("a status message from %s claims to be node %s but fails authentication "
+                      "(%s): a node configured with another key, or a forger%s",
+                      escape(source), node, reason, more)
 
     def _send_status(self) -> None:
         """A status at once (our holdings or our deadtime changed), besides the keepalives."""
@@ -557,6 +588,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             "sync": self.replicator.status() if self.replicator else None,
             "etcd": self.keeper.status(now) if self.keeper else None,
             **(self.guards.status(now) if self.guards is not None else {}),
+            "address_conflicts": self.watches.status(),
             "packets": {
                 "sent": self.protocol.sent,
                 "received": self.protocol.received,

@@ -36,6 +36,8 @@ from nonstop.resources.stonith import (
 
 log = logging.getLogger("nonstop")
 
+KEY_REMIND_S = 60.0  # a suspect own key is said again at ERROR this often while it lasts
+
 
 class SettledCount:
     """A value that counts only once it has stayed the same for ``hold_s`` (pure)."""
@@ -125,6 +127,7 @@ class GuardServices:
         self.fenced: set[str] = set()  # fenced by us and back since: standby
         self.last_fence: FenceResult | None = None
         self.keycheck = OwnKeyCheck(peers if peers is not None else peer_addresses(cfg))
+        self._key_said_at: float | None = None  # when the suspect verdict was last logged
         self._resolve = [n for n in ha.nodes if n != node] if peers is None else []
         self._respawn_specs = ha.respawn
         self._respawn_env = dict(ha.respawn_env)
@@ -261,12 +264,21 @@ class GuardServices:
         for ev in events:
             level = logging.ERROR if ev.verdict.suspect else logging.INFO
             log.log(level, "own key: %s", ev.verdict.reason)
+            self._key_said_at = now if ev.verdict.suspect else None
             self._on_change()
 
     def tick(self, now: float) -> None:
+        """Age the key check; while the own key stays suspect, say so again every
+        KEY_REMIND_S (a log read later must not miss why this node takes nothing over)."""
         for ev in self.keycheck.tick(now):
             log.info("own key: %s", ev.verdict.reason)
+            self._key_said_at = None
             self._on_change()
+        verdict = self.keycheck.verdict(now)
+        if (verdict.suspect and self._key_said_at is not None
+                and now - self._key_said_at >= KEY_REMIND_S):
+            log.error("own key: still suspect: %s", verdict.reason)
+            self._key_said_at = now
 
     # ---------------------------------------------------------------- status
 

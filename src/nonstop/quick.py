@@ -178,6 +178,11 @@ def _render_guards(st: dict[str, Any]) -> list[str]:
                         if fencing.get("pending") else ""))
     if st.get("own_key_suspect"):
         lines += ["", f"OWN KEY SUSPECT: {st.get('own_key_reason')}"]
+    for c in st.get("address_conflicts") or []:
+        if c.get("conflict"):
+            who = ", ".join(f"{x['mac']} ({x['how']})" for x in c["claimants"])
+            lines += ["", f"ADDRESS CONFLICT: {c['ip']} on {c['iface']}, which this node "
+                      f"holds, is also claimed by {who}"]
     return lines
 
 

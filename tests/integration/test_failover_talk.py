@@ -200,9 +200,32 @@ def test_heartbeat_link_cut_for_ten_seconds_then_healed(lab: Lab) -> None:
     wait_for(lambda: c.answered_by(keeper, after), 10, what="SIP answers from the keeper")
 
 
+def test_a_daemon_killed_while_its_box_lives_keeps_the_service_there(lab: Lab) -> None:
+    # The box still answers for the VIP: the peer's takeover probes the address, finds it in
+    # use and does not add it (issue 12: no second holder); the restarted daemon finds its
+    # group running and keeps it, and the peer forgets its failed start.
+    c = TalkCluster(lab)
+    running(c)
+    c.daemons.pop(N1).kill()  # only the daemon dies: the VIP and kamailio stay on vpbx1-1
+    wait_for(lambda: "address conflict: " in c.log(N2), 15, what="vpbx1-2 to find the VIP in use")
+    assert c.vip_holders() == [N1]
+    reason = c.status(N2)["groups"][0]["reason"]
+    assert "its start failed here: " in reason and "is in use by" in reason, reason
+    c.start(N1)
+    wait_for(lambda: c.holder(N2) == N1, 15, what="vpbx1-2 to see vpbx1-1 holding again")
+    assert "is active at start-up" in c.log(N1)
+    wait_for(lambda: c.status(N2)["groups"][0]["local_state"] == "none", 10,
+             what="vpbx1-2 to forget its failed start")
+    assert c.vip_holders() == [N1]
+    after = time.monotonic()
+    wait_for(lambda: c.answered_by(N1, after), 10, what="SIP answers from vpbx1-1")
+
+
 def test_a_daemon_killed_while_its_box_lives_gives_the_group_up_when_it_restarts(
         lab: Lab) -> None:
-    c = TalkCluster(lab)
+    # Without the address probe the peer takes over at once and the double claim is settled
+    # when the killed daemon comes back: the newer claim keeps the group.
+    c = TalkCluster(lab, directives={"nonstop_address_probe": "0"})
     running(c)
     c.daemons.pop(N1).kill()  # only the daemon dies: the VIP and kamailio stay on vpbx1-1
     wait_for(lambda: lab.has_address(N2, VIP), 10, what="vpbx1-2 taking over")

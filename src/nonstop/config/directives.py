@@ -575,6 +575,10 @@ _TABLE: tuple[Directive, ...] = (
     _s(s.NONSTOP_ETCD, "nonstop only: a group may be held only under a lease in this etcd "
        "cluster: endpoint URLs, then prefix=, cacert=, cert=, key= (docs/ETCD.md). Absent: "
        "heartbeats alone decide, as in Heartbeat v1.", _words(s.NONSTOP_ETCD)),
+    _s(s.NONSTOP_ADDRESS_PROBE, "nonstop only: before a takeover from a node declared dead "
+       "adds a virtual address, ask the link with ARP probes for this long whether another "
+       "host answers for it; if one does, the address is not added and the start fails "
+       "(docs/SECURITY.md). No probe in a hand-off from a live node. 0: never probe."),
 )  # fmt: skip
 
 DIRECTIVES: dict[str, Directive] = {d.name: d for d in _TABLE}
@@ -603,4 +607,5 @@ SPEC_DIRECTIVES: tuple[str, ...] = (
 # nonstop's own directives; all start with "nonstop_" so a real Heartbeat refuses the file
 # instead of running without them.
 NONSTOP_DIRECTIVES: tuple[str, ...] = ("nonstop_monitor", "nonstop_sync", "nonstop_mailrelay",
-                                       "nonstop_etcd", "nonstop_notify", "nonstop_metrics")
+                                       "nonstop_etcd", "nonstop_notify", "nonstop_metrics",
+                                       "nonstop_address_probe")

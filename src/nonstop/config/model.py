@@ -181,6 +181,8 @@ class HaConfig:
     # Who may hold a group: leases in this etcd (docs/ETCD.md). The default is None, and
     # EtcdSettings is frozen: nothing mutable is shared (ruff cannot tell from the type).
     etcd: EtcdSettings | None = s.NONSTOP_ETCD.field()  # noqa: RUF009
+    # ARP probe of a virtual address before a takeover adds it (docs/SECURITY.md); None = off.
+    address_probe_ms: int | None = s.NONSTOP_ADDRESS_PROBE.field()
     # The string recorded for each directive, given or defaulted (cl_status hbparameter).
     parameters: dict[str, str] = field(default_factory=dict)
     # Where each directive was given, for messages that need to point back at the file.

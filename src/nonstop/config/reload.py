@@ -38,6 +38,7 @@ AT_START: dict[str, str] = {
     "rtprio": "process settings are applied at start",
     "coredumps": "process settings are applied at start",
     "mail_relay": "MailTo agents are set up at start",
+    "address_probe_ms": "address agents are set up at start",
     "metrics_address": "the status page's socket is opened at start",
     "notify_programs": "the notifiers are started at start",
     "etcd": "the etcd lease keeper is set up at start",

@@ -173,6 +173,14 @@ def monitor_interval(text: str) -> int | None:
     return ms if ms > 0 else None
 
 
+def address_probe(text: str) -> int | None:
+    ms = parse_msec(text)
+    if ms > 5000:
+        raise ValueError(f"{text} is too long: an ARP probe of more than 5 s delays every "
+                         "takeover by as much")
+    return ms if ms > 0 else None
+
+
 def autojoin(text: str) -> str:
     if text in {"other", "any"}:
         raise Unsupported(
@@ -337,3 +345,4 @@ NONSTOP_SYNC = optional("nonstop_sync", sync_config)
 NONSTOP_MAILRELAY = optional("nonstop_mailrelay", mail_relay)
 NONSTOP_METRICS = optional("nonstop_metrics", metrics_address)
 NONSTOP_ETCD = optional("nonstop_etcd", etcd)
+NONSTOP_ADDRESS_PROBE = given("nonstop_address_probe", address_probe, "100ms")

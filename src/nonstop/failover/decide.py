@@ -17,7 +17,11 @@ the same rules over the same advertised states, so they agree without extra mess
 * A group nobody alive holds goes to the first available of: a node asking for it, its
   preferred node, the other nodes in ha.cf order. "Available" means active, holdings known,
   not declining the group and no recent start failure there. A start failure is forgotten
-  once another node holds the group, or after ``START_FAILED_HOLD_S``.
+  once another node holds the group, or after ``START_FAILED_HOLD_S``; while it lasts, the
+  group's reason says what failed (an address another host answered for, docs/SECURITY.md).
+* A takeover from a node lost by silence (dead, or never heard within initdead) probes each
+  virtual address with ARP before adding it (``Decision.probe``): that node, or a rogue, may
+  still answer for it. A hand-off from a live node that advertised the release does not.
 * Two nodes holding the same group (a healed partition, a late heartbeat, a daemon restarted
   on a box that kept its resources) is settled at once: every acquisition carries an epoch
   one above the highest seen, the higher epoch keeps the group (it is the newer takeover, so
@@ -83,6 +87,10 @@ class Decision:
     # engine warns once when such a wait outlasts deadtime).
     waiting_on: frozenset[str] = frozenset()
     target: str = ""  # with FENCE: the peer to fence
+    # With ACQUIRE: probe each virtual address with ARP before adding it (a takeover from a
+    # node lost by silence, which may still answer for it); a hand-off from a live node that
+    # said it released the group needs none.
+    probe: bool = False
 
 
 _NONE_AD = GroupAd(GroupState.NONE, 0)
@@ -283,7 +291,7 @@ def _keep(view: ClusterView, info: GroupInfo) -> Decision:
         g, Action.ACQUIRE,
         f"group {info.key} was found partly running at start-up: starting the rest of it "
         f"(epoch {epoch})",
-        epoch, needs_failback=g in view.here.needs_failback,
+        epoch, needs_failback=g in view.here.needs_failback, probe=bool(view.lost),
     )
 
 
@@ -353,14 +361,19 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         p_ad = view.ads.get(info.preferred)
         preferred_away = me != info.preferred and (
             not _available(view, info.preferred, g) or (p_ad is not None and p_ad.leaving))
+        probe = bool(view.lost)
+        first = " (probing its addresses first: a lost node may still answer for them)"
         return Decision(
             g, Action.ACQUIRE,
-            f"nobody alive holds group {key}; taking it: {why}{guards.takeover_note(view)}",
-            _seen_epoch(view, g) + 1, needs_failback=preferred_away,
+            f"nobody alive holds group {key}; taking it: {why}{guards.takeover_note(view)}"
+            f"{first if probe else ''}",
+            _seen_epoch(view, g) + 1, needs_failback=preferred_away, probe=probe,
         )
+    failure = view.here.start_failure.get(g)
+    failed = f"; its start failed here: {failure}" if failure else ""
     if who is None:
-        return Decision(g, Action.WAIT, f"group {key} stays down: {why}")
-    return Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}",
+        return Decision(g, Action.WAIT, f"group {key} stays down: {why}{failed}")
+    return Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}{failed}",
                     waiting_on=frozenset({who}))
 
 

@@ -29,6 +29,7 @@ from nonstop.failover.decide import Action, Decision
 from nonstop.failover.state import GroupAd, GroupState, NodeAd, check, haresources_digest
 from nonstop.failover.view import GroupInfo, LocalFacts
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
+from nonstop.resources.watches import WatchedAddress
 
 log = logging.getLogger("nonstop.failover")
 
@@ -47,6 +48,13 @@ class Reannounces(Protocol):
     def reannounce(self) -> None: ...
 
 
+@runtime_checkable
+class ProbesAddress(Protocol):
+    """An agent that can ask the link whether its address is free before adding it."""
+
+    def probe_next_start(self, on: bool) -> None: ...
+
+
 @dataclass
 class GroupRuntime:
     info: GroupInfo
@@ -56,6 +64,7 @@ class GroupRuntime:
     epoch: int = 0
     task: asyncio.Task[None] | None = None
     failed_at: float | None = None
+    failure: str = ""  # why the last start failed (the resource's error)
     needs_failback: bool = False
     found_incomplete: bool = False
     resource_states: list[str] = field(default_factory=list)
@@ -187,6 +196,8 @@ class FailoverEngine:
             seen_epochs=dict(self.seen_epochs),
             start_failed_at={rt.info.index: rt.failed_at for rt in self.groups
                              if rt.state is GroupState.START_FAILED and rt.failed_at is not None},
+            start_failure={rt.info.index: rt.failure for rt in self.groups
+                           if rt.state is GroupState.START_FAILED and rt.failure},
             stop_retry_at={rt.info.index: rt.retry_at for rt in self.groups
                            if rt.state is GroupState.STOP_FAILED},
             incomplete=frozenset(rt.info.index for rt in self.groups if rt.found_incomplete),
@@ -275,7 +286,7 @@ class FailoverEngine:
         elif d.action is Action.ACQUIRE:
             rt.needs_failback = d.needs_failback
             rt.found_incomplete = False
-            self._spawn(rt, self._acquire(rt, d.epoch), acquiring=True)
+            self._spawn(rt, self._acquire(rt, d.epoch, probe=d.probe), acquiring=True)
         elif d.action is Action.RELEASE:
             rt.found_incomplete = False
             self._spawn(rt, self._release(rt, conflict=d.conflict), acquiring=False)
@@ -304,6 +315,11 @@ class FailoverEngine:
                 rt.retry_at = self.clock() + STOP_FAILED_RETRY_S
                 self._set(rt, GroupState.STOP_FAILED)
 
+    def held_addresses(self) -> list[WatchedAddress]:
+        """The address agents of the groups held here (what the conflict watches watch)."""
+        return [a for rt in self.groups if rt.state is GroupState.HELD
+                for a in rt.agents if isinstance(a, WatchedAddress)]
+
     def stop_failed(self) -> list[str]:
         """Keys of the groups whose stop failed (a resource may still run)."""
         return [rt.group.key for rt in self.groups if rt.state is GroupState.STOP_FAILED]
@@ -311,7 +327,11 @@ class FailoverEngine:
     def _line(self, rt: GroupRuntime) -> str:
         return f"{rt.group.node} {' '.join(r.raw for r in rt.group.resources)}"
 
-    async def _acquire(self, rt: GroupRuntime, epoch: int) -> None:
+    async def _acquire(self, rt: GroupRuntime, epoch: int, *, probe: bool = False) -> None:
+        for agent in rt.agents:
+            if isinstance(agent, ProbesAddress):
+                agent.probe_next_start(probe)
+        rt.failure = ""
         rt.epoch = max(epoch, rt.epoch)
         i = rt.info.index
         self.seen_epochs[i] = max(self.seen_epochs.get(i, 0), rt.epoch)
@@ -352,6 +372,7 @@ class FailoverEngine:
             return True
         except ResourceError as e:
             rt.resource_states[i] = "failed"
+            rt.failure = str(e)
             log.error("%s", e)
             log.critical("Giving up resources due to failure of %s", agent.describe())
             await self._give_up(rt)

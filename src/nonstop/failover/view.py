@@ -42,8 +42,10 @@ class LocalFacts:
     # The highest epoch this node has ever seen for each group, dead nodes' claims included:
     # a takeover must out-rank the claim of the node it replaces if that node comes back.
     seen_epochs: Mapping[int, int] = field(default_factory=dict)
-    # When a start of the group failed here (the group is START_FAILED).
+    # When a start of the group failed here (the group is START_FAILED), and why (the
+    # resource's error: an address conflict names the host that answered for the address).
     start_failed_at: Mapping[int, float] = field(default_factory=dict)
+    start_failure: Mapping[int, str] = field(default_factory=dict)
     # When a failed stop of the group may be retried (the group is STOP_FAILED).
     stop_retry_at: Mapping[int, float] = field(default_factory=dict)
     # Groups the start-up probe found partly running: claimed again, the rest still to start.

@@ -81,6 +81,11 @@ class TimedAddressAgent(TimedAgent):
     def reannounce(self) -> None:
         self.inner.reannounce()  # type: ignore[attr-defined]
 
+    def probe_next_start(self, on: bool) -> None:
+        probe = getattr(self.inner, "probe_next_start", None)
+        if probe is not None:
+            probe(on)
+
 
 def timed_factory(factory: AgentFactory, groups: Sequence[ResourceGroup],
                   sink: ActionSink) -> AgentFactory:

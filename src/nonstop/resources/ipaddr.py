@@ -64,9 +64,25 @@ class IPAddrAgent(Agent):
         self._arp_interval_s = arp_interval_s
         self._announcement: asyncio.Task[int] | None = None
         self.last_probe: dad.ProbeResult | None = None
+        # Whether the next start probes the address (the engine says, per takeover); the
+        # listening time is the context's address_probe_s (None: never).
+        self._probe_next = True
+        # The interface the address was last seen on here (start or status): what a conflict
+        # watch listens on while the group is held.
+        self.held_on: str | None = None
 
     def describe(self) -> str:
         return f"{self._kind}::{self.spec}"
+
+    @property
+    def address(self) -> ipaddress.IPv4Address:
+        """The virtual address."""
+        return self.spec.ip
+
+    def probe_next_start(self, on: bool) -> None:
+        """Whether the next start asks the link first (a takeover from a lost node) or not
+        (a hand-off from a live node that released the address)."""
+        self._probe_next = on
 
     @property
     def announcement(self) -> asyncio.Task[int] | None:
@@ -102,7 +118,9 @@ class IPAddrAgent(Agent):
         except ResourceError as exc:
             self._ctx.logger.error("%s", exc)
             return ResourceState.UNKNOWN
-        return self._state_of(self._where(addrs))
+        found = self._where(addrs)
+        self.held_on = found.ifname if found is not None else None
+        return self._state_of(found)
 
     async def start(self) -> None:
         addrs = await self._netlink("start", netlink.list_addresses)
@@ -110,6 +128,7 @@ class IPAddrAgent(Agent):
         state = self._state_of(found)
         if state is ResourceState.RUNNING:
             self._ctx.logger.info("%s already configured; nothing to do", self.describe())
+            self.held_on = found.ifname if found is not None else None
             return
         if found is not None:
             raise ResourceError(
@@ -143,12 +162,13 @@ class IPAddrAgent(Agent):
             iface,
             f" as {label}" if label else "",
         )
+        self.held_on = iface
         self._start_announcement(iface)
 
     async def _probe(self, iface: str) -> None:
         """Refuse to add an address another host answers for (when the context asks for it)."""
         wait_s = self._ctx.address_probe_s
-        if wait_s is None:
+        if wait_s is None or not self._probe_next:
             return
         result = await dad.probe_address(iface, self.spec.ip, wait_s=wait_s,
                                          logger=self._ctx.logger)
@@ -205,10 +225,12 @@ class IPAddrAgent(Agent):
         addrs = await self._netlink("stop", netlink.list_addresses)
         found = self._where(addrs)
         if found is None:
+            self.held_on = None
             return
         await self._netlink(
             "stop", netlink.delete_address, found.ifname, found.address, found.prefixlen
         )
+        self.held_on = None
         self._ctx.logger.info(
             "%s: removed %s from %s", self.describe(), found.address, found.ifname
         )

@@ -73,6 +73,7 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "nonstop_metrics": ("nonstop_metrics 9464", "9464"),
     "nonstop_etcd": ("nonstop_etcd http://198.18.0.1:2379 prefix=/nonstop/x",
                      "http://198.18.0.1:2379 prefix=/nonstop/x"),
+    "nonstop_address_probe": ("nonstop_address_probe 0", "0"),
 }
 
 

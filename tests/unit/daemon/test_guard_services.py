@@ -4,7 +4,10 @@ fencing tasks and their retry, the own-key verdict, and the status keys they add
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from nonstop.config.loader import load_config_dir
 from nonstop.config.model import ClusterConfig
@@ -126,6 +129,22 @@ def test_auth_failures_from_a_peer_make_the_own_key_suspect(tmp_path: Path) -> N
     assert g.inputs(clock.now, []).own_key_suspect is None
 
 
+def test_a_suspect_own_key_is_said_again_while_it_lasts(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    g = GuardServices(config(tmp_path, ""), "vpbx1-1", clock=clock, on_change=lambda: None,
+                      peers=[PEER_IP])
+    caplog.set_level(logging.INFO, logger="nonstop")
+    for second in range(130):  # the peer's packets keep failing, 5 a second, for 130 s
+        clock.now = float(second)
+        for _ in range(5):
+            g.packet(PEER_IP, False, clock.now)
+        g.tick(clock.now)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if "own key" in r.getMessage()]
+    assert [lvl for lvl, _ in lines] == [logging.ERROR] * 3  # at 0 s, then at 60 s and 120 s
+    assert lines[1][1].startswith("own key: still suspect: ")
+
+
 async def test_status_text_and_json_show_the_guards(tmp_path: Path) -> None:
     from nonstop.daemon import Daemon
     from nonstop.heartbeat.envelope import Identity
@@ -153,6 +172,12 @@ async def test_status_text_and_json_show_the_guards(tmp_path: Path) -> None:
     assert "    192.0.2.1            init  192.0.2.1" in text
     assert "fencing: external/lab; never used" in text
     assert "OWN KEY SUSPECT: 5 packets from configured peers" in text
+    assert st["address_conflicts"] == []  # nothing held
+    st["address_conflicts"] = [{"ip": "198.18.0.10", "iface": "eth0", "conflict": True,
+                                "claimants": [{"mac": "02:00:00:00:00:09", "how": "reply"}],
+                                "conflicts": 1, "last_event": "...", "error": None}]
+    assert ("ADDRESS CONFLICT: 198.18.0.10 on eth0, which this node holds, is also claimed by "
+            "02:00:00:00:00:09 (reply)") in render_status(st)
 
 
 async def test_respawn_clients_start_at_comm_up_and_stop_first(tmp_path: Path) -> None:

@@ -158,3 +158,48 @@ def test_build_view_reads_lost_peers_and_ping_counts() -> None:
     assert gone.lost == frozenset() and gone.ping_counts is None  # ipfail off
     odd = build_view(_members(NodeStatus.ACTIVE, pn="x"), here, guards=Guards(None, 1), **kw)
     assert odd.ping_counts == {}  # neither settled here nor a number there
+
+
+# ---- address probe (duplicate address detection) and a start refused by it
+
+PROBE_ROWS = [
+    ("takeover from a peer dead by silence probes the address", v(N1, None, dead=True), True),
+    ("takeover from a peer that left cleanly does not",
+     v(N1, None, alive=frozenset({N1}), active=frozenset({N1})), False),
+    ("hand-off from a live peer that released it does not", v(N1, None), False),
+    ("a group found partly running, its peer lost: the rest is probed",
+     replace(v(N1, N1, dead=True), here=replace(v(N1, N1).here, incomplete=frozenset({0}))),
+     True),
+]
+
+
+@pytest.mark.parametrize(("name", "view", "probe"), PROBE_ROWS, ids=[r[0] for r in PROBE_ROWS])
+def test_takeover_probes_only_when_a_peer_was_lost(name: str, view: ClusterView,
+                                                   probe: bool) -> None:
+    (d,) = decide(view)
+    assert d.action is Action.ACQUIRE, d.reason
+    assert d.probe is probe
+    assert ("probing its addresses first" in d.reason) is (probe and "partly" not in d.reason)
+
+
+CONFLICT = ("IPaddr::10.0.10.10/24/eth0: start failed: address conflict: 10.0.10.10 on eth0 is "
+            "in use by 02:00:00:00:00:09 (reply)")
+
+
+def test_a_start_refused_by_an_address_conflict_is_a_failed_acquisition_with_its_reason() -> None:
+    failed = NodeAd({0: GroupAd(GroupState.START_FAILED, 1)})
+    here = LocalFacts(failed, start_failed_at={0: 995.0}, start_failure={0: CONFLICT})
+    view = replace(v(N1, None, dead=True), here=here, ads={N1: failed})
+    (d,) = decide(view)
+    assert d.action is Action.WAIT
+    assert d.reason == (f"group {G.key} stays down: no node is available to hold it; its start "
+                        f"failed here: {CONFLICT}")
+    # With a live peer available, the group goes there and the reason still says why.
+    view = replace(v(N1, None), here=here, ads={N1: failed, N2: NodeAd({0: GroupAd(
+        GroupState.NONE, 0)})})
+    (d,) = decide(view)
+    assert d.action is Action.WAIT and d.reason.startswith(f"group {G.key} goes to {N2}")
+    assert d.reason.endswith(f"its start failed here: {CONFLICT}")
+    # After the hold time the failure is forgotten: the next takeover probes again.
+    (d,) = decide(replace(view, now=995.0 + 31))
+    assert d.action is Action.FORGET_FAILURE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from pathlib import Path
 
 from nonstop.config.errors import Location
@@ -23,8 +24,8 @@ from nonstop.failover.state import GroupAd, GroupState, NodeAd, encode_ad
 from nonstop.failover.view import build_view
 from nonstop.heartbeat.membership import MembershipView, NodeView
 from nonstop.heartbeat.states import NodeStatus
-from nonstop.resources.base import AgentContext, ResourceState
-from nonstop.resources.recording import RecordingAgentFactory
+from nonstop.resources.base import AgentContext, ResourceError, ResourceState
+from nonstop.resources.recording import RecordingAgent, RecordingAgentFactory
 
 LINE = ("MailTo", "198.18.0.10/24/eth0", "asterisk", "master")
 
@@ -286,3 +287,59 @@ async def test_a_failed_start_stops_waiting_for_the_other_checks(tmp_path: Path)
     h.world.gate("master", "status")  # never answers: the give-up must not wait for it
     assert await asyncio.wait_for(h.run(Action.ACQUIRE, epoch=1), 2.0) is (
         GroupState.START_FAILED)
+
+
+class _AddressAgent(RecordingAgent):
+    """The recording agent of the address, with the address agent's probe switch: a start
+    asked to probe while ``answered_by`` is set fails as IPaddr's does on a conflict."""
+
+    def __init__(self, spec: ResourceSpec, ctx: AgentContext, world: RecordingAgentFactory) -> None:
+        super().__init__(spec, ctx, world)
+        self.probes: list[bool] = []
+        self.answered_by: str | None = None
+        self.held_on: str | None = None
+        self.address = ipaddress.IPv4Address("198.18.0.10")
+
+    def probe_next_start(self, on: bool) -> None:
+        self.probes.append(on)
+
+    def reannounce(self) -> None:
+        pass
+
+    async def start(self) -> None:
+        if self.probes[-1] and self.answered_by is not None:
+            raise ResourceError(self.describe(), "start", f"address conflict: {self.address} "
+                                f"on eth0 is in use by {self.answered_by} (reply)")
+        await super().start()
+        self.held_on = "eth0"
+
+
+async def test_the_takeover_says_whether_to_probe_and_a_conflict_fails_the_start(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    made: list[_AddressAgent] = []
+
+    def factory(spec: ResourceSpec, ctx: AgentContext) -> RecordingAgent:
+        if spec.raw != LINE[1]:
+            return h.world(spec, ctx)
+        made.append(_AddressAgent(spec, ctx, h.world))
+        return made[-1]
+
+    h.engine = FailoverEngine(config(tmp_path), "n1", tmp_path,
+                              AgentContext(node="n1", config_dir=tmp_path), agent_factory=factory,
+                              clock=lambda: h.now, on_change=h.changed, stop_retry_delay_s=0.0)
+    (addr,) = made
+    addr.answered_by = "02:00:00:00:00:09"
+    assert await h.run(Action.ACQUIRE, epoch=1, probe=True) is GroupState.START_FAILED
+    assert addr.probes == [True]
+    assert h.engine.facts().start_failure == {0: (
+        f"recording {LINE[1]}: start failed: address conflict: 198.18.0.10 on eth0 is in use "
+        "by 02:00:00:00:00:09 (reply)")}
+    assert ("asterisk", "start") not in h.acted()  # nothing after the address was started
+    assert h.engine.held_addresses() == []
+
+    h.engine.apply([Decision(0, Action.FORGET_FAILURE, "test")])
+    assert await h.run(Action.ACQUIRE, epoch=2, probe=False) is GroupState.HELD  # a hand-off
+    assert addr.probes == [True, False]
+    assert h.engine.facts().start_failure == {}
+    assert h.engine.held_addresses() == [addr]

@@ -61,3 +61,33 @@ async def test_a_forged_line_in_a_bad_packet_stays_on_its_line(
                         ("198.18.0.100", 694))
     (record,) = [r for r in caplog.records if "dropped packet" in r.getMessage()]
     assert "\n" not in record.getMessage() and "\x1b" not in record.getMessage()
+
+
+async def test_a_forged_status_with_a_configured_name_is_always_said(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """log_badpack off, a burst from one source: one ERROR line at once, one summary at the end."""
+    import dataclasses
+
+    from nonstop.config.model import AuthKey, AuthMethod
+    from nonstop.heartbeat.codec import encode
+    from nonstop.heartbeat.message import Message
+
+    daemon, cfg = talk_daemon(tmp_path)
+    daemon.cfg = dataclasses.replace(cfg, ha=dataclasses.replace(cfg.ha, log_badpack=False))
+    caplog.set_level(logging.WARNING, logger="nonstop")
+    wrong = AuthKey(1, AuthMethod.SHA1, b"a rogue's key")
+    forged = encode(Message([("t", "status"), ("st", "active"), ("src", "vpbx1-2"),
+                             ("seq", "1")]), wrong)
+    noise = encode(Message([("t", "status"), ("st", "active"), ("src", "rogue"),
+                            ("seq", "1")]), wrong)
+    for _ in range(50):
+        daemon._on_datagram(forged, "eth0", ("198.18.0.66", 694))
+        daemon._on_datagram(noise, "eth0", ("198.18.0.67", 694))
+    said = [r for r in caplog.records if "claims to be node" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.ERROR
+    assert said[0].getMessage().startswith(
+        "a status message from 198.18.0.66 claims to be node vpbx1-2 but fails authentication")
+    assert not [r for r in caplog.records if "dropped packet" in r.getMessage()]  # log_badpack off
+    daemon._log_summaries(daemon._now() + 11)
+    (summary,) = [r.getMessage() for r in caplog.records if "burst(s) ended" in r.getMessage()]
+    assert "vpbx1-2 from 198.18.0.66: 50 in" in summary
