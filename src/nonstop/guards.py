@@ -39,6 +39,18 @@ log = logging.getLogger("nonstop")
 KEY_REMIND_S = 60.0  # a suspect own key is said again at ERROR this often while it lasts
 
 
+def settle_hold_s(ha: HaConfig) -> float:
+    """How long this node's ping count must hold before ipfail acts on it.
+
+    A ping node is already dead only after deadping of silence, so the hold does not filter
+    lost echoes; it covers the case where both nodes lose the same ping node (the router
+    itself died). Both ping every keepalive, so each notices that loss within one keepalive
+    of the other, and the peer's new count (advertised as it is, unheld) reaches us within
+    one keepalive more: three keepalives cover both with one to spare. Holding deadping
+    again, as before, delayed every ipfail move by deadping (2 s with the talk's timing)."""
+    return min(ha.deadping_ms, 3 * ha.keepalive_ms) / 1000
+
+
 class SettledCount:
     """A value that counts only once it has stayed the same for ``hold_s`` (pure)."""
 
@@ -105,7 +117,7 @@ class GuardServices:
         self.tracker: PingTracker | None = None
         self.prober: PingProber | None = None
         self.ipfail = ha.ipfail and bool(ha.ping_targets)
-        self.settled = SettledCount(ha.deadping_ms / 1000)
+        self.settled = SettledCount(settle_hold_s(ha))
         self.ping_total = len(ha.ping_targets)
         if ha.ping_targets:
             self.tracker = PingTracker(ha.ping_targets, deadping_ms=ha.deadping_ms, now=clock(),
@@ -190,7 +202,7 @@ class GuardServices:
 
     def reconfigure(self, ha: HaConfig) -> None:
         """A reload: deadping (which follows deadtime when absent) applies from now on."""
-        self.settled.hold_s = ha.deadping_ms / 1000
+        self.settled.hold_s = settle_hold_s(ha)
         if self.tracker is not None:
             self.tracker.deadping_ms = ha.deadping_ms
 
@@ -210,9 +222,11 @@ class GuardServices:
                    if t.last_reply_age_s is not None and t.last_reply_age_s <= window)
 
     def status_fields(self, now: float) -> list[tuple[str, str]]:
-        """``pn=`` for peers (ipfail on, once the count has settled)."""
-        mine = self.ping_mine(now) if self.ipfail else None
-        return [] if mine is None else [(PING_FIELD, str(mine))]
+        """``pn=`` for peers (ipfail on, once the count has first settled): the count as it
+        is now, so that a loss both nodes see reaches the peer before its own hold ends."""
+        if not self.ipfail or self.tracker is None or self.ping_mine(now) is None:
+            return []
+        return [(PING_FIELD, str(self.tracker.view(now).count))]
 
     def inputs(self, now: float, alive: Iterable[str]) -> Guards:
         """This instant's inputs of decide(); a fenced peer that is alive again is standby

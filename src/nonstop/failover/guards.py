@@ -3,7 +3,8 @@
 Pure helpers of :func:`nonstop.failover.decide.decide`, reading only the snapshot:
 
 * **ipfail** (``ping``/``ping_group`` nodes and ipfail on): every node advertises how many ping
-  nodes it reaches (``pn=`` in its status, a count that held for deadping). A node that reaches
+  nodes it reaches (``pn=`` in its status); its own count counts once it has held for three
+  keepalives (nonstop.guards.settle_hold_s says why that is enough). A node that reaches
   fewer than a live peer is not available for a group and gives the groups it holds to that
   peer; when both reach as many, nothing moves. A node whose peer died and that reaches no ping
   node, while that peer reached one when last heard (or was never heard), is probably the one

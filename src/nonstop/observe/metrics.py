@@ -31,7 +31,7 @@ Sample = tuple[str, tuple[tuple[str, str], ...]]
 def parse(text: str) -> tuple[dict[str, str], dict[Sample, float]]:
     """A scraped text read back (for the tests and the benchmarks): each family's type by
     name, and each sample's value by (name, sorted labels)."""
-    families = list(text_string_to_metric_families(text))  # type: ignore[no-untyped-call]
+    families = list(text_string_to_metric_families(text))  # type: ignore[no-untyped-call,unused-ignore]
     types = {f.name: f.type for f in families}
     return types, {(s.name, tuple(sorted(s.labels.items()))): s.value
                    for f in families for s in f.samples}

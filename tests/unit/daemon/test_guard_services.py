@@ -72,7 +72,30 @@ def test_a_reload_applies_deadping(tmp_path: Path) -> None:
                       on_change=lambda: None)
     assert g.tracker is not None and g.tracker.deadping_ms == 2000  # the talk's deadtime
     g.reconfigure(config(tmp_path / "b", "ping 192.0.2.1\ndeadping 5\n").ha)
-    assert (g.tracker.deadping_ms, g.settled.hold_s) == (5000, 5.0)
+    assert (g.tracker.deadping_ms, g.settled.hold_s) == (5000, 0.6)  # 3 keepalives of 200 ms
+    g.reconfigure(config(tmp_path / "c", "ping 192.0.2.1\ndeadping 500ms\n").ha)
+    assert g.settled.hold_s == 0.5  # never more than deadping
+
+
+def test_the_advertised_count_is_the_current_one_and_the_own_one_holds(tmp_path: Path) -> None:
+    # The router dies: this node declares it dead first. Its own count (what ipfail compares)
+    # holds for 3 keepalives; what it tells its peer changes at once, so the peer, which
+    # declares the same death at most a keepalive later, sees equal counts before either acts.
+    clock = Clock()
+    cfg = config(tmp_path, "ping 192.0.2.1\ndeadping 1\nrespawn hacluster "
+                 "/usr/lib/heartbeat/ipfail\n")
+    g = GuardServices(cfg, "vpbx1-1", clock=clock, on_change=lambda: None)
+    assert g.tracker is not None
+    g.tracker.reply("192.0.2.1", clock.now)
+    assert g.status_fields(clock.now) == []  # the daemon asks at every tick
+    clock.now += 0.7
+    assert g.status_fields(clock.now) == [("pn", "1")]
+    clock.now += 0.4  # no reply for deadping (1.1 s): dead
+    g.tracker.tick(clock.now)  # the prober's timer
+    assert g.status_fields(clock.now) == [("pn", "0")]
+    assert g.inputs(clock.now, ["vpbx1-1"]).ping_mine == 1  # not held long enough yet
+    clock.now += 0.7
+    assert g.inputs(clock.now, ["vpbx1-1"]).ping_mine == 0
 
 
 def test_ping_nodes_without_ipfail_are_reported_not_advertised(tmp_path: Path) -> None:
