@@ -67,6 +67,23 @@ def test_the_active_nodes_uplink_cut_moves_the_group(cluster: TalkCluster) -> No
     assert c.vip_holders() == [N2]
 
 
+def test_the_ping_node_lost_by_both_moves_nothing(cluster: TalkCluster) -> None:
+    # The router itself dies: both nodes lose it within a keepalive of each other, and each
+    # hears the other's new count before its own has held; the group must stay where it is.
+    c = cluster
+    c.lab.link_down(CLIENT)
+    for node in (N1, N2):
+        wait_for(lambda n=node: f"node {CLIENT_IP}: is dead" in c.log(n), 20,
+                 what=f"{node} to declare the ping node dead")
+    deadline = time.monotonic() + 4  # well past the hold of three keepalives
+    while time.monotonic() < deadline:
+        assert c.vip_holders() == [N1], "the group moved although both lost the ping node"
+        time.sleep(0.05)
+    for node in (N1, N2):
+        assert "giving my groups" not in c.log(node)
+        assert c.status(node)["ipfail"]["settled"] == 0
+
+
 def test_a_node_isolated_from_everything_does_not_take_over(cluster: TalkCluster) -> None:
     c = cluster
     c.lab.link_down(N2)  # the standby loses its peer and its ping node at once
