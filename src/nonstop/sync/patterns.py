@@ -201,6 +201,10 @@ class Matcher:
         return any(in_scope(name, p, r) for p, r in scopes)
 
 
+# A path name and whether it covers what lies below it.
+Scope = tuple[str, bool]
+
+
 def in_scope(name: str, path: str, recursive: bool) -> bool:
     """``name`` is ``path`` itself, or (recursive) below it."""
     if name == path:
