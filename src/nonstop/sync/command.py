@@ -19,8 +19,7 @@ import time
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, load_csync2
 from nonstop.config.errors import ConfigError
 from nonstop.sync import quickcli
-from nonstop.sync.context import Out
-from nonstop.sync.node import Node, Options, SyncError
+from nonstop.sync.context import Out, SyncError
 from nonstop.sync.patterns import PathMap, Scope
 from nonstop.sync.quickcli import (
     DEFAULT_STATE_DIR,
@@ -36,6 +35,8 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Sequence
     from typing import Any
+
+    from nonstop.sync.node import Node
 
 
 # What csync2 -k draws a key from (64 characters of [A-Za-z0-9._]).
@@ -309,6 +310,8 @@ def _output(a: Args, clock: Timestamps) -> Out:
 
 def _open_node(a: Args, cfg_file: str, db_file: str, me: str, out: Out) -> Node | int:
     """The sync engine on the configuration and database, or the exit code of why not."""
+    from nonstop.sync.node import Node, Options  # not needed by -M
+
     try:
         cfg = _only_groups(load_csync2(cfg_file), a.groups, a.remove_stale)
         return Node(Options(cfg, me, a.state_dir, db_file, a.root, a.port,

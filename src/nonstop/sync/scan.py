@@ -326,12 +326,9 @@ def scan_loading(
     load: Callable[[], Mapping[str, Seen]],
     now_ns: int,
 ) -> tuple[dict[str, Seen], Mapping[str, Seen]]:
-    """``scan`` with its cache loaded by ``load`` in a thread while the file system is walked
-    (both mostly wait on the kernel or sqlite, outside the GIL); returns the cache too."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-cache") as pool:
-        loading = pool.submit(load)
-        found = walk(matcher, paths, scopes)
-        cache = loading.result()
+    """``scan`` with its cache loaded by ``load``; returns the cache too."""
+    found = walk(matcher, paths, scopes)
+    cache = load()
     return _describe_all(found, cache.get, now_ns), cache
 
 
