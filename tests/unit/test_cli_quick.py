@@ -142,7 +142,9 @@ def test_other_command_lines_go_to_click(tmp_path: Path) -> None:
     a_file = tmp_path / "f"
     a_file.write_text("")
     for args in (["status", "--help"], ["status", "--bogus"],
-                 ["status", "--state-dir", str(a_file)], ["sync", "-M", "--help"], ["sync", "-Mv"]):
+                 ["status", "--state-dir", str(a_file)], ["sync", "-M", "--help"], ["sync", "-Md"],
+                 ["sync", "-x", "--", "x"], ["sync", "-xc"], ["sync", "-M", "x"],
+                 ["sync", "-x", "-p", "port"], ["sync", "-x", "--peer-address", "b"]):
         code, out, err, loaded = program(args)
         assert "click" in loaded, args
         assert (code, out, err) == click_cli(args), args
@@ -217,3 +219,71 @@ def test_sync_dirty_list_with_an_empty_state_dir_uses_the_working_directory(
         cwd.mkdir()
         assert run(args, env, cwd)[0] == 2
         assert (cwd / "a.db3").exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["-xv"], {"check_update": True, "verbose": 1}),
+    (["-crvv", "/a", "-N", "n", "/b"], {"do_check": True, "recursive": True, "verbose": 2,
+                                       "node": "n", "paths": ["/a", "/b"]}),
+    (["-cu", "-p30866", "--peer-address=b=1.2.3.4", "--peer-address", "c=5.6.7.8"],
+     {"do_check": True, "do_update": True, "port": "30866",
+      "peer_address": ["b=1.2.3.4", "c=5.6.7.8"]}),
+    (["-xN", "n", "--root", "/r", "--db=/d"], {"check_update": True, "node": "n", "root": "/r",
+                                               "db_path": "/d"}),
+    (["-x", "-"], None), (["-x", "--"], None), (["-xd"], None), (["-x", "-N"], None),
+    (["-x", "--listen", "a"], None), (["--help"], None),
+])
+def test_sync_line_parsed_as_click_parses_it(args: list[str],
+                                             expected: dict[str, object] | None) -> None:
+    from nonstop.sync.quickcli import parse_sync_line
+
+    got = parse_sync_line(args)
+    if expected is None:
+        assert got is None
+    else:
+        assert got == {"paths": [], "peer_address": [], "verbose": 0, **expected}
+
+
+def _two_nodes(tmp_path: Path, sync_node: list[str]) -> tuple[list[str], list[str]]:
+    """The same node with two state directories: one for the fast path, one for click."""
+    fast = [*sync_node, "--state-dir", str(tmp_path / "state-fast")]
+    slow = [*sync_node, "--state-dir", str(tmp_path / "state-click")]
+    return fast, slow
+
+
+def test_sync_check_fast_path_answers_as_click_does(tmp_path: Path, sync_node: list[str]) -> None:
+    """``-c``/``-cr`` and a ``-x`` that finds nothing to send load neither click nor asyncio
+    nor TLS, and say and do what the click CLI does."""
+    env = {"CSYNC2_SYSTEM_DIR": str(tmp_path)}
+    (tmp_path / "data" / "x").write_text("x")
+    (tmp_path / "data" / "d").mkdir()
+    fast, slow = _two_nodes(tmp_path, sync_node)
+    for args in (["-crvv", str(tmp_path / "data")], ["-c", "-v"], ["-M"]):
+        code, out, err, loaded = program(["sync", *args, *fast], env)
+        assert loaded in ("", "nonstop.sync.node"), args
+        assert (code, out, err) == click_cli(["sync", *args, *slow], env), args
+    assert "dirty for b: " + str(tmp_path / "data" / "x") in program(
+        ["sync", "-M", *fast], env)[1].replace("chary\ta\tb\t", "dirty for b: ")
+    # Node b has no peer but a: with a group of a alone, nothing is ever pending.
+    alone = tmp_path / "alone.cfg"
+    alone.write_text(CFG.replace("    host b;\n", "") % (tmp_path / "key", tmp_path / "data"))
+    code, out, err, loaded = program(["sync", "-xv", *fast, "--config", str(alone)], env)
+    assert loaded == "nonstop.sync.node"
+    assert (code, out, err) == click_cli(["sync", "-xv", *slow, "--config", str(alone)], env)
+    assert code == 0
+
+
+def test_sync_push_fast_path_loads_the_network_code_when_it_has_something_to_send(
+        tmp_path: Path, sync_node: list[str]) -> None:
+    """A ``-x`` with dirty files talks to the peer (here: nobody listens) as click's does."""
+    env = {"CSYNC2_SYSTEM_DIR": str(tmp_path)}
+    (tmp_path / "data" / "x").write_text("x")
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    fast, slow = _two_nodes(tmp_path, sync_node)
+    peer = ["-p", port, "--peer-address", "b=127.0.0.1"]
+    code, out, err, loaded = program(["sync", "-x", *fast, *peer], env)
+    assert "asyncio" in loaded and "click" not in loaded
+    assert (code, out, err) == click_cli(["sync", "-x", *slow, *peer], env)
+    assert code == 1 and "b" in err

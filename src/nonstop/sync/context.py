@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
 from nonstop.errors import NonstopError
-from nonstop.sync.messages import Scope
-from nonstop.sync.patterns import Matcher, PathMap, in_scope
+from nonstop.sync.patterns import Matcher, PathMap, Scope, in_scope
 
 ALL: list[Scope] = [("/", True)]
 Out = Callable[[int, str], None]
@@ -87,12 +85,12 @@ def quiet(_level: int, _msg: str) -> None:
     return None
 
 
-_log = logging.getLogger("nonstop.sync")
-
-
 def log_out(level: int, msg: str) -> None:
     """Output to the ``nonstop.sync`` logger: level 0 (conflicts, errors, overwritten changes)
     as warnings, 1 (progress) as info, 2 and up as debug."""
+    import logging  # here: the command line never logs, and logging costs its start-up
+
+    _log = logging.getLogger("nonstop.sync")
     if level <= 0:
         _log.warning("%s", msg)
     elif level == 1:

@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from nonstop.sync.context import ALL, GroupCtx, overlaps
-from nonstop.sync.messages import Scope
-from nonstop.sync.patterns import Matcher, in_scope
+from nonstop.sync.patterns import Matcher, Scope, in_scope
 from nonstop.sync.plan import Op, plan
 from nonstop.sync.scan import scan
 from nonstop.sync.statedb import StateDB

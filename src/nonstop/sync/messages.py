@@ -8,11 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from nonstop.sync.patterns import Scope as Scope  # re-exported: the wire format names scopes
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import ProtocolError, field
 from nonstop.sync.state import FileState
-
-Scope = tuple[str, bool]
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,12 @@ markings are in :mod:`~nonstop.sync.listings`.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections.abc import Iterable, Mapping
 from functools import partial
 
 from nonstop.config.csync2 import DEFAULT_PORT, load_key
 from nonstop.config.errors import ConfigError, Location
-from nonstop.sync import actions as act
-from nonstop.sync.client import Client
 from nonstop.sync.context import (
     ALL,
     GroupCtx,
@@ -32,14 +28,20 @@ from nonstop.sync.context import (
     quiet,
 )
 from nonstop.sync.listings import CsyncListings
-from nonstop.sync.patterns import Matcher, PathMap, in_scope
+from nonstop.sync.patterns import Matcher, PathMap, Scope, in_scope
 from nonstop.sync.scan import Seen, scan_loading
-from nonstop.sync.server import SyncServer, listen_error
-from nonstop.sync.session import Scope
 from nonstop.sync.statedb import StateDB
 
-__all__ = ["ALL", "Node", "Options", "Report", "Scope", "SyncError", "SyncServer",
-           "listen_error", "log_out", "open_node"]
+# asyncio, TLS and the network code (client, server, session) are loaded when a node first
+# talks to a peer: a `nonstop sync -x` from cron that finds nothing to send, or a `-c`, never
+# needs them, and they are most of its start-up time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from nonstop.sync.client import Client
+
+__all__ = ["ALL", "Node", "Options", "Report", "Scope", "SyncError", "log_out", "open_node"]
 
 
 class Node(CsyncListings):
@@ -63,7 +65,16 @@ class Node(CsyncListings):
         # The daemon keeps one session per peer open between runs (no TLS handshake per
         # change); a one-shot `nonstop sync` closes its sessions at the end of the run.
         self.keep_sessions = False
-        self.client = Client(self)
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        """The pushing side of the network code, made (and imported) on first use."""
+        if self._client is None:
+            from nonstop.sync.client import Client
+
+            self._client = Client(self)
+        return self._client
 
     def close(self) -> None:
         self.db.close()
@@ -120,6 +131,8 @@ class Node(CsyncListings):
                      only: Iterable[str] | None = None) -> Report:
         """Send dirty and forced entries to every peer (or the ``only`` ones; csync2 ``-P``),
         one connection each."""
+        import asyncio
+
         report = Report()
         wanted = None if only is None else set(only)
         for g in self.groups:
@@ -128,7 +141,7 @@ class Node(CsyncListings):
                 peer = host.name
                 if wanted is not None and peer not in wanted:
                     continue
-                forced, rows = await self._pending(g, peer, scopes)
+                forced, rows = await asyncio.to_thread(self._pending, g, peer, scopes)
                 if not forced and not rows:
                     continue
                 if me_host is not None and me_host.slave:
@@ -137,16 +150,25 @@ class Node(CsyncListings):
                 await self.client.push(g, peer, forced, rows, report)
         return report
 
-    async def _pending(self, g: GroupCtx, peer: str, scopes: list[Scope] | None
-                       ) -> tuple[list[Scope], list[tuple[str, bool]]]:
+    def has_pending(self, scopes: list[Scope] | None = None,
+                    only: Iterable[str] | None = None) -> bool:
+        """Whether :meth:`update` with these arguments has anything to send to anyone (if not,
+        it would contact no peer)."""
+        wanted = None if only is None else set(only)
+        return any(any(self._pending(g, h.name, scopes))
+                   for g in self.groups for h in g.group.peers(self.me)
+                   if wanted is None or h.name in wanted)
+
+    def _pending(self, g: GroupCtx, peer: str, scopes: list[Scope] | None
+                 ) -> tuple[list[Scope], list[tuple[str, bool]]]:
         """The forced scopes and dirty rows for ``peer`` within ``scopes`` (None: all)."""
         forced = [
-            s for s in await asyncio.to_thread(self.db.forced, peer)
+            s for s in self.db.forced(peer)
             if scopes is None or any(overlaps(s, t) for t in scopes)
         ]
         owns = self.owns(g)
         rows = [
-            (r.name, r.forced) for r in await asyncio.to_thread(self.db.dirty, peer)
+            (r.name, r.forced) for r in self.db.dirty(peer)
             if (scopes is None or any(in_scope(r.name, p, rec) for p, rec in scopes))
             and (owns is None or owns(r.name))
         ]
@@ -165,6 +187,8 @@ class Node(CsyncListings):
 
     async def run_actions(self, g: GroupCtx, names: Iterable[str], receiving: bool) -> None:
         """Run the group's actions for the changed ``names``."""
+        from nonstop.sync import actions as act
+
         for item in act.due(g.group.actions, names, receiving=receiving):
             try:
                 rc = await act.run(item)

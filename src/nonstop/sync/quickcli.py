@@ -1,9 +1,12 @@
-"""``nonstop sync -M`` without click and without the replication engine (asyncio, TLS).
+"""``nonstop sync -x``, ``-c``, ``-u`` and ``-M`` without click, and without asyncio and TLS
+until a peer is contacted.
 
-csync2 -M answers in a few milliseconds and scripts call it in loops; here it reads the
-configuration and the state database and nothing else. The rules for finding the
-configuration and the database are csync2's and live here, shared with the full command line
-(nonstop.sync.cli), which also hands its own ``-M`` to :func:`list_dirty`.
+csync2 answers in a few milliseconds and scripts call it from cron and in loops: ``-M`` reads
+the configuration and the state database and nothing else, a ``-x`` or ``-cr`` that finds
+nothing to send never loads the network code. This module parses those command lines (any
+other goes to the click CLI, nonstop.sync.cli, which gives its usual answer or message) and
+hands them to nonstop.sync.command, as the click CLI does. The rules for finding the
+configuration and the database are csync2's and live here, shared with the full command line.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import re
 import sys
 
 from nonstop.errors import NonstopError
-from nonstop.quick import plain_options
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
+    from typing import Any
 
 DEFAULT_STATE_DIR = "/var/lib/nonstop/sync"
 DEFAULT_SYSTEM_DIR = "/etc"
@@ -113,36 +116,113 @@ def list_dirty(cfg_file: str, db_file: str, me: str, groups: str | None = None) 
     return 0 if lines else 2
 
 
-# What the full command line would check before listing, and this path cannot: a port or peer
-# addresses from the environment are validated there.
-_VALIDATED_ENV = ("NONSTOP_SYNC_PORT", "NONSTOP_SYNC_PEER_ADDRESS")
+# The options the fast path knows: csync2's short flags (combinable, ``-xv``, ``-cr``), the short
+# options with a value, and the long ones (``--name V`` or ``--name=V``), by the click CLI's
+# parameter names; every other option sends the line to the click CLI.
+_FLAGS = {"x": "check_update", "c": "do_check", "u": "do_update", "r": "recursive",
+          "M": "list_dirty", "v": "verbose"}
+_SHORT_VALUED = {"N": "node", "C": "cfgname", "D": "database", "p": "port"}
+_LONG_VALUED = {"--config": "config", "--state-dir": "state_dir", "--db": "db_path",
+                "--root": "root", "--peer-address": "peer_address"}
+# Options the click CLI also takes from the environment (an empty variable is not set).
+_ENV = {"node": "NONSTOP_SYNC_NODE", "port": "NONSTOP_SYNC_PORT", "config": "NONSTOP_SYNC_CONFIG",
+        "state_dir": "NONSTOP_SYNC_STATE_DIR", "root": "NONSTOP_SYNC_ROOT",
+        "peer_address": "NONSTOP_SYNC_PEER_ADDRESS"}
+
+
+def parse_sync_line(args: Sequence[str]) -> dict[str, Any] | None:
+    """``args`` as the click CLI's parameters (flags True, ``v`` counted, ``peer_address`` a
+    list, ``paths`` the rest) when every option is one :data:`_FLAGS`, :data:`_SHORT_VALUED`
+    or :data:`_LONG_VALUED` names; None for anything else (``--``, ``-`` alone, an unknown
+    option, a missing value): such a line is the click CLI's to answer."""
+    out: dict[str, Any] = {"paths": [], "peer_address": [], "verbose": 0}
+    rest = iter(args)
+    for arg in rest:
+        if not arg.startswith("-"):
+            out["paths"].append(arg)
+            continue
+        if arg.startswith("--"):
+            name, sep, value = arg.partition("=")
+            got = _put(out, _LONG_VALUED.get(name), value if sep else next(rest, None))
+        else:
+            got = arg != "-" and _short(out, arg[1:], rest)
+        if not got:
+            return None
+    return out
+
+
+def _short(out: dict[str, Any], chars: str, rest: Iterator[str]) -> bool:
+    """One group of short options (``-xv``, ``-Nname``, ``-p PORT``) into ``out``."""
+    for j, ch in enumerate(chars):
+        if ch == "v":
+            out["verbose"] += 1
+        elif ch in _FLAGS:
+            out[_FLAGS[ch]] = True
+        else:
+            return _put(out, _SHORT_VALUED.get(ch), chars[j + 1:] or next(rest, None))
+    return True
+
+
+def _put(out: dict[str, Any], name: str | None, value: str | None) -> bool:
+    """An option's value into ``out``; False for an unknown option or a missing value."""
+    if name is None or value is None:
+        return False
+    if name == "peer_address":
+        out[name].append(value)
+    else:
+        out[name] = value
+    return True
+
+
+def _with_environment(opts: dict[str, Any]) -> bool:
+    """Fill in what the environment gives (as the click CLI does); False when a value is one
+    the click CLI would refuse (its message is the one to give)."""
+    for name, var in _ENV.items():
+        env = os.environ.get(var)
+        if env and name not in opts and name != "peer_address":
+            opts[name] = env
+        elif env and name == "peer_address" and not opts[name]:
+            opts[name] = env.split()
+    if "port" in opts:
+        try:
+            opts["port"] = int(opts["port"])
+        except ValueError:
+            return False
+    return True
 
 
 def sync_command(args: Sequence[str]) -> int | None:
-    """``nonstop sync -M`` with only -N, -C, -D, --config, --state-dir and --db; None: a command
-    line for the full CLI."""
-    opts = plain_options(args, ("-M",), ("-N", "-C", "-D", "--config", "--state-dir", "--db"))
-    if opts is None or "-M" not in opts or any(os.environ.get(v) for v in _VALIDATED_ENV):
+    """``nonstop sync`` for the lines cron, monitoring and the master script run: one of
+    ``-x``, ``-c``, ``-u``, ``-cu`` (with ``-r``, ``-v`` and paths) or ``-M``, with the node,
+    configuration, database, port, root and peer address options; None: a command line for
+    the full CLI."""
+    opts = parse_sync_line(args)
+    if opts is None:
         return None
+    by_flag = "node" in opts
+    if not _with_environment(opts):
+        return None
+    modes = [bool(opts.get("check_update")),
+             bool(opts.get("do_check") or opts.get("do_update")), bool(opts.get("list_dirty"))]
+    if sum(modes) != 1 or (opts.get("list_dirty") and opts["paths"]):
+        return None
+    from nonstop.sync.command import Args, BadAddress, addresses, run
 
-    def value(key: str, env: str | None = None) -> str | None:
-        got = opts.get(key)
-        if isinstance(got, str):
-            return got
-        return (os.environ.get(env) or None) if env else None
-
-    lock = os.path.join(system_dir(), "csync2.lock")
-    if os.path.exists(lock):
-        print(f"Found {lock}", flush=True)
-        return 1
-    me = this_node(value("-N", "NONSTOP_SYNC_NODE"))
-    cfgname = value("-C")
     try:
-        cfg_file = config_path(value("--config", "NONSTOP_SYNC_CONFIG"), cfgname, system_dir())
-        state_dir = value("--state-dir", "NONSTOP_SYNC_STATE_DIR")
-        db_file = db_path_for(value("--db"), value("-D"),
-                              DEFAULT_STATE_DIR if state_dir is None else state_dir, me, cfgname)
-    except CommandLineError as e:
-        print(e, file=sys.stderr, flush=True)
-        return 1
-    return list_dirty(cfg_file, db_file, me)
+        addresses(opts["peer_address"])
+    except BadAddress:
+        return None
+    opts["paths"] = tuple(opts["paths"])
+    opts["peer_address"] = tuple(opts["peer_address"])
+    return run(Args(**opts), _usage, node_by_flag=by_flag)
+
+
+def _usage() -> int:
+    """The click CLI's usage text (never needed on the lines the fast path accepts)."""
+    import click
+
+    from nonstop.sync.cli import sync_command as command
+
+    with click.Context(command, info_name="nonstop sync") as ctx:
+        click.echo(ctx.get_help(), err=True)
+    return 1

@@ -57,6 +57,10 @@ class Receiver:
     _open: list[Batch] = field(default_factory=list)
     _writer: Writer | None = None
     _parents: dict[str, bool] = field(default_factory=dict)
+    # Parents found to be real directories with no symlink above them, under the same rule as
+    # _parents (forgotten when a directory goes or a link comes): the files of one directory
+    # cost no stat of it each.
+    _dirs: set[str] = field(default_factory=set)
     _cache: dict[str, Seen] = field(default_factory=dict)
 
     # --- data arrives on the event loop; the writes happen on the writer thread
@@ -73,6 +77,23 @@ class Receiver:
             w.queued -= len(chunk)
 
         w.submit(job, len(chunk))
+
+    def submit_whole(self, batch: Batch, index: int, chunks: list[bytes],
+                     final: FileState) -> None:
+        """Queue a whole needed file received in full: start, bytes and end in one job."""
+        w = self._w()
+        size = sum(len(c) for c in chunks)
+
+        def job() -> None:
+            try:
+                self.open_data(batch, index)
+                for chunk in chunks:
+                    self.write(batch, index, chunk)
+            finally:
+                w.queued -= size
+                self.end_data(batch, index, final)
+
+        w.submit(job, size)
 
     def submit_end(self, batch: Batch, index: int, final: FileState) -> None:
         """Queue the end of a needed file: check its digest, set its metadata."""
@@ -197,6 +218,7 @@ class Receiver:
                 or _kind(op) == "lnk"):
             # A directory goes or a link comes: what was checked below it no longer holds.
             self._parents.clear()
+            self._dirs.clear()
         if op.kind == "del":
             return self._delete(op, local, current, Result(i, status, verdict.reason), records)
         return self._install(i, op, batch, seen, Result(i, status, verdict.reason), records)
@@ -208,6 +230,8 @@ class Receiver:
             return Result(i, "refused", refusal)
         for name in (op.name, op.src) if op.kind == "mv" else (op.name,):
             parent = os.path.dirname(self.paths.local(name))
+            if parent in self._dirs:
+                continue
             if os.path.lexists(parent) and not self._parent_ok(parent):
                 return Result(i, "refused", f"a directory above {name} is a symlink on "
                                             f"{self.me}; nothing is written through it")
@@ -232,8 +256,11 @@ class Receiver:
         local = self.paths.local(op.name)
         current = seen.state if seen else None
         msg = res.message
-        if not os.path.isdir(os.path.dirname(local)):
-            return Result(i, "error", f"{op.name}: parent directory missing on {self.me}")
+        parent = os.path.dirname(local)
+        if parent not in self._dirs:
+            if not os.path.isdir(parent):
+                return Result(i, "error", f"{op.name}: parent directory missing on {self.me}")
+            self._dirs.add(parent)
         if current is not None and current.kind != new.kind:
             kept = self._backup(op.name, local) if current.kind == "reg" else None
             fsops.remove(local)

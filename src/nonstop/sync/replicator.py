@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nonstop.sync.inotify import Watcher
-from nonstop.sync.node import ALL, Node, Report, Scope, SyncServer
+from nonstop.sync.node import ALL, Node, Report, Scope
 from nonstop.sync.patterns import TMP_PREFIX, Matcher
+from nonstop.sync.server import SyncServer
 
 _log = logging.getLogger("nonstop.sync")
 

@@ -38,26 +38,48 @@ if TYPE_CHECKING:
 
 WRITE_BACKLOG = 32 << 20  # received bytes the writer thread may lag behind the network
 LIST_CHUNK = 2000
+SMALL_FILE = 256 << 10  # a file this small is written by one job of the writer thread
 
 
 async def receive_file(chan: Channel, session: ClientSession | ServerSession, rec: Receiver,
                        batch: Batch, i: int,
                        on_start: Callable[[Start], Awaitable[None]] | None = None) -> None:
-    """Receive file ``i`` of ``batch`` into ``rec``: [START] DATA* EOF."""
+    """Receive file ``i`` of ``batch`` into ``rec``: [START] DATA* EOF.
+
+    A whole file of up to SMALL_FILE bytes (most of a voicemail or config tree) is handed to
+    the writer thread as one job when its EOF arrives, not as a job per frame: each job is a
+    hand-off of the GIL between the event loop and the writer."""
     ev = await next_event(chan, session)
+    held: list[bytes] | None = None
     if isinstance(ev, Start) and on_start is not None:
         await on_start(ev)
         ev = await next_event(chan, session)
     else:
-        rec.submit_open(batch, i)
+        held = []
+    size = 0
     while isinstance(ev, Data):
-        rec.submit_write(batch, i, ev.payload)
-        if rec.queued_bytes > WRITE_BACKLOG:
-            await asyncio.to_thread(rec.wait_writes)
+        size += len(ev.payload)
+        if held is not None and size <= SMALL_FILE:
+            held.append(ev.payload)
+        else:
+            if held is not None:
+                rec.submit_open(batch, i)
+                for chunk in held:
+                    rec.submit_write(batch, i, chunk)
+                held = None
+            rec.submit_write(batch, i, ev.payload)
+            if rec.queued_bytes > WRITE_BACKLOG:
+                await asyncio.to_thread(rec.wait_writes)
         ev = await next_event(chan, session)
     if not isinstance(ev, Eof):
         raise ProtocolError(f"unexpected {type(ev).__name__}")
-    rec.submit_end(batch, i, ev.state or FileState("reg", 0, 0, 0, -1))
+    final = ev.state or FileState("reg", 0, 0, 0, -1)
+    if held is None:
+        rec.submit_end(batch, i, final)
+        return
+    rec.submit_whole(batch, i, held, final)
+    if rec.queued_bytes > WRITE_BACKLOG:
+        await asyncio.to_thread(rec.wait_writes)
 
 
 class Serving:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from nonstop.config.csync2 import Csync2Config, parse_csync2_text
 from nonstop.logs import BAD_INPUT
-from nonstop.sync.node import Node, Options, SyncServer
+from nonstop.sync.node import Node, Options
+from nonstop.sync.server import SyncServer
 from nonstop.talk import talk_path
 
 TALK_CFG = talk_path("csync2.cfg").read_text()

@@ -143,7 +143,7 @@ def test_out_of_descriptors_is_one_line_and_no_traceback(tmp_path: Path) -> None
         sys.path.insert(0, {str(HERE)!r})
         from sync_harness import make_node, talk_config
         from nonstop.sync import limits
-        from nonstop.sync.node import SyncServer
+        from nonstop.sync.server import SyncServer
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
         limits.MAX_UNAUTHENTICATED = limits.MAX_CONNECTIONS = 200  # reach the fd limit first
         limits.PER_SOURCE = 200

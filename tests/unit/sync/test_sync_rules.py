@@ -189,3 +189,18 @@ def test_backup_rotation_keeps_exactly_n(tmp_path: Path, generations: int) -> No
         (tmp_path / "new").replace(f)
     kept = backups.generations_of(str(bdir), "/etc/x.conf")
     assert [Path(k).read_text() for k in kept] == [f"v{i}" for i in range(7, 7 - generations, -1)]
+
+
+@pytest.mark.parametrize("rules", [
+    (("/d", True), ("*~", False), (".*", False), ("ok", False)),
+    (("/d", True), ("*.conf", False), ("keep*", True), ("*x*", False)),
+    (("/d", True), ("a*", True), ("*b", False), ("ab*", True), ("*c", False), ("[!z]", False)),
+])
+def test_child_filter_decides_as_included(rules: tuple[tuple[str, bool], ...]) -> None:
+    """The per-directory filter folds runs of basename rules into one regex each: the last
+    matching rule must still decide, as in included()."""
+    m = Matcher(_pats(*rules))
+    check = m.child_filter("/d/sub")
+    for base in ("a", "ab", "abc", "ab.conf", "keep.conf", "keepx", "x~", ".h", "ok", "b",
+                 "cb", "c", "z", "y", "xb", "plain"):
+        assert check(f"/d/sub/{base}", base) is m.included(f"/d/sub/{base}"), base

@@ -323,3 +323,25 @@ def _remove_deep(top: Path, depth: int) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_large_files_hashed_on_threads_and_small_ones_inline_give_the_same_states(
+        tmp_path: Path) -> None:
+    """A scan with both kinds (large files on the hashing threads, small ones on the scanning
+    thread meanwhile) describes every file exactly as a scan of each file alone does."""
+    ast = tmp_path / "etc/asterisk"
+    ast.mkdir(parents=True)
+    sizes = [0, 10, 5000, (128 << 10) - 1, 128 << 10, 300_000, (1 << 20) + 7, 40, 2_500_000]
+    for i, size in enumerate(sizes):
+        (ast / f"f{i}.conf").write_bytes(os.urandom(size))
+        _age(ast / f"f{i}.conf")
+    pm = PathMap(str(tmp_path), {}, "vpbx1-1")
+    now = time.time_ns()
+    seen = scan(_matcher(), pm, [("/", True)], {}, now)
+    assert set(seen) == {"/etc/asterisk"} | {f"/etc/asterisk/f{i}.conf" for i in range(len(sizes))}
+    for i, size in enumerate(sizes):
+        alone = describe(str(ast / f"f{i}.conf"), None, now)
+        assert alone is not None
+        got = seen[f"/etc/asterisk/f{i}.conf"]
+        assert got.state == alone.state and got.state.size == size
+        assert got.blocks == alone.blocks

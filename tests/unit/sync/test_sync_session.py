@@ -395,7 +395,7 @@ async def test_many_small_files_go_in_one_stream_without_per_file_replies(tmp_pa
 
 
 async def test_a_kept_session_survives_a_restart_of_the_peer(tmp_path: Path) -> None:
-    from nonstop.sync.node import SyncServer
+    from nonstop.sync.server import SyncServer
 
     async with pair(tmp_path) as (n1, n2):
         n1.node.keep_sessions = True
