@@ -8,6 +8,7 @@ clients". Margins are generous: the machine has two shared cores.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -72,8 +73,11 @@ def test_the_ping_node_lost_by_both_moves_nothing(cluster: TalkCluster) -> None:
     # hears the other's new count before its own has held; the group must stay where it is.
     c = cluster
     c.lab.link_down(CLIENT)
+    def said_dead(node: str) -> bool:
+        return f"node {CLIENT_IP}: is dead" in c.log(node)
+
     for node in (N1, N2):
-        wait_for(lambda n=node: f"node {CLIENT_IP}: is dead" in c.log(n), 20,
+        wait_for(functools.partial(said_dead, node), 20,
                  what=f"{node} to declare the ping node dead")
     deadline = time.monotonic() + 4  # well past the hold of three keepalives
     while time.monotonic() < deadline:
