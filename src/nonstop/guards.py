@@ -125,7 +125,7 @@ class GuardServices:
                                        warntime_ms=ha.warntime_ms)
             self.prober = PingProber(self.tracker, interval_s=ha.keepalive_ms / 1000,
                                      logger=logging.getLogger("nonstop.ping"),
-                                     on_event=lambda _e: on_change(), clock=clock)
+                                     on_event=lambda _e: self._ping_changed(), clock=clock)
         device = ha.stonith_device(node)
         self.device = device
         self.fencer: Fencer | None = fencer
@@ -145,6 +145,7 @@ class GuardServices:
         self._respawn_env = dict(ha.respawn_env)
         self.respawners: list[Respawner] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._settle_timer: asyncio.TimerHandle | None = None
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -191,8 +192,23 @@ class GuardServices:
                         r.identity.gid)
             self._spawn(r.run())
 
+    def _ping_changed(self) -> None:
+        """A ping node came or went: decide now, and again the moment the new count has held
+        (the daemon's periodic decision comes only once a second: it made ipfail moves up to
+        a second late)."""
+        self._on_change()
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven by a test's clock, without a loop
+            return
+        self._settle_timer = loop.call_later(self.settled.hold_s + 0.01, self._on_change)
+
     async def stop(self) -> None:
         """Shutdown: respawn clients first (reverse start order), then every task."""
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
         await stop_all(self.respawners)
         for task in list(self._tasks):
             task.cancel()
