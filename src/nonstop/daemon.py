@@ -63,6 +63,9 @@ from nonstop.watchdog import Watchdog
 log = logging.getLogger("nonstop")
 
 PERIODIC_RECONSIDER_S = 1.0
+# MailTo composes its mail this long after the event, once the group's other resources
+# have started or stopped (a hand-off takes 30-60 ms): see AgentContext.mail_defer_s.
+MAIL_DEFER_S = 0.2
 REPLAY_SAVE_S = 5.0  # peers' sequence numbers are recorded this often (generations at once)
 
 
@@ -266,6 +269,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             state_dir=rsctmp,
             environment=env,
             logger=logging.getLogger("nonstop.resources"),
+            mail_defer_s=MAIL_DEFER_S,
             **mail_transport(ha),
         )
         interval = ha.monitor_interval_ms / 1000.0 if ha.monitor_interval_ms else None

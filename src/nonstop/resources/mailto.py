@@ -196,14 +196,24 @@ class MailToAgent(Agent):
         return msg
 
     def _send_in_background(self, action: str) -> None:
-        # The mail's date is when the event happened, not when a retry finally got through.
-        msg = self.build_message(action, datetime.datetime.now().astimezone())
-        task = asyncio.create_task(self._deliver(msg), name=f"mailto-{action}")
+        # The mail's date is when the event happened, not when it was composed or when a
+        # retry finally got through.
+        when = datetime.datetime.now().astimezone()
+        task = asyncio.create_task(self._deliver(action, when), name=f"mailto-{action}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, msg: EmailMessage) -> bool:
+    async def _deliver(self, action: str, when: datetime.datetime) -> bool:
         async with self._send_lock:
+            if self._ctx.mail_defer_s > 0:
+                # Composing a mail is Python work on the event loop: after the hand-off.
+                await asyncio.sleep(self._ctx.mail_defer_s)
+            try:
+                msg = self.build_message(action, when)
+            except (ValueError, TypeError) as exc:  # a header email refuses: never fatal
+                self._ctx.logger.error("MailTo: cannot compose the %s mail: %s", action, exc)
+                self.given_up += 1
+                return False
             return await self._deliver_now(msg)
 
     @property

@@ -238,3 +238,32 @@ async def test_retry_delivers_when_server_comes_up(tmp_path: Path) -> None:
         assert len(handler.messages) == 1
     finally:
         controller.stop()
+
+
+async def test_deferred_mails_are_composed_after_the_event_with_its_date(
+    smtp: tuple[_Collect, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``mail_defer_s`` (the daemon's setting) start and stop compose nothing: a hand-off
+    continues at once; the mails come later, in order, dated when start and stop ran."""
+    handler, port = smtp
+    agent = MailToAgent("MailTo::tech@webinmotion.ca::Asterisk",
+                        ("tech@webinmotion.ca", "Asterisk"), _ctx(tmp_path, port,
+                                                                  mail_defer_s=0.3))
+    composed: list[tuple[str, datetime.datetime]] = []
+    build = agent.build_message
+
+    def spy(action: str, when: datetime.datetime) -> Any:
+        composed.append((action, when))
+        return build(action, when)
+
+    monkeypatch.setattr(agent, "build_message", spy)
+    before = datetime.datetime.now().astimezone()
+    await agent.start()
+    await agent.stop()
+    after = datetime.datetime.now().astimezone()
+    assert composed == [] and len(agent.pending) == 2
+    await _wait_messages(handler, 2)
+    assert [a for a, _ in composed] == ["start", "stop"]
+    assert all(before <= when <= after for _, when in composed)
+    subjects = [str(m["Subject"]) for _, m in handler.messages]
+    assert "Takeover in progress" in subjects[0] and "Migrating resource away" in subjects[1]
