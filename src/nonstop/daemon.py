@@ -66,6 +66,7 @@ PERIODIC_RECONSIDER_S = 1.0
 # MailTo composes its mail this long after the event, once the group's other resources
 # have started or stopped (a hand-off takes 30-60 ms): see AgentContext.mail_defer_s.
 MAIL_DEFER_S = 0.2
+MAIL_FLUSH_S = 3.0  # at exit, mails still queued get this long (one attempt each)
 REPLAY_SAVE_S = 5.0  # peers' sequence numbers are recorded this often (generations at once)
 
 
@@ -200,6 +201,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             if self.hb_peer is not None:
                 self._hb_out(self.hb_peer.shutdown(), self._now())
             await self._release_for_shutdown()
+            await self.engine.flush_notices(MAIL_FLUSH_S)
         if self.keeper is not None:
             await self.keeper.close()
         await self._leave()
