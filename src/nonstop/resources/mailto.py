@@ -133,8 +133,7 @@ class MailToAgent(Agent):
         self._tasks: set[asyncio.Task[bool]] = set()
         # Mails leave in the order of the events (a takeover notice before the release notice).
         self._send_lock = asyncio.Lock()
-        # Set by drain(): deferred mails go at once and a failed attempt is not retried.
-        self._hurry = asyncio.Event()
+        self._draining = False  # set by drain(): a failed attempt is not retried
         self.delivered = 0  # mails the server accepted
         self.given_up = 0  # mails dropped after the last retry
         self._state_file: Path | None = None
@@ -151,9 +150,10 @@ class MailToAgent(Agent):
         return frozenset(self._tasks)
 
     async def drain(self) -> None:
-        """Send every mail queued so far without waiting out its deferral, one attempt each,
-        and wait until each was delivered or given up (for shutdown)."""
-        self._hurry.set()
+        """Wait until every mail queued so far was delivered or given up, one attempt each
+        from now on (for shutdown). A deferred mail still waits out its deferral: composing it
+        earlier would compete with the peer taking the group over."""
+        self._draining = True
         while self._tasks:
             await asyncio.gather(*self._tasks)
 
@@ -209,10 +209,9 @@ class MailToAgent(Agent):
 
     async def _deliver(self, action: str, when: datetime.datetime) -> bool:
         async with self._send_lock:
-            if self._ctx.mail_defer_s > 0 and not self._hurry.is_set():
+            if self._ctx.mail_defer_s > 0:
                 # Composing a mail is Python work on the event loop: after the hand-off.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._hurry.wait(), self._ctx.mail_defer_s)
+                await asyncio.sleep(self._ctx.mail_defer_s)
             try:
                 msg = self.build_message(action, when)
             except (ValueError, TypeError) as exc:  # a header email refuses: never fatal
@@ -254,7 +253,7 @@ class MailToAgent(Agent):
                     self.transport,
                     exc or type(exc).__name__,
                 )
-            if self._hurry.is_set():
+            if self._draining:
                 break
             if attempt < attempts:
                 await asyncio.sleep(RETRY_BACKOFF_S * attempt)

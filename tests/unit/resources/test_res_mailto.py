@@ -270,17 +270,15 @@ async def test_deferred_mails_are_composed_after_the_event_with_its_date(
     assert "Takeover in progress" in subjects[0] and "Migrating resource away" in subjects[1]
 
 
-async def test_drain_sends_deferred_mails_at_once(smtp: tuple[_Collect, int],
+async def test_drain_waits_for_the_deferred_mails(smtp: tuple[_Collect, int],
                                                   tmp_path: Path) -> None:
-    """At the daemon's exit, drain() does not wait out the deferral: the release notice of a
-    shutdown still goes out."""
+    """At the daemon's exit drain() returns once the deferred mails went out: the release
+    notice of a shutdown is not lost with the event loop."""
     handler, port = smtp
-    agent = MailToAgent("MailTo::a@x::S", ("a@x", "S"), _ctx(tmp_path, port, mail_defer_s=60))
+    agent = MailToAgent("MailTo::a@x::S", ("a@x", "S"), _ctx(tmp_path, port, mail_defer_s=0.3))
     await agent.start()
     await agent.stop()
-    t0 = time.monotonic()
     await asyncio.wait_for(agent.drain(), 20)
-    assert time.monotonic() - t0 < 20  # not the 60 s deferral
     assert [("Takeover" in str(m["Subject"])) for _, m in handler.messages] == [True, False]
     assert agent.delivered == 2
 
@@ -289,7 +287,7 @@ async def test_drain_makes_one_attempt_per_mail(refused_port: int, tmp_path: Pat
     """A refused mail is not retried once draining: a dead mail server cannot hold up an
     exit by its retries' back-off (two attempts would wait 2 s between them)."""
     agent = MailToAgent("MailTo::a@x", ("a@x",), _ctx(tmp_path, refused_port, smtp_attempts=3,
-                                                        mail_defer_s=60))
+                                                        mail_defer_s=0.1))
     await agent.start()
     t0 = time.monotonic()
     await asyncio.wait_for(agent.drain(), 20)
