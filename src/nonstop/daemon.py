@@ -407,6 +407,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
                 self._schedule_reconsider()
                 if self.guards is not None:
                     self.guards.tick(now)
+                self.observer.poll_sync()
                 self._record_replay_state(now)
                 summary = BAD_INPUT.summary(now)
                 if summary:
