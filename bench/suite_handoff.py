@@ -70,8 +70,8 @@ def _sigterm(cluster: NonstopCluster) -> tuple[float, dict[str, float]]:
 
 def _failback(cluster: NonstopCluster) -> tuple[float, dict[str, float]]:
     """vpbx1-1 (preferred) crashes, vpbx1-2 takes over, vpbx1-1 boots again and is handed the
-    group back (a crash: a group taken over from a node that left gracefully is not handed
-    back, see the suite's notes)."""
+    group back (after a graceful leave it is handed back the same way: the leaving node says
+    so in its status, ``nsleave``)."""
     if cluster.wait_settled(60.0) != N1:
         raise LabError(f"{cluster.name}: the group is not on its preferred node {N1}")
     cluster.daemons.pop(N1, None)
@@ -155,8 +155,7 @@ def run(ctx: BenchContext) -> SuiteResult:
                                                       "min / median / max"], mrows))
     result.notes.append(
         "The take-back follows a crash of vpbx1-1. After a graceful leave (SIGTERM) of the "
-        "preferred node the group is not handed back when it returns: the peer takes the group "
-        "over from the leaving node's \"none\" status while that node is still alive (only "
-        "declining), so the takeover is not marked as one that must fail back.")
+        "preferred node the group is handed back too when it returns: its last status says it "
+        "is leaving (nsleave=1), so the peer's takeover is one that must fail back.")
     result.notes.extend(f"Failure: {f}" for f in failures)
     return result

@@ -65,6 +65,10 @@ from nonstop.watchdog import Watchdog
 log = logging.getLogger("nonstop")
 
 PERIODIC_RECONSIDER_S = 1.0
+# MailTo composes its mail this long after the event, once the group's other resources
+# have started or stopped (a hand-off takes 30-60 ms): see AgentContext.mail_defer_s.
+MAIL_DEFER_S = 0.2
+MAIL_FLUSH_S = 3.0  # at exit, mails still queued get this long (one attempt each)
 REPLAY_SAVE_S = 5.0  # peers' sequence numbers are recorded this often (generations at once)
 
 
@@ -207,6 +211,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             if self.hb_peer is not None:
                 self._hb_out(self.hb_peer.shutdown(), self._now())
             await self._release_for_shutdown()
+            await self.engine.flush_notices(MAIL_FLUSH_S)
         if self.keeper is not None:
             await self.keeper.close()
         await self._leave()
@@ -277,6 +282,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             environment=env,
             logger=logging.getLogger("nonstop.resources"),
             address_probe_s=ha.address_probe_ms / 1000 if ha.address_probe_ms else None,
+            mail_defer_s=MAIL_DEFER_S,
             **mail_transport(ha),
         )
         interval = ha.monitor_interval_ms / 1000.0 if ha.monitor_interval_ms else None
@@ -414,6 +420,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
                 self._schedule_reconsider()
                 if self.guards is not None:
                     self.guards.tick(now)
+                self.observer.poll_sync()
                 self._record_replay_state(now)
                 self._log_summaries(now)
         except Exception:

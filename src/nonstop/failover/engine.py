@@ -320,6 +320,15 @@ class FailoverEngine:
         return [a for rt in self.groups if rt.state is GroupState.HELD
                 for a in rt.agents if isinstance(a, WatchedAddress)]
 
+    async def flush_notices(self, timeout_s: float) -> None:
+        """Before the daemon exits: let agents that send notices in the background (MailTo's
+        deferred mails) send them now, waiting at most ``timeout_s``."""
+        drains = [drain() for rt in self.groups for agent in rt.agents
+                  if callable(drain := getattr(agent, "drain", None))]
+        if drains:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*drains), timeout_s)
+
     def stop_failed(self) -> list[str]:
         """Keys of the groups whose stop failed (a resource may still run)."""
         return [rt.group.key for rt in self.groups if rt.state is GroupState.STOP_FAILED]

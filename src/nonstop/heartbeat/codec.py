@@ -100,6 +100,9 @@ _TYPE_STRING, _TYPE_BINARY, _TYPE_NESTED = 0, 1, 2
 _TYPES_UNSUPPORTED = frozenset({3, 4, 5})
 
 _NETSTRING_LEN = re.compile(rb"(0|[1-9][0-9]{0,5}):")
+# A string field's length, type and name in one match (FIELD_NAME's classes, which stop at
+# the first "="): the common case of _parse_netstring_body, which checks the rest.
+_STRING_FIELD = re.compile(rb"(0|[1-9][0-9]{0,5}):\(0\)([!-'\)-<>-~][!-<>-~]*)=")
 _AUTH_VALUE = re.compile(r"([0-9]{1,2}) ([!-~]+)")
 # The netstring trailer "<len>:<index> <digest>,": at most this many bytes after "%%%\n".
 _TRAILER_SPAN = 128
@@ -261,6 +264,18 @@ def _parse_netstring_body(data: bytes, pos: int, end: int, depth: int) -> tuple[
     pos += len(_NETSTRING_START)
     fields: list[tuple[str, Value]] = []
     while not data.startswith(_NETSTRING_END, pos, end):
+        # Fast path for a well-formed string field (a heartbeat is nothing else): what it
+        # accepts, the general steps below accept the same way; anything else goes to them.
+        m = _STRING_FIELD.match(data, pos, end)
+        if m is not None:
+            equals = m.end() - 1
+            stop = m.end(1) + 1 + int(m.group(1))
+            if equals < stop < end and data[stop] == 0x2C and equals + 1 < stop:
+                raw = data[equals + 1 : stop]
+                if b"\0" not in raw:
+                    fields.append((m.group(2).decode("ascii"), from_wire(raw)))
+                    pos = stop + 1
+                    continue
         start, stop = _peel(data, pos, end)
         pos = stop + 1
         equals = data.find(b"=", start + 3, stop)

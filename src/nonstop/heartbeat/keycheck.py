@@ -64,6 +64,8 @@ class OwnKeyCheck:
         self._suspect = False
 
     def _is_peer(self, src: str) -> bool:
+        if src in self.peers:  # the kernel's dotted quad: no parsing on every heartbeat
+            return True
         try:
             return str(ipaddress.ip_address(src)) in self.peers
         except ValueError:
@@ -94,12 +96,19 @@ class OwnKeyCheck:
             reason = "no authentication failures from configured peers"
         return KeyVerdict(False, len(recent), sources, reason)
 
+    def _is_suspect(self, now: float) -> bool:
+        """``verdict(now).suspect`` without building the verdict's sentence."""
+        if self._last_good is not None and now - self._last_good <= self.window_s:
+            return False
+        return sum(1 for t in self._failures if now - t <= self.window_s) >= self.threshold
+
     def _changed(self, now: float) -> list[KeyVerdictChanged]:
-        verdict = self.verdict(now)
-        if verdict.suspect == self._suspect:
+        # Called for every packet: the verdict and its sentence are built only when it flips.
+        suspect = self._is_suspect(now)
+        if suspect == self._suspect:
             return []
-        self._suspect = verdict.suspect
-        return [KeyVerdictChanged(verdict)]
+        self._suspect = suspect
+        return [KeyVerdictChanged(self.verdict(now))]
 
     def bad(self, src: str, now: float) -> list[KeyVerdictChanged]:
         """A packet from ``src`` failed authentication (other sources are not counted)."""

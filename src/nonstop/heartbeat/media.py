@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import socket
 import struct
@@ -33,6 +34,44 @@ _OVFL = struct.Struct("=I")
 BATCH = 64
 MAX_DATAGRAM = 65536
 _ANC_SPACE = socket.CMSG_SPACE(_OVFL.size)
+
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+_SKF_NET_OFF = -0x100000  # classic BPF: offsets from the IP header
+_BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+def not_from_program(address: str) -> bytes:
+    """A classic BPF socket filter that drops IPv4 datagrams whose source is ``address``.
+
+    Linux hands a node every broadcast it sends back to its own receive socket; those echoes
+    tell nothing the send did not (the watchdog is tickled on sending), yet each cost a loop
+    turn, two receive calls and a full decode and HMAC check: a third of an idle node's work.
+    """
+    own = struct.unpack("!I", socket.inet_aton(address))[0]
+    insns = (
+        (0x20, 0, 0, (_SKF_NET_OFF + 12) & 0xFFFFFFFF),  # ld [net + 12]: the source address
+        (0x15, 0, 1, own),  # jeq own: next (drop), else skip one (accept)
+        (0x06, 0, 0, 0),  # ret 0: drop
+        (0x06, 0, 0, 0xFFFFFFFF),  # ret all: accept the whole datagram
+    )
+    return b"".join(_BPF_INSN.pack(*i) for i in insns)
+
+
+def drop_from(sock: socket.socket, address: str) -> bool:
+    """Attach :func:`not_from_program` to ``sock``; False (and nothing changes) if refused."""
+    program = not_from_program(address)
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // _BPF_INSN.size, ctypes.addressof(buf))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
+    except OSError as e:
+        log.debug("cannot filter our own broadcasts on %s: %s", sock.getsockname(), e)
+        return False
+    return True
 
 
 def interface_ipv4(iface: str) -> tuple[str | None, str | None]:
@@ -126,6 +165,11 @@ class MediaSet:
                 rx.bind((m.group, m.port))
             else:
                 rx.bind(("", m.port))
+            own, _ = self._ifaddr[m.iface]
+            if isinstance(m, Bcast) and own:
+                # The kernel sends our own broadcasts back to us: drop them there (a source
+                # address that changes later only lets echoes through to the full check).
+                drop_from(rx, own)
             self.receivers[rx_key] = rx
             self._loop.add_reader(rx.fileno(), self._readable, rx, m.iface)
 

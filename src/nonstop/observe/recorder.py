@@ -43,7 +43,6 @@ log = logging.getLogger("nonstop.observe")
 
 T = TypeVar("T")
 RECENT = 1000  # records kept in memory for the page and the notifiers
-SYNC_POLL_S = 1.0
 
 StatusFn = Callable[[], dict[str, Any]]
 
@@ -83,7 +82,6 @@ class Recorder:
         self._replicator: Any = None
         self._sync_seen: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._polling = False
         self._services: list[Any] = []
         self.started = False
 
@@ -348,9 +346,6 @@ class Recorder:
         self._replicator = replicator
         self._sync_seen = dict(getattr(replicator.server, "stats", None) or {})
         replicator.on_report = self.on_sync_report
-        if self.started and not self._polling:
-            self._polling = True  # one poller follows whichever replicator is current
-            self._spawn(self._poll_sync())
 
     def on_sync_report(self, report: Any) -> None:
         counts: dict[str, int] = dict(report.counts)
@@ -366,14 +361,17 @@ class Recorder:
                         f"{len(report.sent_names)} change(s) to the peers ({summary})",
                         count=len(report.sent_names), bytes=report.bytes_sent)
 
-    async def _poll_sync(self) -> None:
-        """Changes received by this node's sync server, once a second (its counters)."""
-        while True:
-            await asyncio.sleep(SYNC_POLL_S)
-            server = getattr(self._replicator, "server", None)
-            stats: dict[str, int] = dict(getattr(server, "stats", None) or {})
-            got = stats.get("changes_received", 0) - self._sync_seen.get("changes_received", 0)
-            if got > 0:
-                self.record("sync_received", node=self.node, reason=f"received {got} "
-                            "change(s) from a peer", count=got)
-            self._sync_seen = stats
+    def poll_sync(self) -> None:
+        """Changes received by this node's sync server since the last call (its counters).
+
+        The daemon calls it from its once-a-second periodic work, which runs in a keepalive
+        tick anyway: a timer of its own would wake an idle node once more a second."""
+        if self._replicator is None:
+            return
+        server = getattr(self._replicator, "server", None)
+        stats: dict[str, int] = dict(getattr(server, "stats", None) or {})
+        got = stats.get("changes_received", 0) - self._sync_seen.get("changes_received", 0)
+        if got > 0:
+            self.record("sync_received", node=self.node, reason=f"received {got} "
+                        "change(s) from a peer", count=got)
+        self._sync_seen = stats

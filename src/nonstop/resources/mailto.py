@@ -133,6 +133,7 @@ class MailToAgent(Agent):
         self._tasks: set[asyncio.Task[bool]] = set()
         # Mails leave in the order of the events (a takeover notice before the release notice).
         self._send_lock = asyncio.Lock()
+        self._draining = False  # set by drain(): a failed attempt is not retried
         self.delivered = 0  # mails the server accepted
         self.given_up = 0  # mails dropped after the last retry
         self._state_file: Path | None = None
@@ -149,7 +150,10 @@ class MailToAgent(Agent):
         return frozenset(self._tasks)
 
     async def drain(self) -> None:
-        """Wait until every mail queued so far was delivered or given up (for shutdown)."""
+        """Wait until every mail queued so far was delivered or given up, one attempt each
+        from now on (for shutdown). A deferred mail still waits out its deferral: composing it
+        earlier would compete with the peer taking the group over."""
+        self._draining = True
         while self._tasks:
             await asyncio.gather(*self._tasks)
 
@@ -196,14 +200,24 @@ class MailToAgent(Agent):
         return msg
 
     def _send_in_background(self, action: str) -> None:
-        # The mail's date is when the event happened, not when a retry finally got through.
-        msg = self.build_message(action, datetime.datetime.now().astimezone())
-        task = asyncio.create_task(self._deliver(msg), name=f"mailto-{action}")
+        # The mail's date is when the event happened, not when it was composed or when a
+        # retry finally got through.
+        when = datetime.datetime.now().astimezone()
+        task = asyncio.create_task(self._deliver(action, when), name=f"mailto-{action}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, msg: EmailMessage) -> bool:
+    async def _deliver(self, action: str, when: datetime.datetime) -> bool:
         async with self._send_lock:
+            if self._ctx.mail_defer_s > 0:
+                # Composing a mail is Python work on the event loop: after the hand-off.
+                await asyncio.sleep(self._ctx.mail_defer_s)
+            try:
+                msg = self.build_message(action, when)
+            except (ValueError, TypeError) as exc:  # a header email refuses: never fatal
+                self._ctx.logger.error("MailTo: cannot compose the %s mail: %s", action, exc)
+                self.given_up += 1
+                return False
             return await self._deliver_now(msg)
 
     @property
@@ -239,6 +253,8 @@ class MailToAgent(Agent):
                     self.transport,
                     exc or type(exc).__name__,
                 )
+            if self._draining:
+                break
             if attempt < attempts:
                 await asyncio.sleep(RETRY_BACKOFF_S * attempt)
         ctx.logger.error("MailTo: gave up sending %r to %s", msg["Subject"], msg["To"])

@@ -179,3 +179,48 @@ def test_parsers_only_produce_messages_the_constructor_accepts(data: bytes) -> N
     except FieldError:
         return  # e.g. a nested message whose text clashes with its newline symbol
     assert decode(signed, KEYS).message.without("auth") == parsed.without("auth")
+
+
+# Mostly well-formed string fields, each part sometimes broken.
+_field_bytes = st.tuples(
+    st.sampled_from([b"(0)"] * 6 + [b"(1)", b"(2)", b"(0", b"(9)", b""]),
+    st.one_of(names.map(str.encode), names.map(str.encode), st.binary(max_size=6)),
+    st.sampled_from([b"=", b"=", b"=", b"", b"=="]),
+    st.one_of(st.binary(max_size=8), st.sampled_from([b"", b"a\0b", b"\xff\xfe", b"x,y"])),
+    st.sampled_from([0, 0, 0, 0, -2, -1, 1, 2]),  # how far the length prefix is off
+    st.sampled_from([b",", b",", b",", b"", b";"]),
+)
+
+
+@FUZZ
+@given(st.lists(_field_bytes, max_size=5), st.booleans())
+def test_string_fast_path_parses_exactly_as_the_general_steps(
+    fields: list[tuple[bytes, bytes, bytes, bytes, int, bytes]], end_marker: bool
+) -> None:
+    """The parser's fast path for string fields gives the same message, or the same error,
+    as the field-by-field steps alone (the fast path turned off), on well-formed and broken
+    fields alike."""
+    import re
+
+    import nonstop.heartbeat.codec as codec
+
+    body = b"".join(
+        b"%d:%s%s" % (max(0, len(t + n + eq + v) + off), t + n + eq + v, comma)
+        for t, n, eq, v, off, comma in fields
+    )
+    data = b"###\n" + body + (b"%%%\n" if end_marker else b"")
+
+    def parse() -> object:
+        try:
+            return _parse_netstring_body(data, 0, len(data), 0)
+        except BadPacket as e:
+            return (e.reason, str(e))
+
+    fast = parse()
+    saved = codec._STRING_FIELD
+    codec._STRING_FIELD = re.compile(rb"(?!)")  # never matches: every field the slow way
+    try:
+        slow = parse()
+    finally:
+        codec._STRING_FIELD = saved
+    assert fast == slow  # (Message, end) or (reason, detail)

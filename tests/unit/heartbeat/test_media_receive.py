@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nonstop.heartbeat.media import BATCH, SO_RXQ_OVFL, MediaSet
+from nonstop.heartbeat.media import BATCH, SO_RXQ_OVFL, MediaSet, drop_from
 
 
 @pytest.fixture
@@ -48,3 +48,26 @@ def test_kernel_drops_are_counted(pair: tuple[socket.socket, socket.socket]) -> 
     media._readable(rx, "lo")
     assert got[-1] == b"after the flood"
     assert len(got) - 1 + media.kernel_drops == 200
+
+
+def test_own_broadcast_echoes_are_dropped_by_the_kernel() -> None:
+    """The filter drops datagrams from our own address and lets every other source through."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    own = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        own.bind(("127.0.0.2", 0))
+        peer.bind(("127.0.0.3", 0))
+        assert drop_from(rx, "127.0.0.2")
+        own.sendto(b"echo", rx.getsockname())
+        peer.sendto(b"from the peer", rx.getsockname())
+        own.sendto(b"echo again", rx.getsockname())
+        got: list[tuple[bytes, str]] = []
+        media = MediaSet((), lambda data, link, addr: got.append((data, addr[0])))
+        media._readable(rx, "lo")
+        assert got == [(b"from the peer", "127.0.0.3")]
+    finally:
+        for s in (rx, own, peer):
+            s.close()

@@ -76,3 +76,27 @@ def test_bad_parameters() -> None:
         OwnKeyCheck([PEER], threshold=0)
     with pytest.raises(ValueError):
         OwnKeyCheck(["not-an-ip"])
+
+
+def test_the_cheap_per_packet_check_flips_exactly_when_the_verdict_does() -> None:
+    """Every packet asks whether the verdict flipped without building it: a random mix of
+    good and bad packets, peers and others, with time passing, must report each flip once,
+    carrying the verdict of that moment, and never one that did not happen."""
+    import random
+
+    rng = random.Random(7)
+    c = check(window_s=2.0, threshold=3)
+    said = False
+    now = 0.0
+    for _ in range(3000):
+        now += rng.choice((0.01, 0.2, 0.7, 2.5))
+        src = rng.choice((PEER, PEER, ROGUE, "::ffff:198.18.0.2"))
+        kind = rng.choice(("bad", "bad", "bad", "good", "tick"))
+        got = (c.tick(now) if kind == "tick" else c.good(src, now) if kind == "good"
+               else c.bad(src, now))
+        truth = c.verdict(now).suspect
+        if truth != said:
+            assert len(got) == 1 and got[0].verdict == c.verdict(now)
+            said = truth
+        else:
+            assert got == []

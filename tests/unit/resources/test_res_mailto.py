@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 from nonstop.config.model import ResourceSpec
 from nonstop.resources.base import AgentContext, ResourceError, ResourceState
 from nonstop.resources.mailto import (
+    RETRY_BACKOFF_S,
     MailToAgent,
     effective_subject,
     format_date,
@@ -238,3 +239,57 @@ async def test_retry_delivers_when_server_comes_up(tmp_path: Path) -> None:
         assert len(handler.messages) == 1
     finally:
         controller.stop()
+
+
+async def test_deferred_mails_are_composed_after_the_event_with_its_date(
+    smtp: tuple[_Collect, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``mail_defer_s`` (the daemon's setting) start and stop compose nothing: a hand-off
+    continues at once; the mails come later, in order, dated when start and stop ran."""
+    handler, port = smtp
+    agent = MailToAgent("MailTo::tech@webinmotion.ca::Asterisk",
+                        ("tech@webinmotion.ca", "Asterisk"), _ctx(tmp_path, port,
+                                                                  mail_defer_s=0.3))
+    composed: list[tuple[str, datetime.datetime]] = []
+    build = agent.build_message
+
+    def spy(action: str, when: datetime.datetime) -> Any:
+        composed.append((action, when))
+        return build(action, when)
+
+    monkeypatch.setattr(agent, "build_message", spy)
+    before = datetime.datetime.now().astimezone()
+    await agent.start()
+    await agent.stop()
+    after = datetime.datetime.now().astimezone()
+    assert composed == [] and len(agent.pending) == 2
+    await _wait_messages(handler, 2)
+    assert [a for a, _ in composed] == ["start", "stop"]
+    assert all(before <= when <= after for _, when in composed)
+    subjects = [str(m["Subject"]) for _, m in handler.messages]
+    assert "Takeover in progress" in subjects[0] and "Migrating resource away" in subjects[1]
+
+
+async def test_drain_waits_for_the_deferred_mails(smtp: tuple[_Collect, int],
+                                                  tmp_path: Path) -> None:
+    """At the daemon's exit drain() returns once the deferred mails went out: the release
+    notice of a shutdown is not lost with the event loop."""
+    handler, port = smtp
+    agent = MailToAgent("MailTo::a@x::S", ("a@x", "S"), _ctx(tmp_path, port, mail_defer_s=0.3))
+    await agent.start()
+    await agent.stop()
+    await asyncio.wait_for(agent.drain(), 20)
+    assert [("Takeover" in str(m["Subject"])) for _, m in handler.messages] == [True, False]
+    assert agent.delivered == 2
+
+
+async def test_drain_makes_one_attempt_per_mail(refused_port: int, tmp_path: Path) -> None:
+    """A refused mail is not retried once draining: a dead mail server cannot hold up an
+    exit by its retries' back-off (two attempts would wait 2 s between them)."""
+    agent = MailToAgent("MailTo::a@x", ("a@x",), _ctx(tmp_path, refused_port, smtp_attempts=3,
+                                                        mail_defer_s=0.1))
+    await agent.start()
+    t0 = time.monotonic()
+    await asyncio.wait_for(agent.drain(), 20)
+    assert time.monotonic() - t0 < RETRY_BACKOFF_S
+    assert agent.given_up == 1 and agent.delivered == 0
