@@ -127,15 +127,7 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append(f"  {name:<16} {n['status']:<8} {heard:<14} {links}")
     for g in st.get("groups", []):
         lines.append("")
-        lines.append(
-            f"group {g['key']}: held by {g.get('holder') or 'nobody'} "
-            f"(preferred {g['preferred_node']}, here {g['local_state']}, epoch {g['epoch']})"
-        )
-        for r in g.get("resources", []):
-            lines.append(f"    {r['resource']:<44} {r['state']}")
-        if g.get("reason"):
-            action = f" ({g['action']})" if g.get("action") else ""
-            lines.append(f"    why{action}: {g['reason']}")
+        lines.extend(render_group(g))
     lines.extend(_render_guards(st))
     sync = st.get("sync")
     if sync:
@@ -154,6 +146,24 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append("")
         lines.append("dropped packets: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     return "\n".join(lines)
+
+
+def render_group(g: dict[str, Any]) -> list[str]:
+    """One group of the status document: where it is, its resources, the last decision and,
+    while that decision waits on other nodes, on whom and for how long (issue 13 item 3)."""
+    lines = [
+        f"group {g['key']}: held by {g.get('holder') or 'nobody'} "
+        f"(preferred {g['preferred_node']}, here {g['local_state']}, epoch {g['epoch']})"
+    ]
+    for r in g.get("resources", []):
+        lines.append(f"    {r['resource']:<44} {r['state']}")
+    if g.get("reason"):
+        action = f" ({g['action']})" if g.get("action") else ""
+        lines.append(f"    why{action}: {g['reason']}")
+    waiting = g.get("waiting")
+    if waiting:
+        lines.append(f"    waiting {waiting['since_s']:.1f} s for {', '.join(waiting['on'])}")
+    return lines
 
 
 def _render_guards(st: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 from test_engine import Harness
 
 from nonstop.failover.decide import Action, Decision, decide
+from nonstop.quick import render_group
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -35,6 +36,10 @@ def test_a_wait_on_a_silent_peer_is_warned_once_after_deadtime(
     assert line.startswith(f"group MailTo has waited {deadtime:.0f} s for n2: not deciding "
                            "group MailTo until n2 says what it holds")
     assert "a Heartbeat node only in answer to our 'starting'" in line
+    # `nonstop status` says it too, not only --json: on whom and since when.
+    text = render_group(h.engine.snapshot({})[0])
+    assert text[-2].startswith("    why (wait): not deciding group MailTo until n2 says")
+    assert text[-1] == f"    waiting {deadtime + 60:.1f} s for n2"
 
 
 def test_a_wait_that_ends_is_forgotten_and_a_new_one_counts_from_its_start(
@@ -46,6 +51,7 @@ def test_a_wait_that_ends_is_forgotten_and_a_new_one_counts_from_its_start(
     h.now = 1.0
     h.engine.apply([Decision(0, Action.WAIT, "holding group MailTo")])
     assert h.engine.snapshot({})[0]["waiting"] is None
+    assert not any("waiting" in line for line in render_group(h.engine.snapshot({})[0]))
     h.now = deadtime + 0.5
     h.engine.apply(decide(h.view()))
     h.now = deadtime + 1.0
