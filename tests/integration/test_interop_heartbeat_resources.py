@@ -4,7 +4,8 @@ One test per node order (Heartbeat on the group's preferred node vpbx1-1, then n
 there); each runs, in one lab, every point of the issue's item 1 with the talk's
 ``auto_failback off``, then restarts both with ``auto_failback on``:
 
-* cold start of both together: the group starts once, on its preferred node;
+* cold start of both together: the group starts once, on its preferred node (both times:
+  with auto_failback off and on);
 * ``hb_standby`` on the Heartbeat node and ``nonstop standby`` on the nonstop node hand it
   over, and so do ``nonstop takeover`` and ``hb_takeover`` (the standby exchange);
 * a crash of the holder's box fails over; the crashed node returns as standby (failback off)
@@ -96,6 +97,20 @@ def other(node: str) -> str:
     return N2 if node == N1 else N1
 
 
+def cold_start(c: MixedCluster) -> None:
+    """Both nodes start together: the group starts on its preferred node, exactly once (both
+    programs log one ``Acquiring resource group`` per start of the group)."""
+    before = {node: len(c.log(node)) for node in (N1, N2)}
+    for node in (N1, N2):
+        c.start(node)
+    c.wait_alone_on(N1, 30)
+    time.sleep(3)
+    assert c.holders() == [N1]
+    acquired = {node: c.log(node)[before[node]:].count("Acquiring resource group")
+                for node in (N1, N2)}
+    assert acquired == {N1: 1, N2: 0}
+
+
 def crash_and_return(c: MixedCluster, holder: str, *, back_to: str) -> None:
     """The holder's box crashes: the other takes over; the box returns, the group ends on
     ``back_to``."""
@@ -133,12 +148,7 @@ def test_heartbeat_and_nonstop_share_the_group(mixed: MixedCluster) -> None:
     c = mixed
     with HolderSampler(c) as sampler:
         # auto_failback off (the talk's).
-        for node in (N1, N2):
-            c.start(node)
-        c.wait_alone_on(N1, 30)  # cold start: the preferred node, once
-        time.sleep(3)
-        assert c.holders() == [N1]
-        assert c.log(N2).count("Acquiring resource group") == 0
+        cold_start(c)
         # Each program's standby and takeover, each way.
         for node, what, taker in ((N1, "standby", N2), (N2, "standby", N1),
                                   (N2, "takeover", N2), (N1, "takeover", N1)):
@@ -155,10 +165,7 @@ def test_heartbeat_and_nonstop_share_the_group(mixed: MixedCluster) -> None:
         # auto_failback on: the preferred node gets the group back after a crash and after
         # a clean shutdown.
         c.reconfigure({"auto_failback": "on"})
-        for node in (N1, N2):
-            c.start(node)
-        c.wait_alone_on(N1, 30)
-        time.sleep(3)
+        cold_start(c)
         crash_and_return(c, N1, back_to=N1)
         time.sleep(3)
         c.stop(N1)
