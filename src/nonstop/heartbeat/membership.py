@@ -341,7 +341,10 @@ class Membership:
             events.extend(self._drop("replay", p.name, detail))
             return False
         restarted = known is not None and gen > known
-        if p.left and p.status is NodeStatus.DEAD and not restarted:
+        # Newer than the generation that left: ``known`` follows any packet, and a restart's
+        # first packet may be a reqnodes or an ack, so its next status has the known one.
+        reborn = restarted or (p.dead_generation is not None and gen > p.dead_generation)
+        if p.left and p.status is NodeStatus.DEAD and not reborn:
             # It said it is leaving: Heartbeat 3.0.6 goes on sending status for about 2 s while
             # its processes stop. Only a restart (a higher generation) brings the node back.
             self.count("after_shutdown")

@@ -107,3 +107,22 @@ def test_a_partition_first_seen_on_another_packet_is_still_a_partition() -> None
               "eth0", 9.0)
     ev = m.receive(p.status(), "eth0", 9.01)
     assert of(ev, NodeReturned) == [NodeReturned("vpbx1-2", "partition")]
+
+
+def test_a_restart_after_a_shutdown_first_seen_on_another_packet_brings_the_node_back() -> None:
+    # Issue 13 item 4, after a clean leave: the restarted Heartbeat's first packet may be a
+    # reqnodes or an ack. Its generation must not make the next status look like one more
+    # status of the node that left (dropped as after_shutdown, the node dead for ever).
+    m = started()
+    p = Peer()
+    m.receive(p.status(), "eth0", 0.1)
+    m.receive(p.shutdone(), "eth0", 0.3)
+    reborn = Peer(gen=8)
+    m.receive(reborn.msg(("t", "reqnodes"), ("dest", "vpbx1-1")), "eth0", 6.0)
+    ev = m.receive(reborn.status("up"), "eth0", 6.01)
+    assert StatusChanged("vpbx1-2", NodeStatus.DEAD, NodeStatus.UP) in ev
+    assert not of(ev, NodeReturned)
+    assert m.view(6.01).counters.get("after_shutdown", 0) == 0
+    # A late status of the old generation is a replay: it changes nothing.
+    assert not of(m.receive(p.status(), "eth0", 6.02), StatusChanged)
+    assert m.view(6.02).node("vpbx1-2").status is NodeStatus.UP
