@@ -126,6 +126,10 @@ def test_quick_demo_survives_a_crash_and_leaves_nothing_behind() -> None:
     assert offsets == sorted(offsets)
     # The screen went to stderr and ends with the table.
     assert "Results" in done.stderr and "downtime seen by the SIP client" in done.stderr
+    # It said where each node's status page was while it ran (the relay is tested in
+    # tests/unit/demo/test_demo_pagebridge.py).
+    assert "status pages while the demo runs" in done.stderr
+    assert all(f"{n} http://127.0.0.1:" in done.stderr for n in ("vpbx1-1", "vpbx1-2"))
 
 
 @pytest.mark.skipif(not _can_run(), reason="the demo needs root, iproute2, nftables and kamailio")

@@ -236,9 +236,12 @@ def metrics_address(text: str) -> tuple[str, int]:
     """``nonstop_metrics``: PORT (localhost), ADDRESS:PORT or [IPv6]:PORT. Another address
     than localhost must be written out, so the page is never served to a network by accident."""
     host, _, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
     if not port.isdigit() or not 1 <= int(port) <= 65535 or "[" in host or "]" in host:
         raise ValueError(f"write PORT or ADDRESS:PORT (e.g. '127.0.0.1:9464'), not {text!r}")
+    if ":" in host and not bracketed:  # '::1:9464' is also an address: where is the port?
+        raise ValueError(f"write an IPv6 address in brackets, e.g. '[::1]:9464', not {text!r}")
     try:
         ipaddress.ip_address(host or "127.0.0.1")
     except ValueError:

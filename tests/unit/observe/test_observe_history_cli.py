@@ -65,3 +65,49 @@ def test_since_forms() -> None:
     assert parse_since("2026-12-04T22:00:00+00:00", 0) == 1796421600.0
     with pytest.raises(ValueError):
         parse_since("soon", 0)
+
+
+def test_follow_prints_new_events_until_interrupted(tmp_path: Path) -> None:
+    """``--follow`` as a person runs it: the events so far, then each new one as the daemon
+    writes it, until Ctrl-C, which ends it quietly."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    now = time.time()
+    write_history(tmp_path, now)
+    proc = subprocess.Popen([sys.executable, "-m", "nonstop", "history", "--state-dir",
+                             str(tmp_path), "--json", "--follow", "--since", "10m"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    got: list[int] = []
+    seen_four = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            got.append(json.loads(line)["seq"])
+            if len(got) == 3:
+                seen_four.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert got == [2, 3]  # --since 10m left the first one out
+        f = HistoryFile(history_dir(tmp_path))
+        f.open()
+        f.append([Record(4, time.time(), 7100.0, "vpbx1-2", "node_back", "vpbx1-1", "",
+                         "vpbx1-1 is back")])
+        f.close()
+        assert seen_four.wait(15), got
+        assert got == [2, 3, 4]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and "Traceback" not in err, err

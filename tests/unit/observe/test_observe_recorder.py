@@ -17,10 +17,12 @@ from nonstop.config.model import ResourceSpec
 from nonstop.failover.decide import Action, Decision, GroupInfo
 from nonstop.heartbeat.membership import (
     CommUp,
+    LateHeartbeat,
     LinkChanged,
     NodeDied,
     NodeReturned,
     Send,
+    SilenceWarning,
     StatusChanged,
 )
 from nonstop.heartbeat.states import NodeStatus
@@ -65,6 +67,20 @@ async def test_membership_events_become_records(tmp_path: Path) -> None:
     dead = rec.recent[4]
     assert dead.node == "vpbx1-2"
     assert dead.reason == "vpbx1-2 is dead: no heartbeat for 2003 ms (deadtime 2000 ms)"
+    # The other changes issue 14 names: late, silent, a link back, a node that left.
+    rec.on_membership([
+        LateHeartbeat("vpbx1-2", 650),
+        SilenceWarning("vpbx1-2", 1001),
+        LinkChanged("vpbx1-2", "eth0", True),
+        NodeDied("vpbx1-2", "shutdown", 0, 2000),
+    ])
+    late, silent, link_up, left = list(rec.recent)[-4:]
+    assert (late.kind, late.data["interval_ms"]) == ("node_late", 650)
+    assert (silent.kind, silent.reason) == ("node_silent",
+                                            "no heartbeat from vpbx1-2 for 1001 ms (warntime)")
+    assert (link_up.kind, link_up.data["link"]) == ("link_up", "eth0")
+    assert (left.kind, left.data["cause"]) == ("node_dead", "shutdown")
+    assert left.reason == "vpbx1-2 left the cluster (shutdown notice)"
     await rec.close()
     on_disk = read_records(history_dir(tmp_path / "state"))
     assert [r.kind for r in on_disk] == [*kinds(rec)]
