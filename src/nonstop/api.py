@@ -19,6 +19,7 @@ from typing import Any
 from nonstop.apiclient import SOCKET_NAME
 from nonstop.apiclient import ApiError as ApiError
 from nonstop.apiclient import request as request
+from nonstop.errors import InvalidValue
 
 log = logging.getLogger("nonstop.api")
 
@@ -37,12 +38,12 @@ def parse_request(line: bytes) -> dict[str, Any]:
     try:
         req = json.loads(line)
     except RecursionError:
-        raise ValueError("request nested too deeply") from None
+        raise InvalidValue("request nested too deeply") from None
     if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
-        raise ValueError("a request is a JSON object with a string 'cmd'")
+        raise InvalidValue("a request is a JSON object with a string 'cmd'")
     for key, value in req.items():
         if value is not None and not isinstance(value, str | int | float | bool):
-            raise ValueError(f"request field {key!r}: only plain values are accepted")
+            raise InvalidValue(f"request field {key!r}: only plain values are accepted")
     return req
 
 

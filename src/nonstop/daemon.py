@@ -25,6 +25,7 @@ from nonstop.coord.port import Coordinator
 from nonstop.daemon_hbpeer import HeartbeatPeerWiring
 from nonstop.daemon_reload import ReloadWiring
 from nonstop.daemon_sync import ReplicationWiring
+from nonstop.errors import MachineError
 from nonstop.failover.decide import decide, lease_wants
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
 from nonstop.failover.state import encode_ad
@@ -309,7 +310,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
             try:
                 from nonstop.coord.etcd import EtcdGateway
             except ImportError as e:  # reported as a machine problem, in one line
-                raise OSError(f"nonstop_etcd needs the httpx package (pip install "
+                raise MachineError(f"nonstop_etcd needs the httpx package (pip install "
                               f"'nonstop[etcd]' or apt-get install python3-httpx): "
                               f"{e}") from None
             coord = EtcdGateway(self.cfg.ha.etcd, timing.rpc_timeout_s)

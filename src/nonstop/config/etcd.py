@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from nonstop.errors import InvalidValue
+
 _FILES = ("cacert", "cert", "key")
 
 
@@ -39,35 +41,35 @@ def parse_etcd(args: list[str]) -> EtcdSettings:
         else:
             endpoints.append(_endpoint(arg))
     if not endpoints:
-        raise ValueError("needs at least one endpoint (e.g. http://198.18.0.1:2379)")
+        raise InvalidValue("needs at least one endpoint (e.g. http://198.18.0.1:2379)")
     if ("cert" in opts) != ("key" in opts):
-        raise ValueError("cert= and key= go together (the client certificate and its key)")
+        raise InvalidValue("cert= and key= go together (the client certificate and its key)")
     if len({e.split(":", 1)[0] for e in endpoints}) > 1:
-        raise ValueError("endpoints mix http:// and https://")
+        raise InvalidValue("endpoints mix http:// and https://")
     if ("cacert" in opts or "cert" in opts) and not endpoints[0].startswith("https://"):
-        raise ValueError("TLS files are given but the endpoints are http://")
+        raise InvalidValue("TLS files are given but the endpoints are http://")
     return EtcdSettings(tuple(endpoints), opts.get("prefix"), opts.get("cacert"),
                         opts.get("cert"), opts.get("key"))
 
 
 def _option(opts: dict[str, str], name: str, value: str) -> None:
     if name not in ("prefix", *_FILES):
-        raise ValueError(f"unknown option {name!r} (use prefix=, cacert=, cert=, key=)")
+        raise InvalidValue(f"unknown option {name!r} (use prefix=, cacert=, cert=, key=)")
     if name in opts:
-        raise ValueError(f"{name}= is given twice")
+        raise InvalidValue(f"{name}= is given twice")
     if name in _FILES and not value.startswith("/"):
-        raise ValueError(f"{name}= needs an absolute path, not {value!r}")
+        raise InvalidValue(f"{name}= needs an absolute path, not {value!r}")
     if name == "prefix" and (not value.startswith("/") or value.rstrip("/") == ""):
-        raise ValueError(f"prefix= must start with '/' and name something, not {value!r}")
+        raise InvalidValue(f"prefix= must start with '/' and name something, not {value!r}")
     opts[name] = value
 
 
 def _endpoint(arg: str) -> str:
     url = urlsplit(arg)
     if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/"):
-        raise ValueError(f"{arg!r} is not an etcd endpoint (write http://host:2379)")
+        raise InvalidValue(f"{arg!r} is not an etcd endpoint (write http://host:2379)")
     try:
         url.port  # noqa: B018 (raises ValueError for a bad port)
     except ValueError:
-        raise ValueError(f"{arg!r} has a bad port") from None
+        raise InvalidValue(f"{arg!r} has a bad port") from None
     return f"{url.scheme}://{url.netloc}"

@@ -23,6 +23,7 @@ from nonstop.config.errors import ConfigError, Location
 from nonstop.config.model import IPSpec, Parsed, ResourceGroup, ResourceSpec
 from nonstop.config.reading import read_config_lines
 from nonstop.config.settings import IFNAMSIZ
+from nonstop.errors import InvalidValue
 
 # ResourceManager's test for IP shorthand is this shell glob: [0-9]*.[0-9]*.[0-9]*.[0-9]*
 _LOOKS_LIKE_IP = re.compile(r"[0-9].*\.[0-9].*\.[0-9].*\.[0-9].*", re.DOTALL)
@@ -39,7 +40,7 @@ def parse_ip_spec(text: str) -> IPSpec:
     """
     fields = text.split("/")
     if len(fields) > 4 or any(not f for f in fields):
-        raise ValueError(
+        raise InvalidValue(
             f"'{text}' is not an IP spec: write ip[/cidr[/iface[/broadcast]]], "
             "e.g. 10.0.10.10/24/eth0"
         )
@@ -52,14 +53,14 @@ def parse_ip_spec(text: str) -> IPSpec:
     if len(fields) >= 3:
         if fields[2][0].isdigit():
             if len(fields) == 4:
-                raise ValueError(
+                raise InvalidValue(
                     f"'{text}': the third field '{fields[2]}' starts with a digit, so it is the "
                     "broadcast address, and nothing may follow it"
                 )
             broadcast = _ipv4(fields[2], "broadcast", text)
         else:
             if len(fields[2]) > IFNAMSIZ:
-                raise ValueError(f"'{text}': '{fields[2]}' is not a network interface name")
+                raise InvalidValue(f"'{text}': '{fields[2]}' is not a network interface name")
             iface = fields[2]
     if len(fields) == 4:
         broadcast = _ipv4(fields[3], "broadcast", text)
@@ -79,7 +80,7 @@ def _netmask_bits(field: str, text: str) -> int:
         else:
             if bits >= 1 and not field.startswith("0"):
                 return bits
-    raise ValueError(f"'{text}': netmask '{field}' must be CIDR bits 1..32 or a dotted-quad "
+    raise InvalidValue(f"'{text}': netmask '{field}' must be CIDR bits 1..32 or a dotted-quad "
                      "netmask such as 255.255.255.0")
 
 
@@ -87,7 +88,7 @@ def _ipv4(field: str, what: str, text: str) -> ipaddress.IPv4Address:
     try:
         return ipaddress.IPv4Address(field)
     except ValueError:
-        raise ValueError(f"'{text}': {what} '{field}' is not an IPv4 address") from None
+        raise InvalidValue(f"'{text}': {what} '{field}' is not an IPv4 address") from None
 
 
 def parse_resource(raw: str) -> ResourceSpec:
@@ -98,10 +99,10 @@ def parse_resource(raw: str) -> ResourceSpec:
         name, *args = raw.split("::")
         spec = ResourceSpec(name=name, args=tuple(args), raw=raw)
     if not (_SCRIPT_NAME.fullmatch(spec.name) or _OCF_NAME.fullmatch(spec.name)):
-        raise ValueError(f"resource '{raw}': '{spec.name}' is not a resource script name "
+        raise InvalidValue(f"resource '{raw}': '{spec.name}' is not a resource script name "
                          "(nor ocf:<provider>:<type>)")
     if any(not a for a in spec.args):
-        raise ValueError(f"resource '{raw}' has an empty argument (between '::' separators)")
+        raise InvalidValue(f"resource '{raw}' has an empty argument (between '::' separators)")
     _check_known_agent(spec)
     return spec
 
@@ -110,10 +111,10 @@ def _check_known_agent(spec: ResourceSpec) -> None:
     """Argument checks for the agents nonstop implements itself, so mistakes show at load."""
     if spec.name == "IPaddr":
         if len(spec.args) != 1:
-            raise ValueError(f"resource '{spec.raw}': IPaddr takes one argument, the IP spec")
+            raise InvalidValue(f"resource '{spec.raw}': IPaddr takes one argument, the IP spec")
         parse_ip_spec(spec.args[0])
     elif spec.name == "MailTo" and not 1 <= len(spec.args) <= 2:
-        raise ValueError(
+        raise InvalidValue(
             f"resource '{spec.raw}': MailTo takes an address list and an optional subject "
             "(MailTo::addr[,addr...][::subject])"
         )

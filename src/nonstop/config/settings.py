@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 from nonstop.config.etcd import EtcdSettings, parse_etcd
 from nonstop.config.units import parse_bool, parse_msec
-from nonstop.errors import NonstopError
+from nonstop.errors import InvalidValue, NonstopError
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
@@ -87,13 +87,13 @@ def positive_time(text: str) -> int:
     """A Heartbeat time above 0, in milliseconds."""
     ms = parse_msec(text)
     if ms <= 0:
-        raise ValueError(f"'{text}' must be more than 0 ms")
+        raise InvalidValue(f"'{text}' must be more than 0 ms")
     return ms
 
 
 def whole_number(text: str) -> int:
     if not re.fullmatch(r"-?[0-9]+", text):
-        raise ValueError(f"'{text}' is not a whole number")
+        raise InvalidValue(f"'{text}' is not a whole number")
     return int(text)
 
 
@@ -103,7 +103,7 @@ def int_range(lo: int, hi: int) -> Callable[[str], int]:
     def convert(text: str) -> int:
         n = whole_number(text)
         if not lo <= n <= hi:
-            raise ValueError(f"{n} is out of range {lo}..{hi}")
+            raise InvalidValue(f"{n} is out of range {lo}..{hi}")
         return n
 
     return convert
@@ -116,14 +116,14 @@ def member(kind: type[E]) -> Callable[[str], E]:
         for m in kind:
             if m.value == text:
                 return m
-        raise ValueError(f"'{text}' must be one of: {', '.join(str(m.value) for m in kind)}")
+        raise InvalidValue(f"'{text}' must be one of: {', '.join(str(m.value) for m in kind)}")
 
     return convert
 
 
 def abs_path(text: str) -> str:
     if not text.startswith("/"):
-        raise ValueError(f"'{text}' must be an absolute path")
+        raise InvalidValue(f"'{text}' must be an absolute path")
     return text
 
 
@@ -134,7 +134,7 @@ def name(text: str) -> str:
 def iface(text: str) -> str:
     """A network interface name as the kernel allows it."""
     if len(text) > IFNAMSIZ or "/" in text or text in {".", ".."}:
-        raise ValueError(f"'{text}' is not a network interface name")
+        raise InvalidValue(f"'{text}' is not a network interface name")
     return text
 
 
@@ -143,7 +143,7 @@ def facility(text: str) -> str | None:
     if text == "none":
         return None
     if text not in SYSLOG_FACILITIES:
-        raise ValueError(
+        raise InvalidValue(
             f"'{text}' is not a syslog facility (use one of {', '.join(sorted(SYSLOG_FACILITIES))}"
             " or none)"
         )
@@ -156,7 +156,7 @@ def auto_failback(text: str) -> AutoFailback:
     try:
         return AutoFailback.ON if parse_bool(text) else AutoFailback.OFF
     except ValueError:
-        raise ValueError(f"'{text}' must be on, off or legacy") from None
+        raise InvalidValue(f"'{text}' must be on, off or legacy") from None
 
 
 def rtprio(text: str) -> int | None:
@@ -164,7 +164,7 @@ def rtprio(text: str) -> int | None:
     if prio <= 0:
         return None  # Heartbeat: the lowest priority of the scheduling class
     if prio > 99:
-        raise ValueError(f"{prio} is above the highest SCHED_RR priority 99")
+        raise InvalidValue(f"{prio} is above the highest SCHED_RR priority 99")
     return prio
 
 
@@ -176,7 +176,7 @@ def monitor_interval(text: str) -> int | None:
 def address_probe(text: str) -> int | None:
     ms = parse_msec(text)
     if ms > 5000:
-        raise ValueError(f"{text} is too long: an ARP probe of more than 5 s delays every "
+        raise InvalidValue(f"{text} is too long: an ARP probe of more than 5 s delays every "
                          "takeover by as much")
     return ms if ms > 0 else None
 
@@ -188,7 +188,7 @@ def autojoin(text: str) -> str:
             "a fixed node list)"
         )
     if text != "none":
-        raise ValueError(f"'{text}' must be none, other or any")
+        raise InvalidValue(f"'{text}' must be none, other or any")
     return text
 
 
@@ -228,7 +228,7 @@ def mail_relay(text: str) -> tuple[str, int]:
     if not colon:
         host, port = text, "25"
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"write host[:port] (e.g. 'smtp.example.com:587'), not {text!r}")
+        raise InvalidValue(f"write host[:port] (e.g. 'smtp.example.com:587'), not {text!r}")
     return host, int(port)
 
 
@@ -239,13 +239,13 @@ def metrics_address(text: str) -> tuple[str, int]:
     bracketed = host.startswith("[") and host.endswith("]")
     host = host[1:-1] if bracketed else host
     if not port.isdigit() or not 1 <= int(port) <= 65535 or "[" in host or "]" in host:
-        raise ValueError(f"write PORT or ADDRESS:PORT (e.g. '127.0.0.1:9464'), not {text!r}")
+        raise InvalidValue(f"write PORT or ADDRESS:PORT (e.g. '127.0.0.1:9464'), not {text!r}")
     if ":" in host and not bracketed:  # '::1:9464' is also an address: where is the port?
-        raise ValueError(f"write an IPv6 address in brackets, e.g. '[::1]:9464', not {text!r}")
+        raise InvalidValue(f"write an IPv6 address in brackets, e.g. '[::1]:9464', not {text!r}")
     try:
         ipaddress.ip_address(host or "127.0.0.1")
     except ValueError:
-        raise ValueError(f"{host!r} is not an IP address") from None
+        raise InvalidValue(f"{host!r} is not an IP address") from None
     return host or "127.0.0.1", int(port)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
+from nonstop.errors import InvalidValue
+
 # Digits, or a decimal with at least one digit after the point, then an optional unit.
 _TIME_RE = re.compile(r"(?P<num>[0-9]+|[0-9]*\.[0-9]+)(?P<unit>[a-zA-Z]*)")
 
@@ -37,14 +39,14 @@ def parse_msec(text: str) -> int:
     """
     m = _TIME_RE.fullmatch(text)
     if m is None:
-        raise ValueError(
+        raise InvalidValue(
             f"'{text}' is not a time: write seconds ('2', '1.5'), milliseconds ('200ms') "
             "or microseconds ('500us')"
         )
     unit = m["unit"].lower()
     if unit not in _UNITS:
         hint = f"write '{m['num']}'" if unit in _SECONDS_WORDS else "e.g. '2' or '2000ms'"
-        raise ValueError(
+        raise InvalidValue(
             f"'{text}' has an unknown time unit '{m['unit']}': a bare number is seconds, "
             f"the only units are ms and us ({hint})"
         )
@@ -59,7 +61,7 @@ def parse_bool(text: str) -> bool:
         return True
     if word in _FALSE:
         return False
-    raise ValueError(f"'{text}' is not a boolean: use yes/no, on/off, true/false, y/n or 1/0")
+    raise InvalidValue(f"'{text}' is not a boolean: use yes/no, on/off, true/false, y/n or 1/0")
 
 
 def format_msec(ms: int) -> str:

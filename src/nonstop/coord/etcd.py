@@ -18,6 +18,7 @@ import httpx
 
 from nonstop.config.etcd import EtcdSettings
 from nonstop.coord.port import CoordError, KeyHolder
+from nonstop.errors import MachineError
 
 
 def _b64(text: str | bytes) -> str:
@@ -59,12 +60,12 @@ def tls_context(settings: EtcdSettings) -> ssl.SSLContext | None:
     try:
         ctx = ssl.create_default_context(cafile=settings.cacert)
     except OSError as e:
-        raise OSError(f"nonstop_etcd cacert={settings.cacert}: {e.strerror or e}") from None
+        raise MachineError(f"nonstop_etcd cacert={settings.cacert}: {e.strerror or e}") from None
     if settings.cert and settings.key:
         try:
             ctx.load_cert_chain(settings.cert, settings.key)
         except OSError as e:
-            raise OSError(f"nonstop_etcd cert={settings.cert} key={settings.key}: "
+            raise MachineError(f"nonstop_etcd cert={settings.cert} key={settings.key}: "
                           f"{e.strerror or e}") from None
     return ctx
 

@@ -43,6 +43,7 @@ from nonstop.demo.config import (
     hosts_file,
     migrate_csync2_calls,
 )
+from nonstop.errors import InvalidValue
 from nonstop.lab import CLIENT, BoxProcess, Lab, LabError, LabProcess, wait_for
 from nonstop.lab.kamailio import write_asterisk_service
 from nonstop.lab.lab import kill_netns_processes
@@ -158,7 +159,7 @@ class Machine:
             if node_path == target or node_path.startswith(target + "/"):
                 rest = node_path[len(target):].lstrip("/")
                 return self.base / "fs" / _upper_name(target) / rest
-        raise ValueError(f"{node_path} is not private to the node")
+        raise InvalidValue(f"{node_path} is not private to the node")
 
     @property
     def logs(self) -> Path:

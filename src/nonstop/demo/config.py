@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from nonstop.errors import InvalidValue
+
 TALK_VIP = "10.0.10.10"
 DEMO_VIP = "198.18.0.10"
 NODE_NAMES: tuple[str, str] = ("vpbx1-1", "vpbx1-2")
@@ -35,7 +37,7 @@ def _replace_line(text: str, pattern: str, new: str, file: str, why: str,
             old = line.rstrip("\n")
             lines[i] = new + ("\n" if line.endswith("\n") else "")
             return "".join(lines), Change(file, old, new, why)
-    raise ValueError(f"{file}: no line matches {pattern!r}")
+    raise InvalidValue(f"{file}: no line matches {pattern!r}")
 
 
 def demo_hacf(text: str, initdead_s: int, *, sync_config: str | None = None,
@@ -44,7 +46,7 @@ def demo_hacf(text: str, initdead_s: int, *, sync_config: str | None = None,
     """The talk's ha.cf with ``initdead`` lowered so the demo does not wait two minutes and,
     with ``sync_config``, nonstop's ``nonstop_sync`` line: the daemon replicates by itself."""
     if initdead_s < 1:
-        raise ValueError("initdead must be at least 1 s")
+        raise InvalidValue("initdead must be at least 1 s")
     new, change = _replace_line(
         text, r"^\s*initdead\s+\S+\s*$", f"initdead {initdead_s}", "ha.cf",
         "lowered for the demo (a real node waits 120 s for its peer after boot)")
@@ -70,7 +72,7 @@ def demo_hacf(text: str, initdead_s: int, *, sync_config: str | None = None,
 def demo_haresources(text: str) -> tuple[str, list[Change]]:
     """The talk's haresources with the virtual IP moved to the lab's network."""
     if TALK_VIP not in text:
-        raise ValueError(f"haresources: the talk's address {TALK_VIP} is not in it")
+        raise InvalidValue(f"haresources: the talk's address {TALK_VIP} is not in it")
     changes: list[Change] = []
     out: list[str] = []
     for line in text.splitlines(keepends=True):
@@ -99,7 +101,7 @@ def migrate_csync2_calls(text: str, file: str) -> tuple[str, list[Change]]:
                                   "the migration: only the program name changed"))
         out.append(new)
     if not changes:
-        raise ValueError(f"{file}: no csync2 command to migrate")
+        raise InvalidValue(f"{file}: no csync2 command to migrate")
     return "".join(out), changes
 
 

@@ -35,7 +35,7 @@ from nonstop.demo.timeline import (
     table,
     timeline,
 )
-from nonstop.errors import NonstopError
+from nonstop.errors import InvalidValue, NonstopError
 from nonstop.lab import LabError, cleanup_leftovers
 from nonstop.lab.outage import read_probes
 
@@ -138,9 +138,9 @@ class Drill:
     def __init__(self, screen: Screen, *, fault: Fault, rounds: int, quick: bool,
                  keep_going: bool) -> None:
         if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}")
+            raise InvalidValue(f"unknown fault {fault!r}")
         if rounds < 1:
-            raise ValueError("at least one round")
+            raise InvalidValue("at least one round")
         self.screen = screen
         self.fault: Fault = fault
         self.rounds = rounds

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from nonstop.config.model import ClusterConfig, ResourceGroup, ResourceSpec
+from nonstop.errors import InvalidValue
 from nonstop.failover.decide import Action, Decision
 from nonstop.failover.state import GroupAd, GroupState, NodeAd, check, haresources_digest
 from nonstop.failover.view import GroupInfo, LocalFacts
@@ -524,7 +525,7 @@ class FailoverEngine:
             return {rt.info.index for rt in self.groups if rt.group.node == self.node}
         if which in ("foreign", "failback"):
             return {rt.info.index for rt in self.groups if rt.group.node != self.node}
-        raise ValueError(f"expected all, local or foreign, not {which!r}")
+        raise InvalidValue(f"expected all, local or foreign, not {which!r}")
 
     def standby(self, which: str) -> list[str]:
         """``nonstop standby``: give the selected groups we hold to another node."""

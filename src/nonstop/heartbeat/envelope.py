@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nonstop.errors import InvalidValue
+
 Field = tuple[str, str | bytes]
 
 
@@ -52,7 +54,7 @@ def stamp(
     out.append(("srcuuid", me.uuid))
     if not unsequenced:
         if seq is None:
-            raise ValueError(f"message type {msg_type!r} needs a sequence number")
+            raise InvalidValue(f"message type {msg_type!r} needs a sequence number")
         out.append(("seq", f"{seq:x}"))
     out.append(("hg", f"{me.generation:x}"))
     out.append(("ts", f"{wall_time:x}"))

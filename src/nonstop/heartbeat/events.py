@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from nonstop.errors import UnknownName
 from nonstop.heartbeat.envelope import Field
 from nonstop.heartbeat.states import NodeStatus
 
@@ -252,7 +253,7 @@ class MembershipView:
         for n in self.nodes:
             if n.name == name:
                 return n
-        raise KeyError(name)
+        raise UnknownName(name)
 
     def alive(self) -> tuple[str, ...]:
         return tuple(n.name for n in self.nodes if n.status is not NodeStatus.DEAD)

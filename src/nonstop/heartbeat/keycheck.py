@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from nonstop.errors import InvalidValue
+
 DEFAULT_WINDOW_S = 10.0
 DEFAULT_THRESHOLD = 5
 
@@ -53,7 +55,7 @@ class OwnKeyCheck:
     def __init__(self, peer_addresses: Iterable[str], *, window_s: float = DEFAULT_WINDOW_S,
                  threshold: int = DEFAULT_THRESHOLD, max_sources: int = 64) -> None:
         if window_s <= 0 or threshold < 1:
-            raise ValueError("window must be > 0 s and threshold >= 1")
+            raise InvalidValue("window must be > 0 s and threshold >= 1")
         self.peers = frozenset(str(ipaddress.ip_address(a)) for a in peer_addresses)
         self.window_s = window_s
         self.threshold = threshold

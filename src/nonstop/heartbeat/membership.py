@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from nonstop.config.model import HaConfig
+from nonstop.errors import InvalidValue
 from nonstop.heartbeat.envelope import Field, is_unsequenced
 from nonstop.heartbeat.events import (
     ClusterMessage,
@@ -126,7 +127,7 @@ class Membership:
         """``known``: each peer's (generation, last sequence number) as recorded before our
         restart (:meth:`replay_state`), so its packets captured earlier stay replays."""
         if local not in ha.nodes:
-            raise ValueError(f"Current node [{local}] not in configuration!")
+            raise InvalidValue(f"Current node [{local}] not in configuration!")
         self.ha = ha
         self.local = local
         self.started = now

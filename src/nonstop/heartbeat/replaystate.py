@@ -13,6 +13,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+from nonstop.errors import InvalidValue
 from nonstop.heartbeat.identity import _write_durably
 
 log = logging.getLogger("nonstop")
@@ -43,11 +44,11 @@ def load(state_dir: Path) -> State:
     state: State = {}
     try:
         if len(raw) > MAX_SIZE:
-            raise ValueError(f"larger than {MAX_SIZE} bytes")
+            raise InvalidValue(f"larger than {MAX_SIZE} bytes")
         for n, line in enumerate(raw.decode("ascii").splitlines(), 1):
             parts = line.split()
             if len(parts) != 3:
-                raise ValueError(f"line {n}: expected '<node> <generation> <seq>'")
+                raise InvalidValue(f"line {n}: expected '<node> <generation> <seq>'")
             state[parts[0]] = (int(parts[1]), None if parts[2] == "-" else int(parts[2]))
     except (ValueError, UnicodeDecodeError) as e:
         log.warning("ignoring %s (peers' packets are checked as after a first start): %s",

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nonstop.errors import InvalidValue
+
 Direction = Literal["in", "out", "both"]
 TABLE = "lab"
 
@@ -29,14 +31,14 @@ class FaultState:
     def set_loss(self, port: str, percent: int, direction: Direction) -> None:
         """Record ``percent`` loss on ``port``; 0 removes it."""
         if not 0 <= percent <= 100:
-            raise ValueError(f"loss must be 0..100 %, not {percent}")
+            raise InvalidValue(f"loss must be 0..100 %, not {percent}")
         targets: list[dict[str, int]] = []
         if direction in ("out", "both"):
             targets.append(self.loss_out)
         if direction in ("in", "both"):
             targets.append(self.loss_in)
         if not targets:
-            raise ValueError(f"direction must be 'in', 'out' or 'both', not {direction!r}")
+            raise InvalidValue(f"direction must be 'in', 'out' or 'both', not {direction!r}")
         for table in targets:
             if percent == 0:
                 table.pop(port, None)
@@ -162,7 +164,7 @@ def chaos_schedule(seed: int, duration: float, *, quick: bool = False,
     durations; ``duration`` is then only an upper bound checked by the caller).
     """
     if duration <= 0:
-        raise ValueError(f"duration must be positive, not {duration}")
+        raise InvalidValue(f"duration must be positive, not {duration}")
     rng = random.Random(seed)
     faults: list[ChaosFault] = []
     at = start

@@ -16,6 +16,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from nonstop.errors import InvalidValue
+
 KAMAILIO = "/usr/sbin/kamailio"
 MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
 NODE_HEADER = "X-Lab-Node"
@@ -37,7 +39,7 @@ def kamailio_config(*, node: str, listen_ip: str, port: int = SIP_PORT,
     """The text of a minimal kamailio.cfg: UDP on ``listen_ip:port``; OPTIONS get ``200 OK
     <node>`` with a ``X-Lab-Node`` header; other requests get 501 (ACKs nothing)."""
     if not node or any(c in node for c in '"\\\r\n '):
-        raise ValueError(f"node name {node!r} cannot go into a SIP reason phrase")
+        raise InvalidValue(f"node name {node!r} cannot go into a SIP reason phrase")
     return f"""#!KAMAILIO
 # lab stand-in for Asterisk on {node}: only answers OPTIONS, naming the node.
 debug=1

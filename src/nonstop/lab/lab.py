@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
+from nonstop.errors import InvalidValue
 from nonstop.lab.box import (
     HEARTBEAT_BINARY,
     HEARTBEAT_PIDFILE,
@@ -77,22 +78,22 @@ class Lab:
     def __init__(self, nodes: Sequence[str] = ("n1", "n2"), *, workdir: Path | None = None,
                  keep_workdir: bool = False) -> None:
         if not 1 <= len(nodes) <= MAX_NODES:
-            raise ValueError(f"a lab has 1..{MAX_NODES} nodes, not {len(nodes)}")
+            raise InvalidValue(f"a lab has 1..{MAX_NODES} nodes, not {len(nodes)}")
         if len(set(nodes)) != len(nodes) or CLIENT in nodes:
-            raise ValueError(f"node names must be distinct and not {CLIENT!r}: {nodes}")
+            raise InvalidValue(f"node names must be distinct and not {CLIENT!r}: {nodes}")
         for name in nodes:
             if not name or len(name) > 63 or not all(c.isalnum() or c in "-_." for c in name):
-                raise ValueError(f"node name {name!r} is not a valid host name")
+                raise InvalidValue(f"node name {name!r} is not a valid host name")
         self._prefix: LabPrefix = new_prefix()
         self.nodes: tuple[str, ...] = tuple(nodes)
         self.keep_workdir = keep_workdir
         self.workdir = (workdir or DEFAULT_WORK_ROOT / self._prefix.text).resolve()
         for private in PRIVATE_PATHS:
             if PurePosixPath(self.workdir).is_relative_to(private):
-                raise ValueError(f"work directory {self.workdir} is under {private}, which "
+                raise InvalidValue(f"work directory {self.workdir} is under {private}, which "
                                  "lab hosts see privately")
             if PurePosixPath(sys.prefix).is_relative_to(private):
-                raise ValueError(f"Python ({sys.prefix}) is under {private}, which lab hosts see "
+                raise InvalidValue(f"Python ({sys.prefix}) is under {private}, which lab hosts see "
                                  "privately: use a Python (or virtualenv) installed elsewhere")
         self._created_workdir = False
         self._namespaces: list[str] = []

@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+from nonstop.errors import InvalidValue
 from nonstop.lab.commands import run_checked
 from nonstop.lab.lab import DEFAULT_WORK_ROOT, kill_netns_processes
 from nonstop.lab.names import PREFIX_PATTERN
@@ -29,7 +30,7 @@ def cleanup_leftovers(pattern: re.Pattern[str] = PREFIX_PATTERN,
     by pid first. Returns the names removed.
     """
     if "pid" not in pattern.groupindex:
-        raise ValueError("the leftover pattern needs a (?P<pid>...) group")
+        raise InvalidValue("the leftover pattern needs a (?P<pid>...) group")
     removed: list[str] = []
     for line in run_checked(["ip", "netns", "list"]).splitlines():
         words = line.split()

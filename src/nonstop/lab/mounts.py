@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from nonstop.errors import InvalidValue
+
 
 @dataclass(frozen=True)
 class Bind:
@@ -42,7 +44,7 @@ def order_binds(binds: Iterable[Bind]) -> list[Bind]:
                 break
         else:
             names = ", ".join(f"{b.source} -> {b.target}" for b in pending)
-            raise ValueError(f"bind mounts hide each other's sources: {names}")
+            raise InvalidValue(f"bind mounts hide each other's sources: {names}")
     return ordered
 
 

@@ -14,6 +14,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from nonstop.errors import InvalidValue
+
 # Names stay within IFNAMSIZ (15 usable characters) so any of them could name an interface
 # too: a 7-digit pid, a 2-character serial and a 2-character role fit.
 IFNAMSIZ = 15
@@ -48,7 +50,7 @@ class LabPrefix:
         """The namespace name for ``role`` (``sw``, ``cl``, ``n1`` ...)."""
         name = f"{self.text}-{role}"
         if len(name) > IFNAMSIZ:
-            raise ValueError(f"lab name {name!r} is longer than {IFNAMSIZ} characters")
+            raise InvalidValue(f"lab name {name!r} is longer than {IFNAMSIZ} characters")
         return name
 
 

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nonstop.errors import InvalidValue
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -60,7 +62,7 @@ def client_outage(probes: Iterable[Probe], fault_at: float, *,
     ordered = sorted(probes, key=lambda p: p.seq)
     before = [p for p in ordered if p.answered is not None and p.answered <= fault_at]
     if not before:
-        raise ValueError("no probe was answered before the fault")
+        raise InvalidValue("no probe was answered before the fault")
     last_before = max(before, key=lambda p: p.answered or 0.0)
     first_after = next(
         (p for p in ordered if p.sent >= fault_at and p.answered is not None
@@ -69,7 +71,7 @@ def client_outage(probes: Iterable[Probe], fault_at: float, *,
     )
     if first_after is None:
         who = f" by {answered_by}" if answered_by else ""
-        raise ValueError(f"no probe sent after the fault was answered{who}")
+        raise InvalidValue(f"no probe sent after the fault was answered{who}")
     lost = sum(1 for p in ordered
                if last_before.seq < p.seq < first_after.seq and p.answered is None)
     return Outage(last_before=last_before, first_after=first_after, lost=lost)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from nonstop.errors import InvalidValue
 from nonstop.observe.events import Timeline
 from nonstop.observe.store import follow, history_dir, read_records
 
@@ -27,7 +28,7 @@ def parse_since(text: str, now: float) -> float:
     try:
         when = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{text!r} is neither an age (90s, 10m, 2h, 1d) nor a date/time "
+        raise InvalidValue(f"{text!r} is neither an age (90s, 10m, 2h, 1d) nor a date/time "
                          "(2026-12-04 22:15)") from None
     if when.tzinfo is None:
         when = when.astimezone()  # a time without a zone is local time, as people write it

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nonstop.errors import Misuse
 from nonstop.observe.events import BadRecord, Record, decode_line, encode_line
 
 log = logging.getLogger("nonstop.observe")
@@ -192,7 +193,7 @@ class HistoryFile:
 
     def append(self, records: list[Record]) -> None:
         if self._fd is None:
-            raise RuntimeError("history file not open")
+            raise Misuse("history file not open")
         data = b"".join(encode_line(r) for r in records)
         os.write(self._fd, data)
         os.fdatasync(self._fd)

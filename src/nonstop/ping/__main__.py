@@ -15,6 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from nonstop.errors import InvalidValue
 from nonstop.ping.prober import PingProber
 from nonstop.ping.targets import PingTarget, PingTracker
 
@@ -28,10 +29,10 @@ def _targets(args: argparse.Namespace) -> list[PingTarget]:
     for text in args.group:
         name, sep, members = text.partition("=")
         if not sep:
-            raise ValueError(f"--group wants NAME=IP[,IP...], not {text!r}")
+            raise InvalidValue(f"--group wants NAME=IP[,IP...], not {text!r}")
         targets.append(PingTarget.ping_group(name, [m for m in members.split(",") if m]))
     if not targets:
-        raise ValueError("no ping node or group given")
+        raise InvalidValue("no ping node or group given")
     return targets
 
 
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         targets = _targets(args)
         if args.deadping <= 2 * args.interval:
-            raise ValueError(f"Ping dead time [{args.deadping:g} s] is too small compared to "
+            raise InvalidValue(f"Ping dead time [{args.deadping:g} s] is too small compared to "
                              f"the interval [{args.interval:g} s]")
     except ValueError as exc:
         parser.error(str(exc))

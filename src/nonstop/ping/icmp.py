@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from nonstop.errors import RemoteInputError
+from nonstop.errors import InvalidValue, RemoteInputError
 
 ECHO_REPLY = 0
 ECHO_REQUEST = 8
@@ -37,7 +37,7 @@ def checksum(data: bytes) -> int:
 def echo_request(ident: int, seq: int, token: bytes) -> bytes:
     """An echo request whose payload is ``token``; ident and seq are taken modulo 2**16."""
     if len(token) != TOKEN_LEN:
-        raise ValueError(f"token must be {TOKEN_LEN} bytes")
+        raise InvalidValue(f"token must be {TOKEN_LEN} bytes")
     header = _HEADER.pack(ECHO_REQUEST, 0, 0, ident & 0xFFFF, seq & 0xFFFF)
     csum = checksum(header + token)
     return _HEADER.pack(ECHO_REQUEST, 0, csum, ident & 0xFFFF, seq & 0xFFFF) + token

@@ -16,6 +16,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 
+from nonstop.errors import InvalidValue
 from nonstop.ping import icmp
 from nonstop.ping.targets import PingEvent, PingTracker, PingView
 
@@ -55,7 +56,7 @@ class PingProber:
                  on_event: Callable[[PingEvent], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if interval_s <= 0:
-            raise ValueError("ping interval must be > 0")
+            raise InvalidValue("ping interval must be > 0")
         self.tracker = tracker
         self.interval_s = interval_s
         self._logger = logger

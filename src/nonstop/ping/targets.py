@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nonstop.errors import NonstopError
+from nonstop.errors import InvalidValue, NonstopError
 
 
 class PingStatus(enum.Enum):
@@ -62,9 +62,9 @@ class PingTarget:
     def ping_group(cls, name: str, ips: Sequence[str | ipaddress.IPv4Address]) -> PingTarget:
         """A ``ping_group <name> <ip>...``; ValueError without members or with a bad address."""
         if not name or any(c.isspace() for c in name):
-            raise ValueError(f"bad ping group name {name!r}")
+            raise InvalidValue(f"bad ping group name {name!r}")
         if not ips:
-            raise ValueError(f"ping group {name} has no members")
+            raise InvalidValue(f"ping group {name} has no members")
         members = tuple(dict.fromkeys(ipaddress.IPv4Address(ip) for ip in ips))
         return cls(name, members, group=True)
 
@@ -194,10 +194,10 @@ class PingTracker:
         self._states: dict[str, _State] = {}
         for target in targets:
             if target.name in self._states:
-                raise ValueError(f"ping node {target.name} configured twice")
+                raise InvalidValue(f"ping node {target.name} configured twice")
             self._states[target.name] = _State(target)
         if deadping_ms <= 0:
-            raise ValueError("deadping must be > 0")
+            raise InvalidValue("deadping must be > 0")
         self.deadping_ms = deadping_ms
         self.initdead_ms = max(initdead_ms or 0, deadping_ms)
         # Late answers are judged against the cluster's warntime and deadtime, not deadping

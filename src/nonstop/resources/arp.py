@@ -16,6 +16,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from nonstop.errors import InvalidValue
+
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
 BROADCAST_MAC = b"\xff" * 6
@@ -36,7 +38,7 @@ def parse_mac(text: str) -> bytes:
     """``aa:bb:cc:dd:ee:ff`` to 6 bytes; ValueError otherwise."""
     parts = text.split(":")
     if len(parts) != 6:
-        raise ValueError(f"not a MAC address: {text!r}")
+        raise InvalidValue(f"not a MAC address: {text!r}")
     return bytes(int(p, 16) for p in parts)
 
 
@@ -44,7 +46,7 @@ def arp_frame(op: ArpOp, src_mac: bytes, sender_ip: bytes, target_mac: bytes,
               target_ip: bytes) -> bytes:
     """One complete broadcast Ethernet frame carrying an ARP packet (IPv4 over Ethernet)."""
     if len(src_mac) != 6 or len(target_mac) != 6:
-        raise ValueError("MAC must be 6 bytes")
+        raise InvalidValue("MAC must be 6 bytes")
     eth = BROADCAST_MAC + src_mac + struct.pack("!H", ETH_P_ARP)
     arp = (struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, int(op)) + src_mac + sender_ip + target_mac
            + target_ip)
@@ -55,7 +57,7 @@ def arp_frame(op: ArpOp, src_mac: bytes, sender_ip: bytes, target_mac: bytes,
 def gratuitous_arp_frame(op: ArpOp, mac: bytes, ip: ipaddress.IPv4Address) -> bytes:
     """One complete Ethernet frame announcing that ``ip`` is at ``mac``."""
     if len(mac) != 6:
-        raise ValueError("MAC must be 6 bytes")
+        raise InvalidValue("MAC must be 6 bytes")
     target_mac = ZERO_MAC if op is ArpOp.REQUEST else mac
     return arp_frame(op, mac, ip.packed, target_mac, ip.packed)
 

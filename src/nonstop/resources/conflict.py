@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nonstop.errors import InvalidValue
 from nonstop.resources import arp, dad
 
 DEFAULT_PROBE_INTERVAL_S = 1.0
@@ -102,7 +103,7 @@ class ConflictWatch:
                  probe_wait_s: float = dad.DEFAULT_WAIT_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if probe_interval_s <= 0:
-            raise ValueError("probe interval must be > 0")
+            raise InvalidValue("probe interval must be > 0")
         self.iface = iface
         self.tracker = ConflictTracker(ip, mac)
         self._logger = logger

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nonstop.errors import InvalidValue
 from nonstop.resources import arp, netlink
 
 DEFAULT_PROBES = 3
@@ -151,7 +152,7 @@ async def probe_address(iface: str, ip: ipaddress.IPv4Address, *, mac: bytes | N
     Never raises for a network problem: the result's ``error`` says why no answer could be had.
     """
     if probes < 1 or interval_s < 0 or wait_s <= 0:
-        raise ValueError("probes >= 1, interval >= 0 and wait > 0 are required")
+        raise InvalidValue("probes >= 1, interval >= 0 and wait > 0 are required")
     start = clock()
     probe: _Probe | None = None
 

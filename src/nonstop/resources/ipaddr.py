@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from nonstop.config.haresources import parse_ip_spec
 from nonstop.config.model import IPSpec
+from nonstop.errors import InvalidValue
 from nonstop.resources import arp, dad, netlink
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
 
@@ -35,7 +36,7 @@ def free_alias_label(iface: str, labels_in_use: set[str]) -> str:
     while True:
         label = f"{iface}:{n}"
         if len(label) > IFNAMSIZ:
-            raise ValueError(f"no free alias label on {iface} within {IFNAMSIZ} characters")
+            raise InvalidValue(f"no free alias label on {iface} within {IFNAMSIZ} characters")
         if label not in labels_in_use:
             return label
         n += 1

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nonstop.config.model import HaConfig
+from nonstop.errors import InvalidValue, MachineError, MachineTimeout
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def render_subject(action: str, subject: str | None, node: str, when: datetime.d
         return f"{s} Takeover in progress at {date} on {node}"
     if action == "stop":
         return f"{s} Migrating resource away at {date} from {node}"
-    raise ValueError(f"MailTo sends no mail for {action!r}")
+    raise InvalidValue(f"MailTo sends no mail for {action!r}")
 
 
 def render_body(subject_line: str, command_line: str) -> str:
@@ -276,11 +277,11 @@ class MailToAgent(Agent):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise TimeoutError(f"{program} still running after {self._ctx.smtp_timeout} s") \
+            raise MachineTimeout(f"{program} still running after {self._ctx.smtp_timeout} s") \
                 from None
         if proc.returncode != 0:
             detail = err.decode(errors="replace").strip().splitlines()
-            raise OSError(f"{program} exited with {proc.returncode}"
+            raise MachineError(f"{program} exited with {proc.returncode}"
                           + (f": {detail[-1]}" if detail else ""))
 
     def _smtp_send(self, msg: EmailMessage) -> None:

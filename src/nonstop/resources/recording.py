@@ -19,6 +19,7 @@ import asyncio
 from dataclasses import dataclass
 
 from nonstop.config.model import ResourceSpec
+from nonstop.errors import InvalidValue
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
 
 ACTIONS = ("start", "stop", "status")
@@ -51,7 +52,7 @@ class RecordingAgentFactory:
         """Make ``action`` ("start" or "stop") of ``resource`` raise ResourceError, ``times``
         more times (None = always). A failed action leaves the state unchanged."""
         if action not in ("start", "stop"):
-            raise ValueError(f"only start and stop can fail, not {action!r}")
+            raise InvalidValue(f"only start and stop can fail, not {action!r}")
         self._failures[(resource, action)] = times
 
     def heal(self, resource: str, action: str) -> None:

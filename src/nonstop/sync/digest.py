@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+from nonstop.errors import InvalidValue
+
 BLOCK = 1 << 20
 BLOCK_DIGEST = 16
 _READ = 1 << 20
@@ -31,7 +33,7 @@ class Hasher:
 
     def __init__(self, blocks: bytes = b"", offset: int = 0) -> None:
         if offset % BLOCK or len(blocks) != offset // BLOCK * BLOCK_DIGEST:
-            raise ValueError("a hasher resumes at a block boundary with the blocks before it")
+            raise InvalidValue("a hasher resumes at a block boundary with the blocks before it")
         self._done = bytearray(blocks)
         self._cur = _block()
         self._fill = 0

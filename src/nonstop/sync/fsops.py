@@ -16,6 +16,7 @@ import os
 import secrets
 import stat
 
+from nonstop.errors import MachineError
 from nonstop.sync.patterns import TMP_PREFIX
 from nonstop.sync.state import FileState
 
@@ -42,7 +43,7 @@ def open_dir(root: str, path: str) -> int:
     try:
         for part in rel.split("/"):
             if part in ("", ".", ".."):
-                raise OSError(errno.EINVAL, f"bad path component {part!r}")
+                raise MachineError(errno.EINVAL, f"bad path component {part!r}")
             nxt = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = nxt

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from nonstop.config.csync2 import Pattern, Prefix
+from nonstop.errors import UnknownName
 
 # Receive temp files carry this prefix; they are never scanned, synced or left behind.
 TMP_PREFIX = ".nonstop-tmp-"
@@ -248,7 +249,7 @@ class PathMap:
             pname, _, rest = name[1:].partition("%")
             base = self._pref.get(pname)
             if base is None:
-                raise KeyError(f"prefix %{pname}% has no path for this host")
+                raise UnknownName(f"prefix %{pname}% has no path for this host")
             name = base.rstrip("/") + rest
         return self.root + name
 

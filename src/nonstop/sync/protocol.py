@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from nonstop.errors import RemoteInputError
+from nonstop.errors import InvalidValue, RemoteInputError
 
 PROTO_VERSION = 1
 HEADER = struct.Struct("!IB")
@@ -36,6 +36,10 @@ class RemoteError(RemoteInputError):
 
 class AuthError(RemoteInputError):
     """Authentication failed (wrong key, host not in the group); the message says which."""
+
+
+class PeerClosed(RemoteInputError, ConnectionError):
+    """The peer closed the connection in the middle of a session (a ``ConnectionError``)."""
 
 
 class Kind(enum.IntEnum):
@@ -78,7 +82,7 @@ class Frame:
 def encode(kind: Kind, payload: bytes) -> bytes:
     """One frame."""
     if len(payload) > MAX_FRAME:
-        raise ValueError("frame too large")
+        raise InvalidValue("frame too large")
     return HEADER.pack(len(payload), int(kind)) + payload
 
 

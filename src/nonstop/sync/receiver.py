@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nonstop.config.csync2 import Group
+from nonstop.errors import MachineError
 from nonstop.logs import escape
 from nonstop.sync import backups, fsops, rdiff
 from nonstop.sync.conflicts import Action, judge
@@ -440,11 +441,11 @@ class Receiver:
                 blocks = h.blocks()
             h2 = extend(fd, blocks, at, at)
             if h2 is None:
-                raise OSError(0, "our copy changed under us")
+                raise MachineError(0, "our copy changed under us")
             p.hasher = h2
             st = os.fstat(fd)
             if st.st_nlink > 1:
-                raise OSError(0, "it has other hard links")
+                raise MachineError(0, "it has other hard links")
             # Journalled before the first byte is written, so a crash is undone at the next start.
             self.db.add_append(p.local, st.st_ino, at, st.st_mtime_ns)
             p.journalled = True

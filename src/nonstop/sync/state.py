@@ -6,6 +6,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
+from nonstop.errors import InvalidValue
 from nonstop.sync.protocol import ProtocolError
 
 KINDS = ("reg", "dir", "lnk", "fifo", "chr", "blk")
@@ -101,7 +102,7 @@ class FileState:
         elif stat.S_ISBLK(m):
             kind = "blk"
         else:
-            raise ValueError("unsupported file type")
+            raise InvalidValue("unsupported file type")
         return cls(
             kind=kind,
             mode=stat.S_IMODE(m),

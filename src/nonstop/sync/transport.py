@@ -110,7 +110,7 @@ class Channel:
         async with asyncio.timeout(self.idle_timeout):
             data = await self.reader.read(self._read_size)
         if not data:
-            raise ConnectionError("connection closed by peer")
+            raise p.PeerClosed("connection closed by peer")
         self.bytes_received += len(data)
         return data
 

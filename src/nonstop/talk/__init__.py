@@ -16,6 +16,8 @@ import shutil
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from nonstop.errors import Misuse, UnknownName
+
 FILES: tuple[str, ...] = (
     "ha.d/ha.cf",
     "ha.d/haresources",
@@ -34,7 +36,7 @@ EXAMPLES: tuple[str, ...] = (
 def talk_file(name: str) -> Traversable:
     """One of :data:`FILES`, e.g. ``talk_file("ha.d/ha.cf").read_bytes()``."""
     if name not in FILES + EXAMPLES:
-        raise KeyError(f"{name!r} is not one of the talk's files or examples: "
+        raise UnknownName(f"{name!r} is not one of the talk's files or examples: "
                        f"{', '.join(FILES + EXAMPLES)}")
     node = importlib.resources.files(__name__)
     for part in name.split("/"):
@@ -47,7 +49,7 @@ def talk_path(name: str) -> Path:
     a wheel or a Debian package), for APIs that open a path themselves."""
     node = talk_file(name)
     if not isinstance(node, Path):
-        raise RuntimeError(f"the talk's {name} is not a file on disk here ({node!r})")
+        raise Misuse(f"the talk's {name} is not a file on disk here ({node!r})")
     return node
 
 
