@@ -28,7 +28,7 @@ from bench.systems import (
 )
 from nonstop.lab import BoxProcess, Lab, LabError, LabProcess
 from nonstop.lab.box import box_bin
-from nonstop.lab.lab import netns_pids
+from nonstop.lab.nsprocs import netns_pids
 
 HEARTBEAT, NONSTOP = "heartbeat", "nonstop"
 HA_LOG = "/var/log/ha-log"  # Heartbeat's log file, inside its box

@@ -36,7 +36,7 @@ from nonstop.lab import CLIENT, VIP, BoxProcess, Lab, LabError, LabProcess
 from nonstop.lab.box import box_bin
 from nonstop.lab.hbconfig import set_directives
 from nonstop.lab.kamailio import write_asterisk_service
-from nonstop.lab.lab import kill_netns_processes, netns_pids
+from nonstop.lab.nsprocs import kill_netns_processes, netns_pids
 from nonstop.lab.sipprobe import probe_command
 from nonstop.talk import copy_talk
 

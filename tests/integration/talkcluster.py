@@ -113,7 +113,7 @@ class TalkCluster:
         """The box dies: off the network at once, every process on it killed."""
         t = time.monotonic()
         self.lab.link_down(node)
-        from nonstop.lab.lab import kill_netns_processes
+        from nonstop.lab.nsprocs import kill_netns_processes
 
         kill_netns_processes(self.lab.netns(node))
         if self.lab.has_address(node, VIP):  # a dead box holds no address

@@ -17,7 +17,7 @@ import pytest
 from talkcluster import N1, N2, TalkCluster
 
 from nonstop.lab import VIP, Lab, wait_for
-from nonstop.lab.lab import netns_pids
+from nonstop.lab.nsprocs import netns_pids
 from nonstop.lab.outage import client_outage
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]

@@ -12,7 +12,7 @@ import pytest
 from nonstop.lab import VIP, Lab, wait_for
 from nonstop.lab.box import HEARTBEAT_BINARY
 from nonstop.lab.fence import EXTERNAL_PLUGIN_DIR, PLUGIN_NAME
-from nonstop.lab.lab import netns_pids
+from nonstop.lab.nsprocs import netns_pids
 
 pytestmark = pytest.mark.netns
 

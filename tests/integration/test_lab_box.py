@@ -11,7 +11,7 @@ import pytest
 
 from nonstop.lab import Lab, LabError, wait_for
 from nonstop.lab.box import HEARTBEAT_BINARY
-from nonstop.lab.lab import netns_pids
+from nonstop.lab.nsprocs import netns_pids
 
 pytestmark = pytest.mark.netns
 

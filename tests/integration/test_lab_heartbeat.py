@@ -12,7 +12,7 @@ import pytest
 
 from nonstop.lab import CLIENT, VIP, Lab, wait_for
 from nonstop.lab.hbconfig import heartbeat_talk_config
-from nonstop.lab.lab import netns_pids
+from nonstop.lab.nsprocs import netns_pids
 from nonstop.lab.outage import client_outage, read_probes
 from nonstop.lab.sipprobe import probe_command
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from nonstop.lab import Lab, LabError, cleanup_leftovers, wait_for
-from nonstop.lab.lab import DEFAULT_WORK_ROOT, netns_pids
+from nonstop.lab.lab import DEFAULT_WORK_ROOT
+from nonstop.lab.nsprocs import netns_pids
 from nonstop.lab.process import pid_running
 
 pytestmark = pytest.mark.netns

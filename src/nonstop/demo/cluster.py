@@ -46,7 +46,7 @@ from nonstop.demo.config import (
 from nonstop.errors import InvalidValue
 from nonstop.lab import CLIENT, BoxProcess, Lab, LabError, LabProcess, wait_for
 from nonstop.lab.kamailio import write_asterisk_service
-from nonstop.lab.lab import kill_netns_processes
+from nonstop.lab.nsprocs import kill_netns_processes
 from nonstop.lab.sipprobe import probe_command
 from nonstop.sync.cli import make_key
 from nonstop.talk import talk_file

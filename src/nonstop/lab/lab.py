@@ -37,7 +37,7 @@ from nonstop.lab.box import (
 )
 from nonstop.lab.commands import run_checked
 from nonstop.lab.errors import LabError
-from nonstop.lab.faults import Direction, FaultState, render_ruleset
+from nonstop.lab.faults import FaultState
 from nonstop.lab.fence import (
     PLUGIN_TYPE,
     LabFenceDevice,
@@ -47,7 +47,9 @@ from nonstop.lab.fence import (
 )
 from nonstop.lab.mounts import Bind, prologue
 from nonstop.lab.names import LabPrefix, new_prefix
+from nonstop.lab.nsprocs import box_init, kill_netns_processes
 from nonstop.lab.process import BoxProcess, LabProcess
+from nonstop.lab.switchfaults import SwitchFaults
 from nonstop.lab.wait import wait_for
 
 CLIENT = "client"
@@ -67,7 +69,7 @@ PRIVATE_PATHS = ("/tmp", "/run", "/etc/ha.d", "/etc/logrotate.d", "/etc/hosts", 
 CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
-class Lab:
+class Lab(SwitchFaults):
     """Network-namespace test hosts: build with ``with Lab(("n1", "n2")) as lab:``.
 
     Methods are synchronous and quick (each runs a few ``ip``/``nft`` commands), so asyncio code
@@ -323,60 +325,6 @@ class Lab:
         if problems:
             raise LabError("lab teardown: " + "; ".join(problems))
 
-    # -- faults --------------------------------------------------------------------------------
-
-    def _apply_faults(self) -> None:
-        run_checked(["ip", "netns", "exec", self.switch_netns, "nft", "-f", "-"],
-                    input_text=render_ruleset(self._faults))
-
-    def link_down(self, host: str) -> None:
-        """Pull the host's cable: its switch port goes down, its eth0 loses carrier."""
-        self._ip("-n", self.switch_netns, "link", "set", self.port(host), "down")
-
-    def link_up(self, host: str) -> None:
-        """Plug the host's cable back in."""
-        self._ip("-n", self.switch_netns, "link", "set", self.port(host), "up")
-
-    def set_loss(self, host: str, percent: int, direction: Direction = "both") -> None:
-        """Drop ``percent`` % of frames from (``out``), to (``in``) or both ways at the host's
-        switch port; 0 removes the loss."""
-        self._faults.set_loss(self.port(host), percent, direction)
-        self._apply_faults()
-
-    def isolate(self, a: str, b: str) -> None:
-        """Hosts ``a`` and ``b`` no longer hear each other; both still reach everyone else."""
-        if a == b:
-            raise LabError("cannot isolate a host from itself")
-        self._faults.isolated_pairs.add(frozenset((self.port(a), self.port(b))))
-        self._apply_faults()
-
-    def unisolate(self, a: str, b: str) -> None:
-        """Undo one :meth:`isolate` (the other isolated pairs stay)."""
-        self._faults.isolated_pairs.discard(frozenset((self.port(a), self.port(b))))
-        self._apply_faults()
-
-    def heal(self) -> None:
-        """Undo every :meth:`isolate` (loss and blackouts stay)."""
-        self._faults.isolated_pairs.clear()
-        self._apply_faults()
-
-    def blackout(self, host: str) -> None:
-        """Drop everything the host sends; it still receives and its link stays up."""
-        self._faults.blackouts.add(self.port(host))
-        self._apply_faults()
-
-    def unblackout(self, host: str) -> None:
-        """End a :meth:`blackout`."""
-        self._faults.blackouts.discard(self.port(host))
-        self._apply_faults()
-
-    def clear_faults(self) -> None:
-        """Remove every fault: loss, isolation, blackouts, and bring every link up."""
-        self._faults.clear()
-        self._apply_faults()
-        for host in self.hosts:
-            self.link_up(host)
-
     # -- processes -----------------------------------------------------------------------------
 
     def _command(self, host: str, argv: Sequence[str], binds: Mapping[str, str | Path] | None,
@@ -526,7 +474,7 @@ class Lab:
                      what=f"box of {node} to mount its file system")
             if popen.poll() is not None:
                 raise LabError(f"box of {node} exited with {popen.returncode}: see {path}")
-            init_pid = _box_init(popen, f"box of {node}, see {path}")
+            init_pid = box_init(popen, f"box of {node}, see {path}")
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(popen.pid, signal.SIGKILL)
@@ -588,36 +536,3 @@ class Lab:
         return self._run(cmd, argv, timeout=timeout, check=check, env=None,
                          input_text=input_text)
 
-
-def _box_init(unshare: subprocess.Popen[bytes], what: str) -> int:
-    """The host pid of the box init: the single child of ``unshare --fork``."""
-    pid = unshare.pid
-
-    def child() -> int | None:
-        if unshare.poll() is not None:
-            raise LabError(f"{what}: ended at once with {unshare.returncode}")
-        try:
-            text = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            return None
-        return int(text[0]) if text else None
-
-    return wait_for(child, 10.0, what=f"the init of the {what}")
-
-
-def netns_pids(name: str) -> list[int]:
-    """Host pids of every process whose network namespace is ``name``."""
-    out = run_checked(["ip", "netns", "pids", name])
-    return [int(word) for word in out.split() if word.isdigit()]
-
-
-def kill_netns_processes(name: str, timeout: float = 10.0) -> None:
-    """SIGKILL every process in namespace ``name`` (by pid) and wait until none is left."""
-    def gone() -> bool:
-        pids = netns_pids(name)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return not pids
-
-    wait_for(gone, timeout, what=f"processes in {name} to die", interval=0.05)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from nonstop.errors import InvalidValue
 from nonstop.lab.commands import run_checked
-from nonstop.lab.lab import DEFAULT_WORK_ROOT, kill_netns_processes
+from nonstop.lab.lab import DEFAULT_WORK_ROOT
 from nonstop.lab.names import PREFIX_PATTERN
+from nonstop.lab.nsprocs import kill_netns_processes
 from nonstop.lab.process import pid_running
 
 
