@@ -11,7 +11,6 @@ mail server), read after the round; the live panel is only for watching.
 from __future__ import annotations
 
 import contextlib
-import re
 import signal
 import time
 import traceback
@@ -22,9 +21,9 @@ from typing import Any, Literal, TypeVar
 
 from nonstop.demo.cluster import PROBE_TIMEOUT_S, VOICEMAIL_DIR, DemoCluster
 from nonstop.demo.config import describe_changes
-from nonstop.demo.mailsink import read_mail
-from nonstop.demo.records import ProbeTail, parse_addr_log, parse_daemon_log
+from nonstop.demo.records import ProbeTail
 from nonstop.demo.render import ClientView, NodeView, Screen, panel
+from nonstop.demo.roundrecords import RoundRecords
 from nonstop.demo.timeline import (
     Event,
     Kind,
@@ -460,7 +459,8 @@ class Drill:
             events.append(Event(time.monotonic(), kind, text))
             if holder != new and self.fault != "cable" and error is None:
                 error = f"the group moved back to {holder} although auto_failback is off"
-        recorded = self._recorded_events(old, new, fault_at, old_back_at)
+        recorded = RoundRecords(self.cluster, self.fault, self.offset).events(
+            old, new, fault_at, old_back_at)
         events.extend(recorded)
         if any(e.kind is Kind.OLD_NODE_CLAIMED for e in recorded) and error is None:
             error = f"{old} took the virtual IP again on its return although {new} held it"
@@ -537,85 +537,3 @@ class Drill:
         elif self.fault == "cable":
             c.cable_in(node)
             self._cables_out.discard(node)
-
-    # -- the record
-
-    def _recorded_events(self, old: str, new: str, fault_at: float,
-                         old_back_at: float | None) -> list[Event]:
-        """Moments read from the programs' own records (logs, ip monitor, mail)."""
-        c = self.cluster
-        mnew = c.machines[new]
-        events: list[Event] = []
-        lines = [ln for path in mnew.all_logs("daemon") if path.exists()
-                 for ln in parse_daemon_log(path.read_text(errors="replace"), self.offset)]
-        after = [ln for ln in lines if ln.at >= fault_at - 0.005]
-        dead = next((ln for ln in after if ln.message == f"node {old}: is dead"), None)
-        if dead is not None:
-            events.append(Event(dead.at, Kind.DEATH_DECLARED, f"{new} declares {old} dead"))
-        mold = c.machines[old]
-        old_lines = [ln for path in mold.all_logs("daemon") if path.exists()
-                     for ln in parse_daemon_log(path.read_text(errors="replace"), self.offset)
-                     if ln.at >= fault_at - 0.005]
-        going = next((ln for ln in old_lines if ln.message.startswith("Going standby")), None)
-        if going is not None:
-            events.append(Event(going.at, Kind.HANDOVER, f"{old} gives the group away"))
-        released = re.compile(r"Resource group .* released")
-        gone = next((ln for ln in old_lines if released.match(ln.message)), None)
-        if gone is not None:
-            why = ("two holders once the cable was back: it gave its copy up"
-                   if self.fault == "cable" else "its resources are stopped")
-            events.append(Event(gone.at, Kind.RELEASED, f"{old}: {why}"))
-        acquired = re.compile(r"Resource group .* acquired")
-        done = next((ln for ln in after if acquired.match(ln.message)), None)
-        if done is not None:
-            waited = (" (its nonstop sync calls wait for the unreachable peer)"
-                      if self.fault != "standby" else "")
-            events.append(Event(done.at, Kind.TAKEOVER_DONE,
-                                f"{new} holds the whole group: master ran{waited}"))
-        if old_back_at is not None:
-            rejoin = re.compile(rf"(Status update for node {re.escape(old)}: status|"
-                                rf"Link {re.escape(old)}:\S+ up|Heartbeat restart on node "
-                                rf"{re.escape(old)}|Cluster node {re.escape(old)} returning)")
-            back = next((ln for ln in lines if ln.at >= old_back_at and rejoin.match(
-                ln.message)), None)
-            if back is not None:
-                events.append(Event(back.at, Kind.REJOINED, f"{new} hears {old} again"))
-        events += self._address_events(old, new, fault_at, old_back_at)
-        mail = next((m for m in read_mail(mnew.mail_log)
-                     if float(m.get("received", 0)) >= fault_at
-                     and "Takeover" in str(m.get("subject"))), None)
-        if mail is not None:
-            events.append(Event(float(mail["received"]), Kind.MAIL_RECEIVED,
-                                f"\"{mail.get('subject')}\" delivered on {new}"))
-        return events
-
-    def _address_events(self, old: str, new: str, fault_at: float,
-                        old_back_at: float | None) -> list[Event]:
-        """The address's moves, from each machine's ``ip monitor`` record."""
-        c = self.cluster
-        mold, mnew = c.machines[old], c.machines[new]
-        events: list[Event] = []
-        if self.fault == "cable":
-            dropped = next((a for path in mold.all_logs("addr") if path.exists()
-                            for a in parse_addr_log(path.read_text(), self.offset)
-                            if not a.added and a.ip == c.vip and a.at >= fault_at), None)
-            if dropped is not None:
-                events.append(Event(dropped.at, Kind.OLD_VIP_DROPPED,
-                                    f"{old} removed {c.vip}: it held it all along, cut off"))
-        if old_back_at is not None:
-            claimed = next((a for path in mold.all_logs("addr") if path.exists()
-                            for a in parse_addr_log(path.read_text(), self.offset)
-                            if a.added and a.ip == c.vip and a.at >= old_back_at), None)
-            if claimed is not None:
-                events.append(Event(claimed.at, Kind.OLD_NODE_CLAIMED,
-                                    f"{c.vip} configured on {old} again: two holders"))
-        for path in mnew.all_logs("addr"):
-            if not path.exists():
-                continue
-            moved = next((a for a in parse_addr_log(path.read_text(), self.offset)
-                          if a.added and a.ip == c.vip and a.at >= fault_at - 0.005), None)
-            if moved is not None:
-                events.append(Event(moved.at, Kind.ADDRESS_MOVED,
-                                    f"{c.vip} configured on {new} (kernel event)"))
-                break
-        return events
