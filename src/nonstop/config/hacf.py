@@ -16,11 +16,11 @@ import re
 from typing import Any
 
 from nonstop.config import settings as s
+from nonstop.config.builder import Builder
 from nonstop.config.directives import (
     DIRECTIVES,
     NONSTOP_DIRECTIVES,
     SPEC_DIRECTIVES,
-    Builder,
     Directive,
     Kind,
     Support,
