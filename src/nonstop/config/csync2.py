@@ -10,9 +10,10 @@ import enum
 import fnmatch
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from nonstop.config.csync2tokens import Token, tokenize
 from nonstop.config.errors import ConfigError, Location
 from nonstop.config.reading import bad_byte_message, decode_line, read_config_bytes
 
@@ -155,64 +156,6 @@ class Csync2Config:
         return not any(n.matches(local, peer) for n in self.nossl)
 
 
-# ---------------------------------------------------------------------------------------------
-# Tokenizer
-
-
-@dataclass(frozen=True)
-class _Tok:
-    text: str
-    line: int
-    quoted: bool = False
-
-    def is_punct(self, ch: str) -> bool:
-        return not self.quoted and self.text == ch
-
-
-def _tokenize(text: str, file: str) -> Iterator[_Tok]:
-    i, line, n = 0, 1, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c in " \t\r\f\v":
-            i += 1
-        elif c == "#":
-            while i < n and text[i] != "\n":
-                i += 1
-        elif c in "{};":
-            yield _Tok(c, line)
-            i += 1
-        elif c == '"':
-            tok, i, line = _quoted(text, i, line, file)
-            yield tok
-        else:
-            j = i
-            while j < n and text[j] not in ' \t\r\n\f\v{};#"':
-                j += 1
-            yield _Tok(text[i:j], line)
-            i = j
-
-
-def _quoted(text: str, i: int, line: int, file: str) -> tuple[_Tok, int, int]:
-    """The quoted word whose opening quote is ``text[i]`` (a backslash escapes the next
-    character): its token, the index after its closing quote, and the line there."""
-    start_line, n = line, len(text)
-    j = i + 1
-    buf: list[str] = []
-    while j < n and text[j] != '"':
-        if text[j] == "\\" and j + 1 < n:
-            j += 1
-        if text[j] == "\n":
-            line += 1
-        buf.append(text[j])
-        j += 1
-    if j >= n:
-        raise ConfigError(Location(file, start_line), "unterminated quoted string")
-    return _Tok("".join(buf), start_line, quoted=True), j + 1, line
-
-
 @dataclass
 class _GroupDraft:
     """A group block while it is read; checked and frozen into a Group at its '}'."""
@@ -222,8 +165,8 @@ class _GroupDraft:
     patterns: list[Pattern] = field(default_factory=list)
     compare: list[Pattern] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
-    key: _Tok | None = None
-    auto: _Tok | None = None
+    key: Token | None = None
+    auto: Token | None = None
     backup_dir: str | None = None
     generations: int = DEFAULT_BACKUP_GENERATIONS
 
@@ -243,38 +186,38 @@ class _Parser:
         self.tempdir: str | None = None
         self.lock_timeout = 12
         self.ignore: set[str] = set()
-        self._toks: list[_Tok] = []
+        self._toks: list[Token] = []
         self._pos = 0
         self._unnamed = 0
 
     # --- token helpers
-    def _loc(self, tok: _Tok | None = None) -> Location:
+    def _loc(self, tok: Token | None = None) -> Location:
         if tok is None:
             tok = self._toks[self._pos] if self._pos < len(self._toks) else self._last()
         return Location(self.path, tok.line)
 
-    def _last(self) -> _Tok:
-        return self._toks[-1] if self._toks else _Tok("", 1)
+    def _last(self) -> Token:
+        return self._toks[-1] if self._toks else Token("", 1)
 
-    def _peek(self) -> _Tok | None:
+    def _peek(self) -> Token | None:
         return self._toks[self._pos] if self._pos < len(self._toks) else None
 
-    def _next(self, what: str) -> _Tok:
+    def _next(self, what: str) -> Token:
         tok = self._peek()
         if tok is None:
             raise ConfigError(Location(self.path, self._last().line), f"unexpected end, {what}")
         self._pos += 1
         return tok
 
-    def _expect(self, ch: str) -> _Tok:
+    def _expect(self, ch: str) -> Token:
         tok = self._next(f"expected '{ch}'")
         if not tok.is_punct(ch):
             raise ConfigError(self._loc(tok), f"expected '{ch}', found '{tok.text}'")
         return tok
 
-    def _words(self, directive: _Tok, minimum: int = 1) -> list[_Tok]:
+    def _words(self, directive: Token, minimum: int = 1) -> list[Token]:
         """Words up to the closing ``;``."""
-        out: list[_Tok] = []
+        out: list[Token] = []
         while True:
             tok = self._next(f"'{directive.text}' needs a closing ';'")
             if tok.is_punct(";"):
@@ -286,13 +229,13 @@ class _Parser:
             raise ConfigError(self._loc(directive), f"'{directive.text}' needs an argument")
         return out
 
-    def _one_word(self, directive: _Tok) -> _Tok:
+    def _one_word(self, directive: Token) -> Token:
         words = self._words(directive)
         if len(words) != 1:
             raise ConfigError(self._loc(directive), f"'{directive.text}' takes one argument")
         return words[0]
 
-    def _int(self, tok: _Tok, directive: str) -> int:
+    def _int(self, tok: Token, directive: str) -> int:
         try:
             return int(tok.text)
         except ValueError:
@@ -302,7 +245,7 @@ class _Parser:
 
     # --- top level
     def parse(self, text: str) -> None:
-        self._toks = list(_tokenize(text, self.path))
+        self._toks = list(tokenize(text, self.path))
         self._pos = 0
         while (tok := self._peek()) is not None:
             self._pos += 1
@@ -313,35 +256,35 @@ class _Parser:
                 raise ConfigError(self._loc(tok), f"unknown directive '{tok.text}'")
             read(self, tok)
 
-    def _nossl(self, tok: _Tok) -> None:
+    def _nossl(self, tok: Token) -> None:
         words = self._words(tok)
         if len(words) != 2:
             raise ConfigError(self._loc(tok), "'nossl' takes two host patterns")
         self.nossl.append(Nossl(words[0].text, words[1].text, self._loc(tok)))
 
-    def _config(self, tok: _Tok) -> None:
+    def _config(self, tok: Token) -> None:
         self._include(tok, self._one_word(tok).text)
 
-    def _database(self, tok: _Tok) -> None:
+    def _database(self, tok: Token) -> None:
         self.database = self._one_word(tok).text
 
-    def _tempdir(self, tok: _Tok) -> None:
+    def _tempdir(self, tok: Token) -> None:
         self.tempdir = self._one_word(tok).text
 
-    def _lock_timeout(self, tok: _Tok) -> None:
+    def _lock_timeout(self, tok: Token) -> None:
         self.lock_timeout = self._int(self._one_word(tok), "lock-timeout")
 
-    def _ignore(self, tok: _Tok) -> None:
+    def _ignore(self, tok: Token) -> None:
         for w in self._words(tok):
             if w.text not in ("uid", "gid", "mod"):
                 raise ConfigError(self._loc(w), f"'ignore' takes uid, gid or mod, not '{w.text}'")
             self.ignore.add(w.text)
 
-    def _no_cygwin_lowercase(self, tok: _Tok) -> None:
+    def _no_cygwin_lowercase(self, tok: Token) -> None:
         self._words(tok, minimum=0)
         raise ConfigError(self._loc(tok), "'no-cygwin-lowercase' is for Cygwin only")
 
-    def _include(self, tok: _Tok, name: str) -> None:
+    def _include(self, tok: Token, name: str) -> None:
         if self.depth >= MAX_INCLUDE_DEPTH:
             raise ConfigError(self._loc(tok), "config files nested too deeply")
         path = name if os.path.isabs(name) else os.path.join(os.path.dirname(self.path), name)
@@ -362,7 +305,7 @@ class _Parser:
         self.tempdir = sub.tempdir or self.tempdir
         self.ignore |= sub.ignore
 
-    def _prefix(self, tok: _Tok) -> None:
+    def _prefix(self, tok: Token) -> None:
         name_tok = self._next("'prefix' needs a name")
         if not _PREFIX_NAME_RE.match(name_tok.text):
             raise ConfigError(self._loc(name_tok), f"bad prefix name '{name_tok.text}'")
@@ -387,7 +330,7 @@ class _Parser:
             rules.append((host, path.rstrip("/") or "/"))
         self.prefixes[name_tok.text] = Prefix(name_tok.text, tuple(rules), self._loc(tok))
 
-    def _group(self, tok: _Tok) -> None:
+    def _group(self, tok: Token) -> None:
         nxt = self._next("'group' needs a block")
         if nxt.is_punct("{"):
             self._unnamed += 1
@@ -408,7 +351,7 @@ class _Parser:
             read(self, g, t)
         self.groups.append(self._checked_group(tok, g))
 
-    def _checked_group(self, tok: _Tok, g: _GroupDraft) -> Group:
+    def _checked_group(self, tok: Token, g: _GroupDraft) -> Group:
         if not g.hosts:
             raise ConfigError(self._loc(tok), f"group '{g.name}' has no hosts")
         if g.key is None:
@@ -436,42 +379,42 @@ class _Parser:
         )
 
     # --- the statements of a group block
-    def _g_host(self, g: _GroupDraft, t: _Tok) -> None:
+    def _g_host(self, g: _GroupDraft, t: Token) -> None:
         g.hosts.extend(self._hosts(t))
 
-    def _g_key(self, g: _GroupDraft, t: _Tok) -> None:
+    def _g_key(self, g: _GroupDraft, t: Token) -> None:
         if g.key is not None:
             raise ConfigError(self._loc(t), f"group '{g.name}' has more than one key")
         g.key = self._one_word(t)
 
-    def _g_patterns(self, g: _GroupDraft, t: _Tok) -> None:
+    def _g_patterns(self, g: _GroupDraft, t: Token) -> None:
         word = t.text.lower()  # include, exclude or compare
         for w in self._words(t):
             text = w.text.rstrip("/") if len(w.text) > 1 else w.text
             p = Pattern(text, word != "exclude", self._loc(w))
             (g.compare if word == "compare" else g.patterns).append(p)
 
-    def _g_auto(self, g: _GroupDraft, t: _Tok) -> None:
+    def _g_auto(self, g: _GroupDraft, t: Token) -> None:
         if g.auto is not None:
             raise ConfigError(self._loc(t), f"group '{g.name}' has more than one auto")
         g.auto = self._one_word(t)
         if g.auto.text.lower() not in {m.value for m in AutoMode}:
             raise ConfigError(self._loc(g.auto), f"unknown auto mode '{g.auto.text}'")
 
-    def _g_backup_directory(self, g: _GroupDraft, t: _Tok) -> None:
+    def _g_backup_directory(self, g: _GroupDraft, t: Token) -> None:
         g.backup_dir = self._one_word(t).text
         if not g.backup_dir.startswith("/"):
             raise ConfigError(self._loc(t), "backup-directory must be an absolute path")
 
-    def _g_backup_generations(self, g: _GroupDraft, t: _Tok) -> None:
+    def _g_backup_generations(self, g: _GroupDraft, t: Token) -> None:
         g.generations = self._int(self._one_word(t), "backup-generations")
         if g.generations < 0:
             raise ConfigError(self._loc(t), "backup-generations cannot be negative")
 
-    def _g_action(self, g: _GroupDraft, t: _Tok) -> None:
+    def _g_action(self, g: _GroupDraft, t: Token) -> None:
         g.actions.append(self._action(t))
 
-    def _hosts(self, directive: _Tok) -> list[Host]:
+    def _hosts(self, directive: Token) -> list[Host]:
         out: list[Host] = []
         slave = False
         for w in self._words(directive):
@@ -490,7 +433,7 @@ class _Parser:
                 slave = False
         return out
 
-    def _action(self, tok: _Tok) -> Action:
+    def _action(self, tok: Token) -> Action:
         self._expect("{")
         patterns: list[str] = []
         execs: list[str] = []
@@ -522,7 +465,7 @@ class _Parser:
 
 
 # What each statement does, at the top level and in a group block (keys are lowercase).
-_TOP_LEVEL: dict[str, Callable[[_Parser, _Tok], None]] = {
+_TOP_LEVEL: dict[str, Callable[[_Parser, Token], None]] = {
     "group": _Parser._group,
     "nossl": _Parser._nossl,
     "prefix": _Parser._prefix,
@@ -533,7 +476,7 @@ _TOP_LEVEL: dict[str, Callable[[_Parser, _Tok], None]] = {
     "ignore": _Parser._ignore,
     "no-cygwin-lowercase": _Parser._no_cygwin_lowercase,
 }
-_IN_GROUP: dict[str, Callable[[_Parser, _GroupDraft, _Tok], None]] = {
+_IN_GROUP: dict[str, Callable[[_Parser, _GroupDraft, Token], None]] = {
     "host": _Parser._g_host,
     "key": _Parser._g_key,
     "include": _Parser._g_patterns,
