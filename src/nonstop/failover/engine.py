@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -28,6 +25,7 @@ from nonstop.config.model import ClusterConfig, ResourceGroup, ResourceSpec
 from nonstop.errors import InvalidValue
 from nonstop.failover.decide import Action, Decision
 from nonstop.failover.state import GroupAd, GroupState, NodeAd, check, haresources_digest
+from nonstop.failover.statefile import GroupStateFile
 from nonstop.failover.view import GroupInfo, LocalFacts
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
 from nonstop.resources.watches import WatchedAddress
@@ -118,9 +116,8 @@ class FailoverEngine:
         self.wants: set[int] = set()
         self.groups: list[GroupRuntime] = []
         self.seen_epochs: dict[int, int] = {}
-        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-state")
-        self._last_save: asyncio.Future[None] | None = None
-        saved = self._load()
+        self._store = GroupStateFile(self.state_file)
+        saved = self._store.load()
         for i, g in enumerate(cfg.groups):
             agents = [agent_factory(spec, ctx) for spec in g.resources]
             rt = GroupRuntime(GroupInfo(i, g.key, g.node), g, agents)
@@ -132,47 +129,20 @@ class FailoverEngine:
 
     # ------------------------------------------------------------------ persistence
 
-    def _load(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(self.state_file.read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
     def _save(self) -> None:
-        """Persist epochs and states off the event-loop thread (an fsync on a busy disk can
-        take seconds); writes are serialised, the newest last. A disk error is logged, never
-        raised into a takeover."""
-        data = {
+        """Persist epochs and states (off the event-loop thread, see GroupStateFile.save)."""
+        self._store.save({
             rt.group.key: {
                 "epoch": rt.epoch,
                 "seen": self.seen_epochs.get(rt.info.index, 0),
                 "state": rt.state.name,
             }
             for rt in self.groups
-        }
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._write_state(data)
-            return
-        self._last_save = loop.run_in_executor(self._saver, self._write_state, data)
+        })
 
     async def flush_state(self) -> None:
         """Wait until the last state change is on disk."""
-        if self._last_save is not None:
-            await asyncio.shield(self._last_save)
-
-    def _write_state(self, data: dict[str, dict[str, Any]]) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        try:
-            with open(tmp, "w") as fh:
-                json.dump(data, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.state_file)
-        except OSError as e:
-            log.error("cannot save group state to %s: %s", self.state_file, e)
+        await self._store.flush()
 
     # ------------------------------------------------------------------ views
 
