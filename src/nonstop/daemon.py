@@ -311,8 +311,8 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
                 from nonstop.coord.etcd import EtcdGateway
             except ImportError as e:  # reported as a machine problem, in one line
                 raise MachineError(f"nonstop_etcd needs the httpx package (pip install "
-                              f"'nonstop[etcd]' or apt-get install python3-httpx): "
-                              f"{e}") from None
+                                   f"'nonstop[etcd]' or apt-get install python3-httpx): "
+                                   f"{e}") from None
             coord = EtcdGateway(self.cfg.ha.etcd, timing.rpc_timeout_s)
         book = LeaseBook(self.node, timing, {i.index: i.key for i in self.engine.infos()})
         prefix = self.cfg.ha.etcd.key_prefix(self.cfg.ha.cluster)

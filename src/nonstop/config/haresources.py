@@ -81,7 +81,7 @@ def _netmask_bits(field: str, text: str) -> int:
             if bits >= 1 and not field.startswith("0"):
                 return bits
     raise InvalidValue(f"'{text}': netmask '{field}' must be CIDR bits 1..32 or a dotted-quad "
-                     "netmask such as 255.255.255.0")
+                       "netmask such as 255.255.255.0")
 
 
 def _ipv4(field: str, what: str, text: str) -> ipaddress.IPv4Address:
@@ -100,7 +100,7 @@ def parse_resource(raw: str) -> ResourceSpec:
         spec = ResourceSpec(name=name, args=tuple(args), raw=raw)
     if not (_SCRIPT_NAME.fullmatch(spec.name) or _OCF_NAME.fullmatch(spec.name)):
         raise InvalidValue(f"resource '{raw}': '{spec.name}' is not a resource script name "
-                         "(nor ocf:<provider>:<type>)")
+                           "(nor ocf:<provider>:<type>)")
     if any(not a for a in spec.args):
         raise InvalidValue(f"resource '{raw}' has an empty argument (between '::' separators)")
     _check_known_agent(spec)

@@ -177,7 +177,7 @@ def address_probe(text: str) -> int | None:
     ms = parse_msec(text)
     if ms > 5000:
         raise InvalidValue(f"{text} is too long: an ARP probe of more than 5 s delays every "
-                         "takeover by as much")
+                           "takeover by as much")
     return ms if ms > 0 else None
 
 

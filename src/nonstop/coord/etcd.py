@@ -66,7 +66,7 @@ def tls_context(settings: EtcdSettings) -> ssl.SSLContext | None:
             ctx.load_cert_chain(settings.cert, settings.key)
         except OSError as e:
             raise MachineError(f"nonstop_etcd cert={settings.cert} key={settings.key}: "
-                          f"{e.strerror or e}") from None
+                               f"{e.strerror or e}") from None
     return ctx
 
 

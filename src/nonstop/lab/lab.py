@@ -93,10 +93,10 @@ class Lab(SwitchFaults):
         for private in PRIVATE_PATHS:
             if PurePosixPath(self.workdir).is_relative_to(private):
                 raise InvalidValue(f"work directory {self.workdir} is under {private}, which "
-                                 "lab hosts see privately")
+                                   "lab hosts see privately")
             if PurePosixPath(sys.prefix).is_relative_to(private):
                 raise InvalidValue(f"Python ({sys.prefix}) is under {private}, which lab hosts see "
-                                 "privately: use a Python (or virtualenv) installed elsewhere")
+                                   "privately: use a Python (or virtualenv) installed elsewhere")
         self._created_workdir = False
         self._namespaces: list[str] = []
         self._processes: list[LabProcess] = []

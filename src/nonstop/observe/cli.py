@@ -29,7 +29,7 @@ def parse_since(text: str, now: float) -> float:
         when = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
         raise InvalidValue(f"{text!r} is neither an age (90s, 10m, 2h, 1d) nor a date/time "
-                         "(2026-12-04 22:15)") from None
+                           "(2026-12-04 22:15)") from None
     if when.tzinfo is None:
         when = when.astimezone()  # a time without a zone is local time, as people write it
     return when.timestamp()

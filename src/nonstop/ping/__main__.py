@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         targets = _targets(args)
         if args.deadping <= 2 * args.interval:
             raise InvalidValue(f"Ping dead time [{args.deadping:g} s] is too small compared to "
-                             f"the interval [{args.interval:g} s]")
+                               f"the interval [{args.interval:g} s]")
     except ValueError as exc:
         parser.error(str(exc))
 

@@ -282,7 +282,7 @@ class MailToAgent(Agent):
         if proc.returncode != 0:
             detail = err.decode(errors="replace").strip().splitlines()
             raise MachineError(f"{program} exited with {proc.returncode}"
-                          + (f": {detail[-1]}" if detail else ""))
+                               + (f": {detail[-1]}" if detail else ""))
 
     def _smtp_send(self, msg: EmailMessage) -> None:
         import smtplib

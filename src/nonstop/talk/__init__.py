@@ -37,7 +37,7 @@ def talk_file(name: str) -> Traversable:
     """One of :data:`FILES`, e.g. ``talk_file("ha.d/ha.cf").read_bytes()``."""
     if name not in FILES + EXAMPLES:
         raise UnknownName(f"{name!r} is not one of the talk's files or examples: "
-                       f"{', '.join(FILES + EXAMPLES)}")
+                          f"{', '.join(FILES + EXAMPLES)}")
     node = importlib.resources.files(__name__)
     for part in name.split("/"):
         node = node / part
