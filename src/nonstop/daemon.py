@@ -22,6 +22,7 @@ from nonstop.api import ControlServer
 from nonstop.config.model import ClusterConfig, MsgFmt
 from nonstop.coord.keeper import LeaseKeeper
 from nonstop.coord.port import Coordinator
+from nonstop.daemon_api import ApiWiring
 from nonstop.daemon_hbpeer import HeartbeatPeerWiring
 from nonstop.daemon_reload import ReloadWiring
 from nonstop.daemon_sync import ReplicationWiring
@@ -49,7 +50,6 @@ from nonstop.heartbeat.events import (
 from nonstop.heartbeat.hbpeer import (
     HeartbeatPeer,
 )
-from nonstop.heartbeat.hbresource import TakeoverArg
 from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.protocol import HeartbeatProtocol
@@ -73,7 +73,7 @@ MAIL_FLUSH_S = 3.0  # at exit, mails still queued get this long (one attempt eac
 REPLAY_SAVE_S = 5.0  # peers' sequence numbers are recorded this often (generations at once)
 
 
-class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
+class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring):
     """Runs one node until SIGTERM/SIGINT (graceful leave) or ``request_stop()``."""
 
     def __init__(
@@ -556,81 +556,6 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring):
         elif isinstance(ev, NodeDied) and ev.reason != "shutdown" and self.engine is not None:
             log.info("Resources being acquired from %s.", ev.node)
         self._hb_react(ev)
-
-    # ------------------------------------------------------------------ API
-
-    def status(self) -> dict[str, Any]:
-        """The document ``nonstop status --json`` prints (keys documented in docs/STATUS.md)."""
-        assert self.protocol is not None
-        now = self._now()
-        view = self.protocol.view(now)
-        ha = self.cfg.ha
-        return {
-            "version": 1,
-            "node": self.node,
-            "cluster": ha.cluster,
-            "status": self.protocol.local_status.value,
-            "comm_up": view.comm_up,
-            "pid": os.getpid(),
-            "generation": self.protocol.identity.generation,
-            "uptime_s": round(now - self.started, 3),
-            "timing": {
-                "keepalive_ms": ha.keepalive_ms,
-                "deadtime_ms": ha.deadtime_ms,
-                "warntime_ms": ha.warntime_ms,
-                "initdead_ms": ha.initdead_ms,
-            },
-            "nodes": [
-                {
-                    "name": n.name,
-                    "local": n.local,
-                    "status": n.status.value,
-                    "last_heard_ms_ago": n.last_heard_ago_ms,
-                    "deadtime_ms": n.deadtime_ms,
-                    "generation": n.generation,
-                    "links": {k: ("up" if v else "dead") for k, v in n.links.items()},
-                }
-                for n in view.nodes
-            ],
-            "groups": self.engine.snapshot(holders(self._cluster_view())) if self.engine else [],
-            "sync": self.replicator.status() if self.replicator else None,
-            "etcd": self.keeper.status(now) if self.keeper else None,
-            **(self.guards.status(now) if self.guards is not None else {}),
-            "address_conflicts": self.watches.status(),
-            "packets": {
-                "sent": self.protocol.sent,
-                "received": self.protocol.received,
-                "send_errors": self.media.send_errors,
-                "kernel_dropped": self.media.kernel_drops,
-                "rexmit": self.protocol.rexmit_counters(),
-                "dropped": dict(sorted(view.counters.items())),
-            },
-        }
-
-    async def _api(self, req: dict[str, Any]) -> dict[str, Any]:
-        cmd = req["cmd"]
-        if cmd in ("stop", "reload", "standby", "takeover"):
-            self.observer.on_command(cmd, req)
-        if cmd == "status":
-            return {"ok": True, "status": self.status()}
-        if cmd == "stop":
-            self.request_stop()
-            return {"ok": True}
-        if cmd == "reload":
-            return await self.reload()
-        if cmd in ("standby", "takeover"):
-            if self.engine is None:
-                return {"ok": False, "error": "no resource groups are configured (haresources)"}
-            which = str(req.get("which", "all"))
-            try:
-                keys = (self.engine.standby if cmd == "standby" else self.engine.takeover)(which)
-            except ValueError as e:
-                return {"ok": False, "error": str(e)}
-            if cmd == "takeover" and self.hb_peer is not None:
-                # A Heartbeat node gives a group only by going standby: ask it to.
-                self._hb_out(self.hb_peer.takeover(TakeoverArg(which)), self._now())
-            return {"ok": True, "groups": keys}
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
 async def run_daemon(cfg: ClusterConfig, node: str, state_dir: Path, sync_root: str = "/") -> int:
