@@ -1,0 +1,207 @@
+"""Phase 2 of receiving a batch: the bytes of the files that need them.
+
+Run on the writer thread: a whole file or a delta goes into a temp file, an append goes into our
+file in place after being journalled; every form is hashed as it is written and checked against
+the sender's digest at its end. :class:`nonstop.sync.receiver.Receiver` builds on this part;
+``commit`` (phase 3) installs what arrived.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from nonstop.errors import MachineError
+from nonstop.sync import fsops, rdiff
+from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
+from nonstop.sync.messages import Basis
+from nonstop.sync.patterns import PathMap
+from nonstop.sync.state import FileState
+from nonstop.sync.statedb import StateDB
+from nonstop.sync.writes import Batch, Pending, undo_append
+
+
+class ReceiveData:
+    """The data phase of a :class:`~nonstop.sync.receiver.Receiver` (which sets the fields)."""
+
+    db: StateDB
+    paths: PathMap
+    me: str
+    peer: str
+    ignore: frozenset[str]
+
+    def basis(self, batch: Batch, index: int) -> Basis | None:
+        """What the sender may build on for a needed file: our current regular file's size and
+        digest, and whether the new bytes may be appended to it in place."""
+        p = batch.pending[index]
+        cur = p.current
+        if cur is None or cur.kind != "reg" or cur.size == 0 or p.src_local:
+            return None
+        new = p.op.new
+        assert new is not None
+        same_meta = all(
+            k in self.ignore or getattr(cur, a) == getattr(new, a)
+            for k, a in (("mod", "mode"), ("uid", "uid"), ("gid", "gid"))
+        )
+        return Basis(cur.size, cur.digest, same_meta)
+
+    def signature(self, batch: Batch, index: int) -> list[bytes] | None:
+        """The rsync signature of our current file, kept open as the basis of the delta to come
+        (None if the file changed since ``evaluate``: the sender then sends it whole)."""
+        p = batch.pending[index]
+        fd = self._open_current(batch, p)
+        if fd < 0:
+            return None
+        p.basis_fd = fd
+        try:
+            return list(rdiff.signature(fd, p.at))
+        except (rdiff.RdiffError, OSError) as e:
+            p.failed = f"{p.op.name}: signature failed on {self.me}: {e}"
+            return None
+
+    def _open_current(self, batch: Batch, p: Pending) -> int:
+        """Our file, opened if it is still exactly what ``evaluate`` saw; else -1."""
+        cur, seen = p.current, p.seen
+        if cur is None or seen is None:
+            return -1
+        try:
+            dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
+            fd = os.open(os.path.basename(p.local), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW,
+                         dir_fd=dfd)
+        except OSError:
+            return -1
+        st = os.fstat(fd)
+        if (st.st_ino, st.st_size, st.st_mtime_ns) != (seen.ino, cur.size, cur.mtime_ns):
+            os.close(fd)
+            return -1
+        p.at = cur.size
+        return fd
+
+    def open_data(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
+        """Start a needed file (writer thread): a temp file, or ours opened for the append."""
+        p = batch.pending[index]
+        p.mode = mode
+        if mode == "append":
+            self._open_append(batch, p, at)
+            return
+        if mode == "delta" and p.basis_fd < 0:
+            p.failed = f"{p.op.name}: delta without a basis on {self.me}"
+            return
+        p.hasher = Hasher()
+        try:
+            dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
+            p.fd = os.open(os.path.basename(p.tmp),
+                           os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        except OSError as e:
+            p.failed = f"{p.op.name}: cannot create a temp file on {self.me}: {e.strerror}"
+            return
+        if mode == "delta":
+            try:
+                p.patch = rdiff.Patch(p.basis_fd)
+            except rdiff.RdiffError as e:
+                p.failed = f"{p.op.name}: {e}"
+
+    def _open_append(self, batch: Batch, p: Pending, at: int) -> None:
+        fd = self._open_current(batch, p)
+        if fd < 0 or at != p.at:
+            if fd >= 0:
+                os.close(fd)
+            p.failed = f"{p.op.name}: changed on {self.me} during the transfer; sent again later"
+            return
+        p.fd = fd
+        seen = p.seen
+        assert seen is not None and p.current is not None
+        try:
+            blocks = seen.blocks
+            if not blocks_match(blocks, at, p.current.digest):
+                h, _ = hash_fd(fd, at)  # digests of our copy unknown (e.g. an old cache): once
+                blocks = h.blocks()
+            h2 = extend(fd, blocks, at, at)
+            if h2 is None:
+                raise MachineError(0, "our copy changed under us")
+            p.hasher = h2
+            st = os.fstat(fd)
+            if st.st_nlink > 1:
+                raise MachineError(0, "it has other hard links")
+            # Journalled before the first byte is written, so a crash is undone at the next start.
+            self.db.add_append(p.local, st.st_ino, at, st.st_mtime_ns)
+            p.journalled = True
+        except OSError as e:
+            os.close(fd)
+            p.fd = -1
+            p.failed = f"{p.op.name}: cannot append on {self.me}: {e.strerror or e}"
+
+    def write(self, batch: Batch, index: int, chunk: bytes) -> None:
+        """The next bytes of a needed file (writer thread); a failure is kept for the result."""
+        p = batch.pending[index]
+        if p.failed:
+            return
+        try:
+            data = chunk
+            if p.patch is not None:
+                data = p.patch.feed(chunk)
+            new = p.op.new
+            if new is not None and p.hasher is not None and p.hasher.size + len(data) > new.size:
+                p.failed = f"{p.op.name}: {self.peer} sent more bytes than the file has"
+                return
+            self._put(p, data)
+        except rdiff.RdiffError as e:
+            p.failed = f"{p.op.name}: bad delta from {self.peer}: {e}"
+        except OSError as e:
+            p.failed = f"{p.op.name}: write failed on {self.me}: {e.strerror}"
+
+    def _put(self, p: Pending, data: bytes) -> None:
+        assert p.hasher is not None
+        view = memoryview(data)
+        pos = p.at + p.size if p.mode == "append" else p.size
+        while view:
+            n = os.pwrite(p.fd, view, pos)
+            view = view[n:]
+            pos += n
+        p.hasher.update(data)
+        p.size += len(data)
+
+    def end_data(self, batch: Batch, index: int, final: FileState) -> None:
+        """Finish a needed file (writer thread): digest check, owner, mode, mtime."""
+        p = batch.pending[index]
+        if not p.failed and p.patch is not None:
+            try:
+                self._put(p, p.patch.feed(b"", eof=True))
+            except rdiff.RdiffError as e:
+                p.failed = f"{p.op.name}: bad delta from {self.peer}: {e}"
+            except OSError as e:
+                p.failed = f"{p.op.name}: write failed on {self.me}: {e.strerror}"
+        if not p.failed:
+            assert p.hasher is not None
+            total = p.hasher.size
+            if p.hasher.hexdigest() != final.digest or total != final.size:
+                p.failed = f"{p.op.name}: content does not match its digest (changed while sent?)"
+            else:
+                p.blocks = p.hasher.blocks()
+        if not p.failed:
+            try:
+                fsops.set_meta_fd(p.fd, final, self.ignore, p.current)
+            except OSError as e:
+                p.failed = f"{p.op.name}: cannot set owner/mode/mtime on {self.me}: {e.strerror}"
+        self._close_fds(p)
+        p.final = final
+
+    def _close_fds(self, p: Pending) -> None:
+        if p.patch is not None:
+            p.patch.close()
+            p.patch = None
+        for attr in ("fd", "basis_fd"):
+            fd = getattr(p, attr)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(p, attr, -1)
+
+    def _undo_append(self, p: Pending) -> None:
+        """Cut our file back to what it was before a failed or aborted append."""
+        seen, cur = p.seen, p.current
+        if not p.journalled or seen is None or cur is None:
+            return
+        undo_append(p.local, seen.ino, cur.size, cur.mtime_ns)
+        self.db.drop_appends([p.local])
+        p.journalled = False
