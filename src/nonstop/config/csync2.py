@@ -11,10 +11,10 @@ import fnmatch
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 from nonstop.config.errors import ConfigError, Location
 from nonstop.config.reading import bad_byte_message, decode_line, read_config_bytes
+from nonstop.records import field, mutable_record, record
 
 DEFAULT_PORT = 30865
 DEFAULT_BACKUP_GENERATIONS = 3
@@ -38,7 +38,7 @@ class AutoMode(enum.Enum):
     RIGHT = "right"
 
 
-@dataclass(frozen=True)
+@record
 class Pattern:
     """One include/exclude/compare pattern as written, with where it was written."""
 
@@ -52,7 +52,7 @@ class Pattern:
         return self.text.startswith(("/", "%"))
 
 
-@dataclass(frozen=True)
+@record
 class Host:
     """A ``host`` entry: ``name``, ``name@address-name`` or a slave ``(name)``."""
 
@@ -61,7 +61,7 @@ class Host:
     slave: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Action:
     """An ``action { }`` block: run ``execs`` after files matching ``patterns`` changed."""
 
@@ -73,7 +73,7 @@ class Action:
     loc: Location = _NOWHERE
 
 
-@dataclass(frozen=True)
+@record
 class Group:
     """One ``group NAME { }`` block."""
 
@@ -105,7 +105,7 @@ class Group:
         return tuple(h for h in self.hosts if h.name != me)
 
 
-@dataclass(frozen=True)
+@record
 class Nossl:
     """``nossl FROM TO;``: shell patterns of local and peer names that may talk without TLS."""
 
@@ -117,7 +117,7 @@ class Nossl:
         return fnmatch.fnmatchcase(local, self.local) and fnmatch.fnmatchcase(peer, self.peer)
 
 
-@dataclass(frozen=True)
+@record
 class Prefix:
     """``prefix NAME { on HOSTPATTERN: /path; }``: ``%NAME%`` maps to a per-host directory."""
 
@@ -133,7 +133,7 @@ class Prefix:
         return None
 
 
-@dataclass(frozen=True)
+@record
 class Csync2Config:
     """A whole csync2.cfg (with files pulled in by ``config FILE;``)."""
 
@@ -159,7 +159,7 @@ class Csync2Config:
 # Tokenizer
 
 
-@dataclass(frozen=True)
+@record
 class _Tok:
     text: str
     line: int
@@ -213,7 +213,7 @@ def _quoted(text: str, i: int, line: int, file: str) -> tuple[_Tok, int, int]:
     return _Tok("".join(buf), start_line, quoted=True), j + 1, line
 
 
-@dataclass
+@mutable_record
 class _GroupDraft:
     """A group block while it is read; checked and frozen into a Group at its '}'."""
 
