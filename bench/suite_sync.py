@@ -26,6 +26,7 @@ Both file systems are flushed (``sync -f``) before every timed push, outside the
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,12 @@ def _round(system: System, ds: DataSet, s: SyncLab, results: Results, ctx: Bench
         elif started is not None:
             results.failures.append(f"{system.name}, start-up ({label}): exit "
                                     f"{started.returncode}\n{started.output}")
+        if system.key == "nonstop":
+            # The interpreter's own start, in the same place: the floor of any Python program
+            # (this machine's site hooks included), reported beside nonstop's start-up.
+            bare = s.timed(N1, [sys.executable, "-c", "pass"], s.source(ds.key), timeout=60.0)
+            if bare.returncode == 0:
+                results.add("python", ds.key, "startup", bare.seconds)
     system.start()
     try:
         if ds.key == "configs" and not _idle(system, s, results, ctx, label):
@@ -303,6 +310,16 @@ def _plot(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> Path
     return path
 
 
+def _interpreter_note(results: Results) -> str:
+    """The bare interpreter's start beside nonstop's (``python3 -c pass`` on vpbx1-1)."""
+    bare = results.times.get(("python", "configs", "startup"), [])
+    if not bare:
+        return ""
+    return (f"Python's own start on vpbx1-1 (`python3 -c pass`, the interpreter nonstop runs "
+            f"on, this machine's site hooks included), in the same trials: "
+            f"{spread(bare, 's')}; nonstop's start-up above includes it. ")
+
+
 def _tables(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> list[Table]:
     sets = datasets(ctx.quick)
     data_rows: list[list[str | float | int | None]] = []
@@ -351,7 +368,8 @@ def _tables(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> li
              "flushed (timed from outside right after the push), so the data is on disk for "
              "every system alike. Start-up only: `nonstop sync -M` / `csync2 -M` on vpbx1-1 "
              "(start, read the config, open the existing database, list nothing), the fixed "
-             "cost inside every push; rsync has no such mode. No-change check: "
+             "cost inside every push; rsync has no such mode. "
+             f"{_interpreter_note(results)}No-change check: "
              "`nonstop sync -cr /srv` / `csync2 -cr /srv` on vpbx1-1 right after the no-change "
              "push (walk and compare with the database, mark changes dirty, no peer "
              "contacted). Push with nothing to do: the push command (`-x`, rsync's push) "

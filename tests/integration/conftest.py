@@ -27,6 +27,27 @@ def netns_names() -> list[str]:
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
+# Under pytest-xdist (scripts/test.sh runs two workers, `--dist loadgroup`), each module's tests
+# stay together on one worker (module-scoped labs are built once), and the modules below share a
+# group, so that they never run beside one another: the benchmarks, the chaos and flood tests keep
+# a core busy, and the Heartbeat 3.0.6 boxes run SCHED_RR. What runs beside them is lighter.
+XDIST_GROUPS = {
+    "heavy": ("test_bench_quick", "test_bench_sync_quick", "test_bench_issue15_quick",
+              "test_chaos_quick", "test_hostile_lan", "test_membership_loss",
+              "test_replication_live"),
+    "heartbeat": ("test_interop_heartbeat", "test_interop_heartbeat_resources",
+                  "test_lab_heartbeat", "test_fencing_netns"),
+}
+_GROUP_OF = {module: group for group, modules in XDIST_GROUPS.items() for module in modules}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        if item.path.parent.name == "integration":
+            item.add_marker(pytest.mark.xdist_group(_GROUP_OF.get(module, module)))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None],
                               ) -> Generator[None, pytest.TestReport, None]:

@@ -86,6 +86,10 @@ BUILTIN_ALLOWED: dict[tuple[str, str], tuple[str, str]] = {
         ("OSError", "the errno of a failed syncfs(2): the OS's error, not ours"),
     ("sync/inotify.py", "__init__"):
         ("OSError", "the errno of a failed inotify_init1(2): the OS's error, not ours"),
+    ("records.py", "__init__"):
+        ("TypeError", "a record's __init__ refuses wrong arguments as every Python call does"),
+    ("records.py", "replace"):
+        ("TypeError", "as dataclasses.replace does, for a field the record does not have"),
     ("sync/inotify.py", "_add"):
         ("OSError", "the errno of a failed inotify_add_watch(2): the OS's error, not ours"),
 }

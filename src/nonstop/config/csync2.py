@@ -11,11 +11,11 @@ import fnmatch
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from nonstop.config.csync2tokens import Token, tokenize
 from nonstop.config.errors import ConfigError, Location
 from nonstop.config.reading import bad_byte_message, decode_line, read_config_bytes
+from nonstop.records import field, mutable_record, record
 
 DEFAULT_PORT = 30865
 DEFAULT_BACKUP_GENERATIONS = 3
@@ -39,7 +39,7 @@ class AutoMode(enum.Enum):
     RIGHT = "right"
 
 
-@dataclass(frozen=True)
+@record
 class Pattern:
     """One include/exclude/compare pattern as written, with where it was written."""
 
@@ -53,7 +53,7 @@ class Pattern:
         return self.text.startswith(("/", "%"))
 
 
-@dataclass(frozen=True)
+@record
 class Host:
     """A ``host`` entry: ``name``, ``name@address-name`` or a slave ``(name)``."""
 
@@ -62,7 +62,7 @@ class Host:
     slave: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Action:
     """An ``action { }`` block: run ``execs`` after files matching ``patterns`` changed."""
 
@@ -74,7 +74,7 @@ class Action:
     loc: Location = _NOWHERE
 
 
-@dataclass(frozen=True)
+@record
 class Group:
     """One ``group NAME { }`` block."""
 
@@ -106,7 +106,7 @@ class Group:
         return tuple(h for h in self.hosts if h.name != me)
 
 
-@dataclass(frozen=True)
+@record
 class Nossl:
     """``nossl FROM TO;``: shell patterns of local and peer names that may talk without TLS."""
 
@@ -118,7 +118,7 @@ class Nossl:
         return fnmatch.fnmatchcase(local, self.local) and fnmatch.fnmatchcase(peer, self.peer)
 
 
-@dataclass(frozen=True)
+@record
 class Prefix:
     """``prefix NAME { on HOSTPATTERN: /path; }``: ``%NAME%`` maps to a per-host directory."""
 
@@ -134,7 +134,7 @@ class Prefix:
         return None
 
 
-@dataclass(frozen=True)
+@record
 class Csync2Config:
     """A whole csync2.cfg (with files pulled in by ``config FILE;``)."""
 
@@ -156,7 +156,7 @@ class Csync2Config:
         return not any(n.matches(local, peer) for n in self.nossl)
 
 
-@dataclass
+@mutable_record
 class _GroupDraft:
     """A group block while it is read; checked and frozen into a Group at its '}'."""
 

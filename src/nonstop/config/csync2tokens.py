@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from nonstop.config.errors import ConfigError, Location
+from nonstop.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Token:
     """A word (quoted or not) or one of ``{ } ;``, with the line it starts on."""
 

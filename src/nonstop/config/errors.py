@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from nonstop.errors import NonstopError
+from nonstop.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Location:
     """A place in a configuration file (line numbers start at 1; 0 means the whole file)."""
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 from nonstop.config.errors import ConfigError, Location
+from nonstop.records import record
 
 MAX_CONFIG_BYTES = 1 << 20  # the talk's files are a few KB; a bigger one is a mistake
 
 
-@dataclass(frozen=True)
+@record
 class ConfigBytes:
     """A configuration file's bytes and its permission bits."""
 

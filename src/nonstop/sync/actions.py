@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from nonstop.config.csync2 import Action
+from nonstop.records import record
 from nonstop.sync.patterns import path_pattern_matches
 
 
-@dataclass(frozen=True)
+@record
 class Due:
     """A command to run once, for these files."""
 

@@ -10,7 +10,6 @@ by the modes that talk to a peer.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 import syslog
@@ -18,6 +17,7 @@ import time
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, load_csync2
 from nonstop.config.errors import ConfigError
+from nonstop.records import field, fields, mutable_record, replace
 from nonstop.sync import quickcli
 from nonstop.sync.context import Out, SyncError
 from nonstop.sync.patterns import PathMap, Scope
@@ -141,7 +141,7 @@ class Timestamps:
             self.file.close()
 
 
-@dataclasses.dataclass
+@mutable_record
 class Args:
     """The command line, parsed (csync2's flags by their meaning); the defaults are the
     options' defaults."""
@@ -186,11 +186,11 @@ class Args:
     paths: tuple[str, ...] = ()
     timestamps: bool = False
     tsfile: str | None = None
-    refusable: dict[str, object] = dataclasses.field(default_factory=dict)
+    refusable: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def of(cls, kw: dict[str, Any]) -> Args:
-        known = {f.name for f in dataclasses.fields(cls)} - {"refusable"}
+        known = set(fields(cls)) - {"refusable"}
         return cls(**{k: v for k, v in kw.items() if k in known},
                    refusable={k: v for k, v in kw.items() if k not in known})
 
@@ -344,7 +344,7 @@ def _dispatch(n: Node, a: Args, names: PathMap) -> int:
         return 0
     scopes = scopes_for(a.paths, a.recursive or not a.paths, names)
     if a.outfd is not None and (a.check_update or a.do_check):
-        check_only = dataclasses.replace(a, check_update=False, do_check=True, do_update=False,
+        check_only = replace(a, check_update=False, do_check=True, do_update=False,
                                          do_mark=False, list_files=False, remove_stale=False,
                                          serve=0, dry_run=False)
         code = _run(n, scopes, check_only, only)
@@ -354,7 +354,7 @@ def _dispatch(n: Node, a: Args, names: PathMap) -> int:
                 data = data[os.write(a.outfd, data):]
         if code or not (a.check_update or a.do_update):
             return code
-        a = dataclasses.replace(a, do_check=False, check_update=False, do_force=False,
+        a = replace(a, do_check=False, check_update=False, do_force=False,
                                 do_update=True)
     return _run(n, scopes, a, only)
 
@@ -366,7 +366,7 @@ def _only_groups(cfg: Csync2Config, groups: str | None, remove_stale: bool) -> C
     if remove_stale:
         raise SyncError("Never run -R with -G!")
     wanted = {g for g in groups.split(",") if g}
-    return dataclasses.replace(cfg, groups=tuple(g for g in cfg.groups if g.name in wanted))
+    return replace(cfg, groups=tuple(g for g in cfg.groups if g.name in wanted))
 
 
 def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap,

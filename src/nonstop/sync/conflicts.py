@@ -9,9 +9,9 @@ modes resolve as csync2 does. Every verdict carries a reason a person can read a
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from nonstop.config.csync2 import AutoMode
+from nonstop.records import record
 from nonstop.sync.state import FileState
 
 
@@ -26,7 +26,7 @@ class Action(enum.Enum):
     LOSE = "lose"  # conflict resolved by `auto` in the receiver's favour
 
 
-@dataclass(frozen=True)
+@record
 class Verdict:
     """An action and the reason people read."""
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
 from nonstop.errors import NonstopError
+from nonstop.records import field, mutable_record, record
 from nonstop.sync.patterns import Matcher, PathMap, Scope, in_scope
 
 ALL: list[Scope] = [("/", True)]
@@ -17,7 +17,7 @@ class SyncError(NonstopError):
     """A local problem that stops a run (not a per-file result)."""
 
 
-@dataclass(frozen=True)
+@record
 class Options:
     """How one node runs: identity, files, network."""
 
@@ -38,7 +38,7 @@ class Options:
     refused_retry: float = 0.0
 
 
-@dataclass
+@mutable_record
 class Report:
     """What one update run did; ``exit_code`` follows csync2 (0 ok, 1 any error or conflict)."""
 
@@ -65,7 +65,7 @@ class Report:
         return 1 if self.problems else 0
 
 
-@dataclass
+@mutable_record
 class GroupCtx:
     """One csync2 group this node is in, with its matcher and path map."""
 

@@ -18,10 +18,10 @@ import fnmatch
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from nonstop.config.csync2 import Pattern, Prefix
 from nonstop.errors import UnknownName
+from nonstop.records import record
 
 # Receive temp files carry this prefix; they are never scanned, synced or left behind.
 TMP_PREFIX = ".nonstop-tmp-"
@@ -73,7 +73,7 @@ def path_pattern_matches(pattern: str, name: str) -> bool:
     return _translate(pattern).fullmatch(name) is not None
 
 
-@dataclass(frozen=True)
+@record
 class _Compiled:
     include: bool
     is_path: bool

@@ -8,14 +8,14 @@ those of a deleted one) becomes one ``mv`` operation instead of a delete plus a 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from nonstop.records import record
 from nonstop.sync.protocol import ProtocolError, field
 from nonstop.sync.state import FileState
 
 
-@dataclass(frozen=True)
+@record
 class Op:
     """One change for the peer. ``base`` is what we believe the peer holds (None: nothing)."""
 
@@ -61,7 +61,7 @@ class Op:
         return cls(kind, name, base, new, forced, src, src_base)
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     """The operations for one peer, and dirty names that need none."""
 

@@ -15,7 +15,6 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import NamedTuple
 
 from nonstop.sync.digest import BLOCK, BLOCK_DIGEST, Hasher, blocks_match, extend, hash_fd
@@ -257,7 +256,7 @@ def _hashed(path: str, st: os.stat_result, now_ns: int, cached: Seen | None = No
         and st1.st_mtime_ns == st0.st_mtime_ns
         and st1.st_ctime_ns == st0.st_ctime_ns
     )
-    state = replace(FileState.from_stat(st0, h.hexdigest()), size=h.size)
+    state = FileState.from_stat(st0, h.hexdigest()).with_size(h.size)
     return Seen(state, st0.st_ino, st0.st_ctime_ns, now_ns if stable else 0, h.blocks(), verified,
                 pos, now_ns)
 

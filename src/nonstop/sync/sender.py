@@ -11,7 +11,6 @@ import asyncio
 import os
 import stat
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 from nonstop.sync import rdiff
 from nonstop.sync.digest import Hasher, blocks_match, resume_point
@@ -112,7 +111,7 @@ class FileSender:
         digest = h.hexdigest()
         if new is not None and digest == new.digest and h.size == new.size:
             return new
-        return replace(FileState.from_stat(st, digest), size=h.size)
+        return FileState.from_stat(st, digest).with_size(h.size)
 
     async def _send_range(self, fd: int, pos: int, limit: int, hasher: Hasher | None,
                           delta: rdiff.Delta | None) -> int:

@@ -3,33 +3,89 @@
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
-from typing import Any
 
 from nonstop.errors import InvalidValue
+from nonstop.records import FrozenRecordError
 from nonstop.sync.protocol import ProtocolError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 KINDS = ("reg", "dir", "lnk", "fifo", "chr", "blk")
+_FIELDS = ("kind", "mode", "uid", "gid", "size", "mtime_ns", "digest", "target", "rdev")
 
 
-@dataclass(frozen=True, slots=True)
 class FileState:
     """Type, permissions, owner, size, mtime (ns), content digest and link target of a file.
 
     ``digest`` is the blake2b of a regular file's content (empty for other kinds): two states with
     equal size and mtime but different digests differ, which is how nonstop sees a same-size edit
     made within the same second as the last sync (csync2 compares metadata only).
+
+    Immutable, with slots; written out rather than a dataclass (one is made per file of a scan,
+    and ``nonstop sync`` starts without importing dataclasses: nonstop.records).
     """
+
+    __slots__ = _FIELDS
+    __match_args__ = ("kind", "mode", "uid", "gid", "size", "mtime_ns", "digest", "target", "rdev")
 
     kind: str
     mode: int
     uid: int
     gid: int
-    size: int = 0
-    mtime_ns: int = 0
-    digest: str = ""
-    target: str = ""
-    rdev: int = 0
+    size: int
+    mtime_ns: int
+    digest: str
+    target: str
+    rdev: int
+
+    def __init__(self, kind: str, mode: int, uid: int, gid: int, size: int = 0,
+                 mtime_ns: int = 0, digest: str = "", target: str = "", rdev: int = 0) -> None:
+        setter = object.__setattr__
+        setter(self, "kind", kind)
+        setter(self, "mode", mode)
+        setter(self, "uid", uid)
+        setter(self, "gid", gid)
+        setter(self, "size", size)
+        setter(self, "mtime_ns", mtime_ns)
+        setter(self, "digest", digest)
+        setter(self, "target", target)
+        setter(self, "rdev", rdev)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.kind, self.mode, self.uid, self.gid, self.size, self.mtime_ns,
+                self.digest, self.target, self.rdev)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenRecordError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenRecordError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FileState):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={v!r}" for n, v in zip(_FIELDS, self._fields(), strict=True))
+        return f"FileState({inner})"
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return self._fields()
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        for name, value in zip(_FIELDS, state, strict=True):
+            object.__setattr__(self, name, value)
+
+    def with_size(self, size: int) -> FileState:
+        """The same state with another size (what was read of a file that kept growing)."""
+        return FileState(self.kind, self.mode, self.uid, self.gid, size, self.mtime_ns,
+                         self.digest, self.target, self.rdev)
 
     def key(self, ignore: frozenset[str] = frozenset()) -> tuple[object, ...]:
         """What must be equal for two states to count as the same file.

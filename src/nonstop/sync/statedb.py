@@ -19,8 +19,8 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
+from nonstop.records import record
 from nonstop.sync.patterns import in_scope
 from nonstop.sync.scan import Seen
 from nonstop.sync.state import FileState
@@ -78,7 +78,7 @@ def _local_row(name: str, s: Seen) -> tuple[object, ...]:
     return (name, *s)
 
 
-@dataclass(frozen=True)
+@record
 class DirtyRow:
     """A name to send to a peer; ``forced`` wins the next conflict."""
 

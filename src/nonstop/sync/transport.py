@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib  # noqa: F401 - see below
+import hmac  # noqa: F401
+import json  # noqa: F401
 import os
 import secrets
 import ssl
@@ -25,6 +28,10 @@ from nonstop.sync import protocol as p
 from nonstop.sync.messages import Event
 from nonstop.sync.protocol import AuthError, Frame, Kind, ProtocolError, RemoteError
 from nonstop.sync.session import ClientSession, ServerSession
+
+# protocol.py imports json, hashlib and hmac where frames and key proofs are made, so that the
+# command line's quick modes never load them; the network code loads them here, once, so that a
+# server out of file descriptors never has a module left to open in the middle of a handshake.
 
 CERT_NAME = "sync-cert.pem"
 KEY_NAME = "sync-key.pem"

@@ -350,7 +350,7 @@ async def test_receiver_never_writes_through_a_symlinked_directory(tmp_path: Pat
 
 async def test_ignore_uid_gid_mod_keeps_the_receivers_owner_and_mode(tmp_path: Path) -> None:
     cfg = talk_config(tmp_path)
-    from dataclasses import replace
+    from nonstop.records import replace
 
     cfg = replace(cfg, ignore=frozenset({"uid", "gid", "mod"}))
     async with pair(tmp_path, cfg) as (n1, n2):
