@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 from nonstop.config.model import HaConfig
@@ -43,6 +42,7 @@ from nonstop.heartbeat.events import (
     SilenceWarning,
     StatusChanged,
 )
+from nonstop.heartbeat.peertable import MAX_SEQ_GAP, Inbound, PeerState, PeerTable
 from nonstop.heartbeat.states import (
     LOCAL_TRANSITIONS,
     REMOTE_TRANSITIONS,
@@ -59,60 +59,13 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------- state
-
-
-@dataclass
-class _Peer:
-    name: str
-    status: NodeStatus = NodeStatus.INIT
-    ref_time: float = 0.0  # last status heard, or start time
-    heard_status: bool = False
-    last_status_at: float | None = None
-    any_packet: bool = False
-    generation: int | None = None
-    # The generation it had when declared dead: only a status of that very generation is a
-    # node back from a partition (``generation`` follows any packet, a restart's first
-    # packet may be a reqnodes or an ack).
-    dead_generation: int | None = None
-    last_seq: int | None = None
-    missing: set[int] = field(default_factory=set)  # seqs skipped and not (yet) arrived
-    advertised_dt_ms: int | None = None
-    uuid: bytes | None = None
-    left: bool = False  # went dead by shutdone rather than timeout
-    warned: bool = False
-    links: dict[str, float] = field(default_factory=dict)
-    link_up: dict[str, bool] = field(default_factory=dict)
-    ack_trigger: int = 0
-    protocol: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Inbound:
-    """One message from a configured peer, as far as ``receive`` has read it."""
-
-    peer: _Peer
-    msg: Msg
-    medium: str
-    now: float
-    mtype: str
-    gen: int
-    seq: int | None
-    known_gen: int | None  # the peer's generation before this message
-
-
-# A larger jump in a peer's sequence numbers is not tracked packet by packet (Heartbeat 3.x:
-# "lost a lot of packets!"), which also bounds the memory a peer's seq can make us spend.
-MAX_SEQ_GAP = 250
-
 # Fields of a status message that are membership's own; the rest belong to higher layers.
 _STATUS_CORE_FIELDS = frozenset(
     {"t", "st", "dt", "protocol", "src", "srcuuid", "seq", "hg", "ts", "ld", "ttl", "auth"}
 )
 
 
-class Membership:
+class Membership(PeerTable):
     """The membership state machine of one node."""
 
     def __init__(
@@ -138,8 +91,8 @@ class Membership:
         self._rng = rng or random.Random()
         self._next_send = now  # the first status goes out at once
         self._self_heard: dict[str, float] = {}
-        self.peers: dict[str, _Peer] = {
-            n: _Peer(n, ref_time=now, ack_trigger=self._rng.randrange(10))
+        self.peers: dict[str, PeerState] = {
+            n: PeerState(n, ref_time=now, ack_trigger=self._rng.randrange(10))
             for n in ha.nodes
             if n != local
         }
@@ -152,17 +105,10 @@ class Membership:
 
     # ------------------------------------------------------------------ timing
 
-    def deadtime_for(self, peer: _Peer) -> int:
-        """The silence (ms) after which ``peer`` is dead: initdead until comm is up, then its
-        advertised deadtime (Heartbeat times a node out with the deadtime *it* sends)."""
-        if not self.comm_up:
-            return self.ha.initdead_ms
-        return peer.advertised_dt_ms or self.ha.deadtime_ms
-
-    def _dead_at(self, peer: _Peer) -> float:
+    def _dead_at(self, peer: PeerState) -> float:
         return peer.ref_time + self.deadtime_for(peer) / 1000.0
 
-    def _warn_at(self, peer: _Peer) -> float:
+    def _warn_at(self, peer: PeerState) -> float:
         return peer.ref_time + self.ha.warntime_ms / 1000.0
 
     def next_wakeup(self) -> float:
@@ -250,7 +196,7 @@ class Membership:
             events.append(self.status_message())  # a status change is announced at once
         return events
 
-    def _set_remote(self, p: _Peer, new: NodeStatus) -> list[Event]:
+    def _set_remote(self, p: PeerState, new: NodeStatus) -> list[Event]:
         old = p.status
         if old is new:
             return []
@@ -258,7 +204,7 @@ class Membership:
         p.status = new
         return [StatusChanged(p.name, old, new)]
 
-    def _declare_dead(self, p: _Peer, reason: str, silence_ms: int, limit: int) -> list[Event]:
+    def _declare_dead(self, p: PeerState, reason: str, silence_ms: int, limit: int) -> list[Event]:
         events = self._set_remote(p, NodeStatus.DEAD)
         events.insert(0, NodeDied(p.name, reason, silence_ms, limit))
         p.left = reason == "shutdown"
@@ -295,7 +241,7 @@ class Membership:
         late and duplicate packets, acks); then what its type asks of us.
         """
         got = self._inbound(msg, medium, now)
-        if not isinstance(got, _Inbound):
+        if not isinstance(got, Inbound):
             return got
         events: list[Event] = []
         p = got.peer
@@ -312,7 +258,7 @@ class Membership:
         events.extend(self._check_comm_up())
         return events
 
-    def _inbound(self, msg: Msg, medium: str, now: float) -> _Inbound | list[Event]:
+    def _inbound(self, msg: Msg, medium: str, now: float) -> Inbound | list[Event]:
         """The message's sender and numbers, or why it goes no further."""
         src, mtype, ts = msg.get("src"), msg.get("t"), msg.get("ts")
         if not src or not mtype or not ts:
@@ -332,9 +278,9 @@ class Membership:
             return self._drop("bad_fields", src, "unparsable hg or seq")
         if seq is None and not is_unsequenced(mtype):
             return self._drop("bad_fields", src, f"{mtype} without seq")
-        return _Inbound(p, msg, medium, now, mtype, gen, seq, p.generation)
+        return Inbound(p, msg, medium, now, mtype, gen, seq, p.generation)
 
-    def _admit_generation(self, m: _Inbound, events: list[Event]) -> bool:
+    def _admit_generation(self, m: Inbound, events: list[Event]) -> bool:
         """Drop a lower generation (replay) and a node that left; a higher one is a restart."""
         p, gen, known = m.peer, m.gen, m.known_gen
         if known is not None and gen < known:
@@ -358,14 +304,14 @@ class Membership:
                 events.append(NodeReturned(p.name, "restart"))
         return True
 
-    def _note_link(self, p: _Peer, medium: str, now: float, events: list[Event]) -> None:
+    def _note_link(self, p: PeerState, medium: str, now: float, events: list[Event]) -> None:
         """Link liveness: any authentic packet, duplicates included, proves the medium works."""
         p.links[medium] = now
         if not p.link_up.get(medium, False) and p.status is not NodeStatus.DEAD:
             p.link_up[medium] = True
             events.append(LinkChanged(p.name, medium, True))
 
-    def _admit_seq(self, m: _Inbound, seq: int, events: list[Event]) -> bool:
+    def _admit_seq(self, m: Inbound, seq: int, events: list[Event]) -> bool:
         """Follow the peer's sequence numbers; acknowledge as Heartbeat does."""
         p = m.peer
         if p.last_seq is not None and seq <= p.last_seq:
@@ -378,7 +324,7 @@ class Membership:
             events.append(self._ack(p, seq))
         return True
 
-    def _admit_old_seq(self, m: _Inbound, seq: int, events: list[Event]) -> bool:
+    def _admit_old_seq(self, m: Inbound, seq: int, events: list[Event]) -> bool:
         """A number not above the last one: a replay, a duplicate, or a packet found missing."""
         p = m.peer
         if p.status is NodeStatus.DEAD or not p.any_packet:  # dead, or not yet heard
@@ -397,7 +343,7 @@ class Membership:
             events.append(GapFilled(p.name))
         return True
 
-    def _advance_seq(self, p: _Peer, seq: int, events: list[Event]) -> None:
+    def _advance_seq(self, p: PeerState, seq: int, events: list[Event]) -> None:
         """A newer number: what it skipped is missing, and asked for unless too much."""
         if p.last_seq is not None and seq > p.last_seq + 1:
             gap = seq - p.last_seq - 1
@@ -414,7 +360,7 @@ class Membership:
                 events.append(RexmitWanted(p.name, p.last_seq + 1, seq - 1))
         p.last_seq = seq
 
-    def _ack(self, p: _Peer, seq: int) -> Send:
+    def _ack(self, p: PeerState, seq: int) -> Send:
         return Send((("t", "NS_ackmsg"), ("dest", p.name), ("ackseq", f"{seq:x}")), dest=p.name)
 
     def _for_us(self, msg: Msg) -> bool:
@@ -422,7 +368,7 @@ class Membership:
 
     # Each handler returns False when the message ends there (comm up is not checked then).
 
-    def _on_status(self, m: _Inbound, events: list[Event]) -> bool:
+    def _on_status(self, m: Inbound, events: list[Event]) -> bool:
         p, now = m.peer, m.now
         parsed = self._parse_status(m)
         if not isinstance(parsed, tuple):
@@ -452,7 +398,7 @@ class Membership:
         events.extend(self._set_remote(p, st))
         return True
 
-    def _parse_status(self, m: _Inbound) -> tuple[NodeStatus, int | None] | list[Event]:
+    def _parse_status(self, m: Inbound) -> tuple[NodeStatus, int | None] | list[Event]:
         """A status message's ``st`` and ``dt``, or why it is dropped."""
         st = NodeStatus.from_wire(m.msg.get("st"))
         if st is None:
@@ -463,7 +409,7 @@ class Membership:
         except ValueError:
             return self._drop("bad_fields", m.peer.name, "unparsable dt")
 
-    def _note_ad(self, p: _Peer, msg: Msg, events: list[Event]) -> None:
+    def _note_ad(self, p: PeerState, msg: Msg, events: list[Event]) -> None:
         """Keep the status' fields that are not membership's own (the peer's failover ad)."""
         extra = {
             n: (v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v))
@@ -474,14 +420,14 @@ class Membership:
             p.extra = extra
             events.append(PeerAdChanged(p.name))
 
-    def _on_shutdone(self, m: _Inbound, events: list[Event]) -> bool:
+    def _on_shutdone(self, m: Inbound, events: list[Event]) -> bool:
         p = m.peer
         if p.status is not NodeStatus.DEAD:
             silence = round((m.now - p.ref_time) * 1000)
             events.extend(self._declare_dead(p, "shutdown", silence, self.deadtime_for(p)))
         return True
 
-    def _on_reqnodes(self, m: _Inbound, events: list[Event]) -> bool:
+    def _on_reqnodes(self, m: Inbound, events: list[Event]) -> bool:
         if self._for_us(m.msg):
             src = m.peer.name
             nodelist = "".join(f"{n} " for n in self.ha.nodes)
@@ -491,7 +437,7 @@ class Membership:
             )
         return True
 
-    def _on_rexmit_request(self, m: _Inbound, events: list[Event]) -> bool:
+    def _on_rexmit_request(self, m: Inbound, events: list[Event]) -> bool:
         if not self._for_us(m.msg):
             return True
         try:
@@ -503,7 +449,7 @@ class Membership:
         events.append(RexmitRequested(m.peer.name, first, last))
         return True
 
-    def _on_nak(self, m: _Inbound, events: list[Event]) -> bool:
+    def _on_nak(self, m: Inbound, events: list[Event]) -> bool:
         p = m.peer
         if not self._for_us(m.msg):
             return True
@@ -519,7 +465,7 @@ class Membership:
                 events.append(GapFilled(p.name))
         return True
 
-    def _on_other(self, m: _Inbound, events: list[Event]) -> bool:
+    def _on_other(self, m: Inbound, events: list[Event]) -> bool:
         if m.mtype.startswith("NS_") or m.mtype == "repnodes":
             return True  # acks and node lists need no action from us
         dest = m.msg.get("dest")
@@ -527,7 +473,7 @@ class Membership:
             events.append(ClusterMessage(m.peer.name, m.msg))
         return True
 
-    _handlers: ClassVar[dict[str, Callable[[Membership, _Inbound, list[Event]], bool]]] = {
+    _handlers: ClassVar[dict[str, Callable[[Membership, Inbound, list[Event]], bool]]] = {
         "status": _on_status,
         "shutdone": _on_shutdone,
         "reqnodes": _on_reqnodes,
@@ -535,7 +481,8 @@ class Membership:
         "NS_nak_rexmit": _on_nak,
     }
 
-    # ------------------------------------------------------------------ leaving and views
+    # ------------------------------------------------------------------ leaving
+    # (the views and the other queries over the peers: PeerTable, peertable.py)
 
     def leave(self) -> list[Event]:
         """Graceful leave: tell the peers at once so they need not wait for deadtime."""
@@ -544,69 +491,3 @@ class Membership:
         events: list[Event] = [Send((("t", "shutdone"), ("st", "dead")), copies=3)]
         events.extend(self._set_local(NodeStatus.DEAD))
         return events
-
-    def replay_state(self) -> dict[str, tuple[int, int | None]]:
-        """Each heard peer's (generation, last sequence number), to keep across a restart."""
-        return {
-            p.name: (p.generation, p.last_seq)
-            for p in self.peers.values()
-            if p.generation is not None
-        }
-
-    def self_heard(self, medium: str) -> float | None:
-        """When our own packet last came back on ``medium`` (self-liveness of a medium)."""
-        return self._self_heard.get(medium)
-
-    def give_up_missing(self, node: str, seqs: frozenset[int]) -> list[Event]:
-        """Stop waiting for packets that repeated retransmit requests did not bring (as a NAK
-        would): acks to that peer resume, so a Heartbeat peer's history does not fill up."""
-        p = self.peers.get(node)
-        if p is None or not (p.missing & seqs):
-            return []
-        p.missing -= seqs
-        self.counters["lost_for_good"] = self.counters.get("lost_for_good", 0) + len(seqs)
-        return [GapFilled(node)] if not p.missing else []
-
-    def missing(self, node: str) -> frozenset[int]:
-        """Sequence numbers of ``node``'s messages that were skipped and have not arrived."""
-        p = self.peers.get(node)
-        return frozenset(p.missing) if p else frozenset()
-
-    def peer_uuid(self, node: str) -> bytes | None:
-        p = self.peers.get(node)
-        return p.uuid if p else None
-
-    def view(self, now: float) -> MembershipView:
-        nodes: list[NodeView] = [
-            NodeView(
-                name=self.local,
-                status=self.local_status,
-                local=True,
-                last_heard_ago_ms=0,
-                deadtime_ms=self.ha.deadtime_ms,
-                generation=None,
-                links={},
-                fields={n: str(v) for n, v in self._status_fields},
-            )
-        ]
-        for p in self.peers.values():
-            nodes.append(
-                NodeView(
-                    name=p.name,
-                    status=p.status,
-                    local=False,
-                    last_heard_ago_ms=(
-                        round((now - p.last_status_at) * 1000)
-                        if p.last_status_at is not None
-                        else None
-                    ),
-                    deadtime_ms=self.deadtime_for(p),
-                    generation=p.generation,
-                    links=dict(p.link_up),
-                    fields=dict(p.extra),
-                    left=p.left,
-                )
-            )
-        order = {n: i for i, n in enumerate(self.ha.nodes)}
-        nodes.sort(key=lambda n: order.get(n.name, len(order)))
-        return MembershipView(now, self.local, self.comm_up, tuple(nodes), dict(self.counters))
