@@ -14,8 +14,9 @@ Subclasses keep a builtin base where callers relied on it (``RuntimeError``, ``V
 ``OSError``, ``KeyError``): the general ones below are for places that need no class of their own.
 The package raises no bare builtin exception (tests/unit/test_errors.py walks the source to check
 it), except where a Python protocol demands one: ``NotImplementedError`` in a method a subclass
-provides, ``AttributeError`` from ``__getattr__``, ``KeyboardInterrupt`` for a SIGTERM taken as
-Ctrl-C, and the ``OSError`` of a failed libc call, which is the OS's error, not ours.
+provides, ``AttributeError`` from ``__getattr__``, ``TypeError`` for a call with wrong arguments
+(records.py), ``KeyboardInterrupt`` for a SIGTERM taken as Ctrl-C, and the ``OSError`` of a
+failed libc call, which is the OS's error, not ours.
 """
 
 from __future__ import annotations
