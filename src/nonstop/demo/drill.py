@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Literal, TypeVar
 
-from nonstop.demo.cluster import PROBE_TIMEOUT_S, VOICEMAIL_DIR, DemoCluster
+from nonstop.demo.cluster import PROBE_INTERVAL_S, PROBE_TIMEOUT_S, VOICEMAIL_DIR, DemoCluster
 from nonstop.demo.config import describe_changes
 from nonstop.demo.records import ProbeTail
 from nonstop.demo.render import ClientView, NodeView, Screen, panel
@@ -288,7 +288,8 @@ class Drill:
         client = ClientView(vip=c.vip, sent=len(probes), answered=answered,
                             last_node=last.node if last else None,
                             last_ago_s=(time.monotonic() - last.answered)
-                            if last and last.answered else None)
+                            if last and last.answered else None,
+                            interval_s=PROBE_INTERVAL_S)
         return views, client
 
     def _replication_text(self, st: dict[str, Any]) -> str:

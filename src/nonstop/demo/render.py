@@ -38,6 +38,7 @@ class ClientView:
     answered: int
     last_node: str | None
     last_ago_s: float | None
+    interval_s: float = 0.02  # how often it sends an OPTIONS
 
 
 def _cell(value: str | None) -> str:
@@ -68,7 +69,8 @@ def client_line(c: ClientView) -> str:
         last = "no answer yet"
     else:
         last = f"last 200 OK from {c.last_node} {c.last_ago_s * 1000:.0f} ms ago"
-    return f"  client   OPTIONS to {c.vip} every 20 ms: {last} ({c.answered}/{c.sent})"
+    every = f"{c.interval_s * 1000:.0f} ms"
+    return f"  client   OPTIONS to {c.vip} every {every}: {last} ({c.answered}/{c.sent})"
 
 
 def panel(nodes: Sequence[NodeView], client: ClientView, clock: float) -> list[str]:

@@ -7,10 +7,70 @@ verify each other. Pure functions, no I/O.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import importlib
 import zlib
+from typing import Protocol
 
 from nonstop.config.model import AuthMethod
+
+
+class _Hash(Protocol):
+    def copy(self) -> _Hash: ...
+    def update(self, data: bytes, /) -> None: ...
+    def digest(self) -> bytes: ...
+    def hexdigest(self) -> str: ...
+
+
+def _small_hash(module: str, name: str) -> object:
+    """CPython's own SHA-1 / MD5 (``_sha1``, ``_md5``), else OpenSSL's through hashlib.
+
+    A heartbeat is signed or checked a few times a second by a process that sleeps in
+    between, so what a digest costs is mostly its code coming back into the caches: OpenSSL's
+    HMAC (an algorithm fetch and an HMAC context per call) took 60-90 us of CPU per digest
+    here, the small built-in hash with the key's pads hashed once ~20 us (docs/BENCHMARKS.md,
+    "Idle CPU"). Hot, both take 1-2 us.
+    """
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):  # a build without CPython's own hashes
+        return getattr(hashlib, name)
+
+
+_HASHES = {AuthMethod.SHA1: _small_hash("_sha1", "sha1"),
+           AuthMethod.MD5: _small_hash("_md5", "md5")}
+_BLOCK = 64  # SHA-1 and MD5 block size, bytes
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+# (method, secret) -> the hash states after the key's inner and outer pad (RFC 2104): each
+# digest copies them instead of hashing the key again. Keys come from authkeys, so few.
+_PADDED: dict[tuple[AuthMethod, bytes], tuple[_Hash, _Hash]] = {}
+_PADDED_MAX = 64
+
+
+def _padded(method: AuthMethod, secret: bytes) -> tuple[_Hash, _Hash]:
+    states = _PADDED.get((method, secret))
+    if states is None:
+        new = _HASHES[method]
+        assert callable(new)
+        key = new(secret).digest() if len(secret) > _BLOCK else secret
+        key = key.ljust(_BLOCK, b"\0")
+        states = (new(key.translate(_IPAD)), new(key.translate(_OPAD)))
+        if len(_PADDED) >= _PADDED_MAX:
+            _PADDED.clear()
+        _PADDED[(method, secret)] = states
+    return states
+
+
+def hmac_hex(method: AuthMethod, secret: bytes, data: bytes) -> str:
+    """HMAC (RFC 2104) of ``data`` keyed with ``secret``, lowercase hex; sha1 or md5."""
+    inner_pad, outer_pad = _padded(method, secret)
+    inner = inner_pad.copy()
+    inner.update(data)
+    outer = outer_pad.copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
 
 
 def _reverse_bits(value: int, width: int) -> int:
@@ -40,10 +100,8 @@ def digest(method: AuthMethod, secret: bytes, data: bytes) -> str:
     sha1/md5: lowercase hex HMAC keyed with ``secret``; crc: ``%lx`` of the CRC (no zero
     padding, ``secret`` ignored).
     """
-    if method is AuthMethod.SHA1:
-        return hmac.digest(secret, data, "sha1").hex()
-    if method is AuthMethod.MD5:
-        return hmac.digest(secret, data, "md5").hex()
+    if method is AuthMethod.SHA1 or method is AuthMethod.MD5:
+        return hmac_hex(method, secret, data)
     return format(crc32_posix(data), "x")
 
 

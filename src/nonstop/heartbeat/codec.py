@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -74,7 +75,7 @@ from nonstop.heartbeat.message import (
 __all__ = [
     "AUTH", "AUTH_SYNTAX", "BAD_FIELD", "FRAMING", "MAX_DEPTH", "MAX_MESSAGE", "NO_AUTH",
     "REASONS", "TOO_BIG", "UNKNOWN_KEY", "UNSUPPORTED", "BadPacket", "Decoded", "FieldError",
-    "Message", "Value", "WireFormat", "decode", "encode", "signed_text",
+    "Head", "Message", "Value", "WireFormat", "decode", "encode", "encode_after", "signed_text",
 ]
 
 WireFormat: TypeAlias = Literal["netstring", "classic"]
@@ -214,6 +215,54 @@ def encode(msg: Message, key: AuthKey, fmt: WireFormat = "netstring") -> bytes:
             data = _CLASSIC_START + _classic_fields(signed, 0, False) + _CLASSIC_END + b"\0"
     except _Unwritable as e:
         raise FieldError(str(e)) from None
+    if len(data) > MAX_MESSAGE:
+        raise FieldError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
+    return data
+
+
+class Head:
+    """The leading fields of messages sent again and again with only their last fields
+    changing (a node's status: everything before ``seq``), checked and rendered once.
+
+    A heartbeat is sent every keepalive by a process that sleeps in between, so its cost is
+    mostly code and objects coming back into the caches: checking and rendering 13 fields
+    twice (netstring, and the classic text the inner ``auth`` signs) for every status was
+    most of a send. Raises FieldError as ``encode`` would for these fields.
+    """
+
+    __slots__ = ("_classic", "_netstrings", "fields")
+
+    def __init__(self, fields: Sequence[tuple[str, Value]]) -> None:
+        msg = Message.of(fields)
+        if AUTH_FIELD in msg:
+            raise FieldError("a head cannot carry the auth field")
+        self.fields = msg.fields
+        try:
+            self._classic = _classic_fields(msg, 0, True)
+            self._netstrings = _netstring_body(msg, 0)[len(_NETSTRING_START) : -len(_NETSTRING_END)]
+        except _Unwritable as e:
+            raise FieldError(str(e)) from None
+
+
+def encode_after(head: Head, tail: Sequence[tuple[str, str]], key: AuthKey,
+                 fmt: WireFormat = "netstring") -> bytes:
+    """``encode`` of the message ``head`` + ``tail`` (string fields), the head not checked
+    or rendered again: the same bytes (tests compare both for arbitrary messages)."""
+    if fmt != "netstring" or any(
+        name == AUTH_FIELD or "\x13" in value for name, value in tail
+    ):
+        return encode(Message.of((*head.fields, *tail)), key, fmt)
+    Message.of(tail)  # checks the tail's fields as encode would (FieldError)
+    classic = head._classic + b"".join(
+        b"%s=%s\n" % (name.encode(), to_wire(value).replace(b"\n", b"\x13"))
+        for name, value in tail)
+    inner = f"{key.index} {auth.digest(key.method, key.secret, classic)}"
+    framed = b"".join((
+        _NETSTRING_START, head._netstrings,
+        *(_netstring(b"(0)%s=%s" % (name.encode(), to_wire(value))) for name, value in tail),
+        _netstring(b"(0)auth=" + inner.encode()), _NETSTRING_END))
+    trailer = f"{key.index} {auth.digest(key.method, key.secret, framed)}"
+    data = framed + _netstring(trailer.encode())
     if len(data) > MAX_MESSAGE:
         raise FieldError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
     return data
@@ -364,13 +413,24 @@ def _key_for(auth_value: str, keys: AuthKeys) -> tuple[AuthKey, str]:
     return key, m.group(2)
 
 
-def _verify_inner(msg: Message, keys: AuthKeys) -> int:
+def _verify_inner(msg: Message, keys: AuthKeys, verified_with: int | None = None) -> int:
+    """Check the inner ``auth`` field; return the key index it names.
+
+    ``verified_with``: the key index whose trailer digest already verified the netstring
+    bytes this message was parsed from. Those bytes include the inner ``auth`` field, so whoever
+    made that trailer holds the key and could as well have made the inner digest: when the
+    inner field names the same key, its digest (the classic text rendered again and hashed,
+    a third of a received heartbeat's cost) proves nothing more and is not computed. It is
+    for another key, or for the classic form, which has no trailer.
+    """
     value = msg._first(AUTH_FIELD)
     if value is None:
         raise BadPacket(NO_AUTH, "no auth field")
     if not isinstance(value, str):
         raise BadPacket(AUTH_SYNTAX, "auth field is not a string")
     key, claimed = _key_for(value, keys)
+    if key.index == verified_with:
+        return key.index
     try:
         text = _classic_fields(msg, 0, True)
     except _Unwritable as e:
@@ -381,8 +441,9 @@ def _verify_inner(msg: Message, keys: AuthKeys) -> int:
     return key.index
 
 
-def _authenticate_netstring(data: bytes, keys: AuthKeys) -> int:
-    """Check the trailer digest on the raw bytes; return where the signed body ends.
+def _authenticate_netstring(data: bytes, keys: AuthKeys) -> tuple[int, int]:
+    """Check the trailer digest on the raw bytes; return where the signed body ends and the
+    index of the key that signed it.
 
     Nothing of the body is decoded: the trailer is the last netstring, right after the last
     ``%%%\n`` within its few bytes from the end, so a datagram that is not signed with one of
@@ -404,7 +465,7 @@ def _authenticate_netstring(data: bytes, keys: AuthKeys) -> int:
     key, claimed = _key_for(trailer, keys)
     if not auth.verify(key.method, key.secret, data[:body_end], claimed):
         raise BadPacket(AUTH, f"trailer auth failed (key {key.index})")
-    return body_end
+    return body_end, key.index
 
 
 def _authenticate_classic(text: bytes, keys: AuthKeys) -> None:
@@ -437,7 +498,8 @@ def decode(data: bytes, keys: AuthKeys) -> Decoded:
     """Authenticate one datagram on its raw bytes, then parse it, in either wire form.
 
     Netstring: the trailer digest is checked before any field is decoded, then (after
-    parsing) the inner ``auth`` field; classic: the ``auth`` line, before and after parsing.
+    parsing) the inner ``auth`` field, whose digest only when it names another key than the
+    trailer (see ``_verify_inner``); classic: the ``auth`` line, before and after parsing.
     Each names its authkeys index, which must be configured. Raises BadPacket, and nothing
     else, for any input that is not an authentic Heartbeat message.
     """
@@ -447,16 +509,16 @@ def decode(data: bytes, keys: AuthKeys) -> Decoded:
     fmt: WireFormat
     if data.startswith(_NETSTRING_START):
         fmt = "netstring"
-        body_end = _authenticate_netstring(data, keys)
+        body_end, trailer_key = _authenticate_netstring(data, keys)
         msg, parsed_end = _parse_netstring_body(data, 0, body_end, 0)
         if parsed_end != body_end:
             raise BadPacket(FRAMING, "bytes after %%% end marker")
-    elif data.startswith(_CLASSIC_START):
+        return Decoded(msg, fmt, _verify_inner(msg, keys, trailer_key))
+    if data.startswith(_CLASSIC_START):
         fmt = "classic"
         # Heartbeat sends the C string's terminating NUL as well.
         text = data[:-1] if data.endswith(b"\0") else data
         _authenticate_classic(text, keys)
         msg = _parse_classic(text, 0)
-    else:
-        raise BadPacket(FRAMING, f"no start marker: {clip(data[:8])}")
-    return Decoded(msg, fmt, _verify_inner(msg, keys))
+        return Decoded(msg, fmt, _verify_inner(msg, keys))
+    raise BadPacket(FRAMING, f"no start marker: {clip(data[:8])}")

@@ -45,20 +45,31 @@ def stamp(
     ``hg`` (hex), ``ts`` (hex wall-clock seconds), ``ld`` (not for ``NS_`` types), ``ttl``.
     The ``auth`` field is added by the codec when the message is encoded.
     """
-    out: list[Field] = list(fields)
     msg_type = next((str(v) for n, v in fields if n == "t"), "")
-    unsequenced = is_unsequenced(msg_type)
+    return [*stamp_head(fields, me, dest_uuid=dest_uuid),
+            *stamp_tail(msg_type, me, seq=seq, wall_time=wall_time, loadavg=loadavg)]
+
+
+def stamp_head(fields: Sequence[Field], me: Identity, *,
+               dest_uuid: bytes | None = None) -> tuple[Field, ...]:
+    """``stamp``'s first part, the same for every copy of a message: its fields,
+    ``destuuid``, ``src`` and ``srcuuid``."""
+    out: list[Field] = list(fields)
     if dest_uuid is not None and any(n == "dest" for n, _ in fields):
         out.append(("destuuid", dest_uuid))
     out.append(("src", me.node))
     out.append(("srcuuid", me.uuid))
-    if not unsequenced:
-        if seq is None:
-            raise InvalidValue(f"message type {msg_type!r} needs a sequence number")
-        out.append(("seq", f"{seq:x}"))
-    out.append(("hg", f"{me.generation:x}"))
-    out.append(("ts", f"{wall_time:x}"))
-    if not unsequenced:
-        out.append(("ld", loadavg))
-    out.append(("ttl", str(me.ttl)))
-    return out
+    return tuple(out)
+
+
+def stamp_tail(msg_type: str, me: Identity, *, seq: int | None, wall_time: int,
+               loadavg: str) -> tuple[tuple[str, str], ...]:
+    """``stamp``'s last part, which changes from one message to the next: ``seq``, ``hg``,
+    ``ts``, ``ld`` and ``ttl`` (all strings)."""
+    unsequenced = is_unsequenced(msg_type)
+    if unsequenced:
+        return (("hg", f"{me.generation:x}"), ("ts", f"{wall_time:x}"), ("ttl", str(me.ttl)))
+    if seq is None:
+        raise InvalidValue(f"message type {msg_type!r} needs a sequence number")
+    return (("seq", f"{seq:x}"), ("hg", f"{me.generation:x}"), ("ts", f"{wall_time:x}"),
+            ("ld", loadavg), ("ttl", str(me.ttl)))

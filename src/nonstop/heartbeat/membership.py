@@ -59,6 +59,15 @@ __all__ = [
 ]
 
 
+# A peer's status that arrives when our own is due within this share of a keepalive makes us
+# send ours at once, in the same wakeup, and count the next keepalive from then plus a little
+# slack (so that the peer's next status, a keepalive later, again comes before our timer):
+# one node of a pair then wakes only for the peer's heartbeats, not also for its own timer.
+# Our interval stays within keepalive * (1 + EARLY_SLACK); an early status is never sent
+# more often than every keepalive * (1 - EARLY_WINDOW + EARLY_SLACK).
+EARLY_WINDOW = 0.5
+EARLY_SLACK = 0.05
+
 # Fields of a status message that are membership's own; the rest belong to higher layers.
 _STATUS_CORE_FIELDS = frozenset(
     {"t", "st", "dt", "protocol", "src", "srcuuid", "seq", "hg", "ts", "ld", "ttl", "auth"}
@@ -175,6 +184,18 @@ class Membership(PeerTable):
         events.extend(self._check_comm_up())
         return events
 
+    def _send_early(self, now: float, events: list[Event]) -> None:
+        """Our status now if it is due soon anyway (see EARLY_WINDOW), unless one goes now
+        already (a change of our state is announced at once)."""
+        if self.local_status is NodeStatus.DEAD or any(
+            isinstance(e, Send) and e.fields[:1] == (("t", "status"),) for e in events
+        ):
+            return
+        keepalive = self.ha.keepalive_ms / 1000.0
+        if self._next_send - now <= keepalive * EARLY_WINDOW:
+            events.append(self.status_message())
+            self._next_send = now + keepalive * (1.0 + EARLY_SLACK)
+
     def _check_comm_up(self) -> list[Event]:
         if self.comm_up:
             return []
@@ -256,6 +277,8 @@ class Membership(PeerTable):
         if not handler(self, got, events):
             return events
         events.extend(self._check_comm_up())
+        if got.mtype == "status":
+            self._send_early(now, events)
         return events
 
     def _inbound(self, msg: Msg, medium: str, now: float) -> Inbound | list[Event]:

@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nonstop.config.model import AuthKeys, HaConfig
-from nonstop.heartbeat.codec import BadPacket, FieldError, Message, WireFormat, decode, encode
-from nonstop.heartbeat.envelope import Field, Identity, is_unsequenced, stamp
+from nonstop.heartbeat.codec import BadPacket, FieldError, Head, WireFormat, decode, encode_after
+from nonstop.heartbeat.envelope import Field, Identity, is_unsequenced, stamp_head, stamp_tail
 from nonstop.heartbeat.events import (
     Dropped,
     Event,
@@ -98,6 +98,9 @@ class HeartbeatProtocol:
         self.received = 0  # datagrams fed to receive(), bad ones included
         self._asks: list[_Ask] = []
         self._ask_order = itertools.count()
+        # The last broadcast's own fields and its checked, rendered head: a status repeats
+        # them every keepalive until the failover ad or the node's state changes.
+        self._head: tuple[tuple[Field, ...], Head] | None = None
 
     def reconfigure(self, ha: HaConfig, keys: AuthKeys, wire_format: WireFormat) -> None:
         """A reloaded configuration: timings, keys and format apply from the next call."""
@@ -200,16 +203,17 @@ class HeartbeatProtocol:
         if not is_unsequenced(mtype):
             self.seq += 1
             seq = self.seq
-        fields = stamp(
-            ev.fields,
-            self.identity,
-            seq=seq,
-            wall_time=int(self._wall_clock()),
-            loadavg=self._loadavg(now),
-            dest_uuid=self.membership.peer_uuid(ev.dest) if ev.dest else None,
-        )
+        tail = stamp_tail(mtype, self.identity, seq=seq, wall_time=int(self._wall_clock()),
+                          loadavg=self._loadavg(now) if seq is not None else "")
         try:
-            payload = encode(Message.of(fields), self.keys.signing_key, self.wire_format)
+            if ev.dest is None and self._head is not None and self._head[0] == ev.fields:
+                head = self._head[1]
+            else:
+                dest_uuid = self.membership.peer_uuid(ev.dest) if ev.dest else None
+                head = Head(stamp_head(ev.fields, self.identity, dest_uuid=dest_uuid))
+                if ev.dest is None:
+                    self._head = (tuple(ev.fields), head)
+            payload = encode_after(head, tail, self.keys.signing_key, self.wire_format)
         except FieldError as e:  # a field we built cannot be carried: a bug, never fatal
             return [SendFailed(mtype, str(e))]
         if seq is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import shutil
 import subprocess
 
@@ -41,6 +42,18 @@ def test_hmac_sha1_long_key_is_hashed_first() -> None:
         AuthMethod.SHA1, b"\xaa" * 80, b"Test Using Larger Than Block-Size Key - Hash Key First"
     )
     assert got == "aa4ae5e15272d00e95705637ce8a3b55ed402112"
+
+
+@given(st.sampled_from([AuthMethod.SHA1, AuthMethod.MD5]), st.binary(max_size=150),
+       st.lists(st.binary(max_size=300), min_size=1, max_size=4))
+def test_hmac_matches_the_standard_library_for_any_key_and_repeated_use(
+    method: AuthMethod, secret: bytes, messages: list[bytes]
+) -> None:
+    # The key's pads are hashed once and copied for each digest: every later digest with the
+    # same key must still be the HMAC of its own data alone.
+    name = "sha1" if method is AuthMethod.SHA1 else "md5"
+    for data in messages:
+        assert digest(method, secret, data) == hmac.new(secret, data, name).hexdigest()
 
 
 def test_crc_check_value_of_the_crc_catalogue() -> None:

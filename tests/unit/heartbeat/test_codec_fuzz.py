@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +15,7 @@ from nonstop.heartbeat.codec import (
     REASONS,
     BadPacket,
     FieldError,
+    Head,
     Message,
     Value,
     WireFormat,
@@ -21,6 +23,7 @@ from nonstop.heartbeat.codec import (
     _parse_netstring_body,
     decode,
     encode,
+    encode_after,
 )
 
 SHA1 = AuthKey(1, AuthMethod.SHA1, b"ThisIsTheAuthkeyForTheCluster")
@@ -92,6 +95,28 @@ def test_round_trip_both_formats(msg: Message, key: AuthKey, fmt: WireFormat) ->
 @given(messages(texts("\0" + NESTING_SYMBOLS), nested=True), keys, formats)
 def test_round_trip_nested(msg: Message, key: AuthKey, fmt: WireFormat) -> None:
     check_round_trip(msg, key, fmt)
+
+
+@FUZZ
+@given(messages(texts("\0" + NESTING_SYMBOLS), nested=True),
+       st.lists(st.tuples(names, texts("\0")), max_size=6), keys, formats)
+def test_encode_after_a_head_gives_the_same_bytes_as_encode(
+    head: Message, tail: list[tuple[str, str]], key: AuthKey, fmt: WireFormat
+) -> None:
+    # The prerendered head (a status's repeated fields) must change nothing on the wire, and
+    # fail where encode fails.
+    def outcome(f: Callable[[], bytes]) -> bytes | str:
+        try:
+            return f()
+        except FieldError as e:
+            return type(e).__name__
+
+    whole = outcome(lambda: encode(Message.of((*head.fields, *tail)), key, fmt))
+    prepared = Head(head.fields) if "auth" not in head else None
+    if prepared is not None:
+        once = outcome(lambda: encode_after(prepared, tail, key, fmt))
+        assert once == whole
+        assert outcome(lambda: encode_after(prepared, tail, key, fmt)) == whole  # reused
 
 
 def decode_only_bad_packet(data: bytes) -> None:

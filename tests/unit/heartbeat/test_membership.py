@@ -12,6 +12,7 @@ from nonstop.heartbeat.membership import (
     ClusterMessage,
     CommUp,
     Dropped,
+    Event,
     LateHeartbeat,
     LinkChanged,
     Membership,
@@ -315,3 +316,34 @@ def test_a_gap_in_sequence_numbers_asks_for_a_retransmission() -> None:
     ev = m.receive(p.status(), "eth0", 0.2)
     assert RexmitWanted("vpbx1-2", 2, 4) in ev
     assert m.counters["lost"] == 3
+
+
+def statuses(events: list[Event]) -> list[dict[str, object]]:
+    """The status messages among ``events`` (acks aside), as field dicts."""
+    return [f for f in (dict(s.fields) for s in of(events, Send)) if f["t"] == "status"]  # type: ignore[attr-defined]
+
+
+def test_a_peer_status_shortly_before_ours_is_due_sends_ours_in_the_same_turn() -> None:
+    # One node of a pair then wakes for the peer's heartbeats only: ours rides along.
+    m, p = started()
+    m.tick(0.0)
+    m.receive(p.status("up"), "eth0", 0.01)  # comm up: our change went out at once
+    m.tick(0.2)  # the keepalive: next due at 0.4
+    assert not statuses(m.receive(p.status("up"), "eth0", 0.25))  # 150 ms early: not yet
+    assert len(statuses(m.receive(p.status("up"), "eth0", 0.35))) == 1  # 50 ms early: now
+    # The next keepalive counts from this one, with a little slack for the peer's next.
+    assert m.next_wakeup() == pytest.approx(0.35 + 0.2 * 1.05)
+    assert not statuses(m.tick(0.4))
+    # The peer's next status, a keepalive later, comes before our timer and carries ours.
+    assert statuses(m.receive(p.status("up"), "eth0", 0.55))
+    assert m.next_wakeup() == pytest.approx(0.55 + 0.2 * 1.05)
+    # Without the peer our own timer sends, never later than keepalive + slack.
+    assert not statuses(m.tick(0.55 + 0.2))
+    assert statuses(m.tick(0.55 + 0.21))
+
+
+def test_a_status_change_sent_at_once_is_not_doubled_by_an_early_status() -> None:
+    m, p = started()
+    m.tick(0.0)
+    ev = m.receive(p.status("up"), "eth0", 0.15)  # comm up: "active" announced at once
+    assert [s["st"] for s in statuses(ev)] == ["active"]
