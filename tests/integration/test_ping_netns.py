@@ -13,6 +13,8 @@ import pytest
 from nonstop.lab import CLIENT, CLIENT_IP, Lab, wait_for
 from nonstop.lab.box import HEARTBEAT_BINARY
 
+CLIENT_IP2 = "198.18.0.101"
+
 pytestmark = pytest.mark.netns
 
 NOWHERE = "198.18.0.200"  # inside the lab's range, held by no host
@@ -83,7 +85,14 @@ def ping_lines(log: str) -> dict[str, list[str]]:
 def test_same_lines_as_heartbeat_for_the_same_outage(
         make_lab: Callable[[Sequence[str]], Lab], tmp_path: Path) -> None:
     lab = make_lab(("n1", "n2"))
-    group = f"198.18.0.200 {CLIENT_IP}"
+    # The group's reachable member is a second address of the client, not CLIENT_IP itself:
+    # Heartbeat 3.0.6's ping and ping_group plugins send with the same ICMP id and sequence
+    # numbers (both take the master's pid), so with one target for both, each plugin reads the
+    # other's replies and, depending on which process reads first, the ping node may never come
+    # up in Heartbeat (seen 3 runs in a row on a busy machine). Isolating the client's port cuts
+    # both addresses at once.
+    lab.add_address(CLIENT, CLIENT_IP2)
+    group = f"198.18.0.200 {CLIENT_IP2}"
     config = tmp_path / "ha.d"
     config.mkdir()
     (config / "ha.cf").write_text(
