@@ -31,6 +31,9 @@ MAX_UNAUTHENTICATED = 32
 MAX_CONNECTIONS = 64
 TLS_HANDSHAKE_TIMEOUT = 5.0
 ACCEPT_PAUSE_S = 1.0
+# A process short of descriptors often flaps (one accept works when a connection ends, the next
+# fails again): the warning is said again only after this long, not at every flap.
+ACCEPT_WARN_EVERY_S = 60.0
 ACCEPT_BATCH = 32  # connections accepted per loop turn
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -114,6 +117,7 @@ class Listener:
         self._loop = asyncio.get_running_loop()
         self._paused: asyncio.TimerHandle | None = None
         self._pause_refusals = 0
+        self._pause_warned_at: float | None = None
         self._closed = False
         sock.setblocking(False)
         self._loop.add_reader(sock.fileno(), self._accept)
@@ -161,7 +165,10 @@ class Listener:
     def _pause(self, e: OSError) -> None:
         """Out of file descriptors (or memory): stop accepting for a moment, say so once."""
         self._count("accept_paused")
-        if not self._pause_refusals:
+        now = self._loop.time()
+        if not self._pause_refusals and (self._pause_warned_at is None
+                                         or now - self._pause_warned_at >= ACCEPT_WARN_EVERY_S):
+            self._pause_warned_at = now
             log.warning("sync: cannot accept connections: %s; retrying every %.0f s",
                         e.strerror, ACCEPT_PAUSE_S)
         self._pause_refusals += 1
