@@ -360,6 +360,7 @@ class Client:
             await chan.drain()
             for i in need:
                 await receive_file(chan, link.session, rec, batch, i)
+            rec.flush_writes()
             await asyncio.to_thread(rec.wait_writes)
             done = await asyncio.to_thread(rec.commit, batch)
         finally:

@@ -161,6 +161,16 @@ class ReceiveData:
         p.hasher.update(data)
         p.size += len(data)
 
+    def write_whole(self, batch: Batch, index: int, chunks: list[bytes],
+                    final: FileState) -> None:
+        """A whole file received in full (writer thread): start, bytes, end."""
+        try:
+            self.open_data(batch, index)
+            for chunk in chunks:
+                self.write(batch, index, chunk)
+        finally:
+            self.end_data(batch, index, final)
+
     def end_data(self, batch: Batch, index: int, final: FileState) -> None:
         """Finish a needed file (writer thread): digest check, owner, mode, mtime."""
         p = batch.pending[index]
@@ -179,8 +189,11 @@ class ReceiveData:
             else:
                 p.blocks = p.hasher.blocks()
         if not p.failed:
+            # A temp file we created has our owner (or its directory's group): no chown then.
+            made = (batch.new_owner(self.paths.root, os.path.dirname(p.local))
+                    if p.mode != "append" else None)
             try:
-                fsops.set_meta_fd(p.fd, final, self.ignore, p.current)
+                fsops.set_meta_fd(p.fd, final, self.ignore, p.current, made)
             except OSError as e:
                 p.failed = f"{p.op.name}: cannot set owner/mode/mtime on {self.me}: {e.strerror}"
         self._close_fds(p)

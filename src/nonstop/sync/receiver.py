@@ -39,6 +39,9 @@ from nonstop.sync.writes import Batch, Pending, Writer, cleanup_tmp
 __all__ = ["Batch", "Receiver", "Result", "cleanup_tmp"]
 
 Log = Callable[[str], None]
+# Whole files held for one writer job (see Receiver.submit_whole).
+HOLD_FILES = 64
+HOLD_BYTES = 1 << 20
 
 
 @dataclass
@@ -62,6 +65,8 @@ class Receiver(ReceiveData):
     # cost no stat of it each.
     _dirs: set[str] = field(default_factory=set)
     _cache: dict[str, Seen] = field(default_factory=dict)
+    _held: list[tuple[Batch, int, list[bytes], FileState, int]] = field(default_factory=list)
+    _held_bytes: int = 0
 
     # --- data arrives on the event loop; the writes happen on the writer thread
     def submit_open(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
@@ -80,18 +85,32 @@ class Receiver(ReceiveData):
 
     def submit_whole(self, batch: Batch, index: int, chunks: list[bytes],
                      final: FileState) -> None:
-        """Queue a whole needed file received in full: start, bytes and end in one job."""
-        w = self._w()
+        """Queue a whole needed file received in full: start, bytes and end in one job.
+
+        Such files are held and handed to the writer thread together, up to HOLD_FILES files
+        or HOLD_BYTES bytes per job (or at :meth:`flush_writes`): a job is a hand-off of the
+        GIL between the event loop and the writer, which cost more than a small file's
+        write when it was one per file."""
         size = sum(len(c) for c in chunks)
+        self._held.append((batch, index, chunks, final, size))
+        self._held_bytes += size
+        if len(self._held) >= HOLD_FILES or self._held_bytes >= HOLD_BYTES:
+            self.flush_writes()
+
+    def flush_writes(self) -> None:
+        """Hand the writer thread the whole files held (event loop only)."""
+        if not self._held:
+            return
+        held, size = self._held, self._held_bytes
+        self._held, self._held_bytes = [], 0
+        w = self._w()
 
         def job() -> None:
-            try:
-                self.open_data(batch, index)
-                for chunk in chunks:
-                    self.write(batch, index, chunk)
-            finally:
-                w.queued -= size
-                self.end_data(batch, index, final)
+            for batch, index, chunks, final, n in held:
+                try:
+                    self.write_whole(batch, index, chunks, final)
+                finally:
+                    w.queued -= n
 
         w.submit(job, size)
 
@@ -110,12 +129,15 @@ class Receiver(ReceiveData):
 
     def close(self) -> None:
         """End of session: finish pending writes, stop the writer, drop unfinished batches."""
+        self._held, self._held_bytes = [], 0  # never committed: nothing to write
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         self.abort()
 
     def _w(self) -> Writer:
+        if self._held:
+            self.flush_writes()  # in order: what was held goes before the next job
         if self._writer is None:
             self._writer = Writer()
         return self._writer

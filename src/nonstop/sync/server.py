@@ -79,6 +79,7 @@ async def receive_file(chan: Channel, session: ClientSession | ServerSession, re
         return
     rec.submit_whole(batch, i, held, final)
     if rec.queued_bytes > WRITE_BACKLOG:
+        rec.flush_writes()
         await asyncio.to_thread(rec.wait_writes)
 
 
@@ -151,6 +152,7 @@ class Serving:
 
         for i in need:
             await receive_file(chan, self.session, rec, batch, i, start)
+        rec.flush_writes()
         commit = await next_event(chan, self.session)
         if not isinstance(commit, Commit):
             raise ProtocolError(f"unexpected {type(commit).__name__}")

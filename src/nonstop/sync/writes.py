@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class Batch:
 
     pending: dict[int, Pending] = field(default_factory=dict)
     dirs: dict[str, int] = field(default_factory=dict)
+    owners: dict[str, tuple[int, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def dir_fd(self, root: str, parent: str) -> int:
@@ -69,6 +71,16 @@ class Batch:
             if fd is None:
                 fd = self.dirs[parent] = fsops.open_dir(root, parent)
             return fd
+
+    def new_owner(self, root: str, parent: str) -> tuple[int, int]:
+        """The uid and gid a file we create in ``parent`` gets: ours, or with a set-group-ID
+        directory that directory's group."""
+        own = self.owners.get(parent)
+        if own is None:
+            st = os.fstat(self.dir_fd(root, parent))
+            gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
+            own = self.owners[parent] = (os.geteuid(), gid)
+        return own
 
     def close_dirs(self) -> None:
         with self._lock:

@@ -1,0 +1,143 @@
+"""The receiver's writes on a first sync: whole files held for one writer job (visible only at
+commit, removed after a crash), temp files that cost no getrandom, and no chown of a new file
+whose owner is already right."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sync_harness import pair
+
+from nonstop.sync import fsops
+from nonstop.sync.node import Node
+from nonstop.sync.plan import Op
+from nonstop.sync.receiver import Receiver
+from nonstop.sync.scan import describe
+from nonstop.sync.state import FileState
+from nonstop.sync.writes import Batch, cleanup_tmp
+
+
+# --- the receiver: held whole files, crash safety ----------------------------------------------
+def _receiver(node: Node) -> Receiver:
+    g = node.groups[0]
+    return Receiver(node.db, g.matcher, g.paths, g.group, node.me, "vpbx1-1", node.ignore)
+
+
+async def test_held_whole_files_become_visible_only_at_commit_and_a_crash_leaves_none(
+        tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        names = [f"/var/spool/asterisk/vm/m{i:03}.txt" for i in range(150)]
+        for i, name in enumerate(names):
+            n1.write(name, f"message {i}\n")
+        n2.path("/var/spool/asterisk/vm").mkdir()
+        n1.node.check()
+        states = []
+        for name in names:
+            seen = n1.node.db.local_get(name)
+            assert seen is not None
+            states.append(seen.state)
+        ops = [Op("put", name, None, state) for name, state in zip(names, states, strict=True)]
+        rec = _receiver(n2.node)
+        _results, need, batch = rec.evaluate(ops)
+        assert need == list(range(150))
+        for i in need:  # more than one writer job's worth (HOLD_FILES)
+            rec.submit_whole(batch, i, [n1.path(names[i]).read_bytes()], states[i])
+        rec.flush_writes()
+        rec.wait_writes()
+        vm = n2.path("/var/spool/asterisk/vm")
+        # written and flushed to temp files, every one recorded, none visible yet
+        tmps = sorted(str(x) for x in vm.iterdir())
+        assert len(tmps) == 150 and all(".nonstop-tmp-" in t for t in tmps)
+        assert sorted(n2.node.db.tmp_paths()) == tmps
+        # the receiver dies here (no commit, no close): the next start removes them all
+        assert cleanup_tmp(n2.node.db) == 150
+        assert list(vm.iterdir()) == []
+        # the same again, committed: all visible, recorded, no temp file left
+        rec2 = _receiver(n2.node)
+        _results, need, batch = rec2.evaluate(ops)
+        for i in need:
+            rec2.submit_whole(batch, i, [n1.path(names[i]).read_bytes()], states[i])
+        rec2.flush_writes()
+        rec2.wait_writes()
+        done = rec2.commit(batch)
+        rec2.close()
+        assert [r.status for r in done] == ["ok"] * 150
+        assert sorted(x.name for x in vm.iterdir()) == sorted(os.path.basename(n)
+                                                              for n in names)
+        assert n2.node.db.tmp_paths() == []
+        got = describe(str(n2.path(names[7])), n2.node.db.local_get(names[7]), 0)
+        assert got is not None and got.state.same(ops[7].new)
+        rec.close()
+
+
+# --- temp files: names and owners ------------------------------------------------------------
+def test_temp_names_are_distinct_and_hidden_without_a_random_call_each(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_random(_n: int) -> bytes:
+        raise AssertionError("getrandom per temp file")
+
+    monkeypatch.setattr(os, "urandom", no_random)
+    names = {fsops.tmp_path_for("/srv/x/f") for _ in range(1000)}
+    assert len(names) == 1000
+    assert all(n.startswith("/srv/x/.nonstop-tmp-") for n in names)
+
+
+def test_a_forked_child_gets_its_own_temp_names() -> None:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(w, fsops.tmp_path_for("/d/f").encode())
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 200).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert child[: -2] != fsops.tmp_path_for("/d/f")[: -2]
+
+
+def test_a_new_file_is_chowned_only_when_its_owner_differs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+    real = os.fchown
+
+    def fchown(fd: int, uid: int, gid: int) -> None:
+        calls.append((uid, gid))
+        real(fd, uid, gid)
+
+    monkeypatch.setattr(os, "fchown", fchown)
+    me = (os.geteuid(), os.getegid())
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fsops.set_meta_fd(fd, FileState("reg", 0o640, *me, 0, 10**9), owner=me)
+        assert calls == []
+        assert (path.stat().st_mode & 0o7777, path.stat().st_mtime_ns) == (0o640, 10**9)
+        other = (me[0], me[1] + 1)
+        fsops.set_meta_fd(fd, FileState("reg", 0o640, *other, 0, 10**9), owner=me)
+        assert calls == [other]
+        fsops.set_meta_fd(fd, FileState("reg", 0o640, *me, 0, 10**9))  # owner unknown
+        assert calls == [other, me]
+    finally:
+        os.close(fd)
+
+
+def test_a_set_group_id_directory_gives_its_group_to_new_files(tmp_path: Path) -> None:
+    plain, shared = tmp_path / "plain", tmp_path / "shared"
+    plain.mkdir()
+    shared.mkdir()
+    gid = os.getegid() + 4242
+    if os.geteuid() == 0:
+        os.chown(shared, -1, gid)
+    os.chmod(shared, 0o2775)
+    batch = Batch()
+    try:
+        assert batch.new_owner(str(tmp_path), str(plain)) == (os.geteuid(), os.getegid())
+        want = shared.stat().st_gid
+        assert batch.new_owner(str(tmp_path), str(shared)) == (os.geteuid(), want)
+        made = shared / "f"
+        made.write_text("x")
+        assert made.stat().st_gid == want
+    finally:
+        batch.close_dirs()
