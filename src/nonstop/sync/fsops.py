@@ -91,21 +91,24 @@ def set_meta(path: str, st: FileState, is_link: bool = False,
 
 
 def set_meta_fd(fd: int, st: FileState, ignore: frozenset[str] = frozenset(),
-                keep: FileState | None = None, owner: tuple[int, int] | None = None) -> None:
+                keep: FileState | None = None, owner: tuple[int, int] | None = None,
+                mode: int = -1) -> None:
     """``set_meta`` on an open regular file (no path lookups). What ``ignore`` names is taken
     from ``keep`` (the file being replaced) instead; a new file keeps ours and mode 0600.
-    ``owner``: the file's uid and gid as known without a stat (a file just created), so an
-    owner already right costs no chown."""
+    ``owner`` and ``mode``: the file's uid, gid and mode as known without a stat (a file just
+    created), so an owner or mode already right costs no chown or chmod."""
     uid, gid = st.uid, st.gid
     if "uid" in ignore:
         uid = keep.uid if keep is not None else -1
     if "gid" in ignore:
         gid = keep.gid if keep is not None else -1
-    if owner is None or uid not in (-1, owner[0]) or gid not in (-1, owner[1]):
+    chown = owner is None or uid not in (-1, owner[0]) or gid not in (-1, owner[1])
+    if chown:
         with contextlib.suppress(PermissionError):
             os.fchown(fd, uid, gid)
     if "mod" not in ignore:
-        os.fchmod(fd, st.mode)
+        if chown or st.mode != mode:  # a chown clears set-id bits: chmod after it
+            os.fchmod(fd, st.mode)
     elif keep is not None:
         os.fchmod(fd, keep.mode)
     os.utime(fd, ns=(st.mtime_ns, st.mtime_ns))

@@ -5,18 +5,22 @@ whose owner is already right."""
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
 from sync_harness import pair
 
-from nonstop.sync import fsops
+from nonstop.sync import fsops, writes
+from nonstop.sync.digest import Hasher
 from nonstop.sync.node import Node
+from nonstop.sync.patterns import PathMap
 from nonstop.sync.plan import Op
+from nonstop.sync.receivedata import ReceiveData
 from nonstop.sync.receiver import Receiver
 from nonstop.sync.scan import describe
 from nonstop.sync.state import FileState
-from nonstop.sync.writes import Batch, cleanup_tmp
+from nonstop.sync.writes import Batch, Pending, cleanup_tmp
 
 
 # --- the receiver: held whole files, crash safety ----------------------------------------------
@@ -141,3 +145,89 @@ def test_a_set_group_id_directory_gives_its_group_to_new_files(tmp_path: Path) -
         assert made.stat().st_gid == want
     finally:
         batch.close_dirs()
+
+
+# --- a new file created with its own mode: no chmod when nothing would change it ------------
+def _receive_one(tmp: Path, mode: int, ignore: frozenset[str] = frozenset()) -> list[int]:
+    """Receive one new file of ``mode`` owned by us; returns the fchmod modes used."""
+    calls: list[int] = []
+    real = os.fchmod
+
+    def fchmod(fd: int, m: int) -> None:
+        calls.append(m)
+        real(fd, m)
+
+    root = tmp / "root"
+    (root / "d").mkdir(parents=True, exist_ok=True)
+    state = FileState("reg", mode, os.geteuid(), os.getegid(), 5, 10**18, _digest(b"hello"))
+    batch = Batch()
+    p = Pending(0, Op("put", "/d/f", None, state), str(root / "d" / "f"),
+                fsops.tmp_path_for(str(root / "d" / "f")), None, "ok", "")
+    batch.pending[0] = p
+    data = _Data(str(root), ignore)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "fchmod", fchmod)
+        data.write_whole(batch, 0, [b"hello"], state)
+    batch.close_dirs()
+    assert p.failed == ""
+    st = os.stat(p.tmp)
+    assert (st.st_mode & 0o7777, st.st_mtime_ns) == (mode, 10**18)
+    return calls
+
+
+def _digest(data: bytes) -> str:
+    h = Hasher()
+    h.update(data)
+    return h.hexdigest()
+
+
+class _Data(ReceiveData):
+    def __init__(self, root: str, ignore: frozenset[str]) -> None:
+        self.paths = PathMap(root, {}, "vpbx1-2")
+        self.ignore = ignore
+        self.me, self.peer = "vpbx1-2", "vpbx1-1"
+
+
+def test_a_new_file_gets_its_mode_at_creation_and_no_chmod(tmp_path: Path) -> None:
+    assert _receive_one(tmp_path, 0o644) == []
+    assert _receive_one(tmp_path, 0o600) == []
+
+
+@pytest.mark.parametrize("mode", [0o4755, 0o1777, 0o2644])
+def test_special_bits_are_set_by_a_chmod(tmp_path: Path, mode: int) -> None:
+    assert _receive_one(tmp_path, mode) == [mode]
+
+
+def test_bits_the_umask_would_take_are_set_by_a_chmod(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writes, "_UMASK", [0o027])
+    old = os.umask(0o027)
+    try:
+        assert _receive_one(tmp_path, 0o644) == [0o644]
+        assert _receive_one(tmp_path, 0o640) == []
+    finally:
+        os.umask(old)
+
+
+def test_with_an_ignore_directive_a_file_is_made_0600_first(tmp_path: Path) -> None:
+    assert _receive_one(tmp_path, 0o644, frozenset({"uid"})) == [0o644]
+    assert _receive_one(tmp_path, 0o600, frozenset({"uid"})) == []
+
+
+def test_a_default_acl_on_the_directory_means_a_chmod(tmp_path: Path) -> None:
+    d = tmp_path / "root" / "d"
+    d.mkdir(parents=True)
+    # system.posix_acl_default: version 2; user::rw-, group::---, other::--- (no umask then)
+    undefined = 0xFFFFFFFF
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, undefined)
+                                          for tag, perm in ((0x01, 6), (0x04, 0), (0x20, 0)))
+    try:
+        os.setxattr(d, "system.posix_acl_default", acl)
+    except OSError as e:
+        pytest.skip(f"no POSIX ACLs here: {e.strerror}")
+    batch = Batch()
+    try:
+        assert batch.mode_mask(str(tmp_path / "root"), str(d)) is None
+    finally:
+        batch.close_dirs()
+    assert _receive_one(tmp_path, 0o644) == [0o644]
