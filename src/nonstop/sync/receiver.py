@@ -42,6 +42,10 @@ Log = Callable[[str], None]
 # Whole files held for one writer job (see Receiver.submit_whole).
 HOLD_FILES = 64
 HOLD_BYTES = 1 << 20
+# A batch with this many names in one directory lists it once instead of a lookup per name,
+# if the directory is small enough (ext4: a few thousand names).
+LIST_MIN = 16
+LIST_MAX_BYTES = 256 << 10
 
 
 @dataclass
@@ -67,6 +71,7 @@ class Receiver(ReceiveData):
     _cache: dict[str, Seen] = field(default_factory=dict)
     _held: list[tuple[Batch, int, list[bytes], FileState, int]] = field(default_factory=list)
     _held_bytes: int = 0
+    _listed: dict[str, set[str]] = field(default_factory=dict)
 
     # --- data arrives on the event loop; the writes happen on the writer thread
     def submit_open(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
@@ -181,6 +186,7 @@ class Receiver(ReceiveData):
         host = self.group.host(self.peer)
         # One query for the batch's cached entries (stale ones are caught by describe's stat).
         self._cache = self.db.local_many([op.name for op in ops])
+        self._listed = self._listings(ops)
         for i, op in enumerate(ops):
             try:
                 if host is not None and host.slave:
@@ -216,7 +222,12 @@ class Receiver(ReceiveData):
         if refused is not None:
             return refused
         local = self.paths.local(op.name)
-        seen = describe(local, self._cache.pop(op.name, None), self._now())
+        cached = self._cache.pop(op.name, None)
+        listed = self._listed.get(os.path.dirname(local))
+        if cached is None and listed is not None and os.path.basename(local) not in listed:
+            seen = None  # not there when its directory was listed, and never recorded here
+        else:
+            seen = describe(local, cached, self._now())
         current = seen.state if seen else None
         verdict = judge(
             op.name, op.base, op.new, current,
@@ -244,6 +255,26 @@ class Receiver(ReceiveData):
         if op.kind == "del":
             return self._delete(op, local, current, Result(i, status, verdict.reason), records)
         return self._install(i, op, batch, seen, Result(i, status, verdict.reason), records)
+
+    def _listings(self, ops: list[Op]) -> dict[str, set[str]]:
+        """The names in each directory that gets LIST_MIN or more of these operations, from
+        one listing each, when it is small (LIST_MAX_BYTES): a first sync would otherwise
+        look up every file it is about to create (a failed lstat each, a GIL hand-off in this
+        thread). A name created later in the same batch is not in its listing: no operation
+        of a batch looks at a name an earlier one created (names are distinct in a batch)."""
+        count: dict[str, int] = {}
+        for op in ops:
+            with contextlib.suppress(KeyError):
+                parent = os.path.dirname(self.paths.local(op.name))
+                count[parent] = count.get(parent, 0) + 1
+        out: dict[str, set[str]] = {}
+        for parent, n in count.items():
+            if n < LIST_MIN:
+                continue
+            with contextlib.suppress(OSError):
+                if os.lstat(parent).st_size <= LIST_MAX_BYTES:
+                    out[parent] = set(os.listdir(parent))
+        return out
 
     def _refusal(self, i: int, op: Op) -> Result | None:
         """Names outside our includes, or under a symlinked directory, are refused."""

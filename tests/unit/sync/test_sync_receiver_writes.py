@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sync_harness import pair
 
-from nonstop.sync import fsops, writes
+from nonstop.sync import fsops, receiver, writes
 from nonstop.sync.digest import Hasher
 from nonstop.sync.node import Node
 from nonstop.sync.patterns import PathMap
@@ -231,3 +231,40 @@ def test_a_default_acl_on_the_directory_means_a_chmod(tmp_path: Path) -> None:
     finally:
         batch.close_dirs()
     assert _receive_one(tmp_path, 0o644) == [0o644]
+
+
+async def test_a_directory_of_many_new_files_is_listed_once_and_a_local_file_still_conflicts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        names = [f"/var/spool/asterisk/vm/m{i:03}.txt" for i in range(40)]
+        for i, name in enumerate(names):
+            n1.write(name, f"message {i}\n")
+        n1.node.check()
+        n2.write(names[5], "written on vpbx1-2 meanwhile\n")  # unrecorded there
+        ops = []
+        for name in names:
+            seen = n1.node.db.local_get(name)
+            assert seen is not None
+            ops.append(Op("put", name, None, seen.state))
+        looked: list[str] = []
+        real = os.lstat
+
+        def lstat(path: str | bytes | os.PathLike[str], *a: object, **k: object) -> os.stat_result:
+            looked.append(os.fspath(path))  # type: ignore[arg-type]
+            return real(path, *a, **k)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "lstat", lstat)
+        rec = _receiver(n2.node)
+        results, need, _batch = rec.evaluate(ops)
+        rec.close()
+        assert results[5] is not None and results[5].status == "conflict"
+        assert need == [i for i in range(40) if i != 5]
+        vm = str(n2.path("/var/spool/asterisk/vm"))
+        assert {p for p in looked if p.startswith(vm + "/")} == {vm + "/m005.txt"}
+        # the same batch into a directory that is too big to list: a lookup per name
+        monkeypatch.setattr(receiver, "LIST_MAX_BYTES", 0)
+        looked.clear()
+        rec = _receiver(n2.node)
+        rec.evaluate(ops)
+        rec.close()
+        assert len({p for p in looked if p.startswith(vm + "/")}) == 40
