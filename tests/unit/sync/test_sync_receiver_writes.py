@@ -18,8 +18,9 @@ from nonstop.sync.patterns import PathMap
 from nonstop.sync.plan import Op
 from nonstop.sync.receivedata import ReceiveData
 from nonstop.sync.receiver import Receiver
-from nonstop.sync.scan import describe
+from nonstop.sync.scan import Seen, describe
 from nonstop.sync.state import FileState
+from nonstop.sync.statedb import StateDB
 from nonstop.sync.writes import Batch, Pending, cleanup_tmp
 
 
@@ -268,3 +269,37 @@ async def test_a_directory_of_many_new_files_is_listed_once_and_a_local_file_sti
         rec.evaluate(ops)
         rec.close()
         assert len({p for p in looked if p.startswith(vm + "/")}) == 40
+
+
+def test_a_batch_of_records_in_one_go_equals_them_one_by_one(tmp_path: Path) -> None:
+    """record_received takes a batch with each name once in a statement per kind of change;
+    the same records given one call each end the same."""
+    def seen_of(st: FileState) -> Seen:
+        return Seen(st, 7, 9, 11, b"", 13, 0, 13)
+
+    a = FileState("reg", 0o644, 0, 0, 5, 1, "d1")
+    b = FileState("dir", 0o755, 0, 0)
+    records: list[tuple[str, FileState | None, Seen | None]] = [
+        ("/etc/a", a, seen_of(a)), ("/etc/b", b, None), ("/etc/old", None, None)]
+    dbs = []
+    for how in ("batch", "each"):
+        db = StateDB(str(tmp_path / f"{how}.db3"))
+        for name in ("/etc/old", "/etc/a"):
+            db.record_received("vpbx1-1", [(name, a, seen_of(a))])
+        db.mark_dirty("vpbx1-1", ["/etc/a", "/etc/old"])
+        db.mark_dirty("vpbx1-3", ["/etc/a"])
+        if how == "batch":
+            db.record_received("vpbx1-1", records)
+        else:
+            for r in records:
+                db.record_received("vpbx1-1", [r])
+        dbs.append(db)
+    views = [(db.synced_for("vpbx1-1"), [db.local_get(n) for n in ("/etc/a", "/etc/b", "/etc/old")],
+              db.dirty()) for db in dbs]
+    for db in dbs:
+        db.close()
+    assert views[0] == views[1]
+    synced, local, dirty = views[0]
+    assert synced == {"/etc/a": a, "/etc/b": b}
+    assert local[0] == seen_of(a) and local[1:] == [None, None]
+    assert [(r.peer, r.name) for r in dirty] == [("vpbx1-3", "/etc/a")]
