@@ -114,6 +114,28 @@ def set_meta_fd(fd: int, st: FileState, ignore: frozenset[str] = frozenset(),
     os.utime(fd, ns=(st.mtime_ns, st.mtime_ns))
 
 
+_RENAME_NOREPLACE = 1
+_renameat2: list[bool] = [hasattr(_libc, "renameat2")]
+
+
+def rename(src: str, dst: str, dir_fd: int, replace: bool = True) -> bool:
+    """Rename ``src`` to ``dst`` in the directory ``dir_fd``; without ``replace`` only if
+    ``dst`` does not exist (renameat2 RENAME_NOREPLACE: no window between the check and the
+    rename). False if it exists. Where the file system or the C library cannot, as os.replace."""
+    if not replace and _renameat2[0]:
+        if _libc.renameat2(dir_fd, os.fsencode(src), dir_fd, os.fsencode(dst),
+                           _RENAME_NOREPLACE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            return False
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err))
+        _renameat2[0] = False  # not here: the old way from now on
+    os.replace(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    return True
+
+
 def fsync_path(path: str, directory: bool = False) -> None:
     flags = os.O_RDONLY | (os.O_DIRECTORY if directory else 0)
     fd = os.open(path, flags)

@@ -17,6 +17,7 @@ Every form is checked against the sender's content digest before it becomes visi
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import time
@@ -433,12 +434,7 @@ class Receiver(ReceiveData):
                     # generation is rotated for it (see docs/SYNC.md, backups).
                     appended.append(p.local)
                 else:
-                    if p.current is not None and p.current.kind == "reg":
-                        with contextlib.suppress(FileNotFoundError):
-                            msg = _with_backup(msg, self._backup(p.op.name, p.local))
-                    dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
-                    os.replace(os.path.basename(p.tmp), os.path.basename(p.local),
-                               src_dir_fd=dfd, dst_dir_fd=dfd)
+                    msg = self._rename_into_place(batch, p, msg)
                     dirs.add(os.path.dirname(p.local))
                 self._done(p.op.name, final, p.local, records, p.blocks)
                 if p.src_local:
@@ -460,6 +456,20 @@ class Receiver(ReceiveData):
         with contextlib.suppress(ValueError):
             self._open.remove(batch)
         return results
+
+    def _rename_into_place(self, batch: Batch, p: Pending, msg: str) -> str:
+        """The temp file over the target (the old file backed up); returns the message."""
+        if p.current is not None and p.current.kind == "reg":
+            with contextlib.suppress(FileNotFoundError):
+                msg = _with_backup(msg, self._backup(p.op.name, p.local))
+        dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
+        # A file we judged absent must still be: one a local program made since is left
+        # alone (a conflict at the next run), never overwritten unseen.
+        if not fsops.rename(os.path.basename(p.tmp), os.path.basename(p.local), dfd,
+                            replace=p.current is not None):
+            raise FileExistsError(errno.EEXIST, f"appeared on {self.me} during the transfer; "
+                                  "left alone")
+        return msg
 
     def _discard(self, p: Pending) -> None:
         """Drop what a failed file left: its temp file, or the bytes appended in place."""

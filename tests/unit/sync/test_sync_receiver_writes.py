@@ -303,3 +303,43 @@ def test_a_batch_of_records_in_one_go_equals_them_one_by_one(tmp_path: Path) -> 
     assert synced == {"/etc/a": a, "/etc/b": b}
     assert local[0] == seen_of(a) and local[1:] == [None, None]
     assert [(r.peer, r.name) for r in dirty] == [("vpbx1-3", "/etc/a")]
+
+
+async def test_a_file_that_appears_before_the_commit_is_left_alone(tmp_path: Path) -> None:
+    """Judged absent, written, then a local program creates it: the commit does not
+    overwrite it (rename without replace) and says so; the next run finds the conflict."""
+    async with pair(tmp_path) as (n1, n2):
+        name = "/etc/asterisk/new.conf"
+        n1.write(name, "from vpbx1-1\n")
+        n1.node.check()
+        seen = n1.node.db.local_get(name)
+        assert seen is not None
+        rec = _receiver(n2.node)
+        _results, need, batch = rec.evaluate([Op("put", name, None, seen.state)])
+        assert need == [0]
+        rec.submit_whole(batch, 0, [b"from vpbx1-1\n"], seen.state)
+        rec.flush_writes()
+        rec.wait_writes()
+        n2.write(name, "written on vpbx1-2 meanwhile\n")
+        done = rec.commit(batch)
+        rec.close()
+        assert done[0].status == "error" and "appeared on vpbx1-2" in done[0].message
+        assert n2.path(name).read_text() == "written on vpbx1-2 meanwhile\n"
+        assert sorted(x.name for x in n2.path("/etc/asterisk").iterdir()) == ["new.conf"]
+        assert await n1.sync() != []  # now a conflict, reported
+        assert n2.path(name).read_text() == "written on vpbx1-2 meanwhile\n"
+
+
+def test_without_renameat2_a_rename_replaces_as_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").write_text("new")
+    (tmp_path / "b").write_text("old")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert not fsops.rename("a", "b", fd, replace=False)
+        assert (tmp_path / "b").read_text() == "old"
+        monkeypatch.setattr(fsops, "_renameat2", [False])
+        assert fsops.rename("a", "b", fd, replace=False)
+        assert (tmp_path / "b").read_text() == "new" and not (tmp_path / "a").exists()
+    finally:
+        os.close(fd)
