@@ -130,7 +130,7 @@ def rename(src: str, dst: str, dir_fd: int, replace: bool = True) -> bool:
         if err == errno.EEXIST:
             return False
         if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(err, os.strerror(err))
+            raise MachineError(err, os.strerror(err))
         _renameat2[0] = False  # not here: the old way from now on
     os.replace(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     return True

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nonstop.config.csync2 import Group
+from nonstop.errors import MachineError
 from nonstop.logs import escape
 from nonstop.sync import backups, fsops
 from nonstop.sync.conflicts import Action, judge
@@ -467,8 +468,8 @@ class Receiver(ReceiveData):
         # alone (a conflict at the next run), never overwritten unseen.
         if not fsops.rename(os.path.basename(p.tmp), os.path.basename(p.local), dfd,
                             replace=p.current is not None):
-            raise FileExistsError(errno.EEXIST, f"appeared on {self.me} during the transfer; "
-                                  "left alone")
+            raise MachineError(errno.EEXIST, f"appeared on {self.me} during the transfer; "
+                               "left alone")
         return msg
 
     def _discard(self, p: Pending) -> None:
