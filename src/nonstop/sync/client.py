@@ -248,8 +248,7 @@ class Client:
 
         Per batch: OFFER, the peer's VERDICT (what it applied at once, which files it needs),
         the needed files back to back, COMMIT. The next batch is offered while the peer still
-        installs the previous one (version 2: before this one's files, so the peer judges it
-        while they arrive); RESULTS come back whenever they are ready.
+        installs the previous one; RESULTS come back whenever they are ready.
         """
         chan, session = link.chan, link.session
         run.ok, run.lost = True, []
@@ -261,24 +260,14 @@ class Client:
             return await self._delta_start(link, index, have, take)
 
         sender = FileSender(chan, session, self.node.db, g.paths, delta_start)
-        todo = batches(ops)
-        for bid, batch in enumerate(todo):
-            nxt = todo[bid + 1] if bid + 1 < len(todo) else None
-            if bid == 0:
-                chan.send(session.offer(bid, batch))
-                await chan.drain()
-                verdict = await self._until(link, Verdict, take)
-            if nxt is not None and session.version >= 2:
-                # Judged by the peer while this batch's files go: no wait for its verdict.
-                chan.send(session.offer(bid + 1, nxt))
+        for bid, batch in enumerate(batches(ops)):
+            chan.send(session.offer(bid, batch))
+            await chan.drain()
+            verdict = await self._until(link, Verdict, take)
             finals = await sender.stream_needed(batch, verdict.need, verdict.have)
             chan.send(session.commit(bid))
-            if nxt is not None and session.version < 2:
-                chan.send(session.offer(bid + 1, nxt))
             await chan.drain()
             run.inflight[bid] = (batch, verdict.results, finals)
-            if nxt is not None:
-                verdict = await self._until(link, Verdict, take)
         while run.inflight:
             await self._take_results(await self._until(link, Results), run)
         if run.lost and not await self.fetch(link, g, run.peer, run.lost, run.report):

@@ -37,7 +37,7 @@ from nonstop.sync.messages import (
 )
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import AuthError, ProtocolError, RemoteError
-from nonstop.sync.receiver import Batch, Receiver, Result
+from nonstop.sync.receiver import Batch, Receiver
 from nonstop.sync.scan import describe
 from nonstop.sync.sender import FileSender
 from nonstop.sync.session import ClientSession, ServerSession
@@ -55,17 +55,13 @@ SMALL_FILE = 256 << 10  # a file this small is written by one job of the writer 
 
 async def receive_files(chan: Channel, session: ClientSession | ServerSession, rec: Receiver,
                         batch: Batch, need: list[int],
-                        on_start: Callable[[Start], Awaitable[None]] | None = None,
-                        on_offer: Callable[[Offer], None] | None = None) -> None:
+                        on_start: Callable[[Start], Awaitable[None]] | None = None) -> None:
     """Receive the ``need``ed files of ``batch`` into ``rec``, in order: WHOLE frames (several
-    files, each exactly as offered: version 2) or one file at a time (:func:`receive_file`).
-    The next batch offered meanwhile (version 2) goes to ``on_offer``."""
+    files, each exactly as offered: version 2) or one file at a time (:func:`receive_file`)."""
     k = 0
     while k < len(need):
         ev = await next_event(chan, session)
-        if isinstance(ev, Offer) and on_offer is not None:
-            on_offer(ev)
-        elif isinstance(ev, Whole):
+        if isinstance(ev, Whole):
             for i, data in ev.files:
                 new = batch.pending[i].op.new
                 assert new is not None  # a needed file is a regular file to install
@@ -138,16 +134,14 @@ class Serving:
         self.rec = rec
         self.stats = stats
         self._committing: asyncio.Task[None] | None = None
-        self._judging: asyncio.Future[tuple[list[Result | None], list[int], Batch]] | None = None
 
     async def run(self) -> None:
         """Serve requests until the peer says goodbye (without keep) or fails."""
         try:
             while True:
-                ev: Event | None = await next_event(self.chan, self.session)
-                while isinstance(ev, Offer):
-                    ev = await self._offer(ev)
-                if ev is None:
+                ev = await next_event(self.chan, self.session)
+                if isinstance(ev, Offer):
+                    await self._offer(ev)
                     continue
                 await self._settle()
                 if isinstance(ev, ListRequest):
@@ -160,10 +154,9 @@ class Serving:
                 else:
                     raise ProtocolError(f"unexpected {type(ev).__name__}")
         finally:
-            for task in (self._judging, self._committing):
-                if task is not None:
-                    with contextlib.suppress(Exception):
-                        await task
+            if self._committing is not None:
+                with contextlib.suppress(Exception):
+                    await self._committing
 
     async def _settle(self) -> None:
         if self._committing is not None:
@@ -185,39 +178,23 @@ class Serving:
             await self.node.run_actions(self.g, changed, receiving=True)
         return True
 
-    async def _offer(self, ev: Offer) -> Offer | None:
-        """Judge a batch, receive its files, start its commit; returns the next batch if the
-        peer offered it while these files came (version 2: judged meanwhile)."""
+    async def _offer(self, ev: Offer) -> None:
         rec, chan = self.rec, self.chan
-        if self._judging is not None:
-            task, self._judging = self._judging, None
-            results, need, batch = await task
-        else:
-            results, need, batch = await asyncio.to_thread(rec.evaluate, ev.ops)
+        results, need, batch = await asyncio.to_thread(rec.evaluate, ev.ops)
         have = {i: b for i in need if (b := rec.basis(batch, i)) is not None}
         chan.send(self.session.verdict(ev.b, [r for r in results if r is not None], need, have))
         await chan.drain()
-        ahead: Offer | None = None
 
         async def start(st: Start) -> None:
             await self._start(batch, st)
 
-        def offered(o: Offer) -> None:
-            nonlocal ahead
-            ahead = o
-            self._judging = asyncio.ensure_future(asyncio.to_thread(rec.evaluate, o.ops))
-
-        await receive_files(chan, self.session, rec, batch, need, start, offered)
+        await receive_files(chan, self.session, rec, batch, need, start)
         commit = await next_event(chan, self.session)
-        if isinstance(commit, Offer):
-            offered(commit)
-            commit = await next_event(chan, self.session)
         if not isinstance(commit, Commit):
             raise ProtocolError(f"unexpected {type(commit).__name__}")
         # One batch installs in the background while the next one arrives.
         await self._settle()
         self._committing = asyncio.create_task(self._commit(batch, commit.b))
-        return ahead
 
     async def _start(self, batch: Batch, st: Start) -> None:
         """The sender says how the bytes of a file come: appended, or as a delta against our

@@ -14,14 +14,14 @@ The exchange, client to server::
     OFFER b ops                      -> VERDICT b (results now, files needed, our copies)
       per needed file: [START append|delta] DATA* EOF   (delta: <- SIG* SIGEND first)
         or, v2, for several needed files sent whole as offered: WHOLE
-      COMMIT b                       -> RESULTS b, whenever ready (the next OFFER may go first;
-                                        v2: right after VERDICT b, then its VERDICT follows)
+      COMMIT b                       -> RESULTS b, whenever ready (the next OFFER may go first)
     FETCH names                      -> FILES; NEED -> per needed file: DATA* EOF
     BYE [keep]                       -> BYE (keep: the session stays open for the next run)
 """
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -54,7 +54,6 @@ from nonstop.sync.messages import (
     state_or_none,
 )
 from nonstop.sync.patterns import valid_name
-from nonstop.sync.phases import CLIENT_RECEIVES, SERVER_RECEIVES, Phase
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import (
     CHUNK,
@@ -81,6 +80,28 @@ MAX_OPS_PER_OFFER = 10_000
 
 class SessionMisuse(NonstopError, RuntimeError):
     """This side asked to send something the session's state does not allow (a local bug)."""
+
+
+class Phase(enum.Enum):
+    """Where a session stands; the tables below say which frames may arrive in each."""
+
+    IDLE = "between requests"
+    AWAIT_VERDICT = "waiting for the verdict"
+    SENDING = "sending files"
+    AWAIT_SIGNATURE = "waiting for a signature"
+    AWAIT_LISTING = "waiting for a listing"
+    AWAIT_FILES = "waiting for a file list"
+    NEED_DUE = "about to say which files it needs"
+    RECEIVING = "receiving files"
+    AWAIT_BYE = "waiting for goodbye"
+    VERDICT_DUE = "judging an offer"
+    SIGNATURE_DUE = "sending a signature"
+    AWAIT_COMMIT = "waiting for a commit"
+    LISTING_DUE = "sending a listing"
+    FILES_DUE = "sending a file list"
+    AWAIT_NEED = "waiting for the files needed"
+    BYE_DUE = "saying goodbye"
+    CLOSED = "closed"
 
 
 def _chunked(kind: Kind, data: bytes) -> list[bytes]:
@@ -164,16 +185,29 @@ class _Session:
         raise NotImplementedError
 
 
+_ANY_TIME = frozenset({Kind.RESULTS})
+
+
 class ClientSession(_Session):
     """The pushing side's session."""
 
-    RECEIVES: ClassVar[Mapping[Phase, frozenset[Kind]]] = CLIENT_RECEIVES
+    RECEIVES: ClassVar[Mapping[Phase, frozenset[Kind]]] = {
+        Phase.IDLE: _ANY_TIME,
+        Phase.AWAIT_VERDICT: _ANY_TIME | {Kind.VERDICT},
+        Phase.SENDING: _ANY_TIME,
+        Phase.AWAIT_SIGNATURE: _ANY_TIME | {Kind.SIG, Kind.SIGEND},
+        Phase.AWAIT_LISTING: _ANY_TIME | {Kind.LISTING},
+        Phase.AWAIT_FILES: frozenset({Kind.FILES}),
+        Phase.NEED_DUE: frozenset(),
+        Phase.RECEIVING: frozenset({Kind.DATA, Kind.EOF}),
+        Phase.AWAIT_BYE: _ANY_TIME | {Kind.BYE},
+        Phase.CLOSED: frozenset(),
+    }
 
     def __init__(self, pending: bytes = b"", version: int = PROTO_VERSION) -> None:
         super().__init__(pending, version)
         self._offered: tuple[int, int] = (-1, 0)  # batch id and size awaiting its verdict
         self._batch = (-1, 0)  # the batch whose files are being sent
-        self._ahead = False  # the next batch was offered while this one's files go (v2)
         self.inflight: dict[int, int] = {}  # committed batches awaiting RESULTS: id -> size
         self._sig = (-1, 0, 0)  # file, signature bytes allowed, received
         self._fetching: list[str] = []
@@ -263,18 +297,12 @@ class ClientSession(_Session):
 
     # --- what the client sends
     def offer(self, b: int, ops: Sequence[Op]) -> bytes:
-        """Offer batch ``b``; its VERDICT comes next (RESULTS of earlier batches may first).
-        Version 2: also once while this batch's files go; its VERDICT follows our COMMIT."""
-        ahead = self.phase is Phase.SENDING and self.version >= 2 and not self._ahead
-        if not ahead:
-            self._need(Phase.IDLE)
-        if (b in self.inflight or (ahead and b == self._batch[0])
-                or not 0 < len(ops) <= MAX_OPS_PER_OFFER):
+        """Offer batch ``b``; its VERDICT comes next (RESULTS of earlier batches may first)."""
+        self._need(Phase.IDLE)
+        if b in self.inflight or not 0 < len(ops) <= MAX_OPS_PER_OFFER:
             raise SessionMisuse(f"batch {b} cannot be offered")
         self._offered = (b, len(ops))
-        self._ahead = ahead
-        if not ahead:
-            self.phase = Phase.AWAIT_VERDICT
+        self.phase = Phase.AWAIT_VERDICT
         return encode_obj(Kind.OFFER, {"b": b, "ops": [op.to_wire() for op in ops]})
 
     def start_append(self, i: int, at: int) -> bytes:
@@ -318,8 +346,7 @@ class ClientSession(_Session):
         if self._out or self._batch[0] != b:
             raise SessionMisuse(f"batch {b} is not ready to commit")
         self.inflight[b] = self._batch[1]
-        self.phase = Phase.AWAIT_VERDICT if self._ahead else Phase.IDLE
-        self._ahead = False
+        self.phase = Phase.IDLE
         return encode_obj(Kind.COMMIT, {"b": b})
 
     def list_scopes(self, scopes: Iterable[Scope]) -> bytes:
@@ -360,12 +387,23 @@ class ClientSession(_Session):
 class ServerSession(_Session):
     """The receiving side's session."""
 
-    RECEIVES: ClassVar[Mapping[Phase, frozenset[Kind]]] = SERVER_RECEIVES
+    RECEIVES: ClassVar[Mapping[Phase, frozenset[Kind]]] = {
+        Phase.IDLE: frozenset({Kind.OFFER, Kind.LIST, Kind.FETCH, Kind.BYE}),
+        Phase.VERDICT_DUE: frozenset(),
+        Phase.RECEIVING: frozenset({Kind.START, Kind.DATA, Kind.EOF, Kind.WHOLE}),
+        Phase.SIGNATURE_DUE: frozenset(),
+        Phase.AWAIT_COMMIT: frozenset({Kind.COMMIT}),
+        Phase.LISTING_DUE: frozenset(),
+        Phase.FILES_DUE: frozenset(),
+        Phase.AWAIT_NEED: frozenset({Kind.NEED}),
+        Phase.SENDING: frozenset(),
+        Phase.BYE_DUE: frozenset(),
+        Phase.CLOSED: frozenset(),
+    }
 
     def __init__(self, pending: bytes = b"", version: int = PROTO_VERSION) -> None:
         super().__init__(pending, version)
         self._batch = -1  # the batch being received
-        self._ahead: int | None = None  # the next batch, offered while this one arrives (v2)
         self._committed: set[int] = set()  # batches committed whose RESULTS are not sent yet
         self._keep = False
         self._names: list[str] = []
@@ -388,11 +426,9 @@ class ServerSession(_Session):
         if f.kind is Kind.COMMIT:
             if f.obj().get("b") != self._batch:
                 raise ProtocolError("commit for an unexpected batch")
-            done, self._batch = self._batch, self._batch if self._ahead is None else self._ahead
-            self._committed.add(done)
-            self.phase = Phase.IDLE if self._ahead is None else Phase.VERDICT_DUE
-            self._ahead = None
-            return Commit(done)
+            self._committed.add(self._batch)
+            self.phase = Phase.IDLE
+            return Commit(self._batch)
         if f.kind is Kind.BYE:
             self._keep = f.obj().get("keep") is True
             self.phase = Phase.BYE_DUE
@@ -407,12 +443,6 @@ class ServerSession(_Session):
         if b in self._committed:
             raise ProtocolError("offer of a batch still being committed")
         ops = [Op.from_wire(x) for x in raw]
-        if self.phase is not Phase.IDLE:  # offered ahead: judged while this batch arrives
-            if (self.version < 2 or self._ahead is not None or b == self._batch
-                    or self._in_started):
-                raise ProtocolError(f"OFFER frame while {self.phase.value}")
-            self._ahead = b
-            return Offer(b, ops)
         self._batch = b
         self.phase = Phase.VERDICT_DUE
         return Offer(b, ops)

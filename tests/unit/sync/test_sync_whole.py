@@ -9,16 +9,13 @@ import os
 from pathlib import Path
 
 import pytest
-import test_sync_session as base
-import test_sync_session_core as core
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sync_harness import KEY, pair
 from test_sync_session_core import deliver, phases
 
-from nonstop.sync import client, plan
 from nonstop.sync import protocol as p
-from nonstop.sync.messages import Commit, Eof, Offer, Result, Results, Verdict, Whole
+from nonstop.sync.messages import Eof, Offer, Verdict, Whole
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import Kind, ProtocolError, RemoteError, encode
 from nonstop.sync.session import ClientSession, Phase, ServerSession, SessionMisuse
@@ -208,76 +205,3 @@ def test_eof_is_still_accepted_after_whole_frames() -> None:
     c, s = offered()
     deliver(c.whole([(0, b"hello")]), s)
     assert deliver([*c.data(b"abc"), c.eof(1, B)], s)[-1] == Eof(1, B)
-
-
-# --- the next batch offered while this one's files go (version 2) -----------------------------
-def test_the_next_batch_is_offered_before_this_ones_files_and_judged_after_its_commit() -> None:
-    c, s = offered()
-    assert deliver(c.offer(1, OPS[:1]), s) == [Offer(1, OPS[:1])]
-    assert phases(c, s) == (Phase.SENDING, Phase.RECEIVING)
-    with pytest.raises(SessionMisuse):
-        c.offer(2, OPS[:1])  # one batch ahead at most
-    deliver(c.whole([(0, b"hello"), (1, b"abc"), (2, b"hello")]), s)
-    assert deliver(c.commit(0), s) == [Commit(0)]
-    assert phases(c, s) == (Phase.AWAIT_VERDICT, Phase.VERDICT_DUE)
-    assert deliver(s.verdict(1, [], [0], {}), c) == [Verdict(1, {}, [0], {})]
-    deliver(c.whole([(0, b"hello")]), s)
-    deliver(c.commit(1), s)
-    assert phases(c, s) == (Phase.IDLE, Phase.IDLE)
-    assert deliver(s.results(0, []) + s.results(1, []), c) == [Results(0, {}), Results(1, {})]
-
-
-def test_a_batch_that_needs_nothing_still_lets_the_next_be_offered_ahead() -> None:
-    c, s = ClientSession(version=2), ServerSession(version=2)
-    deliver(c.offer(0, OPS), s)
-    deliver(s.verdict(0, [Result(0, "same")], [], {}), c)
-    assert deliver(c.offer(1, OPS), s) == [Offer(1, OPS)]
-    assert phases(s) == (Phase.AWAIT_COMMIT,)
-    deliver(c.commit(0), s)
-    assert phases(c, s) == (Phase.AWAIT_VERDICT, Phase.VERDICT_DUE)
-
-
-def test_offers_ahead_that_are_not_allowed() -> None:
-    c1, _ = offered(version=1)
-    with pytest.raises(SessionMisuse):
-        c1.offer(1, OPS)  # version 1: only between batches
-    c2, _ = offered()
-    offer_ahead = c2.offer(1, OPS)
-    _, s1 = offered(version=1)
-    with pytest.raises(ProtocolError, match="OFFER frame while receiving"):
-        deliver(offer_ahead, s1)
-    c, s = offered()
-    deliver(c.offer(1, OPS), s)
-    with pytest.raises(ProtocolError):
-        deliver(offer_ahead.replace(b'"b":1', b'"b":2'), s)  # a second one ahead
-    _, s = offered()
-    with pytest.raises(ProtocolError):
-        deliver(offer_ahead.replace(b'"b":1', b'"b":0'), s)  # the batch being received
-    c, s = offered()
-    deliver(c.data(b"he"), s)
-    with pytest.raises(ProtocolError):
-        deliver(offer_ahead, s)  # in the middle of a file
-
-
-@pytest.mark.parametrize("latest", [2, 1])
-async def test_every_operation_in_batches_of_two_offered_ahead_or_not(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, latest: int) -> None:
-    """Directories, links, deletions, renames and conflicts judged while the batch before
-    arrives (version 2), or after its commit (a version-1 receiver), end the same."""
-    monkeypatch.setattr(client, "batches", lambda ops: plan.batches(ops, max_ops=2))
-    monkeypatch.setattr(p, "PROTO_LATEST", latest)  # the receiver's side (see above)
-    await base.test_every_file_operation_propagates(tmp_path)
-
-
-@settings(max_examples=300, deadline=None)
-@given(core.frames, st.integers(0, 2), st.binary(max_size=12))
-def test_any_frames_to_version_2_sessions_raise_only_remote_input_errors(
-        seq: list[tuple[Kind, bytes | dict[str, object]]], phase: int, tail: bytes) -> None:
-    c, s = offered()
-    if phase == 2:
-        deliver(c.offer(1, OPS), s)  # a batch offered ahead
-    data = b"".join(encode(k, v) if isinstance(v, bytes) else p.encode_obj(k, v)
-                    for k, v in seq) + tail
-    for session in (s, c):
-        with contextlib.suppress(ProtocolError, RemoteError):
-            deliver(data, session)
