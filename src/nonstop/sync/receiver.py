@@ -73,7 +73,8 @@ class Receiver(ReceiveData):
     _cache: dict[str, Seen] = field(default_factory=dict)
     _held: list[tuple[Batch, int, list[bytes], FileState, int]] = field(default_factory=list)
     _held_bytes: int = 0
-    _listed: dict[str, set[str]] = field(default_factory=dict)
+    _listed: dict[str, set[str] | None] = field(default_factory=dict)
+    _crowded: set[str] = field(default_factory=set)
 
     # --- data arrives on the event loop; the writes happen on the writer thread
     def submit_open(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
@@ -188,7 +189,8 @@ class Receiver(ReceiveData):
         host = self.group.host(self.peer)
         # One query for the batch's cached entries (stale ones are caught by describe's stat).
         self._cache = self.db.local_many([op.name for op in ops])
-        self._listed = self._listings(ops)
+        self._listed.clear()
+        self._crowded = self._crowded_dirs(ops)
         for i, op in enumerate(ops):
             try:
                 if host is not None and host.slave:
@@ -225,8 +227,8 @@ class Receiver(ReceiveData):
             return refused
         local = self.paths.local(op.name)
         cached = self._cache.pop(op.name, None)
-        listed = self._listed.get(os.path.dirname(local))
-        if cached is None and listed is not None and os.path.basename(local) not in listed:
+        listed = self._listing(os.path.dirname(local)) if cached is None else None
+        if listed is not None and os.path.basename(local) not in listed:
             seen = None  # not there when its directory was listed, and never recorded here
         else:
             seen = describe(local, cached, self._now())
@@ -258,25 +260,30 @@ class Receiver(ReceiveData):
             return self._delete(op, local, current, Result(i, status, verdict.reason), records)
         return self._install(i, op, batch, seen, Result(i, status, verdict.reason), records)
 
-    def _listings(self, ops: list[Op]) -> dict[str, set[str]]:
-        """The names in each directory that gets LIST_MIN or more of these operations, from
-        one listing each, when it is small (LIST_MAX_BYTES): a first sync would otherwise
-        look up every file it is about to create (a failed lstat each, a GIL hand-off in this
-        thread). A name created later in the same batch is not in its listing: no operation
-        of a batch looks at a name an earlier one created (names are distinct in a batch)."""
+    def _crowded_dirs(self, ops: list[Op]) -> set[str]:
+        """The directories that get LIST_MIN or more of these operations."""
         count: dict[str, int] = {}
         for op in ops:
             with contextlib.suppress(KeyError):
                 parent = os.path.dirname(self.paths.local(op.name))
                 count[parent] = count.get(parent, 0) + 1
-        out: dict[str, set[str]] = {}
-        for parent, n in count.items():
-            if n < LIST_MIN:
-                continue
-            with contextlib.suppress(OSError):
-                if os.lstat(parent).st_size <= LIST_MAX_BYTES:
-                    out[parent] = set(os.listdir(parent))
-        return out
+        return {parent for parent, n in count.items() if n >= LIST_MIN}
+
+    def _listing(self, parent: str) -> set[str] | None:
+        """The names in ``parent`` if it gets many names of this batch and is small
+        (LIST_MAX_BYTES), listed once, when the first of them is judged (a first sync makes
+        the directory earlier in the same batch): a first sync would otherwise look up every
+        file it is about to create (a failed lstat each, a GIL hand-off in this thread).
+        None: look the name up. No operation of a batch looks at a name an earlier one of
+        the batch created (names are distinct in a batch), so the listing stays true for it."""
+        if parent in self._listed or parent not in self._crowded:
+            return self._listed.get(parent)
+        names = None
+        with contextlib.suppress(OSError):
+            if os.lstat(parent).st_size <= LIST_MAX_BYTES:
+                names = set(os.listdir(parent))
+        self._listed[parent] = names
+        return names
 
     def _refusal(self, i: int, op: Op) -> Result | None:
         """Names outside our includes, or under a symlinked directory, are refused."""

@@ -343,3 +343,33 @@ def test_without_renameat2_a_rename_replaces_as_before(
         assert (tmp_path / "b").read_text() == "new" and not (tmp_path / "a").exists()
     finally:
         os.close(fd)
+
+
+async def test_a_directory_made_by_the_same_batch_is_listed_when_its_first_file_is_judged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first sync: the batch creates the directory, then judges the files it will hold."""
+    async with pair(tmp_path) as (n1, n2):
+        names = [f"/var/spool/asterisk/vm/m{i:03}.txt" for i in range(40)]
+        for i, name in enumerate(names):
+            n1.write(name, f"message {i}\n")
+        n1.node.check()
+        ops = []
+        for name in ["/var/spool/asterisk/vm", *names]:
+            seen = n1.node.db.local_get(name)
+            assert seen is not None
+            ops.append(Op("put", name, None, seen.state))
+        assert not n2.path("/var/spool/asterisk/vm").exists()
+        looked: list[str] = []
+        real = os.lstat
+
+        def lstat(path: str | bytes | os.PathLike[str], *a: object, **k: object) -> os.stat_result:
+            looked.append(os.fspath(path))  # type: ignore[arg-type]
+            return real(path, *a, **k)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "lstat", lstat)
+        rec = _receiver(n2.node)
+        _results, need, _batch = rec.evaluate(ops)
+        rec.close()
+        assert need == list(range(1, 41))
+        vm = str(n2.path("/var/spool/asterisk/vm"))
+        assert [p for p in looked if p.startswith(vm + "/")] == []
