@@ -34,7 +34,7 @@ from nonstop.sync.plan import Op, batches, plan_forced
 from nonstop.sync.protocol import AuthError, ProtocolError, RemoteError
 from nonstop.sync.receiver import Receiver
 from nonstop.sync.sender import FileSender
-from nonstop.sync.server import receive_file
+from nonstop.sync.server import receive_files
 from nonstop.sync.session import ClientSession
 from nonstop.sync.state import FileState
 from nonstop.sync.transport import Channel, client_handshake, connect, next_event
@@ -104,11 +104,11 @@ class Client:
             why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or "timeout")
             raise SyncError(f"connection to {peer} ({addr}:{opts.port}) failed: {why}") from e
         try:
-            await client_handshake(chan, g.key, g.group.name, self.node.me, peer)
+            version = await client_handshake(chan, g.key, g.group.name, self.node.me, peer)
         except (AuthError, ProtocolError, ConnectionError, TimeoutError) as e:
             await chan.close()
             raise SyncError(f"{peer}: {e}") from e
-        return Link(chan, ClientSession(chan.decoder.pending()))
+        return Link(chan, ClientSession(chan.decoder.pending(), version))
 
     def _reusable(self, g: GroupCtx, peer: str) -> Link | None:
         """The open session kept from an earlier run with ``peer``, if it is still alive."""
@@ -264,9 +264,7 @@ class Client:
             chan.send(session.offer(bid, batch))
             await chan.drain()
             verdict = await self._until(link, Verdict, take)
-            finals: dict[int, FileState | None] = {}
-            for i in verdict.need:
-                finals[i] = await sender.stream(batch[i], i, verdict.have.get(i))
+            finals = await sender.stream_needed(batch, verdict.need, verdict.have)
             chan.send(session.commit(bid))
             await chan.drain()
             run.inflight[bid] = (batch, verdict.results, finals)
@@ -358,8 +356,7 @@ class Client:
             results, need, batch = await asyncio.to_thread(rec.evaluate, ops)
             chan.send(link.session.need(need))
             await chan.drain()
-            for i in need:
-                await receive_file(chan, link.session, rec, batch, i)
+            await receive_files(chan, link.session, rec, batch, need)
             await asyncio.to_thread(rec.wait_writes)
             done = await asyncio.to_thread(rec.commit, batch)
         finally:

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import itertools
 import os
 import secrets
 import stat
@@ -53,9 +54,23 @@ def open_dir(root: str, path: str) -> int:
     return fd
 
 
+# Temp names: a random tag per process and a counter, so a file costs no getrandom call (a
+# receiver makes one per file); O_EXCL still refuses a name that exists.
+_tmp_tag = secrets.token_hex(6)
+_tmp_seq = itertools.count()
+
+
+def _new_tmp_tag() -> None:
+    global _tmp_tag, _tmp_seq
+    _tmp_tag, _tmp_seq = secrets.token_hex(6), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_tmp_tag)
+
+
 def tmp_path_for(local: str) -> str:
     """A fresh temp path next to ``local``."""
-    return os.path.join(os.path.dirname(local), TMP_PREFIX + secrets.token_hex(6))
+    return os.path.join(os.path.dirname(local), f"{TMP_PREFIX}{_tmp_tag}{next(_tmp_seq):x}")
 
 
 def _owner(st: FileState, ignore: frozenset[str]) -> tuple[int, int]:
@@ -76,21 +91,49 @@ def set_meta(path: str, st: FileState, is_link: bool = False,
 
 
 def set_meta_fd(fd: int, st: FileState, ignore: frozenset[str] = frozenset(),
-                keep: FileState | None = None) -> None:
+                keep: FileState | None = None, owner: tuple[int, int] | None = None,
+                mode: int = -1) -> None:
     """``set_meta`` on an open regular file (no path lookups). What ``ignore`` names is taken
-    from ``keep`` (the file being replaced) instead; a new file keeps ours and mode 0600."""
+    from ``keep`` (the file being replaced) instead; a new file keeps ours and mode 0600.
+    ``owner`` and ``mode``: the file's uid, gid and mode as known without a stat (a file just
+    created), so an owner or mode already right costs no chown or chmod."""
     uid, gid = st.uid, st.gid
     if "uid" in ignore:
         uid = keep.uid if keep is not None else -1
     if "gid" in ignore:
         gid = keep.gid if keep is not None else -1
-    with contextlib.suppress(PermissionError):
-        os.fchown(fd, uid, gid)
+    chown = owner is None or uid not in (-1, owner[0]) or gid not in (-1, owner[1])
+    if chown:
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, uid, gid)
     if "mod" not in ignore:
-        os.fchmod(fd, st.mode)
+        if chown or st.mode != mode:  # a chown clears set-id bits: chmod after it
+            os.fchmod(fd, st.mode)
     elif keep is not None:
         os.fchmod(fd, keep.mode)
     os.utime(fd, ns=(st.mtime_ns, st.mtime_ns))
+
+
+_RENAME_NOREPLACE = 1
+_renameat2: list[bool] = [hasattr(_libc, "renameat2")]
+
+
+def rename(src: str, dst: str, dir_fd: int, replace: bool = True) -> bool:
+    """Rename ``src`` to ``dst`` in the directory ``dir_fd``; without ``replace`` only if
+    ``dst`` does not exist (renameat2 RENAME_NOREPLACE: no window between the check and the
+    rename). False if it exists. Where the file system or the C library cannot, as os.replace."""
+    if not replace and _renameat2[0]:
+        if _libc.renameat2(dir_fd, os.fsencode(src), dir_fd, os.fsencode(dst),
+                           _RENAME_NOREPLACE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            return False
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise MachineError(err, os.strerror(err))
+        _renameat2[0] = False  # not here: the old way from now on
+    os.replace(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    return True
 
 
 def fsync_path(path: str, directory: bool = False) -> None:

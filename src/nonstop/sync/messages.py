@@ -99,6 +99,11 @@ class Eof:
 
 
 @dataclass(frozen=True)
+class Whole:
+    files: list[tuple[int, bytes]]  # (index, bytes) of needed files, whole and as offered
+
+
+@dataclass(frozen=True)
 class Bye:
     keep: bool
 
@@ -137,7 +142,7 @@ class Commit:
 
 
 Event: TypeAlias = (Verdict | Results | Listing | Files | Signature | SignatureEnd | Data | Eof
-         | Bye | Offer | ListRequest | Fetch | Need | Start | Commit)
+         | Whole | Bye | Offer | ListRequest | Fetch | Need | Start | Commit)
 
 
 def results_of(raw: list[object], n: int) -> dict[int, Result]:

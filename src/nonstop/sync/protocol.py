@@ -15,12 +15,18 @@ from nonstop.records import record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 # json, hashlib and hmac are imported where they are used: `nonstop sync -M` and a `-x` with
 # nothing to send never frame anything, and these three cost ~8 ms of their start (issue 8).
 
+# HELLO's "v" is always 1, which every version speaks; a client that knows more says so in
+# "vmax" (a field older servers ignore), and the server answers the version both will use in
+# CHALLENGE's "v" (a field older clients ignore). Both proofs cover the version chosen, so it
+# cannot be changed on the way. Version 2 adds WHOLE frames (several small files in one).
 PROTO_VERSION = 1
+PROTO_LATEST = 2
 HEADER = struct.Struct("!IB")
 MAX_FRAME = 8 * 1024 * 1024
 # Until a peer has proved the group key, every frame it may send is this small (the handshake
@@ -68,6 +74,7 @@ class Kind(enum.IntEnum):
     START = 22  # how a file's bytes come: appended to the receiver's copy, or a delta
     SIG = 23  # the receiver's rsync signature of its copy (raw bytes)
     SIGEND = 24
+    WHOLE = 25  # v2: needed files whole and exactly as offered, back to back (binary)
 
 
 @record
@@ -176,6 +183,34 @@ class Decoder:
         return out
 
 
+_WHOLE_N = struct.Struct("!I")
+
+
+def pack_whole(files: Sequence[bytes]) -> bytes:
+    """WHOLE's payload: the count, each size, then the bytes (uint32s, network order)."""
+    head = struct.pack(f"!{len(files) + 1}I", len(files), *map(len, files))
+    return encode(Kind.WHOLE, b"".join((head, *files)))
+
+
+def unpack_whole(payload: bytes, most: int) -> list[bytes]:
+    """The files of a WHOLE payload: at least one, at most ``most`` (ProtocolError else)."""
+    if len(payload) < _WHOLE_N.size:
+        raise ProtocolError("short WHOLE frame")
+    (n,) = _WHOLE_N.unpack_from(payload)
+    head = _WHOLE_N.size * (n + 1)
+    if not 0 < n <= most or len(payload) < head:
+        raise ProtocolError("bad WHOLE frame")
+    sizes = struct.unpack_from(f"!{n}I", payload, _WHOLE_N.size)
+    if head + sum(sizes) != len(payload):
+        raise ProtocolError("WHOLE frame sizes do not add up")
+    out: list[bytes] = []
+    pos = head
+    for size in sizes:
+        out.append(payload[pos : pos + size])
+        pos += size
+    return out
+
+
 def field(obj: dict[str, Any], key: str, typ: type) -> Any:
     """A typed field of a peer's object, or ProtocolError."""
     val = obj.get(key)
@@ -191,9 +226,10 @@ def field(obj: dict[str, Any], key: str, typ: type) -> Any:
 # so the server's proof does not verify there, and the client's proof does not verify at the server.
 
 
-def transcript(group: str, client: str, server: str, nc: str, ns: str, cert_fp: str) -> bytes:
-    """The bytes both proofs cover."""
-    return "\x00".join(("nonstop-sync", str(PROTO_VERSION), group, client, server, nc, ns,
+def transcript(group: str, client: str, server: str, nc: str, ns: str, cert_fp: str,
+               version: int = PROTO_VERSION) -> bytes:
+    """The bytes both proofs cover (those of version 1 unchanged)."""
+    return "\x00".join(("nonstop-sync", str(version), group, client, server, nc, ns,
                         cert_fp)).encode()
 
 

@@ -90,8 +90,9 @@ class ReceiveData:
         p.hasher = Hasher()
         try:
             dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
+            create = self._creation_mode(batch, p)
             p.fd = os.open(os.path.basename(p.tmp),
-                           os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+                           os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, create, dir_fd=dfd)
         except OSError as e:
             p.failed = f"{p.op.name}: cannot create a temp file on {self.me}: {e.strerror}"
             return
@@ -100,6 +101,20 @@ class ReceiveData:
                 p.patch = rdiff.Patch(p.basis_fd)
             except rdiff.RdiffError as e:
                 p.failed = f"{p.op.name}: {e}"
+
+    def _creation_mode(self, batch: Batch, p: Pending) -> int:
+        """0600, or the file's own mode when nothing else would change it: the owner is
+        already ours, no special bits, none lost to the umask or a default ACL. Then the
+        file needs no chmod later (it was one more inode update per file); ``p.made_mode``
+        is the mode it gets, if known."""
+        new, parent = p.op.new, os.path.dirname(p.local)
+        mask = batch.mode_mask(self.paths.root, parent)
+        p.made_mode = -1 if mask is None else 0o600 & ~mask
+        if (new is None or mask is None or new.mode & (0o7000 | mask) or self.ignore
+                or (new.uid, new.gid) != batch.new_owner(self.paths.root, parent)):
+            return 0o600
+        p.made_mode = new.mode
+        return new.mode
 
     def _open_append(self, batch: Batch, p: Pending, at: int) -> None:
         fd = self._open_current(batch, p)
@@ -161,6 +176,16 @@ class ReceiveData:
         p.hasher.update(data)
         p.size += len(data)
 
+    def write_whole(self, batch: Batch, index: int, chunks: list[bytes],
+                    final: FileState) -> None:
+        """A whole file received in full (writer thread): start, bytes, end."""
+        try:
+            self.open_data(batch, index)
+            for chunk in chunks:
+                self.write(batch, index, chunk)
+        finally:
+            self.end_data(batch, index, final)
+
     def end_data(self, batch: Batch, index: int, final: FileState) -> None:
         """Finish a needed file (writer thread): digest check, owner, mode, mtime."""
         p = batch.pending[index]
@@ -179,8 +204,11 @@ class ReceiveData:
             else:
                 p.blocks = p.hasher.blocks()
         if not p.failed:
+            # A temp file we created has our owner (or its directory's group): no chown then.
+            made = (batch.new_owner(self.paths.root, os.path.dirname(p.local))
+                    if p.mode != "append" else None)
             try:
-                fsops.set_meta_fd(p.fd, final, self.ignore, p.current)
+                fsops.set_meta_fd(p.fd, final, self.ignore, p.current, made, p.made_mode)
             except OSError as e:
                 p.failed = f"{p.op.name}: cannot set owner/mode/mtime on {self.me}: {e.strerror}"
         self._close_fds(p)

@@ -17,6 +17,7 @@ Every form is checked against the sender's content digest before it becomes visi
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import time
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nonstop.config.csync2 import Group
+from nonstop.errors import MachineError
 from nonstop.logs import escape
 from nonstop.sync import backups, fsops
 from nonstop.sync.conflicts import Action, judge
@@ -39,6 +41,13 @@ from nonstop.sync.writes import Batch, Pending, Writer, cleanup_tmp
 __all__ = ["Batch", "Receiver", "Result", "cleanup_tmp"]
 
 Log = Callable[[str], None]
+# Whole files held for one writer job (see Receiver.submit_whole).
+HOLD_FILES = 64
+HOLD_BYTES = 1 << 20
+# A batch with this many names in one directory lists it once instead of a lookup per name,
+# if the directory is small enough (ext4: a few thousand names).
+LIST_MIN = 16
+LIST_MAX_BYTES = 256 << 10
 
 
 @dataclass
@@ -62,6 +71,10 @@ class Receiver(ReceiveData):
     # cost no stat of it each.
     _dirs: set[str] = field(default_factory=set)
     _cache: dict[str, Seen] = field(default_factory=dict)
+    _held: list[tuple[Batch, int, list[bytes], FileState, int]] = field(default_factory=list)
+    _held_bytes: int = 0
+    _listed: dict[str, set[str] | None] = field(default_factory=dict)
+    _crowded: set[str] = field(default_factory=set)
 
     # --- data arrives on the event loop; the writes happen on the writer thread
     def submit_open(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
@@ -80,18 +93,32 @@ class Receiver(ReceiveData):
 
     def submit_whole(self, batch: Batch, index: int, chunks: list[bytes],
                      final: FileState) -> None:
-        """Queue a whole needed file received in full: start, bytes and end in one job."""
-        w = self._w()
+        """Queue a whole needed file received in full: start, bytes and end in one job.
+
+        Such files are held and handed to the writer thread together, up to HOLD_FILES files
+        or HOLD_BYTES bytes per job (or at :meth:`flush_writes`): a job is a hand-off of the
+        GIL between the event loop and the writer, which cost more than a small file's
+        write when it was one per file."""
         size = sum(len(c) for c in chunks)
+        self._held.append((batch, index, chunks, final, size))
+        self._held_bytes += size
+        if len(self._held) >= HOLD_FILES or self._held_bytes >= HOLD_BYTES:
+            self.flush_writes()
+
+    def flush_writes(self) -> None:
+        """Hand the writer thread the whole files held (event loop only)."""
+        if not self._held:
+            return
+        held, size = self._held, self._held_bytes
+        self._held, self._held_bytes = [], 0
+        w = self._w()
 
         def job() -> None:
-            try:
-                self.open_data(batch, index)
-                for chunk in chunks:
-                    self.write(batch, index, chunk)
-            finally:
-                w.queued -= size
-                self.end_data(batch, index, final)
+            for batch, index, chunks, final, n in held:
+                try:
+                    self.write_whole(batch, index, chunks, final)
+                finally:
+                    w.queued -= n
 
         w.submit(job, size)
 
@@ -110,12 +137,15 @@ class Receiver(ReceiveData):
 
     def close(self) -> None:
         """End of session: finish pending writes, stop the writer, drop unfinished batches."""
+        self._held, self._held_bytes = [], 0  # never committed: nothing to write
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         self.abort()
 
     def _w(self) -> Writer:
+        if self._held:
+            self.flush_writes()  # in order: what was held goes before the next job
         if self._writer is None:
             self._writer = Writer()
         return self._writer
@@ -159,6 +189,8 @@ class Receiver(ReceiveData):
         host = self.group.host(self.peer)
         # One query for the batch's cached entries (stale ones are caught by describe's stat).
         self._cache = self.db.local_many([op.name for op in ops])
+        self._listed.clear()
+        self._crowded = self._crowded_dirs(ops)
         for i, op in enumerate(ops):
             try:
                 if host is not None and host.slave:
@@ -194,7 +226,12 @@ class Receiver(ReceiveData):
         if refused is not None:
             return refused
         local = self.paths.local(op.name)
-        seen = describe(local, self._cache.pop(op.name, None), self._now())
+        cached = self._cache.pop(op.name, None)
+        listed = self._listing(os.path.dirname(local)) if cached is None else None
+        if listed is not None and os.path.basename(local) not in listed:
+            seen = None  # not there when its directory was listed, and never recorded here
+        else:
+            seen = describe(local, cached, self._now())
         current = seen.state if seen else None
         verdict = judge(
             op.name, op.base, op.new, current,
@@ -222,6 +259,31 @@ class Receiver(ReceiveData):
         if op.kind == "del":
             return self._delete(op, local, current, Result(i, status, verdict.reason), records)
         return self._install(i, op, batch, seen, Result(i, status, verdict.reason), records)
+
+    def _crowded_dirs(self, ops: list[Op]) -> set[str]:
+        """The directories that get LIST_MIN or more of these operations."""
+        count: dict[str, int] = {}
+        for op in ops:
+            with contextlib.suppress(KeyError):
+                parent = os.path.dirname(self.paths.local(op.name))
+                count[parent] = count.get(parent, 0) + 1
+        return {parent for parent, n in count.items() if n >= LIST_MIN}
+
+    def _listing(self, parent: str) -> set[str] | None:
+        """The names in ``parent`` if it gets many names of this batch and is small
+        (LIST_MAX_BYTES), listed once, when the first of them is judged (a first sync makes
+        the directory earlier in the same batch): a first sync would otherwise look up every
+        file it is about to create (a failed lstat each, a GIL hand-off in this thread).
+        None: look the name up. No operation of a batch looks at a name an earlier one of
+        the batch created (names are distinct in a batch), so the listing stays true for it."""
+        if parent in self._listed or parent not in self._crowded:
+            return self._listed.get(parent)
+        names = None
+        with contextlib.suppress(OSError):
+            if os.lstat(parent).st_size <= LIST_MAX_BYTES:
+                names = set(os.listdir(parent))
+        self._listed[parent] = names
+        return names
 
     def _refusal(self, i: int, op: Op) -> Result | None:
         """Names outside our includes, or under a symlinked directory, are refused."""
@@ -380,12 +442,7 @@ class Receiver(ReceiveData):
                     # generation is rotated for it (see docs/SYNC.md, backups).
                     appended.append(p.local)
                 else:
-                    if p.current is not None and p.current.kind == "reg":
-                        with contextlib.suppress(FileNotFoundError):
-                            msg = _with_backup(msg, self._backup(p.op.name, p.local))
-                    dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
-                    os.replace(os.path.basename(p.tmp), os.path.basename(p.local),
-                               src_dir_fd=dfd, dst_dir_fd=dfd)
+                    msg = self._rename_into_place(batch, p, msg)
                     dirs.add(os.path.dirname(p.local))
                 self._done(p.op.name, final, p.local, records, p.blocks)
                 if p.src_local:
@@ -407,6 +464,20 @@ class Receiver(ReceiveData):
         with contextlib.suppress(ValueError):
             self._open.remove(batch)
         return results
+
+    def _rename_into_place(self, batch: Batch, p: Pending, msg: str) -> str:
+        """The temp file over the target (the old file backed up); returns the message."""
+        if p.current is not None and p.current.kind == "reg":
+            with contextlib.suppress(FileNotFoundError):
+                msg = _with_backup(msg, self._backup(p.op.name, p.local))
+        dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
+        # A file we judged absent must still be: one a local program made since is left
+        # alone (a conflict at the next run), never overwritten unseen.
+        if not fsops.rename(os.path.basename(p.tmp), os.path.basename(p.local), dfd,
+                            replace=p.current is not None):
+            raise MachineError(errno.EEXIST, f"appeared on {self.me} during the transfer; "
+                               "left alone")
+        return msg
 
     def _discard(self, p: Pending) -> None:
         """Drop what a failed file left: its temp file, or the bytes appended in place."""

@@ -22,7 +22,19 @@ from nonstop.config.errors import ConfigError
 from nonstop.logs import BAD_INPUT
 from nonstop.sync.context import GroupCtx, SyncError
 from nonstop.sync.limits import Listener
-from nonstop.sync.messages import Bye, Commit, Data, Eof, Fetch, ListRequest, Need, Offer, Start
+from nonstop.sync.messages import (
+    Bye,
+    Commit,
+    Data,
+    Eof,
+    Event,
+    Fetch,
+    ListRequest,
+    Need,
+    Offer,
+    Start,
+    Whole,
+)
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import AuthError, ProtocolError, RemoteError
 from nonstop.sync.receiver import Batch, Receiver
@@ -41,15 +53,44 @@ LIST_CHUNK = 2000
 SMALL_FILE = 256 << 10  # a file this small is written by one job of the writer thread
 
 
+async def receive_files(chan: Channel, session: ClientSession | ServerSession, rec: Receiver,
+                        batch: Batch, need: list[int],
+                        on_start: Callable[[Start], Awaitable[None]] | None = None) -> None:
+    """Receive the ``need``ed files of ``batch`` into ``rec``, in order: WHOLE frames (several
+    files, each exactly as offered: version 2) or one file at a time (:func:`receive_file`)."""
+    k = 0
+    while k < len(need):
+        ev = await next_event(chan, session)
+        if isinstance(ev, Whole):
+            for i, data in ev.files:
+                new = batch.pending[i].op.new
+                assert new is not None  # a needed file is a regular file to install
+                rec.submit_whole(batch, i, [data], new)
+            k += len(ev.files)
+            await _backlog(rec)
+        else:
+            await receive_file(chan, session, rec, batch, need[k], on_start, ev)
+            k += 1
+    rec.flush_writes()
+
+
+async def _backlog(rec: Receiver) -> None:
+    if rec.queued_bytes > WRITE_BACKLOG:
+        rec.flush_writes()
+        await asyncio.to_thread(rec.wait_writes)
+
+
 async def receive_file(chan: Channel, session: ClientSession | ServerSession, rec: Receiver,
                        batch: Batch, i: int,
-                       on_start: Callable[[Start], Awaitable[None]] | None = None) -> None:
-    """Receive file ``i`` of ``batch`` into ``rec``: [START] DATA* EOF.
+                       on_start: Callable[[Start], Awaitable[None]] | None = None,
+                       first: Event | None = None) -> None:
+    """Receive file ``i`` of ``batch`` into ``rec``: [START] DATA* EOF (``first``: its first
+    event, already read).
 
     A whole file of up to SMALL_FILE bytes (most of a voicemail or config tree) is handed to
     the writer thread as one job when its EOF arrives, not as a job per frame: each job is a
     hand-off of the GIL between the event loop and the writer."""
-    ev = await next_event(chan, session)
+    ev = first if first is not None else await next_event(chan, session)
     held: list[bytes] | None = None
     if isinstance(ev, Start) and on_start is not None:
         await on_start(ev)
@@ -68,8 +109,7 @@ async def receive_file(chan: Channel, session: ClientSession | ServerSession, re
                     rec.submit_write(batch, i, chunk)
                 held = None
             rec.submit_write(batch, i, ev.payload)
-            if rec.queued_bytes > WRITE_BACKLOG:
-                await asyncio.to_thread(rec.wait_writes)
+            await _backlog(rec)
         ev = await next_event(chan, session)
     if not isinstance(ev, Eof):
         raise ProtocolError(f"unexpected {type(ev).__name__}")
@@ -78,8 +118,7 @@ async def receive_file(chan: Channel, session: ClientSession | ServerSession, re
         rec.submit_end(batch, i, final)
         return
     rec.submit_whole(batch, i, held, final)
-    if rec.queued_bytes > WRITE_BACKLOG:
-        await asyncio.to_thread(rec.wait_writes)
+    await _backlog(rec)
 
 
 class Serving:
@@ -89,7 +128,7 @@ class Serving:
                  stats: dict[str, int]) -> None:
         self.node = node
         self.chan = chan
-        self.session = ServerSession(chan.decoder.pending())
+        self.session = ServerSession(chan.decoder.pending(), peer.version)
         self.g = g
         self.peer = peer
         self.rec = rec
@@ -149,8 +188,7 @@ class Serving:
         async def start(st: Start) -> None:
             await self._start(batch, st)
 
-        for i in need:
-            await receive_file(chan, self.session, rec, batch, i, start)
+        await receive_files(chan, self.session, rec, batch, need, start)
         commit = await next_event(chan, self.session)
         if not isinstance(commit, Commit):
             raise ProtocolError(f"unexpected {type(commit).__name__}")

@@ -13,6 +13,7 @@ The exchange, client to server::
     LIST scopes                      -> LISTING* (the last with end)
     OFFER b ops                      -> VERDICT b (results now, files needed, our copies)
       per needed file: [START append|delta] DATA* EOF   (delta: <- SIG* SIGEND first)
+        or, v2, for several needed files sent whole as offered: WHOLE
       COMMIT b                       -> RESULTS b, whenever ready (the next OFFER may go first)
     FETCH names                      -> FILES; NEED -> per needed file: DATA* EOF
     BYE [keep]                       -> BYE (keep: the session stays open for the next run)
@@ -47,6 +48,7 @@ from nonstop.sync.messages import (
     SignatureEnd,
     Start,
     Verdict,
+    Whole,
     indices,
     results_of,
     state_or_none,
@@ -56,6 +58,7 @@ from nonstop.sync.plan import Op
 from nonstop.sync.protocol import (
     CHUNK,
     MAX_FRAME,
+    PROTO_VERSION,
     Decoder,
     Frame,
     Kind,
@@ -64,6 +67,8 @@ from nonstop.sync.protocol import (
     encode,
     encode_obj,
     field,
+    pack_whole,
+    unpack_whole,
 )
 from nonstop.sync.state import FileState
 
@@ -108,9 +113,10 @@ class _Session:
 
     RECEIVES: ClassVar[Mapping[Phase, frozenset[Kind]]]
 
-    def __init__(self, pending: bytes = b"") -> None:
+    def __init__(self, pending: bytes = b"", version: int = PROTO_VERSION) -> None:
         self._decoder = Decoder(MAX_FRAME)
         self._decoder.push(pending)
+        self.version = version  # agreed in the handshake: 2 allows WHOLE frames
         self.phase = Phase.IDLE
         self._out: deque[int] = deque()  # indices of the files we stream next, in order
         self._in: deque[int] = deque()  # indices of the files the peer streams next
@@ -198,8 +204,8 @@ class ClientSession(_Session):
         Phase.CLOSED: frozenset(),
     }
 
-    def __init__(self, pending: bytes = b"") -> None:
-        super().__init__(pending)
+    def __init__(self, pending: bytes = b"", version: int = PROTO_VERSION) -> None:
+        super().__init__(pending, version)
         self._offered: tuple[int, int] = (-1, 0)  # batch id and size awaiting its verdict
         self._batch = (-1, 0)  # the batch whose files are being sent
         self.inflight: dict[int, int] = {}  # committed batches awaiting RESULTS: id -> size
@@ -312,6 +318,20 @@ class ClientSession(_Session):
         self.phase = Phase.AWAIT_SIGNATURE
         return encode_obj(Kind.START, {"i": i, "m": "delta"})
 
+    def whole(self, files: Sequence[tuple[int, bytes]]) -> bytes:
+        """One WHOLE frame: the next needed files, each whole and exactly as offered (its
+        state is the offer's, so no EOF follows). Version 2 only."""
+        self._need(Phase.SENDING)
+        if self.version < 2:
+            raise SessionMisuse("WHOLE frames need protocol version 2")
+        if not files or [i for i, _ in files] != list(self._out)[: len(files)]:
+            raise SessionMisuse("WHOLE files are not the next ones due")
+        for _ in files:
+            self._out.popleft()
+        if not self._out:
+            self._sent_all()
+        return pack_whole([data for _, data in files])
+
     def _starting(self, i: int) -> None:
         self._need(Phase.SENDING)
         if not self._out or self._out[0] != i:
@@ -370,7 +390,7 @@ class ServerSession(_Session):
     RECEIVES: ClassVar[Mapping[Phase, frozenset[Kind]]] = {
         Phase.IDLE: frozenset({Kind.OFFER, Kind.LIST, Kind.FETCH, Kind.BYE}),
         Phase.VERDICT_DUE: frozenset(),
-        Phase.RECEIVING: frozenset({Kind.START, Kind.DATA, Kind.EOF}),
+        Phase.RECEIVING: frozenset({Kind.START, Kind.DATA, Kind.EOF, Kind.WHOLE}),
         Phase.SIGNATURE_DUE: frozenset(),
         Phase.AWAIT_COMMIT: frozenset({Kind.COMMIT}),
         Phase.LISTING_DUE: frozenset(),
@@ -381,8 +401,8 @@ class ServerSession(_Session):
         Phase.CLOSED: frozenset(),
     }
 
-    def __init__(self, pending: bytes = b"") -> None:
-        super().__init__(pending)
+    def __init__(self, pending: bytes = b"", version: int = PROTO_VERSION) -> None:
+        super().__init__(pending, version)
         self._batch = -1  # the batch being received
         self._committed: set[int] = set()  # batches committed whose RESULTS are not sent yet
         self._keep = False
@@ -401,6 +421,8 @@ class ServerSession(_Session):
             return self._on_need(f.obj())
         if f.kind is Kind.START:
             return self._on_start(f.obj())
+        if f.kind is Kind.WHOLE:
+            return self._on_whole(f.payload)
         if f.kind is Kind.COMMIT:
             if f.obj().get("b") != self._batch:
                 raise ProtocolError("commit for an unexpected batch")
@@ -452,6 +474,15 @@ class ServerSession(_Session):
         self._out = deque(need)
         self.phase = Phase.SENDING if need else Phase.IDLE
         return Need(need)
+
+    def _on_whole(self, payload: bytes) -> Whole:
+        if self.version < 2 or self._in_started:
+            raise ProtocolError("WHOLE frame not allowed here")
+        files = unpack_whole(payload, len(self._in))
+        out = [(self._in.popleft(), data) for data in files]
+        if not self._in:
+            self._received_all()
+        return Whole(out)
 
     def _on_start(self, obj: dict[str, Any]) -> Start:
         i = self._in[0]

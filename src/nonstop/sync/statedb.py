@@ -347,6 +347,22 @@ class StateDB:
         self, peer: str, done: Iterable[tuple[str, FileState | None, Seen | None]]
     ) -> None:
         """We applied ``peer``'s states: both sides now hold them; refresh our scan cache."""
+        done = list(done)
+        if len({name for name, _, _ in done}) == len(done):
+            # Each name once (a batch's records): a statement per kind of change for all
+            # rows, not three per row from Python (20,000 rows on a first sync).
+            put = [(n, st, seen) for n, st, seen in done if st is not None]
+            gone = [(peer, n) for n, st, _ in done if st is None]
+            with self._tx() as db:
+                db.executemany("DELETE FROM synced WHERE peer=? AND name=?", gone)
+                db.executemany("DELETE FROM local WHERE name=?", [(n,) for _, n in gone])
+                db.executemany("INSERT OR REPLACE INTO synced VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                               [(peer, n, *_cols(st)) for n, st, _ in put])
+                db.executemany(_INSERT_LOCAL,
+                               [_local_row(n, seen) for n, _, seen in put if seen is not None])
+                db.executemany("DELETE FROM dirty WHERE peer=? AND name=?",
+                               [(peer, n) for n, _, _ in done])
+            return
         with self._tx() as db:
             for name, state, seen in done:
                 if state is None:

@@ -176,6 +176,7 @@ class Peer:
 
     name: str
     group: str
+    version: int = p.PROTO_VERSION  # the protocol version agreed
 
 
 async def connect(host: str, port: int, timeout: float = 10.0) -> Channel:
@@ -187,22 +188,32 @@ async def connect(host: str, port: int, timeout: float = 10.0) -> Channel:
     return Channel(reader, writer)
 
 
-async def client_handshake(chan: Channel, key: bytes, group: str, me: str, peer: str) -> None:
-    """Prove the key to the server and check its proof; raises AuthError with the reason."""
+async def client_handshake(chan: Channel, key: bytes, group: str, me: str, peer: str,
+                           vmax: int = p.PROTO_LATEST) -> int:
+    """Prove the key to the server and check its proof; raises AuthError with the reason.
+
+    Returns the protocol version agreed (1 with a server that predates the negotiation)."""
     ssl_obj = chan.writer.get_extra_info("ssl_object")
     der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
     if not der:
         raise AuthError(f"{peer} showed no TLS certificate")
     fp = p.cert_fingerprint(der)
     nc = secrets.token_hex(16)
-    chan.send_obj(Kind.HELLO, {"v": p.PROTO_VERSION, "group": group, "node": me, "to": peer,
-                               "nonce": nc})
+    hello: dict[str, Any] = {"v": p.PROTO_VERSION, "group": group, "node": me, "to": peer,
+                             "nonce": nc}
+    if vmax > p.PROTO_VERSION:
+        hello["vmax"] = vmax
+    chan.send_obj(Kind.HELLO, hello)
     try:
         ch = (await asyncio.wait_for(chan.expect(Kind.CHALLENGE), HANDSHAKE_TIMEOUT)).obj()
     except RemoteError as e:
         raise AuthError(f"{peer} refused us: {e}") from None
     ns = p.field(ch, "nonce", str)
-    data = p.transcript(group, me, peer, nc, ns, fp)
+    version = ch.get("v", p.PROTO_VERSION)
+    if type(version) is not int or not p.PROTO_VERSION <= version <= vmax:
+        raise ProtocolError(f"{peer} chose protocol version {escape(version, 20)}, "
+                            f"which we did not offer")
+    data = p.transcript(group, me, peer, nc, ns, fp, version)
     if not p.check_proof(key, "server", data, p.field(ch, "proof", str)):
         chan.send_obj(Kind.ERROR, {"error": f"{me} could not verify your proof of the group key "
                                             f"of '{group}': the keys differ"})
@@ -217,6 +228,7 @@ async def client_handshake(chan: Channel, key: bytes, group: str, me: str, peer:
     except RemoteError as e:
         raise AuthError(f"{peer} refused us: {e}") from None
     chan.authenticated()
+    return version
 
 
 async def server_handshake(
@@ -261,9 +273,15 @@ async def _server_proof(
     key, members = keys[group]
     if node not in members or node == me:
         raise await refuse(f"host '{escape(node, 64)}' is not a member of group '{group}'")
+    vmax = hello.get("vmax", p.PROTO_VERSION)
+    version = min(vmax, p.PROTO_LATEST) if type(vmax) is int else p.PROTO_VERSION
+    version = max(version, p.PROTO_VERSION)
     ns = secrets.token_hex(16)
-    data = p.transcript(group, node, me, nc, ns, cert_fp)
-    chan.send_obj(Kind.CHALLENGE, {"nonce": ns, "proof": p.proof(key, "server", data)})
+    data = p.transcript(group, node, me, nc, ns, cert_fp, version)
+    challenge: dict[str, Any] = {"nonce": ns, "proof": p.proof(key, "server", data)}
+    if version > p.PROTO_VERSION:
+        challenge["v"] = version
+    chan.send_obj(Kind.CHALLENGE, challenge)
     try:
         auth = (await chan.expect(Kind.AUTH)).obj()
     except RemoteError as e:
@@ -271,7 +289,7 @@ async def _server_proof(
     if not p.check_proof(key, "client", data, p.field(auth, "proof", str)):
         raise await refuse(f"wrong group key for '{group}' from host '{node}'")
     chan.send_obj(Kind.WELCOME, {})
-    return Peer(node, group)
+    return Peer(node, group, version)
 
 
 async def next_event(chan: Channel, session: ClientSession | ServerSession) -> Event:

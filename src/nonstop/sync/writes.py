@@ -10,8 +10,10 @@ interrupted in-place append made longer back to their journalled size.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +50,7 @@ class Pending:
     failed: str = ""
     blocks: bytes = b""
     journalled: bool = False  # an in-place append was recorded in ``appends``
+    made_mode: int = -1  # the mode our temp file was created with (-1: not known)
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Batch:
 
     pending: dict[int, Pending] = field(default_factory=dict)
     dirs: dict[str, int] = field(default_factory=dict)
+    owners: dict[str, tuple[int, int]] = field(default_factory=dict)
+    masks: dict[str, int | None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def dir_fd(self, root: str, parent: str) -> int:
@@ -69,6 +74,31 @@ class Batch:
             if fd is None:
                 fd = self.dirs[parent] = fsops.open_dir(root, parent)
             return fd
+
+    def new_owner(self, root: str, parent: str) -> tuple[int, int]:
+        """The uid and gid a file we create in ``parent`` gets: ours, or with a set-group-ID
+        directory that directory's group."""
+        own = self.owners.get(parent)
+        if own is None:
+            st = os.fstat(self.dir_fd(root, parent))
+            gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
+            own = self.owners[parent] = (os.geteuid(), gid)
+        return own
+
+    def mode_mask(self, root: str, parent: str) -> int | None:
+        """The permission bits a file created in ``parent`` loses (the umask), or None when
+        its mode cannot be known without a stat (a default ACL decides, or no umask read)."""
+        if parent not in self.masks:
+            mask = _umask()
+            if mask is not None:
+                try:
+                    os.getxattr(self.dir_fd(root, parent), "system.posix_acl_default")
+                    mask = None
+                except OSError as e:
+                    if e.errno not in (errno.ENODATA, errno.ENOTSUP):
+                        mask = None
+            self.masks[parent] = mask
+        return self.masks[parent]
 
     def close_dirs(self) -> None:
         with self._lock:
@@ -108,6 +138,23 @@ class Writer:
             # Each job records its own failure in its pending file; nothing may stop the thread.
             with contextlib.suppress(Exception):
                 fn()
+
+
+_UMASK: list[int | None] = []
+
+
+def _umask() -> int | None:
+    """This process's umask, read once without changing it (os.umask would, for a moment,
+    for every thread)."""
+    if not _UMASK:
+        mask = None
+        with (contextlib.suppress(OSError, ValueError),
+              open("/proc/self/status", encoding="ascii") as fh):
+            for line in fh:
+                if line.startswith("Umask:"):
+                    mask = int(line.split()[1], 8)
+        _UMASK.append(mask)
+    return _UMASK[0]
 
 
 def cleanup_tmp(db: StateDB) -> int:
