@@ -37,13 +37,14 @@ class QueueHandler(logging.Handler):
         self.queue = q
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        msg = self.format(record)  # the message with its exception text, if any
+        msg = self.format(record)  # the message with its exception and stack text, if any
         record = copy.copy(record)
         record.message = msg
         record.msg = msg
         record.args = None
         record.exc_info = None
         record.exc_text = None
+        record.stack_info = None  # in ``msg`` already, as the exception's text
         return record
 
     def enqueue(self, record: logging.LogRecord) -> None:

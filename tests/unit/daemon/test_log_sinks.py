@@ -202,3 +202,24 @@ def test_the_daemon_does_not_load_logging_handlers() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_queued_records_are_prepared_as_the_standard_library_prepares_them() -> None:
+    import queue
+
+    from nonstop.logsinks import QueueHandler
+
+    ours: queue.Queue[logging.LogRecord] = queue.Queue()
+    theirs: queue.Queue[logging.LogRecord] = queue.Queue()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc = sys.exc_info()
+    record = logging.LogRecord("nonstop", logging.ERROR, "f.py", 1, "it %s", ("failed",), exc,
+                               sinfo="Stack (most recent call last):\n  here")
+    QueueHandler(ours).emit(record)
+    logging.handlers.QueueHandler(theirs).emit(record)
+    a, b = ours.get_nowait(), theirs.get_nowait()
+    keys = ("msg", "message", "args", "exc_info", "exc_text", "stack_info", "levelno", "name")
+    assert {k: getattr(a, k) for k in keys} == {k: getattr(b, k) for k in keys}
+    assert "ValueError: boom" in a.msg and "here" in a.msg and record.args == ("failed",)
