@@ -2,8 +2,11 @@
 replication on, keepalive 200 ms, both daemons idle; per node CPU % and PSS as the membership
 suite measures them, the mappings by kind (smaps), VmLck and the number of modules loaded.
 
-    sudo python3 -m bench.footprint [--window 60] [--settle 5]
+    sudo python3 -m bench.footprint [--window 60] [--settle 5] [--observe]
     python3 -m bench.footprint --imports
+
+``--observe`` adds issue 14's features as the membership suite's "nonstop + notify +
+metrics" runs them: ``nonstop_notify /bin/true``, ``nonstop_metrics 9464`` scraped every 15 s.
 
 ``--imports`` needs no cluster: what importing each part costs a fresh interpreter (anonymous
 resident memory, modules), and tracemalloc's largest allocations of the daemon's imports.
@@ -28,8 +31,9 @@ from pathlib import Path
 from bench.measure import LogWatcher, sample_usage
 from bench.sync_latency import ReplicatingCluster
 from bench.sync_systems import NODES, PrivateFilesystems, SyncLab
-from bench.systems import other
+from bench.systems import SCRAPE, ObservedNonstopCluster, other
 from nonstop.lab import Lab, wait_for
+from nonstop.lab.hbconfig import set_directives
 
 _MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
 _KINDS = (
@@ -121,13 +125,14 @@ _IMPORTS = ("import asyncio", "import ssl", "import sqlite3", "import click",
             "import email.message, email.policy, smtplib", "import pyroute2",
             "import nonstop.config.loader", "import nonstop.heartbeat.membership",
             "import nonstop.failover.engine", "import nonstop.sync.replicator",
-            "import nonstop.daemon", "import nonstop.cli, nonstop.daemon")
+            "import nonstop.daemon", "import nonstop.cli, nonstop.daemon",
+            "import nonstop.runcommand, nonstop.daemon", "import prometheus_client")
 _TRACED = """
 import tracemalloc
 tracemalloc.start()
-import nonstop.cli, nonstop.daemon
+import nonstop.runcommand, nonstop.daemon  # what `nonstop run` loads before it starts
 current, _peak = tracemalloc.get_traced_memory()
-print(f"traced after importing nonstop.cli and nonstop.daemon: {{current / 2**20:.1f}} MB")
+print(f"traced after importing nonstop.runcommand and nonstop.daemon: {{current / 2**20:.1f}} MB")
 for stat in tracemalloc.take_snapshot().statistics("filename")[:12]:
     print(f"    {{stat.size / 2**20:5.2f}} MB  {{stat.traceback[0].filename}}")
 """
@@ -156,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=60.0, help="idle window, seconds")
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds after the first sync before measuring")
+    parser.add_argument("--observe", action="store_true",
+                        help="with nonstop_notify and nonstop_metrics (scraped every 15 s)")
     parser.add_argument("--imports", action="store_true",
                         help="only what importing each part costs (no cluster, no root)")
     args = parser.parse_args(argv)
@@ -170,8 +177,18 @@ def main(argv: list[str] | None = None) -> int:
             Lab(NODES, workdir=Path(tmp) / "lab") as lab:
         watcher = LogWatcher()
         cluster = ReplicatingCluster(SyncLab(lab, fs), watcher)
+        if args.observe:
+            for node in NODES:
+                ha_cf = cluster.config_dir(node) / "ha.cf"
+                ha_cf.write_text(set_directives(ha_cf.read_text(), {
+                    "nonstop_metrics": "9464", "nonstop_notify": "/bin/true"}))
         try:
             cluster.start_all()
+            if args.observe:
+                for node in NODES:
+                    lab.spawn(node, [sys.executable, "-c", SCRAPE, "http://127.0.0.1:9464/metrics",
+                                     str(ObservedNonstopCluster.scrape_interval_s)],
+                              name="scraper")
             active = cluster.wait_settled(60.0)
             wait_for(lambda: cluster.sync_status(active).get("active") is True, 30.0,
                      what=f"replication active on {active}", interval=0.2)

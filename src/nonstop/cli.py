@@ -14,19 +14,15 @@ from nonstop import __version__
 from nonstop.apiclient import ApiError, request
 from nonstop.quick import DEFAULT_STATE_DIR, show_status
 from nonstop.quick import render_status as render_status
+from nonstop.runcommand import DEFAULT_CONFIG_DIR, default_node, run_node
 
 if TYPE_CHECKING:
     from nonstop.config.errors import ConfigError
     from nonstop.config.model import ConfigWarning
 
 # Each command imports what it needs (the configuration parser, asyncio) when it runs: a
-# command line pays only for its own command (nonstop.quick answers the frequent ones without
-# loading click at all).
-DEFAULT_CONFIG_DIR = "/etc/ha.d"
-# `nonstop run` exit codes (LSB's, as Heartbeat's init script reports them): 0 after a clean
-# stop, 1 a machine problem at start (a socket, a directory), 6 a configuration error.
-EXIT_MACHINE = 1
-EXIT_NOT_CONFIGURED = 6
+# command line pays only for its own command (nonstop.quick answers the frequent ones, and
+# starts `nonstop run`, without loading click at all).
 
 config_dir_option = click.option(
     "--config-dir",
@@ -47,17 +43,6 @@ node_option = click.option(
     default=None,
     help="This node's name (default: nodeinfo in the config dir, else uname -n).",
 )
-
-
-def default_node(config_dir: Path) -> str:
-    """Heartbeat's rule: the first line of ``nodeinfo`` if present, else ``uname -n``."""
-    try:
-        first = (config_dir / "nodeinfo").read_text().splitlines()[0].strip()
-        if first:
-            return first.lower()
-    except (OSError, IndexError):
-        pass
-    return os.uname().nodename.lower()
 
 
 class LazyGroup(click.Group):
@@ -145,39 +130,7 @@ def check(config_dir: Path, node: str | None, offline: bool) -> None:
 )
 def run(config_dir: Path, state_dir: Path, node: str | None, verbose: int, sync_root: str) -> None:
     """Run one node in the foreground until SIGTERM (which leaves the cluster gracefully)."""
-    import asyncio
-
-    from nonstop.config.errors import ConfigError, ConfigErrors
-    from nonstop.config.loader import load_config_dir
-    from nonstop.daemon import run_daemon
-    from nonstop.logs import setup_logging, stop_logging
-    from nonstop.preflight import check_media
-
-    name = (node or default_node(config_dir)).lower()
-    try:
-        cfg = load_config_dir(str(config_dir), name)
-        # Without its heartbeat interfaces the node cannot run at all: say so, as check does.
-        ConfigErrors.raise_if_any(e for e in check_media(cfg) if isinstance(e, ConfigError))
-    except ConfigErrors as e:
-        for err in e.errors:
-            click.echo(str(err), err=True)
-        click.echo("Configuration error, nonstop not started.", err=True)
-        sys.exit(EXIT_NOT_CONFIGURED)
-    setup_logging(cfg.ha, verbose=verbose)
-    try:
-        for w in cfg.warnings:
-            click.echo(str(w), err=True)
-        code = asyncio.run(run_daemon(cfg, name, state_dir, sync_root))
-    except OSError as e:
-        # A machine problem at start (a socket that cannot be opened, a state directory that
-        # cannot be written): one line, not a traceback, and the last one: the log lines
-        # still queued (a syslog warning...) are written first.
-        stop_logging()
-        click.echo(f"nonstop: cannot run: {e}", err=True)
-        code = EXIT_MACHINE
-    finally:
-        stop_logging()
-    sys.exit(code)
+    sys.exit(run_node(config_dir, state_dir, node, verbose, sync_root))
 
 
 @cli.command()

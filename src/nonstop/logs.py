@@ -8,13 +8,19 @@ and syslog (``use_logd``/``logfacility``). Lines keep Heartbeat's shape
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import queue
 import sys
 import time
 
 from nonstop.config.model import HaConfig
+from nonstop.logsinks import (
+    FACILITIES,
+    QueueHandler,
+    QueueListener,
+    SyslogHandler,
+    WatchedFileHandler,
+)
 
 _LEVEL_NAMES = {
     logging.CRITICAL: "CRIT",
@@ -48,7 +54,7 @@ class SyslogFormatter(logging.Formatter):
         return f"nonstop[{record.process}]: {level}: {record.getMessage()}"
 
 
-class NonBlockingQueueHandler(logging.handlers.QueueHandler):
+class NonBlockingQueueHandler(QueueHandler):
     """Never waits: a full queue drops the record and counts it rather than stall a heartbeat."""
 
     dropped = 0
@@ -60,7 +66,7 @@ class NonBlockingQueueHandler(logging.handlers.QueueHandler):
             NonBlockingQueueHandler.dropped += 1
 
 
-_listener: logging.handlers.QueueListener | None = None
+_listener: QueueListener | None = None
 _queue: queue.Queue[logging.LogRecord] | None = None
 _sinks: list[logging.Handler] = []
 _options: tuple[bool, int] = (True, 0)  # stderr, verbose: kept for reconfigure()
@@ -122,7 +128,7 @@ def _make_sinks(ha: HaConfig | None, stderr: bool, verbose: int,
         if not path or path == "/dev/null":
             continue
         try:
-            h = logging.handlers.WatchedFileHandler(path)
+            h = WatchedFileHandler(path)
         except OSError as e:
             notes.append(f"cannot open log file {path}: {e.strerror or e}")
             continue
@@ -162,7 +168,7 @@ def setup_logging(ha: HaConfig | None, *, stderr: bool = True, verbose: int = 0)
     aio.addHandler(NonBlockingQueueHandler(q))
     aio.propagate = False
     _queue, _sinks = q, sinks
-    _listener = logging.handlers.QueueListener(q, *sinks, respect_handler_level=True)
+    _listener = QueueListener(q, *sinks)
     _listener.start()
     for note in notes:
         root.warning("%s", note)
@@ -180,7 +186,7 @@ def reconfigure(ha: HaConfig) -> None:
     for old in _sinks:
         old.close()
     _sinks = sinks
-    _listener = logging.handlers.QueueListener(_queue, *sinks, respect_handler_level=True)
+    _listener = QueueListener(_queue, *sinks)
     _listener.start()
     for note in notes:
         logging.getLogger("nonstop").warning("%s", note)
@@ -191,9 +197,8 @@ def _syslog_handler(facility: str) -> logging.Handler | None:
     address = "/dev/log"
     if not os.path.exists(address):
         return None
-    fac = logging.handlers.SysLogHandler.facility_names.get(facility, "daemon")
     try:
-        h = logging.handlers.SysLogHandler(address=address, facility=fac)
+        h = SyslogHandler(address, FACILITIES.get(facility, FACILITIES["daemon"]))
     except OSError:
         return None
     h.setFormatter(SyslogFormatter())

@@ -3,9 +3,10 @@
 ``nonstop status`` and ``nonstop sync -M`` are called every few seconds by monitoring and by
 scripts written for Heartbeat and csync2, whose own tools start in a few milliseconds. The
 click CLI (nonstop.cli) with asyncio behind it costs a hundred; these paths load only what
-they use. A command line they do not recognise exactly (``--help``, a typo, an option
-they do not know) goes to the click CLI, which then gives its usual answer or message.
-"""
+they use. ``nonstop run`` starts without click too (nonstop.runcommand): the daemon would
+keep it in memory for as long as it runs. A command line they do not recognise exactly
+(``--help``, a typo, an option they do not know) goes to the click CLI, which then gives its
+usual answer or message."""
 
 from __future__ import annotations
 
@@ -22,18 +23,19 @@ DEFAULT_STATE_DIR = "/var/lib/nonstop"
 
 
 def plain_options(args: Sequence[str], flags: Sequence[str], valued: Sequence[str]
-                  ) -> dict[str, str | bool] | None:
-    """``args`` as options when every one is in ``flags`` (no value) or ``valued`` (one value:
-    ``--name V``, ``--name=V``, ``-x V`` or ``-xV``); the last of a repeated option counts.
-    None for anything else (a positional argument, a combined ``-ab``, ``--``, an unknown
-    option, a missing value): such a line is the click CLI's to answer."""
-    out: dict[str, str | bool] = {}
+                  ) -> dict[str, str | int] | None:
+    """``args`` as options when every one is in ``flags`` (no value; its value is how many
+    times it was given) or ``valued`` (one value: ``--name V``, ``--name=V``, ``-x V`` or
+    ``-xV``; the last of a repeated one counts). None for anything else (a positional
+    argument, a combined ``-ab``, ``--``, an unknown option, a missing value): such a line is
+    the click CLI's to answer."""
+    out: dict[str, str | int] = {}
     i = 0
     while i < len(args):
         arg = args[i]
         i += 1
         if arg in flags:
-            out[arg] = True
+            out[arg] = int(out.get(arg, 0)) + 1
             continue
         if arg in valued:
             if i == len(args):
@@ -51,7 +53,7 @@ def plain_options(args: Sequence[str], flags: Sequence[str], valued: Sequence[st
     return out
 
 
-def _usable_dir(value: str) -> bool:
+def usable_dir(value: str) -> bool:
     """What click.Path(file_okay=False) accepts without a word: not empty, not a file."""
     return bool(value) and not os.path.isfile(value)
 
@@ -70,7 +72,7 @@ def status_command(args: Sequence[str]) -> int | None:
     if opts is None:
         return None
     state_dir = str(opts.get("--state-dir", DEFAULT_STATE_DIR))
-    if not _usable_dir(state_dir):
+    if not usable_dir(state_dir):
         return None
     return show_status(_as_path(state_dir), bool(opts.get("--json")))
 
@@ -207,6 +209,10 @@ def main() -> None:
         from nonstop.sync.quickcli import sync_command
 
         code = sync_command(args[1:])
+    elif args[:1] == ["run"]:
+        from nonstop.runcommand import run_command
+
+        code = run_command(args[1:])
     if code is not None:
         sys.exit(code)
     from nonstop.cli import cli

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from nonstop.cli import EXIT_MACHINE, EXIT_NOT_CONFIGURED, cli
+from nonstop.cli import cli
 from nonstop.lab.hbconfig import set_directives
+from nonstop.runcommand import EXIT_MACHINE, EXIT_NOT_CONFIGURED
 from nonstop.talk import copy_talk
 
 

@@ -77,6 +77,7 @@ def click_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path | No
     (["-Mv"], None),
     (["--"], None),
     (["--json=yes"], None),
+    (["-M", "--json", "-M", "-N", "-M"], {"-M": 2, "--json": 1, "-N": "-M"}),
 ])
 def test_plain_options_or_none(args: list[str], expected: dict[str, object] | None) -> None:
     assert plain_options(args, ("--json", "-M"), ("--state-dir", "-N")) == expected
@@ -149,6 +150,67 @@ def test_other_command_lines_go_to_click(tmp_path: Path) -> None:
         assert "click" in loaded, args
         assert (code, out, err) == click_cli(args), args
     assert program(["status", "--state-dir", str(a_file)])[0] == 2  # click: "is a file"
+
+
+def _talk_config(tmp_path: Path, bcast: str) -> Path:
+    from nonstop.lab.hbconfig import set_directives
+    from nonstop.talk import copy_talk
+
+    d = copy_talk(tmp_path) / "ha.d"
+    ha_cf = d / "ha.cf"
+    ha_cf.write_text(set_directives(ha_cf.read_text(), {"bcast": bcast}))
+    (d / "haresources").write_text("")
+    return d
+
+
+def test_run_starts_without_click_and_fails_as_click_did(tmp_path: Path) -> None:
+    """The daemon keeps what its command line imported: `run` leaves click out, and its
+    errors and exit codes stay the click CLI's."""
+    d = _talk_config(tmp_path, "eth9")
+    args = ["run", "--config-dir", str(d), "--state-dir", str(tmp_path / "s"), "-v",
+            "--node=vpbx1-1", "--sync-root", "/"]
+    code, out, err, loaded = program(args)
+    assert "click" not in loaded
+    assert (code, out, err) == click_cli(args)
+    assert code == 6 and err.endswith("Configuration error, nonstop not started.\n")
+    not_a_dir = tmp_path / "f"
+    not_a_dir.write_text("")
+    d = _talk_config(tmp_path / "lo", "lo")
+    args = ["run", "--config-dir", str(d), "--state-dir", str(not_a_dir / "x"), "--node",
+            "vpbx1-1"]
+    code, out, err, loaded = program(args)
+    assert "click" not in loaded
+    click_code, click_out, click_err = click_cli(args)
+    assert (code, out, err.splitlines()[-1]) == (click_code, click_out,
+                                                  click_err.splitlines()[-1])
+    assert code == 1 and err.splitlines()[-1].startswith("nonstop: cannot run: ")
+
+
+def test_run_line_as_click_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nonstop.runcommand as rc
+
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(rc, "run_node", lambda *a: calls.append(a) or 0)
+    assert rc.run_command(["-v", "--node", "-v", "--verbose", "--state-dir=/s"]) == 0
+    assert rc.run_command([]) == 0
+    assert calls == [(Path("/etc/ha.d"), Path("/s"), "-v", 2, "/"),
+                     (Path("/etc/ha.d"), Path("/var/lib/nonstop"), None, 0, "/")]
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    for args in (["--help"], ["-vv"], ["x"], ["--config-dir", str(a_file)], ["--node"]):
+        assert rc.run_command(args) is None, args
+    assert len(calls) == 2
+
+
+def test_run_lines_for_click_go_to_click(tmp_path: Path) -> None:
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    for args in (["run", "--help"], ["run", "--bogus"], ["run", "--config-dir", str(a_file)],
+                 ["run", "--state-dir", str(a_file)], ["run", "extra"]):
+        code, out, err, loaded = program(args)
+        assert "click" in loaded, args
+        assert (code, out, err) == click_cli(args), args
+        assert code in (0, 2), args
 
 
 CFG = """group g

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import re
 from typing import Any
 
@@ -62,6 +61,8 @@ def _unknown(name: str) -> str:
         return f"{msg} (directive names are case-sensitive: did you mean '{name.lower()}'?)"
     if "=" in name:
         return f"{msg}: write 'directive value' (e.g. 'keepalive 2'), not 'directive=value'"
+    import difflib  # only for a misspelt directive: not a cost of every start
+
     close = difflib.get_close_matches(name, list(DIRECTIVES), n=1, cutoff=0.75)
     if close:
         return f"{msg} (did you mean '{close[0]}'?)"

@@ -253,13 +253,11 @@ def encode_after(head: Head, tail: Sequence[tuple[str, str]], key: AuthKey,
     ):
         return encode(Message.of((*head.fields, *tail)), key, fmt)
     Message.of(tail)  # checks the tail's fields as encode would (FieldError)
-    classic = head._classic + b"".join(
-        b"%s=%s\n" % (name.encode(), to_wire(value).replace(b"\n", b"\x13"))
-        for name, value in tail)
+    wire = [b"%s=%s" % (name.encode(), to_wire(value)) for name, value in tail]
+    classic = head._classic + b"".join([w.replace(b"\n", b"\x13") + b"\n" for w in wire])
     inner = f"{key.index} {auth.digest(key.method, key.secret, classic)}"
     framed = b"".join((
-        _NETSTRING_START, head._netstrings,
-        *(_netstring(b"(0)%s=%s" % (name.encode(), to_wire(value))) for name, value in tail),
+        _NETSTRING_START, head._netstrings, *[_netstring(b"(0)" + w) for w in wire],
         _netstring(b"(0)auth=" + inner.encode()), _NETSTRING_END))
     trailer = f"{key.index} {auth.digest(key.method, key.secret, framed)}"
     data = framed + _netstring(trailer.encode())

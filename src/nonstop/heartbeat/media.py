@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import logging
 import socket
 import struct
@@ -34,6 +35,9 @@ _OVFL = struct.Struct("=I")
 BATCH = 64
 MAX_DATAGRAM = 65536
 _ANC_SPACE = socket.CMSG_SPACE(_OVFL.size)
+# FIONREAD (SIOCINQ) on a datagram socket: the size of the next queued datagram, 0 if none.
+_FIONREAD = 0x541B
+_NONE_QUEUED = bytes(4)
 
 SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 _SKF_NET_OFF = -0x100000  # classic BPF: offsets from the IP header
@@ -176,6 +180,11 @@ class MediaSet:
     def _readable(self, rx: socket.socket, link: str) -> None:
         # A batch per loop turn: a burst need not wait for the next turn, a flood cannot keep
         # the loop here (the reader fires again on the next turn while data is queued).
+        # Whether more is queued is asked with FIONREAD rather than with another recvmsg: an
+        # idle node gets one datagram per wakeup, and the second recvmsg only raised
+        # BlockingIOError (an exception per heartbeat). A queued empty datagram reads as
+        # "nothing": the reader fires again for it on the next turn.
+        fd = rx.fileno()
         for _ in range(BATCH):
             try:
                 data, anc, _flags, addr = rx.recvmsg(MAX_DATAGRAM, _ANC_SPACE)
@@ -186,8 +195,10 @@ class MediaSet:
                 return
             for level, kind, raw in anc:
                 if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(raw) >= 4:
-                    self._count_overflow(rx.fileno(), _OVFL.unpack_from(raw)[0])
+                    self._count_overflow(fd, _OVFL.unpack_from(raw)[0])
             self.receiver(data, link, addr)
+            if rx.fileno() != fd or fcntl.ioctl(fd, _FIONREAD, _NONE_QUEUED) == _NONE_QUEUED:
+                return  # nothing more queued (or the receiver closed the socket)
 
     def _count_overflow(self, fd: int, total: int) -> None:
         """The kernel's running count of datagrams dropped on ``fd``: add what is new."""

@@ -1,9 +1,10 @@
-"""Prometheus metrics with the official client library (names and labels: docs/METRICS.md).
+"""Prometheus metrics (names and labels: docs/METRICS.md).
 
 Two sources: what the recorder counts as things happen (takeovers and their durations,
-resource actions, conflicts, notifications), kept in client-library metrics; and the state of
-the moment, read from the ``status --json`` document at each scrape, so that ``/metrics`` and
-``nonstop status --json`` can never disagree on the state of the cluster.
+resource actions, conflicts, notifications), kept in counters and histograms; and the state
+of the moment, read from the ``status --json`` document at each scrape, so that ``/metrics``
+and ``nonstop status --json`` can never disagree on the state of the cluster. The text is
+the official client library's (nonstop.observe.exposition).
 """
 
 from __future__ import annotations
@@ -11,11 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
+from nonstop.observe.exposition import Family, Metric, ProcessMetrics, counter, gauge, render
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NODE_STATES = ("init", "up", "active", "dead")
@@ -29,12 +26,42 @@ Sample = tuple[str, tuple[tuple[str, str], ...]]
 
 
 def parse(text: str) -> tuple[dict[str, str], dict[Sample, float]]:
-    """A scraped text read back (for the tests and the benchmarks): each family's type by
-    name, and each sample's value by (name, sorted labels)."""
+    """A scraped text read back (for the tests and the benchmarks, with the official client
+    library's parser): each family's type by name, and each sample's value by (name, sorted
+    labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     families = list(text_string_to_metric_families(text))  # type: ignore[no-untyped-call,unused-ignore]
     types = {f.name: f.type for f in families}
     return types, {(s.name, tuple(sorted(s.labels.items()))): s.value
                    for f in families for s in f.samples}
+
+
+class Registry:
+    """The recorded metrics, in the order they were made, after the process's own."""
+
+    def __init__(self) -> None:
+        self.process = ProcessMetrics()
+        self.metrics: list[Metric] = []
+
+    def add(self, name: str, doc: str, kind: str, labels: list[str] | None = None,
+            buckets: tuple[float, ...] = ()) -> Metric:
+        metric = Metric(name, doc, kind, labels or (), buckets)
+        self.metrics.append(metric)
+        return metric
+
+    def collect(self) -> list[Family]:
+        return [*self.process.collect(), *(m.collect() for m in self.metrics)]
+
+    def get_sample_value(self, name: str, labels: Mapping[str, str] | None = None
+                         ) -> float | None:
+        """One sample's value, None if absent (as the client library's registry)."""
+        want = sorted((labels or {}).items())
+        for family in self.collect():
+            for sample_name, sample_labels, value in family.samples:
+                if sample_name == name and sorted(sample_labels) == want:
+                    return value
+        return None
 
 
 class Metrics:
@@ -42,68 +69,67 @@ class Metrics:
     process's CPU and memory)."""
 
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
-        ProcessCollector(registry=r)
-        self.events = Counter("nonstop_events", "History records written, by kind.",
-                              ["kind"], registry=r)
-        self.node_changes = Counter("nonstop_node_status_changes",
-                                    "Status changes of each node as seen here, by new status.",
-                                    ["node", "status"], registry=r)
-        self.takeovers = Counter("nonstop_takeovers", "Groups acquired by this node (start "
-                                 "to held).", ["group"], registry=r)
-        self.takeover_seconds = Histogram(
+        r = self.registry = Registry()
+
+        def counter_(name: str, doc: str, labels: list[str] | None = None) -> Metric:
+            return r.add(name, doc, "counter", labels)
+
+        self.events = counter_("nonstop_events", "History records written, by kind.", ["kind"])
+        self.node_changes = counter_("nonstop_node_status_changes", "Status changes of each "
+                                     "node as seen here, by new status.", ["node", "status"])
+        self.takeovers = counter_("nonstop_takeovers", "Groups acquired by this node (start "
+                                  "to held).", ["group"])
+        self.takeover_seconds = r.add(
             "nonstop_takeover_duration_seconds", "Time from starting a group's acquisition "
-            "to holding it (every resource started).", ["group"], buckets=TAKEOVER_BUCKETS,
-            registry=r)
-        self.group_failures = Counter("nonstop_group_failures", "Failed group starts and "
-                                      "stops on this node.", ["group", "action"], registry=r)
-        self.action_seconds = Histogram(
+            "to holding it (every resource started).", "histogram", ["group"],
+            TAKEOVER_BUCKETS)
+        self.group_failures = counter_("nonstop_group_failures", "Failed group starts and "
+                                       "stops on this node.", ["group", "action"])
+        self.action_seconds = r.add(
             "nonstop_resource_action_duration_seconds", "Duration of resource actions "
-            "(start, stop; monitor: status checks that found a change).",
-            ["resource", "action"], buckets=ACTION_BUCKETS, registry=r)
-        self.action_failures = Counter("nonstop_resource_action_failures", "Failed resource "
-                                       "actions (monitor: a resource found not running).",
-                                       ["resource", "action"], registry=r)
-        self.sync_conflicts = Counter("nonstop_sync_conflicts", "Replication conflicts met "
-                                      "while pushing.", registry=r)
-        self.notify_pending = Gauge("nonstop_notify_pending_events", "Events recorded but not "
-                                    "yet delivered to a nonstop_notify program.", ["program"],
-                                    registry=r)
-        self.notify_delivered = Counter("nonstop_notify_delivered", "Events a nonstop_notify "
-                                        "program accepted (exit 0).", ["program"], registry=r)
-        self.notify_failures = Counter("nonstop_notify_failures", "Runs of a nonstop_notify "
-                                       "program that failed or timed out (each is retried).",
-                                       ["program"], registry=r)
+            "(start, stop; monitor: status checks that found a change).", "histogram",
+            ["resource", "action"], ACTION_BUCKETS)
+        self.action_failures = counter_("nonstop_resource_action_failures", "Failed resource "
+                                        "actions (monitor: a resource found not running).",
+                                        ["resource", "action"])
+        self.sync_conflicts = counter_("nonstop_sync_conflicts", "Replication conflicts met "
+                                       "while pushing.")
+        self.notify_pending = r.add("nonstop_notify_pending_events", "Events recorded but not "
+                                    "yet delivered to a nonstop_notify program.", "gauge",
+                                    ["program"])
+        self.notify_delivered = counter_("nonstop_notify_delivered", "Events a nonstop_notify "
+                                         "program accepted (exit 0).", ["program"])
+        self.notify_failures = counter_("nonstop_notify_failures", "Runs of a nonstop_notify "
+                                        "program that failed or timed out (each is retried).",
+                                        ["program"])
 
     def render(self, status: Mapping[str, Any]) -> bytes:
         """The exposition text: the recorded metrics, then the state of ``status``."""
-        now = CollectorRegistry()
-        now.register(StatusCollector(status))
-        return generate_latest(self.registry) + generate_latest(now)
+        return render(self.registry.collect()) + render(StatusCollector(status).collect())
 
 
-def _g(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=labels)
+def _g(name: str, doc: str, labels: list[str] | None = None) -> Family:
+    return gauge(name, doc, labels or ())
 
 
-def _c(name: str, doc: str, labels: list[str] | None = None) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, labels=labels)
+def _c(name: str, doc: str, labels: list[str] | None = None) -> Family:
+    return counter(name, doc, labels or ())
 
 
-def _one_of(family: GaugeMetricFamily, labels: list[str], states: tuple[str, ...],
+def _one_of(family: Family, labels: list[str], states: tuple[str, ...],
             current: str) -> None:
     """An enumeration as Prometheus wants it: one series per state, 1 for the current one."""
     for s in (*states, *(() if current in states else (current,))):
         family.add_metric([*labels, s], 1.0 if s == current else 0.0)
 
 
-class StatusCollector(Collector):
+class StatusCollector:
     """The families read from one ``status --json`` document."""
 
     def __init__(self, st: Mapping[str, Any]) -> None:
         self.st = st
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Family]:
         st = self.st
         info = _g("nonstop_info", "This node (always 1).", ["node", "cluster"])
         info.add_metric([st["node"], st["cluster"]], 1)
@@ -126,7 +152,7 @@ class StatusCollector(Collector):
         yield from self._groups(st["groups"], [n["name"] for n in st["nodes"]])
         yield from self._sync(st.get("sync"))
 
-    def _nodes(self, nodes: list[dict[str, Any]]) -> Iterator[Metric]:
+    def _nodes(self, nodes: list[dict[str, Any]]) -> Iterator[Family]:
         status = _g("nonstop_node_status", "Each node's status as seen here (1 for the "
                     "current one).", ["node", "status"])
         heard = _g("nonstop_node_last_heard_age_seconds", "Seconds since the node's last "
@@ -147,7 +173,7 @@ class StatusCollector(Collector):
                 link.add_metric([n["name"], name], 1.0 if state == "up" else 0.0)
         yield from (status, heard, dead, gen, link)
 
-    def _packets(self, p: dict[str, Any]) -> Iterator[Metric]:
+    def _packets(self, p: dict[str, Any]) -> Iterator[Family]:
         for key, name, doc in (
             ("sent", "nonstop_packets_sent", "Heartbeat messages sent (each copy)."),
             ("received", "nonstop_packets_received", "Datagrams received, before any check."),
@@ -169,7 +195,7 @@ class StatusCollector(Collector):
             rexmit.add_metric([outcome], n)
         yield rexmit
 
-    def _groups(self, groups: list[dict[str, Any]], nodes: list[str]) -> Iterator[Metric]:
+    def _groups(self, groups: list[dict[str, Any]], nodes: list[str]) -> Iterator[Family]:
         holder = _g("nonstop_group_holder", "1 for the node that holds (or is starting) the "
                     "group according to every live node's advertisement.", ["group", "node"])
         held = _g("nonstop_group_held", "1 while some node holds the group.", ["group"])
@@ -188,7 +214,7 @@ class StatusCollector(Collector):
                 _one_of(res, [g["key"], r["resource"]], RESOURCE_STATES, r["state"])
         yield from (holder, held, local, epoch, res)
 
-    def _sync(self, s: dict[str, Any] | None) -> Iterator[Metric]:
+    def _sync(self, s: dict[str, Any] | None) -> Iterator[Family]:
         enabled = _g("nonstop_sync_enabled", "1 when this node replicates (nonstop_sync).")
         enabled.add_metric([], 0.0 if s is None else 1.0)
         yield enabled

@@ -61,7 +61,7 @@ class Recorder:
         self.state_dir = state_dir
         self.wall = wall
         self.mono = mono
-        # The client library costs ~10 MB of memory: loaded only where metrics are served
+        # The metrics are loaded only where they are served
         # (``metrics``: None = as ha.cf says).
         self.metrics: Metrics | None = None
         if metrics or (metrics is None and cfg.ha.metrics_address is not None):

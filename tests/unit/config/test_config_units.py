@@ -56,6 +56,18 @@ def test_units_agree(n: int) -> None:
     assert parse_msec(f"{n}us") == (n + 500) // 1000
 
 
+@given(st.from_regex(r"[0-9]{1,9}|[0-9]{0,9}\.[0-9]{1,9}", fullmatch=True),
+       st.sampled_from(["", "ms", "msec", "us", "usec"]))
+def test_rounding_as_decimal_does(num: str, unit: str) -> None:
+    """The integer arithmetic rounds as the exact decimal value would, halves up."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    divisor = {"": Decimal("0.001"), "ms": Decimal(1), "msec": Decimal(1),
+               "us": Decimal(1000), "usec": Decimal(1000)}[unit]
+    exact = (Decimal(num) / divisor).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    assert parse_msec(num + unit) == int(exact)
+
+
 @pytest.mark.parametrize("word", ["true", "on", "yes", "y", "1", "TRUE", "On", "Yes", "Y"])
 def test_true_words(word: str) -> None:
     assert parse_bool(word) is True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -109,3 +110,116 @@ def test_an_inherited_journal_stream_that_is_not_our_stderr_is_ignored(tmp_path:
     text = _run_with_stderr(tmp_path, "1:2")
     assert "WARN: node vpbx1-2: is dead" in text and "<4>" not in text
     assert "nonstop[" in text  # Heartbeat's own shape, for a terminal or a file
+
+
+def _records() -> list[logging.LogRecord]:
+    out = []
+    for level, msg in ((logging.DEBUG, "d"), (logging.INFO, "i é"), (logging.WARNING, "w"),
+                       (logging.ERROR, "e"), (logging.CRITICAL, "c\nx"), (5, "custom")):
+        out.append(logging.LogRecord("nonstop", level, "f.py", 1, msg, None, None))
+    return out
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_STREAM])
+def test_syslog_sink_sends_what_the_standard_library_sends(tmp_path: Path, kind: int) -> None:
+    """nonstop.logsinks replaces logging.handlers (pickle, ~0.45 MB per daemon): the same
+    bytes reach syslog, datagram or stream."""
+    from nonstop.logsinks import FACILITIES, SyslogHandler
+
+    address = str(tmp_path / "log")
+    srv = socket.socket(socket.AF_UNIX, kind)
+    srv.bind(address)
+    if kind == socket.SOCK_STREAM:
+        srv.listen(2)
+    srv.settimeout(10)
+    assert logging.handlers.SysLogHandler.facility_names == FACILITIES
+    try:
+        for facility in ("daemon", "local0", "auth"):
+            ours = SyslogHandler(address, FACILITIES[facility])
+            theirs = logging.handlers.SysLogHandler(address, facility)
+            conns = [srv.accept()[0] for _ in range(2)] if kind == socket.SOCK_STREAM else []
+            got: list[bytes] = []
+            for record in _records():
+                for handler in (ours, theirs):
+                    handler.emit(record)
+                    if conns:
+                        got.append(conns[handler is theirs].recv(4096))
+                    else:
+                        got.append(srv.recv(4096))
+            ours.close()
+            theirs.close()
+            for c in conns:
+                c.close()
+            assert got[0::2] == got[1::2]
+            assert got[0] == f"<{FACILITIES[facility] * 8 + 7}>d\0".encode()
+    finally:
+        srv.close()
+
+
+def test_syslog_sink_reconnects_after_syslogd_restarts(tmp_path: Path) -> None:
+    from nonstop.logsinks import SyslogHandler
+
+    address = str(tmp_path / "log")
+    handler = SyslogHandler(address, 3)  # nobody listens yet: no error, as openlog(3)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(address)
+    srv.settimeout(10)
+    try:
+        handler.emit(_records()[1])
+        assert srv.recv(4096) == "<30>i é\0".encode()
+        srv.close()
+        os.unlink(address)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        srv.bind(address)
+        srv.settimeout(10)
+        handler.emit(_records()[2])
+        assert srv.recv(4096) == b"<28>w\0"
+    finally:
+        handler.close()
+        srv.close()
+
+
+def test_an_exception_reaches_the_file_once_as_text(tmp_path: Path) -> None:
+    logfile = tmp_path / "ha-log"
+    setup_logging(_ha(use_logd=False, logfile=str(logfile)), stderr=False)
+    log = logging.getLogger("nonstop")
+    try:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("it %s", "failed")
+        log.debug("not in the info file")
+    finally:
+        stop_logging()
+    text = logfile.read_text()
+    assert "ERROR: it failed\nTraceback (most recent call last):" in text
+    assert text.count("ValueError: boom") == 1 and "not in the info file" not in text
+
+
+def test_the_daemon_does_not_load_logging_handlers() -> None:
+    code = ("import sys, nonstop.runcommand, nonstop.daemon, nonstop.logs; "
+            "print(sorted({'logging.handlers', 'pickle', 'click', 'decimal'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_queued_records_are_prepared_as_the_standard_library_prepares_them() -> None:
+    import queue
+
+    from nonstop.logsinks import QueueHandler
+
+    ours: queue.Queue[logging.LogRecord] = queue.Queue()
+    theirs: queue.Queue[logging.LogRecord] = queue.Queue()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc = sys.exc_info()
+    record = logging.LogRecord("nonstop", logging.ERROR, "f.py", 1, "it %s", ("failed",), exc,
+                               sinfo="Stack (most recent call last):\n  here")
+    QueueHandler(ours).emit(record)
+    logging.handlers.QueueHandler(theirs).emit(record)
+    a, b = ours.get_nowait(), theirs.get_nowait()
+    keys = ("msg", "message", "args", "exc_info", "exc_text", "stack_info", "levelno", "name")
+    assert {k: getattr(a, k) for k in keys} == {k: getattr(b, k) for k in keys}
+    assert "ValueError: boom" in a.msg and "here" in a.msg and record.args == ("failed",)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +34,26 @@ def test_realtime_locks_memory_on_fault_only() -> None:
     assert locked_kb > 64 << 10
     # ...but only touched pages are resident: MCL_CURRENT|MCL_FUTURE alone faulted it all in.
     assert rss_kb < 48 << 10, (locked_kb, rss_kb)
+
+
+def test_load_average_is_read_once_a_second_through_one_open_file(tmp_path: Path) -> None:
+    from nonstop.process import LoadAvg
+
+    fake = tmp_path / "loadavg"
+    fake.write_text("0.10 0.20 0.30 1/100 42\n")
+    la = LoadAvg()
+    la.path = str(fake)
+    assert la.get(10.0) == "0.10 0.20 0.30 1/100 42"
+    fd = la._fd
+    fake.write_text("1.00 2.00 3.00 2/200 43\n")  # the same file, rewritten in place
+    assert la.get(10.5) == "0.10 0.20 0.30 1/100 42"  # within the second: no read
+    assert la.get(11.0) == "1.00 2.00 3.00 2/200 43"
+    assert la._fd == fd
+    la.close()
+    assert la._fd is None
+    real = LoadAvg()
+    assert real.get(0.0).count(" ") == 4 and real.get(0.0) != "n/a"
+    real.close()
+    missing = LoadAvg()
+    missing.path = str(tmp_path / "absent")
+    assert missing.get(0.0) == "n/a"

@@ -71,3 +71,68 @@ def test_own_broadcast_echoes_are_dropped_by_the_kernel() -> None:
     finally:
         for s in (rx, own, peer):
             s.close()
+
+
+class _CountingSocket:
+    """A socket that counts recvmsg calls and the BlockingIOErrors they raised."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.calls = 0
+        self.would_block = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recvmsg(self, size: int, anc: int) -> tuple[bytes, list[tuple[int, int, bytes]], int,
+                                                    tuple[str, int]]:
+        self.calls += 1
+        try:
+            return self.sock.recvmsg(size, anc)  # type: ignore[no-any-return]
+        except BlockingIOError:
+            self.would_block += 1
+            raise
+
+
+def test_a_lone_heartbeat_costs_one_recvmsg_and_no_exception(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    rx, tx = pair
+    counting = _CountingSocket(rx)
+    got: list[bytes] = []
+    media = MediaSet((), lambda data, link, addr: got.append(data))
+    for i in range(5):
+        tx.sendto(b"hb %d" % i, rx.getsockname())
+        media._readable(counting, "lo")  # type: ignore[arg-type]
+    assert got == [b"hb %d" % i for i in range(5)]
+    assert (counting.calls, counting.would_block) == (5, 0)
+    for _ in range(3):  # a burst is still read in one turn
+        tx.sendto(b"burst", rx.getsockname())
+    media._readable(counting, "lo")  # type: ignore[arg-type]
+    assert got[5:] == [b"burst"] * 3 and counting.calls == 8
+
+
+def test_empty_datagrams_are_read_on_the_next_turn(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    rx, tx = pair
+    for data in (b"a", b"", b"", b"b"):
+        tx.sendto(data, rx.getsockname())
+    got: list[bytes] = []
+    media = MediaSet((), lambda data, link, addr: got.append(data))
+    for _ in range(4):
+        media._readable(rx, "lo")
+    assert got == [b"a", b"", b"", b"b"]
+
+
+def test_a_receiver_that_closes_the_socket_ends_the_batch(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    rx, tx = pair
+    for _ in range(3):
+        tx.sendto(b"x", rx.getsockname())
+    got: list[bytes] = []
+
+    def receive(data: bytes, link: str, addr: tuple[str, int]) -> None:
+        got.append(data)
+        rx.close()  # a reload that closes the media from inside the receive path
+
+    MediaSet((), receive)._readable(rx, "lo")
+    assert got == [b"x"]

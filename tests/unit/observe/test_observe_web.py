@@ -106,7 +106,7 @@ def test_every_metric_is_documented(tmp_path: Path) -> None:
     m.takeover_seconds.labels("g").observe(1)
     for metric in (m.takeovers, m.group_failures, m.action_failures, m.notify_delivered,
                    m.notify_failures, m.events, m.node_changes):
-        metric.labels(*["x"] * len(metric._labelnames)).inc()
+        metric.labels(*["x"] * len(metric.labelnames)).inc()
     m.action_seconds.labels("r", "start").observe(0.1)
     m.notify_pending.labels("p").set(1)
     m.sync_conflicts.inc()
