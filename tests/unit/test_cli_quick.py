@@ -190,7 +190,12 @@ def test_run_line_as_click_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     import nonstop.runcommand as rc
 
     calls: list[tuple[object, ...]] = []
-    monkeypatch.setattr(rc, "run_node", lambda *a: calls.append(a) or 0)
+
+    def run_node(*a: object) -> int:
+        calls.append(a)
+        return 0
+
+    monkeypatch.setattr(rc, "run_node", run_node)
     assert rc.run_command(["-v", "--node", "-v", "--verbose", "--state-dir=/s"]) == 0
     assert rc.run_command([]) == 0
     assert calls == [(Path("/etc/ha.d"), Path("/s"), "-v", 2, "/"),

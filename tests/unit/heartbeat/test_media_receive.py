@@ -88,7 +88,7 @@ class _CountingSocket:
                                                     tuple[str, int]]:
         self.calls += 1
         try:
-            return self.sock.recvmsg(size, anc)  # type: ignore[no-any-return]
+            return self.sock.recvmsg(size, anc)
         except BlockingIOError:
             self.would_block += 1
             raise

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -65,22 +66,22 @@ def _library_metrics() -> tuple[CollectorRegistry, dict[str, object]]:
     return r, m
 
 
-def _apply(m: object, lib: dict[str, object]) -> None:
-    ours = {name: getattr(m, name) for name in lib}
+def _apply(m: object, lib: dict[str, Any]) -> None:
+    ours: dict[str, Any] = {name: getattr(m, name) for name in lib}
     for side in (ours, lib):
-        side["events"].labels("node_dead").inc()  # type: ignore[attr-defined]
-        side["events"].labels("node_dead").inc()  # type: ignore[attr-defined]
-        side["events"].labels('odd "kind"\\\n').inc(3)  # type: ignore[attr-defined]
-        side["node_changes"].labels("vpbx1-2", "dead").inc()  # type: ignore[attr-defined]
-        side["takeovers"].labels("g").inc()  # type: ignore[attr-defined]
+        side["events"].labels("node_dead").inc()
+        side["events"].labels("node_dead").inc()
+        side["events"].labels('odd "kind"\\\n').inc(3)
+        side["node_changes"].labels("vpbx1-2", "dead").inc()
+        side["takeovers"].labels("g").inc()
         for took in (0.03, 0.05, 1.5, 200.0):
-            side["takeover_seconds"].labels("g").observe(took)  # type: ignore[attr-defined]
-        side["group_failures"].labels("g", "start").inc()  # type: ignore[attr-defined]
-        side["action_seconds"].labels("IPaddr::x", "start").observe(0.012)  # type: ignore[attr-defined]
-        side["action_failures"].labels("IPaddr::x", "monitor").inc()  # type: ignore[attr-defined]
-        side["sync_conflicts"].inc(2)  # type: ignore[attr-defined]
-        side["notify_pending"].labels("/bin/true").set(4)  # type: ignore[attr-defined]
-        side["notify_delivered"].labels("/bin/true").inc()  # type: ignore[attr-defined]
+            side["takeover_seconds"].labels("g").observe(took)
+        side["group_failures"].labels("g", "start").inc()
+        side["action_seconds"].labels("IPaddr::x", "start").observe(0.012)
+        side["action_failures"].labels("IPaddr::x", "monitor").inc()
+        side["sync_conflicts"].inc(2)
+        side["notify_pending"].labels("/bin/true").set(4)
+        side["notify_delivered"].labels("/bin/true").inc()
 
 
 def test_recorded_metrics_render_as_the_library_renders_them(
@@ -103,7 +104,7 @@ def test_status_families_render_as_the_library_renders_them() -> None:
         for _name, labels, value in family.samples:
             theirs.add_metric([v for _k, v in labels], value)
         reg = CollectorRegistry()
-        reg.register(_Fixed(theirs))
+        reg.register(_Fixed(theirs))  # type: ignore[arg-type]
         assert render([family]) == generate_latest(reg), family.name
 
 
@@ -131,7 +132,7 @@ def test_process_metrics_are_the_library_collectors() -> None:
 
 @given(st.one_of(st.floats(allow_nan=True), st.integers(-10**20, 10**20)))
 def test_values_are_written_as_go_writes_them(value: float) -> None:
-    assert go_float(value) == floatToGoString(value)
+    assert go_float(value) == floatToGoString(value)  # type: ignore[no-untyped-call]
 
 
 def test_a_counter_refuses_to_go_down() -> None:
