@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import itertools
 import os
@@ -21,7 +20,9 @@ from nonstop.errors import MachineError
 from nonstop.sync.patterns import TMP_PREFIX
 from nonstop.sync.state import FileState
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library through the interpreter's own symbols: ctypes.util.find_library would run
+# `ldconfig -p` in a child process (and import tempfile) at every start.
+_libc = ctypes.CDLL(None, use_errno=True)
 # With more files than this in one batch, one syncfs is cheaper than an fsync per file.
 SYNCFS_THRESHOLD = 16
 

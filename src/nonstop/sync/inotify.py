@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import struct
 from collections.abc import Callable
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library through the interpreter's own symbols: ctypes.util.find_library would run
+# `ldconfig -p` in a child process (and import tempfile) at every start.
+_libc = ctypes.CDLL(None, use_errno=True)
 
 IN_MODIFY = 0x002
 IN_ATTRIB = 0x004

@@ -10,7 +10,6 @@ Everything a peer sends (a signature, a delta) is parsed by librsync and any err
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Iterator
 
@@ -42,11 +41,19 @@ _COPY_CB = ctypes.CFUNCTYPE(
 
 
 def _load() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("rsync") or "librsync.so.2"
+    # Debian's soname first: ctypes.util.find_library runs `ldconfig -p` in a child process.
     try:
-        lib = ctypes.CDLL(name)
+        lib = ctypes.CDLL("librsync.so.2")
     except OSError:
-        return None
+        from ctypes.util import find_library
+
+        name = find_library("rsync")
+        if name is None:
+            return None
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            return None
     lib.rs_sig_args.argtypes = [ctypes.c_longlong, ctypes.POINTER(ctypes.c_int),
                                 ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
     lib.rs_sig_args.restype = ctypes.c_int
