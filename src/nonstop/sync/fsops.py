@@ -122,7 +122,9 @@ _renameat2: list[bool] = [hasattr(_libc, "renameat2")]
 def rename(src: str, dst: str, dir_fd: int, replace: bool = True) -> bool:
     """Rename ``src`` to ``dst`` in the directory ``dir_fd``; without ``replace`` only if
     ``dst`` does not exist (renameat2 RENAME_NOREPLACE: no window between the check and the
-    rename). False if it exists. Where the file system or the C library cannot, as os.replace."""
+    rename). False if it exists. Where the C library or a file system lacks renameat2, a hard
+    link (which fails on an existing name) then unlinking ``src`` keeps that promise; only a file
+    system without hard links too gets a plain replace."""
     if not replace and _renameat2[0]:
         if _libc.renameat2(dir_fd, os.fsencode(src), dir_fd, os.fsencode(dst),
                            _RENAME_NOREPLACE) == 0:
@@ -132,8 +134,28 @@ def rename(src: str, dst: str, dir_fd: int, replace: bool = True) -> bool:
             return False
         if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             raise MachineError(err, os.strerror(err))
-        _renameat2[0] = False  # not here: the old way from now on
+        _renameat2[0] = False  # not here: the link way from now on
+    if not replace:
+        linked = _link_noreplace(src, dst, dir_fd)
+        if linked is not None:
+            return linked
     os.replace(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    return True
+
+
+def _link_noreplace(src: str, dst: str, dir_fd: int) -> bool | None:
+    """``src`` linked as ``dst`` and then unlinked; False if ``dst`` exists, None if this file
+    system has no hard links. A crash between the two leaves ``src`` as a second name of the
+    new file: a temp name, removed at the next start."""
+    try:
+        os.link(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            return None
+        raise
+    os.unlink(src, dir_fd=dir_fd)
     return True
 
 

@@ -4,6 +4,7 @@ whose owner is already right."""
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from pathlib import Path
@@ -330,7 +331,7 @@ async def test_a_file_that_appears_before_the_commit_is_left_alone(tmp_path: Pat
         assert n2.path(name).read_text() == "written on vpbx1-2 meanwhile\n"
 
 
-def test_without_renameat2_a_rename_replaces_as_before(
+def test_without_renameat2_a_hard_link_still_never_replaces(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a").write_text("new")
     (tmp_path / "b").write_text("old")
@@ -339,6 +340,27 @@ def test_without_renameat2_a_rename_replaces_as_before(
         assert not fsops.rename("a", "b", fd, replace=False)
         assert (tmp_path / "b").read_text() == "old"
         monkeypatch.setattr(fsops, "_renameat2", [False])
+        assert not fsops.rename("a", "b", fd, replace=False)
+        assert (tmp_path / "b").read_text() == "old" and (tmp_path / "a").read_text() == "new"
+        assert fsops.rename("a", "c", fd, replace=False)
+        assert (tmp_path / "c").read_text() == "new" and not (tmp_path / "a").exists()
+        assert (tmp_path / "c").stat().st_nlink == 1
+    finally:
+        os.close(fd)
+
+
+def test_without_hard_links_either_a_rename_replaces_as_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").write_text("new")
+    (tmp_path / "b").write_text("old")
+
+    def no_links(*_a: object, **_k: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(fsops, "_renameat2", [False])
+    monkeypatch.setattr(os, "link", no_links)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
         assert fsops.rename("a", "b", fd, replace=False)
         assert (tmp_path / "b").read_text() == "new" and not (tmp_path / "a").exists()
     finally:
