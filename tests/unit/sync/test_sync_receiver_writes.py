@@ -248,14 +248,7 @@ async def test_a_directory_of_many_new_files_is_listed_once_and_a_local_file_sti
             seen = n1.node.db.local_get(name)
             assert seen is not None
             ops.append(Op("put", name, None, seen.state))
-        looked: list[str] = []
-        real = os.lstat
-
-        def lstat(path: str | bytes | os.PathLike[str], *a: object, **k: object) -> os.stat_result:
-            looked.append(os.fspath(path))  # type: ignore[arg-type]
-            return real(path, *a, **k)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(os, "lstat", lstat)
+        looked = _record_lstat(monkeypatch)
         rec = _receiver(n2.node)
         results, need, _batch = rec.evaluate(ops)
         rec.close()
@@ -381,17 +374,23 @@ async def test_a_directory_made_by_the_same_batch_is_listed_when_its_first_file_
             assert seen is not None
             ops.append(Op("put", name, None, seen.state))
         assert not n2.path("/var/spool/asterisk/vm").exists()
-        looked: list[str] = []
-        real = os.lstat
-
-        def lstat(path: str | bytes | os.PathLike[str], *a: object, **k: object) -> os.stat_result:
-            looked.append(os.fspath(path))  # type: ignore[arg-type]
-            return real(path, *a, **k)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(os, "lstat", lstat)
+        looked = _record_lstat(monkeypatch)
         rec = _receiver(n2.node)
         _results, need, _batch = rec.evaluate(ops)
         rec.close()
         assert need == list(range(1, 41))
         vm = str(n2.path("/var/spool/asterisk/vm"))
         assert [p for p in looked if p.startswith(vm + "/")] == []
+
+
+def _record_lstat(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every path os.lstat is asked about from now on, in order."""
+    looked: list[str] = []
+    real = os.lstat
+
+    def lstat(path: str | bytes | os.PathLike[str], *a: object, **k: object) -> os.stat_result:
+        looked.append(os.fspath(path))  # type: ignore[arg-type]
+        return real(path, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    return looked
