@@ -15,6 +15,7 @@ import fcntl
 import logging
 import socket
 import struct
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,8 +36,9 @@ _OVFL = struct.Struct("=I")
 BATCH = 64
 MAX_DATAGRAM = 65536
 _ANC_SPACE = socket.CMSG_SPACE(_OVFL.size)
-# FIONREAD (SIOCINQ) on a datagram socket: the size of the next queued datagram, 0 if none.
-_FIONREAD = 0x541B
+# FIONREAD (SIOCINQ) on a datagram socket: the size of the next queued datagram, 0 if none
+# (termios has the number for this architecture: it is not 0x541B everywhere).
+_FIONREAD = termios.FIONREAD
 _NONE_QUEUED = bytes(4)
 
 SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
