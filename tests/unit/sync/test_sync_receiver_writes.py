@@ -10,7 +10,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from sync_harness import pair
+from sync_harness import TestNode, pair
 
 from nonstop.sync import fsops, receiver, writes
 from nonstop.sync.digest import Hasher
@@ -238,10 +238,7 @@ def test_a_default_acl_on_the_directory_means_a_chmod(tmp_path: Path) -> None:
 async def test_a_directory_of_many_new_files_is_listed_once_and_a_local_file_still_conflicts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with pair(tmp_path) as (n1, n2):
-        names = [f"/var/spool/asterisk/vm/m{i:03}.txt" for i in range(40)]
-        for i, name in enumerate(names):
-            n1.write(name, f"message {i}\n")
-        n1.node.check()
+        names = _forty_messages(n1)
         n2.write(names[5], "written on vpbx1-2 meanwhile\n")  # unrecorded there
         ops = []
         for name in names:
@@ -364,10 +361,7 @@ async def test_a_directory_made_by_the_same_batch_is_listed_when_its_first_file_
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A first sync: the batch creates the directory, then judges the files it will hold."""
     async with pair(tmp_path) as (n1, n2):
-        names = [f"/var/spool/asterisk/vm/m{i:03}.txt" for i in range(40)]
-        for i, name in enumerate(names):
-            n1.write(name, f"message {i}\n")
-        n1.node.check()
+        names = _forty_messages(n1)
         ops = []
         for name in ["/var/spool/asterisk/vm", *names]:
             seen = n1.node.db.local_get(name)
@@ -394,3 +388,12 @@ def _record_lstat(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(os, "lstat", lstat)
     return looked
+
+
+def _forty_messages(n1: TestNode) -> list[str]:
+    """Forty new files in one directory on ``n1``, checked (recorded, dirty): their names."""
+    names = [f"/var/spool/asterisk/vm/m{i:03}.txt" for i in range(40)]
+    for i, name in enumerate(names):
+        n1.write(name, f"message {i}\n")
+    n1.node.check()
+    return names
