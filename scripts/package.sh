@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_TOOLS=(debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
-             python3-build python3-click python3-prometheus-client help2man lintian bash-completion
+             python3-build python3-click help2man lintian bash-completion
              systemd)
 . scripts/apt-missing.sh
 mapfile -t missing < <(apt_missing "${BUILD_TOOLS[@]}")

@@ -13,7 +13,7 @@ APT_PACKAGES=(
   cluster-glue                     # its stonith command fences a peer (stonith, stonith_host)
   perl netcat-openbsd              # csync2's own test suite (tests/csync2_upstream) uses them
   systemd                          # journald for the journal test (never started on the host)
-  python3-prometheus-client        # nonstop_metrics (for Debian's python3; pip gets it otherwise)
+  python3-prometheus-client        # oracle of the metrics exposition tests (Debian python3; else pip)
   chromium                         # the status page's test renders it headless (docs/*.png)
   etcd-server etcd-client          # nonstop_etcd's lab: a three-member etcd in namespaces
 )
