@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
+import json
 import os
-import threading
-from collections.abc import Callable
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from nonstop.config.model import HaConfig
 from nonstop.errors import InvalidValue, MachineError, MachineTimeout
@@ -26,9 +26,11 @@ from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceS
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
-T = TypeVar("T")
 DEFAULT_SUBJECT = "Resource Group"
 RETRY_BACKOFF_S = 2.0
+EXIT_CANNOT_COMPOSE = 2  # nonstop.resources.mailsend's (not imported: it loads email)
+# What an attempt may take beyond the mail server's own timeout: the child's Python start.
+CHILD_START_S = 10.0
 
 
 def effective_subject(subject: str | None) -> str:
@@ -84,34 +86,6 @@ def mail_transport(ha: HaConfig) -> dict[str, Any]:
 def parse_recipients(text: str) -> tuple[str, ...]:
     """Comma-separated addresses; empty entries are dropped."""
     return tuple(a.strip() for a in text.split(",") if a.strip())
-
-
-def _in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
-    """Run blocking ``fn`` in a daemon thread: a hung SMTP exchange then never holds up
-    interpreter exit, as the default executor's shutdown would."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[T] = loop.create_future()
-
-    def deliver(setter: Callable[[], None]) -> None:
-        if not fut.done():
-            setter()
-
-    def hand_back(setter: Callable[[], None]) -> None:
-        # The loop may be gone when an abandoned attempt finally ends: nobody waits then.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(deliver, setter)
-
-    def run() -> None:
-        try:
-            result = fn()
-        except BaseException as exc:  # handed to the awaiting coroutine, not swallowed
-            error = exc
-            hand_back(lambda: fut.set_exception(error))
-        else:
-            hand_back(lambda: fut.set_result(result))
-
-    threading.Thread(target=run, name="mailto-smtp", daemon=True).start()
-    return fut
 
 
 class MailToAgent(Agent):
@@ -184,21 +158,25 @@ class MailToAgent(Agent):
         except OSError as exc:
             raise ResourceError(self._raw, "start" if running else "stop", str(exc)) from None
 
-    def build_message(self, action: str, when: datetime.datetime) -> EmailMessage:
-        """The complete mail for ``action`` at wall-clock time ``when``."""
-        # email and smtplib load with the first mail: a standby may never send one (~4 MB).
-        import email.policy
-        from email.message import EmailMessage
-
+    def mail_spec(self, action: str, when: datetime.datetime) -> dict[str, Any]:
+        """What the mail for ``action`` at wall-clock time ``when`` says, and how it leaves:
+        the input of ``python3 -m nonstop.resources.mailsend``."""
         subject_line = render_subject(action, self.subject, self._ctx.node, when)
-        # Long subjects stay on one header line (RFC 5322 allows 998 characters), so every
-        # mail client shows them exactly as Heartbeat's mail(1) sent them.
-        msg = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
-        msg["From"] = self._ctx.mail_from or f"root@{self._ctx.node}"
-        msg["To"] = ", ".join(self.recipients)
-        msg["Subject"] = subject_line
-        msg.set_content(render_body(subject_line, f"nonstop {self._raw} {action}"))
-        return msg
+        ctx = self._ctx
+        return {"from": ctx.mail_from or f"root@{ctx.node}", "to": list(self.recipients),
+                "subject": subject_line,
+                "body": render_body(subject_line, f"nonstop {self._raw} {action}"),
+                "sendmail": str(ctx.sendmail) if ctx.sendmail is not None else None,
+                "smtp_host": ctx.smtp_host, "smtp_port": ctx.smtp_port,
+                "timeout": ctx.smtp_timeout}
+
+    def build_message(self, action: str, when: datetime.datetime) -> EmailMessage:
+        """The complete mail for ``action`` at ``when``, as the sending process composes it
+        (the daemon itself never loads ``email``: see nonstop.resources.mailsend)."""
+        from nonstop.resources.mailsend import compose
+
+        spec = self.mail_spec(action, when)
+        return compose(spec["from"], spec["to"], spec["subject"], spec["body"])
 
     def _send_in_background(self, action: str) -> None:
         # The mail's date is when the event happened, not when it was composed or when a
@@ -211,15 +189,9 @@ class MailToAgent(Agent):
     async def _deliver(self, action: str, when: datetime.datetime) -> bool:
         async with self._send_lock:
             if self._ctx.mail_defer_s > 0:
-                # Composing a mail is Python work on the event loop: after the hand-off.
+                # Even starting the sending process is work: after the hand-off.
                 await asyncio.sleep(self._ctx.mail_defer_s)
-            try:
-                msg = self.build_message(action, when)
-            except (ValueError, TypeError) as exc:  # a header email refuses: never fatal
-                self._ctx.logger.error("MailTo: cannot compose the %s mail: %s", action, exc)
-                self.given_up += 1
-                return False
-            return await self._deliver_now(msg)
+            return await self._deliver_now(self.mail_spec(action, when))
 
     @property
     def transport(self) -> str:
@@ -229,24 +201,21 @@ class MailToAgent(Agent):
             return f"sendmail {ctx.sendmail}"
         return f"SMTP {ctx.smtp_host}:{ctx.smtp_port}"
 
-    async def _deliver_now(self, msg: EmailMessage) -> bool:
-        import smtplib
-
+    async def _deliver_now(self, spec: dict[str, Any]) -> bool:
         ctx = self._ctx
         attempts = max(1, ctx.smtp_attempts)
         for attempt in range(1, attempts + 1):
             try:
-                if ctx.sendmail is not None:
-                    await self._sendmail(ctx.sendmail, msg)
-                else:
-                    await asyncio.wait_for(
-                        _in_daemon_thread(lambda: self._smtp_send(msg)), ctx.smtp_timeout + 1.0
-                    )
-                ctx.logger.info("MailTo: sent %r to %s through %s", msg["Subject"], msg["To"],
-                                self.transport)
+                await self._attempt(spec)
+                ctx.logger.info("MailTo: sent %r to %s through %s", spec["subject"],
+                                ", ".join(spec["to"]), self.transport)
                 self.delivered += 1
                 return True
-            except (OSError, smtplib.SMTPException, TimeoutError) as exc:
+            except InvalidValue as exc:  # a header email refuses: never fatal, never retried
+                ctx.logger.error("MailTo: %s", exc)
+                self.given_up += 1
+                return False
+            except OSError as exc:
                 ctx.logger.warning(
                     "MailTo: attempt %d/%d through %s failed: %s",
                     attempt,
@@ -258,35 +227,31 @@ class MailToAgent(Agent):
                 break
             if attempt < attempts:
                 await asyncio.sleep(RETRY_BACKOFF_S * attempt)
-        ctx.logger.error("MailTo: gave up sending %r to %s", msg["Subject"], msg["To"])
+        ctx.logger.error("MailTo: gave up sending %r to %s", spec["subject"],
+                         ", ".join(spec["to"]))
         self.given_up += 1
         return False
 
-    async def _sendmail(self, program: Path, msg: EmailMessage) -> None:
-        """Hand the mail to the local MTA (``sendmail -oi -f from -- rcpt...``, the interface
-        every Debian MTA provides); it queues and delivers. Raises OSError when it refuses."""
-        sender = str(msg["From"])
+    async def _attempt(self, spec: dict[str, Any]) -> None:
+        """One delivery attempt, in a process of its own (nonstop.resources.mailsend).
+        Raises OSError (MachineError, MachineTimeout) with the reason when the mail was not
+        taken, InvalidValue when it cannot be composed (no other attempt would do better)."""
+        limit = self._ctx.smtp_timeout + CHILD_START_S
         proc = await asyncio.create_subprocess_exec(
-            str(program), "-oi", "-f", sender, "--", *self.recipients,
+            sys.executable, "-m", "nonstop.resources.mailsend",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, start_new_session=True)
         try:
-            _out, err = await asyncio.wait_for(proc.communicate(msg.as_bytes()),
-                                               self._ctx.smtp_timeout)
+            _out, err = await asyncio.wait_for(proc.communicate(json.dumps(spec).encode()),
+                                               limit)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise MachineTimeout(f"{program} still running after {self._ctx.smtp_timeout} s") \
-                from None
+            raise MachineTimeout(f"no answer after {limit:g} s") from None
+        lines = err.decode(errors="replace").strip().splitlines()
+        reason = lines[-1] if lines else f"exited with {proc.returncode}"
+        if proc.returncode == EXIT_CANNOT_COMPOSE:
+            raise InvalidValue(reason)
         if proc.returncode != 0:
-            detail = err.decode(errors="replace").strip().splitlines()
-            raise MachineError(f"{program} exited with {proc.returncode}"
-                               + (f": {detail[-1]}" if detail else ""))
-
-    def _smtp_send(self, msg: EmailMessage) -> None:
-        import smtplib
-
-        ctx = self._ctx
-        with smtplib.SMTP(ctx.smtp_host, ctx.smtp_port, timeout=ctx.smtp_timeout) as smtp:
-            smtp.send_message(msg)
+            raise MachineError(reason)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from nonstop.config.hacf import check_hacf
 from nonstop.config.model import Bcast, HaConfig
 from nonstop.resources.base import AgentContext
-from nonstop.resources.mailto import MailToAgent, find_sendmail, mail_transport
+from nonstop.resources.mailto import RETRY_BACKOFF_S, MailToAgent, find_sendmail, mail_transport
 from nonstop.talk import copy_talk
 
 
@@ -83,3 +85,59 @@ async def test_the_mta_gets_the_message_and_the_envelope(tmp_path: Path) -> None
         "-oi", "-f", "root@vpbx1-1", "--", "a@x", "b@y"]
     text = out.read_text()
     assert "Subject: PBX Takeover in progress at " in text and "To: a@x, b@y" in text
+
+
+async def test_a_mail_that_cannot_be_composed_is_given_up_at_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A header that email refuses (a line break in the subject) fails the same way at every
+    attempt: logged once and given up, no retry, the MTA never called."""
+    out = tmp_path / "handed"
+    program = tmp_path / "sendmail"
+    program.write_text(f"#!/bin/sh\ncat > {out}\n")
+    program.chmod(0o755)
+    ctx = AgentContext(node="vpbx1-1", config_dir=tmp_path, sendmail=program, smtp_attempts=3,
+                       logger=logging.getLogger("test.mailto"))
+    agent = MailToAgent("MailTo::a@x::S", ("a@x", "S\r\nBcc: intruder@example.com"), ctx)
+    with caplog.at_level(logging.INFO, logger="test.mailto"):
+        began = time.monotonic()
+        await agent.start()
+        await asyncio.wait_for(agent.drain(), 30)
+    assert time.monotonic() - began < RETRY_BACKOFF_S  # no second attempt
+    assert (agent.delivered, agent.given_up) == (0, 1)
+    assert "cannot compose the mail" in caplog.text and "attempt" not in caplog.text
+    assert not out.exists()
+
+
+_NO_EMAIL_IN_DAEMON = """
+import asyncio, sys
+from pathlib import Path
+from nonstop.resources.base import AgentContext
+from nonstop.resources.mailto import MailToAgent
+
+async def main() -> None:
+    ctx = AgentContext(node="vpbx1-1", config_dir=Path(sys.argv[1]), sendmail=Path(sys.argv[2]))
+    agent = MailToAgent("MailTo::a@x::PBX", ("a@x", "PBX"), ctx)
+    await agent.start()
+    await agent.stop()
+    await agent.drain()
+    print(agent.delivered, sorted(m for m in sys.modules if m == "email" or m == "smtplib"))
+
+asyncio.run(main())
+"""
+
+
+def test_the_daemon_sends_mail_without_loading_email(tmp_path: Path) -> None:
+    """Each mail is composed and handed on by a process of its own: the daemon never holds
+    the email and smtplib packages (about 1.1 MB once loaded)."""
+    out = tmp_path / "handed"
+    program = tmp_path / "sendmail"
+    program.write_text(f"#!/bin/sh\ncat >> {out}\n")
+    program.chmod(0o755)
+    done = subprocess.run([sys.executable, "-c", _NO_EMAIL_IN_DAEMON, str(tmp_path),
+                           str(program)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "2 []"
+    text = out.read_text()
+    assert "Subject: PBX Takeover in progress at " in text
+    assert "Subject: PBX Migrating resource away at " in text

@@ -160,6 +160,7 @@ async def test_start_and_stop_mails_arrive(smtp: tuple[_Collect, int], tmp_path:
     # SMTP carries CRLF line ends; the text, indent and blank-ish line survive unchanged.
     assert body.decode().replace("\r\n", "\n") == render_body(s1, command)
     assert m1["From"] == "root@vpbx1-1"
+    await asyncio.wait_for(agent.drain(), 20)  # the sending processes have exited too
 
 
 async def test_state_file_per_entry(smtp: tuple[_Collect, int], tmp_path: Path) -> None:
@@ -175,6 +176,7 @@ async def test_state_file_per_entry(smtp: tuple[_Collect, int], tmp_path: Path) 
     assert await a.status() is ResourceState.STOPPED
     await _wait_messages(handler, 2)
     assert str(handler.messages[0][1]["Subject"]).startswith("Resource Group Takeover")
+    await asyncio.wait_for(a.drain(), 20)
 
 
 @pytest.fixture
@@ -251,13 +253,13 @@ async def test_deferred_mails_are_composed_after_the_event_with_its_date(
                         ("tech@webinmotion.ca", "Asterisk"), _ctx(tmp_path, port,
                                                                   mail_defer_s=0.3))
     composed: list[tuple[str, datetime.datetime]] = []
-    build = agent.build_message
+    spec = agent.mail_spec
 
     def spy(action: str, when: datetime.datetime) -> Any:
         composed.append((action, when))
-        return build(action, when)
+        return spec(action, when)
 
-    monkeypatch.setattr(agent, "build_message", spy)
+    monkeypatch.setattr(agent, "mail_spec", spy)
     before = datetime.datetime.now().astimezone()
     await agent.start()
     await agent.stop()
@@ -268,6 +270,7 @@ async def test_deferred_mails_are_composed_after_the_event_with_its_date(
     assert all(before <= when <= after for _, when in composed)
     subjects = [str(m["Subject"]) for _, m in handler.messages]
     assert "Takeover in progress" in subjects[0] and "Migrating resource away" in subjects[1]
+    await asyncio.wait_for(agent.drain(), 20)
 
 
 async def test_drain_waits_for_the_deferred_mails(smtp: tuple[_Collect, int],
