@@ -104,9 +104,9 @@ class AgentContext:
     # Seconds one SMTP attempt may take, and how many attempts MailTo makes.
     smtp_timeout: float = 10.0
     smtp_attempts: int = 3
-    # Seconds MailTo waits before composing and sending a mail, so that the first mail (which
-    # loads email and smtplib, ~25 ms of the event loop) does not hold up the resources started
-    # or stopped after it in a hand-off; the mail keeps the event's date.
+    # Seconds MailTo waits before starting the process that composes and sends a mail, so
+    # that this work does not compete with the resources started or stopped after it in a
+    # hand-off; the mail keeps the event's date.
     mail_defer_s: float = 0.0
     # Probe a virtual address with ARP before adding it, listening this many seconds (see
     # nonstop.resources.dad); None = add it without asking the link.
