@@ -29,7 +29,7 @@ from nonstop.sync.context import (
 )
 from nonstop.sync.listings import CsyncListings
 from nonstop.sync.patterns import Matcher, PathMap, Scope, in_scope
-from nonstop.sync.scan import Seen, scan_loading
+from nonstop.sync.scan import Seen, scan_changes, scan_loading
 from nonstop.sync.statedb import StateDB
 
 # asyncio, TLS and the network code (client, server, session) are loaded when a node first
@@ -85,10 +85,14 @@ class Node(CsyncListings):
         scopes = scopes or ALL
         counts: dict[str, int] = {}
         for g in self.groups:
-            seen, cache = self._scan_loading(g, scopes)
+            # Names found as recorded are only counted (their rows are neither loaded whole
+            # nor written): a no-change check of 20,000 files builds no Seen for them.
+            seen, same, cache = scan_changes(g.matcher, g.paths, scopes,
+                                             partial(self.db.local_briefs_in, scopes),
+                                             self.db.local_many, time.time_ns())
             peers = [h.name for h in g.group.peers(self.me)]
             dirty = self.db.record_check(scopes, seen, peers, force_new, old=cache,
-                                         owns=self.owns(g))
+                                         owns=self.owns(g), unchanged=same)
             for peer, names in dirty.items():
                 counts[peer] = counts.get(peer, 0) + len(names)
                 for n in names:

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from nonstop.records import record
 from nonstop.sync.patterns import in_scope
-from nonstop.sync.scan import Seen
+from nonstop.sync.scan import Brief, Seen
 from nonstop.sync.state import FileState
 
 _SCHEMA = """
@@ -66,6 +66,9 @@ WHERE (s.name IS NULL OR l.kind IS NOT s.kind OR l.mode IS NOT s.mode OR l.uid I
        OR (l.kind='reg' AND l.size IS NOT s.size)
        OR (l.kind IN ('reg', 'fifo', 'chr', 'blk') AND l.mtime_ns IS NOT s.mtime_ns))"""
 
+# scan.Brief's columns, after the name (a row from before verified_ns existed reads as 0).
+_BRIEF = ("name, kind, mode, uid, gid, size, mtime_ns, ino, ctime_ns, checked_ns, "
+          "COALESCE(verified_ns, 0)")
 _INSERT_LOCAL = "INSERT OR REPLACE INTO local VALUES(" + ",".join("?" * 17) + ")"
 
 
@@ -174,6 +177,17 @@ class StateDB:
                     out[r[0]] = Seen.from_row(r[1:])
         return out
 
+    def local_briefs_in(self, scopes: Iterable[tuple[str, bool]]) -> dict[str, Brief]:
+        """The brief cache entries under the scopes (what a no-change check compares)."""
+        out: dict[str, Brief] = {}
+        new = tuple.__new__
+        with self._lock:
+            for path, rec in scopes:
+                where, args = _scope_where(path, rec)
+                for r in self._db.execute(f"SELECT {_BRIEF} FROM local WHERE {where}", args):
+                    out[r[0]] = new(Brief, r[1:])
+        return out
+
     # --- synced states
     def synced_for(self, peer: str, names: Iterable[str] | None = None) -> dict[str, FileState]:
         """What ``peer`` holds per our records (all names, or only ``names``)."""
@@ -245,8 +259,9 @@ class StateDB:
         seen: dict[str, Seen],
         peers: Iterable[str],
         force_new: bool = False,
-        old: Mapping[str, Seen] | None = None,
+        old: Mapping[str, Seen | Brief] | None = None,
         owns: Callable[[str], bool] | None = None,
+        unchanged: Collection[str] = (),
     ) -> dict[str, list[str]]:
         """Store a scan of ``scopes`` and recompute which names are dirty for each peer.
 
@@ -255,6 +270,8 @@ class StateDB:
         ``old`` is the scan cache the caller already loaded for these scopes, if any. ``owns``
         limits what the scan speaks for to one group's names: with several groups in csync2.cfg,
         one group's scan must neither forget another's entries nor take them for deletions.
+        ``unchanged`` are further names the scan found exactly as ``old`` records them (not in
+        ``seen``, and not written again).
         """
         result: dict[str, list[str]] = {}
         with self._tx() as db:
@@ -262,7 +279,8 @@ class StateDB:
                 old = self.local_in(scopes)
             if owns is not None:
                 old = {n: s for n, s in old.items() if owns(n)}
-            gone = [n for n in old if n not in seen]
+            present: Collection[str] = seen.keys() | unchanged if unchanged else seen
+            gone = [n for n in old if n not in present]
             db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in gone))
             db.executemany(
                 _INSERT_LOCAL,
@@ -275,13 +293,13 @@ class StateDB:
             for peer in peers:
                 # Compared in sqlite, over the rows just written: a no-change check of 20,000
                 # files builds no state objects for it.
-                dirty = [n for n in self._differing(peer, scopes) if n in seen]
+                dirty = [n for n in self._differing(peer, scopes) if n in present]
                 dirty += [n for n in self._peer_only(peer, scopes)
-                          if n not in seen and (owns is None or owns(n))]
+                          if n not in present and (owns is None or owns(n))]
                 dirty = list(dict.fromkeys(dirty))  # overlapping scopes name a file twice
                 now_dirty = set(dirty)
                 clean = [n for n in self._dirty_unforced(peer)
-                         if n not in now_dirty and (n in seen or n in old)]
+                         if n not in now_dirty and (n in present or n in old)]
                 db.executemany(
                     "DELETE FROM dirty WHERE peer=? AND name=? AND forced=0",
                     ((peer, n) for n in clean),
