@@ -66,6 +66,8 @@ WHERE (s.name IS NULL OR l.kind IS NOT s.kind OR l.mode IS NOT s.mode OR l.uid I
        OR (l.kind='reg' AND l.size IS NOT s.size)
        OR (l.kind IN ('reg', 'fifo', 'chr', 'blk') AND l.mtime_ns IS NOT s.mtime_ns))"""
 
+# Above this many names, reading a whole table beats a query per name (or per 500 names).
+MANY_NAMES = 5000
 # scan.Brief's columns, after the name (a row from before verified_ns existed reads as 0).
 _BRIEF = ("name, kind, mode, uid, gid, size, mtime_ns, ino, ctime_ns, checked_ns, "
           "COALESCE(verified_ns, 0)")
@@ -148,7 +150,7 @@ class StateDB:
 
     def local_many(self, names: list[str]) -> dict[str, Seen]:
         """Cached entries for these names (queries of 500 names, a table scan for very many)."""
-        if len(names) > 5000:
+        if len(names) > MANY_NAMES:
             wanted = set(names)
             return {n: s for n, s in self.local_all().items() if n in wanted}
         out: dict[str, Seen] = {}
@@ -160,6 +162,22 @@ class StateDB:
                         f"SELECT {_LOCAL} FROM local WHERE name IN ({marks})", part):
                     out[r[0]] = Seen.from_row(r[1:])
         return out
+
+    def local_states(self, names: list[str]) -> dict[str, FileState]:
+        """The recorded states of these names (only the FileState columns of their rows)."""
+        wanted = set(names)
+        with self._lock:
+            if len(names) > MANY_NAMES:
+                rows = self._db.execute(f"SELECT name, {_STATE} FROM local")
+                return {r[0]: FileState(*r[1:]) for r in rows if r[0] in wanted}
+            out: dict[str, FileState] = {}
+            for i in range(0, len(names), 500):  # sqlite's host-parameter limit is 999+
+                part = names[i : i + 500]
+                marks = ",".join("?" * len(part))
+                for r in self._db.execute(
+                        f"SELECT name, {_STATE} FROM local WHERE name IN ({marks})", part):
+                    out[r[0]] = FileState(*r[1:])
+            return out
 
     def local_all(self) -> dict[str, Seen]:
         """Every cached scan entry."""
@@ -190,11 +208,19 @@ class StateDB:
 
     # --- synced states
     def synced_for(self, peer: str, names: Iterable[str] | None = None) -> dict[str, FileState]:
-        """What ``peer`` holds per our records (all names, or only ``names``)."""
+        """What ``peer`` holds per our records (all names, or only ``names``).
+
+        Many names are read in one pass over the peer's rows, not a query each: a first
+        sync of 20,000 files made 20,000 queries that found nothing (about 50 ms)."""
         with self._lock:
-            if names is None:
+            if names is not None and not isinstance(names, list | tuple):
+                names = list(names)
+            if names is None or len(names) > MANY_NAMES:
                 rows = self._db.execute(f"SELECT name, {_STATE} FROM synced WHERE peer=?", (peer,))
-                return {r[0]: FileState(*r[1:]) for r in rows}
+                if names is None:
+                    return {r[0]: FileState(*r[1:]) for r in rows}
+                wanted = set(names)
+                return {r[0]: FileState(*r[1:]) for r in rows if r[0] in wanted}
             out: dict[str, FileState] = {}
             for n in names:
                 row = self._db.execute(
@@ -322,6 +348,12 @@ class StateDB:
                     "SELECT peer, name, forced FROM dirty WHERE peer=? ORDER BY name", (peer,)
                 )
             return [DirtyRow(r[0], r[1], bool(r[2])) for r in rows]
+
+    def dirty_names(self, peer: str) -> list[str]:
+        """The names dirty for ``peer``, in name order."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT name FROM dirty WHERE peer=? ORDER BY name", (peer,))]
 
     def add_forced(self, peers: Iterable[str], path: str, recursive: bool) -> None:
         """Record a ``-f`` scope for these peers (kept until the peer was made equal)."""

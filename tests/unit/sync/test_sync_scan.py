@@ -217,6 +217,30 @@ def test_a_check_loads_whole_rows_only_of_what_changed_and_marks_the_same_as_a_f
         db.close()
 
 
+@pytest.mark.parametrize("many", [0, 10_000])
+def test_states_of_many_names_read_in_one_pass_equal_those_read_name_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, many: int,
+) -> None:
+    """synced_for and local_states read a whole table above MANY_NAMES names and query by
+    name below it: both give exactly the names asked for that have a row."""
+    from nonstop.sync import statedb
+
+    monkeypatch.setattr(statedb, "MANY_NAMES", many)
+    db = StateDB(str(tmp_path / "n.db3"))
+    states = {f"/srv/f{i}": FileState("reg", 0o644, 0, 0, i, i, f"d{i}", "", 0)
+              for i in range(40)}
+    db.record_sent("p", list(states.items())[:30])
+    db.record_check([("/srv", True)], {n: Seen(s, 1, 1, 1) for n, s in states.items()}, ["p"])
+    asked = [f"/srv/f{i}" for i in range(0, 50, 3)]  # some beyond both tables
+    assert db.synced_for("p", asked) == {n: states[n] for n in asked if int(n[6:]) < 30}
+    assert db.synced_for("p", iter(asked)) == db.synced_for("p", asked)
+    assert db.synced_for("other", asked) == {}
+    assert db.local_states(asked) == {n: states[n] for n in asked if n in states}
+    assert db.dirty_names("p") == sorted(f"/srv/f{i}" for i in range(30, 40))
+    assert db.dirty_names("p") == [r.name for r in db.dirty("p")]
+    db.close()
+
+
 _KINDS = st.sampled_from(["reg", "dir", "lnk", "fifo", "chr", "blk"])
 _STATES = st.builds(
     FileState, _KINDS, st.sampled_from([0o644, 0o600]), st.sampled_from([0, 1]),
