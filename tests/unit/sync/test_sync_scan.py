@@ -241,6 +241,55 @@ def test_states_of_many_names_read_in_one_pass_equal_those_read_name_by_name(
     db.close()
 
 
+_V3_SCHEMA = """
+CREATE TABLE local(name TEXT PRIMARY KEY, kind TEXT, mode INTEGER, uid INTEGER, gid INTEGER,
+                   size INTEGER, mtime_ns INTEGER, digest TEXT, target TEXT, rdev INTEGER,
+                   ino INTEGER, ctime_ns INTEGER, checked_ns INTEGER, blocks BLOB,
+                   verified_ns INTEGER, verify_pos INTEGER, stepped_ns INTEGER);
+CREATE TABLE synced(peer TEXT, name TEXT, kind TEXT, mode INTEGER, uid INTEGER, gid INTEGER,
+                    size INTEGER, mtime_ns INTEGER, digest TEXT, target TEXT, rdev INTEGER,
+                    PRIMARY KEY(peer, name));
+CREATE TABLE dirty(peer TEXT, name TEXT, forced INTEGER NOT NULL DEFAULT 0,
+                   PRIMARY KEY(peer, name));
+CREATE TABLE forced(peer TEXT, path TEXT, recursive INTEGER, PRIMARY KEY(peer, path));
+"""
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_older_database_keeps_its_records_in_name_ordered_tables(
+    tmp_path: Path, version: int,
+) -> None:
+    """A version 3 database (rowid tables) opened by this version: every row of local,
+    synced, dirty and forced is still there, in WITHOUT ROWID tables; a version 2 scan
+    cache is dropped (its digests have another form), the peers' records are kept."""
+    import sqlite3
+
+    path = str(tmp_path / "n.db3")
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(_V3_SCHEMA)
+    state = FileState("reg", 0o644, 0, 0, 3, 5, "d" * 40, "", 0)
+    seen = Seen(state, 7, 9, 11, b"b" * 16, 13, 0, 13)
+    old.execute("INSERT INTO local VALUES(" + ",".join("?" * 17) + ")", ("/srv/a", *seen))
+    old.execute("INSERT INTO synced VALUES(" + ",".join("?" * 11) + ")",
+                ("p", "/srv/a", *seen[:9]))
+    old.execute("INSERT INTO dirty VALUES('p', '/srv/b', 1)")
+    old.execute("INSERT INTO forced VALUES('p', '/srv', 1)")
+    old.execute(f"PRAGMA user_version={version}")
+    old.close()
+    db = StateDB(path)
+    assert db.local_all() == ({"/srv/a": seen} if version == 3 else {})
+    assert db.synced_for("p") == {"/srv/a": state}
+    assert [(r.name, r.forced) for r in db.dirty("p")] == [("/srv/b", True)]
+    assert db.forced("p") == [("/srv", True)]
+    tables = dict(db._db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'"))
+    assert set(tables) == {"local", "synced", "dirty", "forced", "tmpfiles", "appends"}
+    assert all("WITHOUT ROWID" in tables[t] for t in ("local", "synced", "dirty"))
+    db.close()
+    again = StateDB(path)  # opening a current database changes nothing
+    assert again.synced_for("p") == {"/srv/a": state}
+    again.close()
+
+
 _KINDS = st.sampled_from(["reg", "dir", "lnk", "fifo", "chr", "blk"])
 _STATES = st.builds(
     FileState, _KINDS, st.sampled_from([0o644, 0o600]), st.sampled_from([0, 1]),
