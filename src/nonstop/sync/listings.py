@@ -35,7 +35,7 @@ class CsyncListings:
         """The operations that bring ``peer`` up to date on dirty ``rows``, and the names
         already settled (nothing to send)."""
         names = [n for n, _ in rows]
-        local = {n: s.state for n, s in self.db.local_many(names).items()}
+        local = self.db.local_states(names)
         synced = self.db.synced_for(peer, names)
         pl = plan(rows, local, synced)
         return list(pl.ops), list(pl.settled)

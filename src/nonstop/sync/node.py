@@ -29,7 +29,7 @@ from nonstop.sync.context import (
 )
 from nonstop.sync.listings import CsyncListings
 from nonstop.sync.patterns import Matcher, PathMap, Scope, in_scope
-from nonstop.sync.scan import Seen, scan_loading
+from nonstop.sync.scan import Seen, scan_changes, scan_loading
 from nonstop.sync.statedb import StateDB
 
 # asyncio, TLS and the network code (client, server, session) are loaded when a node first
@@ -37,7 +37,7 @@ from nonstop.sync.statedb import StateDB
 # needs them, and they are most of its start-up time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from nonstop.sync.client import Client
 
@@ -85,10 +85,14 @@ class Node(CsyncListings):
         scopes = scopes or ALL
         counts: dict[str, int] = {}
         for g in self.groups:
-            seen, cache = self._scan_loading(g, scopes)
+            # Names found as recorded are only counted (their rows are neither loaded whole
+            # nor written): a no-change check of 20,000 files builds no Seen for them.
+            seen, same, cache = scan_changes(g.matcher, g.paths, scopes,
+                                             partial(self.db.local_briefs_in, scopes),
+                                             self.db.local_many, time.time_ns())
             peers = [h.name for h in g.group.peers(self.me)]
             dirty = self.db.record_check(scopes, seen, peers, force_new, old=cache,
-                                         owns=self.owns(g))
+                                         owns=self.owns(g), unchanged=same)
             for peer, names in dirty.items():
                 counts[peer] = counts.get(peer, 0) + len(names)
                 for n in names:
@@ -155,24 +159,36 @@ class Node(CsyncListings):
         """Whether :meth:`update` with these arguments has anything to send to anyone (if not,
         it would contact no peer)."""
         wanted = None if only is None else set(only)
-        return any(any(self._pending(g, h.name, scopes))
-                   for g in self.groups for h in g.group.peers(self.me)
-                   if wanted is None or h.name in wanted)
+        for g in self.groups:
+            sends = self._sends(g, scopes)
+            for h in g.group.peers(self.me):
+                if wanted is not None and h.name not in wanted:
+                    continue
+                # Only the names: a first sync has 20,000 dirty rows, and update() reads
+                # them whole again.
+                if self._forced_in(h.name, scopes) or any(map(sends, self.db.dirty_names(h.name))):
+                    return True
+        return False
+
+    def _forced_in(self, peer: str, scopes: list[Scope] | None) -> list[Scope]:
+        return [s for s in self.db.forced(peer)
+                if scopes is None or any(overlaps(s, t) for t in scopes)]
+
+    def _sends(self, g: GroupCtx, scopes: list[Scope] | None) -> Callable[[str], bool]:
+        """Whether a dirty name is group ``g``'s to send within ``scopes`` (None: all)."""
+        owns = self.owns(g)
+
+        def sends(name: str) -> bool:
+            return ((scopes is None or any(in_scope(name, p, rec) for p, rec in scopes))
+                    and (owns is None or owns(name)))
+        return sends
 
     def _pending(self, g: GroupCtx, peer: str, scopes: list[Scope] | None
                  ) -> tuple[list[Scope], list[tuple[str, bool]]]:
         """The forced scopes and dirty rows for ``peer`` within ``scopes`` (None: all)."""
-        forced = [
-            s for s in self.db.forced(peer)
-            if scopes is None or any(overlaps(s, t) for t in scopes)
-        ]
-        owns = self.owns(g)
-        rows = [
-            (r.name, r.forced) for r in self.db.dirty(peer)
-            if (scopes is None or any(in_scope(r.name, p, rec) for p, rec in scopes))
-            and (owns is None or owns(r.name))
-        ]
-        return forced, rows
+        sends = self._sends(g, scopes)
+        rows = [(r.name, r.forced) for r in self.db.dirty(peer) if sends(r.name)]
+        return self._forced_in(peer, scopes), rows
 
     async def close_sessions(self) -> None:
         """Close the sessions kept open between runs (``keep_sessions``)."""

@@ -115,6 +115,24 @@ class Seen(_Row):
                     self.verified_ns, self.verify_pos, self.stepped_ns)
 
 
+class Brief(NamedTuple):
+    """The columns of a ``local`` row that tell whether a file is as recorded (see
+    :func:`unchanged`). A no-change check loads only these for every name (about half the
+    cost of whole rows: no digest, link target or block digests to build per row) and whole
+    rows only for the names that are not as recorded."""
+
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    ino: int
+    ctime_ns: int
+    checked_ns: int
+    verified_ns: int
+
+
 # A file to hash: name, local path, its stat, its cached entry.
 _Todo = tuple[str, str, os.stat_result, Seen | None]
 
@@ -147,18 +165,7 @@ def _classify(path: str, st: os.stat_result, cached: Seen | None,
     if stat.S_ISDIR(st.st_mode):
         return _dir_seen(st, cached, now_ns)
     if stat.S_ISREG(st.st_mode):
-        if (
-            cached is not None
-            and cached.kind == "reg"
-            and cached.ino == st.st_ino
-            and cached.ctime_ns == st.st_ctime_ns
-            and cached.mtime_ns == st.st_mtime_ns
-            and cached.size == st.st_size
-            and st.st_mtime_ns + (w := racy_window(st.st_mtime_ns, st.st_ctime_ns))
-            <= cached.checked_ns
-            and (cached.verified_ns >= st.st_mtime_ns + w
-                 or now_ns - cached.verified_ns < verify_after_ns(st.st_size))
-        ):
+        if cached is not None and _content_as_recorded(cached, st, now_ns):
             # Content as recorded. Owner and mode come from this stat: a chmod in the same
             # clock tick as the record leaves ctime equal, but never the content (a write moves
             # mtime; one put back with touch -r moves ctime).
@@ -172,27 +179,63 @@ def _classify(path: str, st: os.stat_result, cached: Seen | None,
     return Seen(FileState.from_stat(st, "", target), st.st_ino, st.st_ctime_ns, now_ns)
 
 
+def _content_as_recorded(cached: Seen | Brief, st: os.stat_result, now_ns: int) -> bool:
+    """Whether a regular file's content is the recorded one, from its lstat alone."""
+    return (
+        cached.kind == "reg"
+        and cached.ino == st.st_ino
+        and cached.ctime_ns == st.st_ctime_ns
+        and cached.mtime_ns == st.st_mtime_ns
+        and cached.size == st.st_size
+        and st.st_mtime_ns + (w := racy_window(st.st_mtime_ns, st.st_ctime_ns))
+        <= cached.checked_ns
+        and (cached.verified_ns >= st.st_mtime_ns + w
+             or now_ns - cached.verified_ns < verify_after_ns(st.st_size))
+    )
+
+
+def _dir_as_recorded(cached: Seen | Brief, st: os.stat_result) -> bool:
+    """Whether a directory is the recorded one (its record is metadata only)."""
+    return (
+        cached.kind == "dir"
+        and cached.ino == st.st_ino
+        and cached.ctime_ns == st.st_ctime_ns
+        and cached.mtime_ns == st.st_mtime_ns
+    )
+
+
+def _owner_mode_as_recorded(cached: Seen | Brief, st: os.stat_result) -> bool:
+    return (cached.mode == stat.S_IMODE(st.st_mode) and cached.uid == st.st_uid
+            and cached.gid == st.st_gid)
+
+
 def _same_owner_mode(cached: Seen, st: os.stat_result) -> Seen:
     """``cached`` itself when this stat's owner and mode are the recorded ones (the common case
     of a no-change check: no new object, and the database row is not rewritten)."""
-    c = cached
-    if c.mode == stat.S_IMODE(st.st_mode) and c.uid == st.st_uid and c.gid == st.st_gid:
+    if _owner_mode_as_recorded(cached, st):
         return cached
-    return cached.with_state(FileState.from_stat(st, c.digest))
+    return cached.with_state(FileState.from_stat(st, cached.digest))
 
 
 def _dir_seen(st: os.stat_result, cached: Seen | None, now_ns: int) -> Seen:
     """A directory's entry: the cached one while nothing of it changed (a directory's record
     is metadata only, so an unchanged one need not be built or stored again)."""
-    if (
-        cached is not None
-        and cached.kind == "dir"
-        and cached.ino == st.st_ino
-        and cached.ctime_ns == st.st_ctime_ns
-        and cached.mtime_ns == st.st_mtime_ns
-    ):
+    if cached is not None and _dir_as_recorded(cached, st):
         return _same_owner_mode(cached, st)
     return Seen(FileState.from_stat(st), st.st_ino, st.st_ctime_ns, now_ns)
+
+
+def unchanged(cached: Brief, st: os.stat_result, now_ns: int) -> bool:
+    """Whether a scan would keep the cached entry itself for this lstat (so its row is not
+    rewritten): a regular file or directory whose record still holds, owner and mode too.
+    The same tests as :func:`_classify` makes, on the few columns a :class:`Brief` loads."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        if not _content_as_recorded(cached, st, now_ns):
+            return False
+    elif not (stat.S_ISDIR(mode) and _dir_as_recorded(cached, st)):
+        return False
+    return _owner_mode_as_recorded(cached, st)
 
 
 def _grown(cached: Seen | None, st: os.stat_result, now_ns: int) -> Seen | None:
@@ -354,6 +397,35 @@ def scan_loading(
     found = walk(matcher, paths, scopes)
     cache = load()
     return _describe_all(found, cache.get, now_ns), cache
+
+
+def scan_changes(
+    matcher: Matcher,
+    paths: PathMap,
+    scopes: Iterable[tuple[str, bool]],
+    briefs: Callable[[], Mapping[str, Brief]],
+    rows: Callable[[list[str]], Mapping[str, Seen]],
+    now_ns: int,
+) -> tuple[dict[str, Seen], set[str], Mapping[str, Brief]]:
+    """A check's scan: what is not as recorded, described (new or changed names, with their
+    state), the names found exactly as recorded, and the brief cache (every recorded name).
+
+    ``briefs`` loads the brief cache of the scopes, ``rows`` the whole cached rows of some
+    names: only those of names found changed are loaded (their block digests let a grown file
+    be hashed from its last old block)."""
+    found = walk(matcher, paths, scopes)
+    cache = briefs()
+    same: set[str] = set()
+    rest: list[_Found] = []
+    for f in found:
+        b = cache.get(f[0])
+        if b is not None and unchanged(b, f[2], now_ns):
+            same.add(f[0])
+        else:
+            rest.append(f)
+    known = [f[0] for f in rest if f[0] in cache]
+    old = rows(known) if known else {}
+    return _describe_all(rest, old.get, now_ns), same, cache
 
 
 def _describe_all(found: list[_Found], get: Callable[[str], Seen | None],

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from nonstop.records import record
 from nonstop.sync.patterns import in_scope
-from nonstop.sync.scan import Seen
+from nonstop.sync.scan import Brief, Seen
 from nonstop.sync.state import FileState
 
 _SCHEMA = """
@@ -31,12 +31,13 @@ CREATE TABLE IF NOT EXISTS local(name TEXT PRIMARY KEY, kind TEXT, mode INTEGER,
                                  target TEXT, rdev INTEGER, ino INTEGER, ctime_ns INTEGER,
                                  checked_ns INTEGER, blocks BLOB,
                                  verified_ns INTEGER, verify_pos INTEGER,
-                                 stepped_ns INTEGER);
+                                 stepped_ns INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS synced(peer TEXT, name TEXT, kind TEXT, mode INTEGER, uid INTEGER,
                                   gid INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,
-                                  target TEXT, rdev INTEGER, PRIMARY KEY(peer, name));
+                                  target TEXT, rdev INTEGER, PRIMARY KEY(peer, name))
+                                  WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty(peer TEXT, name TEXT, forced INTEGER NOT NULL DEFAULT 0,
-                                 PRIMARY KEY(peer, name));
+                                 PRIMARY KEY(peer, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS forced(peer TEXT, path TEXT, recursive INTEGER,
                                   PRIMARY KEY(peer, path));
 CREATE TABLE IF NOT EXISTS tmpfiles(path TEXT PRIMARY KEY);
@@ -48,7 +49,14 @@ CREATE TABLE IF NOT EXISTS appends(path TEXT PRIMARY KEY, ino INTEGER, size INTE
 # (nonstop.sync.digest). An older cache is dropped (every file is hashed again once); the peers'
 # recorded states stay, and a file whose digest only changed form is found equal ("same") at the
 # next sync without sending its bytes.
-SCHEMA_VERSION = 3
+# Version 4 keeps local, synced and dirty as WITHOUT ROWID tables: their rows are stored in
+# name order in the primary key's own b-tree, so a scope (a range of names) is read in order
+# from one tree. In a rowid table every INSERT OR REPLACE moves a row to a new rowid, away from
+# its neighbours by name: after a first sync, a no-change check of 20,000 files read its cache
+# rows in ~50 ms and joined them with the peer's in ~25 ms; in name order ~33 and ~16 ms. Their
+# rows are copied over once (nothing is hashed again).
+SCHEMA_VERSION = 4
+_ORDERED = ("local", "synced", "dirty")
 
 
 # States are stored as columns, in FileState's field order: rows compare and load as tuples.
@@ -66,6 +74,11 @@ WHERE (s.name IS NULL OR l.kind IS NOT s.kind OR l.mode IS NOT s.mode OR l.uid I
        OR (l.kind='reg' AND l.size IS NOT s.size)
        OR (l.kind IN ('reg', 'fifo', 'chr', 'blk') AND l.mtime_ns IS NOT s.mtime_ns))"""
 
+# Above this many names, reading a whole table beats a query per name (or per 500 names).
+MANY_NAMES = 5000
+# scan.Brief's columns, after the name (a row from before verified_ns existed reads as 0).
+_BRIEF = ("name, kind, mode, uid, gid, size, mtime_ns, ino, ctime_ns, checked_ns, "
+          "COALESCE(verified_ns, 0)")
 _INSERT_LOCAL = "INSERT OR REPLACE INTO local VALUES(" + ",".join("?" * 17) + ")"
 
 
@@ -119,11 +132,19 @@ class StateDB:
             self._db.executescript(_SCHEMA)
             return
         with self._tx() as db:
-            if version < SCHEMA_VERSION:
+            if version < 3:
                 db.execute("DROP TABLE IF EXISTS local")
+            old = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            moved = [t for t in _ORDERED if t in old]
+            for t in moved:
+                db.execute(f"ALTER TABLE {t} RENAME TO old_{t}")
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
+            for t in moved:
+                cols = ", ".join(r[1] for r in db.execute(f"PRAGMA table_info(old_{t})"))
+                db.execute(f"INSERT OR REPLACE INTO {t}({cols}) SELECT {cols} FROM old_{t}")
+                db.execute(f"DROP TABLE old_{t}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -145,7 +166,7 @@ class StateDB:
 
     def local_many(self, names: list[str]) -> dict[str, Seen]:
         """Cached entries for these names (queries of 500 names, a table scan for very many)."""
-        if len(names) > 5000:
+        if len(names) > MANY_NAMES:
             wanted = set(names)
             return {n: s for n, s in self.local_all().items() if n in wanted}
         out: dict[str, Seen] = {}
@@ -157,6 +178,22 @@ class StateDB:
                         f"SELECT {_LOCAL} FROM local WHERE name IN ({marks})", part):
                     out[r[0]] = Seen.from_row(r[1:])
         return out
+
+    def local_states(self, names: list[str]) -> dict[str, FileState]:
+        """The recorded states of these names (only the FileState columns of their rows)."""
+        wanted = set(names)
+        with self._lock:
+            if len(names) > MANY_NAMES:
+                rows = self._db.execute(f"SELECT name, {_STATE} FROM local")
+                return {r[0]: FileState(*r[1:]) for r in rows if r[0] in wanted}
+            out: dict[str, FileState] = {}
+            for i in range(0, len(names), 500):  # sqlite's host-parameter limit is 999+
+                part = names[i : i + 500]
+                marks = ",".join("?" * len(part))
+                for r in self._db.execute(
+                        f"SELECT name, {_STATE} FROM local WHERE name IN ({marks})", part):
+                    out[r[0]] = FileState(*r[1:])
+            return out
 
     def local_all(self) -> dict[str, Seen]:
         """Every cached scan entry."""
@@ -174,13 +211,32 @@ class StateDB:
                     out[r[0]] = Seen.from_row(r[1:])
         return out
 
+    def local_briefs_in(self, scopes: Iterable[tuple[str, bool]]) -> dict[str, Brief]:
+        """The brief cache entries under the scopes (what a no-change check compares)."""
+        out: dict[str, Brief] = {}
+        new = tuple.__new__
+        with self._lock:
+            for path, rec in scopes:
+                where, args = _scope_where(path, rec)
+                for r in self._db.execute(f"SELECT {_BRIEF} FROM local WHERE {where}", args):
+                    out[r[0]] = new(Brief, r[1:])
+        return out
+
     # --- synced states
     def synced_for(self, peer: str, names: Iterable[str] | None = None) -> dict[str, FileState]:
-        """What ``peer`` holds per our records (all names, or only ``names``)."""
+        """What ``peer`` holds per our records (all names, or only ``names``).
+
+        Many names are read in one pass over the peer's rows, not a query each: a first
+        sync of 20,000 files made 20,000 queries that found nothing (about 50 ms)."""
         with self._lock:
-            if names is None:
+            if names is not None and not isinstance(names, list | tuple):
+                names = list(names)
+            if names is None or len(names) > MANY_NAMES:
                 rows = self._db.execute(f"SELECT name, {_STATE} FROM synced WHERE peer=?", (peer,))
-                return {r[0]: FileState(*r[1:]) for r in rows}
+                if names is None:
+                    return {r[0]: FileState(*r[1:]) for r in rows}
+                wanted = set(names)
+                return {r[0]: FileState(*r[1:]) for r in rows if r[0] in wanted}
             out: dict[str, FileState] = {}
             for n in names:
                 row = self._db.execute(
@@ -245,8 +301,9 @@ class StateDB:
         seen: dict[str, Seen],
         peers: Iterable[str],
         force_new: bool = False,
-        old: Mapping[str, Seen] | None = None,
+        old: Mapping[str, Seen | Brief] | None = None,
         owns: Callable[[str], bool] | None = None,
+        unchanged: Collection[str] = (),
     ) -> dict[str, list[str]]:
         """Store a scan of ``scopes`` and recompute which names are dirty for each peer.
 
@@ -255,6 +312,8 @@ class StateDB:
         ``old`` is the scan cache the caller already loaded for these scopes, if any. ``owns``
         limits what the scan speaks for to one group's names: with several groups in csync2.cfg,
         one group's scan must neither forget another's entries nor take them for deletions.
+        ``unchanged`` are further names the scan found exactly as ``old`` records them (not in
+        ``seen``, and not written again).
         """
         result: dict[str, list[str]] = {}
         with self._tx() as db:
@@ -262,7 +321,8 @@ class StateDB:
                 old = self.local_in(scopes)
             if owns is not None:
                 old = {n: s for n, s in old.items() if owns(n)}
-            gone = [n for n in old if n not in seen]
+            present: Collection[str] = seen.keys() | unchanged if unchanged else seen
+            gone = [n for n in old if n not in present]
             db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in gone))
             db.executemany(
                 _INSERT_LOCAL,
@@ -275,13 +335,13 @@ class StateDB:
             for peer in peers:
                 # Compared in sqlite, over the rows just written: a no-change check of 20,000
                 # files builds no state objects for it.
-                dirty = [n for n in self._differing(peer, scopes) if n in seen]
+                dirty = [n for n in self._differing(peer, scopes) if n in present]
                 dirty += [n for n in self._peer_only(peer, scopes)
-                          if n not in seen and (owns is None or owns(n))]
+                          if n not in present and (owns is None or owns(n))]
                 dirty = list(dict.fromkeys(dirty))  # overlapping scopes name a file twice
                 now_dirty = set(dirty)
                 clean = [n for n in self._dirty_unforced(peer)
-                         if n not in now_dirty and (n in seen or n in old)]
+                         if n not in now_dirty and (n in present or n in old)]
                 db.executemany(
                     "DELETE FROM dirty WHERE peer=? AND name=? AND forced=0",
                     ((peer, n) for n in clean),
@@ -304,6 +364,12 @@ class StateDB:
                     "SELECT peer, name, forced FROM dirty WHERE peer=? ORDER BY name", (peer,)
                 )
             return [DirtyRow(r[0], r[1], bool(r[2])) for r in rows]
+
+    def dirty_names(self, peer: str) -> list[str]:
+        """The names dirty for ``peer``, in name order."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT name FROM dirty WHERE peer=? ORDER BY name", (peer,))]
 
     def add_forced(self, peers: Iterable[str], path: str, recursive: bool) -> None:
         """Record a ``-f`` scope for these peers (kept until the peer was made equal)."""

@@ -6,6 +6,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +19,16 @@ from nonstop.sync.digest import Hasher
 from nonstop.sync.patterns import Matcher, PathMap
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import Decoder, Kind, ProtocolError
-from nonstop.sync.scan import RACY_NS, Seen, describe, scan
+from nonstop.sync.scan import (
+    RACY_NS,
+    Brief,
+    Seen,
+    _classify,
+    describe,
+    scan,
+    scan_changes,
+    unchanged,
+)
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
 from nonstop.talk import talk_path
@@ -110,6 +120,174 @@ def test_statedb_dirty_per_peer_and_temp_list(tmp_path: Path) -> None:
     db.add_tmp(["/x/.nonstop-tmp-1"])
     assert db.tmp_paths() == ["/x/.nonstop-tmp-1"]
     db.close()
+
+
+def _brief(s: Seen) -> Brief:
+    return Brief(s.kind, s.mode, s.uid, s.gid, s.size, s.mtime_ns, s.ino, s.ctime_ns,
+                 s.checked_ns, s.verified_ns)
+
+
+_FIELDS = ("kind", "mode", "uid", "gid", "size", "mtime_ns", "ino", "ctime_ns", "checked_ns",
+           "verified_ns")
+
+
+@settings(max_examples=300, deadline=None)
+@given(is_dir=st.booleans(), field=st.sampled_from(_FIELDS), delta=st.sampled_from([0, 1, -1]),
+       checked_back=st.sampled_from([0, 10_000_000, 60_000_000, 3_000_000_000]))
+def test_a_brief_entry_says_unchanged_exactly_when_the_scan_keeps_the_whole_one(
+    tmp_path_factory: pytest.TempPathFactory, is_dir: bool, field: str, delta: int,
+    checked_back: int,
+) -> None:
+    """A check compares only a Brief of each cached row; whatever one recorded field differs
+    from the file, and however racy the record, it must decide as the scan does on the whole
+    row: unchanged exactly when _classify keeps the cached Seen itself."""
+    d = tmp_path_factory.mktemp("b")
+    p = d / "x"
+    if is_dir:
+        p.mkdir()
+    else:
+        p.write_bytes(b"abc")
+    st_ = os.lstat(p)
+    now = time.time_ns()
+    kind = "dir" if is_dir else "reg"
+    state = FileState.from_stat(st_, "" if is_dir else "d" * 40)
+    assert state.kind == kind
+    fields = {"ino": st_.st_ino, "ctime_ns": st_.st_ctime_ns,
+              "checked_ns": st_.st_mtime_ns + RACY_NS + 1 - checked_back, "verified_ns": now}
+    base = Seen(state, fields["ino"], fields["ctime_ns"], fields["checked_ns"], b"", now)
+    row: list[Any] = list(base)
+    i = Seen._fields.index(field)
+    if field == "kind":
+        row[i] = "reg" if delta and is_dir else ("dir" if delta else kind)
+    else:
+        row[i] = row[i] + delta
+    cached = Seen.from_row(tuple(row))
+    kept = _classify(str(p), st_, cached, now) is cached
+    assert unchanged(_brief(cached), st_, now) == kept
+
+
+def test_a_check_loads_whole_rows_only_of_what_changed_and_marks_the_same_as_a_full_scan(
+    tmp_path: Path,
+) -> None:
+    """scan_changes + record_check(unchanged=...) (what `-c` runs) against scan + record_check
+    on whole rows, on the same changes: an edit, a chmod, a deletion, a new file, a grown
+    file, and files left alone."""
+    ast = tmp_path / "etc/asterisk"
+    ast.mkdir(parents=True)
+    for i in range(6):
+        (ast / f"f{i}.conf").write_text(f"content {i}\n")
+        _age(ast / f"f{i}.conf")
+        os.utime(ast / f"f{i}.conf", ns=(int(OLD * 1e9), int(OLD * 1e9) + i))
+    pm = PathMap(str(tmp_path), {}, "n")
+    scopes = [("/", True)]
+    dbs = [StateDB(str(tmp_path / "db" / f"{k}.db3")) for k in ("brief", "whole")]
+    for db in dbs:
+        seen = scan(_matcher(), pm, scopes, db.local_all(), time.time_ns())
+        db.record_check(scopes, seen, ["p"])
+        db.record_sent("p", [(n, s.state) for n, s in seen.items()])
+        assert db.dirty("p") == []
+    (ast / "f0.conf").write_text("edited\n")
+    (ast / "f1.conf").chmod(0o600)
+    (ast / "f2.conf").unlink()
+    (ast / "new.conf").write_text("new\n")
+    with open(ast / "f3.conf", "a") as fh:
+        fh.write("more\n")
+    loaded: list[list[str]] = []
+    before = dbs[0].local_all()
+
+    def rows(names: list[str]) -> dict[str, Seen]:
+        loaded.append(sorted(names))
+        return dbs[0].local_many(names)
+
+    now = time.time_ns()
+    seen_b, same, cache = scan_changes(_matcher(), pm, scopes,
+                                       lambda: dbs[0].local_briefs_in(scopes), rows, now)
+    dirty_b = dbs[0].record_check(scopes, seen_b, ["p"], old=cache, unchanged=same)
+    seen_w = scan(_matcher(), pm, scopes, dbs[1].local_all(), now)
+    dirty_w = dbs[1].record_check(scopes, seen_w, ["p"])
+    changed = ["/etc/asterisk/f0.conf", "/etc/asterisk/f1.conf", "/etc/asterisk/f3.conf"]
+    assert loaded == [["/etc/asterisk", *changed]]  # the directory: its mtime moved
+    assert same == {"/etc/asterisk/f4.conf", "/etc/asterisk/f5.conf"}
+    assert dirty_b == dirty_w == {"p": sorted([*changed, "/etc/asterisk/f2.conf",
+                                               "/etc/asterisk/new.conf"])}
+    assert ({n: s.state for n, s in dbs[0].local_all().items()}
+            == {n: s.state for n, s in dbs[1].local_all().items()})
+    assert {n: dbs[0].local_get(n) for n in same} == {n: before[n] for n in same}
+    for db in dbs:
+        db.close()
+
+
+@pytest.mark.parametrize("many", [0, 10_000])
+def test_states_of_many_names_read_in_one_pass_equal_those_read_name_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, many: int,
+) -> None:
+    """synced_for and local_states read a whole table above MANY_NAMES names and query by
+    name below it: both give exactly the names asked for that have a row."""
+    from nonstop.sync import statedb
+
+    monkeypatch.setattr(statedb, "MANY_NAMES", many)
+    db = StateDB(str(tmp_path / "n.db3"))
+    states = {f"/srv/f{i}": FileState("reg", 0o644, 0, 0, i, i, f"d{i}", "", 0)
+              for i in range(40)}
+    db.record_sent("p", list(states.items())[:30])
+    db.record_check([("/srv", True)], {n: Seen(s, 1, 1, 1) for n, s in states.items()}, ["p"])
+    asked = [f"/srv/f{i}" for i in range(0, 50, 3)]  # some beyond both tables
+    assert db.synced_for("p", asked) == {n: states[n] for n in asked if int(n[6:]) < 30}
+    assert db.synced_for("p", iter(asked)) == db.synced_for("p", asked)
+    assert db.synced_for("other", asked) == {}
+    assert db.local_states(asked) == {n: states[n] for n in asked if n in states}
+    assert db.dirty_names("p") == sorted(f"/srv/f{i}" for i in range(30, 40))
+    assert db.dirty_names("p") == [r.name for r in db.dirty("p")]
+    db.close()
+
+
+_V3_SCHEMA = """
+CREATE TABLE local(name TEXT PRIMARY KEY, kind TEXT, mode INTEGER, uid INTEGER, gid INTEGER,
+                   size INTEGER, mtime_ns INTEGER, digest TEXT, target TEXT, rdev INTEGER,
+                   ino INTEGER, ctime_ns INTEGER, checked_ns INTEGER, blocks BLOB,
+                   verified_ns INTEGER, verify_pos INTEGER, stepped_ns INTEGER);
+CREATE TABLE synced(peer TEXT, name TEXT, kind TEXT, mode INTEGER, uid INTEGER, gid INTEGER,
+                    size INTEGER, mtime_ns INTEGER, digest TEXT, target TEXT, rdev INTEGER,
+                    PRIMARY KEY(peer, name));
+CREATE TABLE dirty(peer TEXT, name TEXT, forced INTEGER NOT NULL DEFAULT 0,
+                   PRIMARY KEY(peer, name));
+CREATE TABLE forced(peer TEXT, path TEXT, recursive INTEGER, PRIMARY KEY(peer, path));
+"""
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_older_database_keeps_its_records_in_name_ordered_tables(
+    tmp_path: Path, version: int,
+) -> None:
+    """A version 3 database (rowid tables) opened by this version: every row of local,
+    synced, dirty and forced is still there, in WITHOUT ROWID tables; a version 2 scan
+    cache is dropped (its digests have another form), the peers' records are kept."""
+    import sqlite3
+
+    path = str(tmp_path / "n.db3")
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(_V3_SCHEMA)
+    state = FileState("reg", 0o644, 0, 0, 3, 5, "d" * 40, "", 0)
+    seen = Seen(state, 7, 9, 11, b"b" * 16, 13, 0, 13)
+    old.execute("INSERT INTO local VALUES(" + ",".join("?" * 17) + ")", ("/srv/a", *seen))
+    old.execute("INSERT INTO synced VALUES(" + ",".join("?" * 11) + ")",
+                ("p", "/srv/a", *seen[:9]))
+    old.execute("INSERT INTO dirty VALUES('p', '/srv/b', 1)")
+    old.execute("INSERT INTO forced VALUES('p', '/srv', 1)")
+    old.execute(f"PRAGMA user_version={version}")
+    old.close()
+    db = StateDB(path)
+    assert db.local_all() == ({"/srv/a": seen} if version == 3 else {})
+    assert db.synced_for("p") == {"/srv/a": state}
+    assert [(r.name, r.forced) for r in db.dirty("p")] == [("/srv/b", True)]
+    assert db.forced("p") == [("/srv", True)]
+    tables = dict(db._db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'"))
+    assert set(tables) == {"local", "synced", "dirty", "forced", "tmpfiles", "appends"}
+    assert all("WITHOUT ROWID" in tables[t] for t in ("local", "synced", "dirty"))
+    db.close()
+    again = StateDB(path)  # opening a current database changes nothing
+    assert again.synced_for("p") == {"/srv/a": state}
+    again.close()
 
 
 _KINDS = st.sampled_from(["reg", "dir", "lnk", "fifo", "chr", "blk"])
