@@ -70,9 +70,13 @@ def etcdctl(lab: Lab, pki: Path, url: str, *args: str,
     tls = ["--cacert", str(pki / "ca.pem")]
     if client_cert:
         tls += ["--cert", str(pki / "client.pem"), "--key", str(pki / "client.key")]
-    return lab.run(CLIENT, ["etcdctl", "--endpoints", url, *tls, "--dial-timeout", "2s",
-                            "--command-timeout", "3s", *args],
-                   timeout=15, env={"ETCDCTL_API": "3"})
+    # Generous limits where an answer is expected: at the start of a CI run both test workers
+    # start clusters at once, and a TLS handshake can take seconds then. A client refused at
+    # the handshake is retried until the dial timeout, so that one stays short.
+    dial, command = ("5s", "10s") if client_cert else ("2s", "3s")
+    return lab.run(CLIENT, ["etcdctl", "--endpoints", url, *tls, "--dial-timeout", dial,
+                            "--command-timeout", command, *args],
+                   timeout=30, env={"ETCDCTL_API": "3"})
 
 
 GATEWAY = """
@@ -82,7 +86,7 @@ from nonstop.coord.etcd import EtcdGateway
 from nonstop.coord.port import CoordError
 
 async def main() -> None:
-    gw = EtcdGateway(parse_etcd(sys.argv[1:]), 3.0)
+    gw = EtcdGateway(parse_etcd(sys.argv[2:]), float(sys.argv[1]))
     try:
         lease, ttl = await gw.grant(5)
         print("granted", ttl)
@@ -95,9 +99,11 @@ asyncio.run(main())
 """
 
 
-def gateway_grant(lab: Lab, *args: str) -> str:
-    """A lease grant by nonstop's own gateway from the client box, with these directive words."""
-    done = lab.run(CLIENT, [sys.executable, "-c", GATEWAY, *args], timeout=30, check=True)
+def gateway_grant(lab: Lab, *args: str, timeout: float = 10.0) -> str:
+    """A lease grant by nonstop's own gateway from the client box, with these directive words
+    (``timeout``: the gateway's own, per request)."""
+    done = lab.run(CLIENT, [sys.executable, "-c", GATEWAY, str(timeout), *args], timeout=60,
+                   check=True)
     return done.stdout.strip()
 
 
@@ -129,9 +135,10 @@ def test_leases_over_tls_with_a_client_certificate(lab: Lab) -> None:
     files = [f"cacert={pki / 'ca.pem'}", f"cert={pki / 'client.pem'}",
              f"key={pki / 'client.key'}"]
     assert gateway_grant(lab, url, *files) == "granted 5"
-    assert gateway_grant(lab, url, files[0]).startswith("refused")  # no client certificate
-    assert gateway_grant(lab, url, f"cacert={pki / 'other-ca.pem'}",
-                         *files[1:]).startswith("refused")  # etcd's certificate not trusted
+    # no client certificate; etcd's certificate not trusted
+    assert gateway_grant(lab, url, files[0], timeout=3.0).startswith("refused")
+    assert gateway_grant(lab, url, f"cacert={pki / 'other-ca.pem'}", *files[1:],
+                         timeout=3.0).startswith("refused")
 
     c = TalkCluster(lab, directives={"nonstop_etcd": " ".join([url, f"prefix={PREFIX}",
                                                                *files])})
