@@ -234,7 +234,7 @@ class Membership(PeerTable):
         # does): a captured packet of the dead node is then still a replay (issue 9), while
         # the node itself, back from a partition, has counted on and is accepted.
         p.missing.clear()
-        p.any_packet = False
+        p.any_packet = p.seq_heard = False
         p.heard_status = False
         p.warned = False
         for link, up in list(p.link_up.items()):
@@ -350,7 +350,7 @@ class Membership(PeerTable):
     def _admit_old_seq(self, m: Inbound, seq: int, events: list[Event]) -> bool:
         """A number not above the last one: a replay, a duplicate, or a packet found missing."""
         p = m.peer
-        if p.status is NodeStatus.DEAD or not p.any_packet:  # dead, or not yet heard
+        if p.status is NodeStatus.DEAD or not p.seq_heard:  # dead, or no number heard yet
             detail = f"replayed packet of [{p.name}]? [seq = {seq}, last = {p.last_seq}, " \
                      f"gen = {m.gen}]"
             events.extend(self._drop("replay", p.name, detail))
@@ -373,15 +373,19 @@ class Membership(PeerTable):
             self.count("lost", gap)
             # Never ask a dead node (back from a partition) for what we missed while it was
             # away (Heartbeat 3.0.5: "do not request retransmission of lost messages from
-            # dead members"), nor ask for what it sent while we were down: our first packet
-            # of it since our restart follows the number recorded before (replay state), and
-            # Heartbeat answered the request with "Cannot rexmit pkt ...: seqno too low".
-            if gap > MAX_SEQ_GAP or p.status is NodeStatus.DEAD or not p.any_packet:
+            # dead members"), nor ask for what it sent while we were down: our first numbered
+            # packet of it since our restart follows the number recorded before (replay
+            # state). Heartbeat answered such a request with "Cannot rexmit pkt ...: seqno too
+            # low" for what it no longer kept, and resent the rest, which this node would then
+            # have acted on as news: a standby request from before our crash made us take a
+            # group Heartbeat held. An unnumbered packet first (an ack) does not count here.
+            if gap > MAX_SEQ_GAP or p.status is NodeStatus.DEAD or not p.seq_heard:
                 p.missing.clear()
             else:
                 p.missing.update(range(p.last_seq + 1, seq))
                 events.append(RexmitWanted(p.name, p.last_seq + 1, seq - 1))
         p.last_seq = seq
+        p.seq_heard = True
 
     def _ack(self, p: PeerState, seq: int) -> Send:
         return Send((("t", "NS_ackmsg"), ("dest", p.name), ("ackseq", f"{seq:x}")), dest=p.name)

@@ -30,6 +30,10 @@ class PeerState:
     heard_status: bool = False
     last_status_at: float | None = None
     any_packet: bool = False
+    # A sequenced packet admitted since we started or it died: until then its numbers are
+    # compared with the recorded ones only to drop replays, never to ask for a gap (what it
+    # sent while we were down, or while it was dead, is not ours to ask for).
+    seq_heard: bool = False
     generation: int | None = None
     # The generation it had when declared dead: only a status of that very generation is a
     # node back from a partition (``generation`` follows any packet, a restart's first

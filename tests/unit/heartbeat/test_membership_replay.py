@@ -104,3 +104,22 @@ def test_what_the_peer_sent_while_we_were_down_is_not_asked_for() -> None:
     p.seq += 1  # a gap once we hear it is a loss, asked for
     ev = after.receive(p.status(), "eth0", 0.3)
     assert of(ev, RexmitWanted) == [RexmitWanted("vpbx1-2", 42, 42)]
+
+
+def test_an_unnumbered_packet_first_does_not_make_the_gap_a_loss() -> None:
+    # Found with a real Heartbeat beside a restarted nonstop: the peer's first packet after our
+    # restart was an ack (no sequence number), its next status numbered far past the recorded
+    # one. The gap was asked for, Heartbeat resent what it still kept, and an old standby
+    # request among it made this node take a group Heartbeat held.
+    after = started(known={"vpbx1-2": (7, 10)})
+    p = Peer()
+    p.seq = 40
+    ack = p.msg(("t", "NS_ackmsg"), ("dest", "vpbx1-1"), ("ackseq", "5"), seq=False)
+    assert not of(after.receive(ack, "eth0", 0.05), Dropped)
+    ev = after.receive(p.status(), "eth0", 0.1)
+    assert StatusChanged("vpbx1-2", NodeStatus.INIT, NodeStatus.ACTIVE) in ev
+    assert not of(ev, RexmitWanted)
+    assert after.missing("vpbx1-2") == frozenset()
+    p.seq += 1  # once a number was heard, a gap is a loss again, and asked for
+    ev = after.receive(p.status(), "eth0", 0.3)
+    assert of(ev, RexmitWanted) == [RexmitWanted("vpbx1-2", 42, 42)]
