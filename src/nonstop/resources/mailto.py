@@ -17,14 +17,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nonstop.config.model import HaConfig
 from nonstop.errors import InvalidValue, MachineError, MachineTimeout
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
-
-if TYPE_CHECKING:
-    from email.message import EmailMessage
 
 DEFAULT_SUBJECT = "Resource Group"
 RETRY_BACKOFF_S = 2.0
@@ -169,14 +166,6 @@ class MailToAgent(Agent):
                 "sendmail": str(ctx.sendmail) if ctx.sendmail is not None else None,
                 "smtp_host": ctx.smtp_host, "smtp_port": ctx.smtp_port,
                 "timeout": ctx.smtp_timeout}
-
-    def build_message(self, action: str, when: datetime.datetime) -> EmailMessage:
-        """The complete mail for ``action`` at ``when``, as the sending process composes it
-        (the daemon itself never loads ``email``: see nonstop.resources.mailsend)."""
-        from nonstop.resources.mailsend import compose
-
-        spec = self.mail_spec(action, when)
-        return compose(spec["from"], spec["to"], spec["subject"], spec["body"])
 
     def _send_in_background(self, action: str) -> None:
         # The mail's date is when the event happened, not when it was composed or when a

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from typing import Any
 
 from nonstop.records import record
 from nonstop.sync.patterns import in_scope
@@ -164,36 +165,37 @@ class StateDB:
             ).fetchone()
         return None if row is None else Seen.from_row(row[1:])
 
-    def local_many(self, names: list[str]) -> dict[str, Seen]:
-        """Cached entries for these names (queries of 500 names, a table scan for very many)."""
+    def _rows_named(self, columns: str, names: list[str]) -> Iterator[tuple[Any, ...]]:
+        """``columns`` (the name first) of the ``local`` rows of these names (queries of 500
+        names, one pass over the table for very many). Hold ``_lock`` while iterating."""
         if len(names) > MANY_NAMES:
             wanted = set(names)
-            return {n: s for n, s in self.local_all().items() if n in wanted}
-        out: dict[str, Seen] = {}
+            yield from (r for r in self._db.execute(f"SELECT {columns} FROM local")
+                        if r[0] in wanted)
+            return
+        for i in range(0, len(names), 500):  # sqlite's host-parameter limit is 999+
+            part = names[i : i + 500]
+            marks = ",".join("?" * len(part))
+            yield from self._db.execute(
+                f"SELECT {columns} FROM local WHERE name IN ({marks})", part)
+
+    def _rows_in(self, columns: str, scopes: Iterable[tuple[str, bool]]
+                 ) -> Iterator[tuple[Any, ...]]:
+        """``columns`` (the name first) of the ``local`` rows under the scopes. Hold
+        ``_lock`` while iterating."""
+        for path, rec in scopes:
+            where, args = _scope_where(path, rec)
+            yield from self._db.execute(f"SELECT {columns} FROM local WHERE {where}", args)
+
+    def local_many(self, names: list[str]) -> dict[str, Seen]:
+        """Cached entries for these names (queries of 500 names, a table scan for very many)."""
         with self._lock:
-            for i in range(0, len(names), 500):  # sqlite's host-parameter limit is 999+
-                part = names[i : i + 500]
-                marks = ",".join("?" * len(part))
-                for r in self._db.execute(
-                        f"SELECT {_LOCAL} FROM local WHERE name IN ({marks})", part):
-                    out[r[0]] = Seen.from_row(r[1:])
-        return out
+            return {r[0]: Seen.from_row(r[1:]) for r in self._rows_named(_LOCAL, names)}
 
     def local_states(self, names: list[str]) -> dict[str, FileState]:
         """The recorded states of these names (only the FileState columns of their rows)."""
-        wanted = set(names)
         with self._lock:
-            if len(names) > MANY_NAMES:
-                rows = self._db.execute(f"SELECT name, {_STATE} FROM local")
-                return {r[0]: FileState(*r[1:]) for r in rows if r[0] in wanted}
-            out: dict[str, FileState] = {}
-            for i in range(0, len(names), 500):  # sqlite's host-parameter limit is 999+
-                part = names[i : i + 500]
-                marks = ",".join("?" * len(part))
-                for r in self._db.execute(
-                        f"SELECT name, {_STATE} FROM local WHERE name IN ({marks})", part):
-                    out[r[0]] = FileState(*r[1:])
-            return out
+            return {r[0]: FileState(*r[1:]) for r in self._rows_named(f"name, {_STATE}", names)}
 
     def local_all(self) -> dict[str, Seen]:
         """Every cached scan entry."""
@@ -203,24 +205,14 @@ class StateDB:
 
     def local_in(self, scopes: Iterable[tuple[str, bool]]) -> dict[str, Seen]:
         """Cached entries under the scopes."""
-        out: dict[str, Seen] = {}
         with self._lock:
-            for path, rec in scopes:
-                where, args = _scope_where(path, rec)
-                for r in self._db.execute(f"SELECT {_LOCAL} FROM local WHERE {where}", args):
-                    out[r[0]] = Seen.from_row(r[1:])
-        return out
+            return {r[0]: Seen.from_row(r[1:]) for r in self._rows_in(_LOCAL, scopes)}
 
     def local_briefs_in(self, scopes: Iterable[tuple[str, bool]]) -> dict[str, Brief]:
         """The brief cache entries under the scopes (what a no-change check compares)."""
-        out: dict[str, Brief] = {}
         new = tuple.__new__
         with self._lock:
-            for path, rec in scopes:
-                where, args = _scope_where(path, rec)
-                for r in self._db.execute(f"SELECT {_BRIEF} FROM local WHERE {where}", args):
-                    out[r[0]] = new(Brief, r[1:])
-        return out
+            return {r[0]: new(Brief, r[1:]) for r in self._rows_in(_BRIEF, scopes)}
 
     # --- synced states
     def synced_for(self, peer: str, names: Iterable[str] | None = None) -> dict[str, FileState]:
