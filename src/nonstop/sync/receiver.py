@@ -467,6 +467,12 @@ class Receiver(ReceiveData):
 
     def _rename_into_place(self, batch: Batch, p: Pending, msg: str) -> str:
         """The temp file over the target (the old file backed up); returns the message."""
+        if p.current is not None and not self._as_judged(p):
+            # A local program wrote (or removed) the file since it was judged: that change is
+            # kept and the peer's version not installed, a conflict at the next run, as for a
+            # file that appeared (below). The window left is this lstat to the rename.
+            raise MachineError(errno.EBUSY, f"changed on {self.me} during the transfer; "
+                               "left alone")
         if p.current is not None and p.current.kind == "reg":
             with contextlib.suppress(FileNotFoundError):
                 msg = _with_backup(msg, self._backup(p.op.name, p.local))
@@ -478,6 +484,19 @@ class Receiver(ReceiveData):
             raise MachineError(errno.EEXIST, f"appeared on {self.me} during the transfer; "
                                "left alone")
         return msg
+
+    @staticmethod
+    def _as_judged(p: Pending) -> bool:
+        """Whether the file to be replaced is still what ``evaluate`` saw: same inode, size,
+        mtime and ctime (any write, chmod, chown or rename since changes the ctime)."""
+        if p.seen is None:
+            return True
+        try:
+            st = os.lstat(p.local)
+        except FileNotFoundError:
+            return False
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == (
+            p.seen.ino, p.seen.size, p.seen.mtime_ns, p.seen.ctime_ns)
 
     def _discard(self, p: Pending) -> None:
         """Drop what a failed file left: its temp file, or the bytes appended in place."""

@@ -325,6 +325,52 @@ async def test_a_file_that_appears_before_the_commit_is_left_alone(tmp_path: Pat
         assert n2.path(name).read_text() == "written on vpbx1-2 meanwhile\n"
 
 
+@pytest.mark.parametrize("edit", ["write", "chmod", "remove"])
+async def test_a_file_changed_locally_before_the_commit_is_left_alone(
+        tmp_path: Path, edit: str) -> None:
+    """Judged as it was, then a local program writes, chmods or removes it while the peer's
+    version is in transit: the commit keeps the local change (no backup, no replace) and
+    says so; the next run finds the conflict."""
+    async with pair(tmp_path) as (n1, n2):
+        name = "/etc/asterisk/sip.conf"
+        n1.write(name, "old\n")
+        assert await n1.sync() == []
+        n1.write(name, "new from vpbx1-1\n")
+        n1.node.check()
+        seen = n1.node.db.local_get(name)
+        assert seen is not None
+        base = n2.node.db.local_get(name)
+        assert base is not None
+        rec = _receiver(n2.node)
+        _results, need, batch = rec.evaluate([Op("put", name, base.state, seen.state)])
+        assert need == [0], _results
+        rec.submit_whole(batch, 0, [b"new from vpbx1-1\n"], seen.state)
+        rec.flush_writes()
+        rec.wait_writes()
+        local = n2.path(name)
+        if edit == "write":
+            local.write_text("edited on vpbx1-2 meanwhile\n")
+        elif edit == "chmod":
+            local.chmod(0o600)
+        else:
+            local.unlink()
+        done = rec.commit(batch)
+        rec.close()
+        assert done[0].status == "error", done
+        assert "changed on vpbx1-2 during the transfer" in done[0].message
+        if edit == "write":
+            assert local.read_text() == "edited on vpbx1-2 meanwhile\n"
+        elif edit == "chmod":
+            assert local.read_text() == "old\n" and local.stat().st_mode & 0o777 == 0o600
+        else:
+            assert not local.exists()
+        assert sorted(x.name for x in n2.path("/etc/asterisk").iterdir()) == (
+            [] if edit == "remove" else ["sip.conf"])  # no temp file left
+        assert await n1.sync() != []  # now a conflict, reported
+        if edit == "write":
+            assert local.read_text() == "edited on vpbx1-2 meanwhile\n"
+
+
 def test_without_renameat2_a_hard_link_still_never_replaces(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a").write_text("new")
