@@ -77,6 +77,12 @@ class GroupRuntime:
     # A decision that waits on peers: its reason, since when, and whether it was warned about.
     waiting: tuple[str, frozenset[str], float] | None = None
     wait_warned: bool = False
+    # The address agents among ``agents`` (which never change): the once-a-second decision
+    # asks for them, and isinstance against a runtime-checkable Protocol is slow.
+    watched: list[WatchedAddress] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.watched = [a for a in self.agents if isinstance(a, WatchedAddress)]
 
     @property
     def busy(self) -> bool:
@@ -288,8 +294,7 @@ class FailoverEngine:
 
     def held_addresses(self) -> list[WatchedAddress]:
         """The address agents of the groups held here (what the conflict watches watch)."""
-        return [a for rt in self.groups if rt.state is GroupState.HELD
-                for a in rt.agents if isinstance(a, WatchedAddress)]
+        return [a for rt in self.groups if rt.state is GroupState.HELD for a in rt.watched]
 
     async def flush_notices(self, timeout_s: float) -> None:
         """Before the daemon exits: let agents that send notices in the background (MailTo's
