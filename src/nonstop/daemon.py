@@ -414,20 +414,28 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring):
         try:
             now = self._now()
             self._handle(self.protocol.tick(now), now)
-            if now - self._last_periodic >= PERIODIC_RECONSIDER_S:
-                # Time alone changes some decisions (a start failure ages, a failed stop is
-                # retried, a group that was busy is free again): decide again every second.
-                self._last_periodic = now
-                self._schedule_reconsider()
-                if self.guards is not None:
-                    self.guards.tick(now)
-                self.observer.poll_sync()
-                self._record_replay_state(now)
-                self._log_summaries(now)
+            self._periodic(now)
         except Exception:
             log.exception("error in the heartbeat timer (heartbeats continue)")
         finally:
             self._arm()
+
+    def _periodic(self, now: float) -> None:
+        """The once-a-second work, from whichever heartbeat callback runs first after it is
+        due. Not from the timer alone: a node that answers its peer's status in the same turn
+        (membership's early send) keeps pushing its own keepalive back, so its timer never
+        fires while the peer is heard, and this work would never run there."""
+        if now - self._last_periodic < PERIODIC_RECONSIDER_S:
+            return
+        # Time alone changes some decisions (a start failure ages, a failed stop is retried, a
+        # group that was busy is free again): decide again every second.
+        self._last_periodic = now
+        self._schedule_reconsider()
+        if self.guards is not None:
+            self.guards.tick(now)
+        self.observer.poll_sync()
+        self._record_replay_state(now)
+        self._log_summaries(now)
 
     def _log_summaries(self, now: float) -> None:
         """The bad-packet bursts that ended, and what the log budgets held back."""
@@ -486,6 +494,10 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring):
             if claimed is not None:
                 self._log_forged(claimed, addr[0], bad.reason, now)
         self._handle(out, now)
+        try:
+            self._periodic(now)
+        except Exception:
+            log.exception("error in the once-a-second work (heartbeats continue)")
         self._arm()
 
     def _log_bad(self, reason: str, source: str, detail: str, now: float) -> None:
