@@ -467,10 +467,11 @@ class Receiver(ReceiveData):
 
     def _rename_into_place(self, batch: Batch, p: Pending, msg: str) -> str:
         """The temp file over the target (the old file backed up); returns the message."""
-        if p.current is not None and not self._as_judged(p):
+        if p.current is not None and not p.op.forced and not self._as_judged(p):
             # A local program wrote (or removed) the file since it was judged: that change is
             # kept and the peer's version not installed, a conflict at the next run, as for a
-            # file that appeared (below). The window left is this lstat to the rename.
+            # file that appeared (below). The window left is this lstat to the rename. (A
+            # forced update overwrites local changes by definition, backed up, as before.)
             raise MachineError(errno.EBUSY, f"changed on {self.me} during the transfer; "
                                "left alone")
         if p.current is not None and p.current.kind == "reg":

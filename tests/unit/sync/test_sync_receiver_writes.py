@@ -371,6 +371,33 @@ async def test_a_file_changed_locally_before_the_commit_is_left_alone(
             assert local.read_text() == "edited on vpbx1-2 meanwhile\n"
 
 
+async def test_a_forced_update_still_overwrites_a_change_made_during_the_transfer(
+        tmp_path: Path) -> None:
+    """``-f``: the peer's local edits are overwritten by definition (backed up), also one
+    made while the forced version was in transit."""
+    async with pair(tmp_path) as (n1, n2):
+        name = "/etc/asterisk/sip.conf"
+        n1.write(name, "old\n")
+        assert await n1.sync() == []
+        n1.write(name, "new from vpbx1-1\n")
+        n1.node.check()
+        seen = n1.node.db.local_get(name)
+        base = n2.node.db.local_get(name)
+        assert seen is not None and base is not None
+        rec = _receiver(n2.node)
+        _results, need, batch = rec.evaluate([Op("put", name, base.state, seen.state,
+                                                 forced=True)])
+        assert need == [0], _results
+        rec.submit_whole(batch, 0, [b"new from vpbx1-1\n"], seen.state)
+        rec.flush_writes()
+        rec.wait_writes()
+        n2.path(name).write_text("edited on vpbx1-2 meanwhile\n")
+        done = rec.commit(batch)
+        rec.close()
+        assert done[0].status != "error", done
+        assert n2.path(name).read_text() == "new from vpbx1-1\n"
+
+
 def test_without_renameat2_a_hard_link_still_never_replaces(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a").write_text("new")
