@@ -49,7 +49,7 @@ class ReceiveData:
         """The rsync signature of our current file, kept open as the basis of the delta to come
         (None if the file changed since ``evaluate``: the sender then sends it whole)."""
         p = batch.pending[index]
-        fd = self._open_current(batch, p)
+        fd = self._open_current(batch, p, write=False)
         if fd < 0:
             return None
         p.basis_fd = fd
@@ -59,14 +59,17 @@ class ReceiveData:
             p.failed = f"{p.op.name}: signature failed on {self.me}: {e}"
             return None
 
-    def _open_current(self, batch: Batch, p: Pending) -> int:
-        """Our file, opened if it is still exactly what ``evaluate`` saw; else -1."""
+    def _open_current(self, batch: Batch, p: Pending, *, write: bool = True) -> int:
+        """Our file, opened if it is still exactly what ``evaluate`` saw; else -1. Read-only
+        unless it is to be appended to: opening for writing is itself a change on some file
+        systems (overlayfs copies a lower-layer file up, with a new ctime)."""
         cur, seen = p.current, p.seen
         if cur is None or seen is None:
             return -1
         try:
             dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))
-            fd = os.open(os.path.basename(p.local), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW,
+            access = os.O_RDWR if write else os.O_RDONLY
+            fd = os.open(os.path.basename(p.local), access | os.O_CLOEXEC | os.O_NOFOLLOW,
                          dir_fd=dfd)
         except OSError:
             return -1

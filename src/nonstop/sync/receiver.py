@@ -75,6 +75,10 @@ class Receiver(ReceiveData):
     _held_bytes: int = 0
     _listed: dict[str, set[str] | None] = field(default_factory=dict)
     _crowded: set[str] = field(default_factory=set)
+    # How many operations of the open batches change each existing inode (replace, delete,
+    # chmod, rename). Any of them moves the ctime of every name linked to that inode, so a
+    # hard-linked name is not taken for one a local program changed (see _as_judged).
+    _inode_ops: dict[int, int] = field(default_factory=dict)
 
     # --- data arrives on the event loop; the writes happen on the writer thread
     def submit_open(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
@@ -208,6 +212,8 @@ class Receiver(ReceiveData):
         if batch.pending:
             self.db.add_tmp(p.tmp for p in batch.pending.values())
             self._open.append(batch)
+        elif not self._open:
+            self._inode_ops.clear()  # nothing waits on them
         if records:
             self.db.record_received(self.peer, records)
         return results, need, batch
@@ -251,6 +257,8 @@ class Receiver(ReceiveData):
         status = {Action.APPLY: "ok", Action.FORCE: "forced", Action.AUTO_WIN: "auto"}[
             verdict.action
         ]
+        if seen is not None:
+            self._touches(seen.ino)
         if ((current is not None and current.kind == "dir" and _kind(op) != "dir")
                 or _kind(op) == "lnk"):
             # A directory goes or a link comes: what was checked below it no longer holds.
@@ -354,6 +362,8 @@ class Receiver(ReceiveData):
         src_local = self.paths.local(op.src)
         src_seen = describe(src_local, self.db.local_get(op.src), self._now())
         src_ok = src_seen is not None and (op.forced or src_seen.state.same(op.src_base))
+        if src_seen is not None and src_ok:
+            self._touches(src_seen.ino)  # renamed now, or removed when the file arrives
         if src_seen is not None and src_ok and src_seen.state.same_content(new):
             if p.current is not None and p.current.kind == "reg":
                 msg = _with_backup(msg, self._backup(op.name, local))
@@ -463,6 +473,8 @@ class Receiver(ReceiveData):
             self._report(batch.pending[r.index].op.name, r)
         with contextlib.suppress(ValueError):
             self._open.remove(batch)
+        if not self._open:
+            self._inode_ops.clear()
         return results
 
     def _rename_into_place(self, batch: Batch, p: Pending, msg: str) -> str:
@@ -486,18 +498,24 @@ class Receiver(ReceiveData):
                                "left alone")
         return msg
 
-    @staticmethod
-    def _as_judged(p: Pending) -> bool:
+    def _touches(self, ino: int) -> None:
+        self._inode_ops[ino] = self._inode_ops.get(ino, 0) + 1
+
+    def _as_judged(self, p: Pending) -> bool:
         """Whether the file to be replaced is still what ``evaluate`` saw: same inode, size,
-        mtime and ctime (any write, chmod, chown or rename since changes the ctime)."""
-        if p.seen is None:
+        mtime, owner and mode, and same ctime (any write, chmod, chown or rename since moves
+        it) unless another operation of ours changes the same inode under another name."""
+        seen = p.seen
+        if seen is None:
             return True
         try:
             st = os.lstat(p.local)
         except FileNotFoundError:
             return False
-        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == (
-            p.seen.ino, p.seen.size, p.seen.mtime_ns, p.seen.ctime_ns)
+        if (st.st_ino, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), st.st_uid,
+                st.st_gid) != (seen.ino, seen.size, seen.mtime_ns, seen.mode, seen.uid, seen.gid):
+            return False
+        return st.st_ctime_ns == seen.ctime_ns or self._inode_ops.get(st.st_ino, 0) > 1
 
     def _discard(self, p: Pending) -> None:
         """Drop what a failed file left: its temp file, or the bytes appended in place."""
@@ -515,6 +533,7 @@ class Receiver(ReceiveData):
             self.db.drop_tmp(p.tmp for p in batch.pending.values())
             batch.close_dirs()
         self._open.clear()
+        self._inode_ops.clear()
 
 
 def _kind(op: Op) -> str:

@@ -5,13 +5,14 @@ whose owner is already right."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sync_harness import pair
+from sync_harness import pair, talk_config
 
 from nonstop.sync import fsops, receiver, writes
 from nonstop.sync.digest import Hasher
@@ -396,6 +397,63 @@ async def test_a_forced_update_still_overwrites_a_change_made_during_the_transfe
         rec.close()
         assert done[0].status != "error", done
         assert n2.path(name).read_text() == "new from vpbx1-1\n"
+
+
+@pytest.mark.parametrize("generations", [5, 0])
+async def test_hard_linked_names_updated_together_are_not_taken_for_local_changes(
+        tmp_path: Path, generations: int) -> None:
+    """Two names of one inode on the receiver, both updated in one batch: replacing the first
+    (and backing it up) moves the shared inode's ctime, which is ours, not a local program's."""
+    cfg = talk_config(tmp_path, generations=generations)
+    async with pair(tmp_path, cfg) as (n1, n2):
+        names = ["/etc/asterisk/a.conf", "/etc/asterisk/b.conf"]
+        for name in names:
+            n1.write(name, "same\n")
+        assert await n1.sync() == []
+        n2.path(names[1]).unlink()
+        os.link(n2.path(names[0]), n2.path(names[1]))
+        n2.node.check()
+        ops = []
+        for i, name in enumerate(names):
+            n1.write(name, f"new {i}\n")
+        n1.node.check()
+        for name in names:
+            seen, base = n1.node.db.local_get(name), n2.node.db.local_get(name)
+            assert seen is not None and base is not None
+            ops.append(Op("put", name, base.state, seen.state))
+        rec = _receiver(n2.node)
+        _results, need, batch = rec.evaluate(ops)
+        assert need == [0, 1], _results
+        for i in need:
+            rec.submit_whole(batch, i, [f"new {i}\n".encode()], ops[i].new)  # type: ignore[arg-type]
+        rec.flush_writes()
+        rec.wait_writes()
+        done = rec.commit(batch)
+        rec.close()
+        assert [r.status for r in done] == ["ok", "ok"], done
+        assert [n2.path(n).read_text() for n in names] == ["new 0\n", "new 1\n"]
+
+
+async def test_the_basis_of_a_delta_is_opened_read_only(tmp_path: Path) -> None:
+    """Opening a file for writing changes it on some file systems (overlayfs copies a
+    lower-layer file up, with a new ctime, and the commit would then refuse the update):
+    the signature's basis is only read."""
+    async with pair(tmp_path) as (n1, n2):
+        name = "/etc/asterisk/extensions.conf"
+        n1.write(name, "x" * 100_000)
+        assert await n1.sync() == []
+        n1.write(name, "x" * 50_000 + "y" + "x" * 49_999)
+        n1.node.check()
+        seen, base = n1.node.db.local_get(name), n2.node.db.local_get(name)
+        assert seen is not None and base is not None
+        rec = _receiver(n2.node)
+        _results, need, batch = rec.evaluate([Op("put", name, base.state, seen.state)])
+        assert need == [0]
+        assert rec.signature(batch, 0)
+        fd = batch.pending[0].basis_fd
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+        rec.abort()
+        rec.close()
 
 
 def test_without_renameat2_a_hard_link_still_never_replaces(
