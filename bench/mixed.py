@@ -19,6 +19,7 @@ from bench.measure import LogWatcher
 from bench.systems import (
     HA_DIRECTIVES,
     NODES,
+    QUICK_HEARTBEAT_STEADY_S,
     Cluster,
     _cmdline,
     _comm,
@@ -38,6 +39,7 @@ class MixedCluster(Cluster):
     """Each node runs Heartbeat 3.0.6 or nonstop, as ``kinds`` says."""
 
     name = "Heartbeat 3.0.6 + nonstop"
+    quick_steady_s = QUICK_HEARTBEAT_STEADY_S
 
     def __init__(self, lab: Lab, watcher: LogWatcher, kinds: Mapping[str, str], *,
                  directives: Mapping[str, str | None] | None = None) -> None:
