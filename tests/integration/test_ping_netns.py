@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nonstop.lab import CLIENT, CLIENT_IP, Lab, wait_for
+from nonstop.lab import CLIENT, CLIENT_IP, Lab, LabError, wait_for
 from nonstop.lab.box import HEARTBEAT_BINARY
 
 CLIENT_IP2 = "198.18.0.101"
@@ -108,11 +108,18 @@ def test_same_lines_as_heartbeat_for_the_same_outage(
                             f"grp={group.replace(' ', ',')}"])
 
     def both(pattern: str) -> None:
-        wait_for(lambda: re.search(pattern, hb_log.read_text() if hb_log.exists() else ""),
-                 20, what=f"/{pattern}/ in Heartbeat's log")
+        try:
+            wait_for(lambda: re.search(pattern, hb_log.read_text() if hb_log.exists() else ""),
+                     20, what=f"/{pattern}/ in Heartbeat's log")
+        except LabError as e:
+            tail = hb_log.read_text().splitlines()[-30:] if hb_log.exists() else ["(none)"]
+            raise LabError(f"{e}\n--- Heartbeat's log, last lines:\n" + "\n".join(tail)) from None
         ours.wait_for_log(pattern, 20)
 
+    # Both ping nodes up on both sides before the cut: one never heard cannot be declared dead
+    # (Heartbeat once did not log the single node's death within 20 s of the cut).
     both(r"Status update for node grp: status ping")
+    both(rf"Status update for node {re.escape(CLIENT_IP)}: status ping")
     cut = time.monotonic()
     lab.isolate("n1", CLIENT)
     lab.isolate("n2", CLIENT)
