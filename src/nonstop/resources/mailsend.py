@@ -50,7 +50,7 @@ def _sendmail(program: str, msg: EmailMessage, recipients: list[str], timeout: f
     if done.returncode != 0:
         detail = done.stderr.decode(errors="replace").strip().splitlines()
         raise MachineError(f"{program} exited with {done.returncode}"
-                      + (f": {detail[-1]}" if detail else ""))
+                           + (f": {detail[-1]}" if detail else ""))
 
 
 def send(spec: dict[str, Any], msg: EmailMessage) -> None:

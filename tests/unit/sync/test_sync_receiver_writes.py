@@ -326,6 +326,29 @@ async def test_a_file_that_appears_before_the_commit_is_left_alone(tmp_path: Pat
         assert n2.path(name).read_text() == "written on vpbx1-2 meanwhile\n"
 
 
+SIP_CONF = "/etc/asterisk/sip.conf"
+
+
+async def _update_in_transit(n1: TestNode, n2: TestNode, *, forced: bool,
+                             ) -> tuple[Receiver, Batch]:
+    """sip.conf synced as "old", then changed on vpbx1-1: vpbx1-2's receiver has judged the
+    update and written its bytes to a temp file, and not committed yet."""
+    n1.write(SIP_CONF, "old\n")
+    assert await n1.sync() == []
+    n1.write(SIP_CONF, "new from vpbx1-1\n")
+    n1.node.check()
+    seen, base = n1.node.db.local_get(SIP_CONF), n2.node.db.local_get(SIP_CONF)
+    assert seen is not None and base is not None
+    rec = _receiver(n2.node)
+    results, need, batch = rec.evaluate([Op("put", SIP_CONF, base.state, seen.state,
+                                            forced=forced)])
+    assert need == [0], results
+    rec.submit_whole(batch, 0, [b"new from vpbx1-1\n"], seen.state)
+    rec.flush_writes()
+    rec.wait_writes()
+    return rec, batch
+
+
 @pytest.mark.parametrize("edit", ["write", "chmod", "remove"])
 async def test_a_file_changed_locally_before_the_commit_is_left_alone(
         tmp_path: Path, edit: str) -> None:
@@ -333,22 +356,8 @@ async def test_a_file_changed_locally_before_the_commit_is_left_alone(
     version is in transit: the commit keeps the local change (no backup, no replace) and
     says so; the next run finds the conflict."""
     async with pair(tmp_path) as (n1, n2):
-        name = "/etc/asterisk/sip.conf"
-        n1.write(name, "old\n")
-        assert await n1.sync() == []
-        n1.write(name, "new from vpbx1-1\n")
-        n1.node.check()
-        seen = n1.node.db.local_get(name)
-        assert seen is not None
-        base = n2.node.db.local_get(name)
-        assert base is not None
-        rec = _receiver(n2.node)
-        _results, need, batch = rec.evaluate([Op("put", name, base.state, seen.state)])
-        assert need == [0], _results
-        rec.submit_whole(batch, 0, [b"new from vpbx1-1\n"], seen.state)
-        rec.flush_writes()
-        rec.wait_writes()
-        local = n2.path(name)
+        rec, batch = await _update_in_transit(n1, n2, forced=False)
+        local = n2.path(SIP_CONF)
         if edit == "write":
             local.write_text("edited on vpbx1-2 meanwhile\n")
         elif edit == "chmod":
@@ -377,26 +386,12 @@ async def test_a_forced_update_still_overwrites_a_change_made_during_the_transfe
     """``-f``: the peer's local edits are overwritten by definition (backed up), also one
     made while the forced version was in transit."""
     async with pair(tmp_path) as (n1, n2):
-        name = "/etc/asterisk/sip.conf"
-        n1.write(name, "old\n")
-        assert await n1.sync() == []
-        n1.write(name, "new from vpbx1-1\n")
-        n1.node.check()
-        seen = n1.node.db.local_get(name)
-        base = n2.node.db.local_get(name)
-        assert seen is not None and base is not None
-        rec = _receiver(n2.node)
-        _results, need, batch = rec.evaluate([Op("put", name, base.state, seen.state,
-                                                 forced=True)])
-        assert need == [0], _results
-        rec.submit_whole(batch, 0, [b"new from vpbx1-1\n"], seen.state)
-        rec.flush_writes()
-        rec.wait_writes()
-        n2.path(name).write_text("edited on vpbx1-2 meanwhile\n")
+        rec, batch = await _update_in_transit(n1, n2, forced=True)
+        n2.path(SIP_CONF).write_text("edited on vpbx1-2 meanwhile\n")
         done = rec.commit(batch)
         rec.close()
         assert done[0].status != "error", done
-        assert n2.path(name).read_text() == "new from vpbx1-1\n"
+        assert n2.path(SIP_CONF).read_text() == "new from vpbx1-1\n"
 
 
 @pytest.mark.parametrize("generations", [5, 0])
