@@ -247,23 +247,49 @@ class Head:
 def encode_after(head: Head, tail: Sequence[tuple[str, str]], key: AuthKey,
                  fmt: WireFormat = "netstring") -> bytes:
     """``encode`` of the message ``head`` + ``tail`` (string fields), the head not checked
-    or rendered again: the same bytes (tests compare both for arbitrary messages)."""
-    if fmt != "netstring" or any(
-        name == AUTH_FIELD or "\x13" in value for name, value in tail
-    ):
+    or rendered again: the same bytes (tests compare both for arbitrary messages).
+
+    Every keepalive comes through here, so the tail (a status's ``seq``, ``hg``, ``ts``,
+    ``ld``, ``ttl``) is checked and framed in one pass: a name is checked once and then
+    found in ``_TAIL_NAMES``, a value only for what ``encode`` refuses in it."""
+    if fmt != "netstring":
         return encode(Message.of((*head.fields, *tail)), key, fmt)
-    Message.of(tail)  # checks the tail's fields as encode would (FieldError)
-    wire = [b"%s=%s" % (name.encode(), to_wire(value)) for name, value in tail]
-    classic = head._classic + b"".join([w.replace(b"\n", b"\x13") + b"\n" for w in wire])
-    inner = f"{key.index} {auth.digest(key.method, key.secret, classic)}"
-    framed = b"".join((
-        _NETSTRING_START, head._netstrings, *[_netstring(b"(0)" + w) for w in wire],
-        _netstring(b"(0)auth=" + inner.encode()), _NETSTRING_END))
-    trailer = f"{key.index} {auth.digest(key.method, key.secret, framed)}"
-    data = framed + _netstring(trailer.encode())
+    classic = head._classic
+    framed = [_NETSTRING_START, head._netstrings]
+    for name, value in tail:
+        name_bytes = _TAIL_NAMES.get(name)
+        if name_bytes is None or not value or "\0" in value or "\x13" in value:
+            if name == AUTH_FIELD or "\x13" in value:
+                return encode(Message.of((*head.fields, *tail)), key, fmt)
+            Message.of(((name, value),))  # FieldError for what encode refuses
+            name_bytes = _tail_name(name)
+        try:
+            line = b"%s=%s" % (name_bytes, to_wire(value))
+        except UnicodeEncodeError:
+            Message.of(((name, value),))  # raises FieldError, as encode would
+            raise
+        classic += line.replace(b"\n", b"\x13") + b"\n"
+        framed.append(b"%d:(0)%s," % (len(line) + 3, line))
+    inner = b"%d %s" % (key.index, auth.digest(key.method, key.secret, classic).encode())
+    framed += (_netstring(b"(0)auth=" + inner), _NETSTRING_END)
+    body = b"".join(framed)
+    trailer = b"%d %s" % (key.index, auth.digest(key.method, key.secret, body).encode())
+    data = body + _netstring(trailer)
     if len(data) > MAX_MESSAGE:
         raise FieldError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
     return data
+
+
+# Tail field names already checked (a status's five, a few more): name -> its bytes.
+_TAIL_NAMES: dict[str, bytes] = {}
+_TAIL_NAMES_MAX = 64
+
+
+def _tail_name(name: str) -> bytes:
+    if len(_TAIL_NAMES) >= _TAIL_NAMES_MAX:
+        _TAIL_NAMES.clear()
+    _TAIL_NAMES[name] = name_bytes = name.encode()
+    return name_bytes
 
 
 # ---------------------------------------------------------------- parsing

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pcapread import udp_datagrams
@@ -117,6 +118,28 @@ def test_encode_after_a_head_gives_the_same_bytes_as_encode(
         once = outcome(lambda: encode_after(prepared, tail, key, fmt))
         assert once == whole
         assert outcome(lambda: encode_after(prepared, tail, key, fmt)) == whole  # reused
+
+
+@pytest.mark.parametrize("value", ["", "a\0b", "\ud800", "x\x13y", "two\nlines"])
+@pytest.mark.parametrize("fmt", ["netstring", "classic"])
+def test_a_tail_name_already_seen_still_has_its_value_checked(value: str, fmt: WireFormat) -> None:
+    # encode_after checks a tail field's name once; its value must still fail (or pass) each
+    # time exactly as encode's would.
+    def outcome(f: Callable[[], bytes]) -> bytes | str:
+        try:
+            return f()
+        except FieldError as e:
+            return type(e).__name__
+
+    head = Message.of((("t", "status"), ("st", "up"), ("src", "vpbx1-1")))
+    good = (("seq", "1"), ("ld", "0.00 0.00 0.00 1/100 1"), ("ttl", "3"))
+    assert outcome(lambda: encode_after(Head(head.fields), good, SHA1, fmt)) == outcome(
+        lambda: encode(Message.of((*head.fields, *good)), SHA1, fmt))
+    tail = (("seq", "2"), ("ld", value), ("ttl", "3"))
+    whole = outcome(lambda: encode(Message.of((*head.fields, *tail)), SHA1, fmt))
+    assert outcome(lambda: encode_after(Head(head.fields), tail, SHA1, fmt)) == whole
+    if fmt == "netstring":  # (classic text cannot carry byte 19 at all)
+        assert (whole == "FieldError") == (value in ("", "a\0b", "\ud800"))
 
 
 def decode_only_bad_packet(data: bytes) -> None:
