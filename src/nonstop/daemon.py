@@ -483,21 +483,23 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring):
         self._timer = self.loop.call_at(when, self._wake)
 
     def _on_datagram(self, data: bytes, link: str, addr: tuple[str, int]) -> None:
+        """One datagram in, its answer and events out; the timer then follows the core's next
+        deadline (our answer moved it), whatever happens: a bug must not leave it behind."""
         assert self.protocol is not None
         now = self._now()
-        out = self.protocol.receive(data, link, now, source=addr[0])
-        bad = next((o for o in out if isinstance(o, Dropped)), None)
-        if self.guards is not None and (bad is None or bad.reason in (AUTH, UNKNOWN_KEY)):
-            self.guards.packet(addr[0], bad is None, now)
-        if bad is not None and bad.reason in (AUTH, UNKNOWN_KEY):
-            claimed = claimed_sender(data, self.cfg.ha.nodes)
-            if claimed is not None:
-                self._log_forged(claimed, addr[0], bad.reason, now)
-        self._handle(out, now)
         try:
+            out = self.protocol.receive(data, link, now, source=addr[0])
+            bad = next((o for o in out if isinstance(o, Dropped)), None)
+            if self.guards is not None and (bad is None or bad.reason in (AUTH, UNKNOWN_KEY)):
+                self.guards.packet(addr[0], bad is None, now)
+            if bad is not None and bad.reason in (AUTH, UNKNOWN_KEY):
+                claimed = claimed_sender(data, self.cfg.ha.nodes)
+                if claimed is not None:
+                    self._log_forged(claimed, addr[0], bad.reason, now)
+            self._handle(out, now)
             self._periodic(now)
         except Exception:
-            log.exception("error in the once-a-second work (heartbeats continue)")
+            log.exception("error handling a datagram (heartbeats continue)")
         self._arm()
 
     def _log_bad(self, reason: str, source: str, detail: str, now: float) -> None:
