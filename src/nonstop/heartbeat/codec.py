@@ -269,7 +269,7 @@ def encode_after(head: Head, tail: Sequence[tuple[str, str]], key: AuthKey,
             Message.of(((name, value),))  # raises FieldError, as encode would
             raise
         classic += line.replace(b"\n", b"\x13") + b"\n"
-        framed.append(b"%d:(0)%s," % (len(line) + 3, line))
+        framed.append(_netstring(b"(0)" + line))
     inner = b"%d %s" % (key.index, auth.digest(key.method, key.secret, classic).encode())
     framed += (_netstring(b"(0)auth=" + inner), _NETSTRING_END)
     body = b"".join(framed)
