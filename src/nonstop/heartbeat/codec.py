@@ -75,7 +75,8 @@ from nonstop.heartbeat.message import (
 __all__ = [
     "AUTH", "AUTH_SYNTAX", "BAD_FIELD", "FRAMING", "MAX_DEPTH", "MAX_MESSAGE", "NO_AUTH",
     "REASONS", "TOO_BIG", "UNKNOWN_KEY", "UNSUPPORTED", "BadPacket", "Decoded", "FieldError",
-    "Head", "Message", "Value", "WireFormat", "decode", "encode", "encode_after", "signed_text",
+    "Head", "Message", "Value", "WireFormat", "authenticate_netstring", "decode", "encode",
+    "encode_after", "signed_text",
 ]
 
 WireFormat: TypeAlias = Literal["netstring", "classic"]
@@ -518,31 +519,41 @@ def _authenticate_classic(text: bytes, keys: AuthKeys) -> None:
         raise BadPacket(AUTH, f"inner auth failed (key {key.index})")
 
 
-def decode(data: bytes, keys: AuthKeys) -> Decoded:
+def authenticate_netstring(data: bytes, keys: AuthKeys) -> tuple[int, int] | None:
+    """``decode``'s checks before any field is read: the size, then for the netstring form the
+    trailer digest. Returns where the signed body ends and the trailer's key index (pass them
+    to ``decode`` as ``trailer``), or None for a datagram that is not a netstring. Raises
+    BadPacket as ``decode`` would."""
+    if len(data) > MAX_MESSAGE:
+        raise BadPacket(TOO_BIG, f"{len(data)} bytes, limit {MAX_MESSAGE}")
+    if not data.startswith(_NETSTRING_START):
+        return None
+    return _authenticate_netstring(data, keys)
+
+
+def decode(data: bytes, keys: AuthKeys, trailer: tuple[int, int] | None = None) -> Decoded:
     """Authenticate one datagram on its raw bytes, then parse it, in either wire form.
 
     Netstring: the trailer digest is checked before any field is decoded, then (after
     parsing) the inner ``auth`` field, whose digest only when it names another key than the
     trailer (see ``_verify_inner``); classic: the ``auth`` line, before and after parsing.
     Each names its authkeys index, which must be configured. Raises BadPacket, and nothing
-    else, for any input that is not an authentic Heartbeat message.
+    else, for any input that is not an authentic Heartbeat message. ``trailer``: what
+    ``authenticate_netstring`` returned for these bytes, whose checks are then not repeated.
     """
     data = bytes(data)
-    if len(data) > MAX_MESSAGE:
-        raise BadPacket(TOO_BIG, f"{len(data)} bytes, limit {MAX_MESSAGE}")
-    fmt: WireFormat
-    if data.startswith(_NETSTRING_START):
-        fmt = "netstring"
-        body_end, trailer_key = _authenticate_netstring(data, keys)
+    if trailer is None:
+        trailer = authenticate_netstring(data, keys)
+    if trailer is not None:
+        body_end, trailer_key = trailer
         msg, parsed_end = _parse_netstring_body(data, 0, body_end, 0)
         if parsed_end != body_end:
             raise BadPacket(FRAMING, "bytes after %%% end marker")
-        return Decoded(msg, fmt, _verify_inner(msg, keys, trailer_key))
+        return Decoded(msg, "netstring", _verify_inner(msg, keys, trailer_key))
     if data.startswith(_CLASSIC_START):
-        fmt = "classic"
         # Heartbeat sends the C string's terminating NUL as well.
         text = data[:-1] if data.endswith(b"\0") else data
         _authenticate_classic(text, keys)
         msg = _parse_classic(text, 0)
-        return Decoded(msg, fmt, _verify_inner(msg, keys))
+        return Decoded(msg, "classic", _verify_inner(msg, keys))
     raise BadPacket(FRAMING, f"no start marker: {clip(data[:8])}")

@@ -43,6 +43,7 @@ from nonstop.heartbeat.events import (
     StatusChanged,
 )
 from nonstop.heartbeat.peertable import MAX_SEQ_GAP, Inbound, PeerState, PeerTable
+from nonstop.heartbeat.routine import RoutineHead
 from nonstop.heartbeat.states import (
     LOCAL_TRANSITIONS,
     REMOTE_TRANSITIONS,
@@ -197,7 +198,7 @@ class Membership(PeerTable):
             self._next_send = now + keepalive * (1.0 + EARLY_SLACK)
 
     def _check_comm_up(self) -> list[Event]:
-        if self.comm_up:
+        if self.comm_up or self.local_status is NodeStatus.DEAD:  # up, or we left before
             return []
         if all(p.any_packet or p.status is NodeStatus.DEAD for p in self.peers.values()):
             self.comm_up = True
@@ -279,6 +280,42 @@ class Membership(PeerTable):
         events.extend(self._check_comm_up())
         if got.mtype == "status":
             self._send_early(now, events)
+        return events
+
+    def routine_head(self, msg: Msg) -> RoutineHead | None:
+        """What ``msg``'s head tells ``receive_routine`` of a status repeating it; None unless
+        it is a configured peer's status whose ``st`` and ``dt`` receive() takes."""
+        src = (msg.get("src") or "").lower()
+        if msg.get("t") != "status" or src not in self.peers:
+            return None
+        got = _status_values(msg)
+        if isinstance(got, str):
+            return None
+        return RoutineHead(src, got[0], got[1], msg.get("protocol"), msg.get_bytes("srcuuid"),
+                           _ad_fields(msg))
+
+    def receive_routine(self, head: RoutineHead, medium: str, now: float, gen: int,
+                        seq: int) -> list[Event] | None:
+        """A status of ``head.src`` repeating ``head``, numbered ``gen`` and ``seq``: what
+        receive() does with it when that is only to note the time and the number (and maybe
+        send ours early). None, with nothing changed, when any step of receive() could do
+        more (a restart, a gap, an ack due, a new state, ad or link, a late heartbeat)."""
+        p = self.peers.get(head.src)
+        if (p is None or not self.comm_up or p.status is NodeStatus.DEAD
+                or p.status is not head.st or p.left or not p.heard_status
+                or p.generation != gen or p.last_seq is None or seq != p.last_seq + 1
+                or p.missing or (seq % 10 == p.ack_trigger and p.protocol == "1")
+                or not p.link_up.get(medium, False) or p.extra != head.extra
+                or round((now - p.ref_time) * 1000) > self.ha.warntime_ms):
+            return None
+        p.links[medium] = p.ref_time = p.last_status_at = now
+        p.last_seq, p.seq_heard, p.any_packet, p.warned = seq, True, True, False
+        p.uuid = head.uuid or p.uuid
+        p.protocol = head.protocol
+        if head.dt and head.dt > 0:
+            p.advertised_dt_ms = head.dt
+        events: list[Event] = []
+        self._send_early(now, events)
         return events
 
     def _inbound(self, msg: Msg, medium: str, now: float) -> Inbound | list[Event]:
@@ -427,22 +464,12 @@ class Membership(PeerTable):
 
     def _parse_status(self, m: Inbound) -> tuple[NodeStatus, int | None] | list[Event]:
         """A status message's ``st`` and ``dt``, or why it is dropped."""
-        st = NodeStatus.from_wire(m.msg.get("st"))
-        if st is None:
-            return self._drop("bad_fields", m.peer.name, f"status st={m.msg.get('st')!r}")
-        try:
-            dt_text = m.msg.get("dt")
-            return st, int(dt_text, 16) if dt_text else None
-        except ValueError:
-            return self._drop("bad_fields", m.peer.name, "unparsable dt")
+        got = _status_values(m.msg)
+        return self._drop("bad_fields", m.peer.name, got) if isinstance(got, str) else got
 
     def _note_ad(self, p: PeerState, msg: Msg, events: list[Event]) -> None:
         """Keep the status' fields that are not membership's own (the peer's failover ad)."""
-        extra = {
-            n: (v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v))
-            for n, v in msg.fields
-            if n not in _STATUS_CORE_FIELDS
-        }
+        extra = _ad_fields(msg)
         if extra != p.extra:
             p.extra = extra
             events.append(PeerAdChanged(p.name))
@@ -518,3 +545,24 @@ class Membership(PeerTable):
         events: list[Event] = [Send((("t", "shutdone"), ("st", "dead")), copies=3)]
         events.extend(self._set_local(NodeStatus.DEAD))
         return events
+
+
+def _status_values(msg: Msg) -> tuple[NodeStatus, int | None] | str:
+    """A status message's ``st`` and advertised deadtime (``dt``, hex ms), or what is wrong."""
+    st = NodeStatus.from_wire(msg.get("st"))
+    if st is None:
+        return f"status st={msg.get('st')!r}"
+    try:
+        dt_text = msg.get("dt")
+        return st, int(dt_text, 16) if dt_text else None
+    except ValueError:
+        return "unparsable dt"
+
+
+def _ad_fields(msg: Msg) -> dict[str, str]:
+    """A status' fields that are not membership's own: a higher layer's (the failover ad)."""
+    return {
+        n: (v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v))
+        for n, v in msg.fields
+        if n not in _STATUS_CORE_FIELDS
+    }

@@ -6,7 +6,9 @@ log or act on. It reads no clock, socket or file: the monotonic ``now`` comes wi
 the wall clock (the ``ts`` field), the load average (``ld``) and the randomness are injected.
 
 Receive side: authenticate and decode (a bad packet is counted and reported, never raised),
-then :class:`Membership` (who is alive, the peers' sequence numbers). A gap in a peer's numbers
+then :class:`Membership` (who is alive, the peers' sequence numbers); a peer's routine status
+(its last head again, nothing new but the numbers) takes a short path through both, with the
+same result (routine.py). A gap in a peer's numbers
 is asked for again with ``NS_rexmit`` after a random delay up to ``max_rexmit_delay`` (so that
 the receivers of one broadcast do not all ask at the same instant), again every
 ``REXMIT_REPEAT_S`` while something is still missing, and given up after ``REXMIT_ATTEMPTS``
@@ -28,7 +30,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nonstop.config.model import AuthKeys, HaConfig
-from nonstop.heartbeat.codec import BadPacket, FieldError, Head, WireFormat, decode, encode_after
+from nonstop.heartbeat import routine
+from nonstop.heartbeat.codec import (
+    BadPacket,
+    FieldError,
+    Head,
+    WireFormat,
+    authenticate_netstring,
+    decode,
+    encode_after,
+)
 from nonstop.heartbeat.envelope import Field, Identity, is_unsequenced, stamp_head, stamp_tail
 from nonstop.heartbeat.events import (
     Dropped,
@@ -101,11 +112,16 @@ class HeartbeatProtocol:
         # The last broadcast's own fields and its checked, rendered head: a status repeats
         # them every keepalive until the failover ad or the node's state changes.
         self._head: tuple[tuple[Field, ...], Head] | None = None
+        # Each peer's last status head that took the full path, and what it said (routine.py).
+        self._heads: dict[bytes, routine.RoutineHead] = {}
+        self._head_of: dict[str, bytes] = {}
 
     def reconfigure(self, ha: HaConfig, keys: AuthKeys, wire_format: WireFormat) -> None:
         """A reloaded configuration: timings, keys and format apply from the next call."""
         self.ha = self.membership.ha = ha
         self.keys = keys
+        self._heads.clear()
+        self._head_of.clear()
         self.wire_format = wire_format
 
     # ------------------------------------------------------------------ input
@@ -114,11 +130,56 @@ class HeartbeatProtocol:
         """One datagram that arrived on ``link`` from address ``source`` (for logs only)."""
         self.received += 1
         try:
-            decoded = decode(data, self.keys)
+            trailer = authenticate_netstring(data, self.keys)
+            if trailer is not None:
+                out = self._receive_routine(data, trailer, link, now)
+                if out is not None:
+                    return out
+            decoded = decode(data, self.keys, trailer)
         except BadPacket as e:
             self.membership.count(f"bad_{e.reason}")
             return [Dropped(e.reason, source, e.detail)]
-        return self.receive_message(decoded.message, link, now)
+        out = self.receive_message(decoded.message, link, now)
+        if trailer is not None:
+            self._learn_head(data, trailer[0], decoded.message)
+        return out
+
+    def _receive_routine(self, data: bytes, trailer: tuple[int, int], link: str,
+                         now: float) -> list[Output] | None:
+        """An authenticated status that repeats its sender's known head with nothing to say
+        but its numbers (routine.py); None: the full path takes it."""
+        body_end, key_index = trailer
+        start = routine.head_end(data, body_end)
+        head = self._heads.get(data[:start]) if start else None
+        m = routine.tail(data, start, body_end) if head is not None else None
+        if head is None or m is None:
+            return None
+        seq, gen, inner = routine.numbers(m)
+        key = self.keys.keys.get(inner)
+        if key is None or key.index != key_index:
+            return None  # the inner auth names another key: its digest is checked in full
+        events = self.membership.receive_routine(head, link, now, gen, seq)
+        return None if events is None else self._process(events, now)
+
+    def _learn_head(self, data: bytes, body_end: int, msg: Msg) -> None:
+        """Keep a peer's status head, if its tail is the standard one read as routine.py
+        reads it (so the two parses agree on where the head ends)."""
+        start = routine.head_end(data, body_end)
+        key = data[:start]
+        if not start or key in self._heads:
+            return
+        head = self.membership.routine_head(msg)
+        fields = msg.fields
+        names = tuple(n for n, _ in fields)
+        n = len(routine.TAIL_NAMES)
+        if head is None or names[-n:] != routine.TAIL_NAMES or set(names[:-n]) & set(
+                routine.TAIL_NAMES):
+            return
+        m = routine.tail(data, start, body_end)
+        if m is None or routine.values(m) != tuple(v for _, v in fields[-n:]):
+            return
+        self._heads.pop(self._head_of.get(head.src, b""), None)
+        self._heads[key], self._head_of[head.src] = head, key
 
     def receive_message(self, msg: Msg, link: str, now: float) -> list[Output]:
         """One authenticated, decoded message."""

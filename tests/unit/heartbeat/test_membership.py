@@ -213,6 +213,17 @@ def test_our_leave_sends_shutdone_and_stops_heartbeats() -> None:
     assert m.leave() == []
 
 
+def test_a_peer_heard_after_we_left_before_comm_up_changes_nothing() -> None:
+    """Stopped during initdead, before the peer was heard: its first status, arriving before
+    we exit, used to bring comm up and raise IllegalTransition (dead -> active)."""
+    m, p = started()
+    m.tick(0.0)
+    m.leave()
+    ev = m.receive(p.status(), "eth0", 0.5)
+    assert not of(ev, CommUp) and not of(ev, Send)
+    assert m.local_status is NodeStatus.DEAD and not m.comm_up
+
+
 def test_reqnodes_from_a_heartbeat_peer_gets_repnodes() -> None:
     m, p = started()
     ev = m.receive(p.msg(("t", "reqnodes"), ("dest", "vpbx1-1")), "eth0", 0.1)
