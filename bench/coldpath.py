@@ -58,6 +58,7 @@ class Exchange:
         self.leader = node("vpbx1-1", b"\x01" * 16, 5)
         self.follower = node("vpbx1-2", b"\x02" * 16, 6)
         self.keepalive = cfg.ha.keepalive_ms / 1000.0
+        self._to_follower: list[Output] = []  # what the leader's receive sent (acks)
 
     def run(self, pause: Callable[[], None]) -> tuple[int, int, int, int]:
         """One exchange, ``pause()`` before each step: thread CPU (ns) of each, in STEPS
@@ -67,6 +68,7 @@ class Exchange:
         t0 = time.thread_time_ns()
         sent = self.leader.tick(self.now)
         t1 = time.thread_time_ns()
+        sent, self._to_follower = self._to_follower + sent, []
         answers: list[Output] = []
         pause()
         t2 = time.thread_time_ns()
@@ -78,7 +80,7 @@ class Exchange:
         t4 = time.thread_time_ns()
         for out in answers:
             if isinstance(out, Transmit):
-                self.leader.receive(out.payload, "eth0", self.now)
+                self._to_follower += self.leader.receive(out.payload, "eth0", self.now)
         t5 = time.thread_time_ns()
         pause()
         t6 = time.thread_time_ns()
