@@ -75,9 +75,23 @@ def steady(e: Env, holder: str, seconds: float, watch: HolderWatch) -> None:
     """For ``seconds``: the VIP on ``holder`` alone, at every sample."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        assert e.c.vip_holders() == [holder]
+        holders = e.c.vip_holders()
+        assert holders == [holder], why_moved(e, holder, holders)
         time.sleep(0.1)
     assert watch.most == 1 and watch.holders_now() == (holder,), watch.history
+
+
+def why_moved(e: Env, holder: str, holders: list[str]) -> str:
+    """What every node says when the VIP is not where it should be: its view of etcd, the
+    group's holder and reason, and the end of its log. (Under a busy machine a minority cut
+    once left no holder at all for a sample, and the report said nothing more.)"""
+    lines = [f"the VIP on {holders}, expected on {holder} alone"]
+    for n in NODES:
+        st = e.c.status(n)
+        groups = [(g.get("holder"), g.get("reason")) for g in st.get("groups") or []]
+        lines.append(f"{n}: etcd {st.get('etcd')}; groups {groups}")
+        lines += [f"    {line}" for line in e.c.log(n).splitlines()[-12:]]
+    return "\n".join(lines)
 
 
 def test_the_lease_is_held_by_the_holder(env: Env) -> None:
