@@ -71,12 +71,13 @@ def owns(c: TalkCluster, node: str) -> bool:
     return bool(st.get("owned")) and not st.get("error")
 
 
-def steady(e: Env, holder: str, seconds: float, watch: HolderWatch) -> None:
-    """For ``seconds``: the VIP on ``holder`` alone, at every sample."""
+def steady(e: Env, holder: str, seconds: float, watch: HolderWatch, context: str = "") -> None:
+    """For ``seconds``: the VIP on ``holder`` alone, at every sample (``context``: for the
+    report, what the test did)."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         holders = e.c.vip_holders()
-        assert holders == [holder], why_moved(e, holder, holders)
+        assert holders == [holder], context + why_moved(e, holder, holders)
         time.sleep(0.1)
     assert watch.most == 1 and watch.holders_now() == (holder,), watch.history
 
@@ -103,9 +104,11 @@ def test_the_lease_is_held_by_the_holder(env: Env) -> None:
 def test_a_minority_node_cut_off_moves_nothing(env: Env) -> None:
     e = env
     with HolderWatch(e.lab, NODES) as watch:
+        # Cutting the etcd leader's node means an election while the holder renews.
+        context = f"etcd leader before the cut: {e.etcd.leader()}\n"
         since = time.monotonic()
         e.lab.link_down(N3)
-        steady(e, N1, 2 * TTL_S + 1, watch)
+        steady(e, N1, 2 * TTL_S + 1, watch, context)
         e.lab.link_up(N3)
     assert e.c.longest_silence(since) < 0.5
     wait_for(lambda: e.c.holder(N3) == N1, 15, what="vpbx1-3 back, seeing vpbx1-1 hold")
