@@ -304,9 +304,8 @@ class Membership(PeerTable):
         if (p is None or not self.comm_up or p.status is NodeStatus.DEAD
                 or p.status is not head.st or p.left or not p.heard_status
                 or p.generation != gen or p.last_seq is None or seq != p.last_seq + 1
-                or p.missing or (seq % 10 == p.ack_trigger and p.protocol == "1")
-                or not p.link_up.get(medium, False) or p.extra != head.extra
-                or round((now - p.ref_time) * 1000) > self.ha.warntime_ms):
+                or p.missing or _ack_due(p, seq) or not p.link_up.get(medium, False)
+                or p.extra != head.extra or self._late_ms(p, now) is not None):
             return None
         p.links[medium] = p.ref_time = p.last_status_at = now
         p.last_seq, p.seq_heard, p.any_packet, p.warned = seq, True, True, False
@@ -379,8 +378,7 @@ class Membership(PeerTable):
                 return False
         else:
             self._advance_seq(p, seq, events)
-        # As Heartbeat: never acknowledge past a hole, the sender would forget the packet.
-        if seq % 10 == p.ack_trigger and p.protocol == "1" and not p.missing:
+        if _ack_due(p, seq):
             events.append(self._ack(p, seq))
         return True
 
@@ -444,10 +442,9 @@ class Membership(PeerTable):
         # the generation we know; a node first heard after initdead merely started late.
         if p.status is NodeStatus.DEAD and not p.left and m.gen == p.dead_generation:
             events.append(NodeReturned(p.name, "partition"))
-        if p.heard_status:
-            interval = round((now - p.ref_time) * 1000)
-            if interval > self.ha.warntime_ms:
-                events.append(LateHeartbeat(p.name, interval))
+        late = self._late_ms(p, now)
+        if late is not None:
+            events.append(LateHeartbeat(p.name, late))
         p.ref_time = p.last_status_at = now
         p.heard_status, p.warned, p.left = True, False, False
         if advertised and advertised > 0:
@@ -461,6 +458,11 @@ class Membership(PeerTable):
                 events.append(LinkChanged(p.name, m.medium, True))
         events.extend(self._set_remote(p, st))
         return True
+
+    def _late_ms(self, p: PeerState, now: float) -> int | None:
+        """The interval since ``p``'s last status, if a status now would be late (warntime)."""
+        interval = round((now - p.ref_time) * 1000)
+        return interval if p.heard_status and interval > self.ha.warntime_ms else None
 
     def _parse_status(self, m: Inbound) -> tuple[NodeStatus, int | None] | list[Event]:
         """A status message's ``st`` and ``dt``, or why it is dropped."""
@@ -545,6 +547,12 @@ class Membership(PeerTable):
         events: list[Event] = [Send((("t", "shutdone"), ("st", "dead")), copies=3)]
         events.extend(self._set_local(NodeStatus.DEAD))
         return events
+
+
+def _ack_due(p: PeerState, seq: int) -> bool:
+    """Heartbeat acknowledges every tenth packet, and never past a hole (the sender would
+    forget the packet)."""
+    return seq % 10 == p.ack_trigger and p.protocol == "1" and not p.missing
 
 
 def _status_values(msg: Msg) -> tuple[NodeStatus, int | None] | str:
