@@ -13,8 +13,10 @@ diagnosed from a CI log.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Generator, Iterator, Sequence
 
@@ -45,6 +47,12 @@ XDIST_GROUPS = {
                   "test_lab_heartbeat", "test_fencing_netns"),
 }
 _GROUP_OF = {module: group for group, modules in XDIST_GROUPS.items() for module in modules}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGUSR1 makes this process (the xdist controller or a worker) write every thread's stack
+    to the log: scripts/test.sh's watchdog sends it to a run that outlives its limit."""
+    faulthandler.register(signal.SIGUSR1, file=os.dup(2), all_threads=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
