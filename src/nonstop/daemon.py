@@ -23,11 +23,12 @@ from nonstop.config.model import ClusterConfig, MsgFmt
 from nonstop.coord.keeper import LeaseKeeper
 from nonstop.coord.port import Coordinator
 from nonstop.daemon_api import ApiWiring
+from nonstop.daemon_badinput import BadInputWiring
 from nonstop.daemon_hbpeer import HeartbeatPeerWiring
 from nonstop.daemon_reload import ReloadWiring
 from nonstop.daemon_sync import ReplicationWiring
 from nonstop.errors import MachineError
-from nonstop.failover.decide import decide, lease_wants
+from nonstop.failover.decide import Decision, decide, decide_again_at, lease_wants
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
 from nonstop.failover.state import encode_ad
 from nonstop.failover.view import ClusterView, Guards, build_view, foreign_digests, holders
@@ -53,7 +54,7 @@ from nonstop.heartbeat.hbpeer import (
 from nonstop.heartbeat.identity import load_uuid, next_generation
 from nonstop.heartbeat.media import MediaSet
 from nonstop.heartbeat.protocol import HeartbeatProtocol
-from nonstop.logs import BAD_INPUT, BadInputBudget, escape
+from nonstop.logs import BadInputBudget
 from nonstop.observe.recorder import Recorder
 from nonstop.process import LoadAvg, _normal_priority, apply_process_settings
 from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
@@ -66,6 +67,10 @@ from nonstop.watchdog import Watchdog
 log = logging.getLogger("nonstop")
 
 PERIODIC_RECONSIDER_S = 1.0
+# decide() runs on every change the daemon hears of, and again when decide_again_at() says
+# time alone changes its answer; besides, at least this often: should a change ever reach
+# decide() without its event, it costs this long at most, and the log names it.
+DECIDE_AT_LEAST_EVERY_S = 10.0
 # MailTo composes its mail this long after the event, once the group's other resources
 # have started or stopped (a hand-off takes 30-60 ms): see AgentContext.mail_defer_s.
 MAIL_DEFER_S = 0.2
@@ -73,7 +78,7 @@ MAIL_FLUSH_S = 3.0  # at exit, mails still queued get this long (one attempt eac
 REPLAY_SAVE_S = 5.0  # peers' sequence numbers are recorded this often (generations at once)
 
 
-class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring):
+class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, BadInputWiring):
     """Runs one node until SIGTERM/SIGINT (graceful leave) or ``request_stop()``."""
 
     def __init__(
@@ -106,6 +111,8 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring):
         self._stop = asyncio.Event()
         self._force_stop = asyncio.Event()
         self._last_periodic = 0.0
+        self._decided: tuple[float, float, list[Decision]] = (0.0, 0.0, [])  # at, again, what
+        self._unprompted = False  # the next decision is only the DECIDE_AT_LEAST_EVERY_S one
         self.api = ControlServer(state_dir, self._api)
         self.agent_factory = agent_factory
         self.engine: FailoverEngine | None = None
@@ -322,6 +329,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring):
     # ------------------------------------------------------------------ failover
 
     def _schedule_reconsider(self) -> None:
+        self._unprompted = False  # a change was reported (the periodic call sets it after)
         if not self._reconsider_pending and self.loop is not None:
             self._reconsider_pending = True
             self.loop.call_soon(self._reconsider)
@@ -363,6 +371,12 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring):
             view = self._cluster_view()
             self._warn_foreign_haresources(view)
             decisions = decide(view)
+            if self._unprompted and decisions != self._decided[2]:
+                log.warning("decisions changed with no change reported to the daemon (decided "
+                            "again within %.0f s): %s", DECIDE_AT_LEAST_EVERY_S,
+                            "; ".join(d.reason for d in decisions))
+            self._decided = (view.now, decide_again_at(view, decisions), decisions)
+            self._unprompted = False
             self.observer.on_decisions(decisions, self.engine.infos())
             self.engine.apply(decisions)
             if not self._stop.is_set():
@@ -427,24 +441,19 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring):
         fires while the peer is heard, and this work would never run there."""
         if now - self._last_periodic < PERIODIC_RECONSIDER_S:
             return
-        # Time alone changes some decisions (a start failure ages, a failed stop is retried, a
-        # group that was busy is free again): decide again every second.
+        # Time alone changes a decision only when decide_again_at() says (a failed stop is
+        # retried, a start failure ages, a lease or a ping count ages: then every second).
         self._last_periodic = now
-        self._schedule_reconsider()
+        decided_at, again_at, _ = self._decided
+        if now >= again_at or now - decided_at >= DECIDE_AT_LEAST_EVERY_S:
+            prompted = self._reconsider_pending
+            self._schedule_reconsider()
+            self._unprompted = not prompted and now < again_at
         if self.guards is not None:
             self.guards.tick(now)
         self.observer.poll_sync()
         self._record_replay_state(now)
         self._log_summaries(now)
-
-    def _log_summaries(self, now: float) -> None:
-        """The bad-packet bursts that ended, and what the log budgets held back."""
-        for line in (self.burst.ended(now), BAD_INPUT.summary(now),
-                     self.forged.ended(now, "status messages with a configured node's name "
-                                       "that failed authentication"),
-                     self.forged_budget.summary(now)):
-            if line:
-                log.warning("%s", line)
 
     def _record_replay_state(self, now: float) -> None:
         """Record the peers' generations (at once) and sequence numbers (every few seconds)
@@ -501,25 +510,6 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring):
         except Exception:
             log.exception("error handling a datagram (heartbeats continue)")
         self._arm()
-
-    def _log_bad(self, reason: str, source: str, detail: str, now: float) -> None:
-        if not self.cfg.ha.log_badpack:
-            return
-        # Once per burst per (reason, source), within the process's global budget (spoofed
-        # sources cannot flood the log), and nothing remote unescaped (no forged lines).
-        say, suppressed = self.burst.should_log(reason, source, now)
-        if say and BAD_INPUT.admit(reason, source, now):
-            more = f" ({suppressed} more since the last report)" if suppressed else ""
-            log.warning("dropped packet from %s: %s: %s%s", escape(source), reason,
-                        escape(detail, 200), more)
-
-    def _log_forged(self, node: str, source: str, reason: str, now: float) -> None:
-        say, suppressed = self.forged.should_log(node, source, now)
-        if say and self.forged_budget.admit(node, source, now):
-            more = f" ({suppressed} more since the last report)" if suppressed else ""
-            log.error("a status message from %s claims to be node %s but fails authentication "
-                      "(%s): a node configured with another key, or a forger%s",
-                      escape(source), node, reason, more)
 
     def _send_status(self) -> None:
         """A status at once (our holdings or our deadtime changed), besides the keepalives."""

@@ -51,7 +51,7 @@ from nonstop.failover.state import GroupAd, GroupState, NodeAd
 from nonstop.failover.view import ClusterView, GroupInfo, holders
 
 __all__ = ["START_FAILED_HOLD_S", "Action", "ClusterView", "Decision", "GroupInfo", "decide",
-           "lease_wants", "owner"]
+           "decide_again_at", "lease_wants", "owner"]
 
 START_FAILED_HOLD_S = 30.0  # Heartbeat waits 30 s before pushing a failed group away
 
@@ -458,6 +458,33 @@ def decide(view: ClusterView) -> list[Decision]:
         out.extend(_requests_done(view, info))
         out.append(_decide_group(view, info))
     return out
+
+
+def decide_again_at(view: ClusterView, decisions: list[Decision]) -> float:
+    """When time alone can change what ``decide(view)`` returned: the daemon decides again on
+    every change it hears of (a status, a peer's ad, an action done, a ping node, a lease), so
+    between changes only this moment needs a decision.
+
+    ``view.now`` (decide again at the next chance, as before: once a second) while an input
+    ages by itself or the cluster is not settled: an etcd lease and the peers heard recently,
+    ipfail's ping counts, fencing, a Heartbeat peer, this node's own key in doubt; start-up,
+    shutdown, a peer not yet announced, an action running here; a decision that acts or waits
+    on a peer (the engine times that wait). Otherwise the end of a rule that reads the clock:
+    a failed stop's retry, a start failure's hold; ``inf`` when none is pending.
+    """
+    if (view.lease is not None or view.ping_counts is not None or view.fencing is not None
+            or view.heartbeat_peers or view.own_key_suspect is not None or view.leaving
+            or not view.comm_up or not view.probed or view.unannounced or view.here.busy
+            or any(d.action is not Action.WAIT or d.waiting_on for d in decisions)):
+        return view.now
+    here, at = view.here, float("inf")
+    for g, retry_at in here.stop_retry_at.items():
+        if _ad(view, view.local, g).state is GroupState.STOP_FAILED:
+            at = min(at, retry_at)
+    for g, failed_at in here.start_failed_at.items():
+        if _ad(view, view.local, g).state is GroupState.START_FAILED:
+            at = min(at, failed_at + START_FAILED_HOLD_S)
+    return max(at, view.now)
 
 
 def lease_wants(view: ClusterView, decisions: list[Decision]) -> tuple[frozenset[int],

@@ -292,6 +292,10 @@ class Lab(SwitchFaults):
         (self.workdir / "hosts").write_text(
             base.rstrip("\n") + "\n# nonstop lab " + self.prefix + "\n" + "\n".join(lines) + "\n")
 
+    def logs_saying(self, text: str) -> list[str]:
+        """The processes whose log (so far) has ``text``: a check before teardown."""
+        return [repr(proc) for proc in self._processes if text in proc.read_log()]
+
     def close(self) -> None:
         """Tear everything down; safe to call twice. Raises LabError after a complete teardown
         if any step failed."""

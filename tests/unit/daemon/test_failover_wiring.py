@@ -7,12 +7,13 @@ daemon used to make silently (before the probe, while shutting down).
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 from nonstop.cli import render_status
 from nonstop.config.loader import load_config_dir
-from nonstop.daemon import Daemon
+from nonstop.daemon import DECIDE_AT_LEAST_EVERY_S, PERIODIC_RECONSIDER_S, Daemon
 from nonstop.heartbeat.envelope import Identity
 from nonstop.heartbeat.protocol import HeartbeatProtocol
 from nonstop.resources.recording import RecordingAgentFactory
@@ -65,3 +66,42 @@ async def test_status_shows_each_groups_last_decision(tmp_path: Path) -> None:
     g = group(d)
     assert g["action"] == "wait" and "shutting down" in g["reason"]
     assert g["local_state"] == "none"
+
+
+async def test_time_alone_brings_a_decision_only_when_decide_again_at_says(
+        tmp_path: Path, caplog: Any) -> None:
+    """Once a second the daemon asks whether time alone changes a decision; otherwise it
+    decides on changes, and at least every DECIDE_AT_LEAST_EVERY_S, saying so in the log if
+    that decision differs (a change that reached it without an event)."""
+    caplog.set_level(logging.WARNING, logger="nonstop")
+    d = daemon(tmp_path)
+    d._probed = True
+    d._reconsider()
+    t0, again, first = d._decided
+    assert again == t0  # before comm up: every chance, as before
+    now = d._now()
+
+    def periodic_at(t: float) -> bool:
+        d._last_periodic = t - PERIODIC_RECONSIDER_S
+        d._reconsider_pending = False
+        d._periodic(t)
+        return d._reconsider_pending
+
+    d._decided = (now, float("inf"), first)  # settled: nothing pending
+    assert not periodic_at(now + 1) and not periodic_at(now + 9.5)
+    assert periodic_at(now + DECIDE_AT_LEAST_EVERY_S) and d._unprompted
+    d._reconsider()  # the same decisions: nothing said
+    assert "no change reported" not in caplog.text and not d._unprompted
+
+    d._decided = (now, now + 2.5, first)  # a failed stop's retry, say
+    assert not periodic_at(now + 2) and periodic_at(now + 3) and not d._unprompted
+
+    d._decided = (now, float("inf"), [])  # what decide() returns now differs from this
+    assert periodic_at(now + DECIDE_AT_LEAST_EVERY_S)
+    d._schedule_reconsider()  # a change reported in the same turn: not the safety net's
+    d._reconsider()
+    assert "no change reported" not in caplog.text
+    d._decided = (now, float("inf"), [])
+    assert periodic_at(now + DECIDE_AT_LEAST_EVERY_S)
+    d._reconsider()
+    assert "decisions changed with no change reported to the daemon" in caplog.text
