@@ -233,6 +233,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
             log.info("nonstop shutdown in progress. (%d)", os.getpid())
             self.notifier.stopping("releasing resources and leaving the cluster")
             self._stop.set()
+            self._schedule_reconsider()  # every decision says so at once (status shows it)
         elif not self._force_stop.is_set():
             log.critical("second stop request: leaving even though a resource may still run")
             self._force_stop.set()
