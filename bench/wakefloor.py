@@ -23,12 +23,16 @@ import contextlib
 import ipaddress
 import math
 import os
+import re
 import select
+import shutil
+import signal
 import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from nonstop.config.model import AuthMethod
 from nonstop.heartbeat.auth import digest, verify
@@ -47,6 +51,7 @@ class _Node:
 
     def __init__(self, role: str, own: str, broadcast: str) -> None:
         self.role, self.dest, self.seq = role, (broadcast, PORT), 0
+        self.heard = 0  # good statuses from the other process
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -64,9 +69,10 @@ class _Node:
             data = self.sock.recv(2048)
         except BlockingIOError:
             return
-        good = verify(AuthMethod.SHA1, KEY, data[:-40], data[-40:].decode())
-        if good and self.role == "follower":
-            self.send()
+        if verify(AuthMethod.SHA1, KEY, data[:-40], data[-40:].decode()):
+            self.heard += 1
+            if self.role == "follower":
+                self.send()
 
     def run_asyncio(self) -> None:
         async def main() -> None:
@@ -108,22 +114,32 @@ def _counters(pid: int) -> tuple[int, int]:
     return ran, slept
 
 
-def measure(window: float, loop: str, settle: float = 5.0) -> dict[str, tuple[float, float]]:
-    """CPU % of a core and wakeups a second of each process over ``window`` seconds, waiting
-    with ``loop`` (``asyncio`` or ``select``)."""
+class Floor(NamedTuple):
+    """One process over the window; ``heard``: good statuses it got from the other in all."""
+
+    cpu_pct: float
+    wakeups: float
+    heard: int
+
+
+def measure(window: float, loop: str, settle: float = 5.0) -> dict[str, Floor]:
+    """Each process over ``window`` seconds, waiting with ``loop`` (``asyncio`` or
+    ``select``)."""
     from nonstop.lab import Lab
     from nonstop.lab.lab import PREFIXLEN
 
-    root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory(prefix="nonstop-wakefloor-", dir="/var/tmp") as tmp, \
             Lab(NODES, workdir=Path(tmp) / "lab") as lab:
+        # A lab host has a private /tmp, where a checkout may live: the processes run a copy of
+        # this file from the work directory (nonstop itself is found as the lab arranges).
+        script = Path(tmp) / "wakefloor.py"
+        shutil.copyfile(__file__, script)
         procs = {}
         for node, role in zip(NODES, ("follower", "leader"), strict=True):
             own = lab.ip(node)
             bcast = str(ipaddress.IPv4Interface(f"{own}/{PREFIXLEN}").network.broadcast_address)
-            argv = [sys.executable, "-m", "bench.wakefloor", "--loop", loop, "--node", role, own,
-                    bcast]
-            procs[role] = lab.spawn(node, argv, cwd=root, name=f"wakefloor-{loop}-{role}")
+            argv = [sys.executable, str(script), "--loop", loop, "--node", role, own, bcast]
+            procs[role] = lab.spawn(node, argv, name=f"wakefloor-{loop}-{role}")
         time.sleep(settle)
         for role, proc in procs.items():
             if not proc.running:
@@ -133,8 +149,13 @@ def measure(window: float, loop: str, settle: float = 5.0) -> dict[str, tuple[fl
         time.sleep(window)
         elapsed = time.monotonic() - started
         after = {r: _counters(p.pid) for r, p in procs.items()}
-        return {r: (100.0 * (after[r][0] - before[r][0]) / 1e9 / elapsed,
-                    (after[r][1] - before[r][1]) / elapsed) for r in procs}
+        heard = {}
+        for role, proc in procs.items():
+            proc.stop()
+            said = re.findall(r"^heard (\d+)$", proc.log_path.read_text(), re.M)
+            heard[role] = int(said[-1]) if said else 0
+        return {r: Floor(100.0 * (after[r][0] - before[r][0]) / 1e9 / elapsed,
+                         (after[r][1] - before[r][1]) / elapsed, heard[r]) for r in procs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,15 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.node:
         node = _Node(*args.node)
-        node.run_asyncio() if args.loop == "asyncio" else node.run_select()
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            node.run_asyncio() if args.loop == "asyncio" else node.run_select()
+        finally:
+            print(f"heard {node.heard}", flush=True)
         return 0
     if os.geteuid() != 0:
         print("bench.wakefloor needs root (network namespaces)", file=sys.stderr)
         return 2
     for loop in ("asyncio", "select") if args.loop == "both" else (args.loop,):
-        for role, (pct, wakes) in measure(args.window, loop).items():
-            print(f"{loop} {role}: {pct:.3f} % of a core (schedstat), {wakes:.1f} wakeups a "
-                  f"second, {args.window:.0f} s", flush=True)
+        for role, f in measure(args.window, loop).items():
+            print(f"{loop} {role}: {f.cpu_pct:.3f} % of a core (schedstat), {f.wakeups:.1f} "
+                  f"wakeups a second, {args.window:.0f} s ({f.heard} statuses heard)", flush=True)
     return 0
 
 

@@ -20,9 +20,8 @@ WINDOW_S = 2.0
 def test_the_follower_answers_and_the_leader_hears_it(loop: str) -> None:
     result = measure(WINDOW_S, loop, settle=1.0)
     assert sorted(result) == ["follower", "leader"]
-    (_, follower_wakes), (_, leader_wakes) = result["follower"], result["leader"]
-    # The follower wakes only for a status it heard (five a second are sent); the leader for
-    # its own keepalive and, besides, for the answers it does not catch in that wakeup.
-    assert follower_wakes >= 2.0, result
-    assert leader_wakes > follower_wakes, result
-    assert all(pct > 0.0 for pct, _ in result.values()), result
+    # Five statuses a second for three seconds: the follower checks each and answers it, the
+    # leader checks the answers. A few may be late on a busy machine, none may be refused.
+    assert result["follower"].heard >= 5, result
+    assert result["leader"].heard >= 5, result
+    assert all(f.cpu_pct > 0.0 and f.wakeups > 0.0 for f in result.values()), result
