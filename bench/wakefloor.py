@@ -1,4 +1,4 @@
-"""The least an asyncio heartbeat can cost on this machine (issue 15).
+"""The least a Python heartbeat can cost on this machine (issue 15).
 
 Two minimal heartbeat processes in the lab's two node namespaces, the same traffic as an idle
 nonstop pair at keepalive 200 ms: the leading process broadcasts a signed 330-byte status on
