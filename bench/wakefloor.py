@@ -102,16 +102,15 @@ class _Node:
                 due += KEEPALIVE_S
 
 
-def _counters(pid: int) -> tuple[int, int]:
-    """Nanoseconds on a CPU and times put to sleep, over every thread of ``pid``."""
-    ran = slept = 0
+def _wakeups(pid: int) -> int:
+    """Times put to sleep so far, over every thread of ``pid``."""
+    slept = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
-            ran += int((task / "schedstat").read_text().split()[0])
             for line in (task / "status").read_text().splitlines():
                 if line.startswith("voluntary_ctxt_switches:"):
                     slept += int(line.split()[1])
-    return ran, slept
+    return slept
 
 
 class Floor(NamedTuple):
@@ -125,6 +124,7 @@ class Floor(NamedTuple):
 def measure(window: float, loop: str, settle: float = 5.0) -> dict[str, Floor]:
     """Each process over ``window`` seconds, waiting with ``loop`` (``asyncio`` or
     ``select``)."""
+    from bench.footprint import run_ns  # here: the node processes run a copy of this file
     from nonstop.lab import Lab
     from nonstop.lab.lab import PREFIXLEN
 
@@ -144,11 +144,11 @@ def measure(window: float, loop: str, settle: float = 5.0) -> dict[str, Floor]:
         for role, proc in procs.items():
             if not proc.running:
                 raise SystemExit(f"the {role} process ended: see {proc.log_path}")
-        before = {r: _counters(p.pid) for r, p in procs.items()}
+        before = {r: (run_ns([p.pid]), _wakeups(p.pid)) for r, p in procs.items()}
         started = time.monotonic()
         time.sleep(window)
         elapsed = time.monotonic() - started
-        after = {r: _counters(p.pid) for r, p in procs.items()}
+        after = {r: (run_ns([p.pid]), _wakeups(p.pid)) for r, p in procs.items()}
         heard = {}
         for role, proc in procs.items():
             proc.stop()
