@@ -22,6 +22,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 
 import pytest
 
+from nonstop.daemon import MISSED_CHANGE
 from nonstop.lab import Lab, cleanup_leftovers
 
 
@@ -79,9 +80,6 @@ def _remove_lab_leftovers() -> None:
     """Remove namespaces and work directories of earlier lab runs whose process is gone."""
     if _can_build_labs():
         cleanup_leftovers()
-
-
-MISSED_CHANGE = "decisions changed with no change reported"
 
 
 @pytest.fixture

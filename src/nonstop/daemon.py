@@ -71,6 +71,8 @@ PERIODIC_RECONSIDER_S = 1.0
 # time alone changes its answer; besides, at least this often: should a change ever reach
 # decide() without its event, it costs this long at most, and the log names it.
 DECIDE_AT_LEAST_EVERY_S = 10.0
+# What the log says when that decision differs from the last one (namespace tests fail on it).
+MISSED_CHANGE = "decisions changed with no change reported to the daemon"
 # MailTo composes its mail this long after the event, once the group's other resources
 # have started or stopped (a hand-off takes 30-60 ms): see AgentContext.mail_defer_s.
 MAIL_DEFER_S = 0.2
@@ -373,9 +375,8 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
             self._warn_foreign_haresources(view)
             decisions = decide(view)
             if self._unprompted and decisions != self._decided[2]:
-                log.warning("decisions changed with no change reported to the daemon (decided "
-                            "again within %.0f s): %s", DECIDE_AT_LEAST_EVERY_S,
-                            "; ".join(d.reason for d in decisions))
+                log.warning("%s (decided again within %.0f s): %s", MISSED_CHANGE,
+                            DECIDE_AT_LEAST_EVERY_S, "; ".join(d.reason for d in decisions))
             self._decided = (view.now, decide_again_at(view, decisions), decisions)
             self._unprompted = False
             self.observer.on_decisions(decisions, self.engine.infos())
