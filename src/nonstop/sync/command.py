@@ -20,7 +20,7 @@ from nonstop.config.errors import ConfigError
 from nonstop.records import field, fields, mutable_record, replace
 from nonstop.sync import quickcli
 from nonstop.sync.context import Out, SyncError
-from nonstop.sync.patterns import PathMap, Scope
+from nonstop.sync.patterns import PathMap, Scope, shown
 from nonstop.sync.quickcli import (
     DEFAULT_STATE_DIR,
     CommandLineError,
@@ -29,6 +29,7 @@ from nonstop.sync.quickcli import (
     system_dir,
     this_node,
 )
+from nonstop.sync.state import is_utf8
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ REFUSED = {
 
 class BadAddress(CommandLineError):
     """A ``--peer-address`` that is not NAME=ADDRESS (click's usage error on the full CLI)."""
+
+
+class BadPath(CommandLineError):
+    """A file named on the command line that nonstop cannot replicate (not UTF-8)."""
 
 
 def echo(msg: str, err: bool = False) -> None:
@@ -80,6 +85,9 @@ def scopes_for(paths: Sequence[str], recursive: bool, names: PathMap | None = No
         return None
     out: list[Scope] = []
     for p in paths:
+        if not is_utf8(p):
+            raise BadPath(f"{shown(p)}: the name is not UTF-8, which nonstop cannot store or "
+                          "send: rename it to replicate it")
         if p.startswith("%"):
             name = p.rstrip("/")
         else:
@@ -230,6 +238,9 @@ def _main(a: Args, clock: Timestamps, usage: Callable[[], int], node_by_flag: bo
         return n
     try:
         return _dispatch(n, a, PathMap(a.root, n.opts.config.prefixes, me))
+    except BadPath as e:
+        echo(f"nonstop sync: {e}", err=True)
+        return 1
     except ConfigError as e:
         echo(f"Config error: {e}", err=True)
         return 1

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from nonstop.config.csync2 import Pattern, Prefix
 from nonstop.errors import UnknownName
 from nonstop.records import record
+from nonstop.sync.state import is_utf8
 
 # Receive temp files carry this prefix; they are never scanned, synced or left behind.
 TMP_PREFIX = ".nonstop-tmp-"
@@ -225,9 +226,17 @@ def in_scope(name: str, path: str, recursive: bool) -> bool:
     return recursive and (path == "/" or name.startswith(path.rstrip("/") + "/"))
 
 
+def shown(text: str) -> str:
+    """``text`` as a log line can show it: bytes that are not UTF-8 as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def valid_name(name: str) -> bool:
-    """An absolute, normalised name without NUL, ``.`` or ``..`` components (remote input)."""
+    """An absolute, normalised UTF-8 name without NUL, ``.`` or ``..`` components (remote
+    input)."""
     if not name.startswith(("/", "%")) or "\x00" in name or (name.endswith("/") and name != "/"):
+        return False
+    if not is_utf8(name):
         return False
     return all(part not in (".", "..") for part in name.split("/")[1:]) and "//" not in name
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from nonstop.records import record
 from nonstop.sync.protocol import ProtocolError, field
-from nonstop.sync.state import FileState
+from nonstop.sync.state import FileState, is_utf8
 
 
 @record
@@ -58,6 +58,8 @@ class Op:
         if kind == "mv":
             src = field(raw, "src", str)
             src_base = None if raw.get("sb") is None else FileState.from_wire(raw["sb"])
+        if not is_utf8(name) or not is_utf8(src):  # no scan of ours sends one (scan.py)
+            raise ProtocolError("operation name is not UTF-8")
         return cls(kind, name, base, new, forced, src, src_base)
 
 

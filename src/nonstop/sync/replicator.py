@@ -22,7 +22,9 @@ from typing import Any
 from nonstop.sync.inotify import Watcher
 from nonstop.sync.node import ALL, Node, Report, Scope
 from nonstop.sync.patterns import TMP_PREFIX, Matcher
+from nonstop.sync.scan import not_replicated
 from nonstop.sync.server import SyncServer
+from nonstop.sync.state import is_utf8
 
 _log = logging.getLogger("nonstop.sync")
 
@@ -185,6 +187,9 @@ class Replicator:
             return
         name = self._name_of(local)
         if name is None:
+            return
+        if not is_utf8(name):
+            not_replicated(local, "its name is not UTF-8")  # (the scan skips it too)
             return
         # A directory event may stand for a whole subtree (mv of a tree emits no child events).
         self._hints[name] = self._hints.get(name, False) or is_dir or new_dir

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 from nonstop.sync.digest import BLOCK, BLOCK_DIGEST, Hasher, blocks_match, extend, hash_fd
-from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope
-from nonstop.sync.state import FileState, supported
+from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope, shown
+from nonstop.sync.state import FileState, is_utf8, supported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -176,6 +176,9 @@ def _classify(path: str, st: os.stat_result, cached: Seen | None,
             target = os.readlink(path)
         except (FileNotFoundError, NotADirectoryError, OSError):
             return None  # replaced since the walk looked at it: the next scan sees what is there
+        if not is_utf8(target):
+            not_replicated(path, "its link target is not UTF-8")
+            return None
     return Seen(FileState.from_stat(st, "", target), st.st_ino, st.st_ctime_ns, now_ns)
 
 
@@ -443,6 +446,27 @@ def _describe_all(found: list[_Found], get: Callable[[str], Seen | None],
     return out
 
 
+# Paths already reported by not_replicated (bounded: a tree full of them is not kept whole).
+_REPORTED: set[str] = set()
+_REPORTED_MAX = 1000
+
+
+def not_replicated(path: str, why: str) -> None:
+    """Say once per process that ``path`` is left out of replication, and why. What is not
+    valid UTF-8 can be neither stored in the state database nor sent as text: it is skipped,
+    with a directory's whole subtree, and everything else is replicated as usual (csync2 keeps
+    such names; renaming the file brings it in)."""
+    if path in _REPORTED:
+        return
+    if len(_REPORTED) >= _REPORTED_MAX:
+        _REPORTED.clear()
+    _REPORTED.add(path)
+    import logging  # only here: the start of a quick `nonstop sync` does not need it
+
+    logging.getLogger("nonstop.sync").warning("not replicated: %s: %s (rename it to replicate "
+                                              "it)", shown(path), why)
+
+
 def walk(matcher: Matcher, paths: PathMap, scopes: Iterable[tuple[str, bool]]) -> list[_Found]:
     """Every included name under the scopes with its local path and lstat (nothing read)."""
     found: list[_Found] = []
@@ -464,6 +488,9 @@ def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
     else:
         starts.append(scope)
     for start in dict.fromkeys(starts):
+        if not is_utf8(start):  # a path given on the command line
+            not_replicated(start, "its name is not UTF-8")
+            continue
         try:
             local = paths.local(start)
         except KeyError:
@@ -492,6 +519,9 @@ def _walk_tree(matcher: Matcher, local_top: str, name_top: str, found: list[_Fou
         below: list[tuple[str, str]] = []
         for entry in entries:
             if entry.name.startswith(TMP_PREFIX):
+                continue
+            if not is_utf8(entry.name):
+                not_replicated(entry.path, "its name is not UTF-8")
                 continue
             name = prefix + entry.name
             is_dir = entry.is_dir(follow_symlinks=False)

@@ -16,6 +16,18 @@ KINDS = ("reg", "dir", "lnk", "fifo", "chr", "blk")
 _FIELDS = ("kind", "mode", "uid", "gid", "size", "mtime_ns", "digest", "target", "rdev")
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 text. A file name or link target read from the disk with
+    bytes that are not is kept by Python as lone surrogates: it can be neither stored in the
+    state database nor sent as text."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
 class FileState:
     """Type, permissions, owner, size, mtime (ns), content digest and link target of a file.
 
@@ -137,7 +149,7 @@ class FileState:
             raise ProtocolError("bad file state")
         if not isinstance(digest, str) or not isinstance(target, str) or len(digest) > 128:
             raise ProtocolError("bad file state")
-        if mode > 0o7777 or "\x00" in target:
+        if mode > 0o7777 or "\x00" in target or not is_utf8(target):
             raise ProtocolError("bad file state")
         return cls(kind, mode, uid, gid, size, mtime, digest, target, rdev)
 
