@@ -134,20 +134,32 @@ def render_status(st: dict[str, Any]) -> str:
     sync = st.get("sync")
     if sync:
         lines.append("")
-        role = "active (pushing)" if sync.get("active") else "standby (receiving)"
-        last = sync.get("last_sync")
-        ok = sync.get("last_sync_ok")
-        lines.append(
-            f"replication: {role}, dirty {sync.get('dirty', 0)}, lag {sync.get('lag_s', 0):.2f} s"
-            + (f", last sync {'ok' if ok else 'with problems'}" if last is not None else "")
-        )
-        if sync.get("last_error"):
-            lines.append(f"    last error: {sync['last_error']}")
+        lines.extend(render_sync(sync))
     dropped = st["packets"]["dropped"]
     if dropped:
         lines.append("")
         lines.append("dropped packets: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     return "\n".join(lines)
+
+
+def render_sync(sync: dict[str, Any]) -> list[str]:
+    """The replication lines of the text form."""
+    lines: list[str] = []
+    role = "active (pushing)" if sync.get("active") else "standby (receiving)"
+    last = sync.get("last_sync")
+    ok = sync.get("last_sync_ok")
+    lines.append(
+        f"replication: {role}, dirty {sync.get('dirty', 0)}, lag {sync.get('lag_s', 0):.2f} s"
+        + (f", last sync {'ok' if ok else 'with problems'}" if last is not None else "")
+    )
+    if sync.get("last_error"):
+        lines.append(f"    last error: {sync['last_error']}")
+    skipped = sync.get("not_replicated") or {}
+    if skipped.get("count"):
+        more = skipped["count"] - len(skipped["paths"])
+        lines.append("    not replicated, name not UTF-8 (rename to replicate): "
+                     + ", ".join(skipped["paths"]) + (f" and {more} more" if more > 0 else ""))
+    return lines
 
 
 def render_group(g: dict[str, Any]) -> list[str]:

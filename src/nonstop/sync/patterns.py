@@ -227,8 +227,13 @@ def in_scope(name: str, path: str, recursive: bool) -> bool:
 
 
 def shown(text: str) -> str:
-    """``text`` as a log line can show it: bytes that are not UTF-8 as ``\\xNN``."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """``text`` as one log or status line can show it: bytes that are not UTF-8 as ``\\xNN``,
+    control characters (a newline, an escape sequence) as Python escapes."""
+    out = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if out.isprintable():
+        return out
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in out)
 
 
 def valid_name(name: str) -> bool:

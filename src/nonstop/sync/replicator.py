@@ -22,7 +22,7 @@ from typing import Any
 from nonstop.sync.inotify import Watcher
 from nonstop.sync.node import ALL, Node, Report, Scope
 from nonstop.sync.patterns import TMP_PREFIX, Matcher
-from nonstop.sync.scan import not_replicated
+from nonstop.sync.scan import not_replicated, not_replicated_since
 from nonstop.sync.server import SyncServer
 from nonstop.sync.state import is_utf8
 
@@ -30,6 +30,7 @@ _log = logging.getLogger("nonstop.sync")
 
 # The talk's master script forces these, in this order, before its -xv.
 MASTER_SCRIPT_PATHS = ("/var/log/asterisk", "/etc/asterisk")
+STATUS_PATHS = 10  # skipped paths named in status (all are counted)
 
 
 def force_paths(matchers: Sequence[Matcher]) -> tuple[str, ...]:
@@ -78,6 +79,7 @@ class Replicator:
         self._unsent_since: float | None = None
         self._failing = 0  # failed runs in a row (the first of a burst is logged)
         self._full_due = True
+        self._full_scan_at: float | None = None  # when the last full scan started
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -140,6 +142,9 @@ class Replicator:
         st["pending_hints"] = len(self._hints)
         oldest = [t for t in (self._unsent_since, self._first_hint) if t is not None]
         st["lag_s"] = round(time.monotonic() - min(oldest), 3) if oldest else 0.0
+        if self._full_scan_at is not None:
+            skipped = not_replicated_since(self._full_scan_at)
+            st["not_replicated"] = {"count": len(skipped), "paths": skipped[:STATUS_PATHS]}
         if self.server is not None:
             st["server"] = dict(self.server.stats)
         return st
@@ -224,7 +229,10 @@ class Replicator:
             self._full_due = False
             scopes: list[Scope] | None = None if full else sorted(hints.items())
             async with self._lock:
+                started = time.monotonic()
                 report = await self._sync(scopes)
+                if full:
+                    self._full_scan_at = started
             if full:
                 next_full = time.monotonic() + self.full_scan_interval
             if report.problems:

@@ -446,8 +446,9 @@ def _describe_all(found: list[_Found], get: Callable[[str], Seen | None],
     return out
 
 
-# Paths already reported by not_replicated (bounded: a tree full of them is not kept whole).
-_REPORTED: set[str] = set()
+# Paths not_replicated has seen, with when it last saw each (time.monotonic()); each is logged
+# the first time only. Bounded: a tree full of them is not kept whole.
+_REPORTED: dict[str, float] = {}
 _REPORTED_MAX = 1000
 
 
@@ -456,15 +457,24 @@ def not_replicated(path: str, why: str) -> None:
     valid UTF-8 can be neither stored in the state database nor sent as text: it is skipped,
     with a directory's whole subtree, and everything else is replicated as usual (csync2 keeps
     such names; renaming the file brings it in)."""
-    if path in _REPORTED:
-        return
-    if len(_REPORTED) >= _REPORTED_MAX:
+    import time
+
+    new = path not in _REPORTED
+    if new and len(_REPORTED) >= _REPORTED_MAX:
         _REPORTED.clear()
-    _REPORTED.add(path)
+    _REPORTED[path] = time.monotonic()
+    if not new:
+        return
     import logging  # only here: the start of a quick `nonstop sync` does not need it
 
     logging.getLogger("nonstop.sync").warning("not replicated: %s: %s (rename it to replicate "
                                               "it)", shown(path), why)
+
+
+def not_replicated_since(since: float) -> list[str]:
+    """The paths skipped by a scan that ran at ``since`` (time.monotonic()) or later, as a log
+    line shows them, in order."""
+    return sorted(shown(p) for p, seen in _REPORTED.items() if seen >= since)
 
 
 def walk(matcher: Matcher, paths: PathMap, scopes: Iterable[tuple[str, bool]]) -> list[_Found]:

@@ -10,12 +10,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from sync_harness import KEY, free_port, make_node, pair, talk_config
 from test_sync_session import synced_view
 
+from nonstop.quick import render_sync
 from nonstop.sync.command import BadPath, scopes_for
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import Kind, ProtocolError, encode
@@ -23,7 +26,7 @@ from nonstop.sync.replicator import Replicator
 from nonstop.sync.state import FileState, is_utf8
 from nonstop.sync.transport import client_handshake, connect
 
-ODD = (b"caf\xe9-latin1.conf", b"\xff\xfe.conf")
+ODD = (b"caf\xe9-latin1.conf", b"\xff\xfe.conf", b"\x1b[2J\xff-escape.conf")
 
 
 def _odd_tree(root: Path) -> list[bytes]:
@@ -65,6 +68,9 @@ async def test_they_are_skipped_with_a_warning_and_everything_else_replicates(
         assert len(warned) == len(odd)  # each path once, shown with its bytes escaped
         assert any("caf\\xe9-latin1.conf: its name is not UTF-8" in w for w in warned)
         assert any("link-to-latin1: its link target is not UTF-8" in w for w in warned)
+        # Nothing in a name reaches a terminal or a log unescaped.
+        assert any("/\\x1b[2J\\xff-escape.conf: its name" in w for w in warned), warned
+        assert not [w for w in warned if not w.isprintable()]
         # The next run is quiet about them and still replicates the rest.
         caplog.clear()
         n1.write("/etc/asterisk/later.conf", "later")
@@ -105,34 +111,50 @@ def test_a_path_on_the_command_line_is_a_clear_error() -> None:
     assert scopes_for(["/etc/asterisk/ünïcødé"], True) == [("/etc/asterisk/ünïcødé", True)]
 
 
-async def test_the_replicator_goes_on_beside_one(tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_replicator_goes_on_beside_one_and_status_names_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """inotify reports the odd name too: no hint is made of it, and what changes next to it
-    still reaches the standby within the usual time."""
+    still reaches the standby within the usual time. `nonstop status` names what the last full
+    scan left out, and forgets a file once it is renamed."""
     caplog.set_level(logging.WARNING, "nonstop.sync")
     cfg = talk_config(tmp_path)
     port = free_port()
     addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
     n1, n2 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs), make_node(tmp_path, "vpbx1-2",
                                                                          cfg, port, addrs)
-    r1 = Replicator(n1.node, full_scan_interval=3600)
+    r1 = Replicator(n1.node, full_scan_interval=0.3)
     r2 = Replicator(n2.node, full_scan_interval=3600)
     await r1.start()
     await r2.start()
+
+    async def until(pred: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10.0
+        while not pred():
+            assert time.monotonic() < deadline, "condition not reached in time"
+            await asyncio.sleep(0.01)
+
+    def skipped() -> dict[str, Any]:
+        return cast(dict[str, Any], r1.status().get("not_replicated") or {"count": 0})
+
     try:
         r1.set_active(True)
-        deadline = time.monotonic() + 10.0
-        while r1.status()["syncs"] < 1 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        _odd_tree(n1.root)
+        await until(lambda: r1.status()["syncs"] >= 1)
+        assert skipped()["count"] == 0
+        odd = _odd_tree(n1.root)
         n1.write("/etc/asterisk/extensions.conf", "[default]\n")
         target = n2.path("/etc/asterisk/extensions.conf")
-        deadline = time.monotonic() + 10.0
-        while not target.exists() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await until(target.exists)
         assert target.read_text() == "[default]\n"
         assert r1.status()["last_error"] is None
         assert _warned(caplog)
+        await until(lambda: skipped()["count"] == len(odd))
+        assert any(p.endswith("caf\\xe9-latin1.conf") for p in skipped()["paths"])
+        text = "\n".join(render_sync(r1.status()))
+        assert "not replicated, name not UTF-8 (rename to replicate): " in text
+        assert "caf\\xe9-latin1.conf" in text
+        os.rename(odd[0], os.fsencode(n1.path("/etc/asterisk/renamed.conf")))
+        await until(lambda: skipped()["count"] == len(odd) - 1)
+        await until(n2.path("/etc/asterisk/renamed.conf").exists)
     finally:
         for r in (r1, r2):
             await r.stop()
