@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 KINDS = ("reg", "dir", "lnk", "fifo", "chr", "blk")
 _FIELDS = ("kind", "mode", "uid", "gid", "size", "mtime_ns", "digest", "target", "rdev")
+_NS_LIMIT = 1 << 63  # a time in nanoseconds is a signed 64-bit integer (sqlite, utimensat)
 
 
 def is_utf8(text: str) -> bool:
@@ -144,8 +145,11 @@ class FileState:
         if not isinstance(raw, list) or len(raw) != 9:
             raise ProtocolError("file state must be a list of 9 fields")
         kind, mode, uid, gid, size, mtime, digest, target, rdev = raw
-        ints = (mode, uid, gid, size, mtime, rdev)
+        ints = (mode, uid, gid, size, rdev)
         if kind not in KINDS or not all(type(v) is int and v >= 0 for v in ints):
+            raise ProtocolError("bad file state")
+        # A modification time may be before 1970 (negative), as Linux and ext4 allow.
+        if type(mtime) is not int or not -_NS_LIMIT <= mtime < _NS_LIMIT:
             raise ProtocolError("bad file state")
         if not isinstance(digest, str) or not isinstance(target, str) or len(digest) > 128:
             raise ProtocolError("bad file state")

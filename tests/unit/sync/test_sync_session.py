@@ -11,7 +11,7 @@ from sync_harness import KEY, pair, talk_config, tree
 
 from nonstop.sync import backups
 from nonstop.sync.plan import Op
-from nonstop.sync.protocol import Kind, encode
+from nonstop.sync.protocol import Kind, ProtocolError, encode
 from nonstop.sync.state import FileState
 from nonstop.sync.transport import client_handshake, connect
 
@@ -487,3 +487,23 @@ async def test_two_groups_neither_forgets_nor_deletes_the_others_files(tmp_path:
         n1.node.check()
         assert n1.node.db.dirty("vpbx1-2") == []
         assert await n1.sync() == []
+
+
+async def test_a_file_from_before_1970_replicates_and_holds_nothing_up(tmp_path: Path) -> None:
+    """A modification time before the epoch is negative: Linux and ext4 keep it, and so must
+    the wire. It was refused as a bad file state, and the session with it, so one such file
+    (a restored archive, a board without a clock) stopped every push of its batch."""
+    async with pair(tmp_path) as (n1, n2):
+        old = n1.write("/etc/asterisk/from-1960.conf", "old\n")
+        os.utime(old, ns=(0, -315_619_200_000_000_000))  # 1960-01-01
+        n1.write("/etc/asterisk/sip.conf", "[general]\n")
+        assert await n1.sync() == []
+        got = n2.path("/etc/asterisk/from-1960.conf")
+        assert got.read_text() == "old\n"
+        assert got.stat().st_mtime_ns == -315_619_200_000_000_000
+        assert n2.path("/etc/asterisk/sip.conf").exists()
+        assert await n1.sync() == []  # recorded: nothing is sent again
+    assert FileState.from_wire(["reg", 0o644, 0, 0, 1, -1, "d", "", 0]).mtime_ns == -1
+    for bad in (1 << 63, -(1 << 63) - 1, 1.5, True):
+        with pytest.raises(ProtocolError):
+            FileState.from_wire(["reg", 0o644, 0, 0, 1, bad, "d", "", 0])
