@@ -16,7 +16,7 @@ from nonstop.sync import fsops, rdiff
 from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.messages import Basis
 from nonstop.sync.patterns import PathMap
-from nonstop.sync.state import FileState
+from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.writes import Batch, Pending, undo_append
 
@@ -74,7 +74,7 @@ class ReceiveData:
         except OSError:
             return -1
         st = os.fstat(fd)
-        if (st.st_ino, st.st_size, st.st_mtime_ns) != (seen.ino, cur.size, cur.mtime_ns):
+        if (st.st_ino, st.st_size, held_ns(st.st_mtime_ns)) != (seen.ino, cur.size, cur.mtime_ns):
             os.close(fd)
             return -1
         p.at = cur.size
@@ -142,7 +142,7 @@ class ReceiveData:
             if st.st_nlink > 1:
                 raise MachineError(0, "it has other hard links")
             # Journalled before the first byte is written, so a crash is undone at the next start.
-            self.db.add_append(p.local, st.st_ino, at, st.st_mtime_ns)
+            self.db.add_append(p.local, st.st_ino, at, held_ns(st.st_mtime_ns))
             p.journalled = True
         except OSError as e:
             os.close(fd)

@@ -34,7 +34,7 @@ from nonstop.sync.patterns import Matcher, PathMap, valid_name
 from nonstop.sync.plan import Op
 from nonstop.sync.receivedata import ReceiveData
 from nonstop.sync.scan import Seen, describe, racy_window
-from nonstop.sync.state import FileState
+from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.writes import Batch, Pending, Writer, cleanup_tmp
 
@@ -417,7 +417,8 @@ class Receiver(ReceiveData):
         # Its mtime is the sender's, set by us: a local write would stamp this machine's clock
         # instead, so the racy window of that mtime does not apply (no full re-read of a big
         # replica just because it was received within 50 ms of the sender's last write).
-        checked = max(now, st.st_mtime_ns + racy_window(st.st_mtime_ns, st.st_ctime_ns))
+        mtime = held_ns(st.st_mtime_ns)
+        checked = max(now, mtime + racy_window(mtime, st.st_ctime_ns))
         seen = Seen(FileState.from_stat(st, digest, target), st.st_ino, st.st_ctime_ns, checked,
                     blocks if reg else b"", now, 0, now)
         records.append((name, state, seen))
@@ -512,7 +513,7 @@ class Receiver(ReceiveData):
             st = os.lstat(p.local)
         except FileNotFoundError:
             return False
-        if (st.st_ino, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), st.st_uid,
+        if (st.st_ino, st.st_size, held_ns(st.st_mtime_ns), stat.S_IMODE(st.st_mode), st.st_uid,
                 st.st_gid) != (seen.ino, seen.size, seen.mtime_ns, seen.mode, seen.uid, seen.gid):
             return False
         return st.st_ctime_ns == seen.ctime_ns or self._inode_ops.get(st.st_ino, 0) > 1

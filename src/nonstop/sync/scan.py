@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from nonstop.sync.digest import BLOCK, BLOCK_DIGEST, Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope, shown
-from nonstop.sync.state import FileState, is_utf8, supported
+from nonstop.sync.state import FileState, held_ns, is_utf8, supported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def _content_as_recorded(cached: Seen | Brief, st: os.stat_result, now_ns: int) 
         cached.kind == "reg"
         and cached.ino == st.st_ino
         and cached.ctime_ns == st.st_ctime_ns
-        and cached.mtime_ns == st.st_mtime_ns
+        and (cached.mtime_ns == st.st_mtime_ns or cached.mtime_ns == held_ns(st.st_mtime_ns))
         and cached.size == st.st_size
         and st.st_mtime_ns + (w := racy_window(st.st_mtime_ns, st.st_ctime_ns))
         <= cached.checked_ns
@@ -203,7 +203,7 @@ def _dir_as_recorded(cached: Seen | Brief, st: os.stat_result) -> bool:
         cached.kind == "dir"
         and cached.ino == st.st_ino
         and cached.ctime_ns == st.st_ctime_ns
-        and cached.mtime_ns == st.st_mtime_ns
+        and (cached.mtime_ns == st.st_mtime_ns or cached.mtime_ns == held_ns(st.st_mtime_ns))
     )
 
 

@@ -19,7 +19,7 @@ from nonstop.sync.patterns import PathMap
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import CHUNK
 from nonstop.sync.session import ClientSession, ServerSession
-from nonstop.sync.state import FileState
+from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.transport import Channel
 
@@ -117,7 +117,7 @@ class FileSender:
         try:
             st = os.fstat(fd)
             if (not stat.S_ISREG(st.st_mode) or st.st_size != new.size
-                    or st.st_mtime_ns != new.mtime_ns):
+                    or held_ns(st.st_mtime_ns) != new.mtime_ns):
                 return None
             data = os.pread(fd, new.size, 0)
             return data if len(data) == new.size else None
@@ -157,7 +157,7 @@ class FileSender:
         # A whole file unchanged since the scan hashed it is not hashed again: a write in the
         # same timestamp tick would still be caught, as the receiver checks the digest.
         unchanged = (h is None and delta is None and new is not None and new.digest != ""
-                     and st.st_size == new.size and st.st_mtime_ns == new.mtime_ns)
+                     and st.st_size == new.size and held_ns(st.st_mtime_ns) == new.mtime_ns)
         if h is None:
             h = Hasher()
         try:

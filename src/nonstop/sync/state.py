@@ -14,7 +14,16 @@ if TYPE_CHECKING:
 
 KINDS = ("reg", "dir", "lnk", "fifo", "chr", "blk")
 _FIELDS = ("kind", "mode", "uid", "gid", "size", "mtime_ns", "digest", "target", "rdev")
-_NS_LIMIT = 1 << 63  # a time in nanoseconds is a signed 64-bit integer (sqlite, utimensat)
+# Times are kept in signed 64-bit nanoseconds (sqlite's INTEGER, the wire, utimensat). A file
+# system may hold a later one (ext4: up to 2446): it is recorded, compared and sent as NS_MAX
+# (2262-04-11), which leaves room for the racy window added to a time when it is recorded.
+NS_MIN = -(1 << 63)
+NS_MAX = (1 << 63) - 1 - 10_000_000_000
+
+
+def held_ns(ns: int) -> int:
+    """A file's time as nonstop holds it (see NS_MAX)."""
+    return ns if ns <= NS_MAX else NS_MAX
 
 
 def is_utf8(text: str) -> bool:
@@ -149,7 +158,7 @@ class FileState:
         if kind not in KINDS or not all(type(v) is int and v >= 0 for v in ints):
             raise ProtocolError("bad file state")
         # A modification time may be before 1970 (negative), as Linux and ext4 allow.
-        if type(mtime) is not int or not -_NS_LIMIT <= mtime < _NS_LIMIT:
+        if type(mtime) is not int or not NS_MIN <= mtime <= NS_MAX:
             raise ProtocolError("bad file state")
         if not isinstance(digest, str) or not isinstance(target, str) or len(digest) > 128:
             raise ProtocolError("bad file state")
@@ -181,7 +190,7 @@ class FileState:
             uid=st.st_uid,
             gid=st.st_gid,
             size=st.st_size if kind == "reg" else 0,
-            mtime_ns=st.st_mtime_ns,
+            mtime_ns=held_ns(st.st_mtime_ns),
             digest=digest,
             target=target,
             rdev=st.st_rdev if kind in ("chr", "blk") else 0,

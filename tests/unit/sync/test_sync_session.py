@@ -12,7 +12,7 @@ from sync_harness import KEY, pair, talk_config, tree
 from nonstop.sync import backups
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import Kind, ProtocolError, encode
-from nonstop.sync.state import FileState
+from nonstop.sync.state import NS_MAX, FileState
 from nonstop.sync.transport import client_handshake, connect
 
 SYNCED = ("etc", "var/log", "var/lib", "var/spool")
@@ -507,3 +507,22 @@ async def test_a_file_from_before_1970_replicates_and_holds_nothing_up(tmp_path:
     for bad in (1 << 63, -(1 << 63) - 1, 1.5, True):
         with pytest.raises(ProtocolError):
             FileState.from_wire(["reg", 0o644, 0, 0, 1, bad, "d", "", 0])
+
+
+async def test_a_file_dated_after_2262_replicates_with_the_latest_time_nonstop_holds(
+        tmp_path: Path) -> None:
+    """ext4 keeps times up to 2446, nonstop's records (sqlite, the wire) signed 64-bit
+    nanoseconds, up to 2262: such a file used to stop every scan with an OverflowError. It is
+    now recorded, sent and stamped on the peer as NS_MAX, and found unchanged after that."""
+    async with pair(tmp_path) as (n1, n2):
+        future = n1.write("/etc/asterisk/from-2300.conf", "later\n")
+        os.utime(future, ns=(0, 10_413_792_000_000_000_000))  # 2300-01-01
+        assert future.stat().st_mtime_ns > NS_MAX
+        n1.write("/etc/asterisk/sip.conf", "[general]\n")
+        assert await n1.sync() == []
+        got = n2.path("/etc/asterisk/from-2300.conf")
+        assert got.read_text() == "later\n"
+        assert got.stat().st_mtime_ns == NS_MAX
+        assert n2.path("/etc/asterisk/sip.conf").exists()
+        assert sum(n1.node.check().values()) == 0  # nothing dirty: the record holds
+        assert await n1.sync() == []
