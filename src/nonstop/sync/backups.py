@@ -2,12 +2,14 @@
 
 Layout as csync2 writes it: ``DIR/<full path>`` is the newest copy, ``DIR/<full path>.1`` the one
 before, up to ``.N-1``, so exactly N copies are kept (csync2 2.0 keeps 2 whatever N is). N = 0
-turns backups off. The copy is a hard link when the backup directory is on the same filesystem:
-the old inode survives the rename that replaces the file, so a backup costs no data copy.
+turns backups off; a name too long for a suffix keeps only its newest copy. The copy is a hard
+link when the backup directory is on the same filesystem: the old inode survives the rename that
+replaces the file, so a backup costs no data copy.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 
@@ -32,7 +34,14 @@ def keep(local: str, backup_dir: str, name_path: str, generations: int) -> str |
     for i in range(generations - 1, 0, -1):
         older = dest if i == 1 else f"{dest}.{i - 1}"
         if os.path.lexists(older):
-            os.replace(older, f"{dest}.{i}")
+            try:
+                os.replace(older, f"{dest}.{i}")
+            except OSError as e:
+                if e.errno != errno.ENAMETOOLONG:
+                    raise
+                # A name at the file system's length limit (255 bytes) has no room for a
+                # suffix: only its newest copy is kept, rather than no update at all.
+                break
     if os.path.lexists(dest):
         os.unlink(dest)
     try:

@@ -197,6 +197,19 @@ async def test_backups_capped_at_generations(tmp_path: Path) -> None:
         assert [Path(k).read_text() for k in kept] == [f"gen {i}" for i in (7, 6, 5, 4, 3)]
 
 
+async def test_a_name_at_the_length_limit_is_updated_again_and_again(tmp_path: Path) -> None:
+    """A 255-byte name (NAME_MAX) leaves no room for a backup's ``.1``: rotating its backups
+    failed with ENAMETOOLONG, and the file was never updated on the peer again."""
+    name = "/etc/asterisk/" + "x" * 250 + ".conf"
+    async with pair(tmp_path) as (n1, n2):
+        for i in range(4):
+            n1.write(name, f"gen {i}")
+            assert await n1.sync() == []
+            assert n2.path(name).read_text() == f"gen {i}"
+        kept = backups.generations_of(str(n2.root / "var/backups/csync2"), name)
+        assert [Path(k).read_text() for k in kept] == ["gen 2"]  # the newest copy only
+
+
 async def test_wrong_key_is_refused_on_both_sides(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
