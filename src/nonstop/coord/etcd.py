@@ -91,7 +91,9 @@ class EtcdGateway:
             url = self.endpoints[k] + path
             try:
                 r = await self._http.post(url, json=body, timeout=per_try)
-            except httpx.HTTPError as e:
+            except (httpx.HTTPError, OSError) as e:
+                # OSError: what httpx does not wrap, e.g. the ssl.SSLError of a TLS 1.3 server
+                # that rejects our client certificate after the handshake, at the first read.
                 problems.append(f"{self.endpoints[k]}: {type(e).__name__} {e}".strip())
                 continue
             try:

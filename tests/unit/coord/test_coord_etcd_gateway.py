@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,24 @@ async def test_garbled_answers_are_coord_errors(doc: Any) -> None:
     fake.answers["/v3/kv/range"] = (200, {"kvs": [{"key": "%%%", "value": b64("n")}]})
     with pytest.raises(CoordError, match="base64"):
         await gw.read("/p/")
+    await gw.close()
+
+
+@pytest.mark.parametrize("error", [
+    ssl.SSLError(1, "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate"),
+    ConnectionResetError(104, "Connection reset by peer"),
+])
+async def test_a_tls_alert_httpx_does_not_wrap_is_a_coord_error(error: OSError) -> None:
+    """With TLS 1.3 a server that rejects our client certificate (expired, another CA) says so
+    after the handshake: the alert surfaced at the first read as a bare ssl.SSLError, not an
+    httpx error, and escaped the gateway (seen in test_etcd_tls_netns, once)."""
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    gw = EtcdGateway(EtcdSettings((E1, E2)), 1.0, transport=httpx.MockTransport(fail))
+    with pytest.raises(CoordError, match=type(error).__name__) as e:
+        await gw.grant(5)
+    assert E1 in str(e.value) and E2 in str(e.value)
     await gw.close()
 
 
