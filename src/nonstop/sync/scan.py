@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
@@ -456,9 +457,8 @@ def not_replicated(path: str, why: str) -> None:
     """Say once per process that ``path`` is left out of replication, and why. What is not
     valid UTF-8 can be neither stored in the state database nor sent as text: it is skipped,
     with a directory's whole subtree, and everything else is replicated as usual (csync2 keeps
-    such names; renaming the file brings it in)."""
-    import time
-
+    such names; renaming the file brings it in). Scopes never hold such a name: the command
+    line refuses one (command.scopes_for), the replicator makes no hint of one."""
     new = path not in _REPORTED
     if new and len(_REPORTED) >= _REPORTED_MAX:
         _REPORTED.clear()
@@ -498,9 +498,6 @@ def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
     else:
         starts.append(scope)
     for start in dict.fromkeys(starts):
-        if not is_utf8(start):  # a path given on the command line
-            not_replicated(start, "its name is not UTF-8")
-            continue
         try:
             local = paths.local(start)
         except KeyError:

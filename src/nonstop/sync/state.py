@@ -38,6 +38,7 @@ def is_utf8(text: str) -> bool:
         return False
     return True
 
+
 class FileState:
     """Type, permissions, owner, size, mtime (ns), content digest and link target of a file.
 
