@@ -2,7 +2,9 @@
 
 Order, like csync2: deletions deepest first, then creations and updates in ascending name order
 (so a directory comes before what it holds). Unlike csync2, a rename (a new file whose bytes equal
-those of a deleted one) becomes one ``mv`` operation instead of a delete plus a full re-send.
+those of a deleted one) becomes one ``mv`` operation instead of a delete plus a full re-send, and
+a file whose new bytes the peer already holds under another name (a rotated log, a renumbered
+voicemail message) names that file as ``src``, so the peer can copy it instead of receiving it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from nonstop.records import record
 from nonstop.sync.protocol import ProtocolError, field
 from nonstop.sync.state import FileState, is_utf8
 
+# Smaller files are sent even when the peer holds their bytes under another name: the copy's
+# checks cost about what sending them does.
+COPY_MIN = 16 << 10
+
 
 @record
 class Op:
@@ -24,6 +30,8 @@ class Op:
     base: FileState | None
     new: FileState | None
     forced: bool = False
+    # mv: the name that goes; put: a name whose bytes (as of before this batch) the peer may
+    # copy instead of receiving them (it checks them against ``new``'s digest either way).
     src: str = ""
     src_base: FileState | None = None
 
@@ -35,7 +43,7 @@ class Op:
             "s": self.new.to_wire() if self.new else None,
             "f": self.forced,
         }
-        if self.kind == "mv":
+        if self.src:
             d["src"] = self.src
             d["sb"] = self.src_base.to_wire() if self.src_base else None
         return d
@@ -55,7 +63,7 @@ class Op:
         if (kind == "del") != (new is None):
             raise ProtocolError("operation state does not fit its kind")
         src, src_base = "", None
-        if kind == "mv":
+        if kind == "mv" or (kind == "put" and "src" in raw):
             src = field(raw, "src", str)
             src_base = None if raw.get("sb") is None else FileState.from_wire(raw["sb"])
         if not is_utf8(name) or not is_utf8(src):  # no scan of ours sends one (scan.py)
@@ -89,6 +97,7 @@ def plan(
         else:
             puts.append(Op("put", name, base, cur, forced))
     dels, puts = _renames(dels, puts)
+    puts = _copies(puts, synced)
     dels.sort(key=lambda o: o.name, reverse=True)
     puts.sort(key=lambda o: o.name)
     return Plan(tuple(dels + puts), tuple(settled))
@@ -117,6 +126,26 @@ def _renames(dels: list[Op], puts: list[Op]) -> tuple[list[Op], list[Op]]:
     return [d for d in dels if d.name not in used], out
 
 
+def _copies(puts: list[Op], synced: Mapping[str, FileState]) -> list[Op]:
+    """Name a copy source for each new content the peer already holds under another name."""
+    out: list[Op] = []
+    held: dict[tuple[str, int], str] | None = None
+    for p in puts:
+        n = p.new
+        if (p.kind == "put" and n is not None and n.kind == "reg" and n.size >= COPY_MIN
+                and not p.forced and not (p.base is not None and p.base.same_content(n))):
+            if held is None:
+                held = {}
+                for name, st in synced.items():
+                    if st.kind == "reg" and st.size >= COPY_MIN:
+                        held.setdefault((st.digest, st.size), name)
+            src = held.get((n.digest, n.size))
+            if src is not None and src != p.name:
+                p = Op("put", p.name, p.base, n, False, src, synced[src])
+        out.append(p)
+    return out
+
+
 def plan_forced(
     local: Mapping[str, FileState],
     remote: Mapping[str, FileState],
@@ -143,12 +172,15 @@ def plan_forced(
 
 
 def batches(ops: Iterable[Op], max_ops: int = 1000, max_bytes: int = 64 << 20) -> list[list[Op]]:
-    """Split operations into batches bounded in count and in bytes of content to send."""
+    """Split operations into batches bounded in count and in bytes of content to send.
+
+    A put the peer may copy (``src``) counts no bytes: its source is usually deleted or replaced
+    in the same plan (a log rotation), and the peer can copy it only within that same batch."""
     out: list[list[Op]] = []
     cur: list[Op] = []
     size = 0
     for op in ops:
-        n = op.new.size if op.new is not None and op.kind == "put" else 0
+        n = op.new.size if op.new is not None and op.kind == "put" and not op.src else 0
         if cur and (len(cur) >= max_ops or size + n > max_bytes):
             out.append(cur)
             cur, size = [], 0

@@ -1,0 +1,223 @@
+"""Content the peer already holds under another name is copied there, not sent: a rotated log,
+renumbered voicemail messages (the plan's copy sources, and two real nodes over TLS on loopback)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sync_harness import pair, talk_config
+
+from nonstop.sync import backups, fsops
+from nonstop.sync.digest import Hasher
+from nonstop.sync.patterns import Matcher, PathMap
+from nonstop.sync.plan import COPY_MIN, Op, batches, plan
+from nonstop.sync.receiver import Receiver
+from nonstop.sync.state import FileState
+from nonstop.sync.statedb import StateDB
+from nonstop.sync.writes import Batch, Pending
+
+LOGS = "/var/log/asterisk"
+INBOX = "/var/spool/asterisk/voicemail/default/100/INBOX"
+
+
+def reg(tag: str, size: int = COPY_MIN) -> FileState:
+    return FileState("reg", 0o644, 0, 0, size, 1, f"d-{tag}")
+
+
+def test_plan_names_the_peers_copy_of_each_rotated_log() -> None:
+    synced = {f"{LOGS}/full": reg("F"), f"{LOGS}/full.2.gz": reg("A"),
+              f"{LOGS}/full.3.gz": reg("B")}
+    local = {f"{LOGS}/full": reg("new", 20), f"{LOGS}/full.1": reg("F"),
+             f"{LOGS}/full.3.gz": reg("A"), f"{LOGS}/full.4.gz": reg("B")}
+    p = plan([(n, False) for n in sorted(set(synced) | set(local))], local, synced)
+    assert [(o.kind, o.name, o.src) for o in p.ops] == [
+        ("del", f"{LOGS}/full.2.gz", ""),
+        ("put", f"{LOGS}/full", ""),  # new bytes (and too small to be worth a copy)
+        ("put", f"{LOGS}/full.1", f"{LOGS}/full"),
+        ("put", f"{LOGS}/full.3.gz", f"{LOGS}/full.2.gz"),
+        ("put", f"{LOGS}/full.4.gz", f"{LOGS}/full.3.gz"),
+    ]
+    assert p.ops[3].src_base == reg("A") and p.ops[3].base == reg("B")
+    # on the wire and back
+    assert [Op.from_wire(o.to_wire()) for o in p.ops] == list(p.ops)
+
+
+def test_plan_names_no_copy_source_for_small_forced_or_unknown_content() -> None:
+    synced = {"/a": reg("X", COPY_MIN - 1), "/b": reg("Y")}
+    local = {"/a": reg("Z"), "/c": reg("X", COPY_MIN - 1), "/d": reg("Y"), "/e": reg("W")}
+    p = plan([("/a", False), ("/c", False), ("/d", True), ("/e", False)], local, synced)
+    assert [(o.name, o.src) for o in p.ops] == [("/a", ""), ("/c", ""), ("/d", ""), ("/e", "")]
+
+
+def test_copied_puts_count_no_bytes_so_a_rotation_stays_in_one_batch() -> None:
+    big = 1 << 30
+    ops = [Op("del", "/l/full.2.gz", reg("A", big), None),
+           Op("put", "/l/full.1", None, reg("F", big), False, "/l/full", reg("F", big)),
+           Op("put", "/l/full.3.gz", reg("B", big), reg("A", big), False, "/l/full.2.gz",
+              reg("A", big)),
+           Op("put", "/l/other", None, reg("O", big))]
+    assert [len(b) for b in batches(ops)] == [3, 1]
+
+
+async def test_a_rotated_log_moves_no_bytes_and_keeps_its_backups(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        full = os.urandom(3_000_000)
+        old = [os.urandom(400_000) for _ in range(3)]
+        n1.write(f"{LOGS}/full", full)
+        for i, data in enumerate(old, start=2):
+            n1.write(f"{LOGS}/full.{i}.gz", data)
+        assert await n1.sync() == []
+        # logrotate with delaycompress: every generation moves up one name, a new `full`
+        for i in (4, 3, 2):
+            os.rename(n1.path(f"{LOGS}/full.{i}.gz"), n1.path(f"{LOGS}/full.{i + 1}.gz"))
+        os.rename(n1.path(f"{LOGS}/full"), n1.path(f"{LOGS}/full.1"))
+        n1.write(f"{LOGS}/full", "[Dec  6 06:25:01] NOTICE logger reloaded\n")
+        n1.node.check()
+        report = await n1.node.update()
+        assert report.problems == []
+        assert report.bytes_sent < 8_000, report.bytes_sent  # 3.4 MB changed names
+        for name in ("full", "full.1", "full.3.gz", "full.4.gz", "full.5.gz"):
+            assert n2.path(f"{LOGS}/{name}").read_bytes() == \
+                n1.path(f"{LOGS}/{name}").read_bytes(), name
+            assert n2.path(f"{LOGS}/{name}").stat().st_mtime_ns == \
+                n1.path(f"{LOGS}/{name}").stat().st_mtime_ns
+        assert not n2.path(f"{LOGS}/full.2.gz").exists()
+        assert any("copied from /var/log/asterisk/full on vpbx1-2" in m for m in n1.log)
+        # what was replaced or deleted is backed up as for any update
+        bdir = str(n2.root / "var/backups/csync2")
+        assert backups.generations_of(bdir, f"{LOGS}/full.3.gz") != []
+        assert backups.generations_of(bdir, f"{LOGS}/full.2.gz") != []
+        # and nothing is left to do, nor any temp file
+        assert await n1.sync() == [] and n1.node.dirty_lines() == []
+        assert [p.name for p in n2.path(LOGS).iterdir() if p.name.startswith(".")] == []
+
+
+async def test_renumbered_voicemail_messages_are_copied(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        msgs = [os.urandom(60_000 + i) for i in range(5)]
+        for i, data in enumerate(msgs):
+            n1.write(f"{INBOX}/msg{i:04}.wav", data)
+        assert await n1.sync() == []
+        # message 1 deleted: app_voicemail closes the gap, each later one moves down a number
+        os.unlink(n1.path(f"{INBOX}/msg0001.wav"))
+        for i in range(2, 5):
+            os.rename(n1.path(f"{INBOX}/msg{i:04}.wav"), n1.path(f"{INBOX}/msg{i - 1:04}.wav"))
+        n1.node.check()
+        report = await n1.node.update()
+        assert report.problems == []
+        assert report.bytes_sent < 10_000, report.bytes_sent
+        assert sorted(p.name for p in n2.path(INBOX).iterdir()) == [
+            f"msg{i:04}.wav" for i in range(4)]
+        for i, data in enumerate(msgs[:1] + msgs[2:]):
+            assert n2.path(f"{INBOX}/msg{i:04}.wav").read_bytes() == data
+
+
+async def test_a_copy_source_changed_on_the_receiver_is_not_used(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        a, b = os.urandom(200_000), os.urandom(200_000)
+        n1.write(f"{LOGS}/a", a)
+        n1.write(f"{LOGS}/b", b)
+        assert await n1.sync() == []
+        n2.write(f"{LOGS}/a", b"edited on the standby")  # our record of the peer is stale
+        n1.write(f"{LOGS}/b", a)
+        n1.node.check()
+        report = await n1.node.update()
+        assert report.problems == []
+        assert report.bytes_sent > 200_000  # sent, not copied from a file that no longer has it
+        assert n2.path(f"{LOGS}/b").read_bytes() == a
+        assert n2.path(f"{LOGS}/a").read_bytes() == b"edited on the standby"
+
+
+def _receiver(tmp_path: Path) -> tuple[Receiver, Path]:
+    root = tmp_path / "root"
+    (root / "var/log/asterisk").mkdir(parents=True)
+    group = talk_config(tmp_path).groups[0]
+    db = StateDB(str(tmp_path / "db.db3"))
+    return Receiver(db, Matcher(group.patterns), PathMap(str(root), {}, "vpbx1-2"), group,
+                    "vpbx1-2", "vpbx1-1"), root
+
+
+def _state_of(data: bytes) -> FileState:
+    h = Hasher()
+    h.update(data)
+    return FileState("reg", 0o640, os.getuid(), os.getgid(), len(data), 1_700_000_000_000_000_000,
+                     h.hexdigest())
+
+
+def test_the_receiver_copies_an_included_source_and_needs_no_bytes(tmp_path: Path) -> None:
+    rec, root = _receiver(tmp_path)
+    data = os.urandom(100_000)
+    (root / "var/log/asterisk/full").write_bytes(data)
+    new = _state_of(data)
+    op = Op("put", f"{LOGS}/full.1", None, new, False, f"{LOGS}/full", new)
+    try:
+        results, need, batch = rec.evaluate([op])
+        assert need == [] and results == [None]
+        (done,) = rec.commit(batch)
+        assert done.status == "ok" and "copied from" in done.message
+        copy = root / "var/log/asterisk/full.1"
+        assert copy.read_bytes() == data
+        assert (copy.stat().st_mode & 0o7777, copy.stat().st_mtime_ns) == (0o640, new.mtime_ns)
+        assert rec.db.local_get(f"{LOGS}/full.1") is not None
+    finally:
+        rec.close()
+        rec.db.close()
+
+
+def test_a_copy_source_outside_the_includes_is_never_read(tmp_path: Path) -> None:
+    rec, root = _receiver(tmp_path)
+    secret = os.urandom(100_000)
+    (root / "etc").mkdir()
+    (root / "etc/shadow").write_bytes(secret)  # on the receiver, outside every include
+    os.symlink(root / "etc", root / "var/log/asterisk/via")
+    new = _state_of(secret)
+    forged = [Op("put", f"{LOGS}/x", None, new, False, "/etc/shadow", new),
+              Op("put", f"{LOGS}/y", None, new, False, f"{LOGS}/via/shadow", new),
+              Op("put", f"{LOGS}/z", None, new, False, f"{LOGS}/../../../etc/shadow", new)]
+    try:
+        _, need, _ = rec.evaluate(forged)
+        assert need == [0, 1, 2]  # the sender must send them: nothing was copied
+        rec.abort()
+        assert not (root / "var/log/asterisk/x").exists()
+    finally:
+        rec.close()
+        rec.db.close()
+
+
+def test_a_copy_that_does_not_match_its_digest_is_sent_instead(tmp_path: Path) -> None:
+    rec, root = _receiver(tmp_path)
+    data = os.urandom(100_000)
+    (root / "var/log/asterisk/full").write_bytes(data)
+    claimed = _state_of(os.urandom(100_000))  # the peer's record of our file is wrong
+    op = Op("put", f"{LOGS}/full.1", None, claimed, False, f"{LOGS}/full", claimed)
+    try:
+        _, need, _ = rec.evaluate([op])
+        assert need == [0]
+        assert [p.name for p in (root / "var/log/asterisk").iterdir()] == ["full"]
+    finally:
+        rec.close()
+        rec.db.close()
+
+
+def test_a_copy_whose_source_changed_under_it_leaves_nothing(tmp_path: Path) -> None:
+    # A local program rewrote the source between its opening and the copy: the digest check
+    # fails, the temp file goes, and the file is needed from the sender as usual.
+    rec, root = _receiver(tmp_path)
+    src = root / "var/log/asterisk/full"
+    src.write_bytes(b"x" * 100_000)
+    new = _state_of(os.urandom(100_000))
+    op = Op("put", f"{LOGS}/full.1", None, new, False, f"{LOGS}/full", new)
+    local = str(root / "var/log/asterisk/full.1")
+    p = Pending(0, op, local, fsops.tmp_path_for(local), None, "ok", "")
+    batch = Batch()
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        assert rec._copy_into(batch, p, fd) is False
+        assert batch.pending == {} and rec.db.tmp_paths() == []
+        assert [x.name for x in src.parent.iterdir()] == ["full"]
+    finally:
+        os.close(fd)
+        batch.close_dirs()
+        rec.close()
+        rec.db.close()
