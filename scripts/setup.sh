@@ -16,6 +16,7 @@ APT_PACKAGES=(
   python3-prometheus-client        # oracle of the metrics exposition tests (Debian python3; else pip)
   chromium                         # the status page's test renders it headless (docs/*.png)
   etcd-server etcd-client          # nonstop_etcd's lab: a three-member etcd in namespaces
+  logrotate                        # rotates the Asterisk logs in a replication test, as on a PBX
 )
 . scripts/apt-missing.sh
 mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")

@@ -1,7 +1,7 @@
 """Replication under a live PBX, with real daemons in namespaces: a log that grows all the time
 never holds other files back and its replica is always a prefix of it; an in-place change costs
 about what changed on the link; a transfer killed midway on either side leaves the old content or
-the new one, never a mix."""
+the new one, never a mix; a logrotate of the Asterisk logs moves no log over the link again."""
 
 from __future__ import annotations
 
@@ -138,6 +138,58 @@ def test_an_in_place_change_to_a_large_file_costs_about_the_change_on_the_link(
     # the rsync signature (~80 KB for 50 MB) plus one block of delta, TLS and heartbeats:
     # far below the 50 MB a whole-file copy costs (rsync itself: ~ the same 100-200 KB)
     assert on_link < 400_000
+
+
+# Debian's asterisk package rotates its logs so (less often, and with a reload of its logger).
+LOGROTATE_CONF = """\
+{logs}/full {logs}/messages {{
+    weekly
+    missingok
+    rotate 52
+    compress
+    delaycompress
+    notifempty
+    create 640 root root
+}}
+"""
+
+
+def test_a_logrotate_moves_no_log_over_the_link_again(
+    cluster: TalkCluster, tmp_path: Path,
+) -> None:
+    c = cluster
+    root1, root2 = c.sync_root(N1), c.sync_root(N2)
+    logs = root1 / "var/log/asterisk"
+    write(root1, LOG, b"".join(log_line(i) for i in range(150_000)))  # ~22 MB
+    write(root1, LOG.replace("full", "messages"), b"".join(log_line(i) for i in range(9_000)))
+    for n in (2, 3):
+        write(root1, f"{LOG}.{n}.gz", os.urandom(3 << 20))
+    wait_for(lambda: all(read(root2 / f"var/log/asterisk/{n}") == read(logs / n)
+                         for n in ("full", "messages", "full.2.gz", "full.3.gz")),
+             60, what="the logs on vpbx1-2")
+    time.sleep(1.0)  # let the first sync's last replies pass
+    conf = tmp_path / "asterisk.logrotate"
+    conf.write_text(LOGROTATE_CONF.format(logs=logs))
+    before = link_bytes(c.lab, N2)
+    t0 = time.monotonic()
+    subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "state"), str(conf)], check=True,
+                   timeout=60)
+    after = sorted(p.name for p in logs.iterdir())
+    assert after == ["full", "full.1", "full.3.gz", "full.4.gz", "messages", "messages.1"]
+
+    def equal() -> bool:
+        names = sorted(p.name for p in (root2 / "var/log/asterisk").iterdir()
+                       if not p.name.startswith("."))
+        return names == after and all(read(root2 / f"var/log/asterisk/{n}") == read(logs / n)
+                                      for n in after)
+
+    wait_for(equal, 30, what="the rotated logs on vpbx1-2")
+    on_link = link_bytes(c.lab, N2) - before
+    moved = sum((logs / n).stat().st_size for n in after)
+    print(f"logrotate of {moved} bytes of logs: {on_link} bytes on vpbx1-2's cable "
+          f"in {time.monotonic() - t0:.2f} s")
+    # renames and copies on the standby; the link carries frames and heartbeats only
+    assert on_link < 300_000, on_link
 
 
 def _kill_daemon(c: TalkCluster, node: str) -> None:
