@@ -19,6 +19,10 @@ from nonstop.sync.state import FileState, is_utf8
 # Smaller files are sent even when the peer holds their bytes under another name: the copy's
 # checks cost about what sending them does.
 COPY_MIN = 16 << 10
+# What a receiver copies at most per batch (the rest of the batch's copies are sent): bounds the
+# writes a few frames can ask for, and the files held open.
+COPY_FDS = 64
+COPY_BYTES = 4 << 30
 
 
 @record
@@ -174,18 +178,24 @@ def plan_forced(
 def batches(ops: Iterable[Op], max_ops: int = 1000, max_bytes: int = 64 << 20) -> list[list[Op]]:
     """Split operations into batches bounded in count and in bytes of content to send.
 
-    A put the peer may copy (``src``) counts no bytes: its source is usually deleted or replaced
-    in the same plan (a log rotation), and the peer can copy it only within that same batch."""
+    A put the peer may copy (``src``) counts no bytes, up to what a receiver copies in a batch
+    (COPY_FDS, COPY_BYTES): its source is usually deleted or replaced in the same plan (a log
+    rotation), and the peer can copy it only within that same batch."""
     out: list[list[Op]] = []
     cur: list[Op] = []
-    size = 0
+    size = copies = copied = 0
     for op in ops:
-        n = op.new.size if op.new is not None and op.kind == "put" and not op.src else 0
-        if cur and (len(cur) >= max_ops or size + n > max_bytes):
+        n = op.new.size if op.new is not None and op.kind == "put" else 0
+        free = bool(op.src) and op.kind == "put" and copies < COPY_FDS and copied + n <= COPY_BYTES
+        if cur and (len(cur) >= max_ops or (not free and size + n > max_bytes)):
             out.append(cur)
-            cur, size = [], 0
+            cur, size, copies, copied = [], 0, 0, 0
+            free = bool(op.src) and op.kind == "put" and n <= COPY_BYTES
         cur.append(op)
-        size += n
+        if free:
+            copies, copied = copies + 1, copied + n
+        else:
+            size += n
     if cur:
         out.append(cur)
     return out

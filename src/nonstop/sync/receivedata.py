@@ -2,7 +2,8 @@
 
 Run on the writer thread: a whole file or a delta goes into a temp file, an append goes into our
 file in place after being journalled; every form is hashed as it is written and checked against
-the sender's digest at its end. :class:`nonstop.sync.receiver.Receiver` builds on this part;
+the sender's digest at its end; a file we hold under another name is copied from there instead
+(``copy_sources``, ``copy_into``). :class:`nonstop.sync.receiver.Receiver` builds on this part;
 ``commit`` (phase 3) installs what arrived.
 """
 
@@ -10,15 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+from collections.abc import Callable
 
 from nonstop.errors import MachineError
 from nonstop.sync import fsops, rdiff
 from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.messages import Basis
 from nonstop.sync.patterns import PathMap
+from nonstop.sync.plan import COPY_BYTES, COPY_FDS, Op
 from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.writes import Batch, Pending, undo_append
+
+COPY_CHUNK = 1 << 20
 
 
 class ReceiveData:
@@ -58,6 +64,85 @@ class ReceiveData:
         except (rdiff.RdiffError, OSError) as e:
             p.failed = f"{p.op.name}: signature failed on {self.me}: {e}"
             return None
+
+    def copy_sources(self, ops: list[Op], may_read: Callable[[str], bool]) -> dict[int, int]:
+        """Open the files whose bytes a put may copy (``Op.src``) before any operation of the
+        batch renames, replaces or deletes them (an open file keeps its bytes): those
+        ``may_read`` allows, up to COPY_FDS files and COPY_BYTES bytes a batch (the planner
+        counts the same). Returns operation index -> open file; the rest are sent."""
+        out: dict[int, int] = {}
+        budget = COPY_BYTES
+        for i, op in enumerate(ops):
+            new = op.new
+            if (op.kind != "put" or not op.src or new is None or new.kind != "reg"
+                    or len(out) >= COPY_FDS or new.size > budget or not may_read(op.src)):
+                continue
+            fd = self._open_source(op.src, new)
+            if fd >= 0:
+                out[i] = fd
+                budget -= new.size
+        return out
+
+    def _open_source(self, name: str, new: FileState) -> int:
+        """Our file ``name``, opened without following a symlink anywhere below the root, if it
+        may hold ``new``'s bytes: a regular file of that size, not known from our record of it
+        (same inode, size and mtime) to hold others. -1 otherwise. The copy is checked against
+        ``new``'s digest as it is made."""
+        local = self.paths.local(name)
+        try:
+            dfd = fsops.open_dir(self.paths.root, os.path.dirname(local))
+        except OSError:
+            return -1
+        fd = -1
+        try:
+            fd = os.open(os.path.basename(local),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            st = os.fstat(fd)
+            seen = self.db.local_get(name)
+            other = (seen is not None and seen.state.digest != new.digest
+                     and (seen.ino, seen.size, seen.mtime_ns)
+                     == (st.st_ino, st.st_size, held_ns(st.st_mtime_ns)))
+            if stat.S_ISREG(st.st_mode) and st.st_size == new.size and not other:
+                fd, opened = -1, fd
+                return opened
+        except OSError:
+            pass
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            os.close(dfd)
+        return -1
+
+    def copy_into(self, batch: Batch, p: Pending, src_fd: int) -> bool:
+        """Fill ``p``'s temp file from our own copy of its bytes and finish it as if it had
+        arrived (digest check, owner, mode, mtime). False: it failed and left nothing; the
+        sender sends the file."""
+        new = p.op.new
+        assert new is not None
+        batch.pending[p.index] = p
+        self.db.add_tmp([p.tmp])
+        self.open_data(batch, p.index)
+        pos = 0
+        try:
+            while not p.failed and pos < new.size:
+                chunk = os.pread(src_fd, min(COPY_CHUNK, new.size - pos), pos)
+                if not chunk:
+                    break
+                self.write(batch, p.index, chunk)
+                pos += len(chunk)
+        except OSError as e:
+            p.failed = f"{p.op.name}: cannot read {p.op.src} on {self.me}: {e.strerror}"
+        self.end_data(batch, p.index, new)
+        if p.failed:
+            self._close_fds(p)
+            with contextlib.suppress(OSError):
+                os.unlink(p.tmp)
+            self.db.drop_tmp([p.tmp])
+            del batch.pending[p.index]
+            return False
+        p.message = (f"{p.message}; copied from {p.op.src} on {self.me}" if p.message
+                     else f"copied from {p.op.src} on {self.me}")
+        return True
 
     def _open_current(self, batch: Batch, p: Pending, *, write: bool = True) -> int:
         """Our file, opened if it is still exactly what ``evaluate`` saw; else -1. Read-only

@@ -52,9 +52,6 @@ HOLD_BYTES = 1 << 20
 # if the directory is small enough (ext4: a few thousand names).
 LIST_MIN = 16
 LIST_MAX_BYTES = 256 << 10
-# Copy sources held open per batch (Receiver._copy_sources); the rest are sent.
-COPY_FDS = 64
-COPY_CHUNK = 1 << 20
 
 
 @dataclass
@@ -204,7 +201,8 @@ class Receiver(ReceiveData):
         self._cache = self.db.local_many([op.name for op in ops])
         self._listed.clear()
         self._crowded = self._crowded_dirs(ops)
-        self._copies = {} if host is not None and host.slave else self._copy_sources(ops)
+        self._copies = {} if host is not None and host.slave else self.copy_sources(
+            ops, self._may_read)
         try:
             for i, op in enumerate(ops):
                 try:
@@ -222,6 +220,12 @@ class Receiver(ReceiveData):
                 else:
                     self._report(op.name, res)
                 results.append(res)
+        except BaseException:
+            for p in batch.pending.values():  # copied files wait here (needed ones, nothing)
+                self._discard(p)
+            self.db.drop_tmp(p.tmp for p in batch.pending.values())
+            batch.close_dirs()
+            raise
         finally:
             for fd in self._copies.values():
                 os.close(fd)
@@ -364,7 +368,7 @@ class Receiver(ReceiveData):
         pending = Pending(i, op, local, fsops.tmp_path_for(local), current, res.status, msg,
                            seen)
         if i in self._copies:
-            if self._copy_into(batch, pending, self._copies[i]):
+            if self.copy_into(batch, pending, self._copies[i]):
                 return None
             pending = Pending(i, op, local, fsops.tmp_path_for(local), current, res.status,
                               msg, seen)
@@ -375,64 +379,10 @@ class Receiver(ReceiveData):
         batch.pending[i] = pending
         return None
 
-    def _copy_sources(self, ops: list[Op]) -> dict[int, int]:
-        """Open the files whose bytes a put may copy (``Op.src``), before any operation of the
-        batch renames, replaces or deletes them (an open file keeps its bytes): only those
-        included here, below no symlink, and holding the new digest as far as we know (the
-        copy is checked against it again)."""
-        out: dict[int, int] = {}
-        for i, op in enumerate(ops):
-            new = op.new
-            if (op.kind != "put" or not op.src or new is None or new.kind != "reg"
-                    or len(out) >= COPY_FDS or self._refuse(op.src)):
-                continue
-            local = self.paths.local(op.src)
-            fd = -1
-            try:
-                if not self._parent_ok(os.path.dirname(local)):
-                    continue
-                seen = describe(local, self.db.local_get(op.src), self._now())
-                if seen is None or not seen.state.same_content(new):
-                    continue
-                fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-                st = os.fstat(fd)
-                if stat.S_ISREG(st.st_mode) and (st.st_ino, st.st_size) == (seen.ino, new.size):
-                    out[i], fd = fd, -1
-            except OSError:
-                pass
-            finally:
-                if fd >= 0:
-                    os.close(fd)
-        return out
-
-    def _copy_into(self, batch: Batch, p: Pending, src_fd: int) -> bool:
-        """Fill ``p``'s temp file from our own copy of its bytes and finish it as if it had
-        arrived (digest check, owner, mode, mtime). False: it failed and left nothing; the
-        sender sends the file."""
-        new = p.op.new
-        assert new is not None
-        batch.pending[p.index] = p
-        self.db.add_tmp([p.tmp])
-        self.open_data(batch, p.index)
-        pos = 0
-        try:
-            while not p.failed and pos < new.size:
-                chunk = os.pread(src_fd, min(COPY_CHUNK, new.size - pos), pos)
-                if not chunk:
-                    break
-                self.write(batch, p.index, chunk)
-                pos += len(chunk)
-        except OSError as e:
-            p.failed = f"{p.op.name}: cannot read {p.op.src} on {self.me}: {e.strerror}"
-        self.end_data(batch, p.index, new)
-        if p.failed:
-            self._discard(p)
-            self.db.drop_tmp([p.tmp])
-            del batch.pending[p.index]
-            return False
-        p.message = (f"{p.message}; copied from {p.op.src} on {self.me}" if p.message
-                     else f"copied from {p.op.src} on {self.me}")
-        return True
+    def _may_read(self, name: str) -> bool:
+        """Whether a peer may name ``name`` as a copy source: included here (it is opened
+        without following a symlink, copy_sources)."""
+        return not self._refuse(name)
 
     def _rename(self, p: Pending, res: Result,
                 records: list[tuple[str, FileState | None, Seen | None]]) -> Result | None:

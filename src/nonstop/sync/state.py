@@ -18,6 +18,8 @@ _FIELDS = ("kind", "mode", "uid", "gid", "size", "mtime_ns", "digest", "target",
 # system may hold a later one (ext4: up to 2446): it is recorded, compared and sent as NS_MAX
 # (2262-04-11), which leaves room for the racy window added to a time when it is recorded.
 NS_MIN = -(1 << 63)
+# The highest uid or gid a file can have ((uid_t)-1 means "unchanged" to chown).
+ID_MAX = (1 << 32) - 2
 NS_MAX = (1 << 63) - 1 - 10_000_000_000
 
 
@@ -157,6 +159,8 @@ class FileState:
         kind, mode, uid, gid, size, mtime, digest, target, rdev = raw
         ints = (mode, uid, gid, size, rdev)
         if kind not in KINDS or not all(type(v) is int and v >= 0 for v in ints):
+            raise ProtocolError("bad file state")
+        if max(uid, gid) > ID_MAX or size >> 63 or rdev >> 64:  # what Linux can hold
             raise ProtocolError("bad file state")
         # A modification time may be before 1970 (negative), as Linux and ext4 allow.
         if type(mtime) is not int or not NS_MIN <= mtime <= NS_MAX:

@@ -11,7 +11,8 @@ from sync_harness import pair, talk_config
 from nonstop.sync import backups, fsops
 from nonstop.sync.digest import Hasher
 from nonstop.sync.patterns import Matcher, PathMap
-from nonstop.sync.plan import COPY_MIN, Op, batches, plan
+from nonstop.sync.plan import COPY_FDS, COPY_MIN, Op, batches, plan
+from nonstop.sync.protocol import ProtocolError
 from nonstop.sync.receiver import Receiver
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
@@ -58,6 +59,13 @@ def test_copied_puts_count_no_bytes_so_a_rotation_stays_in_one_batch() -> None:
               reg("A", big)),
            Op("put", "/l/other", None, reg("O", big))]
     assert [len(b) for b in batches(ops)] == [3, 1]
+
+
+def test_copies_past_what_a_receiver_copies_in_a_batch_count_their_bytes() -> None:
+    mib = 1 << 20
+    ops = [Op("put", f"/m/{i:03}", None, reg(f"n{i}", mib), False, f"/m/{i + 1:03}",
+              reg(f"n{i}", mib)) for i in range(COPY_FDS + 6)]
+    assert [len(b) for b in batches(ops, max_bytes=3 * mib)] == [COPY_FDS + 3, 3]
 
 
 async def test_a_rotated_log_moves_no_bytes_and_keeps_its_backups(tmp_path: Path) -> None:
@@ -188,13 +196,14 @@ def test_a_copy_source_outside_the_includes_is_never_read(tmp_path: Path) -> Non
 def test_a_copy_that_does_not_match_its_digest_is_sent_instead(tmp_path: Path) -> None:
     rec, root = _receiver(tmp_path)
     data = os.urandom(100_000)
-    (root / "var/log/asterisk/full").write_bytes(data)
+    (root / "var/log/asterisk/full").write_bytes(data)  # no record of it here: copy, check
     claimed = _state_of(os.urandom(100_000))  # the peer's record of our file is wrong
     op = Op("put", f"{LOGS}/full.1", None, claimed, False, f"{LOGS}/full", claimed)
     try:
-        _, need, _ = rec.evaluate([op])
-        assert need == [0]
+        _, need, batch = rec.evaluate([op])
+        assert need == [0] and batch.pending[0].final is None  # to be sent, fresh
         assert [p.name for p in (root / "var/log/asterisk").iterdir()] == ["full"]
+        assert rec.db.tmp_paths() == [batch.pending[0].tmp]  # only the one to receive
     finally:
         rec.close()
         rec.db.close()
@@ -213,7 +222,7 @@ def test_a_copy_whose_source_changed_under_it_leaves_nothing(tmp_path: Path) -> 
     batch = Batch()
     fd = os.open(src, os.O_RDONLY)
     try:
-        assert rec._copy_into(batch, p, fd) is False
+        assert rec.copy_into(batch, p, fd) is False
         assert batch.pending == {} and rec.db.tmp_paths() == []
         assert [x.name for x in src.parent.iterdir()] == ["full"]
     finally:
@@ -221,3 +230,64 @@ def test_a_copy_whose_source_changed_under_it_leaves_nothing(tmp_path: Path) -> 
         batch.close_dirs()
         rec.close()
         rec.db.close()
+
+
+def test_a_directory_swapped_for_a_symlink_between_batches_is_not_read_through(
+    tmp_path: Path,
+) -> None:
+    rec, root = _receiver(tmp_path)
+    data = os.urandom(100_000)
+    sub = root / "var/log/asterisk/sub"
+    sub.mkdir()
+    (sub / "f").write_bytes(data)
+    outside = root / "etc/private"
+    outside.mkdir(parents=True)
+    (outside / "f").write_bytes(data)
+    new = _state_of(data)
+    try:
+        _, need, batch = rec.evaluate([Op("put", f"{LOGS}/a", None, new, False, f"{LOGS}/sub/f",
+                                          new)])
+        assert need == []
+        rec.commit(batch)
+        # a local program puts a symlink where the directory was, in the same session
+        (sub / "f").unlink()
+        sub.rmdir()
+        sub.symlink_to(outside)
+        _, need, _ = rec.evaluate([Op("put", f"{LOGS}/b", None, new, False, f"{LOGS}/sub/f",
+                                      new)])
+        assert need == [0]
+    finally:
+        rec.close()
+        rec.db.close()
+
+
+def test_no_copy_is_made_for_a_conflict(tmp_path: Path) -> None:
+    rec, root = _receiver(tmp_path)
+    data = os.urandom(100_000)
+    (root / "var/log/asterisk/full").write_bytes(data)
+    (root / "var/log/asterisk/full.1").write_bytes(b"changed here since the last sync")
+    new = _state_of(data)
+    base = _state_of(b"what both had")
+    op = Op("put", f"{LOGS}/full.1", base, new, False, f"{LOGS}/full", new)
+    try:
+        results, need, _ = rec.evaluate([op])
+        assert need == [] and results[0] is not None and results[0].status == "conflict"
+        assert sorted(p.name for p in (root / "var/log/asterisk").iterdir()) == [
+            "full", "full.1"]
+        assert rec.db.tmp_paths() == []
+    finally:
+        rec.close()
+        rec.db.close()
+
+
+def test_ids_and_sizes_linux_cannot_hold_are_refused_on_the_wire() -> None:
+    good = _state_of(b"x").to_wire()
+    assert FileState.from_wire(good) == _state_of(b"x")
+    for i, bad in ((2, 1 << 40), (3, (1 << 32) - 1), (4, 1 << 63), (8, 1 << 64)):
+        raw = list(good)
+        raw[i] = bad
+        try:
+            FileState.from_wire(raw)
+        except ProtocolError:
+            continue
+        raise AssertionError(f"field {i} = {bad} accepted")
