@@ -47,6 +47,10 @@ from bench.sync_latency import KINDS, Latencies, measure
 from bench.sync_live import FULL as LIVE_FULL
 from bench.sync_live import LIVE_SYSTEMS, LiveResult, live_table, measure_live
 from bench.sync_live import QUICK as LIVE_QUICK
+from bench.sync_rotation import Rotation
+from bench.sync_rotation import measure_round as rotation_round
+from bench.sync_rotation import prepare as prepare_rotation
+from bench.sync_rotation import table as rotation_table
 from bench.sync_systems import (
     N1,
     NODES,
@@ -102,6 +106,7 @@ class Results:
     latency: Latencies = field(default_factory=Latencies)
     # The sources change only by change_one(); their manifests are computed once otherwise.
     source_manifests: dict[str, dict[str, Entry]] = field(default_factory=dict)
+    rotation: Rotation | None = None
 
     def add(self, system: str, ds: str, case: str, value: float) -> None:
         self.times.setdefault((system, ds, case), []).append(value)
@@ -240,6 +245,18 @@ def _measure(ctx: BenchContext, systems: tuple[str, ...], results: Results) -> N
                                                     f"{trial}: {exc}")
                             ctx.progress(f"FAILED {key} {ds.key} {trial}: "
                                          f"{str(exc).splitlines()[0]}")
+            t = time.monotonic()
+            rot = results.rotation = prepare_rotation(s, ctx.quick)
+            ctx.progress(f"generated the logs before and after a rotation in "
+                         f"{time.monotonic() - t:.1f} s")
+            for trial in range(1, ctx.trials + 1):
+                shift = (trial - 1) % len(systems)
+                for key in systems[shift:] + systems[:shift]:
+                    try:
+                        rotation_round(impls[key], s, rot, ctx, f"{trial}/{ctx.trials}")
+                    except LabError as exc:
+                        rot.failures.append(f"{impls[key].name}, log rotation trial {trial}: "
+                                            f"{exc}")
             if "nonstop" in systems:
                 samples = LATENCY_QUICK_SAMPLES if ctx.quick else LATENCY_SAMPLES
                 results.latency = measure(s, samples, ctx.progress)
@@ -422,6 +439,10 @@ def run(ctx: BenchContext, *, systems: tuple[str, ...] = SYSTEM_ORDER) -> SuiteR
         ctx.progress(f"FAILED live: {str(exc).splitlines()[0]}")
     result = SuiteResult("Replication: nonstop sync, csync2 2.0 and rsync (issues 4 and 8)")
     result.tables.extend(_tables(ctx, results, chosen))
+    if results.rotation is not None:
+        result.tables.append(rotation_table(results.rotation, chosen,
+                                            {k: SYSTEMS[k].name for k in chosen}, SHORT))
+        results.failures.extend(results.rotation.failures)
     if live:
         result.tables.append(live_table(live, workload))
     result.plots.append(_plot(ctx, results, chosen))
