@@ -142,6 +142,7 @@ class ReceiveData:
             return False
         p.message = (f"{p.message}; copied from {p.op.src} on {self.me}" if p.message
                      else f"copied from {p.op.src} on {self.me}")
+        batch.copied[p.op.src] = new.digest
         return True
 
     def _open_current(self, batch: Batch, p: Pending, *, write: bool = True) -> int:

@@ -518,7 +518,9 @@ class Receiver(ReceiveData):
             # forced update overwrites local changes by definition, backed up, as before.)
             raise MachineError(errno.EBUSY, f"changed on {self.me} during the transfer; "
                                "left alone")
-        if p.current is not None and p.current.kind == "reg":
+        if (p.current is not None and p.current.kind == "reg"
+                and batch.copied.get(p.op.name) != p.current.digest):
+            # Not when this batch copied its bytes to another name: they live on there.
             with contextlib.suppress(FileNotFoundError):
                 msg = _with_backup(msg, self._backup(p.op.name, p.local))
         dfd = batch.dir_fd(self.paths.root, os.path.dirname(p.local))

@@ -66,6 +66,9 @@ class Batch:
     dirs: dict[str, int] = field(default_factory=dict)
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)
     masks: dict[str, int | None] = field(default_factory=dict)
+    # Names whose bytes (the digest) were copied to another name of this batch: replacing them
+    # loses nothing, so they are not backed up (Receiver._rename_into_place).
+    copied: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def dir_fd(self, root: str, parent: str) -> int:

@@ -92,10 +92,18 @@ async def test_a_rotated_log_moves_no_bytes_and_keeps_its_backups(tmp_path: Path
                 n1.path(f"{LOGS}/{name}").stat().st_mtime_ns
         assert not n2.path(f"{LOGS}/full.2.gz").exists()
         assert any("copied from /var/log/asterisk/full on vpbx1-2" in m for m in n1.log)
-        # what was replaced or deleted is backed up as for any update
+        # What left the tree is backed up as for any update: the deleted oldest archive. The
+        # replaced generations are not: their bytes live on under the next name.
         bdir = str(n2.root / "var/backups/csync2")
-        assert backups.generations_of(bdir, f"{LOGS}/full.3.gz") != []
         assert backups.generations_of(bdir, f"{LOGS}/full.2.gz") != []
+        for name in ("full", "full.3.gz", "full.4.gz"):
+            assert backups.generations_of(bdir, f"{LOGS}/{name}") == [], name
+        # the next rotation backs up what then leaves
+        os.unlink(n1.path(f"{LOGS}/full.1"))
+        n1.write(f"{LOGS}/full.3.gz", os.urandom(COPY_MIN))
+        assert await n1.sync() == []
+        assert backups.generations_of(bdir, f"{LOGS}/full.1") != []
+        assert backups.generations_of(bdir, f"{LOGS}/full.3.gz") != []
         # and nothing is left to do, nor any temp file
         assert await n1.sync() == [] and n1.node.dirty_lines() == []
         assert [p.name for p in n2.path(LOGS).iterdir() if p.name.startswith(".")] == []
