@@ -65,6 +65,15 @@ class ReceiveData:
             p.failed = f"{p.op.name}: signature failed on {self.me}: {e}"
             return None
 
+    def crowded_dirs(self, ops: list[Op], least: int) -> set[str]:
+        """The directories that get ``least`` or more of these operations."""
+        count: dict[str, int] = {}
+        for op in ops:
+            with contextlib.suppress(KeyError):
+                parent = os.path.dirname(self.paths.local(op.name))
+                count[parent] = count.get(parent, 0) + 1
+        return {parent for parent, n in count.items() if n >= least}
+
     def copy_sources(self, ops: list[Op], may_read: Callable[[str], bool]) -> dict[int, int]:
         """Open the files whose bytes a put may copy (``Op.src``) before any operation of the
         batch renames, replaces or deletes them (an open file keeps its bytes): those

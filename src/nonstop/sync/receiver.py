@@ -40,7 +40,7 @@ from nonstop.sync.receivedata import ReceiveData
 from nonstop.sync.scan import Seen, describe, racy_window
 from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
-from nonstop.sync.writes import Batch, Pending, Writer, cleanup_tmp
+from nonstop.sync.writes import Batch, Pending, ReceivingLock, Writer, cleanup_tmp
 
 __all__ = ["Batch", "Receiver", "Result", "cleanup_tmp"]
 
@@ -85,6 +85,7 @@ class Receiver(ReceiveData):
     _inode_ops: dict[int, int] = field(default_factory=dict)
     # This batch's copy sources: operation index -> our file holding its bytes, opened.
     _copies: dict[int, int] = field(default_factory=dict)
+    _lock: ReceivingLock | None = None
 
     # --- data arrives on the event loop; the writes happen on the writer thread
     def submit_open(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
@@ -152,6 +153,9 @@ class Receiver(ReceiveData):
             self._writer.close()
             self._writer = None
         self.abort()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _w(self) -> Writer:
         if self._held:
@@ -162,8 +166,12 @@ class Receiver(ReceiveData):
 
     # --- session start: what an earlier killed session left behind
     def cleanup(self) -> int:
-        """Remove receive temp files recorded by an earlier session that did not finish."""
-        return cleanup_tmp(self.db)
+        """Hold the receiving lock for this session; if no other session (in any process)
+        holds it, first remove the temp files and appends an earlier killed one left."""
+        if self._lock is not None:
+            return 0
+        self._lock = ReceivingLock(self.db.path)
+        return self._lock.enter(lambda: cleanup_tmp(self.db))
 
     def _now(self) -> int:
         return time.time_ns()
@@ -196,13 +204,15 @@ class Receiver(ReceiveData):
         need: list[int] = []
         batch = Batch()
         records: list[tuple[str, FileState | None, Seen | None]] = []
+        self.cleanup()  # holds the lock (a no-op after the session's first call)
         host = self.group.host(self.peer)
         # One query for the batch's cached entries (stale ones are caught by describe's stat).
         self._cache = self.db.local_many([op.name for op in ops])
         self._listed.clear()
-        self._crowded = self._crowded_dirs(ops)
-        self._copies = {} if host is not None and host.slave else self.copy_sources(
-            ops, self._may_read)
+        self._crowded = self.crowded_dirs(ops, LIST_MIN)
+        # A copy source must be included here (opened without following a symlink).
+        self._copies = ({} if host is not None and host.slave
+                        else self.copy_sources(ops, lambda n: not self._refuse(n)))
         try:
             for i, op in enumerate(ops):
                 try:
@@ -221,10 +231,7 @@ class Receiver(ReceiveData):
                     self._report(op.name, res)
                 results.append(res)
         except BaseException:
-            for p in batch.pending.values():  # copied files wait here (needed ones, nothing)
-                self._discard(p)
-            self.db.drop_tmp(p.tmp for p in batch.pending.values())
-            batch.close_dirs()
+            self._drop(batch)  # its copied files
             raise
         finally:
             for fd in self._copies.values():
@@ -288,15 +295,6 @@ class Receiver(ReceiveData):
         if op.kind == "del":
             return self._delete(op, local, current, Result(i, status, verdict.reason), records)
         return self._install(i, op, batch, seen, Result(i, status, verdict.reason), records)
-
-    def _crowded_dirs(self, ops: list[Op]) -> set[str]:
-        """The directories that get LIST_MIN or more of these operations."""
-        count: dict[str, int] = {}
-        for op in ops:
-            with contextlib.suppress(KeyError):
-                parent = os.path.dirname(self.paths.local(op.name))
-                count[parent] = count.get(parent, 0) + 1
-        return {parent for parent, n in count.items() if n >= LIST_MIN}
 
     def _listing(self, parent: str) -> set[str] | None:
         """The names in ``parent`` if it gets many names of this batch and is small
@@ -378,11 +376,6 @@ class Receiver(ReceiveData):
                 return renamed
         batch.pending[i] = pending
         return None
-
-    def _may_read(self, name: str) -> bool:
-        """Whether a peer may name ``name`` as a copy source: included here (it is opened
-        without following a symlink, copy_sources)."""
-        return not self._refuse(name)
 
     def _rename(self, p: Pending, res: Result,
                 records: list[tuple[str, FileState | None, Seen | None]]) -> Result | None:
@@ -559,13 +552,16 @@ class Receiver(ReceiveData):
         with contextlib.suppress(OSError):
             self._undo_append(p)
 
+    def _drop(self, batch: Batch) -> None:
+        for p in batch.pending.values():
+            self._discard(p)
+        self.db.drop_tmp(p.tmp for p in batch.pending.values())
+        batch.close_dirs()
+
     def abort(self) -> None:
         """The sender went away mid-batch: undo what uncommitted batches wrote, now."""
         for batch in self._open:
-            for p in batch.pending.values():
-                self._discard(p)
-            self.db.drop_tmp(p.tmp for p in batch.pending.values())
-            batch.close_dirs()
+            self._drop(batch)
         self._open.clear()
         self._inode_ops.clear()
 

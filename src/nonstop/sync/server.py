@@ -42,8 +42,9 @@ from nonstop.sync.scan import describe
 from nonstop.sync.sender import FileSender
 from nonstop.sync.session import ClientSession, ServerSession
 from nonstop.sync.state import FileState
+from nonstop.sync.statedb import StateDB
 from nonstop.sync.transport import Channel, Peer, next_event, server_context, server_handshake
-from nonstop.sync.writes import cleanup_tmp
+from nonstop.sync.writes import ReceivingLock, cleanup_tmp
 
 if TYPE_CHECKING:
     from nonstop.sync.node import Node
@@ -297,6 +298,15 @@ async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.Strea
         await node.run_actions(g, rec.changed, receiving=True)
 
 
+def _cleanup_unless_receiving(db: StateDB) -> int:
+    """What killed sessions left, unless another process is receiving into ``db`` now."""
+    lock = ReceivingLock(db.path)
+    try:
+        return lock.enter(lambda: cleanup_tmp(db))
+    finally:
+        lock.release()
+
+
 def account(stats: dict[str, int], chan: Channel) -> None:
     """Add a session's bytes so far to the server's counters."""
     stats["bytes_received"] = stats.get("bytes_received", 0) + chan.bytes_received
@@ -378,7 +388,7 @@ class SyncServer:
 
     async def _prepare(self) -> ssl.SSLContext:
         ctx, self._fp = await asyncio.to_thread(server_context, self.node.opts.state_dir)
-        n = await asyncio.to_thread(cleanup_tmp, self.node.db)
+        n = await asyncio.to_thread(_cleanup_unless_receiving, self.node.db)
         if n:
             self.node.out(0, f"removed {n} temp file(s) left by an interrupted transfer")
         return ctx

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import queue
 import stat
@@ -158,6 +159,39 @@ def _umask() -> int | None:
                     mask = int(line.split()[1], 8)
         _UMASK.append(mask)
     return _UMASK[0]
+
+
+class ReceivingLock:
+    """A lock file beside the state database that every session receiving into it holds,
+    shared, in any process (the daemon's server, a cron ``-x`` fetching, an inetd ``-i``).
+
+    The temp files and journalled appends recorded in the database belong to live sessions
+    while any holds it: only a session that finds none may clean them up (before, each new
+    session removed the temp files of every other one and cut their appends in flight back)."""
+
+    def __init__(self, db_path: str) -> None:
+        self._fd = -1
+        self._path = "" if db_path in ("", ":memory:") else db_path + ".receiving"
+
+    def enter(self, clean: Callable[[], int]) -> int:
+        """Hold the lock; ``clean()`` first if no other session holds it (its result, else 0)."""
+        if not self._path:
+            return clean()
+        fd = self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while another session cleans up
+            return 0
+        try:
+            return clean()
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def cleanup_tmp(db: StateDB) -> int:

@@ -299,3 +299,42 @@ def test_ids_and_sizes_linux_cannot_hold_are_refused_on_the_wire() -> None:
         except ProtocolError:
             continue
         raise AssertionError(f"field {i} = {bad} accepted")
+
+
+def test_a_new_session_leaves_the_files_of_a_live_one_alone(tmp_path: Path) -> None:
+    # The daemon's session is receiving a file when cron's `nonstop sync -x` (or a second
+    # peer) opens another session on the same database: its start-up cleanup must not remove
+    # the live session's temp file. Once no session is live, a killed one's are removed.
+    live, root = _receiver(tmp_path)
+    other = Receiver(live.db, live.matcher, live.paths, live.group, "vpbx1-2", "vpbx1-1")
+    data = os.urandom(50_000)
+    new = _state_of(data)
+    try:
+        _, need, batch = live.evaluate([Op("put", f"{LOGS}/full", None, new)])
+        assert need == [0]
+        live.open_data(batch, 0)
+        live.write(batch, 0, data[:1000])
+        tmp = batch.pending[0].tmp
+        assert other.cleanup() == 0
+        assert os.path.exists(tmp) and live.db.tmp_paths() == [tmp]
+        live.write(batch, 0, data[1000:])
+        live.end_data(batch, 0, new)
+        (done,) = live.commit(batch)
+        assert done.status == "ok" and (root / "var/log/asterisk/full").read_bytes() == data
+        other.close()
+        # a session killed mid-file (its rows and temp file stay), then a new one alone
+        _, _, batch = live.evaluate([Op("put", f"{LOGS}/x", None, new)])
+        live.open_data(batch, 0)
+        left = batch.pending[0].tmp
+        assert os.path.exists(left)
+        os.close(batch.pending[0].fd)
+        batch.close_dirs()
+        live._open.clear()  # as if the process had been killed: nothing undone
+        live.close()
+        fresh = Receiver(live.db, live.matcher, live.paths, live.group, "vpbx1-2", "vpbx1-1")
+        assert fresh.cleanup() == 1 and not os.path.exists(left)
+        fresh.close()
+    finally:
+        live.close()
+        other.close()
+        live.db.close()
