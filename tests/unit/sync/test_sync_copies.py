@@ -338,3 +338,32 @@ def test_a_new_session_leaves_the_files_of_a_live_one_alone(tmp_path: Path) -> N
         live.close()
         other.close()
         live.db.close()
+
+
+def test_a_new_session_does_not_cut_an_append_in_flight(tmp_path: Path) -> None:
+    live, root = _receiver(tmp_path)
+    other = Receiver(live.db, live.matcher, live.paths, live.group, "vpbx1-2", "vpbx1-1")
+    log = root / "var/log/asterisk/full"
+    old = os.urandom(300_000)
+    log.write_bytes(old)
+    log.chmod(0o640)
+    os.utime(log, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    tail = os.urandom(200_000)
+    base = _state_of(old)
+    new = _state_of(old + tail)
+    try:
+        results, need, batch = live.evaluate([Op("put", f"{LOGS}/full", base, new)])
+        assert need == [0], results
+        live.open_data(batch, 0, "append", len(old))
+        assert batch.pending[0].journalled
+        live.write(batch, 0, tail[:100_000])
+        assert other.cleanup() == 0  # before: cut the file back to 300,000 bytes here
+        live.write(batch, 0, tail[100_000:])
+        live.end_data(batch, 0, new)
+        (done,) = live.commit(batch)
+        assert done.status == "ok"
+        assert log.read_bytes() == old + tail
+    finally:
+        live.close()
+        other.close()
+        live.db.close()
