@@ -4,8 +4,10 @@ renumbered voicemail messages (the plan's copy sources, and two real nodes over 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from sync_harness import pair, talk_config
 
 from nonstop.sync import backups, fsops
@@ -145,6 +147,15 @@ async def test_a_copy_source_changed_on_the_receiver_is_not_used(tmp_path: Path)
         assert n2.path(f"{LOGS}/a").read_bytes() == b"edited on the standby"
 
 
+@pytest.fixture
+def side(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
+    """vpbx1-2's receiving side for vpbx1-1 on a root of its own, closed after the test."""
+    rec, root = _receiver(tmp_path)
+    yield rec, root
+    rec.close()
+    rec.db.close()
+
+
 def _receiver(tmp_path: Path) -> tuple[Receiver, Path]:
     root = tmp_path / "root"
     (root / "var/log/asterisk").mkdir(parents=True)
@@ -161,28 +172,26 @@ def _state_of(data: bytes) -> FileState:
                      h.hexdigest())
 
 
-def test_the_receiver_copies_an_included_source_and_needs_no_bytes(tmp_path: Path) -> None:
-    rec, root = _receiver(tmp_path)
+def test_the_receiver_copies_an_included_source_and_needs_no_bytes(
+    side: tuple[Receiver, Path],
+) -> None:
+    rec, root = side
     data = os.urandom(100_000)
     (root / "var/log/asterisk/full").write_bytes(data)
     new = _state_of(data)
     op = Op("put", f"{LOGS}/full.1", None, new, False, f"{LOGS}/full", new)
-    try:
-        results, need, batch = rec.evaluate([op])
-        assert need == [] and results == [None]
-        (done,) = rec.commit(batch)
-        assert done.status == "ok" and "copied from" in done.message
-        copy = root / "var/log/asterisk/full.1"
-        assert copy.read_bytes() == data
-        assert (copy.stat().st_mode & 0o7777, copy.stat().st_mtime_ns) == (0o640, new.mtime_ns)
-        assert rec.db.local_get(f"{LOGS}/full.1") is not None
-    finally:
-        rec.close()
-        rec.db.close()
+    results, need, batch = rec.evaluate([op])
+    assert need == [] and results == [None]
+    (done,) = rec.commit(batch)
+    assert done.status == "ok" and "copied from" in done.message
+    copy = root / "var/log/asterisk/full.1"
+    assert copy.read_bytes() == data
+    assert (copy.stat().st_mode & 0o7777, copy.stat().st_mtime_ns) == (0o640, new.mtime_ns)
+    assert rec.db.local_get(f"{LOGS}/full.1") is not None
 
 
-def test_a_copy_source_outside_the_includes_is_never_read(tmp_path: Path) -> None:
-    rec, root = _receiver(tmp_path)
+def test_a_copy_source_outside_the_includes_is_never_read(side: tuple[Receiver, Path]) -> None:
+    rec, root = side
     secret = os.urandom(100_000)
     (root / "etc").mkdir()
     (root / "etc/shadow").write_bytes(secret)  # on the receiver, outside every include
@@ -191,36 +200,28 @@ def test_a_copy_source_outside_the_includes_is_never_read(tmp_path: Path) -> Non
     forged = [Op("put", f"{LOGS}/x", None, new, False, "/etc/shadow", new),
               Op("put", f"{LOGS}/y", None, new, False, f"{LOGS}/via/shadow", new),
               Op("put", f"{LOGS}/z", None, new, False, f"{LOGS}/../../../etc/shadow", new)]
-    try:
-        _, need, _ = rec.evaluate(forged)
-        assert need == [0, 1, 2]  # the sender must send them: nothing was copied
-        rec.abort()
-        assert not (root / "var/log/asterisk/x").exists()
-    finally:
-        rec.close()
-        rec.db.close()
+    _, need, _ = rec.evaluate(forged)
+    assert need == [0, 1, 2]  # the sender must send them: nothing was copied
+    rec.abort()
+    assert not (root / "var/log/asterisk/x").exists()
 
 
-def test_a_copy_that_does_not_match_its_digest_is_sent_instead(tmp_path: Path) -> None:
-    rec, root = _receiver(tmp_path)
+def test_a_copy_that_does_not_match_its_digest_is_sent_instead(side: tuple[Receiver, Path]) -> None:
+    rec, root = side
     data = os.urandom(100_000)
     (root / "var/log/asterisk/full").write_bytes(data)  # no record of it here: copy, check
     claimed = _state_of(os.urandom(100_000))  # the peer's record of our file is wrong
     op = Op("put", f"{LOGS}/full.1", None, claimed, False, f"{LOGS}/full", claimed)
-    try:
-        _, need, batch = rec.evaluate([op])
-        assert need == [0] and batch.pending[0].final is None  # to be sent, fresh
-        assert [p.name for p in (root / "var/log/asterisk").iterdir()] == ["full"]
-        assert rec.db.tmp_paths() == [batch.pending[0].tmp]  # only the one to receive
-    finally:
-        rec.close()
-        rec.db.close()
+    _, need, batch = rec.evaluate([op])
+    assert need == [0] and batch.pending[0].final is None  # to be sent, fresh
+    assert [p.name for p in (root / "var/log/asterisk").iterdir()] == ["full"]
+    assert rec.db.tmp_paths() == [batch.pending[0].tmp]  # only the one to receive
 
 
-def test_a_copy_whose_source_changed_under_it_leaves_nothing(tmp_path: Path) -> None:
+def test_a_copy_whose_source_changed_under_it_leaves_nothing(side: tuple[Receiver, Path]) -> None:
     # A local program rewrote the source between its opening and the copy: the digest check
     # fails, the temp file goes, and the file is needed from the sender as usual.
-    rec, root = _receiver(tmp_path)
+    rec, root = side
     src = root / "var/log/asterisk/full"
     src.write_bytes(b"x" * 100_000)
     new = _state_of(os.urandom(100_000))
@@ -236,14 +237,12 @@ def test_a_copy_whose_source_changed_under_it_leaves_nothing(tmp_path: Path) -> 
     finally:
         os.close(fd)
         batch.close_dirs()
-        rec.close()
-        rec.db.close()
 
 
 def test_a_directory_swapped_for_a_symlink_between_batches_is_not_read_through(
-    tmp_path: Path,
+    side: tuple[Receiver, Path],
 ) -> None:
-    rec, root = _receiver(tmp_path)
+    rec, root = side
     data = os.urandom(100_000)
     sub = root / "var/log/asterisk/sub"
     sub.mkdir()
@@ -252,40 +251,32 @@ def test_a_directory_swapped_for_a_symlink_between_batches_is_not_read_through(
     outside.mkdir(parents=True)
     (outside / "f").write_bytes(data)
     new = _state_of(data)
-    try:
-        _, need, batch = rec.evaluate([Op("put", f"{LOGS}/a", None, new, False, f"{LOGS}/sub/f",
-                                          new)])
-        assert need == []
-        rec.commit(batch)
-        # a local program puts a symlink where the directory was, in the same session
-        (sub / "f").unlink()
-        sub.rmdir()
-        sub.symlink_to(outside)
-        _, need, _ = rec.evaluate([Op("put", f"{LOGS}/b", None, new, False, f"{LOGS}/sub/f",
+    _, need, batch = rec.evaluate([Op("put", f"{LOGS}/a", None, new, False, f"{LOGS}/sub/f",
                                       new)])
-        assert need == [0]
-    finally:
-        rec.close()
-        rec.db.close()
+    assert need == []
+    rec.commit(batch)
+    # a local program puts a symlink where the directory was, in the same session
+    (sub / "f").unlink()
+    sub.rmdir()
+    sub.symlink_to(outside)
+    _, need, _ = rec.evaluate([Op("put", f"{LOGS}/b", None, new, False, f"{LOGS}/sub/f",
+                                  new)])
+    assert need == [0]
 
 
-def test_no_copy_is_made_for_a_conflict(tmp_path: Path) -> None:
-    rec, root = _receiver(tmp_path)
+def test_no_copy_is_made_for_a_conflict(side: tuple[Receiver, Path]) -> None:
+    rec, root = side
     data = os.urandom(100_000)
     (root / "var/log/asterisk/full").write_bytes(data)
     (root / "var/log/asterisk/full.1").write_bytes(b"changed here since the last sync")
     new = _state_of(data)
     base = _state_of(b"what both had")
     op = Op("put", f"{LOGS}/full.1", base, new, False, f"{LOGS}/full", new)
-    try:
-        results, need, _ = rec.evaluate([op])
-        assert need == [] and results[0] is not None and results[0].status == "conflict"
-        assert sorted(p.name for p in (root / "var/log/asterisk").iterdir()) == [
-            "full", "full.1"]
-        assert rec.db.tmp_paths() == []
-    finally:
-        rec.close()
-        rec.db.close()
+    results, need, _ = rec.evaluate([op])
+    assert need == [] and results[0] is not None and results[0].status == "conflict"
+    assert sorted(p.name for p in (root / "var/log/asterisk").iterdir()) == [
+        "full", "full.1"]
+    assert rec.db.tmp_paths() == []
 
 
 def test_ids_and_sizes_linux_cannot_hold_are_refused_on_the_wire() -> None:
@@ -301,11 +292,11 @@ def test_ids_and_sizes_linux_cannot_hold_are_refused_on_the_wire() -> None:
         raise AssertionError(f"field {i} = {bad} accepted")
 
 
-def test_a_new_session_leaves_the_files_of_a_live_one_alone(tmp_path: Path) -> None:
+def test_a_new_session_leaves_the_files_of_a_live_one_alone(side: tuple[Receiver, Path]) -> None:
     # The daemon's session is receiving a file when cron's `nonstop sync -x` (or a second
     # peer) opens another session on the same database: its start-up cleanup must not remove
     # the live session's temp file. Once no session is live, a killed one's are removed.
-    live, root = _receiver(tmp_path)
+    live, root = side
     other = Receiver(live.db, live.matcher, live.paths, live.group, "vpbx1-2", "vpbx1-1")
     data = os.urandom(50_000)
     new = _state_of(data)
@@ -335,13 +326,11 @@ def test_a_new_session_leaves_the_files_of_a_live_one_alone(tmp_path: Path) -> N
         assert fresh.cleanup() == 1 and not os.path.exists(left)
         fresh.close()
     finally:
-        live.close()
         other.close()
-        live.db.close()
 
 
-def test_a_new_session_does_not_cut_an_append_in_flight(tmp_path: Path) -> None:
-    live, root = _receiver(tmp_path)
+def test_a_new_session_does_not_cut_an_append_in_flight(side: tuple[Receiver, Path]) -> None:
+    live, root = side
     other = Receiver(live.db, live.matcher, live.paths, live.group, "vpbx1-2", "vpbx1-1")
     log = root / "var/log/asterisk/full"
     old = os.urandom(300_000)
@@ -364,6 +353,4 @@ def test_a_new_session_does_not_cut_an_append_in_flight(tmp_path: Path) -> None:
         assert done.status == "ok"
         assert log.read_bytes() == old + tail
     finally:
-        live.close()
         other.close()
-        live.db.close()
