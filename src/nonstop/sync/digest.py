@@ -91,6 +91,17 @@ def resume_point(blocks: bytes, size: int) -> tuple[bytes, int]:
     return blocks[: last * BLOCK_DIGEST], last * BLOCK
 
 
+def prefix_hasher(fd: int, blocks: bytes, size: int, digest: str) -> Hasher | None:
+    """A hasher over an open file's first ``size`` bytes if they have ``digest`` (what a peer
+    holds): then only the bytes after them need to go. ``blocks`` are the file's block digests
+    (from the scan): at most one block is read."""
+    keep, offset = resume_point(blocks, size)
+    h = Hasher(keep, offset)
+    if h.feed_fd(fd, offset, size) != size - offset:
+        return None
+    return h if h.hexdigest() == digest else None
+
+
 def blocks_match(blocks: bytes, size: int, digest: str) -> bool:
     """Whether ``blocks`` describe content of ``size`` bytes with file digest ``digest``."""
     count = (size + BLOCK - 1) // BLOCK

@@ -7,14 +7,20 @@ node's state database; :class:`~nonstop.sync.node.Node` has them by inheriting
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 
 from nonstop.sync.context import ALL, GroupCtx, overlaps
+from nonstop.sync.digest import blocks_match, prefix_hasher
 from nonstop.sync.patterns import Matcher, Scope, in_scope
-from nonstop.sync.plan import Op, plan
+from nonstop.sync.plan import COPY_MIN, Op, plan
 from nonstop.sync.scan import scan
+from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
+
+# Names checked per file for a grown copy (CsyncListings._grown_copies): a block read each.
+GROWN_CANDIDATES = 8
 
 _KIND_BITS = {"reg": 0o100000, "dir": 0o040000, "lnk": 0o120000, "fifo": 0o010000,
               "chr": 0o020000, "blk": 0o060000}
@@ -38,7 +44,52 @@ class CsyncListings:
         local = self.db.local_states(names)
         synced = self.db.synced_for(peer, names)
         pl = plan(rows, local, synced)
-        return list(pl.ops), list(pl.settled)
+        return self._grown_copies(list(pl.ops)), list(pl.settled)
+
+    def _grown_copies(self, ops: list[Op]) -> list[Op]:
+        """Name a copy source for a file that starts with the bytes the peer holds under a
+        name this plan replaces or deletes in the same directory: a log renamed by logrotate
+        that its program wrote on until it reopened its log (``full`` -> ``full.1``, then
+        the last lines). The peer copies that prefix; the rest goes as an append. Each
+        candidate costs one block read here (the scan's block digests cover the rest)."""
+        gone: dict[str, list[tuple[str, FileState]]] = {}
+        for op in ops:
+            old = op.base
+            if (old is not None and old.kind == "reg" and old.size >= COPY_MIN
+                    and not old.same_content(op.new)):
+                gone.setdefault(os.path.dirname(op.name), []).append((op.name, old))
+        if not gone:
+            return ops
+        out: list[Op] = []
+        for op in ops:
+            new = op.new
+            if (op.kind == "put" and not op.src and not op.forced and new is not None
+                    and new.kind == "reg"):
+                for name, old in gone.get(os.path.dirname(op.name), [])[:GROWN_CANDIDATES]:
+                    if name != op.name and old.size < new.size and self._starts_with(
+                            op.name, new, old):
+                        op = Op("put", op.name, op.base, new, False, name, old)
+                        break
+            out.append(op)
+        return out
+
+    def _starts_with(self, name: str, new: FileState, old: FileState) -> bool:
+        """Whether our file ``name`` (as scanned: ``new``) starts with ``old``'s bytes."""
+        g = next((g for g in self.groups if g.matcher.included(name)), None)
+        seen = self.db.local_get(name)
+        if (g is None or seen is None or seen.state.digest != new.digest
+                or not blocks_match(seen.blocks, new.size, new.digest)):
+            return False
+        try:
+            fd = os.open(g.paths.local(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (OSError, KeyError):
+            return False
+        try:
+            return prefix_hasher(fd, seen.blocks, old.size, old.digest) is not None
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def check_init(self, scopes: list[Scope] | None = None) -> int:
         """``-cI``: scan and record this node's files without marking anything dirty.

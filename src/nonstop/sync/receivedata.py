@@ -40,6 +40,8 @@ class ReceiveData:
         """What the sender may build on for a needed file: our current regular file's size and
         digest, and whether the new bytes may be appended to it in place."""
         p = batch.pending[index]
+        if p.resume_at:  # what we copied of a file that then grew: append the rest to it
+            return Basis(p.resume_at, _copy_span(p.op)[1], True)
         cur = p.current
         if cur is None or cur.kind != "reg" or cur.size == 0 or p.src_local:
             return None
@@ -84,19 +86,22 @@ class ReceiveData:
         for i, op in enumerate(ops):
             new = op.new
             if (op.kind != "put" or not op.src or new is None or new.kind != "reg"
-                    or len(out) >= COPY_FDS or new.size > budget or not may_read(op.src)):
+                    or len(out) >= COPY_FDS or not may_read(op.src)):
                 continue
-            fd = self._open_source(op.src, new)
+            size, digest = _copy_span(op)
+            if size > budget:
+                continue
+            fd = self._open_source(op.src, size, digest)
             if fd >= 0:
                 out[i] = fd
-                budget -= new.size
+                budget -= size
         return out
 
-    def _open_source(self, name: str, new: FileState) -> int:
-        """Our file ``name``, opened without following a symlink anywhere below the root, if it
-        may hold ``new``'s bytes: a regular file of that size, not known from our record of it
-        (same inode, size and mtime) to hold others. -1 otherwise. The copy is checked against
-        ``new``'s digest as it is made."""
+    def _open_source(self, name: str, size: int, digest: str) -> int:
+        """Our file ``name``, opened without following a symlink anywhere below the root, if its
+        first ``size`` bytes may have ``digest``: a regular file at least that long, not known
+        from our record of it (same inode, size and mtime) to hold other bytes. -1 otherwise.
+        The copy is checked against the digest as it is made."""
         local = self.paths.local(name)
         try:
             dfd = fsops.open_dir(self.paths.root, os.path.dirname(local))
@@ -108,10 +113,10 @@ class ReceiveData:
                          os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
             st = os.fstat(fd)
             seen = self.db.local_get(name)
-            other = (seen is not None and seen.state.digest != new.digest
+            other = (seen is not None and seen.state.digest != digest
                      and (seen.ino, seen.size, seen.mtime_ns)
                      == (st.st_ino, st.st_size, held_ns(st.st_mtime_ns)))
-            if stat.S_ISREG(st.st_mode) and st.st_size == new.size and not other:
+            if stat.S_ISREG(st.st_mode) and st.st_size >= size and not other:
                 fd, opened = -1, fd
                 return opened
         except OSError:
@@ -123,36 +128,60 @@ class ReceiveData:
         return -1
 
     def copy_into(self, batch: Batch, p: Pending, src_fd: int) -> bool:
-        """Fill ``p``'s temp file from our own copy of its bytes and finish it as if it had
-        arrived (digest check, owner, mode, mtime). False: it failed and left nothing; the
+        """Fill ``p``'s temp file from our own copy of its bytes, checked against their digest.
+        All of them: the file is finished as if it had arrived (owner, mode, mtime). A prefix
+        (the file grew after it was renamed, a log's last lines): the temp file stays open and
+        the sender appends the rest to it (``basis``). False: it failed and left nothing; the
         sender sends the file."""
         new = p.op.new
         assert new is not None
+        size, digest = _copy_span(p.op)
         batch.pending[p.index] = p
         self.db.add_tmp([p.tmp])
         self.open_data(batch, p.index)
         pos = 0
         try:
-            while not p.failed and pos < new.size:
-                chunk = os.pread(src_fd, min(COPY_CHUNK, new.size - pos), pos)
+            while not p.failed and pos < size:
+                chunk = os.pread(src_fd, min(COPY_CHUNK, size - pos), pos)
                 if not chunk:
                     break
                 self.write(batch, p.index, chunk)
                 pos += len(chunk)
         except OSError as e:
             p.failed = f"{p.op.name}: cannot read {p.op.src} on {self.me}: {e.strerror}"
-        self.end_data(batch, p.index, new)
+        if size < new.size:
+            if not p.failed and (p.hasher is None or p.hasher.size != size
+                                 or p.hasher.hexdigest() != digest):
+                p.failed = f"{p.op.name}: {p.op.src} does not hold what was copied"
+        else:
+            self.end_data(batch, p.index, new)
         if p.failed:
-            self._close_fds(p)
-            with contextlib.suppress(OSError):
-                os.unlink(p.tmp)
+            self._drop_copy(p)
             self.db.drop_tmp([p.tmp])
             del batch.pending[p.index]
             return False
-        p.message = (f"{p.message}; copied from {p.op.src} on {self.me}" if p.message
-                     else f"copied from {p.op.src} on {self.me}")
-        batch.copied[p.op.src] = new.digest
+        p.resume_at = size if size < new.size else 0
+        what = f"{size:,} bytes of {p.op.src}" if p.resume_at else p.op.src
+        p.message = (f"{p.message}; copied from {what} on {self.me}" if p.message
+                     else f"copied from {what} on {self.me}")
+        batch.copied[p.op.src] = (digest, p.index)
         return True
+
+    def _drop_copy(self, p: Pending) -> None:
+        """Forget what was copied into ``p``'s temp file (its row stays: the path is reused)."""
+        self._close_fds(p)
+        with contextlib.suppress(OSError):
+            os.unlink(p.tmp)
+        p.hasher, p.size, p.resume_at, p.failed = None, 0, 0, ""
+
+    def copied_away(self, batch: Batch, name: str, current: FileState) -> bool:
+        """Whether this batch copied ``current`` (the content of ``name`` it replaces) into
+        another file that is ready to be installed: then replacing it needs no backup."""
+        c = batch.copied.get(name)
+        if c is None or c[0] != current.digest:
+            return False
+        q = batch.pending.get(c[1])
+        return q is not None and q.final is not None and not q.failed
 
     def _open_current(self, batch: Batch, p: Pending, *, write: bool = True) -> int:
         """Our file, opened if it is still exactly what ``evaluate`` saw; else -1. Read-only
@@ -178,6 +207,10 @@ class ReceiveData:
     def open_data(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
         """Start a needed file (writer thread): a temp file, or ours opened for the append."""
         p = batch.pending[index]
+        if p.resume_at:
+            if mode == "append" and at == p.resume_at and p.fd >= 0:
+                return  # the rest of a file copied in part: written on after the copy
+            self._drop_copy(p)  # sent another way: from the start
         p.mode = mode
         if mode == "append":
             self._open_append(batch, p, at)
@@ -331,3 +364,13 @@ class ReceiveData:
         undo_append(p.local, seen.ino, cur.size, cur.mtime_ns)
         self.db.drop_appends([p.local])
         p.journalled = False
+
+
+def _copy_span(op: Op) -> tuple[int, str]:
+    """How many bytes of ``op.src`` a copy takes, and their digest: all of ``op.new``'s, or
+    the first ``op.src_base.size`` of a file that grew after its rename (the rest is sent)."""
+    new, old = op.new, op.src_base
+    assert new is not None
+    if old is not None and old.kind == "reg" and 0 < old.size < new.size:
+        return old.size, old.digest
+    return new.size, new.digest

@@ -512,7 +512,7 @@ class Receiver(ReceiveData):
             raise MachineError(errno.EBUSY, f"changed on {self.me} during the transfer; "
                                "left alone")
         if (p.current is not None and p.current.kind == "reg"
-                and batch.copied.get(p.op.name) != p.current.digest):
+                and not self.copied_away(batch, p.op.name, p.current)):
             # Not when this batch copied its bytes to another name: they live on there.
             with contextlib.suppress(FileNotFoundError):
                 msg = _with_backup(msg, self._backup(p.op.name, p.local))

@@ -13,7 +13,7 @@ import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from nonstop.sync import rdiff
-from nonstop.sync.digest import Hasher, blocks_match, resume_point
+from nonstop.sync.digest import Hasher, blocks_match, prefix_hasher
 from nonstop.sync.messages import Basis
 from nonstop.sync.patterns import PathMap
 from nonstop.sync.plan import Op
@@ -136,7 +136,7 @@ class FileSender:
         blocks = (seen.blocks if seen is not None and seen.state.digest == new.digest
                   and blocks_match(seen.blocks, new.size, new.digest) else b"")
         if have.append and blocks and have.size <= limit:
-            h = await asyncio.to_thread(_prefix_hasher, fd, blocks, have)
+            h = await asyncio.to_thread(prefix_hasher, fd, blocks, have.size, have.digest)
             if h is not None:
                 assert isinstance(self.session, ClientSession)
                 self.chan.send(self.session.start_append(index, have.size))
@@ -193,17 +193,6 @@ class FileSender:
         if delta is not None:
             self.chan.send_all(self.session.data(await asyncio.to_thread(delta.feed, b"", True)))
         return pos
-
-
-def _prefix_hasher(fd: int, blocks: bytes, have: Basis) -> Hasher | None:
-    """A hasher over our file's first ``have.size`` bytes if they are what the peer holds
-    (its digest matches): then only the bytes after them need to go. Reads at most one block;
-    the digests of the blocks before it come from the scan."""
-    keep, offset = resume_point(blocks, have.size)
-    h = Hasher(keep, offset)
-    if h.feed_fd(fd, offset, have.size) != have.size - offset:
-        return None
-    return h if h.hexdigest() == have.digest else None
 
 
 def _read_chunk(fd: int, n: int, pos: int, h: Hasher | None) -> bytes:

@@ -52,6 +52,9 @@ class Pending:
     blocks: bytes = b""
     journalled: bool = False  # an in-place append was recorded in ``appends``
     made_mode: int = -1  # the mode our temp file was created with (-1: not known)
+    # Bytes of the temp file already copied from our own copy of a file that then grew (the
+    # sender appends the rest; ReceiveData.copy_into), 0 if none.
+    resume_at: int = 0
 
 
 @dataclass
@@ -67,9 +70,10 @@ class Batch:
     dirs: dict[str, int] = field(default_factory=dict)
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)
     masks: dict[str, int | None] = field(default_factory=dict)
-    # Names whose bytes (the digest) were copied to another name of this batch: replacing them
-    # loses nothing, so they are not backed up (Receiver._rename_into_place).
-    copied: dict[str, str] = field(default_factory=dict)
+    # Names whose bytes (the digest) were copied to the file of another operation (its index)
+    # of this batch: replacing them loses nothing once that file is ready, so they are not
+    # backed up then (ReceiveData.copied_away).
+    copied: dict[str, tuple[str, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def dir_fd(self, root: str, parent: str) -> int:

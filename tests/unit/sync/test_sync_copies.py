@@ -111,6 +111,34 @@ async def test_a_rotated_log_moves_no_bytes_and_keeps_its_backups(tmp_path: Path
         assert [p.name for p in n2.path(LOGS).iterdir() if p.name.startswith(".")] == []
 
 
+async def test_a_log_written_on_after_its_rename_sends_only_its_last_lines(
+    tmp_path: Path,
+) -> None:
+    # logrotate renames `full`; Asterisk writes on to it until its logger reloads: `full.1`
+    # is the old `full` plus some lines, a digest the peer holds under no name.
+    async with pair(tmp_path) as (n1, n2):
+        body = os.urandom(3_000_000)
+        n1.write(f"{LOGS}/full", body)
+        assert await n1.sync() == []
+        os.rename(n1.path(f"{LOGS}/full"), n1.path(f"{LOGS}/full.1"))
+        last = b"[Dec  6 06:25:01] VERBOSE[2001] pbx.c: Executing Dial\n" * 40
+        with open(n1.path(f"{LOGS}/full.1"), "ab") as fh:
+            fh.write(last)
+        n1.write(f"{LOGS}/full", "[Dec  6 06:25:02] NOTICE[1] logger.c: reloaded\n")
+        n1.node.check()
+        report = await n1.node.update()
+        assert report.problems == []
+        assert report.bytes_sent < len(last) + 8_000, report.bytes_sent
+        for name in ("full", "full.1"):
+            assert n2.path(f"{LOGS}/{name}").read_bytes() == \
+                n1.path(f"{LOGS}/{name}").read_bytes(), name
+        assert any("copied from 3,000,000 bytes of /var/log/asterisk/full" in m for m in n1.log)
+        # the old `full` lives on as full.1's first bytes: not backed up
+        bdir = str(n2.root / "var/backups/csync2")
+        assert backups.generations_of(bdir, f"{LOGS}/full") == []
+        assert await n1.sync() == [] and n1.node.dirty_lines() == []
+
+
 async def test_renumbered_voicemail_messages_are_copied(tmp_path: Path) -> None:
     async with pair(tmp_path) as (n1, n2):
         msgs = [os.urandom(60_000 + i) for i in range(5)]
@@ -354,3 +382,62 @@ def test_a_new_session_does_not_cut_an_append_in_flight(side: tuple[Receiver, Pa
         assert log.read_bytes() == old + tail
     finally:
         other.close()
+
+
+def _grown(root: Path) -> tuple[bytes, bytes, Op]:
+    """Our `full` (its old bytes) and the op of `full.1`: those bytes plus the last lines."""
+    old = os.urandom(2_500_000)
+    (root / "var/log/asterisk/full").write_bytes(old)
+    tail = b"last line\n" * 5000
+    grown = _state_of(old + tail)
+    return old, tail, Op("put", f"{LOGS}/full.1", None, grown, False, f"{LOGS}/full",
+                         _state_of(old))
+
+
+def test_a_grown_copy_takes_our_bytes_and_the_appended_rest(
+    side: tuple[Receiver, Path],
+) -> None:
+    rec, root = side
+    old, tail, op = _grown(root)
+    _, need, batch = rec.evaluate([op])
+    assert need == [0]
+    have = rec.basis(batch, 0)
+    assert have is not None and (have.size, have.append) == (len(old), True)
+    rec.open_data(batch, 0, "append", len(old))
+    rec.write(batch, 0, tail)
+    assert op.new is not None
+    rec.end_data(batch, 0, op.new)
+    (done,) = rec.commit(batch)
+    assert done.status == "ok", done
+    assert (root / "var/log/asterisk/full.1").read_bytes() == old + tail
+    assert (root / "var/log/asterisk/full").read_bytes() == old  # the source is left as it was
+
+
+def test_a_grown_copy_the_sender_sends_whole_after_all_starts_afresh(
+    side: tuple[Receiver, Path],
+) -> None:
+    rec, root = side
+    old, tail, op = _grown(root)
+    _, need, batch = rec.evaluate([op])
+    assert need == [0] and batch.pending[0].resume_at == len(old)
+    assert op.new is not None
+    rec.write_whole(batch, 0, [old, tail], op.new)  # no START append: the whole file
+    (done,) = rec.commit(batch)
+    assert done.status == "ok", done
+    assert (root / "var/log/asterisk/full.1").read_bytes() == old + tail
+
+
+def test_a_grown_copy_whose_source_differs_is_sent_and_an_abort_leaves_nothing(
+    side: tuple[Receiver, Path],
+) -> None:
+    rec, root = side
+    old, _tail, op = _grown(root)
+    (root / "var/log/asterisk/full").write_bytes(old[:-1] + b"!")  # changed here since
+    _, need, batch = rec.evaluate([op])
+    assert need == [0] and batch.pending[0].resume_at == 0 and rec.basis(batch, 0) is None
+    (root / "var/log/asterisk/full").write_bytes(old)
+    _, need, batch = rec.evaluate([op])
+    assert need == [0] and batch.pending[0].resume_at == len(old)
+    rec.abort()  # the sender went away before the rest came
+    assert sorted(p.name for p in (root / "var/log/asterisk").iterdir()) == ["full"]
+    assert rec.db.tmp_paths() == []
