@@ -150,6 +150,18 @@ def _copies(puts: list[Op], synced: Mapping[str, FileState]) -> list[Op]:
     return out
 
 
+def copy_span(op: Op) -> tuple[int, str]:
+    """How many bytes of a put the peer copies from ``op.src``, and their digest: all of
+    ``op.new``'s, or the first ``op.src_base.size`` of a file that grew after its rename (the
+    rest is sent). (0, "") for any other operation."""
+    new, old = op.new, op.src_base
+    if op.kind != "put" or not op.src or new is None:
+        return 0, ""
+    if old is not None and old.kind == "reg" and 0 < old.size < new.size:
+        return old.size, old.digest
+    return new.size, new.digest
+
+
 def plan_forced(
     local: Mapping[str, FileState],
     remote: Mapping[str, FileState],
@@ -178,24 +190,25 @@ def plan_forced(
 def batches(ops: Iterable[Op], max_ops: int = 1000, max_bytes: int = 64 << 20) -> list[list[Op]]:
     """Split operations into batches bounded in count and in bytes of content to send.
 
-    A put the peer may copy (``src``) counts no bytes, up to what a receiver copies in a batch
+    What the peer may copy (``src``) counts no bytes, up to what a receiver copies in a batch
     (COPY_FDS, COPY_BYTES): its source is usually deleted or replaced in the same plan (a log
-    rotation), and the peer can copy it only within that same batch."""
+    rotation), and the peer can copy it only within that same batch. The rest of a file that
+    grew past its copy counts as sent."""
     out: list[list[Op]] = []
     cur: list[Op] = []
     size = copies = copied = 0
     for op in ops:
         n = op.new.size if op.new is not None and op.kind == "put" else 0
-        free = bool(op.src) and op.kind == "put" and copies < COPY_FDS and copied + n <= COPY_BYTES
-        if cur and (len(cur) >= max_ops or (not free and size + n > max_bytes)):
+        c = copy_span(op)[0]
+        free = bool(c) and copies < COPY_FDS and copied + c <= COPY_BYTES
+        if cur and (len(cur) >= max_ops or size + n - (c if free else 0) > max_bytes):
             out.append(cur)
             cur, size, copies, copied = [], 0, 0, 0
-            free = bool(op.src) and op.kind == "put" and n <= COPY_BYTES
+            free = bool(c) and c <= COPY_BYTES
         cur.append(op)
         if free:
-            copies, copied = copies + 1, copied + n
-        else:
-            size += n
+            copies, copied, n = copies + 1, copied + c, n - c
+        size += n
     if cur:
         out.append(cur)
     return out

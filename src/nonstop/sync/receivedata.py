@@ -19,7 +19,7 @@ from nonstop.sync import fsops, rdiff
 from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.messages import Basis
 from nonstop.sync.patterns import PathMap
-from nonstop.sync.plan import COPY_BYTES, COPY_FDS, Op
+from nonstop.sync.plan import COPY_BYTES, COPY_FDS, Op, copy_span
 from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.writes import Batch, Pending, undo_append
@@ -41,7 +41,7 @@ class ReceiveData:
         digest, and whether the new bytes may be appended to it in place."""
         p = batch.pending[index]
         if p.resume_at:  # what we copied of a file that then grew: append the rest to it
-            return Basis(p.resume_at, _copy_span(p.op)[1], True)
+            return Basis(p.resume_at, copy_span(p.op)[1], True)
         cur = p.current
         if cur is None or cur.kind != "reg" or cur.size == 0 or p.src_local:
             return None
@@ -88,7 +88,7 @@ class ReceiveData:
             if (op.kind != "put" or not op.src or new is None or new.kind != "reg"
                     or len(out) >= COPY_FDS or not may_read(op.src)):
                 continue
-            size, digest = _copy_span(op)
+            size, digest = copy_span(op)
             if size > budget:
                 continue
             fd = self._open_source(op.src, size, digest)
@@ -135,7 +135,7 @@ class ReceiveData:
         sender sends the file."""
         new = p.op.new
         assert new is not None
-        size, digest = _copy_span(p.op)
+        size, digest = copy_span(p.op)
         batch.pending[p.index] = p
         self.db.add_tmp([p.tmp])
         self.open_data(batch, p.index)
@@ -365,12 +365,3 @@ class ReceiveData:
         self.db.drop_appends([p.local])
         p.journalled = False
 
-
-def _copy_span(op: Op) -> tuple[int, str]:
-    """How many bytes of ``op.src`` a copy takes, and their digest: all of ``op.new``'s, or
-    the first ``op.src_base.size`` of a file that grew after its rename (the rest is sent)."""
-    new, old = op.new, op.src_base
-    assert new is not None
-    if old is not None and old.kind == "reg" and 0 < old.size < new.size:
-        return old.size, old.digest
-    return new.size, new.digest

@@ -70,6 +70,15 @@ def test_copies_past_what_a_receiver_copies_in_a_batch_count_their_bytes() -> No
     assert [len(b) for b in batches(ops, max_bytes=3 * mib)] == [COPY_FDS + 3, 3]
 
 
+def test_the_rest_of_a_grown_copy_counts_as_sent() -> None:
+    mib = 1 << 20
+    grown = Op("put", "/l/full.1", None, reg("F+", 1024 * mib + 60 * mib), False, "/l/full",
+               reg("F", 1024 * mib))
+    other = Op("put", "/l/other", None, reg("O", 10 * mib))
+    assert [len(b) for b in batches([grown, other])] == [1, 1]  # 60 + 10 MiB > 64 MiB
+    assert [len(b) for b in batches([grown, other], max_bytes=80 * mib)] == [2]
+
+
 async def test_a_rotated_log_moves_no_bytes_and_keeps_its_backups(tmp_path: Path) -> None:
     async with pair(tmp_path) as (n1, n2):
         full = os.urandom(3_000_000)
