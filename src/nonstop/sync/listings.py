@@ -8,6 +8,7 @@ node's state database; :class:`~nonstop.sync.node.Node` has them by inheriting
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable
 
@@ -48,15 +49,17 @@ class CsyncListings:
 
     def _grown_copies(self, ops: list[Op]) -> list[Op]:
         """Name a copy source for a file that starts with the bytes the peer holds under a
-        name this plan replaces or deletes in the same directory: a log renamed by logrotate
-        that its program wrote on until it reopened its log (``full`` -> ``full.1``, then
-        the last lines). The peer copies that prefix; the rest goes as an append. Each
-        candidate costs one block read here (the scan's block digests cover the rest)."""
+        name this plan deletes or replaces with something smaller, in the same directory: a
+        log renamed by logrotate that its program wrote on until it reopened its log (``full``
+        -> ``full.1``, then the last lines). The peer copies that prefix; the rest goes as an
+        append. A name that starts the file's name is tried first (``full`` for ``full.1``),
+        at most GROWN_CANDIDATES in all, each one block read here (the scan's block digests
+        cover the rest). A log that only grows makes no candidate."""
         gone: dict[str, list[tuple[str, FileState]]] = {}
         for op in ops:
             old = op.base
             if (old is not None and old.kind == "reg" and old.size >= COPY_MIN
-                    and not old.same_content(op.new)):
+                    and (op.new is None or op.new.size < old.size)):
                 gone.setdefault(os.path.dirname(op.name), []).append((op.name, old))
         if not gone:
             return ops
@@ -65,27 +68,33 @@ class CsyncListings:
             new = op.new
             if (op.kind == "put" and not op.src and not op.forced and new is not None
                     and new.kind == "reg"):
-                for name, old in gone.get(os.path.dirname(op.name), [])[:GROWN_CANDIDATES]:
-                    if name != op.name and old.size < new.size and self._starts_with(
-                            op.name, new, old):
+                here = [(n, o) for n, o in gone.get(os.path.dirname(op.name), [])
+                        if n != op.name and o.size < new.size]
+                here.sort(key=lambda c: not op.name.startswith(c[0]))
+                for name, old in here[:GROWN_CANDIDATES]:
+                    if self._starts_with(op.name, new, old):
                         op = Op("put", op.name, op.base, new, False, name, old)
                         break
             out.append(op)
         return out
 
     def _starts_with(self, name: str, new: FileState, old: FileState) -> bool:
-        """Whether our file ``name`` (as scanned: ``new``) starts with ``old``'s bytes."""
+        """Whether our file ``name`` (a regular file as scanned: ``new``) starts with
+        ``old``'s bytes."""
         g = next((g for g in self.groups if g.matcher.included(name)), None)
         seen = self.db.local_get(name)
         if (g is None or seen is None or seen.state.digest != new.digest
                 or not blocks_match(seen.blocks, new.size, new.digest)):
             return False
         try:
-            fd = os.open(g.paths.local(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(g.paths.local(name),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except (OSError, KeyError):
             return False
         try:
-            return prefix_hasher(fd, seen.blocks, old.size, old.digest) is not None
+            st = os.fstat(fd)
+            return (stat.S_ISREG(st.st_mode) and st.st_size >= new.size
+                    and prefix_hasher(fd, seen.blocks, old.size, old.digest) is not None)
         except OSError:
             return False
         finally:

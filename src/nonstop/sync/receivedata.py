@@ -156,32 +156,61 @@ class ReceiveData:
         else:
             self.end_data(batch, p.index, new)
         if p.failed:
-            self._drop_copy(p)
+            self._drop_copy(batch, p)
             self.db.drop_tmp([p.tmp])
             del batch.pending[p.index]
             return False
         p.resume_at = size if size < new.size else 0
-        what = f"{size:,} bytes of {p.op.src}" if p.resume_at else p.op.src
-        p.message = (f"{p.message}; copied from {what} on {self.me}" if p.message
-                     else f"copied from {what} on {self.me}")
+        note = self._copy_note(p)
+        p.message = f"{p.message}; {note}" if p.message else note
         batch.copied[p.op.src] = (digest, p.index)
         return True
 
-    def _drop_copy(self, p: Pending) -> None:
-        """Forget what was copied into ``p``'s temp file (its row stays: the path is reused)."""
-        self._close_fds(p)
+    def _copy_note(self, p: Pending) -> str:
+        what = f"{p.resume_at:,} bytes of {p.op.src}" if p.resume_at else p.op.src
+        return f"copied from {what} on {self.me}"
+
+    def _drop_copy(self, batch: Batch, p: Pending) -> None:
+        """Forget what was copied into ``p``'s temp file (its row stays: the path is reused).
+        A basis the sender asked a signature of stays open."""
+        if p.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(p.fd)
+            p.fd = -1
         with contextlib.suppress(OSError):
             os.unlink(p.tmp)
+        if p.resume_at:
+            p.message = p.message.removesuffix(self._copy_note(p)).removesuffix("; ")
         p.hasher, p.size, p.resume_at, p.failed = None, 0, 0, ""
+        for name in [n for n, (_, i) in batch.copied.items() if i == p.index]:
+            del batch.copied[name]
 
     def copied_away(self, batch: Batch, name: str, current: FileState) -> bool:
         """Whether this batch copied ``current`` (the content of ``name`` it replaces) into
-        another file that is ready to be installed: then replacing it needs no backup."""
+        another file, now installed: then replacing it needs no backup."""
         c = batch.copied.get(name)
         if c is None or c[0] != current.digest:
             return False
         q = batch.pending.get(c[1])
-        return q is not None and q.final is not None and not q.failed
+        return q is not None and q.installed
+
+    def commit_order(self, batch: Batch) -> list[Pending]:
+        """The batch's files in the order commit installs them: a copy before the file it was
+        copied from is replaced (then that one needs no backup: ``copied_away``), else as
+        offered. (Two files that swapped their bytes: one of them is backed up.)"""
+        copier = {name: i for name, (_, i) in batch.copied.items()}
+        out: list[Pending] = []
+        placed: set[int] = set()
+        for p in batch.pending.values():
+            chain: list[Pending] = []
+            q: Pending | None = p
+            while q is not None and q.index not in placed:
+                placed.add(q.index)
+                chain.append(q)
+                c = copier.get(q.op.name)
+                q = batch.pending.get(c) if c is not None else None
+            out.extend(reversed(chain))
+        return out
 
     def _open_current(self, batch: Batch, p: Pending, *, write: bool = True) -> int:
         """Our file, opened if it is still exactly what ``evaluate`` saw; else -1. Read-only
@@ -210,7 +239,7 @@ class ReceiveData:
         if p.resume_at:
             if mode == "append" and at == p.resume_at and p.fd >= 0:
                 return  # the rest of a file copied in part: written on after the copy
-            self._drop_copy(p)  # sent another way: from the start
+            self._drop_copy(batch, p)  # sent another way: from the start
         p.mode = mode
         if mode == "append":
             self._open_append(batch, p, at)

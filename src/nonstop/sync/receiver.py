@@ -461,7 +461,7 @@ class Receiver(ReceiveData):
                 p.failed = f"{p.op.name}: flush failed on {self.me}: {e.strerror}"
         dirs: set[str] = set()
         appended: list[str] = []
-        for p in batch.pending.values():
+        for p in self.commit_order(batch):
             if p.final is None and not p.failed:
                 p.failed = f"{p.op.name}: no data received"
             if p.failed:
@@ -478,6 +478,7 @@ class Receiver(ReceiveData):
                     appended.append(p.local)
                 else:
                     msg = self._rename_into_place(batch, p, msg)
+                    p.installed = True
                     dirs.add(os.path.dirname(p.local))
                 self._done(p.op.name, final, p.local, records, p.blocks)
                 if p.src_local:

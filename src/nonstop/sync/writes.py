@@ -55,6 +55,7 @@ class Pending:
     # Bytes of the temp file already copied from our own copy of a file that then grew (the
     # sender appends the rest; ReceiveData.copy_into), 0 if none.
     resume_at: int = 0
+    installed: bool = False  # renamed into place by commit
 
 
 @dataclass

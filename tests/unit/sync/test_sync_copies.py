@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sync_harness import pair, talk_config
 
-from nonstop.sync import backups, fsops
+from nonstop.sync import backups, fsops, rdiff
 from nonstop.sync.digest import Hasher
 from nonstop.sync.patterns import Matcher, PathMap
 from nonstop.sync.plan import COPY_FDS, COPY_MIN, Op, batches, plan
@@ -146,6 +146,34 @@ async def test_a_log_written_on_after_its_rename_sends_only_its_last_lines(
         bdir = str(n2.root / "var/backups/csync2")
         assert backups.generations_of(bdir, f"{LOGS}/full") == []
         assert await n1.sync() == [] and n1.node.dirty_lines() == []
+
+
+async def test_four_logs_rotated_together_each_find_their_old_bytes(tmp_path: Path) -> None:
+    # Debian's asterisk rules rotate full, messages, queue_log and security in one directory:
+    # each X.1 must find X among the replaced names, whatever their order and sizes.
+    logs = ("full", "messages", "queue_log", "security")
+    async with pair(tmp_path) as (n1, n2):
+        for i, name in enumerate(logs):
+            n1.write(f"{LOGS}/{name}", os.urandom(200_000 * (4 - i)))
+            for n in range(2, 5):  # older archives, replaced too
+                n1.write(f"{LOGS}/{name}.{n}.gz", os.urandom(COPY_MIN + 7 * n + i))
+        assert await n1.sync() == []
+        for name in logs:
+            os.rename(n1.path(f"{LOGS}/{name}"), n1.path(f"{LOGS}/{name}.1"))
+            with open(n1.path(f"{LOGS}/{name}.1"), "ab") as fh:
+                fh.write(b"a last line\n" * 20)
+            n1.write(f"{LOGS}/{name}", f"{name} reopened\n")
+            for n in range(2, 5):
+                n1.write(f"{LOGS}/{name}.{n}.gz", os.urandom(COPY_MIN + 3 * n))
+        n1.node.check()
+        report = await n1.node.update()
+        assert report.problems == []
+        assert sum("copied from" in m and "bytes of" in m for m in n1.log) == 4
+        new_bytes = 12 * (COPY_MIN + 9) + 4 * 240
+        assert report.bytes_sent < new_bytes + 20_000, report.bytes_sent
+        for name in logs:
+            assert n2.path(f"{LOGS}/{name}.1").read_bytes() == \
+                n1.path(f"{LOGS}/{name}.1").read_bytes()
 
 
 async def test_renumbered_voicemail_messages_are_copied(tmp_path: Path) -> None:
@@ -393,10 +421,18 @@ def test_a_new_session_does_not_cut_an_append_in_flight(side: tuple[Receiver, Pa
         other.close()
 
 
+def _put(path: Path, data: bytes) -> None:
+    """A file of ours as :func:`_state_of` describes it (as last synced)."""
+    path.write_bytes(data)
+    path.chmod(0o640)
+    st = _state_of(data)
+    os.utime(path, ns=(st.mtime_ns, st.mtime_ns))
+
+
 def _grown(root: Path) -> tuple[bytes, bytes, Op]:
     """Our `full` (its old bytes) and the op of `full.1`: those bytes plus the last lines."""
     old = os.urandom(2_500_000)
-    (root / "var/log/asterisk/full").write_bytes(old)
+    _put(root / "var/log/asterisk/full", old)
     tail = b"last line\n" * 5000
     grown = _state_of(old + tail)
     return old, tail, Op("put", f"{LOGS}/full.1", None, grown, False, f"{LOGS}/full",
@@ -450,3 +486,72 @@ def test_a_grown_copy_whose_source_differs_is_sent_and_an_abort_leaves_nothing(
     rec.abort()  # the sender went away before the rest came
     assert sorted(p.name for p in (root / "var/log/asterisk").iterdir()) == ["full"]
     assert rec.db.tmp_paths() == []
+
+
+def test_a_delta_after_a_grown_copy_still_has_its_basis(side: tuple[Receiver, Path]) -> None:
+    # The sender's prefix check failed after all: it asks for the signature of our full.1
+    # (last week's) and sends a delta; the copy is dropped, the basis stays open.
+    rec, root = side
+    old, tail, op = _grown(root)
+    last_week = os.urandom(300_000)
+    _put(root / "var/log/asterisk/full.1", last_week)
+    op = Op("put", op.name, _state_of(last_week), op.new, False, op.src, op.src_base)
+    _, need, batch = rec.evaluate([op])
+    assert need == [0] and batch.pending[0].resume_at == len(old)
+    sig = rec.signature(batch, 0)
+    assert sig is not None
+    delta = rdiff.Delta()
+    try:
+        for piece in sig:
+            delta.signature(piece)
+        delta.signature(b"", True)
+        stream = delta.feed(old + tail) + delta.feed(b"", True)
+    finally:
+        delta.close()
+    rec.open_data(batch, 0, "delta")
+    rec.write(batch, 0, stream)
+    assert op.new is not None
+    rec.end_data(batch, 0, op.new)
+    (done,) = rec.commit(batch)
+    assert done.status == "ok", done
+    assert "copied from" not in done.message
+    assert (root / "var/log/asterisk/full.1").read_bytes() == old + tail
+
+
+def test_a_source_whose_copy_was_dropped_is_backed_up(side: tuple[Receiver, Path]) -> None:
+    rec, root = side
+    old, _tail, grown = _grown(root)
+    other = os.urandom(2_600_000)  # what the sender sends whole after all: not `old` + lines
+    assert grown.new is not None
+    rotate = Op("put", f"{LOGS}/full", _state_of(old), _state_of(b"new log\n"))
+    ops = [rotate, Op("put", grown.name, None, _state_of(other), False, grown.src,
+                      grown.src_base)]
+    _, need, batch = rec.evaluate(ops)
+    assert need == [0, 1] and batch.pending[1].resume_at == len(old)
+    rec.write_whole(batch, 0, [b"new log\n"], _state_of(b"new log\n"))
+    rec.write_whole(batch, 1, [other], _state_of(other))
+    results = {r.index: r for r in rec.commit(batch)}
+    assert results[0].status == results[1].status == "ok"
+    assert "copied from" not in results[1].message
+    bdir = str(root / "var/backups/csync2")
+    assert backups.generations_of(bdir, f"{LOGS}/full") != []  # `old` is kept somewhere
+
+
+def test_a_copy_that_cannot_be_installed_leaves_its_source_backed_up(
+    side: tuple[Receiver, Path],
+) -> None:
+    rec, root = side
+    old = os.urandom(200_000)
+    _put(root / "var/log/asterisk/full", old)
+    ops = [Op("put", f"{LOGS}/full", _state_of(old), _state_of(b"new log\n")),
+           Op("put", f"{LOGS}/full.1", None, _state_of(old), False, f"{LOGS}/full",
+              _state_of(old))]
+    _, need, batch = rec.evaluate(ops)
+    assert need == [0]
+    rec.write_whole(batch, 0, [b"new log\n"], _state_of(b"new log\n"))
+    (root / "var/log/asterisk/full.1").write_bytes(b"made here meanwhile")
+    results = {r.index: r for r in rec.commit(batch)}
+    assert results[0].status == "ok" and results[1].status == "error"
+    bdir = str(root / "var/backups/csync2")
+    assert backups.generations_of(bdir, f"{LOGS}/full") != []  # `old` is kept somewhere
+
