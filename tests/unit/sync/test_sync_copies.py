@@ -439,37 +439,30 @@ def _grown(root: Path) -> tuple[bytes, bytes, Op]:
                          _state_of(old))
 
 
-def test_a_grown_copy_takes_our_bytes_and_the_appended_rest(
-    side: tuple[Receiver, Path],
+@pytest.mark.parametrize("rest", ["append", "whole"])
+def test_a_grown_copy_takes_our_bytes_and_the_rest_as_the_sender_sends_it(
+    side: tuple[Receiver, Path], rest: str,
 ) -> None:
+    # "append": the sender's START append at our copy's end. "whole": its prefix check failed
+    # after all and it sends the whole file: the copy is dropped and the file starts afresh.
     rec, root = side
     old, tail, op = _grown(root)
-    _, need, batch = rec.evaluate([op])
-    assert need == [0]
-    have = rec.basis(batch, 0)
-    assert have is not None and (have.size, have.append) == (len(old), True)
-    rec.open_data(batch, 0, "append", len(old))
-    rec.write(batch, 0, tail)
     assert op.new is not None
-    rec.end_data(batch, 0, op.new)
-    (done,) = rec.commit(batch)
-    assert done.status == "ok", done
-    assert (root / "var/log/asterisk/full.1").read_bytes() == old + tail
-    assert (root / "var/log/asterisk/full").read_bytes() == old  # the source is left as it was
-
-
-def test_a_grown_copy_the_sender_sends_whole_after_all_starts_afresh(
-    side: tuple[Receiver, Path],
-) -> None:
-    rec, root = side
-    old, tail, op = _grown(root)
     _, need, batch = rec.evaluate([op])
     assert need == [0] and batch.pending[0].resume_at == len(old)
-    assert op.new is not None
-    rec.write_whole(batch, 0, [old, tail], op.new)  # no START append: the whole file
+    have = rec.basis(batch, 0)
+    assert have is not None and (have.size, have.append) == (len(old), True)
+    if rest == "append":
+        rec.open_data(batch, 0, "append", len(old))
+        rec.write(batch, 0, tail)
+        rec.end_data(batch, 0, op.new)
+    else:
+        rec.write_whole(batch, 0, [old, tail], op.new)
     (done,) = rec.commit(batch)
     assert done.status == "ok", done
+    assert ("copied from" in done.message) == (rest == "append")
     assert (root / "var/log/asterisk/full.1").read_bytes() == old + tail
+    assert (root / "var/log/asterisk/full").read_bytes() == old  # the source is left as it was
 
 
 def test_a_grown_copy_whose_source_differs_is_sent_and_an_abort_leaves_nothing(
