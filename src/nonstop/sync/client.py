@@ -252,6 +252,9 @@ class Client:
         """
         chan, session = link.chan, link.session
         run.ok, run.lost = True, []
+        if session.version < 3:  # a receiver that copies nothing: every put is sent
+            ops = [Op("put", o.name, o.base, o.new, o.forced) if o.kind == "put" else o
+                   for o in ops]
 
         async def take(ev: Results) -> None:
             await self._take_results(ev, run)

@@ -24,9 +24,11 @@ if TYPE_CHECKING:
 # HELLO's "v" is always 1, which every version speaks; a client that knows more says so in
 # "vmax" (a field older servers ignore), and the server answers the version both will use in
 # CHALLENGE's "v" (a field older clients ignore). Both proofs cover the version chosen, so it
-# cannot be changed on the way. Version 2 adds WHOLE frames (several small files in one).
+# cannot be changed on the way. Version 2 adds WHOLE frames (several small files in one);
+# version 3 a put's copy source (``Op.src``), which an older receiver would ignore while the
+# sender counted its bytes as copied (plan.batches).
 PROTO_VERSION = 1
-PROTO_LATEST = 2
+PROTO_LATEST = 3
 HEADER = struct.Struct("!IB")
 MAX_FRAME = 8 * 1024 * 1024
 # Until a peer has proved the group key, every frame it may send is this small (the handshake

@@ -11,6 +11,7 @@ import pytest
 from sync_harness import pair, talk_config
 
 from nonstop.sync import backups, fsops, rdiff
+from nonstop.sync import protocol as p
 from nonstop.sync.digest import Hasher
 from nonstop.sync.patterns import Matcher, PathMap
 from nonstop.sync.plan import COPY_FDS, COPY_MIN, Op, batches, plan
@@ -174,6 +175,26 @@ async def test_four_logs_rotated_together_each_find_their_old_bytes(tmp_path: Pa
         for name in logs:
             assert n2.path(f"{LOGS}/{name}.1").read_bytes() == \
                 n1.path(f"{LOGS}/{name}.1").read_bytes()
+
+
+async def test_a_receiver_of_version_2_gets_the_bytes_and_honest_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A peer that predates copy sources (protocol version 2) would ignore them: the sender
+    # names none there, so it sends those files and counts their bytes in its batches.
+    monkeypatch.setattr(p, "PROTO_LATEST", 2)  # the server's side (the client's was bound)
+    async with pair(tmp_path) as (n1, n2):
+        data = os.urandom(300_000)
+        n1.write(f"{LOGS}/full", data)
+        assert await n1.sync() == []
+        os.rename(n1.path(f"{LOGS}/full"), n1.path(f"{LOGS}/full.1"))
+        n1.write(f"{LOGS}/full", "reopened\n")
+        n1.node.check()
+        report = await n1.node.update()
+        assert report.problems == []
+        assert report.bytes_sent > len(data)
+        assert n2.path(f"{LOGS}/full.1").read_bytes() == data
+        assert not any("copied from" in m for m in n1.log)
 
 
 async def test_renumbered_voicemail_messages_are_copied(tmp_path: Path) -> None:
