@@ -166,6 +166,9 @@ def test_an_invalid_configuration_is_refused_whole_and_the_node_keeps_running(
     assert "reload refused" in done.stderr
     assert f"{ha_cf}:" in done.stderr and "bogus_directive" in done.stderr
     assert "authkeys" in done.stderr and "Auth Key [3] not found" in done.stderr
+    # The daemon's log is written by a thread of its own: the lines may follow the reply.
+    cluster.wait_for(lambda: "still running on the previous configuration" in cluster.log(N1),
+                     10, what="the refusal in vpbx1-1's log")
     log = cluster.log(N1)
     assert "reload refused: " in log and "still running on the previous configuration" in log
     assert "bogus_directive" in log
