@@ -659,10 +659,14 @@ class CpuMeter:
 
 def standby_port_bytes(system: LiveSystem) -> int:
     """Bytes received plus sent by the standby's port on the lab's switch so far."""
-    lab = system.s.lab
+    return port_bytes(system.s.lab, system.standby)
+
+
+def port_bytes(lab: Lab, host: str) -> int:
+    """Bytes received plus sent by ``host``'s port on the lab's switch so far."""
     out = subprocess.run(["ip", "-n", lab.switch_netns, "-s", "-j", "link", "show", "dev",
-                          lab.port(system.standby)], capture_output=True, text=True,
-                         check=True, timeout=10)
+                          lab.port(host)], capture_output=True, text=True, check=True,
+                         timeout=10)
     return link_bytes(out.stdout)
 
 

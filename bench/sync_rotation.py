@@ -17,13 +17,12 @@ import gzip
 import os
 import random
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.framework import BenchContext, Table, median, ratio, spread
 from bench.sync_data import differences, manifest
-from bench.sync_live import link_bytes, write_base
+from bench.sync_live import port_bytes, write_base
 from bench.sync_systems import N1, N2, SyncLab, System, prepare_tree
 
 LOGS = "var/log/asterisk"
@@ -100,13 +99,6 @@ def _archive(n: int, size: int) -> bytes:
     return random.Random(40 + n).randbytes(size)
 
 
-def _standby_bytes(s: SyncLab) -> int:
-    out = subprocess.run(["ip", "-n", s.lab.switch_netns, "-s", "-j", "link", "show", "dev",
-                          s.lab.port(N2)], capture_output=True, text=True, check=True,
-                         timeout=10)
-    return link_bytes(out.stdout)
-
-
 def measure_round(system: System, s: SyncLab, rot: Rotation, ctx: BenchContext,
                   label: str) -> None:
     """One system: the logs as they were, then the rotation, pushed and measured."""
@@ -114,9 +106,9 @@ def measure_round(system: System, s: SyncLab, rot: Rotation, ctx: BenchContext,
     system.start()
     try:
         for step, tree in (("before", rot.before), ("after", rot.after)):
-            start = _standby_bytes(s)
+            start = port_bytes(s.lab, N2)
             timed = system.push(tree, PUSH_TIMEOUT_S)
-            on_cable = _standby_bytes(s) - start
+            on_cable = port_bytes(s.lab, N2) - start
             if timed.returncode != 0:
                 rot.failures.append(f"{system.name}, log rotation {step} ({label}): exit "
                                     f"{timed.returncode}\n{timed.output}")

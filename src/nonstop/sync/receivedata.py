@@ -393,4 +393,3 @@ class ReceiveData:
         undo_append(p.local, seen.ino, cur.size, cur.mtime_ns)
         self.db.drop_appends([p.local])
         p.journalled = False
-

@@ -170,8 +170,8 @@ class Receiver(ReceiveData):
         holds it, first remove the temp files and appends an earlier killed one left."""
         if self._lock is not None:
             return 0
-        self._lock = ReceivingLock(self.db.path)
-        return self._lock.enter(lambda: cleanup_tmp(self.db))
+        self._lock = ReceivingLock(self.db)
+        return self._lock.enter()
 
     def _now(self) -> int:
         return time.time_ns()

@@ -44,7 +44,7 @@ from nonstop.sync.session import ClientSession, ServerSession
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.transport import Channel, Peer, next_event, server_context, server_handshake
-from nonstop.sync.writes import ReceivingLock, cleanup_tmp
+from nonstop.sync.writes import ReceivingLock
 
 if TYPE_CHECKING:
     from nonstop.sync.node import Node
@@ -300,9 +300,9 @@ async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.Strea
 
 def _cleanup_unless_receiving(db: StateDB) -> int:
     """What killed sessions left, unless another process is receiving into ``db`` now."""
-    lock = ReceivingLock(db.path)
+    lock = ReceivingLock(db)
     try:
-        return lock.enter(lambda: cleanup_tmp(db))
+        return lock.enter()
     finally:
         lock.release()
 

@@ -174,14 +174,16 @@ class ReceivingLock:
     while any holds it: only a session that finds none may clean them up (before, each new
     session removed the temp files of every other one and cut their appends in flight back)."""
 
-    def __init__(self, db_path: str) -> None:
+    def __init__(self, db: StateDB) -> None:
+        self._db = db
         self._fd = -1
-        self._path = "" if db_path in ("", ":memory:") else db_path + ".receiving"
+        self._path = "" if db.path in ("", ":memory:") else db.path + ".receiving"
 
-    def enter(self, clean: Callable[[], int]) -> int:
-        """Hold the lock; ``clean()`` first if no other session holds it (its result, else 0)."""
+    def enter(self) -> int:
+        """Hold the lock; first, if no other session holds it, :func:`cleanup_tmp` (what it
+        removed or cut back, else 0)."""
         if not self._path:
-            return clean()
+            return cleanup_tmp(self._db)
         fd = self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -189,7 +191,7 @@ class ReceivingLock:
             fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while another session cleans up
             return 0
         try:
-            return clean()
+            return cleanup_tmp(self._db)
         finally:
             fcntl.flock(fd, fcntl.LOCK_SH)
 
