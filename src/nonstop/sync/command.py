@@ -312,6 +312,7 @@ def _check_modes(a: Args, usage: Callable[[], int]) -> int | None:
 def _output(a: Args, clock: Timestamps) -> Out:
     def out(level: int, msg: str) -> None:
         if level <= a.verbose:
+            msg = shown(msg)  # a file's name may hold a newline or a terminal escape
             if a.use_syslog:
                 syslog.syslog(syslog.LOG_WARNING if level <= 0 else syslog.LOG_INFO, msg)
             else:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
 from nonstop.errors import NonstopError
 from nonstop.records import field, mutable_record, record
-from nonstop.sync.patterns import Matcher, PathMap, Scope, in_scope
+from nonstop.sync.patterns import Matcher, PathMap, Scope, in_scope, shown
 
 ALL: list[Scope] = [("/", True)]
 Out = Callable[[int, str], None]
@@ -91,6 +91,7 @@ def log_out(level: int, msg: str) -> None:
     import logging  # here: the command line never logs, and logging costs its start-up
 
     _log = logging.getLogger("nonstop.sync")
+    msg = shown(msg)  # a file's name may hold a newline: one message, one log line
     if level <= 0:
         _log.warning("%s", msg)
     elif level == 1:

@@ -144,3 +144,26 @@ def test_unreachable_peer_is_an_error(tmp_path: Path) -> None:
     assert code == 1 and "connection to vpbx1-2 (127.0.0.2:" in out
     code, out = run([*n1, "-M"])
     assert code == 0 and "/etc/asterisk/a" in out
+
+
+def test_verbose_output_shows_odd_names_escaped(cluster: tuple[Path, list[str]]) -> None:
+    """A name with a newline or a terminal escape is one escaped line of -v output, never a
+    forged line or a colour change on the operator's terminal."""
+    tmp, n1 = cluster
+    odd = "evil\n[vpbx1-2]: ok\x1b[31m.conf"
+    (tmp / "n1/etc/asterisk" / odd).write_text("x")
+    code, out = run([*n1, "-xv"])
+    assert code == 0, out
+    assert (tmp / "n2/etc/asterisk" / odd).read_text() == "x"
+    assert "\x1b" not in out
+    assert "/etc/asterisk/evil\\n[vpbx1-2]: ok\\x1b[31m.conf" in out
+    assert not any(line.startswith("[vpbx1-2]") for line in out.splitlines())
+
+
+def test_sync_log_messages_are_one_line_each(caplog: pytest.LogCaptureFixture) -> None:
+    from nonstop.sync.context import log_out
+
+    with caplog.at_level("DEBUG", logger="nonstop.sync"):
+        log_out(1, "vpbx1-2: /etc/asterisk/a\nb\x1b[0m: sent")
+    assert [r.getMessage() for r in caplog.records] == [
+        "vpbx1-2: /etc/asterisk/a\\nb\\x1b[0m: sent"]
