@@ -231,6 +231,11 @@ class StatusCollector:
             g = _g(name, doc)
             g.add_metric([], float(s.get(key) or 0))
             yield g
+        if s.get("not_replicated") is not None:
+            g = _g("nonstop_sync_not_replicated_files", "Files the last full scan left out: "
+                   "their name or link target is not UTF-8.")
+            g.add_metric([], float(s["not_replicated"]["count"]))
+            yield g
         if s.get("last_sync") is not None:
             g = _g("nonstop_sync_last_push_timestamp_seconds", "When the last push ended.")
             g.add_metric([], s["last_sync"])

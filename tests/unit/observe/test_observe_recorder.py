@@ -217,7 +217,9 @@ SAMPLE_STATUS: dict[str, object] = {
                 "resources": [{"resource": "IPaddr 198.18.0.10", "state": "running"}]}],
     "sync": {"active": True, "last_sync": 1800000000.5, "last_sync_ok": True,
              "last_error": None, "syncs": 9, "dirty": 2, "pending_hints": 1, "lag_s": 0.25,
-             "bytes_sent": 4096, "server": {"sessions": 3, "changes_received": 5}},
+             "bytes_sent": 4096, "server": {"sessions": 3, "changes_received": 5},
+             "not_replicated": {"count": 2, "paths": ["/etc/asterisk/a\\xff",
+                                                      "/etc/asterisk/b\\xfe"]}},
     "packets": {"sent": 100, "received": 210, "send_errors": 1, "kernel_dropped": 0,
                 "rexmit": {"requests": 2, "resent": 1}, "dropped": {"bad_auth": 4}},
 }

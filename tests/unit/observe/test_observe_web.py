@@ -74,6 +74,7 @@ async def test_page_documents_and_metrics(tmp_path: Path) -> None:
                                                        ("state", "held")))] == 1
         assert samples[("nonstop_sync_lag_seconds", ())] == 0.25
         assert samples[("nonstop_sync_pending_hints", ())] == 1
+        assert samples[("nonstop_sync_not_replicated_files", ())] == 2
         assert samples[("nonstop_sync_server_changes_received_total", ())] == 5
         assert samples[("nonstop_deadtime_seconds", ())] == 2.0
     finally:
