@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.cleanpy import clean_python
 from bench.framework import (
     BenchContext,
     SuiteResult,
@@ -197,6 +198,7 @@ def _round(system: System, ds: DataSet, s: SyncLab, results: Results, ctx: Bench
             bare = s.timed(N1, [sys.executable, "-c", "pass"], s.source(ds.key), timeout=60.0)
             if bare.returncode == 0:
                 results.add("python", ds.key, "startup", bare.seconds)
+            _clean_startup(system, ds, s, results, ctx)
     system.start()
     try:
         if ds.key == "configs" and not _idle(system, s, results, ctx, label):
@@ -327,6 +329,22 @@ def _plot(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> Path
     return path
 
 
+def _clean_startup(system: System, ds: DataSet, s: SyncLab, results: Results,
+                   ctx: BenchContext) -> None:
+    """``-M`` and ``python3 -c pass`` again with the clean interpreter (bench/cleanpy.py):
+    no site hook of this machine but nonstop's own install runs at their start."""
+    argv = system.startup_argv()
+    if argv is None:
+        return
+    python = str(clean_python(ctx.workdir))
+    for key, cmd in (("nonstop-clean", [python, *argv[1:]]), ("python-clean", [python, "-c",
+                                                                              "pass"])):
+        s.timed(N1, cmd, s.source(ds.key), timeout=60.0, env=system.env(N1))  # warm-up
+        done = s.timed(N1, cmd, s.source(ds.key), timeout=60.0, env=system.env(N1))
+        if done.returncode in (0, 2):
+            results.add(key, ds.key, "startup", done.seconds)
+
+
 def _interpreter_note(results: Results) -> str:
     """The bare interpreter's start beside nonstop's (``python3 -c pass`` on vpbx1-1)."""
     bare = results.times.get(("python", "configs", "startup"), [])
@@ -334,7 +352,20 @@ def _interpreter_note(results: Results) -> str:
         return ""
     return (f"Python's own start on vpbx1-1 (`python3 -c pass`, the interpreter nonstop runs "
             f"on, this machine's site hooks included), in the same trials: "
-            f"{spread(bare, 's')}; nonstop's start-up above includes it. ")
+            f"{spread(bare, 's')}; nonstop's start-up above includes it. "
+            f"{_clean_note(results)}")
+
+
+def _clean_note(results: Results) -> str:
+    ours = results.times.get(("nonstop-clean", "configs", "startup"), [])
+    bare = results.times.get(("python-clean", "configs", "startup"), [])
+    if not ours or not bare:
+        return ""
+    return ("The same two commands with no site hook of this machine but nonstop's own (a "
+            "venv whose one .pth names nonstop's and its dependencies' directories, "
+            "bench/cleanpy.py: this sandbox's site-packages hold a CA injector that imports "
+            "certifi at every interpreter start, which no Debian install has): "
+            f"`nonstop sync -M` {spread(ours, 's')}, `python3 -c pass` {spread(bare, 's')}. ")
 
 
 def _tables(ctx: BenchContext, results: Results, systems: tuple[str, ...]) -> list[Table]:
