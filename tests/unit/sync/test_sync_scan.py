@@ -414,7 +414,8 @@ def test_a_large_file_is_read_whole_again_within_its_verify_budget(tmp_path: Pat
     t = p.stat().st_mtime_ns  # every look below happens within the racy window of this mtime
     first = describe(str(p), None, t)
     assert first is not None and first.verified_ns == t
-    with open(p, "r+b") as fh:  # a same-size edit of the first block in the same clock tick
+    with open(p, "r+b") as fh:  # a same-size edit of a middle block in the same clock tick
+        fh.seek(LARGE_FILE // 2)
         fh.write(b"b")
     st = p.stat()
     os.utime(p, ns=(st.st_atime_ns, t))
@@ -523,3 +524,51 @@ def test_large_files_hashed_on_threads_and_small_ones_inline_give_the_same_state
         got = seen[f"/etc/asterisk/f{i}.conf"]
         assert got.state == alone.state and got.state.size == size
         assert got.blocks == alone.blocks
+
+
+def test_a_large_file_rewritten_in_place_at_the_same_size_is_read_whole(tmp_path: Path) -> None:
+    """An append always grows a file: one as large as recorded but written since (a new mtime)
+    was rewritten in place, and its digest is the new content's at once (it was taken for an
+    append of no bytes, and a change in its middle went unseen until the rolling re-checks came
+    round to it: the peer kept the old bytes, reported in sync)."""
+    from nonstop.sync.digest import BLOCK
+    from nonstop.sync.scan import LARGE_FILE
+
+    p = tmp_path / "db.bin"
+    p.write_bytes(os.urandom(LARGE_FILE + BLOCK))
+    t = time.time_ns()
+    first = describe(str(p), None, t)
+    assert first is not None
+    with open(p, "r+b") as fh:
+        fh.seek(LARGE_FILE // 2)
+        fh.write(os.urandom(BLOCK))
+    os.utime(p, ns=(t, first.state.mtime_ns + 1_000_000_000))
+    again = describe(str(p), first, t + 1)  # no time for any rolling re-check
+    h = Hasher()
+    h.update(p.read_bytes())
+    assert again is not None and again.state.digest == h.hexdigest()
+
+
+def test_a_growing_file_whose_first_block_changed_is_read_whole(tmp_path: Path) -> None:
+    """sqlite (and Berkeley DB) rewrite their header in the first block at each commit that
+    grows the file: that block is checked at every scan of a grown file, not only when the
+    rolling re-checks reach it."""
+    from nonstop.sync.digest import BLOCK
+
+    p = tmp_path / "astdb.sqlite3"
+    p.write_bytes(os.urandom(3 * BLOCK))
+    t = time.time_ns()
+    first = describe(str(p), None, t)
+    assert first is not None
+    grown = first
+    for step in range(1, 4):  # rounds of the re-checks at every position
+        with open(p, "r+b") as fh:
+            fh.seek(24)  # sqlite's file change counter
+            fh.write(step.to_bytes(4, "big"))
+            fh.seek(0, 2)
+            fh.write(os.urandom(4096))  # a new page
+        described = describe(str(p), grown, t + step)  # 1 ns later: no rolling budget
+        h = Hasher()
+        h.update(p.read_bytes())
+        assert described is not None and described.state.digest == h.hexdigest(), step
+        grown = described
