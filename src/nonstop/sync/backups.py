@@ -12,6 +12,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
+
+from nonstop.errors import MachineError
 
 
 def backup_path(backup_dir: str, name_path: str) -> str:
@@ -24,31 +27,79 @@ def keep(local: str, backup_dir: str, name_path: str, generations: int) -> str |
 
     The caller must then replace ``local`` by rename or unlink it, never write it in place: the
     backup may be a hard link to the same inode.
+
+    A name may have been a file, then a directory, then a file again: where a backup of one
+    stands in the way of the other (a file's backup where a directory of backups is needed,
+    or the reverse), it is rotated to its next generation like any older copy, and the oldest
+    falls off. A backup never blocks the change it keeps the old version of.
     """
     if generations <= 0:
         return None
     dest = backup_path(backup_dir, name_path)
-    os.makedirs(backup_dir, mode=0o700, exist_ok=True)
-    os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
-    # Rotate: dest.(N-2) -> dest.(N-1), ..., dest -> dest.1 (the oldest falls off).
-    for i in range(generations - 1, 0, -1):
-        older = dest if i == 1 else f"{dest}.{i - 1}"
-        if os.path.lexists(older):
-            try:
-                os.replace(older, f"{dest}.{i}")
-            except OSError as e:
-                if e.errno != errno.ENAMETOOLONG:
-                    raise
-                # A name at the file system's length limit (255 bytes) has no room for a
-                # suffix: only its newest copy is kept, rather than no update at all.
-                break
-    if os.path.lexists(dest):
-        os.unlink(dest)
+    try:
+        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+        _make_parents(backup_dir, dest, generations)
+        _rotate(dest, generations)
+        if os.path.lexists(dest):
+            _discard(dest)  # one generation: the newest copy replaces the last one
+    except OSError as e:
+        raise MachineError(e.errno or errno.EIO, f"cannot keep its old version in "
+                           f"{backup_dir}: {e.strerror or e}") from e
     try:
         os.link(local, dest, follow_symlinks=False)
     except OSError:
         shutil.copy2(local, dest, follow_symlinks=False)
     return dest
+
+
+def _make_parents(backup_dir: str, dest: str, generations: int) -> None:
+    """The directories above ``dest`` under ``backup_dir``, any other thing in their place (a
+    backup of a file that had a directory's name) rotated out of the way."""
+    path = backup_dir
+    for part in os.path.relpath(os.path.dirname(dest), backup_dir).split(os.sep):
+        if part in ("", "."):
+            continue
+        path = os.path.join(path, part)
+        if os.path.lexists(path) and not _is_dir(path):
+            _rotate(path, generations)
+            if os.path.lexists(path):
+                _discard(path)
+        if not os.path.lexists(path):
+            os.mkdir(path, 0o700)
+
+
+def _rotate(dest: str, generations: int) -> None:
+    """dest.(N-2) -> dest.(N-1), ..., dest -> dest.1: the oldest falls off, whatever the type
+    of each (a file's copies and a directory of backups may alternate under one name)."""
+    for i in range(generations - 1, 0, -1):
+        older = dest if i == 1 else f"{dest}.{i - 1}"
+        if not os.path.lexists(older):
+            continue
+        target = f"{dest}.{i}"
+        try:
+            if os.path.lexists(target) and _is_dir(target) != _is_dir(older):
+                _discard(target)  # rename cannot replace one type by the other
+            os.replace(older, target)
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                # A name at the file system's length limit (255 bytes) has no room for a
+                # suffix: only its newest copy is kept, rather than no update at all.
+                break
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            _discard(target)  # a directory of backups where an older one goes: it falls off
+            os.replace(older, target)
+
+
+def _is_dir(path: str) -> bool:
+    return stat.S_ISDIR(os.lstat(path).st_mode)
+
+
+def _discard(path: str) -> None:
+    if _is_dir(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
 
 
 def generations_of(backup_dir: str, name_path: str) -> list[str]:

@@ -191,6 +191,33 @@ def test_backup_rotation_keeps_exactly_n(tmp_path: Path, generations: int) -> No
     assert [Path(k).read_text() for k in kept] == [f"v{i}" for i in range(7, 7 - generations, -1)]
 
 
+@pytest.mark.parametrize("generations", [1, 2, 5])
+def test_backups_of_a_name_that_turns_file_directory_file_never_block(
+        tmp_path: Path, generations: int) -> None:
+    """A file's backups and a directory of backups under one name: each rotates the other out
+    of the way as an older generation, the oldest falls off, and no backup raises."""
+    f = tmp_path / "live"
+    bdir = tmp_path / "bak"
+    for round_no in range(3):
+        f.write_text(f"x{round_no}")
+        backups.keep(str(f), str(bdir), "/etc/x", generations)
+        backups.keep(str(f), str(bdir), "/etc/x/a", generations)
+        backups.keep(str(f), str(bdir), "/etc/x/sub/b", generations)
+        assert (bdir / "etc/x/a").read_text() == f"x{round_no}"
+        backups.keep(str(f), str(bdir), "/etc/x", generations)
+        assert (bdir / "etc/x").read_text() == f"x{round_no}"
+    kept = backups.generations_of(str(bdir), "/etc/x")
+    assert 1 <= len(kept) <= generations
+
+
+def test_a_backup_that_cannot_be_kept_says_so(tmp_path: Path) -> None:
+    f = tmp_path / "live"
+    f.write_text("v")
+    (tmp_path / "bak").write_text("a file where the backup directory should be")
+    with pytest.raises(OSError, match=r"cannot keep its old version in .*bak"):
+        backups.keep(str(f), str(tmp_path / "bak"), "/etc/x", 2)
+
+
 @pytest.mark.parametrize("rules", [
     (("/d", True), ("*~", False), (".*", False), ("ok", False)),
     (("/d", True), ("*.conf", False), ("keep*", True), ("*x*", False)),

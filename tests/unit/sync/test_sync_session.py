@@ -210,6 +210,32 @@ async def test_a_name_at_the_length_limit_is_updated_again_and_again(tmp_path: P
         assert [Path(k).read_text() for k in kept] == ["gen 2"]  # the newest copy only
 
 
+async def test_a_name_that_was_a_file_then_a_directory_is_deleted_with_backups(
+        tmp_path: Path) -> None:
+    """The backup of file x stood where the backups of x/a needed a directory: every push
+    failed ("x/a: File exists"), even forced, until someone removed the backup by hand."""
+    import shutil
+
+    async with pair(tmp_path) as (n1, n2):
+        for text in ("v1", "v2"):
+            n1.write("/etc/asterisk/x", text)
+            assert await n1.sync() == []
+        n1.path("/etc/asterisk/x").unlink()
+        n1.write("/etc/asterisk/x/a", "in")
+        assert await n1.sync() == []  # the file x is backed up as <bk>/etc/asterisk/x
+        shutil.rmtree(n1.path("/etc/asterisk/x"))
+        assert await n1.sync() == []  # x/a backed up: x must now be a directory of backups
+        assert not n2.path("/etc/asterisk/x").exists()
+        bk = str(n2.root / "var/backups/csync2")
+        assert Path(backups.generations_of(bk, "/etc/asterisk/x/a")[0]).read_text() == "in"
+        # and back again: a file x, backed up where the directory of backups now stands
+        for text in ("v3", "v4"):
+            n1.write("/etc/asterisk/x", text)
+            assert await n1.sync() == []
+        assert n2.path("/etc/asterisk/x").read_text() == "v4"
+        assert Path(backups.generations_of(bk, "/etc/asterisk/x")[0]).read_text() == "v3"
+
+
 async def test_wrong_key_is_refused_on_both_sides(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
