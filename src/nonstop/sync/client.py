@@ -179,14 +179,18 @@ class Client:
         keep = False
         chan = link.chan
         try:
+            later: list[Op] = []
+            forced_ok = True
             if forced:
-                rows = await self._push_forced(link, g, run, forced, rows)
+                rows, later, forced_ok = await self._push_forced(link, g, run, forced, rows)
             if rows:
                 ops, settled = await asyncio.to_thread(self.node.plan_for, peer, rows)
                 if settled:
                     await asyncio.to_thread(self.node.db.record_sent, peer,
                                             [(n, None) for n in settled])
                 await self._send_ops(link, g, run, ops)
+            if later and await self._send_ops(link, g, run, later) and forced_ok:
+                await asyncio.to_thread(self.node.db.clear_forced, peer, forced)
             # BYE ends this run; with keep the peer runs its actions and waits for the next.
             chan.send(link.session.bye(self.node.keep_sessions))
             await chan.drain()
@@ -210,8 +214,12 @@ class Client:
         await self.node.run_actions(g, run.applied, receiving=False)
 
     async def _push_forced(self, link: Link, g: GroupCtx, run: _Run, forced: list[Scope],
-                           rows: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
-        """Make the peer equal to us in ``forced``; returns the rows left to send."""
+                           rows: list[tuple[str, bool]],
+                           ) -> tuple[list[tuple[str, bool]], list[Op], bool]:
+        """Make the peer equal to us in ``forced``; returns the rows left to send, the forced
+        deletions to send after them (of directories with a row left below: ``-f DIR`` of a
+        deleted directory whose children are dirty, so deepest first overall), and whether
+        all sent so far applied."""
         db, peer = self.node.db, run.peer
         seen = await asyncio.to_thread(self.node.check_scopes, g, forced)
         remote = await self.listing(link, forced)
@@ -222,15 +230,18 @@ class Client:
         await asyncio.to_thread(db.record_sent, peer, equal)
         for op in ops:
             self.node.out(1, f"forcing {op.kind} {op.name} on {peer}")
-        ok = await self._send_ops(link, g, run, ops)
         covered = [r for r in rows if any(in_scope(r[0], p, rec) for p, rec in forced)]
+        left = [r for r in rows if r not in covered]
+        above = {d for n, _ in left for d in _parents(n)}
+        later = [op for op in ops if op.kind == "del" and op.name in above]
+        ok = await self._send_ops(link, g, run, [op for op in ops if op not in later])
         await asyncio.to_thread(
             db.record_sent, peer,
             [(n, local.get(n)) for n, _ in covered if n not in remote and n not in local],
         )
-        if ok:
+        if ok and not later:
             await asyncio.to_thread(db.clear_forced, peer, forced)
-        return [r for r in rows if r not in covered]
+        return left, later, ok
 
     async def listing(self, link: Link, scopes: list[Scope]) -> dict[str, FileState]:
         """The peer's files in ``scopes``, as it scans them now."""
@@ -418,3 +429,11 @@ class Client:
         finally:
             await link.chan.close()
         return remote
+
+
+def _parents(name: str) -> list[str]:
+    """The directories above an absolute name, nearest first."""
+    out = []
+    while (name := name.rpartition("/")[0]):
+        out.append(name)
+    return out

@@ -236,6 +236,24 @@ async def test_a_name_that_was_a_file_then_a_directory_is_deleted_with_backups(
         assert Path(backups.generations_of(bk, "/etc/asterisk/x")[0]).read_text() == "v3"
 
 
+async def test_forcing_a_deleted_directory_deletes_its_children_first(tmp_path: Path) -> None:
+    """``-f DIR`` (not recursive) of a deleted directory whose children are dirty too: the
+    forced deletion of DIR went first and failed ("Directory not empty") in every such run."""
+    import shutil
+
+    async with pair(tmp_path) as (n1, n2):
+        n1.write("/etc/asterisk/x/a", "in")
+        n1.write("/etc/asterisk/x/y/b", "b")
+        assert await n1.sync() == []
+        shutil.rmtree(n1.path("/etc/asterisk/x"))
+        n1.node.check(None)
+        n1.node.force([("/etc/asterisk/x", False)])
+        report = await n1.node.update(None)
+        assert report.problems == []
+        assert not n2.path("/etc/asterisk/x").exists()
+        assert n1.node.dirty_lines() == []  # the forced scope is done and cleared
+
+
 async def test_wrong_key_is_refused_on_both_sides(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
