@@ -308,7 +308,9 @@ class Client:
         """Say what came of one operation (and note what failed or was lost)."""
         out, peer = self.node.out, run.peer
         if res.applied:
-            if res.status in ("forced", "auto"):
+            if res.status == "auto":
+                out(0, f"{peer}: {res.message}")  # "auto MODE: NODE wins: ..."
+            elif res.status == "forced":
                 out(0, f"{peer}: {res.status}: {res.message}")
             else:
                 verb = {"put": "updated", "del": "deleted", "mv": f"renamed from {op.src}"}
@@ -362,7 +364,9 @@ class Client:
         chan.send(link.session.fetch(names))
         await chan.drain()
         files = await self._until(link, Files)
-        ops = [Op("put" if state else "del", name, None, state, True)
+        # base: what both held at the last sync, so the reasons read "changed", not "created"
+        base = await asyncio.to_thread(node.db.synced_for, peer, [n for n, _ in files.entries])
+        ops = [Op("put" if state else "del", name, base.get(name), state, True)
                for name, state in files.entries]
         rec = Receiver(node.db, g.matcher, g.paths, g.group, node.me, peer, node.ignore,
                        log=lambda m: node.out(1, m))

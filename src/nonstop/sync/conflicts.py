@@ -84,11 +84,14 @@ def judge(
         return Verdict(Action.APPLY, f"{name}: same content on {sender} and {receiver}; "
                        "only the modification time differed")
     here = _what(base, current, ignore)
-    there = _what(base, new, ignore)
-    both = (
-        f"{name} changed on both {sender} and {receiver} since the last sync "
-        f"({receiver}: {here}; {sender}: {there})"
-    )
+    if forced and (new.same(base, ignore) if new is not None else base is None):
+        # -f of a name unchanged here since the last sync: only the receiver changed it
+        both = f"{name} changed on {receiver} since the last sync ({here})"
+    else:
+        both = (
+            f"{name} changed on both {sender} and {receiver} since the last sync "
+            f"({receiver}: {here}; {sender}: {_what(base, new, ignore)})"
+        )
     if forced:
         return Verdict(Action.FORCE, f"overwrote {receiver}'s unsynced change: {both}")
     winner = _auto_winner(auto, new, current, sender, receiver, hosts)

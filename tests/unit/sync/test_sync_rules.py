@@ -126,6 +126,18 @@ def _judge(base: FileState | None, new: FileState | None, cur: FileState | None,
                  hosts=("s", "r")).action
 
 
+def test_a_forced_change_of_a_name_unchanged_here_says_only_the_receiver_changed_it() -> None:
+    a, b, c = reg("a"), reg("b"), reg("c")
+    untouched = judge("/f", a, a, b, forced=True, auto=AutoMode.NONE, sender="s",
+                      receiver="r", hosts=("s", "r"))
+    assert untouched.action is Action.FORCE
+    assert "/f changed on r since the last sync (changed content" in untouched.reason
+    assert "both" not in untouched.reason and "metadata" not in untouched.reason
+    edited = judge("/f", a, c, b, forced=True, auto=AutoMode.NONE, sender="s", receiver="r",
+                   hosts=("s", "r"))
+    assert "changed on both s and r" in edited.reason
+
+
 def test_judge_fast_forward_same_and_conflict() -> None:
     a, b, c = reg("a"), reg("b"), reg("c")
     assert _judge(a, b, a) is Action.APPLY

@@ -177,6 +177,10 @@ async def test_auto_modes(tmp_path: Path, auto: str, n2_wins: bool) -> None:
             assert n1.path("/etc/asterisk/a.conf").read_text() == "n2 bigger"
             assert (n1.root / "var/backups/csync2/etc/asterisk/a.conf").read_text() == "n1"
             assert any(f"auto {auto}: vpbx1-2 wins" in m for m in n1.log)
+            # the fetch's reason describes both edits, not two creations
+            taken = [m for m in n1.log if "now vpbx1-2's version" in m]
+            assert taken and "vpbx1-1: changed content" in taken[0], n1.log
+            assert "created" not in taken[0]
             assert n1.node.dirty_lines() == [] and n2.node.dirty_lines() == []
             n1.node.check()
             n2.node.check()
@@ -185,6 +189,7 @@ async def test_auto_modes(tmp_path: Path, auto: str, n2_wins: bool) -> None:
             assert problems == []
             assert n2.path("/etc/asterisk/a.conf").read_text() == "n1"
             assert any(f"auto {auto}: vpbx1-1 wins" in m for m in n1.log)
+            assert not any("auto: auto" in m for m in n1.log), n1.log
 
 
 async def test_backups_capped_at_generations(tmp_path: Path) -> None:
