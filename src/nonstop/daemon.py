@@ -150,7 +150,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ha = self.cfg.ha
         uuid = load_uuid(self.state_dir, ha.uuidfrom, self.node)
-        gen = next_generation(self.state_dir, ha.hbgenmethod)
+        gen = next_generation(self.state_dir)
         apply_process_settings(ha, self.loop)
         ttl = self.cfg.ha.hopfudge + len(self.cfg.ha.nodes)
         log.info("Configuration validated. Starting nonstop %s on node %s", __version__, self.node)

@@ -391,8 +391,10 @@ _TABLE: tuple[Directive, ...] = (
     _d("quorum_server", OPT, "it configures the crm/ccm quorum daemon; " + _CRM),
     _s(s.UUIDFROM, "Where this node's UUID comes from: 'file' (kept in the state directory) "
        "or 'nodename' (derived from the node name)."),
-    _s(s.HBGENMETHOD, "Source of the heartbeat generation number: 'file' (a counter in the "
-       "state directory) or 'time' (the start time)."),
+    _s(s.HBGENMETHOD, "Accepted for Heartbeat's files: 'file' (Heartbeat: a counter in the "
+       "state directory) or 'time' (Heartbeat: the start time). nonstop does the same for both: "
+       "the last generation plus one, or the clock when that is higher, so neither a restored "
+       "state directory nor a clock set back makes peers drop the node as a replay."),
     _s(s.AUTO_FAILBACK, "on: groups return to their preferred node when it comes back; off: "
        "they stay where they are; legacy (the default, with a warning): Heartbeat's old "
        "behaviour.", _auto_failback),

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from nonstop.config.model import HbGenMethod, UuidFrom
+from nonstop.config.model import UuidFrom
 
 GENERATION_FILE = "hb_generation"
 UUID_FILE = "hb_uuid"
@@ -52,28 +52,28 @@ def load_uuid(state_dir: Path, uuidfrom: UuidFrom = UuidFrom.FILE, node: str = "
     return data
 
 
-def next_generation(state_dir: Path, method: HbGenMethod = HbGenMethod.FILE) -> int:
+def next_generation(state_dir: Path) -> int:
     """Increment and persist the generation, as Heartbeat does at every daemon start.
 
     Peers drop packets of a lower generation as replays, and take a higher one for a restart.
-    The file holds a 16-character right-aligned decimal number, like Heartbeat's. A missing or
-    unreadable file starts from the wall clock, so a node whose state was lost still comes
-    back with a generation above the one its peers remember (Heartbeat restarts from 1 then).
+    The file holds a 16-character right-aligned decimal number, like Heartbeat's. Whatever
+    ``hbgenmethod`` says, the generation is the last one plus one, or the wall clock (seconds)
+    when that is higher:
+    * against ``file`` (Heartbeat counts by one): a state directory restored from a backup or cloned
+      from another node, or lost, still comes back above the generation the peers remember,
+      as long as the clock is right. Heartbeat's peers dropped such a node's every packet as
+      an "attempted replay attack" until it had restarted past the old number (or from 1,
+      for an unreadable file);
+    * against ``time`` (Heartbeat takes the clock alone): a clock set back still comes back above
+      the last start, as long as the file is there. Heartbeat's node could not rejoin then.
+    Only a restored file and a clock set back together leave a node below its old number.
     """
     path = state_dir / GENERATION_FILE
-    if method is HbGenMethod.TIME:  # ``hbgenmethod time``: the wall clock, never below the last one
-        try:
-            last = int(path.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            last = 0
-        gen = max(int(time.time()), last + 1)
-        _write_durably(path, f"{gen:>16d}\n".encode())
-        return gen
     try:
-        current = int(path.read_text().strip())
+        last = int(path.read_text().strip())
     except (FileNotFoundError, ValueError):
-        current = int(time.time())
-    gen = current + 1
+        last = 0
+    gen = max(int(time.time()), last + 1)
     _write_durably(path, f"{gen:>16d}\n".encode())
     return gen
 

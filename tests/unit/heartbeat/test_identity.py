@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nonstop.config.model import HbGenMethod, UuidFrom
+from nonstop.config.model import UuidFrom
 from nonstop.heartbeat.identity import (
     GENERATION_FILE,
     NAMESPACE_DNS,
@@ -36,18 +36,27 @@ def test_uuid_from_file_is_made_once_and_kept(tmp_path: Path) -> None:
     assert load_uuid(tmp_path) == first  # file is the default, as in Heartbeat
 
 
-def test_generation_from_file_counts_up_by_one(tmp_path: Path) -> None:
-    (tmp_path / GENERATION_FILE).write_text(f"{41:>16d}\n")
-    assert next_generation(tmp_path, HbGenMethod.FILE) == 42
-    assert next_generation(tmp_path) == 43
+def test_generation_counts_up_by_one_while_it_is_ahead_of_the_clock(tmp_path: Path) -> None:
+    ahead = int(time.time()) + 10_000  # a clock set back since the last start
+    (tmp_path / GENERATION_FILE).write_text(f"{ahead:>16d}\n")
+    assert next_generation(tmp_path) == ahead + 1
+    assert next_generation(tmp_path) == ahead + 2
+    assert (tmp_path / GENERATION_FILE).read_text() == f"{ahead + 2:>16d}\n"
 
 
-def test_generation_from_time_is_the_clock_but_never_goes_back(tmp_path: Path) -> None:
+def test_a_restored_or_lost_generation_file_still_comes_back_above_the_old_one(
+        tmp_path: Path) -> None:
+    """A state directory restored from a backup held 974 while the peers had heard 975: they
+    dropped every packet as a replay until the node had restarted past it (Heartbeat too)."""
     before = int(time.time())
-    assert next_generation(tmp_path, HbGenMethod.TIME) >= before
-    future = before + 10_000
-    (tmp_path / GENERATION_FILE).write_text(f"{future:>16d}\n")
-    assert next_generation(tmp_path, HbGenMethod.TIME) == future + 1
+    assert next_generation(tmp_path) >= before  # no file: the clock
+    heard = before - 3_600  # what the peers remember from the node's start an hour ago
+    (tmp_path / GENERATION_FILE).write_text(f"{heard - 4:>16d}\n")  # an older backup
+    assert next_generation(tmp_path) > heard
+    (tmp_path / GENERATION_FILE).write_text(f"{974:>16d}\n")  # a counter from Heartbeat
+    assert next_generation(tmp_path) >= before
+    (tmp_path / GENERATION_FILE).write_text("garbage\n")
+    assert next_generation(tmp_path) >= before
 
 
 @given(st.text(max_size=80))
