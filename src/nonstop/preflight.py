@@ -23,7 +23,7 @@ Problem = ConfigError | ConfigWarning
 def interface_exists(name: str) -> bool:
     try:
         socket.if_nametoindex(name)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name no interface can have (a NUL byte)
         return False
     return True
 
@@ -46,15 +46,24 @@ def check_media(cfg: ClusterConfig) -> list[Problem]:
 
 
 def _ip_problem(spec: ResourceSpec) -> str | None:
+    """What stops this IPaddr/IPaddr2 resource from starting here, or None. Never raises:
+    whatever the argument, a bad one is a problem of its line."""
     from nonstop.config.haresources import parse_ip_spec
     from nonstop.resources import netlink
+    from nonstop.resources.ipaddr import split_label
 
-    ip = parse_ip_spec(spec.args[0])
-    if ip.iface is not None and not interface_exists(ip.iface):
-        return f"{spec.raw}: no interface '{ip.iface}' on this machine"
-    if ip.iface is None or ip.cidr is None:
+    if len(spec.args) != 1:
+        return f"{spec.raw}: {spec.name} takes one argument, the IP spec"
+    try:
+        ip = parse_ip_spec(spec.args[0])
+    except ValueError as e:
+        return f"{spec.raw}: {e}"
+    iface = split_label(ip.iface)[0] if ip.iface is not None else None
+    if iface is not None and not interface_exists(iface):
+        return f"{spec.raw}: no interface '{iface}' on this machine"
+    if iface is None or ip.cidr is None:
         try:
-            netlink.covering_route(ip.ip, ip.iface)
+            netlink.covering_route(ip.ip, iface)
         except netlink.NetlinkFailure as e:
             return f"{spec.raw}: {e}"
     return None
@@ -70,7 +79,7 @@ def check_resources(cfg: ClusterConfig) -> list[Problem]:
     out: list[Problem] = []
     for group in cfg.groups:
         for spec in group.resources:
-            if spec.name in NATIVE_IP and len(spec.args) == 1:
+            if spec.name in NATIVE_IP:
                 problem = _ip_problem(spec)
                 if problem is not None:
                     out.append(ConfigError(group.loc, problem))

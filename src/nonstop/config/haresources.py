@@ -30,6 +30,11 @@ _LOOKS_LIKE_IP = re.compile(r"[0-9].*\.[0-9].*\.[0-9].*\.[0-9].*", re.DOTALL)
 _SCRIPT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 # An OCF agent from resource-agents: ocf:<provider>:<type>, e.g. ocf:heartbeat:IPaddr2.
 _OCF_NAME = re.compile(r"ocf:[A-Za-z0-9_][A-Za-z0-9_.+-]*:[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+# An OCF agent's argument is name=value (OCF_RESKEY_name); the name is a shell variable name.
+_OCF_PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
+_ASCII_DIGITS = "0123456789"
+# The agents nonstop runs natively; each takes exactly one argument, the IP spec.
+NATIVE_IP_AGENTS = ("IPaddr", "IPaddr2")
 
 
 def parse_ip_spec(text: str) -> IPSpec:
@@ -51,7 +56,7 @@ def parse_ip_spec(text: str) -> IPSpec:
     if len(fields) >= 2:
         cidr = _netmask_bits(fields[1], text)
     if len(fields) >= 3:
-        if fields[2][0].isdigit():
+        if fields[2][0] in _ASCII_DIGITS:
             if len(fields) == 4:
                 raise InvalidValue(
                     f"'{text}': the third field '{fields[2]}' starts with a digit, so it is the "
@@ -59,9 +64,7 @@ def parse_ip_spec(text: str) -> IPSpec:
                 )
             broadcast = _ipv4(fields[2], "broadcast", text)
         else:
-            if len(fields[2]) > IFNAMSIZ:
-                raise InvalidValue(f"'{text}': '{fields[2]}' is not a network interface name")
-            iface = fields[2]
+            iface = _interface(fields[2], text)
     if len(fields) == 4:
         broadcast = _ipv4(fields[3], "broadcast", text)
     return IPSpec(ip=ip, cidr=cidr, iface=iface, broadcast=broadcast, raw=text)
@@ -70,7 +73,8 @@ def parse_ip_spec(text: str) -> IPSpec:
 def _netmask_bits(field: str, text: str) -> int:
     """CIDR bits, or a dotted-quad netmask (``255.255.255.0``) as Heartbeat's findif also
     accepts one; the ones of a netmask must be contiguous."""
-    if field.isdigit() and 1 <= int(field) <= 32:
+    # ASCII digits only: str.isdigit() also takes '٢٤' and '²', which no netmask is.
+    if field.isascii() and field.isdigit() and 1 <= int(field) <= 32:
         return int(field)
     if "." in field:
         try:
@@ -82,6 +86,17 @@ def _netmask_bits(field: str, text: str) -> int:
                 return bits
     raise InvalidValue(f"'{text}': netmask '{field}' must be CIDR bits 1..32 or a dotted-quad "
                        "netmask such as 255.255.255.0")
+
+
+def _interface(field: str, text: str) -> str:
+    """The interface field: a Linux interface name (at most IFNAMSIZ bytes, no '.'/'..'),
+    optionally ``name:label`` as IPaddr2 takes it (IPaddr ignores the label); the whole
+    field must fit in IFNAMSIZ, as the label the kernel keeps is that whole text."""
+    base = field.split(":", 1)[0]
+    if len(field.encode()) > IFNAMSIZ or base in ("", ".", ".."):
+        raise InvalidValue(f"'{text}': '{field}' is not a network interface name (at most "
+                           f"{IFNAMSIZ} bytes, optionally name:label)")
+    return field
 
 
 def _ipv4(field: str, what: str, text: str) -> ipaddress.IPv4Address:
@@ -108,16 +123,49 @@ def parse_resource(raw: str) -> ResourceSpec:
 
 
 def _check_known_agent(spec: ResourceSpec) -> None:
-    """Argument checks for the agents nonstop implements itself, so mistakes show at load."""
-    if spec.name == "IPaddr":
+    """Argument checks for the agents nonstop implements itself, and for the name=value form
+    of OCF agents, so that every argument the agents would refuse at start shows at load."""
+    if spec.name in NATIVE_IP_AGENTS:
         if len(spec.args) != 1:
-            raise InvalidValue(f"resource '{spec.raw}': IPaddr takes one argument, the IP spec")
+            raise InvalidValue(
+                f"resource '{spec.raw}': {spec.name} takes one argument, the IP spec "
+                f"({spec.name}::ip[/cidr[/iface[/broadcast]]]), not {len(spec.args)}"
+            )
         parse_ip_spec(spec.args[0])
-    elif spec.name == "MailTo" and not 1 <= len(spec.args) <= 2:
-        raise InvalidValue(
-            f"resource '{spec.raw}': MailTo takes an address list and an optional subject "
-            "(MailTo::addr[,addr...][::subject])"
-        )
+    elif spec.name == "MailTo":
+        if not 1 <= len(spec.args) <= 2:
+            raise InvalidValue(
+                f"resource '{spec.raw}': MailTo takes an address list and an optional subject "
+                "(MailTo::addr[,addr...][::subject])"
+            )
+        if not any(a.strip() for a in spec.args[0].split(",")):
+            raise InvalidValue(f"resource '{spec.raw}': At least 1 Email address has to be given!")
+    elif _OCF_NAME.fullmatch(spec.name):
+        _check_ocf_params(spec)
+
+
+def _check_ocf_params(spec: ResourceSpec) -> None:
+    """``name=value`` arguments; for resource-agents' IPaddr/IPaddr2, an ``ip`` that is an
+    address of the family the agent manages (IPaddr: IPv4; IPaddr2: IPv4 or IPv6)."""
+    params: dict[str, str] = {}
+    for arg in spec.args:
+        m = _OCF_PARAM.fullmatch(arg)
+        if m is None:
+            raise InvalidValue(f"resource '{spec.raw}': OCF parameter '{arg}' is not name=value")
+        params[m[1]] = m[2]
+    rtype = spec.name.rsplit(":", 1)[1]
+    if not spec.name.startswith("ocf:heartbeat:") or rtype not in NATIVE_IP_AGENTS:
+        return
+    ip = params.get("ip")
+    if not ip:
+        raise InvalidValue(f"resource '{spec.raw}': {rtype} needs ip=<address>")
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        address = None
+    if address is None or (rtype == "IPaddr" and address.version != 4):
+        family = "an IPv4" if rtype == "IPaddr" else "an IP"
+        raise InvalidValue(f"resource '{spec.raw}': ip '{ip}' is not {family} address")
 
 
 def _logical_lines(lines: list[str], path: str) -> tuple[list[tuple[int, str]], list[ConfigError]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nonstop.config.haresources import NATIVE_IP_AGENTS
 from nonstop.config.model import ResourceSpec
 from nonstop.resources.base import Agent, AgentContext, ResourceError
 from nonstop.resources.ipaddr import IPAddrAgent
@@ -14,7 +15,7 @@ from nonstop.resources.scripts import (
     parse_ocf_params,
 )
 
-NATIVE_IP = ("IPaddr", "IPaddr2")
+NATIVE_IP = NATIVE_IP_AGENTS
 
 
 def build_agent(spec: ResourceSpec, ctx: AgentContext) -> Agent:

@@ -1,7 +1,8 @@
 """IPaddr and IPaddr2, native: a virtual IPv4 address plus gratuitous ARP (spec §4.1).
 
 IPaddr labels the address ``<nic>:<n>`` (first free n), as Heartbeat's ifconfig alias did, so
-``ip addr`` and old ``ifconfig`` users see the same alias; IPaddr2 adds it without a label.
+``ip addr`` and old ``ifconfig`` users see the same alias; IPaddr2 adds it without a label, or
+with the one given as ``nic:label`` (IPaddr ignores such a label, as Heartbeat's does).
 Unlike Heartbeat's IPaddr, status sees the address however it was added (label or not): an
 unlabelled copy added by hand still means the address is held, and start must not add it twice.
 """
@@ -28,6 +29,13 @@ def default_broadcast(ip: ipaddress.IPv4Address, cidr: int) -> ipaddress.IPv4Add
     if cidr >= 31:
         return None
     return ipaddress.IPv4Network(f"{ip}/{cidr}", strict=False).broadcast_address
+
+
+def split_label(iface: str) -> tuple[str, str | None]:
+    """The interface field of an IP spec as (interface, label): ``eth0:web`` is the label
+    ``eth0:web`` on ``eth0`` (IPaddr2's ``nic:label``), ``eth0`` has no label."""
+    base, sep, rest = iface.partition(":")
+    return base, (iface if sep and rest else None)
 
 
 def free_alias_label(iface: str, labels_in_use: set[str]) -> str:
@@ -61,6 +69,11 @@ class IPAddrAgent(Agent):
         self._ctx = ctx
         self._kind = kind
         self._label_alias = kind == "IPaddr"
+        # The interface to use, without the label part of ``nic:label``.
+        self._iface: str | None = None
+        self._label: str | None = None
+        if self.spec.iface is not None:
+            self._iface, self._label = split_label(self.spec.iface)
         self._arp_repeat = arp_repeat
         self._arp_interval_s = arp_interval_s
         self._announcement: asyncio.Task[int] | None = None
@@ -109,7 +122,7 @@ class IPAddrAgent(Agent):
     def _state_of(self, found: netlink.AddrInfo | None) -> ResourceState:
         if found is None:
             return ResourceState.STOPPED
-        if self.spec.iface is not None and found.ifname != self.spec.iface:
+        if self._iface is not None and found.ifname != self._iface:
             return ResourceState.FAILED
         return ResourceState.RUNNING
 
@@ -135,9 +148,9 @@ class IPAddrAgent(Agent):
             raise ResourceError(
                 self.describe(),
                 "start",
-                f"{self.spec.ip} is on {found.ifname} instead of the configured {self.spec.iface}",
+                f"{self.spec.ip} is on {found.ifname} instead of the configured {self._iface}",
             )
-        iface, prefixlen = self.spec.iface, self.spec.cidr
+        iface, prefixlen = self._iface, self.spec.cidr
         if iface is None or prefixlen is None:
             route_iface, route_plen = await self._netlink(
                 "start", netlink.covering_route, self.spec.ip, iface
@@ -145,7 +158,7 @@ class IPAddrAgent(Agent):
             iface = iface or route_iface
             prefixlen = route_plen if prefixlen is None else prefixlen
         broadcast = self.spec.broadcast or default_broadcast(self.spec.ip, prefixlen)
-        label: str | None = None
+        label = None if self._label_alias else self._label
         if self._label_alias:
             try:
                 label = free_alias_label(iface, {a.label for a in addrs if a.ifname == iface})
