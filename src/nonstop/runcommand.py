@@ -91,6 +91,12 @@ def run_node(config_dir: Path, state_dir: Path, node: str | None, verbose: int,
         for w in cfg.warnings:
             _say(str(w))
         code = asyncio.run(run_daemon(cfg, name, state_dir, sync_root))
+    except ConfigErrors as e:  # found once the resources are built (a script not there)
+        stop_logging()
+        for err in e.errors:
+            _say(str(err))
+        _say("Configuration error, nonstop not started.")
+        code = EXIT_NOT_CONFIGURED
     except OSError as e:
         # A machine problem at start (a socket that cannot be opened, a state directory that
         # cannot be written): one line, not a traceback, and the last one: the log lines

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from nonstop.config.errors import ConfigError, ConfigErrors
 from nonstop.config.model import ClusterConfig, ResourceGroup, ResourceSpec
 from nonstop.errors import InvalidValue
 from nonstop.failover.decide import Action, Decision
@@ -124,13 +125,20 @@ class FailoverEngine:
         self.seen_epochs: dict[int, int] = {}
         self._store = GroupStateFile(self.state_file)
         saved = self._store.load()
+        problems: list[ConfigError] = []
         for i, g in enumerate(cfg.groups):
-            agents = [agent_factory(spec, ctx) for spec in g.resources]
+            agents = []
+            for spec in g.resources:
+                try:
+                    agents.append(agent_factory(spec, ctx))
+                except ResourceError as e:  # a script that is not there: its haresources line
+                    problems.append(ConfigError(g.loc, e.reason))
             rt = GroupRuntime(GroupInfo(i, g.key, g.node), g, agents)
             rt.epoch = int(saved.get(g.key, {}).get("epoch", 0))
             self.seen_epochs[i] = max(rt.epoch, int(saved.get(g.key, {}).get("seen", 0)))
             rt.resource_states = ["unknown"] * len(agents)
             self.groups.append(rt)
+        ConfigErrors.raise_if_any(problems)
         self._monitor_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ persistence

@@ -240,3 +240,17 @@ def test_ipaddr2_nic_label_adds_the_address_on_the_nic_with_that_label(
     asyncio.run(start())
     assert links.added == [added]
     assert agent.held_on == "eth0"
+
+
+def test_run_refuses_a_resource_script_that_is_not_there_with_its_line(tmp_path: Path) -> None:
+    """A script named in haresources that neither resource.d nor /etc/init.d holds: `check`
+    said so, but `run` died with a traceback and exit 1 when it built the group's agents."""
+    d = _talk_dir(tmp_path, "vpbx1-1 127.0.0.77/8/lo master no-such-script-here\n")
+    done = subprocess.run([sys.executable, "-m", "nonstop", "run", "--config-dir", str(d),
+                           "--state-dir", str(tmp_path / "state"), "--node", "vpbx1-1"],
+                          capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == EXIT_NOT_CONFIGURED, done.stderr
+    assert done.stderr.splitlines()[-2:] == [
+        f"{d / 'haresources'}:1: Cannot locate resource script no-such-script-here",
+        "Configuration error, nonstop not started."]
