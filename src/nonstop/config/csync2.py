@@ -505,11 +505,16 @@ def parse_csync2_text(text: str, path: str) -> Csync2Config:
     )
 
 
+# A NUL byte in csync2.cfg (or a key file) is refused: text holds none, and what a C reader
+# would make of the bytes after it is not something to guess.
+CSYNC2_NUL = "NUL byte in the file: csync2's configuration and key files are text; remove it"
+
+
 def read_cfg_text(path: str) -> str:
     """A csync2.cfg (or a file it includes) as text: a regular file of sane size without NUL
     bytes, read as bytes; as csync2 reads bytes, a comment may hold any encoding (a Latin-1
     accent in a comment is common), elsewhere a non-UTF-8 byte is an error naming file:line."""
-    raw, errors = read_config_bytes(path)
+    raw, errors = read_config_bytes(path, CSYNC2_NUL)
     if raw is None:
         raise errors[0]
     lines: list[str] = []
@@ -528,7 +533,8 @@ def load_csync2(path: str) -> Csync2Config:
 
 def load_key(group: Group) -> bytes:
     """The group key: the key file's first line, checked as csync2 checks it."""
-    raw, errors = read_config_bytes(group.key_file)  # a regular file, capped: not /dev/zero
+    # a regular file, capped: not /dev/zero
+    raw, errors = read_config_bytes(group.key_file, CSYNC2_NUL)
     if raw is None:
         raise ConfigError(group.key_loc, f"cannot read key file {group.key_file}: "
                                          f"{errors[0].message.removeprefix('cannot read: ')}")

@@ -1,4 +1,5 @@
-"""Reading a configuration file as Heartbeat does: bytes, from a regular file of sane size.
+"""Reading a configuration file as Heartbeat does: bytes, from a regular file of sane size
+(csync2.cfg and its key files are read the same way, with their own message for a NUL byte).
 
 Heartbeat reads ha.cf, haresources and authkeys as bytes, so a comment written in Latin-1 (an
 accented name in a French comment) is fine there; nonstop accepts any byte in a comment and
@@ -27,8 +28,14 @@ class ConfigBytes:
     mode: int
 
 
-def read_config_bytes(path: str) -> tuple[ConfigBytes | None, list[ConfigError]]:
-    """The file's bytes, or the errors that make it unreadable as a configuration file."""
+# Why a NUL byte is refused, by the program whose file it is: Heartbeat's C reader stops at it.
+HEARTBEAT_NUL = "NUL byte in the file: Heartbeat would read the line only up to it; remove it"
+
+
+def read_config_bytes(path: str, nul_reason: str = HEARTBEAT_NUL,
+                      ) -> tuple[ConfigBytes | None, list[ConfigError]]:
+    """The file's bytes, or the errors that make it unreadable as a configuration file;
+    ``nul_reason`` is the message for a NUL byte (at its line)."""
     whole = Location(path)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
@@ -59,8 +66,7 @@ def read_config_bytes(path: str) -> tuple[ConfigBytes | None, list[ConfigError]]
     nul = data.find(b"\0")
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1
-        return None, [ConfigError(Location(path, line), "NUL byte in the file: Heartbeat would "
-                                  "read the line only up to it; remove it")]
+        return None, [ConfigError(Location(path, line), nul_reason)]
     return ConfigBytes(data, stat.S_IMODE(st.st_mode)), []
 
 

@@ -17,7 +17,7 @@ from click.core import ParameterSource
 
 from nonstop.config.csync2 import DEFAULT_PORT
 from nonstop.sync.command import Args, BadAddress, make_key, run
-from nonstop.sync.quickcli import DEFAULT_STATE_DIR
+from nonstop.sync.quickcli import DEFAULT_STATE_DIR, MAX_PORT, MIN_PORT
 
 __all__ = ["make_key", "sync_command"]
 
@@ -77,7 +77,8 @@ class _Csync2Command(click.Command):
               help="This node's name (default: $HA_CURHOST, which resource scripts such as the "
               "talk's master get from the daemon, else the host name); -ii/-iii listen on its "
               "address.")
-@click.option("-p", "port", type=int, default=DEFAULT_PORT, show_default=True,
+@click.option("-p", "port", type=click.IntRange(MIN_PORT, MAX_PORT), default=DEFAULT_PORT,
+              show_default=True,
               envvar="NONSTOP_SYNC_PORT", help="TCP port.")
 @click.option("-C", "cfgname", metavar="NAME",
               help="Config $CSYNC2_SYSTEM_DIR/csync2_NAME.cfg (a path names the file).")

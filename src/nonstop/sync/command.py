@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3  # loaded by the state database anyway (nonstop.sync.statedb)
 import sys
 import syslog
 import time
@@ -230,6 +231,22 @@ def _main(a: Args, clock: Timestamps, usage: Callable[[], int], node_by_flag: bo
     except CommandLineError as e:
         echo(str(e), err=True)
         return 1
+    try:
+        return _with_database(a, cfg_file, db_file, me, clock)
+    except sqlite3.Error as e:  # a read-only, full or broken state directory, in every mode
+        echo(_database_error(db_file, e), err=True)
+        return 1
+
+
+def _database_error(db_file: str, e: sqlite3.Error) -> str:
+    """The one-line message for a state database that sqlite cannot open or write."""
+    if e.sqlite_errorname == "SQLITE_CANTOPEN":
+        return f"Can't open database {db_file}: {e}"
+    return f"ERROR: state database {db_file}: {e}"
+
+
+def _with_database(a: Args, cfg_file: str, db_file: str, me: str, clock: Timestamps) -> int:
+    """The mode's exit code, once the configuration and the database are named."""
     if a.list_dirty:
         addresses(a.peer_address)  # checked as in every other mode
         return quickcli.list_dirty(cfg_file, db_file, me, a.groups)
@@ -333,7 +350,7 @@ def _open_node(a: Args, cfg_file: str, db_file: str, me: str, out: Out) -> Node 
         echo(f"Config error: {e}", err=True)
     except SyncError as e:
         echo(f"ERROR: {e}", err=True)
-    except OSError as e:  # the database cannot be opened (csync2 -D DIR must exist)
+    except OSError as e:  # the state directory cannot be made or the database opened
         echo(f"Can't open database {db_file}: {e.strerror or e}", err=True)
     return 1
 

@@ -16,6 +16,7 @@ from nonstop.sync.context import ALL, GroupCtx, overlaps
 from nonstop.sync.digest import blocks_match, prefix_hasher
 from nonstop.sync.patterns import Matcher, Scope, in_scope
 from nonstop.sync.plan import COPY_MIN, Op, plan
+from nonstop.sync.quickcli import dirty_listing
 from nonstop.sync.scan import scan
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
@@ -205,37 +206,31 @@ class CsyncListings:
         (forced)."""
         wanted = None if only is None else set(only)
         lines: list[str] = []
-        for g in self.groups:
-            for h in g.group.peers(self.me):
-                if wanted is not None and h.name not in wanted:
-                    continue
-                rows = [(r.name, r.forced) for r in self.db.dirty(h.name)
-                        if scopes is None or any(in_scope(r.name, p, rec) for p, rec in scopes)]
-                ops, _settled = self.plan_for(h.name, rows)
-                for op in ops:
-                    if op.kind == "mv":
-                        lines.append(f"?D: {h.name:<15} {op.src}")
-                    tag = "!M" if op.forced else "?D" if op.kind == "del" else "?M"
-                    lines.append(f"{tag}: {h.name:<15} {op.name}")
-                for path, rec in self.db.forced(h.name):
-                    if scopes is None or any(overlaps((path, rec), t) for t in scopes):
-                        lines.append(f"!M: {h.name:<15} {path}{'/' if rec else ''} "
-                                     "(pending forced sync: the peer is made equal here)")
+        for peer in self.peer_names():
+            if wanted is not None and peer not in wanted:
+                continue
+            rows = [(r.name, r.forced) for r in self.db.dirty(peer)
+                    if scopes is None or any(in_scope(r.name, p, rec) for p, rec in scopes)]
+            ops, _settled = self.plan_for(peer, rows)
+            for op in ops:
+                if op.kind == "mv":
+                    lines.append(f"?D: {peer:<15} {op.src}")
+                tag = "!M" if op.forced else "?D" if op.kind == "del" else "?M"
+                lines.append(f"{tag}: {peer:<15} {op.name}")
+            for path, rec in self.db.forced(peer):
+                if scopes is None or any(overlaps((path, rec), t) for t in scopes):
+                    lines.append(f"!M: {peer:<15} {path}{'/' if rec else ''} "
+                                 "(pending forced sync: the peer is made equal here)")
         return lines
+
+    def peer_names(self) -> list[str]:
+        """This node's peers in the groups' order, each once (groups may share a peer)."""
+        return list(dict.fromkeys(h.name for g in self.groups for h in g.group.peers(self.me)))
 
     # ------------------------------------------------------------------------- -M / -R
     def dirty_lines(self) -> list[str]:
         """``-M``: ``force|chary  me  peer  name`` per dirty entry and forced scope."""
-        lines = [
-            f"{'force' if r.forced else 'chary'}\t{self.me}\t{r.peer}\t{r.name}"
-            for r in self.db.dirty()
-        ]
-        for g in self.groups:
-            for h in g.group.peers(self.me):
-                for path, rec in self.db.forced(h.name):
-                    lines.append(f"force\t{self.me}\t{h.name}\t{path}{'/' if rec else ''}"
-                                 " (pending forced sync)")
-        return lines
+        return dirty_listing(self.db, self.me, self.peer_names())
 
     def remove_stale(self) -> list[str]:
         """``-R``: forget database entries the configuration no longer matches."""

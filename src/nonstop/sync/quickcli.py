@@ -11,6 +11,7 @@ configuration and the database are csync2's and live here, shared with the full 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -19,12 +20,16 @@ from nonstop.errors import NonstopError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
     from typing import Any
+
+    from nonstop.sync.statedb import StateDB
 
 DEFAULT_STATE_DIR = "/var/lib/nonstop/sync"
 DEFAULT_SYSTEM_DIR = "/etc"
 _CFGNAME_RE = re.compile(r"^[a-z0-9]+$")
+# -p: a TCP port (the click CLI refuses anything else with its usage error)
+MIN_PORT, MAX_PORT = 1, 65535
 
 
 class CommandLineError(NonstopError):
@@ -66,6 +71,13 @@ def db_path_for(explicit: str | None, database: str | None, state_dir: str, me: 
                 "sqlite3:///path)")
     if not path.startswith("/"):
         raise CommandLineError(f"-D {database}: needs an absolute directory or sqlite3:// URL")
+    if path == database:
+        # csync2: -D names a directory, which must exist (no database file in its place)
+        if not os.path.isdir(path):
+            reason = errno.ENOTDIR if os.path.lexists(path) else errno.ENOENT
+            raise CommandLineError(
+                f"Can't open database directory {path}: {os.strerror(reason)}")
+        return os.path.join(path, f"{base}.db3")
     if os.path.isdir(path) or path.endswith("/"):
         return os.path.join(path, f"{base}.db3")
     return path
@@ -98,22 +110,27 @@ def list_dirty(cfg_file: str, db_file: str, me: str, groups: str | None = None) 
     except ConfigError as e:
         print(f"Config error: {e}", file=sys.stderr, flush=True)
         return 1
-    except OSError as e:  # the database cannot be opened (csync2 -D DIR must exist)
+    except OSError as e:  # the state directory cannot be made or the database opened
         print(f"Can't open database {db_file}: {e.strerror or e}", file=sys.stderr, flush=True)
         return 1
     try:
-        lines = [f"{'force' if r.forced else 'chary'}\t{me}\t{r.peer}\t{r.name}"
-                 for r in db.dirty()]
-        for g in mine:
-            for h in g.peers(me):
-                for path, rec in db.forced(h.name):
-                    lines.append(f"force\t{me}\t{h.name}\t{path}{'/' if rec else ''}"
-                                 " (pending forced sync)")
+        lines = dirty_listing(db, me, [h.name for g in mine for h in g.peers(me)])
     finally:
         db.close()
     if lines:
         print("\n".join(lines), flush=True)
     return 0 if lines else 2
+
+
+def dirty_listing(db: StateDB, me: str, peers: Iterable[str]) -> list[str]:
+    """``-M``'s lines: each dirty entry, then each peer's pending forced scopes; a peer that
+    several groups share (``peers`` names it once per group) is listed once."""
+    lines = [f"{'force' if r.forced else 'chary'}\t{me}\t{r.peer}\t{r.name}"
+             for r in db.dirty()]
+    for peer in dict.fromkeys(peers):
+        lines += [f"force\t{me}\t{peer}\t{path}{'/' if rec else ''} (pending forced sync)"
+                  for path, rec in db.forced(peer)]
+    return lines
 
 
 # The options the fast path knows: csync2's short flags (combinable, ``-xv``, ``-cr``), the short
@@ -187,6 +204,8 @@ def _with_environment(opts: dict[str, Any]) -> bool:
         try:
             opts["port"] = int(opts["port"])
         except ValueError:
+            return False
+        if not MIN_PORT <= opts["port"] <= MAX_PORT:
             return False
     return True
 
