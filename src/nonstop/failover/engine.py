@@ -28,7 +28,7 @@ from nonstop.failover.decide import Action, Decision
 from nonstop.failover.state import GroupAd, GroupState, NodeAd, check, haresources_digest
 from nonstop.failover.statefile import GroupStateFile
 from nonstop.failover.view import GroupInfo, LocalFacts
-from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState
+from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState, build_agents
 from nonstop.resources.watches import WatchedAddress
 
 log = logging.getLogger("nonstop.failover")
@@ -127,12 +127,8 @@ class FailoverEngine:
         saved = self._store.load()
         problems: list[ConfigError] = []
         for i, g in enumerate(cfg.groups):
-            agents = []
-            for spec in g.resources:
-                try:
-                    agents.append(agent_factory(spec, ctx))
-                except ResourceError as e:  # a script that is not there: its haresources line
-                    problems.append(ConfigError(g.loc, e.reason))
+            agents, missing = build_agents(g.resources, agent_factory, ctx)
+            problems += [ConfigError(g.loc, why) for why in missing]  # a script not there
             rt = GroupRuntime(GroupInfo(i, g.key, g.node), g, agents)
             rt.epoch = int(saved.get(g.key, {}).get("epoch", 0))
             self.seen_epochs[i] = max(rt.epoch, int(saved.get(g.key, {}).get("seen", 0)))

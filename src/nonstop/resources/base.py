@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import enum
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,6 +178,20 @@ class Agent(abc.ABC):
 
 
 AgentFactory = Callable[[ResourceSpec, AgentContext], Agent]
+
+
+def build_agents(specs: Iterable[ResourceSpec], factory: AgentFactory, ctx: AgentContext,
+                 ) -> tuple[list[Agent], list[str]]:
+    """A group's agents, and why those that could not be built were not (a script that is
+    neither in resource.d nor in /etc/init.d: a configuration error of its line)."""
+    agents: list[Agent] = []
+    missing: list[str] = []
+    for spec in specs:
+        try:
+            agents.append(factory(spec, ctx))
+        except ResourceError as e:
+            missing.append(e.reason)
+    return agents, missing
 
 
 def make_agent(spec: ResourceSpec, ctx: AgentContext) -> Agent:
