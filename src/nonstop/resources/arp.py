@@ -16,7 +16,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from nonstop.errors import InvalidValue
+from nonstop.errors import InvalidValue, MachineTimeout
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
@@ -114,9 +114,20 @@ def packet_socket() -> socket.socket:
 
 async def receive_arp(sock: socket.socket, timeout: float | None) -> ArpPacket | None:
     """The next frame of a bound non-blocking packet socket as an ARP packet; None for one we
-    sent ourselves or one that is not ARP. TimeoutError after ``timeout`` seconds."""
+    sent ourselves or one that is not ARP. TimeoutError after ``timeout`` seconds (at once for
+    ``timeout <= 0``, even if a frame is waiting). A cancellation always propagates.
+
+    Not ``asyncio.wait_for``: in Python 3.11 it returns a frame that arrived together with a
+    cancellation and drops the CancelledError (gh-86296), and while another host claims the
+    address frames arrive all the time: a cancelled conflict watch went on probing for ever.
+    ``asyncio.timeout`` awaits the receive in the calling task, where nothing can swallow it.
+    """
+    if timeout is not None and timeout <= 0:
+        # as before: a due deadline is never starved by waiting frames
+        raise MachineTimeout("the deadline for an ARP frame has passed")
     loop = asyncio.get_running_loop()
-    data, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), timeout)
+    async with asyncio.timeout(timeout):
+        data, addr = await loop.sock_recvfrom(sock, 2048)
     if addr[2] == PACKET_OUTGOING:
         return None
     return parse_arp_frame(data)

@@ -14,6 +14,7 @@ every ``probe_interval_s``; the first probe nobody else answers ends the conflic
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import ipaddress
 import logging
@@ -126,13 +127,19 @@ class ConflictWatch:
 
     async def run(self) -> None:
         """Listen (and probe while in conflict) until cancelled; OSError if the interface
-        cannot be listened on."""
+        cannot be listened on.
+
+        It also ends if its task was asked to stop but the CancelledError got lost on the way
+        (Python 3.11's ``asyncio.wait_for`` drops one that races with a result; a released
+        node's watch once probed the address for ever): it checks before every wait and before
+        it acts on a frame or on a probe's result."""
         sock = arp.packet_socket()
         try:
             sock.bind((self.iface, arp.ETH_P_ARP))
             sock.setblocking(False)
             next_probe = 0.0
             while True:
+                _stop_if_cancelled()
                 timeout = None
                 if self.tracker.state is ConflictState.CONFLICT:
                     timeout = max(0.0, next_probe - self._clock())
@@ -141,9 +148,11 @@ class ConflictWatch:
                 except TimeoutError:
                     result = await dad.probe_address(self.iface, self.tracker.ip,
                                                      mac=self.tracker.our_mac, wait_s=self._wait)
+                    _stop_if_cancelled()
                     next_probe = self._clock() + self._interval
                     self._emit(self.tracker.probed(result))
                     continue
+                _stop_if_cancelled()
                 if packet is None:
                     continue
                 was_clear = self.tracker.state is ConflictState.CLEAR
@@ -152,3 +161,11 @@ class ConflictWatch:
                     next_probe = self._clock() + self._interval
         finally:
             arp.release_socket(sock)
+
+
+def _stop_if_cancelled() -> None:
+    """Raise CancelledError if the current task has a cancellation pending that nothing
+    delivered (``Task.cancelling()`` counts requests not taken back with ``uncancel()``)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > 0:
+        raise asyncio.CancelledError

@@ -7,9 +7,15 @@ the address is announced again (gratuitous ARP), so clients that followed the ot
 back at once instead of after their ARP entries expire (issue 12 measured 9.9 s stranded).
 
 :meth:`AddressWatches.sync` is called with the held address agents after every decision; it
-starts the watches that are missing and cancels those of addresses no longer held. The watch
+starts the watches that are missing and stops those of addresses no longer held. The watch
 itself is a port (``make_watch``): the real one is :class:`~nonstop.resources.conflict.
 ConflictWatch` on a packet socket, tests pass a recording one.
+
+A watch that is stopped is cancelled and then waited for, a bounded number of times with a
+bound each: a lost cancellation (Python 3.11's ``asyncio.wait_for`` drops one that races with a
+frame) once left a released node probing the address for ever, and its peer, which held it,
+took each probe for a conflict. Until it has ended, what a stopped watch reports goes nowhere:
+it neither shows in status nor re-announces an address that is no longer ours.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ OnEvent = Callable[[conflict.ConflictEvent], None]
 # (interface, address, on_end, on_event) -> a coroutine that watches until cancelled.
 WatchFactory = Callable[[str, ipaddress.IPv4Address, Callable[[], None], OnEvent],
                         Awaitable[None]]
+# A cancelled watch ends at its next await; it is cancelled again after each wait of
+# STOP_WAIT_S that it outlives, STOP_TRIES times in all, then given up with an error logged.
+STOP_WAIT_S = 0.5
+STOP_TRIES = 4
 
 
 async def real_watch(iface: str, ip: ipaddress.IPv4Address, on_end: Callable[[], None],
@@ -61,6 +71,7 @@ class _Entry:
         self.last: str = ""  # the last event's line
         self.error: str | None = None
         self.task: asyncio.Task[None] | None = None
+        self.wanted = True  # False once the address is no longer held here
 
     def event(self, ev: conflict.ConflictEvent) -> None:
         self.last = ev.line
@@ -88,6 +99,7 @@ class AddressWatches:
         self._make = make_watch
         self._log = logger or logging.getLogger("nonstop.resources")
         self._entries: dict[Key, _Entry] = {}
+        self._stopping: set[asyncio.Task[None]] = set()  # waits for stopped watches to end
 
     def sync(self, held: Iterable[WatchedAddress]) -> None:
         """Watch exactly the addresses of ``held`` (agents of groups held here)."""
@@ -96,9 +108,7 @@ class AddressWatches:
             if agent.held_on is not None:
                 wanted[(agent.held_on, agent.address)] = agent
         for key in [k for k in self._entries if k not in wanted]:
-            entry = self._entries.pop(key)
-            if entry.task is not None:
-                entry.task.cancel()
+            self._retire(self._entries.pop(key))
         for key, agent in wanted.items():
             if key not in self._entries:
                 self._start(key, agent)
@@ -108,11 +118,34 @@ class AddressWatches:
         self._entries[key] = entry
 
         def on_event(ev: conflict.ConflictEvent) -> None:
-            entry.event(ev)
-            self._on_change()
+            if entry.wanted:
+                entry.event(ev)
+                self._on_change()
 
-        entry.task = asyncio.create_task(self._run(entry, agent.reannounce, on_event),
+        def on_end() -> None:
+            if entry.wanted:
+                agent.reannounce()
+
+        entry.task = asyncio.create_task(self._run(entry, on_end, on_event),
                                          name=f"conflict-watch-{key[1]}")
+
+    def _retire(self, entry: _Entry) -> None:
+        """Stop the watch of an address no longer held: cancel it, and make sure it ends."""
+        entry.wanted = False
+        task = entry.task
+        if task is None or task.done():
+            return
+        task.cancel()
+        waiter = asyncio.create_task(self._wait_stopped(entry, task),
+                                     name=f"conflict-watch-stop-{entry.key[1]}")
+        self._stopping.add(waiter)
+        waiter.add_done_callback(self._stopping.discard)
+
+    async def _wait_stopped(self, entry: _Entry, task: asyncio.Task[None]) -> None:
+        if not await wait_cancelled(task, wait_s=STOP_WAIT_S, tries=STOP_TRIES):
+            iface, ip = entry.key
+            self._log.error("the conflict watch of %s on %s did not stop when cancelled %d "
+                            "times", ip, iface, STOP_TRIES)
 
     async def _run(self, entry: _Entry, on_end: Callable[[], None], on_event: OnEvent) -> None:
         iface, ip = entry.key
@@ -128,12 +161,25 @@ class AddressWatches:
         return [e.as_dict() for _k, e in sorted(self._entries.items(), key=lambda kv: str(kv[0]))]
 
     async def stop(self) -> None:
-        """Cancel every watch and wait for them."""
+        """Stop every watch and wait for them (each at most STOP_TRIES × STOP_WAIT_S)."""
         entries, self._entries = list(self._entries.values()), {}
         for e in entries:
-            if e.task is not None:
-                e.task.cancel()
-        for e in entries:
-            if e.task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await e.task
+            self._retire(e)
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
+
+
+async def wait_cancelled(task: asyncio.Task[Any], *, wait_s: float, tries: int) -> bool:
+    """Wait until ``task``, already cancelled, has ended: at most ``tries`` waits of ``wait_s``,
+    cancelling it again after each one it outlives. False if it still runs. Its outcome is
+    consumed (a watch's errors were logged by the watch)."""
+    for attempt in range(tries):
+        if attempt:
+            task.cancel()
+        await asyncio.wait({task}, timeout=wait_s)
+        if task.done():
+            if not task.cancelled():
+                with contextlib.suppress(Exception):
+                    task.result()
+            return True
+    return False
