@@ -64,6 +64,7 @@ from nonstop.sync.replicator import Replicator
 from nonstop.systemd import SystemdNotifier
 from nonstop.watchdog import Watchdog
 
+AUTH_BAD = (AUTH, UNKNOWN_KEY)  # a packet that failed authentication, key unknown or wrong
 log = logging.getLogger("nonstop")
 
 PERIODIC_RECONSIDER_S = 1.0
@@ -501,9 +502,11 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
         try:
             out = self.protocol.receive(data, link, now, source=addr[0])
             bad = next((o for o in out if isinstance(o, Dropped)), None)
-            if self.guards is not None and (bad is None or bad.reason in (AUTH, UNKNOWN_KEY)):
-                self.guards.packet(addr[0], bad is None, now)
-            if bad is not None and bad.reason in (AUTH, UNKNOWN_KEY):
+            peer = bad is None and self.protocol.sender not in (None, self.node)
+            forged = bad is not None and bad.reason in AUTH_BAD
+            if self.guards is not None and (peer or forged):
+                self.guards.packet(addr[0], peer, now)
+            if bad is not None and forged:
                 claimed = claimed_sender(data, self.cfg.ha.nodes)
                 if claimed is not None:
                     self._log_forged(claimed, addr[0], bad.reason, now)

@@ -66,7 +66,9 @@ class ReloadWiring(DaemonBase):
         if self.protocol is not None:  # timings, keys and format apply from now on
             self.protocol.reconfigure(cfg.ha, cfg.authkeys, self._wire_format())
         if self.guards is not None:
-            self.guards.reconfigure(cfg.ha)
+            new_keys = (cfg.authkeys.active, cfg.authkeys.keys) != (old.authkeys.active,
+                                                                    old.authkeys.keys)
+            self.guards.reconfigure(cfg.ha, keys_changed=new_keys)
         # Every reload reopens the log files (also a way to follow a rotation by hand).
         from nonstop.logs import reconfigure
 

@@ -23,7 +23,7 @@ from nonstop.config.model import ClusterConfig, HaConfig, Ucast
 from nonstop.failover.decide import Action, Decision
 from nonstop.failover.guards import FENCE_PENDING
 from nonstop.failover.view import PING_FIELD, Guards
-from nonstop.heartbeat.keycheck import OwnKeyCheck
+from nonstop.heartbeat.keycheck import KeyVerdictChanged, OwnKeyCheck
 from nonstop.ping.prober import PingProber
 from nonstop.ping.targets import PingTracker
 from nonstop.resources.respawn import Respawner, RespawnError, stop_all
@@ -216,11 +216,14 @@ class GuardServices:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    def reconfigure(self, ha: HaConfig) -> None:
-        """A reload: deadping (which follows deadtime when absent) applies from now on."""
+    def reconfigure(self, ha: HaConfig, keys_changed: bool = False) -> None:
+        """A reload: deadping (which follows deadtime when absent) applies from now on; new
+        keys start the own-key check afresh (what passed under the old ones proves nothing)."""
         self.settled.hold_s = settle_hold_s(ha)
         if self.tracker is not None:
             self.tracker.deadping_ms = ha.deadping_ms
+        if keys_changed:
+            self._key_events(self.keycheck.keys_changed(self._clock()), self._clock())
 
     # ---------------------------------------------------------------- inputs
 
@@ -287,10 +290,13 @@ class GuardServices:
     # ---------------------------------------------------------------- own key
 
     def packet(self, src: str | None, authentic: bool, now: float) -> None:
-        """A datagram from ``src`` passed (or failed) authentication."""
+        """A datagram from ``src`` came from a peer and was accepted (``authentic``), or it
+        failed authentication."""
         if src is None:
             return
-        events = (self.keycheck.good if authentic else self.keycheck.bad)(src, now)
+        self._key_events((self.keycheck.good if authentic else self.keycheck.bad)(src, now), now)
+
+    def _key_events(self, events: list[KeyVerdictChanged], now: float) -> None:
         for ev in events:
             level = logging.ERROR if ev.verdict.suspect else logging.INFO
             log.log(level, "own key: %s", ev.verdict.reason)

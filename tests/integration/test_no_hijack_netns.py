@@ -94,7 +94,7 @@ def test_a_rogue_with_a_wrong_key_does_not_take_the_vip(
     assert sorted(st["auth_failure_sources"]) == sorted([lab.ip(N1), lab.ip(N2)])
     assert "failed authentication" in st["own_key_reason"]
     log = cluster.log(ROGUE)
-    assert re.search(r"ERROR: own key: \d+ packets from configured peers .* my own key is "
+    assert re.search(r"ERROR: own key: \d+ packets from peers' addresses .* my own key is "
                      r"probably wrong \(check authkeys\); refusing to take over", log), log[-2000:]
     assert "Acquiring resource group" not in log
     # The real cluster is undisturbed: the rogue's packets are dropped, nobody died.
@@ -163,3 +163,42 @@ def test_the_holder_reports_a_second_claimant_and_wins_the_client_back(
     holder = mac_of(lab, N1)
     wait_for(lambda: holder in client_entry(lab), 5, what="the client back on the holder's MAC")
     assert lab.has_address(N1, VIP)
+
+
+def test_a_wrong_key_reloaded_on_the_standby_takes_nothing_over(
+        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    """An authkeys edit gone wrong on the standby, then `nonstop reload`: it declared the
+    active node dead after deadtime and took its address (bcast, no /etc/hosts names: no
+    configured peer address; the last good packet, under the old key, held the verdict off).
+    Now the sources of accepted packets are peers' addresses, and new keys start afresh."""
+    lab = make_lab((N1, N2))
+    (lab.workdir / "hosts").write_text("127.0.0.1 localhost\n")  # no node names anywhere
+    no_probe = {"nonstop_address_probe": "0"}  # the key guard alone must hold
+    cfg1 = talk_config(lab.workdir / "n1", initdead="3", haresources=GROUP, directives=no_probe)
+    cfg2 = talk_config(lab.workdir / "n2", initdead="3", haresources=GROUP, directives=no_probe)
+    cluster = NonstopCluster(lab, cfg1)
+    cluster.start(N1)
+    cluster.start(N2, config_dir=cfg2)
+    wait_for(lambda: lab.has_address(N1, VIP), 20, what=f"{N1} to hold the VIP")
+    cluster.wait_peer_status(N2, N1, "active", 15)
+    keys = cfg2 / "authkeys"
+    good = keys.read_text()
+    holders = Holders(lab, (N1, N2))
+    try:
+        keys.write_text("auth 1\n1 sha1 somethingElse\n")
+        assert cluster.cli(N2, "reload").returncode == 0
+        t0 = time.monotonic()
+        cluster.wait_for_log(N2, rf"node {N1}: is dead", 10)
+        time.sleep(1.5)  # past its takeover, had there been one
+        st = cluster.status(N2)
+        assert st["own_key_suspect"] is True, st
+        assert st["auth_failure_sources"] == [lab.ip(N1)]
+        assert "my own key is probably wrong" in str(st["groups"][0]["reason"])
+        keys.write_text(good)  # the admin puts the right key back
+        assert cluster.cli(N2, "reload").returncode == 0
+        cluster.wait_peer_status(N2, N1, "active", 10)
+    finally:
+        seen = holders.stop()
+    assert seen and all(h == [N1] for h in seen), [h for h in seen if h != [N1]][:5]
+    assert time.monotonic() - t0 > 2.0  # the window covered deadtime and more
+    assert (cluster.query(N2) or {})["own_key_suspect"] is False

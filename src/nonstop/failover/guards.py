@@ -15,7 +15,7 @@ Pure helpers of :func:`nonstop.failover.decide.decide`, reading only the snapsho
   silence (not one that left cleanly) the peer is fenced; no takeover until that succeeded, a
   failure is retried every ``RETRY_INTERVAL_S``. Without a device the takeover goes ahead with
   Heartbeat's "No STONITH device configured.".
-* **own key** (OwnKeyCheck): a node whose packets from its configured peers keep failing
+* **own key** (OwnKeyCheck): a node whose packets from its peers' addresses keep failing
   authentication holds the wrong key; it takes nothing over.
 """
 

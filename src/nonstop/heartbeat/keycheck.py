@@ -1,15 +1,21 @@
-"""Is my own key wrong? A pure verdict from authentication failures of configured peers.
+"""Is my own key wrong? A pure verdict from authentication failures of peers' packets.
 
 A node whose authkeys differ from its peers' sees every packet of the real cluster fail
 authentication; to it, the peers look silent and it would declare them dead after initdead and
 take the virtual IP (issue 12: a rogue answered the client 3,506 times in 40 s). The real nodes
 are fine: they drop the rogue's packets, which do not come from a configured peer's address.
 
-So: packets that fail authentication *from addresses of configured peers* while *no* packet
-from a peer passes are evidence against our own key. ``threshold`` of them within ``window_s``
-make the verdict "suspect": refuse to take over and say so. One authenticated packet from a peer
-clears it (our key works); so does a whole window without failures (the peers went quiet, or
-were reconfigured). Bounded: at most ``threshold`` timestamps and ``max_sources`` addresses.
+So: packets that fail authentication *from addresses of peers* while *no* packet from a peer
+passes are evidence against our own key. ``threshold`` of them within ``window_s`` make the
+verdict "suspect": refuse to take over and say so. One authenticated packet from a peer clears
+it (our key works); so does a whole window without failures (the peers went quiet, or were
+reconfigured). Bounded: at most ``threshold`` timestamps and ``max_sources`` addresses.
+
+A peer's address is configured (ucast, /etc/hosts) or learned: the source of a packet that
+passed authentication. With bcast or mcast and no /etc/hosts entries nothing else names one:
+an authkeys edit gone wrong on the standby plus ``nonstop reload`` made it declare the active
+node dead and take its address while that node still held it. When our keys change (a reload),
+what passed under the old ones proves nothing about the new: :meth:`keys_changed`.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ class KeyVerdict:
     """The current verdict; ``reason`` is the sentence for the log, status and decide()."""
 
     suspect: bool
-    failures: int  # failures from configured peers counted in the window
+    failures: int  # failures from peers' addresses counted in the window
     sources: tuple[str, ...]  # which peer addresses sent them
     reason: str
 
@@ -57,6 +63,7 @@ class OwnKeyCheck:
         if window_s <= 0 or threshold < 1:
             raise InvalidValue("window must be > 0 s and threshold >= 1")
         self.peers = frozenset(str(ipaddress.ip_address(a)) for a in peer_addresses)
+        self._learned: dict[str, float] = {}  # sources of authenticated packets: when last
         self.window_s = window_s
         self.threshold = threshold
         self._max_sources = max_sources
@@ -66,7 +73,7 @@ class OwnKeyCheck:
         self._suspect = False
 
     def _is_peer(self, src: str) -> bool:
-        if src in self.peers:  # the kernel's dotted quad: no parsing on every heartbeat
+        if src in self.peers or src in self._learned:  # the kernel's dotted quad: no parsing
             return True
         try:
             return str(ipaddress.ip_address(src)) in self.peers
@@ -86,16 +93,16 @@ class OwnKeyCheck:
         good_recently = self._last_good is not None and now - self._last_good <= self.window_s
         if len(recent) >= self.threshold and not good_recently:
             return KeyVerdict(True, len(recent), sources, (
-                f"{len(recent)} packets from configured peers ({', '.join(sources)}) failed "
+                f"{len(recent)} packets from peers' addresses ({', '.join(sources)}) failed "
                 f"authentication within {self.window_s:g} s and none passed: my own key is "
                 "probably wrong (check authkeys); refusing to take over"))
         if good_recently:
-            reason = "packets from configured peers authenticate: my key is right"
+            reason = "packets from peers authenticate: my key is right"
         elif recent:
-            reason = (f"{len(recent)} packets from configured peers failed authentication "
+            reason = (f"{len(recent)} packets from peers' addresses failed authentication "
                       f"within {self.window_s:g} s (fewer than {self.threshold})")
         else:
-            reason = "no authentication failures from configured peers"
+            reason = "no authentication failures from peers' addresses"
         return KeyVerdict(False, len(recent), sources, reason)
 
     def _is_suspect(self, now: float) -> bool:
@@ -122,9 +129,23 @@ class OwnKeyCheck:
         return self._changed(now)
 
     def good(self, src: str, now: float) -> list[KeyVerdictChanged]:
-        """A packet from ``src`` passed authentication: if from a peer, our key works."""
-        if self._is_peer(src):
-            self._last_good = now
+        """A packet from ``src`` passed authentication (and was accepted): a peer sent it, so
+        our key works, and ``src`` is a peer's address from now on (the most recent
+        ``max_sources`` of them are kept)."""
+        self._last_good = now
+        if src not in self.peers:
+            self._learned.pop(src, None)
+            self._learned[src] = now
+            while len(self._learned) > self._max_sources:
+                del self._learned[next(iter(self._learned))]
+        return self._changed(now)
+
+    def keys_changed(self, now: float) -> list[KeyVerdictChanged]:
+        """Our keys were reloaded: a packet that passed under the old ones says nothing about
+        the new ones. Failures stay counted: a suspect verdict holds until a peer's packet
+        passes with the new keys (the peer comes back alive with it), not from the reload on,
+        when the peers still look dead and a takeover would race their next status."""
+        self._last_good = None
         return self._changed(now)
 
     def tick(self, now: float) -> list[KeyVerdictChanged]:

@@ -107,6 +107,7 @@ class HeartbeatProtocol:
         self.rexmit = RexmitLimiter()
         self.sent = 0  # datagrams of new messages (each copy counts; resends do not)
         self.received = 0  # datagrams fed to receive(), bad ones included
+        self.sender: str | None = None  # who sent the last datagram, if it authenticated
         self._asks: list[_Ask] = []
         self._ask_order = itertools.count()
         # The last broadcast's own fields and its checked, rendered head: a status repeats
@@ -129,6 +130,7 @@ class HeartbeatProtocol:
     def receive(self, data: bytes, link: str, now: float, source: str = "?") -> list[Output]:
         """One datagram that arrived on ``link`` from address ``source`` (for logs only)."""
         self.received += 1
+        self.sender = None
         try:
             trailer = authenticate_netstring(data, self.keys)
             if trailer is not None:
@@ -139,6 +141,7 @@ class HeartbeatProtocol:
         except BadPacket as e:
             self.membership.count(f"bad_{e.reason}")
             return [Dropped(e.reason, source, e.detail)]
+        self.sender = (decoded.message.get("src") or "").lower() or None
         out = self.receive_message(decoded.message, link, now)
         if trailer is not None:
             self._learn_head(data, trailer[0], decoded.message)
@@ -159,7 +162,10 @@ class HeartbeatProtocol:
         if key is None or key.index != key_index:
             return None  # the inner auth names another key: its digest is checked in full
         events = self.membership.receive_routine(head, link, now, gen, seq)
-        return None if events is None else self._process(events, now)
+        if events is None:
+            return None
+        self.sender = head.src
+        return self._process(events, now)
 
     def _learn_head(self, data: bytes, body_end: int, msg: Msg) -> None:
         """Keep a peer's status head, if its tail is the standard one read as routine.py

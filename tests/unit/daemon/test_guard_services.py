@@ -194,7 +194,7 @@ async def test_status_text_and_json_show_the_guards(tmp_path: Path) -> None:
     assert "ping nodes: 0 of 1 answer (ipfail on, settled count None)" in text
     assert "    192.0.2.1            init  192.0.2.1" in text
     assert "fencing: external/lab; never used" in text
-    assert "OWN KEY SUSPECT: 5 packets from configured peers" in text
+    assert "OWN KEY SUSPECT: 5 packets from peers" in text
     assert st["address_conflicts"] == []  # nothing held
     st["address_conflicts"] = [{"ip": "198.18.0.10", "iface": "eth0", "conflict": True,
                                 "claimants": [{"mac": "02:00:00:00:00:09", "how": "reply"}],

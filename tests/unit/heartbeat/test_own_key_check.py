@@ -100,3 +100,50 @@ def test_the_cheap_per_packet_check_flips_exactly_when_the_verdict_does() -> Non
             said = truth
         else:
             assert got == []
+
+
+def test_the_source_of_an_accepted_packet_is_a_peer_address_from_then_on() -> None:
+    """bcast and mcast name no peer address: the source of an accepted packet does."""
+    c = OwnKeyCheck([])  # nothing configured, nothing in /etc/hosts
+    for i in range(10):
+        assert c.bad(ROGUE, i * 0.1) == []  # an unknown address proves nothing
+    c.good(ROGUE, 2.0)  # ROGUE's address turns out to be a peer's
+    c.keys_changed(3.0)  # and then our keys are reloaded
+    events = [e for i in range(5) for e in c.bad(ROGUE, 3.1 + i * 0.2)]
+    assert [e.verdict.suspect for e in events] == [True]
+    assert events[0].verdict.sources == (ROGUE,)
+
+
+def test_new_keys_forget_what_passed_under_the_old_ones() -> None:
+    """A peer that authenticated a moment before a reload proves nothing about the new keys:
+    the verdict comes within threshold failures, not a window later (after deadtime)."""
+    c = check()
+    c.good(PEER, 0.0)
+    assert c.keys_changed(0.5) == []
+    events = [e for i in range(5) for e in c.bad(PEER, 0.6 + i * 0.2)]
+    assert [e.verdict.suspect for e in events] == [True]
+    (cleared,) = c.good(PEER, 2.0)  # the keys agree again
+    assert not cleared.verdict.suspect
+
+
+def test_learned_addresses_are_bounded() -> None:
+    c = OwnKeyCheck([], max_sources=3)
+    for i in range(10):
+        c.good(f"198.18.1.{i}", float(i))
+    c.keys_changed(10.0)
+    assert [e for i in range(5) for e in c.bad("198.18.1.0", 10.0 + i)] == []  # forgotten
+    events = [e for i in range(5) for e in c.bad("198.18.1.9", 10.0 + i)]
+    assert [e.verdict.suspect for e in events] == [True]
+
+
+def test_a_suspect_verdict_holds_across_a_reload_until_a_peer_passes() -> None:
+    """The right key put back: the peers still look dead until their next status, and a
+    verdict cleared by the reload itself let a takeover race that status."""
+    c = check()
+    for i in range(5):
+        c.bad(PEER, float(i))
+    assert c.verdict(4.0).suspect
+    assert c.keys_changed(4.5) == []  # still suspect
+    assert c.verdict(4.6).suspect
+    (cleared,) = c.good(PEER, 4.7)
+    assert not cleared.verdict.suspect

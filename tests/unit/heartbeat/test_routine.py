@@ -257,3 +257,18 @@ def test_membership_refuses_the_short_path_for_an_unknown_sender() -> None:
     m = Membership(TALK, "vpbx1-1", 0.0)
     head = routine.RoutineHead("vpbx1-9", m.local_status, 2000, "1", None, {})
     assert m.receive_routine(head, "eth0", 0.0, 1, 1) is None
+
+
+def test_the_protocol_names_the_sender_of_each_authenticated_datagram() -> None:
+    """The own-key check learns a peer's address from what it sends: the sender is known on
+    both paths, and unknown for a datagram that failed authentication."""
+    peer = node(HeartbeatProtocol, "vpbx1-2", 6, 1)
+    p = node(HeartbeatProtocol, "vpbx1-1", 5, 1)
+    for t in (0.0, 0.2, 0.4):  # the first takes the full path, the next the short one
+        out = peer.tick(t)
+        data = next(o.payload for o in out if isinstance(o, Transmit) and b"t=status" in o.payload)
+        p.receive(data, "eth0", t)
+        assert p.sender == "vpbx1-2"
+    assert p._heads  # the short path was taken
+    p.receive(data[:-8] + b"deadbeef", "eth0", 0.6)
+    assert p.sender is None
