@@ -429,6 +429,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
         assert self.protocol is not None and self.loop is not None
         self._timer = None
         try:
+            self.media.read_queued()  # before any deadline is judged (media.read_queued)
             now = self._now()
             self._handle(self.protocol.tick(now), now)
             self._periodic(now)

@@ -202,6 +202,16 @@ class MediaSet:
             if rx.fileno() != fd or fcntl.ioctl(fd, _FIONREAD, _NONE_QUEUED) == _NONE_QUEUED:
                 return  # nothing more queued (or the receiver closed the socket)
 
+    def read_queued(self) -> None:
+        """Read now what is queued on every receiver. The timer's turn can come before the
+        sockets': a process stopped past a deadline (SIGSTOP, a VM paused) wakes from its
+        poll with the timer due and no socket reported, and would declare a peer dead whose
+        statuses sit unread in its socket (then take its groups, one millisecond before
+        reading them)."""
+        for (link, _port, _group), rx in list(self.receivers.items()):
+            if fcntl.ioctl(rx.fileno(), _FIONREAD, _NONE_QUEUED) != _NONE_QUEUED:
+                self._readable(rx, link)
+
     def _count_overflow(self, fd: int, total: int) -> None:
         """The kernel's running count of datagrams dropped on ``fd``: add what is new."""
         before = self._ovfl.get(fd, 0)
