@@ -353,6 +353,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
             auto_failback=self.cfg.ha.auto_failback,
             probed=self._probed,
             leaving=self._stop.is_set(),
+            address_probe=self.cfg.ha.address_probe_ms is not None,
             lease=self.keeper.states(now) if self.keeper is not None else None,
             fresh_ms=self.keeper.fresh_ms(self.cfg.ha) if self.keeper is not None else 0,
             heartbeat_ads={hb.peer: hb.ad(tuple(i.key for i in infos))} if hb else None,

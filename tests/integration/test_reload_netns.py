@@ -184,7 +184,7 @@ def test_an_invalid_configuration_is_refused_whole_and_the_node_keeps_running(
     assert "applied: keepalive: 200 ms -> 100 ms" in done.stdout
     assert "applied: deadtime: 2000 ms -> 3000 ms" in done.stdout
     assert "at the next start: initdead: 5000 ms -> 9000 ms" in done.stdout
-    assert "applied: nonstop_monitor: unset -> 1000 ms" in done.stdout
+    assert "applied: nonstop_monitor: off -> 1000 ms" in done.stdout
     st = cluster.query(N1)
     assert st is not None and st["timing"]["keepalive_ms"] == 100
     assert st["timing"]["deadtime_ms"] == 3000 and st["timing"]["initdead_ms"] == 5000

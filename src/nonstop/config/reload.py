@@ -75,9 +75,13 @@ def _word(f: dataclasses.Field[object]) -> str:
     return setting.name if setting is not None else _LIST_WORDS.get(f.name, f.name)
 
 
+# Settings whose 0 turns a feature off (parsed to None): a reload says "off", not "unset".
+_NONE_IS_OFF = frozenset({"address_probe_ms", "monitor_interval_ms"})
+
+
 def _show(field: str, value: object) -> str:
     if value is None:
-        return "unset"
+        return "off" if field in _NONE_IS_OFF else "unset"
     if field.endswith("_ms") and isinstance(value, int):
         return f"{value} ms"
     if isinstance(value, tuple):

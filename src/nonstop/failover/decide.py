@@ -291,7 +291,8 @@ def _keep(view: ClusterView, info: GroupInfo) -> Decision:
         g, Action.ACQUIRE,
         f"group {info.key} was found partly running at start-up: starting the rest of it "
         f"(epoch {epoch})",
-        epoch, needs_failback=g in view.here.needs_failback, probe=bool(view.lost),
+        epoch, needs_failback=g in view.here.needs_failback,
+        probe=bool(view.lost) and view.address_probe,
     )
 
 
@@ -361,7 +362,7 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         p_ad = view.ads.get(info.preferred)
         preferred_away = me != info.preferred and (
             not _available(view, info.preferred, g) or (p_ad is not None and p_ad.leaving))
-        probe = bool(view.lost)
+        probe = bool(view.lost) and view.address_probe
         first = " (probing its addresses first: a lost node may still answer for them)"
         return Decision(
             g, Action.ACQUIRE,

@@ -71,6 +71,8 @@ class ClusterView:
     unannounced: frozenset[str] = frozenset()
     # Whether the start-up probe has looked at what this box still runs.
     probed: bool = True
+    # Whether a takeover from a lost peer probes the addresses first (nonstop_address_probe).
+    address_probe: bool = True
     # Whether this node is shutting down (the shutdown releases every group itself).
     leaving: bool = False
     # With nonstop_etcd: each group's etcd lease as this node knows it (None: no etcd, the
@@ -144,6 +146,7 @@ def build_view(
     auto_failback: AutoFailback,
     probed: bool,
     leaving: bool,
+    address_probe: bool = True,
     lease: Mapping[int, LeaseState] | None = None,
     fresh_ms: int = 0,
     heartbeat_ads: Mapping[str, NodeAd | None] | None = None,
@@ -193,6 +196,7 @@ def build_view(
         here=here,
         unannounced=unannounced,
         probed=probed,
+        address_probe=address_probe,
         leaving=leaving,
         lease=lease,
         heard=frozenset(

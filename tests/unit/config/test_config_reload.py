@@ -34,7 +34,7 @@ def test_timing_logging_and_keys_apply_live(tmp_path: Path) -> None:
     assert plan.applied == (
         "keepalive: 200 ms -> 500 ms", "deadtime: 2000 ms -> 5000 ms",
         "warntime: 1000 ms -> 3000 ms", "logfile: unset -> /var/log/ha-log",
-        "nonstop_monitor: unset -> 5000 ms",
+        "nonstop_monitor: off -> 5000 ms",
         "deadping: 2000 ms -> 5000 ms",  # absent: it follows deadtime
         "authkeys: signing with key 2, accepting 1 sha1, 2 sha1")
     ha = plan.config.ha
@@ -68,3 +68,11 @@ def test_a_comment_that_moves_haresources_lines_is_no_change(tmp_path: Path) -> 
     res = d / "haresources"
     res.write_text("# a new comment\n\n" + res.read_text())
     assert plan_reload(old, load_config_dir(str(d), "vpbx1-1")).deferred == ()
+
+
+def test_an_address_probe_turned_off_reads_off() -> None:
+    from nonstop.config.reload import _show
+
+    assert _show("address_probe_ms", None) == "off"
+    assert _show("address_probe_ms", 100) == "100 ms"
+    assert _show("deadping_ms", None) == "unset"

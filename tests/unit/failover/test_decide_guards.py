@@ -180,6 +180,9 @@ def test_takeover_probes_only_when_a_peer_was_lost(name: str, view: ClusterView,
     assert d.action is Action.ACQUIRE, d.reason
     assert d.probe is probe
     assert ("probing its addresses first" in d.reason) is (probe and "partly" not in d.reason)
+    (off,) = decide(replace(view, address_probe=False))  # nonstop_address_probe 0
+    assert off.action is Action.ACQUIRE and off.probe is False
+    assert "probing" not in off.reason
 
 
 CONFLICT = ("IPaddr::10.0.10.10/24/eth0: start failed: address conflict: 10.0.10.10 on eth0 is "
