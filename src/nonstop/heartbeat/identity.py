@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -79,12 +80,19 @@ def next_generation(state_dir: Path) -> int:
 
 
 def _write_durably(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all; an error names the file (a full disk raised from
+    write or fsync, which name none: "cannot run: [Errno 28] No space left on device")."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OSError(e.errno, e.strerror, str(tmp)) from e
     os.replace(tmp, path)
     dfd = os.open(path.parent, os.O_RDONLY)
     try:

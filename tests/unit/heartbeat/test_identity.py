@@ -73,3 +73,20 @@ def test_random_uuid_is_a_version_4_uuid() -> None:
     for raw in seen:
         u = uuid.UUID(bytes=raw)
         assert (u.version, u.variant) == (4, uuid.RFC_4122)
+
+
+def test_a_generation_that_cannot_be_written_names_its_file(tmp_path: Path) -> None:
+    """A full state directory at start said only "No space left on device"."""
+    import subprocess
+    import sys
+
+    code = ("import resource, sys; from pathlib import Path\n"
+            "from nonstop.heartbeat.identity import next_generation\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))\n"
+            "import signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "next_generation(Path(sys.argv[1]))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0
+    assert f"{tmp_path / GENERATION_FILE}.tmp" in done.stderr.splitlines()[-1], done.stderr
+    assert not (tmp_path / f"{GENERATION_FILE}.tmp").exists()
