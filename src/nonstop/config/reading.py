@@ -5,8 +5,8 @@ Heartbeat reads ha.cf, haresources and authkeys as bytes, so a comment written i
 accented name in a French comment) is fine there; nonstop accepts any byte in a comment and
 asks for UTF-8 only where a value is read. A NUL byte (C's end of string: Heartbeat would read
 a different line than the file shows), a file larger than :data:`MAX_CONFIG_BYTES`, or a path
-that is not a regular file (a FIFO would block the reader, a device never end) are errors that
-name the file, and the line where there is one.
+that is not a regular file (a FIFO would block the reader, a device never end) and a leading
+UTF-8 byte-order mark are errors that name the file, and the line where there is one.
 """
 
 from __future__ import annotations
@@ -30,6 +30,14 @@ class ConfigBytes:
 
 # Why a NUL byte is refused, by the program whose file it is: Heartbeat's C reader stops at it.
 HEARTBEAT_NUL = "NUL byte in the file: Heartbeat would read the line only up to it; remove it"
+
+
+# A UTF-8 byte-order mark, which some editors put at the start of a file. Heartbeat and csync2
+# read it as part of the first word: "directive 'use_logd' is unknown (did you mean
+# 'use_logd'?)" was all a user saw of it.
+BOM = b"\xef\xbb\xbf"
+BOM_REASON = ("the file starts with a UTF-8 byte-order mark (bytes EF BB BF, added by some "
+              "editors), which would be read as part of its first word; remove it")
 
 
 def read_config_bytes(path: str, nul_reason: str = HEARTBEAT_NUL,
@@ -63,6 +71,8 @@ def read_config_bytes(path: str, nul_reason: str = HEARTBEAT_NUL,
         return None, [ConfigError(whole, f"larger than {MAX_CONFIG_BYTES // 1024} KiB: not a "
                                          "configuration file")]
     data = b"".join(chunks)
+    if data.startswith(BOM):
+        return None, [ConfigError(Location(path, 1), BOM_REASON)]
     nul = data.find(b"\0")
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1

@@ -63,6 +63,27 @@ def test_a_nul_byte_is_an_error_with_its_line(tmp_path: Path, name: str) -> None
            "remove it" in items
 
 
+@pytest.mark.parametrize("name", ["ha.cf", "haresources", "authkeys", "csync2.cfg"])
+def test_a_byte_order_mark_is_named_as_such(tmp_path: Path, name: str) -> None:
+    """An editor's BOM made ha.cf say "directive 'use_logd' is unknown (did you mean
+    'use_logd'?)", authkeys "Missing auth directive", haresources "Bad nodename"."""
+    from nonstop.config.csync2 import load_csync2
+    from nonstop.config.errors import ConfigError
+
+    d = _talk(tmp_path)
+    path = d.parent / name if name == "csync2.cfg" else d / name
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    if name == "csync2.cfg":
+        with pytest.raises(ConfigError) as caught:
+            load_csync2(str(path))
+        items = [str(caught.value)]
+    else:
+        items = [str(i) for i in check_config_dir(str(d), "vpbx1-1")]
+    assert items == [f"{path}:1: the file starts with a UTF-8 byte-order mark (bytes EF BB BF, "
+                     "added by some editors), which would be read as part of its first word; "
+                     "remove it"], items
+
+
 def test_a_huge_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
     d = _talk(tmp_path)
     ha_cf = d / "ha.cf"
