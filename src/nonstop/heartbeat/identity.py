@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from nonstop.config.model import UuidFrom
+from nonstop.errors import MachineError
 
 GENERATION_FILE = "hb_generation"
 UUID_FILE = "hb_uuid"
@@ -92,7 +93,7 @@ def _write_durably(path: Path, data: bytes) -> None:
     except OSError as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise OSError(e.errno, e.strerror, str(tmp)) from e
+        raise MachineError(e.errno, e.strerror, str(tmp)) from e
     os.replace(tmp, path)
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
