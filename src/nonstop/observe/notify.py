@@ -183,8 +183,11 @@ class Notifier:
                     kept.extend(chunk[: OUTPUT_KEPT - len(kept)])
 
         reader = asyncio.create_task(drain())
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation (close())
+        # that arrives as the program exits (gh-86296), and the delivery loop ran on for ever.
         try:
-            code = await asyncio.wait_for(proc.wait(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                code = await proc.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -197,7 +200,8 @@ class Notifier:
             reader.cancel()
             raise
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(reader, 1.0)  # a child may keep the pipe open
+            async with asyncio.timeout(1.0):  # a child may keep the pipe open
+                await reader
         if code == 0:
             return None
         out = kept.decode(errors="replace").strip().replace("\n", " | ")

@@ -56,8 +56,11 @@ async def run(item: Due, timeout: float = 300.0) -> int:
             "/bin/sh", "-c", expand(item.command, item.files),
             stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
         )
+        # Not wait_for, which in Python 3.11 drops a cancellation that arrives as the command
+        # exits (gh-86296): a closed server's session went on with the next action.
         try:
-            return await asyncio.wait_for(proc.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                return await proc.wait()
         except TimeoutError:
             proc.kill()
             await proc.wait()

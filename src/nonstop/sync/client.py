@@ -195,7 +195,8 @@ class Client:
             chan.send(link.session.bye(self.node.keep_sessions))
             await chan.drain()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._until(link, Bye), 30.0)
+                async with asyncio.timeout(30.0):  # not wait_for: see transport.Channel.close
+                    await self._until(link, Bye)
                 keep = self.node.keep_sessions
         except (ProtocolError, ConnectionError, RemoteError, OSError, TimeoutError) as e:
             msg = f"session with {peer} failed: {e}"
@@ -378,7 +379,8 @@ class Client:
             await asyncio.to_thread(rec.wait_writes)
             done = await asyncio.to_thread(rec.commit, batch)
         finally:
-            rec.close()
+            if (problem := rec.close()) is not None:
+                node.out(0, f"{peer}: {problem}")
         all_ok = True
         for res in [r for r in results if r is not None] + done:
             name = ops[res.index].name

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import stat
 from collections.abc import Callable
 
@@ -35,6 +36,7 @@ class ReceiveData:
     me: str
     peer: str
     ignore: frozenset[str]
+    _cleanup_error: str | None
 
     def basis(self, batch: Batch, index: int) -> Basis | None:
         """What the sender may build on for a needed file: our current regular file's size and
@@ -373,6 +375,32 @@ class ReceiveData:
                 p.failed = f"{p.op.name}: cannot set owner/mode/mtime on {self.me}: {e.strerror}"
         self._close_fds(p)
         p.final = final
+
+    def _discard(self, p: Pending) -> None:
+        """Drop what a failed file left: its temp file, or the bytes appended in place."""
+        self._close_fds(p)
+        with contextlib.suppress(OSError):
+            os.unlink(p.tmp)
+        with contextlib.suppress(OSError):
+            self._undo_append(p)
+
+    def _drop(self, batch: Batch) -> None:
+        """Undo what an uncommitted ``batch`` wrote and forget its temp files.
+
+        Never raises for the state database (a full disk): the temp files and appends it
+        could not forget stay recorded, their files are gone or cut back, and the next
+        session's clean-up (:func:`~nonstop.sync.writes.cleanup_tmp`) forgets them; the
+        error is kept in ``_cleanup_error`` for the session to say once."""
+        for p in batch.pending.values():
+            try:
+                self._discard(p)
+            except sqlite3.Error as e:
+                self._cleanup_error = str(e)
+        batch.close_dirs()
+        try:
+            self.db.drop_tmp(p.tmp for p in batch.pending.values())
+        except sqlite3.Error as e:
+            self._cleanup_error = str(e)
 
     def _close_fds(self, p: Pending) -> None:
         if p.patch is not None:

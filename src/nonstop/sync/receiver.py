@@ -86,6 +86,7 @@ class Receiver(ReceiveData):
     # This batch's copy sources: operation index -> our file holding its bytes, opened.
     _copies: dict[int, int] = field(default_factory=dict)
     _lock: ReceivingLock | None = None
+    _cleanup_error: str | None = None  # see close()
 
     # --- data arrives on the event loop; the writes happen on the writer thread
     def submit_open(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
@@ -146,16 +147,25 @@ class Receiver(ReceiveData):
         if self._writer is not None:
             self._writer.wait()
 
-    def close(self) -> None:
-        """End of session: finish pending writes, stop the writer, drop unfinished batches."""
+    def close(self) -> str | None:
+        """End of session: finish pending writes, stop the writer, drop unfinished batches.
+
+        Never raises for the state database: what it could not record of the clean-up (a full
+        disk) is the one line returned; the next session's clean-up finishes it."""
         self._held, self._held_bytes = [], 0  # never committed: nothing to write
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self.abort()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        try:
+            self.abort()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+        problem, self._cleanup_error = self._cleanup_error, None
+        return None if problem is None else (
+            f"could not record the clean-up of its temp files in the state database "
+            f"({problem}): the next session's clean-up does")
 
     def _w(self) -> Writer:
         if self._held:
@@ -544,20 +554,6 @@ class Receiver(ReceiveData):
                 st.st_gid) != (seen.ino, seen.size, seen.mtime_ns, seen.mode, seen.uid, seen.gid):
             return False
         return st.st_ctime_ns == seen.ctime_ns or self._inode_ops.get(st.st_ino, 0) > 1
-
-    def _discard(self, p: Pending) -> None:
-        """Drop what a failed file left: its temp file, or the bytes appended in place."""
-        self._close_fds(p)
-        with contextlib.suppress(OSError):
-            os.unlink(p.tmp)
-        with contextlib.suppress(OSError):
-            self._undo_append(p)
-
-    def _drop(self, batch: Batch) -> None:
-        for p in batch.pending.values():
-            self._discard(p)
-        self.db.drop_tmp(p.tmp for p in batch.pending.values())
-        batch.close_dirs()
 
     def abort(self) -> None:
         """The sender went away mid-batch: undo what uncommitted batches wrote, now."""

@@ -207,8 +207,11 @@ class Replicator:
         next_full = time.monotonic()
         while True:
             timeout = max(0.0, next_full - time.monotonic())
+            # Not asyncio.wait_for: in Python 3.11 it drops a cancellation (stop()) that
+            # arrives as the event is set (gh-86296), and this loop then ran on for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             if not self._active:
                 next_full = time.monotonic() + self.full_scan_interval

@@ -288,7 +288,8 @@ async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.Strea
         node.out(0, f"session from {peer.name} dropped: {type(e).__name__}: {e}")
     finally:
         # Synchronous on purpose: it must also run when the session task is cancelled.
-        rec.close()
+        if (problem := rec.close()) is not None:
+            node.out(0, f"session from {peer.name}: {problem}")
         stats["last_session_frames_sent"] = chan.frames_sent
         account(stats, chan)
         await chan.close()
