@@ -418,6 +418,6 @@ class ReceiveData:
         seen, cur = p.seen, p.current
         if not p.journalled or seen is None or cur is None:
             return
-        undo_append(p.local, seen.ino, cur.size, cur.mtime_ns)
+        undo_append(p.local, seen.ino, cur.size, cur.mtime_ns, ours=p.at + p.size)
         self.db.drop_appends([p.local])
         p.journalled = False

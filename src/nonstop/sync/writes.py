@@ -219,13 +219,18 @@ def cleanup_tmp(db: StateDB) -> int:
     return n
 
 
-def undo_append(path: str, ino: int, size: int, mtime_ns: int) -> int:
+def undo_append(path: str, ino: int, size: int, mtime_ns: int, ours: int | None = None) -> int:
     """Cut ``path`` back to ``size`` bytes and its old mtime if it is still that inode and
-    longer; returns 1 if it did."""
+    longer; returns 1 if it did. ``ours``: the size our own writes left it at, when known;
+    a file that is longer now was written on by someone else since (a node that took over
+    while a crashed peer's append hung half-open, and its Asterisk wrote on): it is left as
+    it is, since a cut would delete those bytes too."""
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         st = os.fstat(fd)
         if st.st_ino != ino or st.st_size <= size:
+            return 0
+        if ours is not None and st.st_size != ours:
             return 0
         os.ftruncate(fd, size)
         os.utime(fd, ns=(st.st_atime_ns, mtime_ns))
