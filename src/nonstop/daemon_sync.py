@@ -49,7 +49,15 @@ class ReplicationWiring(DaemonBase):
         self._was_active = active
         self._pushed_for_release = False
         self.replicator.set_active(active)
+        # While we hold the group our files are the truth: no peer's push overwrites them (a
+        # split brain's loser, its master script's `sync -fr` at release, a push it planned
+        # before we took over and sent after the heal).
+        self.replicator.node.push_refusal = (
+            f"{self.node} holds the group and takes no pushes; its files are replicated from "
+            "it" if active else None)
         if active:
+            if self.replicator.server is not None and self.replicator.server.end_sessions():
+                log.info("replication: ended the sessions still receiving from the peers")
             log.info("replication: active (this node holds the group): force-sync as the "
                      "master script does on takeover")
             self._spawn_sync(self._force_sync("takeover"))

@@ -24,6 +24,7 @@ REMOTE = {
     "nonstop.sync.protocol.ProtocolError",
     "nonstop.sync.protocol.AuthError",
     "nonstop.sync.protocol.PeerClosed",
+    "nonstop.sync.transport.PeerSilent",
     "nonstop.sync.protocol.RemoteError",
     "nonstop.sync.rdiff.RdiffError",
     "nonstop.coord.port.CoordError",

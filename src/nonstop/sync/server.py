@@ -32,6 +32,7 @@ from nonstop.sync.messages import (
     ListRequest,
     Need,
     Offer,
+    Result,
     Start,
     Whole,
 )
@@ -181,7 +182,12 @@ class Serving:
 
     async def _offer(self, ev: Offer) -> None:
         rec, chan = self.rec, self.chan
-        results, need, batch = await asyncio.to_thread(rec.evaluate, ev.ops)
+        refusal = self.node.push_refusal  # judged per batch: a session may outlive a takeover
+        results, need, batch = await asyncio.to_thread(rec.evaluate,
+                                                       [] if refusal else ev.ops)
+        if refusal:
+            results = [Result(i, "refused", f"{op.name}: {refusal}")
+                       for i, op in enumerate(ev.ops)]
         have = {i: b for i in need if (b := rec.basis(batch, i)) is not None}
         chan.send(self.session.verdict(ev.b, [r for r in results if r is not None], need, have))
         await chan.drain()
@@ -473,6 +479,14 @@ class SyncServer:
     def port(self) -> int:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
+
+    def end_sessions(self) -> int:
+        """End the sessions in progress (this node took the group over: they are a dead or
+        released peer's, possibly half-open after a crash, with an append that would stay
+        half-done until their idle timeout); each undoes what it left uncommitted."""
+        for t in list(self._tasks):
+            t.cancel()
+        return len(self._tasks)
 
     async def close(self) -> None:
         """Stop listening and end the sessions in progress."""

@@ -22,6 +22,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from nonstop.errors import RemoteInputError
 from nonstop.logs import escape
 from nonstop.sync import limits
 from nonstop.sync import protocol as p
@@ -41,6 +42,16 @@ PREAUTH_TIMEOUT = 10.0
 # An authenticated session that sends nothing for this long is closed (the client scans or
 # hashes between frames, so this is generous).
 SESSION_IDLE_TIMEOUT = 600.0
+# A pushing client waits this long for any byte of the peer's answer (a verdict, results, a
+# signature, a listing). The longest the peer legitimately works before answering is a
+# commit's flush or a big file's signature (seconds; ~50 s for 10 GB on a slow disk). Without
+# it a push to a frozen peer (SIGSTOP, a disk hang: its kernel still ACKs) waited for ever,
+# and status showed no error while nothing replicated.
+CLIENT_REPLY_TIMEOUT = 120.0
+
+
+class PeerSilent(RemoteInputError, TimeoutError):
+    """An authenticated peer sent nothing for the channel's idle timeout (a TimeoutError)."""
 
 
 def ensure_certificate(directory: str) -> tuple[str, str]:
@@ -114,8 +125,11 @@ class Channel:
     async def read_some(self) -> bytes:
         """The next bytes from the peer (ConnectionError when it closed, TimeoutError when it
         sent nothing for ``idle_timeout``)."""
-        async with asyncio.timeout(self.idle_timeout):
-            data = await self.reader.read(self._read_size)
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                data = await self.reader.read(self._read_size)
+        except TimeoutError:
+            raise PeerSilent(f"the peer sent nothing for {self.idle_timeout:g} s") from None
         if not data:
             raise p.PeerClosed("connection closed by peer")
         self.bytes_received += len(data)
@@ -233,7 +247,7 @@ async def client_handshake(chan: Channel, key: bytes, group: str, me: str, peer:
             await chan.expect(Kind.WELCOME)
     except RemoteError as e:
         raise AuthError(f"{peer} refused us: {e}") from None
-    chan.authenticated()
+    chan.authenticated(CLIENT_REPLY_TIMEOUT)
     return version
 
 

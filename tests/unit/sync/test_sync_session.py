@@ -259,6 +259,67 @@ async def test_forcing_a_deleted_directory_deletes_its_children_first(tmp_path: 
         assert n1.node.dirty_lines() == []  # the forced scope is done and cleared
 
 
+async def test_a_node_holding_the_group_takes_no_pushes(tmp_path: Path) -> None:
+    """After a split brain the loser's master script ran `sync -fr` at its release and
+    overwrote the winner's configuration; a push it had planned before the heal deleted a file
+    on the winner. While the daemon holds the group its node refuses every push, per batch."""
+    async with pair(tmp_path) as (n1, n2):
+        n1.write("/etc/asterisk/sip.conf", "v0")
+        assert await n1.sync() == []
+        n2.node.push_refusal = "vpbx1-2 holds the group and takes no pushes"
+        n2.write("/etc/asterisk/sip.conf", "the winner's edit")
+        n1.write("/etc/asterisk/sip.conf", "the loser's edit")
+        n1.write("/etc/asterisk/new.conf", "x")
+        n1.node.force([("/etc/asterisk", True)])
+        problems = await n1.sync()
+        assert problems and all("vpbx1-2 holds the group and takes no pushes" in p
+                                for p in problems), problems
+        assert n2.path("/etc/asterisk/sip.conf").read_text() == "the winner's edit"
+        assert not n2.path("/etc/asterisk/new.conf").exists()
+        assert n1.node.dirty_lines()  # kept: pushed once the peer takes pushes again
+        n2.node.push_refusal = None
+        assert await n1.sync() == []
+        assert n2.path("/etc/asterisk/new.conf").read_text() == "x"
+
+
+async def test_taking_the_group_over_ends_the_sessions_still_receiving(tmp_path: Path) -> None:
+    async with pair(tmp_path) as (n1, n2):
+        n1.node.keep_sessions = True  # as the daemon keeps its session between runs
+        n1.write("/etc/asterisk/a.conf", "a")
+        assert await n1.sync() == []
+        assert n2.server is not None and n2.server.end_sessions() == 1
+        for _ in range(100):  # the session task ends at its next turn
+            if not n2.server._tasks:
+                break
+            await asyncio.sleep(0.01)
+        assert not n2.server._tasks
+        n1.write("/etc/asterisk/b.conf", "b")  # the pusher notices and connects again
+        assert await n1.sync() == []  # a dead kept session: a new one, in the same run
+        assert n2.path("/etc/asterisk/b.conf").read_text() == "b"
+
+
+async def test_a_push_to_a_peer_that_stops_answering_fails_instead_of_hanging(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A standby frozen by SIGSTOP (its kernel still ACKs): the push waited for its verdict
+    for ever, and status showed no error while nothing replicated."""
+    from nonstop.sync import server, transport
+
+    monkeypatch.setattr(transport, "CLIENT_REPLY_TIMEOUT", 0.5)
+    frozen = asyncio.Event()
+
+    async def never_answer(self: server.Serving, ev: object) -> None:
+        frozen.set()
+        await asyncio.Event().wait()
+
+    async with pair(tmp_path) as (n1, _n2):
+        monkeypatch.setattr(server.Serving, "_offer", never_answer)
+        n1.write("/etc/asterisk/a.conf", "a")
+        problems = await asyncio.wait_for(n1.sync(), 30)
+        assert frozen.is_set()
+        assert problems and "the peer sent nothing for 0.5 s" in problems[0], problems
+        assert n1.node.dirty_lines()  # still to send
+
+
 async def test_wrong_key_is_refused_on_both_sides(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
