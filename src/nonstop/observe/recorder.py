@@ -81,6 +81,7 @@ class Recorder:
         self._starting: dict[str, float] = {}
         self._replicator: Any = None
         self._sync_seen: dict[str, int] = {}
+        self._sync_conflicts_seen: tuple[str, ...] = ()  # the last report's, if it had any
         self._tasks: set[asyncio.Task[None]] = set()
         self._services: list[Any] = []
         self.started = False
@@ -350,6 +351,12 @@ class Recorder:
     def on_sync_report(self, report: Any) -> None:
         counts: dict[str, int] = dict(report.counts)
         conflicts = counts.get("conflict", 0)
+        # A retry every 5 s meets the same unresolved conflicts: they are recorded (and
+        # counted) once, not every 5 s (a 1 MiB history lost its older events within hours).
+        seen = tuple(report.problems) if conflicts else ()
+        if seen == self._sync_conflicts_seen:
+            conflicts = 0
+        self._sync_conflicts_seen = seen
         if conflicts:
             if self.metrics is not None:
                 self.metrics.sync_conflicts.inc(conflicts)

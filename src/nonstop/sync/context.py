@@ -85,6 +85,42 @@ def quiet(_level: int, _msg: str) -> None:
     return None
 
 
+class QuietRepeats:
+    """An :data:`Out` that says a warning (level 0) again only after ``window_s``: a push
+    retried every 5 s met the same conflict or error each time and logged every file again,
+    so one unresolved conflict filled the log. A repeat after the window says how many were
+    left out. At most ``max_kept`` messages are remembered (the oldest are forgotten)."""
+
+    def __init__(self, out: Out, window_s: float = 300.0, max_kept: int = 1000,
+                 clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self._out = out
+        self.window_s = window_s
+        self._max = max_kept
+        self._clock = clock or time.monotonic
+        self._said: dict[str, tuple[float, int]] = {}  # message -> (when said, left out since)
+
+    def __call__(self, level: int, msg: str) -> None:
+        if level > 0:
+            self._out(level, msg)
+            return
+        now = self._clock()
+        said = self._said.get(msg)
+        if said is not None and now - said[0] < self.window_s:
+            self._said[msg] = (said[0], said[1] + 1)
+            return
+        if said is not None and said[1]:
+            msg_out = f"{msg} (left out {said[1]} time(s) in the last {self.window_s:g} s)"
+        else:
+            msg_out = msg
+        self._said.pop(msg, None)
+        self._said[msg] = (now, 0)
+        while len(self._said) > self._max:
+            del self._said[next(iter(self._said))]
+        self._out(level, msg_out)
+
+
 def log_out(level: int, msg: str) -> None:
     """Output to the ``nonstop.sync`` logger: level 0 (conflicts, errors, overwritten changes)
     as warnings, 1 (progress) as info, 2 and up as debug."""

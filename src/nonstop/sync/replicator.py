@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from nonstop.sync.context import QuietRepeats
 from nonstop.sync.inotify import Watcher
 from nonstop.sync.node import ALL, Node, Report, Scope
 from nonstop.sync.patterns import TMP_PREFIX, Matcher
@@ -63,6 +64,9 @@ class Replicator:
         watch: bool = True,
     ) -> None:
         self.node = node
+        # Retries meet the same conflicts and errors every retry_interval: each is said once
+        # per 5 minutes, not every 5 s.
+        node.out = QuietRepeats(node.out)
         self.debounce = debounce
         self.max_delay = max_delay
         self.full_scan_interval = full_scan_interval

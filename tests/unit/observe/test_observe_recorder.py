@@ -262,4 +262,10 @@ async def test_replication_pushes_conflicts_and_receptions(tmp_path: Path) -> No
     assert kinds(rec)[1:] == ["sync_conflict", "sync_pushed", "sync_received"]
     assert rec.recent[2].data == {"count": 2, "bytes": 900}
     assert rec.recent[3].data == {"count": 3}
+    # The retries every 5 s meet the same conflict: recorded once, until it changes.
+    for _ in range(3):
+        rec.on_sync_report(Report(counts={"conflict": 1}, problems=["a: both changed"]))
+    assert kinds(rec)[1:] == ["sync_conflict", "sync_pushed", "sync_received"]
+    rec.on_sync_report(Report(counts={"conflict": 1}, problems=["c: both changed"]))
+    assert kinds(rec)[-1] == "sync_conflict"
     await rec.close()

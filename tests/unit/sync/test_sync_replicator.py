@@ -171,3 +171,23 @@ async def test_other_files_arrive_while_a_log_grows_all_the_time(tmp_path: Path)
             await _wait(lambda: replica.read_bytes() == log.read_bytes())
         finally:
             await _close(n1, n2, r1, r2)
+
+
+def test_a_warning_repeated_by_every_retry_is_said_once_per_window() -> None:
+    from nonstop.sync.context import QuietRepeats
+
+    said: list[tuple[int, str]] = []
+    now = [0.0]
+    out = QuietRepeats(lambda lvl, m: said.append((lvl, m)), window_s=300.0,
+                       clock=lambda: now[0])
+    for _ in range(60):  # five minutes of retries every 5 s
+        out(0, "vpbx1-2: conflict: /etc/asterisk/sip.conf changed on both")
+        out(1, "Connected to vpbx1-2")  # progress lines are never held back
+        now[0] += 5.0
+    out(0, "vpbx1-2: conflict: /etc/asterisk/sip.conf changed on both")
+    warnings = [m for lvl, m in said if lvl == 0]
+    assert warnings == [
+        "vpbx1-2: conflict: /etc/asterisk/sip.conf changed on both",
+        "vpbx1-2: conflict: /etc/asterisk/sip.conf changed on both (left out 59 time(s) in the "
+        "last 300 s)"]
+    assert sum(1 for lvl, _ in said if lvl == 1) == 60
