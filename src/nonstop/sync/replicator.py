@@ -265,7 +265,8 @@ class Replicator:
             self._failed(report.problems[-1], started, len(report.problems))
         elif dirty:
             # Sent what it could, but names stay dirty (e.g. changed again while sent).
-            self._unsent_since = self._unsent_since or started
+            if self._active:
+                self._unsent_since = self._unsent_since or started
         else:
             if self._failing:
                 _log.warning("replication works again after %d failed run(s)", self._failing)
@@ -276,7 +277,8 @@ class Replicator:
     def _failed(self, error: str, started: float, count: int = 1) -> None:
         """A run that did not reach the peers: status, and the log once per burst."""
         self._status.update(last_error=error, last_sync_ok=False)
-        self._unsent_since = self._unsent_since or started
+        if self._active:  # a standby's lag is not counted (a push that ended after a release)
+            self._unsent_since = self._unsent_since or started
         if not self._failing:
             more = f" (and {count - 1} more problem(s))" if count > 1 else ""
             _log.warning("replication failed: %s%s; retrying every %.0f s, changes kept",

@@ -137,6 +137,21 @@ async def test_lag_is_the_age_of_the_oldest_unsent_change_and_errors_are_logged_
         await _close(n1, n2, r1, r2)
 
 
+async def test_a_push_that_fails_after_the_release_counts_no_lag(tmp_path: Path) -> None:
+    """A push planned while active that failed after the node became standby set the lag
+    again: the standby showed 18 s of lag and a dirty name for ever."""
+    n1, n2 = _nodes(tmp_path)
+    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=3600, serve=False)
+    try:
+        r1.set_active(True)
+        r1.set_active(False)  # released while the push ran
+        r1._failed("connection to vpbx1-2 failed", time.monotonic() - 18)
+        assert r1.status()["lag_s"] == 0.0
+        assert r1.status()["last_sync_ok"] is False  # the failure itself is still shown
+    finally:
+        await _close(n1, n2, r1)
+
+
 async def test_other_files_arrive_while_a_log_grows_all_the_time(tmp_path: Path) -> None:
     n1, n2 = _nodes(tmp_path)
     log = n1.write("/var/spool/asterisk/full.log", b"start\n" * 500_000)
