@@ -7,6 +7,11 @@ release: before the fix, the watch's cancellation was lost (``asyncio.wait_for``
 returns a frame that arrived together with the cancellation and drops the CancelledError), and
 the released node probed the address every second for ever; the peer, which holds the address,
 saw each probe as a conflict and announced the address again every few seconds.
+
+And a standby frozen past deadtime, then thawed, takes nothing over: its poll returned with
+its timer due and no socket reported, so it declared the active node dead, decided to take its
+group, and read that node's queued statuses a millisecond later; with the probe off it took the
+address and the active node, holding the older epoch, released its group.
 """
 
 from __future__ import annotations
@@ -58,8 +63,9 @@ def conflicts_seen(cluster: NonstopCluster, host: str) -> int:
     return sum(int(e.get("conflicts", 0)) for e in st.get("address_conflicts", []))
 
 
-def test_a_node_thawed_after_the_takeover_stops_watching_the_address_it_released(
-        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+def _pair_without_probe(make_lab: Callable[[Sequence[str]], Lab]) -> tuple[Lab, NonstopCluster]:
+    """Two nodes, vpbx1-1 holding the VIP, the address probe off (a takeover adds it at
+    once, so only the daemons' own logic stands in the way of a double holder)."""
     lab = make_lab((N1, N2))
     cfg = talk_config(lab.workdir / "cfg", initdead="3", haresources=GROUP,
                       directives={"nonstop_address_probe": "0"})
@@ -68,6 +74,30 @@ def test_a_node_thawed_after_the_takeover_stops_watching_the_address_it_released
     cluster.start(N2)
     wait_for(lambda: lab.has_address(N1, VIP), 20, what=f"{N1} to hold the VIP")
     cluster.wait_peer_status(N2, N1, "active", 15)
+    return lab, cluster
+
+
+def test_a_standby_thawed_after_deadtime_does_not_take_over(
+        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    lab, cluster = _pair_without_probe(make_lab)
+    standby = cluster.proc(N2)
+    standby.signal(signal.SIGSTOP)
+    try:
+        cluster.wait_for_log(N1, rf"node {N2}: is dead", 10)  # deadtime passed while stopped
+        time.sleep(0.5)
+    finally:
+        standby.signal(signal.SIGCONT)
+    cluster.wait_peer_status(N1, N2, "active", 10)
+    time.sleep(1.0)  # past a takeover and its acquisition, had there been one
+    log = cluster.log(N2)
+    assert f"node {N1}: is dead" not in log, log[-2000:]
+    assert "Acquiring resource group" not in log, log[-2000:]
+    assert lab.has_address(N1, VIP) and not lab.has_address(N2, VIP)
+
+
+def test_a_node_thawed_after_the_takeover_stops_watching_the_address_it_released(
+        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    lab, cluster = _pair_without_probe(make_lab)
     n1_mac = mac_of(lab, N1)
 
     holder = cluster.proc(N1)
