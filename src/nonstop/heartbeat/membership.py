@@ -97,6 +97,7 @@ class Membership(PeerTable):
         self.local_status = NodeStatus.UP
         self.comm_up = False
         self.counters: dict[str, int] = {}
+        self.advanced = False  # the last message was a peer's new number (not a copy, replay)
         self._status_fields: tuple[Field, ...] = ()  # a higher layer's: the failover ad
         self._rng = rng or random.Random()
         self._next_send = now  # the first status goes out at once
@@ -262,6 +263,7 @@ class Membership(PeerTable):
         restart, a node that said it left); the link it came on; its sequence number (gaps,
         late and duplicate packets, acks); then what its type asks of us.
         """
+        self.advanced = False
         got = self._inbound(msg, medium, now)
         if not isinstance(got, Inbound):
             return got
@@ -378,6 +380,7 @@ class Membership(PeerTable):
                 return False
         else:
             self._advance_seq(p, seq, events)
+            self.advanced = True
         if _ack_due(p, seq):
             events.append(self._ack(p, seq))
         return True

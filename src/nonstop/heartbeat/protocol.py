@@ -107,7 +107,9 @@ class HeartbeatProtocol:
         self.rexmit = RexmitLimiter()
         self.sent = 0  # datagrams of new messages (each copy counts; resends do not)
         self.received = 0  # datagrams fed to receive(), bad ones included
-        self.sender: str | None = None  # who sent the last datagram, if it authenticated
+        # Who sent the last datagram, if it was a peer's new numbered message: a copy of an
+        # authentic packet sent again by anyone on the LAN passes authentication too.
+        self.sender: str | None = None
         self._asks: list[_Ask] = []
         self._ask_order = itertools.count()
         # The last broadcast's own fields and its checked, rendered head: a status repeats
@@ -141,8 +143,9 @@ class HeartbeatProtocol:
         except BadPacket as e:
             self.membership.count(f"bad_{e.reason}")
             return [Dropped(e.reason, source, e.detail)]
-        self.sender = (decoded.message.get("src") or "").lower() or None
         out = self.receive_message(decoded.message, link, now)
+        if self.membership.advanced:  # not a copy, a replay or an unnumbered message
+            self.sender = (decoded.message.get("src") or "").lower() or None
         if trailer is not None:
             self._learn_head(data, trailer[0], decoded.message)
         return out

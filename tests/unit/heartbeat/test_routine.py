@@ -272,3 +272,7 @@ def test_the_protocol_names_the_sender_of_each_authenticated_datagram() -> None:
     assert p._heads  # the short path was taken
     p.receive(data[:-8] + b"deadbeef", "eth0", 0.6)
     assert p.sender is None
+    # The same authentic datagram sent again (by anyone on the LAN: no key needed) names
+    # nobody: its source must not become a peer's address in the own-key check.
+    p.receive(data, "eth0", 0.7)
+    assert p.membership.counters.get("duplicate") == 1 and p.sender is None
