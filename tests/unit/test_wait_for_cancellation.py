@@ -123,7 +123,8 @@ async def test_a_replicator_stopped_as_it_is_woken_stops(spins: int) -> None:
     async def no_sessions() -> None:
         pass
 
-    node = SimpleNamespace(groups=[], keep_sessions=False, close_sessions=no_sessions)
+    node = SimpleNamespace(groups=[], keep_sessions=False, close_sessions=no_sessions,
+                           out=lambda _level, _msg: None)
     r = Replicator(node, full_scan_interval=3600, serve=False, watch=False)  # type: ignore[arg-type]
     await r.start()
     task = r._task

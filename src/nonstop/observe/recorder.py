@@ -81,7 +81,7 @@ class Recorder:
         self._starting: dict[str, float] = {}
         self._replicator: Any = None
         self._sync_seen: dict[str, int] = {}
-        self._sync_conflicts_seen: tuple[str, ...] = ()  # the last report's, if it had any
+        self._sync_problems_seen: frozenset[str] = frozenset()  # the last push's problems
         self._tasks: set[asyncio.Task[None]] = set()
         self._services: list[Any] = []
         self.started = False
@@ -351,17 +351,17 @@ class Recorder:
     def on_sync_report(self, report: Any) -> None:
         counts: dict[str, int] = dict(report.counts)
         conflicts = counts.get("conflict", 0)
-        # A retry every 5 s meets the same unresolved conflicts: they are recorded (and
-        # counted) once, not every 5 s (a 1 MiB history lost its older events within hours).
-        seen = tuple(report.problems) if conflicts else ()
-        if seen == self._sync_conflicts_seen:
-            conflicts = 0
-        self._sync_conflicts_seen = seen
+        # A retry every 5 s meets the same unresolved conflicts: each problem is recorded (and
+        # counted) when it first appears, not every 5 s (a 1 MiB history lost its older events
+        # within hours), whatever else comes and goes beside it.
+        new = [p for p in report.problems if p not in self._sync_problems_seen]
+        self._sync_problems_seen = frozenset(report.problems)
+        conflicts = min(conflicts, len(new))
         if conflicts:
             if self.metrics is not None:
                 self.metrics.sync_conflicts.inc(conflicts)
             self.record("sync_conflict", node=self.node, reason=f"{conflicts} conflict(s) "
-                        "while pushing: " + "; ".join(report.problems[:3]), count=conflicts)
+                        "while pushing: " + "; ".join(new[:3]), count=conflicts)
         if report.sent_names:
             summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
             self.record("sync_pushed", node=self.node, reason=f"pushed "

@@ -266,6 +266,12 @@ async def test_replication_pushes_conflicts_and_receptions(tmp_path: Path) -> No
     for _ in range(3):
         rec.on_sync_report(Report(counts={"conflict": 1}, problems=["a: both changed"]))
     assert kinds(rec)[1:] == ["sync_conflict", "sync_pushed", "sync_received"]
-    rec.on_sync_report(Report(counts={"conflict": 1}, problems=["c: both changed"]))
-    assert kinds(rec)[-1] == "sync_conflict"
+    # A problem that goes does not record the conflicts left again; a new one is recorded
+    # alone (the report does not say which of its problems are the conflicts).
+    rec.on_sync_report(Report(counts={"conflict": 2}, problems=["a: both changed",
+                                                                 "c: both changed"]))
+    assert kinds(rec)[-1] == "sync_conflict" and rec.recent[-1].data == {"count": 1}
+    assert "c: both changed" in rec.recent[-1].reason and "a: both" not in rec.recent[-1].reason
+    rec.on_sync_report(Report(counts={"conflict": 1}, problems=["a: both changed"]))
+    assert len(kinds(rec)) == 5
     await rec.close()
