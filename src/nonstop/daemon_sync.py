@@ -49,12 +49,7 @@ class ReplicationWiring(DaemonBase):
         self._was_active = active
         self._pushed_for_release = False
         self.replicator.set_active(active)
-        # While we hold the group our files are the truth: no peer's push overwrites them (a
-        # split brain's loser, its master script's `sync -fr` at release, a push it planned
-        # before we took over and sent after the heal).
-        self.replicator.node.push_refusal = (
-            f"{self.node} holds the group and takes no pushes; its files are replicated from "
-            "it" if active else None)
+        self.replicator.node.push_refusal = self._push_refusal
         if active:
             if self.replicator.server is not None and self.replicator.server.end_sessions():
                 log.info("replication: ended the sessions still receiving from the peers")
@@ -63,6 +58,21 @@ class ReplicationWiring(DaemonBase):
             self._spawn_sync(self._force_sync("takeover"))
         else:
             log.info("replication: standby, receiving only")
+
+    def _push_refusal(self, peer: str) -> str | None:
+        """Why a push from ``peer`` is refused now, if it is: while we hold a group, a cluster
+        node that claims none must not overwrite our files (a split brain's loser releasing,
+        its master script's `sync -fr` at release, a push it planned before we took over and
+        sent after the heal). A peer that holds another group pushes as before, under the
+        conflict checks; a csync2 host outside ha.cf too."""
+        if not self._was_active or peer not in self.cfg.ha.nodes:
+            return None
+        view = self._cluster_view()
+        ad = view.ads.get(peer) if peer in view.alive else None
+        if ad is not None and any(g.state.claims for g in ad.groups.values()):
+            return None
+        return (f"{self.node} holds a group and {peer} none: {self.node} takes no pushes from "
+                f"it; its files are replicated from {self.node}")
 
     def _spawn_sync(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

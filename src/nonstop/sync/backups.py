@@ -9,6 +9,7 @@ replaces the file, so a backup costs no data copy.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -48,7 +49,15 @@ def keep(local: str, backup_dir: str, name_path: str, generations: int) -> str |
     try:
         os.link(local, dest, follow_symlinks=False)
     except OSError:
-        shutil.copy2(local, dest, follow_symlinks=False)
+        try:
+            shutil.copy2(local, dest, follow_symlinks=False)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(dest)  # never a partial copy as the newest backup
+            if isinstance(e, FileNotFoundError) and not os.path.lexists(local):
+                raise  # the file itself went away: its callers know that case
+            raise MachineError(e.errno or errno.EIO, f"cannot keep its old version in "
+                               f"{backup_dir}: {e.strerror or e}") from e
     return dest
 
 

@@ -65,10 +65,10 @@ class Node(CsyncListings):
         # The daemon keeps one session per peer open between runs (no TLS handshake per
         # change); a one-shot `nonstop sync` closes its sessions at the end of the run.
         self.keep_sessions = False
-        # Set by the daemon while this node holds a group: why incoming pushes are refused
-        # (the active node's files are the truth; a split brain's loser or a push planned
-        # before this node took over must not overwrite them). None: pushes are judged.
-        self.push_refusal: str | None = None
+        # Set by the daemon: why a push from a peer (by name) is refused now, or None. While
+        # this node holds a group, a peer that claims none (a split brain's loser releasing, a
+        # push it planned before this node took over) must not overwrite its files.
+        self.push_refusal: Callable[[str], str | None] | None = None
         self._client: Client | None = None
 
     @property

@@ -335,8 +335,8 @@ class ReceiveData:
             n = os.pwrite(p.fd, view, pos)
             view = view[n:]
             pos += n
+            p.size += n  # per piece: an undo must know every byte we wrote (a full disk)
         p.hasher.update(data)
-        p.size += len(data)
 
     def write_whole(self, batch: Batch, index: int, chunks: list[bytes],
                     final: FileState) -> None:

@@ -182,7 +182,8 @@ class Serving:
 
     async def _offer(self, ev: Offer) -> None:
         rec, chan = self.rec, self.chan
-        refusal = self.node.push_refusal  # judged per batch: a session may outlive a takeover
+        # Judged per batch: a session may outlive a takeover.
+        refusal = self.node.push_refusal(self.peer.name) if self.node.push_refusal else None
         results, need, batch = await asyncio.to_thread(rec.evaluate,
                                                        [] if refusal else ev.ops)
         if refusal:
@@ -293,8 +294,11 @@ async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.Strea
         stats["errors"] = stats.get("errors", 0) + 1
         node.out(0, f"session from {peer.name} dropped: {type(e).__name__}: {e}")
     finally:
-        # Synchronous on purpose: it must also run when the session task is cancelled.
-        if (problem := rec.close()) is not None:
+        # In a worker thread, shielded: it also runs to its end when the session task is
+        # cancelled (again), and the event loop (heartbeats) never waits on the writer's join
+        # or the disk: sessions are ended at a takeover, the worst moment for a stall.
+        problem = await asyncio.shield(asyncio.to_thread(rec.close))
+        if problem is not None:
             node.out(0, f"session from {peer.name}: {problem}")
         stats["last_session_frames_sent"] = chan.frames_sent
         account(stats, chan)

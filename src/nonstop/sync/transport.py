@@ -43,11 +43,11 @@ PREAUTH_TIMEOUT = 10.0
 # hashes between frames, so this is generous).
 SESSION_IDLE_TIMEOUT = 600.0
 # A pushing client waits this long for any byte of the peer's answer (a verdict, results, a
-# signature, a listing). The longest the peer legitimately works before answering is a
-# commit's flush or a big file's signature (seconds; ~50 s for 10 GB on a slow disk). Without
-# it a push to a frozen peer (SIGSTOP, a disk hang: its kernel still ACKs) waited for ever,
-# and status showed no error while nothing replicated.
-CLIENT_REPLY_TIMEOUT = 120.0
+# signature, a listing). The peer may work long before it answers: a kept session's actions
+# of the last run (each up to 300 s), copies of up to 4 GiB a batch (a log rotation), the
+# signature of a big file. Without a bound a push to a frozen peer (SIGSTOP, a disk hang: its
+# kernel still ACKs) waited for ever, and status showed no error while nothing replicated.
+CLIENT_REPLY_TIMEOUT = SESSION_IDLE_TIMEOUT
 
 
 class PeerSilent(RemoteInputError, TimeoutError):

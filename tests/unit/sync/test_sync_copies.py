@@ -469,6 +469,44 @@ def test_an_aborted_append_never_cuts_what_was_written_after_it(
     assert live.db.appends() == []
 
 
+def test_an_append_that_fails_half_written_is_cut_back(
+        side: tuple[Receiver, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk nearly full: pwrite wrote part of a chunk, then ENOSPC. The bytes counted as
+    ours lagged the file by that part, the cut-back took the file for written on by someone
+    else and left the half append (and forgot its journal row)."""
+    import errno
+
+    from nonstop.sync import receivedata
+
+    live, root = side
+    log = root / "var/log/asterisk/full"
+    old = os.urandom(300_000)
+    _put(log, old)
+    tail = os.urandom(200_000)
+    _, need, batch = live.evaluate([Op("put", f"{LOGS}/full", _state_of(old),
+                                       _state_of(old + tail))])
+    assert need == [0]
+    live.open_data(batch, 0, "append", len(old))
+    live.write(batch, 0, tail[:50_000])
+    live.wait_writes()
+    real = os.pwrite
+    calls = [0]
+
+    def nearly_full(fd: int, data: bytes | memoryview, pos: int) -> int:
+        calls[0] += 1
+        if calls[0] == 1:
+            return real(fd, bytes(data[:1000]), pos)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(receivedata.os, "pwrite", nearly_full)
+    live.write(batch, 0, tail[50_000:60_000])
+    monkeypatch.setattr(receivedata.os, "pwrite", real)
+    assert "No space left" in batch.pending[0].failed
+    live.close()
+    assert log.read_bytes() == old
+    assert live.db.appends() == []
+
+
 def _put(path: Path, data: bytes) -> None:
     """A file of ours as :func:`_state_of` describes it (as last synced)."""
     path.write_bytes(data)

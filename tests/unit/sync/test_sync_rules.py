@@ -243,3 +243,26 @@ def test_child_filter_decides_as_included(rules: tuple[tuple[str, bool], ...]) -
     for base in ("a", "ab", "abc", "ab.conf", "keep.conf", "keepx", "x~", ".h", "ok", "b",
                  "cb", "c", "z", "y", "xb", "plain"):
         assert check(f"/d/sub/{base}", base) is m.included(f"/d/sub/{base}"), base
+
+
+def test_a_backup_copy_that_fails_leaves_no_partial_copy_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+    import shutil
+
+    f = tmp_path / "live"
+    f.write_bytes(b"x" * 10_000)
+
+    def cross_device(*_a: object, **_k: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    def disk_full(src: str, dst: str, **_k: object) -> None:
+        Path(dst).write_bytes(b"x" * 100)  # a partial copy, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    monkeypatch.setattr(shutil, "copy2", disk_full)
+    with pytest.raises(OSError, match=r"cannot keep its old version in .*: No space left"):
+        backups.keep(str(f), str(tmp_path / "bak"), "/etc/x.conf", 2)
+    assert not (tmp_path / "bak/etc/x.conf").exists()

@@ -266,14 +266,15 @@ async def test_a_node_holding_the_group_takes_no_pushes(tmp_path: Path) -> None:
     async with pair(tmp_path) as (n1, n2):
         n1.write("/etc/asterisk/sip.conf", "v0")
         assert await n1.sync() == []
-        n2.node.push_refusal = "vpbx1-2 holds the group and takes no pushes"
+        n2.node.push_refusal = lambda peer: (
+            f"vpbx1-2 holds the group and takes no pushes from {peer}")
         n2.write("/etc/asterisk/sip.conf", "the winner's edit")
         n1.write("/etc/asterisk/sip.conf", "the loser's edit")
         n1.write("/etc/asterisk/new.conf", "x")
         n1.node.force([("/etc/asterisk", True)])
         problems = await n1.sync()
-        assert problems and all("vpbx1-2 holds the group and takes no pushes" in p
-                                for p in problems), problems
+        assert problems and all("vpbx1-2 holds the group and takes no pushes from vpbx1-1"
+                                in p for p in problems), problems
         assert n2.path("/etc/asterisk/sip.conf").read_text() == "the winner's edit"
         assert not n2.path("/etc/asterisk/new.conf").exists()
         assert n1.node.dirty_lines()  # kept: pushed once the peer takes pushes again
