@@ -88,7 +88,12 @@ class HeartbeatPeerWiring(DaemonBase):
             self._hb_out(hb.comm_up(), now)
         elif isinstance(ev, NodeDied) and ev.node == hb.peer:
             hb.peer_died()
-        elif (isinstance(ev, NodeReturned) and ev.node == hb.peer and ev.kind == "restart") or (
-                isinstance(ev, StatusChanged) and ev.node == hb.peer
-                and ev.old is NodeStatus.DEAD):
-            hb.peer_restarted()
+        elif isinstance(ev, NodeReturned) and ev.node == hb.peer:
+            # A partition return (same generation) is no restart: Heartbeat says nothing new
+            # then, so what it held before still counts (it comes before the status change).
+            if ev.kind == "partition":
+                hb.peer_returned()
+            else:
+                hb.peer_restarted()
+        elif isinstance(ev, StatusChanged) and ev.node == hb.peer and ev.old is NodeStatus.DEAD:
+            hb.peer_back()

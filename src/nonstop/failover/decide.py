@@ -26,7 +26,8 @@ the same rules over the same advertised states, so they agree without extra mess
   on a box that kept its resources) is settled at once: every acquisition carries an epoch
   one above the highest seen, the higher epoch keeps the group (it is the newer takeover, so
   clients already follow it) and re-announces its address; ties go to the preferred node, then
-  ha.cf order. No restart, no outage for clients already on the keeper.
+  ha.cf order. No restart, no outage for clients already on the keeper. A Heartbeat node
+  (mixed cluster) never gives up a doubly held group: the nonstop node releases it to it.
 * A live node whose stop failed may still hold the address: nobody takes the group over
   while it lives (step down when certainty is lost); the node itself retries the stop.
 * With ``nonstop_etcd`` (docs/ETCD.md) every rule above still runs, then the etcd lease has
@@ -203,9 +204,21 @@ def _not_yet(view: ClusterView, info: GroupInfo) -> Decision | None:
 
 
 def _rival_claim(view: ClusterView, info: GroupInfo, rivals: list[str]) -> Decision:
-    """We hold the group and so do ``rivals``: the newer claim keeps it."""
+    """We hold the group and so do ``rivals``: the newer claim keeps it, except against a
+    Heartbeat node, which never gives a group up for a double claim (it only logs "Both
+    machines own ..."; a healed partition it noticed itself ends in its restart, which it
+    announces with ``info=shutdown``): only our release ends the double holding."""
     g, me = info.index, view.local
     mine = _ad(view, me, g)
+    keeper = [n for n in rivals if n in view.heartbeat_peers
+              and _ad(view, n, g).state is GroupState.HELD]
+    if keeper:
+        return Decision(
+            g, Action.RELEASE,
+            f"group {info.key} is also held by Heartbeat node {keeper[0]}, which keeps it "
+            f"(Heartbeat never gives a group up for a double claim): releasing it, address "
+            f"first", conflict=True,
+        )
     winner = max([me, *rivals], key=lambda n: (_ad(view, n, g).epoch, _rank(view, info, n)))
     theirs = ", ".join(f"{n} (epoch {_ad(view, n, g).epoch})" for n in rivals)
     if winner != me:
@@ -276,6 +289,11 @@ def _held(view: ClusterView, info: GroupInfo) -> Decision:
             f"auto_failback {view.auto_failback.value}: handing group {key} back to its "
             f"preferred node {p}",
         ))
+    if g in view.handover_agreed:
+        # Our standby was cancelled (a takeover) after the Heartbeat node agreed: it waits
+        # for our "done" (for an hour), and its hb_standby cannot be taken back either.
+        return Decision(g, Action.RELEASE, f"standby: a Heartbeat node agreed to take group "
+                        f"{key} (standby exchange, cannot be taken back): releasing it")
     return Decision(g, Action.WAIT, f"holding group {key}")
 
 
@@ -286,6 +304,16 @@ def _keep(view: ClusterView, info: GroupInfo) -> Decision:
     g = info.index
     if d.action is not Action.WAIT or g not in view.here.incomplete:
         return d
+    unknown = [n for n in view.order if n in view.alive and n != view.local
+               and view.ads.get(n) is None]
+    if unknown:
+        # A Heartbeat node says what it holds only in answer to our "starting": it may have
+        # taken the group over while this daemon was away (then it keeps it, see above).
+        return Decision(
+            g, Action.WAIT,
+            f"group {info.key} was found partly running at start-up: not starting the rest "
+            f"of it until {', '.join(unknown)} says what it holds", waiting_on=frozenset(unknown),
+        )
     epoch = _ad(view, view.local, g).epoch
     return Decision(
         g, Action.ACQUIRE,
@@ -344,12 +372,21 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         )
     unknown = [n for n in peers if view.ads.get(n) is None]
     if unknown:
+        # Heartbeat with auto_failback legacy (its default) sends no resource messages at all.
+        legacy = ("; with auto_failback legacy a Heartbeat node never says it: set "
+                  "auto_failback on or off on both nodes" if view.auto_failback is
+                  AutoFailback.LEGACY else "")
         return Decision(
             g, Action.WAIT,
             f"not deciding group {key} until {', '.join(unknown)} says what it holds (a "
             "nonstop node says it in its heartbeats, a Heartbeat node only in answer to our "
-            "'starting')", waiting_on=frozenset(unknown),
+            f"'starting'{legacy})", waiting_on=frozenset(unknown),
         )
+    if g in view.handover_agreed:
+        hb = frozenset(view.heartbeat_peers)
+        return Decision(g, Action.WAIT, f"group {key} was handed over to Heartbeat node "
+                        f"{', '.join(sorted(hb))} (standby exchange): waiting for it to take it",
+                        waiting_on=hb)
     who, why = owner(view, info)
     if who == me:
         block = guards.takeover_block(view)
@@ -374,8 +411,13 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
     failed = f"; its start failed here: {failure}" if failure else ""
     if who is None:
         return Decision(g, Action.WAIT, f"group {key} stays down: {why}{failed}")
-    return Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}{failed}",
-                    waiting_on=frozenset({who}))
+    d = Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}{failed}",
+                 waiting_on=frozenset({who}))
+    if who in view.heartbeat_peers and _ad(view, me, g).state is GroupState.START_FAILED:
+        # A Heartbeat node takes a group from a live peer only through its standby exchange
+        # (as Heartbeat itself hands a group on after a failed start: hb_standby foreign).
+        return _release_to(view, info, who, d)
+    return d
 
 
 _NO_LEASE = LeaseState(None, known=False, mine=False)

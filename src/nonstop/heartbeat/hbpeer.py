@@ -71,13 +71,15 @@ class LocalHold:
     """What this node holds, from the engine, for what it tells the peer.
 
     ``claimed``: group keys starting or held here; ``settled``: held and idle; ``free``: not
-    running here and idle; ``stable``: probed, comm up, no action running on any group.
+    running here and idle; ``stable``: probed, comm up, no action running on any group;
+    ``failed``: idle after a failed start here (a subset of ``free``).
     """
 
     claimed: frozenset[str]
     settled: frozenset[str]
     free: frozenset[str]
     stable: bool
+    failed: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, ad: NodeAd, busy: frozenset[int], keys: tuple[str, ...], *,
@@ -96,6 +98,7 @@ class LocalHold:
             free=frozenset(keys[i] for i in idle if not state(i).may_run),
             stable=ready and not busy and not any(state(i) in in_flux
                                                   for i in range(len(keys))),
+            failed=frozenset(keys[i] for i in idle if state(i) is GroupState.START_FAILED),
         )
 
 
@@ -153,6 +156,13 @@ class HeartbeatPeer:
         # its standby to us; given away by our standby. Halves with groups follow them.
         self._empty_claim = RscSet.NONE
         self._leaving = False
+        # What it said before we declared it dead, and whether it just came back from a
+        # partition (same generation): then it did not restart and still holds that.
+        self._before_death = PeerResources()
+        self._healed = False
+        # ``nonstop takeover`` during an exchange: Heartbeat would ignore it ("Standby in
+        # progress"), so it is sent when the exchange is over.
+        self._takeover_due: TakeoverArg | None = None
 
     # ------------------------------------------------------------------ what we hold
 
@@ -279,6 +289,8 @@ class HeartbeatPeer:
     def peer_died(self) -> None:
         """Declared dead, or left with ``shutdone`` (§5.8, §5.9): it holds nothing now, and
         any exchange with it is over; we take over its half."""
+        self._before_death = self.res
+        self._healed = False
         self._claim(RscSet.ALL)
         self.res = PeerResources.gone()
         self.leaving = frozenset()
@@ -286,11 +298,31 @@ class HeartbeatPeer:
         self._answer_due = False
 
     def peer_restarted(self) -> None:
-        """A new generation, or back from the dead: it will send ``starting``; what it said
-        before is void until its next ``resource``."""
+        """A new generation: it will send ``starting``; what it said before is void until its
+        next ``resource``."""
         self.res = PeerResources()
         self.exchange = None
         self.leaving = frozenset()
+        self._healed = False
+
+    def peer_returned(self) -> None:
+        """Back from the dead with the generation we knew (a healed partition, or a one-way
+        fault it never noticed): it did not restart, so it sends no ``starting`` and no
+        ``resource`` unless its holdings change. It still holds what it said before we
+        declared it dead; saying nothing would hide a double holding from decide() for good
+        (if it declared us dead too, it restarts and says so with ``info=shutdown``)."""
+        self.res = self._before_death
+        self.exchange = None
+        self.leaving = frozenset()
+        self._healed = True
+
+    def peer_back(self) -> None:
+        """Its status left DEAD: after :meth:`peer_returned` nothing more to do; otherwise it
+        restarted or started late (:meth:`peer_restarted`)."""
+        if self._healed:
+            self._healed = False
+            return
+        self.peer_restarted()
 
     # ------------------------------------------------------------------ our side
 
@@ -310,6 +342,11 @@ class HeartbeatPeer:
         """``nonstop takeover``: the peer becomes the requester of a standby (§5.7)."""
         if not self.is_heartbeat:
             return []
+        if self.exchange is not None:
+            self._takeover_due = arg
+            return [Note(logging.INFO, f"takeover [{arg.value}]: asking {self.peer} once the "
+                                       "standby exchange under way is over")]
+        self._takeover_due = None
         return [_send(HbTakeover(self.local, arg))]
 
     def shutdown(self) -> list[HbOutput]:
@@ -326,10 +363,11 @@ class HeartbeatPeer:
         if self._leaving:
             return []
         out: list[HbOutput] = []
-        if hold.stable and not self._settled_once:
+        if hold.stable and not self._settled_once and (self.res.heard or self._answer_due):
             self._settled_once = True
             # As Heartbeat's req_our_resources: not a half the peer holds (it took it over
-            # from us), else it logs "Both machines own foreign resources!".
+            # from us), else it logs "Both machines own foreign resources!". So not before
+            # the peer said what it holds (its answer to our "starting") or that it starts.
             if not self.res.held.foreign:
                 self._claim(RscSet.LOCAL)
         ex = self.exchange
@@ -350,19 +388,35 @@ class HeartbeatPeer:
                                               f"[{ex.rsc.value}]."))
                 out.append(_send(AskResources(self.local, ex.rsc, StandbyPhase.DONE)))
         elif ex is not None and ex.requester == self.peer and ex.phase is Phase.RELEASED:
-            wanted = self._groups(ex.rsc, self.peer)
-            if wanted <= hold.settled:
-                self.exchange = None
-                self._claim(ex.rsc.mirrored())
-                out.append(Note(logging.INFO, f"Standby resource acquisition done "
-                                              f"[{ex.rsc.value}]."))
-                out.append(_send(AskResources(self.local, ex.rsc, StandbyPhase.DONE)))
+            out.extend(self._acquired(ex, hold))
+        if self._takeover_due is not None and self.exchange is None:
+            out.extend(self.takeover(self._takeover_due))
         if not self.is_heartbeat and not self._answer_due:
             return out
         said = (self.held(hold), self.stable(hold))
         if self._answer_due or self._said is None or self._said[:2] != said:
             self._answer_due = False
             out.append(self._resource(hold))
+        return out
+
+    def _acquired(self, ex: Exchange, hold: LocalHold) -> list[HbOutput]:
+        """Its standby to us, once our starts are over: "done", failed or not, as Heartbeat's
+        takegroup child says it (else the peer stays in transition for an hour)."""
+        wanted = self._groups(ex.rsc, self.peer)
+        if not wanted <= hold.settled | hold.failed:
+            return []
+        self.exchange = None
+        self._claim(ex.rsc.mirrored())
+        held = self.res.held  # it gave these away (its next "resource" says so too)
+        self.res = replace(self.res, held=RscSet.of(local=held.local and not ex.rsc.local,
+                                                    foreign=held.foreign and not ex.rsc.foreign))
+        out: list[HbOutput] = []
+        failed = sorted(wanted & hold.failed)
+        if failed:
+            out.append(Note(logging.WARNING, f"standby [{ex.rsc.value}] from {self.peer}: "
+                                             f"start failed here for {', '.join(failed)}"))
+        out.append(Note(logging.INFO, f"Standby resource acquisition done [{ex.rsc.value}]."))
+        out.append(_send(AskResources(self.local, ex.rsc, StandbyPhase.DONE)))
         return out
 
     # ------------------------------------------------------------------ for decide()
