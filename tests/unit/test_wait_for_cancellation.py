@@ -22,10 +22,13 @@ from typing import Any
 import pytest
 
 from nonstop.observe.events import Record
+from nonstop.observe.metrics import Metrics
 from nonstop.observe.notify import Notifier, cursor_name, write_cursor
 from nonstop.sync import actions, transport
+from nonstop.sync import protocol as sync_protocol
 from nonstop.sync.client import Client
 from nonstop.sync.context import Report
+from nonstop.sync.protocol import Kind
 from nonstop.sync.replicator import Replicator
 
 SPINS = range(8)  # loop passes between the completion and the cancellation
@@ -141,7 +144,7 @@ async def test_a_replicator_stopped_as_it_is_woken_stops(spins: int) -> None:
 class Source:
     """The recorder as a notifier sees it: one event to deliver."""
 
-    metrics = None
+    metrics: Metrics | None = None
 
     def __init__(self) -> None:
         self.written = 1
@@ -232,9 +235,9 @@ async def test_connect_lets_a_cancellation_through(
 async def test_the_client_handshake_lets_a_cancellation_through(
         monkeypatch: pytest.MonkeyPatch, spins: int, which: str) -> None:
     frame: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    expected: list[transport.Kind] = []
+    expected: list[Kind] = []
 
-    async def expect(*kinds: transport.Kind) -> Any:
+    async def expect(*kinds: Kind) -> Any:
         expected.append(kinds[0])
         if kinds[0].name.lower() != which:
             return SimpleNamespace(obj=dict)  # (the proof is never checked: faked below)
@@ -243,8 +246,8 @@ async def test_the_client_handshake_lets_a_cancellation_through(
     ssl = SimpleNamespace(getpeercert=lambda binary_form: b"cert")
     chan = SimpleNamespace(writer=SimpleNamespace(get_extra_info=lambda _n: ssl),
                            send_obj=lambda *_a: None, expect=expect)
-    monkeypatch.setattr(transport.p, "field", lambda obj, key, typ: "x")
-    monkeypatch.setattr(transport.p, "check_proof", lambda *_a: True)
+    monkeypatch.setattr(sync_protocol, "field", lambda obj, key, typ: "x")
+    monkeypatch.setattr(sync_protocol, "check_proof", lambda *_a: True)
     outcome = await cancelled_as_it_completes(
         lambda: transport.client_handshake(chan, b"k", "g", "me", "peer"),  # type: ignore[arg-type]
         lambda: frame.set_result(SimpleNamespace(obj=dict)), spins,
@@ -270,7 +273,7 @@ async def test_a_push_cancelled_as_the_peer_says_bye_goes_no_further(spins: int)
         pass
 
     client = Client(SimpleNamespace(keep_sessions=True, run_actions=run_actions))  # type: ignore[arg-type]
-    client._until = until  # type: ignore[method-assign]
+    client._until = until  # type: ignore[method-assign,assignment]
     chan = SimpleNamespace(send=lambda _d: None, drain=nothing, close=nothing,
                            bytes_sent=0, bytes_received=0)
     link = SimpleNamespace(chan=chan, session=SimpleNamespace(bye=lambda keep: b""))

@@ -22,7 +22,7 @@ from nonstop.config.haresources import check_haresources, parse_haresources, par
 from nonstop.config.model import ResourceSpec
 from nonstop.lab.hbconfig import set_directives
 from nonstop.preflight import _ip_problem
-from nonstop.resources import ipaddr, netlink
+from nonstop.resources import netlink
 from nonstop.resources.base import AgentContext, ResourceError, make_agent
 from nonstop.resources.ipaddr import IPAddrAgent
 from nonstop.resources.mailto import MailToAgent
@@ -226,9 +226,9 @@ def test_ipaddr2_nic_label_adds_the_address_on_the_nic_with_that_label(
     added: tuple[str, str, int, str | None],
 ) -> None:
     links = _Links()
-    monkeypatch.setattr(ipaddr.netlink, "list_addresses", links.list_addresses)
-    monkeypatch.setattr(ipaddr.netlink, "add_address", links.add_address)
-    monkeypatch.setattr(ipaddr.netlink, "link_mac", links.link_mac)
+    monkeypatch.setattr(netlink, "list_addresses", links.list_addresses)
+    monkeypatch.setattr(netlink, "add_address", links.add_address)
+    monkeypatch.setattr(netlink, "link_mac", links.link_mac)
     agent = make_agent(parse_resource(resource), AgentContext(node="n", config_dir=tmp_path))
     assert isinstance(agent, IPAddrAgent)
 
