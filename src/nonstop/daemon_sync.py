@@ -61,18 +61,21 @@ class ReplicationWiring(DaemonBase):
 
     def _push_refusal(self, peer: str) -> str | None:
         """Why a push from ``peer`` is refused now, if it is: while we hold a group, a cluster
-        node that claims none must not overwrite our files (a split brain's loser releasing,
-        its master script's `sync -fr` at release, a push it planned before we took over and
-        sent after the heal). A peer that holds another group pushes as before, under the
-        conflict checks; a csync2 host outside ha.cf too."""
-        if not self._was_active or peer not in self.cfg.ha.nodes:
+        node that claims no group but ours must not overwrite our files (a split brain's loser
+        releasing, or still claiming our group in the keepalive before it settles; its master
+        script's `sync -fr` at release; a push it planned before we took over and sent after
+        the heal). A peer that holds another group pushes as before, under the conflict
+        checks; a csync2 host outside ha.cf too."""
+        if not self._was_active or peer not in self.cfg.ha.nodes or self.engine is None:
             return None
         view = self._cluster_view()
         ad = view.ads.get(peer) if peer in view.alive else None
-        if ad is not None and any(g.state.claims for g in ad.groups.values()):
-            return None
-        return (f"{self.node} holds a group and {peer} none: {self.node} takes no pushes from "
-                f"it; its files are replicated from {self.node}")
+        mine = {i for i, g in self.engine.local_ad().groups.items() if g.state.claims}
+        if ad is not None and {i for i, g in ad.groups.items() if g.state.claims} - mine:
+            return None  # it holds a group we do not: its files are its own
+        return (f"{self.node} holds a group and {peer} none that {self.node} does not hold: "
+                f"{self.node} takes no pushes from it; its files are replicated from "
+                f"{self.node}")
 
     def _spawn_sync(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

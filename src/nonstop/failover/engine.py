@@ -459,8 +459,8 @@ class FailoverEngine:
         assert self.monitor_interval_s is not None
         while True:
             await asyncio.sleep(self.monitor_interval_s)
-            for rt in self.groups:
-                if rt.state is GroupState.HELD and not rt.busy:
+            for rt in self.groups:  # a group found partly running waits for decide()
+                if rt.state is GroupState.HELD and not rt.busy and not rt.found_incomplete:
                     self._spawn(rt, self._check_group(rt), acquiring=True)
 
     async def _check_group(self, rt: GroupRuntime) -> None:

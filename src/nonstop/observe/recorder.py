@@ -81,7 +81,7 @@ class Recorder:
         self._starting: dict[str, float] = {}
         self._replicator: Any = None
         self._sync_seen: dict[str, int] = {}
-        self._sync_problems_seen: frozenset[str] = frozenset()  # the last push's problems
+        self._sync_conflicts_seen: frozenset[str] = frozenset()  # the last push's conflicts
         self._tasks: set[asyncio.Task[None]] = set()
         self._services: list[Any] = []
         self.started = False
@@ -350,13 +350,13 @@ class Recorder:
 
     def on_sync_report(self, report: Any) -> None:
         counts: dict[str, int] = dict(report.counts)
-        conflicts = counts.get("conflict", 0)
-        # A retry every 5 s meets the same unresolved conflicts: each problem is recorded (and
+        # A retry every 5 s meets the same unresolved conflicts: each is recorded (and
         # counted) when it first appears, not every 5 s (a 1 MiB history lost its older events
         # within hours), whatever else comes and goes beside it.
-        new = [p for p in report.problems if p not in self._sync_problems_seen]
-        self._sync_problems_seen = frozenset(report.problems)
-        conflicts = min(conflicts, len(new))
+        found: list[str] = list(getattr(report, "conflicts", []))
+        new = [c for c in found if c not in self._sync_conflicts_seen]
+        self._sync_conflicts_seen = frozenset(found)
+        conflicts = len(new)
         if conflicts:
             if self.metrics is not None:
                 self.metrics.sync_conflicts.inc(conflicts)

@@ -324,6 +324,8 @@ class Client:
         else:
             run.ok = False
             run.report.problems.append(f"{peer}: {res.message or op.name}")
+            if res.status == "conflict":
+                run.report.conflicts.append(run.report.problems[-1])
             out(0, f"{peer}: {res.status}: {res.message or op.name}")
 
     async def _delta_start(self, link: Link, index: int, have: Basis,

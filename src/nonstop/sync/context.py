@@ -44,6 +44,7 @@ class Report:
 
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # the problems that are conflicts
     sent_names: list[str] = field(default_factory=list)
     bytes_sent: int = 0  # frame bytes to the peers (before TLS)
     bytes_received: int = 0
@@ -56,6 +57,7 @@ class Report:
         for k, v in run.counts.items():
             self.count(k, v)
         self.problems += run.problems
+        self.conflicts += run.conflicts
         self.sent_names += run.sent_names
         self.bytes_sent += run.bytes_sent
         self.bytes_received += run.bytes_received

@@ -297,12 +297,14 @@ async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.Strea
         # In a worker thread, shielded: it also runs to its end when the session task is
         # cancelled (again), and the event loop (heartbeats) never waits on the writer's join
         # or the disk: sessions are ended at a takeover, the worst moment for a stall.
-        problem = await asyncio.shield(asyncio.to_thread(rec.close))
-        if problem is not None:
-            node.out(0, f"session from {peer.name}: {problem}")
-        stats["last_session_frames_sent"] = chan.frames_sent
-        account(stats, chan)
-        await chan.close()
+        try:
+            problem = await asyncio.shield(asyncio.to_thread(rec.close))
+            if problem is not None:
+                node.out(0, f"session from {peer.name}: {problem}")
+        finally:  # also when cancelled again meanwhile (the close runs on in its thread)
+            stats["last_session_frames_sent"] = chan.frames_sent
+            account(stats, chan)
+            await chan.close()
     if rec.changed:
         stats["changes_received"] = stats.get("changes_received", 0) + len(rec.changed)
         node.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")

@@ -243,6 +243,24 @@ async def test_a_group_found_partly_running_is_completed_once(tmp_path: Path) ->
     assert d.action is Action.WAIT and "holding" in d.reason
 
 
+async def test_the_monitor_does_not_complete_a_group_found_partly_running(
+        tmp_path: Path) -> None:
+    """decide() waits before completing it (a Heartbeat peer may have taken it over while this
+    daemon was away); the monitor started the rest anyway at its first round."""
+    h = Harness(tmp_path)
+    h.world.set_state("198.18.0.10/24/eth0", ResourceState.RUNNING)
+    await h.engine.probe()
+    assert h.engine.groups[0].state is GroupState.HELD and h.engine.facts().incomplete == {0}
+    h.engine.monitor_interval_s = 0.01
+    h.engine.start_monitor()
+    try:
+        await asyncio.sleep(0.2)  # many monitor rounds
+        assert ("asterisk", "start") not in h.acted()
+        assert h.engine.facts().incomplete == {0}
+    finally:
+        await h.engine.set_monitor_interval(None)
+
+
 async def test_nothing_is_started_for_a_busy_group(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     gate = h.world.gate("asterisk", "start")

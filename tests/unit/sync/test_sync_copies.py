@@ -476,8 +476,6 @@ def test_an_append_that_fails_half_written_is_cut_back(
     else and left the half append (and forgot its journal row)."""
     import errno
 
-    from nonstop.sync import receivedata
-
     live, root = side
     log = root / "var/log/asterisk/full"
     old = os.urandom(300_000)
@@ -498,9 +496,9 @@ def test_an_append_that_fails_half_written_is_cut_back(
             return real(fd, bytes(data[:1000]), pos)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(receivedata.os, "pwrite", nearly_full)
+    monkeypatch.setattr(os, "pwrite", nearly_full)
     live.write(batch, 0, tail[50_000:60_000])
-    monkeypatch.setattr(receivedata.os, "pwrite", real)
+    monkeypatch.setattr(os, "pwrite", real)
     assert "No space left" in batch.pending[0].failed
     live.close()
     assert log.read_bytes() == old

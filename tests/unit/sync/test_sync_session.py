@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -319,6 +320,51 @@ async def test_a_push_to_a_peer_that_stops_answering_fails_instead_of_hanging(
         assert frozen.is_set()
         assert problems and "the peer sent nothing for 0.5 s" in problems[0], problems
         assert n1.node.dirty_lines()  # still to send
+
+
+async def test_a_report_names_its_conflicts_apart_from_other_problems(tmp_path: Path) -> None:
+    """The history records each conflict once while it stays open: it must know which of a
+    push's problems are conflicts."""
+    async with pair(tmp_path) as (n1, n2):
+        n1.write("/etc/asterisk/e.conf", "v0")
+        assert await n1.sync() == []
+        n1.write("/etc/asterisk/e.conf", "n1")
+        n2.write("/etc/asterisk/e.conf", "n2")
+        n1.node.check(None)
+        report = await n1.node.update(None)
+        assert len(report.conflicts) == 1 and report.conflicts == report.problems
+        assert "changed on both" in report.conflicts[0]
+
+
+async def test_a_session_cancelled_twice_still_closes_its_connection(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions are ended at a takeover, and again at shutdown: a second cancel while the
+    receiver closed in its thread skipped the counters and left the TLS connection open."""
+    import time as _time
+
+    from nonstop.sync.receiver import Receiver
+
+    slow_close = Receiver.close
+
+    def slow(self: Receiver) -> str | None:
+        _time.sleep(0.3)
+        return slow_close(self)
+
+    async with pair(tmp_path) as (n1, n2):
+        n1.node.keep_sessions = True
+        n1.write("/etc/asterisk/a.conf", "a")
+        assert await n1.sync() == []
+        assert n2.server is not None
+        monkeypatch.setattr(Receiver, "close", slow)
+        (task,) = n2.server._tasks
+        assert n2.server.end_sessions() == 1
+        await asyncio.sleep(0.1)  # inside the receiver's close now
+        task.cancel()  # shutdown, a second time
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert "last_session_frames_sent" in n2.server.stats
+        link = next(iter(n1.node.client.kept.values()))[0]
+        assert await link.chan.reader.read(1) == b""  # the server closed its end
 
 
 async def test_wrong_key_is_refused_on_both_sides(tmp_path: Path) -> None:
