@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from peers import Peer
 
 from nonstop.config.model import AutoFailback
@@ -63,21 +64,22 @@ def view(mine: GroupState, peer_ad: NodeAd | None, *, epoch: int = 1,
 def test_a_partition_return_keeps_what_the_heartbeat_peer_held() -> None:
     # Heartbeat never noticed (only its sends were lost): it does not restart, so it sends
     # no "starting" and no "resource" again. Its holdings must not become unknown.
-    me, _ = heartbeat_holding()
-    held = me.ad(KEYS)
-    assert held == NodeAd({0: GroupAd(GroupState.HELD, 0)})
+    me = _back_after(heartbeat_holding()[0], "partition", taken_over=True)
+    assert me.ad(KEYS) == NodeAd({0: GroupAd(GroupState.HELD, 0)})
+
+
+def _back_after(me: HeartbeatPeer, how: str, taken_over: bool = False) -> HeartbeatPeer:
+    """The Heartbeat peer died (to us), then came back after a partition or a restart."""
     me.peer_died()
-    assert me.ad(KEYS) == NodeAd({0: GroupAd(GroupState.NONE, 0)})  # we take over
-    me.peer_returned()
+    if taken_over:  # we take over meanwhile
+        assert me.ad(KEYS) == NodeAd({0: GroupAd(GroupState.NONE, 0)})
+    me.peer_returned() if how == "partition" else me.peer_restarted()
     me.peer_back()
-    assert me.ad(KEYS) == held
+    return me
 
 
 def test_a_restart_still_voids_what_it_said() -> None:
-    me, _ = heartbeat_holding()
-    me.peer_died()
-    me.peer_restarted()
-    me.peer_back()
+    me = _back_after(heartbeat_holding()[0], "restart")
     assert me.ad(KEYS) is None  # until its answer to our "starting"
 
 
@@ -94,31 +96,23 @@ class _Wiring:
         HeartbeatPeerWiring._hb_react(self, ev)  # type: ignore[arg-type]
 
 
-def test_the_daemon_wiring_keeps_the_holdings_over_a_partition_return() -> None:
+@pytest.mark.parametrize(("how", "ad"), [
+    ("partition", NodeAd({0: GroupAd(GroupState.HELD, 0)})),  # a healed partition: kept
+    ("restart", None),  # a restarted peer: its holdings are void until it says them again
+])
+def test_the_daemon_wiring_over_a_peer_s_return(how: str, ad: NodeAd | None) -> None:
     me, _ = heartbeat_holding()
     w = _Wiring(me)
     w.react(NodeDied(N1, "timeout", 2100, 2000))
-    # membership's order for a healed partition: NodeReturned, then the status change
-    w.react(NodeReturned(N1, "partition"))
+    # membership's order: NodeReturned, then the status change
+    w.react(NodeReturned(N1, how))
     w.react(StatusChanged(N1, NodeStatus.DEAD, NodeStatus.ACTIVE))
-    assert me.ad(KEYS) == NodeAd({0: GroupAd(GroupState.HELD, 0)})
-
-
-def test_the_daemon_wiring_voids_the_holdings_of_a_restarted_peer() -> None:
-    me, _ = heartbeat_holding()
-    w = _Wiring(me)
-    w.react(NodeDied(N1, "timeout", 2100, 2000))
-    w.react(NodeReturned(N1, "restart"))
-    w.react(StatusChanged(N1, NodeStatus.DEAD, NodeStatus.ACTIVE))
-    assert me.ad(KEYS) is None
+    assert me.ad(KEYS) == ad
 
 
 def test_a_double_holding_with_the_heartbeat_peer_is_settled_by_our_release() -> None:
     # We took the group over (epoch 1) while Heartbeat kept it: it never gives it up.
-    me, _ = heartbeat_holding()
-    me.peer_died()
-    me.peer_returned()
-    me.peer_back()
+    me = _back_after(heartbeat_holding()[0], "partition")
     d = decide(view(GroupState.HELD, me.ad(KEYS)))[-1]
     assert d.action is Action.RELEASE and d.conflict
     assert "also held by Heartbeat node vpbx1-1, which keeps it" in d.reason

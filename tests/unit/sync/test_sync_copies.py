@@ -442,13 +442,9 @@ def test_a_new_session_does_not_cut_an_append_in_flight(side: tuple[Receiver, Pa
         other.close()
 
 
-@pytest.mark.parametrize("local_lines", [b"", b"asterisk on the new active node\n" * 200])
-def test_an_aborted_append_never_cuts_what_was_written_after_it(
-        side: tuple[Receiver, Path], local_lines: bytes) -> None:
-    """The active node crashed mid-append; the session here hung half-open (no FIN) while
-    this node took over and its Asterisk wrote on; when the session ended at last, the cut
-    back to the old size deleted those lines too, on both nodes once pushed."""
-    live, root = side
+def _append_begun(live: Receiver, root: Path) -> tuple[Path, bytes, bytes, Batch]:
+    """Our 300 KB `full`, a 200 KB append to it offered, and its first 50 KB written in place
+    (the batch uncommitted)."""
     log = root / "var/log/asterisk/full"
     old = os.urandom(300_000)
     _put(log, old)
@@ -459,6 +455,17 @@ def test_an_aborted_append_never_cuts_what_was_written_after_it(
     live.open_data(batch, 0, "append", len(old))
     live.write(batch, 0, tail[:50_000])
     live.wait_writes()
+    return log, old, tail, batch
+
+
+@pytest.mark.parametrize("local_lines", [b"", b"asterisk on the new active node\n" * 200])
+def test_an_aborted_append_never_cuts_what_was_written_after_it(
+        side: tuple[Receiver, Path], local_lines: bytes) -> None:
+    """The active node crashed mid-append; the session here hung half-open (no FIN) while
+    this node took over and its Asterisk wrote on; when the session ended at last, the cut
+    back to the old size deleted those lines too, on both nodes once pushed."""
+    live, root = side
+    log, old, tail, _ = _append_begun(live, root)
     with open(log, "ab") as fh:  # a local writer, after our partial append
         fh.write(local_lines)
     live.close()  # the session ends uncommitted
@@ -477,16 +484,7 @@ def test_an_append_that_fails_half_written_is_cut_back(
     import errno
 
     live, root = side
-    log = root / "var/log/asterisk/full"
-    old = os.urandom(300_000)
-    _put(log, old)
-    tail = os.urandom(200_000)
-    _, need, batch = live.evaluate([Op("put", f"{LOGS}/full", _state_of(old),
-                                       _state_of(old + tail))])
-    assert need == [0]
-    live.open_data(batch, 0, "append", len(old))
-    live.write(batch, 0, tail[:50_000])
-    live.wait_writes()
+    log, old, tail, batch = _append_begun(live, root)
     real = os.pwrite
     calls = [0]
 
