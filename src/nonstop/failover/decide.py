@@ -203,6 +203,11 @@ def _not_yet(view: ClusterView, info: GroupInfo) -> Decision | None:
     return None
 
 
+def _alive_peers(view: ClusterView) -> list[str]:
+    """The other nodes that are alive, in ha.cf order."""
+    return [n for n in view.order if n in view.alive and n != view.local]
+
+
 def _rival_claim(view: ClusterView, info: GroupInfo, rivals: list[str]) -> Decision:
     """We hold the group and so do ``rivals``: the newer claim keeps it, except against a
     Heartbeat node, which never gives a group up for a double claim (it only logs "Both
@@ -248,7 +253,7 @@ def _release_to(view: ClusterView, info: GroupInfo, taker: str, d: Decision) -> 
 def _held(view: ClusterView, info: GroupInfo) -> Decision:
     """We hold the group: keep it, or hand it over, or settle a double claim."""
     g, me, key = info.index, view.local, info.key
-    peers = [n for n in view.order if n in view.alive and n != me]
+    peers = _alive_peers(view)
     rivals = [n for n in peers if _ad(view, n, g).state.claims]
     if rivals:
         return _rival_claim(view, info, rivals)
@@ -304,8 +309,7 @@ def _keep(view: ClusterView, info: GroupInfo) -> Decision:
     g = info.index
     if d.action is not Action.WAIT or g not in view.here.incomplete:
         return d
-    unknown = [n for n in view.order if n in view.alive and n != view.local
-               and view.ads.get(n) is None]
+    unknown = [n for n in _alive_peers(view) if view.ads.get(n) is None]
     if unknown:
         # A Heartbeat node says what it holds only in answer to our "starting": it may have
         # taken the group over while this daemon was away (then it keeps it, see above).
@@ -350,7 +354,7 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
     aged = _start_failure_aged(view, info)
     if aged is not None:
         return aged
-    peers = [n for n in view.order if n in view.alive and n != me]
+    peers = _alive_peers(view)
     running = [n for n in peers if _ad(view, n, g).state.may_run]
     if running:
         h = running[0]

@@ -63,7 +63,7 @@ class OwnKeyCheck:
         if window_s <= 0 or threshold < 1:
             raise InvalidValue("window must be > 0 s and threshold >= 1")
         self.peers = frozenset(str(ipaddress.ip_address(a)) for a in peer_addresses)
-        self._learned: dict[str, float] = {}  # sources of authenticated packets: when last
+        self._learned: dict[str, None] = {}  # sources of peers' packets, oldest first
         self.window_s = window_s
         self.threshold = threshold
         self._max_sources = max_sources
@@ -130,13 +130,12 @@ class OwnKeyCheck:
 
     def good(self, src: str, now: float) -> list[KeyVerdictChanged]:
         """A packet from ``src`` passed authentication (and was accepted): a peer sent it, so
-        our key works, and ``src`` is a peer's address from now on (the most recent
-        ``max_sources`` of them are kept)."""
+        our key works, and ``src`` is a peer's address from now on (the ``max_sources`` learned
+        last are kept)."""
         self._last_good = now
-        if src not in self.peers:
-            self._learned.pop(src, None)
-            self._learned[src] = now
-            while len(self._learned) > self._max_sources:
+        if src not in self.peers and src not in self._learned:  # once per address, not per packet
+            self._learned[src] = None
+            if len(self._learned) > self._max_sources:
                 del self._learned[next(iter(self._learned))]
         return self._changed(now)
 

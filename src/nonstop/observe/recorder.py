@@ -353,9 +353,8 @@ class Recorder:
         # A retry every 5 s meets the same unresolved conflicts: each is recorded (and
         # counted) when it first appears, not every 5 s (a 1 MiB history lost its older events
         # within hours), whatever else comes and goes beside it.
-        found: list[str] = list(getattr(report, "conflicts", []))
-        new = [c for c in found if c not in self._sync_conflicts_seen]
-        self._sync_conflicts_seen = frozenset(found)
+        new = [c for c in report.conflicts if c not in self._sync_conflicts_seen]
+        self._sync_conflicts_seen = frozenset(report.conflicts)
         conflicts = len(new)
         if conflicts:
             if self.metrics is not None:

@@ -40,12 +40,9 @@ def keep(local: str, backup_dir: str, name_path: str, generations: int) -> str |
     try:
         os.makedirs(backup_dir, mode=0o700, exist_ok=True)
         _make_parents(backup_dir, dest, generations)
-        _rotate(dest, generations)
-        if os.path.lexists(dest):
-            _discard(dest)  # one generation: the newest copy replaces the last one
+        _free(dest, generations)
     except OSError as e:
-        raise MachineError(e.errno or errno.EIO, f"cannot keep its old version in "
-                           f"{backup_dir}: {e.strerror or e}") from e
+        raise _cannot_keep(backup_dir, e) from e
     try:
         os.link(local, dest, follow_symlinks=False)
     except OSError:
@@ -56,9 +53,13 @@ def keep(local: str, backup_dir: str, name_path: str, generations: int) -> str |
                 os.unlink(dest)  # never a partial copy as the newest backup
             if isinstance(e, FileNotFoundError) and not os.path.lexists(local):
                 raise  # the file itself went away: its callers know that case
-            raise MachineError(e.errno or errno.EIO, f"cannot keep its old version in "
-                               f"{backup_dir}: {e.strerror or e}") from e
+            raise _cannot_keep(backup_dir, e) from e
     return dest
+
+
+def _cannot_keep(backup_dir: str, e: OSError) -> MachineError:
+    return MachineError(e.errno or errno.EIO,
+                        f"cannot keep its old version in {backup_dir}: {e.strerror or e}")
 
 
 def _make_parents(backup_dir: str, dest: str, generations: int) -> None:
@@ -70,11 +71,17 @@ def _make_parents(backup_dir: str, dest: str, generations: int) -> None:
             continue
         path = os.path.join(path, part)
         if os.path.lexists(path) and not _is_dir(path):
-            _rotate(path, generations)
-            if os.path.lexists(path):
-                _discard(path)
+            _free(path, generations)
         if not os.path.lexists(path):
             os.mkdir(path, 0o700)
+
+
+def _free(path: str, generations: int) -> None:
+    """Make room at ``path``: what is there rotates to ``.1`` (with one generation, or a name
+    with no room for a suffix, it is dropped: the newest copy replaces the last one)."""
+    _rotate(path, generations)
+    if os.path.lexists(path):
+        _discard(path)
 
 
 def _rotate(dest: str, generations: int) -> None:
@@ -85,19 +92,16 @@ def _rotate(dest: str, generations: int) -> None:
         if not os.path.lexists(older):
             continue
         target = f"{dest}.{i}"
+        if os.path.lexists(target) and (_is_dir(target) or _is_dir(older)):
+            _discard(target)  # rename replaces only a file by a file; it falls off anyway
         try:
-            if os.path.lexists(target) and _is_dir(target) != _is_dir(older):
-                _discard(target)  # rename cannot replace one type by the other
             os.replace(older, target)
         except OSError as e:
-            if e.errno == errno.ENAMETOOLONG:
-                # A name at the file system's length limit (255 bytes) has no room for a
-                # suffix: only its newest copy is kept, rather than no update at all.
-                break
-            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            if e.errno != errno.ENAMETOOLONG:
                 raise
-            _discard(target)  # a directory of backups where an older one goes: it falls off
-            os.replace(older, target)
+            # A name at the file system's length limit (255 bytes) has no room for a
+            # suffix: only its newest copy is kept, rather than no update at all.
+            break
 
 
 def _is_dir(path: str) -> bool:

@@ -190,7 +190,7 @@ def _content_as_recorded(cached: Seen | Brief, st: os.stat_result, now_ns: int) 
         cached.kind == "reg"
         and cached.ino == st.st_ino
         and cached.ctime_ns == st.st_ctime_ns
-        and (cached.mtime_ns == st.st_mtime_ns or cached.mtime_ns == held_ns(st.st_mtime_ns))
+        and _same_mtime(cached, st)
         and cached.size == st.st_size
         and st.st_mtime_ns + (w := racy_window(st.st_mtime_ns, st.st_ctime_ns))
         <= cached.checked_ns
@@ -205,7 +205,7 @@ def _dir_as_recorded(cached: Seen | Brief, st: os.stat_result) -> bool:
         cached.kind == "dir"
         and cached.ino == st.st_ino
         and cached.ctime_ns == st.st_ctime_ns
-        and (cached.mtime_ns == st.st_mtime_ns or cached.mtime_ns == held_ns(st.st_mtime_ns))
+        and _same_mtime(cached, st)
     )
 
 
@@ -264,8 +264,12 @@ def _grown(cached: Seen | None, st: os.stat_result, now_ns: int) -> Seen | None:
 
 
 def _untouched(cached: Seen, st: os.stat_result) -> bool:
-    return cached.ctime_ns == st.st_ctime_ns and (
-        cached.mtime_ns == st.st_mtime_ns or cached.mtime_ns == held_ns(st.st_mtime_ns))
+    return cached.ctime_ns == st.st_ctime_ns and _same_mtime(cached, st)
+
+
+def _same_mtime(cached: Seen | Brief, st: os.stat_result) -> bool:
+    """The recorded mtime is this stat's (or what a file system that holds less kept of it)."""
+    return cached.mtime_ns == st.st_mtime_ns or cached.mtime_ns == held_ns(st.st_mtime_ns)
 
 
 def _hashed(path: str, st: os.stat_result, now_ns: int, cached: Seen | None = None) -> Seen | None:
