@@ -4,6 +4,7 @@ continuous replication in a running two-node cluster."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -165,6 +166,41 @@ def test_receiver_killed_mid_transfer_leaves_no_temp_file_after_the_next_run(
     assert temp_file() is None
     for i in range(4):
         assert (spool2 / f"big{i}.wav").read_bytes() == (spool1 / f"big{i}.wav").read_bytes()
+
+
+def test_a_peer_machine_that_stops_answering_ends_the_push_in_seconds_not_minutes(
+        slab: SyncLab) -> None:
+    """A dead box answers nothing, not even TCP: without the kernel's dead-peer checks the
+    push waited 600 s (its reply timeout), and the receiving session as long."""
+    lab = slab.lab
+    server = slab.serve("n2")
+    spool1, spool2 = slab.root("n1") / "var/spool/asterisk", slab.root("n2") / "var/spool/asterisk"
+    with (spool1 / "big.wav").open("wb") as fh:
+        for _ in range(64):
+            fh.write(os.urandom(1 << 20))
+    pusher = slab.lab.spawn("n1", [*SYNC, "-xv", *slab.args("n1")], name="sync-push")
+
+    def temp_file() -> Path | None:
+        return next((p for p in spool2.iterdir() if p.name.startswith(".nonstop-tmp-")), None)
+
+    wait_for(temp_file, 60, what="a receive temp file on n2", interval=0.005)
+    server.signal(signal.SIGSTOP)  # hold the transfer in flight (its kernel still ACKs)...
+    time.sleep(0.5)
+    lab.isolate("n1", "n2")  # ...then the machine stops answering, as a dead box does
+    cut = time.monotonic()
+    assert pusher.wait(60) == 1
+    took = time.monotonic() - cut
+    assert took < 45, took
+    assert "acknowledged nothing for 30 s" in pusher.read_log()
+    # The receiving side's session ends too, and undoes its temp file.
+    server.signal(signal.SIGCONT)
+    wait_for(lambda: temp_file() is None or None, 50, what="n2's session to end")
+    assert not (spool2 / "big.wav").exists()
+    assert server.running
+    lab.unisolate("n1", "n2")
+    code, out = slab.sync("n1", "-xv", timeout=120)
+    assert code == 0, out
+    assert (spool2 / "big.wav").read_bytes() == (spool1 / "big.wav").read_bytes()
 
 
 def test_continuous_replication_in_a_running_two_node_cluster(slab: SyncLab) -> None:

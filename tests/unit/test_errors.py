@@ -25,6 +25,7 @@ REMOTE = {
     "nonstop.sync.protocol.AuthError",
     "nonstop.sync.protocol.PeerClosed",
     "nonstop.sync.transport.PeerSilent",
+    "nonstop.sync.transport.PeerGone",
     "nonstop.sync.protocol.RemoteError",
     "nonstop.sync.rdiff.RdiffError",
     "nonstop.coord.port.CoordError",

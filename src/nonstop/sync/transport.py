@@ -17,6 +17,7 @@ import hmac  # noqa: F401
 import json  # noqa: F401
 import os
 import secrets
+import socket
 import ssl
 import subprocess
 from dataclasses import dataclass
@@ -48,10 +49,43 @@ SESSION_IDLE_TIMEOUT = 600.0
 # signature of a big file. Without a bound a push to a frozen peer (SIGSTOP, a disk hang: its
 # kernel still ACKs) waited for ever, and status showed no error while nothing replicated.
 CLIENT_REPLY_TIMEOUT = SESSION_IDLE_TIMEOUT
+# A peer whose box died (power cut, kernel panic, cable pulled) answers nothing, not even TCP:
+# both ends would wait out the timeouts above, 10 minutes in which a push to a standby that
+# rebooted, or a session from an active node that crashed, holds its place. The kernel probes
+# an idle connection after DEAD_PEER_IDLE seconds, and ends any connection whose peer has acked
+# nothing for DEAD_PEER_TIMEOUT (data in flight or probes alike); a rebooted peer answers the
+# first probe with a reset. A live peer's kernel answers the probes even while its process is
+# busy or frozen, so they never end a slow session (the timeouts above still do). 30 s leaves
+# about seven retransmissions of a segment, so a lossy link does not end a session.
+DEAD_PEER_IDLE = 10
+DEAD_PEER_INTERVAL = 5
+DEAD_PEER_TIMEOUT = 30
+
+
+def detect_dead_peer(sock: Any) -> None:
+    """Set the kernel's dead-peer checks (keepalive probes, TCP_USER_TIMEOUT) on a TCP
+    socket; any other socket (an inetd pipe, a Unix socket in tests) is left as it is."""
+    if getattr(sock, "type", None) != socket.SOCK_STREAM or sock.family not in (
+            socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, DEAD_PEER_IDLE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, DEAD_PEER_INTERVAL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_PEER_TIMEOUT * 1000)
 
 
 class PeerSilent(RemoteInputError, TimeoutError):
     """An authenticated peer sent nothing for the channel's idle timeout (a TimeoutError)."""
+
+
+class PeerGone(RemoteInputError, ConnectionError):
+    """The peer's machine acknowledged nothing for DEAD_PEER_TIMEOUT (the kernel ended the
+    connection: the machine is down or cut off)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"the peer's machine acknowledged nothing for {DEAD_PEER_TIMEOUT} s "
+                         "(down or cut off)")
 
 
 def ensure_certificate(directory: str) -> tuple[str, str]:
@@ -106,6 +140,7 @@ class Channel:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        detect_dead_peer(writer.get_extra_info("socket"))
         self._unflushed = 0
         self.frames_sent = 0  # replies per session show there is no per-file round trip
         self.bytes_sent = 0  # frame bytes, before TLS
@@ -126,9 +161,11 @@ class Channel:
         """The next bytes from the peer (ConnectionError when it closed, TimeoutError when it
         sent nothing for ``idle_timeout``)."""
         try:
-            async with asyncio.timeout(self.idle_timeout):
+            async with asyncio.timeout(self.idle_timeout) as idle:
                 data = await self.reader.read(self._read_size)
         except TimeoutError:
+            if not idle.expired():  # the kernel's ETIMEDOUT: see detect_dead_peer
+                raise PeerGone() from None
             raise PeerSilent(f"the peer sent nothing for {self.idle_timeout:g} s") from None
         if not data:
             raise p.PeerClosed("connection closed by peer")
@@ -165,7 +202,10 @@ class Channel:
         """Wait for the socket buffer when more than ``threshold`` bytes were queued."""
         if self._unflushed > threshold:
             self._unflushed = 0
-            await self.writer.drain()
+            try:
+                await self.writer.drain()
+            except TimeoutError:  # the kernel's ETIMEDOUT: see detect_dead_peer
+                raise PeerGone() from None
 
     async def close(self) -> None:
         """Close the connection, never raising but for a cancellation.
