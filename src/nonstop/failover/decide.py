@@ -191,7 +191,11 @@ def _not_yet(view: ClusterView, info: GroupInfo) -> Decision | None:
     if g in view.here.busy:
         return Decision(g, Action.WAIT, f"group {key}: {_in_progress(mine.state)}")
     holder = holders(view).get(g)
-    if mine.state is GroupState.START_FAILED and holder not in (None, view.local):
+    # Only a holder that got there: one still starting may fail too, and two nodes that each
+    # forgot their failure as the other began took turns for ever (three nodes, the dead
+    # holder's address still up: 90 acquisitions each in 4 s).
+    if (mine.state is GroupState.START_FAILED and holder not in (None, view.local)
+            and _ad(view, holder, g).state is GroupState.HELD):
         return Decision(g, Action.FORGET_FAILURE,
                         f"group {key} is held by {holder}: forgetting its start failure here")
     if view.unannounced:
