@@ -224,10 +224,17 @@ def undo_append(path: str, ino: int, size: int, mtime_ns: int, ours: int | None 
     longer; returns 1 if it did. ``ours``: the size our own writes left it at, when known;
     a file that is longer now was written on by someone else since (a node that took over
     while a crashed peer's append hung half-open, and its Asterisk wrote on): it is left as
-    it is, since a cut would delete those bytes too."""
+    it is, since a cut would delete those bytes too. An append of which we wrote no byte
+    (``ours == size``) still gets its old mtime back: ext4 sets it on a write that then fails
+    with ENOSPC, and the file would look changed here for ever after."""
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         st = os.fstat(fd)
+        if (st.st_ino == ino and st.st_size == size == ours
+                and st.st_mtime_ns != mtime_ns):
+            os.utime(fd, ns=(st.st_atime_ns, mtime_ns))
+            os.fsync(fd)
+            return 1
         if st.st_ino != ino or st.st_size <= size:
             return 0
         if ours is not None and st.st_size != ours:

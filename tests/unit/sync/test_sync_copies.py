@@ -503,6 +503,39 @@ def test_an_append_that_fails_half_written_is_cut_back(
     assert live.db.appends() == []
 
 
+def test_an_append_that_writes_nothing_before_enospc_gets_its_old_mtime_back(
+        side: tuple[Receiver, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """ext4 sets a file's mtime on a write that then fails with ENOSPC, having written no
+    byte. The cut-back saw the old size and left the new mtime: every later push found the
+    log 'changed on both' nodes (changed mtime), and the log never replicated again."""
+    import errno
+
+    live, root = side
+    log = root / "var/log/asterisk/full"
+    old = os.urandom(300_000)
+    _put(log, old)
+    before = log.stat().st_mtime_ns
+    tail = os.urandom(4096)
+    _, need, batch = live.evaluate([Op("put", f"{LOGS}/full", _state_of(old),
+                                       _state_of(old + tail))])
+    assert need == [0]
+    live.open_data(batch, 0, "append", len(old))
+
+    def full_disk(fd: int, data: bytes | memoryview, pos: int) -> int:
+        os.utime(fd)  # what ext4 does before it finds no room
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    live.write(batch, 0, tail)
+    monkeypatch.undo()
+    assert "No space left" in batch.pending[0].failed
+    assert log.stat().st_mtime_ns != before
+    live.close()
+    assert log.read_bytes() == old
+    assert log.stat().st_mtime_ns == before
+    assert live.db.appends() == []
+
+
 def _put(path: Path, data: bytes) -> None:
     """A file of ours as :func:`_state_of` describes it (as last synced)."""
     path.write_bytes(data)
