@@ -111,6 +111,18 @@ def _ago(ms: int | None) -> str:
     return f"{ms / 1000:.1f} s ago"
 
 
+def _recent(at: float | None, within_s: float = 3600.0) -> bool:
+    import time
+
+    return at is not None and time.time() - at < within_s
+
+
+def _clock(at: float) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
 def render_status(st: dict[str, Any]) -> str:
     """The at-a-glance text form of the status document."""
     t = st["timing"]
@@ -152,8 +164,13 @@ def render_sync(sync: dict[str, Any]) -> list[str]:
         f"replication: {role}, dirty {sync.get('dirty', 0)}, lag {sync.get('lag_s', 0):.2f} s"
         + (f", last sync {'ok' if ok else 'with problems'}" if last is not None else "")
     )
+    if sync.get("watch_error"):
+        lines.append(f"    {sync['watch_error']}")
     if sync.get("last_error"):
         lines.append(f"    last error: {sync['last_error']}")
+    elif (problem := sync.get("last_problem")) and _recent(problem.get("at")):
+        # A standby's own trouble (its replica full) shows here; once over, for an hour.
+        lines.append(f"    last problem at {_clock(problem['at'])}: {problem['text']}")
     skipped = sync.get("not_replicated") or {}
     if skipped.get("count"):
         more = skipped["count"] - len(skipped["paths"])

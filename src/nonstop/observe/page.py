@@ -94,7 +94,10 @@ function showStatus(st) {
   document.getElementById("sync").textContent = s === null ? "off (no nonstop_sync)" :
     (s.active ? "active: pushing to the peers" : "standby: receiving") +
     " - lag " + s.lag_s + " s, " + s.dirty + " file(s) not yet pushed, " + s.syncs +
-    " push(es)" + (s.last_error ? " - last problem: " + s.last_error : "");
+    " push(es)" + (s.last_error ? " - error: " + s.last_error :
+                   s.last_problem ? " - last problem (" +
+                   new Date(s.last_problem.at * 1000).toLocaleTimeString() + "): " +
+                   s.last_problem.text : "");
 }
 function showHistory(recs) {
   for (const r of recs) { records.push(r); lastSeq = Math.max(lastSeq, r.seq); }

@@ -91,10 +91,15 @@ class QuietRepeats:
     """An :data:`Out` that says a warning (level 0) again only after ``window_s``: a push
     retried every 5 s met the same conflict or error each time and logged every file again,
     so one unresolved conflict filled the log. A repeat after the window says how many were
-    left out. At most ``max_kept`` messages are remembered (the oldest are forgotten)."""
+    left out. At most ``max_kept`` messages are remembered (the oldest are forgotten).
+
+    Distinct warnings are capped too: at most ``burst`` in ``burst_window_s``; the rest are
+    counted and said as one line at the next warning or :meth:`flush` after the window (a
+    full replica disk gave a warning per file, 100 lines in 30 s on each node)."""
 
     def __init__(self, out: Out, window_s: float = 300.0, max_kept: int = 1000,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, burst: int = 20,
+                 burst_window_s: float = 60.0) -> None:
         import time
 
         self._out = out
@@ -102,6 +107,10 @@ class QuietRepeats:
         self._max = max_kept
         self._clock = clock or time.monotonic
         self._said: dict[str, tuple[float, int]] = {}  # message -> (when said, left out since)
+        self.burst, self.burst_window_s = burst, burst_window_s
+        self._burst_start = self._clock()
+        self._burst_said = 0
+        self._burst_held = 0
 
     def __call__(self, level: int, msg: str) -> None:
         if level > 0:
@@ -113,27 +122,43 @@ class QuietRepeats:
             self._said[msg] = (said[0], said[1] + 1)
             return
         if said is not None and said[1]:
-            msg_out = f"{msg} (left out {said[1]} time(s) in the last {self.window_s:g} s)"
+            msg_out = (f"{msg} (and {said[1]} more time(s) after it was last logged, "
+                       f"{now - said[0]:.0f} s ago)")
         else:
             msg_out = msg
         self._said.pop(msg, None)
         self._said[msg] = (now, 0)
         while len(self._said) > self._max:
             del self._said[next(iter(self._said))]
+        self.flush()
+        if self._burst_said >= self.burst:
+            self._burst_held += 1
+            return
+        self._burst_said += 1
         self._out(level, msg_out)
+
+    def flush(self) -> None:
+        """Once ``burst_window_s`` has passed: say how many warnings the cap left out."""
+        now = self._clock()
+        if now - self._burst_start < self.burst_window_s:
+            return
+        if self._burst_held:
+            self._out(0, f"{self._burst_held} more warning(s) left out of the log in "
+                         f"{now - self._burst_start:.0f} s (`nonstop status` shows the last)")
+        self._burst_start, self._burst_said, self._burst_held = now, 0, 0
 
 
 def log_out(level: int, msg: str) -> None:
     """Output to the ``nonstop.sync`` logger: level 0 (conflicts, errors, overwritten changes)
-    as warnings, 1 (progress) as info, 2 and up as debug."""
+    as warnings, the rest as debug. Progress (level 1: a line per file sent, per batch received,
+    per connection) was info, about 500,000 lines a day into syslog on a live PBX; the
+    replicator logs a summary a minute instead."""
     import logging  # here: the command line never logs, and logging costs its start-up
 
     _log = logging.getLogger("nonstop.sync")
     msg = shown(msg)  # a file's name may hold a newline: one message, one log line
     if level <= 0:
         _log.warning("%s", msg)
-    elif level == 1:
-        _log.info("%s", msg)
     else:
         _log.debug("%s", msg)
 

@@ -215,7 +215,8 @@ class Node(CsyncListings):
             except OSError as e:
                 self.out(0, f"action {item.command!r} failed to start: {e}")
                 continue
-            self.out(1, f"action {item.command!r} for {len(item.files)} file(s) exited {rc}")
+            self.out(0 if rc else 1,  # a failed action is a warning in the daemon's log
+                     f"action {item.command!r} for {len(item.files)} file(s) exited {rc}")
 
 
 def open_node(

@@ -32,6 +32,7 @@ _log = logging.getLogger("nonstop.sync")
 # The talk's master script forces these, in this order, before its -xv.
 MASTER_SCRIPT_PATHS = ("/var/log/asterisk", "/etc/asterisk")
 STATUS_PATHS = 10  # skipped paths named in status (all are counted)
+SUMMARY_S = 60.0  # the log's line of what replication did, at most this often
 
 
 def force_paths(matchers: Sequence[Matcher]) -> tuple[str, ...]:
@@ -66,7 +67,8 @@ class Replicator:
         self.node = node
         # Retries meet the same conflicts and errors every retry_interval: each is said once
         # per 5 minutes, not every 5 s.
-        node.out = QuietRepeats(node.out)
+        self._quiet = QuietRepeats(node.out)
+        node.out = self._noting(self._quiet)
         self.debounce = debounce
         self.max_delay = max_delay
         self.full_scan_interval = full_scan_interval
@@ -82,6 +84,14 @@ class Replicator:
         # failed runs, so lag_s is the age of that change, not of the last retry).
         self._unsent_since: float | None = None
         self._failing = 0  # failed runs in a row (the first of a burst is logged)
+        # While failing, a change waits for the retry instead of starting a run at once: each
+        # run sends the whole backlog again (a read-only replica for 20 s took 128 runs and
+        # 67x the data).
+        self._retry_at = 0.0
+        # The log says what replication did once a minute; each file is a debug line.
+        self._summary_at = time.monotonic()
+        self._sent = 0
+        self._received = 0
         self._full_due = True
         self._full_scan_at: float | None = None  # when the last full scan started
         self._wake = asyncio.Event()
@@ -93,8 +103,18 @@ class Replicator:
         self.on_report: Callable[[Report], None] | None = None
         self._status: dict[str, Any] = {
             "active": False, "last_sync": None, "last_sync_ok": None, "last_error": None,
-            "syncs": 0, "dirty": 0, "pending_hints": 0, "lag_s": 0.0,
+            "syncs": 0, "dirty": 0, "pending_hints": 0, "lag_s": 0.0, "last_problem": None,
+            "watch_error": None,
         }
+
+    def _noting(self, out: Callable[[int, str], None]) -> Callable[[int, str], None]:
+        """``out``, noting the last warning (a push's or a receiving session's) for status:
+        a standby whose replica is full said so only in its log."""
+        def noted(level: int, msg: str) -> None:
+            if level <= 0:
+                self._status["last_problem"] = {"at": round(time.time(), 3), "text": msg}
+            out(level, msg)
+        return noted
 
     # --- lifecycle
     async def start(self) -> None:
@@ -130,6 +150,7 @@ class Replicator:
             self._hints.clear()
             self._first_hint = None
             self._unsent_since = None
+            self._status["last_error"] = None  # its pushes are over (last_problem keeps it)
         self._wake.set()
 
     async def force_sync(self, paths: Sequence[str] | None = None) -> Report:
@@ -158,7 +179,7 @@ class Replicator:
         try:
             watcher = Watcher(self._on_event, self._descend_local)
         except OSError as e:
-            self._status["last_error"] = f"inotify unavailable ({e}); periodic scans only"
+            self._status["watch_error"] = f"inotify unavailable ({e}); periodic scans only"
             return
         for g in self.node.groups:
             for root in g.matcher.roots():
@@ -217,10 +238,16 @@ class Replicator:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             self._wake.clear()
+            self._summarize()
             if not self._active:
                 next_full = time.monotonic() + self.full_scan_interval
                 continue
             now = time.monotonic()
+            if self._failing and not self._full_due and now < self._retry_at:
+                # A change during a failing burst waits for the retry (hints keep gathering).
+                await asyncio.sleep(self._retry_at - now)
+                if not self._active:
+                    continue
             if self._hints and not self._full_due and now < next_full:
                 # Debounce: let a burst of writes settle, but never wait past max_delay.
                 await asyncio.sleep(self.debounce)
@@ -261,6 +288,7 @@ class Replicator:
         self._status["last_sync_ok"] = not report.problems
         self._status["dirty"] = dirty
         self._status["bytes_sent"] = self._status.get("bytes_sent", 0) + report.bytes_sent
+        self._sent += sum(report.counts.values())
         if report.problems:
             self._failed(report.problems[-1], started, len(report.problems))
         elif dirty:
@@ -272,13 +300,31 @@ class Replicator:
                 _log.warning("replication works again after %d failed run(s)", self._failing)
             self._failing = 0
             self._unsent_since = None
+            self._status["last_error"] = None  # over (last_problem keeps it, with its time)
         return report
+
+    def _summarize(self) -> None:
+        """Once a minute at most, one info line of what was sent and received."""
+        self._quiet.flush()
+        now = time.monotonic()
+        if now - self._summary_at < SUMMARY_S:
+            return
+        received = self.server.stats.get("changes_received", 0) if self.server else 0
+        sent, got = self._sent, received - self._received
+        if sent or got:
+            _log.info("replication: %d change(s) sent, %d received in the last %.0f s",
+                      sent, got, now - self._summary_at)
+        self._summary_at, self._sent, self._received = now, 0, received
 
     def _failed(self, error: str, started: float, count: int = 1) -> None:
         """A run that did not reach the peers: status, and the log once per burst."""
         self._status.update(last_error=error, last_sync_ok=False)
-        if self._active:  # a standby's lag is not counted (a push that ended after a release)
-            self._unsent_since = self._unsent_since or started
+        self._retry_at = time.monotonic() + self.retry_interval
+        if not self._active:  # a push that ended after a release: nothing is retried
+            _log.warning("replication failed: %s (this node is standby now: its changes go "
+                         "out when it holds the group again)", error)
+            return
+        self._unsent_since = self._unsent_since or started
         if not self._failing:
             more = f" (and {count - 1} more problem(s))" if count > 1 else ""
             _log.warning("replication failed: %s%s; retrying every %.0f s, changes kept",

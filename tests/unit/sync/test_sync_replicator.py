@@ -133,8 +133,35 @@ async def test_lag_is_the_age_of_the_oldest_unsent_change_and_errors_are_logged_
         await _wait(lambda: target.exists())
         await _wait(lambda: r1.status()["lag_s"] == 0.0)
         assert any("works again" in r.getMessage() for r in caplog.records)
+        # Over: the error goes from status; the last problem stays, with its time.
+        st = r1.status()
+        assert st["last_error"] is None and st["last_sync_ok"] is True
+        assert "connection to vpbx1-2" in st["last_problem"]["text"]
+        assert time.time() - st["last_problem"]["at"] < 60
     finally:
         await _close(n1, n2, r1, r2)
+
+
+async def test_changes_during_a_failing_burst_wait_for_the_retry(tmp_path: Path) -> None:
+    """Each run sends the whole backlog again: with a run at every change while the peer
+    refused, a read-only replica for 20 s cost 128 runs and 67x the data."""
+    n1, n2 = _nodes(tmp_path)
+    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=1.0, serve=False)
+    await r1.start()
+    try:
+        r1.set_active(True)
+        await _wait(lambda: r1.status()["last_sync_ok"] is False)  # the peer is down
+        runs = r1._failing
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < 1.5:  # a busy PBX: a log line every 20 ms
+            n1.write("/var/log/asterisk/full", f"line {i}\n" * (i + 1))
+            i += 1
+            await asyncio.sleep(0.02)
+        assert r1._failing - runs <= 2, (r1._failing - runs, i)  # one a retry_interval
+        assert r1.status()["dirty"] >= 1 or r1.status()["pending_hints"] >= 1
+    finally:
+        await _close(n1, n2, r1)
 
 
 async def test_a_push_that_fails_after_the_release_counts_no_lag(tmp_path: Path) -> None:
@@ -148,6 +175,7 @@ async def test_a_push_that_fails_after_the_release_counts_no_lag(tmp_path: Path)
         r1._failed("connection to vpbx1-2 failed", time.monotonic() - 18)
         assert r1.status()["lag_s"] == 0.0
         assert r1.status()["last_sync_ok"] is False  # the failure itself is still shown
+        assert r1._failing == 0  # a standby retries nothing, and says so
     finally:
         await _close(n1, n2, r1)
 
@@ -203,6 +231,44 @@ def test_a_warning_repeated_by_every_retry_is_said_once_per_window() -> None:
     warnings = [m for lvl, m in said if lvl == 0]
     assert warnings == [
         "vpbx1-2: conflict: /etc/asterisk/sip.conf changed on both",
-        "vpbx1-2: conflict: /etc/asterisk/sip.conf changed on both (left out 59 time(s) in the "
-        "last 300 s)"]
+        "vpbx1-2: conflict: /etc/asterisk/sip.conf changed on both (and 59 more time(s) after "
+        "it was last logged, 300 s ago)"]
     assert sum(1 for lvl, _ in said if lvl == 1) == 60
+
+
+def test_status_text_shows_an_error_while_it_lasts_and_the_last_problem_after() -> None:
+    from nonstop.quick import render_sync
+
+    base = {"active": False, "dirty": 0, "lag_s": 0.0, "last_sync": None, "last_error": None}
+    full = {"at": time.time() - 12, "text": "vpbx1-1 -> vpbx1-2: error: write failed on "
+                                             "vpbx1-2: No space left on device"}
+    text = "\n".join(render_sync({**base, "last_problem": full}))
+    assert "standby (receiving)" in text and "No space left on device" in text
+    old = {**full, "at": time.time() - 7200}
+    assert "No space" not in "\n".join(render_sync({**base, "last_problem": old}))
+    failing = {**base, "active": True, "last_error": "connection to vpbx1-2 failed: refused",
+               "last_problem": full}
+    lines = render_sync(failing)
+    assert lines[1] == "    last error: connection to vpbx1-2 failed: refused"
+    assert len(lines) == 2  # the error now, not an older problem beside it
+
+
+def test_a_burst_of_distinct_warnings_is_capped_and_counted() -> None:
+    """A full replica disk: a warning per file, 100 lines in 30 s on each node."""
+    from nonstop.sync.context import QuietRepeats
+
+    said: list[str] = []
+    now = [0.0]
+    out = QuietRepeats(lambda lvl, m: said.append(m), burst=20, burst_window_s=60.0,
+                       clock=lambda: now[0])
+    for i in range(100):
+        out(0, f"vpbx1-2: voicemail/msg{i:04}.wav: write failed: No space left on device")
+        now[0] += 0.3
+    assert len(said) == 20
+    out.flush()  # 30 s: the window is not over
+    assert len(said) == 20
+    now[0] = 61.0
+    out.flush()
+    assert said[-1].startswith("80 more warning(s) left out of the log in 61 s")
+    out(0, "a new warning after the window")
+    assert said[-1] == "a new warning after the window"
