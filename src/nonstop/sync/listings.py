@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from nonstop.sync.context import ALL, GroupCtx, overlaps
 from nonstop.sync.digest import blocks_match, prefix_hasher
@@ -19,7 +19,7 @@ from nonstop.sync.plan import COPY_MIN, Op, plan
 from nonstop.sync.quickcli import dirty_listing
 from nonstop.sync.scan import scan
 from nonstop.sync.state import FileState
-from nonstop.sync.statedb import StateDB
+from nonstop.sync.statedb import Owner, StateDB
 
 # Names checked per file for a grown copy (CsyncListings._grown_copies): a block read each.
 GROWN_CANDIDATES = 8
@@ -35,9 +35,14 @@ class CsyncListings:
     db: StateDB
     groups: list[GroupCtx]
 
-    def owns(self, g: GroupCtx) -> Callable[[str], bool] | None:
-        """With several groups, which names are this group's (None: one group owns all)."""
-        return g.matcher.included if len(self.groups) > 1 else None
+    def owns(self, g: GroupCtx) -> Owner:
+        """Which names are group ``g``'s, and which are any group's: a name none includes
+        is forgotten by a check, not taken for a deletion (nor pushed)."""
+        if len(self.groups) == 1:
+            return Owner(g.matcher.included, g.matcher.included)
+        groups = self.groups
+        return Owner(g.matcher.included,
+                     lambda n: any(h.matcher.included(n) for h in groups))
 
     def plan_for(self, peer: str, rows: list[tuple[str, bool]]) -> tuple[list[Op], list[str]]:
         """The operations that bring ``peer`` up to date on dirty ``rows``, and the names

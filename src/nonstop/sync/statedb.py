@@ -92,6 +92,22 @@ def _local_row(name: str, s: Seen) -> tuple[object, ...]:
     return (name, *s)
 
 
+class Owner:
+    """Which names one group's scan speaks for (call it), and which names any group of this
+    node includes (``kept``). A name that no group includes any more (an ``include`` taken out
+    of csync2.cfg, an ``exclude`` added) is no longer this node's business: a check forgets
+    its rows, as ``-R`` does, instead of taking it for a deletion to push."""
+
+    __slots__ = ("kept", "mine")
+
+    def __init__(self, mine: Callable[[str], bool], kept: Callable[[str], bool]) -> None:
+        self.mine = mine
+        self.kept = kept
+
+    def __call__(self, name: str) -> bool:
+        return self.mine(name)
+
+
 @record
 class DirtyRow:
     """A name to send to a peer; ``forced`` wins the next conflict."""
@@ -294,7 +310,7 @@ class StateDB:
         peers: Iterable[str],
         force_new: bool = False,
         old: Mapping[str, Seen | Brief] | None = None,
-        owns: Callable[[str], bool] | None = None,
+        owns: Owner | None = None,
         unchanged: Collection[str] = (),
     ) -> dict[str, list[str]]:
         """Store a scan of ``scopes`` and recompute which names are dirty for each peer.
@@ -304,18 +320,26 @@ class StateDB:
         ``old`` is the scan cache the caller already loaded for these scopes, if any. ``owns``
         limits what the scan speaks for to one group's names: with several groups in csync2.cfg,
         one group's scan must neither forget another's entries nor take them for deletions.
-        ``unchanged`` are further names the scan found exactly as ``old`` records them (not in
-        ``seen``, and not written again).
+        The rows of names no group includes (``owns.kept``) are forgotten, and so are the
+        dirty rows of such names for these peers, in any scope (a database from before this
+        rule holds their deletions). ``unchanged`` are further names the scan found exactly
+        as ``old`` records them (not in ``seen``, and not written again).
         """
         result: dict[str, list[str]] = {}
         with self._tx() as db:
             if old is None:
                 old = self.local_in(scopes)
-            if owns is not None:
-                old = {n: s for n, s in old.items() if owns(n)}
             present: Collection[str] = seen.keys() | unchanged if unchanged else seen
+            # Only names the scan did not see are tested against the patterns (the scan
+            # includes what it sees): a no-change check of 20,000 files tests none.
             gone = [n for n in old if n not in present]
+            stale: list[str] = []
+            if owns is not None:
+                stale = [n for n in gone if not owns.kept(n)]
+                gone = [n for n in gone if owns(n)]
+            self._forget(db, stale)
             db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in gone))
+            went = set(gone)
             db.executemany(
                 _INSERT_LOCAL,
                 (
@@ -328,12 +352,17 @@ class StateDB:
                 # Compared in sqlite, over the rows just written: a no-change check of 20,000
                 # files builds no state objects for it.
                 dirty = [n for n in self._differing(peer, scopes) if n in present]
-                dirty += [n for n in self._peer_only(peer, scopes)
-                          if n not in present and (owns is None or owns(n))]
+                theirs = [n for n in self._peer_only(peer, scopes) if n not in present]
+                if owns is not None:
+                    self._forget(db, [n for n in theirs if not owns.kept(n)], peer)
+                    self._forget(db, [n for n in self.dirty_names(peer) if not owns.kept(n)],
+                                 peer)
+                    theirs = [n for n in theirs if owns(n)]
+                dirty += theirs
                 dirty = list(dict.fromkeys(dirty))  # overlapping scopes name a file twice
                 now_dirty = set(dirty)
                 clean = [n for n in self._dirty_unforced(peer)
-                         if n not in now_dirty and (n in present or n in old)]
+                         if n not in now_dirty and (n in present or n in went)]
                 db.executemany(
                     "DELETE FROM dirty WHERE peer=? AND name=? AND forced=0",
                     ((peer, n) for n in clean),
@@ -344,6 +373,18 @@ class StateDB:
                 )
                 result[peer] = sorted(dirty)
         return result
+
+    @staticmethod
+    def _forget(db: sqlite3.Connection, names: list[str], peer: str | None = None) -> None:
+        """Drop every row of these names (only ``peer``'s synced and dirty rows, if given)."""
+        if peer is None:
+            db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in names))
+            for table in ("synced", "dirty"):
+                db.executemany(f"DELETE FROM {table} WHERE name=?", ((n,) for n in names))
+            return
+        for table in ("synced", "dirty"):
+            db.executemany(f"DELETE FROM {table} WHERE peer=? AND name=?",
+                           ((peer, n) for n in names))
 
     # --- dirty / forced
     def dirty(self, peer: str | None = None) -> list[DirtyRow]:
