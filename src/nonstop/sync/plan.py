@@ -5,6 +5,9 @@ Order, like csync2: deletions deepest first, then creations and updates in ascen
 those of a deleted one) becomes one ``mv`` operation instead of a delete plus a full re-send, and
 a file whose new bytes the peer already holds under another name (a rotated log, a renumbered
 voicemail message) names that file as ``src``, so the peer can copy it instead of receiving it.
+A directory that a ``mv`` takes a file out of is still full until that ``mv``: its deletion, or
+its replacement by a file or link of the same name, goes after every creation and update
+(deepest first again).
 """
 
 from __future__ import annotations
@@ -102,9 +105,27 @@ def plan(
             puts.append(Op("put", name, base, cur, forced))
     dels, puts = _renames(dels, puts)
     puts = _copies(puts, synced)
+    # A directory renamed on our side (voicemail/default/1000 -> 2000) holds the sources of
+    # the moves: removed before them, its rmdir would fail with ENOTEMPTY.
+    held = {d for o in puts if o.kind == "mv" for d in _parents(o.src)}
+    late: list[Op] = []
+    if held:
+        def emptied(o: Op) -> bool:
+            return o.name in held and (o.new is None or o.new.kind != "dir")
+        late = sorted(filter(emptied, dels + puts), key=lambda o: o.name, reverse=True)
+        dels = [o for o in dels if not emptied(o)]
+        puts = [o for o in puts if not emptied(o)]
     dels.sort(key=lambda o: o.name, reverse=True)
     puts.sort(key=lambda o: o.name)
-    return Plan(tuple(dels + puts), tuple(settled))
+    return Plan(tuple(dels + puts + late), tuple(settled))
+
+
+def _parents(name: str) -> list[str]:
+    """The directories above an absolute name, nearest first ("/" not included)."""
+    out = []
+    while (name := name.rpartition("/")[0]):
+        out.append(name)
+    return out
 
 
 def _renames(dels: list[Op], puts: list[Op]) -> tuple[list[Op], list[Op]]:
