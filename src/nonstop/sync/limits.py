@@ -102,6 +102,16 @@ class Limits:
                 del self.by_source[slot.source]
 
 
+def handshake_failure(e: BaseException) -> str:
+    """Why a TLS handshake failed, in words: a bare TimeoutError has no text, and the log said
+    'TLS handshake with X failed: ' and nothing more (seen on a lossy link)."""
+    if str(e):
+        return escape(e)
+    if isinstance(e, TimeoutError):
+        return f"no handshake within {TLS_HANDSHAKE_TIMEOUT:g} s"
+    return type(e).__name__
+
+
 class Listener:
     """Accepts TLS connections on ``sock`` within :class:`Limits` and hands each to
     ``handler`` (reader, writer); stands in for the ``asyncio.Server`` it replaces."""
@@ -201,7 +211,7 @@ class Listener:
             self.limits.release(slot)
             self._count("tls_failed")
             self._say("tls", slot.source, f"sync: TLS handshake with {escape(slot.source)} "
-                      f"failed: {escape(e)}")
+                      f"failed: {handshake_failure(e)}")
             return
         try:
             await self._handler(reader, writer)

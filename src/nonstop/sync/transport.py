@@ -55,8 +55,9 @@ CLIENT_REPLY_TIMEOUT = SESSION_IDLE_TIMEOUT
 # an idle connection after DEAD_PEER_IDLE seconds, and ends any connection whose peer has acked
 # nothing for DEAD_PEER_TIMEOUT (data in flight or probes alike); a rebooted peer answers the
 # first probe with a reset. A live peer's kernel answers the probes even while its process is
-# busy or frozen, so they never end a slow session (the timeouts above still do). 30 s leaves
-# about seven retransmissions of a segment, so a lossy link does not end a session.
+# busy or frozen, so they never end a slow session (the timeouts above still do). A link
+# that loses a third of its packets can end one too (TCP backs off to long silences there):
+# the push is then retried on a new connection, as after any broken session.
 DEAD_PEER_IDLE = 10
 DEAD_PEER_INTERVAL = 5
 DEAD_PEER_TIMEOUT = 30
@@ -85,7 +86,7 @@ class PeerGone(RemoteInputError, ConnectionError):
 
     def __init__(self) -> None:
         super().__init__(f"the peer's machine acknowledged nothing for {DEAD_PEER_TIMEOUT} s "
-                         "(down or cut off)")
+                         "(down, cut off, or the link loses too much)")
 
 
 def ensure_certificate(directory: str) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -90,6 +91,28 @@ async def test_a_silent_client_is_dropped_at_the_preauth_deadline(
         assert await closed_by_server(reader, within=5.0)
         writer.close()
         assert any("did not authenticate within" in line for line in n2.log)
+
+
+async def test_a_handshake_that_never_comes_says_why_in_words(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A bare TimeoutError has no text: the log said 'TLS handshake with X failed: '."""
+    from nonstop.sync import limits
+
+    monkeypatch.setattr(limits, "TLS_HANDSHAKE_TIMEOUT", 0.3)
+    caplog.set_level(logging.WARNING, logger=limits.log.name)
+    async with pair(tmp_path) as (_n1, n2):
+        assert n2.server is not None
+        reader, writer = await asyncio.open_connection("127.0.0.2", n2.server.port,
+                                                       local_addr=("127.0.0.1", 0))
+        assert await closed_by_server(reader, within=5.0)  # no ClientHello: dropped
+        writer.close()
+    said = [r.getMessage() for r in caplog.records if "TLS handshake" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("sync: TLS handshake with 127.0.0.1 failed: ")
+    assert "0.3 seconds" in said[0]
+    # The same failure as a bare TimeoutError (no text), as a lossy link gave it:
+    assert limits.handshake_failure(TimeoutError()) == "no handshake within 0.3 s"
+    assert limits.handshake_failure(ConnectionResetError()) == "ConnectionResetError"
 
 
 async def test_refused_fields_cannot_forge_log_lines(tmp_path: Path) -> None:
