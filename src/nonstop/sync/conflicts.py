@@ -4,6 +4,10 @@ The receiver compares what it holds now with the sender's ``base`` (what the sen
 receiver held after their last sync). Equal: nobody else touched it, apply. Different: the file
 changed on both sides since the last sync: a conflict, which ``-f`` overrides and the ``auto``
 modes resolve as csync2 does. Every verdict carries a reason a person can read at ``-v0``.
+
+The sender's ``base`` can be older than the last sync: a session that ended after the receiver
+committed a batch but before the sender read its results leaves the sender with the state before
+it. ``rebased`` judges such a change again against the receiver's own record of that sync.
 """
 
 from __future__ import annotations
@@ -32,6 +36,16 @@ class Verdict:
 
     action: Action
     reason: str = ""
+
+
+# The verdicts that take the receiver's file for changed since the last sync.
+DISAGREE = frozenset({Action.CONFLICT, Action.FORCE, Action.AUTO_WIN, Action.LOSE})
+
+
+def holds(state: FileState | None, other: FileState | None,
+          ignore: frozenset[str] = frozenset()) -> bool:
+    """Whether ``state`` is ``other`` as far as syncing is concerned (both absent included)."""
+    return other is None if state is None else state.same(other, ignore)
 
 
 def _what(base: FileState | None, state: FileState | None, ignore: frozenset[str]) -> str:
@@ -69,7 +83,7 @@ def judge(
     """The receiver's decision for one incoming change of ``name``."""
     if (new is None and current is None) or (new is not None and new.same(current, ignore)):
         return Verdict(Action.SAME)
-    if (current is None and base is None) or (current is not None and current.same(base, ignore)):
+    if holds(current, base, ignore):
         return Verdict(Action.APPLY)
     if (
         new is not None
@@ -101,6 +115,20 @@ def judge(
         return Verdict(Action.LOSE, f"auto {auto.value}: {receiver} wins: {both}")
     hint = f"resolve with: nonstop sync -f {name} on the node whose version should win"
     return Verdict(Action.CONFLICT, f"{both}; left alone (auto {auto.value}); {hint}")
+
+
+def rebased(verdict: Verdict, name: str, current: FileState | None, agreed: FileState | None,
+            *, sender: str, receiver: str, ignore: frozenset[str] = frozenset()) -> Verdict:
+    """``verdict`` judged again against ``agreed``, the receiver's own record of what it and the
+    sender held after their last sync (None: nothing).
+
+    A receiver that holds exactly that has changed nothing since: the change is a fast-forward,
+    whatever older ``base`` the sender offered (it did not record the results of its last push).
+    Any other verdict stands, a real change on both sides too."""
+    if verdict.action not in DISAGREE or not holds(current, agreed, ignore):
+        return verdict
+    return Verdict(Action.APPLY, f"{name}: unchanged on {receiver} since its last sync with "
+                                 f"{sender}, whose record of that sync was older")
 
 
 def _auto_winner(

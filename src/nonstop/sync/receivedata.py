@@ -26,6 +26,10 @@ from nonstop.sync.statedb import StateDB
 from nonstop.sync.writes import Batch, Pending, undo_append
 
 COPY_CHUNK = 1 << 20
+# A batch with this many names in one directory lists it once instead of a lookup per name,
+# if the directory is small enough (ext4: a few thousand names).
+LIST_MIN = 16
+LIST_MAX_BYTES = 256 << 10
 
 
 class ReceiveData:
@@ -37,6 +41,8 @@ class ReceiveData:
     peer: str
     ignore: frozenset[str]
     _cleanup_error: str | None
+    _listed: dict[str, set[str] | None]
+    _crowded: set[str]
 
     def basis(self, batch: Batch, index: int) -> Basis | None:
         """What the sender may build on for a needed file: our current regular file's size and
@@ -77,6 +83,22 @@ class ReceiveData:
                 parent = os.path.dirname(self.paths.local(op.name))
                 count[parent] = count.get(parent, 0) + 1
         return {parent for parent, n in count.items() if n >= least}
+
+    def _listing(self, parent: str) -> set[str] | None:
+        """The names in ``parent`` if it gets many names of this batch and is small
+        (LIST_MAX_BYTES), listed once, when the first of them is judged (a first sync makes
+        the directory earlier in the same batch): a first sync would otherwise look up every
+        file it is about to create (a failed lstat each, a GIL hand-off in this thread).
+        None: look the name up. No operation of a batch looks at a name an earlier one of
+        the batch created (names are distinct in a batch), so the listing stays true for it."""
+        if parent in self._listed or parent not in self._crowded:
+            return self._listed.get(parent)
+        names = None
+        with contextlib.suppress(OSError):
+            if os.lstat(parent).st_size <= LIST_MAX_BYTES:
+                names = set(os.listdir(parent))
+        self._listed[parent] = names
+        return names
 
     def copy_sources(self, ops: list[Op], may_read: Callable[[str], bool]) -> dict[int, int]:
         """Open the files whose bytes a put may copy (``Op.src``) before any operation of the

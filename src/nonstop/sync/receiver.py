@@ -32,11 +32,11 @@ from nonstop.config.csync2 import Group
 from nonstop.errors import MachineError
 from nonstop.logs import escape
 from nonstop.sync import backups, fsops
-from nonstop.sync.conflicts import Action, judge
+from nonstop.sync.conflicts import DISAGREE, Action, judge, rebased
 from nonstop.sync.messages import Result
 from nonstop.sync.patterns import Matcher, PathMap, valid_name
 from nonstop.sync.plan import Op
-from nonstop.sync.receivedata import ReceiveData
+from nonstop.sync.receivedata import LIST_MIN, ReceiveData
 from nonstop.sync.scan import Seen, describe, racy_window
 from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
@@ -48,10 +48,6 @@ Log = Callable[[str], None]
 # Whole files held for one writer job (see Receiver.submit_whole).
 HOLD_FILES = 64
 HOLD_BYTES = 1 << 20
-# A batch with this many names in one directory lists it once instead of a lookup per name,
-# if the directory is small enough (ext4: a few thousand names).
-LIST_MIN = 16
-LIST_MAX_BYTES = 256 << 10
 
 
 @dataclass
@@ -282,6 +278,9 @@ class Receiver(ReceiveData):
             forced=op.forced, auto=self.group.auto, sender=self.peer, receiver=self.me,
             hosts=self.group.host_names, ignore=self.ignore,
         )
+        if verdict.action in DISAGREE:  # or only the sender's base is older than our record
+            verdict = rebased(verdict, op.name, current, self._agreed(op.name), sender=self.peer,
+                              receiver=self.me, ignore=self.ignore)
         if verdict.action is Action.SAME:
             records.append((op.name, op.new, seen))
             if op.kind == "mv":
@@ -305,22 +304,6 @@ class Receiver(ReceiveData):
         if op.kind == "del":
             return self._delete(op, local, current, Result(i, status, verdict.reason), records)
         return self._install(i, op, batch, seen, Result(i, status, verdict.reason), records)
-
-    def _listing(self, parent: str) -> set[str] | None:
-        """The names in ``parent`` if it gets many names of this batch and is small
-        (LIST_MAX_BYTES), listed once, when the first of them is judged (a first sync makes
-        the directory earlier in the same batch): a first sync would otherwise look up every
-        file it is about to create (a failed lstat each, a GIL hand-off in this thread).
-        None: look the name up. No operation of a batch looks at a name an earlier one of
-        the batch created (names are distinct in a batch), so the listing stays true for it."""
-        if parent in self._listed or parent not in self._crowded:
-            return self._listed.get(parent)
-        names = None
-        with contextlib.suppress(OSError):
-            if os.lstat(parent).st_size <= LIST_MAX_BYTES:
-                names = set(os.listdir(parent))
-        self._listed[parent] = names
-        return names
 
     def _refusal(self, i: int, op: Op) -> Result | None:
         """Names outside our includes, or under a symlinked directory, are refused."""
@@ -395,7 +378,8 @@ class Receiver(ReceiveData):
         assert new is not None
         src_local = self.paths.local(op.src)
         src_seen = describe(src_local, self.db.local_get(op.src), self._now())
-        src_ok = src_seen is not None and (op.forced or src_seen.state.same(op.src_base))
+        src_ok = src_seen is not None and (op.forced or self._unchanged(op.src, src_seen.state,
+                                                                        op.src_base))
         if src_seen is not None and src_ok:
             self._touches(src_seen.ino)  # renamed now, or removed when the file arrives
         if src_seen is not None and src_ok and src_seen.state.same_content(new):
@@ -410,6 +394,15 @@ class Receiver(ReceiveData):
         if src_ok:
             p.src_local = src_local
         return None
+
+    def _agreed(self, name: str) -> FileState | None:
+        """What we and the sender held after our last sync (None: nothing)."""
+        return self.db.synced_for(self.peer, [name]).get(name)
+
+    def _unchanged(self, name: str, state: FileState, base: FileState | None) -> bool:
+        """Our ``name`` is still what the sender believes, or what we last synced with it (its
+        belief may be older: see conflicts.rebased)."""
+        return state.same(base) or state.same(self._agreed(name))
 
     def _parent_ok(self, parent: str) -> bool:
         """No symlink among the directories of a path (csync2's rule), so nothing a peer sends
@@ -428,7 +421,7 @@ class Receiver(ReceiveData):
     ) -> Result:
         src_local = self.paths.local(op.src)
         seen = describe(src_local, self.db.local_get(op.src), self._now())
-        if seen is not None and seen.state.same(op.src_base):
+        if seen is not None and self._unchanged(op.src, seen.state, op.src_base):
             kept = self._backup(op.src, src_local) if seen.state.kind == "reg" else None
             fsops.remove(src_local)
             self.changed.append(op.src)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sync_harness import pair, talk_config
 
-from nonstop.sync import fsops, receiver, writes
+from nonstop.sync import fsops, receivedata, writes
 from nonstop.sync.digest import Hasher
 from nonstop.sync.node import Node
 
@@ -259,7 +259,7 @@ async def test_a_directory_of_many_new_files_is_listed_once_and_a_local_file_sti
         vm = str(n2.path("/var/spool/asterisk/vm"))
         assert {p for p in looked if p.startswith(vm + "/")} == {vm + "/m005.txt"}
         # the same batch into a directory that is too big to list: a lookup per name
-        monkeypatch.setattr(receiver, "LIST_MAX_BYTES", 0)
+        monkeypatch.setattr(receivedata, "LIST_MAX_BYTES", 0)
         looked.clear()
         rec = _receiver(n2.node)
         rec.evaluate(ops)
