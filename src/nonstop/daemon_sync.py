@@ -27,6 +27,9 @@ class ReplicationWiring(DaemonBase):
                 partial(open_node, root=self.sync_root),
                 config_path, self.node, str(self.state_dir / "sync"),
             )
+            if self.replicator is not None:  # a reload started it while this one read
+                node.close()
+                return
             replicator = Replicator(node)
             await replicator.start()
         except Exception as e:  # a broken csync2.cfg or a busy port must not stop the HA daemon
@@ -77,10 +80,13 @@ class ReplicationWiring(DaemonBase):
                 f"{self.node} takes no pushes from it; its files are replicated from "
                 f"{self.node}")
 
-    def _spawn_sync(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn_sync(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A force-sync runs as one of ``_sync_tasks``: a restart of replication (reload)
+        lets those finish before it stops the replicator they push with."""
         task = asyncio.create_task(coro)
         self._sync_tasks.add(task)
         task.add_done_callback(self._sync_tasks.discard)
+        return task
 
     async def _force_sync(self, why: str) -> None:
         assert self.replicator is not None
@@ -105,4 +111,9 @@ class ReplicationWiring(DaemonBase):
         if self.replicator is not None and self._was_active and not self._pushed_for_release:
             self._pushed_for_release = True
             log.info("replication: pushing the last changes before releasing")
-            await self._force_sync("release")
+            task = self._spawn_sync(self._force_sync("release"))
+            try:
+                await asyncio.wait({task})  # a restart cancelling it must not stop the release
+            except asyncio.CancelledError:
+                task.cancel()
+                raise

@@ -254,3 +254,54 @@ def test_replication_switched_on_by_a_reload(make_lab: Callable[[Sequence[str]],
              what="the file on vpbx1-2")
     assert {n: c.daemons[n].pid for n in (N1, N2)} == pids
     assert (c.status(N2).get("sync") or {}).get("active") is False
+
+
+def _reload_talk(state_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nonstop", "reload", "--state-dir",
+                           str(state_dir)], capture_output=True, text=True, timeout=60)
+
+
+def test_a_csync2_cfg_changed_by_a_reload(make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    """csync2.cfg is part of the configuration a reload reads: a broken one is refused with
+    its file:line, an include and an exclude added on both nodes (the standby first) and
+    reloaded restart replication, and the new directory replicates while the excluded file
+    stays home; heartbeats and the group go on untouched."""
+    from talkcluster import replicating, write_file
+
+    from nonstop.lab import wait_for
+
+    c = replicating(make_lab((N1, N2)))
+    pids = {n: c.daemons[n].pid for n in (N1, N2)}
+    logged = {n: len(c.log(n)) for n in (N1, N2)}
+    cfgs = {n: c.config_dir(n).parent / "csync2.cfg" for n in (N1, N2)}
+    good = cfgs[N2].read_text()
+    cfgs[N2].write_text(good.replace("auto none;", "auto nonee;"))
+    done = _reload_talk(c.state_dir(N2))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "reload refused" in done.stderr and f"{cfgs[N2]}:8: " in done.stderr, done.stderr
+    for node in (N2, N1):
+        (c.sync_root(node) / "srv/recordings").mkdir(parents=True)
+        cfgs[node].write_text(cfgs[node].read_text().replace("auto nonee;", "auto none;")
+                              .replace("include /var/log/asterisk;", "include /var/log/asterisk;"
+                                       "\n    include /srv/recordings;\n    exclude *.tmp;"))
+        done = _reload_talk(c.state_dir(node))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (f"applied: replication: {cfgs[node]} changed (group vpbx1: include "
+                "/srv/recordings added, exclude *.tmp added): restarted") in done.stdout
+    wait_for(lambda: (c.status(N1).get("sync") or {}).get("active"), 20,
+             what="replication active again on vpbx1-1")
+    write_file(c.sync_root(N1), "etc/asterisk/scratch.tmp", b"tmp\n")
+    write_file(c.sync_root(N1), "srv/recordings/call1.wav", b"recording\n")
+    write_file(c.sync_root(N1), "etc/asterisk/after.conf", b"[general]\n")
+    for rel in ("srv/recordings/call1.wav", "etc/asterisk/after.conf"):
+        target = c.sync_root(N2) / rel
+        wait_for(target.exists, 20, what=f"{rel} on vpbx1-2")
+    assert not (c.sync_root(N2) / "etc/asterisk/scratch.tmp").exists()
+    done = _reload_talk(c.state_dir(N1))
+    assert done.stdout.strip() == "reloaded: no change", done.stdout + done.stderr
+    assert {n: c.daemons[n].pid for n in (N1, N2)} == pids
+    assert c.holder(N2) == N1 and c.vip_holders() == [N1]
+    for node in (N1, N2):
+        trouble = [line for line in c.log(node)[logged[node]:].splitlines()
+                   if TROUBLE.search(line)]
+        assert trouble == [], trouble

@@ -4,6 +4,8 @@ Pure: from the configuration the daemon runs on and the one just read, the confi
 on now (the old one with every part that can change live taken from the new one) and one
 sentence per change, applied or left for the next start with the reason. The daemon applies
 the result; an invalid new configuration never gets here (it is refused whole, with its errors).
+The csync2.cfg named by ``nonstop_sync`` is part of it: a changed one (or a changed key of a
+group this node is in) restarts replication with it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from nonstop.config.csync2 import Csync2Config, Group
+from nonstop.config.errors import Location
 from nonstop.config.model import AuthKeys, ClusterConfig, HaConfig
 from nonstop.config.settings import SETTING
+from nonstop.records import fields
 
 # HaConfig fields a running node takes at once.
 LIVE = frozenset({
@@ -57,12 +62,23 @@ _NOT_SETTINGS = frozenset({"path", "parameters", "locations", "warnings"})
 
 
 @dataclass(frozen=True)
+class SyncFiles:
+    """A csync2.cfg as replication reads it: the model and the keys of this node's groups (by
+    group name; compared, never shown)."""
+
+    config: Csync2Config
+    keys: dict[str, bytes]
+
+
+@dataclass(frozen=True)
 class ReloadPlan:
-    """The configuration to run on from now, and one line per change (for the log)."""
+    """The configuration to run on from now, one line per change (for the log), and whether
+    replication restarts (``nonstop_sync`` names another file, or its files changed)."""
 
     config: ClusterConfig
     applied: tuple[str, ...]
     deferred: tuple[str, ...]
+    restart_sync: bool = False
 
     @property
     def changed(self) -> bool:
@@ -100,8 +116,74 @@ def _groups(cfg: ClusterConfig) -> list[tuple[str, tuple[str, ...]]]:
     return [(g.node, tuple(r.raw for r in g.resources)) for g in cfg.groups]
 
 
-def plan_reload(old: ClusterConfig, new: ClusterConfig) -> ReloadPlan:
-    """Merge ``new`` into ``old`` as far as a running node can (see :data:`LIVE`)."""
+def _bare(value: object) -> object:
+    """``value`` without where it was written: a comment that moves lines changes nothing."""
+    if isinstance(value, Location):
+        return None
+    if hasattr(value, "__record_fields__"):
+        return tuple((name, _bare(getattr(value, name))) for name in fields(value))
+    if isinstance(value, tuple | list):
+        return tuple(_bare(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _bare(v)) for k, v in value.items()))
+    if isinstance(value, frozenset | set):
+        return tuple(sorted(value))
+    return value
+
+
+# How csync2.cfg names the Group fields whose name is not the directive's.
+_CSYNC2_WORDS = {"hosts": "host", "key_file": "key", "actions": "action"}
+
+
+def _group_changes(before: Group, after: Group) -> list[str]:
+    """What changed in one csync2 group, in csync2.cfg's words."""
+    def written(g: Group) -> list[str]:
+        return [f"{'include' if p.include else 'exclude'} {p.text}" for p in g.patterns]
+
+    old, new = written(before), written(after)
+    out = [f"{p} added" for p in new if p not in old]
+    out += [f"{p} removed" for p in old if p not in new]
+    if [p for p in new if p in old] != [p for p in old if p in new]:
+        out.append("include/exclude order changed")
+    for name in fields(after):
+        b, a = getattr(before, name), getattr(after, name)
+        if name in ("name", "patterns", "loc", "key_loc") or _bare(b) == _bare(a):
+            continue
+        word = _CSYNC2_WORDS.get(name, name.replace("_", "-"))
+        if isinstance(a, tuple):  # hosts, compare patterns, actions
+            out.append(f"{word} lines changed")
+        else:
+            out.append(f"{word} {_show(name, b)} -> {_show(name, a)}")
+    return out
+
+
+def sync_changes(before: SyncFiles, after: SyncFiles) -> list[str]:
+    """What changed between two readings of a csync2.cfg and its keys, group by group (never
+    a key); empty if nothing did."""
+    old = {g.name: g for g in before.config.groups}
+    new = {g.name: g for g in after.config.groups}
+    out = [f"group {n} added" for n in new if n not in old]
+    out += [f"group {n} removed" for n in old if n not in new]
+    for n, g in new.items():
+        if n not in old:
+            continue
+        parts = _group_changes(old[n], g)
+        if before.keys.get(n) != after.keys.get(n):
+            parts.append("its key changed")
+        if parts:
+            out.append(f"group {n}: {', '.join(parts)}")
+    rest = [f for f in fields(after.config) if f not in ("path", "groups")]
+    if any(_bare(getattr(before.config, f)) != _bare(getattr(after.config, f)) for f in rest):
+        out.append("settings outside the groups changed")
+    return out
+
+
+def plan_reload(old: ClusterConfig, new: ClusterConfig, running_sync: SyncFiles | None = None,
+                new_sync: SyncFiles | None = None) -> ReloadPlan:
+    """Merge ``new`` into ``old`` as far as a running node can (see :data:`LIVE`).
+
+    ``new_sync`` is the csync2.cfg ``new`` names (read with it), ``running_sync`` the one
+    replication runs with (None: replication is not running)."""
     applied: list[str] = []
     deferred: list[str] = []
     live: dict[str, object] = {}
@@ -127,5 +209,14 @@ def plan_reload(old: ClusterConfig, new: ClusterConfig) -> ReloadPlan:
         deferred.append("haresources changed: applied at the next start (a running node does "
                         "not move or redefine resource groups under its peers; restart the "
                         "nodes one after the other)")
+    restart = new.ha.sync_config != old.ha.sync_config
+    if not restart and new_sync is not None:
+        path = new_sync.config.path
+        if running_sync is None:
+            restart = True
+            applied.append(f"replication: was not running: started with {path}")
+        elif changes := sync_changes(running_sync, new_sync):
+            restart = True
+            applied.append(f"replication: {path} changed ({'; '.join(changes)}): restarted")
     config = dataclasses.replace(old, ha=ha, authkeys=authkeys, warnings=new.warnings)
-    return ReloadPlan(config, tuple(applied), tuple(deferred))
+    return ReloadPlan(config, tuple(applied), tuple(deferred), restart)
