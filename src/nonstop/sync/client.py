@@ -223,7 +223,9 @@ class Client:
         all sent so far applied."""
         db, peer = self.node.db, run.peer
         seen = await asyncio.to_thread(self.node.check_scopes, g, forced)
-        remote = await self.listing(link, forced)
+        # What our csync2.cfg does not include is not ours to delete there (a narrowed config).
+        remote = {n: st for n, st in (await self.listing(link, forced)).items()
+                  if g.matcher.included(n)}
         local = {n: s.state for n, s in seen.items()}
         synced = await asyncio.to_thread(db.synced_in, peer, forced)
         ops = plan_forced(local, remote, synced, self.node.ignore)

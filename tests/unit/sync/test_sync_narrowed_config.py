@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
 from sync_harness import KEY, TALK_CFG, pair, talk_config
 
 from nonstop.config.csync2 import Csync2Config, parse_csync2_text
@@ -139,8 +138,6 @@ def test_an_owner_is_this_groups_names_and_kept_is_any_groups() -> None:
     assert o("/a/x") and not o("/b/x") and o.kept("/b/x") and not o.kept("/c")
 
 
-@pytest.mark.xfail(strict=True, reason="client.py: a forced push lists the peer's files without "
-                                       "our own includes (see the sync commit's report)")
 async def test_a_forced_push_never_deletes_a_peer_file_we_do_not_include(
         tmp_path: Path) -> None:
     async with pair(tmp_path) as (n1, n2):
