@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from nonstop import rtnetlink
 from nonstop.config.model import ClusterConfig, HaConfig, Ucast
 from nonstop.failover.decide import Action, Decision
 from nonstop.failover.guards import FENCE_PENDING
@@ -117,6 +118,9 @@ class GuardServices:
         self.tracker: PingTracker | None = None
         self.prober: PingProber | None = None
         self.ipfail = ha.ipfail and bool(ha.ping_targets)
+        # The heartbeat interfaces: all without carrier means this node's cable is pulled.
+        self._ifaces = tuple(sorted({m.iface for m in ha.media}))
+        self._others = [n for n in ha.nodes if n != node]
         self.settled = SettledCount(settle_hold_s(ha))
         self.ping_total = len(ha.ping_targets)
         if ha.ping_targets:
@@ -247,10 +251,25 @@ class GuardServices:
             return []
         return [(PING_FIELD, str(self.tracker.view(now).count))]
 
+    def own_links_down(self, alive: set[str]) -> str | None:
+        """While a peer is not alive: why this node's heartbeat interfaces are all down, if
+        they are (none has a carrier); None otherwise, or when it cannot be told."""
+        if not self._ifaces or not set(self._others) - alive:
+            return None
+        try:
+            links = {link.name: link for link in rtnetlink.links()}
+        except (OSError, rtnetlink.RtnlError):
+            return None
+        if any(i not in links or links[i].carrier for i in self._ifaces):
+            return None
+        return f"{', '.join(self._ifaces)} {'has' if len(self._ifaces) == 1 else 'have'} " \
+               "no carrier"
+
     def inputs(self, now: float, alive: Iterable[str]) -> Guards:
         """This instant's inputs of decide(); a fenced peer that is alive again is standby
         and its fencing is forgotten (the next death is fenced again)."""
-        for peer in set(alive) & set(self.fencing):
+        alive = set(alive)
+        for peer in alive & set(self.fencing):
             if isinstance(self.fencing[peer], FenceResult):
                 self.fenced.add(peer)
                 del self.fencing[peer]
@@ -266,6 +285,7 @@ class GuardServices:
             fencing=dict(self.fencing) if self.fencer is not None else None,
             own_key_suspect=verdict.reason if verdict.suspect else None,
             fenced=frozenset(self.fenced),
+            own_links_down=self.own_links_down(alive),
         )
 
     # ---------------------------------------------------------------- fencing

@@ -26,6 +26,7 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 IFLA_ADDRESS, IFLA_IFNAME = 1, 3
+IFF_LOWER_UP = 0x10000
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST = 1, 2, 3, 4
 RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_TABLE = 1, 4, 6, 15
 
@@ -52,6 +53,7 @@ class Link:
     index: int
     name: str
     mac: str | None
+    carrier: bool = True  # IFF_LOWER_UP: a cable and a live port at its other end
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,12 @@ def _u32(raw: bytes | None) -> int | None:
 
 
 def decode_link(body: bytes) -> Link:
-    _family, _type, index, _flags, _change = _IFINFOMSG.unpack_from(body)
+    _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(body)
     attrs = attributes(body, _IFINFOMSG.size)
     mac = attrs.get(IFLA_ADDRESS)
     return Link(index, _text(attrs.get(IFLA_IFNAME)) or str(index),
-                ":".join(f"{b:02x}" for b in mac) if mac else None)
+                ":".join(f"{b:02x}" for b in mac) if mac else None,
+                bool(flags & IFF_LOWER_UP))
 
 
 def decode_address(body: bytes) -> Address:

@@ -97,6 +97,29 @@ def test_link_down_fails_over_and_the_heal_leaves_one_holder(lab: Lab) -> None:
     assert "newer claim" in c.log(N1)
 
 
+def test_the_standby_whose_cable_is_pulled_takes_nothing_over(lab: Lab) -> None:
+    """Its peer goes silent, but so does everything else: its own eth0 has no carrier. It
+    used to take the group over, and its newer claim won the heal: vpbx1-1, which served the
+    clients all along, released the group, and the takeover's force-sync reverted vpbx1-1's
+    data of the cut on both nodes."""
+    c = TalkCluster(lab)
+    running(c)
+    epoch = c.status(N1)["groups"][0]["epoch"]
+    cut = time.monotonic()
+    lab.link_down(N2)
+    wait_for(lambda: "vpbx1-1: is dead" in c.log(N2) or None, 15, what="vpbx1-2 to lose vpbx1-1")
+    wait_for(lambda: "no carrier" in str(c.status(N2)["groups"][0].get("reason")) or None, 10,
+             what="vpbx1-2 to say why it takes nothing over")
+    time.sleep(2.0)  # deadtime is 2 s: a takeover would be well under way by now
+    assert not lab.has_address(N2, VIP)
+    assert c.holder(N2) is None
+    lab.link_up(N2)
+    wait_for(lambda: c.holder(N2) == N1, 15, what="vpbx1-2 to hear vpbx1-1 again")
+    assert lab.has_address(N1, VIP) and not lab.has_address(N2, VIP)
+    assert c.status(N1)["groups"][0]["epoch"] == epoch  # never released, never re-taken
+    assert c.answered_by(N1, cut)
+
+
 def test_standby_is_a_planned_switchover(lab: Lab) -> None:
     c = TalkCluster(lab)
     running(c)

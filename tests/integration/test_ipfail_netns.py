@@ -92,7 +92,10 @@ def test_the_ping_node_lost_by_both_moves_nothing(cluster: TalkCluster) -> None:
 
 def test_a_node_isolated_from_everything_does_not_take_over(cluster: TalkCluster) -> None:
     c = cluster
-    c.lab.link_down(N2)  # the standby loses its peer and its ping node at once
+    # The standby loses its peer and its ping node at once, its own link still up (a pulled
+    # cable, no carrier, is a block of its own: test_failover_talk.py).
+    c.lab.isolate(N2, N1)
+    c.lab.isolate(N2, CLIENT)
     wait_for(lambda: f"node {N1}: is dead" in c.log(N2), 20, what="vpbx1-2 to declare vpbx1-1 dead")
     deadline = time.monotonic() + 6  # well past deadtime + deadping
     while time.monotonic() < deadline:

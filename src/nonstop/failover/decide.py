@@ -525,6 +525,7 @@ def decide_again_at(view: ClusterView, decisions: list[Decision]) -> float:
     """
     if (view.lease is not None or view.ping_counts is not None or view.fencing is not None
             or view.heartbeat_peers or view.own_key_suspect is not None or view.leaving
+            or view.own_links_down is not None  # a carrier coming back is no event
             or not view.comm_up or not view.probed or view.unannounced or view.here.busy
             or any(d.action is not Action.WAIT or d.waiting_on for d in decisions)):
         return view.now

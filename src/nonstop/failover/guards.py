@@ -17,6 +17,11 @@ Pure helpers of :func:`nonstop.failover.decide.decide`, reading only the snapsho
   Heartbeat's "No STONITH device configured.".
 * **own key** (OwnKeyCheck): a node whose packets from its peers' addresses keep failing
   authentication holds the wrong key; it takes nothing over.
+* **own links** (``view.own_links_down``): a node whose heartbeat interfaces have all lost
+  their carrier had its own cable pulled (or its switch died): it lost its peers, but nobody
+  can reach the service through it either. It takes nothing over. Before, it did, and its
+  newer claim won the heal: the node that had served clients all along released the group,
+  and the cut-off node's takeover force-sync reverted what was written there meanwhile.
 """
 
 from __future__ import annotations
@@ -99,6 +104,9 @@ def takeover_block(view: ClusterView) -> Block | None:
     """Why this node must not take a group over now, if so (the first that applies)."""
     if view.own_key_suspect is not None:
         return Block(f"{view.own_key_suspect}; not taking over")
+    if view.own_links_down is not None and view.lost:
+        return Block(f"{', '.join(sorted(view.lost))} is dead but {view.own_links_down}: "
+                     "this node is the one cut off; not taking over")
     return _cut_off(view) or _fencing(view)
 
 

@@ -104,6 +104,9 @@ class ClusterView:
     own_key_suspect: str | None = None
     # Peers this node fenced that came back: they start as standby (nothing fails back to them).
     fenced: frozenset[str] = frozenset()
+    # While a peer is lost: why this node's own heartbeat links are all down ("eth0 has no
+    # carrier"), if they are: its cable is the one pulled, and it takes nothing over.
+    own_links_down: str | None = None
 
 
 PING_FIELD = "pn"  # status field: how many ping nodes the sender reaches (ipfail)
@@ -120,6 +123,7 @@ class Guards:
     fencing: Mapping[str, FenceResult | str] | None = None
     own_key_suspect: str | None = None
     fenced: frozenset[str] = frozenset()
+    own_links_down: str | None = None
 
 
 def _ping_counts(members: MembershipView, guards: Guards) -> dict[str, int] | None:
@@ -214,6 +218,7 @@ def build_view(
         fencing=guards.fencing,
         own_key_suspect=guards.own_key_suspect,
         fenced=guards.fenced,
+        own_links_down=guards.own_links_down,
     )
 
 

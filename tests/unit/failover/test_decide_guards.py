@@ -7,6 +7,7 @@ vpbx1-1 is the group's preferred node; one ping node unless a row says otherwise
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,6 +119,16 @@ ROWS = [
         "my own key looks wrong; not taking over"),
     Row("own key suspect: a held group is kept", v(N1, N1, own_key_suspect="wrong key"),
         Action.WAIT, "holding group"),
+    # ---- own links (its cable pulled: it lost the peer, and the clients lost it)
+    Row("own links down: no takeover",
+        v(N1, None, dead=True, own_links_down="eth0 has no carrier"), Action.WAIT,
+        "vpbx1-2 is dead but eth0 has no carrier: this node is the one cut off; "
+        "not taking over"),
+    Row("own links down: a held group is kept (its clients may be local)",
+        v(N1, N1, dead=True, own_links_down="eth0 has no carrier"), Action.WAIT,
+        "holding group"),
+    Row("own links down with the peer alive: nothing to take over, nothing blocked",
+        v(N2, None, own_links_down="eth0 has no carrier"), Action.WAIT, "goes to vpbx1-1"),
 ]
 
 
@@ -206,3 +217,41 @@ def test_a_start_refused_by_an_address_conflict_is_a_failed_acquisition_with_its
     # After the hold time the failure is forgotten: the next takeover probes again.
     (d,) = decide(replace(view, now=995.0 + 31))
     assert d.action is Action.FORGET_FAILURE
+
+
+def test_own_links_down_is_looked_at_again_every_second() -> None:
+    """A carrier coming back is no event the daemon hears of: while the block lasts it decides
+    again at the next chance."""
+    from nonstop.failover.decide import decide_again_at
+
+    view = v(N1, None, dead=True, own_links_down="eth0 has no carrier")
+    assert decide_again_at(view, decide(view)) == view.now
+    quiet = v(N1, N1)
+    assert decide_again_at(quiet, decide(quiet)) == float("inf")
+
+
+def test_the_daemon_reads_the_carrier_only_while_a_peer_is_not_alive(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from nonstop import guards as daemon_guards
+    from nonstop import rtnetlink
+    from nonstop.config.loader import load_config_dir
+    from nonstop.talk import copy_talk
+
+    cfg = load_config_dir(str(copy_talk(tmp_path) / "ha.d"), N1)  # bcast eth0
+    calls: list[int] = []
+    carrier = {"eth0": False}
+
+    def links() -> list[rtnetlink.Link]:
+        calls.append(1)
+        return [rtnetlink.Link(1, "lo", None, True),
+                *(rtnetlink.Link(2, n, "02:00:00:00:00:01", up) for n, up in carrier.items())]
+
+    monkeypatch.setattr(rtnetlink, "links", links)
+    g = daemon_guards.GuardServices(cfg, N1, clock=lambda: 0.0, on_change=lambda: None,
+                                    peers=())
+    assert g.own_links_down({N1, N2}) is None and calls == []  # all alive: not even read
+    assert g.own_links_down({N1}) == "eth0 has no carrier"
+    carrier["eth0"] = True
+    assert g.own_links_down({N1}) is None
+    del carrier["eth0"]  # an interface not found: cannot tell, so no block
+    assert g.own_links_down({N1}) is None

@@ -56,9 +56,17 @@ def _ip(*args: str) -> list[dict[str, object]]:
 
 
 @pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 not installed")
+def test_link_message_says_whether_the_link_has_a_carrier() -> None:
+    up = struct.pack("=BxHiII", 0, 1, 3, 0x1 | rt.IFF_LOWER_UP, 0) + _attr(rt.IFLA_IFNAME,
+                                                                          b"eth0\0")
+    down = struct.pack("=BxHiII", 0, 1, 3, 0x1, 0) + _attr(rt.IFLA_IFNAME, b"eth0\0")
+    assert rt.decode_link(up).carrier and not rt.decode_link(down).carrier
+
+
 def test_live_requests_agree_with_iproute2() -> None:
-    assert {(link.index, link.name) for link in rt.links()} == {
-        (int(str(x["ifindex"])), str(x["ifname"])) for x in _ip("link", "show")}
+    assert {(link.index, link.name, link.carrier) for link in rt.links()} == {
+        (int(str(x["ifindex"])), str(x["ifname"]), "LOWER_UP" in x["flags"])  # type: ignore[operator]
+        for x in _ip("link", "show")}
     ours = {(str(a.address), a.prefixlen, a.ifname) for a in netlink.list_addresses()}
     theirs = {(str(i["local"]), int(str(i["prefixlen"])), str(x["ifname"]))
               for x in _ip("-4", "addr", "show") for i in x["addr_info"]}  # type: ignore[attr-defined]
