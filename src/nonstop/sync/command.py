@@ -342,10 +342,18 @@ def _open_node(a: Args, cfg_file: str, db_file: str, me: str, out: Out) -> Node 
     from nonstop.sync.node import Node, Options  # not needed by -M
 
     try:
-        cfg = _only_groups(load_csync2(cfg_file), a.groups, a.remove_stale)
-        return Node(Options(cfg, me, a.state_dir, db_file, a.root, a.port,
+        whole = load_csync2(cfg_file)
+        cfg = _only_groups(whole, a.groups, a.remove_stale)
+        node = Node(Options(cfg, me, a.state_dir, db_file, a.root, a.port,
                             addresses(a.peer_address), a.listen or "0.0.0.0",
                             refused_retry=REFUSED_RETRY), out)
+        if cfg is not whole:  # -G: the other groups' names are not forgotten by a check
+            from nonstop.sync.patterns import Matcher
+
+            others = [Matcher(g.patterns) for g in whole.groups_for(me)
+                      if g not in cfg.groups]
+            node.kept_beyond = lambda n: any(m.included(n) for m in others)
+        return node
     except ConfigError as e:
         echo(f"Config error: {e}", err=True)
     except SyncError as e:

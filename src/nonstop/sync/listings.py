@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from nonstop.sync.context import ALL, GroupCtx, overlaps
 from nonstop.sync.digest import blocks_match, prefix_hasher
@@ -34,15 +34,19 @@ class CsyncListings:
     me: str
     db: StateDB
     groups: list[GroupCtx]
+    # csync2 -G: names the groups left out of this run include (their rows are kept).
+    kept_beyond: Callable[[str], bool] | None = None
 
     def owns(self, g: GroupCtx) -> Owner:
         """Which names are group ``g``'s, and which are any group's: a name none includes
         is forgotten by a check, not taken for a deletion (nor pushed)."""
-        if len(self.groups) == 1:
+        beyond = self.kept_beyond
+        if len(self.groups) == 1 and beyond is None:
             return Owner(g.matcher.included, g.matcher.included)
         groups = self.groups
         return Owner(g.matcher.included,
-                     lambda n: any(h.matcher.included(n) for h in groups))
+                     lambda n: any(h.matcher.included(n) for h in groups)
+                     or (beyond is not None and beyond(n)))
 
     def plan_for(self, peer: str, rows: list[tuple[str, bool]]) -> tuple[list[Op], list[str]]:
         """The operations that bring ``peer`` up to date on dirty ``rows``, and the names

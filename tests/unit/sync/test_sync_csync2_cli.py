@@ -471,3 +471,44 @@ def test_a_receiver_starting_with_its_client_is_waited_for(
         t.join(30)
     assert accepted.is_set(), out
     assert code == 1 and "Connect call failed" not in out
+
+
+TWO_GROUPS_CFG = """group conf
+{{
+    host n1;
+    host n2;
+    key csync2.key_demo;
+    include {tmp}/d1/conf;
+}}
+
+group logs
+{{
+    host n1;
+    host n2;
+    key csync2.key_demo;
+    include {tmp}/d1/logs;
+}}
+
+nossl * *;
+"""
+
+
+def test_a_check_of_one_group_keeps_the_other_groups_rows(tmp_path: Path) -> None:
+    """-G conf: the node sees only group conf, so a check took the logs group's recorded names
+    for names no group includes and forgot them (before that: for deletions to push)."""
+    (tmp_path / "csync2.key_demo").write_text(KEY + "\n")
+    cfg = tmp_path / "csync2.cfg"
+    cfg.write_text(TWO_GROUPS_CFG.format(tmp=tmp_path))
+    for sub in ("conf", "logs"):
+        (tmp_path / "d1" / sub).mkdir(parents=True)
+        (tmp_path / "d1" / sub / "f").write_text(sub)
+    base = ["-C", str(cfg), "-N", "n1", "-D", str(tmp_path / "db")]
+    (tmp_path / "db").mkdir()
+    code, out = run([*base, "-cr", str(tmp_path / "d1")])
+    assert code == 0, out
+    code, listed = run([*base, "-M"])
+    assert str(tmp_path / "d1/logs/f") in listed, listed
+    code, out = run([*base, "-G", "conf", "-cr", str(tmp_path / "d1")])
+    assert code == 0, out
+    code, after = run([*base, "-M"])
+    assert str(tmp_path / "d1/logs/f") in after, after  # still known, still dirty for n2
