@@ -418,7 +418,11 @@ class Client:
                 if peer is not None and host.name != peer:
                     continue
                 try:
-                    remote = await self._listing_of(g, host.name, scopes)
+                    # What our csync2.cfg excludes is not ours to compare (nor, with -TIX,
+                    # to delete there).
+                    remote = {n: st for n, st in
+                              (await self._listing_of(g, host.name, scopes)).items()
+                              if g.matcher.included(n)}
                 except SyncError as e:
                     problems.append(str(e))
                     continue

@@ -147,3 +147,16 @@ async def test_a_forced_push_never_deletes_a_peer_file_we_do_not_include(
         report = await n1.node.update()
         assert report.problems == []
         assert n2.path(NOTES).exists() and n2.path(CODEC).exists()
+
+
+async def test_a_compare_lists_only_what_our_config_includes(tmp_path: Path) -> None:
+    """-T listed the peer's files our narrowed config excludes as only there ('R'), and an
+    -I (init) run of it would have made them deletions."""
+    async with pair(tmp_path) as (n1, n2):
+        await _synced_wide(n1, n2)
+        n1.path(NOTES).unlink()  # gone here; on the peer, but no longer ours
+        _restart(n1, _narrowed(tmp_path))
+        n1.write(CONF, "a, edited here only\n")
+        lines, problems = await n1.node.compare([("/etc/asterisk", True)])
+        assert problems == []
+        assert lines == [f"X\tvpbx1-1\tvpbx1-2\t{CONF}"]
