@@ -144,11 +144,12 @@ def status(state_dir: Path, as_json: bool) -> None:
 @cli.command()
 @state_dir_option
 def reload(state_dir: Path) -> None:
-    """Re-read ha.cf, haresources and authkeys in the running node (as SIGHUP does).
+    """Re-read ha.cf, haresources, authkeys and csync2.cfg in the running node (as SIGHUP does).
 
     What can change live does (authkeys, keepalive/deadtime/warntime, logging, nonstop_monitor,
-    nonstop_sync); the rest is named and applied at the next start. A configuration with any
-    error is refused as a whole: the node keeps running on the previous one (exit 1).
+    nonstop_sync, csync2.cfg and its keys: replication restarts); the rest is named and applied
+    at the next start. A configuration with any error is refused as a whole: the node keeps
+    running on the previous one (exit 1).
     """
     try:
         reply = request(state_dir, "reload", timeout=60.0)
