@@ -408,16 +408,17 @@ class Membership(PeerTable):
         """A newer number: what it skipped is missing, and asked for unless too much."""
         if p.last_seq is not None and seq > p.last_seq + 1:
             gap = seq - p.last_seq - 1
-            self.count("lost", gap)
+            if not (apart := p.status is NodeStatus.DEAD or not p.seq_heard):
+                self.count("lost", gap)  # (what it sent while we were apart is no loss)
             # Never ask a dead node (back from a partition) for what we missed while it was
             # away (Heartbeat 3.0.5: "do not request retransmission of lost messages from
             # dead members"), nor ask for what it sent while we were down: our first numbered
             # packet of it since our restart follows the number recorded before (replay
             # state). Heartbeat answered such a request with "Cannot rexmit pkt ...: seqno too
-            # low" for what it no longer kept, and resent the rest, which this node would then
-            # have acted on as news: a standby request from before our crash made us take a
-            # group Heartbeat held. An unnumbered packet first (an ack) does not count here.
-            if gap > MAX_SEQ_GAP or p.status is NodeStatus.DEAD or not p.seq_heard:
+            # low" for what it no longer kept, and resent the rest, which we would then have
+            # acted on as news: a standby request from before our crash made us take a group
+            # Heartbeat held. An unnumbered packet first (an ack) does not count here.
+            if gap > MAX_SEQ_GAP or apart:
                 p.missing.clear()
             else:
                 p.missing.update(range(p.last_seq + 1, seq))

@@ -117,8 +117,12 @@ def test_death_and_restart_forget_missing_packets() -> None:
     m.tick(2.2)  # dead
     assert m.missing("vpbx1-2") == frozenset()
     m.receive(status(10), "eth0", 3.0)
+    # Sent while it was dead to us: not packets the link dropped ("dropped packets: lost" on
+    # every healed partition or restart read as a bad link).
+    assert m.view(3.0).counters["lost"] == 1  # the 2 missed while both were up
     m.receive(status(12), "eth0", 3.1)
     assert m.missing("vpbx1-2") == frozenset({11})
+    assert m.view(3.1).counters["lost"] == 2
     m.receive(message(1, ("t", "status"), ("st", "up"), ("dt", "7d0"), ("protocol", "1"),
                       gen=8), "eth0", 3.2)
     assert m.missing("vpbx1-2") == frozenset()
