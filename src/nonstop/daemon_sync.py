@@ -14,9 +14,20 @@ from nonstop.sync.replicator import Replicator
 
 log = logging.getLogger("nonstop")
 
+# A hand-off's last push runs while the group's services are down: bounded, a slow or refusing
+# peer costs at most this much downtime. The one before the stop (a standby's check) has the
+# services still running, as the release push had before.
+HANDOFF_PUSH_S = 10.0
+PRE_STOP_PUSH_S = 30.0
+UNSENT_NAMED = 5  # names in a log line or an error, the rest counted
+FIX_FIRST = ("Fix replication first (nonstop status); stopping this node's daemon hands over "
+             "anyway")
+
 
 class ReplicationWiring(DaemonBase):
     """Push while this node holds a group, force-sync at takeover and release."""
+
+    _handoffs = 0  # planned releases between their services' stop and their announcement
 
     async def _start_replication(self, config_path: str) -> None:
         """ha.cf ``nonstop_sync``: receive always; push while this node holds a group."""
@@ -41,12 +52,17 @@ class ReplicationWiring(DaemonBase):
         self._replication_follows()
 
     def _replication_follows(self) -> None:
-        """Active while we hold a group: push continuously, force-sync on becoming active."""
+        """Active while we hold a group, or hand it over: push continuously, force-sync on
+        becoming active; pushes skip the peers heartbeats declare dead."""
         if self.replicator is None or self.engine is None:
             return
-        active = any(
-            g.state is GroupState.HELD for g in self.engine.local_ad().groups.values()
-        )
+        self.engine.standby_refusal = self._standby_refusal
+        self._follow_membership(self.replicator)
+        states = {g.state for g in self.engine.local_ad().groups.values()}
+        # A planned release goes on pushing while the services stop: what they write on the
+        # way out is in the last push (_before_release).
+        active = GroupState.HELD in states or (
+            self._handoffs > 0 and GroupState.STOPPING in states)
         if active == self._was_active:
             return
         self._was_active = active
@@ -61,6 +77,14 @@ class ReplicationWiring(DaemonBase):
             self._spawn_sync(self._force_sync("takeover"))
         else:
             log.info("replication: standby, receiving only")
+
+    def _follow_membership(self, replicator: Replicator) -> None:
+        """Tell the replicator which ha.cf peers are dead now (a csync2 host outside ha.cf is
+        never judged): its pushes do not wait on them."""
+        alive = self._cluster_view().alive
+        replicator.set_dead(frozenset(
+            h.name for g in replicator.node.groups for h in g.group.peers(self.node)
+            if h.name in self.cfg.ha.nodes and h.name not in alive))
 
     def _push_refusal(self, peer: str) -> str | None:
         """Why a push from ``peer`` is refused now, if it is: while we hold a group, a cluster
@@ -105,15 +129,82 @@ class ReplicationWiring(DaemonBase):
             log.info("replication: force-sync on %s done (%s)", why,
                      ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing")
 
-    async def _before_release(self) -> None:
-        """A release starts while the services still run: push the last changes first, bounded
-        so a dead or slow peer cannot hold the group; once, however many groups go."""
-        if self.replicator is not None and self._was_active and not self._pushed_for_release:
-            self._pushed_for_release = True
-            log.info("replication: pushing the last changes before releasing")
-            task = self._spawn_sync(self._force_sync("release"))
+    def _standby_refusal(self) -> str | None:
+        """Why ``nonstop standby`` must not hand the groups over now: the peers lack changes of
+        this node that replication could not give them, and the new holder's takeover
+        force-sync would overwrite them here."""
+        why = self.replicator.failing() if self.replicator and self._was_active else None
+        if why is None:
+            return None
+        return (f"replication from {self.node} is failing ({why}): the new holder's takeover "
+                f"force-sync would overwrite here what it could not send. {FIX_FIRST}")
+
+    async def _before_release(self, stopped: bool, may_refuse: bool) -> str | None:
+        """A planned release (not a split brain's): before the services stop (``stopped``
+        False), keep pushing through the stop and, for a standby (``may_refuse``), push what is
+        waiting and say why the group should stay if that fails; once they have stopped, push
+        what changed, what they wrote on their way out too, before the group is announced
+        released. Each push is bounded and skipped, without a scan, when nothing changed."""
+        if self.replicator is None or not self._was_active:
+            return None
+        if not stopped:
+            self._handoffs += 1
+            if not may_refuse:
+                return None
+            why = await self._push_waiting(PRE_STOP_PUSH_S)
+            if why is None:
+                return None
+            self._handoffs -= 1
+            return (f"replication from {self.node} failed ({why}); the new holder's takeover "
+                    f"force-sync would overwrite them here. {FIX_FIRST}")
+        try:
+            why = await self._push_waiting(HANDOFF_PUSH_S)
+        finally:
+            self._handoffs = max(0, self._handoffs - 1)
+            if not self._stop.is_set():
+                self._replication_follows()
+        if why is not None:
+            log.critical("replication: the last push before handing over failed: %s; the new "
+                         "holder's takeover force-sync replaces them here (each replaced "
+                         "version kept in the group's backup directory, if it has one)", why)
+        return None
+
+    async def _push_waiting(self, bound: float) -> str | None:
+        """Push what is waiting (with the release's force-sync), within ``bound`` seconds;
+        None if the live peers have it all, else what they lack and why."""
+        replicator = self.replicator
+        assert replicator is not None
+        problems: list[str] = []
+
+        async def push() -> None:
             try:
-                await asyncio.wait({task})  # a restart cancelling it must not stop the release
-            except asyncio.CancelledError:
-                task.cancel()
-                raise
+                async with asyncio.timeout(bound):
+                    report = await replicator.push_pending()
+            except TimeoutError:
+                problems.append(f"the push did not finish within {bound:.0f} s")
+                return
+            except Exception as e:  # a peer or disk problem is reported, never fatal
+                problems.append(f"{type(e).__name__}: {e}")
+                return
+            if report is None:
+                return
+            problems.extend(report.problems)
+            log.info("replication: pushed the last changes before releasing (%s)",
+                     ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
+                     or "nothing new")
+
+        task = self._spawn_sync(push())
+        try:
+            await asyncio.wait({task})  # a restart cancelling it must not stop the release
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not problems:
+            return None
+        unsent = await asyncio.to_thread(replicator.unsent)
+        if not unsent:
+            return f"{problems[-1]}: nothing is known to be missing there"
+        more = ", ..." if len(unsent) > UNSENT_NAMED else ""
+        return (f"{problems[-1]}: {len(unsent)} change(s) made here are not on "
+                f"{', '.join(sorted(set(replicator.live())))} "
+                f"({', '.join(unsent[:UNSENT_NAMED])}{more})")

@@ -27,6 +27,7 @@ from nonstop.errors import InvalidValue
 from nonstop.failover.decide import Action, Decision
 from nonstop.failover.state import GroupAd, GroupState, NodeAd, check, haresources_digest
 from nonstop.failover.statefile import GroupStateFile
+from nonstop.failover.stopping import Reannounces, stop_all
 from nonstop.failover.view import GroupInfo, LocalFacts
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState, build_agents
 from nonstop.resources.watches import WatchedAddress
@@ -35,17 +36,9 @@ log = logging.getLogger("nonstop.failover")
 
 AgentFactory = Callable[[ResourceSpec, AgentContext], Agent]
 
-STOP_RETRIES = 3
 STOP_RETRY_DELAY_S = 0.5
 STOP_FAILED_RETRY_S = 5.0
 MONITOR_RESTART_WINDOW_S = 60.0
-
-
-@runtime_checkable
-class Reannounces(Protocol):
-    """An agent that can re-announce what it holds (gratuitous ARP for an address)."""
-
-    def reannounce(self) -> None: ...
 
 
 @runtime_checkable
@@ -105,12 +98,17 @@ class FailoverEngine:
         on_change: Callable[[], None],
         monitor_interval_s: float | None = None,
         stop_retry_delay_s: float = STOP_RETRY_DELAY_S,
-        before_release: Callable[[], Awaitable[None]] | None = None,
+        before_release: Callable[[bool, bool], Awaitable[str | None]] | None = None,
     ) -> None:
         self.cfg = cfg
-        # Called when a release starts, while the services still run (the daemon's replication
-        # pushes the last changes then, as the talk's master script does on stop).
+        # A planned release (not a split brain's) calls it twice: ``(False, standby)`` before the
+        # services stop (a reason returned keeps the group here, for a standby only), then
+        # ``(True, False)`` once they have stopped, before the group is announced released (the
+        # daemon's replication pushes the last changes, those written by the stop too).
         self.before_release = before_release
+        # Why ``standby`` is refused now (the daemon's replication cannot push: the new holder
+        # would overwrite this node's unsent changes), if it is.
+        self.standby_refusal: Callable[[], str | None] | None = None
         self.stop_retry_delay_s = stop_retry_delay_s
         self.node = node
         self.state_file = state_dir / "groups.json"
@@ -368,37 +366,8 @@ class FailoverEngine:
             return False
 
     async def _stop_all(self, rt: GroupRuntime, *, addresses_first: bool = False) -> list[Agent]:
-        """Stop every resource right to left, retrying; return those that would not stop.
-
-        ``addresses_first``: when another node holds the group too, the shared address is what
-        hurts (clients and ARP caches flap between the two), so it goes before anything else.
-        """
-        failed: list[Agent] = []
-        order = list(reversed(range(len(rt.agents))))
-        if addresses_first:
-            order.sort(key=lambda i: 0 if isinstance(rt.agents[i], Reannounces) else 1)
-        for i in order:
-            agent = rt.agents[i]
-            for attempt in range(STOP_RETRIES):
-                try:
-                    log.info("Running %s stop", agent.describe())
-                    await agent.stop()
-                    rt.resource_states[i] = "stopped"
-                    break
-                except ResourceError as e:
-                    log.error("%s", e)
-                    if attempt + 1 < STOP_RETRIES:
-                        log.info("Retrying failed stop operation [%s]", agent.describe())
-                        await asyncio.sleep(self.stop_retry_delay_s)
-            else:
-                if await agent.status() is ResourceState.STOPPED:
-                    log.error("Resource script for %s probably not LSB-compliant: its stop "
-                              "failed although it is stopped", agent.describe())
-                    rt.resource_states[i] = "stopped"
-                else:
-                    rt.resource_states[i] = "failed"
-                    failed.append(agent)
-        return failed
+        return await stop_all(rt.agents, rt.resource_states, self.stop_retry_delay_s,
+                              addresses_first=addresses_first)
 
     async def _give_up(self, rt: GroupRuntime) -> None:
         """A start (or a monitor restart) failed: release the whole group and mark it failed
@@ -414,11 +383,20 @@ class FailoverEngine:
         self._set(rt, GroupState.START_FAILED)
 
     async def _release(self, rt: GroupRuntime, *, conflict: bool = False) -> None:
+        hook = None if conflict else self.before_release
+        if hook is not None:
+            standby = rt.info.index in self.declines and not self.leaving
+            why = await hook(False, standby)
+            if why is not None and standby:
+                self.declines.discard(rt.info.index)
+                log.error("Standby of group %s refused, the group stays here: %s",
+                          rt.group.key, why)
+                return
         self._set(rt, GroupState.STOPPING)
         log.info("Releasing resource group: %s", self._line(rt))
-        if self.before_release is not None and not conflict:
-            await self.before_release()
         failed = await self._stop_all(rt, addresses_first=conflict)
+        if hook is not None:
+            await hook(True, False)
         rt.needs_failback = False
         if failed:
             names = ", ".join(a.describe() for a in failed)
@@ -509,6 +487,9 @@ class FailoverEngine:
     def standby(self, which: str) -> list[str]:
         """``nonstop standby``: give the selected groups we hold to another node."""
         sel = self._select(which)
+        why = self.standby_refusal() if self.standby_refusal is not None else None
+        if why is not None and any(self.groups[i].state is GroupState.HELD for i in sel):
+            raise InvalidValue(f"standby refused: {why}")
         self.declines |= sel
         self.wants -= sel
         log.info("Going standby [%s].", which)

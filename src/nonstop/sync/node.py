@@ -69,6 +69,10 @@ class Node(CsyncListings):
         # this node holds a group, a peer that claims none (a split brain's loser releasing, a
         # push it planned before this node took over) must not overwrite its files.
         self.push_refusal: Callable[[str], str | None] | None = None
+        # Set by the daemon: the peers its heartbeats declare dead. A push skips them (their
+        # names stay dirty): each run waited on a dead peer first, 33 s for the next change to
+        # reach a live one and 3 s for every later change. A `nonstop sync` tries every peer.
+        self.dead_peers: frozenset[str] = frozenset()
         self._client: Client | None = None
 
     @property
@@ -138,7 +142,7 @@ class Node(CsyncListings):
     async def update(self, scopes: list[Scope] | None = None,
                      only: Iterable[str] | None = None) -> Report:
         """Send dirty and forced entries to every peer (or the ``only`` ones; csync2 ``-P``),
-        one connection each."""
+        one connection each; none to a peer in :attr:`dead_peers`."""
         import asyncio
 
         report = Report()
@@ -147,7 +151,7 @@ class Node(CsyncListings):
             me_host = g.group.host(self.me)
             for host in g.group.peers(self.me):
                 peer = host.name
-                if wanted is not None and peer not in wanted:
+                if (wanted is not None and peer not in wanted) or peer in self.dead_peers:
                     continue
                 forced, rows = await asyncio.to_thread(self._pending, g, peer, scopes)
                 if not forced and not rows:
@@ -197,6 +201,21 @@ class Node(CsyncListings):
     async def close_sessions(self) -> None:
         """Close the sessions kept open between runs (``keep_sessions``)."""
         await self.client.close_sessions()
+
+    def drop_sessions(self, peer: str) -> None:
+        """Close, in the background, the kept sessions to ``peer`` (declared dead: a session
+        half-open to it must not be what the push after its return waits on)."""
+        import asyncio
+
+        client = self._client
+        if client is None:
+            return
+        for key in [k for k in client.kept if k[1] == peer]:
+            link, _since = client.kept.pop(key)
+            # No BYE: nobody answers it. Closed the way the client closes a stale session.
+            task = asyncio.ensure_future(link.chan.close())
+            client._closing.add(task)
+            task.add_done_callback(client._closing.discard)
 
     # ------------------------------------------------------------------------- compare (-T)
     async def compare(self, scopes: list[Scope] | None = None,

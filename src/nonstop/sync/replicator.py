@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -94,6 +95,9 @@ class Replicator:
         self._received = 0
         self._full_due = True
         self._full_scan_at: float | None = None  # when the last full scan started
+        # Peers the heartbeats declare dead: no push waits on them (their changes stay dirty,
+        # counted in status and lag); one that comes back is pushed to at once.
+        self.dead: frozenset[str] = frozenset()
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -152,6 +156,65 @@ class Replicator:
             self._unsent_since = None
             self._status["last_error"] = None  # its pushes are over (last_problem keeps it)
         self._wake.set()
+
+    def set_dead(self, peers: frozenset[str]) -> None:
+        """The peers heartbeats declare dead now: pushes skip them and their kept sessions are
+        closed; a peer back from the dead gets its backlog at once, not at the next full scan."""
+        if peers == self.dead:
+            return
+        back = self.dead - peers
+        for peer in sorted(peers - self.dead):
+            self.node.drop_sessions(peer)
+        self.dead = self.node.dead_peers = peers
+        if back and self._active:
+            _log.info("replication: %s alive again: pushing its backlog", ", ".join(sorted(back)))
+            self._wake.set()  # woken with no change: the run pushes what is dirty, no scan
+
+    def failing(self) -> str | None:
+        """Why this node's pushes fail now (its last run failed), if they do."""
+        if not self._failing:
+            return None
+        return str(self._status["last_error"] or "the last push failed")
+
+    async def push_pending(self, force: bool = True) -> Report | None:
+        """A hand-off's last push: what changed and was not sent yet (read from inotify now,
+        so what a stopped service wrote on its way out is in it), with the release's force-sync
+        when ``force``; None, without a scan or a connection, when nothing is waiting."""
+        if self._watcher is not None:
+            self._drain_events()
+        async with self._lock:
+            waiting = bool(self._hints) or self._full_due or self._watcher is None
+            if not waiting:
+                waiting = await asyncio.to_thread(self.node.has_pending, None, self.live())
+            if not waiting:
+                return None
+            hints, self._hints = self._hints, {}
+            if self._first_hint is not None and self._unsent_since is None:
+                self._unsent_since = self._first_hint
+            self._first_hint = None
+            if force:
+                scopes: list[Scope] = [(os.path.normpath(p), True) for p in self.force_paths]
+                await asyncio.to_thread(self.node.force, scopes)
+            full, self._full_due = self._full_due or self._watcher is None, False
+            return await self._sync(None if full else sorted(hints.items()))
+
+    def unsent(self) -> list[str]:
+        """The names still dirty for a live peer (what a failed last push left here)."""
+        live = set(self.live())
+        return sorted({r.name for r in self.node.db.dirty() if r.peer in live})
+
+    def live(self) -> list[str]:
+        """The peers not declared dead."""
+        return [p for g in self.node.groups for h in g.group.peers(self.node.me)
+                if (p := h.name) not in self.dead]
+
+    def _drain_events(self) -> None:
+        """Take the inotify events already queued (a stop script that has exited wrote them)."""
+        assert self._watcher is not None
+        for _ in range(64):  # bounded: a writer still running is the next pass's work
+            if not select.select([self._watcher.fd], [], [], 0)[0]:
+                return
+            self._watcher._read()
 
     async def force_sync(self, paths: Sequence[str] | None = None) -> Report:
         """Force this node's version of ``paths`` (recursively; by default
@@ -275,7 +338,8 @@ class Replicator:
     async def _sync(self, scopes: list[Scope] | None) -> Report:
         started = time.monotonic()
         try:
-            await asyncio.to_thread(self.node.check, scopes or ALL)
+            if scopes != []:  # [] (woken with no change: a peer back): only what is dirty
+                await asyncio.to_thread(self.node.check, scopes or ALL)
             report = await self.node.update()
             dirty = len(await asyncio.to_thread(self.node.db.dirty))
         except Exception as e:  # keep the service alive; the reason goes to status and the log
@@ -291,16 +355,18 @@ class Replicator:
         self._sent += sum(report.counts.values())
         if report.problems:
             self._failed(report.problems[-1], started, len(report.problems))
-        elif dirty:
-            # Sent what it could, but names stay dirty (e.g. changed again while sent).
+            return report
+        if self._failing:
+            _log.warning("replication works again after %d failed run(s)", self._failing)
+        self._failing = 0
+        self._status["last_error"] = None  # over (last_problem keeps it, with its time)
+        if dirty:
+            # Sent what it could, but names stay dirty (changed again while sent, or kept for
+            # a dead peer: its backlog is real lag).
             if self._active:
                 self._unsent_since = self._unsent_since or started
         else:
-            if self._failing:
-                _log.warning("replication works again after %d failed run(s)", self._failing)
-            self._failing = 0
             self._unsent_since = None
-            self._status["last_error"] = None  # over (last_problem keeps it, with its time)
         return report
 
     def _summarize(self) -> None:

@@ -97,6 +97,9 @@ class _Replicator:
         self.events.append("push ends")
         return SimpleNamespace(problems=[], counts={})
 
+    async def push_pending(self) -> Any:
+        return await self.force_sync()
+
     async def stop(self) -> None:
         self.events.append("stopped")
 
@@ -107,6 +110,8 @@ class _Wiring(ReplicationWiring, ReloadWiring):
         self._sync_tasks = set()
         self._was_active = True
         self._pushed_for_release = False
+        self._stop = asyncio.Event()
+        self.engine = None
 
 
 def test_a_restart_lets_a_force_sync_under_way_finish_first() -> None:
@@ -116,7 +121,7 @@ def test_a_restart_lets_a_force_sync_under_way_finish_first() -> None:
 
     async def scenario() -> None:
         w = _Wiring(_Replicator(events))
-        release = asyncio.create_task(w._before_release())
+        release = asyncio.create_task(w._before_release(True, False))
         await asyncio.sleep(0.01)
         await w._stop_replication()
         await release

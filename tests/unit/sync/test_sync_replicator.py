@@ -272,3 +272,70 @@ def test_a_burst_of_distinct_warnings_is_capped_and_counted() -> None:
     assert said[-1].startswith("80 more warning(s) left out of the log in 61 s")
     out(0, "a new warning after the window")
     assert said[-1] == "a new warning after the window"
+
+
+async def test_a_dead_peer_is_skipped_and_its_backlog_goes_as_soon_as_it_is_back(
+        tmp_path: Path) -> None:
+    """vpbx1-2 dead (it accepts connections and never answers, as a cut-off box's half-open
+    session does): the write reaches vpbx1-3 at once, vpbx1-2's rows stay dirty (lag), and
+    when it is alive again they go without waiting for the next full scan. Before, each run
+    waited on vpbx1-2 first (33 s, then 3 s for every change)."""
+    cfg = talk_config(tmp_path, extra="host vpbx1-3;")
+    port = free_port()
+    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2", "vpbx1-3": "127.0.0.3"}
+    n1, n2, n3 = (make_node(tmp_path, n, cfg, port, addrs) for n in addrs)
+    hung = await asyncio.start_server(lambda r, w: None, "127.0.0.2", port)  # never answers
+    r1 = Replicator(n1.node, full_scan_interval=3600, serve=False)
+    r3 = Replicator(n3.node, full_scan_interval=3600)
+    await r1.start()
+    await r3.start()
+    try:
+        r1.set_dead(frozenset({"vpbx1-2"}))
+        r1.set_active(True)
+        n1.write("/etc/asterisk/sip.conf", "to the live peer\n")
+        await _wait(lambda: n3.path("/etc/asterisk/sip.conf").exists(), 5.0)
+        await _wait(lambda: r1.status()["dirty"] >= 1)
+        assert r1.status()["lag_s"] > 0 and r1.status()["last_error"] is None
+        assert not n2.path("/etc/asterisk/sip.conf").exists()
+        hung.close()
+        await hung.wait_closed()
+        r2 = Replicator(n2.node, full_scan_interval=3600)
+        await r2.start()
+        try:
+            r1.set_dead(frozenset())
+            await _wait(lambda: n2.path("/etc/asterisk/sip.conf").exists(), 5.0)
+            await _wait(lambda: r1.status()["dirty"] == 0 and r1.status()["lag_s"] == 0.0)
+        finally:
+            await r2.stop()
+    finally:
+        await _close(n1, n2, r1, r3)
+        n3.node.close()
+
+
+async def test_a_hand_offs_last_push_takes_what_was_just_written_and_skips_when_idle(
+        tmp_path: Path) -> None:
+    """What a stopping service wrote a moment ago is in the last push (inotify read at once,
+    no debounce); with nothing changed since, no scan and no connection."""
+    n1, n2 = _nodes(tmp_path)
+    r1 = Replicator(n1.node, full_scan_interval=3600, debounce=30, max_delay=60, serve=False)
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    await r1.start()
+    await r2.start()
+    try:
+        r1.set_active(True)
+        await _wait(lambda: r1.status()["syncs"] >= 1)  # the initial full scan
+        n1.write("/var/log/asterisk/messages", "shutting down\n")
+        report = await r1.push_pending()
+        assert report is not None and report.problems == []
+        assert n2.path("/var/log/asterisk/messages").read_text() == "shutting down\n"
+        checks: list[object] = []
+
+        def check(*a: object, **k: object) -> dict[str, int]:
+            checks.append(a)
+            return {}
+
+        n1.node.check = check  # type: ignore[method-assign]
+        assert await r1.push_pending() is None
+        assert checks == []
+    finally:
+        await _close(n1, n2, r1, r2)

@@ -1,0 +1,86 @@
+"""The daemon's side of a hand-off's last push and of dead peers (daemon_sync.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from nonstop.daemon_sync import ReplicationWiring
+
+
+class _Replicator:
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        self.pushes = 0
+        self.dead: frozenset[str] = frozenset()
+        g = SimpleNamespace(group=SimpleNamespace(peers=lambda me: [
+            SimpleNamespace(name=n) for n in ("vpbx1-2", "vpbx1-3", "backup") if n != me]))
+        self.node = SimpleNamespace(groups=[g])
+
+    async def push_pending(self) -> Any:
+        self.pushes += 1
+        return SimpleNamespace(problems=self.problems, counts={"put": 1})
+
+    def unsent(self) -> list[str]:
+        return ["/etc/asterisk/extensions.conf"] if self.problems else []
+
+    def live(self) -> list[str]:
+        return ["vpbx1-2"]
+
+    def failing(self) -> str | None:
+        return None
+
+    def set_dead(self, peers: frozenset[str]) -> None:
+        self.dead = peers
+
+
+class _Wiring(ReplicationWiring):
+    def __init__(self, replicator: _Replicator) -> None:
+        self.replicator = replicator  # type: ignore[assignment]
+        self.node = "vpbx1-1"
+        self._sync_tasks = set()
+        self._was_active = True
+        self._stop = asyncio.Event()
+        self._stop.set()  # no _replication_follows (no engine here)
+        self.cfg = SimpleNamespace(ha=SimpleNamespace(  # type: ignore[assignment]
+            nodes=("vpbx1-1", "vpbx1-2", "vpbx1-3")))
+
+
+def test_a_failed_push_before_the_stop_refuses_a_standby_only() -> None:
+    async def scenario() -> None:
+        w = _Wiring(_Replicator(["vpbx1-2: No space left on device"]))
+        why = await w._before_release(False, True)
+        assert why is not None and "No space left on device" in why
+        assert "1 change(s) made here are not on vpbx1-2" in why
+        assert "/etc/asterisk/extensions.conf" in why and w._handoffs == 0
+        assert await w._before_release(False, False) is None  # shutdown, failback: no push
+        assert w.replicator.pushes == 1 and w._handoffs == 1  # type: ignore[union-attr]
+
+    asyncio.run(scenario())
+
+
+def test_the_last_push_after_the_stop_says_loudly_what_it_could_not_send(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        w = _Wiring(_Replicator(["vpbx1-2: No space left on device"]))
+        assert await w._before_release(False, False) is None
+        assert await w._before_release(True, False) is None
+        assert w._handoffs == 0
+
+    caplog.set_level(logging.INFO, logger="nonstop")
+    asyncio.run(scenario())
+    crit = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(crit) == 1 and "/etc/asterisk/extensions.conf" in crit[0]
+
+
+def test_pushes_skip_the_peers_heartbeats_declare_dead() -> None:
+    w = _Wiring(_Replicator([]))
+    w._cluster_view = lambda: SimpleNamespace(  # type: ignore[method-assign,assignment,return-value]
+        alive=frozenset({"vpbx1-1", "vpbx1-3"}))
+    w._follow_membership(w.replicator)  # type: ignore[arg-type]
+    # a csync2 host outside ha.cf is never judged dead
+    assert w.replicator.dead == frozenset({"vpbx1-2"})  # type: ignore[union-attr]
