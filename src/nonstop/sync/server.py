@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import socket
+import sqlite3
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +38,7 @@ from nonstop.sync.messages import (
     Whole,
 )
 from nonstop.sync.plan import Op
-from nonstop.sync.protocol import AuthError, ProtocolError, RemoteError
+from nonstop.sync.protocol import AuthError, Kind, ProtocolError, RemoteError
 from nonstop.sync.receiver import Batch, Receiver
 from nonstop.sync.scan import describe
 from nonstop.sync.sender import FileSender
@@ -290,6 +291,13 @@ async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.Strea
     except (ProtocolError, ConnectionError, OSError, TimeoutError, RemoteError) as e:
         stats["errors"] = stats.get("errors", 0) + 1
         node.out(0, f"session from {peer.name} ended: {e}")
+    except sqlite3.Error as e:  # its disk full: the pusher saw only "connection closed by peer"
+        stats["errors"] = stats.get("errors", 0) + 1
+        why = f"state database {node.db.path} on {node.me}: {e}"
+        node.out(0, f"session from {peer.name} ended: {why}")
+        with contextlib.suppress(Exception):
+            chan.send_obj(Kind.ERROR, {"error": why})
+            await chan.drain()
     except Exception as e:  # a bug must cost one session, never the server
         stats["errors"] = stats.get("errors", 0) + 1
         node.out(0, f"session from {peer.name} dropped: {type(e).__name__}: {e}")
