@@ -158,7 +158,8 @@ class ReplicationWiring(DaemonBase):
             return (f"replication from {self.node} failed ({why}); the new holder's takeover "
                     f"force-sync would overwrite them here. {FIX_FIRST}")
         try:
-            why = await self._push_waiting(HANDOFF_PUSH_S)
+            # The services are down: only what changed, no force-sync's scan (1 s of gap).
+            why = await self._push_waiting(HANDOFF_PUSH_S, force=False)
         finally:
             self._handoffs = max(0, self._handoffs - 1)
             if not self._stop.is_set():
@@ -169,7 +170,7 @@ class ReplicationWiring(DaemonBase):
                          "version kept in the group's backup directory, if it has one)", why)
         return None
 
-    async def _push_waiting(self, bound: float) -> str | None:
+    async def _push_waiting(self, bound: float, force: bool = True) -> str | None:
         """Push what is waiting (with the release's force-sync), within ``bound`` seconds;
         None if the live peers have it all, else what they lack and why."""
         replicator = self.replicator
@@ -179,7 +180,7 @@ class ReplicationWiring(DaemonBase):
         async def push() -> None:
             try:
                 async with asyncio.timeout(bound):
-                    report = await replicator.push_pending()
+                    report = await replicator.push_pending(force)
             except TimeoutError:
                 problems.append(f"the push did not finish within {bound:.0f} s")
                 return

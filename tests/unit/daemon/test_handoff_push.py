@@ -21,7 +21,7 @@ class _Replicator:
             SimpleNamespace(name=n) for n in ("vpbx1-2", "vpbx1-3", "backup") if n != me]))
         self.node = SimpleNamespace(groups=[g])
 
-    async def push_pending(self) -> Any:
+    async def push_pending(self, force: bool = True) -> Any:
         self.pushes += 1
         return SimpleNamespace(problems=self.problems, counts={"put": 1})
 

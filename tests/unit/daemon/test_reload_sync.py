@@ -97,7 +97,7 @@ class _Replicator:
         self.events.append("push ends")
         return SimpleNamespace(problems=[], counts={})
 
-    async def push_pending(self) -> Any:
+    async def push_pending(self, force: bool = True) -> Any:
         return await self.force_sync()
 
     async def stop(self) -> None:
