@@ -10,6 +10,7 @@ the sender's digest at its end; a file we hold under another name is copied from
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import stat
@@ -248,7 +249,10 @@ class ReceiveData:
             access = os.O_RDWR if write else os.O_RDONLY
             fd = os.open(os.path.basename(p.local), access | os.O_CLOEXEC | os.O_NOFOLLOW,
                          dir_fd=dfd)
-        except OSError:
+        except OSError as e:
+            if write and e.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                # A read-only or immutable replica: say so, not "changed during the transfer".
+                p.failed = f"{p.op.name}: cannot write on {self.me}: {e.strerror}"
             return -1
         st = os.fstat(fd)
         if (st.st_ino, st.st_size, held_ns(st.st_mtime_ns)) != (seen.ino, cur.size, cur.mtime_ns):
@@ -305,7 +309,8 @@ class ReceiveData:
         if fd < 0 or at != p.at:
             if fd >= 0:
                 os.close(fd)
-            p.failed = f"{p.op.name}: changed on {self.me} during the transfer; sent again later"
+            p.failed = (p.failed or
+                        f"{p.op.name}: changed on {self.me} during the transfer; sent again later")
             return
         p.fd = fd
         seen = p.seen

@@ -536,6 +536,33 @@ def test_an_append_that_writes_nothing_before_enospc_gets_its_old_mtime_back(
     assert live.db.appends() == []
 
 
+def test_an_append_to_a_read_only_replica_says_so(
+        side: tuple[Receiver, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica remounted read-only (or a chattr +i log) was reported as 'changed on vpbx1-2
+    during the transfer; sent again later', a wrong cause."""
+    import errno
+
+    live, root = side
+    log = root / "var/log/asterisk/full"
+    old = os.urandom(300_000)
+    _put(log, old)
+    _, need, batch = live.evaluate([Op("put", f"{LOGS}/full", _state_of(old),
+                                       _state_of(old + b"line\n"))])
+    assert need == [0]
+    real = os.open
+
+    def read_only(path: str, flags: int, *args: object, **kw: object) -> int:
+        if flags & os.O_RDWR and str(path).endswith("full"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(path, flags, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", read_only)
+    live.open_data(batch, 0, "append", len(old))
+    monkeypatch.undo()
+    assert batch.pending[0].failed == (f"{LOGS}/full: cannot write on {live.me}: "
+                                       "Read-only file system")
+
+
 def _put(path: Path, data: bytes) -> None:
     """A file of ours as :func:`_state_of` describes it (as last synced)."""
     path.write_bytes(data)
