@@ -46,6 +46,8 @@ KINDS: dict[str, str] = {
     "sync_pushed": "sync pushed",
     "sync_received": "sync received",
     "sync_conflict": "sync conflict",
+    "sync_failed": "sync failed",
+    "sync_recovered": "sync recovered",
     "reload": "reload",
     "command": "command",
 }

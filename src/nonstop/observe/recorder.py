@@ -43,6 +43,7 @@ log = logging.getLogger("nonstop.observe")
 
 T = TypeVar("T")
 RECENT = 1000  # records kept in memory for the page and the notifiers
+SYNC_RECORD_S = 60.0  # replication's pushes and receptions: one record each at most this often
 
 StatusFn = Callable[[], dict[str, Any]]
 
@@ -82,6 +83,12 @@ class Recorder:
         self._replicator: Any = None
         self._sync_seen: dict[str, int] = {}
         self._sync_conflicts_seen: frozenset[str] = frozenset()  # the last push's conflicts
+        # Pushes and receptions are summed and recorded at most once per SYNC_RECORD_S: one a
+        # push filled a 1 MiB history in tens of minutes on a live PBX (3 pushes a second),
+        # and took the group events with it.
+        self._sync_sums = {"pushed": [0, 0], "received": [0, 0]}  # count, bytes
+        self._sync_recorded_at = float("-inf")
+        self._sync_failing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._services: list[Any] = []
         self.started = False
@@ -349,7 +356,6 @@ class Recorder:
         replicator.on_report = self.on_sync_report
 
     def on_sync_report(self, report: Any) -> None:
-        counts: dict[str, int] = dict(report.counts)
         # A retry every 5 s meets the same unresolved conflicts: each is recorded (and
         # counted) when it first appears, not every 5 s (a 1 MiB history lost its older events
         # within hours), whatever else comes and goes beside it.
@@ -361,11 +367,39 @@ class Recorder:
                 self.metrics.sync_conflicts.inc(conflicts)
             self.record("sync_conflict", node=self.node, reason=f"{conflicts} conflict(s) "
                         "while pushing: " + "; ".join(new[:3]), count=conflicts)
+        failing = bool(report.problems)
+        if failing != self._sync_failing:
+            self._sync_failing = failing
+            if failing:
+                self.record("sync_failed", node=self.node,
+                            reason=f"replication failed: {report.problems[-1]}")
+            else:
+                self.record("sync_recovered", node=self.node, reason="replication works again")
         if report.sent_names:
-            summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-            self.record("sync_pushed", node=self.node, reason=f"pushed "
-                        f"{len(report.sent_names)} change(s) to the peers ({summary})",
-                        count=len(report.sent_names), bytes=report.bytes_sent)
+            pushed = self._sync_sums["pushed"]
+            pushed[0] += len(report.sent_names)
+            pushed[1] += report.bytes_sent
+        self._record_sync_sums()
+
+    def _record_sync_sums(self) -> None:
+        """The pushes and receptions summed since the last record, once SYNC_RECORD_S has
+        passed (at once after a quiet spell)."""
+        now = self.mono()
+        if now - self._sync_recorded_at < SYNC_RECORD_S:
+            return
+        (pushed, sent), (got, _) = self._sync_sums["pushed"], self._sync_sums["received"]
+        if not pushed and not got:
+            return
+        since = "" if self._sync_recorded_at == float("-inf") else \
+            f" in the last {now - self._sync_recorded_at:.0f} s"
+        if pushed:
+            self.record("sync_pushed", node=self.node, reason=f"pushed {pushed} change(s) to "
+                        f"the peers{since}", count=pushed, bytes=sent)
+        if got:
+            self.record("sync_received", node=self.node, reason=f"received {got} change(s) "
+                        f"from a peer{since}", count=got)
+        self._sync_sums = {"pushed": [0, 0], "received": [0, 0]}
+        self._sync_recorded_at = now
 
     def poll_sync(self) -> None:
         """Changes received by this node's sync server since the last call (its counters).
@@ -378,6 +412,6 @@ class Recorder:
         stats: dict[str, int] = dict(getattr(server, "stats", None) or {})
         got = stats.get("changes_received", 0) - self._sync_seen.get("changes_received", 0)
         if got > 0:
-            self.record("sync_received", node=self.node, reason=f"received {got} "
-                        "change(s) from a peer", count=got)
+            self._sync_sums["received"][0] += got
         self._sync_seen = stats
+        self._record_sync_sums()

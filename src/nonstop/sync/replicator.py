@@ -344,7 +344,10 @@ class Replicator:
             dirty = len(await asyncio.to_thread(self.node.db.dirty))
         except Exception as e:  # keep the service alive; the reason goes to status and the log
             self._failed(f"{type(e).__name__}: {e}", started)
-            return Report(problems=[str(e)])
+            report = Report(problems=[f"{type(e).__name__}: {e}"])
+            if self.on_report is not None:
+                self.on_report(report)  # the history records the failure too
+            return report
         self._status["syncs"] += 1
         if self.on_report is not None:
             self.on_report(report)

@@ -249,6 +249,8 @@ async def test_replication_pushes_conflicts_and_receptions(tmp_path: Path) -> No
     from nonstop.sync.node import Report
 
     rec = await started(tmp_path)
+    now = [100.0]
+    rec.mono = lambda: now[0]
     repl = _Replicator()
     rec.watch_sync(repl)
     assert repl.on_report == rec.on_sync_report
@@ -260,16 +262,27 @@ async def test_replication_pushes_conflicts_and_receptions(tmp_path: Path) -> No
     repl.server.stats["changes_received"] = 3
     rec.poll_sync()
     rec.poll_sync()  # counted once
-    assert kinds(rec)[1:] == ["sync_conflict", "sync_pushed", "sync_received"]
-    assert rec.recent[2].data == {"count": 2, "bytes": 900}
-    assert rec.recent[3].data == {"count": 3}
+    assert kinds(rec)[1:] == ["sync_conflict", "sync_failed", "sync_pushed"]
+    assert rec.recent[3].data == {"count": 2, "bytes": 900}
     # The retries every 5 s meet the same conflict: recorded once, while it stays open,
     # whatever other problem comes and goes beside it.
     refused = "vpbx1-2: connection refused"
     for problems in ([a], [a, refused], [refused, a], [a]):
         rec.on_sync_report(Report(counts={"conflict": 1}, problems=problems, conflicts=[a]))
-    assert kinds(rec)[1:] == ["sync_conflict", "sync_pushed", "sync_received"]
+    assert kinds(rec)[1:] == ["sync_conflict", "sync_failed", "sync_pushed"]
     rec.on_sync_report(Report(counts={"conflict": 2}, problems=[a, c], conflicts=[a, c]))
     assert kinds(rec)[-1] == "sync_conflict" and rec.recent[-1].data == {"count": 1}
     assert c in rec.recent[-1].reason and a not in rec.recent[-1].reason
+    # A busy minute: pushes and receptions summed, one record each when the minute is over.
+    for i in range(240):  # 4 pushes and receptions a second for a minute
+        now[0] += 0.25
+        rec.on_sync_report(Report(counts={"ok": 1}, sent_names=[f"f{i}"], bytes_sent=10))
+        repl.server.stats["changes_received"] += 1
+        rec.poll_sync()
+    assert kinds(rec)[-3:] == ["sync_recovered", "sync_pushed", "sync_received"]
+    pushed, received = rec.recent[-2], rec.recent[-1]
+    assert pushed.data == {"count": 240, "bytes": 2400}
+    assert received.data == {"count": 3 + 239}  # the 3 held since the first push, and more
+    assert pushed.reason == "pushed 240 change(s) to the peers in the last 60 s"
+    assert kinds(rec).count("sync_pushed") == 2
     await rec.close()
