@@ -128,11 +128,9 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
         self.watchdog = Watchdog(cfg.ha.watchdog, cfg.ha.deadtime_ms) if cfg.ha.watchdog else None
         self.replicator: Replicator | None = None
         self._was_active = False
-        self._pushed_for_release = False
         self._sync_tasks: set[asyncio.Task[None]] = set()
         self._replay_saved: replaystate.State = {}
-        self._replay_saved_at = 0.0
-        self._replay_saving = False
+        self._replay_saved_at, self._replay_saving, self._replay_error = 0.0, False, ""
         self.notifier = SystemdNotifier()
         self._reload_lock = asyncio.Lock()
         self._reload_tasks: set[asyncio.Task[dict[str, Any]]] = set()
@@ -478,8 +476,13 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
             try:
                 await asyncio.to_thread(replaystate.save, self.state_dir, state)
                 self._replay_saved = state
+                if self._replay_error:
+                    log.warning("recording the peers' sequence numbers works again")
+                self._replay_error = ""
             except OSError as e:
-                log.error("cannot record the peers' sequence numbers: %s", e)
+                if not self._replay_error:  # not every 5 s of a full disk
+                    log.error("cannot record the peers' sequence numbers: %s", e)
+                self._replay_error = str(e)
             finally:
                 self._replay_saving = False
 

@@ -49,7 +49,7 @@ class DaemonBase:
     _probed: bool
     _stop: asyncio.Event
     _was_active: bool
-    _pushed_for_release: bool
+    _replay_error: str
     _sync_tasks: set[asyncio.Task[None]]
     _reload_lock: asyncio.Lock
     _reload_tasks: set[asyncio.Task[dict[str, Any]]]

@@ -66,7 +66,6 @@ class ReplicationWiring(DaemonBase):
         if active == self._was_active:
             return
         self._was_active = active
-        self._pushed_for_release = False
         self.replicator.set_active(active)
         self.replicator.node.push_refusal = self._push_refusal
         if active:

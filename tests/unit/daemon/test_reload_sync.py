@@ -109,7 +109,6 @@ class _Wiring(ReplicationWiring, ReloadWiring):
         self.replicator = replicator  # type: ignore[assignment]
         self._sync_tasks = set()
         self._was_active = True
-        self._pushed_for_release = False
         self._stop = asyncio.Event()
         self.engine = None
 

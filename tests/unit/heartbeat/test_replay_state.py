@@ -72,3 +72,39 @@ async def test_the_daemon_records_generations_at_once_and_seqs_every_few_seconds
     daemon.protocol.receive_message(status(1, gen=8), "eth0", now)  # restarted: at once
     daemon._record_replay_state(now + REPLAY_SAVE_S + 0.1)
     await wait_saved(tmp_path, {"vpbx1-2": (8, 1)})
+
+
+async def test_a_full_state_disk_is_said_once_and_its_end_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """It logged an ERROR every 5 s for the whole outage, and nothing when it was over."""
+    import errno
+
+    daemon, _ = talk_daemon(tmp_path)
+    assert daemon.protocol is not None and daemon.loop is not None
+    (tmp_path / "state").mkdir()
+    real = replaystate.save
+    full = [True]
+
+    def save(state_dir: Path, state: replaystate.State) -> None:
+        if full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(state_dir, state)
+
+    monkeypatch.setattr(replaystate, "save", save)
+    now = daemon.loop.time()
+    for seq in range(1, 6):  # five saves due, every REPLAY_SAVE_S
+        daemon.protocol.receive_message(status(seq, gen=seq), "eth0", now)
+        daemon._record_replay_state(now)
+        for _ in range(100):
+            if not daemon._replay_saving:
+                break
+            await asyncio.sleep(0.01)
+        now += REPLAY_SAVE_S
+    errors = [r for r in caplog.records if "cannot record the peers" in r.getMessage()]
+    assert len(errors) == 1
+    full[0] = False
+    daemon.protocol.receive_message(status(6, gen=6), "eth0", now)
+    daemon._record_replay_state(now)
+    await wait_saved(tmp_path, {"vpbx1-2": (6, 6)})
+    assert "recording the peers' sequence numbers works again" in caplog.text
