@@ -52,6 +52,7 @@ class ApiWiring(DaemonBase):
             ],
             "groups": self.engine.snapshot(holders(self._cluster_view())) if self.engine else [],
             "sync": self.replicator.status() if self.replicator else None,
+            "sync_error": None if self.replicator else self._sync_error,
             "etcd": self.keeper.status(now) if self.keeper else None,
             **(self.guards.status(now) if self.guards is not None else {}),
             "address_conflicts": self.watches.status(),

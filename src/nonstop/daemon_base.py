@@ -50,6 +50,7 @@ class DaemonBase:
     _stop: asyncio.Event
     _was_active: bool
     _replay_error: str
+    _sync_error: str | None
     _sync_tasks: set[asyncio.Task[None]]
     _reload_lock: asyncio.Lock
     _reload_tasks: set[asyncio.Task[dict[str, Any]]]

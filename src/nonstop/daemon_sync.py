@@ -28,6 +28,8 @@ class ReplicationWiring(DaemonBase):
     """Push while this node holds a group, force-sync at takeover and release."""
 
     _handoffs = 0  # planned releases between their services' stop and their announcement
+    # Why replication, configured, is not running (a broken csync2.cfg, a busy port): status.
+    _sync_error: str | None = None
 
     async def _start_replication(self, config_path: str) -> None:
         """ha.cf ``nonstop_sync``: receive always; push while this node holds a group."""
@@ -45,7 +47,9 @@ class ReplicationWiring(DaemonBase):
             await replicator.start()
         except Exception as e:  # a broken csync2.cfg or a busy port must not stop the HA daemon
             log.error("replication disabled: %s", e)
+            self._sync_error = str(e)
             return
+        self._sync_error = None
         self.replicator = replicator
         self.observer.watch_sync(replicator)
         log.info("replication: serving and watching with %s", config_path)

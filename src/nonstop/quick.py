@@ -144,6 +144,9 @@ def render_status(st: dict[str, Any]) -> str:
         lines.extend(render_group(g))
     lines.extend(_render_guards(st))
     sync = st.get("sync")
+    if st.get("sync_error"):  # configured but not running: not the same as not configured
+        lines.append("")
+        lines.append(f"replication: OFF: {st['sync_error']}")
     if sync:
         lines.append("")
         lines.extend(render_sync(sync))

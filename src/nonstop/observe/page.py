@@ -91,7 +91,8 @@ function showStatus(st) {
                 g.epoch, res, g.reason || "-"]);
   }));
   const s = st.sync;
-  document.getElementById("sync").textContent = s === null ? "off (no nonstop_sync)" :
+  document.getElementById("sync").textContent = st.sync_error ? "OFF: " + st.sync_error :
+    s === null ? "off (no nonstop_sync)" :
     (s.active ? "active: pushing to the peers" : "standby: receiving") +
     " - lag " + s.lag_s + " s, " + s.dirty + " file(s) not yet pushed, " + s.syncs +
     " push(es)" + (s.last_error ? " - error: " + s.last_error :

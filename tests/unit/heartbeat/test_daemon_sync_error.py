@@ -1,0 +1,23 @@
+"""Replication that ha.cf asks for but that could not start shows in status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon_harness import talk_daemon
+
+from nonstop.quick import render_status
+
+
+async def test_a_csync2_cfg_that_fails_at_start_shows_in_status_not_as_no_replication(
+        tmp_path: Path) -> None:
+    """run starts without replication when csync2.cfg is broken; status showed no replication
+    line at all, the same as a cluster without nonstop_sync, and only the log said why."""
+    daemon, _ = talk_daemon(tmp_path)
+    broken = tmp_path / "csync2.cfg"
+    broken.write_text("group g\n{\n    host vpbx1-1 vpbx1-2\n}\n")  # no ';'
+    await daemon._start_replication(str(broken))
+    st = daemon.status()
+    assert st["sync"] is None
+    assert st["sync_error"] and "csync2.cfg" in st["sync_error"]
+    assert "replication: OFF: " in render_status(st)
