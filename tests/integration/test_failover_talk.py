@@ -120,6 +120,27 @@ def test_the_standby_whose_cable_is_pulled_takes_nothing_over(lab: Lab) -> None:
     assert c.answered_by(N1, cut)
 
 
+def test_a_frozen_active_daemon_sends_no_takeover_mail_from_the_standby(lab: Lab) -> None:
+    """Its box still answers for the address, so the standby's takeover fails; it used to
+    fail at IPaddr, after MailTo (left of it in the talk's line) had mailed 'Takeover in
+    progress' and, giving up, 'Migrating resource away': two alarms for nothing moved."""
+    c = TalkCluster(lab)
+    running(c)
+    wait_for(lambda: any("Takeover in progress" in s for s in c.mails(N1)), 10,
+             what="the takeover mail on vpbx1-1")
+    c.daemons[N1].signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: "address conflict" in c.log(N2) or None, 20,
+                 what="vpbx1-2's probe to find the address in use")
+    finally:
+        c.daemons[N1].signal(signal.SIGCONT)
+    wait_for(lambda: c.holder(N2) == N1, 15, what="vpbx1-2 to hear vpbx1-1 again")
+    time.sleep(1.0)  # a mail would be delivered by now
+    assert c.mails(N2) == []
+    assert c.vip_holders() == [N1]
+    assert "Giving up resources" not in c.log(N2)
+
+
 def test_standby_is_a_planned_switchover(lab: Lab) -> None:
     c = TalkCluster(lab)
     running(c)

@@ -47,6 +47,8 @@ class ProbesAddress(Protocol):
 
     def probe_next_start(self, on: bool) -> None: ...
 
+    async def probe_before_start(self) -> None: ...
+
 
 @dataclass
 class GroupRuntime:
@@ -324,6 +326,8 @@ class FailoverEngine:
         self.seen_epochs[i] = max(self.seen_epochs.get(i, 0), rt.epoch)
         self._set(rt, GroupState.STARTING)
         log.info("Acquiring resource group: %s", self._line(rt))
+        if probe and not await self._addresses_free(rt):
+            return
         # Every resource's status check starts at once, and each start waits only for its
         # own check (and the starts to its left): the checks (a script each, a netlink query)
         # then overlap the starts instead of adding up, and a hand-off's clients wait for
@@ -340,6 +344,22 @@ class FailoverEngine:
             await asyncio.gather(*checks, return_exceptions=True)
         log.info("Resource group %s acquired (epoch %d).", rt.group.key, rt.epoch)
         self._set(rt, GroupState.HELD)
+
+    async def _addresses_free(self, rt: GroupRuntime) -> bool:
+        """A takeover from a lost node asks the link about every address before any resource
+        starts: the talk's MailTo, left of its address, mailed 'Takeover in progress' and
+        'Migrating resource away' for a peer that was only frozen, whose box still answered."""
+        probing = [a for a in rt.agents if isinstance(a, ProbesAddress)]
+        found = await asyncio.gather(*(a.probe_before_start() for a in probing),
+                                     return_exceptions=True)
+        error = next((e for e in found if isinstance(e, BaseException)), None)
+        if error is None:
+            return True
+        rt.failure, rt.needs_failback, rt.failed_at = str(error), False, self.clock()
+        log.error("%s", error)
+        self._set(rt, GroupState.STOPPING)  # nothing to stop: the state machine's way there
+        self._set(rt, GroupState.START_FAILED)
+        return False
 
     async def _start_one(self, rt: GroupRuntime, i: int, agent: Agent,
                          found: ResourceState) -> bool:

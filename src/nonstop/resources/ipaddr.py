@@ -98,6 +98,16 @@ class IPAddrAgent(Agent):
         (a hand-off from a live node that released the address)."""
         self._probe_next = on
 
+    async def probe_before_start(self) -> None:
+        """Ask the link now, before the group's other resources start (ResourceError on a
+        conflict); the start then does not ask again. Nothing to ask if the address is ours."""
+        if self._ctx.address_probe_s is None or not self._probe_next:
+            return
+        addrs = await self._netlink("start", netlink.list_addresses)
+        if self._where(addrs) is None:
+            await self._probe((await self._target())[0])
+        self._probe_next = False
+
     @property
     def announcement(self) -> asyncio.Task[int] | None:
         """The running (or finished) gratuitous ARP task of the last start, if any."""
@@ -150,13 +160,7 @@ class IPAddrAgent(Agent):
                 "start",
                 f"{self.spec.ip} is on {found.ifname} instead of the configured {self._iface}",
             )
-        iface, prefixlen = self._iface, self.spec.cidr
-        if iface is None or prefixlen is None:
-            route_iface, route_plen = await self._netlink(
-                "start", netlink.covering_route, self.spec.ip, iface
-            )
-            iface = iface or route_iface
-            prefixlen = route_plen if prefixlen is None else prefixlen
+        iface, prefixlen = await self._target()
         broadcast = self.spec.broadcast or default_broadcast(self.spec.ip, prefixlen)
         label = None if self._label_alias else self._label
         if self._label_alias:
@@ -178,6 +182,17 @@ class IPAddrAgent(Agent):
         )
         self.held_on = iface
         self._start_announcement(iface)
+
+    async def _target(self) -> tuple[str, int]:
+        """The interface and prefix length the address goes on."""
+        iface, prefixlen = self._iface, self.spec.cidr
+        if iface is None or prefixlen is None:
+            route_iface, route_plen = await self._netlink(
+                "start", netlink.covering_route, self.spec.ip, iface
+            )
+            iface = iface or route_iface
+            prefixlen = route_plen if prefixlen is None else prefixlen
+        return iface, prefixlen
 
     async def _probe(self, iface: str) -> None:
         """Refuse to add an address another host answers for (when the context asks for it)."""
