@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from nonstop import rtnetlink
+from nonstop.config.haresources import parse_ip_spec
 from nonstop.config.model import ClusterConfig, HaConfig, Ucast
 from nonstop.failover.decide import Action, Decision
 from nonstop.failover.guards import FENCE_PENDING
@@ -27,6 +28,7 @@ from nonstop.failover.view import PING_FIELD, Guards
 from nonstop.heartbeat.keycheck import KeyVerdictChanged, OwnKeyCheck
 from nonstop.ping.prober import PingProber
 from nonstop.ping.targets import PingTracker
+from nonstop.resources import netlink
 from nonstop.resources.respawn import Respawner, RespawnError, stop_all
 from nonstop.resources.stonith import (
     RETRY_INTERVAL_S,
@@ -105,6 +107,19 @@ def peer_addresses(cfg: ClusterConfig) -> list[str]:
     return out
 
 
+def service_addresses(cfg: ClusterConfig) -> tuple[tuple[ipaddress.IPv4Address, str | None], ...]:
+    """Each IPaddr/IPaddr2 address of the groups with the interface it names (None: the route
+    to it decides)."""
+    found = []
+    for g in cfg.groups:
+        for r in g.resources:
+            if r.name in ("IPaddr", "IPaddr2") and r.args:
+                with contextlib.suppress(ValueError):
+                    spec = parse_ip_spec(r.args[0])
+                    found.append((spec.ip, spec.iface))
+    return tuple(found)
+
+
 class GuardServices:
     """Ping prober, respawn clients, fencing and the own-key check of one node."""
 
@@ -118,9 +133,15 @@ class GuardServices:
         self.tracker: PingTracker | None = None
         self.prober: PingProber | None = None
         self.ipfail = ha.ipfail and bool(ha.ping_targets)
-        # The heartbeat interfaces: all without carrier means this node's cable is pulled.
-        self._ifaces = tuple(sorted({m.iface for m in ha.media}))
+        # The groups' virtual addresses (and the interface each names, if any): when every
+        # interface they go on has lost its carrier, no client can reach this node.
+        self._addresses = service_addresses(cfg)
         self._others = [n for n in ha.nodes if n != node]
+        # When the carrier came back after being lost: for deadtime after it, peers not heard
+        # yet may simply not have been heard (their next heartbeat is on its way).
+        self._carrier_lost = False
+        self._carrier_back = float("-inf")
+        self._deadtime_s = ha.deadtime_ms / 1000.0
         self.settled = SettledCount(settle_hold_s(ha))
         self.ping_total = len(ha.ping_targets)
         if ha.ping_targets:
@@ -251,18 +272,30 @@ class GuardServices:
             return []
         return [(PING_FIELD, str(self.tracker.view(now).count))]
 
-    def own_links_down(self, alive: set[str]) -> str | None:
-        """While a peer is not alive: why this node's heartbeat interfaces are all down, if
-        they are (none has a carrier); None otherwise, or when it cannot be told."""
-        if not self._ifaces or not set(self._others) - alive:
+    def own_links_down(self, alive: set[str], now: float) -> str | None:
+        """While a peer is not alive: why the interfaces of the groups' virtual addresses are
+        all down, if they are (none has a carrier); None otherwise, or when it cannot be told.
+        Not the heartbeat interfaces: on a crossover cable the peer's power off takes our
+        carrier too, and the survivor must take over."""
+        if not self._addresses or not set(self._others) - alive:
             return None
         try:
+            ifaces = {(iface or netlink.covering_route(ip)[0]).partition(":")[0]
+                      for ip, iface in self._addresses}
             links = {link.name: link for link in rtnetlink.links()}
-        except (OSError, rtnetlink.RtnlError):
+        except (OSError, rtnetlink.RtnlError, netlink.NetlinkFailure):
             return None
-        if any(i not in links or links[i].carrier for i in self._ifaces):
+        names = ", ".join(sorted(ifaces))
+        if any(i not in links or links[i].carrier for i in ifaces):
+            if self._carrier_lost:  # back now: a peer that lives is heard within deadtime
+                self._carrier_lost, self._carrier_back = False, now
+            if now - self._carrier_back < self._deadtime_s:
+                return (f"{names} (the virtual addresses' link) got its carrier back "
+                        f"{now - self._carrier_back:.1f} s ago: listening for the peers for "
+                        f"deadtime ({self._deadtime_s:g} s) first")
             return None
-        return f"{', '.join(self._ifaces)} {'has' if len(self._ifaces) == 1 else 'have'} " \
+        self._carrier_lost = True
+        return f"{names} (the virtual addresses' link) {'has' if len(ifaces) == 1 else 'have'} " \
                "no carrier"
 
     def inputs(self, now: float, alive: Iterable[str]) -> Guards:
@@ -285,7 +318,7 @@ class GuardServices:
             fencing=dict(self.fencing) if self.fencer is not None else None,
             own_key_suspect=verdict.reason if verdict.suspect else None,
             fenced=frozenset(self.fenced),
-            own_links_down=self.own_links_down(alive),
+            own_links_down=self.own_links_down(alive, now),
         )
 
     # ---------------------------------------------------------------- fencing

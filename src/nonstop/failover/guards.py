@@ -17,11 +17,13 @@ Pure helpers of :func:`nonstop.failover.decide.decide`, reading only the snapsho
   Heartbeat's "No STONITH device configured.".
 * **own key** (OwnKeyCheck): a node whose packets from its peers' addresses keep failing
   authentication holds the wrong key; it takes nothing over.
-* **own links** (``view.own_links_down``): a node whose heartbeat interfaces have all lost
-  their carrier had its own cable pulled (or its switch died): it lost its peers, but nobody
-  can reach the service through it either. It takes nothing over. Before, it did, and its
-  newer claim won the heal: the node that had served clients all along released the group,
-  and the cut-off node's takeover force-sync reverted what was written there meanwhile.
+* **own links** (``view.own_links_down``): a node whose virtual addresses' interfaces have
+  all lost their carrier had its own cable pulled (or its switch died): it lost its peers, but
+  nobody can reach the service through it either. It takes nothing over. (Not the heartbeat
+  interfaces: a crossover cable loses its carrier when the peer's box loses power.) Before,
+  it did, and its newer claim won the heal: the node that had served clients all along
+  released the group, and the cut-off node's takeover force-sync reverted what was written
+  there meanwhile.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def takeover_block(view: ClusterView) -> Block | None:
         return Block(f"{view.own_key_suspect}; not taking over")
     if view.own_links_down is not None and view.lost:
         return Block(f"{', '.join(sorted(view.lost))} is dead but {view.own_links_down}: "
-                     "this node is the one cut off; not taking over")
+                     "this node is (or was) the one cut off; not taking over")
     return _cut_off(view) or _fencing(view)
 
 

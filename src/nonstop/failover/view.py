@@ -104,8 +104,9 @@ class ClusterView:
     own_key_suspect: str | None = None
     # Peers this node fenced that came back: they start as standby (nothing fails back to them).
     fenced: frozenset[str] = frozenset()
-    # While a peer is lost: why this node's own heartbeat links are all down ("eth0 has no
-    # carrier"), if they are: its cable is the one pulled, and it takes nothing over.
+    # While a peer is lost: why the links of this node's virtual addresses are all down
+    # ("eth0 ... has no carrier"), if they are: its cable is the one pulled, and it takes
+    # nothing over.
     own_links_down: str | None = None
 
 

@@ -122,7 +122,7 @@ ROWS = [
     # ---- own links (its cable pulled: it lost the peer, and the clients lost it)
     Row("own links down: no takeover",
         v(N1, None, dead=True, own_links_down="eth0 has no carrier"), Action.WAIT,
-        "vpbx1-2 is dead but eth0 has no carrier: this node is the one cut off; "
+        "vpbx1-2 is dead but eth0 has no carrier: this node is (or was) the one cut off; "
         "not taking over"),
     Row("own links down: a held group is kept (its clients may be local)",
         v(N1, N1, dead=True, own_links_down="eth0 has no carrier"), Action.WAIT,
@@ -249,9 +249,20 @@ def test_the_daemon_reads_the_carrier_only_while_a_peer_is_not_alive(
     monkeypatch.setattr(rtnetlink, "links", links)
     g = daemon_guards.GuardServices(cfg, N1, clock=lambda: 0.0, on_change=lambda: None,
                                     peers=())
-    assert g.own_links_down({N1, N2}) is None and calls == []  # all alive: not even read
-    assert g.own_links_down({N1}) == "eth0 has no carrier"
+    assert g.own_links_down({N1, N2}, 0.0) is None and calls == []  # all alive: not read
+    # The talk's address goes on eth0 (10.0.10.10/24/eth0): its cable pulled, no client
+    # reaches this node.
+    assert g.own_links_down({N1}, 0.0) == "eth0 (the virtual addresses' link) has no carrier"
     carrier["eth0"] = True
-    assert g.own_links_down({N1}) is None
+    # Back: for deadtime (2 s) a peer not heard yet may just not have been heard again (the
+    # lab's first try took the group 0.1 s after the cable came back, before the holder's
+    # next heartbeat, and its probe went out before the switch forwarded again).
+    assert "got its carrier back 0.0 s ago" in str(g.own_links_down({N1}, 10.0))
+    assert "listening for the peers" in str(g.own_links_down({N1}, 11.9))
+    assert g.own_links_down({N1}, 12.0) is None
+    # A crossover heartbeat link loses its carrier when the peer's box loses power: the
+    # survivor must take over, so only the addresses' link counts.
+    carrier["eth1"] = False
+    assert g.own_links_down({N1}, 13.0) is None
     del carrier["eth0"]  # an interface not found: cannot tell, so no block
-    assert g.own_links_down({N1}) is None
+    assert g.own_links_down({N1}, 14.0) is None
