@@ -165,9 +165,13 @@ class Client:
         try:
             link = await self.open(g, peer)
         except SyncError as e:
+            if isinstance(e.__cause__, (OSError, TimeoutError)):  # not reached at all
+                self.node.unreachable[peer] = time.monotonic()
+                report.unreached.append(peer)
             report.problems.append(str(e))
             self.node.out(0, f"ERROR: {e}")
             return
+        self.node.unreachable.pop(peer, None)
         self.node.out(1, f"Connected to {peer} (TLS, group {g.group.name})")
         await self._push_on(link, g, peer, forced, rows, report)
 

@@ -48,6 +48,7 @@ class Report:
     sent_names: list[str] = field(default_factory=list)
     bytes_sent: int = 0  # frame bytes to the peers (before TLS)
     bytes_received: int = 0
+    unreached: list[str] = field(default_factory=list)  # peers no connection reached
 
     def count(self, status: str, n: int = 1) -> None:
         self.counts[status] = self.counts.get(status, 0) + n
@@ -61,6 +62,7 @@ class Report:
         self.sent_names += run.sent_names
         self.bytes_sent += run.bytes_sent
         self.bytes_received += run.bytes_received
+        self.unreached += run.unreached
 
     @property
     def exit_code(self) -> int:

@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ALL", "Node", "Options", "Report", "Scope", "SyncError", "log_out", "open_node"]
 
+# A peer the heartbeats declare dead and a connection did not reach is left out of pushes for
+# this long, then tried again (after the live peers): each try can wait a connect timeout.
+UNREACHABLE_RETRY_S = 300.0
+
 
 class Node(CsyncListings):
     """The replication engine of one node (``me``) for every group that lists it."""
@@ -73,6 +77,11 @@ class Node(CsyncListings):
         # names stay dirty): each run waited on a dead peer first, 33 s for the next change to
         # reach a live one and 3 s for every later change. A `nonstop sync` tries every peer.
         self.dead_peers: frozenset[str] = frozenset()
+        # Peers the last connection attempt did not reach, and when. A peer dead to the
+        # heartbeats is skipped only while it is here too (for UNREACHABLE_RETRY_S): a
+        # heartbeat link cut while the LAN works (a crossover pulled) must not stop pushes
+        # that still get through, and a dead peer is tried again now and then, after the rest.
+        self.unreachable: dict[str, float] = {}
         self._client: Client | None = None
 
     @property
@@ -142,16 +151,19 @@ class Node(CsyncListings):
     async def update(self, scopes: list[Scope] | None = None,
                      only: Iterable[str] | None = None) -> Report:
         """Send dirty and forced entries to every peer (or the ``only`` ones; csync2 ``-P``),
-        one connection each; none to a peer in :attr:`dead_peers`."""
+        one connection each; the peers :attr:`dead_peers` names last, and none that is also
+        :attr:`unreachable`."""
         import asyncio
 
         report = Report()
         wanted = None if only is None else set(only)
         for g in self.groups:
             me_host = g.group.host(self.me)
-            for host in g.group.peers(self.me):
+            for host in sorted(g.group.peers(self.me), key=lambda h: h.name in self.dead_peers):
                 peer = host.name
-                if (wanted is not None and peer not in wanted) or peer in self.dead_peers:
+                if (wanted is not None and peer not in wanted) or (
+                        peer in self.dead_peers and time.monotonic()
+                        < self.unreachable.get(peer, -UNREACHABLE_RETRY_S) + UNREACHABLE_RETRY_S):
                     continue
                 forced, rows = await asyncio.to_thread(self._pending, g, peer, scopes)
                 if not forced and not rows:

@@ -356,8 +356,14 @@ class Replicator:
         self._status["dirty"] = dirty
         self._status["bytes_sent"] = self._status.get("bytes_sent", 0) + report.bytes_sent
         self._sent += sum(report.counts.values())
-        if report.problems:
+        if report.problems and (len(report.problems) > len(report.unreached)
+                                or not set(report.unreached) <= self.dead):
             self._failed(report.problems[-1], started, len(report.problems))
+            return report
+        if report.problems:  # only dead peers' boxes not reached: lag, not a failing burst
+            self._status["last_error"] = report.problems[-1]  # (whose retries wait)
+            if self._active:
+                self._unsent_since = self._unsent_since or started
             return report
         if self._failing:
             _log.warning("replication works again after %d failed run(s)", self._failing)
