@@ -137,10 +137,16 @@ class ReplicationWiring(DaemonBase):
         this node that replication could not give them, and the new holder's takeover
         force-sync would overwrite them here."""
         why = self.replicator.failing() if self.replicator and self._was_active else None
-        if why is None:
+        # Only what the nodes that could take the group over lack: a csync2 host outside
+        # ha.cf (a backup box) being down is no reason to keep the group here (a review).
+        if why is None or not self.replicator or not self.replicator.unsent(self._takers()):
             return None
         return (f"replication from {self.node} is failing ({why}): the new holder's takeover "
                 f"force-sync would overwrite here what it could not send. {FIX_FIRST}")
+
+    def _takers(self) -> list[str]:
+        """The other ha.cf nodes: those a group can go to."""
+        return [n for n in self.cfg.ha.nodes if n != self.node]
 
     async def _before_release(self, stopped: bool, may_refuse: bool) -> str | None:
         """A planned release (not a split brain's): before the services stop (``stopped``
@@ -205,10 +211,11 @@ class ReplicationWiring(DaemonBase):
             raise
         if not problems:
             return None
-        unsent = await asyncio.to_thread(replicator.unsent)
+        takers = self._takers()
+        unsent = await asyncio.to_thread(replicator.unsent, takers)
         if not unsent:
-            return f"{problems[-1]}: nothing is known to be missing there"
+            return None  # the nodes that can take the group have it all (another host failed)
         more = ", ..." if len(unsent) > UNSENT_NAMED else ""
         return (f"{problems[-1]}: {len(unsent)} change(s) made here are not on "
-                f"{', '.join(sorted(set(replicator.live())))} "
+                f"{', '.join(sorted(set(replicator.live()) & set(takers)))} "
                 f"({', '.join(unsent[:UNSENT_NAMED])}{more})")

@@ -17,7 +17,7 @@ import logging
 import os
 import select
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from nonstop.sync.context import QuietRepeats
@@ -198,9 +198,10 @@ class Replicator:
             full, self._full_due = self._full_due or self._watcher is None, False
             return await self._sync(None if full else sorted(hints.items()))
 
-    def unsent(self) -> list[str]:
-        """The names still dirty for a live peer (what a failed last push left here)."""
-        live = set(self.live())
+    def unsent(self, among: Collection[str] | None = None) -> list[str]:
+        """The names still dirty for a live peer (what a failed last push left here), or for
+        a live peer ``among`` these."""
+        live = set(self.live()) & (set(among) if among is not None else set(self.live()))
         return sorted({r.name for r in self.node.db.dirty() if r.peer in live})
 
     def live(self) -> list[str]:

@@ -13,8 +13,9 @@ from nonstop.daemon_sync import ReplicationWiring
 
 
 class _Replicator:
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], lacking: str = "vpbx1-2") -> None:
         self.problems = problems
+        self.lacking = lacking  # the peer the names are dirty for
         self.pushes = 0
         self.dead: frozenset[str] = frozenset()
         g = SimpleNamespace(group=SimpleNamespace(peers=lambda me: [
@@ -25,14 +26,16 @@ class _Replicator:
         self.pushes += 1
         return SimpleNamespace(problems=self.problems, counts={"put": 1})
 
-    def unsent(self) -> list[str]:
-        return ["/etc/asterisk/extensions.conf"] if self.problems else []
+    def unsent(self, among: Any = None) -> list[str]:
+        if not self.problems or (among is not None and self.lacking not in among):
+            return []
+        return ["/etc/asterisk/extensions.conf"]
 
     def live(self) -> list[str]:
-        return ["vpbx1-2"]
+        return ["vpbx1-2", "backup"]
 
     def failing(self) -> str | None:
-        return None
+        return self.problems[-1] if self.problems else None
 
     def set_dead(self, peers: frozenset[str]) -> None:
         self.dead = peers
@@ -84,3 +87,17 @@ def test_pushes_skip_the_peers_heartbeats_declare_dead() -> None:
     w._follow_membership(w.replicator)  # type: ignore[arg-type]
     # a csync2 host outside ha.cf is never judged dead
     assert w.replicator.dead == frozenset({"vpbx1-2"})  # type: ignore[union-attr]
+
+
+def test_a_host_outside_ha_cf_that_lacks_changes_keeps_no_group_here() -> None:
+    """csync2.cfg's `host backup;` (not an ha.cf node) is down: the nodes that can take the
+    group have everything, so neither `nonstop standby` nor its last push is refused (a review
+    found both refused it, saying the new holder would overwrite what it lacks)."""
+    async def scenario() -> None:
+        w = _Wiring(_Replicator(["connection to backup failed: refused"], lacking="backup"))
+        assert w._standby_refusal() is None
+        assert await w._before_release(False, True) is None
+        w2 = _Wiring(_Replicator(["vpbx1-2: No space left on device"]))
+        assert "is failing" in str(w2._standby_refusal())
+
+    asyncio.run(scenario())
