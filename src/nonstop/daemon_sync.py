@@ -63,6 +63,11 @@ class ReplicationWiring(DaemonBase):
         self.engine.standby_refusal = self._standby_refusal
         self._follow_membership(self.replicator)
         states = {g.state for g in self.engine.local_ad().groups.values()}
+        if not states & {GroupState.HELD, GroupState.STOPPING}:
+            # No release can be under way: a count left over (a stop that raised, a restart
+            # of replication between the two hooks) made a later conflict release or a failed
+            # start's give-up look planned, and turned replication active (a review).
+            self._handoffs = 0
         # A planned release goes on pushing while the services stop: what they write on the
         # way out is in the last push (_before_release).
         active = GroupState.HELD in states or (
@@ -154,6 +159,9 @@ class ReplicationWiring(DaemonBase):
         waiting and say why the group should stay if that fails; once they have stopped, push
         what changed, what they wrote on their way out too, before the group is announced
         released. Each push is bounded and skipped, without a scan, when nothing changed."""
+        if stopped and self._handoffs and (self.replicator is None or not self._was_active):
+            self._handoffs -= 1  # replication restarted meanwhile: nothing to push, but done
+            return None
         if self.replicator is None or not self._was_active:
             return None
         if not stopped:

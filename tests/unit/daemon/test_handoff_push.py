@@ -101,3 +101,34 @@ def test_a_host_outside_ha_cf_that_lacks_changes_keeps_no_group_here() -> None:
         assert "is failing" in str(w2._standby_refusal())
 
     asyncio.run(scenario())
+
+
+def test_a_hand_off_count_is_never_left_behind() -> None:
+    """A review: a restart of replication between the two hooks, or a stop that raised, left
+    the count at 1, and a later conflict release (a split brain's loser) or a failed start's
+    give-up turned replication active and force-synced from a releasing node."""
+    from nonstop.failover.state import GroupAd, GroupState, NodeAd
+
+    async def scenario() -> None:
+        w = _Wiring(_Replicator([]))
+        assert await w._before_release(False, False) is None and w._handoffs == 1
+        old, w.replicator, w._was_active = w.replicator, None, False  # a reload's restart
+        assert await w._before_release(True, False) is None
+        assert w._handoffs == 0
+        # A stop that raised: the second hook never came; the group is stop-failed.
+        w.replicator, w._was_active = old, True
+        assert await w._before_release(False, False) is None and w._handoffs == 1
+        w._stop.clear()
+        w._cluster_view = lambda: SimpleNamespace(  # type: ignore[method-assign,assignment,return-value]
+            alive=frozenset({"vpbx1-1", "vpbx1-2"}))
+        old.set_active = lambda active: None  # type: ignore[method-assign,union-attr]
+        states = [GroupState.STOP_FAILED]
+        w.engine = SimpleNamespace(  # type: ignore[assignment]
+            local_ad=lambda: NodeAd({0: GroupAd(states[0], 3)}))
+        w._replication_follows()
+        assert w._handoffs == 0 and not w._was_active
+        states[0] = GroupState.STOPPING  # later: a conflict release (no hooks)
+        w._replication_follows()
+        assert not w._was_active
+
+    asyncio.run(scenario())
