@@ -10,6 +10,7 @@ from typing import Any
 
 from nonstop.daemon_base import DaemonBase
 from nonstop.failover.state import GroupState
+from nonstop.heartbeat.states import NodeStatus
 from nonstop.sync.replicator import Replicator
 
 log = logging.getLogger("nonstop")
@@ -89,7 +90,12 @@ class ReplicationWiring(DaemonBase):
     def _follow_membership(self, replicator: Replicator) -> None:
         """Tell the replicator which ha.cf peers are dead now (a csync2 host outside ha.cf is
         never judged): its pushes do not wait on them."""
-        alive = self._cluster_view().alive
+        # Membership's view alone: a whole cluster view also reads the guards' inputs (the
+        # carrier, the routes over netlink while a peer is dead), twice per decision.
+        if self.protocol is None:
+            return
+        alive = {n.name for n in self.protocol.view(self._now()).nodes
+                 if n.status in (NodeStatus.UP, NodeStatus.ACTIVE)}
         replicator.set_dead(frozenset(
             h.name for g in replicator.node.groups for h in g.group.peers(self.node)
             if h.name in self.cfg.ha.nodes and h.name not in alive))

@@ -44,6 +44,7 @@ class _Replicator:
 class _Wiring(ReplicationWiring):
     def __init__(self, replicator: _Replicator) -> None:
         self.replicator = replicator  # type: ignore[assignment]
+        self.protocol = None
         self.node = "vpbx1-1"
         self._sync_tasks = set()
         self._was_active = True
@@ -81,9 +82,14 @@ def test_the_last_push_after_the_stop_says_loudly_what_it_could_not_send(
 
 
 def test_pushes_skip_the_peers_heartbeats_declare_dead() -> None:
+    from nonstop.heartbeat.states import NodeStatus
+
     w = _Wiring(_Replicator([]))
-    w._cluster_view = lambda: SimpleNamespace(  # type: ignore[method-assign,assignment,return-value]
-        alive=frozenset({"vpbx1-1", "vpbx1-3"}))
+    nodes = [SimpleNamespace(name=n, status=st) for n, st in (
+        ("vpbx1-1", NodeStatus.ACTIVE), ("vpbx1-2", NodeStatus.DEAD),
+        ("vpbx1-3", NodeStatus.UP))]
+    w.protocol = SimpleNamespace(view=lambda now: SimpleNamespace(nodes=nodes))  # type: ignore[assignment]
+    w._now = lambda: 0.0  # type: ignore[method-assign]
     w._follow_membership(w.replicator)  # type: ignore[arg-type]
     # a csync2 host outside ha.cf is never judged dead
     assert w.replicator.dead == frozenset({"vpbx1-2"})  # type: ignore[union-attr]
