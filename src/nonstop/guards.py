@@ -277,7 +277,12 @@ class GuardServices:
         all down, if they are (none has a carrier); None otherwise, or when it cannot be told.
         Not the heartbeat interfaces: on a crossover cable the peer's power off takes our
         carrier too, and the survivor must take over."""
-        if not self._addresses or not set(self._others) - alive:
+        if not self._addresses:
+            return None
+        if not set(self._others) - alive:
+            # Every peer heard: what listening after a carrier's return waits for. A flag
+            # left set made a later real crash wait a deadtime more (a user trial).
+            self._carrier_lost, self._carrier_back = False, float("-inf")
             return None
         try:
             ifaces = {(iface or netlink.covering_route(ip)[0]).partition(":")[0]

@@ -260,6 +260,14 @@ def test_the_daemon_reads_the_carrier_only_while_a_peer_is_not_alive(
     assert "got its carrier back 0.0 s ago" in str(g.own_links_down({N1}, 10.0))
     assert "listening for the peers" in str(g.own_links_down({N1}, 11.9))
     assert g.own_links_down({N1}, 12.0) is None
+    # Cut and healed while the peer lives: heard again before the next decision read the
+    # carrier. Its death later is an ordinary takeover, not "carrier just back" (a trial:
+    # the flag stayed set and a real crash 6 s after the heal waited a deadtime more).
+    carrier["eth0"] = False
+    assert g.own_links_down({N1}, 12.5) is not None
+    carrier["eth0"] = True
+    assert g.own_links_down({N1, N2}, 12.6) is None  # heard again
+    assert g.own_links_down({N1}, 12.7) is None  # then it dies: take over at once
     # A crossover heartbeat link loses its carrier when the peer's box loses power: the
     # survivor must take over, so only the addresses' link counts.
     carrier["eth1"] = False
