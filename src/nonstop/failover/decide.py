@@ -417,6 +417,12 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         )
     failure = view.here.start_failure.get(g)
     failed = f"; its start failed here: {failure}" if failure else ""
+    if who is None and failure and "address conflict" in failure:
+        # Its own probe found the address answered: the group is most likely up on a node
+        # this one cannot hear (a frozen daemon, a cut heartbeat link), not down (a trial).
+        return Decision(g, Action.WAIT, f"group {key}: another host answers for its address "
+                        f"(most likely a node this one cannot hear, still serving it): not "
+                        f"started here ({failure}); trying again when the failure ages")
     if who is None:
         return Decision(g, Action.WAIT, f"group {key} stays down: {why}{failed}")
     d = Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}{failed}",

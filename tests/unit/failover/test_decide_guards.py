@@ -206,8 +206,11 @@ def test_a_start_refused_by_an_address_conflict_is_a_failed_acquisition_with_its
     view = replace(v(N1, None, dead=True), here=here, ads={N1: failed})
     (d,) = decide(view)
     assert d.action is Action.WAIT
-    assert d.reason == (f"group {G.key} stays down: no node is available to hold it; its start "
-                        f"failed here: {CONFLICT}")
+    # Not "stays down": its own probe found the address answered (a trial's operator read the
+    # PBX as down while the frozen or unheard peer served it).
+    assert d.reason == (f"group {G.key}: another host answers for its address (most likely a "
+                        "node this one cannot hear, still serving it): not started here "
+                        f"({CONFLICT}); trying again when the failure ages")
     # With a live peer available, the group goes there and the reason still says why.
     view = replace(v(N1, None), here=here, ads={N1: failed, N2: NodeAd({0: GroupAd(
         GroupState.NONE, 0)})})
