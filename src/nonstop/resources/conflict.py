@@ -40,6 +40,9 @@ class ConflictStarted:
 
     @property
     def line(self) -> str:
+        if self.claimant.how == "probe":  # claims nothing yet: a host checking it is free
+            return (f"address {self.ip}, which we hold, was probed by {self.claimant.mac} "
+                    "(a host about to take it, e.g. a peer that cannot hear us): defending it")
         return (f"address conflict: {self.ip}, which we hold, is also claimed by "
                 f"{self.claimant}")
 
@@ -52,6 +55,9 @@ class ConflictEnded:
     @property
     def line(self) -> str:
         who = ", ".join(c.mac for c in self.claimants)
+        if all(c.how == "probe" for c in self.claimants):
+            return (f"address {self.ip}: no claim followed the probe by {who}; announcing the "
+                    "address again")
         return (f"address conflict on {self.ip} ended: {who} no longer answers; "
                 "announcing the address again")
 
@@ -116,7 +122,7 @@ class ConflictWatch:
 
     def _emit(self, events: list[ConflictEvent]) -> None:
         for event in events:
-            if isinstance(event, ConflictStarted):
+            if isinstance(event, ConflictStarted) and event.claimant.how != "probe":
                 self._logger.error("%s", event.line)
             else:
                 self._logger.warning("%s", event.line)

@@ -59,3 +59,19 @@ def test_the_first_unanswered_probe_ends_the_conflict() -> None:
                           "answers; announcing the address again")
     assert t.state is ConflictState.CLEAR and t.claimants == {}
     assert t.probed(probe()) == []  # no conflict, nothing to end
+
+
+def test_a_peers_probe_is_a_warning_worded_as_a_probe_not_a_claim() -> None:
+    """A trial: a frozen holder's peer probed the address before taking it over; the holder
+    logged 'ERROR: ... is also claimed by ... (probe)', seconds later 'no longer answers',
+    though a probe (sender 0.0.0.0) claims nothing and never answered."""
+    t = ConflictTracker(VIP, OURS)
+    (event,) = t.packet(arp.ArpPacket(1, ROGUE, ipaddress.IPv4Address("0.0.0.0"),
+                                      arp.ZERO_MAC, VIP))
+    assert isinstance(event, ConflictStarted)
+    assert event.line == ("address 198.18.0.10, which we hold, was probed by 02:11:11:11:11:1a "
+                          "(a host about to take it, e.g. a peer that cannot hear us): defending "
+                          "it")
+    (ended,) = t.probed(probe())
+    assert ended.line == ("address 198.18.0.10: no claim followed the probe by "
+                          "02:11:11:11:11:1a; announcing the address again")
