@@ -139,13 +139,15 @@ def test_host_outside_the_group_is_refused(make_lab: Callable[[Sequence[str]], L
     assert not (slab.root("n2") / "etc/asterisk/evil.conf").exists()
 
 
-def test_receiver_killed_mid_transfer_leaves_no_temp_file_after_the_next_run(
-        slab: SyncLab) -> None:
+def _push_caught_mid_file(slab: SyncLab, files: int, mib: int) -> tuple[
+        LabProcess, Path, Path, LabProcess, Callable[[], Path | None]]:
+    """n2 serving, ``files`` recordings of ``mib`` MiB on n1 being pushed, and the moment n2
+    has a receive temp file: (server, spool1, spool2, pusher, temp_file)."""
     server = slab.serve("n2")
     spool1, spool2 = slab.root("n1") / "var/spool/asterisk", slab.root("n2") / "var/spool/asterisk"
-    for i in range(4):
+    for i in range(files):
         with (spool1 / f"big{i}.wav").open("wb") as fh:
-            for _ in range(40):
+            for _ in range(mib):
                 fh.write(os.urandom(1 << 20))
     pusher = slab.lab.spawn("n1", [*SYNC, "-xv", *slab.args("n1")], name="sync-push")
 
@@ -153,6 +155,12 @@ def test_receiver_killed_mid_transfer_leaves_no_temp_file_after_the_next_run(
         return next((p for p in spool2.iterdir() if p.name.startswith(".nonstop-tmp-")), None)
 
     wait_for(temp_file, 60, what="a receive temp file on n2", interval=0.005)
+    return server, spool1, spool2, pusher, temp_file
+
+
+def test_receiver_killed_mid_transfer_leaves_no_temp_file_after_the_next_run(
+        slab: SyncLab) -> None:
+    server, spool1, spool2, pusher, temp_file = _push_caught_mid_file(slab, files=4, mib=40)
     server.kill()
     assert pusher.wait(60) == 1
     # no partial file under a real name
@@ -173,17 +181,7 @@ def test_a_peer_machine_that_stops_answering_ends_the_push_in_seconds_not_minute
     """A dead box answers nothing, not even TCP: without the kernel's dead-peer checks the
     push waited 600 s (its reply timeout), and the receiving session as long."""
     lab = slab.lab
-    server = slab.serve("n2")
-    spool1, spool2 = slab.root("n1") / "var/spool/asterisk", slab.root("n2") / "var/spool/asterisk"
-    with (spool1 / "big.wav").open("wb") as fh:
-        for _ in range(64):
-            fh.write(os.urandom(1 << 20))
-    pusher = slab.lab.spawn("n1", [*SYNC, "-xv", *slab.args("n1")], name="sync-push")
-
-    def temp_file() -> Path | None:
-        return next((p for p in spool2.iterdir() if p.name.startswith(".nonstop-tmp-")), None)
-
-    wait_for(temp_file, 60, what="a receive temp file on n2", interval=0.005)
+    server, spool1, spool2, pusher, temp_file = _push_caught_mid_file(slab, files=1, mib=64)
     server.signal(signal.SIGSTOP)  # hold the transfer in flight (its kernel still ACKs)...
     time.sleep(0.5)
     lab.isolate("n1", "n2")  # ...then the machine stops answering, as a dead box does
@@ -195,12 +193,12 @@ def test_a_peer_machine_that_stops_answering_ends_the_push_in_seconds_not_minute
     # The receiving side's session ends too, and undoes its temp file.
     server.signal(signal.SIGCONT)
     wait_for(lambda: temp_file() is None or None, 50, what="n2's session to end")
-    assert not (spool2 / "big.wav").exists()
+    assert not (spool2 / "big0.wav").exists()
     assert server.running
     lab.unisolate("n1", "n2")
     code, out = slab.sync("n1", "-xv", timeout=120)
     assert code == 0, out
-    assert (spool2 / "big.wav").read_bytes() == (spool1 / "big.wav").read_bytes()
+    assert (spool2 / "big0.wav").read_bytes() == (spool1 / "big0.wav").read_bytes()
 
 
 def test_continuous_replication_in_a_running_two_node_cluster(slab: SyncLab) -> None:
