@@ -254,7 +254,7 @@ def test_a_daemon_killed_while_its_box_lives_keeps_the_service_there(lab: Lab) -
     wait_for(lambda: "address conflict: " in c.log(N2), 15, what="vpbx1-2 to find the VIP in use")
     assert c.vip_holders() == [N1]
     reason = c.status(N2)["groups"][0]["reason"]
-    assert "its start failed here: " in reason and "is in use by" in reason, reason
+    assert "another host answers for its address" in reason and "is in use by" in reason, reason
     c.start(N1)
     wait_for(lambda: c.holder(N2) == N1, 15, what="vpbx1-2 to see vpbx1-1 holding again")
     assert "is active at start-up" in c.log(N1)
