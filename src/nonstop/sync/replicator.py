@@ -201,8 +201,10 @@ class Replicator:
     def unsent(self, among: Collection[str] | None = None) -> list[str]:
         """The names still dirty for a live peer (what a failed last push left here), or for
         a live peer ``among`` these."""
-        live = set(self.live()) & (set(among) if among is not None else set(self.live()))
-        return sorted({r.name for r in self.node.db.dirty() if r.peer in live})
+        peers = set(self.live())
+        if among is not None:
+            peers &= set(among)
+        return sorted({r.name for r in self.node.db.dirty() if r.peer in peers})
 
     def live(self) -> list[str]:
         """The peers not declared dead."""
