@@ -4,7 +4,9 @@
 :class:`~nonstop.failover.view.Guards` in each snapshot) and the status keys they add. Nothing
 here runs on the heartbeat path: the ping prober is its own task reading its socket from the
 event loop, fencing runs ``stonith`` in a task, respawn clients are subprocesses watched by
-tasks, and the key check is two counters fed from the receive path.
+tasks, and the key check is two counters fed from the receive path. The carrier of this node's
+own links is read here too: for the takeover guard (:meth:`GuardServices.own_links_down`) and
+for a release's last push (:func:`peers_cut_off`).
 
 :class:`SettledCount` is the pure rule ipfail acts on: a ping count is only used (and
 advertised) once it has held for deadping, so one lost echo or a flapping link moves nothing.
@@ -95,6 +97,53 @@ def _read_hosts() -> str:
             return fh.read(1 << 20)
     except OSError:
         return ""
+
+
+def link_carriers(
+        targets: Iterable[tuple[ipaddress.IPv4Address, str | None]]) -> dict[str, bool] | None:
+    """Whether each interface ``targets`` go out on has a carrier (an interface not found
+    counts as having one: nothing says its cable is out); None when the routes or links cannot
+    be read. A target is an address and the interface named for it (None: its route's)."""
+    try:
+        ifaces = {(iface or netlink.covering_route(ip)[0]).partition(":")[0]
+                  for ip, iface in targets}
+        links = {link.name: link for link in rtnetlink.links()}
+    except (OSError, rtnetlink.RtnlError, netlink.NetlinkFailure):
+        return None
+    return {i: i not in links or links[i].carrier for i in ifaces}
+
+
+def peers_cut_off(hosts: Mapping[str, str]) -> str | None:
+    """Why none of the peers in ``hosts`` (peer -> the name or address its replication
+    connects to) can be reached from here, if so: every address of theirs is routed over an
+    interface without carrier (this node's cable pulled). None when one may be reached, or
+    when it cannot be told (a name /etc/hosts does not give: no DNS query at a release)."""
+    if not hosts:
+        return None
+    text = ""
+    if not all(_ipv4(h) for h in hosts.values()):
+        text = _read_hosts()
+    where: list[str] = []
+    ips: list[ipaddress.IPv4Address] = []
+    for peer, host in sorted(hosts.items()):
+        found = [ip] if (ip := _ipv4(host)) else [
+            ipaddress.IPv4Address(a) for a in hosts_addresses(text, [host])]
+        if not found:
+            return None
+        ips += found
+        where.append(f"{peer} ({', '.join(map(str, found))})")
+    carriers = link_carriers((ip, None) for ip in ips)
+    if not carriers or any(carriers.values()):
+        return None
+    return (f"the route to {', '.join(where)} goes over {', '.join(sorted(carriers))}, "
+            f"which {'has' if len(carriers) == 1 else 'have'} no carrier")
+
+
+def _ipv4(host: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(host)
+    except ValueError:
+        return None
 
 
 def peer_addresses(cfg: ClusterConfig) -> list[str]:
@@ -284,14 +333,11 @@ class GuardServices:
             # left set made a later real crash wait a deadtime more (a user trial).
             self._carrier_lost, self._carrier_back = False, float("-inf")
             return None
-        try:
-            ifaces = {(iface or netlink.covering_route(ip)[0]).partition(":")[0]
-                      for ip, iface in self._addresses}
-            links = {link.name: link for link in rtnetlink.links()}
-        except (OSError, rtnetlink.RtnlError, netlink.NetlinkFailure):
+        carriers = link_carriers(self._addresses)
+        if carriers is None:
             return None
-        names = ", ".join(sorted(ifaces))
-        if any(i not in links or links[i].carrier for i in ifaces):
+        names = ", ".join(sorted(carriers))
+        if any(carriers.values()):
             if self._carrier_lost:  # back now: a peer that lives is heard within deadtime
                 self._carrier_lost, self._carrier_back = False, now
             if now - self._carrier_back < self._deadtime_s:
@@ -300,7 +346,7 @@ class GuardServices:
                         f"deadtime ({self._deadtime_s:g} s) first")
             return None
         self._carrier_lost = True
-        return f"{names} (the virtual addresses' link) {'has' if len(ifaces) == 1 else 'have'} " \
+        return f"{names} (the virtual addresses' link) {'has' if len(carriers) == 1 else 'have'} " \
                "no carrier"
 
     def inputs(self, now: float, alive: Iterable[str]) -> Guards:

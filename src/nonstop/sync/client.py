@@ -80,7 +80,8 @@ class Client:
         self._closing: set[asyncio.Future[None]] = set()
 
     # --- connections
-    def _address(self, g: GroupCtx, peer: str) -> str:
+    def address(self, g: GroupCtx, peer: str) -> str:
+        """The name or address a session with ``peer`` connects to."""
         host = g.group.host(peer)
         via = host.connect_as if host else peer
         opts = self.node.opts
@@ -88,7 +89,7 @@ class Client:
 
     async def open(self, g: GroupCtx, peer: str) -> Link:
         """A new authenticated session with ``peer`` (SyncError saying why not)."""
-        addr, opts = self._address(g, peer), self.node.opts
+        addr, opts = self.address(g, peer), self.node.opts
         try:
             # A refused connection is retried for opts.refused_retry seconds (see Options).
             retries = int(opts.refused_retry / REFUSED_RETRY_DELAY)

@@ -206,6 +206,11 @@ class Replicator:
             peers &= set(among)
         return sorted({r.name for r in self.node.db.dirty() if r.peer in peers})
 
+    def addresses(self, among: Collection[str]) -> dict[str, str]:
+        """What the pushes to the peers ``among`` these connect to (a name or an address)."""
+        return {h.name: self.node.client.address(g, h.name) for g in self.node.groups
+                for h in g.group.peers(self.node.me) if h.name in among}
+
     def live(self) -> list[str]:
         """The peers not declared dead."""
         return [p for g in self.node.groups for h in g.group.peers(self.node.me)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +19,7 @@ class _Replicator:
         self.lacking = lacking  # the peer the names are dirty for
         self.pushes = 0
         self.dead: frozenset[str] = frozenset()
+        self.connects_to: dict[str, str] = {}  # where the pushes go: unknown, push as before
         g = SimpleNamespace(group=SimpleNamespace(peers=lambda me: [
             SimpleNamespace(name=n) for n in ("vpbx1-2", "vpbx1-3", "backup") if n != me]))
         self.node = SimpleNamespace(groups=[g])
@@ -33,6 +35,9 @@ class _Replicator:
 
     def live(self) -> list[str]:
         return ["vpbx1-2", "backup"]
+
+    def addresses(self, among: Any) -> dict[str, str]:
+        return {n: a for n, a in self.connects_to.items() if n in among}
 
     def failing(self) -> str | None:
         return self.problems[-1] if self.problems else None
@@ -138,3 +143,92 @@ def test_a_hand_off_count_is_never_left_behind() -> None:
         assert not w._was_active
 
     asyncio.run(scenario())
+
+
+def _links(monkeypatch: pytest.MonkeyPatch, carrier: dict[str, bool]) -> None:
+    """This node's interfaces: eth0 the LAN (198.18.0.0/24), eth1 a crossover (198.18.1.0/24)."""
+    import ipaddress
+
+    from nonstop import rtnetlink
+    from nonstop.resources import netlink
+
+    def route(ip: ipaddress.IPv4Address, iface: str | None = None) -> tuple[str, int]:
+        return ("eth1" if ip in ipaddress.IPv4Network("198.18.1.0/24") else "eth0"), 24
+
+    monkeypatch.setattr(netlink, "covering_route", route)
+    monkeypatch.setattr(rtnetlink, "links", lambda: [
+        rtnetlink.Link(1, "lo", None, True),
+        *(rtnetlink.Link(2 + i, n, "02:00:00:00:00:01", up)
+          for i, (n, up) in enumerate(carrier.items()))])
+    monkeypatch.setattr("nonstop.guards._read_hosts", lambda: (
+        "198.18.0.2 vpbx1-2\n198.18.1.2 vpbx1-2-x\n"))
+
+
+@pytest.mark.parametrize("connects_to, pushes", [
+    ("vpbx1-2", 0),  # the LAN, by name (/etc/hosts): no carrier, nothing can go
+    ("198.18.0.2", 0),  # the same, by address
+    ("vpbx1-2-x", 1),  # replication over the crossover: it still gets through
+    ("vpbx1-2.example", 1),  # a name /etc/hosts does not give: cannot tell, push
+])
+def test_no_last_push_when_the_link_to_the_new_holder_has_no_carrier(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        connects_to: str, pushes: int) -> None:
+    """A user trial: heartbeats on a crossover, the service and replication on the LAN, ipfail
+    on. The active node's LAN cable pulled, ipfail gives the group away, and the last push
+    after the stop waited out its 10 s bound on the dead LAN, the services down all along."""
+    _links(monkeypatch, {"eth0": False, "eth1": True})
+
+    async def scenario() -> _Replicator:
+        r = _Replicator(["the push did not finish within 10 s"])
+        r.connects_to = {"vpbx1-2": connects_to}
+        w = _Wiring(r)
+        assert await w._before_release(False, False) is None
+        assert await w._before_release(True, False) is None
+        assert w._handoffs == 0
+        return r
+
+    caplog.set_level(logging.INFO, logger="nonstop")
+    assert asyncio.run(scenario()).pushes == pushes
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    if pushes:
+        assert len(said) == 1 and "the last push before handing over failed" in said[0]
+    else:
+        assert said == ["replication: no last push before handing over: the route to "
+                        "vpbx1-2 (198.18.0.2) goes over eth0, which has no carrier; the new "
+                        "holder's takeover force-sync replaces here what changed since the "
+                        "last push (each replaced version kept in the group's backup "
+                        "directory, if it has one)"]
+
+
+def test_the_last_push_goes_ahead_while_the_link_has_its_carrier(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A standby, a shutdown or a failback with the cable in: pushed as before."""
+    _links(monkeypatch, {"eth0": True, "eth1": True})
+
+    async def scenario() -> _Replicator:
+        r = _Replicator([])
+        r.connects_to = {"vpbx1-2": "vpbx1-2", "vpbx1-3": "198.18.0.3"}
+        w = _Wiring(r)
+        assert await w._before_release(False, True) is None
+        assert await w._before_release(True, False) is None
+        return r
+
+    assert asyncio.run(scenario()).pushes == 2
+
+
+def test_the_replicator_names_where_its_pushes_connect(tmp_path: Path) -> None:
+    """csync2.cfg's ``name@address-name``: the check reads the address the pushes use."""
+    from nonstop.sync.node import open_node
+    from nonstop.sync.replicator import Replicator
+
+    key = tmp_path / "csync2.key"
+    key.write_text("k" * 40 + "\n")
+    cfg = tmp_path / "csync2.cfg"
+    cfg.write_text(f"group g\n{{\n    host vpbx1-1 vpbx1-2@vpbx1-2-x vpbx1-3;\n    key {key};\n"
+                   "    include /etc/asterisk;\n}\n")
+    node = open_node(str(cfg), "vpbx1-1", str(tmp_path / "state"))
+    try:
+        assert Replicator(node, watch=False, serve=False).addresses({"vpbx1-2", "vpbx1-3"}) == {
+            "vpbx1-2": "vpbx1-2-x", "vpbx1-3": "vpbx1-3"}
+    finally:
+        node.close()

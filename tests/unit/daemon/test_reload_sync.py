@@ -103,10 +103,19 @@ class _Replicator:
     async def stop(self) -> None:
         self.events.append("stopped")
 
+    def live(self) -> list[str]:
+        return ["vpbx1-2"]
+
+    def addresses(self, among: Any) -> dict[str, str]:
+        return {}  # where the peers are cannot be told: the last push goes ahead
+
 
 class _Wiring(ReplicationWiring, ReloadWiring):
     def __init__(self, replicator: _Replicator) -> None:
         self.replicator = replicator  # type: ignore[assignment]
+        self.node = "vpbx1-1"
+        self.cfg = SimpleNamespace(ha=SimpleNamespace(  # type: ignore[assignment]
+            nodes=("vpbx1-1", "vpbx1-2")))
         self._sync_tasks = set()
         self._was_active = True
         self._stop = asyncio.Event()
