@@ -103,7 +103,11 @@ class LeaseKeeper:
         while not self._closing:
             await self.cycle()
             now = loop.time()
-            hurry = bool(self.wanted - self.book.owned) or not self.book.lease_valid(now)
+            # A failed round is tried again after campaign_s, not renew_s: while etcd elects a
+            # leader (its leader's box cut off), renewals fail until the election ends, and
+            # the first renewal after it must come before the lease's trust runs out.
+            hurry = (bool(self.wanted - self.book.owned) or not self.book.lease_valid(now)
+                     or self.failing is not None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), t.campaign_s if hurry else t.renew_s)
             self._wake.clear()

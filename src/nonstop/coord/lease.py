@@ -33,11 +33,18 @@ class LeaseTiming:
     def from_deadtime(cls, deadtime_ms: int) -> LeaseTiming:
         """TTL = deadtime rounded up to whole seconds (etcd's unit), at least MIN_TTL_S: a
         cut-off holder gives up about when heartbeats would declare it dead, so etcd adds
-        little to a failover. Renewing every TTL/4, each request bounded by TTL/4, and a
-        margin of TTL/4 let two renewals in a row fail before the holder steps down."""
+        little to a failover. Renewing every TTL/4, each request bounded by TTL/4, let two
+        renewals in a row fail before the holder steps down.
+
+        The margin is TTL/8 (0.25 s of the talk's 2 s): it only has to cover this node's own
+        step-down (a timer, then the address removed: milliseconds), since etcd's clock
+        starts later than our send time anyway. TTL/4 (0.5 s) left the holder trusting its
+        lease only 1.0-1.5 s after a cut, and an etcd election (the leader's box cut off)
+        took 1.0-1.5 s on a busy machine: the holder released a group nobody else could
+        take, an outage of a second and a half (docs/ETCD.md)."""
         ttl = max(MIN_TTL_S, math.ceil(deadtime_ms / 1000))
         q = ttl / 4
-        return cls(ttl, renew_s=q, rpc_timeout_s=q, margin_s=q, campaign_s=min(0.2, q))
+        return cls(ttl, renew_s=q, rpc_timeout_s=q, margin_s=q / 2, campaign_s=min(0.2, q))
 
 
 @dataclass(frozen=True)

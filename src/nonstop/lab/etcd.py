@@ -113,6 +113,24 @@ class EtcdCluster:
                 return node
         return None
 
+    def move_leader(self, node: str, timeout: float = 15.0) -> None:
+        """Make ``node``'s member the leader (``etcdctl move-leader``, asked of the current
+        leader), and wait until every member agrees."""
+        def moved() -> bool:
+            status = self.status()
+            header = (status.get(node) or {}).get("header")
+            if not isinstance(header, dict):
+                return False
+            target = header.get("member_id")
+            if all(st.get("leader") == target for st in status.values()):
+                return len(status) == len(self.members)
+            current = self.leader()
+            if current is not None:
+                self.etcdctl("move-leader", format(int(str(target)), "x"),
+                             endpoints=[self.client_url(current)])
+            return False
+        wait_for(moved, timeout, what=f"etcd's leadership on {node}", interval=0.2)
+
     def wait_healthy(self, timeout: float) -> None:
         wait_for(lambda: self.etcdctl("endpoint", "health").returncode == 0 and self.leader(),
                  timeout, what="a healthy etcd cluster with a leader", interval=0.2)

@@ -17,10 +17,10 @@ T = LeaseTiming(ttl_s=1, renew_s=0.25, rpc_timeout_s=0.25, margin_s=0.25, campai
 
 
 class Node:
-    def __init__(self, name: str, store: MemoryStore) -> None:
+    def __init__(self, name: str, store: MemoryStore, timing: LeaseTiming = T) -> None:
         self.coord = MemoryCoordinator(store, name)
         self.changes = 0
-        self.keeper = LeaseKeeper(self.coord, LeaseBook(name, T, {0: "g0"}), "/nonstop/t",
+        self.keeper = LeaseKeeper(self.coord, LeaseBook(name, timing, {0: "g0"}), "/nonstop/t",
                                   self._changed)
 
     def _changed(self) -> None:
@@ -111,4 +111,35 @@ async def test_etcd_lost_and_back_gets_a_new_lease() -> None:
     store.down = False
     await until(n1.mine)
     assert [c for c, _ in n1.coord.calls].count("grant") == 2
+    await n1.keeper.close()
+
+
+async def test_a_renewal_failed_in_an_election_is_retried_before_the_lease_runs_out() -> None:
+    # etcd elects a leader (its leader's box cut off): requests fail for a while and no lease
+    # expires meanwhile; the new leader renews every lease in full. The holder must ask again
+    # soon after a failure, not a whole renewal period later, when its trust may be gone.
+    loop = asyncio.get_running_loop()
+    store = MemoryStore(loop.time)
+    # trusted 0.7 s after a renewal is sent; renewals every 0.3 s
+    t = LeaseTiming(ttl_s=1, renew_s=0.3, rpc_timeout_s=0.3, margin_s=0.3, campaign_s=0.02)
+    n1 = Node("n1", store, t)
+    n1.keeper.want({0})
+    n1.keeper.start()
+    await until(n1.mine)
+    renewals = [c for c, _ in n1.coord.calls].count("keepalive")
+    await until(lambda: [c for c, _ in n1.coord.calls].count("keepalive") > renewals)
+    sent = loop.time()  # a renewal has just succeeded: trusted until sent + TTL - margin
+    store.down = True
+    lost = 0
+    end = sent + 0.62  # the election ends 0.08 s before that trust would run out
+    while loop.time() < end:
+        lost += not n1.mine()
+        await asyncio.sleep(0.01)
+    for lid, (ttl, _until) in store.leases.items():
+        store.leases[lid] = (ttl, loop.time() + ttl)
+    store.down = False
+    while loop.time() < sent + t.ttl_s:
+        lost += not n1.mine()
+        await asyncio.sleep(0.01)
+    assert lost == 0 and n1.keeper.failing is None
     await n1.keeper.close()

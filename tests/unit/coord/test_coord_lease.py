@@ -16,6 +16,9 @@ def test_ttl_is_the_deadtime_in_whole_seconds(deadtime_ms: int, ttl: int) -> Non
     # two renewals may fail (each bounded by rpc_timeout) before the holder stops trusting
     assert t.renew_s * 2 + t.rpc_timeout_s <= t.ttl_s - t.margin_s
     assert 0 < t.campaign_s <= t.renew_s
+    # after a cut, the holder trusts its lease at least TTL - margin - renew_s: long enough
+    # for an etcd election (leader's box cut off, 0.5-1.5 s in the lab) with the talk's TTL
+    assert t.ttl_s - t.margin_s - t.renew_s >= 0.6 * t.ttl_s
 
 
 T = LeaseTiming(ttl_s=4, renew_s=1.0, rpc_timeout_s=1.0, margin_s=1.0, campaign_s=0.2)
