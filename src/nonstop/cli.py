@@ -180,7 +180,10 @@ def _move(cmd: str, state_dir: Path, which: str) -> None:
         sys.exit(1)
     groups = reply.get("groups") or []
     verb = "giving away" if cmd == "standby" else "asking for"
-    click.echo(f"{cmd} [{which}]: {verb} {', '.join(groups) if groups else 'no groups'}")
+    # The move follows the answer (a standby first pushes what replication has not sent,
+    # and is refused if that fails): status says how it ended.
+    after = " (`nonstop status` shows how it ends)" if groups else ""
+    click.echo(f"{cmd} [{which}]: {verb} {', '.join(groups) if groups else 'no groups'}{after}")
 
 
 WHICH = click.Choice(["all", "local", "foreign", "failback"])

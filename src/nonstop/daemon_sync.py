@@ -181,8 +181,14 @@ class ReplicationWiring(DaemonBase):
             if why is None:
                 return None
             self._handoffs -= 1
-            return (f"replication from {self.node} failed ({why}); the new holder's takeover "
-                    f"force-sync would overwrite them here. {FIX_FIRST}")
+            refusal = (f"replication from {self.node} failed ({why}); the new holder's "
+                       f"takeover force-sync would overwrite them here. {FIX_FIRST}")
+            # `nonstop standby` has already answered: the refusal must be readable where the
+            # operator looks next, not only in the log (`nonstop status`, the history).
+            self.replicator.note_problem(f"standby refused, the groups stay here: {refusal}")
+            self.observer.record("command", node=self.node, action="standby",
+                                 reason=f"standby refused, the groups stay here: {refusal}")
+            return refusal
         try:
             # Read at once (a netlink dump, /etc/hosts), as the takeover guard reads the
             # carrier: no await before the push is spawned, which a restart waits for.

@@ -120,6 +120,11 @@ class Replicator:
             out(level, msg)
         return noted
 
+    def note_problem(self, text: str) -> None:
+        """Show ``text`` as the last problem in status (what the daemon found wrong with
+        replication outside a push, such as a standby it refused for it)."""
+        self._status["last_problem"] = {"at": round(time.time(), 3), "text": text}
+
     # --- lifecycle
     async def start(self) -> None:
         """Start receiving, watching and (when active) pushing."""

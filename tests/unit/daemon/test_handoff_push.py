@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from nonstop.config.loader import load_config_dir
 from nonstop.daemon_sync import ReplicationWiring
+from nonstop.observe.recorder import Recorder
+from nonstop.talk import copy_talk
 
 
 class _Replicator:
@@ -42,6 +45,9 @@ class _Replicator:
     def failing(self) -> str | None:
         return self.problems[-1] if self.problems else None
 
+    def note_problem(self, text: str) -> None:
+        self.noted = text
+
     def set_dead(self, peers: frozenset[str]) -> None:
         self.dead = peers
 
@@ -57,6 +63,8 @@ class _Wiring(ReplicationWiring):
         self._stop.set()  # no _replication_follows (no engine here)
         self.cfg = SimpleNamespace(ha=SimpleNamespace(  # type: ignore[assignment]
             nodes=("vpbx1-1", "vpbx1-2", "vpbx1-3")))
+        # the history: a real Recorder where a test reads it
+        self.observer = SimpleNamespace(record=lambda *a, **k: None)  # type: ignore[assignment]
 
 
 def test_a_failed_push_before_the_stop_refuses_a_standby_only() -> None:
@@ -68,6 +76,30 @@ def test_a_failed_push_before_the_stop_refuses_a_standby_only() -> None:
         assert "/etc/asterisk/extensions.conf" in why and w._handoffs == 0
         assert await w._before_release(False, False) is None  # shutdown, failback: no push
         assert w.replicator.pushes == 1 and w._handoffs == 1  # type: ignore[union-attr]
+
+    asyncio.run(scenario())
+
+
+def test_a_standby_refused_after_its_push_failed_is_told_in_status_and_history(
+        tmp_path: Path) -> None:
+    """``nonstop standby`` has answered before the push that refuses it: the refusal was
+    only in the log. Status (replication's last problem) and the history now say it."""
+    async def scenario() -> None:
+        cfg = load_config_dir(str(copy_talk(tmp_path) / "ha.d"), "vpbx1-1")
+        rec = Recorder(cfg, "vpbx1-1", tmp_path / "state")
+        await rec.start()
+        try:
+            w = _Wiring(_Replicator(["vpbx1-2: No space left on device"]))
+            w.observer = rec
+            why = await w._before_release(False, True)
+            assert why is not None
+            noted = w.replicator.noted  # type: ignore[union-attr]
+            assert noted.startswith("standby refused, the groups stay here: ")
+            assert "No space left on device" in noted
+            (told,) = [r for r in rec.recent if "standby refused" in r.reason]
+            assert told.kind == "command" and "No space left on device" in told.reason
+        finally:
+            await rec.close()
 
     asyncio.run(scenario())
 
