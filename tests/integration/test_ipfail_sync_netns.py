@@ -77,9 +77,10 @@ def test_a_give_away_after_the_lan_cable_is_pulled_waits_on_no_push(
     # Before: the push's 10 s bound between the two (10.06 s measured, outage 18.0 s); the
     # rest is the hand-off itself (the release's announcement, the new holder's starts).
     assert answered - dropped < 4.0
-    # deadping, the hold, the stops (the master script's `nonstop sync` on the dead LAN among
-    # them) and the starts: 7.5 s measured
-    assert outage < 13.0
+    # deadping, the hold, the stops and the starts: 4.6 s measured. The master script's
+    # `nonstop sync` calls on the dead LAN waited out their 3 s connect timeout (7.5 s then);
+    # a connection not made at once now asks the route's carrier and ends.
+    assert outage < 6.5
     log = c.log(N1)
     assert f"ipfail: I reach 0 of 1 ping nodes, {N2} reaches 1: giving my groups to {N2}" in log
     assert ("replication: no last push before handing over: the route to vpbx1-2 (198.18.0.2) "

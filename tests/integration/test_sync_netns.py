@@ -344,3 +344,25 @@ def test_talk_master_script_and_cron_line_with_the_program_name_changed(slab: Sy
     kept = r1 / "var/backups/csync2/etc/asterisk/sip.conf"
     assert kept.read_text() == "unsynced edit on vpbx1-1\n"
     assert "overwrote vpbx1-1's unsynced change" in done.stderr
+
+
+def test_a_push_over_a_pulled_cable_ends_at_once_and_says_why(slab: SyncLab) -> None:
+    """With this node's cable out, a push could only wait out its 3 s connect timeout: the
+    talk's master script pushes at every stop, and an ipfail give-away over a pulled cable
+    waited on it with the services down (a user trial). It now ends once the connection is
+    not made at once and the route has no carrier."""
+    lab = slab.lab
+    slab.serve("n2")
+    (slab.root("n1") / "etc/asterisk/cable.conf").write_text("written with the cable out\n")
+    lab.link_down("n1")
+    try:
+        t = time.monotonic()
+        code, out = slab.sync("n1", "-xv", timeout=30)
+        took = time.monotonic() - t
+    finally:
+        lab.link_up("n1")
+    assert code != 0 and "eth0, which has no carrier" in out, out
+    assert took < 2.5, took  # the interpreter's start and the scan included
+    wait_for(lambda: slab.sync("n1", "-xv")[0] == 0 or None, 15, what="a push with the cable in")
+    assert (slab.root("n2") / "etc/asterisk/cable.conf").read_text() == \
+        "written with the cable out\n"
