@@ -173,6 +173,8 @@ class Replicator:
         self.dead = self.node.dead_peers = peers
         if back and self._active:
             _log.info("replication: %s alive again: pushing its backlog", ", ".join(sorted(back)))
+            # At once, not at the retry of a failing burst: the peer's absence was the failure.
+            self._retry_at = 0.0
             self._wake.set()  # woken with no change: the run pushes what is dirty, no scan
 
     def failing(self) -> str | None:
@@ -320,8 +322,13 @@ class Replicator:
                 continue
             now = time.monotonic()
             if self._failing and not self._full_due and now < self._retry_at:
-                # A change during a failing burst waits for the retry (hints keep gathering).
-                await asyncio.sleep(self._retry_at - now)
+                # A change during a failing burst waits for the retry (hints keep gathering);
+                # a peer back from the dead (set_dead) or a release ends the wait.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._retry_at - now):
+                        while self._active and time.monotonic() < self._retry_at:
+                            self._wake.clear()
+                            await self._wake.wait()
                 if not self._active:
                     continue
             if self._hints and not self._full_due and now < next_full:

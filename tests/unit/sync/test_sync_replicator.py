@@ -312,6 +312,30 @@ async def test_a_dead_peer_is_skipped_and_its_backlog_goes_as_soon_as_it_is_back
         n3.node.close()
 
 
+async def test_a_peer_back_from_the_dead_gets_the_backlog_without_waiting_for_the_retry(
+        tmp_path: Path) -> None:
+    """The only peer's box refused (its daemon down): the runs fail, and a change waits for
+    the retry (5 s in the daemon). When heartbeats say the peer is alive again, its backlog
+    goes at once, as set_dead promises, not at that retry."""
+    n1, n2 = _nodes(tmp_path)
+    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=3600, serve=False)
+    await r1.start()
+    try:
+        r1.set_active(True)
+        n1.write("/etc/asterisk/sip.conf", "while the peer was down\n")
+        await _wait(lambda: r1.status()["last_sync_ok"] is False)
+        r1.set_dead(frozenset({"vpbx1-2"}))  # then heartbeats declare it dead
+        r2 = Replicator(n2.node, full_scan_interval=3600)
+        await r2.start()
+        try:
+            r1.set_dead(frozenset())  # and alive again
+            await _wait(lambda: n2.path("/etc/asterisk/sip.conf").exists(), 5.0)
+        finally:
+            await r2.stop()
+    finally:
+        await _close(n1, n2, r1)
+
+
 async def test_a_peer_dead_to_the_heartbeats_that_sync_still_reaches_gets_every_push(
         tmp_path: Path) -> None:
     """The heartbeat link cut (a crossover pulled) while the LAN works: heartbeats declare
