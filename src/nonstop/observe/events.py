@@ -48,6 +48,7 @@ KINDS: dict[str, str] = {
     "sync_conflict": "sync conflict",
     "sync_failed": "sync failed",
     "sync_recovered": "sync recovered",
+    "sync_overwritten": "local changes overwritten",
     "reload": "reload",
     "command": "command",
 }

@@ -26,7 +26,8 @@ PAGE = """<!DOCTYPE html>
   #timeline { font: 13px/1.45 ui-monospace, monospace; background: #fff; padding: .5em 1em;
               max-height: 32em; overflow: auto; border: 1px solid #e2e5ea; }
   #timeline div { white-space: pre-wrap; }
-  .k-node_dead, .k-group_failed, .k-link_dead, .k-sync_conflict, .k-sync_failed { color: #a11616; }
+  .k-node_dead, .k-group_failed, .k-link_dead, .k-sync_conflict, .k-sync_failed,
+  .k-sync_overwritten { color: #a11616; }
   .k-group_acquired, .k-node_up, .k-comm_up { color: #11632a; }
   #error { color: #a11616; font-weight: 600; }
 </style>

@@ -354,6 +354,19 @@ class Recorder:
         self._replicator = replicator
         self._sync_seen = dict(getattr(replicator.server, "stats", None) or {})
         replicator.on_report = self.on_sync_report
+        node = getattr(replicator, "node", None)
+        if node is not None:
+            node.on_overwritten = self.on_sync_overwritten
+
+    def on_sync_overwritten(self, peer: str, names: list[str]) -> None:
+        """A peer's forced push (its takeover's force-sync) replaced changes made here that
+        had not reached it: after a power cut, what the operator must know first, and a log
+        line per file said it five times over with status keeping only the last."""
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        self.record("sync_overwritten", node=peer, reason=(
+            f"{peer}'s forced push overwrote {len(names)} change(s) made here that it lacked: "
+            f"{shown}; each old version is kept in the group's backup directory, if it has one"),
+            count=len(names))
 
     def on_sync_report(self, report: Any) -> None:
         # A retry every 5 s meets the same unresolved conflicts: each is recorded (and

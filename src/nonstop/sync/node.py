@@ -73,6 +73,8 @@ class Node(CsyncListings):
         # this node holds a group, a peer that claims none (a split brain's loser releasing, a
         # push it planned before this node took over) must not overwrite its files.
         self.push_refusal: Callable[[str], str | None] | None = None
+        # Told (peer, names) when a peer's forced push overwrote unsynced changes here.
+        self.on_overwritten: Callable[[str, list[str]], None] | None = None
         # Set by the daemon: the peers its heartbeats declare dead. A push skips them (their
         # names stay dirty): each run waited on a dead peer first, 33 s for the next change to
         # reach a live one and 3 s for every later change. A `nonstop sync` tries every peer.

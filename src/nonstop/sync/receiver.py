@@ -63,6 +63,8 @@ class Receiver(ReceiveData):
     ignore: frozenset[str] = frozenset()
     log: Log = field(default=lambda _m: None)
     changed: list[str] = field(default_factory=list)
+    # Names whose unsynced local change a forced push overwrote (the history says which).
+    overwritten: list[str] = field(default_factory=list)
     _open: list[Batch] = field(default_factory=list)
     _writer: Writer | None = None
     _parents: dict[str, bool] = field(default_factory=dict)
@@ -253,6 +255,8 @@ class Receiver(ReceiveData):
         return results, need, batch
 
     def _report(self, name: str, res: Result) -> None:
+        if res.status == "forced":
+            self.overwritten.append(name)
         if res.status in ("conflict", "lost", "refused", "error", "forced", "auto"):
             # File names come from the peer: escaped, so none can forge a log line.
             self.log(f"{self.peer} -> {self.me}: {res.status}: "

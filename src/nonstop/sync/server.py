@@ -175,6 +175,7 @@ class Serving:
         account(self.stats, self.chan)
         # The end of one run in a kept session: its actions run now.
         changed, self.rec.changed = self.rec.changed, []
+        _told_overwritten(self.node, self.peer.name, self.rec)
         if changed:
             self.stats["changes_received"] = self.stats.get("changes_received", 0) + len(changed)
             self.node.out(1, f"received {len(changed)} change(s) from {self.peer.name}")
@@ -313,6 +314,7 @@ async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.Strea
             stats["last_session_frames_sent"] = chan.frames_sent
             account(stats, chan)
             await chan.close()
+    _told_overwritten(node, peer.name, rec)
     if rec.changed:
         stats["changes_received"] = stats.get("changes_received", 0) + len(rec.changed)
         node.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")
@@ -326,6 +328,13 @@ def _cleanup_unless_receiving(db: StateDB) -> int:
         return lock.enter()
     finally:
         lock.release()
+
+
+def _told_overwritten(node: Node, peer: str, rec: Receiver) -> None:
+    """Hand the node's hook the names a forced push overwrote in this run (once each)."""
+    names, rec.overwritten = rec.overwritten, []
+    if names and node.on_overwritten is not None:
+        node.on_overwritten(peer, names)
 
 
 def account(stats: dict[str, int], chan: Channel) -> None:

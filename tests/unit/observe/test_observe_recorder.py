@@ -237,11 +237,17 @@ class _Server:
         self.stats: dict[str, int] = {"sessions": 1}
 
 
+class _Node:
+    on_overwritten: object = None
+
+
 class _Replicator:
-    """What the recorder uses of a Replicator: its server's counters and on_report."""
+    """What the recorder uses of a Replicator: its server's counters, on_report and its
+    node's on_overwritten."""
 
     def __init__(self) -> None:
         self.server = _Server()
+        self.node = _Node()
         self.on_report: object = None
 
 
@@ -285,4 +291,12 @@ async def test_replication_pushes_conflicts_and_receptions(tmp_path: Path) -> No
     assert received.data == {"count": 3 + 239}  # the 3 held since the first push, and more
     assert pushed.reason == "pushed 240 change(s) to the peers in the last 60 s"
     assert kinds(rec).count("sync_pushed") == 2
+    # A takeover's force-sync replaced what this node wrote in its last moments: one record
+    # naming the peer, the count and the first names (a log line each said it before).
+    assert repl.node.on_overwritten == rec.on_sync_overwritten
+    rec.on_sync_overwritten("vpbx1-2", [f"/var/spool/asterisk/voicemail/m{i}" for i in range(7)])
+    told = rec.recent[-1]
+    assert (told.kind, told.node, told.data) == ("sync_overwritten", "vpbx1-2", {"count": 7})
+    assert told.reason.startswith("vpbx1-2's forced push overwrote 7 change(s) made here")
+    assert "/var/spool/asterisk/voicemail/m4 and 2 more" in told.reason
     await rec.close()

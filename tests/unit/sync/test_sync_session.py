@@ -474,6 +474,9 @@ async def test_takeover_force_sync_wins_and_old_edits_are_kept(tmp_path: Path) -
         n1.write("/etc/asterisk/sip.conf", "n1 unsynced edit")
         n1.write("/etc/asterisk/only-on-n1.conf", "n1 new file")
         n2.write("/var/log/asterisk/full", "log0\nn2 line\n")
+        # what the daemon's history is told (one record for all, not a log line each)
+        told: list[tuple[str, list[str]]] = []
+        n1.node.on_overwritten = lambda peer, names: told.append((peer, names))
         # master start on n2: -fr /var/log/asterisk/; -fr /etc/asterisk/; -xv
         n2.node.force([("/var/log/asterisk", True)])
         n2.node.force([("/etc/asterisk", True)])
@@ -487,6 +490,8 @@ async def test_takeover_force_sync_wins_and_old_edits_are_kept(tmp_path: Path) -
         reported = "\n".join(n2.log)
         assert "overwrote vpbx1-1's unsynced change" in reported and "sip.conf" in reported
         assert "only-on-n1.conf" in reported
+        assert [p for p, _ in told] == ["vpbx1-2"]
+        assert sorted(told[0][1]) == ["/etc/asterisk/only-on-n1.conf", "/etc/asterisk/sip.conf"]
         assert synced_view(n1.root) == synced_view(n2.root)
 
 
