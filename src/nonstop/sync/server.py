@@ -168,6 +168,9 @@ class Serving:
 
     async def _bye(self, ev: Bye) -> bool:
         """Answer a BYE; True if the session stays open for the next run."""
+        # Before the answer: the pusher's run ends with it, and the history must already say
+        # what its forced push overwrote here (a test saw the record come after the run).
+        _told_overwritten(self.node, self.peer.name, self.rec)
         self.chan.send(self.session.bye())
         await self.chan.drain()
         if not ev.keep:
@@ -175,7 +178,6 @@ class Serving:
         account(self.stats, self.chan)
         # The end of one run in a kept session: its actions run now.
         changed, self.rec.changed = self.rec.changed, []
-        _told_overwritten(self.node, self.peer.name, self.rec)
         if changed:
             self.stats["changes_received"] = self.stats.get("changes_received", 0) + len(changed)
             self.node.out(1, f"received {len(changed)} change(s) from {self.peer.name}")
@@ -313,8 +315,9 @@ async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.Strea
         finally:  # also when cancelled again meanwhile (the close runs on in its thread)
             stats["last_session_frames_sent"] = chan.frames_sent
             account(stats, chan)
+            # what a run without BYE committed (a session ended at a takeover) is told too
+            _told_overwritten(node, peer.name, rec)
             await chan.close()
-    _told_overwritten(node, peer.name, rec)
     if rec.changed:
         stats["changes_received"] = stats.get("changes_received", 0) + len(rec.changed)
         node.out(1, f"received {len(rec.changed)} change(s) from {peer.name}")

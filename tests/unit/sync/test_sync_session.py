@@ -490,6 +490,10 @@ async def test_takeover_force_sync_wins_and_old_edits_are_kept(tmp_path: Path) -
         reported = "\n".join(n2.log)
         assert "overwrote vpbx1-1's unsynced change" in reported and "sip.conf" in reported
         assert "only-on-n1.conf" in reported
+        for _ in range(200):  # told before the run's answer; the session's end is later
+            if told:
+                break
+            await asyncio.sleep(0.01)
         assert [p for p, _ in told] == ["vpbx1-2"]
         assert sorted(told[0][1]) == ["/etc/asterisk/only-on-n1.conf", "/etc/asterisk/sip.conf"]
         assert synced_view(n1.root) == synced_view(n2.root)
