@@ -185,9 +185,9 @@ class ReplicationWiring(DaemonBase):
                        f"takeover force-sync would overwrite them here. {FIX_FIRST}")
             # `nonstop standby` has already answered: the refusal must be readable where the
             # operator looks next, not only in the log (`nonstop status`, the history).
-            self.replicator.note_problem(f"standby refused, the groups stay here: {refusal}")
-            self.observer.record("command", node=self.node, action="standby",
-                                 reason=f"standby refused, the groups stay here: {refusal}")
+            self.replicator.note_standby_refused(refusal)
+            self.observer.record("standby_refused", node=self.node,
+                                 reason=f"standby refused, the group stays here: {refusal}")
             return refusal
         try:
             # Read at once (a netlink dump, /etc/hosts), as the takeover guard reads the

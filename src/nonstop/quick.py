@@ -174,6 +174,10 @@ def render_sync(sync: dict[str, Any]) -> list[str]:
     elif (problem := sync.get("last_problem")) and _recent(problem.get("at")):
         # A standby's own trouble (its replica full) shows here; once over, for an hour.
         lines.append(f"    last problem at {_clock(problem['at'])}: {problem['text']}")
+    if (refused := sync.get("standby_refused")) and _recent(refused.get("at")):
+        # `nonstop standby` answered before its push failed: the group stayed, say so.
+        lines.append(f"    standby refused at {_clock(refused['at'])}, the groups stayed here: "
+                     f"{refused['text']}")
     skipped = sync.get("not_replicated") or {}
     if skipped.get("count"):
         more = skipped["count"] - len(skipped["paths"])

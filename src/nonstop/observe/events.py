@@ -49,6 +49,7 @@ KINDS: dict[str, str] = {
     "sync_failed": "sync failed",
     "sync_recovered": "sync recovered",
     "sync_overwritten": "local changes overwritten",
+    "standby_refused": "standby refused",
     "reload": "reload",
     "command": "command",
 }

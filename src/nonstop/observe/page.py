@@ -27,7 +27,7 @@ PAGE = """<!DOCTYPE html>
               max-height: 32em; overflow: auto; border: 1px solid #e2e5ea; }
   #timeline div { white-space: pre-wrap; }
   .k-node_dead, .k-group_failed, .k-link_dead, .k-sync_conflict, .k-sync_failed,
-  .k-sync_overwritten { color: #a11616; }
+  .k-sync_overwritten, .k-standby_refused { color: #a11616; }
   .k-group_acquired, .k-node_up, .k-comm_up { color: #11632a; }
   #error { color: #a11616; font-weight: 600; }
 </style>

@@ -108,7 +108,7 @@ class Replicator:
         self._status: dict[str, Any] = {
             "active": False, "last_sync": None, "last_sync_ok": None, "last_error": None,
             "syncs": 0, "dirty": 0, "pending_hints": 0, "lag_s": 0.0, "last_problem": None,
-            "watch_error": None,
+            "watch_error": None, "standby_refused": None,
         }
 
     def _noting(self, out: Callable[[int, str], None]) -> Callable[[int, str], None]:
@@ -120,10 +120,11 @@ class Replicator:
             out(level, msg)
         return noted
 
-    def note_problem(self, text: str) -> None:
-        """Show ``text`` as the last problem in status (what the daemon found wrong with
-        replication outside a push, such as a standby it refused for it)."""
-        self._status["last_problem"] = {"at": round(time.time(), 3), "text": text}
+    def note_standby_refused(self, text: str) -> None:
+        """Show in status that a ``nonstop standby`` was refused for replication (``text``:
+        why): the command had answered, and the push error alone does not say the group
+        stayed. Kept until the next refusal; the text form shows it for an hour."""
+        self._status["standby_refused"] = {"at": round(time.time(), 3), "text": text}
 
     # --- lifecycle
     async def start(self) -> None:

@@ -45,7 +45,7 @@ class _Replicator:
     def failing(self) -> str | None:
         return self.problems[-1] if self.problems else None
 
-    def note_problem(self, text: str) -> None:
+    def note_standby_refused(self, text: str) -> None:
         self.noted = text
 
     def set_dead(self, peers: frozenset[str]) -> None:
@@ -94,10 +94,9 @@ def test_a_standby_refused_after_its_push_failed_is_told_in_status_and_history(
             why = await w._before_release(False, True)
             assert why is not None
             noted = w.replicator.noted  # type: ignore[union-attr]
-            assert noted.startswith("standby refused, the groups stay here: ")
-            assert "No space left on device" in noted
+            assert noted == why and "No space left on device" in noted
             (told,) = [r for r in rec.recent if "standby refused" in r.reason]
-            assert told.kind == "command" and "No space left on device" in told.reason
+            assert told.kind == "standby_refused" and "No space left on device" in told.reason
         finally:
             await rec.close()
 

@@ -251,6 +251,13 @@ def test_status_text_shows_an_error_while_it_lasts_and_the_last_problem_after() 
     lines = render_sync(failing)
     assert lines[1] == "    last error: connection to vpbx1-2 failed: refused"
     assert len(lines) == 2  # the error now, not an older problem beside it
+    # A standby refused for that error: said beside the error, which does not say it
+    refused = {"at": time.time() - 5, "text": "replication from vpbx1-1 failed (...)"}
+    lines = render_sync({**failing, "standby_refused": refused})
+    assert lines[1] == "    last error: connection to vpbx1-2 failed: refused"
+    assert lines[2].startswith("    standby refused at ")
+    assert lines[2].endswith(", the groups stayed here: replication from vpbx1-1 failed (...)")
+    assert len(render_sync({**failing, "standby_refused": {**refused, "at": 1.0}})) == 2
 
 
 def test_a_burst_of_distinct_warnings_is_capped_and_counted() -> None:
