@@ -123,7 +123,7 @@ class FailoverEngine:
         self.wants: set[int] = set()
         self.groups: list[GroupRuntime] = []
         self.seen_epochs: dict[int, int] = {}
-        self._store = GroupStateFile(self.state_file)
+        self._store = GroupStateFile(self.state_file, replicated=bool(cfg.ha.sync_config))
         saved = self._store.load()
         problems: list[ConfigError] = []
         for i, g in enumerate(cfg.groups):

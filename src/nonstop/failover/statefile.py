@@ -14,24 +14,50 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from nonstop.failover.state import GroupState
+
 log = logging.getLogger("nonstop.failover")
+
+
+_REPLICATED = (" What was written here in its last moments may not have reached the peers. If"
+               " another node took the group meanwhile, its force-sync replaces those files "
+               "here and keeps each old version in the group's backup directory (history: "
+               "sync_overwritten).")
 
 
 class GroupStateFile:
     """The failover engine's saved state, by group key."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, replicated: bool = False) -> None:
         self.path = path
+        self.replicated = replicated  # nonstop_sync is on: a start-up warning says more
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-state")
         self._last_save: asyncio.Future[None] | None = None
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """What was saved; empty when nothing (readable) was."""
+        """What was saved; empty when nothing (readable) was. A group saved as held (or being
+        started or stopped) means the last run ended without releasing it: that is said."""
         try:
             data = json.loads(self.path.read_text())
-            return data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             return {}
+        if not isinstance(data, dict):
+            return {}
+        held = sorted(k for k, v in data.items() if isinstance(v, dict) and v.get("state")
+                      in (GroupState.HELD.name, GroupState.STARTING.name,
+                          GroupState.STOPPING.name))
+        stuck = sorted(k for k, v in data.items()
+                       if isinstance(v, dict) and v.get("state") == GroupState.STOP_FAILED.name)
+        # After a power cut the operator's first question (a user trial): nothing said it.
+        if held:
+            log.warning("The previous run ended while this node held %s, without releasing it "
+                        "(the daemon killed or crashed, or the machine lost power).%s",
+                        ", ".join(held), _REPLICATED if self.replicated else "")
+        if stuck:
+            log.warning("The previous run ended with a stop of %s failed: its services may still "
+                        "run here; the start-up probe finds out.%s", ", ".join(stuck),
+                        _REPLICATED if self.replicated else "")
+        return data
 
     def save(self, data: dict[str, dict[str, Any]]) -> None:
         """Write ``data`` off the event-loop thread (at once without a running loop). A disk

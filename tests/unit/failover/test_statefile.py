@@ -1,0 +1,59 @@
+"""groups.json: what a restarted daemon reads of its last run, and says of it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from nonstop.failover.statefile import GroupStateFile
+
+GROUP = "MailTo::tech@webinmotion.ca::Asterisk"
+
+
+def _said(tmp_path: Path, content: object, caplog: pytest.LogCaptureFixture, *,
+          replicated: bool = True) -> list[str]:
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps(content))
+    with caplog.at_level(logging.WARNING, logger="nonstop.failover"):
+        GroupStateFile(path, replicated=replicated).load()
+    return [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("state", ["HELD", "STARTING", "STOPPING"])
+def test_a_run_that_ended_holding_a_group_is_said_at_the_next_start(
+        tmp_path: Path, state: str, caplog: pytest.LogCaptureFixture) -> None:
+    (said,) = _said(tmp_path, {GROUP: {"epoch": 3, "seen": 3, "state": state}}, caplog)
+    assert said.startswith(f"The previous run ended while this node held {GROUP}, without "
+                           "releasing it (the daemon killed or crashed, or the machine lost "
+                           "power). What was written here in its last moments")
+    assert said.endswith("(history: sync_overwritten).")
+
+
+def test_without_replication_nothing_is_said_of_files(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (said,) = _said(tmp_path, {GROUP: {"epoch": 3, "state": "HELD"}}, caplog, replicated=False)
+    assert said.endswith("or the machine lost power).")
+
+
+def test_a_failed_stop_is_said_as_such(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (said,) = _said(tmp_path, {GROUP: {"epoch": 3, "state": "STOP_FAILED"}}, caplog,
+                    replicated=False)
+    assert said == (f"The previous run ended with a stop of {GROUP} failed: its services may "
+                    "still run here; the start-up probe finds out.")
+
+
+@pytest.mark.parametrize("content", [{GROUP: {"epoch": 3, "seen": 3, "state": "NONE"}},
+                                     {GROUP: {"epoch": 0, "state": "START_FAILED"}}, [], {}])
+def test_a_run_that_released_its_groups_says_nothing(
+        tmp_path: Path, content: object, caplog: pytest.LogCaptureFixture) -> None:
+    assert _said(tmp_path, content, caplog) == []
+
+
+def test_an_unreadable_file_is_no_saved_state(tmp_path: Path) -> None:
+    path = tmp_path / "groups.json"
+    path.write_bytes(b"\x00{torn")
+    assert GroupStateFile(path).load() == {}
+    assert GroupStateFile(tmp_path / "missing.json").load() == {}
