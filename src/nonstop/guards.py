@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from nonstop import rtnetlink
@@ -113,30 +113,55 @@ def link_carriers(
     return {i: i not in links or links[i].carrier for i in ifaces}
 
 
-def peers_cut_off(hosts: Mapping[str, str]) -> str | None:
-    """Why none of the peers in ``hosts`` (peer -> the name or address its replication
-    connects to) can be reached from here, if so: every address of theirs is routed over an
-    interface without carrier (this node's cable pulled). None when one may be reached, or
-    when it cannot be told (a name /etc/hosts does not give: no DNS query at a release)."""
+def peers_cut_off(hosts: Mapping[str, Sequence[str]]) -> str | None:
+    """Why none of the peers in ``hosts`` (peer -> the names or addresses its replication
+    connects to, one per csync2 group) can be reached from here, if so: the kernel's route to
+    every address of theirs goes over an interface without carrier (this node's cable
+    pulled). None when one may be reached, or when it cannot be told (a name /etc/hosts does
+    not give: no DNS query at a release; no route)."""
     if not hosts:
         return None
     text = ""
-    if not all(_ipv4(h) for h in hosts.values()):
+    if not all(_ipv4(h) for hs in hosts.values() for h in hs):
         text = _read_hosts()
     where: list[str] = []
     ips: list[ipaddress.IPv4Address] = []
-    for peer, host in sorted(hosts.items()):
-        found = [ip] if (ip := _ipv4(host)) else [
-            ipaddress.IPv4Address(a) for a in hosts_addresses(text, [host])]
+    for peer, names in sorted(hosts.items()):
+        found: list[ipaddress.IPv4Address] = []
+        for host in names:
+            got = [ip] if (ip := _ipv4(host)) else [
+                ipaddress.IPv4Address(a) for a in hosts_addresses(text, [host])]
+            if not got:
+                return None
+            found += got
         if not found:
             return None
         ips += found
-        where.append(f"{peer} ({', '.join(map(str, found))})")
-    carriers = link_carriers((ip, None) for ip in ips)
+        where.append(f"{peer} ({', '.join(dict.fromkeys(map(str, found)))})")
+    egress = _egress(ips)
+    carriers = link_carriers(egress) if egress is not None else None
     if not carriers or any(carriers.values()):
         return None
     return (f"the route to {', '.join(where)} goes over {', '.join(sorted(carriers))}, "
             f"which {'has' if len(carriers) == 1 else 'have'} no carrier")
+
+
+def _egress(ips: Iterable[ipaddress.IPv4Address]
+            ) -> list[tuple[ipaddress.IPv4Address, str | None]] | None:
+    """Each address with the interface the kernel's route to it goes out on (longest prefix
+    first, as ``ip route get``: a host route over a crossover beats the LAN's subnet); None
+    when a route or a link cannot be read."""
+    try:
+        names = {link.index: link.name for link in rtnetlink.links()}
+        out: list[tuple[ipaddress.IPv4Address, str | None]] = []
+        for ip in ips:
+            oif = rtnetlink.route_to(str(ip)).oif
+            if oif not in names:
+                return None
+            out.append((ip, names[oif]))
+        return out
+    except (OSError, rtnetlink.RtnlError):
+        return None
 
 
 def _ipv4(host: str) -> ipaddress.IPv4Address | None:

@@ -191,6 +191,16 @@ def routes() -> list[Route]:
     return [decode_route(b) for b in _request(RTM_GETROUTE, NLM_F_DUMP, body)]
 
 
+def route_to(ip: str) -> Route:
+    """The route the kernel takes to ``ip`` (``ip route get``): longest prefix, then metric,
+    policy rules included. RtnlError when there is none (ENETUNREACH)."""
+    body = _RTMSG.pack(socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0)
+    found = _request(RTM_GETROUTE, NLM_F_ACK, body + _attr(RTA_DST, socket.inet_aton(ip)))
+    if not found:
+        raise RtnlError(errno.ENETUNREACH, f"no route to {ip}")
+    return decode_route(found[0])
+
+
 def change_address(add: bool, index: int, ip: str, prefixlen: int,
                    broadcast: str | None = None, label: str | None = None) -> None:
     """``ip addr add|del IP/PREFIXLEN [broadcast B] [label L] dev INDEX``; RtnlError with

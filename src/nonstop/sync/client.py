@@ -475,7 +475,7 @@ async def _connect(peer: str, addr: str, port: int, timeout: float) -> Channel:
         if not done:
             from nonstop.guards import peers_cut_off  # the slow path only: not at start-up
 
-            cut = peers_cut_off({peer: addr})
+            cut = peers_cut_off({peer: [addr]})
             if cut is not None:
                 raise MachineError(errno.ENETUNREACH, cut)
         return await task

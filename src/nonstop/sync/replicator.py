@@ -214,10 +214,17 @@ class Replicator:
             peers &= set(among)
         return sorted({r.name for r in self.node.db.dirty() if r.peer in peers})
 
-    def addresses(self, among: Collection[str]) -> dict[str, str]:
-        """What the pushes to the peers ``among`` these connect to (a name or an address)."""
-        return {h.name: self.node.client.address(g, h.name) for g in self.node.groups
-                for h in g.group.peers(self.node.me) if h.name in among}
+    def addresses(self, among: Collection[str]) -> dict[str, list[str]]:
+        """What the pushes to the peers ``among`` these connect to (a name or an address;
+        one per csync2 group, which may name another address for the same peer)."""
+        out: dict[str, list[str]] = {}
+        for g in self.node.groups:
+            for h in g.group.peers(self.node.me):
+                if h.name in among:
+                    where = self.node.client.address(g, h.name)
+                    if where not in out.setdefault(h.name, []):
+                        out[h.name].append(where)
+        return out
 
     def live(self) -> list[str]:
         """The peers not declared dead."""

@@ -39,8 +39,8 @@ class _Replicator:
     def live(self) -> list[str]:
         return ["vpbx1-2", "backup"]
 
-    def addresses(self, among: Any) -> dict[str, str]:
-        return {n: a for n, a in self.connects_to.items() if n in among}
+    def addresses(self, among: Any) -> dict[str, list[str]]:
+        return {n: [a] for n, a in self.connects_to.items() if n in among}
 
     def failing(self) -> str | None:
         return self.problems[-1] if self.problems else None
@@ -186,7 +186,12 @@ def _links(monkeypatch: pytest.MonkeyPatch, carrier: dict[str, bool]) -> None:
     def route(ip: ipaddress.IPv4Address, iface: str | None = None) -> tuple[str, int]:
         return ("eth1" if ip in ipaddress.IPv4Network("198.18.1.0/24") else "eth0"), 24
 
+    def route_to(ip: str) -> rtnetlink.Route:  # the kernel's answer (`ip route get`)
+        oif = 3 if ipaddress.IPv4Address(ip) in ipaddress.IPv4Network("198.18.1.0/24") else 2
+        return rtnetlink.Route(254, 24, None, oif, 0)
+
     monkeypatch.setattr(netlink, "covering_route", route)
+    monkeypatch.setattr(rtnetlink, "route_to", route_to)
     monkeypatch.setattr(rtnetlink, "links", lambda: [
         rtnetlink.Link(1, "lo", None, True),
         *(rtnetlink.Link(2 + i, n, "02:00:00:00:00:01", up)
@@ -256,10 +261,13 @@ def test_the_replicator_names_where_its_pushes_connect(tmp_path: Path) -> None:
     key.write_text("k" * 40 + "\n")
     cfg = tmp_path / "csync2.cfg"
     cfg.write_text(f"group g\n{{\n    host vpbx1-1 vpbx1-2@vpbx1-2-x vpbx1-3;\n    key {key};\n"
-                   "    include /etc/asterisk;\n}\n")
+                   "    include /etc/asterisk;\n}\n"
+                   # a second group reaches vpbx1-2 over the LAN: both are where pushes go
+                   f"group h\n{{\n    host vpbx1-1 vpbx1-2;\n    key {key};\n"
+                   "    include /var/spool/asterisk;\n}\n")
     node = open_node(str(cfg), "vpbx1-1", str(tmp_path / "state"))
     try:
         assert Replicator(node, watch=False, serve=False).addresses({"vpbx1-2", "vpbx1-3"}) == {
-            "vpbx1-2": "vpbx1-2-x", "vpbx1-3": "vpbx1-3"}
+            "vpbx1-2": ["vpbx1-2-x", "vpbx1-2"], "vpbx1-3": ["vpbx1-3"]}
     finally:
         node.close()

@@ -115,3 +115,50 @@ def test_add_and_delete_an_address_in_a_private_namespace() -> None:
     assert ["198.18.0.5", 24, "lo:vip"] in got["ours"]
     assert "198.18.0.5" not in got["after"]
     assert got["missing"] == "no interface 'nosuch0'"
+
+
+# A LAN (a0, 198.18.0.0/24) and a crossover (a1) with a host route to the peer's LAN address:
+# the kernel takes the longest prefix, whatever the metrics, and so must the carrier check.
+EGRESS = """
+import json, subprocess
+from nonstop import guards, rtnetlink
+def ip(*args):
+    subprocess.run(["ip", *args], check=True)
+for a, b in (("a0", "b0"), ("a1", "b1")):
+    ip("link", "add", a, "type", "veth", "peer", "name", b)
+    ip("link", "set", a, "up")
+    ip("link", "set", b, "up")
+ip("addr", "add", "198.18.0.1/24", "dev", "a0")
+ip("addr", "add", "198.18.1.1/24", "dev", "a1")
+ip("route", "add", "198.18.0.2/32", "dev", "a1", "metric", "500")
+names = {link.index: link.name for link in rtnetlink.links()}
+kernel = json.loads(subprocess.run(["ip", "-j", "route", "get", "198.18.0.2"],
+                                   capture_output=True, text=True, check=True).stdout)[0]["dev"]
+ours = names[rtnetlink.route_to("198.18.0.2").oif]
+ip("link", "set", "b0", "down")  # the LAN's cable out: the crossover still reaches the peer
+lan_out = guards.peers_cut_off({"vpbx1-2": ["198.18.0.2"]})
+ip("link", "set", "b0", "up")
+ip("link", "set", "b1", "down")  # the crossover's out
+cross_out = guards.peers_cut_off({"vpbx1-2": ["198.18.0.2"]})
+try:
+    rtnetlink.route_to("203.0.113.9")
+    nowhere = ""
+except rtnetlink.RtnlError as e:
+    nowhere = str(e)
+print(json.dumps({"kernel": kernel, "ours": ours, "lan_out": lan_out, "cross_out": cross_out,
+                  "nowhere": nowhere}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None
+                    or shutil.which("ip") is None, reason="needs root, unshare and iproute2")
+def test_the_route_to_a_peer_is_the_kernels_longest_prefix() -> None:
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", EGRESS],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["kernel"] == got["ours"] == "a1"
+    assert got["lan_out"] is None  # a review: the lowest-metric route said "no carrier" here
+    assert got["cross_out"] == ("the route to vpbx1-2 (198.18.0.2) goes over a1, which has no "
+                                "carrier")
+    assert got["nowhere"]
