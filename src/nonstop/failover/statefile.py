@@ -22,7 +22,8 @@ log = logging.getLogger("nonstop.failover")
 _REPLICATED = (" What was written here in its last moments may not have reached the peers. If"
                " another node took the group meanwhile, its force-sync replaces those files "
                "here and keeps each old version in the group's backup directory (history: "
-               "sync_overwritten).")
+               "sync_overwritten); files outside its forced paths stay here alone (`nonstop "
+               "sync -T` compares this node's files with the peers').")
 
 
 class GroupStateFile:

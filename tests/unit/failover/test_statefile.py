@@ -29,7 +29,8 @@ def test_a_run_that_ended_holding_a_group_is_said_at_the_next_start(
     assert said.startswith(f"The previous run ended while this node held {GROUP}, without "
                            "releasing it (the daemon killed or crashed, or the machine lost "
                            "power). What was written here in its last moments")
-    assert said.endswith("(history: sync_overwritten).")
+    assert "(history: sync_overwritten)" in said
+    assert said.endswith("(`nonstop sync -T` compares this node's files with the peers').")
 
 
 def test_without_replication_nothing_is_said_of_files(
