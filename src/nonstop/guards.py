@@ -138,27 +138,25 @@ def peers_cut_off(hosts: Mapping[str, Sequence[str]]) -> str | None:
             return None
         ips += found
         where.append(f"{peer} ({', '.join(dict.fromkeys(map(str, found)))})")
-    egress = _egress(ips)
-    carriers = link_carriers(egress) if egress is not None else None
+    carriers = _egress_carriers(ips)
     if not carriers or any(carriers.values()):
         return None
     return (f"the route to {', '.join(where)} goes over {', '.join(sorted(carriers))}, "
             f"which {'has' if len(carriers) == 1 else 'have'} no carrier")
 
 
-def _egress(ips: Iterable[ipaddress.IPv4Address]
-            ) -> list[tuple[ipaddress.IPv4Address, str | None]] | None:
-    """Each address with the interface the kernel's route to it goes out on (longest prefix
-    first, as ``ip route get``: a host route over a crossover beats the LAN's subnet); None
-    when a route or a link cannot be read."""
+def _egress_carriers(ips: Iterable[ipaddress.IPv4Address]) -> dict[str, bool] | None:
+    """Whether each interface the kernel's routes to ``ips`` go out on has a carrier (longest
+    prefix first, as ``ip route get``: a host route over a crossover beats the LAN's subnet);
+    None when a route or a link cannot be read. One dump of the links for all."""
     try:
-        names = {link.index: link.name for link in rtnetlink.links()}
-        out: list[tuple[ipaddress.IPv4Address, str | None]] = []
+        links = {link.index: link for link in rtnetlink.links()}
+        out: dict[str, bool] = {}
         for ip in ips:
-            oif = rtnetlink.route_to(str(ip)).oif
-            if oif not in names:
+            link = links.get(rtnetlink.route_to(str(ip)).oif or -1)
+            if link is None:
                 return None
-            out.append((ip, names[oif]))
+            out[link.name] = link.carrier
         return out
     except (OSError, rtnetlink.RtnlError):
         return None

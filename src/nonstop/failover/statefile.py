@@ -19,6 +19,7 @@ from nonstop.failover.state import GroupState
 log = logging.getLogger("nonstop.failover")
 
 
+_HOLDING = (GroupState.HELD.name, GroupState.STARTING.name, GroupState.STOPPING.name)
 _REPLICATED = (" What was written here in its last moments may not have reached the peers. If"
                " another node took the group meanwhile, its force-sync replaces those files "
                "here and keeps each old version in the group's backup directory (history: "
@@ -44,20 +45,18 @@ class GroupStateFile:
             return {}
         if not isinstance(data, dict):
             return {}
-        held = sorted(k for k, v in data.items() if isinstance(v, dict) and v.get("state")
-                      in (GroupState.HELD.name, GroupState.STARTING.name,
-                          GroupState.STOPPING.name))
-        stuck = sorted(k for k, v in data.items()
-                       if isinstance(v, dict) and v.get("state") == GroupState.STOP_FAILED.name)
+        states = {k: v.get("state") for k, v in data.items() if isinstance(v, dict)}
+        held = sorted(k for k, st in states.items() if st in _HOLDING)
+        stuck = sorted(k for k, st in states.items() if st == GroupState.STOP_FAILED.name)
+        files = _REPLICATED if self.replicated else ""
         # After a power cut the operator's first question (a user trial): nothing said it.
         if held:
             log.warning("The previous run ended while this node held %s, without releasing it "
                         "(the daemon killed or crashed, or the machine lost power).%s",
-                        ", ".join(held), _REPLICATED if self.replicated else "")
+                        ", ".join(held), files)
         if stuck:
             log.warning("The previous run ended with a stop of %s failed: its services may still "
-                        "run here; the start-up probe finds out.%s", ", ".join(stuck),
-                        _REPLICATED if self.replicated else "")
+                        "run here; the start-up probe finds out.%s", ", ".join(stuck), files)
         return data
 
     def save(self, data: dict[str, dict[str, Any]]) -> None:

@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -102,13 +103,23 @@ print(json.dumps({"shown": shown[0]["addr_info"], "ours": ours, "after": after,
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None
-                    or shutil.which("ip") is None, reason="needs root, unshare and iproute2")
-def test_add_and_delete_an_address_in_a_private_namespace() -> None:
-    done = subprocess.run(["unshare", "--net", sys.executable, "-c", CHANGE],
+PRIVATE_NETNS = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None,
+    reason="needs root, unshare and iproute2")
+
+
+def _in_private_netns(script: str) -> dict[str, Any]:
+    """Run ``script`` in a new network namespace; what it printed as JSON."""
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", script],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    got = json.loads(done.stdout)
+    got: dict[str, Any] = json.loads(done.stdout)
+    return got
+
+
+@PRIVATE_NETNS
+def test_add_and_delete_an_address_in_a_private_namespace() -> None:
+    got = _in_private_netns(CHANGE)
     vip = [a for a in got["shown"] if a["local"] == "198.18.0.5"]
     assert vip and vip[0]["prefixlen"] == 24 and vip[0]["broadcast"] == "198.18.0.255"
     assert vip[0]["label"] == "lo:vip"
@@ -150,13 +161,9 @@ print(json.dumps({"kernel": kernel, "ours": ours, "lan_out": lan_out, "cross_out
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None
-                    or shutil.which("ip") is None, reason="needs root, unshare and iproute2")
+@PRIVATE_NETNS
 def test_the_route_to_a_peer_is_the_kernels_longest_prefix() -> None:
-    done = subprocess.run(["unshare", "--net", sys.executable, "-c", EGRESS],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    got = json.loads(done.stdout)
+    got = _in_private_netns(EGRESS)
     assert got["kernel"] == got["ours"] == "a1"
     assert got["lan_out"] is None  # a review: the lowest-metric route said "no carrier" here
     assert got["cross_out"] == ("the route to vpbx1-2 (198.18.0.2) goes over a1, which has no "
