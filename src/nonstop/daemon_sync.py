@@ -12,6 +12,7 @@ from nonstop.daemon_base import DaemonBase
 from nonstop.failover.state import GroupState
 from nonstop.guards import peers_cut_off
 from nonstop.heartbeat.states import NodeStatus
+from nonstop.sync.context import DEAD_PEERS_ENV
 from nonstop.sync.replicator import Replicator
 
 log = logging.getLogger("nonstop")
@@ -100,6 +101,16 @@ class ReplicationWiring(DaemonBase):
         replicator.set_dead(frozenset(
             h.name for g in replicator.node.groups for h in g.group.peers(self.node)
             if h.name in self.cfg.ha.nodes and h.name not in alive))
+
+    def _script_news(self) -> dict[str, str]:
+        """What a resource script's `nonstop sync` learns as it starts: the peers the
+        heartbeats declared dead (a takeover's master script then does not wait 3 s on the
+        crashed node's box)."""
+        if self.protocol is None:
+            return {}
+        dead = sorted(n.name for n in self.protocol.view(self._now()).nodes
+                      if n.status is NodeStatus.DEAD and n.name != self.node)
+        return {DEAD_PEERS_ENV: " ".join(dead)}
 
     def _push_refusal(self, peer: str) -> str | None:
         """Why a push from ``peer`` is refused now, if it is: while we hold a group, a cluster

@@ -77,8 +77,9 @@ class SyncLab:
         proc.wait_for_log("listening on", timeout=30)
         return proc
 
-    def sync(self, host: str, *flags: str, timeout: float = 60) -> tuple[int, str]:
-        r = self.lab.run(host, [*SYNC, *flags, *self.args(host)], timeout=timeout)
+    def sync(self, host: str, *flags: str, timeout: float = 60,
+             env: dict[str, str] | None = None) -> tuple[int, str]:
+        r = self.lab.run(host, [*SYNC, *flags, *self.args(host)], timeout=timeout, env=env)
         return r.returncode, r.stdout + r.stderr
 
 
@@ -368,3 +369,34 @@ def test_a_push_over_a_pulled_cable_ends_at_once_and_says_why(slab: SyncLab) -> 
     wait_for(lambda: slab.sync("n1", "-xv")[0] == 0 or None, 15, what="a push with the cable in")
     assert (slab.root("n2") / "etc/asterisk/cable.conf").read_text() == \
         "written with the cable out\n"
+
+
+def test_a_peer_the_daemon_found_dead_costs_its_script_half_a_second(slab: SyncLab) -> None:
+    """A takeover's master script pushes to the crashed node's box, which answers nothing
+    while this node's carrier is up: the push waited out its 3 s connect timeout, with the
+    services running but the group not yet held. The daemon names the peers its heartbeats
+    declared dead ($NONSTOP_SYNC_DEAD_PEERS); those get half a second."""
+    lab = slab.lab
+    slab.serve("n2")
+    (slab.root("n1") / "etc/asterisk/takeover.conf").write_text("written after the crash\n")
+    lab.isolate("n1", "n2")  # the box answers nothing, the carrier stays up
+    try:
+        t = time.monotonic()
+        code, out = slab.sync("n1", "-xv", env={"NONSTOP_SYNC_DEAD_PEERS": "vpbx1-2"})
+        told = time.monotonic() - t
+        t = time.monotonic()
+        code_untold, out_untold = slab.sync("n1", "-xv")
+        untold = time.monotonic() - t
+    finally:
+        lab.unisolate("n1", "n2")
+    assert code != 0 and "connection to vpbx1-2" in out, out
+    assert code_untold != 0 and "connection to vpbx1-2" in out_untold, out_untold
+    # Without the variable the push waits for the box (its ARP entry fails after 2-3 s, a
+    # SYN into a known one waits out the 3 s); told, half a second.
+    assert untold >= 2.0, (untold, out_untold)
+    assert told < 1.6 and told < untold - 1.0, (told, untold)
+    # Alive again, the same variable costs nothing: a LAN connection takes a millisecond.
+    code, out = slab.sync("n1", "-xv", env={"NONSTOP_SYNC_DEAD_PEERS": "vpbx1-2"})
+    assert code == 0, out
+    assert (slab.root("n2") / "etc/asterisk/takeover.conf").read_text() == \
+        "written after the crash\n"

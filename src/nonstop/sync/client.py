@@ -50,6 +50,10 @@ REFUSED_RETRY_DELAY = 0.1
 # A connection not made in this long asks whether the route to the peer has a carrier: on a
 # LAN it is made in a millisecond, and over a pulled cable it could only wait out its timeout.
 CARRIER_CHECK_S = 0.2
+# A peer the heartbeats declared dead gets this long to accept a connection instead of the
+# usual 3 s: on a LAN one is made in a millisecond, and a takeover's master script pushed to
+# the crashed node's box after its services started, the group waiting out the 3 s.
+DEAD_PEER_CONNECT_S = 0.5
 E = TypeVar("E", Verdict, Results, SignatureEnd, Listing, Files, Bye)
 
 
@@ -98,9 +102,12 @@ class Client:
         try:
             # A refused connection is retried for opts.refused_retry seconds (see Options).
             retries = int(opts.refused_retry / REFUSED_RETRY_DELAY)
+            timeout = opts.connect_timeout
+            if peer in self.node.dead_peers:
+                timeout = min(timeout, DEAD_PEER_CONNECT_S)
             for attempt in range(retries + 1):
                 try:
-                    chan = await _connect(peer, addr, opts.port, opts.connect_timeout)
+                    chan = await _connect(peer, addr, opts.port, timeout)
                     break
                 except ConnectionRefusedError:
                     if attempt == retries:

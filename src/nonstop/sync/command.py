@@ -20,7 +20,7 @@ from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, load_csync2
 from nonstop.config.errors import ConfigError
 from nonstop.records import field, fields, mutable_record, replace
 from nonstop.sync import quickcli
-from nonstop.sync.context import Out, SyncError
+from nonstop.sync.context import DEAD_PEERS_ENV, Out, SyncError
 from nonstop.sync.patterns import PathMap, Scope, shown
 from nonstop.sync.quickcli import (
     DEFAULT_STATE_DIR,
@@ -353,6 +353,13 @@ def _open_node(a: Args, cfg_file: str, db_file: str, me: str, out: Out) -> Node 
             others = [Matcher(g.patterns) for g in whole.groups_for(me)
                       if g not in cfg.groups]
             node.kept_beyond = lambda n: any(m.included(n) for m in others)
+        # Run by the daemon (its resource scripts): the peers its heartbeats declared dead.
+        node.dead_peers = frozenset(os.environ.get(DEAD_PEERS_ENV, "").lower().split())
+        if node.dead_peers:
+            from nonstop.sync.client import DEAD_PEER_CONNECT_S
+
+            out(1, f"dead to the daemon's heartbeats: {' '.join(sorted(node.dead_peers))} "
+                   f"(pushed to last, {DEAD_PEER_CONNECT_S:g} s to connect)")
         return node
     except ConfigError as e:
         echo(f"Config error: {e}", err=True)

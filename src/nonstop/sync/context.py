@@ -10,6 +10,9 @@ from nonstop.records import field, mutable_record, record
 from nonstop.sync.patterns import Matcher, PathMap, Scope, in_scope, shown
 
 ALL: list[Scope] = [("/", True)]
+# The daemon tells the `nonstop sync` its scripts run which peers its heartbeats declared dead
+# (space-separated names): those are tried last, with a short connection timeout.
+DEAD_PEERS_ENV = "NONSTOP_SYNC_DEAD_PEERS"
 Out = Callable[[int, str], None]
 
 

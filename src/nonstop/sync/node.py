@@ -77,7 +77,8 @@ class Node(CsyncListings):
         self.on_overwritten: Callable[[str, list[str]], None] | None = None
         # Set by the daemon: the peers its heartbeats declare dead. A push skips them (their
         # names stay dirty): each run waited on a dead peer first, 33 s for the next change to
-        # reach a live one and 3 s for every later change. A `nonstop sync` tries every peer.
+        # reach a live one and 3 s for every later change. A `nonstop sync` tries every peer,
+        # those the daemon that ran it names dead ($NONSTOP_SYNC_DEAD_PEERS) last and briefly.
         self.dead_peers: frozenset[str] = frozenset()
         # Peers the last connection attempt did not reach, and when. A peer dead to the
         # heartbeats is skipped only while it is here too (for UNREACHABLE_RETRY_S): a

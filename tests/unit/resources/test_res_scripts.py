@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from nonstop.config.model import ResourceSpec
 from nonstop.resources.base import (
     ActionTimeouts,
     AgentContext,
+    LiveEnvironment,
     ResourceError,
     ResourceState,
     heartbeat_environment,
@@ -146,6 +148,24 @@ async def test_arguments_before_action_and_ha_environment(
     ]
     assert "hello from /dev/sda1" in caplog.text
     assert f"Running {ctx.resource_dir / 'Filesystem'} /dev/sda1 /data1 ext2 start" in caplog.text
+
+
+async def test_a_live_environment_is_read_as_each_script_starts(
+        ctx: AgentContext, tmp_path: Path) -> None:
+    """The daemon's news (the peers it found dead) is what it knows when a script starts, not
+    when the context was made: a takeover's master script runs after the death."""
+    record = tmp_path / "record"
+    dead: list[str] = []
+    live = replace(ctx, environment=LiveEnvironment(
+        ctx.environment, lambda: {"NONSTOP_SYNC_DEAD_PEERS": " ".join(dead)}))
+    write_script(live.resource_dir / "master",
+                 f'echo "$1 host=$HA_CURHOST dead=$NONSTOP_SYNC_DEAD_PEERS" >> {record}\n')
+    agent = make_agent(spec("master"), live)
+    await agent.start()
+    dead.append("vpbx1-2")
+    await agent.stop()
+    assert record.read_text().splitlines() == ["start host=vpbx1-1 dead=",
+                                               "stop host=vpbx1-1 dead=vpbx1-2"]
 
 
 async def test_failure_names_exit_code_and_last_output(ctx: AgentContext) -> None:
