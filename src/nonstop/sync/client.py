@@ -482,8 +482,10 @@ async def _connect(peer: str, addr: str, port: int, timeout: float) -> Channel:
         if not done:
             from nonstop.guards import peers_cut_off  # the slow path only: not at start-up
 
-            cut = peers_cut_off({peer: [addr]})
-            if cut is not None:
+            # A netlink round trip (about a millisecond): off the loop, which serves the
+            # daemon's heartbeats and the other peers' sessions meanwhile.
+            cut = await asyncio.to_thread(peers_cut_off, {peer: [addr]})
+            if cut is not None and not task.done():
                 raise MachineError(errno.ENETUNREACH, cut)
         return await task
     finally:
