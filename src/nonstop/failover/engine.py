@@ -31,6 +31,7 @@ from nonstop.failover.stopping import Reannounces, stop_all
 from nonstop.failover.view import GroupInfo, LocalFacts
 from nonstop.resources.base import Agent, AgentContext, ResourceError, ResourceState, build_agents
 from nonstop.resources.watches import WatchedAddress
+from nonstop.tasks import cancel_and_wait
 
 log = logging.getLogger("nonstop.failover")
 
@@ -445,11 +446,8 @@ class FailoverEngine:
     async def set_monitor_interval(self, seconds: float | None) -> None:
         """A reloaded ``nonstop_monitor``: restart the monitor with the new interval (None
         stops it)."""
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor_task
-            self._monitor_task = None
+        await cancel_and_wait(self._monitor_task)
+        self._monitor_task = None
         self.monitor_interval_s = seconds
         self.start_monitor()
 
@@ -539,10 +537,7 @@ class FailoverEngine:
         self.declines |= {rt.info.index for rt in self.groups}
         self.wants.clear()
         self.on_change()
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor_task
+        await cancel_and_wait(self._monitor_task)
         for rt in self.groups:
             if rt.task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from nonstop.observe.events import Record, environment
+from nonstop.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from nonstop.observe.metrics import Metrics
@@ -107,11 +108,8 @@ class Notifier:
         self._task = asyncio.create_task(self._run(), name=f"notify {self.program}")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

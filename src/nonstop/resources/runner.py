@@ -18,6 +18,8 @@ import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from nonstop.tasks import cancel_and_wait
+
 # How long a script's output pipe may stay open after the script exited: a daemon that
 # inherited stdout must not make us wait for its lifetime.
 OUTPUT_DRAIN_S = 0.5
@@ -128,9 +130,7 @@ async def run_script(
         _kill_group(pgid, signal.SIGKILL)
         raise
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        await cancel_and_wait(reader)
         transport.close()
     output = b"".join(chunks).decode(errors="replace")
     return RunResult(

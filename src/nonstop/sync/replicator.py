@@ -27,6 +27,7 @@ from nonstop.sync.patterns import TMP_PREFIX, Matcher
 from nonstop.sync.scan import not_replicated, not_replicated_since
 from nonstop.sync.server import SyncServer
 from nonstop.sync.state import is_utf8
+from nonstop.tasks import cancel_and_wait
 
 _log = logging.getLogger("nonstop.sync")
 
@@ -138,11 +139,8 @@ class Replicator:
 
     async def stop(self) -> None:
         """Stop pushing, watching and receiving (the Node stays open)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
