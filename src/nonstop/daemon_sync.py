@@ -47,7 +47,9 @@ class ReplicationWiring(DaemonBase):
                 node.close()
                 return
             replicator = Replicator(node)
-            await replicator.start()
+            # The last run ended holding a group: its last changes may never have left.
+            await replicator.start(scan_unsent=self.engine is not None
+                                   and self.engine.ended_holding)
         except Exception as e:  # a broken csync2.cfg or a busy port must not stop the HA daemon
             log.error("replication disabled: %s", e)
             self._sync_error = str(e)
@@ -57,6 +59,7 @@ class ReplicationWiring(DaemonBase):
         self.observer.watch_sync(replicator)
         log.info("replication: serving and watching with %s", config_path)
         self._replication_follows()
+
 
     def _replication_follows(self) -> None:
         """Active while we hold a group, or hand it over: push continuously, force-sync on

@@ -126,6 +126,7 @@ class FailoverEngine:
         self.seen_epochs: dict[int, int] = {}
         self._store = GroupStateFile(self.state_file, replicated=bool(cfg.ha.sync_config))
         saved = self._store.load()
+        self.ended_holding = self._store.ended_holding  # see GroupStateFile.ended_holding
         problems: list[ConfigError] = []
         for i, g in enumerate(cfg.groups):
             agents, missing = build_agents(g.resources, agent_factory, ctx)

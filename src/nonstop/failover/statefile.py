@@ -33,6 +33,9 @@ class GroupStateFile:
     def __init__(self, path: Path, *, replicated: bool = False) -> None:
         self.path = path
         self.replicated = replicated  # nonstop_sync is on: a start-up warning says more
+        # load() found a group held, being started or stopped, or whose stop failed: the last
+        # run ended without releasing it (its last changes may not have reached the peers).
+        self.ended_holding = False
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-state")
         self._last_save: asyncio.Future[None] | None = None
 
@@ -49,6 +52,7 @@ class GroupStateFile:
         held = sorted(k for k, st in states.items() if st in _HOLDING)
         stuck = sorted(k for k, st in states.items() if st == GroupState.STOP_FAILED.name)
         files = _REPLICATED if self.replicated else ""
+        self.ended_holding = bool(held or stuck)
         # After a power cut the operator's first question (a user trial): nothing said it.
         if held:
             log.warning("The previous run ended while this node held %s, without releasing it "

@@ -128,8 +128,15 @@ class Replicator:
         self._status["standby_refused"] = {"at": round(time.time(), 3), "text": text}
 
     # --- lifecycle
-    async def start(self) -> None:
-        """Start receiving, watching and (when active) pushing."""
+    async def start(self, scan_unsent: bool = False) -> None:
+        """Start receiving, watching and (when active) pushing; with ``scan_unsent``, first
+        :meth:`scan_unsent` (before receiving: a file a peer's push installs meanwhile would
+        look like a change of ours)."""
+        if scan_unsent:
+            try:
+                await self.scan_unsent()
+            except Exception as e:  # a disk error: said; replication starts all the same
+                _log.error("replication: cannot look for changes that never left: %s", e)
         if self.server is not None:
             await self.server.start()
         self.node.keep_sessions = True
@@ -204,6 +211,29 @@ class Replicator:
             full, self._full_due = self._full_due or self._watcher is None, False
             return await self._sync(None if full else sorted(hints.items()))
 
+    async def scan_unsent(self) -> list[str]:
+        """Find what this node changed and never sent, though a standby neither scans nor
+        pushes: called when its last run ended holding a group (killed, crashed, the machine
+        lost power). Those names then count in status (``dirty``), ``nonstop sync -M`` lists
+        them, and the log names them; they go out when this node holds a group again."""
+        async with self._lock:
+            if self._active:  # holding already: its own full scan pushes them
+                return []
+            await asyncio.to_thread(self.node.check, ALL)
+            rows = await asyncio.to_thread(self.node.db.dirty)
+        dirty = {r.name for r in rows}
+        # The files (and empty directories): not each directory made for a new file.
+        names = sorted(n for n in dirty if not any(d.startswith(n + "/") for d in dirty))
+        if names:
+            shown = ", ".join(names[:STATUS_PATHS]) + (", ..." if len(names) > STATUS_PATHS
+                                                       else "")
+            _log.warning("replication: %d file(s) changed on this node never reached its "
+                         "peers: %s. A standby does not push: those a holder's force-sync "
+                         "does not replace here go out when this node holds the group again "
+                         "(`nonstop sync -M` lists them, `nonstop sync -T` compares)",
+                         len(names), shown)
+        return names
+
     def unsent(self, among: Collection[str] | None = None) -> list[str]:
         """The names still dirty for a live peer (what a failed last push left here), or for
         a live peer ``among`` these."""
@@ -248,6 +278,10 @@ class Replicator:
     def status(self) -> dict[str, Any]:
         """For ``nonstop status``: last sync time, lag, dirty count, last error."""
         st = dict(self._status)
+        if not self._active:
+            # A standby pushes nothing, so no push updates this: what it has never sent (its
+            # last changes before a crash) and what a holder's push replaced since.
+            st["dirty"] = len(self.node.db.dirty())
         st["pending_hints"] = len(self._hints)
         oldest = [t for t in (self._unsent_since, self._first_hint) if t is not None]
         st["lag_s"] = round(time.monotonic() - min(oldest), 3) if oldest else 0.0
