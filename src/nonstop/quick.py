@@ -167,6 +167,10 @@ def render_sync(sync: dict[str, Any]) -> list[str]:
         f"replication: {role}, dirty {sync.get('dirty', 0)}, lag {sync.get('lag_s', 0):.2f} s"
         + (f", last sync {'ok' if ok else 'with problems'}" if last is not None else "")
     )
+    if not sync.get("active") and sync.get("dirty"):
+        # Its last changes before a crash, say: they stay here until it holds a group again.
+        lines.append("    changed here, never sent (a standby does not push): "
+                     "`nonstop sync -M` lists them")
     if sync.get("watch_error"):
         lines.append(f"    {sync['watch_error']}")
     if sync.get("last_error"):

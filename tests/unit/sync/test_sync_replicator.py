@@ -423,6 +423,11 @@ async def test_a_node_back_from_a_crash_says_what_it_never_sent(
         assert len(warned) == 1 and "2 file(s)" in warned[0], warned
         assert vm in warned[0] and "/etc/asterisk/sip.conf" in warned[0]
         assert not n2.path(vm).exists()
+        from nonstop.quick import render_sync
+
+        text = "\n".join(render_sync(r1.status()))
+        assert "standby (receiving), dirty 6" in text
+        assert "changed here, never sent (a standby does not push)" in text, text
         # vpbx1-2 took the group meanwhile: its force-sync replaces the edit (a backup is
         # kept); the voicemail, outside the forced paths, still counts here.
         r2.set_active(True)
