@@ -76,13 +76,16 @@ def test_after_a_takeover_the_new_active_replicates_to_the_returning_node(
              what="the new active's edit on the returning node")
 
 
-def test_a_node_back_from_a_crash_names_what_it_never_sent(cluster: TalkCluster) -> None:
+def test_a_node_back_from_a_crash_names_and_offers_what_it_never_sent(
+        cluster: TalkCluster) -> None:
     """The active node records a voicemail and dies before pushing it; the other takes over.
-    Back as standby, the old node said nothing of the voicemail it alone has, and its status
-    said `dirty 0` (a standby neither scans nor pushes). It now scans once before receiving."""
+    Back as standby, the old node kept the voicemail alone and said nothing of it (a standby
+    neither scans nor pushes, its status said `dirty 0`). It now scans once before receiving,
+    names it, and offers it: the holder takes a file it never had."""
     c = cluster
     rel = f"{VOICEMAIL}/msg0099.wav"
-    write(c.sync_root(N1), rel, os.urandom(50_000))
+    data = os.urandom(50_000)
+    write(c.sync_root(N1), rel, data)
     c.crash(N1)  # within a millisecond: before the push's 50 ms debounce has passed
     c.wait_vip_on(N2, 10)
     assert not (c.sync_root(N2) / rel).exists()
@@ -92,6 +95,9 @@ def test_a_node_back_from_a_crash_names_what_it_never_sent(cluster: TalkCluster)
              what="the returning node naming what it never sent")
     line = next(x for x in c.log(N1).splitlines() if "never reached its peers" in x)
     assert "1 file(s)" in line and rel in line, line
-    wait_for(lambda: ((c.status(N1).get("sync") or {}).get("dirty") or 0) >= 1 or None, 10,
-             what="the standby's status counting it")
-    assert c.holder(N1) == N2  # auto_failback off: it stays standby, the voicemail with it
+    wait_for(lambda: same_bytes(c.sync_root(N2) / rel, data), 20,
+             what="the voicemail taken by the holder")
+    # auto_failback off: it stays standby (its view of the holder comes with N2's statuses)
+    wait_for(lambda: c.holder(N1) == N2 or None, 10, what="vpbx1-2 seen holding from vpbx1-1")
+    wait_for(lambda: (c.status(N1).get("sync") or {}).get("dirty") == 0 or None, 10,
+             what="nothing left unsent on the returning node")

@@ -152,10 +152,11 @@ class Node(CsyncListings):
 
     # ------------------------------------------------------------------------- update (-u)
     async def update(self, scopes: list[Scope] | None = None,
-                     only: Iterable[str] | None = None) -> Report:
+                     only: Iterable[str] | None = None, unforced: bool = False) -> Report:
         """Send dirty and forced entries to every peer (or the ``only`` ones; csync2 ``-P``),
         one connection each; the peers :attr:`dead_peers` names last, and none that is also
-        :attr:`unreachable`."""
+        :attr:`unreachable`. ``unforced``: the dirty entries alone, none of them forced (a
+        standby's catch-up must not impose its version on a peer that may hold newer)."""
         import asyncio
 
         report = Report()
@@ -169,6 +170,8 @@ class Node(CsyncListings):
                         < self.unreachable.get(peer, -UNREACHABLE_RETRY_S) + UNREACHABLE_RETRY_S):
                     continue
                 forced, rows = await asyncio.to_thread(self._pending, g, peer, scopes)
+                if unforced:
+                    forced, rows = [], [(name, False) for name, _ in rows]
                 if not forced and not rows:
                     continue
                 if me_host is not None and me_host.slave:

@@ -65,6 +65,12 @@ class Receiver(ReceiveData):
     changed: list[str] = field(default_factory=list)
     # Names whose unsynced local change a forced push overwrote (the history says which).
     overwritten: list[str] = field(default_factory=list)
+    # Set (the reason) while this node takes no pushes from ``peer`` (it holds the group):
+    # only files it never had and never synced with the peer are taken, none forced; all else
+    # is refused. A voicemail a crashed holder recorded in its last second, or a split brain's
+    # loser recorded while split, is no one's but theirs: nothing of ours is overwritten,
+    # deleted or brought back by taking it.
+    only_new: str | None = None
     _open: list[Batch] = field(default_factory=list)
     _writer: Writer | None = None
     _parents: dict[str, bool] = field(default_factory=dict)
@@ -277,6 +283,10 @@ class Receiver(ReceiveData):
         else:
             seen = describe(local, cached, self._now())
         current = seen.state if seen else None
+        if self.only_new is not None and not (
+                op.kind == "put" and not op.forced and op.base is None and current is None
+                and self._agreed(op.name) is None):
+            return Result(i, "refused", f"{op.name}: {self.only_new}")
         verdict = judge(
             op.name, op.base, op.new, current,
             forced=op.forced, auto=self.group.auto, sender=self.peer, receiver=self.me,

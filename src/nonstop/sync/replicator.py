@@ -34,6 +34,7 @@ _log = logging.getLogger("nonstop.sync")
 # The talk's master script forces these, in this order, before its -xv.
 MASTER_SCRIPT_PATHS = ("/var/log/asterisk", "/etc/asterisk")
 STATUS_PATHS = 10  # skipped paths named in status (all are counted)
+CATCH_UP_TRIES = 12  # a returning node offers its never-sent changes at most this often
 SUMMARY_S = 60.0  # the log's line of what replication did, at most this often
 
 
@@ -96,6 +97,8 @@ class Replicator:
         self._received = 0
         self._full_due = True
         self._full_scan_at: float | None = None  # when the last full scan started
+        self._catch_up_due = False  # scan_unsent found changes never sent: _catch_up
+        self._catch_up_tries = 0
         # Peers the heartbeats declare dead: no push waits on them (their changes stay dirty,
         # counted in status and lag); one that comes back is pushed to at once.
         self.dead: frozenset[str] = frozenset()
@@ -134,7 +137,7 @@ class Replicator:
         look like a change of ours)."""
         if scan_unsent:
             try:
-                await self.scan_unsent()
+                self._catch_up_due = bool(await self.scan_unsent())
             except Exception as e:  # a disk error: said; replication starts all the same
                 _log.error("replication: cannot look for changes that never left: %s", e)
         if self.server is not None:
@@ -182,6 +185,8 @@ class Replicator:
             # At once, not at the retry of a failing burst: the peer's absence was the failure.
             self._retry_at = 0.0
             self._wake.set()  # woken with no change: the run pushes what is dirty, no scan
+        elif back and self._catch_up_due:
+            self._wake.set()  # a standby's catch-up that found no one: try it again
 
     def failing(self) -> str | None:
         """Why this node's pushes fail now (its last run failed), if they do."""
@@ -233,6 +238,27 @@ class Replicator:
                          "(`nonstop sync -M` lists them, `nonstop sync -T` compares)",
                          len(names), shown)
         return names
+
+    async def _catch_up(self) -> None:
+        """Offer the peers, unforced, what :meth:`scan_unsent` found. A peer holding the group
+        takes only files it never had (a crashed holder's last voicemail: Receiver.only_new);
+        one holding nothing judges each change as any push (a fast-forward where it changed
+        nothing). While a peer was not reached, tried again every ``retry_interval`` and
+        when a peer comes back, up to CATCH_UP_TRIES times."""
+        if not self._catch_up_due:
+            return
+        async with self._lock:
+            if self._active:  # holding now: its own pushes send everything
+                self._catch_up_due = False
+                return
+            report = await self.node.update(unforced=True)
+        self._catch_up_tries += 1
+        if not report.unreached or self._catch_up_tries >= CATCH_UP_TRIES:
+            self._catch_up_due = False
+        if report.sent_names or report.problems:
+            _log.info("replication: offered the peers what this node never sent: %d taken, "
+                      "%d refused or not reached (kept here, counted in dirty)",
+                      len(report.sent_names), len(report.problems))
 
     def unsent(self, among: Collection[str] | None = None) -> list[str]:
         """The names still dirty for a live peer (what a failed last push left here), or for
@@ -358,7 +384,9 @@ class Replicator:
             self._wake.clear()
             self._summarize()
             if not self._active:
-                next_full = time.monotonic() + self.full_scan_interval
+                await self._catch_up()  # if due: at start, then when a peer comes back
+                next_full = time.monotonic() + (
+                    self.retry_interval if self._catch_up_due else self.full_scan_interval)
                 continue
             now = time.monotonic()
             if self._failing and not self._full_due and now < self._retry_at:

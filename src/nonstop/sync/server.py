@@ -33,7 +33,6 @@ from nonstop.sync.messages import (
     ListRequest,
     Need,
     Offer,
-    Result,
     Start,
     Whole,
 )
@@ -187,12 +186,10 @@ class Serving:
     async def _offer(self, ev: Offer) -> None:
         rec, chan = self.rec, self.chan
         # Judged per batch: a session may outlive a takeover.
+        # Refused, a push still brings files this node never had (see Receiver.only_new).
         refusal = self.node.push_refusal(self.peer.name) if self.node.push_refusal else None
-        results, need, batch = await asyncio.to_thread(rec.evaluate,
-                                                       [] if refusal else ev.ops)
-        if refusal:
-            results = [Result(i, "refused", f"{op.name}: {refusal}")
-                       for i, op in enumerate(ev.ops)]
+        rec.only_new = refusal
+        results, need, batch = await asyncio.to_thread(rec.evaluate, ev.ops)
         have = {i: b for i in need if (b := rec.basis(batch, i)) is not None}
         chan.send(self.session.verdict(ev.b, [r for r in results if r is not None], need, have))
         await chan.drain()

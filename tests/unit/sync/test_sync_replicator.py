@@ -393,12 +393,13 @@ async def test_a_hand_offs_last_push_takes_what_was_just_written_and_skips_when_
         await _close(n1, n2, r1, r2)
 
 
-async def test_a_node_back_from_a_crash_says_what_it_never_sent(
+async def test_a_node_back_from_a_crash_says_and_offers_what_it_never_sent(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A node whose last run ended holding the group (a crash, a power cut) comes back as
     standby: a standby neither scans nor pushes, so its status said `dirty 0` while a
     voicemail recorded in its last second lived on it alone (a user trial). It now scans once
-    before it receives, counts those changes in status and names them in the log."""
+    before it receives, names those changes, and offers them: the new holder takes the
+    voicemail, not the edit, which its force-sync replaces (a backup is kept)."""
     n1, n2 = _nodes(tmp_path)
     r1 = Replicator(n1.node, full_scan_interval=3600)
     r2 = Replicator(n2.node, full_scan_interval=3600)
@@ -413,32 +414,36 @@ async def test_a_node_back_from_a_crash_says_what_it_never_sent(
         await r1.stop()  # vpbx1-1 dies: what it writes now never leaves
         n1.write("/etc/asterisk/sip.conf", "v1, the last edit")
         n1.write(vm, b"the last voicemail")
+        # vpbx1-2 takes the group over (the daemon refuses pushes while it holds one); its
+        # force-sync cannot reach vpbx1-1 yet and stays pending. (Its replicator is left
+        # standby: an active one would push the force again by itself, at a moment of its
+        # own, which this test does not race.)
+        n2.node.push_refusal = lambda peer: f"vpbx1-2 holds the group, {peer} none"
+        assert (await r2.force_sync(["/etc/asterisk"])).problems
         r1 = Replicator(n1.node, full_scan_interval=3600)  # its daemon starts again
-        with caplog.at_level(logging.WARNING, logger="nonstop.sync"):
+        with caplog.at_level(logging.INFO, logger="nonstop.sync"):
             await r1.start(scan_unsent=True)
-        r1.set_active(False)
-        dirty = r1.status()["dirty"]  # the edit, the voicemail and its new directories
-        assert dirty == 6, dirty
-        warned = [r.getMessage() for r in caplog.records if "never reached" in r.getMessage()]
-        assert len(warned) == 1 and "2 file(s)" in warned[0], warned
-        assert vm in warned[0] and "/etc/asterisk/sip.conf" in warned[0]
-        assert not n2.path(vm).exists()
+            warned = [r.getMessage() for r in caplog.records
+                      if "never reached" in r.getMessage()]
+            assert len(warned) == 1 and "2 file(s)" in warned[0], warned
+            assert vm in warned[0] and "/etc/asterisk/sip.conf" in warned[0]
+            await _wait(lambda: n2.path(vm).exists())  # taken: the holder never had it
+            await _wait(lambda: any("offered the peers" in r.getMessage()
+                                    for r in caplog.records))
+        assert n2.path(vm).read_bytes() == b"the last voicemail"
+        assert n2.path("/etc/asterisk/sip.conf").read_text() == "v0"  # refused
         from nonstop.quick import render_sync
 
+        assert r1.status()["dirty"] == 1  # the edit
         text = "\n".join(render_sync(r1.status()))
-        assert "standby (receiving), dirty 6" in text
+        assert "standby (receiving), dirty 1" in text
         assert "changed here, never sent (a standby does not push)" in text, text
-        # vpbx1-2 took the group meanwhile: its force-sync replaces the edit (a backup is
-        # kept); the voicemail, outside the forced paths, still counts here.
-        r2.set_active(True)
+        # The holder's force-sync reaches vpbx1-1 now: the edit is replaced, kept as a backup.
         assert (await r2.force_sync(["/etc/asterisk"])).problems == []
         assert n1.path("/etc/asterisk/sip.conf").read_text() == "v0"
-        assert r1.status()["dirty"] == dirty - 1
+        assert r1.status()["dirty"] == 0
         # A node that holds the group already scans and pushes by itself: nothing to say.
-        caplog.clear()
-        r2.set_active(False)
         r1.set_active(True)
         assert await r1.scan_unsent() == []
-        await _wait(lambda: n2.path(vm).exists())
     finally:
         await _close(n1, n2, r1, r2)

@@ -263,7 +263,8 @@ async def test_forcing_a_deleted_directory_deletes_its_children_first(tmp_path: 
 async def test_a_node_holding_the_group_takes_no_pushes(tmp_path: Path) -> None:
     """After a split brain the loser's master script ran `sync -fr` at its release and
     overwrote the winner's configuration; a push it had planned before the heal deleted a file
-    on the winner. While the daemon holds the group its node refuses every push, per batch."""
+    on the winner. While the daemon holds the group its node refuses every push, per batch,
+    but for files it never had (the next test)."""
     async with pair(tmp_path) as (n1, n2):
         n1.write("/etc/asterisk/sip.conf", "v0")
         assert await n1.sync() == []
@@ -282,6 +283,42 @@ async def test_a_node_holding_the_group_takes_no_pushes(tmp_path: Path) -> None:
         n2.node.push_refusal = None
         assert await n1.sync() == []
         assert n2.path("/etc/asterisk/new.conf").read_text() == "x"
+
+
+async def test_a_node_holding_the_group_takes_only_files_it_never_had(tmp_path: Path) -> None:
+    """A crashed holder's last voicemail (or one a split brain's loser recorded) is no one's but
+    its node's: the holder takes it. Nothing else: no edit, deletion, rename or forced file,
+    and no file the holder has or once synced with that node (a deletion of ours would come
+    back)."""
+    async with pair(tmp_path) as (n1, n2):
+        vm = "/var/spool/asterisk/voicemail/default/1000/INBOX"
+        n1.write("/etc/asterisk/sip.conf", "v0")
+        n1.write(f"{vm}/msg0000.wav", "synced, then deleted on the holder")
+        assert await n1.sync() == []
+        n2.path(f"{vm}/msg0000.wav").unlink()
+        n2.node.check(None)
+        refusal = "vpbx1-2 holds the group and takes no pushes from vpbx1-1"
+        n2.node.push_refusal = lambda peer: refusal
+        n1.write("/etc/asterisk/sip.conf", "the old holder's last edit")
+        n1.write(f"{vm}/msg0001.wav", "recorded in the old holder's last second")
+        n1.write(f"{vm}/msg0002.wav", "the old holder's")
+        n2.write(f"{vm}/msg0002.wav", "the holder's own, same name")
+        n1.path(f"{vm}/msg0000.wav").write_text("changed on the old holder")
+        problems = await n1.sync()
+        assert n2.path(f"{vm}/msg0001.wav").read_text() == \
+            "recorded in the old holder's last second"
+        assert n2.path("/etc/asterisk/sip.conf").read_text() == "v0"
+        assert n2.path(f"{vm}/msg0002.wav").read_text() == "the holder's own, same name"
+        assert not n2.path(f"{vm}/msg0000.wav").exists()
+        refused = sorted(p.split(": ")[1] for p in problems)
+        assert refused == ["/etc/asterisk/sip.conf", f"{vm}/msg0000.wav", f"{vm}/msg0002.wav"]
+        assert all(refusal in p for p in problems), problems
+        # A forced push brings nothing, a new file neither.
+        n1.write("/etc/asterisk/new.conf", "x")
+        n1.node.force([("/etc/asterisk", True)])
+        assert await n1.sync()
+        assert not n2.path("/etc/asterisk/new.conf").exists()
+        assert n2.path("/etc/asterisk/sip.conf").read_text() == "v0"
 
 
 async def test_taking_the_group_over_ends_the_sessions_still_receiving(tmp_path: Path) -> None:
