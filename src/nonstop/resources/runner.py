@@ -130,8 +130,10 @@ async def run_script(
         _kill_group(pgid, signal.SIGKILL)
         raise
     finally:
-        await cancel_and_wait(reader)
-        transport.close()
+        try:
+            await cancel_and_wait(reader)
+        finally:  # also when our caller is cancelled meanwhile: the pipe must not leak
+            transport.close()
     output = b"".join(chunks).decode(errors="replace")
     return RunResult(
         argv=tuple(argv),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -288,6 +289,35 @@ async def test_daemon_keeping_stdout_open_does_not_block(ctx: AgentContext, tmp_
         assert not _gone(int(pid_file.read_text()))
     finally:
         os.kill(int(pid_file.read_text()), 9)
+
+
+async def test_a_cancelled_run_leaves_no_pipe_open(tmp_path: Path) -> None:
+    """A run cancelled while a daemon the script started (in a session of its own, out of
+    the killed process group) still holds stdout: the pipe is closed all the same (a review
+    found one leaked per cancelled run, and the daemon then blocked writing to it)."""
+    pid_file = tmp_path / "daemon.pid"
+    script = write_script(tmp_path / "slow", f"setsid sleep 30 &\necho $! > {pid_file}\n"
+                                             "echo started\nsleep 30\n")
+    fds = len(os.listdir("/proc/self/fd"))
+    daemons: list[int] = []
+    try:
+        for _ in range(3):
+            run = asyncio.ensure_future(run_script(
+                [str(script)], env=dict(os.environ), timeout_s=60, logger=LOG, log_prefix="slow"))
+            for _ in range(200):
+                if pid_file.exists() and pid_file.read_text().strip():
+                    break
+                await asyncio.sleep(0.01)
+            daemons.append(int(pid_file.read_text()))
+            pid_file.unlink()
+            run.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await run
+        await asyncio.sleep(0.1)
+        assert len(os.listdir("/proc/self/fd")) <= fds  # the daemons still hold their end
+    finally:
+        for pid in daemons:
+            os.kill(pid, 9)
 
 
 async def test_ocf_environment_and_monitor(ctx: AgentContext, tmp_path: Path) -> None:
