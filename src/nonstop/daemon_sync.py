@@ -47,9 +47,12 @@ class ReplicationWiring(DaemonBase):
                 node.close()
                 return
             replicator = Replicator(node)
-            # The last run ended holding a group: its last changes may never have left.
-            await replicator.start(scan_unsent=self.engine is not None
-                                   and self.engine.ended_holding)
+            # The last run ended holding a group: its last changes may never have left (once:
+            # a reload that restarts replication later is not that start).
+            ended_holding = self.engine is not None and self.engine.ended_holding
+            if self.engine is not None:
+                self.engine.ended_holding = False
+            await replicator.start(scan_unsent=ended_holding)
         except Exception as e:  # a broken csync2.cfg or a busy port must not stop the HA daemon
             log.error("replication disabled: %s", e)
             self._sync_error = str(e)

@@ -66,10 +66,8 @@ class Receiver(ReceiveData):
     # Names whose unsynced local change a forced push overwrote (the history says which).
     overwritten: list[str] = field(default_factory=list)
     # Set (the reason) while this node takes no pushes from ``peer`` (it holds the group):
-    # only files it never had and never synced with the peer are taken, none forced; all else
-    # is refused. A voicemail a crashed holder recorded in its last second, or a split brain's
-    # loser recorded while split, is no one's but theirs: nothing of ours is overwritten,
-    # deleted or brought back by taking it.
+    # only unforced files it has no record of are taken (a crashed holder's last voicemail:
+    # taking it overwrites, deletes, brings back nothing); all else is refused.
     only_new: str | None = None
     _open: list[Batch] = field(default_factory=list)
     _writer: Writer | None = None
@@ -263,6 +261,8 @@ class Receiver(ReceiveData):
     def _report(self, name: str, res: Result) -> None:
         if res.status == "forced":
             self.overwritten.append(name)
+        if self.only_new is not None and res.message == f"{name}: {self.only_new}":
+            return  # the sender says it; refused here as every push from it was before
         if res.status in ("conflict", "lost", "refused", "error", "forced", "auto"):
             # File names come from the peer: escaped, so none can forge a log line.
             self.log(f"{self.peer} -> {self.me}: {res.status}: "
@@ -285,7 +285,7 @@ class Receiver(ReceiveData):
         current = seen.state if seen else None
         if self.only_new is not None and not (
                 op.kind == "put" and not op.forced and op.base is None and current is None
-                and self._agreed(op.name) is None):
+                and not self.db.known_with(op.name, self.group.host_names)):
             return Result(i, "refused", f"{op.name}: {self.only_new}")
         verdict = judge(
             op.name, op.base, op.new, current,

@@ -99,6 +99,9 @@ class Replicator:
         self._full_scan_at: float | None = None  # when the last full scan started
         self._catch_up_due = False  # scan_unsent found changes never sent: _catch_up
         self._catch_up_tries = 0
+        self._catch_up_task: asyncio.Task[Report] | None = None
+        # A standby's dirty count, refreshed off the loop (status must not wait on sqlite).
+        self._dirty_refresh: asyncio.Task[None] | None = None
         # Peers the heartbeats declare dead: no push waits on them (their changes stay dirty,
         # counted in status and lag); one that comes back is pushed to at once.
         self.dead: frozenset[str] = frozenset()
@@ -151,6 +154,7 @@ class Replicator:
         """Stop pushing, watching and receiving (the Node stays open)."""
         await cancel_and_wait(self._task)
         self._task = None
+        await cancel_and_wait(self._dirty_refresh)
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
@@ -162,6 +166,8 @@ class Replicator:
         """Active nodes push; a standby only receives. Becoming active starts a full scan."""
         if active and not self._active:
             self._full_due = True
+            if self._catch_up_task is not None:
+                self._catch_up_task.cancel()  # its own full push sends all that, and more
         self._active = active
         self._status["active"] = active
         if not active:
@@ -225,10 +231,8 @@ class Replicator:
             if self._active:  # holding already: its own full scan pushes them
                 return []
             await asyncio.to_thread(self.node.check, ALL)
-            rows = await asyncio.to_thread(self.node.db.dirty)
-        dirty = {r.name for r in rows}
-        # The files (and empty directories): not each directory made for a new file.
-        names = sorted(n for n in dirty if not any(d.startswith(n + "/") for d in dirty))
+            names, count = await asyncio.to_thread(self._unsent_files)
+        self._status["dirty"] = count
         if names:
             shown = ", ".join(names[:STATUS_PATHS]) + (", ..." if len(names) > STATUS_PATHS
                                                        else "")
@@ -239,6 +243,14 @@ class Replicator:
                          len(names), shown)
         return names
 
+    def _unsent_files(self) -> tuple[list[str], int]:
+        """(In a worker thread.) The dirty files and empty directories, not each directory
+        made for a new file; and the dirty rows, as status counts them."""
+        rows = self.node.db.dirty()
+        dirty = {r.name for r in rows}
+        parents = {n[:i] for n in dirty for i in range(1, len(n)) if n[i] == "/"}
+        return sorted(dirty - parents), len(rows)
+
     async def _catch_up(self) -> None:
         """Offer the peers, unforced, what :meth:`scan_unsent` found. A peer holding the group
         takes only files it never had (a crashed holder's last voicemail: Receiver.only_new);
@@ -247,18 +259,41 @@ class Replicator:
         when a peer comes back, up to CATCH_UP_TRIES times."""
         if not self._catch_up_due:
             return
+        self._catch_up_tries += 1
+        if self._catch_up_tries >= CATCH_UP_TRIES:
+            self._catch_up_due = False
         async with self._lock:
             if self._active:  # holding now: its own pushes send everything
                 self._catch_up_due = False
                 return
-            report = await self.node.update(unforced=True)
-        self._catch_up_tries += 1
-        if not report.unreached or self._catch_up_tries >= CATCH_UP_TRIES:
+            for peer in self.dead:  # tried all the same (briefly: Node.dead_peers)
+                self.node.unreachable.pop(peer, None)
+            # A task of its own: a takeover (set_active) ends it rather than wait for a push
+            # to a holder that died in the middle of it.
+            task = self._catch_up_task = asyncio.create_task(self.node.update(unforced=True))
+            try:
+                await asyncio.wait({task})
+                if task.cancelled():
+                    return
+                report = task.result()
+            except Exception as e:  # a database error: said; the loop goes on
+                _log.error("replication: offering what this node never sent failed: %s", e)
+                return
+            finally:
+                self._catch_up_task = None
+                if not task.done():  # stop() cancelled us while it pushed
+                    task.cancel()
+            self._status["dirty"] = len(await asyncio.to_thread(self.node.db.dirty))
+        if not report.unreached:
             self._catch_up_due = False
         if report.sent_names or report.problems:
             _log.info("replication: offered the peers what this node never sent: %d taken, "
                       "%d refused or not reached (kept here, counted in dirty)",
                       len(report.sent_names), len(report.problems))
+
+    async def _refresh_dirty(self) -> None:
+        with contextlib.suppress(Exception):  # a busy or broken database: the last count
+            self._status["dirty"] = len(await asyncio.to_thread(self.node.db.dirty))
 
     def unsent(self, among: Collection[str] | None = None) -> list[str]:
         """The names still dirty for a live peer (what a failed last push left here), or for
@@ -304,10 +339,13 @@ class Replicator:
     def status(self) -> dict[str, Any]:
         """For ``nonstop status``: last sync time, lag, dirty count, last error."""
         st = dict(self._status)
-        if not self._active:
-            # A standby pushes nothing, so no push updates this: what it has never sent (its
-            # last changes before a crash) and what a holder's push replaced since.
-            st["dirty"] = len(self.node.db.dirty())
+        if not self._active and (self._dirty_refresh is None or self._dirty_refresh.done()):
+            # A standby pushes nothing, so no push updates its count: what it never sent (its
+            # last changes before a crash) less what a holder's push replaced since. Read in
+            # a worker thread for the next call (sqlite may wait on a `nonstop sync` here).
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to refresh
+                self._dirty_refresh = asyncio.get_running_loop().create_task(
+                    self._refresh_dirty())
         st["pending_hints"] = len(self._hints)
         oldest = [t for t in (self._unsent_since, self._first_hint) if t is not None]
         st["lag_s"] = round(time.monotonic() - min(oldest), 3) if oldest else 0.0

@@ -231,6 +231,14 @@ class StateDB:
             return {r[0]: new(Brief, r[1:]) for r in self._rows_in(_BRIEF, scopes)}
 
     # --- synced states
+    def known_with(self, name: str, peers: Iterable[str]) -> bool:
+        """Whether ``name`` has a record of a sync with, or a change pending for, any of
+        ``peers`` (a deletion here that a dead peer has yet to get is such a change)."""
+        with self._lock:
+            return any(self._db.execute(
+                f"SELECT 1 FROM {table} WHERE peer=? AND name=?", (peer, name)
+            ).fetchone() is not None for table in ("synced", "dirty") for peer in peers)
+
     def synced_for(self, peer: str, names: Iterable[str] | None = None) -> dict[str, FileState]:
         """What ``peer`` holds per our records (all names, or only ``names``).
 

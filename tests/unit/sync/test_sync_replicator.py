@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 import sync_harness
 from sync_harness import free_port, make_node, talk_config
 
+from nonstop.sync.context import Report
 from nonstop.sync.replicator import Replicator
 
 
@@ -441,9 +444,50 @@ async def test_a_node_back_from_a_crash_says_and_offers_what_it_never_sent(
         # The holder's force-sync reaches vpbx1-1 now: the edit is replaced, kept as a backup.
         assert (await r2.force_sync(["/etc/asterisk"])).problems == []
         assert n1.path("/etc/asterisk/sip.conf").read_text() == "v0"
-        assert r1.status()["dirty"] == 0
+        await _wait(lambda: r1.status()["dirty"] == 0)  # read off the loop, for the next call
         # A node that holds the group already scans and pushes by itself: nothing to say.
         r1.set_active(True)
         assert await r1.scan_unsent() == []
+    finally:
+        await _close(n1, n2, r1, r2)
+
+
+async def test_a_returning_node_keeps_offering_while_its_peer_is_away(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The catch-up is tried again while the peer is not reached, even once the heartbeats
+    call it dead (a dead peer not reached is skipped for minutes by a push: the catch-up
+    gave up after two tries, a review found); a database error ends one try, not the loop."""
+    n1, n2 = _nodes(tmp_path)
+    vm = "/var/spool/asterisk/voicemail/default/1000/INBOX/msg0008.wav"
+    n1.write(vm, b"recorded while vpbx1-2 was down")
+    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=0.05)
+    r1.set_dead(frozenset({"vpbx1-2"}))
+    calls = 0
+    update = n1.node.update
+
+    async def flaky_update(scopes: list[tuple[str, bool]] | None = None,
+                           only: Iterable[str] | None = None, unforced: bool = False) -> Report:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise sqlite3.OperationalError("database is locked")
+        return await update(scopes, only, unforced)
+
+    n1.node.update = flaky_update  # type: ignore[method-assign]
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    try:
+        with caplog.at_level(logging.INFO, logger="nonstop.sync"):
+            await r1.start(scan_unsent=True)
+            await _wait(lambda: calls >= 4)  # vpbx1-2 down: tried again and again
+            assert not n2.path(vm).exists()
+            assert any("offering what this node never sent failed: database is locked"
+                       in r.getMessage() for r in caplog.records)
+            await r2.start()  # vpbx1-2 is back
+            r1.set_dead(frozenset())
+            await _wait(lambda: n2.path(vm).exists())
+        assert r1._task is not None and not r1._task.done()  # the loop lives on
+        tries = calls
+        await asyncio.sleep(0.3)
+        assert calls == tries  # reached: no more tries
     finally:
         await _close(n1, n2, r1, r2)

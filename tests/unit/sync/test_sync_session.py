@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-from sync_harness import KEY, pair, talk_config, tree
+from sync_harness import KEY, TALK_CFG, pair, talk_config, tree
 
+from nonstop.config.csync2 import parse_csync2_text
 from nonstop.sync import backups
 from nonstop.sync.plan import Op
 from nonstop.sync.protocol import Kind, ProtocolError, encode
@@ -319,6 +320,39 @@ async def test_a_node_holding_the_group_takes_only_files_it_never_had(tmp_path: 
         assert await n1.sync()
         assert not n2.path("/etc/asterisk/new.conf").exists()
         assert n2.path("/etc/asterisk/sip.conf").read_text() == "v0"
+
+
+async def test_a_holder_takes_no_new_file_a_third_node_knows_of(tmp_path: Path) -> None:
+    """Three nodes: the holder vpbx1-2 once synced a voicemail with vpbx1-3, or deleted one
+    whose deletion vpbx1-3 has yet to get; vpbx1-1, back from a crash, offers the same name as
+    new (it got it from vpbx1-3, never from vpbx1-2). Taking it would bring a deleted file
+    back (a review of the rule): refused."""
+    talk_config(tmp_path)  # writes the key
+    text = TALK_CFG.replace("/etc/csync2.key_vpbx1", str(tmp_path / "key")).replace(
+        "host vpbx1-1 vpbx1-2;", "host vpbx1-1 vpbx1-2 vpbx1-3;")
+    cfg = parse_csync2_text(text, "/etc/csync2.cfg")
+    async with pair(tmp_path, cfg) as (n1, n2):
+        vm = "/var/spool/asterisk/voicemail/default/1000/INBOX"
+
+
+        async def push() -> list[str]:  # to vpbx1-2 only (vpbx1-3 is not in this test)
+            n1.node.check(None)
+            return (await n1.node.update(only=["vpbx1-2"])).problems
+
+        n1.write(f"{vm}/msg0000.wav", "the directory's first")
+        assert await push() == []
+        n2.node.push_refusal = lambda peer: f"vpbx1-2 holds the group, {peer} none"
+        seen = FileState("reg", 0o644, 0, 0, 3, 1, "d" * 40, "", 0)
+        n2.node.db.record_sent("vpbx1-3", [(f"{vm}/msg0003.wav", seen)], clear_dirty=False)
+        n2.node.db.mark_dirty("vpbx1-3", [f"{vm}/msg0004.wav"])
+        for name in ("msg0003.wav", "msg0004.wav", "msg0005.wav"):
+            n1.write(f"{vm}/{name}", "from the old holder")
+        problems = await push()
+        assert not n2.path(f"{vm}/msg0003.wav").exists()
+        assert not n2.path(f"{vm}/msg0004.wav").exists()
+        assert n2.path(f"{vm}/msg0005.wav").read_text() == "from the old holder"
+        assert sorted(p.split(": ")[1] for p in problems) == [
+            f"{vm}/msg0003.wav", f"{vm}/msg0004.wav"], problems
 
 
 async def test_taking_the_group_over_ends_the_sessions_still_receiving(tmp_path: Path) -> None:
