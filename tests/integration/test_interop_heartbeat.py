@@ -25,6 +25,7 @@ from nodes import NonstopCluster, talk_config
 
 from nonstop.lab import BoxProcess, Lab
 from nonstop.lab.box import HEARTBEAT_BINARY
+from nonstop.lab.errors import LabError
 
 pytestmark = [
     pytest.mark.netns,
@@ -63,9 +64,15 @@ class HeartbeatNode:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def wait_for_line(self, text: str, timeout: float, *, count: int = 1) -> float:
-        """Wait until ``text`` is in the log ``count`` times; the wall-clock time it was seen."""
-        NonstopCluster.wait_for(lambda: self.log().count(text) >= count, timeout,
-                                what=f"{text!r} in Heartbeat's log on {self.node}")
+        """Wait until ``text`` is in the log ``count`` times; the wall-clock time it was seen.
+        On a timeout the error carries the log's last lines: CI keeps no work directory, and
+        a wait here failed twice in CI (never here) with nothing to read."""
+        try:
+            NonstopCluster.wait_for(lambda: self.log().count(text) >= count, timeout,
+                                    what=f"{text!r} in Heartbeat's log on {self.node}")
+        except LabError as e:
+            tail = "\n".join(self.log().splitlines()[-40:])
+            raise LabError(f"{e}; the log's last lines:\n{tail}") from None
         return time.time()
 
     def complaints(self) -> list[str]:
