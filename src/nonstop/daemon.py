@@ -57,7 +57,7 @@ from nonstop.heartbeat.protocol import HeartbeatProtocol
 from nonstop.logs import BadInputBudget
 from nonstop.observe.recorder import Recorder
 from nonstop.process import LoadAvg, _normal_priority, apply_process_settings
-from nonstop.resources.base import AgentContext, LiveEnvironment, heartbeat_environment, make_agent
+from nonstop.resources.base import AgentContext, heartbeat_environment, make_agent
 from nonstop.resources.mailto import mail_transport
 from nonstop.resources.watches import AddressWatches
 from nonstop.sync.replicator import Replicator
@@ -289,7 +289,8 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
             node=self.node,
             config_dir=config_dir,
             state_dir=rsctmp,
-            environment=LiveEnvironment(env, self._script_news) if ha.sync_config else env,
+            environment=env,
+            news=self._script_news if ha.sync_config else None,
             logger=logging.getLogger("nonstop.resources"),
             address_probe_s=ha.address_probe_ms / 1000 if ha.address_probe_ms else None,
             mail_defer_s=MAIL_DEFER_S,

@@ -63,7 +63,6 @@ class ReplicationWiring(DaemonBase):
         log.info("replication: serving and watching with %s", config_path)
         self._replication_follows()
 
-
     def _replication_follows(self) -> None:
         """Active while we hold a group, or hand it over: push continuously, force-sync on
         becoming active; pushes skip the peers heartbeats declare dead."""

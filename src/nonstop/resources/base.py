@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import enum
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +93,9 @@ class AgentContext:
     state_dir: Path | None = None
     # Extra environment for every script (HA_CURHOST and friends; see `heartbeat_environment`).
     environment: Mapping[str, str] = field(default_factory=dict)
+    # More of it, asked as each script starts: what the daemon knows then (the peers its
+    # heartbeats declared dead), not when this context was made.
+    news: Callable[[], Mapping[str, str]] | None = None
     timeouts: ActionTimeouts = field(default_factory=ActionTimeouts)
     smtp_host: str = "localhost"
     smtp_port: int = 25
@@ -155,27 +158,6 @@ def heartbeat_environment(
     if rsctmp is not None:
         env["HA_RSCTMP"] = str(rsctmp)
     return env
-
-
-class LiveEnvironment(Mapping[str, str]):
-    """A script's extra environment: ``fixed`` variables, and those ``live`` returns at the
-    moment a script starts (what the daemon knows then, such as the peers it found dead)."""
-
-    def __init__(self, fixed: Mapping[str, str], live: Callable[[], Mapping[str, str]]) -> None:
-        self._fixed = dict(fixed)
-        self._live = live
-
-    def _now(self) -> dict[str, str]:
-        return {**self._fixed, **self._live()}
-
-    def __getitem__(self, key: str) -> str:
-        return self._now()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._now())
-
-    def __len__(self) -> int:
-        return len(self._now())
 
 
 class Agent(abc.ABC):

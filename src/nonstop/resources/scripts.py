@@ -82,6 +82,8 @@ def locate_script(name: str, ctx: AgentContext) -> tuple[Path, ScriptKind]:
 def _script_env(ctx: AgentContext, extra: Mapping[str, str] = {}) -> dict[str, str]:
     env = dict(os.environ)
     env.update(ctx.environment)
+    if ctx.news is not None:
+        env.update(ctx.news())
     env.update(extra)
     return env
 

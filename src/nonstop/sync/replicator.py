@@ -283,7 +283,7 @@ class Replicator:
                 self._catch_up_task = None
                 if not task.done():  # stop() cancelled us while it pushed
                     task.cancel()
-            self._status["dirty"] = len(await asyncio.to_thread(self.node.db.dirty))
+            await self._refresh_dirty()
         if not report.unreached:
             self._catch_up_due = False
         if report.sent_names or report.problems:

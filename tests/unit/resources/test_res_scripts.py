@@ -16,7 +16,6 @@ from nonstop.config.model import ResourceSpec
 from nonstop.resources.base import (
     ActionTimeouts,
     AgentContext,
-    LiveEnvironment,
     ResourceError,
     ResourceState,
     heartbeat_environment,
@@ -157,8 +156,7 @@ async def test_a_live_environment_is_read_as_each_script_starts(
     when the context was made: a takeover's master script runs after the death."""
     record = tmp_path / "record"
     dead: list[str] = []
-    live = replace(ctx, environment=LiveEnvironment(
-        ctx.environment, lambda: {"NONSTOP_SYNC_DEAD_PEERS": " ".join(dead)}))
+    live = replace(ctx, news=lambda: {"NONSTOP_SYNC_DEAD_PEERS": " ".join(dead)})
     write_script(live.resource_dir / "master",
                  f'echo "$1 host=$HA_CURHOST dead=$NONSTOP_SYNC_DEAD_PEERS" >> {record}\n')
     agent = make_agent(spec("master"), live)
