@@ -388,7 +388,10 @@ class ReceiveData:
         if not p.failed:
             assert p.hasher is not None
             total = p.hasher.size
-            if p.hasher.hexdigest() != final.digest or total != final.size:
+            if final.size < 0:  # an EOF without a state (server.receive_files)
+                p.failed = (f"{p.op.name}: not sent: it changed or vanished on {self.peer} while "
+                            "it was read (the next run sends it)")
+            elif p.hasher.hexdigest() != final.digest or total != final.size:
                 p.failed = f"{p.op.name}: content does not match its digest (changed while sent?)"
             else:
                 p.blocks = p.hasher.blocks()

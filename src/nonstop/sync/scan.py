@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
+from nonstop.sync import sqlitefile
 from nonstop.sync.digest import BLOCK, BLOCK_DIGEST, Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope, shown
 from nonstop.sync.state import FileState, held_ns, is_utf8, supported
@@ -287,31 +288,28 @@ def _hashed(path: str, st: os.stat_result, now_ns: int, cached: Seen | None = No
         if e.errno == errno.ELOOP:  # replaced by a symlink since the stat: next scan
             return None
         raise
+    locked = False
     try:
         st0 = os.fstat(fd)
         if not stat.S_ISREG(st0.st_mode):
             return None
-        size = min(st.st_size, st0.st_size) if st0.st_ino == st.st_ino else st0.st_size
-        h = None
-        verified, pos = now_ns, 0
-        base = _grown(cached, st0, now_ns)
-        if base is not None and size >= base.size:
-            h = extend(fd, base.blocks, base.size, size)
-            step = _verify_step(fd, base, now_ns) if h is not None else None
-            if step is None:
-                h = None  # rewritten, not (only) appended to: read it whole below
-            else:
-                verified, pos = step
-        if h is None:
-            h, _ = hash_fd(fd, size)
-            verified, pos = now_ns, 0
+        database = sqlitefile.database_head(fd, st0.st_size)
+        if database and (locked := sqlitefile.shared(fd)):  # as last committed, whole
+            st0 = os.fstat(fd)  # (while a commit holds the lock: as it is, untrusted)
+        size = min(st.st_size, st0.st_size) if st0.st_ino == st.st_ino and not locked \
+            else st0.st_size
+        h, verified, pos = _content(fd, size, None if database else _grown(cached, st0, now_ns),
+                                    now_ns)
         st1 = os.lstat(path)
     except FileNotFoundError:
         return None
     finally:
+        if locked:
+            sqlitefile.release(fd)
         os.close(fd)
     stable = (
-        h.size == st0.st_size
+        (locked or not database)
+        and h.size == st0.st_size
         and st1.st_ino == st0.st_ino
         and st1.st_size == st0.st_size
         and st1.st_mtime_ns == st0.st_mtime_ns
@@ -320,6 +318,18 @@ def _hashed(path: str, st: os.stat_result, now_ns: int, cached: Seen | None = No
     state = FileState.from_stat(st0, h.hexdigest()).with_size(h.size)
     return Seen(state, st0.st_ino, st0.st_ctime_ns, now_ns if stable else 0, h.blocks(), verified,
                 pos, now_ns)
+
+
+def _content(fd: int, size: int, base: Seen | None, now_ns: int) -> tuple[Hasher, int, int]:
+    """The digest of the first ``size`` bytes, from the last old block on when the file only
+    grew since ``base``; with the verification's (verified_ns, verify_pos) after it."""
+    if base is not None and size >= base.size:
+        h = extend(fd, base.blocks, base.size, size)
+        step = _verify_step(fd, base, now_ns) if h is not None else None
+        if h is not None and step is not None:
+            return h, step[0], step[1]
+        # rewritten, not (only) appended to: read it whole
+    return hash_fd(fd, size)[0], now_ns, 0
 
 
 def _verify_step(fd: int, base: Seen, now_ns: int) -> tuple[int, int] | None:
@@ -505,7 +515,7 @@ def walk(matcher: Matcher, paths: PathMap, scopes: Iterable[tuple[str, bool]]) -
     found: list[_Found] = []
     for scope, recursive in scopes:
         _walk_scope(matcher, paths, scope, recursive, found)
-    return found
+    return sqlitefile.without_journals(found)
 
 
 def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,

@@ -2,7 +2,8 @@
 
 Used by the pushing client for the files a verdict needs and by the server for fetched files.
 Never more than the size the scan saw is sent: a file that keeps growing goes as far as it was
-described, the rest is the next run's work.
+described, the rest is the next run's work. A sqlite database is the exception: it goes whole,
+as last committed, copied under sqlite's own lock (sqlitefile).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from nonstop.sync import rdiff
+from nonstop.sync import rdiff, sqlitefile
 from nonstop.sync.digest import Hasher, blocks_match, prefix_hasher
 from nonstop.sync.messages import Basis
 from nonstop.sync.patterns import PathMap
@@ -28,6 +29,10 @@ DELTA_MIN = 64 * 1024
 # Version 2: files up to CHUNK bytes go several to a WHOLE frame, up to this many or CHUNK bytes.
 PACK_FILES = 64
 DeltaStart = Callable[[int, Basis], Awaitable[rdiff.Delta | None]]
+# How long a sqlite database may stay locked by its writers before its file is given up for
+# this run (it stays dirty): a commit holds its lock for milliseconds.
+SQLITE_WAIT_S = 2.0
+SQLITE_RETRY_S = 0.005
 
 
 class FileSender:
@@ -47,9 +52,9 @@ class FileSender:
         With ``have`` (the peer's copy of the file) only the new bytes go when the file grew
         by appending, and an rsync delta when it changed otherwise.
         """
+        local = self.paths.local(op.name)
         try:
-            fd = os.open(self.paths.local(op.name),
-                         os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(local, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             fd = -1
         final: FileState | None = None
@@ -58,7 +63,18 @@ class FileSender:
             if st is not None and stat.S_ISREG(st.st_mode):
                 new = op.new
                 limit = min(st.st_size, new.size) if new is not None else st.st_size
-                final = await self._content(op, index, fd, st, limit, have)
+                snapshot = sqlitefile.database_head(fd, st.st_size)
+                if snapshot:
+                    # Sent as last committed, whole: a prefix of a database is no database, so
+                    # one grown beyond what was offered waits for the next run.
+                    copied = await _committed(fd, local, st.st_size)
+                    os.close(fd)
+                    fd, st = copied if copied is not None else (-1, None)
+                    if st is not None and new is not None and st.st_size > new.size:
+                        st = None
+                    limit = st.st_size if st is not None else 0
+                if st is not None:
+                    final = await self._content(op, index, fd, st, limit, have, snapshot)
         except OSError:
             final = None
         finally:
@@ -120,6 +136,8 @@ class FileSender:
                     or held_ns(st.st_mtime_ns) != new.mtime_ns):
                 return None
             data = os.pread(fd, new.size, 0)
+            if sqlitefile.is_rollback_database(data[:sqlitefile.HEAD]):
+                return None  # read under sqlite's lock by stream()
             return data if len(data) == new.size else None
         except OSError:
             return None
@@ -147,7 +165,9 @@ class FileSender:
         return None, None
 
     async def _content(self, op: Op, index: int, fd: int, st: os.stat_result, limit: int,
-                       have: Basis | None) -> FileState | None:
+                       have: Basis | None, snapshot: bool = False) -> FileState | None:
+        """Send the file open at ``fd`` (``st``: its stat) up to ``limit``; returns the state
+        the peer may install, or None when what went is no state the file ever had."""
         new = op.new
         h: Hasher | None = None
         delta: rdiff.Delta | None = None
@@ -156,7 +176,8 @@ class FileSender:
         start = have.size if h is not None and have is not None else 0
         # A whole file unchanged since the scan hashed it is not hashed again: a write in the
         # same timestamp tick would still be caught, as the receiver checks the digest.
-        unchanged = (h is None and delta is None and new is not None and new.digest != ""
+        unchanged = (h is None and delta is None and not snapshot and new is not None
+                     and new.digest != ""
                      and st.st_size == new.size and held_ns(st.st_mtime_ns) == new.mtime_ns)
         if h is None:
             h = Hasher()
@@ -171,6 +192,11 @@ class FileSender:
         digest = h.hexdigest()
         if new is not None and digest == new.digest and h.size == new.size:
             return new
+        # Not what the scan saw. Installed only if it is the whole file as it stood, unchanged
+        # while it was read (or a database's committed copy): the first bytes of a file
+        # rewritten larger since the scan are no version of it, and the next run sends it.
+        if h.size != st.st_size or not (snapshot or _still(fd, st)):
+            return None
         return FileState.from_stat(st, digest).with_size(h.size)
 
     async def _send_range(self, fd: int, pos: int, limit: int, hasher: Hasher | None,
@@ -193,6 +219,26 @@ class FileSender:
         if delta is not None:
             self.chan.send_all(self.session.data(await asyncio.to_thread(delta.feed, b"", True)))
         return pos
+
+
+def _still(fd: int, st: os.stat_result) -> bool:
+    """The open file is as ``st`` describes it: not written since."""
+    now = os.fstat(fd)
+    return (now.st_size == st.st_size and now.st_mtime_ns == st.st_mtime_ns
+            and now.st_ctime_ns == st.st_ctime_ns)
+
+
+async def _committed(fd: int, path: str, size: int) -> tuple[int, os.stat_result] | None:
+    """A copy of the sqlite database at ``fd`` as last committed (see sqlitefile), waiting
+    out its writers' commits for up to SQLITE_WAIT_S; None if it never came free."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SQLITE_WAIT_S
+    while True:
+        copied = (await asyncio.to_thread(sqlitefile.committed_copy, fd, path) if size > CHUNK
+                  else sqlitefile.committed_copy(fd, path))
+        if copied is not None or loop.time() >= deadline:
+            return copied
+        await asyncio.sleep(SQLITE_RETRY_S)
 
 
 def _read_chunk(fd: int, n: int, pos: int, h: Hasher | None) -> bytes:
