@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from collections.abc import Iterator
 
 from nonstop.errors import RemoteInputError
@@ -180,10 +181,51 @@ def signature(fd: int, size: int) -> Iterator[bytes]:
         job.close()
 
 
-class Delta:
+class _Guarded:
+    """librsync state that worker threads use and the event loop may close meanwhile.
+
+    Its calls run in worker threads (``asyncio.to_thread``), and a cancelled await does not
+    stop the thread: the task's clean-up closed the state while ``rs_job_iter`` still ran on
+    it, and the daemon died of the use after free (a push cut short by a takeover). Now a
+    close while a call runs only marks it closed, and the call frees it when it returns."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._busy = 0
+        self._closed = False
+
+    def _enter(self) -> None:
+        with self._mutex:
+            if self._closed:
+                raise RdiffError("closed")
+            self._busy += 1
+
+    def _leave(self) -> None:
+        with self._mutex:
+            self._busy -= 1
+            free = self._closed and not self._busy
+        if free:
+            self._release()
+
+    def close(self) -> None:
+        """Free the state now, or when the call running on it returns."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            free = not self._busy
+        if free:
+            self._release()
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+
+class Delta(_Guarded):
     """The sender's side: load the receiver's signature, then turn new content into a delta."""
 
     def __init__(self) -> None:
+        super().__init__()
         lib = _need()
         self._sig = ctypes.c_void_p()
         self._load: _Job | None = _Job(lib.rs_loadsig_begin(ctypes.byref(self._sig)),
@@ -192,24 +234,32 @@ class Delta:
 
     def signature(self, data: bytes, eof: bool = False) -> None:
         """Feed the receiver's signature (``eof`` with the last piece)."""
-        if self._load is None:
-            raise RdiffError("signature already loaded")
-        self._load.feed(data, eof)
-        if eof:
-            self._load.close()
-            self._load = None
-            lib = _need()
-            if lib.rs_build_hash_table(self._sig) != RS_DONE:
-                raise RdiffError("librsync could not index the signature")
-            self._delta = _Job(lib.rs_delta_begin(self._sig), "delta")
+        self._enter()
+        try:
+            if self._load is None:
+                raise RdiffError("signature already loaded")
+            self._load.feed(data, eof)
+            if eof:
+                self._load.close()
+                self._load = None
+                lib = _need()
+                if lib.rs_build_hash_table(self._sig) != RS_DONE:
+                    raise RdiffError("librsync could not index the signature")
+                self._delta = _Job(lib.rs_delta_begin(self._sig), "delta")
+        finally:
+            self._leave()
 
     def feed(self, data: bytes, eof: bool = False) -> bytes:
         """New content in order; returns delta bytes."""
-        if self._delta is None:
-            raise RdiffError("the signature is not loaded")
-        return self._delta.feed(data, eof)
+        self._enter()
+        try:
+            if self._delta is None:
+                raise RdiffError("the signature is not loaded")
+            return self._delta.feed(data, eof)
+        finally:
+            self._leave()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         for job in (self._load, self._delta):
             if job is not None:
                 job.close()
@@ -219,10 +269,11 @@ class Delta:
             self._sig = ctypes.c_void_p()
 
 
-class Patch:
+class Patch(_Guarded):
     """The receiver's side: apply a delta to the old file (read by offset) to make the new one."""
 
     def __init__(self, basis_fd: int) -> None:
+        super().__init__()
         self._fd = basis_fd
         self._error: OSError | None = None
 
@@ -242,16 +293,19 @@ class Patch:
 
     def feed(self, data: bytes, eof: bool = False) -> bytes:
         """Delta bytes in order; returns new content."""
-        if self._job is None:
-            raise RdiffError("patch already finished")
+        self._enter()
         try:
+            if self._job is None:
+                raise RdiffError("patch already finished")
             return self._job.feed(data, eof)
         except RdiffError:
             if self._error is not None:
                 raise RdiffError(f"reading the old file failed: {self._error}") from None
             raise
+        finally:
+            self._leave()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if self._job is not None:
             self._job.close()
             self._job = None
