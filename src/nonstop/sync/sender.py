@@ -9,6 +9,7 @@ as last committed, copied under sqlite's own lock (sqlitefile).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -63,7 +64,9 @@ class FileSender:
             if st is not None and stat.S_ISREG(st.st_mode):
                 new = op.new
                 limit = min(st.st_size, new.size) if new is not None else st.st_size
-                snapshot = sqlitefile.database_head(fd, st.st_size)
+                # (a big file's first bytes are read off the loop, as its content: a cold disk)
+                snapshot = (await asyncio.to_thread(sqlitefile.database_head, fd, st.st_size)
+                            if st.st_size > CHUNK else sqlitefile.database_head(fd, st.st_size))
                 if snapshot:
                     # Sent as last committed, whole: a prefix of a database is no database, so
                     # one grown beyond what was offered waits for the next run.
@@ -234,11 +237,27 @@ async def _committed(fd: int, path: str, size: int) -> tuple[int, os.stat_result
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SQLITE_WAIT_S
     while True:
-        copied = (await asyncio.to_thread(sqlitefile.committed_copy, fd, path) if size > CHUNK
-                  else sqlitefile.committed_copy(fd, path))
+        copied = (await _finished(asyncio.to_thread(sqlitefile.committed_copy, fd, path))
+                  if size > CHUNK else sqlitefile.committed_copy(fd, path))
         if copied is not None or loop.time() >= deadline:
             return copied
         await asyncio.sleep(SQLITE_RETRY_S)
+
+
+async def _finished(copying: Awaitable[tuple[int, os.stat_result] | None]
+                    ) -> tuple[int, os.stat_result] | None:
+    """The copy made in a worker thread. Cancelled meanwhile, it waits for the thread (a copy
+    within the page cache) before the cancellation goes on: the caller then closes the file
+    the thread reads, and a copy the thread made is closed here, not leaked."""
+    job = asyncio.ensure_future(copying)
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            made = await job
+            if made is not None:
+                os.close(made[0])
+        raise
 
 
 def _read_chunk(fd: int, n: int, pos: int, h: Hasher | None) -> bytes:

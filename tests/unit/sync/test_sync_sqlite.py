@@ -5,11 +5,13 @@ Two real nodes over TLS on loopback; the database's writer is another process, a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,9 @@ DB = "/var/lib/asterisk/astdb.sqlite3"
 JOURNAL = DB + "-journal"
 
 # A writer that commits 20 changes every 2 ms until killed: Asterisk's astdb under load, each
-# commit rewriting pages in place (rollback journal, sqlite's default).
+# commit rewriting pages in place (rollback journal, sqlite's default). Its keys exist and its
+# values keep their length, so the file keeps its size, as an astdb whose keys all exist does
+# (a copy that outgrew what the scan offered would wait for the next push).
 WRITER = r"""
 import random, sqlite3, sys, time
 con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
@@ -29,14 +33,18 @@ con.execute("create table if not exists astdb(key varchar(256) primary key, valu
 rng = random.Random(7)
 for i in range(2000):
     con.execute("insert or replace into astdb values(?, ?)", (f"/SIP/Registry/{i}", "x" * 80))
-print("ready", flush=True)
-while True:
+def commit():
     con.execute("begin immediate")
     for _ in range(20):
         k = rng.randrange(2000)
         con.execute("insert or replace into astdb values(?, ?)",
-                    (f"/SIP/Registry/{k}", f"{rng.random():.12f}" * 4))
+                    (f"/SIP/Registry/{k}", f"{rng.random():.12f}".ljust(80, "y")))
     con.execute("commit")
+for _ in range(1000):  # until the b-tree's pages are split as far as they will be
+    commit()
+print("ready", flush=True)
+while True:
+    commit()
     time.sleep(0.002)
 """
 
@@ -80,6 +88,11 @@ async def test_a_database_committed_to_throughout_arrives_only_as_committed(
             assert set(verdicts) == {"ok"}, verdicts
         finally:
             stop(writer)
+        # Killed in a commit, it may have left a hot journal: nothing goes until sqlite rolls it
+        # back, as Asterisk's next start would.
+        problems = await n1.sync()
+        assert all("not sent: it changed" in p for p in problems), problems
+        sqlite3.connect(src).execute("select count(*) from astdb").fetchone()
         assert await n1.sync() == []
         assert n2.path(DB).read_bytes() == src.read_bytes()
 
@@ -205,3 +218,25 @@ def test_only_a_databases_journal_is_one(tmp_path: Path) -> None:
     assert sqlitefile.is_journal(str(tmp_path / "a.sqlite3-journal"))
     assert not sqlitefile.is_journal(str(tmp_path / "notes-journal"))
     assert not sqlitefile.is_journal(str(tmp_path / "missing-journal"))
+
+
+async def test_a_cancelled_copy_waits_for_its_thread_and_leaks_nothing() -> None:
+    from nonstop.sync.sender import _finished
+
+    made: list[int] = []
+
+    def copy() -> tuple[int, os.stat_result]:
+        time.sleep(0.2)  # the worker thread still copying when the task is cancelled
+        fd = os.memfd_create("test-copy")
+        made.append(fd)
+        return fd, os.fstat(fd)
+
+    task = asyncio.ensure_future(_finished(asyncio.to_thread(copy)))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The cancellation went on only once the thread was done, and its copy was closed.
+    assert len(made) == 1
+    with pytest.raises(OSError):
+        os.fstat(made[0])
