@@ -400,7 +400,9 @@ class Client:
             await asyncio.to_thread(rec.wait_writes)
             done = await asyncio.to_thread(rec.commit, batch)
         finally:
-            if (problem := rec.close()) is not None:
+            # In a worker thread, shielded, as the server's: it waits for a commit still running
+            # in its thread when this task is cancelled (see ReceiveData.abort).
+            if (problem := await asyncio.shield(asyncio.to_thread(rec.close))) is not None:
                 node.out(0, f"{peer}: {problem}")
         all_ok = True
         for res in [r for r in results if r is not None] + done:

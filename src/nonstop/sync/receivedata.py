@@ -14,7 +14,9 @@ import errno
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from nonstop.errors import MachineError
 from nonstop.sync import fsops, rdiff
@@ -33,6 +35,20 @@ LIST_MIN = 16
 LIST_MAX_BYTES = 256 << 10
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_R = TypeVar("_R", bound="ReceiveData")
+
+
+def exclusive(method: Callable[Concatenate[_R, _P], _T]) -> Callable[Concatenate[_R, _P], _T]:
+    """A receiver's method that never runs beside :meth:`ReceiveData.abort` (see there)."""
+    def run(self: _R, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with self._mutex:
+            return method(self, *args, **kwargs)
+    run.__name__, run.__doc__ = method.__name__, method.__doc__
+    return run
+
+
 class ReceiveData:
     """The data phase of a :class:`~nonstop.sync.receiver.Receiver` (which sets the fields)."""
 
@@ -44,6 +60,22 @@ class ReceiveData:
     _cleanup_error: str | None
     _listed: dict[str, set[str] | None]
     _crowded: set[str]
+    _open: list[Batch]
+    _inode_ops: dict[int, int]
+    _mutex: threading.Lock
+
+    def abort(self) -> None:
+        """The sender went away mid-batch: undo what uncommitted batches wrote, now.
+
+        Not beside a judging or a commit still running in a worker thread: the session's
+        task cancelled (a takeover ends sessions) does not stop that thread, and undoing a
+        batch under its commit cut back appends the commit had just recorded as received,
+        leaving a replica shorter than its record. Waits for it instead (its own thread)."""
+        with self._mutex:
+            for batch in self._open:
+                self._drop(batch)
+            self._open.clear()
+            self._inode_ops.clear()
 
     def basis(self, batch: Batch, index: int) -> Basis | None:
         """What the sender may build on for a needed file: our current regular file's size and

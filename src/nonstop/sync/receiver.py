@@ -24,6 +24,7 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from nonstop.sync.conflicts import DISAGREE, Action, judge, rebased
 from nonstop.sync.messages import Result
 from nonstop.sync.patterns import Matcher, PathMap, valid_name
 from nonstop.sync.plan import Op
-from nonstop.sync.receivedata import LIST_MIN, ReceiveData
+from nonstop.sync.receivedata import LIST_MIN, ReceiveData, exclusive
 from nonstop.sync.scan import Seen, describe, racy_window
 from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
@@ -89,6 +90,7 @@ class Receiver(ReceiveData):
     _copies: dict[int, int] = field(default_factory=dict)
     _lock: ReceivingLock | None = None
     _cleanup_error: str | None = None  # see close()
+    _mutex: threading.Lock = field(default_factory=threading.Lock)  # see abort()
 
     # --- data arrives on the event loop; the writes happen on the writer thread
     def submit_open(self, batch: Batch, index: int, mode: str = "full", at: int = 0) -> None:
@@ -207,6 +209,7 @@ class Receiver(ReceiveData):
         return ""
 
     # --- phase 1
+    @exclusive
     def evaluate(self, ops: list[Op]) -> tuple[list[Result | None], list[int], Batch]:
         """Judge each operation; apply what needs no data.
 
@@ -466,6 +469,7 @@ class Receiver(ReceiveData):
         self.changed.append(name)
 
     # --- phase 3
+    @exclusive
     def commit(self, batch: Batch) -> list[Result]:
         """Install the received files of a batch; returns their results."""
         records: list[tuple[str, FileState | None, Seen | None]] = []
@@ -561,13 +565,6 @@ class Receiver(ReceiveData):
                 st.st_gid) != (seen.ino, seen.size, seen.mtime_ns, seen.mode, seen.uid, seen.gid):
             return False
         return st.st_ctime_ns == seen.ctime_ns or self._inode_ops.get(st.st_ino, 0) > 1
-
-    def abort(self) -> None:
-        """The sender went away mid-batch: undo what uncommitted batches wrote, now."""
-        for batch in self._open:
-            self._drop(batch)
-        self._open.clear()
-        self._inode_ops.clear()
 
 
 def _kind(op: Op) -> str:
