@@ -87,20 +87,28 @@ def without_journals(found: list[tuple[str, str, os.stat_result]]
 
 
 def _lock(fd: int, kind: int, start: int, length: int) -> bool:
+    """Take (or with F_UNLCK let go of) a lock; False if another holds one in the way. A file
+    system that has no locks (ENOLCK, EINVAL, EOPNOTSUPP: some network or FUSE ones) counts
+    as taken: sqlite could not lock there either, and the file is read as any other."""
     try:
         fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack(_FLOCK, kind, os.SEEK_SET, start, length,
                                                        0))
     except OSError as e:
         if e.errno in (errno.EAGAIN, errno.EACCES):
             return False
+        if e.errno in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
+            return True
         raise
     return True
 
 
 def _held_by_other(fd: int, start: int) -> bool:
     """Someone holds a lock on byte ``start`` of the file that a write lock would meet."""
-    got = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET,
-                                                         start, 1, 0))
+    try:
+        got = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET,
+                                                             start, 1, 0))
+    except OSError:  # no locks on this file system (see _lock)
+        return False
     return bool(struct.unpack(_FLOCK, got)[0] != fcntl.F_UNLCK)
 
 

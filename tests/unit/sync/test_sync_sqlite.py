@@ -6,6 +6,8 @@ Two real nodes over TLS on loopback; the database's writer is another process, a
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -240,3 +242,25 @@ async def test_a_cancelled_copy_waits_for_its_thread_and_leaks_nothing() -> None
     assert len(made) == 1
     with pytest.raises(OSError):
         os.fstat(made[0])
+
+
+def test_a_file_system_without_locks_reads_the_database_as_any_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "a.sqlite3"
+    _database(db)
+
+    def no_locks(fd: int, cmd: int, arg: bytes = b"") -> bytes:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "fcntl", no_locks)
+    fd = os.open(db, os.O_RDONLY)
+    try:
+        copied = sqlitefile.committed_copy(fd, str(db))
+        assert copied is not None
+        assert os.pread(copied[0], 1 << 20, 0) == db.read_bytes()
+        os.close(copied[0])
+        # The scan, too: it hashes the file and does not fail.
+        from nonstop.sync.scan import describe
+        assert describe(str(db), None, time.time_ns()) is not None
+    finally:
+        os.close(fd)
