@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from nonstop.config.csync2 import Group
 from nonstop.errors import MachineError
 from nonstop.logs import escape
-from nonstop.sync import backups, fsops
+from nonstop.sync import backups, fsops, sqlitefile
 from nonstop.sync.conflicts import DISAGREE, Action, judge, rebased
 from nonstop.sync.messages import Result
 from nonstop.sync.patterns import Matcher, PathMap, valid_name
@@ -499,6 +499,7 @@ class Receiver(ReceiveData):
                     appended.append(p.local)
                 else:
                     msg = self._rename_into_place(batch, p, msg)
+                    sqlitefile.drop_stale_journal(p.local, final.size)  # (see there)
                     p.installed = True
                     dirs.add(os.path.dirname(p.local))
                 self._done(p.op.name, final, p.local, records, p.blocks)

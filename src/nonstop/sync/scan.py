@@ -288,27 +288,31 @@ def _hashed(path: str, st: os.stat_result, now_ns: int, cached: Seen | None = No
         if e.errno == errno.ELOOP:  # replaced by a symlink since the stat: next scan
             return None
         raise
-    locked = False
+    copy = -1
     try:
         st0 = os.fstat(fd)
         if not stat.S_ISREG(st0.st_mode):
             return None
         database = sqlitefile.database_head(fd, st0.st_size)
-        if database and (locked := sqlitefile.shared(fd)):  # as last committed, whole
-            st0 = os.fstat(fd)  # (while a commit holds the lock: as it is, untrusted)
-        size = min(st.st_size, st0.st_size) if st0.st_ino == st.st_ino and not locked \
+        try:  # a database: its committed copy, whole (locked by a commit: as it is, untrusted)
+            got = sqlitefile.committed_copy(fd, path) if database else None
+        except sqlitefile.NoLocks:  # no locks on this file system: read as any file
+            got, database = None, False
+        if got is not None:
+            copy, st0 = got
+        size = min(st.st_size, st0.st_size) if st0.st_ino == st.st_ino and copy < 0 \
             else st0.st_size
-        h, verified, pos = _content(fd, size, None if database else _grown(cached, st0, now_ns),
-                                    now_ns)
+        h, verified, pos = _content(fd if copy < 0 else copy, size,
+                                    None if database else _grown(cached, st0, now_ns), now_ns)
         st1 = os.lstat(path)
     except FileNotFoundError:
         return None
     finally:
-        if locked:
-            sqlitefile.release(fd)
+        if copy >= 0:
+            os.close(copy)
         os.close(fd)
     stable = (
-        (locked or not database)
+        (copy >= 0 or not database)
         and h.size == st0.st_size
         and st1.st_ino == st0.st_ino
         and st1.st_size == st0.st_size

@@ -65,12 +65,16 @@ class FileSender:
                 new = op.new
                 limit = min(st.st_size, new.size) if new is not None else st.st_size
                 # (a big file's first bytes are read off the loop, as its content: a cold disk)
-                snapshot = (await asyncio.to_thread(sqlitefile.database_head, fd, st.st_size)
-                            if st.st_size > CHUNK else sqlitefile.database_head(fd, st.st_size))
+                snapshot = sqlitefile.may_be_database(st.st_size) and (
+                    await asyncio.to_thread(sqlitefile.database_head, fd, st.st_size)
+                    if st.st_size > CHUNK else sqlitefile.database_head(fd, st.st_size))
+                try:
+                    copied = await _committed(fd, local, st.st_size) if snapshot else None
+                except sqlitefile.NoLocks:  # no locks on this file system: as any file
+                    snapshot = False
                 if snapshot:
                     # Sent as last committed, whole: a prefix of a database is no database, so
                     # one grown beyond what was offered waits for the next run.
-                    copied = await _committed(fd, local, st.st_size)
                     os.close(fd)
                     fd, st = copied if copied is not None else (-1, None)
                     if st is not None and new is not None and st.st_size > new.size:
@@ -253,10 +257,11 @@ async def _finished(copying: Awaitable[tuple[int, os.stat_result] | None]
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            made = await job
-            if made is not None:
-                os.close(made[0])
+        while not job.done():  # however often cancelled meanwhile
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(job)
+        if not job.cancelled() and job.exception() is None and (made := job.result()):
+            os.close(made[0])
         raise
 
 

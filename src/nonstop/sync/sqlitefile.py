@@ -25,6 +25,7 @@ database file alone does not hold consistently (see docs/SYNC.md).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -41,6 +42,15 @@ RESERVED_BYTE = PENDING_BYTE + 1
 SHARED_FIRST = PENDING_BYTE + 2
 SHARED_SIZE = 510
 _FLOCK = "hhqqi4x"  # struct flock on 64-bit Linux: type, whence, start, len, pid (0 for OFD)
+# A database larger than this is read as any file: its committed copy would sit in memory
+# (a memfd) while it is hashed or sent, and a PBX's databases are far smaller.
+SNAPSHOT_MAX = 64 << 20
+
+
+class NoLocks(Exception):
+    """The file system has no record locks (ENOLCK, EINVAL, EOPNOTSUPP: some network and FUSE
+    ones, or a kernel before open-file-description locks): sqlite cannot lock there either, and
+    the file is read as any other."""
 
 
 def is_rollback_database(head: bytes) -> bool:
@@ -48,10 +58,16 @@ def is_rollback_database(head: bytes) -> bool:
     return len(head) >= HEAD and head.startswith(MAGIC) and head[18] == 1 and head[19] == 1
 
 
+def may_be_database(size: int) -> bool:
+    """A file of ``size`` bytes may be a database to copy as committed: a multiple of 512 (as
+    every page size), and at most SNAPSHOT_MAX."""
+    return 512 <= size <= SNAPSHOT_MAX and not size % 512
+
+
 def database_head(fd: int, size: int) -> bool:
-    """The open file of ``size`` bytes is a sqlite database in rollback-journal mode (its first
-    bytes say so; only a size that is a multiple of 512, as every page size, is looked at)."""
-    if size < 512 or size % 512:
+    """The open file of ``size`` bytes is a sqlite database in rollback-journal mode that is
+    copied as committed (its first bytes say so; see :func:`may_be_database`)."""
+    if not may_be_database(size):
         return False
     try:
         return is_rollback_database(os.pread(fd, HEAD, 0))
@@ -87,9 +103,7 @@ def without_journals(found: list[tuple[str, str, os.stat_result]]
 
 
 def _lock(fd: int, kind: int, start: int, length: int) -> bool:
-    """Take (or with F_UNLCK let go of) a lock; False if another holds one in the way. A file
-    system that has no locks (ENOLCK, EINVAL, EOPNOTSUPP: some network or FUSE ones) counts
-    as taken: sqlite could not lock there either, and the file is read as any other."""
+    """Take (or with F_UNLCK let go of) a lock; False if another holds one in the way."""
     try:
         fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack(_FLOCK, kind, os.SEEK_SET, start, length,
                                                        0))
@@ -97,7 +111,7 @@ def _lock(fd: int, kind: int, start: int, length: int) -> bool:
         if e.errno in (errno.EAGAIN, errno.EACCES):
             return False
         if e.errno in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
-            return True
+            raise NoLocks(e.strerror) from None
         raise
     return True
 
@@ -114,7 +128,8 @@ def _held_by_other(fd: int, start: int) -> bool:
 
 def shared(fd: int) -> bool:
     """Take sqlite's SHARED lock as its readers do: through the PENDING byte, so that a writer
-    waiting for its EXCLUSIVE lock is not starved, then the shared range."""
+    waiting for its EXCLUSIVE lock is not starved, then the shared range (NoLocks where the
+    file system has none)."""
     if not _lock(fd, fcntl.F_RDLCK, PENDING_BYTE, 1):
         return False
     try:
@@ -126,18 +141,24 @@ def shared(fd: int) -> bool:
 def _hot_journal(fd: int, journal: str) -> bool:
     """A writer died in a commit: its journal is there, not empty and not zeroed, and nobody
     holds the RESERVED lock. The database file is then a mix until sqlite rolls it back."""
-    try:
-        with open(journal, "rb") as fh:
-            head = fh.read(len(JOURNAL_MAGIC))
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+    try:  # never blocks (a FIFO of that name), never follows a link
+        jfd = os.open(journal, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return False
+    try:
+        head = os.read(jfd, len(JOURNAL_MAGIC))
+    except OSError:
+        return False
+    finally:
+        os.close(jfd)
     return head == JOURNAL_MAGIC and not _held_by_other(fd, RESERVED_BYTE)
 
 
 def committed_copy(fd: int, path: str) -> tuple[int, os.stat_result] | None:
     """A memory file holding the database open at ``fd`` as last committed, and the file's
     stat at that moment; None while a writer holds it or a dead writer's journal waits for
-    its rollback (try again later). The caller closes the memory file."""
+    its rollback (try again later); NoLocks where the file system has no locks. The caller
+    closes the memory file."""
     if not shared(fd):
         return None
     try:
@@ -164,3 +185,13 @@ def committed_copy(fd: int, path: str) -> tuple[int, os.stat_result] | None:
 def release(fd: int) -> None:
     """Let go of the SHARED lock :func:`shared` took."""
     _lock(fd, fcntl.F_UNLCK, SHARED_FIRST, SHARED_SIZE)
+
+
+def drop_stale_journal(path: str, size: int) -> None:
+    """``path`` was just replaced by a peer's committed copy of ``size`` bytes: a journal of
+    this node's beside it (a hot one, left by a crash here) belongs to the old file, and
+    sqlite would roll the new one back with it. It goes."""
+    if may_be_database(size) and os.path.isfile(path + JOURNAL_SUFFIX) and is_journal(
+            path + JOURNAL_SUFFIX):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + JOURNAL_SUFFIX)
