@@ -32,6 +32,8 @@ import os
 import stat
 import struct
 
+from nonstop.errors import MachineError
+
 MAGIC = b"SQLite format 3\x00"
 HEAD = 20  # the magic and the write/read format versions at 18-19 (1: rollback journal)
 JOURNAL_SUFFIX = "-journal"
@@ -47,7 +49,7 @@ _FLOCK = "hhqqi4x"  # struct flock on 64-bit Linux: type, whence, start, len, pi
 SNAPSHOT_MAX = 64 << 20
 
 
-class NoLocks(Exception):
+class NoLocks(MachineError):
     """The file system has no record locks (ENOLCK, EINVAL, EOPNOTSUPP: some network and FUSE
     ones, or a kernel before open-file-description locks): sqlite cannot lock there either, and
     the file is read as any other."""
@@ -111,7 +113,7 @@ def _lock(fd: int, kind: int, start: int, length: int) -> bool:
         if e.errno in (errno.EAGAIN, errno.EACCES):
             return False
         if e.errno in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
-            raise NoLocks(e.strerror) from None
+            raise NoLocks(e.errno, e.strerror) from None
         raise
     return True
 
