@@ -40,6 +40,7 @@ from nonstop.sync.server import receive_files
 from nonstop.sync.session import ClientSession
 from nonstop.sync.state import FileState
 from nonstop.sync.transport import Channel, client_handshake, connect, next_event
+from nonstop.tasks import in_thread
 
 if TYPE_CHECKING:
     from nonstop.sync.node import Node
@@ -360,7 +361,7 @@ class Client:
                 if isinstance(ev, Results):
                     await take(ev)
                 elif isinstance(ev, Signature):
-                    await asyncio.to_thread(delta.signature, ev.piece)
+                    await in_thread(delta.signature, ev.piece)
                 elif isinstance(ev, SignatureEnd):
                     break
                 else:
@@ -368,7 +369,7 @@ class Client:
             if not ev.ok:
                 delta.close()
                 return None
-            await asyncio.to_thread(delta.signature, b"", True)
+            await in_thread(delta.signature, b"", True)
             return delta
         except rdiff.RdiffError as e:
             delta.close()

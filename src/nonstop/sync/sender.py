@@ -9,7 +9,6 @@ as last committed, copied under sqlite's own lock (sqlitefile).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ from nonstop.sync.session import ClientSession, ServerSession
 from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.transport import Channel
+from nonstop.tasks import in_thread, in_thread_made
 
 # Below this size a file is sent whole: a signature round trip costs more than the bytes.
 DELTA_MIN = 64 * 1024
@@ -66,7 +66,7 @@ class FileSender:
                 limit = min(st.st_size, new.size) if new is not None else st.st_size
                 # (a big file's first bytes are read off the loop, as its content: a cold disk)
                 snapshot = sqlitefile.may_be_database(st.st_size) and (
-                    await asyncio.to_thread(sqlitefile.database_head, fd, st.st_size)
+                    await in_thread(sqlitefile.database_head, fd, st.st_size)
                     if st.st_size > CHUNK else sqlitefile.database_head(fd, st.st_size))
                 try:
                     copied = await _committed(fd, local, st.st_size) if snapshot else None
@@ -161,7 +161,7 @@ class FileSender:
         blocks = (seen.blocks if seen is not None and seen.state.digest == new.digest
                   and blocks_match(seen.blocks, new.size, new.digest) else b"")
         if have.append and blocks and have.size <= limit:
-            h = await asyncio.to_thread(prefix_hasher, fd, blocks, have.size, have.digest)
+            h = await in_thread(prefix_hasher, fd, blocks, have.size, have.digest)
             if h is not None:
                 assert isinstance(self.session, ClientSession)
                 self.chan.send(self.session.start_append(index, have.size))
@@ -215,16 +215,16 @@ class FileSender:
         big = limit - pos > CHUNK
         while pos < limit:
             n = min(CHUNK, limit - pos)
-            chunk = (await asyncio.to_thread(_read_chunk, fd, n, pos, hasher) if big
+            chunk = (await in_thread(_read_chunk, fd, n, pos, hasher) if big
                      else _read_chunk(fd, n, pos, hasher))
             if not chunk:
                 break
             pos += len(chunk)
-            out = chunk if delta is None else await asyncio.to_thread(delta.feed, chunk)
+            out = chunk if delta is None else await in_thread(delta.feed, chunk)
             self.chan.send_all(self.session.data(out))
             await self.chan.drain(1 << 20)
         if delta is not None:
-            self.chan.send_all(self.session.data(await asyncio.to_thread(delta.feed, b"", True)))
+            self.chan.send_all(self.session.data(await in_thread(delta.feed, b"", True)))
         return pos
 
 
@@ -241,28 +241,17 @@ async def _committed(fd: int, path: str, size: int) -> tuple[int, os.stat_result
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SQLITE_WAIT_S
     while True:
-        copied = (await _finished(asyncio.to_thread(sqlitefile.committed_copy, fd, path))
+        copied = (await in_thread_made(_close_copy, sqlitefile.committed_copy, fd, path)
                   if size > CHUNK else sqlitefile.committed_copy(fd, path))
         if copied is not None or loop.time() >= deadline:
             return copied
         await asyncio.sleep(SQLITE_RETRY_S)
 
 
-async def _finished(copying: Awaitable[tuple[int, os.stat_result] | None]
-                    ) -> tuple[int, os.stat_result] | None:
-    """The copy made in a worker thread. Cancelled meanwhile, it waits for the thread (a copy
-    within the page cache) before the cancellation goes on: the caller then closes the file
-    the thread reads, and a copy the thread made is closed here, not leaked."""
-    job = asyncio.ensure_future(copying)
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        while not job.done():  # however often cancelled meanwhile
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.shield(job)
-        if not job.cancelled() and job.exception() is None and (made := job.result()):
-            os.close(made[0])
-        raise
+def _close_copy(made: tuple[int, os.stat_result] | None) -> None:
+    """A copy made for a push cancelled meanwhile (in_thread_made): closed, not leaked."""
+    if made is not None:
+        os.close(made[0])
 
 
 def _read_chunk(fd: int, n: int, pos: int, h: Hasher | None) -> bytes:

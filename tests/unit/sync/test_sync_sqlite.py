@@ -200,7 +200,8 @@ def test_only_a_databases_journal_is_one(tmp_path: Path) -> None:
 
 
 async def test_a_cancelled_copy_waits_for_its_thread_and_leaks_nothing() -> None:
-    from nonstop.sync.sender import _finished
+    from nonstop.sync.sender import _close_copy
+    from nonstop.tasks import in_thread_made
 
     made: list[int] = []
 
@@ -210,7 +211,7 @@ async def test_a_cancelled_copy_waits_for_its_thread_and_leaks_nothing() -> None
         made.append(fd)
         return fd, os.fstat(fd)
 
-    task = asyncio.ensure_future(_finished(asyncio.to_thread(copy)))
+    task = asyncio.ensure_future(in_thread_made(_close_copy, copy))
     await asyncio.sleep(0.05)
     task.cancel()
     await asyncio.sleep(0.05)
