@@ -487,8 +487,8 @@ class Replicator:
             self._failed(report.problems[-1], started, len(report.problems))
             return report
         if report.problems:  # only dead peers' boxes not reached: lag, not a failing burst
-            self._status["last_error"] = report.problems[-1]  # (whose retries wait)
-            if self._active:
+            if self._active:  # (a standby's pushes are over: no error left unresolved)
+                self._status["last_error"] = report.problems[-1]  # (whose retries wait)
                 self._unsent_since = self._unsent_since or started
             return report
         if self._failing:
@@ -519,12 +519,17 @@ class Replicator:
 
     def _failed(self, error: str, started: float, count: int = 1) -> None:
         """A run that did not reach the peers: status, and the log once per burst."""
-        self._status.update(last_error=error, last_sync_ok=False)
         self._retry_at = time.monotonic() + self.retry_interval
-        if not self._active:  # a push that ended after a release: nothing is retried
+        if not self._active:
+            # A push that ended after a release: nothing is retried, so it is no unresolved
+            # error (status showed it as one for as long as the node stayed standby); the
+            # problem and its time stay in last_problem.
+            self._status.update(last_sync_ok=False, last_problem={
+                "at": round(time.time(), 3), "text": error})
             _log.warning("replication failed: %s (this node is standby now: its changes go "
                          "out when it holds the group again)", error)
             return
+        self._status.update(last_error=error, last_sync_ok=False)
         self._unsent_since = self._unsent_since or started
         if not self._failing:
             more = f" (and {count - 1} more problem(s))" if count > 1 else ""

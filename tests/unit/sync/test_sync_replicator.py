@@ -179,6 +179,12 @@ async def test_a_push_that_fails_after_the_release_counts_no_lag(tmp_path: Path)
         assert r1.status()["lag_s"] == 0.0
         assert r1.status()["last_sync_ok"] is False  # the failure itself is still shown
         assert r1._failing == 0  # a standby retries nothing, and says so
+        # ... but not as an unresolved error: a standby showed it as last_error for as long
+        # as it stayed standby (a holder's refusal of the push it began as the split brain
+        # healed, in a trial with the daemons)
+        assert r1.status()["last_error"] is None
+        problem = r1.status()["last_problem"]
+        assert problem is not None and problem["text"] == "connection to vpbx1-2 failed"
     finally:
         await _close(n1, n2, r1)
 
