@@ -322,10 +322,11 @@ class Client:
                     records.append((op.src, None))
                     run.applied.append(op.src)
                 run.applied.append(op.name)
-            self._tell(res, op, run)
+            # (None: streamed without a content, as it changed or went while it was read)
+            self._tell(res, op, run, unread=i in finals and finals[i] is None)
         await asyncio.to_thread(self.node.db.record_sent, run.peer, records)
 
-    def _tell(self, res: Result, op: Op, run: _Run) -> None:
+    def _tell(self, res: Result, op: Op, run: _Run, unread: bool = False) -> None:
         """Say what came of one operation (and note what failed or was lost)."""
         out, peer = self.node.out, run.peer
         if res.applied:
@@ -346,6 +347,8 @@ class Client:
             run.report.problems.append(f"{peer}: {res.message or op.name}")
             if res.status == "conflict":
                 run.report.conflicts.append(run.report.problems[-1])
+            elif unread and res.status == "error":
+                run.report.changing.append(run.report.problems[-1])
             out(0, f"{peer}: {res.status}: {res.message or op.name}")
 
     async def _delta_start(self, link: Link, index: int, have: Basis,

@@ -48,6 +48,9 @@ class Report:
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # the problems that are conflicts
+    # The problems that are files not sent because they changed or went while read: the run
+    # their own change brings sends them (the daemon counts no failure for them).
+    changing: list[str] = field(default_factory=list)
     sent_names: list[str] = field(default_factory=list)
     bytes_sent: int = 0  # frame bytes to the peers (before TLS)
     bytes_received: int = 0
@@ -62,6 +65,7 @@ class Report:
             self.count(k, v)
         self.problems += run.problems
         self.conflicts += run.conflicts
+        self.changing += run.changing
         self.sent_names += run.sent_names
         self.bytes_sent += run.bytes_sent
         self.bytes_received += run.bytes_received

@@ -482,13 +482,19 @@ class Replicator:
         self._status["dirty"] = dirty
         self._status["bytes_sent"] = self._status.get("bytes_sent", 0) + report.bytes_sent
         self._sent += sum(report.counts.values())
-        if report.problems and (len(report.problems) > len(report.unreached)
-                                or not set(report.unreached) <= self.dead):
-            self._failed(report.problems[-1], started, len(report.problems))
+        # A file that changed (or went) while it was read is no failure: that change's own
+        # event brings the next run within the debounce, as any change does. Counted as one,
+        # it held every other change back for the retry interval (5 s) and said "replication
+        # failed" (a config rewritten in place as it was pushed, in a trial).
+        changing = set(report.changing)
+        problems = [p for p in report.problems if p not in changing]
+        if problems and (len(problems) > len(report.unreached)
+                         or not set(report.unreached) <= self.dead):
+            self._failed(problems[-1], started, len(problems))
             return report
-        if report.problems:  # only dead peers' boxes not reached: lag, not a failing burst
+        if problems:  # only dead peers' boxes not reached: lag, not a failing burst
             if self._active:  # (a standby's pushes are over: no error left unresolved)
-                self._status["last_error"] = report.problems[-1]  # (whose retries wait)
+                self._status["last_error"] = problems[-1]  # (whose retries wait)
                 self._unsent_since = self._unsent_since or started
             return report
         if self._failing:

@@ -189,6 +189,35 @@ async def test_a_push_that_fails_after_the_release_counts_no_lag(tmp_path: Path)
         await _close(n1, n2, r1)
 
 
+async def test_a_file_that_changed_while_it_was_read_is_no_failed_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config rewritten in place as it was pushed (a trial with the daemons): its "not sent"
+    counted as a failed run, so "replication failed" was logged, last_error set, and every
+    other change held back for the retry interval, though that rewrite's own event brings
+    the next run at once."""
+    n1, n2 = _nodes(tmp_path)
+    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=3600, serve=False)
+    changed = ("vpbx1-2: /etc/asterisk/sip.conf: not sent: it changed or vanished on vpbx1-1 "
+               "while it was read (the next run sends it)")
+    refused = "vpbx1-2: /etc/asterisk/sip.conf: write failed on vpbx1-2: No space left"
+    outcome = Report(problems=[changed], changing=[changed])
+
+    async def update() -> Report:
+        return outcome
+
+    monkeypatch.setattr(n1.node, "update", update)
+    try:
+        r1.set_active(True)
+        await r1._sync(None)
+        assert r1._failing == 0 and r1._retry_at <= time.monotonic()
+        assert r1.status()["last_error"] is None
+        outcome = Report(problems=[changed, refused], changing=[changed])
+        await r1._sync(None)  # a real failure beside it still counts, and is the one shown
+        assert r1._failing == 1 and r1.status()["last_error"] == refused
+    finally:
+        await _close(n1, n2, r1)
+
+
 async def test_other_files_arrive_while_a_log_grows_all_the_time(tmp_path: Path) -> None:
     n1, n2 = _nodes(tmp_path)
     log = n1.write("/var/spool/asterisk/full.log", b"start\n" * 500_000)

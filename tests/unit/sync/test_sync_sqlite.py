@@ -118,6 +118,7 @@ async def test_a_file_rewritten_larger_after_the_scan_is_not_sent_cut_short(
             fh.write(new)
         report = await n1.node.update()
         assert [p for p in report.problems if "not sent: it changed" in p], report.problems
+        assert report.changing == report.problems  # the daemon's next run sends it: no failure
         assert n2.path(conf).read_bytes() == old
         assert await n1.sync() == []
         assert n2.path(conf).read_bytes() == new
