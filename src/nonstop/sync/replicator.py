@@ -123,9 +123,13 @@ class Replicator:
         a standby whose replica is full said so only in its log."""
         def noted(level: int, msg: str) -> None:
             if level <= 0:
-                self._status["last_problem"] = {"at": round(time.time(), 3), "text": msg}
+                self._note_problem(msg)
             out(level, msg)
         return noted
+
+    def _note_problem(self, text: str) -> None:
+        """Status's ``last_problem``: the last warning of replication here, with its time."""
+        self._status["last_problem"] = {"at": round(time.time(), 3), "text": text}
 
     def note_standby_refused(self, text: str) -> None:
         """Show in status that a ``nonstop standby`` was refused for replication (``text``:
@@ -530,8 +534,8 @@ class Replicator:
             # A push that ended after a release: nothing is retried, so it is no unresolved
             # error (status showed it as one for as long as the node stayed standby); the
             # problem and its time stay in last_problem.
-            self._status.update(last_sync_ok=False, last_problem={
-                "at": round(time.time(), 3), "text": error})
+            self._status["last_sync_ok"] = False
+            self._note_problem(error)
             _log.warning("replication failed: %s (this node is standby now: its changes go "
                          "out when it holds the group again)", error)
             return
