@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import select
 import time
@@ -87,6 +88,11 @@ class Replicator:
         # failed runs, so lag_s is the age of that change, not of the last retry).
         self._unsent_since: float | None = None
         self._failing = 0  # failed runs in a row (the first of a burst is logged)
+        # The conflicts the last run met (csync2's `auto none`: left alone until resolved). They
+        # hold no other change back, as a failing burst does: one line a standby wrote to the
+        # Asterisk log made every change wait 5 s, for as long as the conflict stood.
+        self._conflicts: list[str] = []
+        self._recheck_at = math.inf  # while conflicts stand: their next try (dirty names only)
         # While failing, a change waits for the retry instead of starting a run at once: each
         # run sends the whole backlog again (a read-only replica for 20 s took 128 runs and
         # 67x the data).
@@ -178,6 +184,7 @@ class Replicator:
             self._hints.clear()
             self._first_hint = None
             self._unsent_since = None
+            self._conflicts, self._recheck_at = [], math.inf
             self._status["last_error"] = None  # its pushes are over (last_problem keeps it)
         self._wake.set()
 
@@ -200,7 +207,7 @@ class Replicator:
 
     def failing(self) -> str | None:
         """Why this node's pushes fail now (its last run failed), if they do."""
-        if not self._failing:
+        if not self._failing and not self._conflicts:
             return None
         return str(self._status["last_error"] or "the last push failed")
 
@@ -417,7 +424,7 @@ class Replicator:
     async def _run(self) -> None:
         next_full = time.monotonic()
         while True:
-            timeout = max(0.0, next_full - time.monotonic())
+            timeout = max(0.0, min(next_full, self._recheck_at) - time.monotonic())
             # Not asyncio.wait_for: in Python 3.11 it drops a cancellation (stop()) that
             # arrives as the event is set (gh-86296), and this loop then ran on for ever.
             with contextlib.suppress(TimeoutError):
@@ -457,12 +464,12 @@ class Replicator:
             scopes: list[Scope] | None = None if full else sorted(hints.items())
             async with self._lock:
                 started = time.monotonic()
-                report = await self._sync(scopes)
+                await self._sync(scopes)
                 if full:
                     self._full_scan_at = started
             if full:
                 next_full = time.monotonic() + self.full_scan_interval
-            if report.problems:
+            if self._failing:  # a scan that failed lost its hints: the retry scans it all
                 next_full = min(next_full, time.monotonic() + self.retry_interval)
 
     async def _sync(self, scopes: list[Scope] | None) -> Report:
@@ -492,18 +499,21 @@ class Replicator:
         # failed" (a config rewritten in place as it was pushed, in a trial).
         changing = set(report.changing)
         problems = [p for p in report.problems if p not in changing]
-        if problems and (len(problems) > len(report.unreached)
-                         or not set(report.unreached) <= self.dead):
-            self._failed(problems[-1], started, len(problems))
+        conflicts = set(report.conflicts)
+        others = [p for p in problems if p not in conflicts]
+        if others and (len(others) > len(report.unreached)
+                       or not set(report.unreached) <= self.dead):
+            self._failed(others[-1], started, len(problems))
             return report
-        if problems:  # only dead peers' boxes not reached: lag, not a failing burst
+        if self._failing and not others:
+            _log.warning("replication works again after %d failed run(s)", self._failing)
+            self._failing = 0
+        self._standing([p for p in problems if p in conflicts] if self._active else [])
+        if problems:  # conflicts, or dead peers' boxes not reached: lag, not a failing burst
             if self._active:  # (a standby's pushes are over: no error left unresolved)
                 self._status["last_error"] = problems[-1]  # (whose retries wait)
                 self._unsent_since = self._unsent_since or started
             return report
-        if self._failing:
-            _log.warning("replication works again after %d failed run(s)", self._failing)
-        self._failing = 0
         self._status["last_error"] = None  # over (last_problem keeps it, with its time)
         if dirty:
             # Sent what it could, but names stay dirty (changed again while sent, or kept for
@@ -513,6 +523,18 @@ class Replicator:
         else:
             self._unsent_since = None
         return report
+
+    def _standing(self, conflicts: list[str]) -> None:
+        """Note the conflicts the last run met, saying when some begin to stand and when none
+        is left (each file's own line is the push's, once per window)."""
+        if conflicts and not self._conflicts:
+            _log.warning("replication: %d file(s) in conflict, each left alone until it is "
+                         "resolved; other changes go on", len(conflicts))
+        elif self._conflicts and not conflicts:
+            _log.info("replication: no conflict left")
+        self._conflicts = conflicts
+        # Offered again (the dirty names alone, no scan) until resolved.
+        self._recheck_at = time.monotonic() + self.retry_interval if conflicts else math.inf
 
     def _summarize(self) -> None:
         """Once a minute at most, one info line of what was sent and received."""
@@ -530,6 +552,7 @@ class Replicator:
     def _failed(self, error: str, started: float, count: int = 1) -> None:
         """A run that did not reach the peers: status, and the log once per burst."""
         self._retry_at = time.monotonic() + self.retry_interval
+        self._recheck_at = math.inf  # the retry's full scan offers them again
         if not self._active:
             # A push that ended after a release: nothing is retried, so it is no unresolved
             # error (status showed it as one for as long as the node stayed standby); the

@@ -218,6 +218,47 @@ async def test_a_file_that_changed_while_it_was_read_is_no_failed_run(
         await _close(n1, n2, r1)
 
 
+async def test_a_standing_conflict_holds_no_other_change_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """After a healed split brain the standby had written one line to the Asterisk log: with
+    `auto none` every push of it met a conflict, every run counted as failed, and every other
+    change waited for the 5 s retry for as long as the conflict stood."""
+    caplog.set_level(logging.INFO, logger="nonstop.sync")
+    n1, n2 = _nodes(tmp_path)
+    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=3.0)
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    await r1.start()
+    await r2.start()
+    log = "/var/log/asterisk/full"
+    try:
+        r1.set_active(True)
+        n1.write(log, "line 1\n")
+        await _wait(lambda: n2.path(log).exists())
+        n2.write(log, "line 1\nthe standby's line\n")  # written there: the peer's own copy
+        n1.write(log, "line 1\nline 2\n")
+        await _wait(lambda: r1.status()["last_error"] is not None)
+        why = r1.failing()
+        assert why is not None and "changed on both" in why, why  # `standby` still waits
+        for i in range(5):
+            t0 = time.monotonic()
+            n1.write(f"/etc/asterisk/edit{i}.conf", f"edit {i}\n")
+            waited = await _wait(lambda i=i: n2.path(f"/etc/asterisk/edit{i}.conf").exists())
+            assert waited < 1.5, (i, waited, time.monotonic() - t0)  # not the retry's 3 s
+        st = r1.status()
+        assert "changed on both" in st["last_error"] and st["dirty"] == 1 and st["lag_s"] > 0
+        assert n2.path(log).read_text() == "line 1\nthe standby's line\n"  # left alone
+        said = [r.getMessage() for r in caplog.records if "in conflict" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith("replication: 1 file(s) in conflict")
+        assert not [r for r in caplog.records if "replication failed" in r.getMessage()]
+        n2.write(log, "line 1\nline 2\n")  # resolved by hand: the same content on both
+        await _wait(lambda: r1.failing() is None)  # the retry found it resolved
+        st = r1.status()
+        assert st["last_error"] is None and st["dirty"] == 0 and st["lag_s"] == 0.0
+        assert any(r.getMessage() == "replication: no conflict left" for r in caplog.records)
+    finally:
+        await _close(n1, n2, r1, r2)
+
+
 async def test_other_files_arrive_while_a_log_grows_all_the_time(tmp_path: Path) -> None:
     n1, n2 = _nodes(tmp_path)
     log = n1.write("/var/spool/asterisk/full.log", b"start\n" * 500_000)
