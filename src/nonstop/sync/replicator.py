@@ -178,13 +178,17 @@ class Replicator:
             self._full_due = True
             if self._catch_up_task is not None:
                 self._catch_up_task.cancel()  # its own full push sends all that, and more
+        elif self._active and not active:
+            # A release: what never left (a push that failed as a split brain healed) is
+            # offered, unforced, as a returning node's is; a holder takes only what it lacks.
+            self._catch_up_due, self._catch_up_tries = True, 0
         self._active = active
         self._status["active"] = active
         if not active:
             self._hints.clear()
             self._first_hint = None
             self._unsent_since = None
-            self._conflicts, self._recheck_at = [], math.inf
+            self._conflicts, self._recheck_at, self._failing = [], math.inf, 0
             self._status["last_error"] = None  # its pushes are over (last_problem keeps it)
         self._wake.set()
 

@@ -259,6 +259,31 @@ async def test_a_standing_conflict_holds_no_other_change_back(
         await _close(n1, n2, r1, r2)
 
 
+async def test_what_the_last_pushes_before_a_release_missed_is_offered_after_it(
+        tmp_path: Path) -> None:
+    """A split brain's loser: its push of a split-time voicemail failed as the cable came
+    back (the keeper's box not reached yet), then it released the group, and as a standby it
+    never offered that voicemail again: the keeper never had it (a namespace test, 1 run in
+    14)."""
+    n1, n2 = _nodes(tmp_path)
+    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=0.3)
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    vm = "/var/spool/asterisk/voicemail/default/1000/INBOX/msg0001.txt"
+    await r1.start()  # vpbx1-2's replication is not up yet: nothing answers there
+    try:
+        r1.set_active(True)
+        n1.write(vm, b"left during the split")
+        await _wait(lambda: r1.status()["last_sync_ok"] is False)
+        r1.set_active(False)  # it lost the split brain: the group is vpbx1-2's
+        n2.node.push_refusal = lambda peer: f"vpbx1-2 holds the group, {peer} none"
+        await r2.start()
+        await _wait(lambda: n2.path(vm).exists())  # taken: the holder never had it
+        assert n2.path(vm).read_bytes() == b"left during the split"
+        assert r1.status()["last_error"] is None and r1.failing() is None
+    finally:
+        await _close(n1, n2, r1, r2)
+
+
 async def test_other_files_arrive_while_a_log_grows_all_the_time(tmp_path: Path) -> None:
     n1, n2 = _nodes(tmp_path)
     log = n1.write("/var/spool/asterisk/full.log", b"start\n" * 500_000)
