@@ -36,6 +36,9 @@ _log = logging.getLogger("nonstop.sync")
 MASTER_SCRIPT_PATHS = ("/var/log/asterisk", "/etc/asterisk")
 STATUS_PATHS = 10  # skipped paths named in status (all are counted)
 CATCH_UP_TRIES = 12  # a returning node offers its never-sent changes at most this often
+# A failing burst's first retry (then twice as late each, up to the retry interval): a rebooted
+# peer is heard before its replication listens, and its backlog waited 5 s (the demo's).
+FIRST_RETRY_S = 0.5
 SUMMARY_S = 60.0  # the log's line of what replication did, at most this often
 
 
@@ -88,11 +91,10 @@ class Replicator:
         # failed runs, so lag_s is the age of that change, not of the last retry).
         self._unsent_since: float | None = None
         self._failing = 0  # failed runs in a row (the first of a burst is logged)
-        # The conflicts the last run met (csync2's `auto none`: left alone until resolved). They
-        # hold no other change back, as a failing burst does: one line a standby wrote to the
-        # Asterisk log made every change wait 5 s, for as long as the conflict stood.
+        # The conflicts the last run met (`auto none`: left alone until resolved); unlike a
+        # failing burst they hold no other change back (_standing).
         self._conflicts: list[str] = []
-        self._recheck_at = math.inf  # while conflicts stand: their next try (dirty names only)
+        self._recheck_at = math.inf  # the next try of the dirty names alone (no scan)
         # While failing, a change waits for the retry instead of starting a run at once: each
         # run sends the whole backlog again (a read-only replica for 20 s took 128 runs and
         # 67x the data).
@@ -498,9 +500,8 @@ class Replicator:
         self._status["bytes_sent"] = self._status.get("bytes_sent", 0) + report.bytes_sent
         self._sent += sum(report.counts.values())
         # A file that changed (or went) while it was read is no failure: that change's own
-        # event brings the next run within the debounce, as any change does. Counted as one,
-        # it held every other change back for the retry interval (5 s) and said "replication
-        # failed" (a config rewritten in place as it was pushed, in a trial).
+        # event brings the next run. Counted as one, it held every other change back for the
+        # retry interval (a config rewritten in place as it was pushed, in a trial).
         changing = set(report.changing)
         problems = [p for p in report.problems if p not in changing]
         conflicts = set(report.conflicts)
@@ -530,7 +531,8 @@ class Replicator:
 
     def _standing(self, conflicts: list[str]) -> None:
         """Note the conflicts the last run met, saying when some begin to stand and when none
-        is left (each file's own line is the push's, once per window)."""
+        is left (each file's own line is the push's, once per window). Counted as a failing
+        burst, one line a standby wrote to the Asterisk log made every change wait 5 s."""
         if conflicts and not self._conflicts:
             _log.warning("replication: %d file(s) in conflict, each left alone until it is "
                          "resolved; other changes go on", len(conflicts))
@@ -555,9 +557,12 @@ class Replicator:
 
     def _failed(self, error: str, started: float, count: int = 1) -> None:
         """A run that did not reach the peers: status, and the log once per burst."""
-        self._retry_at = time.monotonic() + self.retry_interval
-        self._recheck_at = math.inf  # the retry's full scan offers them again
+        delay = min(self.retry_interval, FIRST_RETRY_S * 2 ** self._failing)
+        self._retry_at = time.monotonic() + delay
+        # Until the retry interval's full scan (a failed scan lost its hints), the dirty names.
+        self._recheck_at = self._retry_at if delay < self.retry_interval else math.inf
         if not self._active:
+            self._recheck_at = math.inf  # a standby retries nothing
             # A push that ended after a release: nothing is retried, so it is no unresolved
             # error (status showed it as one for as long as the node stayed standby); the
             # problem and its time stay in last_problem.
@@ -570,6 +575,6 @@ class Replicator:
         self._unsent_since = self._unsent_since or started
         if not self._failing:
             more = f" (and {count - 1} more problem(s))" if count > 1 else ""
-            _log.warning("replication failed: %s%s; retrying every %.0f s, changes kept",
-                         error, more, self.retry_interval)
+            _log.warning("replication failed: %s%s; retrying in %.1f s, then up to every "
+                         "%.0f s, changes kept", error, more, delay, self.retry_interval)
         self._failing += 1

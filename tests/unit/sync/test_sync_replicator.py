@@ -167,6 +167,28 @@ async def test_changes_during_a_failing_burst_wait_for_the_retry(tmp_path: Path)
         await _close(n1, n2, r1)
 
 
+async def test_the_first_retries_of_a_failing_burst_come_sooner(tmp_path: Path) -> None:
+    """A rebooted peer is heard before its replication listens (its start-up scan comes
+    first): the holder's push at once failed, and the backlog waited the whole retry interval
+    (the demo: "replication resumed" 5.05 s after the old node rejoined)."""
+    n1, n2 = _nodes(tmp_path)
+    r1 = Replicator(n1.node, full_scan_interval=3600)  # retry_interval: 5 s, as shipped
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    vm = "/var/spool/asterisk/voicemail/default/1000/INBOX/msg0002.txt"
+    await r1.start()
+    try:
+        r1.set_active(True)
+        n1.write(vm, b"left while vpbx1-2 was down")
+        await _wait(lambda: r1.status()["last_sync_ok"] is False)  # nothing listens yet
+        failed = time.monotonic()
+        await r2.start()  # ... and now it does
+        await _wait(lambda: n2.path(vm).exists(), 4.0)  # the first retries: 0.5 s, then 1 s
+        assert time.monotonic() - failed < 4.0
+        await _wait(lambda: r1.status()["last_error"] is None)
+    finally:
+        await _close(n1, n2, r1, r2)
+
+
 async def test_a_push_that_fails_after_the_release_counts_no_lag(tmp_path: Path) -> None:
     """A push planned while active that failed after the node became standby set the lag
     again: the standby showed 18 s of lag and a dirty name for ever."""
