@@ -212,7 +212,7 @@ class Replicator:
             self._wake.set()  # a standby's catch-up that found no one: try it again
 
     def failing(self) -> str | None:
-        """Why this node's pushes fail now (its last run failed), if they do."""
+        """Why this node's pushes fail now (its last run failed or met conflicts), if so."""
         if not self._failing and not self._conflicts:
             return None
         return str(self._status["last_error"] or "the last push failed")
