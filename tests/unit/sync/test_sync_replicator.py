@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sync_harness
@@ -35,6 +36,17 @@ async def _close(n1: sync_harness.TestNode, n2: sync_harness.TestNode,
     n2.node.close()
 
 
+async def _started(tmp_path: Path, **active: Any) -> tuple[
+        sync_harness.TestNode, sync_harness.TestNode, Replicator, Replicator]:
+    """Both nodes' replicators running (vpbx1-1's with ``active``'s settings), both standby."""
+    n1, n2 = _nodes(tmp_path)
+    r1 = Replicator(n1.node, full_scan_interval=3600, **active)
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    await r1.start()
+    await r2.start()
+    return n1, n2, r1, r2
+
+
 async def _wait(pred: object, timeout: float = 10.0) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -46,11 +58,7 @@ async def _wait(pred: object, timeout: float = 10.0) -> float:
 
 async def test_active_replicates_within_a_second_and_standby_never_pushes(
         tmp_path: Path) -> None:
-    n1, n2 = _nodes(tmp_path)
-    r1 = Replicator(n1.node, full_scan_interval=3600)
-    r2 = Replicator(n2.node, full_scan_interval=3600)
-    await r1.start()
-    await r2.start()
+    n1, n2, r1, r2 = await _started(tmp_path)
     try:
         r1.set_active(True)
         r2.set_active(False)
@@ -246,11 +254,7 @@ async def test_a_standing_conflict_holds_no_other_change_back(
     `auto none` every push of it met a conflict, every run counted as failed, and every other
     change waited for the 5 s retry for as long as the conflict stood."""
     caplog.set_level(logging.INFO, logger="nonstop.sync")
-    n1, n2 = _nodes(tmp_path)
-    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=3.0)
-    r2 = Replicator(n2.node, full_scan_interval=3600)
-    await r1.start()
-    await r2.start()
+    n1, n2, r1, r2 = await _started(tmp_path, retry_interval=3.0)
     log = "/var/log/asterisk/full"
     try:
         r1.set_active(True)
@@ -494,11 +498,7 @@ async def test_a_hand_offs_last_push_takes_what_was_just_written_and_skips_when_
         tmp_path: Path) -> None:
     """What a stopping service wrote a moment ago is in the last push (inotify read at once,
     no debounce); with nothing changed since, no scan and no connection."""
-    n1, n2 = _nodes(tmp_path)
-    r1 = Replicator(n1.node, full_scan_interval=3600, debounce=30, max_delay=60, serve=False)
-    r2 = Replicator(n2.node, full_scan_interval=3600)
-    await r1.start()
-    await r2.start()
+    n1, n2, r1, r2 = await _started(tmp_path, debounce=30, max_delay=60, serve=False)
     try:
         r1.set_active(True)
         await _wait(lambda: r1.status()["syncs"] >= 1)  # the initial full scan
@@ -526,11 +526,7 @@ async def test_a_node_back_from_a_crash_says_and_offers_what_it_never_sent(
     voicemail recorded in its last second lived on it alone (a user trial). It now scans once
     before it receives, names those changes, and offers them: the new holder takes the
     voicemail, not the edit, which its force-sync replaces (a backup is kept)."""
-    n1, n2 = _nodes(tmp_path)
-    r1 = Replicator(n1.node, full_scan_interval=3600)
-    r2 = Replicator(n2.node, full_scan_interval=3600)
-    await r1.start()
-    await r2.start()
+    n1, n2, r1, r2 = await _started(tmp_path)
     vm = "/var/spool/asterisk/voicemail/default/1000/INBOX/msg0007.wav"
     try:
         r1.set_active(True)
