@@ -36,9 +36,8 @@ _log = logging.getLogger("nonstop.sync")
 MASTER_SCRIPT_PATHS = ("/var/log/asterisk", "/etc/asterisk")
 STATUS_PATHS = 10  # skipped paths named in status (all are counted)
 CATCH_UP_TRIES = 12  # a returning node offers its never-sent changes at most this often
-# A failing burst's first retry (then twice as late each, up to the retry interval): a rebooted
-# peer is heard before its replication listens, and its backlog waited 5 s (the demo's).
-FIRST_RETRY_S = 0.5
+# A failing burst's first retry, each next one twice as late up to the retry interval (a
+FIRST_RETRY_S = 0.5  # rebooted peer is heard before its replication listens: docs/SYNC.md)
 SUMMARY_S = 60.0  # the log's line of what replication did, at most this often
 
 
@@ -60,17 +59,9 @@ def force_paths(matchers: Sequence[Matcher]) -> tuple[str, ...]:
 class Replicator:
     """One node's replication service inside the daemon."""
 
-    def __init__(
-        self,
-        node: Node,
-        *,
-        debounce: float = 0.05,
-        max_delay: float = 0.25,
-        full_scan_interval: float = 60.0,
-        retry_interval: float = 5.0,
-        serve: bool = True,
-        watch: bool = True,
-    ) -> None:
+    def __init__(self, node: Node, *, debounce: float = 0.05, max_delay: float = 0.25,
+                 full_scan_interval: float = 60.0, retry_interval: float = 5.0,
+                 serve: bool = True, watch: bool = True) -> None:
         self.node = node
         # Retries meet the same conflicts and errors every retry_interval: each is said once
         # per 5 minutes, not every 5 s.
@@ -95,14 +86,12 @@ class Replicator:
         # failing burst they hold no other change back (_standing).
         self._conflicts: list[str] = []
         self._recheck_at = math.inf  # the next try of the dirty names alone (no scan)
-        # While failing, a change waits for the retry instead of starting a run at once: each
-        # run sends the whole backlog again (a read-only replica for 20 s took 128 runs and
-        # 67x the data).
+        # While failing, a change waits for the retry: each run sends the whole backlog again
+        # (a read-only replica for 20 s took 128 runs and 67x the data).
         self._retry_at = 0.0
         # The log says what replication did once a minute; each file is a debug line.
         self._summary_at = time.monotonic()
-        self._sent = 0
-        self._received = 0
+        self._sent = self._received = 0
         self._full_due = True
         self._full_scan_at: float | None = None  # when the last full scan started
         self._catch_up_due = False  # scan_unsent found changes never sent: _catch_up
@@ -141,8 +130,7 @@ class Replicator:
 
     def note_standby_refused(self, text: str) -> None:
         """Show in status that a ``nonstop standby`` was refused for replication (``text``:
-        why): the command had answered, and the push error alone does not say the group
-        stayed. Kept until the next refusal; the text form shows it for an hour."""
+        why; the command had answered). Kept until the next refusal; text form: an hour."""
         self._status["standby_refused"] = {"at": round(time.time(), 3), "text": text}
 
     # --- lifecycle
@@ -181,13 +169,14 @@ class Replicator:
             if self._catch_up_task is not None:
                 self._catch_up_task.cancel()  # its own full push sends all that, and more
         elif self._active and not active:
-            # A release: what never left (a push that failed as a split brain healed) is
-            # offered, unforced, as a returning node's is; a holder takes only what it lacks.
+            # A release: what never left (a push failed as a split brain healed; hints not
+            # scanned yet, kept) is offered unforced, as a returning node's: _catch_up.
             self._catch_up_due, self._catch_up_tries = True, 0
+            if self._watcher is not None:
+                self._drain_events()
         self._active = active
         self._status["active"] = active
         if not active:
-            self._hints.clear()
             self._first_hint = None
             self._unsent_since = None
             self._conflicts, self._recheck_at, self._failing = [], math.inf, 0
@@ -269,11 +258,10 @@ class Replicator:
         return sorted(dirty - parents), len(rows)
 
     async def _catch_up(self) -> None:
-        """Offer the peers, unforced, what :meth:`scan_unsent` found. A peer holding the group
-        takes only files it never had (a crashed holder's last voicemail: Receiver.only_new);
-        one holding nothing judges each change as any push (a fast-forward where it changed
-        nothing). While a peer was not reached, tried again every ``retry_interval`` and
-        when a peer comes back, up to CATCH_UP_TRIES times."""
+        """Offer the peers, unforced, what :meth:`scan_unsent` found or a release left. A
+        holder takes only files it never had (a crashed holder's last voicemail:
+        Receiver.only_new); a peer holding nothing judges each change as any push. Tried
+        again every ``retry_interval`` and when a peer comes back, up to CATCH_UP_TRIES times."""
         if not self._catch_up_due:
             return
         self._catch_up_tries += 1
@@ -285,9 +273,10 @@ class Replicator:
                 return
             for peer in self.dead:  # tried all the same (briefly: Node.dead_peers)
                 self.node.unreachable.pop(peer, None)
+            hints, self._hints = self._hints, {}
             # A task of its own: a takeover (set_active) ends it rather than wait for a push
             # to a holder that died in the middle of it.
-            task = self._catch_up_task = asyncio.create_task(self.node.update(unforced=True))
+            task = self._catch_up_task = asyncio.create_task(self._offer(hints))
             try:
                 await asyncio.wait({task})
                 if task.cancelled():
@@ -307,6 +296,12 @@ class Replicator:
             _log.info("replication: offered the peers what this node never sent: %d taken, "
                       "%d refused or not reached (kept here, counted in dirty)",
                       len(report.sent_names), len(report.problems))
+
+    async def _offer(self, hints: dict[str, bool]) -> Report:
+        """The catch-up's push: what a release left unscanned checked, all dirty unforced."""
+        if hints:
+            await asyncio.to_thread(self.node.check, sorted(hints.items()))
+        return await self.node.update(unforced=True)
 
     async def _refresh_dirty(self) -> None:
         with contextlib.suppress(Exception):  # a busy or broken database: the last count
@@ -443,24 +438,7 @@ class Replicator:
                 next_full = time.monotonic() + (
                     self.retry_interval if self._catch_up_due else self.full_scan_interval)
                 continue
-            now = time.monotonic()
-            if self._failing and not self._full_due and now < self._retry_at:
-                # A change during a failing burst waits for the retry (hints keep gathering);
-                # a peer back from the dead (set_dead) or a release ends the wait.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._retry_at - now):
-                        while self._active and time.monotonic() < self._retry_at:
-                            self._wake.clear()
-                            await self._wake.wait()
-                if not self._active:
-                    continue
-            if self._hints and not self._full_due and now < next_full:
-                # Debounce: let a burst of writes settle, but never wait past max_delay.
-                await asyncio.sleep(self.debounce)
-                first = self._first_hint or now
-                while self._wake.is_set() and time.monotonic() - first < self.max_delay:
-                    self._wake.clear()
-                    await asyncio.sleep(self.debounce)
+            await self._hold(next_full)
             full = self._full_due or time.monotonic() >= next_full
             hints, self._hints = self._hints, {}
             if self._first_hint is not None and self._unsent_since is None:
@@ -469,6 +447,11 @@ class Replicator:
             self._full_due = False
             scopes: list[Scope] | None = None if full else sorted(hints.items())
             async with self._lock:
+                if not self._active:  # released meanwhile: the catch-up checks and offers them
+                    for name, deep in hints.items():
+                        self._hints[name] = self._hints.get(name, False) or deep
+                    self._wake.set()
+                    continue
                 started = time.monotonic()
                 await self._sync(scopes)
                 if full:
@@ -477,6 +460,23 @@ class Replicator:
                 next_full = time.monotonic() + self.full_scan_interval
             if self._failing:  # a scan that failed lost its hints: the retry scans it all
                 next_full = min(next_full, time.monotonic() + self.retry_interval)
+
+    async def _hold(self, next_full: float) -> None:
+        """Before a run: in a failing burst a change waits for the retry (a peer back or a
+        release ends it), then a burst of writes settles (debounce), never past max_delay."""
+        now = time.monotonic()
+        if self._failing and not self._full_due and now < self._retry_at:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._retry_at - now):
+                    while self._active and time.monotonic() < self._retry_at:
+                        self._wake.clear()
+                        await self._wake.wait()
+        if self._active and self._hints and not self._full_due and now < next_full:
+            await asyncio.sleep(self.debounce)
+            first = self._first_hint or now
+            while self._wake.is_set() and time.monotonic() - first < self.max_delay:
+                self._wake.clear()
+                await asyncio.sleep(self.debounce)
 
     async def _sync(self, scopes: list[Scope] | None) -> Report:
         started = time.monotonic()

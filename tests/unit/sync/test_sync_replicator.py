@@ -310,6 +310,26 @@ async def test_what_the_last_pushes_before_a_release_missed_is_offered_after_it(
         await _close(n1, n2, r1, r2)
 
 
+async def test_a_change_seen_just_before_a_release_is_offered_after_it(tmp_path: Path) -> None:
+    """A split brain's loser released its group while a voicemail's push waited out the
+    debounce: the release dropped the voicemail's inotify hint, so it was never scanned, never
+    dirty and never offered, and the keeper never had it."""
+    n1, n2, r1, r2 = await _started(tmp_path, debounce=0.5, max_delay=1.0)
+    vm = "/var/spool/asterisk/voicemail/default/1000/INBOX/msg0003.txt"
+    try:
+        r1.set_active(True)
+        await _wait(lambda: r1.status()["syncs"] >= 1)  # the first full scan
+        n1.write(vm, b"left as the split brain healed")
+        await _wait(lambda: r1.status()["pending_hints"] >= 1)
+        r1.set_active(False)  # it lost: the group is vpbx1-2's, before the debounce ended
+        n2.node.push_refusal = lambda peer: f"vpbx1-2 holds the group, {peer} none"
+        await _wait(lambda: n2.path(vm).exists())  # taken: the holder never had it
+        assert n2.path(vm).read_bytes() == b"left as the split brain healed"
+        assert r1.status()["last_problem"] is None  # no push as a standby, refused or not
+    finally:
+        await _close(n1, n2, r1, r2)
+
+
 async def test_other_files_arrive_while_a_log_grows_all_the_time(tmp_path: Path) -> None:
     n1, n2 = _nodes(tmp_path)
     log = n1.write("/var/spool/asterisk/full.log", b"start\n" * 500_000)
