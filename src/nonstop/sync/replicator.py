@@ -84,7 +84,7 @@ class Replicator:
         self._failing = 0  # failed runs in a row (the first of a burst is logged)
         # The conflicts the last run met (`auto none`: left alone until resolved); unlike a
         # failing burst they hold no other change back (_standing).
-        self._conflicts: list[str] = []
+        self._conflicts = 0
         self._recheck_at = math.inf  # the next try of the dirty names alone (no scan)
         # While failing, a change waits for the retry: each run sends the whole backlog again
         # (a read-only replica for 20 s took 128 runs and 67x the data).
@@ -179,7 +179,7 @@ class Replicator:
         if not active:
             self._first_hint = None
             self._unsent_since = None
-            self._conflicts, self._recheck_at, self._failing = [], math.inf, 0
+            self._conflicts, self._recheck_at, self._failing = 0, math.inf, 0
             self._status["last_error"] = None  # its pushes are over (last_problem keeps it)
         self._wake.set()
 
@@ -513,7 +513,7 @@ class Replicator:
         if self._failing and not others:
             _log.warning("replication works again after %d failed run(s)", self._failing)
             self._failing = 0
-        self._standing([p for p in problems if p in conflicts] if self._active else [])
+        self._standing(len(problems) - len(others) if self._active else 0)
         if problems:  # conflicts, or dead peers' boxes not reached: lag, not a failing burst
             if self._active:  # (a standby's pushes are over: no error left unresolved)
                 self._status["last_error"] = problems[-1]  # (whose retries wait)
@@ -529,13 +529,13 @@ class Replicator:
             self._unsent_since = None
         return report
 
-    def _standing(self, conflicts: list[str]) -> None:
+    def _standing(self, conflicts: int) -> None:
         """Note the conflicts the last run met, saying when some begin to stand and when none
         is left (each file's own line is the push's, once per window). Counted as a failing
         burst, one line a standby wrote to the Asterisk log made every change wait 5 s."""
         if conflicts and not self._conflicts:
             _log.warning("replication: %d file(s) in conflict, each left alone until it is "
-                         "resolved; other changes go on", len(conflicts))
+                         "resolved; other changes go on", conflicts)
         elif self._conflicts and not conflicts:
             _log.info("replication: no conflict left")
         self._conflicts = conflicts
@@ -557,12 +557,7 @@ class Replicator:
 
     def _failed(self, error: str, started: float, count: int = 1) -> None:
         """A run that did not reach the peers: status, and the log once per burst."""
-        delay = min(self.retry_interval, FIRST_RETRY_S * 2 ** self._failing)
-        self._retry_at = time.monotonic() + delay
-        # Until the retry interval's full scan (a failed scan lost its hints), the dirty names.
-        self._recheck_at = self._retry_at if delay < self.retry_interval else math.inf
         if not self._active:
-            self._recheck_at = math.inf  # a standby retries nothing
             # A push that ended after a release: nothing is retried, so it is no unresolved
             # error (status showed it as one for as long as the node stayed standby); the
             # problem and its time stay in last_problem.
@@ -571,6 +566,10 @@ class Replicator:
             _log.warning("replication failed: %s (this node is standby now: its changes go "
                          "out when it holds the group again)", error)
             return
+        delay = min(self.retry_interval, FIRST_RETRY_S * 2 ** self._failing)
+        self._retry_at = time.monotonic() + delay
+        # Until the retry interval's full scan (a failed scan lost its hints), the dirty names.
+        self._recheck_at = self._retry_at if delay < self.retry_interval else math.inf
         self._status.update(last_error=error, last_sync_ok=False)
         self._unsent_since = self._unsent_since or started
         if not self._failing:
