@@ -75,6 +75,7 @@ def run_node(config_dir: Path, state_dir: Path, node: str | None, verbose: int,
     from nonstop.daemon import run_daemon
     from nonstop.logs import setup_logging, stop_logging
     from nonstop.preflight import check_media
+    from nonstop.statelock import StateLock
 
     name = (node or default_node(config_dir)).lower()
     try:
@@ -87,9 +88,13 @@ def run_node(config_dir: Path, state_dir: Path, node: str | None, verbose: int,
         _say("Configuration error, nonstop not started.")
         return EXIT_NOT_CONFIGURED
     setup_logging(cfg.ha, verbose=verbose)
+    lock = StateLock(state_dir)
     try:
         for w in cfg.warnings:
             _say(str(w))
+        # One daemon per state directory, before anything in it is touched (nonstop.statelock).
+        state_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
         code = asyncio.run(run_daemon(cfg, name, state_dir, sync_root))
     except ConfigErrors as e:  # found once the resources are built (a script not there)
         stop_logging()
@@ -105,5 +110,6 @@ def run_node(config_dir: Path, state_dir: Path, node: str | None, verbose: int,
         _say(f"nonstop: cannot run: {e}")
         code = EXIT_MACHINE
     finally:
+        lock.release()
         stop_logging()
     return code

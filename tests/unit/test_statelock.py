@@ -1,0 +1,71 @@
+"""One daemon per state directory: a second `nonstop run` on the same directory is refused
+before it touches anything there (its generation, its socket, the groups' record)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nonstop.errors import MachineError
+from nonstop.lab.hbconfig import set_directives
+from nonstop.runcommand import EXIT_MACHINE
+from nonstop.statelock import PID_FILE, StateLock
+from nonstop.talk import copy_talk
+
+
+def test_a_second_lock_is_refused_and_names_the_holder(tmp_path: Path) -> None:
+    first = StateLock(tmp_path)
+    first.acquire()
+    assert (tmp_path / PID_FILE).read_text() == f"{os.getpid()}\n"
+    with pytest.raises(MachineError, match=rf"\(pid {os.getpid()}\) is already running"):
+        StateLock(tmp_path).acquire()
+    first.release()
+    assert (tmp_path / PID_FILE).read_text() == ""  # a clean exit leaves no number behind
+    again = StateLock(tmp_path)
+    again.acquire()
+    again.release()
+
+
+def test_a_killed_holder_leaves_no_lock_behind(tmp_path: Path) -> None:
+    code = ("import sys, time; from pathlib import Path; from nonstop.statelock import StateLock;"
+            "StateLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        with pytest.raises(MachineError, match=rf"pid {holder.pid}\)"):
+            StateLock(tmp_path).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    lock = StateLock(tmp_path)  # the stale number is still in the file; the lock is gone
+    lock.acquire()
+    assert (tmp_path / PID_FILE).read_text() == f"{os.getpid()}\n"
+    lock.release()
+
+
+def test_run_on_a_state_dir_in_use_is_refused_before_touching_it(tmp_path: Path) -> None:
+    d = copy_talk(tmp_path) / "ha.d"
+    (d / "ha.cf").write_text(set_directives((d / "ha.cf").read_text(), {"bcast": "lo"}))
+    (d / "haresources").write_text("")
+    state = tmp_path / "state"
+    state.mkdir()
+    held = StateLock(state)
+    held.acquire()
+    try:
+        done = subprocess.run([sys.executable, "-m", "nonstop", "run", "--config-dir", str(d),
+                               "--state-dir", str(state), "--node", "vpbx1-1"],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        held.release()
+    assert done.returncode == EXIT_MACHINE, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("nonstop: cannot run: a nonstop daemon (pid ") and str(state) in last
+    # Nothing of the running daemon's was replaced: no new generation, no socket of its own.
+    assert sorted(p.name for p in state.iterdir()) == [PID_FILE]
