@@ -10,13 +10,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 # The client lives apart (no asyncio); it is also reached from here.
-from nonstop.apiclient import SOCKET_NAME
+from nonstop.apiclient import REPLY_BY, SOCKET_NAME
 from nonstop.apiclient import ApiError as ApiError
 from nonstop.apiclient import request as request
 from nonstop.errors import InvalidValue
@@ -45,6 +47,15 @@ def parse_request(line: bytes) -> dict[str, Any]:
         if value is not None and not isinstance(value, str | int | float | bool):
             raise InvalidValue(f"request field {key!r}: only plain values are accepted")
     return req
+
+
+def _reply_by(value: object) -> float:
+    """A request's deadline (nonstop.apiclient), or none for a client that sets none."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):
+            if math.isfinite(deadline := float(value)):
+                return deadline
+    return math.inf
 
 
 def peer_credentials(writer: asyncio.StreamWriter) -> str:
@@ -97,6 +108,11 @@ class ControlServer:
             try:
                 req = parse_request(line)
                 req["peer"] = peer_credentials(writer)  # who asked (the history records it)
+                late = time.monotonic() - _reply_by(req.pop(REPLY_BY, None))
+                if late > 0:  # its command already said it failed: doing it now would surprise
+                    log.warning("dropped a %r request from %s: read %.1f s after its command "
+                                "gave up waiting; nothing was done", req["cmd"], req["peer"], late)
+                    return
                 reply = await self.handler(req)
             except (ValueError, KeyError) as e:
                 reply = {"ok": False, "error": str(e)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 
 from nonstop.errors import NonstopError
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 SOCKET_NAME = "nonstop.sock"
+REPLY_BY = "reply_by"  # the client's deadline: CLOCK_MONOTONIC seconds, shared by the machine
 
 
 class ApiError(NonstopError):
@@ -27,12 +29,17 @@ def request(state_dir: str | os.PathLike[str], cmd: str, timeout: float = 10.0,
             **args: Any) -> dict[str, Any]:
     """Send one request to the daemon of ``state_dir`` and return its reply (blocking client)."""
     path = os.path.join(state_dir, SOCKET_NAME)
-    payload = json.dumps({"cmd": cmd, **args}).encode() + b"\n"
+    # The daemon carries out no request it reads after we gave up (a daemon stopped by SIGSTOP
+    # finds it queued on its socket when it resumes): a command said to have failed stays undone.
+    reply_by = round(time.monotonic() + timeout, 3)
+    payload = json.dumps({"cmd": cmd, **args, REPLY_BY: reply_by}).encode() + b"\n"
+    sent = False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             s.connect(path)
             s.sendall(payload)
+            sent = True
             chunks = []
             while True:
                 chunk = s.recv(65536)
@@ -43,6 +50,13 @@ def request(state_dir: str | os.PathLike[str], cmd: str, timeout: float = 10.0,
         raise ApiError(f"no nonstop daemon is running with state directory {state_dir}") from e
     except ConnectionRefusedError as e:
         raise ApiError(f"the nonstop daemon of {state_dir} is not accepting requests") from e
+    except TimeoutError as e:
+        if not sent:
+            raise ApiError(f"cannot talk to the nonstop daemon at {path}: {e}") from e
+        raise ApiError(
+            f"the nonstop daemon of {state_dir} did not answer within {timeout:g} s (stopped or "
+            f"busy); it drops a request it reads later, so the {cmd!r} request was carried out "
+            f"only if `nonstop history` shows it") from e
     except OSError as e:
         raise ApiError(f"cannot talk to the nonstop daemon at {path}: {e}") from e
     try:
