@@ -37,11 +37,23 @@ def check_media(cfg: ClusterConfig) -> list[Problem]:
     """Every heartbeat interface exists (the daemon cannot send without it)."""
     out: list[Problem] = []
     for medium in cfg.ha.media:
-        if not interface_exists(medium.iface):
-            where = _medium_directive(medium)
-            loc = cfg.ha.locations.get(where, Location(cfg.ha.path))
+        where = _medium_directive(medium)
+        loc = cfg.ha.locations.get(where, Location(cfg.ha.path))
+        if ":" in medium.iface:  # the kernel finds eth0 for eth0:1, but cannot bind to it
+            base = medium.iface.split(":", 1)[0]
+            out.append(ConfigError(loc, f"{where} {medium.iface}: '{medium.iface}' is an "
+                                        f"address label, not an interface; name the "
+                                        f"interface ({base})"))
+        elif not interface_exists(medium.iface):
             out.append(ConfigError(loc, f"{where} {medium.iface}: no interface "
                                         f"'{medium.iface}' on this machine"))
+        if isinstance(medium, Ucast):
+            try:
+                socket.gethostbyname(medium.peer)
+            except (OSError, UnicodeError) as e:
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                out.append(ConfigError(loc, f"ucast {medium.iface} {medium.peer}: cannot "
+                                            f"resolve '{medium.peer}': {reason}"))
     return out
 
 
@@ -94,11 +106,12 @@ def check_resources(cfg: ClusterConfig) -> list[Problem]:
 def _script_hint(message: str, spec: ResourceSpec, ctx: object) -> str:
     """Say what is wrong with a script that exists but cannot run."""
     from nonstop.resources.base import AgentContext
+    from nonstop.resources.scripts import is_file
 
     assert isinstance(ctx, AgentContext)
     for directory in (ctx.resource_dir, ctx.init_dir):
         candidate = directory / spec.name
-        if candidate.is_file():
+        if is_file(candidate):
             return f"{message}: {candidate} is not executable (chmod +x {candidate})"
     return (f"{message} (looked in {ctx.resource_dir} and {ctx.init_dir})"
             if not spec.name.startswith("ocf:") else message)

@@ -31,7 +31,10 @@ _VERBOSE = ("-v", "--verbose")
 def default_node(config_dir: Path) -> str:
     """Heartbeat's rule: the first line of ``nodeinfo`` if present, else ``uname -n``."""
     try:
-        first = (config_dir / "nodeinfo").read_text().splitlines()[0].strip()
+        # Bytes that are not UTF-8 are shown escaped (no node is named so): a clear "not in
+        # configuration" later, not a traceback here.
+        raw = (config_dir / "nodeinfo").read_bytes()
+        first = raw.decode("utf-8", "backslashreplace").splitlines()[0].strip()
         if first:
             return first.lower()
     except (OSError, IndexError):

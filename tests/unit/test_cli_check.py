@@ -105,3 +105,60 @@ def test_run_with_an_unusable_state_dir_says_so_in_one_line(tmp_path: Path) -> N
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines()[-1].startswith("nonstop: cannot run: "), done.stderr
     assert str(not_a_dir) in done.stderr.splitlines()[-1]
+
+
+def _run(d: Path, state: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nonstop", "run", "--config-dir", str(d),
+                           "--state-dir", str(state), "--node", "vpbx1-1", *more],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_one_address_in_two_resources_is_refused_by_check_and_run(tmp_path: Path) -> None:
+    """Spelled apart (shorthand, IPaddr2, resource-agents' IPaddr2), one address in two groups
+    was accepted, and each node added it: both held it."""
+    d = _config(tmp_path, haresources="vpbx1-1 127.0.0.77/8/lo\n"
+                                       "vpbx1-2 IPaddr2::127.0.0.77/16/lo\n"
+                                       "vpbx1-2 ocf:heartbeat:IPaddr2::ip=127.0.0.77 master\n")
+    code, _out, err = _check("--config-dir", str(d), "--node", "vpbx1-1", "--offline")
+    hr = d / "haresources"
+    first = "address 127.0.0.77 is already the resource '127.0.0.77/8/lo' at line 1"
+    assert code == 1
+    assert f"{hr}:2: resource 'IPaddr2::127.0.0.77/16/lo': {first}" in err
+    assert f"{hr}:3: resource 'ocf:heartbeat:IPaddr2::ip=127.0.0.77': {first}" in err
+    done = _run(d, tmp_path / "state")
+    assert done.returncode == EXIT_NOT_CONFIGURED and "Traceback" not in done.stderr
+    assert f"{hr}:2: resource 'IPaddr2::127.0.0.77/16/lo': {first}" in done.stderr
+
+
+def test_what_run_cannot_open_check_refuses_at_its_line(tmp_path: Path) -> None:
+    """An alias label as a heartbeat interface, a ucast peer that does not resolve: check
+    passed them and run stopped with a bare errno; now both name the line."""
+    for n, (directive, said) in enumerate([
+            ("bcast lo:1", "bcast lo:1: 'lo:1' is an address label, not an interface; name "
+                           "the interface (lo)"),
+            ("ucast lo bad..name", "ucast lo bad..name: cannot resolve 'bad..name': ")]):
+        d = _config(tmp_path / str(n), haresources="")
+        ha_cf = d / "ha.cf"
+        ha_cf.write_text(ha_cf.read_text().replace("bcast lo", directive))
+        code, _out, err = _check("--config-dir", str(d), "--node", "vpbx1-1")
+        assert code == 1 and f"{ha_cf}:6: {said}" in err, err
+        done = _run(d, tmp_path / str(n) / "state")
+        assert done.returncode == EXIT_NOT_CONFIGURED, done.stderr
+        assert f"{ha_cf}:6: {said}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_odd_names_are_errors_of_their_file_not_tracebacks(tmp_path: Path) -> None:
+    long_name = "x" * 300  # longer than a file name can be: the lookup itself fails
+    d = _config(tmp_path, haresources=f"vpbx1-1 127.0.0.77/8/lo {long_name}\n")
+    code, _out, err = _check("--config-dir", str(d), "--node", "vpbx1-1")
+    assert code == 1 and "Traceback" not in err
+    assert f"{d / 'haresources'}:1: {long_name}: locate failed: Cannot locate resource " \
+           f"script {long_name}" in err
+    (d / "nodeinfo").write_bytes(b"vpbx1-\xe9\n")  # Latin-1, not UTF-8
+    code, _out, err = _check("--config-dir", str(d), "--offline")
+    assert code == 1 and "Current node [vpbx1-\\xe9] not in configuration!" in err
+    done = subprocess.run([sys.executable, "-m", "nonstop", "run", "--config-dir", str(d),
+                           "--state-dir", str(tmp_path / "state")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == EXIT_NOT_CONFIGURED and "Traceback" not in done.stderr
+    assert "Current node [vpbx1-\\xe9] not in configuration!" in done.stderr

@@ -168,6 +168,37 @@ def _check_ocf_params(spec: ResourceSpec) -> None:
         raise InvalidValue(f"resource '{spec.raw}': ip '{ip}' is not {family} address")
 
 
+def managed_address(spec: ResourceSpec) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address an IPaddr/IPaddr2 resource (native or resource-agents') adds, if any."""
+    if spec.name in NATIVE_IP_AGENTS:
+        return parse_ip_spec(spec.args[0]).ip
+    if spec.name in (f"ocf:heartbeat:{a}" for a in NATIVE_IP_AGENTS):
+        for arg in spec.args:
+            if arg.startswith("ip="):
+                return ipaddress.ip_address(arg[3:])
+    return None
+
+
+def _repeated_addresses(groups: Sequence[ResourceGroup]) -> list[ConfigError]:
+    """Each address once in the file: two resources of one address (10.0.0.1/24/eth0 and
+    IPaddr2::10.0.0.1 in groups preferring two nodes) would each add it, both nodes hold it."""
+    seen: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, tuple[int, str]] = {}
+    errors = []
+    for group in groups:
+        for spec in group.resources:
+            if (ip := managed_address(spec)) is None:
+                continue
+            if ip in seen:
+                line, first = seen[ip]
+                errors.append(ConfigError(
+                    group.loc, f"resource '{spec.raw}': address {ip} is already the resource "
+                               f"'{first}' at line {line}; give each address one resource (two "
+                               f"would each add it, and two nodes could hold it at once)"))
+            else:
+                seen[ip] = (group.loc.line, spec.raw)
+    return errors
+
+
 def _logical_lines(lines: list[str], path: str) -> tuple[list[tuple[int, str]], list[ConfigError]]:
     """Comment-free logical lines with the number of the line each starts on."""
     out: list[tuple[int, str]] = []
@@ -244,6 +275,7 @@ def check_haresources(path: str, nodes: Sequence[str] | None) -> Parsed[tuple[Re
             continue
         keys[group.key] = n
         groups.append(group)
+    errors.extend(_repeated_addresses(groups))
     if errors:
         return Parsed(None, tuple(errors))
     return Parsed(tuple(groups))

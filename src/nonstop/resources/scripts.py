@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -62,8 +63,17 @@ def classify_ocf_monitor(returncode: int) -> ResourceState:
     return ResourceState.FAILED
 
 
+def is_file(path: Path) -> bool:
+    """``Path.is_file`` that is False for any path the system refuses to look up (a name
+    longer than NAME_MAX raises ENAMETOOLONG there): a bad name is a script not found."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def _is_executable_file(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
+    return is_file(path) and os.access(path, os.X_OK)
 
 
 def locate_script(name: str, ctx: AgentContext) -> tuple[Path, ScriptKind]:
