@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nonstop.config.model import Bcast, Mcast, Medium, Ucast
+from nonstop.errors import MachineError
 
 log = logging.getLogger("nonstop.media")
 
@@ -123,7 +124,12 @@ class MediaSet:
         for iface in {m.iface for m in self.media}:
             self._ifaddr[iface] = await asyncio.to_thread(interface_ipv4, iface)
         for m in self.media:
-            self._open_medium(m)
+            try:
+                self._open_medium(m)
+            except OSError as e:  # a port in use, a device gone: say which medium
+                kind = type(m).__name__.lower()
+                raise MachineError(f"{kind} {m.iface} (UDP port {m.port}): "
+                                   f"{e.strerror or e}") from e
 
     def _open_medium(self, m: Medium) -> None:
         assert self._loop is not None

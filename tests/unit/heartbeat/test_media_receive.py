@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from nonstop.config.model import Ucast
+from nonstop.errors import MachineError
 from nonstop.heartbeat.media import BATCH, SO_RXQ_OVFL, MediaSet, drop_from
 
 
@@ -136,3 +138,17 @@ def test_a_receiver_that_closes_the_socket_ends_the_batch(
 
     MediaSet((), receive)._readable(rx, "lo")
     assert got == [b"x"]
+
+
+async def test_a_port_in_use_names_its_medium() -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # no SO_REUSEADDR: exclusive
+    taken.bind(("", 0))
+    port = taken.getsockname()[1]
+    media = MediaSet((Ucast("lo", "127.0.0.1", port),), lambda data, link, addr: None)
+    try:
+        with pytest.raises(MachineError, match=rf"^ucast lo \(UDP port {port}\): Address "
+                                               r"already in use$"):
+            await media.open()
+    finally:
+        media.close()
+        taken.close()
