@@ -47,7 +47,7 @@ def status(seq: int, gen: int = 7) -> MessageView:
 
 
 async def wait_saved(tmp_path: Path, want: replaystate.State) -> None:
-    for _ in range(200):
+    for _ in range(1000):  # 10 s: a loaded CI machine (the record is written by a thread)
         if replaystate.load(tmp_path / "state") == want:
             return
         await asyncio.sleep(0.01)
