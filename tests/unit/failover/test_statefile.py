@@ -58,3 +58,48 @@ def test_an_unreadable_file_is_no_saved_state(tmp_path: Path) -> None:
     path.write_bytes(b"\x00{torn")
     assert GroupStateFile(path).load() == {}
     assert GroupStateFile(tmp_path / "missing.json").load() == {}
+
+
+@pytest.mark.parametrize("epoch", ["x", 1e400, -1, True, 2**70, None])
+def test_a_number_that_is_no_count_is_taken_as_0_not_a_stop(
+        tmp_path: Path, epoch: object, caplog: pytest.LogCaptureFixture) -> None:
+    """A hand-edited or damaged file stopped the start with a traceback (int('x'))."""
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps({GROUP: {"epoch": epoch, "seen": 4, "state": "HELD"}}))
+    store = GroupStateFile(path)
+    with caplog.at_level(logging.WARNING, logger="nonstop.failover"):
+        saved = store.load()
+    assert saved == {GROUP: {"epoch": 0, "seen": 4, "state": "HELD"}}
+    assert store.ended_holding
+    assert f"group {GROUP}: ignoring epoch {epoch!r} (not a count): taken as 0" in caplog.text
+
+
+async def test_a_save_that_failed_is_tried_again_until_it_lands(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk at the last change of state: nothing changes after it, so nothing would
+    save it again, and a restart would not know what this node claimed."""
+    import asyncio
+
+    import nonstop.failover.statefile as statefile
+
+    monkeypatch.setattr(statefile, "RETRY_S", 0.05)
+    path = tmp_path / "groups.json"
+    blocker = path.with_suffix(".tmp")
+    blocker.mkdir()  # the temporary file cannot be written: as on a full disk
+    store = GroupStateFile(path)
+    held = {GROUP: {"epoch": 6, "seen": 6, "state": "HELD"}}
+    with caplog.at_level(logging.WARNING, logger="nonstop.failover"):
+        store.save(held)
+        await store.flush()
+        assert not path.exists()
+        await asyncio.sleep(0.2)  # several retries, one error line
+        blocker.rmdir()
+        for _ in range(100):
+            if path.exists():
+                break
+            await asyncio.sleep(0.02)
+    assert json.loads(path.read_text()) == held
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if m.startswith("cannot save group state")]) == 1
+    assert said[-1] == f"saving group state to {path} works again"
