@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import sys
 import time
@@ -66,9 +67,9 @@ def history_command(state_dir: Path, as_json: bool, since: str | None, after_seq
                    "state directory?)", err=True)
         sys.exit(1)
     timeline = Timeline()
-    records = follow(directory, after_seq) if follow_on else iter(read_records(directory,
-                                                                               after_seq))
     try:
+        records = follow(directory, after_seq) if follow_on else iter(read_records(directory,
+                                                                                   after_seq))
         for rec in records:
             if start is not None and rec.time < start:
                 continue
@@ -81,3 +82,9 @@ def history_command(state_dir: Path, as_json: bool, since: str | None, after_seq
                 sys.stdout.flush()
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # `nonstop history | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as e:  # not readable by this user (the files are root's, mode 0640)
+        click.echo(f"nonstop: cannot read the history in {directory}: {e.strerror or e}"
+                   f"{f': {e.filename}' if e.filename else ''}", err=True)
+        sys.exit(1)

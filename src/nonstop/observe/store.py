@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import logging
 import os
 import queue
@@ -195,7 +196,11 @@ class HistoryFile:
         if self._fd is None:
             raise Misuse("history file not open")
         data = b"".join(encode_line(r) for r in records)
-        os.write(self._fd, data)
+        written = os.write(self._fd, data)
+        if written < len(data):  # a nearly full disk takes what fits: cut the torn record off
+            os.ftruncate(self._fd, self._size)
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (wrote {written} of "
+                                        f"{len(data)} bytes)", str(self.dir / CURRENT))
         os.fdatasync(self._fd)
         self._size += len(data)
         if self._size >= self.segment_bytes:

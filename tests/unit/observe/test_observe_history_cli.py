@@ -111,3 +111,26 @@ def test_follow_prints_new_events_until_interrupted(tmp_path: Path) -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_an_unreadable_history_and_a_closed_pipe_are_no_tracebacks(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    now = time.time()
+    f = HistoryFile(history_dir(tmp_path))
+    f.open()
+    f.append([Record(n, now, 1.0, "vpbx1-2", "daemon_start", "vpbx1-2", "", "started " * 20)
+              for n in range(1, 3001)])
+    f.close()
+    # `nonstop history | head -1`: the reader leaves early.
+    done = subprocess.run(f"{sys.executable} -m nonstop history --state-dir {tmp_path} "
+                          "| head -1", shell=True, capture_output=True, text=True, timeout=60)
+    assert len(done.stdout.splitlines()) == 1 and done.stderr == ""
+    current = history_dir(tmp_path) / "events.log"
+    current.unlink()
+    current.mkdir()  # read fails as for a file this user may not read
+    out = CliRunner().invoke(cli, ["history", "--state-dir", str(tmp_path)])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert f"nonstop: cannot read the history in {history_dir(tmp_path)}: Is a directory: " \
+           f"{current}" in out.output

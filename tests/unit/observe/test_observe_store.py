@@ -4,6 +4,7 @@ bounded, numbering continues after a restart, and a follower sees records across
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from pathlib import Path
@@ -134,3 +135,21 @@ def test_timeline_and_environment_say_the_event() -> None:
     assert env["NONSTOP_EVENT_DURATION_MS"] == "1234"
     assert env["NONSTOP_EVENT_TIMESTAMP"].startswith("2027-01-15T08:00:05")
     assert env["NONSTOP_EVENT_TIMESTAMP_EPOCH"] == "1800000005"
+
+
+def test_a_short_write_leaves_no_torn_record_and_is_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A nearly full disk takes part of a batch: the rest of the history must not be lost to
+    a torn record, and the writer must hear of it (its log line)."""
+    f = HistoryFile(tmp_path)
+    f.open()
+    f.append([rec(1)])
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:17]))
+    with pytest.raises(OSError, match="No space left on device"):
+        f.append([rec(2), rec(3)])
+    monkeypatch.undo()
+    f.append([rec(4)])
+    f.close()
+    assert [r.seq for r in read_records(tmp_path)] == [1, 4]
+    assert (tmp_path / CURRENT).read_bytes().count(b"\n") == 2
