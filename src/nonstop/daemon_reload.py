@@ -65,8 +65,11 @@ class ReloadWiring(DaemonBase):
         and what replication runs with now (None: not running). In a worker thread: it reads
         files, and the running node may read a key file for the first time."""
         from nonstop.config.loader import check_cluster_config
+        from nonstop.preflight import run_refuses
 
         parsed = check_cluster_config(self.cfg.directory, self.node)
+        if parsed.value is not None and (refused := run_refuses(parsed.value)):
+            return Parsed(None, (*parsed.errors, *refused), parsed.warnings), None, None
         path = parsed.value.ha.sync_config if parsed.value is not None else None
         if not path:
             return parsed, None, None

@@ -81,9 +81,10 @@ def _ip_problem(spec: ResourceSpec) -> str | None:
     return None
 
 
-def check_resources(cfg: ClusterConfig) -> list[Problem]:
+def check_resources(cfg: ClusterConfig, *, addresses: bool = True) -> list[Problem]:
     """Every resource of haresources can be started here: its script is found and
-    executable, its IP address has an interface and a subnet."""
+    executable, its IP address has an interface and a subnet (unless not ``addresses``:
+    `run` refuses a missing script, while an address's interface may come up later)."""
     from nonstop.resources.base import AgentContext, ResourceError
     from nonstop.resources.factory import NATIVE_IP, build_agent
 
@@ -92,7 +93,7 @@ def check_resources(cfg: ClusterConfig) -> list[Problem]:
     for group in cfg.groups:
         for spec in group.resources:
             if spec.name in NATIVE_IP:
-                problem = _ip_problem(spec)
+                problem = _ip_problem(spec) if addresses else None
                 if problem is not None:
                     out.append(ConfigError(group.loc, problem))
                 continue
@@ -151,6 +152,14 @@ def check_example_key(cfg: ClusterConfig) -> list[Problem]:
                           "talk: anyone who read it can forge heartbeats; put a new secret "
                           "(e.g. from 'openssl rand -hex 20') in authkeys on every node")
             for i, key in sorted(cfg.authkeys.keys.items()) if key.secret in talk]
+
+
+def run_refuses(cfg: ClusterConfig) -> list[ConfigError]:
+    """What of this machine `run` refuses to start with (a reload refuses it too, or the node
+    would not come back at its next start): a heartbeat interface or a resource script that
+    is not here."""
+    found = [*check_media(cfg), *check_resources(cfg, addresses=False)]
+    return [p for p in found if isinstance(p, ConfigError)]
 
 
 def check_machine(cfg: ClusterConfig) -> list[Problem]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from nonstop.config.csync2 import Csync2Config, Group
 from nonstop.config.errors import Location
-from nonstop.config.model import AuthKeys, ClusterConfig, HaConfig
+from nonstop.config.model import AuthKeys, ClusterConfig, HaConfig, Mcast, Medium, Ucast
 from nonstop.config.settings import SETTING
 from nonstop.records import fields
 
@@ -101,8 +101,19 @@ def _show(field: str, value: object) -> str:
     if field.endswith("_ms") and isinstance(value, int):
         return f"{value} ms"
     if isinstance(value, tuple):
+        if field == "media":
+            return ", ".join(_medium(m) for m in value) or "none"
         return " ".join(str(v) for v in value) or "none"
     return str(getattr(value, "value", value))
+
+
+def _medium(m: Medium) -> str:
+    """A medium as its ha.cf line says it (not the dataclass's repr)."""
+    if isinstance(m, Ucast):
+        return f"ucast {m.iface} {m.peer}"
+    if isinstance(m, Mcast):
+        return f"mcast {m.iface} {m.group} {m.port} {m.ttl} {int(m.loop)}"
+    return f"bcast {m.iface}"
 
 
 def _describe_keys(keys: AuthKeys) -> str:

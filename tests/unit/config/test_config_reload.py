@@ -58,6 +58,7 @@ def test_what_needs_a_restart_is_named_with_its_reason_and_kept(tmp_path: Path) 
     assert [line.split(":")[0] for line in plan.deferred] == [
         "node", "bcast/ucast/mcast", "initdead", "haresources changed"]
     assert "the node list is the membership" in plan.deferred[0]
+    assert plan.deferred[1].startswith("bcast/ucast/mcast: bcast eth0 -> bcast eth1 is ")
     assert all("next start" in line for line in plan.deferred)
     assert plan.config.ha.nodes == old.ha.nodes and plan.config.ha.media == old.ha.media
     assert plan.config.ha.initdead_ms == old.ha.initdead_ms

@@ -27,7 +27,11 @@ def _config_dir(tmp_path: Path, csync2: str) -> Path:
     key.write_text(KEY + "\n")
     cfg.write_text(csync2.replace("KEYFILE", str(key)))
     ha_cf = d / "ha.cf"
-    ha_cf.write_text(set_directives(ha_cf.read_text(), {"nonstop_sync": str(cfg)}))
+    # What this machine has (a reload refuses what `run` would: an interface or a script
+    # not here): the loopback, and the talk's own master script.
+    ha_cf.write_text(set_directives(ha_cf.read_text(), {"nonstop_sync": str(cfg),
+                                                        "bcast": "lo"}))
+    (d / "haresources").write_text("vpbx1-1 127.0.0.77/8/lo master\n")
     return d
 
 
@@ -54,6 +58,21 @@ def test_a_broken_csync2_cfg_refuses_the_reload_with_file_and_line(tmp_path: Pat
     assert parsed.value is None and new is None
     assert [str(e) for e in parsed.errors] == [
         f"{tmp_path / 'csync2.cfg'}:5: unknown directive 'bogus-directive' in group 'g'"]
+
+
+def test_what_the_next_start_would_refuse_refuses_the_reload(tmp_path: Path) -> None:
+    """A reload said 'applied at the next start' of a heartbeat interface or a resource
+    script that is not here; that start then refused the files, and the node stayed down."""
+    d = _config_dir(tmp_path, GOOD)
+    ha_cf = d / "ha.cf"
+    ha_cf.write_text(set_directives(ha_cf.read_text(), {"bcast": "eth9"}))
+    (d / "haresources").write_text("vpbx1-1 127.0.0.77/8/lo master nosuchscript\n")
+    parsed, new, _ = _read(d)
+    assert parsed.value is None and new is None
+    said = [str(e) for e in parsed.errors]
+    assert f"{ha_cf}:6: bcast eth9: no interface 'eth9' on this machine" in said
+    assert any(e.startswith(f"{d / 'haresources'}:1: nosuchscript: locate failed: Cannot "
+                            "locate resource script nosuchscript") for e in said), said
 
 
 def test_a_bad_key_or_a_node_in_no_group_refuses_it_too(tmp_path: Path) -> None:
