@@ -78,22 +78,17 @@ MISSED_CHANGE = "decisions changed with no change reported to the daemon"
 # have started or stopped (a hand-off takes 30-60 ms): see AgentContext.mail_defer_s.
 MAIL_DEFER_S = 0.2
 MAIL_FLUSH_S = 3.0  # at exit, mails still queued get this long (one attempt each)
+# A stop request this soon after the first is the same one sent twice (`timeout` signals the
+SAME_STOP_S = 1.0  # daemon and its process group), not an admin's "leave anyway"
 REPLAY_SAVE_S = 5.0  # peers' sequence numbers are recorded this often (generations at once)
 
 
 class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, BadInputWiring):
     """Runs one node until SIGTERM/SIGINT (graceful leave) or ``request_stop()``."""
 
-    def __init__(
-        self,
-        cfg: ClusterConfig,
-        node: str,
-        state_dir: Path,
-        *,
-        agent_factory: AgentFactory = make_agent,
-        sync_root: str = "/",
-        coordinator: Coordinator | None = None,
-    ) -> None:
+    def __init__(self, cfg: ClusterConfig, node: str, state_dir: Path, *,
+                 agent_factory: AgentFactory = make_agent, sync_root: str = "/",
+                 coordinator: Coordinator | None = None) -> None:
         self.cfg = cfg
         self.sync_root = sync_root
         self.node = node
@@ -112,6 +107,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
         self.started = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
+        self._stop_at = 0.0  # when the first stop request came (CLOCK_MONOTONIC)
         self._force_stop = asyncio.Event()
         self._last_periodic = 0.0
         self._decided: tuple[float, float, list[Decision]] = (0.0, 0.0, [])  # at, again, what
@@ -234,8 +230,9 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
             log.info("nonstop shutdown in progress. (%d)", os.getpid())
             self.notifier.stopping("releasing resources and leaving the cluster")
             self._stop.set()
+            self._stop_at = time.monotonic()
             self._schedule_reconsider()  # every decision says so at once (status shows it)
-        elif not self._force_stop.is_set():
+        elif not self._force_stop.is_set() and time.monotonic() - self._stop_at >= SAME_STOP_S:
             log.critical("second stop request: leaving even though a resource may still run")
             self._force_stop.set()
 
