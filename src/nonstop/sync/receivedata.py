@@ -88,11 +88,21 @@ class ReceiveData:
             return None
         new = p.op.new
         assert new is not None
-        same_meta = all(
+        in_place = all(
             k in self.ignore or getattr(cur, a) == getattr(new, a)
             for k, a in (("mod", "mode"), ("uid", "uid"), ("gid", "gid"))
-        )
-        return Basis(cur.size, cur.digest, same_meta)
+        ) and not self._linked(p.local)
+        return Basis(cur.size, cur.digest, in_place)
+
+    @staticmethod
+    def _linked(local: str) -> bool:
+        """Whether our file has other hard links (``ln full full.keep``): an append in place
+        would change them too, so the sender sends a delta or the whole file instead, which
+        gives the name a new inode and leaves the other links alone, as csync2 does."""
+        try:
+            return os.lstat(local).st_nlink > 1
+        except OSError:
+            return False  # gone or unreadable: the append's own checks say what it is
 
     def signature(self, batch: Batch, index: int) -> list[bytes] | None:
         """The rsync signature of our current file, kept open as the basis of the delta to come

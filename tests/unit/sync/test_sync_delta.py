@@ -176,3 +176,24 @@ def test_a_crash_during_an_append_is_undone_at_the_next_start(tmp_path: Path) ->
     assert f.stat().st_mtime_ns == st.st_mtime_ns
     assert db.appends() == []
     db.close()
+
+
+async def test_a_log_with_a_second_hard_link_on_the_replica_is_replaced_whole(
+        tmp_path: Path) -> None:
+    """`ln full full.keep` on the replica: an append in place would change full.keep too, so it
+    was refused ("it has other hard links") at every run, forever. The file is replaced as for
+    any other change instead (csync2 does the same): the name gets a new inode, the other link
+    keeps the old bytes."""
+    async with pair(tmp_path) as (n1, n2):
+        body = _text(3 * BLOCK + 12345)
+        n1.write(LOG, body)
+        assert await n1.sync() == []
+        os.link(n2.path(LOG), n2.path(LOG + ".keep"))
+        ino = n2.path(LOG).stat().st_ino
+        with open(n1.path(LOG), "ab") as fh:
+            fh.write(b"[Dec  4 19:00:00] NOTICE one more line\n")
+        assert await n1.sync() == []
+        assert n2.path(LOG).read_bytes() == n1.path(LOG).read_bytes()
+        assert n2.path(LOG).stat().st_ino != ino
+        assert n2.path(LOG + ".keep").read_bytes() == body
+        assert n1.node.dirty_lines() == []
