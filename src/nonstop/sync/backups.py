@@ -37,6 +37,10 @@ def keep(local: str, backup_dir: str, name_path: str, generations: int) -> str |
     if generations <= 0:
         return None
     dest = backup_path(backup_dir, name_path)
+    if _holds(dest, local):
+        # An earlier attempt kept this very version and then failed (a read-only file system,
+        # an immutable file): rotating again at each retry pushed the real history out.
+        return dest
     try:
         os.makedirs(backup_dir, mode=0o700, exist_ok=True)
         _make_parents(backup_dir, dest, generations)
@@ -55,6 +59,28 @@ def keep(local: str, backup_dir: str, name_path: str, generations: int) -> str |
                 raise  # the file itself went away: its callers know that case
             raise _cannot_keep(backup_dir, e) from e
     return dest
+
+
+def _holds(dest: str, local: str) -> bool:
+    """Whether the newest backup ``dest`` already is the file at ``local``: the same inode (a
+    hard link), or a copy with its size, mtime and bytes."""
+    try:
+        a, b = os.lstat(dest), os.lstat(local)
+        if not (stat.S_ISREG(a.st_mode) and stat.S_ISREG(b.st_mode)):
+            return False
+        if os.path.samestat(a, b):
+            return True
+        if (a.st_size, a.st_mtime_ns) != (b.st_size, b.st_mtime_ns):
+            return False
+        with open(dest, "rb") as x, open(local, "rb") as y:
+            while True:
+                chunk = x.read(1 << 20)
+                if chunk != y.read(1 << 20):
+                    return False
+                if not chunk:
+                    return True
+    except OSError:
+        return False
 
 
 def _cannot_keep(backup_dir: str, e: OSError) -> MachineError:

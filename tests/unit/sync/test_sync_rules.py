@@ -266,3 +266,35 @@ def test_a_backup_copy_that_fails_leaves_no_partial_copy_and_says_so(
     with pytest.raises(OSError, match=r"cannot keep its old version in .*: No space left"):
         backups.keep(str(f), str(tmp_path / "bak"), "/etc/x.conf", 2)
     assert not (tmp_path / "bak/etc/x.conf").exists()
+
+
+@pytest.mark.parametrize("linked", [True, False])
+def test_a_failed_update_retried_keeps_the_backup_history(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linked: bool) -> None:
+    """A change that fails after its backup (a read-only file system, `chattr +i`) is retried
+    by every run: each attempt used to rotate the generations, until all of them were copies
+    of the current file and the real history was gone. Without hard links (another file
+    system, an immutable file) the backups are copies, so a copy counts as the same too."""
+    import errno
+    import os
+
+    if not linked:
+        def cross_device(*_a: object, **_k: object) -> None:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "link", cross_device)
+    f, bdir = tmp_path / "live", str(tmp_path / "bak")
+    f.write_text("v0")
+    for i in range(1, 6):
+        backups.keep(str(f), bdir, "/etc/x.conf", 5)
+        (tmp_path / "new").write_text(f"v{i}")
+        (tmp_path / "new").replace(f)
+    for _ in range(6):  # the update fails after its backup, and is retried
+        backups.keep(str(f), bdir, "/etc/x.conf", 5)
+    kept = backups.generations_of(bdir, "/etc/x.conf")
+    assert [Path(k).read_text() for k in kept] == ["v5", "v4", "v3", "v2", "v1"]
+    (tmp_path / "new").write_text("v6")  # the update works at last
+    (tmp_path / "new").replace(f)
+    backups.keep(str(f), bdir, "/etc/x.conf", 5)
+    kept = backups.generations_of(bdir, "/etc/x.conf")
+    assert [Path(k).read_text() for k in kept] == ["v6", "v5", "v4", "v3", "v2"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 from pathlib import Path
 
@@ -202,6 +203,38 @@ async def test_backups_capped_at_generations(tmp_path: Path) -> None:
         kept = backups.generations_of(str(n2.root / "var/backups/csync2"), "/etc/asterisk/sip.conf")
         # backup-generations 5 keeps 5 copies (csync2 2.0 keeps 2), newest first
         assert [Path(k).read_text() for k in kept] == [f"gen {i}" for i in (7, 6, 5, 4, 3)]
+
+
+async def test_an_update_that_keeps_failing_leaves_the_backup_history(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica that cannot be written (read-only, `chattr +i`): every retry of the update
+    rotated the backups before its rename failed, until all 5 were copies of the current file."""
+    from nonstop.sync import fsops
+
+    async with pair(tmp_path) as (n1, n2):
+        for i in range(6):
+            n1.write("/etc/asterisk/sip.conf", f"gen {i}")
+            assert await n1.sync() == []
+        bk = str(n2.root / "var/backups/csync2")
+        kept = [Path(k).read_text() for k in backups.generations_of(bk, "/etc/asterisk/sip.conf")]
+        assert kept == [f"gen {i}" for i in (4, 3, 2, 1, 0)]
+        rename = fsops.rename
+
+        def read_only(*_a: object, **_k: object) -> bool:
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr(fsops, "rename", read_only)
+        n1.write("/etc/asterisk/sip.conf", "gen 6")
+        for _ in range(4):
+            problems = await n1.sync()
+            assert problems and "Read-only file system" in problems[0]
+        kept = [Path(k).read_text() for k in backups.generations_of(bk, "/etc/asterisk/sip.conf")]
+        assert kept == ["gen 5", "gen 4", "gen 3", "gen 2", "gen 1"]
+        monkeypatch.setattr(fsops, "rename", rename)
+        assert await n1.sync() == []
+        assert n2.path("/etc/asterisk/sip.conf").read_text() == "gen 6"
+        kept = [Path(k).read_text() for k in backups.generations_of(bk, "/etc/asterisk/sip.conf")]
+        assert kept == ["gen 5", "gen 4", "gen 3", "gen 2", "gen 1"]
 
 
 async def test_a_name_at_the_length_limit_is_updated_again_and_again(tmp_path: Path) -> None:
