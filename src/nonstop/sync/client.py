@@ -318,12 +318,18 @@ class Client:
             run.report.count(res.status)
             if res.applied:
                 records.append((op.name, finals.get(i, op.new) if i in finals else op.new))
-                if op.kind == "mv":
+                if op.kind == "mv" and not res.src_status:
                     records.append((op.src, None))
                     run.applied.append(op.src)
                 run.applied.append(op.name)
             # (None: streamed without a content, as it changed or went while it was read)
             self._tell(res, op, run, unread=i in finals and finals[i] is None)
+            if res.applied and res.src_status:
+                # The peer kept the source (changed there since): as for a plain deletion,
+                # a conflict stays dirty, a deletion lost to `auto` takes the peer's version.
+                run.report.count(res.src_status)
+                self._tell(Result(i, res.src_status, res.src_message),
+                           Op("del", op.src, op.src_base, None, op.forced), run)
         await asyncio.to_thread(self.node.db.record_sent, run.peer, records)
 
     def _tell(self, res: Result, op: Op, run: _Run, unread: bool = False) -> None:
@@ -335,7 +341,9 @@ class Client:
             elif res.status == "forced":
                 out(0, f"{peer}: {res.status}: {res.message}")
             else:
-                verb = {"put": "updated", "del": "deleted", "mv": f"renamed from {op.src}"}
+                verb = {"put": "updated", "del": "deleted",
+                        "mv": f"renamed from {op.src}" + (f", which {peer} keeps (below)"
+                                                          if res.src_status else "")}
                 out(1, f"{peer}: {op.name}: {verb[op.kind]} ({res.status})"
                     + (f": {res.message}" if res.message else ""))
         elif res.status == "lost" and op.kind != "mv":

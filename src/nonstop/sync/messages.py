@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 
 from nonstop.sync.patterns import Scope as Scope  # re-exported: the wire format names scopes
 from nonstop.sync.plan import Op
-from nonstop.sync.protocol import ProtocolError, field
+from nonstop.sync.protocol import PROTO_LATEST, ProtocolError, field
 from nonstop.sync.state import FileState
 
 
@@ -21,14 +21,25 @@ class Result:
     index: int
     status: str  # ok | same | forced | auto | conflict | lost | refused | error
     message: str = ""
+    # A rename ("mv") whose new name holds the sender's version but whose source the receiver
+    # kept (changed there since: a conflict, or lost to ``auto``, as a plain deletion would be):
+    # that deletion's status and reason. Protocol version 4.
+    src_status: str = ""
+    src_message: str = ""
 
     @property
     def applied(self) -> bool:
         """Both sides now hold the sender's version."""
         return self.status in ("ok", "same", "forced", "auto")
 
-    def to_wire(self) -> list[Any]:
-        return [self.index, self.status, self.message]
+    def to_wire(self, version: int = PROTO_LATEST) -> list[Any]:
+        if not self.src_status:
+            return [self.index, self.status, self.message]
+        if version < 4:
+            # An older sender would record the source as deleted: it hears of the source's
+            # fate only, so it records neither name (the new one is found equal next time).
+            return [self.index, self.src_status, self.src_message]
+        return [self.index, self.status, self.message, self.src_status, self.src_message]
 
 
 @dataclass(frozen=True)
@@ -145,15 +156,15 @@ Event: TypeAlias = (Verdict | Results | Listing | Files | Signature | SignatureE
          | Whole | Bye | Offer | ListRequest | Fetch | Need | Start | Commit)
 
 
-def results_of(raw: list[object], n: int) -> dict[int, Result]:
+def results_of(raw: list[object], n: int, version: int = PROTO_LATEST) -> dict[int, Result]:
     """The results of a batch of ``n`` operations."""
     out: dict[int, Result] = {}
+    sizes = (3, 5) if version >= 4 else (3,)
     for item in raw:
-        if (not isinstance(item, list) or len(item) != 3 or type(item[0]) is not int
-                or not isinstance(item[1], str) or not isinstance(item[2], str)
-                or not 0 <= item[0] < n):
+        if (not isinstance(item, list) or len(item) not in sizes or type(item[0]) is not int
+                or not all(isinstance(x, str) for x in item[1:]) or not 0 <= item[0] < n):
             raise ProtocolError("bad result")
-        out[item[0]] = Result(item[0], item[1], item[2])
+        out[item[0]] = Result(*item)
     return out
 
 

@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 # CHALLENGE's "v" (a field older clients ignore). Both proofs cover the version chosen, so it
 # cannot be changed on the way. Version 2 adds WHOLE frames (several small files in one);
 # version 3 a put's copy source (``Op.src``), which an older receiver would ignore while the
-# sender counted its bytes as copied (plan.batches).
+# sender counted its bytes as copied (plan.batches); version 4 a rename's result that keeps its
+# source (``Result.src_status``), which an older sender could not read.
 PROTO_VERSION = 1
-PROTO_LATEST = 3
+PROTO_LATEST = 4
 HEADER = struct.Struct("!IB")
 MAX_FRAME = 8 * 1024 * 1024
 # Until a peer has proved the group key, every frame it may send is this small (the handshake

@@ -77,6 +77,25 @@ class ReceiveData:
             self._open.clear()
             self._inode_ops.clear()
 
+    def _touches(self, ino: int) -> None:
+        self._inode_ops[ino] = self._inode_ops.get(ino, 0) + 1
+
+    def _as_judged(self, p: Pending) -> bool:
+        """Whether the file to be replaced is still what ``evaluate`` saw: same inode, size,
+        mtime, owner and mode, and same ctime (any write, chmod, chown or rename since moves
+        it) unless another operation of ours changes the same inode under another name."""
+        seen = p.seen
+        if seen is None:
+            return True
+        try:
+            st = os.lstat(p.local)
+        except FileNotFoundError:
+            return False
+        if (st.st_ino, st.st_size, held_ns(st.st_mtime_ns), stat.S_IMODE(st.st_mode), st.st_uid,
+                st.st_gid) != (seen.ino, seen.size, seen.mtime_ns, seen.mode, seen.uid, seen.gid):
+            return False
+        return st.st_ctime_ns == seen.ctime_ns or self._inode_ops.get(st.st_ino, 0) > 1
+
     def basis(self, batch: Batch, index: int) -> Basis | None:
         """What the sender may build on for a needed file: our current regular file's size and
         digest, and whether the new bytes may be appended to it in place."""

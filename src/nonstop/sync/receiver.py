@@ -33,7 +33,7 @@ from nonstop.config.csync2 import Group
 from nonstop.errors import MachineError
 from nonstop.logs import escape
 from nonstop.sync import backups, fsops, sqlitefile
-from nonstop.sync.conflicts import DISAGREE, Action, judge, rebased
+from nonstop.sync.conflicts import DISAGREE, Action, Verdict, judge, rebased
 from nonstop.sync.messages import Result
 from nonstop.sync.patterns import Matcher, PathMap, valid_name
 from nonstop.sync.plan import Op
@@ -266,10 +266,11 @@ class Receiver(ReceiveData):
             self.overwritten.append(name)
         if self.only_new is not None and res.message == f"{name}: {self.only_new}":
             return  # the sender says it; refused here as every push from it was before
-        if res.status in ("conflict", "lost", "refused", "error", "forced", "auto"):
-            # File names come from the peer: escaped, so none can forge a log line.
-            self.log(f"{self.peer} -> {self.me}: {res.status}: "
-                     f"{escape(res.message or name, 400)}")
+        for status, message in ((res.status, res.message or name),
+                                (res.src_status, res.src_message)):
+            if status in ("conflict", "lost", "refused", "error", "forced", "auto"):
+                # File names come from the peer: escaped, so none can forge a log line.
+                self.log(f"{self.peer} -> {self.me}: {status}: {escape(message, 400)}")
 
     def _evaluate_one(
         self, i: int, op: Op, batch: Batch,
@@ -290,14 +291,7 @@ class Receiver(ReceiveData):
                 op.kind == "put" and not op.forced and op.base is None and current is None
                 and not self.db.known_with(op.name, self.group.host_names)):
             return Result(i, "refused", f"{op.name}: {self.only_new}")
-        verdict = judge(
-            op.name, op.base, op.new, current,
-            forced=op.forced, auto=self.group.auto, sender=self.peer, receiver=self.me,
-            hosts=self.group.host_names, ignore=self.ignore,
-        )
-        if verdict.action in DISAGREE:  # or only the sender's base is older than our record
-            verdict = rebased(verdict, op.name, current, self._agreed(op.name), sender=self.peer,
-                              receiver=self.me, ignore=self.ignore)
+        verdict = self._judged(op.name, op.base, op.new, current, op.forced)
         if verdict.action is Action.SAME:
             records.append((op.name, op.new, seen))
             if op.kind == "mv":
@@ -306,7 +300,6 @@ class Receiver(ReceiveData):
         if verdict.action is Action.CONFLICT:
             return Result(i, "conflict", verdict.reason)
         if verdict.action is Action.LOSE:
-            self.db.mark_dirty(self.peer, [op.name])
             return Result(i, "lost", verdict.reason)
         status = {Action.APPLY: "ok", Action.FORCE: "forced", Action.AUTO_WIN: "auto"}[
             verdict.action
@@ -321,6 +314,27 @@ class Receiver(ReceiveData):
         if op.kind == "del":
             return self._delete(op, local, current, Result(i, status, verdict.reason), records)
         return self._install(i, op, batch, seen, Result(i, status, verdict.reason), records)
+
+    def _judged(self, name: str, base: FileState | None, new: FileState | None,
+                current: FileState | None, forced: bool) -> Verdict:
+        """What to do with the sender's change of ``name`` from ``base`` to ``new`` (None: a
+        deletion), ours being ``current``; a change we lose is marked to go back to it."""
+        verdict = judge(name, base, new, current, forced=forced, auto=self.group.auto,
+                        sender=self.peer, receiver=self.me, hosts=self.group.host_names,
+                        ignore=self.ignore)
+        if verdict.action in DISAGREE:  # or only the sender's base is older than our record
+            verdict = rebased(verdict, name, current, self._agreed(name), sender=self.peer,
+                              receiver=self.me, ignore=self.ignore)
+        if verdict.action is Action.LOSE:
+            self.db.mark_dirty(self.peer, [name])
+        return verdict
+
+    def _src_kept(self, op: Op, seen: Seen) -> tuple[str, str]:
+        """A rename's source ``op.src`` goes as a plain deletion would: not when it changed here
+        since (a conflict, or lost to ``auto``); then its status and reason, else empty."""
+        verdict = self._judged(op.src, op.src_base, None, seen.state, op.forced)
+        kept = {Action.CONFLICT: "conflict", Action.LOSE: "lost"}.get(verdict.action, "")
+        return (kept, verdict.reason) if kept else ("", "")
 
     def _refusal(self, i: int, op: Op) -> Result | None:
         """Names outside our includes, or under a symlinked directory, are refused."""
@@ -390,16 +404,18 @@ class Receiver(ReceiveData):
     def _rename(self, p: Pending, res: Result,
                 records: list[tuple[str, FileState | None, Seen | None]]) -> Result | None:
         """A rename whose source still holds the new bytes: no bytes move. Otherwise the
-        source (if it is what the sender thinks) goes when the file arrives; None."""
+        source (unless it is kept: ``_src_kept``) goes when the file arrives; None."""
         op, new, local, msg = p.op, p.op.new, p.local, res.message
         assert new is not None
         src_local = self.paths.local(op.src)
         src_seen = describe(src_local, self.db.local_get(op.src), self._now())
-        src_ok = src_seen is not None and (op.forced or self._unchanged(op.src, src_seen.state,
-                                                                        op.src_base))
-        if src_seen is not None and src_ok:
-            self._touches(src_seen.ino)  # renamed now, or removed when the file arrives
-        if src_seen is not None and src_ok and src_seen.state.same_content(new):
+        if src_seen is None:
+            return None  # gone here too: the new name comes whole
+        p.kept_src = self._src_kept(op, src_seen)
+        if p.kept_src[0]:
+            return None  # the new name comes whole; the source stays (and is reported)
+        self._touches(src_seen.ino)  # renamed now, or removed when the file arrives
+        if src_seen.state.same_content(new):
             if p.current is not None and p.current.kind == "reg":
                 msg = _with_backup(msg, self._backup(op.name, local))
             os.replace(src_local, local)
@@ -408,18 +424,12 @@ class Receiver(ReceiveData):
             records.append((op.src, None, None))
             self.changed.append(op.src)
             return Result(res.index, res.status, msg)
-        if src_ok:
-            p.src_local = src_local
+        p.src_local = src_local
         return None
 
     def _agreed(self, name: str) -> FileState | None:
         """What we and the sender held after our last sync (None: nothing)."""
         return self.db.synced_for(self.peer, [name]).get(name)
-
-    def _unchanged(self, name: str, state: FileState, base: FileState | None) -> bool:
-        """Our ``name`` is still what the sender believes, or what we last synced with it (its
-        belief may be older: see conflicts.rebased)."""
-        return state.same(base) or state.same(self._agreed(name))
 
     def _parent_ok(self, parent: str) -> bool:
         """No symlink among the directories of a path (csync2's rule), so nothing a peer sends
@@ -434,19 +444,21 @@ class Receiver(ReceiveData):
 
     def _drop_src(
         self, i: int, op: Op, status: str,
-        records: list[tuple[str, FileState | None, Seen | None]],
+        records: list[tuple[str, FileState | None, Seen | None]], msg: str = "",
     ) -> Result:
+        """The source of a rename whose new name is in place goes, unless it is kept."""
         src_local = self.paths.local(op.src)
         seen = describe(src_local, self.db.local_get(op.src), self._now())
-        if seen is not None and self._unchanged(op.src, seen.state, op.src_base):
+        if seen is not None:
+            kept_src = self._src_kept(op, seen)
+            if kept_src[0]:
+                return Result(i, status, msg, *kept_src)
             kept = self._backup(op.src, src_local) if seen.state.kind == "reg" else None
             fsops.remove(src_local)
             self.changed.append(op.src)
-            records.append((op.src, None, None))
-            return Result(i, status, _with_backup("", kept))
-        if seen is None:
-            records.append((op.src, None, None))
-        return Result(i, status)
+            msg = _with_backup(msg, kept)
+        records.append((op.src, None, None))
+        return Result(i, status, msg)
 
     def _done(
         self, name: str, state: FileState, local: str,
@@ -504,9 +516,10 @@ class Receiver(ReceiveData):
                     dirs.add(os.path.dirname(p.local))
                 self._done(p.op.name, final, p.local, records, p.blocks)
                 if p.src_local:
-                    results.append(self._drop_src(p.index, p.op, p.verdict_status, records))
+                    results.append(self._drop_src(p.index, p.op, p.verdict_status, records,
+                                                  msg))
                 else:
-                    results.append(Result(p.index, p.verdict_status, msg))
+                    results.append(Result(p.index, p.verdict_status, msg, *p.kept_src))
             except OSError as e:
                 self._discard(p)
                 results.append(Result(p.index, "error", f"{p.op.name}: {e.strerror}"))
@@ -547,25 +560,6 @@ class Receiver(ReceiveData):
             raise MachineError(errno.EEXIST, f"appeared on {self.me} during the transfer; "
                                "left alone")
         return msg
-
-    def _touches(self, ino: int) -> None:
-        self._inode_ops[ino] = self._inode_ops.get(ino, 0) + 1
-
-    def _as_judged(self, p: Pending) -> bool:
-        """Whether the file to be replaced is still what ``evaluate`` saw: same inode, size,
-        mtime, owner and mode, and same ctime (any write, chmod, chown or rename since moves
-        it) unless another operation of ours changes the same inode under another name."""
-        seen = p.seen
-        if seen is None:
-            return True
-        try:
-            st = os.lstat(p.local)
-        except FileNotFoundError:
-            return False
-        if (st.st_ino, st.st_size, held_ns(st.st_mtime_ns), stat.S_IMODE(st.st_mode), st.st_uid,
-                st.st_gid) != (seen.ino, seen.size, seen.mtime_ns, seen.mode, seen.uid, seen.gid):
-            return False
-        return st.st_ctime_ns == seen.ctime_ns or self._inode_ops.get(st.st_ino, 0) > 1
 
 
 def _kind(op: Op) -> str:

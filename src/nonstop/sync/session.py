@@ -236,13 +236,13 @@ class ClientSession(_Session):
         b = obj.get("b")
         if type(b) is not int or b not in self.inflight:
             raise ProtocolError("results for an unknown batch")
-        return Results(b, results_of(field(obj, "r", list), self.inflight.pop(b)))
+        return Results(b, results_of(field(obj, "r", list), self.inflight.pop(b), self.version))
 
     def _on_verdict(self, obj: dict[str, Any]) -> Verdict:
         bid, n = self._offered
         if obj.get("b") != bid:
             raise ProtocolError("verdict for an unexpected batch")
-        results = results_of(field(obj, "r", list), n)
+        results = results_of(field(obj, "r", list), n, self.version)
         need = indices(field(obj, "need", list), n, "need")
         raw = obj.get("have", {})
         if not isinstance(raw, dict):
@@ -516,7 +516,7 @@ class ServerSession(_Session):
         self._in_started = False
         self.phase = Phase.RECEIVING if need else Phase.AWAIT_COMMIT
         return encode_obj(Kind.VERDICT, {
-            "b": b, "r": [r.to_wire() for r in results], "need": list(need),
+            "b": b, "r": [r.to_wire(self.version) for r in results], "need": list(need),
             "have": {str(i): basis.to_wire() for i, basis in have.items()},
         })
 
@@ -536,7 +536,7 @@ class ServerSession(_Session):
         if b not in self._committed:
             raise SessionMisuse(f"batch {b} is not committed")
         self._committed.discard(b)
-        return encode_obj(Kind.RESULTS, {"b": b, "r": [r.to_wire() for r in results]})
+        return encode_obj(Kind.RESULTS, {"b": b, "r": [r.to_wire(self.version) for r in results]})
 
     def listing(self, entries: list[list[Any]], end: bool) -> bytes:
         """One chunk of the listing asked for (``end`` on the last)."""

@@ -56,6 +56,8 @@ class Pending:
     # sender appends the rest; ReceiveData.copy_into), 0 if none.
     resume_at: int = 0
     installed: bool = False  # renamed into place by commit
+    # A rename whose source stays here (changed since: Result.src_status), its status, reason.
+    kept_src: tuple[str, str] = ("", "")
 
 
 @dataclass

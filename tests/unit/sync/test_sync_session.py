@@ -160,6 +160,46 @@ async def test_delete_versus_modify_is_a_conflict(tmp_path: Path) -> None:
         assert n2.path("/etc/asterisk/a.conf").read_text() == "edited on n2"
 
 
+async def test_a_rename_whose_source_changed_on_the_peer_is_a_conflict(tmp_path: Path) -> None:
+    """mv old.conf new.conf here, old.conf edited on the peer: the new name arrives, and the
+    deletion of old.conf is a conflict as a plain rm is (reported, dirty, the edit left alone).
+    Before, the run said "renamed from ... (ok)" and recorded old.conf as gone from the peer."""
+    old, new = "/etc/asterisk/old.conf", "/etc/asterisk/new.conf"
+    async with pair(tmp_path) as (n1, n2):
+        n1.write(old, "[old]\n")
+        assert await n1.sync() == []
+        os.rename(n1.path(old), n1.path(new))
+        n2.write(old, "[old]\n; n2 local edit\n")
+        for _ in range(2):  # and again: the new name is as sent, the source still kept
+            problems = await n1.sync()
+            assert len(problems) == 1 and old in problems[0], problems
+            assert "vpbx1-1: deleted" in problems[0]
+            assert n2.path(new).read_text() == "[old]\n"
+            assert n2.path(old).read_text() == "[old]\n; n2 local edit\n"
+            assert n1.node.dirty_lines() == [f"chary\tvpbx1-1\tvpbx1-2\t{old}"]
+        n1.node.force([(old, False)])
+        assert (await n1.node.update()).problems == []
+        assert not n2.path(old).exists()
+        kept = n2.path("/var/backups/csync2" + old)
+        assert kept.read_text() == "[old]\n; n2 local edit\n"
+        assert n1.node.dirty_lines() == []
+
+
+async def test_a_rename_whose_source_changed_on_the_peer_follows_auto(tmp_path: Path) -> None:
+    """With auto younger a deletion never wins: the peer's edited source comes back here."""
+    old, new = "/etc/asterisk/old.conf", "/etc/asterisk/new.conf"
+    async with pair(tmp_path, talk_config(tmp_path, auto="younger")) as (n1, n2):
+        n1.write(old, "[old]\n")
+        assert await n1.sync() == []
+        os.rename(n1.path(old), n1.path(new))
+        n2.write(old, "[old]\n; n2 local edit\n")
+        assert await n1.sync() == []
+        for n in (n1, n2):
+            assert n.path(new).read_text() == "[old]\n"
+            assert n.path(old).read_text() == "[old]\n; n2 local edit\n"
+        assert n1.node.dirty_lines() == []
+
+
 @pytest.mark.parametrize(("auto", "n2_wins"), [("younger", True), ("older", False),
                                                ("first", False), ("left", False),
                                                ("right", True), ("bigger", True)])

@@ -302,3 +302,19 @@ def test_any_frames_raise_only_remote_input_errors(
                         for k, v in seq) + tail
         with contextlib.suppress(ProtocolError, RemoteError):
             deliver(data, session)
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_rename_whose_source_was_kept_reaches_each_version_of_sender(version: int) -> None:
+    """Version 4 says both: the new name is in place, the source stays (a conflict). An older
+    sender, which would record the source as deleted, hears of the source's fate alone."""
+    c, s = ClientSession(version=version), ServerSession(version=version)
+    deliver(c.offer(0, OPS), s)
+    kept = Result(0, "ok", "", "conflict", "conflict: /etc/asterisk/old.conf changed on both")
+    want = kept if version >= 4 else Result(0, "conflict", kept.src_message)
+    assert deliver(s.verdict(0, [kept], [], {}), c) == [Verdict(0, {0: want}, [], {})]
+    c = ClientSession(version=3)
+    deliver(c.offer(0, OPS), ServerSession())
+    with pytest.raises(ProtocolError, match="bad result"):
+        deliver(encode_obj(Kind.VERDICT, {"b": 0, "r": [kept.to_wire(4)], "need": [],
+                                          "have": {}}), c)
