@@ -98,8 +98,9 @@ def judge(
         return Verdict(Action.APPLY, f"{name}: same content on {sender} and {receiver}; "
                        "only the modification time differed")
     here = _what(base, current, ignore)
-    if forced and (new.same(base, ignore) if new is not None else base is None):
-        # -f of a name unchanged here since the last sync: only the receiver changed it
+    if new.same(base, ignore) if new is not None else base is None:
+        # -f, or a mark by hand (-m), of a name unchanged here since the last sync: only the
+        # receiver changed it
         both = f"{name} changed on {receiver} since the last sync ({here})"
     else:
         both = (

@@ -132,7 +132,7 @@ class CsyncListings:
             names = {p for p, _ in scopes if g.matcher.included(p)}
             names |= {n for n in self.db.local_in(scopes) if g.matcher.included(n)}
             for h in g.group.peers(self.me):
-                self.db.mark_dirty(h.name, sorted(names))
+                self.db.mark_dirty(h.name, sorted(names), by_hand=True)
             marked |= names
         return sorted(marked)
 
@@ -152,7 +152,7 @@ class CsyncListings:
                 for h in g.group.peers(self.me)}
             if flag in ("X", "L"):
                 for t in sorted(targets):
-                    self.db.mark_dirty(t, [name])
+                    self.db.mark_dirty(t, [name], by_hand=True)
             elif flag == "R" and removals:
                 self.db.add_forced(sorted(targets), name, False)
 

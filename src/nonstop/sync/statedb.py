@@ -4,7 +4,7 @@ Tables:
   local(name, state, ino, ctime_ns, checked_ns, blocks, verified_ns, verify_pos, stepped_ns)
                                                  this node's last scan (a cache for hashing)
   synced(peer, name, state)                      what ``peer`` holds, as of the last sync with it
-  dirty(peer, name, forced)                      names to send to ``peer`` (``-M`` lists them)
+  dirty(peer, name, forced, marked)              names to send to ``peer`` (``-M`` lists them)
   forced(peer, path, recursive)                  ``-f`` scopes: make the peer equal to us there
   tmpfiles(path)                                 receive temp files that may exist (cleanup list)
   appends(path, ino, size, mtime_ns)             files being appended to in place: their size and
@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS synced(peer TEXT, name TEXT, kind TEXT, mode INTEGER,
                                   target TEXT, rdev INTEGER, PRIMARY KEY(peer, name))
                                   WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty(peer TEXT, name TEXT, forced INTEGER NOT NULL DEFAULT 0,
+                                 marked INTEGER NOT NULL DEFAULT 0,
                                  PRIMARY KEY(peer, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS forced(peer TEXT, path TEXT, recursive INTEGER,
                                   PRIMARY KEY(peer, path));
@@ -56,7 +57,8 @@ CREATE TABLE IF NOT EXISTS appends(path TEXT PRIMARY KEY, ino INTEGER, size INTE
 # its neighbours by name: after a first sync, a no-change check of 20,000 files read its cache
 # rows in ~50 ms and joined them with the peer's in ~25 ms; in name order ~33 and ~16 ms. Their
 # rows are copied over once (nothing is hashed again).
-SCHEMA_VERSION = 4
+# Version 5 adds dirty.marked (StateDB.mark_dirty): version 4 gets the column, rows unmarked.
+SCHEMA_VERSION = 5
 _ORDERED = ("local", "synced", "dirty")
 
 
@@ -146,6 +148,12 @@ class StateDB:
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
+            self._db.executescript(_SCHEMA)
+            return
+        if version == 4:  # only a column more: the tables need no copy
+            with self._tx() as db:
+                db.execute("ALTER TABLE dirty ADD COLUMN marked INTEGER NOT NULL DEFAULT 0")
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.executescript(_SCHEMA)
             return
         with self._tx() as db:
@@ -299,10 +307,12 @@ class StateDB:
                     f" AND ({where})", (peer, *args))]
         return out
 
-    def _dirty_unforced(self, peer: str) -> set[str]:
+    def _dirty_derived(self, peer: str) -> set[str]:
+        """The names dirty for ``peer`` only because a check found them different: neither
+        forced nor marked by hand, so a check that finds them equal again takes them back."""
         with self._lock:
             return {r[0] for r in self._db.execute(
-                "SELECT name FROM dirty WHERE peer=? AND forced=0", (peer,))}
+                "SELECT name FROM dirty WHERE peer=? AND forced=0 AND marked=0", (peer,))}
 
     def synced_in(self, peer: str, scopes: Iterable[tuple[str, bool]]) -> dict[str, FileState]:
         """What ``peer`` holds per our records, under the scopes."""
@@ -369,14 +379,14 @@ class StateDB:
                 dirty += theirs
                 dirty = list(dict.fromkeys(dirty))  # overlapping scopes name a file twice
                 now_dirty = set(dirty)
-                clean = [n for n in self._dirty_unforced(peer)
+                clean = [n for n in self._dirty_derived(peer)
                          if n not in now_dirty and (n in present or n in went)]
                 db.executemany(
-                    "DELETE FROM dirty WHERE peer=? AND name=? AND forced=0",
+                    "DELETE FROM dirty WHERE peer=? AND name=? AND forced=0 AND marked=0",
                     ((peer, n) for n in clean),
                 )
                 db.executemany(
-                    "INSERT OR IGNORE INTO dirty VALUES(?,?,?)",
+                    "INSERT OR IGNORE INTO dirty(peer, name, forced) VALUES(?,?,?)",
                     ((peer, n, int(force_new)) for n in dirty),
                 )
                 result[peer] = sorted(dirty)
@@ -487,10 +497,16 @@ class StateDB:
                         )
                 db.execute("DELETE FROM dirty WHERE peer=? AND name=?", (peer, name))
 
-    def mark_dirty(self, peer: str, names: Iterable[str]) -> None:
-        """Mark names to send to ``peer`` (kept as they are if already dirty)."""
+    def mark_dirty(self, peer: str, names: Iterable[str], by_hand: bool = False) -> None:
+        """Mark names to send to ``peer`` (an entry already dirty keeps its force flag).
+        ``by_hand`` (csync2's ``-m``, ``-TI``): no check takes it back, as csync2's checks only
+        add dirty entries; the update offers the name even if the peer holds it per our
+        records, the peer judges it by what it holds, and only its taking the name clears it."""
         with self._tx() as db:
-            db.executemany("INSERT OR IGNORE INTO dirty VALUES(?,?,0)", ((peer, n) for n in names))
+            db.executemany(
+                "INSERT INTO dirty(peer, name, forced, marked) VALUES(?,?,0,?) "
+                "ON CONFLICT(peer, name) DO UPDATE SET marked=MAX(marked, excluded.marked)",
+                ((peer, n, int(by_hand)) for n in names))
 
     # --- temp files
     def add_tmp(self, paths: Iterable[str]) -> None:
