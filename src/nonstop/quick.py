@@ -238,21 +238,49 @@ def _render_guards(st: dict[str, Any]) -> list[str]:
     return lines
 
 
+def closed_outputs() -> list[int]:
+    """stdout and stderr, those of them that are pipes nobody reads any more (``nonstop
+    sync -M | head -3`` once head is done): poll says POLLERR for such a pipe."""
+    import select
+
+    closed = []
+    for fd in (1, 2):
+        poller = select.poll()
+        try:
+            poller.register(fd, 0)  # errors and hang-ups are always reported
+            if any(ev & select.POLLERR for _fd, ev in poller.poll(0)):
+                closed.append(fd)
+        except (OSError, ValueError):
+            continue
+    return closed
+
+
 def main() -> None:
     """The ``nonstop`` program: a fast path for a command line that is one, else the click
     CLI (which also gives ``--help`` and every error message)."""
     args = sys.argv[1:]
     code: int | None = None
-    if args[:1] == ["status"]:
-        code = status_command(args[1:])
-    elif args[:1] == ["sync"]:
-        from nonstop.sync.quickcli import sync_command
+    try:
+        if args[:1] == ["status"]:
+            code = status_command(args[1:])
+        elif args[:1] == ["sync"]:
+            from nonstop.sync.quickcli import sync_command
 
-        code = sync_command(args[1:])
-    elif args[:1] == ["run"]:
-        from nonstop.runcommand import run_command
+            code = sync_command(args[1:])
+        elif args[:1] == ["run"]:
+            from nonstop.runcommand import run_command
 
-        code = run_command(args[1:])
+            code = run_command(args[1:])
+    except BrokenPipeError:
+        # The reader of our output went away: end quietly with 1, as click's commands do
+        # (-L, -T), not with a traceback. Any other broken pipe is a bug to show.
+        closed = closed_outputs()
+        if not closed:
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in closed:  # what is still buffered for them is flushed at exit
+            os.dup2(devnull, fd)
+        code = 1
     if code is not None:
         sys.exit(code)
     from nonstop.cli import cli

@@ -354,3 +354,30 @@ def test_sync_push_fast_path_loads_the_network_code_when_it_has_something_to_sen
     assert "asyncio" in loaded and "click" not in loaded
     assert (code, out, err) == click_cli(["sync", "-x", *slow, *peer], env)
     assert code == 1 and "b" in err
+
+
+@pytest.mark.parametrize("args", [["-M"], ["-L"], ["-cvv"], ["-ud"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(
+        tmp_path: Path, sync_node: list[str], args: list[str]) -> None:
+    """``nonstop sync -M | head -3`` with thousands of dirty entries: exit 1 and no word,
+    whether the fast path (``-M``, ``-c``) or click (``-L``, ``-ud``) wrote the output, to
+    stdout or (``-v``) to stderr. The fast path used to print a BrokenPipeError traceback."""
+    env = {**os.environ, "CSYNC2_SYSTEM_DIR": str(tmp_path)}
+    for i in range(3000):
+        (tmp_path / "data" / f"voicemail-message-{i:05}.txt").write_text("x")
+    assert click_cli(["sync", "-c", *sync_node], env)[0] == 0
+    if args == ["-cvv"]:  # a new check has the same 3000 lines to say
+        os.utime(tmp_path / "data")
+        sync_node = [*sync_node, "--state-dir", str(tmp_path / "state2")]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    verbose = args == ["-cvv"]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "nonstop", "sync", *args, *sync_node],
+            stdout=subprocess.PIPE if verbose else write,
+            stderr=write if verbose else subprocess.PIPE, timeout=60, env=env)
+    finally:
+        os.close(write)
+    said = done.stdout if verbose else done.stderr
+    assert (done.returncode, said) == (1, b""), said.decode()
