@@ -197,6 +197,10 @@ class Matcher:
                 return True
         return False
 
+    def wanted(self, name: str, is_dir: bool) -> bool:
+        """Whether a walk takes ``name`` or, a directory, looks inside it."""
+        return self.included(name) or (is_dir and self.descend(name))
+
     def within(self, name: str, scopes: Iterable[tuple[str, bool]]) -> bool:
         """Whether ``name`` lies in one of ``scopes`` (path, recursive)."""
         return any(in_scope(name, p, r) for p, r in scopes)

@@ -412,8 +412,9 @@ class Replicator:
         name = self._name_of(local)
         if name is None:
             return
-        if not is_utf8(name):
-            not_replicated(local, "its name is not UTF-8")  # (the scan skips it too)
+        if not is_utf8(name):  # skipped by the scan too, and named unless excluded
+            if any(g.matcher.wanted(name, is_dir) for g in self.node.groups):
+                not_replicated(local, "its name is not UTF-8")
             return
         # A directory event may stand for a whole subtree (mv of a tree emits no child events).
         self._hints[name] = self._hints.get(name, False) or is_dir or new_dir

@@ -491,11 +491,10 @@ _REPORTED_MAX = 1000
 
 
 def not_replicated(path: str, why: str) -> None:
-    """Say once per process that ``path`` is left out of replication, and why. What is not
-    valid UTF-8 can be neither stored in the state database nor sent as text: it is skipped,
-    with a directory's whole subtree, and everything else is replicated as usual (csync2 keeps
-    such names; renaming the file brings it in). Scopes never hold such a name: the command
-    line refuses one (command.scopes_for), the replicator makes no hint of one."""
+    """Say once per process that ``path``, which a group includes, is left out, and why: what is
+    not UTF-8 can be neither stored nor sent as text, so it is skipped with a directory's subtree
+    and the rest replicates (csync2 keeps such names; a rename brings it in). The command line
+    refuses one (command.scopes_for), the replicator makes no hint of one."""
     new = path not in _REPORTED
     if new and len(_REPORTED) >= _REPORTED_MAX:
         _REPORTED.clear()
@@ -564,11 +563,12 @@ def _walk_tree(matcher: Matcher, local_top: str, name_top: str, found: list[_Fou
         for entry in entries:
             if entry.name.startswith(TMP_PREFIX):
                 continue
-            if not is_utf8(entry.name):
-                not_replicated(entry.path, "its name is not UTF-8")
-                continue
             name = prefix + entry.name
             is_dir = entry.is_dir(follow_symlinks=False)
+            if not is_utf8(entry.name):  # an excluded one is left out without a word
+                if matcher.wanted(name, is_dir):
+                    not_replicated(entry.path, "its name is not UTF-8")
+                continue
             if included(name, entry.name):
                 try:
                     st = entry.stat(follow_symlinks=False)

@@ -160,3 +160,55 @@ async def test_the_replicator_goes_on_beside_one_and_status_names_it(
             await r.stop()
         n1.node.close()
         n2.node.close()
+
+
+async def test_an_excluded_one_is_left_out_without_a_word(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An editor's swap file and backup of a Latin-1 name (``exclude *~ .*``), and what an
+    excluded directory holds, are excluded names like any other: no warning, nothing counted
+    in the daemon's status. One that would be replicated is still named."""
+    caplog.set_level(logging.WARNING, "nonstop.sync")
+
+    def excluded(base: bytes, tag: bytes) -> None:
+        for name in (b".caf\xe9%s.conf.swp", b"caf\xe9%s.conf~"):
+            with open(base + b"/" + name % tag, "wb") as f:
+                f.write(b"x\n")
+        os.mkdir(base + b"/.d\xff" + tag)
+        with open(base + b"/.d\xff" + tag + b"/inner\xff.conf", "wb") as f:
+            f.write(b"x\n")
+        os.mkdir(base + b"/old\xff%s~" % tag)
+
+    def warned() -> list[str]:
+        return [w.split(": ")[1] for w in _warned(caplog)]
+
+    async with pair(tmp_path) as (n1, _n2):
+        base = os.fsencode(n1.root / "etc/asterisk")
+        excluded(base, b"")
+        n1.write("/etc/asterisk/sip.conf", "[general]\n")
+        assert await n1.sync() == []
+        assert warned() == []
+        with open(base + b"/caf\xe9.conf", "wb") as f:
+            f.write(b"x\n")
+        assert await n1.sync() == []
+        assert warned() == [f"{n1.root}/etc/asterisk/caf\\xe9.conf"]
+        # The daemon: inotify's events for them, and its status
+        caplog.clear()
+        r = Replicator(n1.node, full_scan_interval=3600)
+        await r.start()
+        try:
+            r.set_active(True)
+            deadline = time.monotonic() + 10.0
+            while r.status()["syncs"] < 1:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            excluded(base, b"-2")
+            os.mkdir(base + b"/new\xff")  # after them: its event comes after theirs
+            while not warned():
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert warned() == [f"{n1.root}/etc/asterisk/new\\xff"]
+            # its start's full scan named caf\xe9.conf again
+            assert sorted(r.status()["not_replicated"]["paths"]) == [
+                f"{n1.root}/etc/asterisk/caf\\xe9.conf", f"{n1.root}/etc/asterisk/new\\xff"]
+        finally:
+            await r.stop()
