@@ -432,7 +432,8 @@ def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap,
 
     lines, problems = asyncio.run(n.compare(scopes, peer))
     for line in lines:
-        echo(line)
+        *head, name = line.split("\t", 3)  # a newline in a name stays in its line, as with -v
+        echo("\t".join((*head, shown(name))))
     for p in problems:
         echo(f"ERROR: {p}", err=True)
     if init_run:

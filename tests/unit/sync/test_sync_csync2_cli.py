@@ -512,3 +512,22 @@ def test_a_check_of_one_group_keeps_the_other_groups_rows(tmp_path: Path) -> Non
     assert code == 0, out
     code, after = run([*base, "-M"])
     assert str(tmp_path / "d1/logs/f") in after, after  # still known, still dirty for n2
+
+
+def test_t_escapes_a_name_as_the_push_output_does(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    """A name with a newline is one ``-T`` line (``\\n``, as ``-v`` shows it), and ``-TI``
+    still marks the file by its real name."""
+    tmp, n1, n2, env = demo
+    (tmp / "d1/two\nlines").write_text("x")
+    (tmp / "d1/a\ttab").write_text("t")
+    proc = serve([*n2, "-ii"], env)
+    try:
+        code, out = run([*n1, "-TI"], env)
+        assert code == 0 and out.splitlines() == ["L\tn1\tn2\t%demodir%/a\\ttab",
+                                                  "L\tn1\tn2\t%demodir%/two\\nlines"], out
+        assert run([*n1, "-uv"], env)[0] == 0
+        assert (tmp / "d2/two\nlines").read_text() == "x"
+        assert (tmp / "d2/a\ttab").read_text() == "t"
+    finally:
+        stop(proc)
