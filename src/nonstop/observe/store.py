@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nonstop.errors import Misuse
+from nonstop.errors import MachineError, Misuse
 from nonstop.observe.events import BadRecord, Record, decode_line, encode_line
 
 log = logging.getLogger("nonstop.observe")
@@ -199,8 +199,8 @@ class HistoryFile:
         written = os.write(self._fd, data)
         if written < len(data):  # a nearly full disk takes what fits: cut the torn record off
             os.ftruncate(self._fd, self._size)
-            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (wrote {written} of "
-                                        f"{len(data)} bytes)", str(self.dir / CURRENT))
+            raise MachineError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (wrote {written} "
+                                             f"of {len(data)} bytes)", str(self.dir / CURRENT))
         os.fdatasync(self._fd)
         self._size += len(data)
         if self._size >= self.segment_bytes:
