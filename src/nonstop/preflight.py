@@ -154,14 +154,43 @@ def check_example_key(cfg: ClusterConfig) -> list[Problem]:
             for i, key in sorted(cfg.authkeys.keys.items()) if key.secret in talk]
 
 
+def check_fencing(cfg: ClusterConfig) -> list[Problem]:
+    """The fencing device this node uses is one cluster-glue's ``stonith`` knows (Heartbeat
+    refuses an unknown type when it reads ha.cf: ``Invalid Stonith type``). Unknown, every
+    fence would fail and the node would never take over."""
+    import shutil
+    import subprocess
+
+    from nonstop.resources.stonith import STONITH_COMMAND
+
+    device = cfg.ha.stonith_device(cfg.local_node or "")
+    if device is None:
+        return []
+    loc = cfg.ha.locations.get("stonith_host") or cfg.ha.locations.get("stonith") \
+        or Location(cfg.ha.path)
+    command = shutil.which(STONITH_COMMAND)
+    if command is None:
+        return [ConfigError(loc, f"Invalid Stonith type [{device.plugin}]: cluster-glue's "
+                                 f"'{STONITH_COMMAND}' command is not installed")]
+    try:
+        listed = subprocess.run([command, "-L"], capture_output=True, text=True, timeout=30,
+                                check=False).stdout.split()
+    except (OSError, subprocess.SubprocessError) as e:
+        return [ConfigError(loc, f"cannot list the STONITH types ({command} -L): {e}")]
+    if device.plugin not in listed:
+        return [ConfigError(loc, f"Invalid Stonith type [{device.plugin}]: not one of the "
+                                 f"{len(listed)} types '{STONITH_COMMAND} -L' lists")]
+    return []
+
+
 def run_refuses(cfg: ClusterConfig) -> list[ConfigError]:
     """What of this machine `run` refuses to start with (a reload refuses it too, or the node
     would not come back at its next start): a heartbeat interface or a resource script that
-    is not here."""
-    found = [*check_media(cfg), *check_resources(cfg, addresses=False)]
+    is not here, a fencing device of a type cluster-glue does not know."""
+    found = [*check_media(cfg), *check_fencing(cfg), *check_resources(cfg, addresses=False)]
     return [p for p in found if isinstance(p, ConfigError)]
 
 
 def check_machine(cfg: ClusterConfig) -> list[Problem]:
     """Every machine fact ``nonstop check`` looks at (not with ``--offline``)."""
-    return [*check_media(cfg), *check_resources(cfg), *check_sync(cfg)]
+    return [*check_media(cfg), *check_fencing(cfg), *check_resources(cfg), *check_sync(cfg)]

@@ -77,14 +77,15 @@ def run_node(config_dir: Path, state_dir: Path, node: str | None, verbose: int,
     from nonstop.config.loader import load_config_dir
     from nonstop.daemon import run_daemon
     from nonstop.logs import setup_logging, stop_logging
-    from nonstop.preflight import check_media
+    from nonstop.preflight import check_fencing, check_media
     from nonstop.statelock import StateLock
 
     name = (node or default_node(config_dir)).lower()
     try:
         cfg = load_config_dir(str(config_dir), name)
-        # Without its heartbeat interfaces the node cannot run at all: say so, as check does.
-        ConfigErrors.raise_if_any(e for e in check_media(cfg) if isinstance(e, ConfigError))
+        # Without its heartbeat interfaces (or its fencing) the node cannot run: as check says.
+        ConfigErrors.raise_if_any(e for e in (*check_media(cfg), *check_fencing(cfg))
+                                  if isinstance(e, ConfigError))
     except ConfigErrors as e:
         for err in e.errors:
             _say(str(err))

@@ -162,3 +162,22 @@ def test_odd_names_are_errors_of_their_file_not_tracebacks(tmp_path: Path) -> No
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == EXIT_NOT_CONFIGURED and "Traceback" not in done.stderr
     assert "Current node [vpbx1-\\xe9] not in configuration!" in done.stderr
+
+
+def test_an_unknown_fencing_type_is_refused_as_heartbeat_refuses_it(tmp_path: Path) -> None:
+    """`stonith_host * nosuchtype ...` passed, and then every fence failed: a node that lost
+    its peer never took over (Heartbeat: 'Invalid Stonith type' when it reads ha.cf)."""
+    d = _config(tmp_path, haresources="")
+    ha_cf = d / "ha.cf"
+    good = ha_cf.read_text() + "stonith_host * external/ssh hostlist=vpbx1-2\n"
+    ha_cf.write_text(good)
+    code, out, err = _check("--config-dir", str(d), "--node", "vpbx1-1")
+    assert code == 0, err
+    ha_cf.write_text(good.replace("external/ssh", "nosuchtype"))
+    line = good.count("\n")
+    said = f"{ha_cf}:{line}: Invalid Stonith type [nosuchtype]: not one of the "
+    code, _out, err = _check("--config-dir", str(d), "--node", "vpbx1-1")
+    assert code == 1 and said in err, err
+    assert _check("--config-dir", str(d), "--node", "vpbx1-1", "--offline")[0] == 0
+    done = _run(d, tmp_path / "state")
+    assert done.returncode == EXIT_NOT_CONFIGURED and said in done.stderr, done.stderr
