@@ -10,6 +10,7 @@ takeover would trip on later. The same rules that decide at takeover time decide
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -183,14 +184,54 @@ def check_fencing(cfg: ClusterConfig) -> list[Problem]:
     return []
 
 
+def check_respawn(cfg: ClusterConfig) -> list[Problem]:
+    """Each ``respawn`` client's program is executable and its user exists, as Heartbeat
+    checks when it reads ha.cf (``Client child command [x] is not executable``, ``Invalid uid
+    [x] specified for client``); ipfail is built in and not looked for."""
+    import pwd
+    import shlex
+    import shutil
+
+    from nonstop.resources.scripts import is_file
+
+    out: list[Problem] = []
+    for spec in cfg.ha.respawn:
+        loc = spec.loc or cfg.ha.locations.get("respawn", Location(cfg.ha.path))
+        try:
+            pwd.getpwnam(spec.user)
+        except (KeyError, ValueError):
+            out.append(ConfigError(loc, f"respawn {spec.user} {spec.command}: Invalid uid "
+                                        f"[{spec.user}] specified for client: no such user"))
+        try:
+            program = shlex.split(spec.command)[0]
+        except (ValueError, IndexError):
+            program = spec.command.split()[0]
+        found = (program if is_file(Path(program)) and os.access(program, os.X_OK) else None) \
+            if "/" in program else shutil.which(program)
+        if found is None:
+            out.append(ConfigError(loc, f"respawn {spec.user} {spec.command}: Client child "
+                                        f"command [{program}] is not executable"))
+    return out
+
+
+def start_refuses(cfg: ClusterConfig) -> list[ConfigError]:
+    """What of this machine `run` refuses before it starts: a heartbeat interface that is not
+    here, a fencing device of a type cluster-glue does not know, a respawn client that cannot
+    run (the resource scripts are refused as the groups are built)."""
+    found = [*check_media(cfg), *check_fencing(cfg), *check_respawn(cfg)]
+    return [p for p in found if isinstance(p, ConfigError)]
+
+
 def run_refuses(cfg: ClusterConfig) -> list[ConfigError]:
     """What of this machine `run` refuses to start with (a reload refuses it too, or the node
     would not come back at its next start): a heartbeat interface or a resource script that
-    is not here, a fencing device of a type cluster-glue does not know."""
-    found = [*check_media(cfg), *check_fencing(cfg), *check_resources(cfg, addresses=False)]
-    return [p for p in found if isinstance(p, ConfigError)]
+    is not here, a fencing device cluster-glue does not know, a respawn client that cannot
+    run."""
+    found = check_resources(cfg, addresses=False)
+    return [*start_refuses(cfg), *(p for p in found if isinstance(p, ConfigError))]
 
 
 def check_machine(cfg: ClusterConfig) -> list[Problem]:
     """Every machine fact ``nonstop check`` looks at (not with ``--offline``)."""
-    return [*check_media(cfg), *check_fencing(cfg), *check_resources(cfg), *check_sync(cfg)]
+    return [*check_media(cfg), *check_fencing(cfg), *check_respawn(cfg), *check_resources(cfg),
+            *check_sync(cfg)]

@@ -73,19 +73,18 @@ def run_node(config_dir: Path, state_dir: Path, node: str | None, verbose: int,
     """Load the configuration, then run the node until it stops; the exit code."""
     import asyncio
 
-    from nonstop.config.errors import ConfigError, ConfigErrors
+    from nonstop.config.errors import ConfigErrors
     from nonstop.config.loader import load_config_dir
     from nonstop.daemon import run_daemon
     from nonstop.logs import setup_logging, stop_logging
-    from nonstop.preflight import check_fencing, check_media
+    from nonstop.preflight import start_refuses
     from nonstop.statelock import StateLock
 
     name = (node or default_node(config_dir)).lower()
     try:
         cfg = load_config_dir(str(config_dir), name)
-        # Without its heartbeat interfaces (or its fencing) the node cannot run: as check says.
-        ConfigErrors.raise_if_any(e for e in (*check_media(cfg), *check_fencing(cfg))
-                                  if isinstance(e, ConfigError))
+        # Without its heartbeat interfaces, fencing or respawn clients: as check says.
+        ConfigErrors.raise_if_any(start_refuses(cfg))
     except ConfigErrors as e:
         for err in e.errors:
             _say(str(err))

@@ -181,3 +181,28 @@ def test_an_unknown_fencing_type_is_refused_as_heartbeat_refuses_it(tmp_path: Pa
     assert _check("--config-dir", str(d), "--node", "vpbx1-1", "--offline")[0] == 0
     done = _run(d, tmp_path / "state")
     assert done.returncode == EXIT_NOT_CONFIGURED and said in done.stderr, done.stderr
+
+
+def test_a_respawn_client_that_cannot_run_is_refused_as_heartbeat_refuses_it(
+        tmp_path: Path) -> None:
+    """Heartbeat refuses, when it reads ha.cf, a client whose program is not executable or
+    whose user does not exist; nonstop started and respawned it in vain for ever."""
+    d = _config(tmp_path, haresources="")
+    ha_cf = d / "ha.cf"
+    base = ha_cf.read_text()
+    # Runnable ones pass, and ipfail is built in: its path is not looked for.
+    ha_cf.write_text(base + "respawn root /bin/true --flag\nrespawn nobody sleep 1\n"
+                            "respawn root /nonexistent/ipfail\n")
+    code, _out, err = _check("--config-dir", str(d), "--node", "vpbx1-1")
+    assert code == 0, err
+    ha_cf.write_text(base + "respawn nosuchuser /bin/true\nrespawn root /nonexistent/prog -x\n")
+    code, _out, err = _check("--config-dir", str(d), "--node", "vpbx1-1")
+    n = base.count("\n")  # each error at its own line
+    assert code == 1
+    assert f"{ha_cf}:{n + 1}: respawn nosuchuser /bin/true: Invalid uid [nosuchuser] " \
+           "specified for client: no such user" in err, err
+    assert f"{ha_cf}:{n + 2}: respawn root /nonexistent/prog -x: Client child command " \
+           "[/nonexistent/prog] is not executable" in err, err
+    done = _run(d, tmp_path / "state")
+    assert done.returncode == EXIT_NOT_CONFIGURED and "Traceback" not in done.stderr
+    assert "Client child command [/nonexistent/prog] is not executable" in done.stderr

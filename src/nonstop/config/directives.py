@@ -281,7 +281,7 @@ def _ping_group(b: Builder, name: str, args: list[str], loc: Location) -> None:
 def _respawn(b: Builder, name: str, args: list[str], loc: Location) -> None:
     raw = " ".join(args)
     try:
-        spec = RespawnSpec.parse(raw)
+        spec = RespawnSpec.parse(raw, loc)
     except RespawnError as e:
         raise BadValue(str(e)) from None
     verdict = classify(spec)

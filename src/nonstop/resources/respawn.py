@@ -29,10 +29,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from nonstop.config.errors import Location
 from nonstop.errors import NonstopError
 
 #: Heartbeat's limits (heartbeat.c): deaths sooner than this after the start count as "fast"...
@@ -57,14 +58,16 @@ class RespawnSpec:
 
     user: str
     command: str
+    # Where ha.cf gives it (for `check`'s file:line); not part of what the client is.
+    loc: Location | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def parse(cls, rest: str) -> RespawnSpec:
+    def parse(cls, rest: str, loc: Location | None = None) -> RespawnSpec:
         """The text after ``respawn``; RespawnError for a missing user or command."""
         words = rest.split(None, 1)
         if len(words) < 2 or not words[1].strip():
             raise RespawnError("respawn needs a user and a program: respawn <user> <path> [args]")
-        return cls(words[0], words[1].strip())
+        return cls(words[0], words[1].strip(), loc)
 
     @property
     def argv(self) -> tuple[str, ...]:
