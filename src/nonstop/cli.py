@@ -179,11 +179,20 @@ def _move(cmd: str, state_dir: Path, which: str) -> None:
         click.echo(f"nonstop: {reply.get('error')}", err=True)
         sys.exit(1)
     groups = reply.get("groups") or []
+    held = reply.get("held")
+    if held is None:  # a daemon of before "held": every selected group, as it said then
+        held = groups if cmd == "standby" else []
+    moving = held if cmd == "standby" else [g for g in groups if g not in held]
     verb = "giving away" if cmd == "standby" else "asking for"
     # The move follows the answer (a standby first pushes what replication has not sent,
     # and is refused if that fails): status says how it ended.
-    after = " (`nonstop status` shows how it ends)" if groups else ""
-    click.echo(f"{cmd} [{which}]: {verb} {', '.join(groups) if groups else 'no groups'}{after}")
+    after = " (`nonstop status` shows how it ends)" if moving else ""
+    click.echo(f"{cmd} [{which}]: {verb} {', '.join(moving) if moving else 'no groups'}{after}")
+    if cmd == "standby" and len(moving) < len(groups):
+        click.echo(f"not held here: {', '.join(g for g in groups if g not in moving)} (this node "
+                   f"now takes them only if no other node can)")
+    elif cmd == "takeover" and held:
+        click.echo(f"already held here: {', '.join(held)}")
 
 
 WHICH = click.Choice(["all", "local", "foreign", "failback"])

@@ -88,5 +88,6 @@ class ApiWiring(DaemonBase):
             if cmd == "takeover" and self.hb_peer is not None:
                 # A Heartbeat node gives a group only by going standby: ask it to.
                 self._hb_out(self.hb_peer.takeover(TakeoverArg(which)), self._now())
-            return {"ok": True, "groups": keys}
+            here = {rt.group.key for rt in self.engine.groups if rt.state.claims}
+            return {"ok": True, "groups": keys, "held": [k for k in keys if k in here]}
         return {"ok": False, "error": f"unknown command {cmd!r}"}

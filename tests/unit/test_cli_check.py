@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from nonstop.cli import cli
@@ -171,7 +172,7 @@ def test_an_unknown_fencing_type_is_refused_as_heartbeat_refuses_it(tmp_path: Pa
     ha_cf = d / "ha.cf"
     good = ha_cf.read_text() + "stonith_host * external/ssh hostlist=vpbx1-2\n"
     ha_cf.write_text(good)
-    code, out, err = _check("--config-dir", str(d), "--node", "vpbx1-1")
+    code, _out, err = _check("--config-dir", str(d), "--node", "vpbx1-1")
     assert code == 0, err
     ha_cf.write_text(good.replace("external/ssh", "nosuchtype"))
     line = good.count("\n")
@@ -206,3 +207,32 @@ def test_a_respawn_client_that_cannot_run_is_refused_as_heartbeat_refuses_it(
     done = _run(d, tmp_path / "state")
     assert done.returncode == EXIT_NOT_CONFIGURED and "Traceback" not in done.stderr
     assert "Client child command [/nonexistent/prog] is not executable" in done.stderr
+
+
+def test_standby_and_takeover_name_only_what_moves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nonstop standby` on a node that held nothing said 'giving away <group>'."""
+    import nonstop.cli as cli_module
+
+    g = "198.18.0.10/24/eth0"
+    replies: list[dict[str, object]] = []
+    monkeypatch.setattr(cli_module, "request", lambda *a, **k: replies.pop(0))
+
+    def say(cmd: str, reply: dict[str, object]) -> str:
+        replies.append(reply)
+        result = CliRunner().invoke(cli, [cmd, "--state-dir", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    assert say("standby", {"ok": True, "groups": [g], "held": [g]}) == (
+        f"standby [all]: giving away {g} (`nonstop status` shows how it ends)\n")
+    assert say("standby", {"ok": True, "groups": [g], "held": []}) == (
+        f"standby [all]: giving away no groups\nnot held here: {g} (this node now takes them "
+        "only if no other node can)\n")
+    assert say("takeover", {"ok": True, "groups": [g], "held": [g]}) == (
+        f"takeover [all]: asking for no groups\nalready held here: {g}\n")
+    assert say("takeover", {"ok": True, "groups": [g], "held": []}) == (
+        f"takeover [all]: asking for {g} (`nonstop status` shows how it ends)\n")
+    # A daemon older than the "held" field: what it said before.
+    assert say("standby", {"ok": True, "groups": [g]}) == (
+        f"standby [all]: giving away {g} (`nonstop status` shows how it ends)\n")
