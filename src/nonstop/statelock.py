@@ -17,9 +17,11 @@ import fcntl
 import os
 from pathlib import Path
 
+from nonstop.apiclient import SOCKET_NAME
 from nonstop.errors import MachineError
 
 PID_FILE = "nonstop.pid"
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL
 
 
 class StateLock:
@@ -31,7 +33,13 @@ class StateLock:
 
     def acquire(self) -> None:
         """Take the lock and write our pid, or raise :class:`MachineError` naming the daemon
-        that holds it."""
+        that holds it (or a directory whose control socket's path would be too long)."""
+        socket_path = os.fsencode(self.path.parent / SOCKET_NAME)
+        if len(socket_path) > MAX_SOCKET_PATH:  # found before the node says it is up, not after
+            raise MachineError(
+                f"the state directory {self.path.parent} is too long a path for its control "
+                f"socket ({len(socket_path)} bytes, at most {MAX_SOCKET_PATH}): choose a "
+                f"shorter --state-dir")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -69,3 +69,18 @@ def test_run_on_a_state_dir_in_use_is_refused_before_touching_it(tmp_path: Path)
     assert last.startswith("nonstop: cannot run: a nonstop daemon (pid ") and str(state) in last
     # Nothing of the running daemon's was replaced: no new generation, no socket of its own.
     assert sorted(p.name for p in state.iterdir()) == [PID_FILE]
+
+
+def test_a_state_dir_too_long_for_its_socket_is_refused_before_anything(tmp_path: Path) -> None:
+    """The daemon found it only once it had said it was up, with 'AF_UNIX path too long'."""
+    deep = tmp_path / ("d" * (120 - len(str(tmp_path))))
+    deep.mkdir()
+    with pytest.raises(MachineError, match=r"too long a path for its control socket \(\d+ "
+                                           r"bytes, at most 107\)"):
+        StateLock(deep).acquire()
+    assert list(deep.iterdir()) == []
+    fits = tmp_path / ("d" * (107 - len(str(tmp_path)) - len("/nonstop.sock") - 1))
+    fits.mkdir()
+    lock = StateLock(fits)
+    lock.acquire()
+    lock.release()
