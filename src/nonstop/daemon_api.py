@@ -81,6 +81,11 @@ class ApiWiring(DaemonBase):
             if self.engine is None:
                 return {"ok": False, "error": "no resource groups are configured (haresources)"}
             which = str(req.get("which", "all"))
+            if cmd == "standby" and (alone := self._held_alone(which)):
+                # Heartbeat cancels a standby nobody answers within 10 s; kept, this one would
+                # move the group by surprise whenever a node came back, hours later.
+                return {"ok": False, "error": f"standby refused: no other node is up to take "
+                                              f"{', '.join(alone)}; nothing changed"}
             try:
                 keys = (self.engine.standby if cmd == "standby" else self.engine.takeover)(which)
             except ValueError as e:
@@ -91,3 +96,12 @@ class ApiWiring(DaemonBase):
             here = {rt.group.key for rt in self.engine.groups if rt.state.claims}
             return {"ok": True, "groups": keys, "held": [k for k in keys if k in here]}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _held_alone(self, which: str) -> list[str]:
+        """The selected groups this node holds while no other node is alive to take them."""
+        assert self.engine is not None
+        if any(n != self.node for n in self._cluster_view().alive):
+            return []
+        sel = self.engine.select(which)  # an unknown ``which`` raises ValueError: its reply
+        return [rt.group.key for rt in self.engine.groups
+                if rt.info.index in sel and rt.state.claims]

@@ -494,7 +494,7 @@ class FailoverEngine:
 
     # ------------------------------------------------------------------ admin and shutdown
 
-    def _select(self, which: str) -> set[int]:
+    def select(self, which: str) -> set[int]:
         if which == "all":
             return {rt.info.index for rt in self.groups}
         if which == "local":
@@ -505,7 +505,7 @@ class FailoverEngine:
 
     def standby(self, which: str) -> list[str]:
         """``nonstop standby``: give the selected groups we hold to another node."""
-        sel = self._select(which)
+        sel = self.select(which)
         why = self.standby_refusal() if self.standby_refusal is not None else None
         if why is not None and any(self.groups[i].state is GroupState.HELD for i in sel):
             raise InvalidValue(f"standby refused: {why}")
@@ -518,12 +518,12 @@ class FailoverEngine:
     def cancel_standby(self, which: str) -> None:
         """The standby of the selected groups could not be done (a Heartbeat peer did not
         agree in time): they stay here, as Heartbeat cancels its standby request."""
-        self.declines -= self._select(which)
+        self.declines -= self.select(which)
         self.on_change()
 
     def takeover(self, which: str) -> list[str]:
         """``nonstop takeover``: ask for the selected groups (mirror of standby)."""
-        sel = self._select(which)
+        sel = self.select(which)
         self.wants |= {i for i in sel if self.groups[i].state is not GroupState.HELD}
         self.declines -= sel
         log.info("Taking over [%s].", which)

@@ -105,3 +105,22 @@ async def test_time_alone_brings_a_decision_only_when_decide_again_at_says(
     assert periodic_at(now + DECIDE_AT_LEAST_EVERY_S)
     d._reconsider()
     assert "decisions changed with no change reported to the daemon" in caplog.text
+
+
+async def test_a_standby_no_other_node_could_take_is_refused_and_changes_nothing(
+        tmp_path: Path) -> None:
+    """Kept, it moved the group by surprise when the peer came back hours later; Heartbeat
+    cancels a standby request nobody answers within 10 s."""
+    from nonstop.failover.state import GroupState
+
+    d = daemon(tmp_path)
+    assert d.engine is not None
+    (rt,) = d.engine.groups
+    reply = await d._api({"cmd": "standby", "which": "all"})  # not held: nothing to refuse
+    assert reply["ok"] and reply["held"] == []
+    d.engine.cancel_standby("all")
+    rt.state = GroupState.HELD  # the peer has never been heard: alone
+    reply = await d._api({"cmd": "standby", "which": "all"})
+    assert reply == {"ok": False, "error": f"standby refused: no other node is up to take "
+                                           f"{rt.group.key}; nothing changed"}
+    assert d.engine.declines == set()
