@@ -4,7 +4,8 @@ Tables:
   local(name, state, ino, ctime_ns, checked_ns, blocks, verified_ns, verify_pos, stepped_ns)
                                                  this node's last scan (a cache for hashing)
   synced(peer, name, state)                      what ``peer`` holds, as of the last sync with it
-  dirty(peer, name, forced, marked)              names to send to ``peer`` (``-M`` lists them)
+  dirty(peer, name, forced)                      names to send to ``peer`` (``-M`` lists them)
+  marks(peer, name)                              of those, the ones marked by hand (-m, -TI)
   forced(peer, path, recursive)                  ``-f`` scopes: make the peer equal to us there
   tmpfiles(path)                                 receive temp files that may exist (cleanup list)
   appends(path, ino, size, mtime_ns)             files being appended to in place: their size and
@@ -38,8 +39,8 @@ CREATE TABLE IF NOT EXISTS synced(peer TEXT, name TEXT, kind TEXT, mode INTEGER,
                                   target TEXT, rdev INTEGER, PRIMARY KEY(peer, name))
                                   WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty(peer TEXT, name TEXT, forced INTEGER NOT NULL DEFAULT 0,
-                                 marked INTEGER NOT NULL DEFAULT 0,
                                  PRIMARY KEY(peer, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS marks(peer TEXT, name TEXT, PRIMARY KEY(peer, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS forced(peer TEXT, path TEXT, recursive INTEGER,
                                   PRIMARY KEY(peer, path));
 CREATE TABLE IF NOT EXISTS tmpfiles(path TEXT PRIMARY KEY);
@@ -57,16 +58,16 @@ CREATE TABLE IF NOT EXISTS appends(path TEXT PRIMARY KEY, ino INTEGER, size INTE
 # its neighbours by name: after a first sync, a no-change check of 20,000 files read its cache
 # rows in ~50 ms and joined them with the peer's in ~25 ms; in name order ~33 and ~16 ms. Their
 # rows are copied over once (nothing is hashed again).
-# Version 5 adds dirty.marked (StateDB.mark_dirty): version 4 gets the column, rows unmarked.
-SCHEMA_VERSION = 5
+# The marks table came later in version 4: created if missing, ignored by a release without it
+SCHEMA_VERSION = 4  # (a node rolled back keeps replicating; its marks are plain dirty entries)
 _ORDERED = ("local", "synced", "dirty")
-
+# A mark lives as long as its dirty entry (a later entry of the name is no mark).
+_STALE_MARKS = "DELETE FROM marks WHERE (peer, name) NOT IN (SELECT peer, name FROM dirty)"
 
 # States are stored as columns, in FileState's field order: rows compare and load as tuples.
 _STATE = "kind, mode, uid, gid, size, mtime_ns, digest, target, rdev"
 _LOCAL = (f"name, {_STATE}, ino, ctime_ns, checked_ns, blocks, verified_ns, verify_pos, "
           "stepped_ns")
-
 
 # FileState.same() between our row and the peer's, as SQL (see FileState.key()).
 _DIFFERING = """
@@ -150,12 +151,10 @@ class StateDB:
         if version == SCHEMA_VERSION:
             self._db.executescript(_SCHEMA)
             return
-        if version == 4:  # only a column more: the tables need no copy
-            with self._tx() as db:
-                db.execute("ALTER TABLE dirty ADD COLUMN marked INTEGER NOT NULL DEFAULT 0")
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._db.executescript(_SCHEMA)
-            return
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"written by a newer nonstop (schema {version}; this one reads {SCHEMA_VERSION} "
+                f"and older): run that version, or move the database away to start afresh")
         with self._tx() as db:
             if version < 3:
                 db.execute("DROP TABLE IF EXISTS local")
@@ -312,7 +311,8 @@ class StateDB:
         forced nor marked by hand, so a check that finds them equal again takes them back."""
         with self._lock:
             return {r[0] for r in self._db.execute(
-                "SELECT name FROM dirty WHERE peer=? AND forced=0 AND marked=0", (peer,))}
+                "SELECT name FROM dirty d WHERE peer=? AND forced=0 AND NOT EXISTS (SELECT 1 FROM "
+                "marks m WHERE m.peer=d.peer AND m.name=d.name)", (peer,))}
 
     def synced_in(self, peer: str, scopes: Iterable[tuple[str, bool]]) -> dict[str, FileState]:
         """What ``peer`` holds per our records, under the scopes."""
@@ -345,6 +345,7 @@ class StateDB:
         """
         result: dict[str, list[str]] = {}
         with self._tx() as db:
+            db.execute(_STALE_MARKS)
             if old is None:
                 old = self.local_in(scopes)
             present: Collection[str] = seen.keys() | unchanged if unchanged else seen
@@ -382,7 +383,7 @@ class StateDB:
                 clean = [n for n in self._dirty_derived(peer)
                          if n not in now_dirty and (n in present or n in went)]
                 db.executemany(
-                    "DELETE FROM dirty WHERE peer=? AND name=? AND forced=0 AND marked=0",
+                    "DELETE FROM dirty WHERE peer=? AND name=? AND forced=0",
                     ((peer, n) for n in clean),
                 )
                 db.executemany(
@@ -397,10 +398,10 @@ class StateDB:
         """Drop every row of these names (only ``peer``'s synced and dirty rows, if given)."""
         if peer is None:
             db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in names))
-            for table in ("synced", "dirty"):
+            for table in ("synced", "dirty", "marks"):
                 db.executemany(f"DELETE FROM {table} WHERE name=?", ((n,) for n in names))
             return
-        for table in ("synced", "dirty"):
+        for table in ("synced", "dirty", "marks"):
             db.executemany(f"DELETE FROM {table} WHERE peer=? AND name=?",
                            ((peer, n) for n in names))
 
@@ -499,14 +500,13 @@ class StateDB:
 
     def mark_dirty(self, peer: str, names: Iterable[str], by_hand: bool = False) -> None:
         """Mark names to send to ``peer`` (an entry already dirty keeps its force flag).
-        ``by_hand`` (csync2's ``-m``, ``-TI``): no check takes it back, as csync2's checks only
-        add dirty entries; the update offers the name even if the peer holds it per our
-        records, the peer judges it by what it holds, and only its taking the name clears it."""
+        ``by_hand`` (``-m``, ``-TI``): no check takes it back (csync2's only add entries); the
+        peer judges it by what it holds, and only its taking the name clears it."""
+        rows = [(peer, n) for n in names]
         with self._tx() as db:
-            db.executemany(
-                "INSERT INTO dirty(peer, name, forced, marked) VALUES(?,?,0,?) "
-                "ON CONFLICT(peer, name) DO UPDATE SET marked=MAX(marked, excluded.marked)",
-                ((peer, n, int(by_hand)) for n in names))
+            db.execute(_STALE_MARKS)
+            db.executemany("INSERT OR IGNORE INTO dirty VALUES(?,?,0)", rows)
+            db.executemany("INSERT OR IGNORE INTO marks VALUES(?,?)", rows if by_hand else ())
 
     # --- temp files
     def add_tmp(self, paths: Iterable[str]) -> None:

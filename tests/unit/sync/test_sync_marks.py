@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from sync_harness import pair
 
 from nonstop.sync.statedb import SCHEMA_VERSION, StateDB
@@ -93,22 +94,29 @@ async def test_no_check_takes_back_a_mark_whatever_its_scope(tmp_path: Path) -> 
         assert _dirty(n1.node.db) == NAMES
 
 
-_V4_DIRTY = """CREATE TABLE dirty(peer TEXT, name TEXT, forced INTEGER NOT NULL DEFAULT 0,
-                                  PRIMARY KEY(peer, name)) WITHOUT ROWID;"""
-
-
-def test_a_version_4_database_keeps_its_dirty_rows_none_of_them_a_mark(tmp_path: Path) -> None:
+def test_a_database_without_marks_gains_them_and_the_release_before_still_reads_it(
+        tmp_path: Path) -> None:
+    """A node rolled back to the release before marks must keep replicating: a schema it
+    cannot read (a dirty table with a column more) disabled its replication, and it still
+    took the group over with stale files (a rolling-upgrade trial)."""
     path = str(tmp_path / "n.db3")
     db = StateDB(path)
     db.close()
     old = sqlite3.connect(path, isolation_level=None)
-    old.execute("DROP TABLE dirty")
-    old.execute(_V4_DIRTY)
+    old.execute("DROP TABLE marks")  # as the release before left it
     old.execute("INSERT INTO dirty VALUES('p', '/srv/b', 1), ('p', '/srv/c', 0)")
-    old.execute("PRAGMA user_version=4")
     old.close()
     db = StateDB(path)
     assert [(r.name, r.forced) for r in db.dirty("p")] == [("/srv/b", True), ("/srv/c", False)]
-    assert db._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert db._db.execute("SELECT SUM(marked) FROM dirty").fetchone()[0] == 0
+    db.mark_dirty("p", ["/srv/d"], by_hand=True)
     db.close()
+    # What the release before reads and writes is unchanged: its version, its dirty table.
+    old = sqlite3.connect(path, isolation_level=None)
+    assert old.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert [r[1] for r in old.execute("PRAGMA table_info(dirty)")] == ["peer", "name", "forced"]
+    old.execute("INSERT OR IGNORE INTO dirty VALUES('p', '/srv/e', 0)")
+    old.execute("PRAGMA user_version=9")  # a newer release's database
+    old.close()
+    with pytest.raises(sqlite3.DatabaseError, match=r"written by a newer nonstop \(schema 9; "
+                                                    r"this one reads 4 and older\)"):
+        StateDB(path)

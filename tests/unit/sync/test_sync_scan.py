@@ -282,7 +282,8 @@ def test_an_older_database_keeps_its_records_in_name_ordered_tables(
     assert [(r.name, r.forced) for r in db.dirty("p")] == [("/srv/b", True)]
     assert db.forced("p") == [("/srv", True)]
     tables = dict(db._db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'"))
-    assert set(tables) == {"local", "synced", "dirty", "forced", "tmpfiles", "appends"}
+    assert set(tables) == {"local", "synced", "dirty", "marks", "forced", "tmpfiles",
+                           "appends"}
     assert all("WITHOUT ROWID" in tables[t] for t in ("local", "synced", "dirty"))
     db.close()
     again = StateDB(path)  # opening a current database changes nothing
