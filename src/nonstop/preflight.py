@@ -53,8 +53,12 @@ def check_media(cfg: ClusterConfig) -> list[Problem]:
                 socket.gethostbyname(medium.peer)
             except (OSError, UnicodeError) as e:
                 reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-                out.append(ConfigError(loc, f"ucast {medium.iface} {medium.peer}: cannot "
-                                            f"resolve '{medium.peer}': {reason}"))
+                said = (f"ucast {medium.iface} {medium.peer}: cannot resolve "
+                        f"'{medium.peer}': {reason}")
+                # A resolver not ready yet (at boot) is the machine's problem, not the file's:
+                # run then fails as a machine problem (exit 1), which systemd retries.
+                transient = isinstance(e, socket.gaierror) and e.errno == socket.EAI_AGAIN
+                out.append(ConfigWarning(loc, said) if transient else ConfigError(loc, said))
     return out
 
 
@@ -171,8 +175,9 @@ def check_fencing(cfg: ClusterConfig) -> list[Problem]:
         or Location(cfg.ha.path)
     command = shutil.which(STONITH_COMMAND)
     if command is None:
-        return [ConfigError(loc, f"Invalid Stonith type [{device.plugin}]: cluster-glue's "
-                                 f"'{STONITH_COMMAND}' command is not installed")]
+        return [ConfigError(loc, f"STONITH device {device.plugin}: cluster-glue's "
+                                 f"'{STONITH_COMMAND}' command is not installed, so no fence "
+                                 f"can run (apt install cluster-glue)")]
     try:
         listed = subprocess.run([command, "-L"], capture_output=True, text=True, timeout=30,
                                 check=False).stdout.split()

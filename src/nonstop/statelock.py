@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 from pathlib import Path
 
 from nonstop.apiclient import SOCKET_NAME
@@ -54,6 +55,12 @@ class StateLock:
         except OSError:
             os.close(fd)
             raise
+        if _answers(self.path.parent / SOCKET_NAME):  # a daemon of a release before the lock
+            os.close(fd)
+            raise MachineError(
+                f"a nonstop daemon is already running with the state directory "
+                f"{self.path.parent} (it answers on {SOCKET_NAME}): stop it first, or give this "
+                f"node its own --state-dir")
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -70,6 +77,17 @@ class StateLock:
             os.ftruncate(self._fd, 0)
         os.close(self._fd)
         self._fd = None
+
+
+def _answers(path: Path) -> bool:
+    """Whether a process listens on the control socket ``path`` (a connection is accepted)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(os.fspath(path))
+        except OSError:  # none there, or a file left by a daemon that died (refused)
+            return False
+    return True
 
 
 def _read_pid(fd: int) -> int | None:

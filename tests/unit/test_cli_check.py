@@ -236,3 +236,41 @@ def test_standby_and_takeover_name_only_what_moves(
     # A daemon older than the "held" field: what it said before.
     assert say("standby", {"ok": True, "groups": [g]}) == (
         f"standby [all]: giving away {g} (`nonstop status` shows how it ends)\n")
+
+
+def test_a_resolver_not_ready_is_a_machine_problem_not_a_file_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At boot the resolver may not answer yet: 'run' must fail as a machine problem (exit 1,
+    which systemd's unit restarts), not as a configuration error (exit 6, never restarted).
+    A name that does not exist stays the file's error."""
+    import socket
+
+    from nonstop.config.loader import load_config_dir
+    from nonstop.config.model import ConfigWarning
+    from nonstop.preflight import check_fencing, check_media, start_refuses
+
+    d = _config(tmp_path, haresources="")
+    ha_cf = d / "ha.cf"
+    ha_cf.write_text(ha_cf.read_text().replace("bcast lo", "ucast lo vpbx1-2"))
+    cfg = load_config_dir(str(d), "vpbx1-1")
+
+    def unresolved(code: int, text: str) -> None:
+        def fail(name: str) -> str:
+            raise socket.gaierror(code, text)
+        monkeypatch.setattr(socket, "gethostbyname", fail)
+
+    unresolved(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    (said,) = check_media(cfg)
+    assert isinstance(said, ConfigWarning) and start_refuses(cfg) == []
+    assert str(said) == (f"{ha_cf}:6: warning: ucast lo vpbx1-2: cannot resolve 'vpbx1-2': "
+                         "Temporary failure in name resolution")
+    unresolved(socket.EAI_NONAME, "Name or service not known")
+    assert [str(e) for e in start_refuses(cfg)] == [
+        f"{ha_cf}:6: ucast lo vpbx1-2: cannot resolve 'vpbx1-2': Name or service not known"]
+    # Fencing configured on a machine without cluster-glue: the device is not the fault.
+    ha_cf.write_text(ha_cf.read_text() + "stonith_host * external/ssh hostlist=vpbx1-2\n")
+    cfg = load_config_dir(str(d), "vpbx1-1")
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert [str(e) for e in check_fencing(cfg)] == [
+        f"{ha_cf}:{ha_cf.read_text().count(chr(10))}: STONITH device external/ssh: cluster-glue's 'stonith' command is not "
+        "installed, so no fence can run (apt install cluster-glue)"]

@@ -84,3 +84,24 @@ def test_a_state_dir_too_long_for_its_socket_is_refused_before_anything(tmp_path
     lock = StateLock(fits)
     lock.acquire()
     lock.release()
+
+
+def test_a_daemon_of_a_release_without_the_lock_is_found_by_its_socket(tmp_path: Path) -> None:
+    """A rolling upgrade: the running daemon predates the lock; its socket answers."""
+    import socket
+
+    from nonstop.apiclient import SOCKET_NAME
+
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / SOCKET_NAME))
+    stale.close()  # a socket file nobody listens on (a daemon that died): no obstacle
+    lock = StateLock(tmp_path)
+    lock.acquire()
+    lock.release()
+    (tmp_path / SOCKET_NAME).unlink()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
+        listening.bind(str(tmp_path / SOCKET_NAME))
+        listening.listen()
+        with pytest.raises(MachineError, match=r"already running .* \(it answers on "
+                                               r"nonstop.sock\)"):
+            StateLock(tmp_path).acquire()
