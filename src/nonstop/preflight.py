@@ -39,7 +39,7 @@ def check_media(cfg: ClusterConfig) -> list[Problem]:
     out: list[Problem] = []
     for medium in cfg.ha.media:
         where = _medium_directive(medium)
-        loc = cfg.ha.locations.get(where, Location(cfg.ha.path))
+        loc = medium.loc or cfg.ha.locations.get(where, Location(cfg.ha.path))
         if ":" in medium.iface:  # the kernel finds eth0 for eth0:1, but cannot bind to it
             base = medium.iface.split(":", 1)[0]
             out.append(ConfigError(loc, f"{where} {medium.iface}: '{medium.iface}' is an "
@@ -171,7 +171,7 @@ def check_fencing(cfg: ClusterConfig) -> list[Problem]:
     device = cfg.ha.stonith_device(cfg.local_node or "")
     if device is None:
         return []
-    loc = cfg.ha.locations.get("stonith_host") or cfg.ha.locations.get("stonith") \
+    loc = device.loc or cfg.ha.locations.get("stonith_host") or cfg.ha.locations.get("stonith") \
         or Location(cfg.ha.path)
     command = shutil.which(STONITH_COMMAND)
     if command is None:

@@ -271,6 +271,22 @@ def test_a_resolver_not_ready_is_a_machine_problem_not_a_file_error(
     ha_cf.write_text(ha_cf.read_text() + "stonith_host * external/ssh hostlist=vpbx1-2\n")
     cfg = load_config_dir(str(d), "vpbx1-1")
     monkeypatch.setattr("shutil.which", lambda name: None)
+    line = ha_cf.read_text().count("\n")
     assert [str(e) for e in check_fencing(cfg)] == [
-        f"{ha_cf}:{ha_cf.read_text().count(chr(10))}: STONITH device external/ssh: cluster-glue's 'stonith' command is not "
-        "installed, so no fence can run (apt install cluster-glue)"]
+        f"{ha_cf}:{line}: STONITH device external/ssh: cluster-glue's 'stonith' command is "
+        "not installed, so no fence can run (apt install cluster-glue)"]
+
+
+def test_a_bad_medium_or_fencing_line_is_named_by_its_own_line(tmp_path: Path) -> None:
+    """Each refusal named the directive's first line (a valid 'bcast lo'), not the bad one."""
+    d = _config(tmp_path, haresources="")
+    ha_cf = d / "ha.cf"
+    text = ha_cf.read_text() + "bcast lo:1\nucast lo bad..name\n" \
+        "stonith_host * external/ssh hostlist=vpbx1-2\nstonith_host * nosuchtype x\n"
+    ha_cf.write_text(text)
+    n = text.count("\n")
+    code, _out, err = _check("--config-dir", str(d), "--node", "vpbx1-1")
+    assert code == 1
+    assert f"{ha_cf}:{n - 3}: bcast lo:1: 'lo:1' is an address label" in err, err
+    assert f"{ha_cf}:{n - 2}: ucast lo bad..name: cannot resolve" in err, err
+    assert f"{ha_cf}:{n}: Invalid Stonith type [nosuchtype]" in err, err

@@ -7,6 +7,7 @@ single-error line by raising :class:`~nonstop.config.settings.BadValue`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
@@ -83,6 +84,7 @@ class Builder:
         self.locations.setdefault(name, loc)
 
     def add_medium(self, name: str, medium: Medium, raw: str, loc: Location) -> None:
+        medium = dataclasses.replace(medium, loc=loc)
         if medium in self.media:
             self.warn(loc, f"'{name} {raw}' repeats a medium given earlier; using it once")
             return

@@ -10,6 +10,7 @@ are checked against the same list. A handler reports a single-error line by rais
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 import re
@@ -320,7 +321,7 @@ def _stonith(b: Builder, name: str, args: list[str], loc: Location) -> None:
         line = ("*", parse_stonith_line(raw)) if name == "stonith" else parse_stonith_host_line(raw)
     except StonithConfigError as e:
         raise BadValue(f"'{name}': {e}") from None
-    b.stonith.append(line)
+    b.stonith.append((line[0], dataclasses.replace(line[1], loc=loc)))
     b.record(name, raw, loc)
 
 

@@ -35,6 +35,7 @@ class Bcast:
 
     iface: str
     port: int = HEARTBEAT_PORT
+    loc: Location | None = field(default=None, compare=False, repr=False)  # its ha.cf line
 
     @property
     def name(self) -> str:
@@ -48,6 +49,7 @@ class Ucast:
     iface: str
     peer: str
     port: int = HEARTBEAT_PORT
+    loc: Location | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -63,6 +65,7 @@ class Mcast:
     port: int
     ttl: int
     loop: bool
+    loc: Location | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from nonstop.config.errors import Location
 from nonstop.errors import NonstopError
 
 STONITH_COMMAND = "stonith"
@@ -57,6 +58,7 @@ class StonithDevice:
     plugin: str
     params: tuple[str, ...] = ()
     config_file: Path | None = None
+    loc: Location | None = field(default=None, compare=False, repr=False)  # its ha.cf line
 
     def __post_init__(self) -> None:
         if not self.plugin or any(c.isspace() for c in self.plugin):
