@@ -284,6 +284,13 @@ class Client:
         """
         chan, session = link.chan, link.session
         run.ok, run.lost = True, []
+        if session.version < 4:
+            # A receiver older than a rename's two-part result kept a source changed there and
+            # answered "ok": a rename goes as a put from the source's bytes and a deletion,
+            # which such a receiver judges as any deletion (a conflict where it was edited).
+            ops = [x for o in ops for x in (
+                (Op("put", o.name, o.base, o.new, o.forced, o.src, o.src_base),
+                 Op("del", o.src, o.src_base, None, o.forced)) if o.kind == "mv" else (o,))]
         if session.version < 3:  # a receiver that copies nothing: every put is sent
             ops = [Op("put", o.name, o.base, o.new, o.forced) if o.kind == "put" else o
                    for o in ops]

@@ -849,3 +849,33 @@ async def test_a_file_dated_after_2262_replicates_with_the_latest_time_nonstop_h
         assert n2.path("/etc/asterisk/sip.conf").exists()
         assert sum(n1.node.check().values()) == 0  # nothing dirty: the record holds
         assert await n1.sync() == []
+
+
+async def test_to_a_receiver_before_version_4_a_rename_goes_as_a_put_and_a_deletion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rolling upgrade: a receiver of the release before answered "ok" to a rename whose
+    source it had changed, kept the source, and the sender recorded it as gone (it came back
+    later). To such a peer the sender now offers a put and a deletion it judges as any."""
+    from nonstop.sync import protocol
+
+    monkeypatch.setattr(protocol, "PROTO_LATEST", 3)  # the receiver's side
+    old, new = "/etc/asterisk/old.conf", "/etc/asterisk/new.conf"
+    async with pair(tmp_path) as (n1, n2):
+        n1.write(old, "[old]\n" * 2000)
+        assert await n1.sync() == []
+        os.rename(n1.path(old), n1.path(new))
+        n2.write(old, "[old]\n; n2 local edit\n")
+        problems = await n1.sync()
+        assert len(problems) == 1 and old in problems[0] and "vpbx1-1: deleted" in problems[0]
+        assert n2.path(new).read_text() == "[old]\n" * 2000
+        assert n2.path(old).read_text() == "[old]\n; n2 local edit\n"
+        assert n1.node.dirty_lines() == [f"chary\tvpbx1-1\tvpbx1-2\t{old}"]
+        a, b = "/etc/asterisk/a.conf", "/etc/asterisk/b.conf"  # a rename nobody disputes
+        n1.write(a, "[a]\n" * 2000)
+        n1.node.force([(old, False)])
+        assert await n1.sync() == []
+        os.rename(n1.path(a), n1.path(b))
+        assert await n1.sync() == []
+        assert not n2.path(a).exists() and n2.path(b).read_text() == "[a]\n" * 2000
+        assert not n2.path(old).exists() and n1.node.dirty_lines() == []
+        assert any(f"{b}: updated (ok): copied from {a}" in m for m in n1.log), n1.log
