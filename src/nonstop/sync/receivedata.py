@@ -280,10 +280,26 @@ class ReceiveData:
         q = batch.pending.get(c[1])
         return q is not None and q.installed
 
+    @staticmethod
+    def _note_carried(batch: Batch) -> None:
+        """A file this batch replaces whose bytes another of its files brings whole (small
+        files are sent, not copied: a renumbered voicemail's .txt, msg0004 -> msg0003) counts
+        as copied there, so it goes first and the replaced one needs no backup. Otherwise each
+        renumbering rotated every small message's backups, and a message kept only there
+        (a split brain's loser's) was pushed out of them within minutes."""
+        brings = {q.op.new.digest: q.index for q in batch.pending.values()
+                  if q.op.new is not None and q.op.new.kind == "reg"}
+        for p in batch.pending.values():
+            c = p.current
+            if (c is not None and c.kind == "reg" and p.op.name not in batch.copied
+                    and (i := brings.get(c.digest)) is not None and i != p.index):
+                batch.copied[p.op.name] = (c.digest, i)
+
     def commit_order(self, batch: Batch) -> list[Pending]:
         """The batch's files in the order commit installs them: a copy before the file it was
         copied from is replaced (then that one needs no backup: ``copied_away``), else as
         offered. (Two files that swapped their bytes: one of them is backed up.)"""
+        self._note_carried(batch)
         copier = {name: i for name, (_, i) in batch.copied.items()}
         out: list[Pending] = []
         placed: set[int] = set()

@@ -690,3 +690,29 @@ def test_a_copy_that_cannot_be_installed_leaves_its_source_backed_up(
     bdir = str(root / "var/backups/csync2")
     assert backups.generations_of(bdir, f"{LOGS}/full") != []  # `old` is kept somewhere
 
+
+
+async def test_small_renumbered_messages_rotate_no_backups(tmp_path: Path) -> None:
+    """A renumbered voicemail's small files are sent whole, not copied; each replaced one
+    still lives on under the next name, so none is backed up. Before, every renumbering
+    rotated each small message's generations: a message kept only in a backup (a split
+    brain's loser's, after the keeper's -f) was pushed out within a few listens."""
+    async with pair(tmp_path) as (n1, n2):
+        for i in range(6):
+            n1.write(f"{INBOX}/msg{i:04}.txt", f"[message]\ncallerid=10{i}\nduration={i}\n")
+        assert await n1.sync() == []
+        bdir = str(n2.root / "var/backups/csync2")
+        os.unlink(n1.path(f"{INBOX}/msg0001.txt"))  # listened to and deleted: the rest move down
+        for i in range(2, 6):
+            os.rename(n1.path(f"{INBOX}/msg{i:04}.txt"), n1.path(f"{INBOX}/msg{i - 1:04}.txt"))
+        assert await n1.sync() == []
+        for i in range(5):
+            assert n2.path(f"{INBOX}/msg{i:04}.txt").read_bytes() == \
+                n1.path(f"{INBOX}/msg{i:04}.txt").read_bytes()
+        assert not n2.path(f"{INBOX}/msg0005.txt").exists()
+        # Backed up: message 1's bytes (replaced at msg0001, gone from the tree) and the
+        # deleted last name (a deletion always is); no replaced message whose bytes moved on.
+        kept = [i for i in range(6) if backups.generations_of(bdir, f"{INBOX}/msg{i:04}.txt")]
+        assert kept == [1, 5], kept
+        (gen,) = backups.generations_of(bdir, f"{INBOX}/msg0001.txt")
+        assert Path(gen).read_text() == "[message]\ncallerid=101\nduration=1\n"
