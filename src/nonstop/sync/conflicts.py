@@ -114,7 +114,11 @@ def judge(
         return Verdict(Action.AUTO_WIN, f"auto {auto.value}: {sender} wins: {both}")
     if winner == receiver:
         return Verdict(Action.LOSE, f"auto {auto.value}: {receiver} wins: {both}")
-    hint = f"resolve with: nonstop sync -f {name} on the node whose version should win"
+    # Under the daemon only the group's holder pushes (a standby's push is refused): the
+    # version to keep must be on the holder, copied there first if the other node has it.
+    hint = (f"resolve with: nonstop sync -f {name} on the node whose version should win (with "
+            f"the daemon, the node holding the group: copy the other node's version to it "
+            f"first to keep that one)")
     return Verdict(Action.CONFLICT, f"{both}; left alone (auto {auto.value}); {hint}")
 
 

@@ -150,6 +150,19 @@ def test_judge_fast_forward_same_and_conflict() -> None:
     assert _judge(a, b, c, forced=True) is Action.FORCE
 
 
+def test_a_conflict_says_where_to_resolve_it_under_the_daemon() -> None:
+    """A PBX trial: the advice 'on the node whose version should win' failed on the standby
+    (the holder takes no pushes from it) and left a pending force there."""
+    v = judge("/etc/asterisk/sip.conf", reg("a"), reg("b"), reg("c"), forced=False,
+              auto=AutoMode.NONE, sender="vpbx1-1", receiver="vpbx1-2",
+              hosts=("vpbx1-1", "vpbx1-2"))
+    assert v.action is Action.CONFLICT
+    assert v.reason.endswith(
+        "resolve with: nonstop sync -f /etc/asterisk/sip.conf on the node whose version should "
+        "win (with the daemon, the node holding the group: copy the other node's version to it "
+        "first to keep that one)")
+
+
 def test_judge_identical_content_with_other_mtimes_is_not_a_conflict() -> None:
     # one file installed on both nodes of a new cluster at different times
     assert _judge(None, reg("hosts", mtime=5), reg("hosts", mtime=9)) is Action.APPLY
