@@ -268,14 +268,16 @@ async def test_replication_pushes_conflicts_and_receptions(tmp_path: Path) -> No
     repl.server.stats["changes_received"] = 3
     rec.poll_sync()
     rec.poll_sync()  # counted once
-    assert kinds(rec)[1:] == ["sync_conflict", "sync_failed", "sync_pushed"]
-    assert rec.recent[3].data == {"count": 2, "bytes": 900}
+    # A conflict is no failure (a notify hook paged "replication failed" for it).
+    assert kinds(rec)[1:] == ["sync_conflict", "sync_pushed"]
+    assert rec.recent[2].data == {"count": 2, "bytes": 900}
     # The retries every 5 s meet the same conflict: recorded once, while it stays open,
-    # whatever other problem comes and goes beside it.
+    # whatever other problem comes and goes beside it (that one fails, and recovers).
     refused = "vpbx1-2: connection refused"
     for problems in ([a], [a, refused], [refused, a], [a]):
         rec.on_sync_report(Report(counts={"conflict": 1}, problems=problems, conflicts=[a]))
-    assert kinds(rec)[1:] == ["sync_conflict", "sync_failed", "sync_pushed"]
+    assert kinds(rec)[1:] == ["sync_conflict", "sync_pushed", "sync_failed", "sync_recovered"]
+    assert rec.recent[3].reason == f"replication failed: {refused}"
     rec.on_sync_report(Report(counts={"conflict": 2}, problems=[a, c], conflicts=[a, c]))
     assert kinds(rec)[-1] == "sync_conflict" and rec.recent[-1].data == {"count": 1}
     assert c in rec.recent[-1].reason and a not in rec.recent[-1].reason
@@ -285,7 +287,7 @@ async def test_replication_pushes_conflicts_and_receptions(tmp_path: Path) -> No
         rec.on_sync_report(Report(counts={"ok": 1}, sent_names=[f"f{i}"], bytes_sent=10))
         repl.server.stats["changes_received"] += 1
         rec.poll_sync()
-    assert kinds(rec)[-3:] == ["sync_recovered", "sync_pushed", "sync_received"]
+    assert kinds(rec)[-2:] == ["sync_pushed", "sync_received"]
     pushed, received = rec.recent[-2], rec.recent[-1]
     assert pushed.data == {"count": 240, "bytes": 2400}
     assert received.data == {"count": 3 + 239}  # the 3 held since the first push, and more
