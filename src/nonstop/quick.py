@@ -165,7 +165,8 @@ def render_sync(sync: dict[str, Any]) -> list[str]:
     ok = sync.get("last_sync_ok")
     lines.append(
         f"replication: {role}, dirty {sync.get('dirty', 0)}, lag {sync.get('lag_s', 0):.2f} s"
-        + (f", last sync {'ok' if ok else 'with problems'}" if last is not None else "")
+        + (f", last sync {'ok' if ok else 'with problems'}" if last is not None and ok is not None
+           else "")
     )
     if not sync.get("active") and sync.get("dirty"):
         # Its last changes before a crash, say: they stay here until it holds a group again.
@@ -175,6 +176,8 @@ def render_sync(sync: dict[str, Any]) -> list[str]:
         lines.append(f"    {sync['watch_error']}")
     if sync.get("last_error"):
         lines.append(f"    last error: {sync['last_error']}")
+        if sync.get("active") and sync.get("dirty", 0) > 1:  # one shown of several conflicts
+            lines.append(f"    {sync['dirty']} names wait: `nonstop sync -M` lists them all")
     elif (problem := sync.get("last_problem")) and _recent(problem.get("at")):
         # A standby's own trouble (its replica full) shows here; once over, for an hour.
         lines.append(f"    last problem at {_clock(problem['at'])}: {problem['text']}")

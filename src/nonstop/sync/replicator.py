@@ -67,8 +67,7 @@ class Replicator:
         # per 5 minutes, not every 5 s.
         self._quiet = QuietRepeats(node.out)
         node.out = self._noting(self._quiet)
-        self.debounce = debounce
-        self.max_delay = max_delay
+        self.debounce, self.max_delay = debounce, max_delay
         self.full_scan_interval = full_scan_interval
         self.retry_interval = retry_interval
         self.server = SyncServer(node) if serve else None
@@ -180,7 +179,8 @@ class Replicator:
             self._first_hint = None
             self._unsent_since = None
             self._conflicts, self._recheck_at, self._failing = 0, math.inf, 0
-            self._status["last_error"] = None  # its pushes are over (last_problem keeps it)
+            # Its pushes are over: no error nor verdict on them left (last_problem keeps it).
+            self._status.update(last_error=None, last_sync_ok=self._status["last_sync_ok"] or None)
         self._wake.set()
 
     def set_dead(self, peers: frozenset[str]) -> None:

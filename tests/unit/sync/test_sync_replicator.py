@@ -301,6 +301,11 @@ async def test_what_the_last_pushes_before_a_release_missed_is_offered_after_it(
         n1.write(vm, b"left during the split")
         await _wait(lambda: r1.status()["last_sync_ok"] is False)
         r1.set_active(False)  # it lost the split brain: the group is vpbx1-2's
+        # No verdict on pushes that are over: a standby showed "last sync with problems" for
+        # good, with no problem named (a PBX day trial).
+        assert r1.status()["last_sync_ok"] is None
+        from nonstop.quick import render_sync
+        assert "with problems" not in render_sync(r1.status())[0]
         n2.node.push_refusal = lambda peer: f"vpbx1-2 holds the group, {peer} none"
         await r2.start()
         await _wait(lambda: n2.path(vm).exists())  # taken: the holder never had it
@@ -401,6 +406,9 @@ def test_status_text_shows_an_error_while_it_lasts_and_the_last_problem_after() 
     lines = render_sync(failing)
     assert lines[1] == "    last error: connection to vpbx1-2 failed: refused"
     assert len(lines) == 2  # the error now, not an older problem beside it
+    # Eight conflicts: the text showed one, with "dirty 8" the only hint of the others.
+    lines = render_sync({**failing, "dirty": 8})
+    assert lines[2] == "    8 names wait: `nonstop sync -M` lists them all"
     # A standby refused for that error: said beside the error, which does not say it
     refused = {"at": time.time() - 5, "text": "replication from vpbx1-1 failed (...)"}
     lines = render_sync({**failing, "standby_refused": refused})
