@@ -107,7 +107,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
         self.started = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
-        self._stop_at = 0.0  # when the first stop request came (CLOCK_MONOTONIC)
+        self._stop_at = 0.0  # when the first stop request came (the daemon's clock)
         self._force_stop = asyncio.Event()
         self._last_periodic = 0.0
         self._decided: tuple[float, float, list[Decision]] = (0.0, 0.0, [])  # at, again, what
@@ -230,9 +230,9 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
             log.info("nonstop shutdown in progress. (%d)", os.getpid())
             self.notifier.stopping("releasing resources and leaving the cluster")
             self._stop.set()
-            self._stop_at = time.monotonic()
+            self._stop_at = self._now()
             self._schedule_reconsider()  # every decision says so at once (status shows it)
-        elif not self._force_stop.is_set() and time.monotonic() - self._stop_at >= SAME_STOP_S:
+        elif not self._force_stop.is_set() and self._now() - self._stop_at >= SAME_STOP_S:
             log.critical("second stop request: leaving even though a resource may still run")
             self._force_stop.set()
 

@@ -81,11 +81,12 @@ class ApiWiring(DaemonBase):
             if self.engine is None:
                 return {"ok": False, "error": "no resource groups are configured (haresources)"}
             which = str(req.get("which", "all"))
-            if cmd == "standby" and (alone := self._held_alone(which)):
+            held = self._held(which)  # an unknown ``which`` raises ValueError: its reply
+            if cmd == "standby" and held and not self._peer_alive():
                 # Heartbeat cancels a standby nobody answers within 10 s; kept, this one would
                 # move the group by surprise whenever a node came back, hours later.
                 return {"ok": False, "error": f"standby refused: no other node is up to take "
-                                              f"{', '.join(alone)}; nothing changed"}
+                                              f"{', '.join(held)}; nothing changed"}
             try:
                 keys = (self.engine.standby if cmd == "standby" else self.engine.takeover)(which)
             except ValueError as e:
@@ -93,15 +94,15 @@ class ApiWiring(DaemonBase):
             if cmd == "takeover" and self.hb_peer is not None:
                 # A Heartbeat node gives a group only by going standby: ask it to.
                 self._hb_out(self.hb_peer.takeover(TakeoverArg(which)), self._now())
-            here = {rt.group.key for rt in self.engine.groups if rt.state.claims}
-            return {"ok": True, "groups": keys, "held": [k for k in keys if k in here]}
+            return {"ok": True, "groups": keys, "held": held}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
-    def _held_alone(self, which: str) -> list[str]:
-        """The selected groups this node holds while no other node is alive to take them."""
+    def _held(self, which: str) -> list[str]:
+        """The selected groups this node holds (or is starting)."""
         assert self.engine is not None
-        if any(n != self.node for n in self._cluster_view().alive):
-            return []
-        sel = self.engine.select(which)  # an unknown ``which`` raises ValueError: its reply
+        sel = self.engine.select(which)
         return [rt.group.key for rt in self.engine.groups
                 if rt.info.index in sel and rt.state.claims]
+
+    def _peer_alive(self) -> bool:
+        return any(n != self.node for n in self._cluster_view().alive)

@@ -10,7 +10,6 @@ takeover would trip on later. The same rules that decide at takeover time decide
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -39,7 +38,7 @@ def check_media(cfg: ClusterConfig) -> list[Problem]:
     out: list[Problem] = []
     for medium in cfg.ha.media:
         where = _medium_directive(medium)
-        loc = medium.loc or cfg.ha.locations.get(where, Location(cfg.ha.path))
+        loc = medium.loc or Location(cfg.ha.path)
         if ":" in medium.iface:  # the kernel finds eth0 for eth0:1, but cannot bind to it
             base = medium.iface.split(":", 1)[0]
             out.append(ConfigError(loc, f"{where} {medium.iface}: '{medium.iface}' is an "
@@ -171,8 +170,7 @@ def check_fencing(cfg: ClusterConfig) -> list[Problem]:
     device = cfg.ha.stonith_device(cfg.local_node or "")
     if device is None:
         return []
-    loc = device.loc or cfg.ha.locations.get("stonith_host") or cfg.ha.locations.get("stonith") \
-        or Location(cfg.ha.path)
+    loc = device.loc or Location(cfg.ha.path)
     command = shutil.which(STONITH_COMMAND)
     if command is None:
         return [ConfigError(loc, f"STONITH device {device.plugin}: cluster-glue's "
@@ -194,28 +192,19 @@ def check_respawn(cfg: ClusterConfig) -> list[Problem]:
     checks when it reads ha.cf (``Client child command [x] is not executable``, ``Invalid uid
     [x] specified for client``); ipfail is built in and not looked for."""
     import pwd
-    import shlex
     import shutil
-
-    from nonstop.resources.scripts import is_file
 
     out: list[Problem] = []
     for spec in cfg.ha.respawn:
-        loc = spec.loc or cfg.ha.locations.get("respawn", Location(cfg.ha.path))
+        loc = spec.loc or Location(cfg.ha.path)
         try:
             pwd.getpwnam(spec.user)
         except (KeyError, ValueError):
             out.append(ConfigError(loc, f"respawn {spec.user} {spec.command}: Invalid uid "
                                         f"[{spec.user}] specified for client: no such user"))
-        try:
-            program = shlex.split(spec.command)[0]
-        except (ValueError, IndexError):
-            program = spec.command.split()[0]
-        found = (program if is_file(Path(program)) and os.access(program, os.X_OK) else None) \
-            if "/" in program else shutil.which(program)
-        if found is None:
+        if shutil.which(spec.path) is None:  # a path as given, a bare name through PATH
             out.append(ConfigError(loc, f"respawn {spec.user} {spec.command}: Client child "
-                                        f"command [{program}] is not executable"))
+                                        f"command [{spec.path}] is not executable"))
     return out
 
 

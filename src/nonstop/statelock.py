@@ -23,6 +23,7 @@ from nonstop.errors import MachineError
 
 PID_FILE = "nonstop.pid"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL
+STOP_IT = "stop it first, or give this node its own --state-dir"
 
 
 class StateLock:
@@ -30,12 +31,13 @@ class StateLock:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / PID_FILE
+        self.socket = state_dir / SOCKET_NAME
         self._fd: int | None = None
 
     def acquire(self) -> None:
         """Take the lock and write our pid, or raise :class:`MachineError` naming the daemon
         that holds it (or a directory whose control socket's path would be too long)."""
-        socket_path = os.fsencode(self.path.parent / SOCKET_NAME)
+        socket_path = os.fsencode(self.socket)
         if len(socket_path) > MAX_SOCKET_PATH:  # found before the node says it is up, not after
             raise MachineError(
                 f"the state directory {self.path.parent} is too long a path for its control "
@@ -50,17 +52,15 @@ class StateLock:
             who = f"pid {holder}" if holder else "another process"
             raise MachineError(
                 f"a nonstop daemon ({who}) is already running with the state directory "
-                f"{self.path.parent} (it holds {self.path}): stop it first, or give this "
-                f"node its own --state-dir") from None
+                f"{self.path.parent} (it holds {self.path}): {STOP_IT}") from None
         except OSError:
             os.close(fd)
             raise
-        if _answers(self.path.parent / SOCKET_NAME):  # a daemon of a release before the lock
+        if _answers(self.socket):  # a daemon of a release before the lock
             os.close(fd)
             raise MachineError(
                 f"a nonstop daemon is already running with the state directory "
-                f"{self.path.parent} (it answers on {SOCKET_NAME}): stop it first, or give this "
-                f"node its own --state-dir")
+                f"{self.path.parent} (it answers on {SOCKET_NAME}): {STOP_IT}")
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

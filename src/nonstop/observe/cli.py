@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
 import sys
 import time
@@ -82,8 +81,8 @@ def history_command(state_dir: Path, as_json: bool, since: str | None, after_seq
                 sys.stdout.flush()
     except KeyboardInterrupt:
         pass
-    except BrokenPipeError:  # `nonstop history | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # `nonstop history | head`: click ends quietly, as for any command
+        raise
     except OSError as e:  # not readable by this user (the files are root's, mode 0640)
         click.echo(f"nonstop: cannot read the history in {directory}: {e.strerror or e}"
                    f"{f': {e.filename}' if e.filename else ''}", err=True)

@@ -380,10 +380,8 @@ class Recorder:
                 self.metrics.sync_conflicts.inc(conflicts)
             self.record("sync_conflict", node=self.node, reason=f"{conflicts} conflict(s) "
                         "while pushing: " + "; ".join(new[:3]), count=conflicts)
-        # A conflict (left alone until resolved) or a file that changed as it was read is no
-        # failure, as replication's own log says: a notify hook paged "replication failed".
-        settled = set(report.conflicts) | set(getattr(report, "changing", ()))
-        failing = any(p not in settled for p in report.problems)
+        # As replication's own log: a conflict is no failure (a notify hook paged for one).
+        failing = bool(report.failures())
         if failing != self._sync_failing:
             self._sync_failing = failing
             if failing:

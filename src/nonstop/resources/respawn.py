@@ -75,13 +75,17 @@ class RespawnSpec:
         return (SHELL, "-c", self.command)
 
     @property
+    def path(self) -> str:
+        """The program the command runs, as written (``/usr/lib/heartbeat/ipfail``)."""
+        try:
+            return shlex.split(self.command)[0]
+        except (ValueError, IndexError):
+            return self.command.split()[0]
+
+    @property
     def program(self) -> str:
         """The file name of the program the command runs (``ipfail``, ``dopd``...)."""
-        try:
-            first = shlex.split(self.command)[0]
-        except (ValueError, IndexError):
-            first = self.command.split()[0]
-        return PurePosixPath(first).name
+        return PurePosixPath(self.path).name
 
 
 def client_environment(env_lines: Iterable[str]) -> dict[str, str]:

@@ -71,6 +71,12 @@ class Report:
         self.bytes_received += run.bytes_received
         self.unreached += run.unreached
 
+    def failures(self) -> list[str]:
+        """The problems that make a failed run: not the conflicts (left alone until resolved)
+        nor the files that changed while read (their own change brings them)."""
+        settled = set(self.conflicts) | set(self.changing)
+        return [p for p in self.problems if p not in settled]
+
     @property
     def exit_code(self) -> int:
         return 1 if self.problems else 0

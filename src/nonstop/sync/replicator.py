@@ -505,8 +505,7 @@ class Replicator:
         # retry interval (a config rewritten in place as it was pushed, in a trial).
         changing = set(report.changing)
         problems = [p for p in report.problems if p not in changing]
-        conflicts = set(report.conflicts)
-        others = [p for p in problems if p not in conflicts]
+        others = report.failures()
         if others and (len(others) > len(report.unreached)
                        or not set(report.unreached) <= self.dead):
             self._failed(others[-1], started, len(problems))

@@ -5,9 +5,7 @@ the daemon and its process group) is one request."""
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from daemon_harness import talk_daemon
@@ -20,9 +18,7 @@ async def test_one_signal_delivered_twice_is_one_stop_request(
         caplog: pytest.LogCaptureFixture) -> None:
     daemon, _ = talk_daemon(tmp_path)
     now = [1000.0]
-    clock = SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("_")})
-    clock.monotonic = lambda: now[0]  # the daemon's alone: the event loop keeps its own
-    monkeypatch.setattr(daemon_module, "time", clock)
+    monkeypatch.setattr(daemon, "_now", lambda: now[0])
     with caplog.at_level(logging.INFO, logger="nonstop"):
         daemon.request_stop()
         now[0] += 0.002  # the process group's copy of the same SIGTERM
