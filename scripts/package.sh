@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds nonstop's Debian package (dh-python/pybuild, dpkg-buildpackage) and its wheel and sdist
-# from this tree, checks them (lintian, systemd-analyze verify, LICENSE and docs inside), installs
-# the package on this machine, runs the installed nonstop and removes the package again.
+# from this tree, checks them (lintian, systemd-analyze verify, LICENSE and docs inside, an upgrade
+# of a running node under systemd in a container), installs the package on this machine, runs the
+# installed nonstop and removes the package again.
 # Debian 12, as root; installs the build tools it lacks. Output in $NONSTOP_PACKAGE_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_TOOLS=(debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
              python3-build python3-click help2man lintian bash-completion
-             systemd)
+             systemd systemd-container)
 . scripts/apt-missing.sh
 mapfile -t missing < <(apt_missing "${BUILD_TOOLS[@]}")
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -57,6 +58,9 @@ assert not [r for r in requires if "aiosmtpd" in r and "extra" not in r], \
     "aiosmtpd (the demo's mail server) must be an extra, not a dependency"
 print(f"ok: {wheel.name}, {sdist.name}")
 PY
+
+echo "== apt upgrade of a running node, under systemd in a container"
+bash scripts/package-upgrade.sh "$deb"
 
 echo "== install $deb"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$deb" \
