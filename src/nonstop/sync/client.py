@@ -77,6 +77,9 @@ class _Run:
         field(default_factory=dict))
     ok: bool = True
     lost: list[str] = field(default_factory=list)
+    # Appends the peer could not make, to be sent again whole, and the names so sent.
+    retry: list[Op] = field(default_factory=list)
+    whole: set[str] = field(default_factory=set)
 
 
 class Client:
@@ -301,17 +304,22 @@ class Client:
         async def delta_start(index: int, have: Basis) -> rdiff.Delta | None:
             return await self._delta_start(link, index, have, take)
 
-        sender = FileSender(chan, session, self.node.db, g.paths, delta_start)
-        for bid, batch in enumerate(batches(ops)):
-            chan.send(session.offer(bid, batch))
-            await chan.drain()
-            verdict = await self._until(link, Verdict, take)
-            finals = await sender.stream_needed(batch, verdict.need, verdict.have)
-            chan.send(session.commit(bid))
-            await chan.drain()
-            run.inflight[bid] = (batch, verdict.results, finals)
-        while run.inflight:
-            await self._take_results(await self._until(link, Results), run)
+        sender = FileSender(chan, session, self.node.db, g.paths, delta_start, run.whole)
+        bid = 0
+        while ops:  # twice at most: the second time, what could not be appended (_refused)
+            for batch in batches(ops):
+                chan.send(session.offer(bid, batch))
+                await chan.drain()
+                verdict = await self._until(link, Verdict, take)
+                finals = await sender.stream_needed(batch, verdict.need, verdict.have)
+                chan.send(session.commit(bid))
+                await chan.drain()
+                run.inflight[bid] = (batch, verdict.results, finals)
+                bid += 1
+            while run.inflight:
+                await self._take_results(await self._until(link, Results), run)
+            ops, run.retry = run.retry, []
+            run.whole.update(op.name for op in ops)
         if run.lost and not await self.fetch(link, g, run.peer, run.lost, run.report):
             run.ok = False
         return run.ok
@@ -322,6 +330,8 @@ class Client:
         records: list[tuple[str, FileState | None]] = []
         for i, op in enumerate(batch):
             res = results.get(i) or Result(i, "error", f"{op.name}: no result from {run.peer}")
+            if self._refused(res, op, run):
+                continue
             run.report.count(res.status)
             if res.applied:
                 records.append((op.name, finals.get(i, op.new) if i in finals else op.new))
@@ -338,6 +348,19 @@ class Client:
                 self._tell(Result(i, res.src_status, res.src_message),
                            Op("del", op.src, op.src_base, None, op.forced), run)
         await asyncio.to_thread(self.node.db.record_sent, run.peer, records)
+
+    def _refused(self, res: Result, op: Op, run: _Run) -> bool:
+        """Whether the peer could not append to its copy (a receiver before cd6f31e offers a
+        file with other hard links as a basis, then refuses the append: "cannot append on
+        NODE: it has other hard links"); then the file goes again, whole, in this run, once.
+        Nothing of it was written there: the new offer is judged as any (conflicts, backups)."""
+        if (res.status != "error" or op.kind != "put" or op.name in run.whole
+                or not res.message.startswith(f"{op.name}: cannot append on ")):
+            return False
+        run.retry.append(op)
+        self.node.out(1, f"{run.peer}: {op.name}: {run.peer} could not append to its copy "
+                      f"({res.message[len(op.name) + 2:]}); replacing it instead")
+        return True
 
     def _tell(self, res: Result, op: Op, run: _Run, unread: bool = False) -> None:
         """Say what came of one operation (and note what failed or was lost)."""

@@ -40,12 +40,16 @@ class FileSender:
     """Sends files over one session."""
 
     def __init__(self, chan: Channel, session: ClientSession | ServerSession, db: StateDB,
-                 paths: PathMap, delta_start: DeltaStart | None = None) -> None:
+                 paths: PathMap, delta_start: DeltaStart | None = None,
+                 no_append: set[str] | None = None) -> None:
         self.chan = chan
         self.session = session
         self.db = db
         self.paths = paths
         self.delta_start = delta_start  # asks the peer for its signature (client only)
+        # Names the peer could not append to (its copy has other hard links): never appended
+        # to again in this session, whatever its basis says (client._send_ops).
+        self.no_append = no_append if no_append is not None else set()
 
     async def stream(self, op: Op, index: int, have: Basis | None = None) -> FileState | None:
         """Send one file's bytes; returns the state actually sent (None if it vanished).
@@ -160,7 +164,7 @@ class FileSender:
         seen = await asyncio.to_thread(self.db.local_get, op.name)
         blocks = (seen.blocks if seen is not None and seen.state.digest == new.digest
                   and blocks_match(seen.blocks, new.size, new.digest) else b"")
-        if have.append and blocks and have.size <= limit:
+        if have.append and blocks and have.size <= limit and op.name not in self.no_append:
             h = await in_thread(prefix_hasher, fd, blocks, have.size, have.digest)
             if h is not None:
                 assert isinstance(self.session, ClientSession)

@@ -7,7 +7,9 @@ import asyncio
 import os
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pytest
 from sync_harness import KEY, pair
 
 from nonstop.sync import backups, rdiff
@@ -17,6 +19,9 @@ from nonstop.sync.protocol import Kind, encode
 from nonstop.sync.receiver import cleanup_tmp
 from nonstop.sync.scan import VERIFY_BYTES_PER_S
 from nonstop.sync.transport import client_handshake, connect
+
+if TYPE_CHECKING:
+    from sync_harness import TestNode
 
 LOG = "/var/log/asterisk/full"
 BIG = "/var/spool/asterisk/big.wav"
@@ -197,3 +202,45 @@ async def test_a_log_with_a_second_hard_link_on_the_replica_is_replaced_whole(
         assert n2.path(LOG).stat().st_ino != ino
         assert n2.path(LOG + ".keep").read_bytes() == body
         assert n1.node.dirty_lines() == []
+
+
+async def test_a_log_whose_append_an_older_receiver_refuses_is_replaced_in_the_same_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rolling upgrade: the release before cd6f31e (protocol 3) offers a log with a second
+    hard link as a basis to append to, then refuses the append ("cannot append on vpbx1-2: it
+    has other hard links"), and a newer sender sent the append again at every run: the log
+    never converged until the standby was upgraded. That receiver is this one with its basis
+    as it was (no hard-link test; the refusal is the same code) at the version it negotiates.
+    The sender now replaces such a file in the same run: no error, no conflict, the name
+    gets a new inode, the other link keeps its bytes."""
+    from nonstop.sync import protocol
+    from nonstop.sync.receivedata import ReceiveData
+
+    monkeypatch.setattr(protocol, "PROTO_LATEST", 3)
+    monkeypatch.setattr(ReceiveData, "_linked", staticmethod(lambda _local: False))
+    async with pair(tmp_path) as (n1, n2):
+        body = _text(3 * BLOCK + 12345)
+        n1.write(LOG, body)
+        assert await n1.sync() == []
+        os.link(n2.path(LOG), n2.path(LOG + ".keep"))
+        ino = n2.path(LOG).stat().st_ino
+        _append_line(n1, b"[Dec  4 19:00:00] NOTICE one more line\n")
+        assert await n1.sync() == []
+        assert n2.path(LOG).read_bytes() == n1.path(LOG).read_bytes()
+        assert n2.path(LOG).stat().st_ino != ino
+        assert n2.path(LOG + ".keep").read_bytes() == body
+        assert n1.node.dirty_lines() == []
+        assert any("could not append" in m and "replacing it instead" in m for m in n1.log), n1.log
+        # The replica has one link now: the next line is an append in place again.
+        ino = n2.path(LOG).stat().st_ino
+        n1.log.clear()
+        _append_line(n1, b"[Dec  4 19:00:01] NOTICE and another\n")
+        assert await n1.sync() == []
+        assert n2.path(LOG).read_bytes() == n1.path(LOG).read_bytes()
+        assert n2.path(LOG).stat().st_ino == ino
+        assert not any("could not append" in m for m in n1.log)
+
+
+def _append_line(node: TestNode, line: bytes) -> None:
+    with open(node.path(LOG), "ab") as fh:
+        fh.write(line)
