@@ -9,7 +9,8 @@ from functools import partial
 from typing import Any
 
 from nonstop.daemon_base import DaemonBase
-from nonstop.failover.state import GroupState
+from nonstop.failover.rivals import Rivals
+from nonstop.failover.state import GroupState, NodeAd, decode_ad
 from nonstop.guards import peers_cut_off
 from nonstop.heartbeat.states import NodeStatus
 from nonstop.sync.context import DEAD_PEERS_ENV
@@ -33,6 +34,8 @@ class ReplicationWiring(DaemonBase):
     _handoffs = 0  # planned releases between their services' stop and their announcement
     # Why replication, configured, is not running (a broken csync2.cfg, a busy port): status.
     _sync_error: str | None = None
+    # Peers seen running a group while this node held it (a split brain's loser).
+    _rivals = Rivals()
 
     async def _start_replication(self, config_path: str) -> None:
         """ha.cf ``nonstop_sync``: receive always; push while this node holds a group."""
@@ -80,19 +83,52 @@ class ReplicationWiring(DaemonBase):
         # way out is in the last push (_before_release).
         active = GroupState.HELD in states or (
             self._handoffs > 0 and GroupState.STOPPING in states)
-        if active == self._was_active:
-            return
+        if active != self._was_active:
+            self._turn(self.replicator, active)
+        self._force_after_rivals(self.replicator)
+
+    def _turn(self, replicator: Replicator, active: bool) -> None:
         self._was_active = active
-        self.replicator.set_active(active)
-        self.replicator.node.push_refusal = self._push_refusal
+        replicator.set_active(active)
+        replicator.node.push_refusal = self._push_refusal
         if active:
-            if self.replicator.server is not None and self.replicator.server.end_sessions():
+            if replicator.server is not None and replicator.server.end_sessions():
                 log.info("replication: ended the sessions still receiving from the peers")
             log.info("replication: active (this node holds the group): force-sync as the "
                      "master script does on takeover")
             self._spawn_sync(self._force_sync("takeover"))
         else:
             log.info("replication: standby, receiving only")
+
+    def _force_after_rivals(self, replicator: Replicator) -> None:
+        """A healed split brain: once the loser's services have stopped, force this node's
+        tree onto it again. What they wrote after the force-sync of the heal (Asterisk logs
+        until its resource script is stopped at the loser's release) was changed on both
+        sides and stayed in conflict; the loser's versions are kept in its backup directory,
+        as at the takeover. A planned hand-off never gets here: the old holder's services stop
+        before this node holds the group."""
+        assert self.engine is not None
+        local = self.engine.local_ad().groups
+        mine = {g for g, ad in local.items() if ad.state is GroupState.HELD}
+        if not mine:  # nothing held here: no rival, and no view to build
+            self._rivals = Rivals()
+            return
+        held = {i.index: i.key for i in self.engine.infos() if i.index in mine}
+        self._rivals, stopped = self._rivals.after(held, self._peer_ads())
+        if not stopped or not self._was_active:
+            return
+        for why in stopped.values():
+            log.info("replication: %s: forcing this node's %s onto it again, as at the "
+                     "takeover (its versions kept in its backup directory)", why,
+                     ", ".join(replicator.force_paths))
+        self._spawn_sync(self._force_sync(f"the release of {', '.join(sorted(stopped))}"))
+
+    def _peer_ads(self) -> dict[str, NodeAd | None]:
+        """What each live peer last said of its groups (None: nothing yet)."""
+        if self.protocol is None:
+            return {}
+        return {n.name: decode_ad(n.fields) for n in self.protocol.view(self._now()).nodes
+                if not n.local and n.status in (NodeStatus.UP, NodeStatus.ACTIVE)}
 
     def _follow_membership(self, replicator: Replicator) -> None:
         """Tell the replicator which ha.cf peers are dead now (a csync2 host outside ha.cf is

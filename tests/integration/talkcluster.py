@@ -16,7 +16,7 @@ import mailbox
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -184,9 +184,13 @@ class TalkCluster:
         return self.lab.host_path(node, "/tmp/.HB-master").exists()
 
 
-def replicating(lab: Lab) -> TalkCluster:
-    """The talk's cluster with replication on, both daemons started and vpbx1-1 pushing."""
+def replicating(lab: Lab, prepare: Callable[[TalkCluster], None] | None = None,
+                ) -> TalkCluster:
+    """The talk's cluster with replication on, both daemons started and vpbx1-1 pushing;
+    ``prepare`` changes the nodes' files before the daemons start."""
     c = TalkCluster(lab, sync=True)
+    if prepare is not None:
+        prepare(c)
     c.start(N1)
     c.start(N2)
     c.wait_vip_on(N1, 20)

@@ -8,9 +8,11 @@ it is over."""
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 INCLUDED = ("etc/asterisk", "var/spool/asterisk", "var/log/asterisk", "var/lib/asterisk")
 INBOX = "var/spool/asterisk/voicemail/default/1000/INBOX"
+LOG, CDR = "var/log/asterisk/full", "var/log/asterisk/cdr-csv/Master.csv"
 
 
 @pytest.fixture
@@ -62,6 +65,56 @@ class Logger:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+
+
+class Asterisk:
+    """A node's Asterisk writing as a real one does, for as long as its ``asterisk`` resource
+    script has not been stopped (:func:`mark_asterisk_stops`), bounded to ``limit`` seconds:
+    every 50-100 ms a line to its log, which its logger keeps open, and a record to its CDR
+    file, which cdr_csv opens for each record. ``lines`` are what it wrote to each."""
+
+    def __init__(self, root: Path, stopped: Path, node: str, limit: float = 60.0) -> None:
+        self.log, self.cdr, self.node = root / LOG, root / CDR, node
+        self.stopped, self.limit = stopped, limit
+        self.lines: dict[Path, list[bytes]] = {self.log: [], self.cdr: []}
+        self.quit = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        end = time.monotonic() + self.limit
+        with open(self.log, "ab", buffering=0) as log:
+            while not (self.stopped.exists() or self.quit.is_set() or time.monotonic() > end):
+                n = len(self.lines[self.log])
+                line = f"[{n}] VERBOSE[4243] app_voicemail.c: leaving on {self.node}\n".encode()
+                log.write(line)
+                self.lines[self.log].append(line)
+                record = f'"{self.node}","1000","{n}","default","SIP/1000","ANSWERED"\n'.encode()
+                with open(self.cdr, "ab") as cdr:
+                    cdr.write(record)
+                self.lines[self.cdr].append(record)
+                time.sleep(random.uniform(0.05, 0.1))
+
+    def __enter__(self) -> Asterisk:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.quit.set()
+        self.thread.join()
+
+
+def stopped_marker(c: TalkCluster, node: str) -> Path:
+    return c.lab.host_dir(node) / "asterisk-stopped"
+
+
+def mark_asterisk_stops(c: TalkCluster) -> None:
+    """Each node's ``asterisk`` resource script leaves a marker once its stop has run."""
+    for node in c.nodes:
+        script = c.config_dir(node) / "resource.d" / "asterisk"
+        real = script.rename(script.with_name("asterisk.lab"))
+        script.write_text(f'#!/bin/sh\n{real} "$@"\nrc=$?\n'
+                          f'[ "$1" = stop ] && touch {stopped_marker(c, node)}\nexit $rc\n')
+        script.chmod(0o755)
 
 
 def backed_up(root: Path, data: bytes) -> bool:
@@ -129,3 +182,62 @@ def test_a_healed_split_brain_leaves_the_keepers_tree_and_no_stale_error(
         assert sync.get("last_error") is None, (node, sync.get("last_error"))
         assert sync.get("dirty") == 0, (node, sync)
         assert sync.get("active") is (node == keeper), (node, sync)
+
+
+def backups_of(root: Path, rel: str) -> list[bytes]:
+    """Every version of ``rel`` kept in the node's backup directory."""
+    name = Path(rel).name
+    return [p.read_bytes() for p in (root / "var/backups").rglob(name + "*")
+            if p.is_file() and str(p.parent).endswith(str(Path(rel).parent))]
+
+
+def test_what_the_losers_services_wrote_after_the_heal_ends_in_its_backup_not_in_conflict(
+        make_lab: Callable[[Sequence[str]], Lab]) -> None:
+    """As in the trials: the loser's Asterisk writes until its resource script is stopped at
+    its release, after the keeper's push at the heal. Its files are then changed on both
+    sides; the keeper's must win once the loser's services have stopped (the loser's last
+    lines kept in its backup directory), not stay in conflict until an admin forces them."""
+    c = replicating(make_lab((N1, N2)), prepare=mark_asterisk_stops)
+    lab = c.lab
+    for rel in (LOG, CDR):
+        write(c.sync_root(N1), rel, b"[0] Asterisk Ready.\n")
+    wait_for(lambda: tree(c.sync_root(N2)) == tree(c.sync_root(N1)), 10,
+             what="the log on vpbx1-2")
+
+    lab.link_down(N1)
+    wait_for(lambda: c.vip_holders() == [N1, N2], 15, what="both nodes holding the VIP")
+    wait_for(lambda: (c.status(N2).get("sync") or {}).get("active"), 30,
+             what="vpbx1-2 holding the whole group, its replication active")
+    # Both Asterisks answer calls: both log, both write CDRs.
+    with Asterisk(c.sync_root(N1), stopped_marker(c, N1), N1) as loser, \
+            Asterisk(c.sync_root(N2), stopped_marker(c, N2), N2) as keeper:
+        time.sleep(0.5)
+        lab.link_up(N1)
+        wait_for(lambda: "Resource group MailTo::tech@webinmotion.ca::Asterisk released."
+                 in c.log(N1), 20, what="vpbx1-1's release")
+        loser.thread.join(5)
+        assert stopped_marker(c, N1).exists() and not loser.thread.is_alive()
+        assert c.vip_holders() == [N2]
+        time.sleep(1.0)  # the keeper's Asterisk writes on after the heal
+    assert keeper.thread is not None and keeper.lines[c.sync_root(N2) / CDR]
+    try:
+        wait_for(lambda: tree(c.sync_root(N1)) == tree(c.sync_root(N2)), 20,
+                 what="the same files on both nodes")
+    except LabError:
+        a, b = tree(c.sync_root(N1)), tree(c.sync_root(N2))
+        differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        sync = {n: c.status(n).get("sync") for n in (N1, N2)}
+        raise AssertionError(f"{differ} differ; status: {sync}") from None
+    for rel in (LOG, CDR):
+        final = (c.sync_root(N2) / rel).read_bytes()
+        lost = [x for x in keeper.lines[c.sync_root(N2) / rel] if x not in final]
+        assert not lost, (rel, lost[:3])  # the keeper's tree won, none of its lines lost
+        # and the loser's last lines are in a version kept in its backup directory
+        last = loser.lines[c.sync_root(N1) / rel][-1]
+        assert any(last in b for b in backups_of(c.sync_root(N1), rel)), (rel, last)
+    def settled(node: str) -> bool:
+        sync = c.status(node).get("sync") or {}
+        return sync.get("last_error") is None and sync.get("dirty") == 0
+
+    for node in (N1, N2):  # nothing left in conflict or unsent on either node
+        wait_for(partial(settled, node), 10, what=f"no conflict or unsent change on {node}")
