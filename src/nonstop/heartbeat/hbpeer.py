@@ -160,6 +160,10 @@ class HeartbeatPeer:
         # partition (same generation): then it did not restart and still holds that.
         self._before_death = PeerResources()
         self._healed = False
+        # Groups it may hold without having said so: back from a partition, a Heartbeat node
+        # that declared us dead too took every group (and announced the address to clients),
+        # but its messages of then were lost; it tells only by restarting (info=shutdown).
+        self._may_hold: frozenset[str] = frozenset()
         # ``nonstop takeover`` during an exchange: Heartbeat would ignore it ("Standby in
         # progress"), so it is sent when the exchange is over.
         self._takeover_due: TakeoverArg | None = None
@@ -229,7 +233,9 @@ class HeartbeatPeer:
             out = []
         was_stable = self.res.stable
         if isinstance(event, ResourcesHeld) and event.info == "shutdown":
-            self.leaving = self.res.groups(self.peer, self.preferred)
+            self.leaving = self.res.groups(self.peer, self.preferred) | self._may_hold
+        if isinstance(event, ResourcesHeld) and event.full:
+            self._may_hold = frozenset()  # it says what it holds now
         self.res = self.res.apply(event)
         if isinstance(event, Starting):
             self._answer_due = True
@@ -291,6 +297,7 @@ class HeartbeatPeer:
         any exchange with it is over; we take over its half."""
         self._before_death = self.res
         self._healed = False
+        self._may_hold = frozenset()
         self._claim(RscSet.ALL)
         self.res = PeerResources.gone()
         self.leaving = frozenset()
@@ -304,17 +311,22 @@ class HeartbeatPeer:
         self.exchange = None
         self.leaving = frozenset()
         self._healed = False
+        self._may_hold = frozenset()
 
     def peer_returned(self) -> None:
         """Back from the dead with the generation we knew (a healed partition, or a one-way
         fault it never noticed): it did not restart, so it sends no ``starting`` and no
         ``resource`` unless its holdings change. It still holds what it said before we
         declared it dead; saying nothing would hide a double holding from decide() for good
-        (if it declared us dead too, it restarts and says so with ``info=shutdown``)."""
+        (if it declared us dead too, it restarts and says so with ``info=shutdown``). If it
+        did, it took every group meanwhile: its shutdown then stops them all (so that the
+        node that kept a group re-announces its address to clients that followed the
+        Heartbeat node), unless it said what it holds in between."""
         self.res = self._before_death
         self.exchange = None
         self.leaving = frozenset()
         self._healed = True
+        self._may_hold = frozenset(self.preferred)
 
     def peer_back(self) -> None:
         """Its status left DEAD: after :meth:`peer_returned` nothing more to do; otherwise it
