@@ -560,7 +560,9 @@ class FailoverEngine:
                 "preferred_node": rt.group.node,
                 "holder": holders.get(rt.info.index),
                 "local_state": rt.state.name.lower(),
-                "epoch": rt.epoch,
+                # The group's counter as this node knows it: a node that never held the group
+                # shows the holder's (the highest seen), not its own 0 beside "held by".
+                "epoch": max(rt.epoch, self.seen_epochs.get(rt.info.index, 0)),
                 "action": rt.last_action.value if rt.last_action else None,
                 "reason": rt.last_reason,
                 "waiting": None if rt.waiting is None else {

@@ -369,3 +369,12 @@ async def test_the_takeover_says_whether_to_probe_and_a_conflict_fails_the_start
     assert addr.probes == [True, False]
     assert h.engine.facts().start_failure == {}
     assert h.engine.held_addresses() == [addr]
+
+
+async def test_a_node_that_never_held_the_group_shows_the_holder_s_epoch(tmp_path: Path) -> None:
+    """A migration trial read "held by vpbx1-2 ... epoch 0" on one node and epoch 5 on the
+    holder: a standby's status showed its own counter, not the group's."""
+    h = Harness(tmp_path)
+    h.engine.apply(decide(h.view(NodeAd({0: GroupAd(GroupState.HELD, 5)}))))
+    assert h.engine.local_ad().groups[0].state is GroupState.NONE
+    assert h.engine.snapshot({0: "n2"})[0]["epoch"] == 5
