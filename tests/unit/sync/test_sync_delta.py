@@ -183,6 +183,23 @@ def test_a_crash_during_an_append_is_undone_at_the_next_start(tmp_path: Path) ->
     db.close()
 
 
+async def _append_beside_a_second_link(n1: TestNode, n2: TestNode) -> None:
+    """A log synced once, a second hard link to the replica (`ln full full.keep`), one line
+    appended at the source and synced: the replica is equal under a new inode, the other link
+    keeps the old bytes, nothing is left dirty."""
+    body = _text(3 * BLOCK + 12345)
+    n1.write(LOG, body)
+    assert await n1.sync() == []
+    os.link(n2.path(LOG), n2.path(LOG + ".keep"))
+    ino = n2.path(LOG).stat().st_ino
+    _append_line(n1, b"[Dec  4 19:00:00] NOTICE one more line\n")
+    assert await n1.sync() == []
+    assert n2.path(LOG).read_bytes() == n1.path(LOG).read_bytes()
+    assert n2.path(LOG).stat().st_ino != ino
+    assert n2.path(LOG + ".keep").read_bytes() == body
+    assert n1.node.dirty_lines() == []
+
+
 async def test_a_log_with_a_second_hard_link_on_the_replica_is_replaced_whole(
         tmp_path: Path) -> None:
     """`ln full full.keep` on the replica: an append in place would change full.keep too, so it
@@ -190,18 +207,7 @@ async def test_a_log_with_a_second_hard_link_on_the_replica_is_replaced_whole(
     any other change instead (csync2 does the same): the name gets a new inode, the other link
     keeps the old bytes."""
     async with pair(tmp_path) as (n1, n2):
-        body = _text(3 * BLOCK + 12345)
-        n1.write(LOG, body)
-        assert await n1.sync() == []
-        os.link(n2.path(LOG), n2.path(LOG + ".keep"))
-        ino = n2.path(LOG).stat().st_ino
-        with open(n1.path(LOG), "ab") as fh:
-            fh.write(b"[Dec  4 19:00:00] NOTICE one more line\n")
-        assert await n1.sync() == []
-        assert n2.path(LOG).read_bytes() == n1.path(LOG).read_bytes()
-        assert n2.path(LOG).stat().st_ino != ino
-        assert n2.path(LOG + ".keep").read_bytes() == body
-        assert n1.node.dirty_lines() == []
+        await _append_beside_a_second_link(n1, n2)
 
 
 async def test_a_log_whose_append_an_older_receiver_refuses_is_replaced_in_the_same_run(
@@ -219,17 +225,7 @@ async def test_a_log_whose_append_an_older_receiver_refuses_is_replaced_in_the_s
     monkeypatch.setattr(protocol, "PROTO_LATEST", 3)
     monkeypatch.setattr(ReceiveData, "_linked", staticmethod(lambda _local: False))
     async with pair(tmp_path) as (n1, n2):
-        body = _text(3 * BLOCK + 12345)
-        n1.write(LOG, body)
-        assert await n1.sync() == []
-        os.link(n2.path(LOG), n2.path(LOG + ".keep"))
-        ino = n2.path(LOG).stat().st_ino
-        _append_line(n1, b"[Dec  4 19:00:00] NOTICE one more line\n")
-        assert await n1.sync() == []
-        assert n2.path(LOG).read_bytes() == n1.path(LOG).read_bytes()
-        assert n2.path(LOG).stat().st_ino != ino
-        assert n2.path(LOG + ".keep").read_bytes() == body
-        assert n1.node.dirty_lines() == []
+        await _append_beside_a_second_link(n1, n2)
         assert any("could not append" in m and "replacing it instead" in m for m in n1.log), n1.log
         # The replica has one link now: the next line is an append in place again.
         ino = n2.path(LOG).stat().st_ino
