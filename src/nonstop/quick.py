@@ -262,6 +262,11 @@ def main() -> None:
     """The ``nonstop`` program: a fast path for a command line that is one, else the click
     CLI (which also gives ``--help`` and every error message)."""
     args = sys.argv[1:]
+    # Installed as csync2 (a symlink or copy of the program named ``csync2``, docs/SYNC.md's
+    # drop-in): the whole command line is ``nonstop sync``'s, as csync2's scripts write it.
+    as_csync2 = os.path.basename(sys.argv[0]) == "csync2"
+    if as_csync2:
+        args = ["sync", *args]
     code: int | None = None
     try:
         if args[:1] == ["status"]:
@@ -286,6 +291,10 @@ def main() -> None:
         code = 1
     if code is not None:
         sys.exit(code)
+    if as_csync2:
+        from nonstop.sync.cli import sync_command as click_sync
+
+        click_sync(args=args[1:], prog_name="csync2")
     from nonstop.cli import cli
 
     cli()

@@ -381,3 +381,41 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(
         os.close(write)
     said = done.stdout if verbose else done.stderr
     assert (done.returncode, said) == (1, b""), said.decode()
+
+
+def installed_as(tmp_path: Path, name: str) -> Path:
+    """The ``nonstop`` program as pip installs it (a console script), and ``name`` a symlink
+    to it, the way a site drops nonstop in for csync2 (docs/SYNC.md)."""
+    script = tmp_path / "bin" / "nonstop"
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\nimport sys\nfrom nonstop.quick import main\n"
+                      "sys.exit(main())\n")
+    script.chmod(0o755)
+    link = tmp_path / "bin" / name
+    link.symlink_to("nonstop")
+    return link
+
+
+@pytest.mark.parametrize("args", [["-M"], ["-cr"], ["-L"], ["-H"], ["-Q"], []])
+def test_a_csync2_symlink_runs_as_nonstop_sync(tmp_path: Path, sync_node: list[str],
+                                              args: list[str]) -> None:
+    """``ln -s nonstop csync2``: csync2's own command lines (cron's ``csync2 -xv``, a nagios
+    ``csync2 -T``) answer as ``nonstop sync`` does, on the fast path and through click, with
+    csync2's exit codes (1 for a usage error, never click's 2). The program read the first
+    argument as its subcommand: ``csync2 -M`` was click's "No such option: -M", exit 2."""
+    (tmp_path / "data" / "x").write_text("x")
+    csync2 = installed_as(tmp_path, "csync2")
+    env = {**os.environ, "CSYNC2_SYSTEM_DIR": str(tmp_path)}
+    line = [*args, *sync_node] if args else []
+    got = subprocess.run([str(csync2), *line], capture_output=True, text=True, timeout=60,
+                         env=env)
+    want = subprocess.run([str(csync2.parent / "nonstop"), "sync", *line], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert got.returncode == want.returncode, got.stderr
+    assert got.stdout == want.stdout
+    assert got.stderr.replace("Usage: csync2 ", "Usage: nonstop sync ").replace(
+        "'csync2 --help'", "'nonstop sync --help'") == want.stderr
+    assert got.returncode == {"-M": 2, "-cr": 0, "-L": 2, "-H": 2, "-Q": 1}.get(
+        args[0] if args else "", 1)
+    if not args:  # no mode: the help, exit 1, as csync2
+        assert got.stderr.startswith("Usage: csync2 [OPTIONS] [PATHS]...")
