@@ -438,7 +438,14 @@ def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap,
         echo(f"ERROR: {p}", err=True)
     if init_run:
         n.mark_differences(lines, removals, straight)
+    _finished(n, len(problems))
     return 1 if problems else (0 if lines else 2)
+
+
+def _finished(n: Node, errors: int) -> None:
+    """csync2's last line of a run with errors, and of any run with ``-v``: scripts grep
+    ``csync2 -xv 2>&1`` for it (``Finished with 0 errors.``)."""
+    n.out(0 if errors else 1, f"Finished with {errors} errors.")
 
 
 def _run(n: Node, scopes: list[Scope] | None, a: Args, only: list[str] | None) -> int:
@@ -477,18 +484,19 @@ def _check_and_update(n: Node, scopes: list[Scope] | None, a: Args,
         else:
             n.check(scopes, a.force_new)
     if not (a.check_update or a.do_update):
+        _finished(n, 0)
         return 0
     if a.dry_run:
         for line in n.dry_run_lines(scopes, only):
             echo(line)
         return 0
     if not n.has_pending(scopes, only):
+        _finished(n, 0)
         return 0  # nothing to send: no peer is contacted (as csync2 -x)
     import asyncio
 
     report = asyncio.run(n.update(scopes, only))
-    if report.problems:
-        echo(f"Finished with {len(report.problems)} errors.", err=True)
+    _finished(n, len(report.problems))
     return report.exit_code
 
 

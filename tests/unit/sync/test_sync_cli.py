@@ -146,6 +146,24 @@ def test_unreachable_peer_is_an_error(tmp_path: Path) -> None:
     assert code == 0 and "/etc/asterisk/a" in out
 
 
+def test_finished_line_as_csync2_prints_it(cluster: tuple[Path, list[str]]) -> None:
+    """csync2 ends a run that had errors, and any run with -v, with ``Finished with N
+    errors.``; scripts grep ``csync2 -xv 2>&1`` for it. nonstop printed it only after a
+    failed push: not after a good -xv, a -cv, nor a -T whose peer was down (nagios)."""
+    tmp, n1 = cluster
+    (tmp / "n1/etc/asterisk/a").write_text("a")
+    for args in (["-cv"], ["-xv"], ["-xv"], ["-Tv"]):  # the second -xv has nothing to send
+        code, out = run([*n1, *args])
+        assert code == (2 if args == ["-Tv"] else 0), out
+        assert out.splitlines()[-1] == "Finished with 0 errors.", (args, out)
+    for args in (["-x"], ["-c"], ["-T"]):
+        code, out = run([*n1, *args])
+        assert "Finished" not in out, (args, out)
+    down = [*n1, "--peer-address", "vpbx1-2=127.0.0.3"]  # nothing listens there
+    code, out = run([*down, "-T"])
+    assert code == 1 and out.splitlines()[-1] == "Finished with 1 errors.", out
+
+
 def test_verbose_output_shows_odd_names_escaped(cluster: tuple[Path, list[str]]) -> None:
     """A name with a newline or a terminal escape is one escaped line of -v output, never a
     forged line or a colour change on the operator's terminal."""
