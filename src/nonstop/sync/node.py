@@ -148,7 +148,12 @@ class Node(CsyncListings):
         for g in self.groups:
             peers = [h.name for h in g.group.peers(self.me)]
             for path, rec in scopes:
-                self.db.add_forced(peers, path, rec)
+                # Only what the group replicates, or a directory holding some of it: a forced
+                # scope with nothing of the group in it would be listed by -M and make each
+                # -x contact the peers, where csync2 ignores such a path.
+                if g.matcher.included(path) or (rec and (path == "/"
+                                                         or g.matcher.descend(path))):
+                    self.db.add_forced(peers, path, rec)
 
     # ------------------------------------------------------------------------- update (-u)
     async def update(self, scopes: list[Scope] | None = None,

@@ -164,6 +164,31 @@ def test_finished_line_as_csync2_prints_it(cluster: tuple[Path, list[str]]) -> N
     assert code == 1 and out.splitlines()[-1] == "Finished with 1 errors.", out
 
 
+def test_forcing_what_no_group_replicates_leaves_nothing_pending(tmp_path: Path) -> None:
+    """``-f`` on a path csync2.cfg does not replicate (outside every include, or excluded)
+    changes nothing, as with csync2: ``-M`` stays empty (exit 2) and ``-u`` contacts no
+    peer. It used to record a forced scope, listed by ``-M`` (exit 0, a nagios check of
+    ``csync2 -M`` saw a dirty entry) and making every ``-u`` and ``-x`` connect (exit 1
+    while the peer was down) until a push got through."""
+    _cfg, n1, _n2 = _setup(tmp_path)  # no receiver: a contacted peer is an error
+    (tmp_path / "n1/etc/asterisk/a").write_text("a")
+    (tmp_path / "n1/etc/asterisk/a~").write_text("editor's backup, excluded")
+    (tmp_path / "n1/srv/other").mkdir(parents=True)
+    assert run([*n1, "-cI"])[0] == 0
+    for args in (["-fr", str(tmp_path / "n1/srv/other")], ["-fr", "/srv"],
+                 ["-f", "/etc/asterisk/a~"], ["-fr", "/etc/asterisk/a~"]):
+        assert run([*n1, *args])[0] == 0
+        assert run([*n1, "-M"]) == (2, ""), args
+        assert run([*n1, "-u"]) == (0, ""), args
+    # what a group replicates, or a directory holding some of it, is still forced
+    for path in ("/etc/asterisk/", "/etc"):
+        assert run([*n1, "-fr", path])[0] == 0
+        code, out = run([*n1, "-M"])
+        assert code == 0 and f"\t{path.rstrip('/')}/ (pending forced sync)" in out, out
+        assert run([*n1, "-u"])[0] == 1  # the peer is down: the force stays pending
+        assert run([*n1, "-M"])[0] == 0
+
+
 def test_verbose_output_shows_odd_names_escaped(cluster: tuple[Path, list[str]]) -> None:
     """A name with a newline or a terminal escape is one escaped line of -v output, never a
     forged line or a colour change on the operator's terminal."""
