@@ -16,7 +16,7 @@ from nonstop.sync.context import ALL, GroupCtx, overlaps
 from nonstop.sync.digest import blocks_match, prefix_hasher
 from nonstop.sync.patterns import Matcher, Scope, in_scope
 from nonstop.sync.plan import COPY_MIN, Op, plan
-from nonstop.sync.quickcli import dirty_listing
+from nonstop.sync.quickcli import dirty_listing, scope_shown
 from nonstop.sync.scan import scan
 from nonstop.sync.state import FileState
 from nonstop.sync.statedb import Owner, StateDB
@@ -228,7 +228,7 @@ class CsyncListings:
                 lines.append(f"{tag}: {peer:<15} {op.name}")
             for path, rec in self.db.forced(peer):
                 if scopes is None or any(overlaps((path, rec), t) for t in scopes):
-                    lines.append(f"!M: {peer:<15} {path}{'/' if rec else ''} "
+                    lines.append(f"!M: {peer:<15} {scope_shown(path, rec)} "
                                  "(pending forced sync: the peer is made equal here)")
         return lines
 

@@ -122,13 +122,19 @@ def list_dirty(cfg_file: str, db_file: str, me: str, groups: str | None = None) 
     return 0 if lines else 2
 
 
+def scope_shown(path: str, recursive: bool) -> str:
+    """A forced scope as ``-M`` and ``-d`` show it: a recursive one ends with ``/`` (``/``
+    itself stays ``/``)."""
+    return path + "/" if recursive and not path.endswith("/") else path
+
+
 def dirty_listing(db: StateDB, me: str, peers: Iterable[str]) -> list[str]:
     """``-M``'s lines: each dirty entry, then each peer's pending forced scopes; a peer that
     several groups share (``peers`` names it once per group) is listed once."""
     lines = [f"{'force' if r.forced else 'chary'}\t{me}\t{r.peer}\t{r.name}"
              for r in db.dirty()]
     for peer in dict.fromkeys(peers):
-        lines += [f"force\t{me}\t{peer}\t{path}{'/' if rec else ''} (pending forced sync)"
+        lines += [f"force\t{me}\t{peer}\t{scope_shown(path, rec)} (pending forced sync)"
                   for path, rec in db.forced(peer)]
     return lines
 

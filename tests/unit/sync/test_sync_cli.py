@@ -181,7 +181,7 @@ def test_forcing_what_no_group_replicates_leaves_nothing_pending(tmp_path: Path)
         assert run([*n1, "-M"]) == (2, ""), args
         assert run([*n1, "-u"]) == (0, ""), args
     # what a group replicates, or a directory holding some of it, is still forced
-    for path in ("/etc/asterisk/", "/etc"):
+    for path in ("/etc/asterisk/", "/etc", "/"):  # "/" was listed as "//"
         assert run([*n1, "-fr", path])[0] == 0
         code, out = run([*n1, "-M"])
         assert code == 0 and f"\t{path.rstrip('/')}/ (pending forced sync)" in out, out
