@@ -34,7 +34,6 @@ from nonstop.sync.state import is_utf8
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Callable, Sequence
     from typing import Any
 
@@ -61,8 +60,14 @@ class BadPath(CommandLineError):
     """A file named on the command line that nonstop cannot replicate (not UTF-8)."""
 
 
+_ERRORS_TO_SYSLOG = False  # -i under inetd: stderr may be the session's socket
+
+
 def echo(msg: str, err: bool = False) -> None:
     """One line to stdout (or stderr), flushed, as click.echo writes it."""
+    if err and _ERRORS_TO_SYSLOG:
+        syslog.syslog(syslog.LOG_ERR, msg)
+        return
     stream = sys.stderr if err else sys.stdout
     stream.write(msg + "\n")
     stream.flush()
@@ -220,6 +225,8 @@ def _main(a: Args, clock: Timestamps, usage: Callable[[], int], node_by_flag: bo
         code = _check_modes(a, usage)
     if code is not None:
         return code
+    if a.serve == 1 and _under_inetd():
+        a.use_syslog = True
     if a.use_syslog:
         syslog.openlog("nonstop-sync", syslog.LOG_PID, syslog.LOG_LOCAL0)
     me = this_node(a.node)
@@ -500,26 +507,19 @@ def _check_and_update(n: Node, scopes: list[Scope] | None, a: Args,
     return report.exit_code
 
 
-def _stdin_socket() -> socket.socket | None:
-    """fd 0 as a connected stream socket (inetd, xinetd, systemd ``Accept=yes``), else None."""
-    import socket
-    import stat
+def _under_inetd() -> bool:
+    """``-i`` with the connection on stdin (inetd, xinetd, systemd ``Accept=yes``): as csync2's
+    ``-i`` implies ``-l``, every message goes to syslog (stderr may be that socket)."""
+    global _ERRORS_TO_SYSLOG
+    from nonstop.sync.inetd import stderr_off_the_socket, stdin_socket
 
-    try:
-        if not stat.S_ISSOCK(os.fstat(0).st_mode):
-            return None
-        sock = socket.socket(fileno=os.dup(0))
-    except OSError:
-        return None
-    try:
-        sock.getpeername()
-    except OSError:
-        sock.close()
-        return None
-    if sock.type != socket.SOCK_STREAM:
-        sock.close()
-        return None
-    return sock
+    sock = stdin_socket()
+    if sock is None:
+        return False
+    sock.close()
+    _ERRORS_TO_SYSLOG = True
+    stderr_off_the_socket()
+    return True
 
 
 async def _serve(n: Node, level: int) -> int:
@@ -532,7 +532,9 @@ async def _serve(n: Node, level: int) -> int:
     from nonstop.sync.server import SyncServer
 
     server = SyncServer(n, once=level == 3)
-    sock = _stdin_socket() if level == 1 else None
+    from nonstop.sync.inetd import stdin_socket
+
+    sock = stdin_socket() if level == 1 else None
     if sock is not None:
         await server.serve_socket(sock)
         return 1 if server.stats.get("refused") or server.stats.get("errors") else 0

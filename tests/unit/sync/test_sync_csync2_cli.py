@@ -345,6 +345,58 @@ def test_i_serves_the_connection_inetd_hands_it(
                 stop(p)
 
 
+def test_i_under_a_classic_inetd_keeps_its_messages_out_of_the_session(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    """inetd and xinetd hand the connection as stdin, stdout *and* stderr. csync2's ``-i``
+    implies ``-l`` (messages to syslog), so a conflict on the receiver reaches the client as
+    a conflict. nonstop wrote it to stderr, into the TLS stream: the client saw ``[SSL:
+    WRONG_VERSION_NUMBER]`` instead, and the rest of that session was lost."""
+    import os
+    import threading
+
+    tmp, n1, n2, env = demo
+    port = int(n2[n2.index("-p") + 1])
+    procs: list[subprocess.Popen[bytes]] = []
+    with socket.socket() as lsock:
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind(("127.0.0.2", port))
+        lsock.listen()
+        lsock.settimeout(30)
+
+        def inetd(sessions: int) -> None:
+            for _ in range(sessions):
+                conn, _addr = lsock.accept()
+                with conn:
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-c", SERVE, *n2, "-i"], stdin=conn.fileno(),
+                        stdout=conn.fileno(), stderr=conn.fileno(),
+                        env={**os.environ, **env}))
+
+        def push(sessions: int) -> tuple[int, str]:
+            t = threading.Thread(target=inetd, args=(sessions,))
+            t.start()
+            try:
+                return run([*n1, "-x"], env)
+            finally:
+                t.join(30)
+
+        (tmp / "d1/f").write_text("v0")
+        try:
+            assert push(1) == (0, "")
+            (tmp / "d1/f").write_text("edited on n1")
+            (tmp / "d2/f").write_text("edited on n2")
+            (tmp / "d1/g").write_text("new on n1")
+            code, out = push(1)
+            assert code == 1
+            assert "conflict: %demodir%/f changed on both n1 and n2" in out, out
+            assert "SSL" not in out
+            assert (tmp / "d2/g").read_text() == "new on n1"  # the session went on
+            assert [p.wait(20) for p in procs] == [0, 0]
+        finally:
+            for p in procs:
+                stop(p)
+
+
 def test_dry_run_and_only_these_peers(
         demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
     tmp, n1, n2, env = demo
