@@ -99,9 +99,17 @@ def scopes_for(paths: Sequence[str], recursive: bool, names: PathMap | None = No
         else:
             name = os.path.normpath(os.path.abspath(p))
             if names is not None:
-                name = names.encode(name)
+                name = names.encode(real_dirs(name) if not names.root else name)
         out.append((name, recursive))
     return out
+
+
+def real_dirs(path: str) -> str:
+    """csync2's getrealfn: the symlinks among the directories of an absolute path resolved,
+    its last component kept (a symlink named on the command line stays that symlink). Only
+    for a node whose files live at ``/``: under ``--root`` a path may be a config name."""
+    head, tail = os.path.split(path)
+    return os.path.join(os.path.realpath(head), tail) if tail else path
 
 
 def addresses(items: Sequence[str]) -> dict[str, str]:

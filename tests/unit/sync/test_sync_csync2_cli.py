@@ -397,6 +397,25 @@ def test_i_under_a_classic_inetd_keeps_its_messages_out_of_the_session(
                 stop(p)
 
 
+def test_a_path_through_a_symlinked_directory_names_what_it_points_to(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    """csync2 resolves the directories of a command-line path (getrealfn), keeping its last
+    component: ``csync2 -c /alias/a/f`` with ``/alias`` a symlink to the prefix's directory
+    checks ``%demodir%/a/f``; ``/alias`` itself, a symlink, stays outside every include.
+    nonstop took the path as written and silently ignored it (``-M`` then said nothing
+    dirty, exit 2, and the file was not sent)."""
+    tmp, n1, _n2, env = demo
+    (tmp / "d1/a").mkdir()
+    (tmp / "d1/a/f").write_text("v1")
+    (tmp / "alias").symlink_to(tmp / "d1")
+    assert run([*n1, "-cI"], env)[0] == 0
+    (tmp / "d1/a/f").write_text("v2")
+    assert run([*n1, "-cr", str(tmp / "alias")], env)[0] == 0  # a symlink: ignored
+    assert run([*n1, "-M"], env)[0] == 2
+    assert run([*n1, "-c", str(tmp / "alias/a/f")], env)[0] == 0
+    assert run([*n1, "-M"], env) == (0, "chary\tn1\tn2\t%demodir%/a/f\n")
+
+
 def test_dry_run_and_only_these_peers(
         demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
     tmp, n1, n2, env = demo
