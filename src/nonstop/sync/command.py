@@ -18,6 +18,7 @@ import time
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, load_csync2
 from nonstop.config.errors import ConfigError
+from nonstop.errors import UnknownName
 from nonstop.records import field, fields, mutable_record, replace
 from nonstop.sync import quickcli
 from nonstop.sync.context import DEAD_PEERS_ENV, Out, SyncError
@@ -402,6 +403,7 @@ def _dispatch(n: Node, a: Args, names: PathMap) -> int:
             echo(name)
         return 0
     scopes = scopes_for(a.paths, a.recursive or not a.paths, names)
+    _warn_ignored(n, scopes, names)
     if a.outfd is not None and (a.check_update or a.do_check):
         check_only = replace(a, check_update=False, do_check=True, do_update=False,
                                          do_mark=False, list_files=False, remove_stale=False,
@@ -416,6 +418,16 @@ def _dispatch(n: Node, a: Args, names: PathMap) -> int:
         a = replace(a, do_check=False, check_update=False, do_force=False,
                                 do_update=True)
     return _run(n, scopes, a, only)
+
+
+def _warn_ignored(n: Node, scopes: list[Scope] | None, names: PathMap) -> None:
+    """csync2's warning for a path that holds nothing the groups replicate."""
+    for name, _rec in n.ignored(scopes or []):
+        try:
+            local = names.local(name)
+        except UnknownName:  # %NAME% of a prefix without a path here: as written
+            local = name
+        echo(f"WARNING: Parameter will be ignored: {shown(local)}", err=True)
 
 
 def _only_groups(cfg: Csync2Config, groups: str | None, remove_stale: bool) -> Csync2Config:
@@ -443,6 +455,7 @@ def _compare(n: Node, paths: tuple[str, ...], recursive: bool, names: PathMap,
             echo(f"nonstop sync -T: {peer} is not a peer of {n.me}", err=True)
             return 1
     scopes = scopes_for(files, recursive, names)
+    _warn_ignored(n, scopes, names)
     import asyncio
 
     lines, problems = asyncio.run(n.compare(scopes, peer))

@@ -151,9 +151,12 @@ class Node(CsyncListings):
                 # Only what the group replicates, or a directory holding some of it: a forced
                 # scope with nothing of the group in it would be listed by -M and make each
                 # -x contact the peers, where csync2 ignores such a path.
-                if g.matcher.included(path) or (rec and (path == "/"
-                                                         or g.matcher.descend(path))):
+                if g.matcher.holds(path, rec):
                     self.db.add_forced(peers, path, rec)
+
+    def ignored(self, scopes: list[Scope]) -> list[Scope]:
+        """The command-line scopes that hold nothing any group replicates."""
+        return [s for s in scopes if not any(g.matcher.holds(*s) for g in self.groups)]
 
     # ------------------------------------------------------------------------- update (-u)
     async def update(self, scopes: list[Scope] | None = None,

@@ -197,6 +197,11 @@ class Matcher:
                 return True
         return False
 
+    def holds(self, path: str, recursive: bool) -> bool:
+        """Whether the scope ``path`` (``recursive``: and below) holds anything the group
+        replicates: the name itself, or a directory with some of it below."""
+        return self.included(path) or (recursive and (path == "/" or self.descend(path)))
+
     def wanted(self, name: str, is_dir: bool) -> bool:
         """Whether a walk takes ``name`` or, a directory, looks inside it."""
         return self.included(name) or (is_dir and self.descend(name))

@@ -416,6 +416,29 @@ def test_a_path_through_a_symlinked_directory_names_what_it_points_to(
     assert run([*n1, "-M"], env) == (0, "chary\tn1\tn2\t%demodir%/a/f\n")
 
 
+def test_a_path_nothing_replicates_is_named_as_csync2_names_it(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    """csync2 warns ``WARNING: Parameter will be ignored: PATH`` for a path outside every
+    include or excluded, and goes on (exit 0); nonstop ignored it without a word, so a cron
+    job's mail or an admin's typo went unnoticed."""
+    tmp, n1, _n2, env = demo
+    (tmp / "d1/a").mkdir()
+    (tmp / "d1/a/f").write_text("f")
+    (tmp / "d1/e").write_text("excluded")
+    warn = "WARNING: Parameter will be ignored: "
+    for args, path in ((["-c", "/etc/hostname"], "/etc/hostname"),
+                       (["-c", str(tmp / "d1/e")], str(tmp / "d1/e")),
+                       (["-cr", str(tmp)], str(tmp)),  # above the prefix's directory
+                       (["-x", "/etc/hostname"], "/etc/hostname"),
+                       (["-m", "/etc/hostname"], "/etc/hostname"),
+                       (["-f", str(tmp / "d1/e")], str(tmp / "d1/e"))):
+        assert run([*n1, *args], env) == (0, f"{warn}{path}\n"), args
+    for args in (["-c", str(tmp / "d1/a/f")], ["-cr", str(tmp / "d1")], ["-c", "%demodir%/a"],
+                 ["-c", str(tmp / "d1/a/nope")]):
+        code, out = run([*n1, *args], env)
+        assert code == 0 and warn not in out, (args, out)
+
+
 def test_dry_run_and_only_these_peers(
         demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
     tmp, n1, n2, env = demo
