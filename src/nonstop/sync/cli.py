@@ -97,7 +97,8 @@ class _Csync2Command(click.Command):
                    "variable takes several, space-separated.")
 @click.option("--listen", default=None,
               help="Address -i listens on (default: -N's address when -N is given, else all).")
-@click.option("-A", "async_db", is_flag=True, hidden=True)
+@click.option("-A", "async_db", is_flag=True,
+              help="Accepted and ignored: nonstop never turns off its database's durability.")
 @click.argument("paths", nargs=-1)
 @click.pass_context
 def sync_command(ctx: click.Context, /, **kw: Any) -> None:

@@ -47,9 +47,10 @@ KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._
 # client together) is not a peer that is down: a refused connection is retried this long.
 REFUSED_RETRY = 1.5
 
-# csync2 flags nonstop refuses, with the reason printed when one is given.
-REFUSED = {
-    "async_db": "-A: nonstop never turns off its database's durability",
+# csync2 flags nonstop accepts and ignores, with the reason printed: refused, a cron line
+# written for csync2 (the talk's sends its output to /dev/null) would never sync again.
+IGNORED = {
+    "async_db": "-A ignored: nonstop never turns off its database's durability",
 }
 
 
@@ -209,13 +210,13 @@ class Args:
     paths: tuple[str, ...] = ()
     timestamps: bool = False
     tsfile: str | None = None
-    refusable: dict[str, object] = field(default_factory=dict)
+    ignorable: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def of(cls, kw: dict[str, Any]) -> Args:
-        known = set(fields(cls)) - {"refusable"}
+        known = set(fields(cls)) - {"ignorable"}
         return cls(**{k: v for k, v in kw.items() if k in known},
-                   refusable={k: v for k, v in kw.items() if k not in known})
+                   ignorable={k: v for k, v in kw.items() if k not in known})
 
 
 def run(a: Args, usage: Callable[[], int], node_by_flag: bool) -> int:
@@ -298,10 +299,9 @@ def _side_modes(a: Args) -> int | None:
     if os.path.exists(lock):
         echo(f"Found {lock}")
         return 1
-    for name, value in a.refusable.items():
+    for name, value in a.ignorable.items():
         if value:
-            echo(f"nonstop sync: {REFUSED[name]}", err=True)
-            return 1
+            echo(f"nonstop sync: {IGNORED[name]}", err=True)
     if a.outfd is not None:
         try:
             os.write(a.outfd, b"")
