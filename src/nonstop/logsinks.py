@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import socket
+import sys
 import threading
 
 # Syslog facilities (RFC 5424), by the names ha.cf's logfacility uses.
@@ -93,6 +94,8 @@ class WatchedFileHandler(logging.FileHandler):
     def __init__(self, filename: str) -> None:
         super().__init__(filename, encoding="locale")
         self._id = self._stream_id()
+        self.lost = 0  # lines not written since the last one that was (a full disk)
+        self.error = ""  # why the first of them was not
 
     def _stream_id(self) -> tuple[int, int]:
         if self.stream is None:  # closed
@@ -101,16 +104,56 @@ class WatchedFileHandler(logging.FileHandler):
         return st.st_dev, st.st_ino
 
     def emit(self, record: logging.LogRecord) -> None:
+        lost = self.lost
         try:
-            st = os.stat(self.baseFilename)
-            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
-        except FileNotFoundError:
-            now = None
-        if now != self._id and self.stream is not None:
-            self.stream.flush()
-            self.stream.close()
-            self.stream = self._open()
-            self._id = self._stream_id()
+            try:
+                st = os.stat(self.baseFilename)
+                now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+            except FileNotFoundError:
+                now = None
+            if now != self._id and self.stream is not None:
+                stream, self.stream = self.stream, None
+                with contextlib.suppress(OSError, ValueError):  # a flush that fails (a full
+                    stream.close()  # disk) still closes the file
+            if self.stream is None:
+                self.stream = self._open()
+                self._id = self._stream_id()
+        except OSError:
+            self.handleError(record)
+            return
+        super().emit(record)
+        if lost and self.lost == lost:  # this line was written: say what was not
+            self.lost = 0
+            self._say(f"{lost} line(s) before the previous one could not be written to this "
+                      f"file ({self.error})")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A write that failed (a full or failing disk): one line on stderr when the file
+        stops taking lines, not logging's traceback for every line; the stream is dropped
+        with what it buffered, and the next line opens the file again."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        if self.stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.close()
+            self.stream = None
+        self.lost += 1
+        if self.lost == 1:
+            self.error = exc.strerror or str(exc)
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"nonstop: cannot write log file {self.baseFilename}: "
+                                 f"{self.error}; its lines are lost until it can be written "
+                                 "again\n")
+                sys.stderr.flush()
+
+    def _say(self, text: str) -> None:
+        """``text`` in the file and on stderr (the file works again)."""
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"nonstop: log file {self.baseFilename}: writable again; {text}\n")
+            sys.stderr.flush()
+        record = logging.LogRecord("nonstop", logging.WARNING, __file__, 0, text, None, None)
         super().emit(record)
 
 

@@ -420,7 +420,10 @@ _TABLE: tuple[Directive, ...] = (
        _env),
     _d("apiauth", LINE, "'apiauth ipfail ...' turns the built-in ipfail on; other clients are "
        "accepted with a warning (nonstop serves no Heartbeat client API).", _apiauth),
-    _s(s.LOGFILE, "File for log messages (absolute path)."),
+    _s(s.LOGFILE, "File for log messages (absolute path). Reopened when logrotate moves "
+       "it; while it cannot be written (a full disk) one line on stderr says so, its lines "
+       "are lost (stderr and syslog still get them) and the first line written after "
+       "says how many were lost."),
     _s(s.DEBUGFILE, "File for debug messages (absolute path)."),
     _s(s.LOGFACILITY, "Syslog facility for log messages, or none."),
     _s(s.USE_LOGD, "yes: log to the system log (nonstop has no ha_logd; journald/syslog takes "

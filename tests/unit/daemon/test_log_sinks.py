@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -223,3 +224,47 @@ def test_queued_records_are_prepared_as_the_standard_library_prepares_them() -> 
     keys = ("msg", "message", "args", "exc_info", "exc_text", "stack_info", "levelno", "name")
     assert {k: getattr(a, k) for k in keys} == {k: getattr(b, k) for k in keys}
     assert "ValueError: boom" in a.msg and "here" in a.msg and record.args == ("failed",)
+
+
+# Runs in a child: the log file stops taking writes (the file size limit, as a full disk: the
+# kernel refuses each write), 200 lines are logged, then it takes writes again.
+FULL_DISK = textwrap.dedent("""
+    import logging, os, resource, signal, sys, time
+    from nonstop.config.model import Bcast, HaConfig
+    from nonstop.logs import setup_logging, stop_logging
+    path = sys.argv[1]
+    setup_logging(HaConfig(path="ha.cf", nodes=("a",), media=(Bcast("eth0"),), use_logd=False,
+                           logfile=path), stderr=True)
+    log = logging.getLogger("nonstop")
+    def settle(text):
+        deadline = time.monotonic() + 10
+        while text not in open(path).read() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    log.info("before the disk filled")
+    settle("before the disk filled")
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path), hard))
+    for i in range(200):
+        log.warning("Late heartbeat: Node b: interval %d ms", 300 + i)
+    time.sleep(0.5)  # the writer thread meets the limit with these lines queued
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    log.info("after the disk was freed")
+    stop_logging()
+""")
+
+
+def test_a_full_disk_costs_one_stderr_line_and_is_reported_in_the_file(tmp_path: Path) -> None:
+    logfile = tmp_path / "ha-log"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(logfile)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # The lines themselves still reach stderr (the journal under systemd); what went wrong
+    # with the file is said once, not as a traceback per line.
+    assert "Logging error" not in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.count(f"cannot write log file {logfile}: File too large") == 1
+    assert "Late heartbeat: Node b: interval 499 ms" in done.stderr
+    text = logfile.read_text()
+    assert "before the disk filled" in text and "after the disk was freed" in text
+    assert re.search(r"WARN: \d+ line\(s\) before the previous one could not be written to "
+                     r"this file \(File too large\)", text), text[-500:]
