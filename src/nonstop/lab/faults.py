@@ -79,8 +79,11 @@ def render_ruleset(state: FaultState) -> str:
 
 
 def _loss_rules(match: str, losses: Mapping[str, int]) -> list[str]:
+    # ``numgen random mod 100`` is 0..99, and nft refuses a comparison with 100 ("Value 100
+    # exceeds valid range 0-99"): all of it is a plain drop.
     return [
-        f'{match} "{port}" numgen random mod 100 < {percent} drop'
+        f'{match} "{port}" drop' if percent >= 100
+        else f'{match} "{port}" numgen random mod 100 < {percent} drop'
         for port, percent in sorted(losses.items())
     ]
 

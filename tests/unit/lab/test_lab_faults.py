@@ -45,6 +45,15 @@ def test_loss_both_ways_and_zero_removes() -> None:
     assert rules(state) == []
 
 
+def test_all_loss_is_a_plain_drop() -> None:
+    # nft refuses "numgen random mod 100 < 100" (its values are 0..99): the whole lab's
+    # set_loss(host, 100) failed, so a burst of total loss could not be injected.
+    state = FaultState()
+    state.set_loss("p1", 100, "out")
+    state.set_loss("p2", 100, "in")
+    assert rules(state) == ['iifname "p1" drop', 'oifname "p2" drop']
+
+
 @pytest.mark.parametrize("percent", [-1, 101])
 def test_loss_outside_0_to_100_is_refused(percent: int) -> None:
     with pytest.raises(ValueError):
