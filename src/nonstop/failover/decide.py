@@ -26,8 +26,10 @@ the same rules over the same advertised states, so they agree without extra mess
   on a box that kept its resources) is settled at once: every acquisition carries an epoch
   one above the highest seen, the higher epoch keeps the group (it is the newer takeover, so
   clients already follow it) and re-announces its address; ties go to the preferred node, then
-  ha.cf order. No restart, no outage for clients already on the keeper. A Heartbeat node
-  (mixed cluster) never gives up a doubly held group: the nonstop node releases it to it.
+  ha.cf order. No restart, no outage for clients already on the keeper. A holder does not
+  yield to a claim still starting (it re-announces, failing that takeover's address probe).
+  A Heartbeat node (mixed cluster) never gives up a doubly held group: the nonstop node
+  releases it to it.
 * A live node whose stop failed may still hold the address: nobody takes the group over
   while it lives (step down when certainty is lost); the node itself retries the stop.
 * With ``nonstop_etcd`` (docs/ETCD.md) every rule above still runs, then the etcd lease has
@@ -228,6 +230,13 @@ def _rival_claim(view: ClusterView, info: GroupInfo, rivals: list[str]) -> Decis
             f"(Heartbeat never gives a group up for a double claim): releasing it, address "
             f"first", conflict=True,
         )
+    if all(_ad(view, n, g).state is GroupState.STARTING for n in rivals):
+        # Not yet a holder: a takeover from a node lost by silence probes the address first
+        # and fails on ours. Releasing to it left nobody serving for 2 s after a 0.2 s blip
+        # of the link (the sub-second profile); our announcement also fails a probe under way.
+        return Decision(g, Action.REANNOUNCE, f"group {info.key} is also claimed by "
+                        f"{', '.join(rivals)}, still starting it: keeping it and "
+                        f"re-announcing its address until a rival holds it")
     winner = max([me, *rivals], key=lambda n: (_ad(view, n, g).epoch, _rank(view, info, n)))
     theirs = ", ".join(f"{n} (epoch {_ad(view, n, g).epoch})" for n in rivals)
     if winner != me:

@@ -164,6 +164,9 @@ ROWS = [
     Row("healed partition: the older claim releases, address first",
         view(N1, {N1: ad(H, 1), N2: ad(H, 2)}), Action.RELEASE, "newer claim",
         {"conflict": True}),
+    Row("a blip just past deadtime: the holder keeps the group while the newer claim is still "
+        "starting (probing the address), and announces it so that the probe fails",
+        view(N1, {N1: ad(H, 1), N2: ad(S, 2)}), Action.REANNOUNCE, "still starting"),
     Row("healed partition: the newer claim keeps it", view(N2, {N1: ad(H, 1), N2: ad(H, 2)}),
         Action.REANNOUNCE, "keeping it"),
     Row("equal epochs go to the preferred node", view(N1, {N1: ad(H, 4), N2: ad(H, 4)}),
