@@ -183,6 +183,16 @@ class TalkCluster:
     def marker(self, node: str) -> bool:
         return self.lab.host_path(node, "/tmp/.HB-master").exists()
 
+    def running(self) -> None:
+        """Both daemons up, vpbx1-1 (the preferred node) holding the group, SIP answered."""
+        self.start(N1)
+        self.start(N2)
+        self.wait_vip_on(N1, 20)
+        wait_for(lambda: self.holder(N2) == N1, 10, what="vpbx1-2 to see vpbx1-1 holding")
+        self.start_prober()
+        since = time.monotonic()
+        wait_for(lambda: self.answered_by(N1, since), 10, what="SIP answers from vpbx1-1")
+
 
 def replicating(lab: Lab, prepare: Callable[[TalkCluster], None] | None = None,
                 ) -> TalkCluster:

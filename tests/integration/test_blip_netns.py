@@ -37,13 +37,7 @@ def lab(make_lab: object) -> Iterator[Lab]:
 
 def test_a_holder_keeps_the_group_while_a_takeover_is_still_probing(lab: Lab) -> None:
     c = TalkCluster(lab, directives={"nonstop_address_probe": PROBE})
-    c.start(N1)
-    c.start(N2)
-    c.wait_vip_on(N1, 20)
-    wait_for(lambda: c.holder(N2) == N1, 10, what="vpbx1-2 to see vpbx1-1 holding")
-    c.start_prober()
-    since = time.monotonic()
-    wait_for(lambda: c.answered_by(N1, since), 10, what="SIP answers from vpbx1-1")
+    c.running()
     lab.isolate(N1, N2)
     fault = time.monotonic()
     wait_for(lambda: "probing its addresses first" in c.log(N2), DEADTIME_S + 8,

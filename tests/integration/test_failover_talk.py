@@ -29,17 +29,6 @@ def lab(make_lab: object) -> Iterator[Lab]:
     yield make_lab((N1, N2))  # type: ignore[operator]
 
 
-def running(c: TalkCluster, *, directives: dict[str, str | None] | None = None) -> None:
-    """Both daemons up, vpbx1-1 (the preferred node) holding the group, SIP answered."""
-    c.start(N1)
-    c.start(N2)
-    c.wait_vip_on(N1, 20)
-    wait_for(lambda: c.holder(N2) == N1, 10, what="vpbx1-2 to see vpbx1-1 holding")
-    c.start_prober()
-    since = time.monotonic()
-    wait_for(lambda: c.answered_by(N1, since), 10, what="SIP answers from vpbx1-1")
-
-
 class DualWatch:
     """Samples who has the VIP; dual holding while both daemons hear each other is a bug."""
 
@@ -60,7 +49,7 @@ class DualWatch:
 
 def test_crash_of_the_active_node_moves_everything(lab: Lab) -> None:
     c = TalkCluster(lab)
-    running(c)
+    c.running()
     assert c.marker(N1) and not c.marker(N2)
     wait_for(lambda: any("Takeover in progress" in s for s in c.mails(N1)), 10,
              what="the takeover mail on vpbx1-1")
@@ -80,7 +69,7 @@ def test_crash_of_the_active_node_moves_everything(lab: Lab) -> None:
 
 def test_link_down_fails_over_and_the_heal_leaves_one_holder(lab: Lab) -> None:
     c = TalkCluster(lab)
-    running(c)
+    c.running()
     fault = time.monotonic()
     lab.link_down(N1)
     wait_for(lambda: lab.has_address(N2, VIP), 10, what="the VIP on vpbx1-2")
@@ -104,7 +93,7 @@ def test_the_standby_whose_cable_is_pulled_takes_nothing_over(lab: Lab) -> None:
     clients all along, released the group, and the takeover's force-sync reverted vpbx1-1's
     data of the cut on both nodes."""
     c = TalkCluster(lab)
-    running(c)
+    c.running()
     epoch = c.status(N1)["groups"][0]["epoch"]
     cut = time.monotonic()
     lab.link_down(N2)
@@ -126,7 +115,7 @@ def test_a_frozen_active_daemon_sends_no_takeover_mail_from_the_standby(lab: Lab
     fail at IPaddr, after MailTo (left of it in the talk's line) had mailed 'Takeover in
     progress' and, giving up, 'Migrating resource away': two alarms for nothing moved."""
     c = TalkCluster(lab)
-    running(c)
+    c.running()
     wait_for(lambda: any("Takeover in progress" in s for s in c.mails(N1)), 10,
              what="the takeover mail on vpbx1-1")
     c.daemons[N1].signal(signal.SIGSTOP)
@@ -144,7 +133,7 @@ def test_a_frozen_active_daemon_sends_no_takeover_mail_from_the_standby(lab: Lab
 
 def test_standby_is_a_planned_switchover(lab: Lab) -> None:
     c = TalkCluster(lab)
-    running(c)
+    c.running()
     fault = time.monotonic()
     done = lab.run(N1, ["nonstop", "standby", "--state-dir", str(c.state_dir(N1))])
     assert done.returncode == 0, done.stderr
@@ -164,7 +153,7 @@ def test_standby_is_a_planned_switchover(lab: Lab) -> None:
 @pytest.mark.parametrize("auto_failback", ["off", "on"])
 def test_the_old_node_returns(lab: Lab, auto_failback: str) -> None:
     c = TalkCluster(lab, directives={"auto_failback": auto_failback})
-    running(c)
+    c.running()
     c.crash(N1)
     c.wait_vip_on(N2, 10)
     c.revive(N1)
@@ -197,7 +186,7 @@ def test_both_nodes_starting_together_give_exactly_one_holder(lab: Lab) -> None:
 
 def test_monitoring_restarts_a_killed_service_then_moves_it(lab: Lab) -> None:
     c = TalkCluster(lab, directives={"nonstop_monitor": "500ms"})
-    running(c)
+    c.running()
     def kill_kamailio() -> None:
         # the service crashes: kamailio's main process and all its workers
         for pid in netns_pids(lab.netns(N1)):
@@ -221,7 +210,7 @@ def test_monitoring_restarts_a_killed_service_then_moves_it(lab: Lab) -> None:
 
 def test_heartbeat_link_cut_for_ten_seconds_then_healed(lab: Lab) -> None:
     c = TalkCluster(lab)
-    running(c)
+    c.running()
     lab.isolate(N1, N2)
     wait_for(lambda: lab.has_address(N2, VIP), 10, what="vpbx1-2 taking over during the cut")
     time.sleep(10 - 2.5)  # the cut lasts 10 s in all, as in the Heartbeat measurement
@@ -250,7 +239,7 @@ def test_a_daemon_killed_while_its_box_lives_keeps_the_service_there(lab: Lab) -
     # use and does not add it (issue 12: no second holder); the restarted daemon finds its
     # group running and keeps it, and the peer forgets its failed start.
     c = TalkCluster(lab)
-    running(c)
+    c.running()
     c.daemons.pop(N1).kill()  # only the daemon dies: the VIP and kamailio stay on vpbx1-1
     wait_for(lambda: "address conflict: " in c.log(N2), 15, what="vpbx1-2 to find the VIP in use")
     assert c.vip_holders() == [N1]
@@ -274,7 +263,7 @@ def test_a_daemon_killed_while_its_box_lives_gives_the_group_up_when_it_restarts
     # Without the address probe the peer takes over at once and the double claim is settled
     # when the killed daemon comes back: the newer claim keeps the group.
     c = TalkCluster(lab, directives={"nonstop_address_probe": "0"})
-    running(c)
+    c.running()
     c.daemons.pop(N1).kill()  # only the daemon dies: the VIP and kamailio stay on vpbx1-1
     wait_for(lambda: lab.has_address(N2, VIP), 10, what="vpbx1-2 taking over")
     assert lab.has_address(N1, VIP)  # nobody is left on vpbx1-1 to remove it
@@ -291,7 +280,7 @@ def test_a_daemon_stopped_cleanly_says_nothing_of_its_last_run_at_the_next_start
     # The warning of a run that ended holding a group (a user trial's power cut) must not
     # come after a clean stop: the release's state reaches groups.json before the exit.
     c = TalkCluster(lab)
-    running(c)
+    c.running()
     stopped = c.daemons.pop(N1)
     stopped.signal(signal.SIGTERM)
     assert stopped.wait(30) == 0

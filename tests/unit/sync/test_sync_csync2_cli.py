@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -318,15 +318,17 @@ def test_a_busy_port_is_one_line_naming_the_holder(
     assert "held by python" in out  # this test process holds it
 
 
-def test_i_serves_the_connection_inetd_hands_it(
-        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
-    """``-i`` as xinetd or a systemd socket with ``Accept=yes`` runs it: the accepted connection
-    is stdin."""
+@contextlib.contextmanager
+def inetd(n1: list[str], n2: list[str], env: dict[str, str], *, every_fd: bool,
+          ) -> Iterator[tuple[Callable[[list[str], int], tuple[int, str]],
+                              list[subprocess.Popen[bytes]]]]:
+    """An inetd on n2's port that starts ``nonstop sync -i`` for each connection with it as
+    stdin (xinetd, a systemd socket with ``Accept=yes``), or as stdin, stdout and stderr
+    (``every_fd``: classic inetd). Yields ``push(args, sessions)``, which runs ``nonstop sync
+    ARGS`` on n1 while it serves that many sessions, and the receivers it started."""
     import os
     import threading
 
-    tmp, n1, n2, env = demo
-    (tmp / "d1/f").write_text("via inetd")
     port = int(n2[n2.index("-p") + 1])
     procs: list[subprocess.Popen[bytes]] = []
     with socket.socket() as lsock:
@@ -335,25 +337,42 @@ def test_i_serves_the_connection_inetd_hands_it(
         lsock.listen()
         lsock.settimeout(30)
 
-        def inetd() -> None:
-            conn, _ = lsock.accept()
-            with conn:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-c", SERVE, *n2, "-i"], stdin=conn.fileno(),
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **env}))
+        def serve_sessions(sessions: int) -> None:
+            for _ in range(sessions):
+                conn, _addr = lsock.accept()
+                with conn:
+                    out = conn.fileno() if every_fd else subprocess.PIPE
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-c", SERVE, *n2, "-i"], stdin=conn.fileno(),
+                        stdout=out, stderr=conn.fileno() if every_fd else subprocess.STDOUT,
+                        env={**os.environ, **env}))
 
-        t = threading.Thread(target=inetd)
-        t.start()
+        def push(args: list[str], sessions: int) -> tuple[int, str]:
+            t = threading.Thread(target=serve_sessions, args=(sessions,))
+            t.start()
+            try:
+                return run([*n1, *args], env)
+            finally:
+                t.join(30)
+
         try:
-            code, out = run([*n1, "-xv"], env)
-            t.join(30)
-            assert code == 0, out
-            assert procs and procs[0].wait(20) == 0
-            assert (tmp / "d2/f").read_text() == "via inetd"
+            yield push, procs
         finally:
-            t.join(30)
             for p in procs:
                 stop(p)
+
+
+def test_i_serves_the_connection_inetd_hands_it(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    """``-i`` as xinetd or a systemd socket with ``Accept=yes`` runs it: the accepted connection
+    is stdin."""
+    tmp, n1, n2, env = demo
+    (tmp / "d1/f").write_text("via inetd")
+    with inetd(n1, n2, env, every_fd=False) as (push, procs):
+        code, out = push(["-xv"], 1)
+        assert code == 0, out
+        assert procs and procs[0].wait(20) == 0
+        assert (tmp / "d2/f").read_text() == "via inetd"
 
 
 def test_i_under_a_classic_inetd_keeps_its_messages_out_of_the_session(
@@ -362,50 +381,19 @@ def test_i_under_a_classic_inetd_keeps_its_messages_out_of_the_session(
     implies ``-l`` (messages to syslog), so a conflict on the receiver reaches the client as
     a conflict. nonstop wrote it to stderr, into the TLS stream: the client saw ``[SSL:
     WRONG_VERSION_NUMBER]`` instead, and the rest of that session was lost."""
-    import os
-    import threading
-
     tmp, n1, n2, env = demo
-    port = int(n2[n2.index("-p") + 1])
-    procs: list[subprocess.Popen[bytes]] = []
-    with socket.socket() as lsock:
-        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lsock.bind(("127.0.0.2", port))
-        lsock.listen()
-        lsock.settimeout(30)
-
-        def inetd(sessions: int) -> None:
-            for _ in range(sessions):
-                conn, _addr = lsock.accept()
-                with conn:
-                    procs.append(subprocess.Popen(
-                        [sys.executable, "-c", SERVE, *n2, "-i"], stdin=conn.fileno(),
-                        stdout=conn.fileno(), stderr=conn.fileno(),
-                        env={**os.environ, **env}))
-
-        def push(sessions: int) -> tuple[int, str]:
-            t = threading.Thread(target=inetd, args=(sessions,))
-            t.start()
-            try:
-                return run([*n1, "-x"], env)
-            finally:
-                t.join(30)
-
-        (tmp / "d1/f").write_text("v0")
-        try:
-            assert push(1) == (0, "")
-            (tmp / "d1/f").write_text("edited on n1")
-            (tmp / "d2/f").write_text("edited on n2")
-            (tmp / "d1/g").write_text("new on n1")
-            code, out = push(1)
-            assert code == 1
-            assert "conflict: %demodir%/f changed on both n1 and n2" in out, out
-            assert "SSL" not in out
-            assert (tmp / "d2/g").read_text() == "new on n1"  # the session went on
-            assert [p.wait(20) for p in procs] == [0, 0]
-        finally:
-            for p in procs:
-                stop(p)
+    (tmp / "d1/f").write_text("v0")
+    with inetd(n1, n2, env, every_fd=True) as (push, procs):
+        assert push(["-x"], 1) == (0, "")
+        (tmp / "d1/f").write_text("edited on n1")
+        (tmp / "d2/f").write_text("edited on n2")
+        (tmp / "d1/g").write_text("new on n1")
+        code, out = push(["-x"], 1)
+        assert code == 1
+        assert "conflict: %demodir%/f changed on both n1 and n2" in out, out
+        assert "SSL" not in out
+        assert (tmp / "d2/g").read_text() == "new on n1"  # the session went on
+        assert [p.wait(20) for p in procs] == [0, 0]
 
 
 def test_a_path_through_a_symlinked_directory_names_what_it_points_to(
