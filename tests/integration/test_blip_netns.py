@@ -16,6 +16,7 @@ other again while the standby's probe listens.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -28,6 +29,14 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 DEADTIME_S = 2.0  # the talk's
 PROBE = "4"  # how long the takeover's address probe listens
+
+
+def _first_time(log: str, text: str) -> str:
+    """The timestamp (the daemons' wall clock, one machine) of the first line with ``text``."""
+    line = next(line for line in log.splitlines() if text in line)
+    found = re.search(r"\d{4}/\d\d/\d\d_\d\d:\d\d:\d\d\.\d{3}", line)
+    assert found is not None, line
+    return found.group()
 
 
 @pytest.fixture
@@ -56,8 +65,14 @@ def test_a_holder_keeps_the_group_while_a_takeover_is_still_probing(lab: Lab) ->
     assert not gone, (f"vpbx1-1 let the address go {gone[0] - healed:.2f} s after the heal\n"
                       f"{c.log(N1)[-3000:]}")
     assert c.vip_holders() == [N1]
-    assert "still starting it: keeping it" in c.log(N1), c.log(N1)[-3000:] + c.log(N2)[-3000:]
     assert "address conflict" in c.log(N2), c.log(N2)[-3000:]
+    if "still starting it: keeping it" not in c.log(N1):
+        # Once in CI the probe heard the address answered 3 ms before vpbx1-1 heard vpbx1-2's
+        # next status: the takeover had failed before it could reach vpbx1-1 as a claim, and
+        # the rule had nothing to see. Only that order excuses the missing line.
+        failed = _first_time(c.log(N2), "start failed: address conflict")
+        heard = _first_time(c.log(N1), "returning after partition")
+        assert failed < heard, c.log(N1)[-3000:] + c.log(N2)[-3000:]
     wait_for(lambda: c.holder(N2) == N1, 10, what="vpbx1-2 to see vpbx1-1 holding again")
     # The client lost nothing but the isolation (which it was not part of).
     assert c.longest_silence(fault) < 1.0, c.longest_silence(fault)
