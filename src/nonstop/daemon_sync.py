@@ -10,7 +10,7 @@ from typing import Any
 
 from nonstop.daemon_base import DaemonBase
 from nonstop.failover.rivals import Rivals
-from nonstop.failover.state import GroupState, NodeAd, decode_ad
+from nonstop.failover.state import GroupState
 from nonstop.guards import peers_cut_off
 from nonstop.heartbeat.states import NodeStatus
 from nonstop.sync.context import DEAD_PEERS_ENV
@@ -114,7 +114,9 @@ class ReplicationWiring(DaemonBase):
             self._rivals = Rivals()
             return
         held = {i.index: i.key for i in self.engine.infos() if i.index in mine}
-        self._rivals, stopped = self._rivals.after(held, self._peer_ads())
+        view = self._cluster_view()
+        peers = {n: view.ads.get(n) for n in view.alive if n != view.local}
+        self._rivals, stopped = self._rivals.after(held, peers)
         if not stopped or not self._was_active:
             return
         for why in stopped.values():
@@ -122,13 +124,6 @@ class ReplicationWiring(DaemonBase):
                      "takeover (its versions kept in its backup directory)", why,
                      ", ".join(replicator.force_paths))
         self._spawn_sync(self._force_sync(f"the release of {', '.join(sorted(stopped))}"))
-
-    def _peer_ads(self) -> dict[str, NodeAd | None]:
-        """What each live peer last said of its groups (None: nothing yet)."""
-        if self.protocol is None:
-            return {}
-        return {n.name: decode_ad(n.fields) for n in self.protocol.view(self._now()).nodes
-                if not n.local and n.status in (NodeStatus.UP, NodeStatus.ACTIVE)}
 
     def _follow_membership(self, replicator: Replicator) -> None:
         """Tell the replicator which ha.cf peers are dead now (a csync2 host outside ha.cf is
