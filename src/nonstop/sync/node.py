@@ -16,6 +16,7 @@ from functools import partial
 
 from nonstop.config.csync2 import DEFAULT_PORT, load_key
 from nonstop.config.errors import ConfigError, Location
+from nonstop.sync import csync2db
 from nonstop.sync.context import (
     ALL,
     GroupCtx,
@@ -64,6 +65,9 @@ class Node(CsyncListings):
             for g in groups
         ]
         db_path = opts.db_path or os.path.join(opts.state_dir, f"{opts.me}.db3")
+        aside = csync2db.set_aside(db_path)
+        if aside is not None:
+            out(0, csync2db.notice(db_path, aside))
         self.db = StateDB(db_path, timeout=float(opts.config.lock_timeout))
         self.ignore = opts.config.ignore
         # The daemon keeps one session per peer open between runs (no TLS handshake per

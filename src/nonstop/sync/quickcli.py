@@ -98,6 +98,7 @@ def list_dirty(cfg_file: str, db_file: str, me: str, groups: str | None = None) 
     stdout; csync2's exit code (0 listed, 2 nothing dirty, 1 error)."""
     from nonstop.config.csync2 import load_csync2
     from nonstop.config.errors import ConfigError, Location
+    from nonstop.sync import csync2db
     from nonstop.sync.statedb import StateDB
 
     try:
@@ -106,6 +107,9 @@ def list_dirty(cfg_file: str, db_file: str, me: str, groups: str | None = None) 
         mine = [g for g in cfg.groups_for(me) if wanted is None or g.name in wanted]
         if not mine:
             raise ConfigError(Location(cfg.path), f"host '{me}' is not a member of any group")
+        aside = csync2db.set_aside(db_file)
+        if aside is not None:
+            print(csync2db.notice(db_file, aside), file=sys.stderr, flush=True)
         db = StateDB(db_file, timeout=float(cfg.lock_timeout))
     except ConfigError as e:
         print(f"Config error: {e}", file=sys.stderr, flush=True)

@@ -5,6 +5,7 @@ codes and refusals, against a real receiver process on loopback."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -624,3 +625,31 @@ def test_t_escapes_a_name_as_the_push_output_does(
         assert (tmp / "d2/a\ttab").read_text() == "t"
     finally:
         stop(proc)
+
+
+def test_csync2_s_own_database_in_d_is_set_aside_not_fatal(
+        demo: tuple[Path, list[str], list[str], dict[str, str]]) -> None:
+    """A script that kept ``-D`` on csync2's database directory: csync2 2.0 made n1.db3 there
+    (its own tables). Before, every run failed on them ("table dirty has no column named
+    filename", exit 1) and nothing replicated; now the file is renamed aside, said once, and
+    the run goes on with nonstop's own database."""
+    tmp, n1, _n2, env = demo
+    made = subprocess.run(["csync2", "-N", "n1", "-D", str(tmp / "db"), "-M"],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=30)
+    assert (tmp / "db/n1.db3").exists(), made.stderr  # csync2's, with its tables
+    original = (tmp / "db/n1.db3").read_bytes()
+    (tmp / "d1/f").write_text("f")
+    code, out = run([*n1, "-cr", str(tmp / "d1")], env)
+    assert code == 0, out
+    assert out.count("was csync2's database") == 1
+    assert f"moved to {tmp}/db/n1.db3.csync2 " in out
+    assert (tmp / "db/n1.db3.csync2").read_bytes() == original  # untouched, for a way back
+    code, out = run([*n1, "-M"], env)
+    assert code == 0 and "%demodir%/f" in out and "csync2's database" not in out
+    # csync2's database made again in its place (csync2 run again by the same scripts) goes
+    # aside under the next name; -M alone (the quick path) sets it aside as well.
+    (tmp / "db/n1.db3").unlink()
+    subprocess.run(["csync2", "-N", "n1", "-D", str(tmp / "db"), "-M"],
+                   env={**os.environ, **env}, capture_output=True, timeout=30)
+    code, out = run([*n1, "-M"], env)
+    assert code == 2 and f"moved to {tmp}/db/n1.db3.csync2.1 " in out
