@@ -233,13 +233,15 @@ class Node(CsyncListings):
         await self.client.close_sessions()
 
     def drop_sessions(self, peer: str) -> None:
-        """Close, in the background, the kept sessions to ``peer`` (declared dead: a session
-        half-open to it must not be what the push after its return waits on)."""
+        """End the sessions a push is using with ``peer`` and close, in the background, those
+        kept (declared dead: a session half-open to it must not be what this push, or the one
+        after its return, waits on)."""
         import asyncio
 
         client = self._client
         if client is None:
             return
+        client.abort_busy(peer, f"{peer} declared dead by the heartbeats")
         for key in [k for k in client.kept if k[1] == peer]:
             link, _since = client.kept.pop(key)
             # No BYE: nobody answers it. Closed the way the client closes a stale session.
