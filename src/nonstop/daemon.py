@@ -32,6 +32,7 @@ from nonstop.failover.decide import Decision, decide, decide_again_at, lease_wan
 from nonstop.failover.engine import STOP_FAILED_RETRY_S, AgentFactory, FailoverEngine
 from nonstop.failover.state import encode_ad
 from nonstop.failover.view import ClusterView, Guards, build_view, foreign_digests, holders
+from nonstop.failover.witness import witness_fields
 from nonstop.guards import GuardServices
 from nonstop.heartbeat import replaystate
 from nonstop.heartbeat.burst import BurstLimiter
@@ -111,6 +112,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
         self._force_stop = asyncio.Event()
         self._last_periodic = 0.0
         self._decided: tuple[float, float, list[Decision]] = (0.0, 0.0, [])  # at, again, what
+        self._testimony: tuple[tuple[str, str], ...] = ()  # failover/witness.py
         self._unprompted = False  # the next decision is only the DECIDE_AT_LEAST_EVERY_S one
         self.api = ControlServer(state_dir, self._api)
         self.agent_factory = agent_factory
@@ -376,6 +378,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
                 log.warning("%s (decided again within %.0f s): %s", MISSED_CHANGE,
                             DECIDE_AT_LEAST_EVERY_S, "; ".join(d.reason for d in decisions))
             self._decided = (view.now, decide_again_at(view, decisions), decisions)
+            self._testimony = witness_fields(view)
             self._unprompted = False
             self.observer.on_decisions(decisions, self.engine.infos())
             self.engine.apply(decisions)
@@ -403,7 +406,7 @@ class Daemon(ReplicationWiring, HeartbeatPeerWiring, ReloadWiring, ApiWiring, Ba
         """Put our holdings in every heartbeat; when they change, send a status at once."""
         if self.engine is None or self.protocol is None or not self._probed:
             return
-        fields = encode_ad(self.engine.local_ad())
+        fields = encode_ad(self.engine.local_ad()) + self._testimony
         if self.guards is not None:
             fields += tuple(self.guards.status_fields(self._now()))
         if self.protocol.set_status_fields(fields) and self.loop is not None:

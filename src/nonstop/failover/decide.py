@@ -406,7 +406,7 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
                         waiting_on=hb)
     who, why = owner(view, info)
     if who == me:
-        block = guards.takeover_block(view)
+        block = guards.takeover_block(view, g)
         if block is not None:
             action = Action.WAIT if block.fence is None else Action.FENCE
             return Decision(g, action, f"group {key}: {block.reason}", target=block.fence or "")

@@ -1,4 +1,5 @@
-"""What may stop or move a takeover besides holdings: ipfail, fencing, a suspect own key.
+"""What may stop or move a takeover besides holdings: ipfail, fencing, a suspect own key, a
+third node's testimony.
 
 Pure helpers of :func:`nonstop.failover.decide.decide`, reading only the snapshot:
 
@@ -17,6 +18,8 @@ Pure helpers of :func:`nonstop.failover.decide.decide`, reading only the snapsho
   Heartbeat's "No STONITH device configured.".
 * **own key** (OwnKeyCheck): a node whose packets from its peers' addresses keep failing
   authentication holds the wrong key; it takes nothing over.
+* **testimony** (three or more nodes, failover/witness.py): a live peer still sees the node
+  that is silent here running the group: that node serves, the cut is this node's; it waits.
 * **own links** (``view.own_links_down``): a node whose virtual addresses' interfaces have
   all lost their carrier had its own cable pulled (or its switch died): it lost its peers, but
   nobody can reach the service through it either. It takes nothing over. (Not the heartbeat
@@ -102,14 +105,28 @@ def _fencing(view: ClusterView) -> Block | None:
     return None
 
 
-def takeover_block(view: ClusterView) -> Block | None:
-    """Why this node must not take a group over now, if so (the first that applies)."""
+def _witnessed(view: ClusterView, group: int) -> Block | None:
+    """A live peer still sees a node that is silent here running ``group``: the cut is
+    between that node and this one alone (failover/witness.py). Before fencing: fencing would
+    power off the node that serves the clients."""
+    for peer in view.order:
+        if peer == view.local or peer not in view.alive:
+            continue
+        runner = view.running_seen.get(peer, {}).get(group)
+        if runner is not None and runner != view.local and runner not in view.alive:
+            return Block(f"{runner} is silent here but {peer} still sees it running the "
+                         f"group: the cut is between {runner} and this node; not taking over")
+    return None
+
+
+def takeover_block(view: ClusterView, group: int) -> Block | None:
+    """Why this node must not take ``group`` over now, if so (the first that applies)."""
     if view.own_key_suspect is not None:
         return Block(f"{view.own_key_suspect}; not taking over")
     if view.own_links_down is not None and view.lost:
         return Block(f"{', '.join(sorted(view.lost))} is dead but {view.own_links_down}: "
                      "this node is (or was) the one cut off; not taking over")
-    return _cut_off(view) or _fencing(view)
+    return _witnessed(view, group) or _cut_off(view) or _fencing(view)
 
 
 def takeover_note(view: ClusterView) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from nonstop.config.model import AutoFailback
 from nonstop.coord.lease import LeaseState
 from nonstop.failover.state import NodeAd, decode_ad
+from nonstop.failover.witness import decode_running
 from nonstop.heartbeat.membership import MembershipView
 from nonstop.heartbeat.states import NodeStatus
 from nonstop.resources.stonith import FenceResult
@@ -108,6 +109,8 @@ class ClusterView:
     # ("eth0 ... has no carrier"), if they are: its cable is the one pulled, and it takes
     # nothing over.
     own_links_down: str | None = None
+    # What each alive peer says it sees: group index -> the node running it (failover/witness).
+    running_seen: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
 
 
 PING_FIELD = "pn"  # status field: how many ping nodes the sender reaches (ipfail)
@@ -220,6 +223,8 @@ def build_view(
         own_key_suspect=guards.own_key_suspect,
         fenced=guards.fenced,
         own_links_down=guards.own_links_down,
+        running_seen={n.name: decode_running(n.fields) for n in members.nodes
+                      if not n.local and n.name in alive},
     )
 
 
