@@ -72,7 +72,9 @@ class TalkCluster:
         key.write_text("K" * 64 + "\n")
         key.chmod(0o600)
         cfg = etc / "csync2.cfg"
-        cfg.write_text(cfg.read_text().replace("/etc/csync2.key_vpbx1", str(key)))
+        # The group's host line names the cluster's nodes (the talk's two, or more).
+        cfg.write_text(cfg.read_text().replace("/etc/csync2.key_vpbx1", str(key))
+                       .replace(f"host {N1} {N2};", f"host {' '.join(self.nodes)};"))
         for sub in ("etc/asterisk", "var/spool/asterisk", "var/log/asterisk", "var/lib/asterisk"):
             (self.sync_root(node) / sub).mkdir(parents=True, exist_ok=True)
         ha_cf = etc / "ha.d" / "ha.cf"
