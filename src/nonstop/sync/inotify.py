@@ -53,6 +53,7 @@ class Watcher:
         self.fd: int = fd
         self._wd: dict[int, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.error = ""  # why add_tree last stopped short, if it did
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -69,25 +70,57 @@ class Watcher:
     def watch_count(self) -> int:
         return len(self._wd)
 
-    def add_tree(self, path: str) -> None:
-        """Watch ``path`` and every directory below it that ``descend`` allows."""
-        if not self._add(path):
-            return
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            return
-        for e in entries:
-            if e.is_dir(follow_symlinks=False) and self._descend(e.path):
-                self.add_tree(e.path)
+    def add_tree(self, path: str) -> bool:
+        """Watch ``path`` and every directory below it that ``descend`` allows, depth first
+        and without recursion (a tree 1,100 directories deep raised RecursionError and ended
+        the daemon's replication start). A directory the kernel cannot watch because it is
+        gone, not ours to read, or named by a path longer than it takes is left out (the
+        periodic scan covers it and says what it cannot replicate). False, with ``error``
+        saying why, if a watch was refused otherwise (out of watches: ENOSPC): the rest of the
+        tree is then not watched, and the caller must rely on scans."""
+        stack = [path]
+        while stack:
+            top = stack.pop()
+            try:
+                if not self._add(top):
+                    continue
+            except OSError as e:
+                self.error = str(e)
+                return False
+            try:
+                entries = list(os.scandir(top))
+            except OSError:
+                continue
+            stack.extend(e.path for e in reversed(entries)
+                         if e.is_dir(follow_symlinks=False) and self._descend(e.path))
+        return True
+
+    def watch_roots(self, roots: list[str]) -> bool:
+        """Watch each root's tree, and each root's parent alone, so that a root created later
+        is noticed; False (``error`` says why) if the kernel refused watches on the way."""
+        for root in roots:
+            if not self.add_tree(root):
+                return False
+            parent = os.path.dirname(root)
+            try:
+                if os.path.isdir(parent):
+                    self._add(parent)
+            except OSError as e:
+                self.error = str(e)
+                return False
+        return True
 
     def _add(self, path: str) -> bool:
         wd = _libc.inotify_add_watch(self.fd, os.fsencode(path), MASK)
         if wd < 0:
             err = ctypes.get_errno()
-            if err in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+            if err in (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ENAMETOOLONG,
+                       errno.ELOOP):
                 return False
-            raise OSError(err, f"inotify_add_watch {path}: {os.strerror(err)}")
+            why = os.strerror(err)
+            if err == errno.ENOSPC:
+                why = "out of inotify watches (sysctl fs.inotify.max_user_watches sets how many)"
+            raise OSError(err, f"inotify_add_watch {path}: {why}")
         self._wd[wd] = path
         return True
 
@@ -113,11 +146,9 @@ class Watcher:
             path = os.path.join(base, os.fsdecode(raw)) if raw else base
             is_dir = bool(mask & IN_ISDIR)
             new_dir = is_dir and bool(mask & (IN_CREATE | IN_MOVED_TO))
-            if new_dir and self._descend(path):
-                try:
-                    self.add_tree(path)
-                except OSError:
-                    # Out of watches (ENOSPC) or the like: the rest of this buffer must not be
-                    # lost; report it as an overflow, so a full scan catches everything.
-                    self._cb(None, False, False)
+            if new_dir and self._descend(path) and not self.add_tree(path):
+                # Out of watches (ENOSPC) or the like: the rest of this buffer must not be
+                # lost; report it as an overflow, so a full scan catches everything.
+                self._cb(None, False, False)
             self._cb(path, is_dir, new_dir)
+

@@ -276,6 +276,11 @@ class PathMap:
             name = base.rstrip("/") + rest
         return self.root + name
 
+    def knows(self, name: str) -> bool:
+        """Whether :meth:`local` gives a path for ``name`` on this host (a ``%PREFIX%`` with
+        no path here has none)."""
+        return not name.startswith("%") or name[1:].partition("%")[0] in self._pref
+
     def encode(self, path: str) -> str:
         """csync2's ``prefixencode``: a local path at or below a prefix's directory on this
         node becomes ``%NAME%`` + the rest (the deepest directory wins); other paths (and names

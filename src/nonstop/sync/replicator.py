@@ -25,8 +25,8 @@ from nonstop.sync.context import QuietRepeats
 from nonstop.sync.inotify import Watcher
 from nonstop.sync.node import ALL, Node, Report, Scope
 from nonstop.sync.patterns import TMP_PREFIX, Matcher
-from nonstop.sync.scan import not_replicated, not_replicated_since
 from nonstop.sync.server import SyncServer
+from nonstop.sync.skipped import not_replicated, not_replicated_since
 from nonstop.sync.state import is_utf8
 from nonstop.tasks import cancel_and_wait
 
@@ -375,18 +375,12 @@ class Replicator:
         except OSError as e:
             self._status["watch_error"] = f"inotify unavailable ({e}); periodic scans only"
             return
-        for g in self.node.groups:
-            for root in g.matcher.roots():
-                try:
-                    local = g.paths.local(root)
-                except KeyError:
-                    continue
-                self._roots.append((local, root))
-                watcher.add_tree(local)
-                parent = os.path.dirname(local)
-                # Watch the parent too, so a root created later is noticed.
-                if os.path.isdir(parent):
-                    watcher._add(parent)
+        roots = [(g.paths.local(r), r) for g in self.node.groups for r in g.matcher.roots()
+                 if g.paths.knows(r)]
+        self._roots.extend(roots)
+        if not watcher.watch_roots([local for local, _ in roots]):  # out of watches
+            self._status["watch_error"] = f"{watcher.error}; the periodic scan finds the rest"
+            _log.error("replication: %s", self._status["watch_error"])
         watcher.start()
         self._watcher = watcher
 

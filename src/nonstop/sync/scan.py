@@ -14,13 +14,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 from nonstop.sync import sqlitefile
 from nonstop.sync.digest import BLOCK, BLOCK_DIGEST, Hasher, blocks_match, extend, hash_fd
-from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope, shown
+from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope
+from nonstop.sync.skipped import not_replicated
 from nonstop.sync.state import FileState, held_ns, is_utf8, supported
 
 TYPE_CHECKING = False
@@ -484,35 +484,6 @@ def _describe_all(found: list[_Found], get: Callable[[str], Seen | None],
     return out
 
 
-# Paths not_replicated has seen, with when it last saw each (time.monotonic()); each is logged
-# the first time only. Bounded: a tree full of them is not kept whole.
-_REPORTED: dict[str, float] = {}
-_REPORTED_MAX = 1000
-
-
-def not_replicated(path: str, why: str) -> None:
-    """Say once per process that ``path``, which a group includes, is left out, and why: what is
-    not UTF-8 can be neither stored nor sent as text, so it is skipped with a directory's subtree
-    and the rest replicates (csync2 keeps such names; a rename brings it in). The command line
-    refuses one (command.scopes_for), the replicator makes no hint of one."""
-    new = path not in _REPORTED
-    if new and len(_REPORTED) >= _REPORTED_MAX:
-        _REPORTED.clear()
-    _REPORTED[path] = time.monotonic()
-    if not new:
-        return
-    import logging  # only here: the start of a quick `nonstop sync` does not need it
-
-    logging.getLogger("nonstop.sync").warning("not replicated: %s: %s (rename it to replicate "
-                                              "it)", shown(path), why)
-
-
-def not_replicated_since(since: float) -> list[str]:
-    """The paths skipped by a scan that ran at ``since`` (time.monotonic()) or later, as a log
-    line shows them, in order."""
-    return sorted(shown(p) for p, seen in _REPORTED.items() if seen >= since)
-
-
 def walk(matcher: Matcher, paths: PathMap, scopes: Iterable[tuple[str, bool]]) -> list[_Found]:
     """Every included name under the scopes with its local path and lstat (nothing read)."""
     found: list[_Found] = []
@@ -542,6 +513,9 @@ def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
             st = os.lstat(local)
         except (FileNotFoundError, NotADirectoryError):
             continue
+        except OSError as e:  # a name too long, a loop of links above it, ...
+            not_replicated(local, e.strerror or str(e), rename=False)
+            continue
         if matcher.included(start):
             found.append((start, local, st))
         if recursive and stat.S_ISDIR(st.st_mode) and matcher.descend(start):
@@ -556,6 +530,9 @@ def _walk_tree(matcher: Matcher, local_top: str, name_top: str, found: list[_Fou
         try:
             entries = list(os.scandir(local_dir))
         except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        except OSError as e:  # a path longer than the kernel takes, an I/O error, ...
+            not_replicated(local_dir, e.strerror or str(e), rename=False)
             continue
         prefix = name_dir.rstrip("/") + "/"
         included = matcher.child_filter(name_dir)
@@ -573,6 +550,9 @@ def _walk_tree(matcher: Matcher, local_top: str, name_top: str, found: list[_Fou
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except (FileNotFoundError, NotADirectoryError):
+                    continue
+                except OSError as e:
+                    not_replicated(entry.path, e.strerror or str(e), rename=False)
                     continue
                 found.append((name, entry.path, st))
             if is_dir and matcher.descend(name):
