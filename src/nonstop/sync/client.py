@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 from nonstop.errors import MachineError
 from nonstop.sync import rdiff
 from nonstop.sync.context import GroupCtx, Report, SyncError
+from nonstop.sync.limits import not_tls
 from nonstop.sync.messages import (
     Basis,
     Bye,
@@ -121,6 +122,9 @@ class Client:
                     await asyncio.sleep(REFUSED_RETRY_DELAY)
         except (OSError, TimeoutError) as e:
             why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or "timeout")
+            if not_tls(e):  # a listener of csync2's own, left enabled there in a migration
+                why = ("it answered, but not in TLS (csync2 2.0 still listening there? nonstop's "
+                       "peers speak only TLS; docs/SYNC.md, Migrating from csync2)")
             raise SyncError(f"connection to {peer} ({addr}:{opts.port}) failed: {why}") from e
         try:
             version = await client_handshake(chan, g.key, g.group.name, self.node.me, peer)

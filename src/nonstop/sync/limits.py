@@ -102,9 +102,26 @@ class Limits:
                 del self.by_source[slot.source]
 
 
+# What OpenSSL says of a peer that answered, but not in TLS (csync2 2.0 with `nossl`, an
+# HTTP client or server, ...).
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST",
+                      "HTTPS_PROXY_REQUEST", "PACKET_LENGTH_TOO_LONG"})
+
+
+def not_tls(e: BaseException) -> bool:
+    """Whether a handshake failed because the other end does not speak TLS at all."""
+    return isinstance(e, ssl.SSLError) and getattr(e, "reason", None) in _NOT_TLS
+
+
 def handshake_failure(e: BaseException) -> str:
     """Why a TLS handshake failed, in words: a bare TimeoutError has no text, and the log said
-    'TLS handshake with X failed: ' and nothing more (seen on a lossy link)."""
+    'TLS handshake with X failed: ' and nothing more (seen on a lossy link). A client that
+    speaks no TLS is most likely csync2 itself, on a node whose cron line or master script
+    still calls it in the middle of a migration: OpenSSL's "wrong version number" said none
+    of that."""
+    if not_tls(e):
+        return ("it speaks no TLS (csync2 2.0 still pushing from there? nonstop's peers speak "
+                "only TLS; docs/SYNC.md, Migrating from csync2)")
     if str(e):
         return escape(e)
     if isinstance(e, TimeoutError):

@@ -653,3 +653,58 @@ def test_csync2_s_own_database_in_d_is_set_aside_not_fatal(
                    env={**os.environ, **env}, capture_output=True, timeout=30)
     code, out = run([*n1, "-M"], env)
     assert code == 2 and f"moved to {tmp}/db/n1.db3.csync2.1 " in out
+
+
+MIGRATING_CFG = """nossl * *;
+group g {{
+    host 127.0.0.1 127.0.0.2;
+    key {key};
+    include {tree};
+}}
+"""
+
+
+def test_csync2_on_the_other_end_in_a_migration_is_named_both_ways(tmp_path: Path) -> None:
+    """Node by node, one node still runs csync2 2.0 (its listener, or its cron line): OpenSSL's
+    "[SSL: WRONG_VERSION_NUMBER] wrong version number" was all either side said. The real
+    csync2 on the other end, node names that are addresses (no /etc/hosts needed)."""
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree/sip.conf").write_text("[general]\n")
+    (tmp_path / "key").write_text(KEY + "\n")
+    (tmp_path / "csync2.cfg").write_text(MIGRATING_CFG.format(key=tmp_path / "key",
+                                                              tree=tmp_path / "tree"))
+    for d in ("db1", "db2", "db3", "db4"):
+        (tmp_path / d).mkdir()
+    env = {"CSYNC2_SYSTEM_DIR": str(tmp_path)}
+    full_env = {**os.environ, **env}
+    # nonstop pushes to csync2's listener
+    port = str(free_port())
+    listener = subprocess.Popen(["csync2", "-ii", "-N", "127.0.0.2", "-D", str(tmp_path / "db2"),
+                                 "-p", port], env=full_env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.2", int(port))) == 0:
+                    break
+            time.sleep(0.05)
+        code, out = run(["-x", "-N", "127.0.0.1", "-D", str(tmp_path / "db1"), "-p", port], env)
+    finally:
+        stop(listener)
+    assert code == 1
+    assert ("connection to 127.0.0.2 (127.0.0.2:" + port + ") failed: it answered, but not in "
+            "TLS (csync2 2.0 still listening there?") in out, out
+    # csync2 pushes to nonstop's receiver
+    port = str(free_port())
+    receiver = serve(["-ii", "-N", "127.0.0.2", "-D", str(tmp_path / "db3"), "-p", port], env)
+    try:
+        pushed = subprocess.run(["csync2", "-x", "-N", "127.0.0.1", "-D", str(tmp_path / "db4"),
+                                 "-p", port], env=full_env, capture_output=True, timeout=30)
+        assert pushed.returncode == 1
+    finally:
+        stop(receiver)
+    assert receiver.stdout is not None
+    said = receiver.stdout.read().decode()
+    assert ("sync: TLS handshake with 127.0.0.1 failed: it speaks no TLS (csync2 2.0 still "
+            "pushing from there?") in said, said
