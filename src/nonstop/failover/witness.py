@@ -48,7 +48,10 @@ def decode_running(fields: Mapping[str, str]) -> dict[int, str]:
 
 def witness_fields(view: ClusterView) -> tuple[tuple[str, str], ...]:
     """This node's testimony for its peers, as status fields: for each group, the first alive
-    peer in ha.cf order whose ad says it may run it (held, starting or stopping)."""
+    peer in ha.cf order whose ad says it may run it (held, starting or stopping). None with two
+    nodes: nobody else could read it, and the talk's pair sends the same bytes as before."""
+    if len(view.order) < 3:
+        return ()
     out: dict[int, str] = {}
     for name in view.order:
         ad = view.ads.get(name) if name in view.alive and name != view.local else None

@@ -5,6 +5,7 @@ read by the others through the status field, as the daemons do."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from nonstop.config.model import AutoFailback
@@ -80,5 +81,7 @@ def test_testimony_is_only_about_peers_and_garbage_reads_as_none() -> None:
     assert witness_fields(_view(N1, frozenset({N2, N3}), ads)) == ()  # its own holding is in nsg
     assert witness_fields(_view(N3, frozenset({N1, N2}), ads)) == (("nsrun", f"0:{N1}"),)
     assert encode_running({}) == ()
+    two = _view(N2, frozenset({N1}), ads)
+    assert witness_fields(dataclasses.replace(two, order=(N1, N2))) == ()  # a pair: no field
     assert decode_running({"nsrun": f"x:y 3: 2:{N2} 2:{N3} :z"}) == {2: N2}
     assert decode_running({}) == {}
