@@ -397,11 +397,13 @@ def test_a_file_growing_while_it_is_hashed_is_described_as_far_as_it_was_seen(
     data = log.read_bytes()
     for s in seen:
         assert s is not None
-        # exactly a prefix that existed, hashed once, untrusted for the next scan
+        # exactly a prefix that existed, hashed once
         h = Hasher()
         h.update(data[: s.state.size])
         assert s.state.digest == h.hexdigest()
-        assert s.checked_ns == 0
+    # untrusted for the next scan when it grew during the hash (a loaded machine may leave
+    # the writer thread unscheduled for one whole hash: then that one is trusted, rightly)
+    assert any(s is not None and s.checked_ns == 0 for s in seen)
     # a quiet file is trusted again
     quiet = describe(str(log), seen[-1], 2)
     assert quiet is not None and quiet.state.size == len(data) and quiet.checked_ns == 2
