@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable, Mapping
 
 from nonstop.config.csync2 import DEFAULT_PORT, Csync2Config, Group, load_key
@@ -102,6 +104,25 @@ def quiet(_level: int, _msg: str) -> None:
     return None
 
 
+# Errors that are the state of a whole file system, not of one file: every file written there
+# fails with the same reason until space is freed or the mount is writable again.
+VOLUME_WIDE = tuple(os.strerror(e) for e in (errno.ENOSPC, errno.EDQUOT, errno.EROFS))
+_ERROR = ": error: "
+
+
+def volume_cause(msg: str) -> str | None:
+    """For a file's error whose reason is a whole file system's (``PEER: error: PATH: write
+    failed on NODE: No space left on device``), the same text without the path: one key for
+    every file that fails the same way. None for any other message."""
+    head, sep, rest = msg.partition(_ERROR)
+    if not sep:
+        return None
+    for reason in VOLUME_WIDE:
+        if rest.endswith(reason):
+            return f"{head}{sep}files: {reason}"
+    return None
+
+
 class QuietRepeats:
     """An :data:`Out` that says a warning (level 0) again only after ``window_s``: a push
     retried every 5 s met the same conflict or error each time and logged every file again,
@@ -110,7 +131,12 @@ class QuietRepeats:
 
     Distinct warnings are capped too: at most ``burst`` in ``burst_window_s``; the rest are
     counted and said as one line at the next warning or :meth:`flush` after the window (a
-    full replica disk gave a warning per file, 100 lines in 30 s on each node)."""
+    full replica disk gave a warning per file, 100 lines in 30 s on each node).
+
+    A file's error that is its whole file system's (full, over quota, read-only: see
+    :func:`volume_cause`) counts as a repeat of the first such error of that peer, whatever the
+    file: a replica disk that stays full for minutes is one line per window, not a line per
+    voicemail, and the next line says how many more files failed the same way."""
 
     def __init__(self, out: Out, window_s: float = 300.0, max_kept: int = 1000,
                  clock: Callable[[], float] | None = None, burst: int = 20,
@@ -132,17 +158,23 @@ class QuietRepeats:
             self._out(level, msg)
             return
         now = self._clock()
-        said = self._said.get(msg)
+        cause = volume_cause(msg)
+        key = cause or msg
+        said = self._said.get(key)
         if said is not None and now - said[0] < self.window_s:
-            self._said[msg] = (said[0], said[1] + 1)
+            self._said[key] = (said[0], said[1] + 1)
             return
         if said is not None and said[1]:
-            msg_out = (f"{msg} (and {said[1]} more time(s) after it was last logged, "
+            what = "file(s) failed the same way" if cause else "time(s)"
+            msg_out = (f"{msg} (and {said[1]} more {what} after it was last logged, "
                        f"{now - said[0]:.0f} s ago)")
+        elif cause:
+            msg_out = (f"{msg} (other files failing the same way are counted, not logged, for "
+                       f"{self.window_s:.0f} s)")
         else:
             msg_out = msg
-        self._said.pop(msg, None)
-        self._said[msg] = (now, 0)
+        self._said.pop(key, None)
+        self._said[key] = (now, 0)
         while len(self._said) > self._max:
             del self._said[next(iter(self._said))]
         self.flush()
