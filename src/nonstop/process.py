@@ -66,6 +66,31 @@ def _normal_priority() -> None:
 MLOCK_FLAGS = 1 | 2 | 4
 
 
+# mallopt(3) parameter: the most malloc arenas glibc may create.
+M_ARENA_MAX = -8
+DAEMON_ARENAS = 1
+
+
+def limit_malloc_arenas(n: int = DAEMON_ARENAS) -> bool:
+    """Let glibc's malloc use at most ``n`` arenas; call before any thread starts.
+
+    glibc gives each new thread an arena of its own (up to 8 per core), and what the worker
+    threads (database, file writes, TLS) free in them is seldom handed back: in a 28-minute
+    soak of a replicating pair both daemons grew steadily, RSS +8.0 MB and +6.1 MB. Two
+    nodes replicating in one process grew about 0.26 KB per push while Python's own heap and
+    SQLite's stayed flat; with one arena the same pushes left RSS flat. The daemon's threads
+    mostly take turns under the GIL: the soak's slowest change on the standby was the same
+    with one arena (0.23 s, 0.26 s before). A ``MALLOC_ARENA_MAX`` in the environment (read
+    by glibc at start) is the admin's choice and is left alone. False where nothing was set
+    (not glibc, or the environment decides)."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, n))
+    except (AttributeError, OSError):
+        return False
+
+
 def _return_startup_garbage() -> None:
     """Hand back to the kernel the heap that imports and parsing freed (about 2 MB glibc
     would keep), before mlockall pins it."""

@@ -78,8 +78,10 @@ def run_node(config_dir: Path, state_dir: Path, node: str | None, verbose: int,
     from nonstop.daemon import run_daemon
     from nonstop.logs import setup_logging, stop_logging
     from nonstop.preflight import start_refuses
+    from nonstop.process import limit_malloc_arenas
     from nonstop.statelock import StateLock
 
+    limit_malloc_arenas()  # before logging starts the first thread
     name = (node or default_node(config_dir)).lower()
     try:
         cfg = load_config_dir(str(config_dir), name)
