@@ -433,7 +433,12 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
                         f"(most likely a node this one cannot hear, still serving it): not "
                         f"started here ({failure}); trying again when the failure ages")
     if who is None:
-        return Decision(g, Action.WAIT, f"group {key} stays down: {why}{failed}")
+        # Say what comes next and what the admin can do: the same words all along (logged
+        # when they change), so no countdown.
+        retry = (f"; it is tried here again {START_FAILED_HOLD_S:.0f} s after it failed, or at "
+                 "once by `nonstop takeover` on this node once the cause is fixed"
+                 if failure else "")
+        return Decision(g, Action.WAIT, f"group {key} stays down: {why}{failed}{retry}")
     d = Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}{failed}",
                  waiting_on=frozenset({who}))
     if who in view.heartbeat_peers and _ad(view, me, g).state is GroupState.START_FAILED:

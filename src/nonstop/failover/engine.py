@@ -209,8 +209,7 @@ class FailoverEngine:
                 log.critical(
                     "Resource group %s is active at start-up (%s running): claiming it again "
                     "with epoch %d until the cluster decides", rt.group.key, ", ".join(running),
-                    rt.epoch,
-                )
+                    rt.epoch)
                 rt.found_incomplete = len(running) < len(rt.agents)
                 self._set(rt, GroupState.HELD)
 
@@ -425,8 +424,7 @@ class FailoverEngine:
             log.critical(
                 "Resource STOP failure of %s: group %s stays marked stop-failed so that no "
                 "other node takes it over while this one lives (retrying every %d s)",
-                names, rt.group.key, STOP_FAILED_RETRY_S,
-            )
+                names, rt.group.key, STOP_FAILED_RETRY_S)
             rt.retry_at = self.clock() + STOP_FAILED_RETRY_S
             self._set(rt, GroupState.STOP_FAILED)
             return
@@ -526,6 +524,9 @@ class FailoverEngine:
         sel = self.select(which)
         self.wants |= {i for i in sel if self.groups[i].state is not GroupState.HELD}
         self.declines -= sel
+        for rt in (self.groups[i] for i in sel if self.groups[i].state is GroupState.START_FAILED):
+            rt.failed_at = None  # asked after its start failed here: the cause is fixed, retry
+            self._set(rt, GroupState.NONE)
         log.info("Taking over [%s].", which)
         self.on_change()
         return [self.groups[i].group.key for i in sorted(sel)]

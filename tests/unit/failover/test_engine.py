@@ -216,6 +216,31 @@ async def test_a_start_failure_is_forgotten_when_decided(tmp_path: Path) -> None
         "forget_failure", "group MailTo: start failure is 30 s old; may be tried here again")
 
 
+async def test_a_takeover_after_a_start_failure_tries_again_at_once(tmp_path: Path) -> None:
+    """The admin woken by a failed start fixes the script and runs `nonstop takeover`: the
+    group is tried again now (it said "asking for ..."), not after the 30 s hold, and while
+    it is down its reason says both ways out."""
+    h = Harness(tmp_path)
+    h.world.fail("asterisk", "start")
+    assert await h.run(Action.ACQUIRE, epoch=1) is GroupState.START_FAILED
+    failed_too = NodeAd({0: GroupAd(GroupState.START_FAILED, 0)})  # nobody else can hold it
+    (d,) = decide(h.view(failed_too))
+    assert d.action is Action.WAIT and "stays down" in d.reason
+    assert "30 s after it failed" in d.reason and "`nonstop takeover` on this node" in d.reason
+    h.world.heal("asterisk", "start")
+    h.now = 5.0
+    h.engine.takeover("all")
+    assert h.engine.local_ad().groups[0].state is GroupState.NONE
+    (d,) = decide(h.view(failed_too))
+    assert (d.action, d.reason) == (
+        Action.ACQUIRE, "nobody alive holds group MailTo; taking it: n1 asked to take it over")
+    h.engine.apply([d])
+    task = h.engine.groups[0].task
+    assert task is not None
+    await task
+    assert h.engine.groups[0].state is GroupState.HELD
+
+
 async def test_the_highest_epoch_seen_is_remembered_across_restarts(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     h.engine.apply(decide(h.view(NodeAd({0: GroupAd(GroupState.HELD, 7)}))))
