@@ -490,7 +490,8 @@ class Replicator:
         if self.on_report is not None:
             self.on_report(report)
         self._status["last_sync"] = time.time()
-        self._status["last_sync_ok"] = not report.problems
+        ok = not report.problems  # after a release, no verdict (as set_active): it is over
+        self._status["last_sync_ok"] = ok if self._active else ok or None
         self._status["dirty"] = dirty
         self._status["bytes_sent"] = self._status.get("bytes_sent", 0) + report.bytes_sent
         self._sent += sum(report.counts.values())
@@ -554,8 +555,8 @@ class Replicator:
         if not self._active:
             # A push that ended after a release: nothing is retried, so it is no unresolved
             # error (status showed it as one for as long as the node stayed standby); the
-            # problem and its time stay in last_problem.
-            self._status["last_sync_ok"] = False
+            # problem and its time stay in last_problem. No verdict (docs/STATUS.md) either:
+            self._status["last_sync_ok"] = None  # it said "with problems" for good (a trial)
             self._note_problem(error)
             _log.warning("replication failed: %s (this node is standby now: its changes go "
                          "out when it holds the group again)", error)
