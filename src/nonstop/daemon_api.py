@@ -13,6 +13,10 @@ from nonstop.daemon_base import DaemonBase
 from nonstop.failover.view import holders
 from nonstop.heartbeat.hbresource import TakeoverArg
 
+# How long `nonstop status` waits for a standby's dirty count to be read (its database may
+# be busy with a `nonstop sync`): past it, the count of the previous ask is shown.
+STANDBY_DIRTY_WAIT_S = 0.5
+
 
 class ApiWiring(DaemonBase):
     """Status and control over the local socket."""
@@ -71,6 +75,8 @@ class ApiWiring(DaemonBase):
         if cmd in ("stop", "reload", "standby", "takeover"):
             self.observer.on_command(cmd, req)
         if cmd == "status":
+            if self.replicator is not None:
+                await self.replicator.refresh_dirty(STANDBY_DIRTY_WAIT_S)
             return {"ok": True, "status": self.status()}
         if cmd == "stop":
             self.request_stop()

@@ -289,7 +289,7 @@ class Replicator:
                 self._catch_up_task = None
                 if not task.done():  # stop() cancelled us while it pushed
                     task.cancel()
-            await self._refresh_dirty()
+            await self.refresh_dirty()
         if not report.unreached:
             self._catch_up_due = False
         if report.sent_names or report.problems:
@@ -303,9 +303,14 @@ class Replicator:
             await asyncio.to_thread(self.node.check, sorted(hints.items()))
         return await self.node.update(unforced=True)
 
-    async def _refresh_dirty(self) -> None:
-        with contextlib.suppress(Exception):  # a busy or broken database: the last count
-            self._status["dirty"] = len(await asyncio.to_thread(self.node.db.dirty))
+    async def refresh_dirty(self, timeout: float | None = None) -> None:
+        """A standby's dirty count read now (a busy or broken database, or ``timeout``: the
+        last one). `nonstop status` awaits it: the count of the previous ask said "changed
+        here, never sent" of a file a holder's force-sync had settled since (a user trial)."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout):
+                if not self._active:  # a holder's pushes keep its count
+                    self._status["dirty"] = len(await asyncio.to_thread(self.node.db.dirty))
 
     def unsent(self, among: Collection[str] | None = None) -> list[str]:
         """The names still dirty for a live peer (what a failed last push left here), or for
@@ -357,7 +362,7 @@ class Replicator:
             # a worker thread for the next call (sqlite may wait on a `nonstop sync` here).
             with contextlib.suppress(RuntimeError):  # no running loop: nothing to refresh
                 self._dirty_refresh = asyncio.get_running_loop().create_task(
-                    self._refresh_dirty())
+                    self.refresh_dirty())
         st["pending_hints"] = len(self._hints)
         oldest = [t for t in (self._unsent_since, self._first_hint) if t is not None]
         st["lag_s"] = round(time.monotonic() - min(oldest), 3) if oldest else 0.0
