@@ -205,7 +205,9 @@ def log_out(level: int, msg: str) -> None:
     _log = logging.getLogger("nonstop.sync")
     msg = shown(msg)  # a file's name may hold a newline: one message, one log line
     if level <= 0:
-        _log.warning("%s", msg)
+        # csync2's "ERROR: " marks the command's output; in the log the line's level says it:
+        # "WARN: ERROR: connection ... failed" set off watchers of Heartbeat's "ERROR:" lines.
+        _log.warning("%s", msg.removeprefix("ERROR: "))
     else:
         _log.debug("%s", msg)
 

@@ -210,3 +210,14 @@ def test_sync_log_messages_are_one_line_each(caplog: pytest.LogCaptureFixture) -
         log_out(1, "vpbx1-2: /etc/asterisk/a\nb\x1b[0m: sent")
     assert [r.getMessage() for r in caplog.records] == [
         "vpbx1-2: /etc/asterisk/a\\nb\\x1b[0m: sent"]
+
+
+def test_a_sync_warning_in_the_log_carries_one_level(caplog: pytest.LogCaptureFixture) -> None:
+    """A push that could not connect was logged "WARN: ERROR: connection to vpbx1-1 ...":
+    two levels in one line, and an "ERROR:" for watchers of Heartbeat's lines (a user trial)."""
+    from nonstop.sync.context import log_out
+
+    with caplog.at_level("DEBUG", logger="nonstop.sync"):
+        log_out(0, "ERROR: connection to vpbx1-1 (vpbx1-1:30865) failed: timeout")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "connection to vpbx1-1 (vpbx1-1:30865) failed: timeout")]
