@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 SOCKET_NAME = "nonstop.sock"
+PID_FILE = "nonstop.pid"  # the daemon's lock and pid (nonstop.statelock)
 REPLY_BY = "reply_by"  # the client's deadline: CLOCK_MONOTONIC seconds, shared by the machine
 
 
@@ -49,7 +50,7 @@ def request(state_dir: str | os.PathLike[str], cmd: str, timeout: float = 10.0,
     except FileNotFoundError as e:
         raise ApiError(f"no nonstop daemon is running with state directory {state_dir}") from e
     except ConnectionRefusedError as e:
-        raise ApiError(f"the nonstop daemon of {state_dir} is not accepting requests") from e
+        raise ApiError(_refused(state_dir)) from e
     except TimeoutError as e:
         if not sent:
             raise ApiError(f"cannot talk to the nonstop daemon at {path}: {e}") from e
@@ -66,3 +67,26 @@ def request(state_dir: str | os.PathLike[str], cmd: str, timeout: float = 10.0,
     if not isinstance(reply, dict):
         raise ApiError("the daemon sent an unreadable reply")
     return reply
+
+
+def _refused(state_dir: str | os.PathLike[str]) -> str:
+    """Why nobody listens on the socket: a daemon that ended without cleaning up, or one that
+    is not accepting requests. After a crash this said "the nonstop daemon ... is not accepting
+    requests", and an admin looked for a hung daemon that did not exist (a user trial)."""
+    try:  # the pid file keeps the pid of a run that did not end cleanly (a clean exit empties it)
+        with open(os.path.join(state_dir, PID_FILE), "rb") as fh:
+            pid = int(fh.read(32).strip() or b"0")
+    except (OSError, ValueError):
+        pid = 0
+    if pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return (f"no nonstop daemon is running with state directory {state_dir}: the one "
+                    f"that ran there (pid {pid}) did not stop cleanly (killed, crashed, or the "
+                    f"machine lost power); `nonstop history --state-dir {state_dir}` shows its "
+                    f"last moments")
+        except OSError:
+            pass  # another user's process: it exists
+    who = f" (pid {pid})" if pid > 0 else ""
+    return f"the nonstop daemon of {state_dir}{who} is not accepting requests"

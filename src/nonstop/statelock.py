@@ -18,10 +18,10 @@ import os
 import socket
 from pathlib import Path
 
+from nonstop.apiclient import PID_FILE as PID_FILE
 from nonstop.apiclient import SOCKET_NAME
 from nonstop.errors import MachineError
 
-PID_FILE = "nonstop.pid"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL
 STOP_IT = "stop it first, or give this node its own --state-dir"
 

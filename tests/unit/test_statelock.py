@@ -105,3 +105,37 @@ def test_a_daemon_of_a_release_without_the_lock_is_found_by_its_socket(tmp_path:
         with pytest.raises(MachineError, match=r"already running .* \(it answers on "
                                                r"nonstop.sock\)"):
             StateLock(tmp_path).acquire()
+
+
+def test_status_after_a_crash_says_no_daemon_runs_not_that_it_refuses(tmp_path: Path) -> None:
+    """A daemon killed (a box crash, kill -9) leaves its control socket and its pid behind.
+    `nonstop status` said "the nonstop daemon of ... is not accepting requests", and the admin
+    woken at 3 am looked for a hung daemon that did not exist (a user trial): it says none
+    runs, why it may have ended, and where its last moments are. A live daemon that does not
+    listen is still named as one."""
+    from nonstop.apiclient import SOCKET_NAME, ApiError, request
+
+    code = ("import socket, sys, time; from pathlib import Path; "
+            "from nonstop.statelock import StateLock; d = Path(sys.argv[1]); "
+            "StateLock(d).acquire(); s = socket.socket(socket.AF_UNIX); "
+            "s.bind(str(d / 'nonstop.sock')); print('up', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "up\n"
+        with pytest.raises(ApiError, match=rf"daemon of .* \(pid {holder.pid}\) is not "
+                                           r"accepting requests"):
+            request(tmp_path, "status", timeout=2)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (tmp_path / SOCKET_NAME).exists() and (tmp_path / PID_FILE).read_text().strip()
+    with pytest.raises(ApiError) as e:
+        request(tmp_path, "status", timeout=2)
+    assert str(e.value).startswith(f"no nonstop daemon is running with state directory "
+                                   f"{tmp_path}: the one that ran there (pid {holder.pid}) "
+                                   "did not stop cleanly")
+    assert "nonstop history" in str(e.value) and "not accepting" not in str(e.value)
+    out = subprocess.run([sys.executable, "-m", "nonstop", "status", "--state-dir",
+                          str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 3 and "did not stop cleanly" in out.stderr
