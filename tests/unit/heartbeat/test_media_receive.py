@@ -9,7 +9,7 @@ import pytest
 
 from nonstop.config.model import Ucast
 from nonstop.errors import MachineError
-from nonstop.heartbeat.media import BATCH, SO_RXQ_OVFL, MediaSet, drop_from
+from nonstop.heartbeat.media import BATCH, SO_RXQ_OVFL, MediaSet, _Sender, drop_from
 
 
 @pytest.fixture
@@ -70,6 +70,43 @@ def test_own_broadcast_echoes_are_dropped_by_the_kernel() -> None:
         media = MediaSet((), lambda data, link, addr: got.append((data, addr[0])))
         media._readable(rx, "lo")
         assert got == [(b"from the peer", "127.0.0.3")]
+    finally:
+        for s in (rx, own, peer):
+            s.close()
+
+
+def test_our_own_filtered_echoes_are_not_counted_as_kernel_drops() -> None:
+    """The kernel counts a datagram its socket filter refused as a drop: an idle node's status
+    said the kernel had dropped about as many datagrams as it had sent (86 of 86 in a user
+    trial: every own broadcast's echo). A real drop in the same stream is still counted."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    own = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        rx.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        own.bind(("127.0.0.2", 0))  # our address: what we send comes back to rx, filtered
+        peer.bind(("127.0.0.3", 0))
+        assert drop_from(rx, "127.0.0.2")
+        got: list[bytes] = []
+        media = MediaSet((), lambda data, link, addr: got.append(data))
+        media.senders.append(_Sender(Ucast("lo", "127.0.0.1", 694), own, rx.getsockname(),
+                                     echo_fd=rx.fileno()))
+        for _ in range(5):
+            assert media.send(b"our heartbeat") == 1
+        peer.sendto(b"the peer's heartbeat", rx.getsockname())  # carries the kernel's count
+        media._readable(rx, "lo")
+        assert got == [b"the peer's heartbeat"] and media.kernel_drops == 0
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # now a flood overflows it
+        for _ in range(200):
+            peer.sendto(b"x" * 1000, rx.getsockname())
+        media.send(b"our heartbeat")
+        media._readable(rx, "lo")
+        peer.sendto(b"after the flood", rx.getsockname())
+        media._readable(rx, "lo")
+        assert got[-1] == b"after the flood"
+        assert len(got) - 2 + media.kernel_drops == 200  # the flood's drops, not our echo
     finally:
         for s in (rx, own, peer):
             s.close()
