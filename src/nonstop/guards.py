@@ -235,7 +235,8 @@ class GuardServices:
         self._failed_at: dict[str, float] = {}
         self.fenced: set[str] = set()  # fenced by us and back since: standby
         self.last_fence: FenceResult | None = None
-        self.keycheck = OwnKeyCheck(peers if peers is not None else peer_addresses(cfg))
+        self.keycheck = OwnKeyCheck(peers if peers is not None else peer_addresses(cfg),
+                                    peer_nodes=len(ha.nodes) - 1)
         self._key_said_at: float | None = None  # when the suspect verdict was last logged
         self._resolve = [n for n in ha.nodes if n != node] if peers is None else []
         self._respawn_specs = ha.respawn

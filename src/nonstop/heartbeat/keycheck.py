@@ -59,10 +59,15 @@ class OwnKeyCheck:
     """Counts authentication failures of packets from ``peer_addresses`` (see module doc)."""
 
     def __init__(self, peer_addresses: Iterable[str], *, window_s: float = DEFAULT_WINDOW_S,
-                 threshold: int = DEFAULT_THRESHOLD, max_sources: int = 64) -> None:
+                 threshold: int = DEFAULT_THRESHOLD, max_sources: int = 64,
+                 peer_nodes: int | None = None) -> None:
         if window_s <= 0 or threshold < 1:
             raise InvalidValue("window must be > 0 s and threshold >= 1")
         self.peers = frozenset(str(ipaddress.ip_address(a)) for a in peer_addresses)
+        # How many other nodes ha.cf names (None: not said). With one, nothing tells whose key
+        # is wrong: both nodes see only failures, and each said "my own key is probably wrong"
+        # (a user trial: the admin could have copied the wrong file over the right one).
+        self.peer_nodes = peer_nodes
         self._learned: dict[str, None] = {}  # sources of peers' packets, oldest first
         self.window_s = window_s
         self.threshold = threshold
@@ -94,8 +99,11 @@ class OwnKeyCheck:
         if len(recent) >= self.threshold and not good_recently:
             return KeyVerdict(True, len(recent), sources, (
                 f"{len(recent)} packets from peers' addresses ({', '.join(sources)}) failed "
-                f"authentication within {self.window_s:g} s and none passed: my own key is "
-                "probably wrong (check authkeys); refusing to take over"))
+                f"authentication within {self.window_s:g} s and none passed: "
+                + ("my key and my peer's differ, and either may be the wrong one (compare "
+                   "authkeys on both nodes)" if self.peer_nodes == 1 else
+                   "my own key is probably wrong (check authkeys)")
+                + "; refusing to take over"))
         if good_recently:
             reason = "packets from peers authenticate: my key is right"
         elif recent:

@@ -147,3 +147,19 @@ def test_a_suspect_verdict_holds_across_a_reload_until_a_peer_passes() -> None:
     assert c.verdict(4.6).suspect
     (cleared,) = c.good(PEER, 4.7)
     assert not cleared.verdict.suspect
+
+
+def test_with_a_single_peer_the_verdict_does_not_blame_this_node_s_key() -> None:
+    """Two nodes, one with a wrong authkeys: both see only failures, and both said "my own key
+    is probably wrong", the right node too (a user trial). With one peer the verdict says
+    that the two keys differ and either may be wrong; with more, the peers that agree among
+    themselves make ours the likely one."""
+    for peer_nodes, words in ((1, "my key and my peer's differ, and either may be the wrong "
+                                  "one (compare authkeys on both nodes); refusing to take over"),
+                              (2, "my own key is probably wrong (check authkeys); refusing")):
+        c = OwnKeyCheck([PEER], peer_nodes=peer_nodes)
+        for i in range(5):
+            c.bad(PEER, float(i))
+        v = c.verdict(4.0)
+        assert v.suspect and words in v.reason, v.reason
+        assert ("probably wrong" in v.reason) is (peer_nodes > 1)
