@@ -353,9 +353,9 @@ class Membership(PeerTable):
         # first packet may be a reqnodes or an ack, so its next status has the known one.
         reborn = restarted or (p.dead_generation is not None and gen > p.dead_generation)
         if p.left and p.status is NodeStatus.DEAD and not reborn:
-            # It said it is leaving: Heartbeat 3.0.6 goes on sending status for about 2 s while
-            # its processes stop. Only a restart (a higher generation) brings the node back.
-            self.count("after_shutdown")
+            # It left (Heartbeat 3.0.6 sends status ~2 s more): dead until a restart (a higher
+            # generation). The notice's 3 copies are duplicates, not drops (a user trial).
+            self.count("duplicate" if m.mtype == "shutdone" else "after_shutdown")
             return False
         p.generation = gen
         if restarted:

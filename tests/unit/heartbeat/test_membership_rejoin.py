@@ -48,6 +48,20 @@ def test_a_node_heard_before_and_back_with_the_same_generation_is_a_partition() 
     assert NodeReturned("vpbx1-2", "partition") in ev
 
 
+def test_the_copies_of_a_shutdown_notice_are_duplicates_not_drops() -> None:
+    """A node leaving sends its notice three times: the peer's status said "dropped packets:
+    after_shutdown 2" after every clean stop, as if something had gone wrong (a user trial)."""
+    m = started()
+    p = Peer()
+    m.receive(p.status(), "eth0", 0.1)
+    notice = p.shutdone()
+    for i in range(3):
+        m.receive(notice, "eth0", 0.3 + i * 0.001)
+    counters = m.view(0.4).counters
+    assert counters.get("after_shutdown", 0) == 0 and counters["duplicate"] == 2
+    assert m.view(0.4).node("vpbx1-2").status is NodeStatus.DEAD
+
+
 def test_heartbeats_after_a_shutdown_notice_do_not_revive_the_node() -> None:
     # Heartbeat 3.0.6 keeps sending status for about 2 s after its shutdone while its
     # processes stop; the node has left and must stay dead until it restarts.
