@@ -118,8 +118,8 @@ class Replicator:
         """``out``, noting the last warning (a push's or a receiving session's) for status:
         a standby whose replica is full said so only in its log."""
         def noted(level: int, msg: str) -> None:
-            if level <= 0:
-                self._note_problem(msg)
+            if level <= 0:  # as logged: no csync2 "ERROR: " marker (sync.context.log_out)
+                self._note_problem(msg.removeprefix("ERROR: "))
             out(level, msg)
         return noted
 

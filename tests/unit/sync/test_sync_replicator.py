@@ -644,3 +644,20 @@ async def test_a_returning_node_keeps_offering_while_its_peer_is_away(
         assert calls == tries  # reached: no more tries
     finally:
         await _close(n1, n2, r1, r2)
+
+
+async def test_a_problem_in_status_reads_as_the_log_says_it(tmp_path: Path) -> None:
+    """A push that could not connect showed in status as "last problem at ...: ERROR:
+    connection to vpbx1-2 ... failed", logged as a warning without that marker (a user trial):
+    the same words in both, no level word inside the text."""
+    n1, n2 = _nodes(tmp_path)
+    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=3600, serve=False)
+    try:
+        await r1.start()
+        r1.set_active(True)
+        n1.write("/etc/asterisk/sip.conf", "v1")  # vpbx1-2 does not listen: the push fails
+        await _wait(lambda: r1.status()["last_problem"] is not None)
+        text = r1.status()["last_problem"]["text"]
+        assert text.startswith("connection to vpbx1-2") and "ERROR" not in text, text
+    finally:
+        await _close(n1, n2, r1)
