@@ -94,6 +94,7 @@ class Decision:
     # node lost by silence, which may still answer for it); a hand-off from a live node that
     # said it released the group needs none.
     probe: bool = False
+    down: bool = False  # with WAIT: nobody runs the group and this node will not: logged at info
 
 
 _NONE_AD = GroupAd(GroupState.NONE, 0)
@@ -409,7 +410,8 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         block = guards.takeover_block(view, g)
         if block is not None:
             action = Action.WAIT if block.fence is None else Action.FENCE
-            return Decision(g, action, f"group {key}: {block.reason}", target=block.fence or "")
+            return Decision(g, action, f"group {key}: {block.reason}", target=block.fence or "",
+                            down=True)
         # Taken because its preferred node is away (dead, not active, failed, or shutting
         # down): only such a group fails back (Heartbeat's rsc_needs_failback), not one handed
         # over by standby.
@@ -438,7 +440,8 @@ def _unheld(view: ClusterView, info: GroupInfo) -> Decision:
         retry = (f"; it is tried here again {START_FAILED_HOLD_S:.0f} s after it failed, or at "
                  "once by `nonstop takeover` on this node once the cause is fixed"
                  if failure else "")
-        return Decision(g, Action.WAIT, f"group {key} stays down: {why}{failed}{retry}")
+        return Decision(g, Action.WAIT, f"group {key} stays down: {why}{failed}{retry}",
+                        down=True)
     d = Decision(g, Action.WAIT, f"group {key} goes to {who}: {why}{failed}",
                  waiting_on=frozenset({who}))
     if who in view.heartbeat_peers and _ad(view, me, g).state is GroupState.START_FAILED:

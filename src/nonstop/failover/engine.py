@@ -217,12 +217,12 @@ class FailoverEngine:
 
     def apply(self, decisions: Iterable[Decision]) -> None:
         """Carry out decisions in order; each reason is logged when it changes (a wait at
-        debug level, anything else at info) and kept for ``nonstop status``."""
+        debug level unless it leaves the group down, anything else at info), kept for status."""
         raised = False
         for d in decisions:
             rt = self.groups[d.group]
             if d.reason != rt.last_reason:
-                level = logging.DEBUG if d.action is Action.WAIT else logging.INFO
+                level = logging.DEBUG if d.action is Action.WAIT and not d.down else logging.INFO
                 log.log(level, "decision: %s", d.reason)
             rt.last_reason, rt.last_action = d.reason, d.action
             self._note_wait(rt, d)

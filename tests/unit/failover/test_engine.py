@@ -403,3 +403,28 @@ async def test_a_node_that_never_held_the_group_shows_the_holder_s_epoch(tmp_pat
     h.engine.apply(decide(h.view(NodeAd({0: GroupAd(GroupState.HELD, 5)}))))
     assert h.engine.local_ad().groups[0].state is GroupState.NONE
     assert h.engine.snapshot({0: "n2"})[0]["epoch"] == 5
+
+
+async def test_a_wait_that_leaves_the_group_down_is_logged_at_info(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong authkeys on one of two nodes: the log said "Resources being acquired from
+    vpbx1-2." and then nothing at info level, no acquisition and no reason (the refusal was a
+    wait, logged at debug), while the PBX was down (a user trial). A wait that leaves the group
+    down says why at info; a wait while another node holds it stays at debug."""
+    import dataclasses
+    import logging
+
+    h = Harness(tmp_path)
+    v = dataclasses.replace(h.view(None), ads={"n1": h.engine.local_ad()},
+                            alive=frozenset({"n1"}), lost=frozenset({"n2"}),
+                            own_key_suspect="5 packets ... failed authentication")
+    (d,) = decide(v)
+    assert d.action is Action.WAIT and d.down and "failed authentication" in d.reason
+    held = decide(h.view(NodeAd({0: GroupAd(GroupState.HELD, 1)})))[-1]
+    assert held.action is Action.WAIT and not held.down
+    with caplog.at_level(logging.DEBUG, logger="nonstop.failover"):
+        h.engine.apply([held])
+        h.engine.apply([d])
+    levels = {r.getMessage(): r.levelno for r in caplog.records}
+    assert levels[f"decision: {d.reason}"] == logging.INFO
+    assert levels[f"decision: {held.reason}"] == logging.DEBUG
