@@ -150,10 +150,16 @@ def render_status(st: dict[str, Any]) -> str:
     if sync:
         lines.append("")
         lines.extend(render_sync(sync))
-    dropped = st["packets"]["dropped"]
-    if dropped:
+    # Duplicates (copies on several media, a notice sent 3 times) are not drops: printed as
+    # such, every clean stop of a peer left "dropped packets: duplicate 2" (a user trial).
+    counters = st["packets"]["dropped"]
+    dropped = {k: v for k, v in counters.items() if k not in ("duplicate", "lost")}
+    if dropped or counters.get("lost"):
         lines.append("")
+    if dropped:
         lines.append("dropped packets: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    if counters.get("lost"):
+        lines.append(f"lost packets (sent by peers, never arrived): {counters['lost']}")
     return "\n".join(lines)
 
 

@@ -21,3 +21,17 @@ async def test_a_csync2_cfg_that_fails_at_start_shows_in_status_not_as_no_replic
     assert st["sync"] is None
     assert st["sync_error"] and "csync2.cfg" in st["sync_error"]
     assert "replication: OFF: " in render_status(st)
+
+
+async def test_the_text_status_tells_drops_from_duplicates_and_losses(tmp_path: Path) -> None:
+    """After a clean stop of the peer (its notice sent three times) the text ended with
+    "dropped packets: duplicate 2", as if something had gone wrong (a user trial): copies are
+    not drops. Packets lost on the way are said as such; real drops as before."""
+    daemon, _ = talk_daemon(tmp_path)
+    st = daemon.status()
+    st["packets"]["dropped"] = {"duplicate": 2}
+    assert "packets" not in render_status(st).split("\n")[-1]
+    st["packets"]["dropped"] = {"bad_auth": 3, "duplicate": 2, "lost": 4}
+    text = render_status(st)
+    assert "dropped packets: bad_auth 3\n" in text and "duplicate" not in text
+    assert text.endswith("lost packets (sent by peers, never arrived): 4")
