@@ -149,7 +149,8 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append(f"replication: OFF: {st['sync_error']}")
     if sync:
         lines.append("")
-        lines.extend(render_sync(sync))
+        dead = [n["name"] for n in st["nodes"] if not n["local"] and n["status"] == "dead"]
+        lines.extend(render_sync(sync, dead))
     # Duplicates (copies on several media, a notice sent 3 times) are not drops: printed as
     # such, every clean stop of a peer left "dropped packets: duplicate 2" (a user trial).
     counters = st["packets"]["dropped"]
@@ -163,8 +164,8 @@ def render_status(st: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_sync(sync: dict[str, Any]) -> list[str]:
-    """The replication lines of the text form."""
+def render_sync(sync: dict[str, Any], dead: Sequence[str] = ()) -> list[str]:
+    """The replication lines of the text form; ``dead``: the peers dead to the heartbeats."""
     lines: list[str] = []
     role = "active (pushing)" if sync.get("active") else "standby (receiving)"
     last = sync.get("last_sync")
@@ -174,6 +175,11 @@ def render_sync(sync: dict[str, Any]) -> list[str]:
         + (f", last sync {'ok' if ok else 'with problems'}" if last is not None and ok is not None
            else "")
     )
+    if sync.get("active") and dead:
+        # A push skips a dead peer and still says "last sync ok": a split brain's holder read
+        # "dirty 2, lag 6.67 s, last sync ok" with nothing reaching its peer (a user trial).
+        lines.append(f"    not replicating to {', '.join(dead)} (dead): changes wait until it "
+                     "is back")
     if not sync.get("active") and sync.get("dirty"):
         # Its last changes before a crash, say: they stay here until it holds a group again.
         lines.append("    changed here, never sent (a standby does not push): "

@@ -35,3 +35,22 @@ async def test_the_text_status_tells_drops_from_duplicates_and_losses(tmp_path: 
     text = render_status(st)
     assert "dropped packets: bad_auth 3\n" in text and "duplicate" not in text
     assert text.endswith("lost packets (sent by peers, never arrived): 4")
+
+
+async def test_the_text_status_says_replication_does_not_reach_a_dead_peer(
+        tmp_path: Path) -> None:
+    """A split brain's holder read "replication: active (pushing), dirty 2, lag 6.67 s, last
+    sync ok" while its peer was dead: pushes skip a dead peer, so "ok" said nothing of it (a
+    user trial). The text now says that nothing reaches that peer until it is back."""
+    daemon, _ = talk_daemon(tmp_path)
+    st = daemon.status()
+    st["sync"] = {"active": True, "dirty": 2, "lag_s": 6.67, "last_sync": 1.0,
+                  "last_sync_ok": True}
+    assert "not replicating" not in render_status(st)  # vpbx1-2 not dead
+    peer = next(n for n in st["nodes"] if not n["local"])
+    peer["status"] = "dead"
+    text = render_status(st)
+    assert "last sync ok\n    not replicating to vpbx1-2 (dead): changes wait until it is " \
+           "back" in text, text
+    st["sync"]["active"] = False  # a standby pushes nothing anyway
+    assert "not replicating" not in render_status(st)
