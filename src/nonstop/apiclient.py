@@ -78,15 +78,29 @@ def _refused(state_dir: str | os.PathLike[str]) -> str:
             pid = int(fh.read(32).strip() or b"0")
     except (OSError, ValueError):
         pid = 0
-    if pid > 0:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return (f"no nonstop daemon is running with state directory {state_dir}: the one "
-                    f"that ran there (pid {pid}) did not stop cleanly (killed, crashed, or the "
-                    f"machine lost power); `nonstop history --state-dir {state_dir}` shows its "
-                    f"last moments")
-        except OSError:
-            pass  # another user's process: it exists
+    if pid > 0 and not _alive(pid):
+        return (f"no nonstop daemon is running with state directory {state_dir}: the one "
+                f"that ran there (pid {pid}) did not stop cleanly (killed, crashed, or the "
+                f"machine lost power); `nonstop history --state-dir {state_dir}` shows its "
+                f"last moments")
     who = f" (pid {pid})" if pid > 0 else ""
     return f"the nonstop daemon of {state_dir}{who} is not accepting requests"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live nonstop process: not gone, not a zombie its parent has not
+    reaped yet, not a number another program got after a reboot."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # another user's process: it exists
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            if fh.read().rsplit(b")", 1)[-1].split()[:1] in ([b"Z"], [b"X"]):
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"nonstop" in fh.read()
+    except OSError:  # no /proc, or not ours to read: take it as alive, as before
+        return True

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,31 @@ def test_status_after_a_crash_says_no_daemon_runs_not_that_it_refuses(tmp_path: 
     out = subprocess.run([sys.executable, "-m", "nonstop", "status", "--state-dir",
                           str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 3 and "did not stop cleanly" in out.stderr
+
+
+def test_a_killed_daemon_not_reaped_yet_is_not_running_either(tmp_path: Path) -> None:
+    """In the trial's lab the crashed daemon was a zombie its parent had not reaped: the pid
+    still answered kill(0), and status said it was "not accepting requests"."""
+    from nonstop.apiclient import ApiError, request
+
+    code = ("import socket, sys, time; from pathlib import Path; "
+            "from nonstop.statelock import StateLock; d = Path(sys.argv[1]); "
+            "StateLock(d).acquire(); s = socket.socket(socket.AF_UNIX); "
+            "s.bind(str(d / 'nonstop.sock')); print('up', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "up\n"
+        holder.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # dead but not reaped: a zombie
+            stat = Path(f"/proc/{holder.pid}/stat").read_bytes()
+            if stat.rsplit(b")", 1)[-1].split()[0] == b"Z":
+                break
+            time.sleep(0.01)
+        with pytest.raises(ApiError, match=rf"no nonstop daemon is running .* \(pid "
+                                           rf"{holder.pid}\) did not stop cleanly"):
+            request(tmp_path, "status", timeout=2)
+    finally:
+        holder.kill()
+        holder.wait()
