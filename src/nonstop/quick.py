@@ -150,7 +150,8 @@ def render_status(st: dict[str, Any]) -> str:
     if sync:
         lines.append("")
         dead = [n["name"] for n in st["nodes"] if not n["local"] and n["status"] == "dead"]
-        lines.extend(render_sync(sync, dead))
+        starting = any(g["local_state"] == "starting" for g in st.get("groups", []))
+        lines.extend(render_sync(sync, dead, starting))
     # Duplicates (copies on several media, a notice sent 3 times) are not drops: printed as
     # such, every clean stop of a peer left "dropped packets: duplicate 2" (a user trial).
     counters = st["packets"]["dropped"]
@@ -164,8 +165,10 @@ def render_status(st: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_sync(sync: dict[str, Any], dead: Sequence[str] = ()) -> list[str]:
-    """The replication lines of the text form; ``dead``: the peers dead to the heartbeats."""
+def render_sync(sync: dict[str, Any], dead: Sequence[str] = (), starting: bool = False
+                ) -> list[str]:
+    """The replication lines of the text form; ``dead``: the peers dead to the heartbeats;
+    ``starting``: this node is starting a group (its force-sync marks what it will push)."""
     lines: list[str] = []
     role = "active (pushing)" if sync.get("active") else "standby (receiving)"
     last = sync.get("last_sync")
@@ -180,7 +183,7 @@ def render_sync(sync: dict[str, Any], dead: Sequence[str] = ()) -> list[str]:
         # "dirty 2, lag 6.67 s, last sync ok" with nothing reaching its peer (a user trial).
         lines.append(f"    not replicating to {', '.join(dead)} (dead): changes wait until it "
                      "is back")
-    if not sync.get("active") and sync.get("dirty"):
+    if not sync.get("active") and sync.get("dirty") and not starting:
         # Its last changes before a crash, say: they stay here until it holds a group again.
         lines.append("    changed here, never sent (a standby does not push): "
                      "`nonstop sync -M` lists them")

@@ -54,3 +54,19 @@ async def test_the_text_status_says_replication_does_not_reach_a_dead_peer(
            "back" in text, text
     st["sync"]["active"] = False  # a standby pushes nothing anyway
     assert "not replicating" not in render_status(st)
+
+
+async def test_a_takeover_s_force_marks_are_not_called_changes_never_sent(
+        tmp_path: Path) -> None:
+    """While the new holder starts the group its master script's force-sync marks names to
+    push: the standby's line "changed here, never sent (a standby does not push)" was shown
+    for them during the takeover (a user trial), though they go out once the group is up."""
+    daemon, _ = talk_daemon(tmp_path)
+    st = daemon.status()
+    st["sync"] = {"active": False, "dirty": 2, "lag_s": 0.0, "last_sync": None,
+                  "last_sync_ok": None}
+    st["groups"] = [{"key": "g", "preferred_node": "vpbx1-1", "holder": "vpbx1-1",
+                     "local_state": "starting", "epoch": 2, "resources": []}]
+    assert "never sent" not in render_status(st)
+    st["groups"][0]["local_state"] = "none"
+    assert "changed here, never sent" in render_status(st)
