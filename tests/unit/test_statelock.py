@@ -108,6 +108,22 @@ def test_a_daemon_of_a_release_without_the_lock_is_found_by_its_socket(tmp_path:
             StateLock(tmp_path).acquire()
 
 
+def _unlistening_daemon(state_dir: Path) -> subprocess.Popen[str]:
+    """A process holding ``state_dir``'s lock with a control socket bound but not listening
+    (what a killed daemon leaves, while it still lives), once it is up."""
+    code = ("import socket, sys, time; from pathlib import Path; "
+            "from nonstop.statelock import StateLock; d = Path(sys.argv[1]); "
+            "StateLock(d).acquire(); s = socket.socket(socket.AF_UNIX); "
+            "s.bind(str(d / 'nonstop.sock')); print('up', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(state_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    if holder.stdout is None or holder.stdout.readline() != "up\n":
+        holder.kill()
+        holder.wait()
+        raise AssertionError("the stand-in daemon did not start")
+    return holder
+
+
 def test_status_after_a_crash_says_no_daemon_runs_not_that_it_refuses(tmp_path: Path) -> None:
     """A daemon killed (a box crash, kill -9) leaves its control socket and its pid behind.
     `nonstop status` said "the nonstop daemon of ... is not accepting requests", and the admin
@@ -116,14 +132,8 @@ def test_status_after_a_crash_says_no_daemon_runs_not_that_it_refuses(tmp_path: 
     listen is still named as one."""
     from nonstop.apiclient import SOCKET_NAME, ApiError, request
 
-    code = ("import socket, sys, time; from pathlib import Path; "
-            "from nonstop.statelock import StateLock; d = Path(sys.argv[1]); "
-            "StateLock(d).acquire(); s = socket.socket(socket.AF_UNIX); "
-            "s.bind(str(d / 'nonstop.sock')); print('up', flush=True); time.sleep(60)")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = _unlistening_daemon(tmp_path)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "up\n"
         with pytest.raises(ApiError, match=rf"daemon of .* \(pid {holder.pid}\) is not "
                                            r"accepting requests"):
             request(tmp_path, "status", timeout=2)
@@ -147,14 +157,8 @@ def test_a_killed_daemon_not_reaped_yet_is_not_running_either(tmp_path: Path) ->
     still answered kill(0), and status said it was "not accepting requests"."""
     from nonstop.apiclient import ApiError, request
 
-    code = ("import socket, sys, time; from pathlib import Path; "
-            "from nonstop.statelock import StateLock; d = Path(sys.argv[1]); "
-            "StateLock(d).acquire(); s = socket.socket(socket.AF_UNIX); "
-            "s.bind(str(d / 'nonstop.sock')); print('up', flush=True); time.sleep(60)")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = _unlistening_daemon(tmp_path)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "up\n"
         holder.send_signal(signal.SIGKILL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # dead but not reaped: a zombie

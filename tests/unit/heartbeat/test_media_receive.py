@@ -52,64 +52,61 @@ def test_kernel_drops_are_counted(pair: tuple[socket.socket, socket.socket]) -> 
     assert len(got) - 1 + media.kernel_drops == 200
 
 
-def test_own_broadcast_echoes_are_dropped_by_the_kernel() -> None:
-    """The filter drops datagrams from our own address and lets every other source through."""
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    own = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+@pytest.fixture
+def filtered() -> Iterator[tuple[socket.socket, socket.socket, socket.socket]]:
+    """A receiver on 127.0.0.1 whose filter drops what comes from our own address 127.0.0.2
+    (the ``own`` socket), and a peer's socket on 127.0.0.3."""
+    rx, own, peer = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3))
     try:
         rx.bind(("127.0.0.1", 0))
         rx.setblocking(False)
         own.bind(("127.0.0.2", 0))
         peer.bind(("127.0.0.3", 0))
         assert drop_from(rx, "127.0.0.2")
-        own.sendto(b"echo", rx.getsockname())
-        peer.sendto(b"from the peer", rx.getsockname())
-        own.sendto(b"echo again", rx.getsockname())
-        got: list[tuple[bytes, str]] = []
-        media = MediaSet((), lambda data, link, addr: got.append((data, addr[0])))
-        media._readable(rx, "lo")
-        assert got == [(b"from the peer", "127.0.0.3")]
+        yield rx, own, peer
     finally:
         for s in (rx, own, peer):
             s.close()
 
 
-def test_our_own_filtered_echoes_are_not_counted_as_kernel_drops() -> None:
+def test_own_broadcast_echoes_are_dropped_by_the_kernel(
+        filtered: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    """The filter drops datagrams from our own address and lets every other source through."""
+    rx, own, peer = filtered
+    own.sendto(b"echo", rx.getsockname())
+    peer.sendto(b"from the peer", rx.getsockname())
+    own.sendto(b"echo again", rx.getsockname())
+    got: list[tuple[bytes, str]] = []
+    media = MediaSet((), lambda data, link, addr: got.append((data, addr[0])))
+    media._readable(rx, "lo")
+    assert got == [(b"from the peer", "127.0.0.3")]
+
+
+def test_our_own_filtered_echoes_are_not_counted_as_kernel_drops(
+        filtered: tuple[socket.socket, socket.socket, socket.socket]) -> None:
     """The kernel counts a datagram its socket filter refused as a drop: an idle node's status
     said the kernel had dropped about as many datagrams as it had sent (86 of 86 in a user
     trial: every own broadcast's echo). A real drop in the same stream is still counted."""
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    own = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        rx.bind(("127.0.0.1", 0))
-        rx.setblocking(False)
-        rx.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
-        own.bind(("127.0.0.2", 0))  # our address: what we send comes back to rx, filtered
-        peer.bind(("127.0.0.3", 0))
-        assert drop_from(rx, "127.0.0.2")
-        got: list[bytes] = []
-        media = MediaSet((), lambda data, link, addr: got.append(data))
-        media.senders.append(_Sender(Ucast("lo", "127.0.0.1", 694), own, rx.getsockname(),
-                                     echo_fd=rx.fileno()))
-        for _ in range(5):
-            assert media.send(b"our heartbeat") == 1
-        peer.sendto(b"the peer's heartbeat", rx.getsockname())  # carries the kernel's count
-        media._readable(rx, "lo")
-        assert got == [b"the peer's heartbeat"] and media.kernel_drops == 0
-        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # now a flood overflows it
-        for _ in range(200):
-            peer.sendto(b"x" * 1000, rx.getsockname())
-        media.send(b"our heartbeat")
-        media._readable(rx, "lo")
-        peer.sendto(b"after the flood", rx.getsockname())
-        media._readable(rx, "lo")
-        assert got[-1] == b"after the flood"
-        assert len(got) - 2 + media.kernel_drops == 200  # the flood's drops, not our echo
-    finally:
-        for s in (rx, own, peer):
-            s.close()
+    rx, own, peer = filtered  # own: our address, what we send comes back to rx, filtered
+    rx.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+    got: list[bytes] = []
+    media = MediaSet((), lambda data, link, addr: got.append(data))
+    media.senders.append(_Sender(Ucast("lo", "127.0.0.1", 694), own, rx.getsockname(),
+                                 echo_fd=rx.fileno()))
+    for _ in range(5):
+        assert media.send(b"our heartbeat") == 1
+    peer.sendto(b"the peer's heartbeat", rx.getsockname())  # carries the kernel's count
+    media._readable(rx, "lo")
+    assert got == [b"the peer's heartbeat"] and media.kernel_drops == 0
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # now a flood overflows it
+    for _ in range(200):
+        peer.sendto(b"x" * 1000, rx.getsockname())
+    media.send(b"our heartbeat")
+    media._readable(rx, "lo")
+    peer.sendto(b"after the flood", rx.getsockname())
+    media._readable(rx, "lo")
+    assert got[-1] == b"after the flood"
+    assert len(got) - 2 + media.kernel_drops == 200  # the flood's drops, not our echo
 
 
 class _CountingSocket:
