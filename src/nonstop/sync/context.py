@@ -195,6 +195,13 @@ class QuietRepeats:
         self._burst_start, self._burst_said, self._burst_held = now, 0, 0
 
 
+def as_logged(msg: str) -> str:
+    """A warning as the daemon logs it (and status repeats it): csync2's "ERROR: " marks the
+    command's output, while in the log the line's level says it ("WARN: ERROR: connection ...
+    failed" set off watchers of Heartbeat's "ERROR:" lines)."""
+    return msg.removeprefix("ERROR: ")
+
+
 def log_out(level: int, msg: str) -> None:
     """Output to the ``nonstop.sync`` logger: level 0 (conflicts, errors, overwritten changes)
     as warnings, the rest as debug. Progress (level 1: a line per file sent, per batch received,
@@ -205,9 +212,7 @@ def log_out(level: int, msg: str) -> None:
     _log = logging.getLogger("nonstop.sync")
     msg = shown(msg)  # a file's name may hold a newline: one message, one log line
     if level <= 0:
-        # csync2's "ERROR: " marks the command's output; in the log the line's level says it:
-        # "WARN: ERROR: connection ... failed" set off watchers of Heartbeat's "ERROR:" lines.
-        _log.warning("%s", msg.removeprefix("ERROR: "))
+        _log.warning("%s", as_logged(msg))
     else:
         _log.debug("%s", msg)
 

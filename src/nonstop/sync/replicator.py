@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from nonstop.sync.context import QuietRepeats
+from nonstop.sync.context import QuietRepeats, as_logged
 from nonstop.sync.inotify import Watcher
 from nonstop.sync.node import ALL, Node, Report, Scope
 from nonstop.sync.patterns import TMP_PREFIX, Matcher
@@ -98,6 +98,7 @@ class Replicator:
         self._catch_up_task: asyncio.Task[Report] | None = None
         # A standby's dirty count, refreshed off the loop (status must not wait on sqlite).
         self._dirty_refresh: asyncio.Task[None] | None = None
+        self._dirty_read_at = -math.inf  # when refresh_dirty last read the count
         # Peers the heartbeats declare dead: no push waits on them (their changes stay dirty,
         # counted in status and lag); one that comes back is pushed to at once.
         self.dead: frozenset[str] = frozenset()
@@ -111,15 +112,14 @@ class Replicator:
         self._status: dict[str, Any] = {
             "active": False, "last_sync": None, "last_sync_ok": None, "last_error": None,
             "syncs": 0, "dirty": 0, "pending_hints": 0, "lag_s": 0.0, "last_problem": None,
-            "watch_error": None, "standby_refused": None,
-        }
+            "watch_error": None, "standby_refused": None}
 
     def _noting(self, out: Callable[[int, str], None]) -> Callable[[int, str], None]:
         """``out``, noting the last warning (a push's or a receiving session's) for status:
         a standby whose replica is full said so only in its log."""
         def noted(level: int, msg: str) -> None:
-            if level <= 0:  # as logged: no csync2 "ERROR: " marker (sync.context.log_out)
-                self._note_problem(msg.removeprefix("ERROR: "))
+            if level <= 0:
+                self._note_problem(as_logged(msg))
             out(level, msg)
         return noted
 
@@ -304,13 +304,14 @@ class Replicator:
         return await self.node.update(unforced=True)
 
     async def refresh_dirty(self, timeout: float | None = None) -> None:
-        """A standby's dirty count read now (a busy or broken database, or ``timeout``: the
-        last one). `nonstop status` awaits it: the count of the previous ask said "changed
-        here, never sent" of a file a holder's force-sync had settled since (a user trial)."""
+        """A standby's dirty count read now (a busy or broken database, or ``timeout``: the last
+        one). `nonstop status` awaits it: the previous ask's count said "changed here, never
+        sent" of a file a holder's force-sync had settled since (a user trial)."""
         with contextlib.suppress(Exception):
             async with asyncio.timeout(timeout):
                 if not self._active:  # a holder's pushes keep its count
                     self._status["dirty"] = len(await asyncio.to_thread(self.node.db.dirty))
+                    self._dirty_read_at = time.monotonic()
 
     def unsent(self, among: Collection[str] | None = None) -> list[str]:
         """The names still dirty for a live peer (what a failed last push left here), or for
@@ -356,10 +357,10 @@ class Replicator:
     def status(self) -> dict[str, Any]:
         """For ``nonstop status``: last sync time, lag, dirty count, last error."""
         st = dict(self._status)
-        if not self._active and (self._dirty_refresh is None or self._dirty_refresh.done()):
-            # A standby pushes nothing, so no push updates its count: what it never sent (its
-            # last changes before a crash) less what a holder's push replaced since. Read in
-            # a worker thread for the next call (sqlite may wait on a `nonstop sync` here).
+        if (not self._active and time.monotonic() - self._dirty_read_at > 1.0
+                and (self._dirty_refresh is None or self._dirty_refresh.done())):
+            # A standby's pushes do not update its count (its last changes before a crash, less
+            # what a holder replaced since): read off the loop for the next call, unless fresh.
             with contextlib.suppress(RuntimeError):  # no running loop: nothing to refresh
                 self._dirty_refresh = asyncio.get_running_loop().create_task(
                     self.refresh_dirty())
