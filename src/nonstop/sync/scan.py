@@ -33,8 +33,8 @@ HASH_THREADED_SIZE = 128 << 10  # files this large are hashed on the threads, sm
 # too (a database's header). Its older blocks are read again a little at each scan, this many
 # bytes per second of time since the last scan (at most VERIFY_STEP_MAX at once), and compared
 # with their recorded digests: a file rewritten in place *and* grown is found within about
-# size / rate (a 2 GB log: ~2 minutes; a 5 MB database: at once) for about 1 % of a core, and
-# no scan stalls on a whole re-read of a big file.
+# size / rate (a 2 GB log: ~2 minutes; a 5 MB database: at once) for about 2 % of a core while a
+# big file grows (blake2b at 0.7 GB/s, docs/SYNC.md), and no scan stalls on a whole re-read.
 VERIFY_BYTES_PER_S = 16 << 20
 VERIFY_STEP_MAX = 64 << 20
 # A file this large that looks unchanged but was written within the racy window is checked by its
