@@ -11,12 +11,13 @@ markings are in :mod:`~nonstop.sync.listings`.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from functools import partial
 
 from nonstop.config.csync2 import DEFAULT_PORT, load_key
 from nonstop.config.errors import ConfigError, Location
-from nonstop.sync import csync2db
+from nonstop.sync import brokendb, csync2db
 from nonstop.sync.context import (
     ALL,
     GroupCtx,
@@ -68,7 +69,10 @@ class Node(CsyncListings):
         aside = csync2db.set_aside(db_path)
         if aside is not None:
             out(0, csync2db.notice(db_path, aside))
-        self.db = StateDB(db_path, timeout=float(opts.config.lock_timeout))
+        self.db, broken = brokendb.open_state(db_path, float(opts.config.lock_timeout))
+        if broken is not None:
+            out(0, broken)
+        self._renewing = threading.Lock()
         self.ignore = opts.config.ignore
         # The daemon keeps one session per peer open between runs (no TLS handshake per
         # change); a one-shot `nonstop sync` closes its sessions at the end of the run.
@@ -102,6 +106,22 @@ class Node(CsyncListings):
 
     def close(self) -> None:
         self.db.close()
+
+    def renew_db(self, db: StateDB, e: BaseException) -> bool:
+        """After ``e`` from the state database ``db``: if it says the file is damaged, set it
+        aside and go on with a new one (:mod:`~nonstop.sync.brokendb`); a session still
+        holding the old one fails on it and is tried again. Whether ``db`` is replaced (by
+        this call or an earlier one: the server and the pushes may both meet the damage)."""
+        if not brokendb.is_broken(e):
+            return False
+        with self._renewing:
+            if self.db is not db:
+                return True
+            db.close()
+            aside = brokendb.set_aside(db.path)
+            self.db = StateDB(db.path, timeout=float(self.opts.config.lock_timeout))
+        self.out(0, brokendb.notice(db.path, aside, e))
+        return True
 
     # ------------------------------------------------------------------------- check (-c)
     def check(self, scopes: list[Scope] | None = None, force_new: bool = False) -> dict[str, int]:

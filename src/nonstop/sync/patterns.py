@@ -297,3 +297,22 @@ class PathMap:
         """The name of a local path found while walking from the root named ``template``."""
         base = self.local(template)
         return template + local[len(base) :]
+
+
+# The talk's master script forces these, in this order, before its -xv.
+MASTER_SCRIPT_PATHS = ("/var/log/asterisk", "/etc/asterisk")
+
+
+def force_paths(matchers: Sequence[Matcher]) -> tuple[str, ...]:
+    """What a takeover or a release forces onto the peers, from the groups' include patterns.
+
+    When the groups replicate both of the talk's paths (its csync2.cfg does), exactly what its
+    master script forces, in its order. Otherwise every include's fixed leading directories
+    (``/srv/data/*.db`` gives ``/srv/data``), nested ones merged, so a site replicating anything
+    else has all of it made equal, and nothing it does not replicate is touched.
+    """
+    if all(any(m.included(p) for m in matchers) for p in MASTER_SCRIPT_PATHS):
+        return MASTER_SCRIPT_PATHS
+    roots = sorted({r for m in matchers for r in m.roots()})
+    return tuple(r for r in roots
+                 if not any(r != o and r.startswith(o.rstrip("/") + "/") for o in roots))

@@ -24,7 +24,7 @@ from typing import Any
 from nonstop.sync.context import QuietRepeats, as_logged
 from nonstop.sync.inotify import Watcher
 from nonstop.sync.node import ALL, Node, Report, Scope
-from nonstop.sync.patterns import TMP_PREFIX, Matcher
+from nonstop.sync.patterns import TMP_PREFIX, force_paths
 from nonstop.sync.server import SyncServer
 from nonstop.sync.skipped import not_replicated, not_replicated_since
 from nonstop.sync.state import is_utf8
@@ -32,28 +32,11 @@ from nonstop.tasks import cancel_and_wait
 
 _log = logging.getLogger("nonstop.sync")
 
-# The talk's master script forces these, in this order, before its -xv.
-MASTER_SCRIPT_PATHS = ("/var/log/asterisk", "/etc/asterisk")
 STATUS_PATHS = 10  # skipped paths named in status (all are counted)
 CATCH_UP_TRIES = 12  # a returning node offers its never-sent changes at most this often
 # A failing burst's first retry, each next one twice as late up to the retry interval (a
 FIRST_RETRY_S = 0.5  # rebooted peer is heard before its replication listens: docs/SYNC.md)
 SUMMARY_S = 60.0  # the log's line of what replication did, at most this often
-
-
-def force_paths(matchers: Sequence[Matcher]) -> tuple[str, ...]:
-    """What a takeover or a release forces onto the peers, from the groups' include patterns.
-
-    When the groups replicate both of the talk's paths (its csync2.cfg does), exactly what its
-    master script forces, in its order. Otherwise every include's fixed leading directories
-    (``/srv/data/*.db`` gives ``/srv/data``), nested ones merged, so a site replicating anything
-    else has all of it made equal, and nothing it does not replicate is touched.
-    """
-    if all(any(m.included(p) for m in matchers) for p in MASTER_SCRIPT_PATHS):
-        return MASTER_SCRIPT_PATHS
-    roots = sorted({r for m in matchers for r in m.roots()})
-    return tuple(r for r in roots
-                 if not any(r != o and r.startswith(o.rstrip("/") + "/") for o in roots))
 
 
 class Replicator:
@@ -480,7 +463,7 @@ class Replicator:
                 await asyncio.sleep(self.debounce)
 
     async def _sync(self, scopes: list[Scope] | None) -> Report:
-        started = time.monotonic()
+        started, db = time.monotonic(), self.node.db
         try:
             if scopes != []:  # [] (woken with no change: a peer back): only what is dirty
                 await asyncio.to_thread(self.node.check, scopes or ALL)
@@ -491,6 +474,8 @@ class Replicator:
             report = Report(problems=[f"{type(e).__name__}: {e}"])
             if self.on_report is not None:
                 self.on_report(report)  # the history records the failure too
+            if await asyncio.to_thread(self.node.renew_db, db, e):
+                self._full_due = True  # damaged, set aside: the new one is filled by a scan
             return report
         self._status["syncs"] += 1
         if self.on_report is not None:

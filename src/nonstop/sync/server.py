@@ -298,6 +298,8 @@ async def handle(node: Node, reader: asyncio.StreamReader, writer: asyncio.Strea
         with contextlib.suppress(Exception):
             chan.send_obj(Kind.ERROR, {"error": why})
             await chan.drain()
+        # damaged: set aside and replaced, so that the pusher's retry gets through
+        await asyncio.to_thread(node.renew_db, rec.db, e)
     except Exception as e:  # a bug must cost one session, never the server
         stats["errors"] = stats.get("errors", 0) + 1
         node.out(0, f"session from {peer.name} dropped: {type(e).__name__}: {e}")

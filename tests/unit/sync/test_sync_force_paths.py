@@ -7,8 +7,8 @@ from pathlib import Path
 from sync_harness import KEY, free_port, make_node, pair, talk_config
 
 from nonstop.config.csync2 import Csync2Config, parse_csync2_text
-from nonstop.sync.patterns import Matcher
-from nonstop.sync.replicator import MASTER_SCRIPT_PATHS, Replicator, force_paths
+from nonstop.sync.patterns import MASTER_SCRIPT_PATHS, Matcher, force_paths
+from nonstop.sync.replicator import Replicator
 
 
 def _config(tmp: Path, *groups: str) -> Csync2Config:
