@@ -42,6 +42,8 @@ SUMMARY_S = 60.0  # the log's line of what replication did, at most this often
 class Replicator:
     """One node's replication service inside the daemon."""
 
+    _unscanned = False  # the last run's check failed (``_sync``)
+
     def __init__(self, node: Node, *, debounce: float = 0.05, max_delay: float = 0.25,
                  full_scan_interval: float = 60.0, retry_interval: float = 5.0,
                  serve: bool = True, watch: bool = True) -> None:
@@ -423,7 +425,7 @@ class Replicator:
                     self.retry_interval if self._catch_up_due else self.full_scan_interval)
                 continue
             await self._hold(next_full)
-            full = self._full_due or time.monotonic() >= next_full
+            full = self._full_due or self._unscanned or time.monotonic() >= next_full
             hints, self._hints = self._hints, {}
             if self._first_hint is not None and self._unsent_since is None:
                 self._unsent_since = self._first_hint
@@ -464,9 +466,14 @@ class Replicator:
 
     async def _sync(self, scopes: list[Scope] | None) -> Report:
         started, db = time.monotonic(), self.node.db
+        # A check that fails records nothing dirty and its events are gone: until one is done,
+        # each retry scans it all. A retry of the dirty names alone said "works again" (a
+        # state disk full in a user trial: status "last sync ok, dirty 0", nothing sent).
+        self._unscanned = scopes != []
         try:
             if scopes != []:  # [] (woken with no change: a peer back): only what is dirty
                 await asyncio.to_thread(self.node.check, scopes or ALL)
+                self._unscanned = False
             report = await self.node.update()
             dirty = len(await asyncio.to_thread(self.node.db.dirty))
         except Exception as e:  # keep the service alive; the reason goes to status and the log
