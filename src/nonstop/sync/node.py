@@ -10,6 +10,7 @@ markings are in :mod:`~nonstop.sync.listings`.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -31,7 +32,7 @@ from nonstop.sync.context import (
 )
 from nonstop.sync.listings import CsyncListings
 from nonstop.sync.patterns import Matcher, PathMap, Scope, in_scope
-from nonstop.sync.scan import Seen, scan_changes, scan_loading
+from nonstop.sync.scan import Brief, Seen, scan_changes, scan_loading
 from nonstop.sync.statedb import StateDB
 
 # asyncio, TLS and the network code (client, server, session) are loaded when a node first
@@ -48,6 +49,8 @@ __all__ = ["ALL", "Node", "Options", "Report", "Scope", "SyncError", "log_out", 
 # A peer the heartbeats declare dead and a connection did not reach is left out of pushes for
 # this long, then tried again (after the live peers): each try can wait a connect timeout.
 UNREACHABLE_RETRY_S = 300.0
+# A check that finds a hard-linked file changed is made a full one at most this often.
+LINKED_RESCAN_S = 5.0
 
 
 class Node(CsyncListings):
@@ -73,6 +76,8 @@ class Node(CsyncListings):
         if broken is not None:
             out(0, broken)
         self._renewing = threading.Lock()
+        # The last check made full for a hard-linked file, and when the next one is owed.
+        self._linked_at, self.linked_due_at = -math.inf, math.inf
         self.ignore = opts.config.ignore
         # The daemon keeps one session per peer open between runs (no TLS handshake per
         # change); a one-shot `nonstop sync` closes its sessions at the end of the run.
@@ -129,19 +134,35 @@ class Node(CsyncListings):
         scopes = scopes or ALL
         counts: dict[str, int] = {}
         for g in self.groups:
-            # Names found as recorded are only counted (their rows are neither loaded whole
-            # nor written): a no-change check of 20,000 files builds no Seen for them.
-            seen, same, cache = scan_changes(g.matcher, g.paths, scopes,
-                                             partial(self.db.local_briefs_in, scopes),
-                                             self.db.local_many, time.time_ns())
+            sc = scopes
+            seen, same, cache = self._check_scan(g, sc)
+            if sc is not ALL and _hard_linked(g, seen):
+                # A write through one name of a hard-linked file changes its other names, of
+                # which inotify says nothing: they waited for the minute's full scan (status
+                # said dirty 0 meanwhile, a user trial). This check is made a full one, at
+                # most every LINKED_RESCAN_S (a live log with a second name is appended to
+                # all the time); a later one is owed meanwhile (``linked_due_at``).
+                self.linked_due_at = min(self.linked_due_at, self._linked_at + LINKED_RESCAN_S)
+                if time.monotonic() >= self.linked_due_at:
+                    sc, self._linked_at = ALL, time.monotonic()
+                    seen, same, cache = self._check_scan(g, sc)
+            if sc is ALL:
+                self.linked_due_at = math.inf
             peers = [h.name for h in g.group.peers(self.me)]
-            dirty = self.db.record_check(scopes, seen, peers, force_new, old=cache,
+            dirty = self.db.record_check(sc, seen, peers, force_new, old=cache,
                                          owns=self.owns(g), unchanged=same)
             for peer, names in dirty.items():
                 counts[peer] = counts.get(peer, 0) + len(names)
                 for n in names:
                     self.out(2, f"dirty for {peer}: {n}")
         return counts
+
+    def _check_scan(self, g: GroupCtx, scopes: list[Scope],
+                    ) -> tuple[dict[str, Seen], set[str], Mapping[str, Brief]]:
+        # Names found as recorded are only counted (their rows are neither loaded whole
+        # nor written): a no-change check of 20,000 files builds no Seen for them.
+        return scan_changes(g.matcher, g.paths, scopes, partial(self.db.local_briefs_in, scopes),
+                            self.db.local_many, time.time_ns())
 
     def scan(self, g: GroupCtx, scopes: list[Scope]) -> dict[str, Seen]:
         """What the disk holds in ``scopes`` for group ``g`` now (nothing recorded)."""
@@ -288,6 +309,18 @@ class Node(CsyncListings):
                 continue
             self.out(0 if rc else 1,  # a failed action is a warning in the daemon's log
                      f"action {item.command!r} for {len(item.files)} file(s) exited {rc}")
+
+
+def _hard_linked(g: GroupCtx, seen: Mapping[str, Seen]) -> bool:
+    """Whether a regular file among those a check found changed has other hard links."""
+    for name, s in seen.items():
+        if s.kind == "reg":
+            try:
+                if os.lstat(g.paths.local(name)).st_nlink > 1:
+                    return True
+            except (OSError, KeyError):  # gone since, or a name this host has no path for
+                continue
+    return False
 
 
 def open_node(

@@ -411,7 +411,9 @@ class Replicator:
     async def _run(self) -> None:
         next_full = time.monotonic()
         while True:
-            timeout = max(0.0, min(next_full, self._recheck_at) - time.monotonic())
+            # a full check owed for a hard-linked file's other names (Node.check): active only
+            owed = min(next_full, self.node.linked_due_at if self._active else math.inf)
+            timeout = max(0.0, min(owed, self._recheck_at) - time.monotonic())
             # Not asyncio.wait_for: in Python 3.11 it drops a cancellation (stop()) that
             # arrives as the event is set (gh-86296), and this loop then ran on for ever.
             with contextlib.suppress(TimeoutError):
@@ -425,7 +427,7 @@ class Replicator:
                     self.retry_interval if self._catch_up_due else self.full_scan_interval)
                 continue
             await self._hold(next_full)
-            full = self._full_due or self._unscanned or time.monotonic() >= next_full
+            full = self._full_due or self._unscanned or time.monotonic() >= owed
             hints, self._hints = self._hints, {}
             if self._first_hint is not None and self._unsent_since is None:
                 self._unsent_since = self._first_hint
