@@ -37,7 +37,7 @@ from nonstop.sync.messages import (
     Whole,
 )
 from nonstop.sync.plan import Op
-from nonstop.sync.protocol import AuthError, Kind, ProtocolError, RemoteError
+from nonstop.sync.protocol import AuthError, Kind, PeerClosed, ProtocolError, RemoteError
 from nonstop.sync.receiver import Batch, Receiver
 from nonstop.sync.scan import describe
 from nonstop.sync.sender import FileSender
@@ -139,9 +139,19 @@ class Serving:
 
     async def run(self) -> None:
         """Serve requests until the peer says goodbye (without keep) or fails."""
+        # After a kept run's BYE the pusher may let the session go unsaid: it closes one idle
+        # for 30 s when its next push comes. That is no problem: it was a warning and the
+        # status's last_problem here each time a PBX got busy again after a quiet spell.
+        between = False
         try:
             while True:
-                ev = await next_event(self.chan, self.session)
+                try:
+                    ev = await next_event(self.chan, self.session)
+                except PeerClosed:
+                    if between:
+                        return
+                    raise
+                between = False
                 if isinstance(ev, Offer):
                     await self._offer(ev)
                     continue
@@ -153,6 +163,7 @@ class Serving:
                 elif isinstance(ev, Bye):
                     if not await self._bye(ev):
                         return
+                    between = True
                 else:
                     raise ProtocolError(f"unexpected {type(ev).__name__}")
         finally:
