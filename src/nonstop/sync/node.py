@@ -76,7 +76,10 @@ class Node(CsyncListings):
         if broken is not None:
             out(0, broken)
         self._renewing = threading.Lock()
-        # The last check made full for a hard-linked file, and when the next one is owed.
+        # The daemon's checks of inotify's names: one that finds a hard-linked file changed is
+        # made full (``check``; a command line's -c checks what it was told). The last such
+        # check, and when the next one is owed.
+        self.linked_full = False
         self._linked_at, self.linked_due_at = -math.inf, math.inf
         self.ignore = opts.config.ignore
         # The daemon keeps one session per peer open between runs (no TLS handshake per
@@ -136,7 +139,7 @@ class Node(CsyncListings):
         for g in self.groups:
             sc = scopes
             seen, same, cache = self._check_scan(g, sc)
-            if sc is not ALL and _hard_linked(g, seen):
+            if self.linked_full and sc is not ALL and _hard_linked(g, seen):
                 # A write through one name of a hard-linked file changes its other names, of
                 # which inotify says nothing: they waited for the minute's full scan (status
                 # said dirty 0 meanwhile, a user trial). This check is made a full one, at

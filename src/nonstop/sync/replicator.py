@@ -48,6 +48,7 @@ class Replicator:
                  full_scan_interval: float = 60.0, retry_interval: float = 5.0,
                  serve: bool = True, watch: bool = True) -> None:
         self.node = node
+        node.linked_full = True  # a hard-linked file's other names: Node.check
         # Retries meet the same conflicts and errors every retry_interval: each is said once
         # per 5 minutes, not every 5 s.
         self._quiet = QuietRepeats(node.out)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_harness import free_port, make_node, talk_config
+from sync_harness import free_port, make_node, pair, talk_config
 
 from nonstop.sync import node
 from nonstop.sync.replicator import Replicator
@@ -73,3 +73,20 @@ async def test_the_other_names_of_a_written_hard_linked_file_are_pushed(
         await r2.stop()
         n1.node.close()
         n2.node.close()
+
+
+async def test_a_command_line_check_checks_only_the_names_it_is_given(tmp_path: Path) -> None:
+    """``nonstop sync -c PATH`` is csync2's: it checks PATH alone; only the daemon's checks of
+    inotify's names (``linked_full``) are made full for a hard-linked file."""
+    async with pair(tmp_path) as (n1, _n2):
+        n1.write(f"{HL}/a", b"A" * 1000)
+        os.makedirs(n1.path("/etc/asterisk/links"), exist_ok=True)
+        os.link(n1.path(f"{HL}/a"), n1.path("/etc/asterisk/links/c"))
+        assert await n1.sync() == []
+        with open(n1.path(f"{HL}/a"), "ab") as f:
+            f.write(b"more")
+        n1.node.check([(f"{HL}/a", False)])
+        assert n1.node.db.dirty_names("vpbx1-2") == [f"{HL}/a"]
+        n1.node.linked_full = True
+        n1.node.check([(f"{HL}/a", False)])
+        assert sorted(n1.node.db.dirty_names("vpbx1-2")) == ["/etc/asterisk/links/c", f"{HL}/a"]
