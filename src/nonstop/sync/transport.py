@@ -189,7 +189,15 @@ class Channel:
         return f
 
     def send(self, data: bytes) -> None:
-        """Queue encoded frame bytes (see :meth:`drain`)."""
+        """Queue encoded frame bytes (see :meth:`drain`). Once the connection is closing (the
+        peer closed it, or it was aborted) this raises instead: asyncio would drop the bytes
+        and log "SSL connection is closed" for each write past the fifth, and a push whose
+        receiver closed mid-way (a reload) wrote on until its next drain, 37 such lines."""
+        if self.writer.is_closing():
+            why = self.reader.exception()
+            if isinstance(why, TimeoutError):  # the kernel's ETIMEDOUT: see detect_dead_peer
+                raise PeerGone() from None
+            raise why or p.PeerClosed("connection closed by peer")
         self.writer.write(data)
         self._unflushed += len(data)
         self.frames_sent += 1
