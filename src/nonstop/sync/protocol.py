@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 # cannot be changed on the way. Version 2 adds WHOLE frames (several small files in one);
 # version 3 a put's copy source (``Op.src``), which an older receiver would ignore while the
 # sender counted its bytes as copied (plan.batches); version 4 a rename's result that keeps its
-# source (``Result.src_status``), which an older sender could not read.
+# source (``Result.src_status``), which an older sender could not read; version 5 HOLE frames
+# (a DATA frame's payload of zeros, sent as its length: a sparse file's holes cost nothing on
+# the wire).
 PROTO_VERSION = 1
-PROTO_LATEST = 4
+PROTO_LATEST = 5
 HEADER = struct.Struct("!IB")
 MAX_FRAME = 8 * 1024 * 1024
 # Until a peer has proved the group key, every frame it may send is this small (the handshake
@@ -78,6 +80,7 @@ class Kind(enum.IntEnum):
     SIG = 23  # the receiver's rsync signature of its copy (raw bytes)
     SIGEND = 24
     WHOLE = 25  # v2: needed files whole and exactly as offered, back to back (binary)
+    HOLE = 26  # v5: a DATA frame of zeros, as its length (8 bytes, at most CHUNK)
 
 
 @record
@@ -256,3 +259,33 @@ def cert_fingerprint(der: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(der).hexdigest()
+
+
+_HOLE = struct.Struct("!Q")
+HOLE_MIN = 4096  # zeros shorter than this go as DATA (a HOLE frame saves nothing worth a test)
+
+
+def data_frames(payload: bytes, holes: bool) -> list[bytes]:
+    """DATA frames for ``payload``; with ``holes`` (version 5) a chunk of zeros only is a HOLE
+    frame instead: a 1 GiB disk image holding 5 bytes crossed the wire whole (a user trial,
+    182 s, every other change waiting behind it). Cheap for other data: its first byte is
+    almost never zero, and the comparison stops at the first difference."""
+    out = []
+    for i in range(0, len(payload), CHUNK):
+        chunk = payload[i : i + CHUNK]
+        if (holes and len(chunk) >= HOLE_MIN and chunk[:1] == b"\0"
+                and chunk == bytes(len(chunk))):
+            out.append(encode(Kind.HOLE, _HOLE.pack(len(chunk))))
+        else:
+            out.append(encode(Kind.DATA, chunk))
+    return out
+
+
+def hole_size(f: Frame) -> int:
+    """The length of the zeros a HOLE frame stands for."""
+    if len(f.payload) != _HOLE.size:
+        raise ProtocolError("malformed HOLE frame")
+    (n,) = _HOLE.unpack(f.payload)
+    if not 0 < n <= CHUNK:
+        raise ProtocolError(f"HOLE frame of {n} bytes (at most {CHUNK})")
+    return int(n)

@@ -64,9 +64,11 @@ from nonstop.sync.protocol import (
     Kind,
     ProtocolError,
     RemoteError,
+    data_frames,
     encode,
     encode_obj,
     field,
+    hole_size,
     pack_whole,
     unpack_whole,
 )
@@ -106,6 +108,7 @@ class Phase(enum.Enum):
 
 def _chunked(kind: Kind, data: bytes) -> list[bytes]:
     return [encode(kind, data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)]
+
 
 
 class _Session:
@@ -150,7 +153,7 @@ class _Session:
         self._need(Phase.SENDING)
         if not self._out:
             raise SessionMisuse("no file is being sent")
-        return _chunked(Kind.DATA, payload)
+        return data_frames(payload, self.version >= 5)
 
     def eof(self, i: int, state: FileState | None) -> bytes:
         """The end of file ``i`` and the state actually sent (None: it vanished)."""
@@ -168,9 +171,9 @@ class _Session:
     # --- files the peer streams
     def _incoming(self, f: Frame) -> Event:
         i = self._in[0]
-        if f.kind is Kind.DATA:
+        if f.kind is Kind.DATA or f.kind is Kind.HOLE:
             self._in_started = True
-            return Data(i, f.payload)
+            return Data(i, f.payload if f.kind is Kind.DATA else bytes(hole_size(f)))
         obj = f.obj()
         if obj.get("i") != i:
             raise ProtocolError("data for an unexpected file")
@@ -199,7 +202,7 @@ class ClientSession(_Session):
         Phase.AWAIT_LISTING: _ANY_TIME | {Kind.LISTING},
         Phase.AWAIT_FILES: frozenset({Kind.FILES}),
         Phase.NEED_DUE: frozenset(),
-        Phase.RECEIVING: frozenset({Kind.DATA, Kind.EOF}),
+        Phase.RECEIVING: frozenset({Kind.DATA, Kind.HOLE, Kind.EOF}),
         Phase.AWAIT_BYE: _ANY_TIME | {Kind.BYE},
         Phase.CLOSED: frozenset(),
     }
@@ -390,7 +393,7 @@ class ServerSession(_Session):
     RECEIVES: ClassVar[Mapping[Phase, frozenset[Kind]]] = {
         Phase.IDLE: frozenset({Kind.OFFER, Kind.LIST, Kind.FETCH, Kind.BYE}),
         Phase.VERDICT_DUE: frozenset(),
-        Phase.RECEIVING: frozenset({Kind.START, Kind.DATA, Kind.EOF, Kind.WHOLE}),
+        Phase.RECEIVING: frozenset({Kind.START, Kind.DATA, Kind.HOLE, Kind.EOF, Kind.WHOLE}),
         Phase.SIGNATURE_DUE: frozenset(),
         Phase.AWAIT_COMMIT: frozenset({Kind.COMMIT}),
         Phase.LISTING_DUE: frozenset(),

@@ -111,11 +111,11 @@ def test_the_version_1_transcript_is_unchanged() -> None:
 
 
 # --- negotiation and pushes over TLS -----------------------------------------------------------
-async def test_new_nodes_agree_on_version_4_and_older_clients_get_theirs(
+async def test_new_nodes_agree_on_version_5_and_older_clients_get_theirs(
         tmp_path: Path) -> None:
     async with pair(tmp_path) as (_n1, n2):
         port = n2.node.opts.port
-        for vmax, want in ((p.PROTO_LATEST, 4), (3, 3), (2, 2), (1, 1)):
+        for vmax, want in ((p.PROTO_LATEST, 5), (4, 4), (3, 3), (2, 2), (1, 1)):
             chan = await connect("127.0.0.2", port)
             try:
                 assert await client_handshake(chan, KEY.encode(), "vpbx1", "vpbx1-1", "vpbx1-2",
@@ -180,7 +180,8 @@ async def test_a_session_dropped_after_whole_frames_leaves_nothing(tmp_path: Pat
         ops = [Op("put", n, None, s.state) for n in names
                if (s := n1.node.db.local_get(n)) is not None]
         chan = await connect("127.0.0.2", n2.node.opts.port)
-        assert await client_handshake(chan, KEY.encode(), "vpbx1", "vpbx1-1", "vpbx1-2") == 4
+        assert await client_handshake(chan, KEY.encode(), "vpbx1", "vpbx1-1", "vpbx1-2") == \
+            p.PROTO_LATEST
         chan.send(p.encode_obj(Kind.OFFER, {"b": 0, "ops": [op.to_wire() for op in ops]}))
         assert len((await chan.expect(Kind.VERDICT)).obj()["need"]) == 100
         chan.send(p.pack_whole([b"x" * 100] * 100))  # every file, then no COMMIT
