@@ -406,6 +406,8 @@ class Client:
                 run.report.conflicts.append(run.report.problems[-1])
             elif unread and res.status == "error":
                 run.report.changing.append(run.report.problems[-1])
+            elif res.status == "error":  # this file alone failed there (Report.file_errors)
+                run.report.file_errors.append(run.report.problems[-1])
             out(0, f"{peer}: {res.status}: {res.message or op.name}")
 
     async def _delta_start(self, link: Link, index: int, have: Basis,

@@ -53,6 +53,9 @@ class Report:
     # The problems that are files not sent because they changed or went while read: the run
     # their own change brings sends them (the daemon counts no failure for them).
     changing: list[str] = field(default_factory=list)
+    # The problems that are one file the peer could not write (its disk, an immutable file): as
+    # a conflict, that file is offered again later and no other change waits for it.
+    file_errors: list[str] = field(default_factory=list)
     sent_names: list[str] = field(default_factory=list)
     bytes_sent: int = 0  # frame bytes to the peers (before TLS)
     bytes_received: int = 0
@@ -68,15 +71,17 @@ class Report:
         self.problems += run.problems
         self.conflicts += run.conflicts
         self.changing += run.changing
+        self.file_errors += run.file_errors
         self.sent_names += run.sent_names
         self.bytes_sent += run.bytes_sent
         self.bytes_received += run.bytes_received
         self.unreached += run.unreached
 
     def failures(self) -> list[str]:
-        """The problems that make a failed run: not the conflicts (left alone until resolved)
-        nor the files that changed while read (their own change brings them)."""
-        settled = set(self.conflicts) | set(self.changing)
+        """The problems that make a failed run: not the conflicts (left alone until resolved),
+        the files that changed while read (their own change brings them) nor the files the peer
+        could not write (offered again with the conflicts)."""
+        settled = set(self.conflicts) | set(self.changing) | set(self.file_errors)
         return [p for p in self.problems if p not in settled]
 
     @property

@@ -526,14 +526,15 @@ class Replicator:
         return report
 
     def _standing(self, conflicts: int) -> None:
-        """Note the conflicts the last run met, saying when some begin to stand and when none
-        is left (each file's own line is the push's, once per window). Counted as a failing
-        burst, one line a standby wrote to the Asterisk log made every change wait 5 s."""
+        """Note the conflicts and files the peer could not write that the last run met, saying
+        when some begin to stand and when none is left (each file's own line is the push's, once
+        per window). Counted as a failing burst, one line a standby wrote to the Asterisk log
+        made every change wait 5 s, and so did one immutable file there (4.4 s, a trial)."""
         if conflicts and not self._conflicts:
-            _log.warning("replication: %d file(s) in conflict, each left alone until it is "
-                         "resolved; other changes go on", conflicts)
+            _log.warning("replication: %d file(s) in conflict or not written on the peer, each "
+                         "left alone until it is resolved; other changes go on", conflicts)
         elif self._conflicts and not conflicts:
-            _log.info("replication: no conflict left")
+            _log.info("replication: no conflict or unwritten file left")
         self._conflicts = conflicts
         # Offered again (the dirty names alone, no scan) until resolved.
         self._recheck_at = time.monotonic() + self.retry_interval if conflicts else math.inf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import sqlite3
@@ -15,6 +16,7 @@ import pytest
 import sync_harness
 from sync_harness import free_port, make_node, talk_config
 
+from nonstop.sync import fsops
 from nonstop.sync.context import Report
 from nonstop.sync.replicator import Replicator
 
@@ -286,7 +288,45 @@ async def test_a_standing_conflict_holds_no_other_change_back(
         await _wait(lambda: r1.failing() is None)  # the retry found it resolved
         st = r1.status()
         assert st["last_error"] is None and st["dirty"] == 0 and st["lag_s"] == 0.0
-        assert any(r.getMessage() == "replication: no conflict left" for r in caplog.records)
+        assert any(r.getMessage() == "replication: no conflict or unwritten file left"
+                   for r in caplog.records)
+    finally:
+        await _close(n1, n2, r1, r2)
+
+
+async def test_a_file_the_peer_cannot_write_holds_no_other_change_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One file the standby could not write (an immutable copy there, `chattr +i`, in a lab
+    trial) made every run a failed one: every other change waited the retry, 4.4 s, for as
+    long as that file stood. Now it is offered again as a conflict is, the others go at once."""
+    caplog.set_level(logging.INFO, logger="nonstop.sync")
+    n1, n2, r1, r2 = await _started(tmp_path, retry_interval=3.0)
+    real_rename = fsops.rename
+    stuck = {"on": True}
+
+    def rename(src: str, dst: str, dir_fd: int, replace: bool = True) -> bool:
+        if stuck["on"] and dst == "stuck.conf":
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real_rename(src, dst, dir_fd, replace)
+
+    monkeypatch.setattr(fsops, "rename", rename)
+    try:
+        r1.set_active(True)
+        n1.write("/etc/asterisk/stuck.conf", "v2\n")
+        await _wait(lambda: r1.status()["last_error"] is not None)
+        for i in range(5):
+            n1.write(f"/etc/asterisk/edit{i}.conf", f"edit {i}\n")
+            waited = await _wait(lambda i=i: n2.path(f"/etc/asterisk/edit{i}.conf").exists())
+            assert waited < 1.5, (i, waited)  # not the retry's 3 s
+        st = r1.status()
+        assert "not permitted" in st["last_error"] and st["dirty"] == 1 and st["lag_s"] > 0
+        assert r1.failing() is not None  # a planned `standby` still waits for it
+        assert not [r for r in caplog.records if "replication failed" in r.getMessage()]
+        stuck["on"] = False  # the admin ran chattr -i there
+        await _wait(lambda: n2.path("/etc/asterisk/stuck.conf").exists())
+        await _wait(lambda: r1.failing() is None)
+        assert r1.status()["dirty"] == 0
     finally:
         await _close(n1, n2, r1, r2)
 
