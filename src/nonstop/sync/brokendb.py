@@ -54,13 +54,14 @@ def notice(path: str, aside: str, e: BaseException) -> str:
             "with a new one (a full scan, whose pushes compare content with the peers)")
 
 
-def open_state(path: str, timeout: float) -> tuple[StateDB, str | None]:
-    """The state database at ``path``, and the notice to give if a damaged one was replaced
-    (None if not)."""
+def open_state(path: str, timeout: float, cache_kib: int = 2000,
+               ) -> tuple[StateDB, str | None]:
+    """The state database at ``path`` (see StateDB), and the notice to give if a damaged one
+    was replaced (None if not)."""
     try:
-        return StateDB(path, timeout=timeout), None
+        return StateDB(path, timeout=timeout, cache_kib=cache_kib), None
     except sqlite3.DatabaseError as e:
         if not is_broken(e) or not os.path.lexists(path):
             raise
         said = notice(path, set_aside(path), e)
-    return StateDB(path, timeout=timeout), said
+    return StateDB(path, timeout=timeout, cache_kib=cache_kib), said

@@ -41,6 +41,9 @@ class Options:
     # How long a refused connection is retried: the CLI waits for a receiver started at the
     # same moment (csync2's test suite does that); the daemon fails at once and retries later.
     refused_retry: float = 0.0
+    # The most KiB of the state database sqlite's page cache may hold (its default: 2000);
+    # the daemon's is smaller (nonstop.sync.node.DAEMON_CACHE_KIB).
+    cache_kib: int = 2000
 
 
 @mutable_record

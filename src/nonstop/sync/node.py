@@ -51,6 +51,16 @@ __all__ = ["ALL", "Node", "Options", "Report", "Scope", "SyncError", "log_out", 
 UNREACHABLE_RETRY_S = 300.0
 # A check that finds a hard-linked file changed is made a full one at most this often.
 LINKED_RESCAN_S = 5.0
+# The daemon's page cache of its state database (issue 15: an idle node stays under 25 MB PSS).
+# With sqlite's default (2000 KiB) the cache held the whole database and grew with it: ~12 KB a
+# minute in a replicating soak of the talk's pair (a voicemail file every 2 s; ~0.4 KB of
+# database per file, so 2 MB at ~5,000 files), and freed heap is never given back (mlockall).
+# What a push reads (the b-trees' inner pages, a few leaves) fits in far less; a page past the
+# bound is read again from the OS's cache. Measured on a 20,000-file database (7 MB): a lookup
+# by name 30 us instead of 17, a full read and the join of a check no slower (sqlite's default
+# cannot hold it either), one transaction writing all 20,000 rows (a takeover's first push)
+# 0.35 s instead of 0.17 s. `nonstop sync` (over in seconds) keeps sqlite's default.
+DAEMON_CACHE_KIB = 256
 
 
 class Node(CsyncListings):
@@ -72,7 +82,8 @@ class Node(CsyncListings):
         aside = csync2db.set_aside(db_path)
         if aside is not None:
             out(0, csync2db.notice(db_path, aside))
-        self.db, broken = brokendb.open_state(db_path, float(opts.config.lock_timeout))
+        self.db, broken = brokendb.open_state(db_path, float(opts.config.lock_timeout),
+                                              opts.cache_kib)
         if broken is not None:
             out(0, broken)
         self._renewing = threading.Lock()
@@ -127,7 +138,8 @@ class Node(CsyncListings):
                 return True
             db.close()
             aside = brokendb.set_aside(db.path)
-            self.db = StateDB(db.path, timeout=float(self.opts.config.lock_timeout))
+            self.db = StateDB(db.path, timeout=float(self.opts.config.lock_timeout),
+                              cache_kib=self.opts.cache_kib)
         self.out(0, brokendb.notice(db.path, aside, e))
         return True
 
@@ -337,7 +349,8 @@ def open_node(
     listen: str = "0.0.0.0",
     out: Out = log_out,
 ) -> Node:
-    """Read csync2.cfg and open ``me``'s replication engine (ConfigError names file:line).
+    """Read csync2.cfg and open ``me``'s replication engine (ConfigError names file:line), as
+    the daemon runs it: its state database's page cache is bounded (DAEMON_CACHE_KIB).
 
     Messages go to the ``nonstop.sync`` logger unless ``out`` is given.
     """
@@ -346,6 +359,7 @@ def open_node(
     cfg = load_csync2(config_path)
     for g in cfg.groups_for(me):
         load_key(g)  # a bad key is a config error now, not at the first connection
-    return Node(Options(cfg, me, state_dir, None, root, port, dict(addresses or {}), listen), out)
+    return Node(Options(cfg, me, state_dir, None, root, port, dict(addresses or {}), listen,
+                        cache_kib=DAEMON_CACHE_KIB), out)
 
 

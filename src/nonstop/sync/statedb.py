@@ -48,10 +48,9 @@ CREATE TABLE IF NOT EXISTS appends(path TEXT PRIMARY KEY, ino INTEGER, size INTE
                                    mtime_ns INTEGER);
 """
 # Bumped when the meaning of a stored digest changes: version 2 has block digests, 3 the state of
-# their rolling re-checks
-# (nonstop.sync.digest). An older cache is dropped (every file is hashed again once); the peers'
-# recorded states stay, and a file whose digest only changed form is found equal ("same") at the
-# next sync without sending its bytes.
+# their rolling re-checks (nonstop.sync.digest). An older cache is dropped (every file is hashed
+# again once); the peers' recorded states stay, and a file whose digest only changed form is
+# found equal ("same") at the next sync without sending its bytes.
 # Version 4 keeps local, synced and dirty as WITHOUT ROWID tables: their rows are stored in
 # name order in the primary key's own b-tree, so a scope (a range of names) is read in order
 # from one tree. In a rowid table every INSERT OR REPLACE moves a row to a new rowid, away from
@@ -133,17 +132,18 @@ def _scope_where(path: str, recursive: bool, col: str = "name") -> tuple[str, tu
 
 
 class StateDB:
-    """One node's state database (WAL, safe to share between the daemon and a cron run)."""
+    """One node's state database (WAL, safe to share between the daemon and a cron run); the
+    page cache of its connection holds at most ``cache_kib`` KiB (sqlite's default: 2000)."""
 
-    def __init__(self, path: str, timeout: float = 12.0) -> None:
+    def __init__(self, path: str, timeout: float = 12.0, cache_kib: int = 2000) -> None:
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, mode=0o700, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, timeout=timeout, check_same_thread=False,
                                    isolation_level=None)
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"cache_size={-cache_kib:d}"):
+            self._db.execute(f"PRAGMA {pragma}")
         self._migrate()
 
     def _migrate(self) -> None:
