@@ -453,17 +453,25 @@ def scan_changes(
 
     ``briefs`` loads the brief cache of the scopes, ``rows`` the whole cached rows of some
     names: only those of names found changed are loaded (their block digests let a grown file
-    be hashed from its last old block)."""
-    found = walk(matcher, paths, scopes)
+    be hashed from its last old block). The cache is loaded first and each file compared as
+    the walk finds it: one found as recorded leaves only its name. Every file's lstat held at
+    once made a check of 2,000 unchanged files peak at 3.0 MB of Python objects (2.2 MB so),
+    and what a daemon ever held stays resident: it grew with the tree (issue 15)."""
     cache = briefs()
     same: set[str] = set()
     rest: list[_Found] = []
-    for f in found:
+
+    def sort(f: _Found) -> None:
+        if sqlitefile.is_journal_entry(*f):  # left out as if absent, as walk() does
+            return
         b = cache.get(f[0])
         if b is not None and unchanged(b, f[2], now_ns):
             same.add(f[0])
         else:
             rest.append(f)
+
+    for scope, recursive in scopes:
+        _walk_scope(matcher, paths, scope, recursive, sort)
     known = [f[0] for f in rest if f[0] in cache]
     old = rows(known) if known else {}
     return _describe_all(rest, old.get, now_ns), same, cache
@@ -488,12 +496,12 @@ def walk(matcher: Matcher, paths: PathMap, scopes: Iterable[tuple[str, bool]]) -
     """Every included name under the scopes with its local path and lstat (nothing read)."""
     found: list[_Found] = []
     for scope, recursive in scopes:
-        _walk_scope(matcher, paths, scope, recursive, found)
+        _walk_scope(matcher, paths, scope, recursive, found.append)
     return sqlitefile.without_journals(found)
 
 
 def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
-                found: list[_Found]) -> None:
+                found: Callable[[_Found], None]) -> None:
     starts: list[str] = []
     if recursive:
         # A scope above the includes (e.g. "/") walks from the include roots below it.
@@ -517,12 +525,13 @@ def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
             not_replicated(local, e.strerror or str(e), rename=False)
             continue
         if matcher.included(start):
-            found.append((start, local, st))
+            found((start, local, st))
         if recursive and stat.S_ISDIR(st.st_mode) and matcher.descend(start):
             _walk_tree(matcher, local, start, found)
 
 
-def _walk_tree(matcher: Matcher, local_top: str, name_top: str, found: list[_Found]) -> None:
+def _walk_tree(matcher: Matcher, local_top: str, name_top: str,
+               found: Callable[[_Found], None]) -> None:
     """The directories below one start, depth first, without recursion (any depth)."""
     stack = [(local_top, name_top)]
     while stack:
@@ -548,13 +557,13 @@ def _walk_tree(matcher: Matcher, local_top: str, name_top: str, found: list[_Fou
                 continue
             if included(name, entry.name):
                 try:
-                    st = entry.stat(follow_symlinks=False)
+                    st = os.lstat(entry.path)  # entry.stat() would live as long as entries
                 except (FileNotFoundError, NotADirectoryError):
                     continue
                 except OSError as e:
                     not_replicated(entry.path, e.strerror or str(e), rename=False)
                     continue
-                found.append((name, entry.path, st))
+                found((name, entry.path, st))
             if is_dir and matcher.descend(name):
                 below.append((entry.path, name))
         stack.extend(reversed(below))

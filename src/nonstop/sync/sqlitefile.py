@@ -94,14 +94,18 @@ def is_journal(path: str) -> bool:
         os.close(fd)
 
 
+def is_journal_entry(name: str, local: str, st: os.stat_result) -> bool:
+    """A walk's entry (name, local path, lstat) is the journal of a sqlite database."""
+    return name.endswith(JOURNAL_SUFFIX) and stat.S_ISREG(st.st_mode) and is_journal(local)
+
+
 def without_journals(found: list[tuple[str, str, os.stat_result]]
                      ) -> list[tuple[str, str, os.stat_result]]:
     """A walk's (name, local path, lstat) entries without the journals of sqlite databases:
     they are left out as if absent, so that a peer's copy of one is deleted."""
     if not any(f[0].endswith(JOURNAL_SUFFIX) for f in found):
         return found
-    return [f for f in found if not (f[0].endswith(JOURNAL_SUFFIX)
-                                     and stat.S_ISREG(f[2].st_mode) and is_journal(f[1]))]
+    return [f for f in found if not is_journal_entry(*f)]
 
 
 def _lock(fd: int, kind: int, start: int, length: int) -> bool:

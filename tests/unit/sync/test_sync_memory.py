@@ -1,9 +1,10 @@
 """What replication holds in memory does not grow with the tree (issue 15: an idle node stays
 under 25 MB PSS, and what a daemon ever held stays resident): the daemon's state database has
-a bounded page cache."""
+a bounded page cache, and a check does not hold every file's lstat at once."""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 from nonstop.sync.node import Node, open_node
@@ -43,3 +44,32 @@ def test_a_one_shot_run_keeps_sqlites_own_bound(tmp_path: Path) -> None:
         assert _cache_size(db) == -2000
     finally:
         db.close()
+
+
+def test_a_check_of_unchanged_files_holds_little_beside_the_recorded_states(
+        tmp_path: Path) -> None:
+    """The daemon checks the whole tree every minute. Holding every file's lstat (in a list
+    and in the directory entries) made its peak 2.7 times what loading the recorded states
+    takes, ~1.4 KB a file; compared as found, 1.9 times."""
+    inbox = tmp_path / "root/var/spool/asterisk/voicemail/default/1000/INBOX"
+    inbox.mkdir(parents=True)
+    n = 1000
+    for i in range(n):
+        (inbox / f"msg{i:06d}.txt").write_bytes(b"x" * 100)
+    node = _node(tmp_path)
+    try:
+        dirty = node.check()  # every file and directory new, dirty for the peer
+        assert dirty["vpbx1-2"] > n
+        node.check()  # recorded: the next check finds them as they were
+        tracemalloc.start()
+        try:
+            assert len(node.db.local_briefs_in([("/", True)])) > n
+            loading = tracemalloc.get_traced_memory()[1]
+            tracemalloc.reset_peak()
+            assert node.check() == dirty
+            checking = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert checking < 2.3 * loading, (checking / n, loading / n)
+    finally:
+        node.close()
