@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nonstop.config.csync2 import Csync2Config, parse_csync2_text
 from nonstop.logs import BAD_INPUT
 from nonstop.sync.node import Node, Options
+from nonstop.sync.replicator import Replicator
 from nonstop.sync.server import SyncServer
 from nonstop.talk import talk_path
 
@@ -113,6 +115,22 @@ async def pair(tmp: Path, cfg1: Csync2Config | None = None, cfg2: Csync2Config |
             if n.server is not None:
                 await n.server.close()
             n.node.close()
+
+
+async def replicating(tmp: Path, **active: Any,
+                      ) -> tuple[TestNode, TestNode, Replicator, Replicator]:
+    """vpbx1-1 and vpbx1-2 (the talk's csync2.cfg on 127.0.0.1 and 127.0.0.2) with their
+    replicators started, both standby; vpbx1-1's with ``active``'s settings."""
+    cfg = talk_config(tmp)
+    port = free_port()
+    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
+    n1 = make_node(tmp, "vpbx1-1", cfg, port, addrs)
+    n2 = make_node(tmp, "vpbx1-2", cfg, port, addrs)
+    r1 = Replicator(n1.node, full_scan_interval=3600, **active)
+    r2 = Replicator(n2.node, full_scan_interval=3600)
+    await r1.start()
+    await r2.start()
+    return n1, n2, r1, r2
 
 
 def tree(root: Path) -> dict[str, tuple[str, int, int, int, bytes | str]]:

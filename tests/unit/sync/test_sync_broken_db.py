@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from sync_harness import free_port, make_node, talk_config
+from sync_harness import replicating
 
 from nonstop.sync import brokendb
-from nonstop.sync.replicator import Replicator
 from nonstop.sync.statedb import StateDB
 
 
@@ -64,15 +63,7 @@ def test_a_database_that_is_no_database_is_replaced_at_open(tmp_path: Path) -> N
 
 async def test_a_database_damaged_under_the_running_replicator_is_replaced(
         tmp_path: Path) -> None:
-    cfg = talk_config(tmp_path)
-    port = free_port()
-    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
-    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
-    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
-    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=1.0)
-    r2 = Replicator(n2.node, full_scan_interval=3600)
-    await r1.start()
-    await r2.start()
+    n1, n2, r1, r2 = await replicating(tmp_path, retry_interval=1.0)
 
     async def arrived(name: str, data: bytes, timeout: float = 15.0) -> None:
         end = time.monotonic() + timeout

@@ -13,21 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sync_harness import free_port, make_node, talk_config
-
-from nonstop.sync.replicator import Replicator
+from sync_harness import replicating
 
 
 async def test_a_failed_check_is_retried_whole_and_status_stays_failing(tmp_path: Path) -> None:
-    cfg = talk_config(tmp_path)
-    port = free_port()
-    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
-    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
-    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
-    r1 = Replicator(n1.node, full_scan_interval=3600, retry_interval=30)
-    r2 = Replicator(n2.node, full_scan_interval=3600)
-    await r1.start()
-    await r2.start()
+    n1, n2, r1, r2 = await replicating(tmp_path, retry_interval=30)
     full = {"on": False}
     check = n1.node.check
     scopes_seen: list[object] = []

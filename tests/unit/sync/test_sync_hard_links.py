@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_harness import free_port, make_node, pair, talk_config
+from sync_harness import pair, replicating
 
 from nonstop.sync import node
-from nonstop.sync.replicator import Replicator
 
 HL = "/var/lib/asterisk/hl"
 
@@ -23,15 +22,7 @@ HL = "/var/lib/asterisk/hl"
 async def test_the_other_names_of_a_written_hard_linked_file_are_pushed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(node, "LINKED_RESCAN_S", 1.0, raising=False)
-    cfg = talk_config(tmp_path)
-    port = free_port()
-    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
-    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
-    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
-    r1 = Replicator(n1.node, full_scan_interval=3600)
-    r2 = Replicator(n2.node, full_scan_interval=3600)
-    await r1.start()
-    await r2.start()
+    n1, n2, r1, r2 = await replicating(tmp_path)
 
     async def until(pred: Any, timeout: float = 10.0) -> None:
         end = time.monotonic() + timeout

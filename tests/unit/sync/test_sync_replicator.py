@@ -41,12 +41,7 @@ async def _close(n1: sync_harness.TestNode, n2: sync_harness.TestNode,
 async def _started(tmp_path: Path, **active: Any) -> tuple[
         sync_harness.TestNode, sync_harness.TestNode, Replicator, Replicator]:
     """Both nodes' replicators running (vpbx1-1's with ``active``'s settings), both standby."""
-    n1, n2 = _nodes(tmp_path)
-    r1 = Replicator(n1.node, full_scan_interval=3600, **active)
-    r2 = Replicator(n2.node, full_scan_interval=3600)
-    await r1.start()
-    await r2.start()
-    return n1, n2, r1, r2
+    return await sync_harness.replicating(tmp_path, **active)
 
 
 async def _wait(pred: object, timeout: float = 10.0) -> float:

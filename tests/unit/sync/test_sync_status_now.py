@@ -12,7 +12,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from sync_harness import free_port, make_node, talk_config
+from sync_harness import replicating
 
 from nonstop.daemon_api import ApiWiring
 from nonstop.quick import render_sync
@@ -38,15 +38,7 @@ async def _sync_status(api: _Api) -> dict[str, Any]:
 
 
 async def test_a_standby_s_status_counts_what_is_dirty_when_asked(tmp_path: Path) -> None:
-    cfg = talk_config(tmp_path)
-    port = free_port()
-    addrs = {"vpbx1-1": "127.0.0.1", "vpbx1-2": "127.0.0.2"}
-    n1 = make_node(tmp_path, "vpbx1-1", cfg, port, addrs)
-    n2 = make_node(tmp_path, "vpbx1-2", cfg, port, addrs)
-    r1 = Replicator(n1.node, full_scan_interval=3600)
-    r2 = Replicator(n2.node, full_scan_interval=3600)
-    await r1.start()
-    await r2.start()
+    n1, n2, r1, r2 = await replicating(tmp_path)
     api = _Api(r1)
     try:
         # The dialplan as replicated before the split brain, then vpbx1-1's edit while it was
