@@ -262,19 +262,26 @@ def cert_fingerprint(der: bytes) -> str:
 
 
 _HOLE = struct.Struct("!Q")
-HOLE_MIN = 4096  # zeros shorter than this go as DATA (a HOLE frame saves nothing worth a test)
+# Zeros shorter than this (a file system block) go as DATA and are written out: a HOLE frame
+# or a hole on disk saves nothing worth the test.
+HOLE_MIN = 4096
+
+
+def is_hole(data: bytes) -> bool:
+    """Whether ``data`` is zeros only and at least HOLE_MIN long: sent as a HOLE frame, left as
+    a hole in a new file. Cheap for other data: its first byte is almost never zero, and the
+    comparison stops at the first difference."""
+    return len(data) >= HOLE_MIN and data[:1] == b"\0" and data == bytes(len(data))
 
 
 def data_frames(payload: bytes, holes: bool) -> list[bytes]:
     """DATA frames for ``payload``; with ``holes`` (version 5) a chunk of zeros only is a HOLE
     frame instead: a 1 GiB disk image holding 5 bytes crossed the wire whole (a user trial,
-    182 s, every other change waiting behind it). Cheap for other data: its first byte is
-    almost never zero, and the comparison stops at the first difference."""
+    182 s, every other change waiting behind it)."""
     out = []
     for i in range(0, len(payload), CHUNK):
         chunk = payload[i : i + CHUNK]
-        if (holes and len(chunk) >= HOLE_MIN and chunk[:1] == b"\0"
-                and chunk == bytes(len(chunk))):
+        if holes and is_hole(chunk):
             out.append(encode(Kind.HOLE, _HOLE.pack(len(chunk))))
         else:
             out.append(encode(Kind.DATA, chunk))

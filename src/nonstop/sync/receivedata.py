@@ -24,23 +24,16 @@ from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
 from nonstop.sync.messages import Basis
 from nonstop.sync.patterns import PathMap
 from nonstop.sync.plan import COPY_BYTES, COPY_FDS, Op, copy_span
+from nonstop.sync.protocol import is_hole
 from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.writes import Batch, Pending, undo_append
 
 COPY_CHUNK = 1 << 20
-# Zeros at least this long (a file system block) go to a new file as a hole (``holes``).
-HOLE_MIN = 4096
 # A batch with this many names in one directory lists it once instead of a lookup per name,
 # if the directory is small enough (ext4: a few thousand names).
 LIST_MIN = 16
 LIST_MAX_BYTES = 256 << 10
-
-
-def holes(data: bytes) -> bool:
-    """Whether ``data`` is zeros only, long enough to leave as a hole (cheap for other data:
-    its first byte is almost never zero, and a comparison stops at the first difference)."""
-    return len(data) >= HOLE_MIN and data[:1] == b"\0" and data == bytes(len(data))
 
 
 _P = ParamSpec("_P")
@@ -443,7 +436,7 @@ class ReceiveData:
         assert p.hasher is not None
         view = memoryview(data)
         pos = p.at + p.size if p.mode == "append" else p.size
-        if p.mode != "append" and holes(data):
+        if p.mode != "append" and is_hole(data):
             # Zeros in a new temp file are left as a hole (the file is made longer, not
             # written): a sparse file stays sparse here, as with rsync -S. Written out, a
             # 1 GiB disk image with 5 bytes of data took 1 GiB of the replica's disk.

@@ -461,7 +461,7 @@ def scan_changes(
     same: set[str] = set()
     rest: list[_Found] = []
 
-    def sort(f: _Found) -> None:
+    def classify(f: _Found) -> None:
         if sqlitefile.is_journal_entry(*f):  # left out as if absent, as walk() does
             return
         b = cache.get(f[0])
@@ -471,7 +471,7 @@ def scan_changes(
             rest.append(f)
 
     for scope, recursive in scopes:
-        _walk_scope(matcher, paths, scope, recursive, sort)
+        _walk_scope(matcher, paths, scope, recursive, classify)
     known = [f[0] for f in rest if f[0] in cache]
     old = rows(known) if known else {}
     return _describe_all(rest, old.get, now_ns), same, cache

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sync_harness import pair
 
-from nonstop.sync.receivedata import HOLE_MIN, holes
+from nonstop.sync.protocol import HOLE_MIN
+from nonstop.sync.protocol import is_hole as holes
 
 IMAGE = "/var/lib/asterisk/sparse.img"
 
