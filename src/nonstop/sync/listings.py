@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable
 
 from nonstop.sync.context import ALL, GroupCtx, overlaps
 from nonstop.sync.digest import blocks_match, prefix_hasher
-from nonstop.sync.patterns import Matcher, Scope, in_scope
+from nonstop.sync.patterns import Matcher, Owner, Scope, in_scope
 from nonstop.sync.plan import COPY_MIN, Op, plan
 from nonstop.sync.quickcli import dirty_listing, scope_shown
 from nonstop.sync.scan import scan
 from nonstop.sync.state import FileState
-from nonstop.sync.statedb import Owner, StateDB
+from nonstop.sync.statedb import StateDB
 
 # Names checked per file for a grown copy (CsyncListings._grown_copies): a block read each.
 GROWN_CANDIDATES = 8

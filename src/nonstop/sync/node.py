@@ -19,6 +19,7 @@ from functools import partial
 from nonstop.config.csync2 import DEFAULT_PORT, load_key
 from nonstop.config.errors import ConfigError, Location
 from nonstop.sync import brokendb, csync2db
+from nonstop.sync.checkorder import check_in_order
 from nonstop.sync.context import (
     ALL,
     GroupCtx,
@@ -150,7 +151,7 @@ class Node(CsyncListings):
         counts: dict[str, int] = {}
         for g in self.groups:
             sc = scopes
-            seen, same, cache = self._check_scan(g, sc)
+            seen, same, cache, unfound = self._check_scan(g, sc)
             if self.linked_full and sc is not ALL and _hard_linked(g, seen):
                 # A write through one name of a hard-linked file changes its other names, of
                 # which inotify says nothing: they waited for the minute's full scan (status
@@ -160,24 +161,38 @@ class Node(CsyncListings):
                 self.linked_due_at = min(self.linked_due_at, self._linked_at + LINKED_RESCAN_S)
                 if time.monotonic() >= self.linked_due_at:
                     sc, self._linked_at = ALL, time.monotonic()
-                    seen, same, cache = self._check_scan(g, sc)
+                    seen, same, cache, unfound = self._check_scan(g, sc)
             if sc is ALL:
                 self.linked_due_at = math.inf
             peers = [h.name for h in g.group.peers(self.me)]
             dirty = self.db.record_check(sc, seen, peers, force_new, old=cache,
-                                         owns=self.owns(g), unchanged=same)
+                                         owns=self.owns(g), unchanged=same, unfound=unfound)
             for peer, names in dirty.items():
                 counts[peer] = counts.get(peer, 0) + len(names)
                 for n in names:
                     self.out(2, f"dirty for {peer}: {n}")
         return counts
 
-    def _check_scan(self, g: GroupCtx, scopes: list[Scope],
-                    ) -> tuple[dict[str, Seen], set[str], Mapping[str, Brief]]:
-        # Names found as recorded are only counted (their rows are neither loaded whole
-        # nor written): a no-change check of 20,000 files builds no Seen for them.
-        return scan_changes(g.matcher, g.paths, scopes, partial(self.db.local_briefs_in, scopes),
-                            self.db.local_many, time.time_ns())
+    def _check_scan(self, g: GroupCtx, scopes: list[Scope]) -> tuple[
+            dict[str, Seen], set[str], Mapping[str, Seen | Brief], list[str] | None]:
+        """What is new or not as recorded (described), the names found as recorded, the
+        recorded rows compared, and the recorded names not found (None: every recorded name
+        not in the first two). Names found as recorded are only counted (their rows are
+        neither loaded whole nor written): a no-change check of 20,000 files builds no Seen
+        for them. A check of a single scope (the whole tree, every minute) holds one
+        directory at a time (checkorder); several scopes (inotify's) go the old way."""
+        now_ns = time.time_ns()
+        if len(scopes) == 1:
+            (path, rec), = scopes
+            got = check_in_order(g.matcher, g.paths, (path, rec),
+                                 self.db.briefs_in_order(path, rec), self.db.local_many, now_ns)
+            if got is not None:
+                seen, unfound, old = got
+                return seen, set(), old, unfound
+        seen, same, cache = scan_changes(g.matcher, g.paths, scopes,
+                                         partial(self.db.local_briefs_in, scopes),
+                                         self.db.local_many, now_ns)
+        return seen, same, cache, None
 
     def scan(self, g: GroupCtx, scopes: list[Scope]) -> dict[str, Seen]:
         """What the disk holds in ``scopes`` for group ``g`` now (nothing recorded)."""

@@ -316,3 +316,19 @@ def force_paths(matchers: Sequence[Matcher]) -> tuple[str, ...]:
     roots = sorted({r for m in matchers for r in m.roots()})
     return tuple(r for r in roots
                  if not any(r != o and r.startswith(o.rstrip("/") + "/") for o in roots))
+
+
+class Owner:
+    """Which names one group's scan speaks for (call it), and which names any group of this
+    node includes (``kept``). A name that no group includes any more (an ``include`` taken out
+    of csync2.cfg, an ``exclude`` added) is no longer this node's business: a check forgets
+    its rows, as ``-R`` does, instead of taking it for a deletion to push."""
+
+    __slots__ = ("kept", "mine")
+
+    def __init__(self, mine: Callable[[str], bool], kept: Callable[[str], bool]) -> None:
+        self.mine = mine
+        self.kept = kept
+
+    def __call__(self, name: str) -> bool:
+        return self.mine(name)

@@ -19,9 +19,10 @@ from typing import NamedTuple
 
 from nonstop.sync import sqlitefile
 from nonstop.sync.digest import BLOCK, BLOCK_DIGEST, Hasher, blocks_match, extend, hash_fd
-from nonstop.sync.patterns import TMP_PREFIX, Matcher, PathMap, in_scope
+from nonstop.sync.patterns import Matcher, PathMap, in_scope
 from nonstop.sync.skipped import not_replicated
 from nonstop.sync.state import FileState, held_ns, is_utf8, supported
+from nonstop.sync.walk import dir_listing, local_prefixes, lstat_or_none
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -424,7 +425,7 @@ def scan(
     does not enter directories the rules rule out.
     """
     get = cache.get if isinstance(cache, Mapping) else cache
-    return _describe_all(walk(matcher, paths, scopes), get, now_ns)
+    return describe_found(walk(matcher, paths, scopes), get, now_ns)
 
 
 def scan_loading(
@@ -437,7 +438,7 @@ def scan_loading(
     """``scan`` with its cache loaded by ``load``; returns the cache too."""
     found = walk(matcher, paths, scopes)
     cache = load()
-    return _describe_all(found, cache.get, now_ns), cache
+    return describe_found(found, cache.get, now_ns), cache
 
 
 def scan_changes(
@@ -474,10 +475,10 @@ def scan_changes(
         _walk_scope(matcher, paths, scope, recursive, classify)
     known = [f[0] for f in rest if f[0] in cache]
     old = rows(known) if known else {}
-    return _describe_all(rest, old.get, now_ns), same, cache
+    return describe_found(rest, old.get, now_ns), same, cache
 
 
-def _describe_all(found: list[_Found], get: Callable[[str], Seen | None],
+def describe_found(found: list[_Found], get: Callable[[str], Seen | None],
                   now_ns: int) -> dict[str, Seen]:
     out: dict[str, Seen] = {}
     todo: list[_Todo] = []
@@ -502,9 +503,18 @@ def walk(matcher: Matcher, paths: PathMap, scopes: Iterable[tuple[str, bool]]) -
 
 def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
                 found: Callable[[_Found], None]) -> None:
+    for start, local, st in scan_starts(matcher, paths, scope, recursive):
+        if matcher.included(start):
+            found((start, local, st))
+        if recursive and stat.S_ISDIR(st.st_mode) and matcher.descend(start):
+            _walk_tree(matcher, local, start, found)
+
+
+def scan_starts(matcher: Matcher, paths: PathMap, scope: str, recursive: bool) -> list[_Found]:
+    """Where a walk of the scope starts (a scope above the includes, e.g. "/", starts at the
+    include roots below it), each with its local path and lstat, if it exists."""
     starts: list[str] = []
     if recursive:
-        # A scope above the includes (e.g. "/") walks from the include roots below it.
         for root in matcher.roots():
             if in_scope(root, scope, True):
                 starts.append(root)
@@ -512,22 +522,19 @@ def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
                 starts.append(scope)
     else:
         starts.append(scope)
+    out: list[_Found] = []
     for start in dict.fromkeys(starts):
         try:
             local = paths.local(start)
         except KeyError:
             continue
         try:
-            st = os.lstat(local)
+            out.append((start, local, os.lstat(local)))
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as e:  # a name too long, a loop of links above it, ...
             not_replicated(local, e.strerror or str(e), rename=False)
-            continue
-        if matcher.included(start):
-            found((start, local, st))
-        if recursive and stat.S_ISDIR(st.st_mode) and matcher.descend(start):
-            _walk_tree(matcher, local, start, found)
+    return out
 
 
 def _walk_tree(matcher: Matcher, local_top: str, name_top: str,
@@ -536,34 +543,12 @@ def _walk_tree(matcher: Matcher, local_top: str, name_top: str,
     stack = [(local_top, name_top)]
     while stack:
         local_dir, name_dir = stack.pop()
-        try:
-            entries = list(os.scandir(local_dir))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        except OSError as e:  # a path longer than the kernel takes, an I/O error, ...
-            not_replicated(local_dir, e.strerror or str(e), rename=False)
-            continue
-        prefix = name_dir.rstrip("/") + "/"
-        included = matcher.child_filter(name_dir)
         below: list[tuple[str, str]] = []
-        for entry in entries:
-            if entry.name.startswith(TMP_PREFIX):
-                continue
-            name = prefix + entry.name
-            is_dir = entry.is_dir(follow_symlinks=False)
-            if not is_utf8(entry.name):  # an excluded one is left out without a word
-                if matcher.wanted(name, is_dir):
-                    not_replicated(entry.path, "its name is not UTF-8")
-                continue
-            if included(name, entry.name):
-                try:
-                    st = os.lstat(entry.path)  # entry.stat() would live as long as entries
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                except OSError as e:
-                    not_replicated(entry.path, e.strerror or str(e), rename=False)
-                    continue
-                found((name, entry.path, st))
-            if is_dir and matcher.descend(name):
-                below.append((entry.path, name))
+        lpre, cut = local_prefixes(local_dir, name_dir)
+        for name, include, descend in dir_listing(matcher, local_dir, name_dir):
+            path = lpre + name[cut:]
+            if include and (st := lstat_or_none(path)) is not None:
+                found((name, path, st))
+            if descend:
+                below.append((path, name))
         stack.extend(reversed(below))

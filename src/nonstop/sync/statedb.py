@@ -19,46 +19,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping
 from typing import Any
 
 from nonstop.records import record
-from nonstop.sync.patterns import in_scope
+from nonstop.sync.patterns import Owner, in_scope
 from nonstop.sync.scan import Brief, Seen
+from nonstop.sync.schema import SCHEMA, SCHEMA_VERSION
 from nonstop.sync.state import FileState
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS local(name TEXT PRIMARY KEY, kind TEXT, mode INTEGER, uid INTEGER,
-                                 gid INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,
-                                 target TEXT, rdev INTEGER, ino INTEGER, ctime_ns INTEGER,
-                                 checked_ns INTEGER, blocks BLOB,
-                                 verified_ns INTEGER, verify_pos INTEGER,
-                                 stepped_ns INTEGER) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS synced(peer TEXT, name TEXT, kind TEXT, mode INTEGER, uid INTEGER,
-                                  gid INTEGER, size INTEGER, mtime_ns INTEGER, digest TEXT,
-                                  target TEXT, rdev INTEGER, PRIMARY KEY(peer, name))
-                                  WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dirty(peer TEXT, name TEXT, forced INTEGER NOT NULL DEFAULT 0,
-                                 PRIMARY KEY(peer, name)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS marks(peer TEXT, name TEXT, PRIMARY KEY(peer, name)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS forced(peer TEXT, path TEXT, recursive INTEGER,
-                                  PRIMARY KEY(peer, path));
-CREATE TABLE IF NOT EXISTS tmpfiles(path TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS appends(path TEXT PRIMARY KEY, ino INTEGER, size INTEGER,
-                                   mtime_ns INTEGER);
-"""
-# Bumped when the meaning of a stored digest changes: version 2 has block digests, 3 the state of
-# their rolling re-checks (nonstop.sync.digest). An older cache is dropped (every file is hashed
-# again once); the peers' recorded states stay, and a file whose digest only changed form is
-# found equal ("same") at the next sync without sending its bytes.
-# Version 4 keeps local, synced and dirty as WITHOUT ROWID tables: their rows are stored in
-# name order in the primary key's own b-tree, so a scope (a range of names) is read in order
-# from one tree. In a rowid table every INSERT OR REPLACE moves a row to a new rowid, away from
-# its neighbours by name: after a first sync, a no-change check of 20,000 files read its cache
-# rows in ~50 ms and joined them with the peer's in ~25 ms; in name order ~33 and ~16 ms. Their
-# rows are copied over once (nothing is hashed again).
-# The marks table came later in version 4: created if missing, ignored by a release without it
-SCHEMA_VERSION = 4  # (a node rolled back keeps replicating; its marks are plain dirty entries)
 _ORDERED = ("local", "synced", "dirty")
 # A mark lives as long as its dirty entry (a later entry of the name is no mark).
 _STALE_MARKS = "DELETE FROM marks WHERE (peer, name) NOT IN (SELECT peer, name FROM dirty)"
@@ -79,6 +48,7 @@ WHERE (s.name IS NULL OR l.kind IS NOT s.kind OR l.mode IS NOT s.mode OR l.uid I
 
 # Above this many names, reading a whole table beats a query per name (or per 500 names).
 MANY_NAMES = 5000
+BRIEF_PAGE = 500  # rows a check in name order reads at a time
 # scan.Brief's columns, after the name (a row from before verified_ns existed reads as 0).
 _BRIEF = ("name, kind, mode, uid, gid, size, mtime_ns, ino, ctime_ns, checked_ns, "
           "COALESCE(verified_ns, 0)")
@@ -94,20 +64,20 @@ def _local_row(name: str, s: Seen) -> tuple[object, ...]:
     return (name, *s)
 
 
-class Owner:
-    """Which names one group's scan speaks for (call it), and which names any group of this
-    node includes (``kept``). A name that no group includes any more (an ``include`` taken out
-    of csync2.cfg, an ``exclude`` added) is no longer this node's business: a check forgets
-    its rows, as ``-R`` does, instead of taking it for a deletion to push."""
+class _Recorded:
+    """The names a check in name order found (``in`` only), once its rows are written: those
+    under the scopes that ``local`` holds, but for the ``absent`` it did not find and kept
+    (another group's). A few point queries: a no-change check asks about no name."""
 
-    __slots__ = ("kept", "mine")
+    def __init__(self, db: sqlite3.Connection, scopes: list[tuple[str, bool]],
+                 absent: set[str]) -> None:
+        self.db, self.scopes, self.absent = db, scopes, absent
 
-    def __init__(self, mine: Callable[[str], bool], kept: Callable[[str], bool]) -> None:
-        self.mine = mine
-        self.kept = kept
-
-    def __call__(self, name: str) -> bool:
-        return self.mine(name)
+    def __contains__(self, name: object) -> bool:
+        return (isinstance(name, str) and name not in self.absent
+                and any(in_scope(name, p, r) for p, r in self.scopes)
+                and self.db.execute("SELECT 1 FROM local WHERE name=?", (name,)).fetchone()
+                is not None)
 
 
 @record
@@ -149,7 +119,7 @@ class StateDB:
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
             return
         if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
@@ -162,7 +132,7 @@ class StateDB:
             moved = [t for t in _ORDERED if t in old]
             for t in moved:
                 db.execute(f"ALTER TABLE {t} RENAME TO old_{t}")
-            for stmt in _SCHEMA.split(";"):
+            for stmt in SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
             for t in moved:
@@ -236,6 +206,24 @@ class StateDB:
         new = tuple.__new__
         with self._lock:
             return {r[0]: new(Brief, r[1:]) for r in self._rows_in(_BRIEF, scopes)}
+
+    def briefs_in_order(self, path: str, recursive: bool) -> Iterator[tuple[str, Brief]]:
+        """(name, Brief) of the ``local`` rows in one scope, in name order, read a page at a
+        time (checkorder.check_in_order): nothing but a page is held, nor the lock between
+        pages."""
+        where, args = _scope_where(path, recursive)
+        new = tuple.__new__
+        last = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT {_BRIEF} FROM local WHERE ({where}) AND name>? ORDER BY name "
+                    f"LIMIT {BRIEF_PAGE}", (*args, last)).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield r[0], new(Brief, r[1:])
+            last = rows[-1][0]
 
     # --- synced states
     def known_with(self, name: str, peers: Iterable[str]) -> bool:
@@ -330,6 +318,7 @@ class StateDB:
         old: Mapping[str, Seen | Brief] | None = None,
         owns: Owner | None = None,
         unchanged: Collection[str] = (),
+        unfound: list[str] | None = None,
     ) -> dict[str, list[str]]:
         """Store a scan of ``scopes`` and recompute which names are dirty for each peer.
 
@@ -341,21 +330,25 @@ class StateDB:
         The rows of names no group includes (``owns.kept``) are forgotten, and so are the
         dirty rows of such names for these peers, in any scope (a database from before this
         rule holds their deletions). ``unchanged`` are further names the scan found exactly
-        as ``old`` records them (not in ``seen``, and not written again).
+        as ``old`` records them (not in ``seen``, and not written again). With ``unfound``
+        (the recorded names the scan did not find, checkorder) every other recorded name under
+        the scopes was found, and ``old`` holds only the rows of the names in ``seen``.
         """
         result: dict[str, list[str]] = {}
         with self._tx() as db:
             db.execute(_STALE_MARKS)
             if old is None:
                 old = self.local_in(scopes)
-            present: Collection[str] = seen.keys() | unchanged if unchanged else seen
+            present: Container[str] = seen.keys() | unchanged if unchanged else seen
             # Only names the scan did not see are tested against the patterns (the scan
             # includes what it sees): a no-change check of 20,000 files tests none.
-            gone = [n for n in old if n not in present]
+            gone = unfound if unfound is not None else [n for n in old if n not in present]
             stale: list[str] = []
             if owns is not None:
                 stale = [n for n in gone if not owns.kept(n)]
                 gone = [n for n in gone if owns(n)]
+            if unfound is not None:  # found: every row under the scopes but these
+                present = _Recorded(self._db, scopes, set(unfound) - set(gone) - set(stale))
             self._forget(db, stale)
             db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in gone))
             went = set(gone)

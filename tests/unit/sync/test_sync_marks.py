@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from sync_harness import pair
 
-from nonstop.sync.statedb import SCHEMA_VERSION, StateDB
+from nonstop.sync.schema import SCHEMA_VERSION
+from nonstop.sync.statedb import StateDB
 
 PEER = "vpbx1-2"
 CONF = "/etc/asterisk"

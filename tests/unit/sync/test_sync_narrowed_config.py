@@ -16,7 +16,7 @@ from sync_harness import KEY, TALK_CFG, pair, talk_config
 from nonstop.config.csync2 import Csync2Config, parse_csync2_text
 from nonstop.records import replace
 from nonstop.sync.node import ALL, Node, Options
-from nonstop.sync.statedb import Owner
+from nonstop.sync.patterns import Owner
 
 if TYPE_CHECKING:  # a name pytest would try to collect as a test class
     from sync_harness import TestNode
