@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterator, Mapping
 
 from nonstop.errors import NonstopError
 from nonstop.sync import sqlitefile
-from nonstop.sync.patterns import Matcher, PathMap
+from nonstop.sync.patterns import Matcher, PathMap, in_scope
 from nonstop.sync.scan import Brief, Seen, describe_found, scan_starts, unchanged
+from nonstop.sync.state import FileState
 from nonstop.sync.walk import dir_listing, local_prefixes, lstat_or_none
 
 _Found = tuple[str, str, os.stat_result]
@@ -84,13 +85,16 @@ def _sorted_dir(matcher: Matcher, local_dir: str, name_dir: str) -> Iterator[str
 class Merge:
     """Compares the names a walk finds, in order, with the recorded rows, in the same order.
 
-    ``rows`` yields (name, Brief) in name order. After :meth:`finish`: ``changed`` holds what
-    was found but is new or not as recorded (``recorded``: those of them with a row),
-    ``unfound`` the recorded names the walk did not find, ``same`` the count of names found
-    as recorded."""
+    ``rows`` yields (name, Brief, FileState or None) in name order. After :meth:`finish`:
+    ``changed`` holds what was found but is new or not as recorded (``recorded``: those of
+    them with a row), ``unfound`` the recorded names the walk did not find, ``same`` the
+    count of names found as recorded, and ``states`` (if given) the recorded state of each
+    of the latter."""
 
-    def __init__(self, rows: Iterator[tuple[str, Brief]], now_ns: int) -> None:
+    def __init__(self, rows: Iterator[tuple[str, Brief, FileState | None]], now_ns: int,
+                 states: dict[str, FileState] | None = None) -> None:
         self._rows = rows
+        self.states = states  # given: the recorded state of each name found as recorded
         self._row = next(rows, None)
         self._last = ""
         self.now_ns = now_ns
@@ -114,6 +118,8 @@ class Merge:
                 self.unfound.append(name)
             elif unchanged(row[1], f[2], self.now_ns):
                 self.same += 1
+                if self.states is not None and row[2] is not None:
+                    self.states[name] = row[2]
             else:
                 self.changed.append(f)
                 self.recorded.append(name)
@@ -133,7 +139,7 @@ def check_in_order(
     matcher: Matcher,
     paths: PathMap,
     scope: tuple[str, bool],
-    rows: Iterator[tuple[str, Brief]],
+    rows: Iterator[tuple[str, Brief, FileState | None]],
     load: Callable[[list[str]], Mapping[str, Seen]],
     now_ns: int,
 ) -> tuple[dict[str, Seen], list[str], Mapping[str, Seen]] | None:
@@ -162,6 +168,30 @@ def check_in_order(
     return describe_found(merge.changed, old.get, now_ns), unfound, old
 
 
+def states_in_order(
+    matcher: Matcher,
+    paths: PathMap,
+    scope: tuple[str, bool],
+    rows: Iterator[tuple[str, Brief, FileState | None]],
+    load: Callable[[list[str]], Mapping[str, Seen]],
+    now_ns: int,
+) -> dict[str, FileState] | None:
+    """What the disk holds in one scope (a listing for a peer, ``-T``), nothing recorded: a
+    file found as recorded has its row's state (``rows`` must carry them), the others are
+    described. None when the walk cannot keep name order."""
+    merge = Merge(rows, now_ns, {})
+    try:
+        walk_in_order(matcher, paths, scope[0], scope[1], merge.found)
+    except OutOfOrder:
+        return None
+    out = merge.states
+    assert out is not None
+    old = load(merge.recorded) if merge.recorded else {}
+    for name, seen in describe_found(merge.changed, old.get, now_ns).items():
+        out[name] = seen.state
+    return out
+
+
 def _found_again(matcher: Matcher, paths: PathMap, name: str) -> _Found | None:
     """``name`` as the walk would find it now (included, below an include root through
     directories the walk enters), or None."""
@@ -184,3 +214,18 @@ def _found_again(matcher: Matcher, paths: PathMap, name: str) -> _Found | None:
     if st is None or sqlitefile.is_journal_entry(name, local, st):
         return None
     return name, local, st
+
+
+class FoundAfter:
+    """The names a check in name order found (``in`` only), once record_check wrote its rows:
+    those under the scopes that ``local`` holds (``has``), but for the ``absent`` it did not
+    find and kept (another group's). A point query a name: a no-change check asks about
+    none."""
+
+    def __init__(self, has: Callable[[str], bool], scopes: list[tuple[str, bool]],
+                 absent: set[str]) -> None:
+        self.has, self.scopes, self.absent = has, scopes, absent
+
+    def __contains__(self, name: object) -> bool:
+        return (isinstance(name, str) and name not in self.absent
+                and any(in_scope(name, p, r) for p, r in self.scopes) and self.has(name))

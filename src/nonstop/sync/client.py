@@ -262,11 +262,10 @@ class Client:
         deleted directory whose children are dirty, so deepest first overall), and whether
         all sent so far applied."""
         db, peer = self.node.db, run.peer
-        seen = await asyncio.to_thread(self.node.check_scopes, g, forced)
+        local = await asyncio.to_thread(self.node.check_scopes, g, forced)
         # What our csync2.cfg does not include is not ours to delete there (a narrowed config).
         remote = {n: st for n, st in (await self.listing(link, forced)).items()
                   if g.matcher.included(n)}
-        local = {n: s.state for n, s in seen.items()}
         synced = await asyncio.to_thread(db.synced_in, peer, forced)
         ops = plan_forced(local, remote, synced, self.node.ignore)
         equal = [(n, st) for n, st in local.items() if st.same(remote.get(n), self.node.ignore)]
@@ -494,8 +493,7 @@ class Client:
         for g in node.groups:
             if peer is not None and g.group.host(peer) is None:
                 continue
-            scanned = await asyncio.to_thread(node.scan, g, scopes)
-            local = {n: s.state for n, s in scanned.items()}
+            local = await asyncio.to_thread(node.states, g, scopes)
             for host in g.group.peers(node.me):
                 if peer is not None and host.name != peer:
                     continue

@@ -19,7 +19,7 @@ from functools import partial
 from nonstop.config.csync2 import DEFAULT_PORT, load_key
 from nonstop.config.errors import ConfigError, Location
 from nonstop.sync import brokendb, csync2db
-from nonstop.sync.checkorder import check_in_order
+from nonstop.sync.checkorder import check_in_order, states_in_order
 from nonstop.sync.context import (
     ALL,
     GroupCtx,
@@ -34,6 +34,7 @@ from nonstop.sync.context import (
 from nonstop.sync.listings import CsyncListings
 from nonstop.sync.patterns import Matcher, PathMap, Scope, in_scope
 from nonstop.sync.scan import Brief, Seen, scan_changes, scan_loading
+from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
 
 # asyncio, TLS and the network code (client, server, session) are loaded when a node first
@@ -150,28 +151,33 @@ class Node(CsyncListings):
         scopes = scopes or ALL
         counts: dict[str, int] = {}
         for g in self.groups:
-            sc = scopes
-            seen, same, cache, unfound = self._check_scan(g, sc)
-            if self.linked_full and sc is not ALL and _hard_linked(g, seen):
-                # A write through one name of a hard-linked file changes its other names, of
-                # which inotify says nothing: they waited for the minute's full scan (status
-                # said dirty 0 meanwhile, a user trial). This check is made a full one, at
-                # most every LINKED_RESCAN_S (a live log with a second name is appended to
-                # all the time); a later one is owed meanwhile (``linked_due_at``).
-                self.linked_due_at = min(self.linked_due_at, self._linked_at + LINKED_RESCAN_S)
-                if time.monotonic() >= self.linked_due_at:
-                    sc, self._linked_at = ALL, time.monotonic()
-                    seen, same, cache, unfound = self._check_scan(g, sc)
-            if sc is ALL:
-                self.linked_due_at = math.inf
-            peers = [h.name for h in g.group.peers(self.me)]
-            dirty = self.db.record_check(sc, seen, peers, force_new, old=cache,
-                                         owns=self.owns(g), unchanged=same, unfound=unfound)
-            for peer, names in dirty.items():
+            for peer, names in self._check_group(g, scopes, force_new).items():
                 counts[peer] = counts.get(peer, 0) + len(names)
-                for n in names:
-                    self.out(2, f"dirty for {peer}: {n}")
         return counts
+
+    def _check_group(self, g: GroupCtx, scopes: list[Scope],
+                     force_new: bool = False) -> dict[str, list[str]]:
+        sc = scopes
+        seen, same, cache, unfound = self._check_scan(g, sc)
+        if self.linked_full and sc is not ALL and _hard_linked(g, seen):
+            # A write through one name of a hard-linked file changes its other names, of
+            # which inotify says nothing: they waited for the minute's full scan (status
+            # said dirty 0 meanwhile, a user trial). This check is made a full one, at
+            # most every LINKED_RESCAN_S (a live log with a second name is appended to
+            # all the time); a later one is owed meanwhile (``linked_due_at``).
+            self.linked_due_at = min(self.linked_due_at, self._linked_at + LINKED_RESCAN_S)
+            if time.monotonic() >= self.linked_due_at:
+                sc, self._linked_at = ALL, time.monotonic()
+                seen, same, cache, unfound = self._check_scan(g, sc)
+        if sc is ALL:
+            self.linked_due_at = math.inf
+        peers = [h.name for h in g.group.peers(self.me)]
+        dirty = self.db.record_check(sc, seen, peers, force_new, old=cache,
+                                     owns=self.owns(g), unchanged=same, unfound=unfound)
+        for peer, names in dirty.items():
+            for n in names:
+                self.out(2, f"dirty for {peer}: {n}")
+        return dirty
 
     def _check_scan(self, g: GroupCtx, scopes: list[Scope]) -> tuple[
             dict[str, Seen], set[str], Mapping[str, Seen | Brief], list[str] | None]:
@@ -194,22 +200,31 @@ class Node(CsyncListings):
                                          self.db.local_many, now_ns)
         return seen, same, cache, None
 
-    def scan(self, g: GroupCtx, scopes: list[Scope]) -> dict[str, Seen]:
-        """What the disk holds in ``scopes`` for group ``g`` now (nothing recorded)."""
-        return self._scan_loading(g, scopes)[0]
+    def states(self, g: GroupCtx, scopes: list[Scope]) -> dict[str, FileState]:
+        """What the disk holds in ``scopes`` for group ``g`` now (nothing recorded): each
+        scope walked in name order beside its recorded rows (checkorder), so only the files
+        not as recorded are described; a scope that cannot be walked so, the old way."""
+        now_ns = time.time_ns()
+        out: dict[str, FileState] = {}
+        for path, rec in scopes:
+            got = states_in_order(g.matcher, g.paths, (path, rec),
+                                  self.db.briefs_in_order(path, rec, states=True),
+                                  self.db.local_many, now_ns)
+            if got is None:
+                got = {n: s.state for n, s in scan_loading(
+                    g.matcher, g.paths, [(path, rec)], partial(self.db.local_in, [(path, rec)]),
+                    now_ns)[0].items()}
+            out.update(got)
+        return out
 
-    def _scan_loading(self, g: GroupCtx,
-                      scopes: list[Scope]) -> tuple[dict[str, Seen], Mapping[str, Seen]]:
-        """The scan, and the cache it was compared with (loaded while the disk is walked)."""
-        return scan_loading(g.matcher, g.paths, scopes, partial(self.db.local_in, scopes),
-                            time.time_ns())
-
-    def check_scopes(self, g: GroupCtx, scopes: list[Scope]) -> dict[str, Seen]:
-        """Scan ``scopes`` and record what was seen (dirty for the group's peers)."""
-        seen, cache = self._scan_loading(g, scopes)
-        self.db.record_check(scopes, seen, [h.name for h in g.group.peers(self.me)],
-                             old=cache, owns=self.owns(g))
-        return seen
+    def check_scopes(self, g: GroupCtx, scopes: list[Scope]) -> dict[str, FileState]:
+        """Check ``scopes`` for group ``g`` (recorded, dirty for its peers; each scope in name
+        order) and return what the disk holds there: the states just recorded. A forced
+        push of every include at takeover loaded whole rows and every lstat at once: 50 MB
+        of Python objects for 20,000 files."""
+        for scope in scopes:
+            self._check_group(g, [scope])
+        return self.db.local_states_in(scopes, g.matcher.included)
 
     # ------------------------------------------------------------------------- force (-f)
     def force(self, scopes: list[Scope]) -> None:

@@ -264,11 +264,11 @@ class Serving:
                                 list(zip(names, found, strict=True)))
 
     async def _list(self, ev: ListRequest) -> None:
-        seen = await asyncio.to_thread(self.node.scan, self.g, ev.scopes)
-        entries = [[n, s.state.to_wire()] for n, s in sorted(seen.items())]
-        for start in range(0, max(len(entries), 1), LIST_CHUNK):
-            end = start + LIST_CHUNK >= len(entries)
-            self.chan.send(self.session.listing(entries[start : start + LIST_CHUNK], end))
+        states = sorted((await asyncio.to_thread(self.node.states, self.g, ev.scopes)).items())
+        for start in range(0, max(len(states), 1), LIST_CHUNK):
+            end = start + LIST_CHUNK >= len(states)
+            entries = [[n, st.to_wire()] for n, st in states[start : start + LIST_CHUNK]]
+            self.chan.send(self.session.listing(entries, end))
             await self.chan.drain(1 << 20)
 
 

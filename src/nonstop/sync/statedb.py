@@ -19,10 +19,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping
 from typing import Any
 
 from nonstop.records import record
+from nonstop.sync.checkorder import FoundAfter
 from nonstop.sync.patterns import Owner, in_scope
 from nonstop.sync.scan import Brief, Seen
 from nonstop.sync.schema import SCHEMA, SCHEMA_VERSION
@@ -62,22 +63,6 @@ def _cols(state: FileState) -> tuple[object, ...]:
 
 def _local_row(name: str, s: Seen) -> tuple[object, ...]:
     return (name, *s)
-
-
-class _Recorded:
-    """The names a check in name order found (``in`` only), once its rows are written: those
-    under the scopes that ``local`` holds, but for the ``absent`` it did not find and kept
-    (another group's). A few point queries: a no-change check asks about no name."""
-
-    def __init__(self, db: sqlite3.Connection, scopes: list[tuple[str, bool]],
-                 absent: set[str]) -> None:
-        self.db, self.scopes, self.absent = db, scopes, absent
-
-    def __contains__(self, name: object) -> bool:
-        return (isinstance(name, str) and name not in self.absent
-                and any(in_scope(name, p, r) for p, r in self.scopes)
-                and self.db.execute("SELECT 1 FROM local WHERE name=?", (name,)).fetchone()
-                is not None)
 
 
 @record
@@ -207,23 +192,36 @@ class StateDB:
         with self._lock:
             return {r[0]: new(Brief, r[1:]) for r in self._rows_in(_BRIEF, scopes)}
 
-    def briefs_in_order(self, path: str, recursive: bool) -> Iterator[tuple[str, Brief]]:
-        """(name, Brief) of the ``local`` rows in one scope, in name order, read a page at a
-        time (checkorder.check_in_order): nothing but a page is held, nor the lock between
-        pages."""
+    def briefs_in_order(self, path: str, recursive: bool, states: bool = False,
+                        ) -> Iterator[tuple[str, Brief, FileState | None]]:
+        """(name, Brief, with ``states`` the FileState) of the ``local`` rows in one scope, in
+        name order, read a page at a time (checkorder): nothing but a page is held, nor the
+        lock between pages."""
         where, args = _scope_where(path, recursive)
         new = tuple.__new__
         last = ""
+        cols = f"{_BRIEF}, digest, target, rdev" if states else _BRIEF
         while True:
             with self._lock:
                 rows = self._db.execute(
-                    f"SELECT {_BRIEF} FROM local WHERE ({where}) AND name>? ORDER BY name "
+                    f"SELECT {cols} FROM local WHERE ({where}) AND name>? ORDER BY name "
                     f"LIMIT {BRIEF_PAGE}", (*args, last)).fetchall()
             if not rows:
                 return
             for r in rows:
-                yield r[0], new(Brief, r[1:])
+                yield r[0], new(Brief, r[1:11]), (FileState(*r[1:7], *r[11:]) if states
+                                                  else None)
             last = rows[-1][0]
+
+    def _has_local(self, name: str) -> bool:
+        return self._db.execute("SELECT 1 FROM local WHERE name=?", (name,)).fetchone() is not None
+
+    def local_states_in(self, scopes: Iterable[tuple[str, bool]],
+                        keep: Callable[[str], bool]) -> dict[str, FileState]:
+        """The recorded states under the scopes of the names ``keep`` says."""
+        with self._lock:
+            return {r[0]: FileState(*r[1:]) for r in self._rows_in(f"name, {_STATE}", scopes)
+                    if keep(r[0])}
 
     # --- synced states
     def known_with(self, name: str, peers: Iterable[str]) -> bool:
@@ -348,7 +346,8 @@ class StateDB:
                 stale = [n for n in gone if not owns.kept(n)]
                 gone = [n for n in gone if owns(n)]
             if unfound is not None:  # found: every row under the scopes but these
-                present = _Recorded(self._db, scopes, set(unfound) - set(gone) - set(stale))
+                present = FoundAfter(self._has_local, scopes,
+                                     set(unfound) - set(gone) - set(stale))
             self._forget(db, stale)
             db.executemany("DELETE FROM local WHERE name=?", ((n,) for n in gone))
             went = set(gone)

@@ -18,6 +18,7 @@ from nonstop.config.errors import Location
 from nonstop.sync.checkorder import check_in_order, walk_in_order
 from nonstop.sync.patterns import Matcher, PathMap
 from nonstop.sync.scan import Brief, Seen, scan, scan_changes, walk
+from nonstop.sync.state import FileState
 from nonstop.sync.statedb import StateDB
 
 OLD_NS = int((time.time() - 3 * 86400) * 1e9)
@@ -156,14 +157,15 @@ def test_a_file_and_its_row_written_after_the_walk_listed_its_directory_are_not_
     seen = scan(m, pm, ALL, db.local_all(), time.time_ns())
     db.record_check(ALL, seen, ["p"])
     late = ast / "d/sub/yy.conf"  # between y.conf and z.conf
-    rows = dict(db.briefs_in_order("/", True))
-    rows["/etc/asterisk/d/sub/yy.conf"] = rows["/etc/asterisk/d/sub/y.conf"]
+    rows = {r[0]: r for r in db.briefs_in_order("/", True)}
+    rows["/etc/asterisk/d/sub/yy.conf"] = ("/etc/asterisk/d/sub/yy.conf",
+                                           *rows["/etc/asterisk/d/sub/y.conf"][1:])
 
-    def arriving() -> Iterator[tuple[str, Brief]]:
+    def arriving() -> Iterator[tuple[str, Brief, FileState | None]]:
         for name in sorted(rows):
             if name == "/etc/asterisk/d/sub/yy.conf":
                 late.write_text("received\n")  # d/sub was listed when y.conf was found
-            yield name, rows[name]
+            yield rows[name]
 
     got = check_in_order(m, pm, ALL[0], arriving(), db.local_many, time.time_ns())
     assert got is not None

@@ -8,6 +8,7 @@ when it looks for deletions and ``-R`` drops their rows; a check now forgets the
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from nonstop.config.csync2 import Csync2Config, parse_csync2_text
 from nonstop.records import replace
 from nonstop.sync.node import ALL, Node, Options
 from nonstop.sync.patterns import Owner
+from nonstop.sync.scan import scan
 
 if TYPE_CHECKING:  # a name pytest would try to collect as a test class
     from sync_harness import TestNode
@@ -82,7 +84,8 @@ async def test_dirty_rows_of_names_no_longer_matched_are_dropped_not_pushed(
         await _synced_wide(n1, n2)
         _restart(n1, _narrowed(tmp_path))
         db, g = n1.node.db, n1.node.groups[0]
-        db.record_check(ALL, n1.node.scan(g, ALL), ["vpbx1-2"])  # no owner: as before
+        db.record_check(ALL, scan(g.matcher, g.paths, ALL, db.local_all(), time.time_ns()),
+                        ["vpbx1-2"])  # no owner: as before
         assert {r.name for r in db.dirty("vpbx1-2")} == set(DROPPED)
         assert await n1.sync() == []
         assert n1.node.dirty_lines() == [] and _rows(n1) == set()
@@ -95,7 +98,8 @@ async def test_a_narrow_check_drops_them_too(tmp_path: Path) -> None:
         await _synced_wide(n1, n2)
         _restart(n1, _narrowed(tmp_path))
         db, g = n1.node.db, n1.node.groups[0]
-        db.record_check(ALL, n1.node.scan(g, ALL), ["vpbx1-2"])
+        db.record_check(ALL, scan(g.matcher, g.paths, ALL, db.local_all(), time.time_ns()),
+                        ["vpbx1-2"])
         n1.node.check([(CONF, False)])
         assert n1.node.dirty_lines() == []
         assert not n1.node.has_pending()
