@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import talk_daemon
 
-from nonstop.daemon import REPLAY_SAVE_S
+from nonstop.daemon import REPLAY_SAVE_S, Daemon
 from nonstop.heartbeat import replaystate
 from nonstop.heartbeat.membership import MessageView
 
@@ -54,6 +54,16 @@ async def wait_saved(tmp_path: Path, want: replaystate.State) -> None:
     raise AssertionError(f"never recorded {want}: {replaystate.load(tmp_path / 'state')}")
 
 
+async def save_over(daemon: Daemon) -> None:
+    """Until the daemon's save has returned (its file can be in place before the worker's
+    last fsync does: a save asked meanwhile is skipped, which failed a loaded run)."""
+    for _ in range(1000):
+        if not daemon._replay_saving:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the save never returned")
+
+
 async def test_the_daemon_records_generations_at_once_and_seqs_every_few_seconds(
         tmp_path: Path) -> None:
     daemon, _ = talk_daemon(tmp_path)
@@ -63,12 +73,14 @@ async def test_the_daemon_records_generations_at_once_and_seqs_every_few_seconds
     daemon.protocol.receive_message(status(1), "eth0", now)
     daemon._record_replay_state(now)
     await wait_saved(tmp_path, {"vpbx1-2": (7, 1)})
+    await save_over(daemon)
     daemon.protocol.receive_message(status(2), "eth0", now)
     daemon._record_replay_state(now + 1)  # a new seq alone waits for REPLAY_SAVE_S
     await asyncio.sleep(0.05)
     assert replaystate.load(tmp_path / "state") == {"vpbx1-2": (7, 1)}
     daemon._record_replay_state(now + REPLAY_SAVE_S)
     await wait_saved(tmp_path, {"vpbx1-2": (7, 2)})
+    await save_over(daemon)
     daemon.protocol.receive_message(status(1, gen=8), "eth0", now)  # restarted: at once
     daemon._record_replay_state(now + REPLAY_SAVE_S + 0.1)
     await wait_saved(tmp_path, {"vpbx1-2": (8, 1)})
