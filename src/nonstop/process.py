@@ -66,13 +66,19 @@ def _normal_priority() -> None:
 MLOCK_FLAGS = 1 | 2 | 4
 
 
-# mallopt(3) parameter: the most malloc arenas glibc may create.
+# mallopt(3) parameters: the most malloc arenas glibc may create; the size from which a block
+# gets a mapping of its own; how much free memory at the heap's top is handed back.
 M_ARENA_MAX = -8
+M_MMAP_THRESHOLD = -3
+M_TRIM_THRESHOLD = -1
 DAEMON_ARENAS = 1
+DAEMON_MMAP_THRESHOLD = 1 << 20
+DAEMON_TRIM_THRESHOLD = 256 << 10
 
 
 def limit_malloc_arenas(n: int = DAEMON_ARENAS) -> bool:
-    """Let glibc's malloc use at most ``n`` arenas; call before any thread starts.
+    """Let glibc's malloc use at most ``n`` arenas, and fix its mapping and trimming
+    thresholds; call before any thread starts.
 
     glibc gives each new thread an arena of its own (up to 8 per core), and what the worker
     threads (database, file writes, TLS) free in them is seldom handed back: in a 28-minute
@@ -80,13 +86,29 @@ def limit_malloc_arenas(n: int = DAEMON_ARENAS) -> bool:
     nodes replicating in one process grew about 0.26 KB per push while Python's own heap and
     SQLite's stayed flat; with one arena the same pushes left RSS flat. The daemon's threads
     mostly take turns under the GIL: the soak's slowest change on the standby was the same
-    with one arena (0.23 s, 0.26 s before). A ``MALLOC_ARENA_MAX`` in the environment (read
-    by glibc at start) is the admin's choice and is left alone. False where nothing was set
-    (not glibc, or the environment decides)."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
+    with one arena (0.23 s, 0.26 s before).
+
+    The thresholds: by itself glibc raises its mapping threshold to the size of each mapped
+    block freed (the 800 KB buffers of a push, here) and its trimming threshold to twice that,
+    so about 2 MB of freed heap stayed at the top for good, resident under mlockall, and the
+    heap crept: a 25-minute soak of the PBX load with a constant tree, ~50 KB a minute on the
+    active (8 with fixed thresholds; docs/BENCHMARKS.md, sixth pass). Fixed, a block of
+    1 MiB or more is mapped and unmapped, and more than 256 KiB free at the top is given back.
+
+    A ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` in the
+    environment (read by glibc at start) is the admin's choice and is left alone. False where
+    no arena limit was set (not glibc, or the environment decides)."""
     try:
-        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, n))
+        libc = ctypes.CDLL(None)
+        for var, param, value in (("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD,
+                                   DAEMON_MMAP_THRESHOLD),
+                                  ("MALLOC_TRIM_THRESHOLD_", M_TRIM_THRESHOLD,
+                                   DAEMON_TRIM_THRESHOLD)):
+            if var not in os.environ:
+                libc.mallopt(param, value)
+        if "MALLOC_ARENA_MAX" in os.environ:
+            return False
+        return bool(libc.mallopt(M_ARENA_MAX, n))
     except (AttributeError, OSError):
         return False
 

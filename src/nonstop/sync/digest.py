@@ -72,12 +72,16 @@ class Hasher:
         only as far as the caller asked.
         """
         pos = start
+        # One buffer for the whole range, not a new 1 MiB object per read: the daemon maps a
+        # block that large afresh each time (process.DAEMON_MMAP_THRESHOLD).
+        buf = bytearray(min(_READ, max(end - start, 0)))
+        view = memoryview(buf)
         while pos < end:
-            chunk = os.pread(fd, min(_READ, end - pos), pos)
-            if not chunk:
+            n = os.preadv(fd, [view[: min(_READ, end - pos)]], pos)
+            if not n:
                 break
-            self.update(chunk)
-            pos += len(chunk)
+            self.update(view[:n])
+            pos += n
         return pos - start
 
 
