@@ -90,10 +90,11 @@ def limit_malloc_arenas(n: int = DAEMON_ARENAS) -> bool:
 
     The thresholds: by itself glibc raises its mapping threshold to the size of each mapped
     block freed (the 800 KB buffers of a push, here) and its trimming threshold to twice that,
-    so about 2 MB of freed heap stayed at the top for good, resident under mlockall, and the
-    heap crept: a 25-minute soak of the PBX load with a constant tree, ~50 KB a minute on the
-    active (8 with fixed thresholds; docs/BENCHMARKS.md, sixth pass). Fixed, a block of
-    1 MiB or more is mapped and unmapped, and more than 256 KiB free at the top is given back.
+    so up to 2 MB of freed heap stayed at the top, resident under mlockall, and the heap
+    crept: in two 24-minute soaks of the PBX load side by side, the daemons' private memory
+    grew 34 and 72 KB a minute (active, standby), 5 and 7 with fixed thresholds
+    (docs/BENCHMARKS.md, sixth memory pass). Fixed, a block of 1 MiB or more is mapped and
+    unmapped, and more than 256 KiB free at the top is given back.
 
     A ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` in the
     environment (read by glibc at start) is the admin's choice and is left alone. False where

@@ -1,7 +1,7 @@
 """The daemon keeps glibc's malloc to one arena: with an arena per thread its memory grew
 without end under replication (a 28-minute soak: RSS +8 MB, Python's heap flat). And it fixes
 malloc's mapping threshold, which glibc otherwise raises to each mapped block freed, so that
-the heap's freed top stays (docs/BENCHMARKS.md, sixth pass)."""
+the heap's freed top stays (docs/BENCHMARKS.md, sixth memory pass)."""
 
 from __future__ import annotations
 
