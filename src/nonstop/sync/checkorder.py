@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 from nonstop.errors import NonstopError
 from nonstop.sync import sqlitefile
@@ -135,61 +136,65 @@ class Merge:
             self._row = next(self._rows, None)
 
 
-def check_in_order(
-    matcher: Matcher,
-    paths: PathMap,
-    scope: tuple[str, bool],
-    rows: Iterator[tuple[str, Brief, FileState | None]],
-    load: Callable[[list[str]], Mapping[str, Seen]],
-    now_ns: int,
-) -> tuple[dict[str, Seen], list[str], Mapping[str, Seen]] | None:
-    """A check's scan of one scope, merged with the recorded rows of the scope in name order:
-    the names new or not as recorded (described), the recorded names not found, and the
-    whole recorded rows of the former (``load``). None when the walk cannot keep name order.
+@dataclass(frozen=True)
+class OrderedScan:
+    """One scope of one group walked in name order beside its recorded rows (``rows`` of
+    StateDB.briefs_in_order); ``load`` reads whole rows by name."""
 
-    A recorded name not found is looked at once more before it counts as gone: a file and its
-    row written by a receiving session after the walk listed its directory (a ``sync -x`` on
-    the standby) would otherwise be taken for a deletion to push back to its sender."""
-    merge = Merge(rows, now_ns)
-    try:
-        walk_in_order(matcher, paths, scope[0], scope[1], merge.found)
-    except OutOfOrder:
-        return None
-    merge.finish()
-    unfound: list[str] = []
-    for name in merge.unfound:
-        again = _found_again(matcher, paths, name)
-        if again is None:
-            unfound.append(name)
-        else:
-            merge.changed.append(again)
-            merge.recorded.append(name)
-    old = load(merge.recorded) if merge.recorded else {}
-    return describe_found(merge.changed, old.get, now_ns), unfound, old
+    matcher: Matcher
+    paths: PathMap
+    scope: tuple[str, bool]
+    load: Callable[[list[str]], Mapping[str, Seen]]
+    now_ns: int
 
+    def check(self, rows: Iterator[tuple[str, Brief, FileState | None]],
+              ) -> tuple[dict[str, Seen], list[str], Mapping[str, Seen]] | None:
+        """A check's scan: the names new or not as recorded (described), the recorded names
+        not found, and the whole recorded rows of the former. None when the walk cannot keep
+        name order.
 
-def states_in_order(
-    matcher: Matcher,
-    paths: PathMap,
-    scope: tuple[str, bool],
-    rows: Iterator[tuple[str, Brief, FileState | None]],
-    load: Callable[[list[str]], Mapping[str, Seen]],
-    now_ns: int,
-) -> dict[str, FileState] | None:
-    """What the disk holds in one scope (a listing for a peer, ``-T``), nothing recorded: a
-    file found as recorded has its row's state (``rows`` must carry them), the others are
-    described. None when the walk cannot keep name order."""
-    merge = Merge(rows, now_ns, {})
-    try:
-        walk_in_order(matcher, paths, scope[0], scope[1], merge.found)
-    except OutOfOrder:
-        return None
-    out = merge.states
-    assert out is not None
-    old = load(merge.recorded) if merge.recorded else {}
-    for name, seen in describe_found(merge.changed, old.get, now_ns).items():
-        out[name] = seen.state
-    return out
+        A recorded name not found is looked at once more before it counts as gone: a file and
+        its row written by a receiving session after the walk listed its directory (a
+        ``sync -x`` on the standby) would otherwise be taken for a deletion to push back to
+        its sender."""
+        merge = Merge(rows, self.now_ns)
+        if not self._merged(merge):
+            return None
+        unfound: list[str] = []
+        for name in merge.unfound:
+            again = _found_again(self.matcher, self.paths, name)
+            if again is None:
+                unfound.append(name)
+            else:
+                merge.changed.append(again)
+                merge.recorded.append(name)
+        old = self.load(merge.recorded) if merge.recorded else {}
+        return describe_found(merge.changed, old.get, self.now_ns), unfound, old
+
+    def states(self, rows: Iterator[tuple[str, Brief, FileState | None]],
+               ) -> dict[str, FileState] | None:
+        """What the disk holds in the scope (a listing for a peer, ``-T``), nothing recorded:
+        a file found as recorded has its row's state (``rows`` must carry them), the others
+        are described. None when the walk cannot keep name order."""
+        merge = Merge(rows, self.now_ns, {})
+        if not self._merged(merge):
+            return None
+        out = merge.states
+        assert out is not None
+        old = self.load(merge.recorded) if merge.recorded else {}
+        for name, seen in describe_found(merge.changed, old.get, self.now_ns).items():
+            out[name] = seen.state
+        return out
+
+    def _merged(self, merge: Merge) -> bool:
+        """Walk the scope into ``merge`` to its end; False if the walk cannot keep name
+        order."""
+        try:
+            walk_in_order(self.matcher, self.paths, self.scope[0], self.scope[1], merge.found)
+        except OutOfOrder:
+            return False
+        merge.finish()
+        return True
 
 
 def _found_again(matcher: Matcher, paths: PathMap, name: str) -> _Found | None:

@@ -19,7 +19,7 @@ from functools import partial
 from nonstop.config.csync2 import DEFAULT_PORT, load_key
 from nonstop.config.errors import ConfigError, Location
 from nonstop.sync import brokendb, csync2db
-from nonstop.sync.checkorder import check_in_order, states_in_order
+from nonstop.sync.checkorder import OrderedScan
 from nonstop.sync.context import (
     ALL,
     GroupCtx,
@@ -190,8 +190,8 @@ class Node(CsyncListings):
         now_ns = time.time_ns()
         if len(scopes) == 1:
             (path, rec), = scopes
-            got = check_in_order(g.matcher, g.paths, (path, rec),
-                                 self.db.briefs_in_order(path, rec), self.db.local_many, now_ns)
+            got = OrderedScan(g.matcher, g.paths, (path, rec), self.db.local_many,
+                              now_ns).check(self.db.briefs_in_order(path, rec))
             if got is not None:
                 seen, unfound, old = got
                 return seen, set(), old, unfound
@@ -207,9 +207,8 @@ class Node(CsyncListings):
         now_ns = time.time_ns()
         out: dict[str, FileState] = {}
         for path, rec in scopes:
-            got = states_in_order(g.matcher, g.paths, (path, rec),
-                                  self.db.briefs_in_order(path, rec, states=True),
-                                  self.db.local_many, now_ns)
+            got = OrderedScan(g.matcher, g.paths, (path, rec), self.db.local_many,
+                              now_ns).states(self.db.briefs_in_order(path, rec, states=True))
             if got is None:
                 got = {n: s.state for n, s in scan_loading(
                     g.matcher, g.paths, [(path, rec)], partial(self.db.local_in, [(path, rec)]),

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from nonstop.config.csync2 import Pattern
 from nonstop.config.errors import Location
-from nonstop.sync.checkorder import check_in_order, walk_in_order
+from nonstop.sync.checkorder import OrderedScan, walk_in_order
 from nonstop.sync.patterns import Matcher, PathMap
 from nonstop.sync.scan import Brief, Seen, scan, scan_changes, walk
 from nonstop.sync.state import FileState
@@ -112,7 +112,7 @@ def test_a_check_in_name_order_records_what_the_check_of_every_row_records(
         return dbs[0].local_many(names)
 
     now = time.time_ns()
-    got = check_in_order(m, pm, ALL[0], dbs[0].briefs_in_order("/", True), rows, now)
+    got = OrderedScan(m, pm, ALL[0], rows, now).check(dbs[0].briefs_in_order("/", True))
     assert got is not None
     seen_o, unfound, old = got
     dirty_o = dbs[0].record_check(ALL, seen_o, ["p"], old=old, unfound=unfound)
@@ -141,8 +141,8 @@ def test_include_roots_a_walk_cannot_take_in_name_order_go_the_old_way(tmp_path:
         (tmp_path / d / "f").write_text("x\n")
     m, pm = _matcher("/a", "/a.d"), PathMap(str(tmp_path), {}, "n")
     db = StateDB(str(tmp_path / "db" / "n.db3"))
-    assert check_in_order(m, pm, ALL[0], db.briefs_in_order("/", True), db.local_many,
-                          time.time_ns()) is None
+    assert OrderedScan(m, pm, ALL[0], db.local_many, time.time_ns()).check(
+        db.briefs_in_order("/", True)) is None
     db.close()
 
 
@@ -167,7 +167,7 @@ def test_a_file_and_its_row_written_after_the_walk_listed_its_directory_are_not_
                 late.write_text("received\n")  # d/sub was listed when y.conf was found
             yield rows[name]
 
-    got = check_in_order(m, pm, ALL[0], arriving(), db.local_many, time.time_ns())
+    got = OrderedScan(m, pm, ALL[0], db.local_many, time.time_ns()).check(arriving())
     assert got is not None
     seen_o, unfound, _old = got
     assert unfound == []
