@@ -296,7 +296,7 @@ class Replicator:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(timeout):
                 if not self._active:  # a holder's pushes keep its count
-                    self._status["dirty"] = len(await asyncio.to_thread(self.node.db.dirty))
+                    self._status["dirty"] = await asyncio.to_thread(self.node.db.dirty_count)
                     self._dirty_read_at = time.monotonic()
 
     def unsent(self, among: Collection[str] | None = None) -> list[str]:
@@ -478,7 +478,7 @@ class Replicator:
                 await asyncio.to_thread(self.node.check, scopes or ALL)
                 self._unscanned = False
             report = await self.node.update()
-            dirty = len(await asyncio.to_thread(self.node.db.dirty))
+            dirty = await asyncio.to_thread(self.node.db.dirty_count)
         except Exception as e:  # keep the service alive; the reason goes to status and the log
             self._failed(f"{type(e).__name__}: {e}", started)
             report = Report(problems=[f"{type(e).__name__}: {e}"])

@@ -24,7 +24,7 @@ from typing import Any
 
 from nonstop.records import record
 from nonstop.sync.checkorder import FoundAfter
-from nonstop.sync.patterns import Owner, in_scope
+from nonstop.sync.patterns import Owner
 from nonstop.sync.scan import Brief, Seen
 from nonstop.sync.schema import SCHEMA, SCHEMA_VERSION
 from nonstop.sync.state import FileState
@@ -255,19 +255,6 @@ class StateDB:
                     out[n] = FileState(*row)
             return out
 
-    def _synced_raw(
-        self, peer: str, scopes: list[tuple[str, bool]]
-    ) -> dict[str, tuple[object, ...]]:
-        out: dict[str, tuple[object, ...]] = {}
-        with self._lock:
-            for path, rec in scopes:
-                where, args = _scope_where(path, rec)
-                for r in self._db.execute(
-                        f"SELECT name, {_STATE} FROM synced WHERE peer=? AND ({where})",
-                        (peer, *args)):
-                    out[r[0]] = r[1:]
-        return out
-
     def _differing(self, peer: str, scopes: list[tuple[str, bool]]) -> list[str]:
         """Names in ``local`` under the scopes whose state differs from what ``peer`` holds
         (FileState.same() as SQL: directory and link mtimes, and sizes of anything but a
@@ -301,10 +288,17 @@ class StateDB:
                 "marks m WHERE m.peer=d.peer AND m.name=d.name)", (peer,))}
 
     def synced_in(self, peer: str, scopes: Iterable[tuple[str, bool]]) -> dict[str, FileState]:
-        """What ``peer`` holds per our records, under the scopes."""
-        allrows = self.synced_for(peer)
-        scopes = list(scopes)
-        return {n: s for n, s in allrows.items() if any(in_scope(n, p, r) for p, r in scopes)}
+        """What ``peer`` holds per our records, under the scopes (each a range of the primary
+        key: a forced push of one directory does not load the peer's every row)."""
+        out: dict[str, FileState] = {}
+        with self._lock:
+            for path, rec in scopes:
+                where, args = _scope_where(path, rec)
+                for r in self._db.execute(
+                        f"SELECT name, {_STATE} FROM synced WHERE peer=? AND ({where})",
+                        (peer, *args)):
+                    out[r[0]] = FileState(*r[1:])
+        return out
 
     # --- check: one transaction for a whole scan
     def record_check(
@@ -413,6 +407,11 @@ class StateDB:
                     "SELECT peer, name, forced FROM dirty WHERE peer=? ORDER BY name", (peer,)
                 )
             return [DirtyRow(r[0], r[1], bool(r[2])) for r in rows]
+
+    def dirty_count(self) -> int:
+        """How many dirty entries there are, for all peers (status's ``dirty``)."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM dirty").fetchone()[0])
 
     def dirty_names(self, peer: str) -> list[str]:
         """The names dirty for ``peer``, in name order."""

@@ -173,3 +173,30 @@ def test_a_file_and_its_row_written_after_the_walk_listed_its_directory_are_not_
     assert unfound == []
     assert "/etc/asterisk/d/sub/yy.conf" in seen_o
     db.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.lists(PARTS, min_size=1, max_size=3), min_size=1, max_size=20),
+       st.lists(st.tuples(st.lists(PARTS, min_size=0, max_size=2), st.booleans()),
+                min_size=1, max_size=3))
+def test_a_scope_read_as_a_range_of_names_is_what_in_scope_says(
+        names: list[list[str]], scopes: list[tuple[list[str], bool]]) -> None:
+    """The peer's recorded states under some scopes (a forced push) are read as ranges of the
+    primary key; they must be exactly the rows patterns.in_scope puts under those scopes
+    ("/d" holds "/d/x" but not "/d.x" nor "/d0"), and the dirty count every row."""
+    import tempfile
+
+    from nonstop.sync.patterns import in_scope
+    from nonstop.sync.state import FileState
+
+    rows = sorted({"/" + "/".join(n) for n in names})
+    sc = [("/" + "/".join(p), rec) for p, rec in scopes]
+    state = FileState("reg", 0o644, 0, 0, 1, 0, "d", "", 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = StateDB(str(Path(tmp) / "n.db3"))
+        db.record_sent("p", [(n, state) for n in rows])
+        db.mark_dirty("p", rows)
+        assert set(db.synced_in("p", sc)) == {
+            n for n in rows if any(in_scope(n, p, r) for p, r in sc)}
+        assert db.dirty_count() == len(db.dirty()) == len(rows)
+        db.close()
