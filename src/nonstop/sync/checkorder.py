@@ -19,14 +19,13 @@ caller checks the old way.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from nonstop.errors import NonstopError
 from nonstop.sync import sqlitefile
 from nonstop.sync.patterns import Matcher, PathMap, in_scope
-from nonstop.sync.scan import Brief, Seen, describe_found, scan_starts, unchanged
+from nonstop.sync.scan import Brief, Seen, describe_found, unchanged, walk_scope
 from nonstop.sync.state import FileState
 from nonstop.sync.walk import dir_listing, local_prefixes, lstat_or_none
 
@@ -42,11 +41,8 @@ def walk_in_order(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
                   found: Callable[[_Found], None]) -> None:
     """Every included name under the scope, as scan.walk finds them, in name order (the
     starts in name order; OutOfOrder is raised by ``found``'s caller, see :class:`Merge`)."""
-    for start, local, st in sorted(scan_starts(matcher, paths, scope, recursive)):
-        if matcher.included(start):
-            found((start, local, st))
-        if recursive and stat.S_ISDIR(st.st_mode) and matcher.descend(start):
-            _walk_tree_in_order(matcher, local, start, found)
+    walk_scope(matcher, paths, scope, recursive, found, ordered=True,
+               tree=_walk_tree_in_order)
 
 
 def _walk_tree_in_order(matcher: Matcher, local_top: str, name_top: str,

@@ -472,7 +472,7 @@ def scan_changes(
             rest.append(f)
 
     for scope, recursive in scopes:
-        _walk_scope(matcher, paths, scope, recursive, classify)
+        walk_scope(matcher, paths, scope, recursive, classify)
     known = [f[0] for f in rest if f[0] in cache]
     old = rows(known) if known else {}
     return describe_found(rest, old.get, now_ns), same, cache
@@ -497,17 +497,25 @@ def walk(matcher: Matcher, paths: PathMap, scopes: Iterable[tuple[str, bool]]) -
     """Every included name under the scopes with its local path and lstat (nothing read)."""
     found: list[_Found] = []
     for scope, recursive in scopes:
-        _walk_scope(matcher, paths, scope, recursive, found.append)
+        walk_scope(matcher, paths, scope, recursive, found.append)
     return sqlitefile.without_journals(found)
 
 
-def _walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
-                found: Callable[[_Found], None]) -> None:
-    for start, local, st in scan_starts(matcher, paths, scope, recursive):
+# Walks the directories below one start: (matcher, local path, name, found).
+TreeWalk = Callable[[Matcher, str, str, Callable[[_Found], None]], None]
+
+
+def walk_scope(matcher: Matcher, paths: PathMap, scope: str, recursive: bool,
+               found: Callable[[_Found], None], ordered: bool = False,
+               tree: TreeWalk | None = None) -> None:
+    """Every included name under the scope, to ``found``: the starts in name order if
+    ``ordered``, the directories below each by ``tree`` (this module's walk by default)."""
+    starts = scan_starts(matcher, paths, scope, recursive)
+    for start, local, st in sorted(starts) if ordered else starts:
         if matcher.included(start):
             found((start, local, st))
         if recursive and stat.S_ISDIR(st.st_mode) and matcher.descend(start):
-            _walk_tree(matcher, local, start, found)
+            (tree or _walk_tree)(matcher, local, start, found)
 
 
 def scan_starts(matcher: Matcher, paths: PathMap, scope: str, recursive: bool) -> list[_Found]:
