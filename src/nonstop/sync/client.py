@@ -32,8 +32,7 @@ from nonstop.sync.messages import (
     SignatureEnd,
     Verdict,
 )
-from nonstop.sync.patterns import in_scope
-from nonstop.sync.plan import Op, batches, plan_forced
+from nonstop.sync.plan import ForcedPush, Op, batches, plan_forced_push
 from nonstop.sync.protocol import AuthError, ProtocolError, RemoteError
 from nonstop.sync.receiver import Receiver
 from nonstop.sync.sender import FileSender
@@ -263,27 +262,26 @@ class Client:
         all sent so far applied."""
         db, peer = self.node.db, run.peer
         local = await asyncio.to_thread(self.node.check_scopes, g, forced)
-        # What our csync2.cfg does not include is not ours to delete there (a narrowed config).
-        remote = {n: st for n, st in (await self.listing(link, forced)).items()
-                  if g.matcher.included(n)}
+        listing = await self.listing(link, forced)
         synced = await asyncio.to_thread(db.synced_in, peer, forced)
-        ops = plan_forced(local, remote, synced, self.node.ignore)
-        equal = [(n, st) for n, st in local.items() if st.same(remote.get(n), self.node.ignore)]
-        await asyncio.to_thread(db.record_sent, peer, equal)
-        for op in ops:
+
+        def work_out(local: dict[str, FileState], listing: dict[str, FileState],
+                     synced: dict[str, FileState]) -> ForcedPush:
+            # O(files), so off the loop that carries the heartbeats. What our csync2.cfg does
+            # not include is not ours to delete there (a narrowed config).
+            remote = {n: st for n, st in listing.items() if g.matcher.included(n)}
+            return plan_forced_push(local, remote, synced, self.node.ignore, forced, rows)
+
+        plan = await asyncio.to_thread(work_out, local, listing, synced)
+        del local, listing, synced  # not held while the operations are sent
+        await asyncio.to_thread(db.record_sent, peer, plan.equal)
+        for op in plan.ops:
             self.node.out(1, f"forcing {op.kind} {op.name} on {peer}")
-        covered = [r for r in rows if any(in_scope(r[0], p, rec) for p, rec in forced)]
-        left = [r for r in rows if r not in covered]
-        above = {d for n, _ in left for d in _parents(n)}
-        later = [op for op in ops if op.kind == "del" and op.name in above]
-        ok = await self._send_ops(link, g, run, [op for op in ops if op not in later])
-        await asyncio.to_thread(
-            db.record_sent, peer,
-            [(n, local.get(n)) for n, _ in covered if n not in remote and n not in local],
-        )
-        if ok and not later:
+        ok = await self._send_ops(link, g, run, plan.first())
+        await asyncio.to_thread(db.record_sent, peer, plan.gone)
+        if ok and not plan.later:
             await asyncio.to_thread(db.clear_forced, peer, forced)
-        return left, later, ok
+        return plan.left, plan.later, ok
 
     async def listing(self, link: Link, scopes: list[Scope]) -> dict[str, FileState]:
         """The peer's files in ``scopes``, as it scans them now."""
@@ -523,14 +521,6 @@ class Client:
         finally:
             await link.chan.close()
         return remote
-
-
-def _parents(name: str) -> list[str]:
-    """The directories above an absolute name, nearest first."""
-    out = []
-    while (name := name.rpartition("/")[0]):
-        out.append(name)
-    return out
 
 
 async def _connect(peer: str, addr: str, port: int, timeout: float) -> Channel:

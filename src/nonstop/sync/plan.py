@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nonstop.records import record
+from nonstop.sync.patterns import in_scope
 from nonstop.sync.protocol import ProtocolError, field
 from nonstop.sync.state import FileState, is_utf8
 
@@ -206,6 +207,51 @@ def plan_forced(
     dels = sorted((o for o in ops if o.kind == "del"), key=lambda o: o.name, reverse=True)
     puts = sorted((o for o in ops if o.kind != "del"), key=lambda o: o.name)
     return dels + puts
+
+
+@record
+class ForcedPush:
+    """A forced push worked out: the operations, and what to record around them."""
+
+    ops: list[Op]  # every forced operation, in the order of plan_forced
+    later: list[Op]  # deletions of directories with a dirty row left below: after those rows
+    left: list[tuple[str, bool]]  # the dirty rows outside every forced scope
+    equal: list[tuple[str, FileState]]  # already equal on the peer, recorded before sending
+    gone: list[tuple[str, FileState | None]]  # dirty, held by neither side: recorded after
+
+    def first(self) -> list[Op]:
+        """The operations sent before the dirty rows left."""
+        deferred = {op.name for op in self.later}
+        return [op for op in self.ops if not (op.kind == "del" and op.name in deferred)]
+
+
+def plan_forced_push(
+    local: Mapping[str, FileState],
+    remote: Mapping[str, FileState],
+    synced: Mapping[str, FileState],
+    ignore: frozenset[str],
+    forced: list[tuple[str, bool]],
+    rows: list[tuple[str, bool]],
+) -> ForcedPush:
+    """:func:`plan_forced` for the ``forced`` scopes, and the dirty ``rows`` it covers.
+
+    A file the peer already holds as ours is recorded as sent only where our record of the peer
+    says otherwise or the name is dirty: at a takeover the peer is usually in step, and writing
+    every unchanged row again cost 20,000 writes for a site's 20,000 voicemail files."""
+    ops = plan_forced(local, remote, synced, ignore)
+    covered = [r for r in rows if any(in_scope(r[0], p, rec) for p, rec in forced)]
+    dirty = {n for n, _ in covered}
+    left = [r for r in rows if r[0] not in dirty]
+    above = {d for n, _ in left for d in _parents(n)}
+    later = [op for op in ops if op.kind == "del" and op.name in above]
+    return ForcedPush(
+        ops=ops,
+        later=later,
+        left=left,
+        equal=[(n, st) for n, st in local.items() if st.same(remote.get(n), ignore)
+               and (n in dirty or synced.get(n) != st)],
+        gone=[(n, None) for n, _ in covered if n not in remote and n not in local],
+    )
 
 
 def batches(ops: Iterable[Op], max_ops: int = 1000, max_bytes: int = 64 << 20) -> list[list[Op]]:

@@ -70,3 +70,24 @@ def test_the_replicator_takes_the_talks_paths_from_the_talks_config(tmp_path: Pa
         assert Replicator(n.node, serve=False, watch=False).force_paths == MASTER_SCRIPT_PATHS
     finally:
         n.node.close()
+
+
+async def test_a_takeover_force_sync_to_a_peer_in_step_rewrites_no_record(tmp_path: Path) -> None:
+    """A forced push finds the peer in step (the usual takeover): the push writes no row of
+    its record of the peer again; one file the peer lost is sent and recorded."""
+    async with pair(tmp_path) as (n1, n2):
+        for i in range(300):
+            n1.write(f"/etc/asterisk/f{i:03d}.conf", f"line {i}\n")
+        n1.node.check()
+        assert (await n1.node.update()).problems == []
+        rep = Replicator(n1.node, serve=False, watch=False)
+        n1.node.check()
+        db = n1.node.db._db  # the node's own connection: its total_changes counts its writes
+        before = db.total_changes
+        assert (await rep.force_sync()).problems == []
+        assert db.total_changes - before < 30  # 306 before: the 300 rows written again
+        n2.path("/etc/asterisk/f007.conf").unlink()
+        before = db.total_changes
+        assert (await rep.force_sync()).problems == []
+        assert n2.path("/etc/asterisk/f007.conf").read_text() == "line 7\n"
+        assert db.total_changes - before < 30
