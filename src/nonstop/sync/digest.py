@@ -72,7 +72,7 @@ class Hasher:
         only as far as the caller asked.
         """
         pos = start
-        buf = _take_buffer()
+        buf = take_buffer()
         try:
             with memoryview(buf) as view:
                 while pos < end:
@@ -82,26 +82,27 @@ class Hasher:
                     self.update(view[:n])
                     pos += n
         finally:
-            _give_buffer(buf)
+            give_buffer(buf)
         return pos - start
 
 
 # Reads go into one kept buffer, not a new object per read (a rolling re-check reads a block
-# per call): with the daemon's fixed malloc thresholds (process.limit_malloc_arenas) a fresh
-# 1 MiB object per read was a new mapping each time (0.65 ms a MiB against 0.08 reused), and
-# one of 256 KiB at the heap's top is trimmed and faulted in again (0.24 ms). One buffer is
-# kept; a hashing thread that finds it taken reads into one of its own for that call.
+# per call, and a receiver copies a file it holds under another name through it): with the
+# daemon's fixed malloc thresholds (process.limit_malloc_arenas) a fresh 1 MiB object per read
+# was a new mapping each time (0.65 ms a MiB against 0.08 reused), and one of 256 KiB at the
+# heap's top is trimmed and faulted in again (0.24 ms). One buffer is kept; a thread that
+# finds it taken reads into one of its own for that call.
 _READ = 256 << 10
 _spare: list[bytearray] = []
 _spare_lock = threading.Lock()
 
 
-def _take_buffer() -> bytearray:
+def take_buffer() -> bytearray:
     with _spare_lock:
         return _spare.pop() if _spare else bytearray(_READ)
 
 
-def _give_buffer(buf: bytearray) -> None:
+def give_buffer(buf: bytearray) -> None:
     with _spare_lock:
         if not _spare:
             _spare.append(buf)

@@ -267,7 +267,7 @@ _HOLE = struct.Struct("!Q")
 HOLE_MIN = 4096
 
 
-def is_hole(data: bytes) -> bool:
+def is_hole(data: bytes | memoryview) -> bool:
     """Whether ``data`` is zeros only and at least HOLE_MIN long: sent as a HOLE frame, left as
     a hole in a new file. Cheap for other data: its first byte is almost never zero, and the
     comparison stops at the first difference."""

@@ -20,7 +20,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from nonstop.errors import MachineError
 from nonstop.sync import fsops, rdiff
-from nonstop.sync.digest import Hasher, blocks_match, extend, hash_fd
+from nonstop.sync.digest import Hasher, blocks_match, extend, give_buffer, hash_fd, take_buffer
 from nonstop.sync.messages import Basis
 from nonstop.sync.patterns import PathMap
 from nonstop.sync.plan import COPY_BYTES, COPY_FDS, Op, copy_span
@@ -29,7 +29,6 @@ from nonstop.sync.state import FileState, held_ns
 from nonstop.sync.statedb import StateDB
 from nonstop.sync.writes import Batch, Pending, undo_append
 
-COPY_CHUNK = 1 << 20
 # A batch with this many names in one directory lists it once instead of a lookup per name,
 # if the directory is small enough (ext4: a few thousand names).
 LIST_MIN = 16
@@ -227,15 +226,19 @@ class ReceiveData:
         self.db.add_tmp([p.tmp])
         self.open_data(batch, p.index)
         pos = 0
+        buf = take_buffer()
         try:
-            while not p.failed and pos < size:
-                chunk = os.pread(src_fd, min(COPY_CHUNK, size - pos), pos)
-                if not chunk:
-                    break
-                self.write(batch, p.index, chunk)
-                pos += len(chunk)
+            with memoryview(buf) as view:
+                while not p.failed and pos < size:
+                    n = os.preadv(src_fd, [view[: min(len(view), size - pos)]], pos)
+                    if not n:
+                        break
+                    self.write(batch, p.index, view[:n])
+                    pos += n
         except OSError as e:
             p.failed = f"{p.op.name}: cannot read {p.op.src} on {self.me}: {e.strerror}"
+        finally:
+            give_buffer(buf)
         if size < new.size:
             if not p.failed and (p.hasher is None or p.hasher.size != size
                                  or p.hasher.hexdigest() != digest):
@@ -413,7 +416,7 @@ class ReceiveData:
             p.fd = -1
             p.failed = f"{p.op.name}: cannot append on {self.me}: {e.strerror or e}"
 
-    def write(self, batch: Batch, index: int, chunk: bytes) -> None:
+    def write(self, batch: Batch, index: int, chunk: bytes | memoryview) -> None:
         """The next bytes of a needed file (writer thread); a failure is kept for the result."""
         p = batch.pending[index]
         if p.failed:
@@ -421,7 +424,7 @@ class ReceiveData:
         try:
             data = chunk
             if p.patch is not None:
-                data = p.patch.feed(chunk)
+                data = p.patch.feed(bytes(chunk))
             new = p.op.new
             if new is not None and p.hasher is not None and p.hasher.size + len(data) > new.size:
                 p.failed = f"{p.op.name}: {self.peer} sent more bytes than the file has"
@@ -432,7 +435,7 @@ class ReceiveData:
         except OSError as e:
             p.failed = f"{p.op.name}: write failed on {self.me}: {e.strerror}"
 
-    def _put(self, p: Pending, data: bytes) -> None:
+    def _put(self, p: Pending, data: bytes | memoryview) -> None:
         assert p.hasher is not None
         view = memoryview(data)
         pos = p.at + p.size if p.mode == "append" else p.size
