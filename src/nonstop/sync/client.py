@@ -293,6 +293,9 @@ class Client:
             out.update(listing.entries)
             if listing.end:
                 return out
+            # Chunks already read are decoded without a turn of the loop in between: one
+            # after each (about 15 ms of 2,000 entries), for the heartbeats.
+            await asyncio.sleep(0)
 
     async def _send_ops(self, link: Link, g: GroupCtx, run: _Run, ops: list[Op]) -> bool:
         """Send operations in pipelined batches.
