@@ -42,7 +42,7 @@ from nonstop.sync.statedb import StateDB
 # needs them, and they are most of its start-up time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Collection, Iterable, Mapping
 
     from nonstop.sync.client import Client
 
@@ -242,6 +242,18 @@ class Node(CsyncListings):
                 # -x contact the peers, where csync2 ignores such a path.
                 if g.matcher.holds(path, rec):
                     self.db.add_forced(peers, path, rec)
+
+    def addresses(self, among: Collection[str]) -> dict[str, list[str]]:
+        """What the pushes to the peers ``among`` these connect to (a name or an address;
+        one per csync2 group, which may name another address for the same peer)."""
+        out: dict[str, list[str]] = {}
+        for g in self.groups:
+            for h in g.group.peers(self.me):
+                if h.name in among:
+                    where = self.client.address(g, h.name)
+                    if where not in out.setdefault(h.name, []):
+                        out[h.name].append(where)
+        return out
 
     def ignored(self, scopes: list[Scope]) -> list[Scope]:
         """The command-line scopes that hold nothing any group replicates."""

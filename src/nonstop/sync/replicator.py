@@ -25,6 +25,7 @@ from nonstop.sync.context import QuietRepeats, as_logged
 from nonstop.sync.inotify import Watcher
 from nonstop.sync.node import ALL, Node, Report, Scope
 from nonstop.sync.patterns import TMP_PREFIX, force_paths
+from nonstop.sync.scanpace import full_scan_pause, thread_cpu
 from nonstop.sync.server import SyncServer
 from nonstop.sync.skipped import not_replicated, not_replicated_since
 from nonstop.sync.state import is_utf8
@@ -43,6 +44,7 @@ class Replicator:
     """One node's replication service inside the daemon."""
 
     _unscanned = False  # the last run's check failed (``_sync``)
+    _scan_cpu = 0.0  # CPU seconds of the last full check (scanpace)
 
     def __init__(self, node: Node, *, debounce: float = 0.05, max_delay: float = 0.25,
                  full_scan_interval: float = 60.0, retry_interval: float = 5.0,
@@ -308,16 +310,8 @@ class Replicator:
         return sorted({r.name for r in self.node.db.dirty() if r.peer in peers})
 
     def addresses(self, among: Collection[str]) -> dict[str, list[str]]:
-        """What the pushes to the peers ``among`` these connect to (a name or an address;
-        one per csync2 group, which may name another address for the same peer)."""
-        out: dict[str, list[str]] = {}
-        for g in self.node.groups:
-            for h in g.group.peers(self.node.me):
-                if h.name in among:
-                    where = self.node.client.address(g, h.name)
-                    if where not in out.setdefault(h.name, []):
-                        out[h.name].append(where)
-        return out
+        """What the pushes to the peers ``among`` these connect to (:meth:`Node.addresses`)."""
+        return self.node.addresses(among)
 
     def live(self) -> list[str]:
         """The peers not declared dead."""
@@ -446,7 +440,10 @@ class Replicator:
                 if full:
                     self._full_scan_at = started
             if full:
-                next_full = time.monotonic() + self.full_scan_interval
+                watched = self._watcher is not None and not self._watcher.error
+                pause = full_scan_pause(self.full_scan_interval, self._scan_cpu, watched)
+                next_full = time.monotonic() + pause
+                self._status["full_scan_every_s"] = round(pause, 1)
             if self._failing:  # a scan that failed lost its hints: the retry scans it all
                 next_full = min(next_full, time.monotonic() + self.retry_interval)
 
@@ -475,7 +472,8 @@ class Replicator:
         self._unscanned = scopes != []
         try:
             if scopes != []:  # [] (woken with no change: a peer back): only what is dirty
-                await asyncio.to_thread(self.node.check, scopes or ALL)
+                cpu = await asyncio.to_thread(thread_cpu, self.node.check, scopes or ALL)
+                self._scan_cpu = cpu if scopes is None else self._scan_cpu
                 self._unscanned = False
             report = await self.node.update()
             dirty = await asyncio.to_thread(self.node.db.dirty_count)
