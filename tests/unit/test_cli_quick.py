@@ -419,3 +419,18 @@ def test_a_csync2_symlink_runs_as_nonstop_sync(tmp_path: Path, sync_node: list[s
         args[0] if args else "", 1)
     if not args:  # no mode: the help, exit 1, as csync2
         assert got.stderr.startswith("Usage: csync2 [OPTIONS] [PATHS]...")
+
+
+def test_sync_list_dirty_loads_no_dataclasses() -> None:
+    """What ``nonstop sync -M`` imports (the quick path: the config parser, the state database)
+    stays without dataclasses and inspect (nonstop.records): the ordered check's one dataclass
+    had pulled them into every start again."""
+    import nonstop
+
+    src = str(Path(nonstop.__file__).parent.parent)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import nonstop.sync.quickcli, "
+            "nonstop.config.csync2, nonstop.sync.csync2db, nonstop.sync.statedb; "
+            "print(sorted({'dataclasses', 'inspect'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-S", "-c", code, src], capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 
 from nonstop.errors import NonstopError
+from nonstop.records import record
 from nonstop.sync import sqlitefile
 from nonstop.sync.patterns import Matcher, PathMap, in_scope
 from nonstop.sync.scan import Brief, Seen, describe_found, unchanged, walk_scope
@@ -132,7 +132,7 @@ class Merge:
             self._row = next(self._rows, None)
 
 
-@dataclass(frozen=True)
+@record
 class OrderedScan:
     """One scope of one group walked in name order beside its recorded rows (``rows`` of
     StateDB.briefs_in_order); ``load`` reads whole rows by name."""
