@@ -49,6 +49,7 @@ class ApiWiring(DaemonBase):
                     "status": n.status.value,
                     "last_heard_ms_ago": n.last_heard_ago_ms,
                     "deadtime_ms": n.deadtime_ms,
+                    "dead_in_ms": n.dead_in_ms,
                     "generation": n.generation,
                     "links": {k: ("up" if v else "dead") for k, v in n.links.items()},
                 }

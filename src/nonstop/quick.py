@@ -10,6 +10,7 @@ usual answer or message."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -139,6 +140,7 @@ def render_status(st: dict[str, Any]) -> str:
         heard = "-" if n["local"] else _ago(n["last_heard_ms_ago"])
         links = " ".join(f"{k}:{v}" for k, v in n["links"].items()) or "-"
         lines.append(f"  {name:<16} {n['status']:<8} {heard:<14} {links}")
+    lines.extend(_initdead_lines(st))
     for g in st.get("groups", []):
         lines.append("")
         lines.extend(render_group(g))
@@ -163,6 +165,19 @@ def render_status(st: dict[str, Any]) -> str:
     if counters.get("lost"):
         lines.append(f"lost packets (sent by peers, never arrived): {counters['lost']}")
     return "\n".join(lines)
+
+
+def _initdead_lines(st: dict[str, Any]) -> list[str]:
+    """While comm is not up, when each peer never heard is declared dead (the talk's initdead
+    is 120 s: a node started alone otherwise seems to do nothing for two minutes)."""
+    if st.get("comm_up", True):
+        return []
+    initdead = st["timing"]["initdead_ms"] / 1000
+    return [f"  waiting for {n['name']} (initdead {initdead:g} s): declared dead in "
+            f"{math.ceil(n['dead_in_ms'] / 1000)} s unless heard"
+            for n in st["nodes"]
+            if not n["local"] and n["status"] != "dead" and n.get("last_heard_ms_ago") is None
+            and n.get("dead_in_ms") is not None]
 
 
 def render_sync(sync: dict[str, Any], dead: Sequence[str] = (), starting: bool = False

@@ -237,6 +237,9 @@ class NodeView:
     links: dict[str, bool]
     fields: dict[str, str]  # the last status message's extra fields (failover state)
     left: bool = False  # dead because it said it was leaving (shutdone), not by silence
+    # In how long a silent peer is declared dead (initdead until comm is up); None for us and
+    # for a peer already dead.
+    dead_in_ms: int | None = None
 
 
 @dataclass(frozen=True)

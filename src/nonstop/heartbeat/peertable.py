@@ -145,6 +145,11 @@ class PeerTable:
                     links=dict(p.link_up),
                     fields=dict(p.extra),
                     left=p.left,
+                    dead_in_ms=(
+                        None
+                        if p.status is NodeStatus.DEAD
+                        else max(0, round((p.ref_time - now) * 1000) + self.deadtime_for(p))
+                    ),
                 )
             )
         order = {n: i for i, n in enumerate(self.ha.nodes)}

@@ -68,6 +68,18 @@ async def test_status_shows_each_groups_last_decision(tmp_path: Path) -> None:
     assert g["local_state"] == "none"
 
 
+async def test_status_counts_initdead_down(tmp_path: Path) -> None:
+    """The talk's initdead is 120 s: a node started alone says how long it still waits."""
+    d = daemon(tmp_path)
+    st = d.status()
+    (peer,) = [n for n in st["nodes"] if not n["local"]]
+    assert 119_000 < peer["dead_in_ms"] <= 120_000
+    assert ("  waiting for vpbx1-2 (initdead 120 s): declared dead in 120 s unless heard"
+            in render_status(st).splitlines())
+    st["comm_up"] = True  # once comm is up, the deadtime left is in the JSON only
+    assert "waiting for vpbx1-2" not in render_status(st)
+
+
 async def test_time_alone_brings_a_decision_only_when_decide_again_at_says(
         tmp_path: Path, caplog: Any) -> None:
     """Once a second the daemon asks whether time alone changes a decision; otherwise it

@@ -73,6 +73,19 @@ def test_initdead_applies_until_comm_up() -> None:
     assert of(ev, CommUp)  # declared dead counts for comm up
 
 
+def test_view_counts_down_to_the_declaration() -> None:
+    """Status says when a silent peer is declared dead: initdead left, then deadtime left."""
+    m, p = started()
+    m.tick(0.0)
+    assert m.view(25.5).node("vpbx1-2").dead_in_ms == 94500
+    assert m.view(25.5).node("vpbx1-1").dead_in_ms is None
+    m.receive(p.status("up"), "eth0", 30.0)
+    assert m.view(30.5).node("vpbx1-2").dead_in_ms == 1500
+    assert m.view(33.0).node("vpbx1-2").dead_in_ms == 0  # overdue: never negative
+    m.tick(32.0)
+    assert m.view(32.0).node("vpbx1-2").dead_in_ms is None
+
+
 def test_dead_exactly_deadtime_after_last_status() -> None:
     m, p = started()
     m.tick(0.0)
