@@ -67,6 +67,12 @@ function row(cells) {
 }
 function ago(ms) { return ms === null ? "never" : ms < 1000 ? ms + " ms ago"
                                                  : (ms / 1000).toFixed(1) + " s ago"; }
+function heard(st, n) {  // a peer never heard while comm is not up: when initdead ends
+  if (n.local) return "-";
+  const waiting = !st.comm_up && n.last_heard_ms_ago === null && n.dead_in_ms != null;
+  return ago(n.last_heard_ms_ago) + (waiting ? " (declared dead in " +
+    Math.ceil(n.dead_in_ms / 1000) + " s unless heard)" : "");
+}
 function showStatus(st) {
   document.getElementById("title").textContent =
     "nonstop: cluster " + st.cluster + " seen from " + st.node;
@@ -77,7 +83,7 @@ function showStatus(st) {
   const nodes = document.getElementById("nodes");
   nodes.replaceChildren(...st.nodes.map(n => row([
     n.name + (n.local ? " (this node)" : ""), badge(n.status),
-    n.local ? "-" : ago(n.last_heard_ms_ago), n.deadtime_ms + " ms",
+    heard(st, n), n.deadtime_ms + " ms",
     Object.entries(n.links).map(([k, v]) => k + ": " + v).join(", ") || "-"])));
   const groups = document.getElementById("groups");
   groups.replaceChildren(...st.groups.map(g => {

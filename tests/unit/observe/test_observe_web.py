@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import shutil
 import urllib.parse
 from pathlib import Path
 
+import pytest
 from test_observe_notify import talk_config
 from test_observe_recorder import SAMPLE_STATUS
 
@@ -116,3 +119,31 @@ def test_every_metric_is_documented(tmp_path: Path) -> None:
              if not name.endswith("_created")}
     missing = sorted(n for n in names if f"`{n}`" not in doc)
     assert not missing, f"not in docs/METRICS.md: {missing}"
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+async def test_the_page_counts_initdead_down(tmp_path: Path) -> None:
+    """Rendered by a real browser: a peer never heard while comm is not up shows when it will
+    be declared dead, as the text form does."""
+    st = copy.deepcopy(SAMPLE_STATUS)
+    st["comm_up"] = False
+    nodes = st["nodes"]
+    assert isinstance(nodes, list)
+    nodes[1].update(status="init", last_heard_ms_ago=None, dead_in_ms=93_400, links={})
+    rec = Recorder(talk_config(tmp_path), "vpbx1-1", tmp_path / "state", metrics=True)
+    await rec.start()
+    assert rec.metrics is not None
+    web = WebServer(("127.0.0.1", 0), rec, rec.metrics, lambda: st)
+    await web.start()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=3000",
+            "--dump-dom", web.url, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
+        dom, _ = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        await web.close()
+        await rec.close()
+    assert b"never (declared dead in 94 s unless heard)" in dom
+    assert b"waiting for peers" in dom
