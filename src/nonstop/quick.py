@@ -175,9 +175,8 @@ def _initdead_lines(st: dict[str, Any]) -> list[str]:
     initdead = st["timing"]["initdead_ms"] / 1000
     return [f"  waiting for {n['name']} (initdead {initdead:g} s): declared dead in "
             f"{math.ceil(n['dead_in_ms'] / 1000)} s unless heard"
-            for n in st["nodes"]
-            if not n["local"] and n["status"] != "dead" and n.get("last_heard_ms_ago") is None
-            and n.get("dead_in_ms") is not None]
+            for n in st["nodes"]  # dead_in_ms: null for us and for a node already dead
+            if n.get("last_heard_ms_ago") is None and n.get("dead_in_ms") is not None]
 
 
 def render_sync(sync: dict[str, Any], dead: Sequence[str] = (), starting: bool = False

@@ -116,9 +116,6 @@ class Membership(PeerTable):
 
     # ------------------------------------------------------------------ timing
 
-    def _dead_at(self, peer: PeerState) -> float:
-        return peer.ref_time + self.deadtime_for(peer) / 1000.0
-
     def _warn_at(self, peer: PeerState) -> float:
         return peer.ref_time + self.ha.warntime_ms / 1000.0
 

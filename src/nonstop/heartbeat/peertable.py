@@ -85,6 +85,10 @@ class PeerTable:
             return self.ha.initdead_ms
         return peer.advertised_dt_ms or self.ha.deadtime_ms
 
+    def _dead_at(self, peer: PeerState) -> float:
+        """When ``peer`` is declared dead unless something is heard from it first."""
+        return peer.ref_time + self.deadtime_for(peer) / 1000.0
+
     def replay_state(self) -> dict[str, tuple[int, int | None]]:
         """Each heard peer's (generation, last sequence number), to keep across a restart."""
         return {
@@ -148,7 +152,7 @@ class PeerTable:
                     dead_in_ms=(
                         None
                         if p.status is NodeStatus.DEAD
-                        else max(0, round((p.ref_time - now) * 1000) + self.deadtime_for(p))
+                        else max(0, round((self._dead_at(p) - now) * 1000))
                     ),
                 )
             )
